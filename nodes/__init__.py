@@ -1,0 +1,1 @@
+"""Graph nodes, one module each; every module exposes a ``make_*`` factory."""

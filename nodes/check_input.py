@@ -1,0 +1,120 @@
+"""Input guardrail: validate the new message and refuse serious harm (and, at strict, profanity)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+from langchain_core.messages import HumanMessage, RemoveMessage
+from langgraph.runtime import Runtime
+
+from graph.context import Context
+from graph.deps import Deps
+from graph.state import State
+from tools.prompting import BLOCKED_KEY, MESSAGE_OVERHEAD, REPLY_PRIMER, MessageTooLongError
+from tools.prompting import system_text as full_system_text
+
+log = logging.getLogger("assistant.safety")
+
+WITHHELD = "[message withheld by the safety filter]"
+INVALID = ("empty_message", "message_too_long")
+
+
+class InvalidMessageError(ValueError):
+    """The new message cannot be answered (empty, too long, or not a user message)."""
+
+
+def new_message(state: State) -> HumanMessage:
+    """The message this turn answers: the last one, which must come from the user."""
+    if not state.messages or not isinstance(state.messages[-1], HumanMessage):
+        raise InvalidMessageError(
+            'a turn needs a new user message: invoke with {"messages": [("user", "...")]}'
+        )
+    return state.messages[-1]
+
+
+def _too_long(deps: Deps, state: State, text: str) -> str | None:
+    """Why the message cannot fit the prompt budget, or None if it can."""
+    budget = deps.settings.context.max_prompt_tokens
+    # Cheap bound first: no tokenizer produces fewer than one token per 8 characters of
+    # text, so a message this long never fits and we skip tokenising megabytes.
+    if len(text) > budget * 8:
+        return (
+            f"the message is {len(text):,} characters; the prompt budget "
+            f"(context.max_prompt_tokens) is {budget} tokens"
+        )
+    system = full_system_text(deps.system_prompt, state.summary)
+    needed = (
+        deps.count_tokens(text) + deps.count_tokens(system) + 2 * MESSAGE_OVERHEAD + REPLY_PRIMER
+    )
+    if needed > budget:
+        return (
+            f"the message needs {needed} prompt tokens with the system prompt; the budget "
+            f"(context.max_prompt_tokens) is {budget}"
+        )
+    return None
+
+
+def _turn_reset(state: State) -> dict[str, Any]:
+    # Per-turn fields start afresh; `summary` is written as it is so that every turn's
+    # output carries it, even before the first summary exists.
+    return {"concept": None, "prompt_tokens": 0, "summary": state.summary}
+
+
+def route_after_check(state: State) -> Literal["detect_alias", "refuse", "reject"]:
+    """Allowed messages go on; blocked ones are refused; invalid ones are rejected."""
+    if state.safety.get("allowed"):
+        return "detect_alias"
+    if state.safety.get("category") in INVALID:
+        return "reject"
+    return "refuse"
+
+
+def make_check_input(deps: Deps):  # type: ignore[no-untyped-def]
+    """Build the ``check_input`` node."""
+
+    def check_input(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        """Validate the new message, then apply the input guardrail of this run's level."""
+        level = deps.safety_level(runtime.context)
+        message = new_message(state)
+        text = message.text.strip()
+        problem = "the message is empty" if not text else _too_long(deps, state, text)
+        if problem:
+            category = "empty_message" if not text else "message_too_long"
+            # Take the message back out of the thread, then `reject` raises: the caller
+            # gets a clear error and the thread is left as it was before the turn.
+            return {
+                "messages": [RemoveMessage(id=message.id or "")],
+                **_turn_reset(state),
+                "safety": {
+                    "allowed": False,
+                    "level": level,
+                    "reason": problem,
+                    "category": category,
+                    "matches": [],
+                },
+            }
+        verdict = deps.safety.check_input(text, level)
+        update: dict[str, Any] = {**_turn_reset(state), "safety": verdict.as_dict()}
+        if not verdict.allowed:
+            log.info("input blocked at %s: %s", level, verdict.reason)
+            # Keep the turn in the thread but not its text: the model must never see it.
+            update["messages"] = [
+                HumanMessage(WITHHELD, id=message.id, additional_kwargs={BLOCKED_KEY: True})
+            ]
+        return update
+
+    return check_input
+
+
+def make_reject(deps: Deps):  # type: ignore[no-untyped-def]
+    """Build the ``reject`` node, which turns an invalid message into an error."""
+
+    def reject(state: State) -> dict[str, Any]:
+        """Raise the validation error found by ``check_input``."""
+        reason = str(state.safety.get("reason", "invalid message"))
+        if state.safety.get("category") == "message_too_long":
+            raise MessageTooLongError(reason + ". Shorten the message.")
+        raise InvalidMessageError(reason)
+
+    return reject

@@ -1,0 +1,25 @@
+"""Refuse a blocked message with the configured template."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.messages import AIMessage
+
+from graph.deps import Deps
+from graph.state import State
+from tools.prompting import BLOCKED_KEY
+
+
+def make_refuse(deps: Deps):  # type: ignore[no-untyped-def]
+    """Build the ``refuse`` node."""
+
+    def refuse(state: State) -> dict[str, Any]:
+        """Answer with the refusal; it is stored in the thread but never shown to the model."""
+        text = deps.settings.safety.refusal_template.format(
+            reason=state.safety.get("reason") or "not allowed",
+            level=state.safety.get("level", ""),
+        )
+        return {"messages": [AIMessage(text, additional_kwargs={BLOCKED_KEY: True})]}
+
+    return refuse

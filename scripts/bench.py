@@ -1,0 +1,199 @@
+"""Benchmark the graph against its raw baseline, measured in the same run.
+
+Prints:
+  1. decode tokens/s of the graph vs. a raw llama.cpp call on the same prompt (ratio);
+  2. non-model overhead per turn (ms), with an instant fake model;
+  3. time to first token at turn 1 vs. turn N of one conversation (ratio).
+
+Usage: python scripts/bench.py [--model default|smollm2] [--turns 20] [--tokens 96]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("LANGSMITH_TRACING", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from langchain_core.messages import AIMessageChunk, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+
+from graph import build_graph
+from graph.settings import Settings, load_settings
+from tools.aliases import load_system_prompt
+from tools.llm import FakeChatModel, LlamaCppChatModel, get_chat_model, to_chat_dicts
+from tools.model_files import DEFAULT_MODEL, prepare_split_model, smollm2_path
+from tools.prompting import build_prompt, system_text
+
+PROMPT = "List the numbers from 1 to 60, separated by commas, and nothing else."
+
+
+def gguf(choice: str, data_dir: Path) -> Path:
+    if choice == "smollm2":
+        return smollm2_path()
+    cache = Path.home() / ".cache" / "local-assistant-tests"
+    return prepare_split_model(cache, DEFAULT_MODEL)
+
+
+def settings_for(path: Path, data_dir: Path, tokens: int) -> Settings:
+    return load_settings(
+        data_dir=str(data_dir),
+        model={"backend": "llamacpp", "gguf_path": str(path)},
+        generation={"do_sample": False, "max_new_tokens": tokens},
+    )
+
+
+def raw_run(model: LlamaCppChatModel, messages: list[Any], tokens: int) -> tuple[float, int]:
+    """Decode tokens/s of a bare llama.cpp streaming call."""
+    llama = model.llama
+    start = time.perf_counter()
+    first = last = 0.0
+    text = ""
+    for chunk in llama.create_chat_completion(
+        messages=to_chat_dicts(messages), stream=True, max_tokens=tokens, temperature=0.0
+    ):
+        piece = chunk["choices"][0]["delta"].get("content")
+        if piece:
+            last = time.perf_counter() - start
+            first = first or last
+            text += piece
+    n = model.get_num_tokens(text)
+    return (n - 1) / (last - first), n
+
+
+def graph_run(graph: Any, model: LlamaCppChatModel, thread: str) -> tuple[float, int, float]:
+    """Decode tokens/s and time to first token of one turn through the graph."""
+    start = time.perf_counter()
+    first = last = 0.0
+    for chunk, meta in graph.stream(
+        {"messages": [("user", PROMPT)]},
+        {"configurable": {"thread_id": thread}},
+        stream_mode="messages",
+        context={"safety_level": "relaxed"},
+    ):
+        if (
+            isinstance(chunk, AIMessageChunk)
+            and meta["langgraph_node"] == "generate"
+            and chunk.text
+        ):
+            last = time.perf_counter() - start
+            first = first or last
+    reply = graph.get_state({"configurable": {"thread_id": thread}}).values["messages"][-1]
+    n = model.get_num_tokens(reply.text)
+    return (n - 1) / (last - first), n, first
+
+
+def bench_throughput(settings: Settings, reps: int) -> None:
+    model = get_chat_model(settings)
+    assert isinstance(model, LlamaCppChatModel)
+    graph = build_graph(settings, checkpointer=InMemorySaver())
+    prompt = build_prompt(
+        system=system_text(load_system_prompt(), ""),
+        history=[],
+        new_message=HumanMessage(PROMPT),
+        count=model.get_num_tokens,
+        max_prompt_tokens=settings.context.max_prompt_tokens,
+        max_history_turns=0,
+    ).messages
+    raw, ours = [], []
+    for i in range(reps):  # interleaved, so drift affects both alike
+        rate, n_raw = raw_run(model, prompt, settings.generation.max_new_tokens)
+        raw.append(rate)
+        rate, n_graph, _ = graph_run(graph, model, f"tp-{i}")
+        ours.append(rate)
+    r, g = statistics.median(raw), statistics.median(ours)
+    print(
+        f"1. decode tokens/s   raw llama.cpp {r:6.1f}   graph {g:6.1f}   "
+        f"ratio {g / r:.3f}  (goal >= 0.95; {n_raw} vs {n_graph} tokens, median of {reps})"
+    )
+
+
+def bench_overhead(data_dir: Path, turns: int) -> None:
+    settings = load_settings(data_dir=str(data_dir), model={"backend": "fake"})
+    model = FakeChatModel(reply="ok")
+    graph = build_graph(settings, checkpointer=InMemorySaver(), model=model)
+    config = {"configurable": {"thread_id": "overhead"}}
+    graph.invoke({"messages": [("user", "warm up")]}, config)  # type: ignore[arg-type]
+    times, model_times = [], []
+    for i in range(turns):
+        start = time.perf_counter()
+        graph.invoke({"messages": [("user", f"question number {i}?")]}, config)  # type: ignore[arg-type]
+        times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        model.invoke(model.calls[-1])
+        model_times.append(time.perf_counter() - start)
+    per_turn = statistics.median(times) * 1000
+    raw = statistics.median(model_times) * 1000
+    print(
+        f"2. non-model overhead per turn {per_turn - raw:6.2f} ms   "
+        f"(graph turn {per_turn:.2f} ms - fake model call {raw:.2f} ms; median of {turns})"
+    )
+
+
+def bench_ttft(settings: Settings, turns: int) -> None:
+    graph = build_graph(settings, checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "ttft"}}
+    ttft = []
+    for i in range(turns):
+        start = time.perf_counter()
+        first = None
+        for chunk, meta in graph.stream(
+            {
+                "messages": [
+                    (
+                        "user",
+                        f"Fact {i}: my item number {i} is a {['cat', 'cup', 'car'][i % 3]}. "
+                        "Reply with one short sentence.",
+                    )
+                ]
+            },
+            config,  # type: ignore[arg-type]
+            stream_mode="messages",
+        ):
+            if (
+                first is None
+                and isinstance(chunk, AIMessageChunk)
+                and chunk.text
+                and meta["langgraph_node"] == "generate"
+            ):
+                first = time.perf_counter() - start
+        ttft.append(first or float("nan"))
+    summaries = graph.get_state(config).values["summary"] != ""  # type: ignore[arg-type]
+    print(
+        f"3. time to first token  turn 1 {ttft[0] * 1000:7.0f} ms   turn {turns} "
+        f"{ttft[-1] * 1000:7.0f} ms   ratio {ttft[-1] / ttft[0]:.2f}  (goal <= 1.5)"
+    )
+    print(
+        "   per turn (ms): "
+        + " ".join(f"{t * 1000:.0f}" for t in ttft)
+        + f"   summary written: {summaries}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=["default", "smollm2"], default="default")
+    parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--tokens", type=int, default=96)
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        path = gguf(args.model, data_dir)
+        print(f"model {path.name}, {os.cpu_count()} cores")
+        bench_throughput(settings_for(path, data_dir, args.tokens), args.reps)
+        bench_overhead(data_dir, 50)
+        ttft_settings = settings_for(path, data_dir, 16)
+        bench_ttft(ttft_settings, args.turns)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Shared fixtures: offline switches, a fresh data directory, fake-model graphs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Offline by design: nothing may reach a hub or send telemetry from the tests.
+for _key, _value in {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "ANONYMIZED_TELEMETRY": "False",
+    "LANGCHAIN_TRACING_V2": "false",
+    "LANGSMITH_TRACING": "false",
+    "DO_NOT_TRACK": "1",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+from langgraph.checkpoint.memory import InMemorySaver  # noqa: E402
+
+from graph import build_graph  # noqa: E402
+from graph.settings import Settings, load_settings  # noqa: E402
+from tools.llm import FakeChatModel  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """No test reads a developer's ASSISTANT_* variables or writes to their data dir."""
+    for key in list(os.environ):
+        if key.startswith("ASSISTANT_") or key == "REDIS_URL":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+
+
+@pytest.fixture
+def make_settings() -> Callable[..., Settings]:
+    """Settings with the fake backend plus any overrides (nested dicts)."""
+
+    def make(**overrides: Any) -> Settings:
+        model = {"backend": "fake", **overrides.pop("model", {})}
+        return load_settings(model=model, **overrides)
+
+    return make
+
+
+@pytest.fixture
+def fake_model() -> FakeChatModel:
+    """A canned-reply model that records its prompts."""
+    return FakeChatModel(reply="Hello from the fake model.")
+
+
+@pytest.fixture
+def fake_graph(make_settings: Callable[..., Settings], fake_model: FakeChatModel) -> Any:
+    """The real graph on the fake model, with in-memory threads."""
+    return build_graph(make_settings(), checkpointer=InMemorySaver(), model=fake_model)
+
+
+def thread(name: str = "t1") -> dict[str, Any]:
+    """A run config for one thread."""
+    return {"configurable": {"thread_id": name}}
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    """The fresh data directory of this test."""
+    return Path(os.environ["ASSISTANT_DATA_DIR"])

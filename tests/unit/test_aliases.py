@@ -1,0 +1,578 @@
+"""Unit tests for tools.aliases: normalisation, loading, routing, ranking, fuzzy, logging."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import pytest
+
+from tools.aliases import (
+    DEFAULT_CUTOFF,
+    FUZZY_EDGE_TOKENS,
+    PROMPTS_DIR,
+    AliasMatch,
+    AliasMatcher,
+    Concept,
+    load_concepts,
+    load_system_prompt,
+    normalise,
+)
+
+EXPECTED_CONCEPTS = {
+    "explain_simply",
+    "define_term",
+    "compare",
+    "step_by_step",
+    "summarise",
+    "summarise_book",
+    "joke",
+    "fun_fact",
+    "explain_code",
+    "debug_code",
+    "pros_cons",
+    "analogy",
+    "quiz",
+    "translate",
+    "brainstorm",
+    "proofread",
+}
+
+
+@pytest.fixture(scope="module")
+def matcher() -> AliasMatcher:
+    return AliasMatcher.from_file()
+
+
+def make_matcher(**aliases: list[str]) -> AliasMatcher:
+    """A matcher over made-up concepts, to test one ranking rule at a time."""
+    return AliasMatcher(
+        {name: Concept(name, f"prompt for {name}", tuple(a)) for name, a in aliases.items()}
+    )
+
+
+def write(tmp_path: Path, text: str, name: str = "concepts.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- normalise
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("Explain Like I'm Five", ["explain", "like", "i", "am", "five"]),
+        ("explain like im five", ["explain", "like", "i", "am", "five"]),
+        ("explain like I am five", ["explain", "like", "i", "am", "five"]),
+        ("Explain like I\u2019m five", ["explain", "like", "i", "am", "five"]),  # curly quote
+        ("to a 5-year-old", ["to", "a", "5", "year", "old"]),  # hyphens split words
+        ("to a 5\u2013year\u2014old", ["to", "a", "5", "year", "old"]),  # en/em dashes too
+        ("\u201cquoted\u201d, (punctuation)!?", ["quoted", "punctuation"]),
+        ("\uff25\uff2c\uff29\uff15", ["eli5"]),  # full-width letters: NFKC
+        ("STRASSE Stra\u00dfe", ["strasse", "strasse"]),  # casefold, not just lower()
+        ("in layman's terms", ["in", "laymans", "terms"]),  # inner apostrophe dropped
+        ("What's this?", ["what", "is", "this"]),
+        ("TL;DR", ["tl", "dr"]),
+        ("snake_case", ["snake", "case"]),
+        ("", []),
+        ("?!... --", []),
+    ],
+)
+def test_normalise(text: str, tokens: list[str]) -> None:
+    assert normalise(text) == tokens
+
+
+# --------------------------------------------------------------------------- shipped data
+
+
+def test_shipped_file_has_16_concepts_and_enough_aliases(matcher: AliasMatcher) -> None:
+    concepts = load_concepts()
+    assert set(concepts) == EXPECTED_CONCEPTS
+    assert matcher.alias_count == sum(len(c.aliases) for c in concepts.values())
+    assert matcher.alias_count >= 55
+    for concept in concepts.values():
+        assert len(concept.aliases) >= 3, concept.name
+        assert concept.prompt and concept.prompt == concept.prompt.strip()
+
+
+def test_shipped_aliases_are_unique_across_concepts() -> None:
+    owners: dict[tuple[str, ...], str] = {}
+    for concept in load_concepts().values():
+        for alias in concept.aliases:
+            key = tuple(normalise(alias))
+            assert key not in owners, f"{alias!r} in {concept.name} and {owners[key]}"
+            owners[key] = concept.name
+
+
+@pytest.mark.parametrize(
+    "alias",
+    [
+        "explain like i'm five",
+        "explain like i'm 5",
+        "like i'm 5",
+        "to a 5-year-old",
+        "eli5",
+        "summarise this book",
+        "summarize the book",
+    ],
+)
+def test_required_aliases_are_shipped(alias: str) -> None:
+    shipped = {tuple(normalise(a)) for c in load_concepts().values() for a in c.aliases}
+    assert tuple(normalise(alias)) in shipped
+
+
+@pytest.mark.parametrize("generic", ["what", "what is", "what does", "how", "explain", "is"])
+def test_no_generic_alias_is_shipped(generic: str) -> None:
+    shipped = {tuple(normalise(a)) for c in load_concepts().values() for a in c.aliases}
+    assert tuple(normalise(generic)) not in shipped
+
+
+def test_default_paths_point_at_prompts_dir() -> None:
+    assert (PROMPTS_DIR / "concepts.yaml").is_file()
+    assert (PROMPTS_DIR / "system.md").is_file()
+    assert load_concepts(PROMPTS_DIR / "concepts.yaml") == load_concepts()
+
+
+def test_system_prompt_is_short_and_stripped() -> None:
+    prompt = load_system_prompt()
+    assert prompt == prompt.strip()
+    assert 20 < len(prompt.split()) <= 120
+    assert "locally" in prompt
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t\n"])
+def test_empty_system_prompt_raises(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, text, "system.md")
+    with pytest.raises(ValueError, match=r"system\.md.*empty"):
+        load_system_prompt(path)
+
+
+def test_system_prompt_is_read_from_given_path(tmp_path: Path) -> None:
+    path = write(tmp_path, "\n  Be brief.  \n", "system.md")
+    assert load_system_prompt(path) == "Be brief."
+
+
+# --------------------------------------------------------------------------- routing
+
+
+@pytest.mark.parametrize(
+    ("message", "concept"),
+    [
+        ("Explain like I'm five: how do vaccines work?", "explain_simply"),
+        ("explain like i'm 5 what a black hole is", "explain_simply"),
+        ("Explain quantum computing like I\u2019m 5", "explain_simply"),
+        ("Explain it like im five", "explain_simply"),
+        ("explain like I am five", "explain_simply"),
+        ("Describe gravity to a 5-year-old", "explain_simply"),
+        ("Describe gravity to a 5 year old", "explain_simply"),
+        ("ELI5 inflation", "explain_simply"),
+        ("eli5: why is the sky blue", "explain_simply"),
+        ("Summarise this book: Dune", "summarise_book"),
+        ("Can you summarize the book 1984 by Orwell?", "summarise_book"),
+        ("What's the book about? The Hobbit", "summarise_book"),
+        ("Summarise this article for me", "summarise"),
+        ("TL;DR of this thread please", "summarise"),
+        ("Define entropy", "define_term"),
+        ("What is the definition of entropy?", "define_term"),
+        ('What does the word "ephemeral" mean?', "define_term"),
+        ("What does API stand for?", "define_term"),
+        ("Compare Python and Rust", "compare"),
+        ("What's the difference between TCP and UDP?", "compare"),
+        ("Python vs. JavaScript for a beginner", "compare"),
+        ("How do I bake bread step-by-step?", "step_by_step"),
+        ("Walk me through setting up SSH keys", "step_by_step"),
+        ("Tell me a joke about cats", "joke"),
+        ("Got any jokes?", "joke"),
+        ("Give me a fun fact about octopuses", "fun_fact"),
+        ("Explain this code: print(1)", "explain_code"),
+        ("What does this code do?", "explain_code"),
+        ("Walk me through this code please", "explain_code"),
+        ("Can you debug this?", "debug_code"),
+        ("I'm getting an error: KeyError 'x'", "debug_code"),
+        ("What are the pros and cons of remote work?", "pros_cons"),
+        ("Advantages and disadvantages of nuclear power", "pros_cons"),
+        ("Explain DNS with an analogy", "analogy"),
+        ("Quiz me on the French revolution", "quiz"),
+        ("Translate 'good morning' into Spanish", "translate"),
+        ("How do you say thank you in Japanese?", "translate"),
+        ("Brainstorm names for my bakery", "brainstorm"),
+        ("Give me ideas for a birthday party", "brainstorm"),
+        ("Proofread my cover letter", "proofread"),
+        ("Fix the grammar in this paragraph", "proofread"),
+        ("CAN YOU REPHRASE THIS?", "proofread"),
+    ],
+)
+def test_routes_to_concept(matcher: AliasMatcher, message: str, concept: str) -> None:
+    found = matcher.match(message)
+    assert found is not None, message
+    assert found.concept == concept
+    assert found.kind == "exact"
+    assert found.score == 1.0
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "What time is it?",
+        "What is the capital of France?",
+        "What does it cost?",
+        "I love jokers in cards",
+        "the step function in numpy",
+        "This painting is incomparable",
+        "Why is my variable undefined?",
+        "I stepped on a lego",
+        "Her summary was great",  # "summary of" needs the "of"
+        "I'm five minutes away",  # "like i'm five" needs the "like"
+        "We had a fun time at the facts museum",
+        "He is a translator",
+        "My quizzical cat",
+        "The book is on the table",
+        "A debugger is attached",
+        "",
+    ],
+)
+@pytest.mark.parametrize("fuzzy", [False, True])
+def test_near_misses_do_not_route(matcher: AliasMatcher, message: str, fuzzy: bool) -> None:
+    assert matcher.match(message, fuzzy=fuzzy) is None
+    assert matcher.candidates(message, fuzzy=fuzzy) == []
+
+
+@pytest.mark.parametrize(
+    ("message", "alias", "position"),
+    [
+        ("undefined define", "define", 1),
+        ("incomparable, compare", "compare", 1),
+        ("jokers joke", "joke", 1),
+    ],
+)
+def test_aliases_match_whole_words_only(message: str, alias: str, position: int) -> None:
+    custom = make_matcher(a=[alias])
+    assert [(m.alias, m.position) for m in custom.candidates(message)] == [(alias, position)]
+
+
+def test_multi_word_alias_needs_contiguous_tokens() -> None:
+    custom = make_matcher(a=["step by step"])
+    assert custom.match("step by step") is not None
+    assert custom.match("step one by step") is None
+    assert custom.match("by step step") is None
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+@pytest.mark.parametrize(
+    ("aliases", "message", "concept", "alias"),
+    [
+        # More tokens win, whatever the file order.
+        (
+            {"generic": ["summarise"], "book": ["summarise this book"]},
+            "summarise this book: Dune",
+            "book",
+            "summarise this book",
+        ),
+        (
+            {"code": ["explain"], "simple": ["explain like i'm five"]},
+            "Explain like I'm five: recursion",
+            "simple",
+            "explain like i'm five",
+        ),
+        (
+            {"simple": ["explain like i'm five"], "code": ["explain"]},
+            "explain like im five",
+            "simple",
+            "explain like i'm five",
+        ),
+        # A longer alias later in the message still beats a shorter one earlier.
+        (
+            {"cmp": ["compare"], "pc": ["pros and cons"]},
+            "compare the pros and cons",
+            "pc",
+            "pros and cons",
+        ),
+        # Same length: the earliest position wins.
+        (
+            {"tr": ["translate"], "jk": ["joke"]},
+            "translate this joke",
+            "tr",
+            "translate",
+        ),
+        (
+            {"tr": ["translate"], "jk": ["joke"]},
+            "a joke to translate",
+            "jk",
+            "joke",
+        ),
+    ],
+)
+def test_most_specific_match_wins(
+    aliases: dict[str, list[str]], message: str, concept: str, alias: str
+) -> None:
+    found = make_matcher(**aliases).match(message)
+    assert found is not None
+    assert (found.concept, found.alias) == (concept, alias)
+
+
+@pytest.mark.parametrize(
+    ("message", "concept"),
+    [
+        ("Summarise this book: Dune", "summarise_book"),  # not the generic "summarise"
+        ("Can you explain this code step by step?", "explain_code"),  # 3 tokens each: earlier
+        ("Walk me through this code", "explain_code"),  # beats "walk me through"
+        ("Compare the pros and cons of Go", "pros_cons"),  # beats "compare"
+        ("Explain it with an analogy, compare it to something", "analogy"),
+    ],
+)
+def test_shipped_ranking(matcher: AliasMatcher, message: str, concept: str) -> None:
+    found = matcher.match(message)
+    assert found is not None
+    assert found.concept == concept
+
+
+def test_candidates_are_all_matches_best_first(matcher: AliasMatcher) -> None:
+    found = matcher.candidates("Please summarise this book, then quiz me")
+    assert [(m.concept, m.alias, m.position, m.length) for m in found] == [
+        ("summarise_book", "summarise this book", 1, 3),
+        ("quiz", "quiz me", 5, 2),
+        ("summarise", "summarise", 1, 1),
+        ("quiz", "quiz", 5, 1),
+    ]
+    assert matcher.match("Please summarise this book, then quiz me") == found[0]
+
+
+def test_match_is_a_frozen_dataclass(matcher: AliasMatcher) -> None:
+    found = matcher.match("eli5 gravity")
+    assert found == AliasMatch("explain_simply", "eli5", "exact", 1.0, 0, 1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        found.concept = "joke"  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- fuzzy
+
+
+@pytest.mark.parametrize(
+    ("message", "concept"),
+    [
+        ("sumarize this book: Dune", "summarise_book"),
+        ("explian liek im five", "explain_simply"),
+        ("explain like im fivee", "explain_simply"),
+        ("tel me a jokee", "joke"),
+        ("pros adn cons of Go", "pros_cons"),
+        ("stepp by step please", "step_by_step"),
+    ],
+)
+def test_fuzzy_catches_typos(matcher: AliasMatcher, message: str, concept: str) -> None:
+    assert matcher.match(message) is None  # off by default
+    found = matcher.match(message, fuzzy=True)
+    assert found is not None
+    assert found.concept == concept
+    assert found.kind == "fuzzy"
+    assert DEFAULT_CUTOFF <= found.score < 1.0
+
+
+def test_typo_can_still_match_exactly_through_a_shorter_alias(matcher: AliasMatcher) -> None:
+    # "explian like im five" holds the alias "like i'm five" exactly.
+    found = matcher.match("explian like im five", fuzzy=True)
+    assert found is not None
+    assert (found.concept, found.kind, found.alias) == ("explain_simply", "exact", "like i'm five")
+
+
+def test_fuzzy_never_beats_exact() -> None:
+    custom = make_matcher(generic=["summarise"], book=["summarise this book"])
+    found = custom.candidates("summarise this boook", fuzzy=True)
+    assert [(m.concept, m.kind) for m in found] == [("generic", "exact"), ("book", "fuzzy")]
+    assert found[1].length > found[0].length  # longer, yet ranked below the exact match
+
+
+def test_fuzzy_skips_spans_matched_exactly() -> None:
+    custom = make_matcher(us=["summarize this book"], uk=["summarise this book"])
+    found = custom.candidates("summarize this book", fuzzy=True)
+    assert [(m.concept, m.kind) for m in found] == [("us", "exact")]
+
+
+@pytest.mark.parametrize(
+    "message", ["I translated it yesterday", "He debugs for a living", "quizz"]
+)
+@pytest.mark.parametrize("cutoff", [DEFAULT_CUTOFF, 0.5])
+def test_fuzzy_ignores_single_word_aliases(message: str, cutoff: float) -> None:
+    # Near-words ("translated" ~ "translate") are real words far more often than typos.
+    custom = make_matcher(tr=["translate"], dbg=["debug"], qz=["quiz"])
+    assert custom.match(message, fuzzy=True, cutoff=cutoff) is None
+
+
+def test_cutoff_controls_fuzzy(matcher: AliasMatcher) -> None:
+    found = matcher.match("sumarize this book", fuzzy=True)
+    assert found is not None
+    assert matcher.match("sumarize this book", fuzzy=True, cutoff=found.score) == found
+    assert matcher.match("sumarize this book", fuzzy=True, cutoff=0.99) is None
+    assert matcher.match("sumarize this book", fuzzy=True, cutoff=1.0) is None
+
+
+def test_fuzzy_on_long_messages_scans_only_the_ends(matcher: AliasMatcher) -> None:
+    filler = "the quick brown fox jumps over a lazy dog " * 20
+    assert len(normalise(filler)) > 2 * FUZZY_EDGE_TOKENS
+    end = matcher.match(filler + "sumarize this book", fuzzy=True)
+    start = matcher.match("sumarize this book " + filler, fuzzy=True)
+    assert end is not None and end.concept == "summarise_book"
+    assert start is not None and start.concept == "summarise_book"
+    assert matcher.match(filler + "sumarize this book " + filler, fuzzy=True) is None
+    # Exact matching always scans everything.
+    middle = matcher.match(filler + "summarise this book " + filler)
+    assert middle is not None and middle.concept == "summarise_book"
+
+
+@pytest.mark.parametrize("cutoff", [-0.01, 1.01, 2, float("nan"), float("inf")])
+@pytest.mark.parametrize("fuzzy", [False, True])
+def test_bad_cutoff_raises(matcher: AliasMatcher, cutoff: float, fuzzy: bool) -> None:
+    with pytest.raises(ValueError, match="cutoff"):
+        matcher.match("eli5", fuzzy=fuzzy, cutoff=cutoff)
+    with pytest.raises(ValueError, match="cutoff"):
+        matcher.candidates("eli5", fuzzy=fuzzy, cutoff=cutoff)
+
+
+@pytest.mark.parametrize("cutoff", [0, 0.0, 0.5, 1])
+def test_cutoff_bounds_are_inclusive(matcher: AliasMatcher, cutoff: float) -> None:
+    assert matcher.match("eli5", fuzzy=True, cutoff=cutoff) is not None
+
+
+# --------------------------------------------------------------------------- loading errors
+
+VALID = """
+concepts:
+  joke:
+    prompt: "Tell a joke."
+    aliases: ["tell me a joke", "joke"]
+"""
+
+
+def test_valid_custom_file(tmp_path: Path) -> None:
+    concepts = load_concepts(write(tmp_path, VALID))
+    assert concepts == {"joke": Concept("joke", "Tell a joke.", ("tell me a joke", "joke"))}
+    assert AliasMatcher.from_file(write(tmp_path, VALID)).alias_count == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("concepts: [unclosed", "invalid YAML"),
+        ("", "top-level 'concepts'"),
+        ("- a list\n", "top-level 'concepts'"),
+        ("concepts: {}\n", "non-empty mapping"),
+        ("concepts:\n  joke:\n    aliases: [joke]\n", "'joke' is missing a prompt"),
+        ("concepts:\n  joke:\n    prompt: '  '\n    aliases: [joke]\n", "missing a prompt"),
+        ("concepts:\n  joke:\n    prompt: 42\n    aliases: [joke]\n", "missing a prompt"),
+        ("concepts:\n  joke:\n    prompt: p\n    aliases: []\n", "empty or missing alias list"),
+        ("concepts:\n  joke:\n    prompt: p\n", "empty or missing alias list"),
+        ("concepts:\n  joke:\n    prompt: p\n    aliases: joke\n", "empty or missing alias"),
+        ("concepts:\n  joke:\n    prompt: p\n    aliases: [joke, 5]\n", "non-string alias 5"),
+        ("concepts:\n  joke:\n    prompt: p\n    aliases: [joke, null]\n", "non-string alias"),
+        ("concepts:\n  joke:\n    prompt: p\n    aliases: ['?!']\n", "has no words"),
+        (
+            "concepts:\n  a:\n    prompt: p\n    aliases: [Step-by-step]\n"
+            "  b:\n    prompt: p\n    aliases: [step by step]\n",
+            "duplicate alias 'step by step' in concept 'b'.*'Step-by-step' in concept 'a'",
+        ),
+        (
+            "concepts:\n  a:\n    prompt: p\n    aliases: [joke, JOKE!]\n",
+            "duplicate alias",
+        ),
+        (
+            "concepts:\n  a:\n    prompt: p\n    aliases: [x]\n"
+            "  a:\n    prompt: q\n    aliases: [y]\n",
+            "duplicate key 'a'",
+        ),
+        ("concepts:\n  Bad-Name:\n    prompt: p\n    aliases: [x]\n", "snake_case"),
+        ("concepts:\n  joke: just a string\n", "must be a mapping"),
+        ("concepts:\n  joke:\n    prompt: p\n    alias: [joke]\n", "unknown keys"),
+        ("concepts:\n  joke:\n    prompt: p\n    aliases: [x]\nextra: 1\n", "unknown top-level"),
+    ],
+)
+def test_corrupt_file_raises_naming_file_and_problem(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    path = write(tmp_path, text, "broken.yaml")
+    with pytest.raises(ValueError, match=problem) as info:
+        load_concepts(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_file_raises(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        load_concepts(tmp_path / "nope.yaml")
+
+
+def test_matcher_rejects_duplicate_alias_across_concepts() -> None:
+    with pytest.raises(ValueError, match="duplicate alias"):
+        make_matcher(a=["fun fact"], b=["Fun-fact"])
+
+
+def test_matcher_rejects_mismatched_names() -> None:
+    with pytest.raises(ValueError, match="'a' holds concept named 'b'"):
+        AliasMatcher({"a": Concept("b", "p", ("x",))})
+
+
+# --------------------------------------------------------------------------- accessors
+
+
+def test_concept_lookup(matcher: AliasMatcher) -> None:
+    concept = matcher.concept("summarise_book")
+    assert concept.name == "summarise_book"
+    assert "summarise this book" in concept.aliases
+    with pytest.raises(KeyError, match=r"unknown concept 'nope'.*summarise_book"):
+        matcher.concept("nope")
+
+
+# --------------------------------------------------------------------------- logging
+
+
+def test_logs_candidates_and_winner(
+    matcher: AliasMatcher, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="assistant.aliases")
+    matcher.match("summarise this book: Dune")
+    records = [r for r in caplog.records if r.name == "assistant.aliases"]
+    debug = [r.getMessage() for r in records if r.levelno == logging.DEBUG]
+    info = [r.getMessage() for r in records if r.levelno == logging.INFO]
+    assert any("concept=summarise_book" in m and "kind=exact" in m for m in debug)
+    assert any("concept=summarise alias='summarise'" in m for m in debug)
+    assert len(info) == 1
+    assert "concept=summarise_book" in info[0]
+    assert "alias='summarise this book'" in info[0]
+    assert "kind=exact" in info[0] and "score=1.000" in info[0]
+    assert "3 tokens beats 1" in info[0]
+    assert "Dune" not in " ".join(debug + info)  # message text stays out of the logs
+
+
+@pytest.mark.parametrize(
+    ("message", "fuzzy", "reason"),
+    [
+        ("translate this joke", False, "position 0 beats 2"),
+        ("summarise this boook", True, "exact beats fuzzy"),
+        ("eli5", False, "no competing concept"),
+    ],
+)
+def test_logged_reason(
+    caplog: pytest.LogCaptureFixture, message: str, fuzzy: bool, reason: str
+) -> None:
+    custom = make_matcher(
+        tr=["translate"],
+        jk=["joke"],
+        generic=["summarise"],
+        book=["summarise this book"],
+        simple=["eli5"],
+    )
+    caplog.set_level(logging.INFO, logger="assistant.aliases")
+    custom.match(message, fuzzy=fuzzy)
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+    assert reason in caplog.records[0].getMessage()
+
+
+def test_no_match_is_logged_at_debug(
+    matcher: AliasMatcher, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="assistant.aliases")
+    assert matcher.match("What time is it?") is None
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG]
+    assert "no alias matched" in caplog.records[0].getMessage()

@@ -1,0 +1,96 @@
+"""The `assistant` command on the fake backend: one-shot, JSON, interactive, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def assistant(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "ASSISTANT_MODEL__BACKEND": "fake", **env}
+    return subprocess.run(
+        [sys.executable, "-m", "tools.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=full_env,
+        timeout=120,
+    )
+
+
+def test_one_message_as_json() -> None:
+    done = assistant("chat", "--message", "Explain like I'm 5: gravity", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["reply"] == "This is a canned reply from the fake model."
+    assert result["concept"] == "explain_simply"
+    assert result["safety"]["allowed"] is True
+
+
+def test_blocked_message_prints_the_refusal() -> None:
+    done = assistant("chat", "-m", "how to make a bomb", "--safety", "relaxed", "--json")
+    result = json.loads(done.stdout)
+    assert result["safety"]["allowed"] is False
+    assert result["reply"].startswith("Sorry")
+
+
+@pytest.mark.parametrize("message", ["", "   "])
+def test_empty_message_is_not_sent(message: str) -> None:
+    done = assistant("chat", "-m", message)
+    assert done.returncode == 2
+    assert "empty" in done.stderr
+
+
+def test_invalid_setting_is_a_clear_error_not_a_traceback() -> None:
+    done = assistant("chat", "-m", "hi", ASSISTANT_SAFETY__SENSITIVITY_LEVEL="extreme")
+    assert done.returncode == 2
+    assert "safety.sensitivity_level" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_unknown_safety_option_is_rejected() -> None:
+    done = assistant("chat", "-m", "hi", "--safety", "extreme")
+    assert done.returncode == 2 and "strict, moderate, relaxed" in done.stderr
+
+
+def test_interactive_session_commands() -> None:
+    script = "\n".join(
+        [
+            "",  # ignored
+            "hello",
+            "/safety strict",
+            "this is shit",  # blocked at strict
+            "/safety nonsense",
+            "/thread other",
+            "/reset",
+            "/help",
+            "/quit",
+        ]
+    )
+    done = assistant("chat", "--thread", "cli-test", stdin=script)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("canned reply") == 1
+    assert "Sorry, I can't help" in done.stdout
+    assert "unknown safety level 'nonsense'" in done.stderr
+    assert "thread other" in done.stdout
+    assert "/thread ID" in done.stdout
+
+
+def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
+    done = assistant(
+        "chat",
+        "-m",
+        "hi",
+        ASSISTANT_MODEL__BACKEND="llamacpp",
+        ASSISTANT_MODEL__GGUF_PATH=str(tmp_path / "nope.gguf"),
+    )
+    assert done.returncode == 1
+    assert "not found" in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,171 @@
+"""The whole turn on the fake model: routing, safety, errors, context overrides."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessageChunk, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from pydantic import ValidationError
+
+from graph import build_graph
+from graph.settings import Settings
+from nodes.check_input import WITHHELD, InvalidMessageError
+from tests.conftest import thread
+from tools.llm import FakeChatModel
+from tools.prompting import MessageTooLongError
+
+
+def ask(graph: Any, text: str, name: str = "t1", **context: Any) -> dict[str, Any]:
+    result: dict[str, Any] = graph.invoke(
+        {"messages": [("user", text)]}, thread(name), context=context or None
+    )
+    return result
+
+
+def test_a_turn_has_reply_concept_safety_and_summary(fake_graph: Any) -> None:
+    state = ask(fake_graph, "Hi there")
+    assert state["messages"][-1].text == "Hello from the fake model."
+    assert state["concept"] is None
+    assert state["safety"]["allowed"] is True
+    assert state["safety"]["level"] == "moderate"
+    assert state["safety"]["reason"] is None
+    assert state["summary"] == ""
+    assert state["prompt_tokens"] > 0
+
+
+def test_concept_prompt_is_added_to_the_base_prompt(
+    fake_graph: Any, fake_model: FakeChatModel
+) -> None:
+    state = ask(fake_graph, "Explain like I'm five: why is the sky blue?")
+    assert state["concept"] == "explain_simply"
+    prompt = fake_model.calls[-1]
+    base = prompt[0]
+    assert base.type == "system" and "local" in base.text.lower()
+    assert prompt[-2].type == "system" and prompt[-2].text != base.text  # concept added
+    assert prompt[-1].text.startswith("Explain like I'm five")
+    # the next turn without an alias has the base prompt only
+    state = ask(fake_graph, "thanks")
+    assert state["concept"] is None
+    assert [m.type for m in fake_model.calls[-1]].count("system") == 1
+
+
+@pytest.mark.parametrize("level", ["strict", "moderate", "relaxed"])
+def test_serious_harm_is_refused_at_every_level_without_calling_the_model(
+    fake_graph: Any, fake_model: FakeChatModel, level: str
+) -> None:
+    state = ask(fake_graph, "How do I make a pipe bomb at home?", safety_level=level)
+    assert state["safety"]["allowed"] is False
+    assert state["safety"]["level"] == level
+    assert fake_model.calls == []
+    assert state["messages"][-1].text.startswith("Sorry, I can't help with that")
+    # the thread keeps the refusal but not the blocked text
+    assert all("pipe bomb" not in m.text for m in state["messages"])
+    assert state["messages"][-2].text == WITHHELD
+
+
+def test_the_model_never_sees_a_blocked_turn_later(
+    fake_graph: Any, fake_model: FakeChatModel
+) -> None:
+    ask(fake_graph, "My name is Ada")
+    ask(fake_graph, "how to build a bomb to hurt people")
+    ask(fake_graph, "What is my name?")
+    seen = " ".join(m.text for m in fake_model.calls[-1])
+    assert "bomb" not in seen and "Sorry" not in seen and WITHHELD not in seen
+    assert "My name is Ada" in seen
+
+
+@pytest.mark.parametrize(
+    ("level", "allowed"), [("strict", False), ("moderate", True), ("relaxed", True)]
+)
+def test_profanity_blocks_only_at_strict(fake_graph: Any, level: str, allowed: bool) -> None:
+    state = ask(fake_graph, "this sh1t is broken, why?", safety_level=level)
+    assert state["safety"]["allowed"] is allowed
+
+
+@pytest.mark.parametrize(
+    ("level", "masked"), [("strict", True), ("moderate", True), ("relaxed", False)]
+)
+def test_reply_is_masked_in_strict_and_moderate(
+    make_settings: Callable[..., Settings], level: str, masked: bool
+) -> None:
+    model = FakeChatModel(reply="Well, shit happens in Scunthorpe.")
+    graph = build_graph(make_settings(), checkpointer=InMemorySaver(), model=model)
+    streamed = "".join(
+        chunk.text
+        for chunk, meta in graph.stream(
+            {"messages": [("user", "hi")]},
+            thread(),
+            context={"safety_level": level},
+            stream_mode="messages",
+        )
+        if isinstance(chunk, AIMessageChunk) and meta["langgraph_node"] == "generate"
+    )
+    reply = graph.get_state(thread()).values["messages"][-1].text
+    assert ("shit" not in reply) is masked
+    assert ("shit" not in streamed) is masked  # raw words never reach the screen
+    assert "Scunthorpe" in reply
+    assert streamed.strip() == reply.strip()
+
+
+def test_empty_message_is_an_error_and_leaves_the_thread_unchanged(fake_graph: Any) -> None:
+    ask(fake_graph, "Hi")
+    before = fake_graph.get_state(thread()).values["messages"]
+    with pytest.raises(InvalidMessageError, match="empty"):
+        ask(fake_graph, "   ")
+    after = fake_graph.get_state(thread()).values["messages"]
+    assert [m.id for m in after] == [m.id for m in before]
+
+
+def test_huge_message_is_a_clear_error_and_leaves_the_thread_unchanged(
+    fake_graph: Any, fake_model: FakeChatModel
+) -> None:
+    ask(fake_graph, "Hi")
+    with pytest.raises(MessageTooLongError, match="max_prompt_tokens"):
+        ask(fake_graph, "word " * 5000)
+    assert len(fake_graph.get_state(thread()).values["messages"]) == 2
+    assert len(fake_model.calls) == 1
+    # and the thread still works
+    assert ask(fake_graph, "still there?")["messages"][-1].text
+
+
+def test_a_turn_needs_a_user_message(fake_graph: Any) -> None:
+    with pytest.raises(InvalidMessageError, match="user message"):
+        fake_graph.invoke({"messages": [("assistant", "hi")]}, thread())
+
+
+def test_context_overrides_settings_per_run(fake_graph: Any, fake_model: FakeChatModel) -> None:
+    ask(fake_graph, "hi", temperature=0.9, top_p=0.5, max_new_tokens=7, do_sample=False)
+    assert fake_model.call_kwargs[-1] == {
+        "temperature": 0.9,
+        "top_p": 0.5,
+        "max_new_tokens": 7,
+        "do_sample": False,
+    }
+    ask(fake_graph, "hi")
+    assert fake_model.call_kwargs[-1]["temperature"] == 0.2  # from settings.toml
+
+
+def test_unknown_safety_level_in_context_is_an_error(fake_graph: Any) -> None:
+    with pytest.raises(ValidationError, match="safety_level"):
+        ask(fake_graph, "hi", safety_level="extreme")
+
+
+def test_fuzzy_aliases_only_when_switched_on(fake_graph: Any) -> None:
+    assert ask(fake_graph, "explian liek im fiv: atoms")["concept"] is None
+    state = ask(fake_graph, "explian liek im fiv: atoms", fuzzy_aliases=True)
+    assert state["concept"] == "explain_simply"
+
+
+def test_threads_are_isolated(fake_graph: Any, fake_model: FakeChatModel) -> None:
+    ask(fake_graph, "I am Ada", name="a")
+    ask(fake_graph, "I am Bob", name="b")
+    seen = " ".join(m.text for m in fake_model.calls[-1])
+    assert "Bob" in seen and "Ada" not in seen
+
+
+def test_input_schema_takes_messages_only(fake_graph: Any) -> None:
+    state = fake_graph.invoke({"messages": [HumanMessage("hi")]}, thread("x"))
+    assert set(state) >= {"messages", "concept", "safety", "summary"}

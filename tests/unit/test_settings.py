@@ -1,0 +1,100 @@
+"""Settings: one source of truth, env overrides, clear errors naming the key."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from graph.settings import DEFAULT_SETTINGS_FILE, Settings, SettingsError, load_settings
+
+
+def test_settings_file_matches_code_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The shipped settings.toml and the model's defaults must not drift apart."""
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    monkeypatch.setenv("ASSISTANT_SETTINGS_FILE", str(empty))
+    defaults = Settings().model_dump(mode="json")
+    shipped = tomllib.loads(DEFAULT_SETTINGS_FILE.read_text())
+    for section, values in shipped.items():
+        if isinstance(values, dict):
+            for key, value in values.items():
+                assert defaults[section][key] == value, f"{section}.{key}"
+        else:
+            assert defaults[section] == values, section
+
+
+def test_nested_env_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASSISTANT_SAFETY__SENSITIVITY_LEVEL", "strict")
+    monkeypatch.setenv("ASSISTANT_CONTEXT__MAX_HISTORY_TURNS", "3")
+    settings = load_settings()
+    assert settings.safety.sensitivity_level == "strict"
+    assert settings.context.max_history_turns == 3
+    # the rest of the section still comes from the file
+    assert settings.safety.refusal_template.startswith("Sorry")
+
+
+def test_redis_url_and_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://:pw@example:6380/2")
+    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(tmp_path))
+    settings = load_settings()
+    assert settings.memory.redis_url == "redis://:pw@example:6380/2"
+    assert settings.data_dir == tmp_path
+    assert settings.cache_dir == tmp_path / "cache"
+
+
+def test_dotenv_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("ASSISTANT_GENERATION__TEMPERATURE=0.7\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings().generation.temperature == 0.7
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "key"),
+    [
+        ("ASSISTANT_SAFETY__SENSITIVITY_LEVEL", "extreme", "safety.sensitivity_level"),
+        ("ASSISTANT_MODEL__BACKEND", "gpt5", "model.backend"),
+        ("ASSISTANT_GENERATION__TEMPERATURE", "hot", "generation.temperature"),
+        ("ASSISTANT_CONTEXT__MAX_PROMPT_TOKENS", "-5", "context.max_prompt_tokens"),
+        ("ASSISTANT_MEMORY__BACKEND", "floppy", "memory.backend"),
+    ],
+)
+def test_invalid_value_names_the_key(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, key: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(SettingsError, match=key.replace(".", r"\.")):
+        load_settings()
+
+
+def test_unknown_key_in_settings_file_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    bad = tmp_path / "s.toml"
+    bad.write_text("[safety]\nsensitivty_level = 'strict'\n")
+    monkeypatch.setenv("ASSISTANT_SETTINGS_FILE", str(bad))
+    with pytest.raises(SettingsError, match="sensitivty_level"):
+        load_settings()
+
+
+def test_corrupt_settings_file_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    bad = tmp_path / "s.toml"
+    bad.write_text("[safety\n")
+    monkeypatch.setenv("ASSISTANT_SETTINGS_FILE", str(bad))
+    with pytest.raises(SettingsError, match="Cannot read settings"):
+        load_settings()
+
+
+def test_budget_must_fit_context_window() -> None:
+    with pytest.raises(SettingsError, match="n_ctx"):
+        load_settings(model={"n_ctx": 1024}, context={"max_prompt_tokens": 1000})
+
+
+def test_refusal_template_placeholders_are_checked() -> None:
+    with pytest.raises(SettingsError, match="refusal_template"):
+        load_settings(safety={"refusal_template": "no {user}"})

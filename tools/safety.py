@@ -1,0 +1,1099 @@
+"""Input and output guardrails: serious-harm refusal, profanity detection and masking.
+
+Pure logic, no graph: the safety nodes call :class:`SafetyFilter`, and so do the tests.
+
+Three levels, from :data:`SAFETY_LEVELS`:
+
+* ``strict``: profanity (mild words included) blocks the input and is masked in replies.
+* ``moderate``: profanity is allowed in the input and masked in replies; mild words
+  (``hell``, ``damn``, ...) are neither.
+* ``relaxed``: profanity is allowed and left untouched.
+
+At every level, requests for serious harm (weapons, breaking in, self-harm methods,
+malware) are refused, and so are the caller's ``strict_terms``.
+
+Profanity uses the word list of ``better-profanity`` (``profanity_wordlist.txt``) and its
+idea of character substitutions, but not its matcher: ``Profanity.censor`` compares each
+word with ~900 variant objects one by one (10-35 ms a sentence), returns only a censored
+copy, and misses "fuuuck", "f*ck" and "Hell's". Here the list and its inflections
+("fuckers", "shitty") become dict keys once per process, and each token of the text is a
+lookup after its leetspeak is undone ("sh1t", "a$$hole"), with slower tries only for
+repeats ("fuuuck"), wildcards ("f*ck") and compounds ("clusterfuck"). Tokens are whole
+words, so "Scunthorpe", "assistant" and "therapist" never match. Entries of the list that
+are not profanity for a general assistant (medical, everyday and historical words such
+as "kill", "god", "organ", "penetration") are left out; see ``_NOT_PROFANITY``.
+
+Serious-harm requests are matched by regexes kept as data in ``prompts/safety.yaml``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Any, Literal, NamedTuple, cast
+
+import yaml
+
+__all__ = [
+    "DEFAULT_MILD_TERMS",
+    "DEFAULT_PATTERNS_FILE",
+    "SAFETY_LEVELS",
+    "MaskResult",
+    "SafetyFilter",
+    "SafetyLevel",
+    "SafetyVerdict",
+    "validate_level",
+]
+
+SafetyLevel = Literal["strict", "moderate", "relaxed"]
+SAFETY_LEVELS: tuple[str, ...] = ("strict", "moderate", "relaxed")
+
+DEFAULT_PATTERNS_FILE = Path(__file__).resolve().parents[1] / "prompts" / "safety.yaml"
+
+# Mild words: profanity only at strict (roughly Ofcom's "mild" band). Their inflections
+# count too ("crappy", "hells"); "Hell's Kitchen" passes at moderate and relaxed.
+DEFAULT_MILD_TERMS: tuple[str, ...] = (
+    "hell",
+    "damn",
+    "damned",
+    "dammit",
+    "damnit",
+    "crap",
+    "crappy",
+    "bloody",
+    "bugger",
+    "arse",
+    "fart",
+    "piss",
+    "pissed",
+    "frigging",
+    "friggin",
+)
+
+
+# Entries of better-profanity's list that are not profanity for a general assistant:
+# anatomy and medicine, drugs, history, identities, violence words (serious harm is the
+# job of safety.yaml), everyday words with a slang sense ("screw", "pot", "knob"), names
+# ("Guido", "Wang", "Woody"), and spelled-out forms whose letters read as an innocent
+# word ("s.o.b." is "sob"). They are dropped with their inflections; a caller can add
+# any of them back through ``extra_terms``.
+_NOT_PROFANITY: tuple[str, ...] = (
+    "anal", "anus", "areole", "arian", "aryan", "asanchez", "autoerotic", "bestial", "bondage",
+    "breasts", "busty", "cipa", "clitoris", "cnut", "cowgirl", "cowgirls", "crotch",
+    "deepthroat", "dink", "dinks", "dogging", "dong", "doofus", "dopey", "drunk", "dummy",
+    "ejaculate",
+    "ejaculated", "ejaculates", "ejaculating", "ejaculatings", "ejaculation", "enlargement",
+    "erect", "erection", "erotic", "erotism", "extacy", "extasy", "facial", "fanny", "fat",
+    "fingering", "flange", "fondle", "foobar", "foreskin", "frigg", "frigga", "gae", "gai",
+    "ganja", "gay", "gaylord", "gays", "gey", "glans", "god", "gonad", "gonads", "guido",
+    "hebe", "hemp", "heroin", "herp", "herpes", "herpy", "hitler", "hiv", "hoar", "hoare",
+    "hoer", "homey", "homo", "homoerotic", "hooch", "hookah", "hooker", "hootch", "hooter",
+    "howtokill", "howtomurdep", "hump", "humped", "hymen", "inbred", "incest", "jerk", "jerked",
+    "junkie", "junky", "kill", "kinky", "kkk", "klan", "knob", "labia", "len", "leper",
+    "lesbians", "lesbos", "loin", "loins", "lube", "lust", "lusting", "lusty", "mams",
+    "masochist", "massa", "maxi", "menses", "menstruate", "menstruation", "meth", "molest",
+    "moron", "muff", "murder", "nad", "naked", "napalm", "nappy", "nazi", "nazism", "negro",
+    "niggle", "nimrod", "ninny", "nipple", "nipples", "nob", "nude", "omg", "opiate", "opium",
+    "oral", "orally", "organ", "ovary", "ovum", "ovums", "paddy", "pantie", "panties", "panty",
+    "pastie", "pasty", "pawn", "pcp", "pee", "peepee", "penetrate", "penetration", "penial",
+    "penile", "penis", "perversion", "peyote", "phalli", "phallic", "playboy", "pms", "pollock",
+    "poop", "pot", "potty", "prig", "pron", "prostitute", "prude", "pubic", "pubis", "punky",
+    "puss", "queer", "queers", "quicky", "racy", "rape", "raped", "raper", "raping", "rapist",
+    "rectal", "rectum", "rectus", "reefer", "reich", "revue", "ritard", "rum", "rump", "s0b",
+    "sadism", "sadist", "sandbar", "scantily", "screw", "screwed", "screwing", "scrog",
+    "scrotum", "scum", "seaman", "seamen", "seduce", "semen", "sex", "sexual", "slave",
+    "sleaze", "sleazy", "slope", "smegma", "snatch", "sniper", "snuff", "sodom", "souse",
+    "soused", "sperm", "steamy", "stoned", "strip", "stripclub", "stroke", "stupid", "suck",
+    "sucked", "sucking", "tampon", "tawdry", "teat", "teste", "testee", "testes", "testical",
+    "testicle", "testis", "thrust", "thug", "tinkle", "titi", "toke", "toots", "tramp",
+    "transsexual", "trashy", "tush", "ugly", "undies", "unwed", "urinal", "urine", "uterus",
+    "uzi", "vagina", "valium", "viagra", "virgin", "vixen", "vodka", "vomit", "voyeur",
+    "vulgar", "vulva", "wad", "wang", "wazoo", "wedgie", "weed", "weenie", "weiner", "weirdo",
+    "wench", "whiz", "willies", "willy", "womb", "woody", "xx", "xxx", "yury",
+    "auto erotic",
+    "cow girl",
+    "cow girls",
+    "deep throat",
+    "s-o-b",
+    "s.o.b.",
+    "strip club",
+)
+
+# Ordinary words that the inflection rules would derive from a listed word ("asses" + "s"
+# is "assess", "spic" + "y" is "spicy", "teste" + "ing" is "testing"). Found by running
+# every word of a 170,000-word English dictionary through the matcher.
+_INNOCENT_WORDS = frozenset(
+    (
+        "assess", "assessed", "assessing", "bastardy", "bloodied", "bloodier", "bloodies",
+        "bloodying", "boobed", "boobing", "booby", "chinked", "chinking", "cocked", "cocker",
+        "cockers", "cocking", "cocky", "crappies", "craps", "cummings", "damning", "dicker",
+        "dickers", "dicky", "duchy", "dyked", "dyking", "heller", "hellers", "japed", "japer",
+        "japing", "leches", "lesbos", "mishit", "mishits", "mishitting", "niger", "pricked",
+        "pricker", "prickers", "pricking", "prickings", "pusses", "pussier", "retarder",
+        "retarders", "retarding", "shaggy", "smuts", "spaced", "spacer", "spacers", "spacing",
+        "spacings", "spacy", "spiced", "spicer", "spicing", "spicy", "spiked", "spiking",
+        "spiky", "spunky", "tardy", "titter", "titters", "tittles",
+    )
+)
+
+# Phrases in which a listed word is innocent: they are skipped as a whole.
+_INNOCENT_PHRASES: tuple[str, ...] = (
+    "maine coon",
+    "cum laude",
+    "cum dividend",
+    "moby dick",
+    "spotted dick",
+    "dick van dyke",
+    "blue tit",
+    "great tit",
+    "coal tit",
+    "tit for tat",
+)
+
+# Roots that mark a whole token even inside a compound. "fuck" anywhere ("clusterfuck",
+# "motherfuckingly"); "shit" only at either end ("apeshit", "shitload"), since
+# "Yamashita" and "Cushite" contain it too.
+_ROOTS_ANYWHERE: tuple[str, ...] = ("fuck",)
+_ROOTS_AT_EDGES: tuple[str, ...] = ("shit",)
+
+# Leetspeak, read the way better-profanity's CHARS_MAPPING reads it. "1", "!" and "|"
+# stand for "i" or "l" ("sh1t", "he11"), so a token holding them is tried both ways (see
+# _readings). "_" is dropped: it spells words out ("f_u_c_k") and joins identifiers in
+# code ("cum_counts" is one name, not "cum").
+_LEET = str.maketrans(
+    {
+        "0": "o",
+        "3": "e",
+        "4": "a",
+        "@": "a",
+        "5": "s",
+        "$": "s",
+        "7": "t",
+        "+": "t",
+        "_": None,
+    }
+)
+_AMBIGUOUS = "1!|"
+_AS_I = str.maketrans(dict.fromkeys(_AMBIGUOUS, "i"))
+# Characters that send a token down the slower path: "1!|" readings, "*" wildcards.
+_RARE_CHARS = frozenset("1!|*")
+# Symbols that stand for letters inside a word; "*" is a wildcard ("f*ck", "a**hole").
+_LEET_SYMBOLS = frozenset("@$!|+*")
+# A word written with digits or symbols; as short ones ("A55", "TL7", "t1t") are model
+# numbers and codes more often than insults, they need four letters or more to match.
+_LEETISH_RE = re.compile(r"[0-9@$!|+*]")
+# Stripped from a token's edges when the whole token is no word: "shit!", "*hell*".
+_EDGE_SYMBOLS = "!|+*_"
+# What separates the letters of a spelled-out word: "f.u.c.k", "f u c k", "s-h-1-t".
+_SPELLING_GAPS = frozenset(" .-")
+
+_QUOTES = {
+    "\u2018": "'",
+    "\u2019": "'",
+    "\u201a": "'",
+    "\u201b": "'",
+    "\u2032": "'",
+    "\u02bc": "'",
+    "\uff07": "'",
+    "\u201c": '"',
+    "\u201d": '"',
+    "\u201e": '"',
+    "\u201f": '"',
+    "\u2033": '"',
+}
+_INVISIBLE = frozenset("\u00ad\u200b\u200c\u200d\u2060\ufeff")
+# Cyrillic and Greek letters that look like Latin ones, so "ѕhіt" is still "shit".
+_HOMOGLYPHS = str.maketrans(
+    {
+        "а": "a",
+        "с": "c",
+        "ԁ": "d",
+        "е": "e",
+        "һ": "h",
+        "і": "i",
+        "ј": "j",
+        "к": "k",
+        "ӏ": "l",
+        "о": "o",
+        "р": "p",
+        "ѕ": "s",
+        "у": "y",
+        "х": "x",
+        "α": "a",
+        "ε": "e",
+        "ι": "i",
+        "κ": "k",
+        "ν": "v",
+        "ο": "o",
+        "ρ": "p",
+        "τ": "t",
+        "υ": "u",
+    }
+)
+
+_TOKEN_RE = re.compile(r"(?:\w|[@$!|+*])+")
+_LETTER_RE = re.compile(r"[^\W\d_]")
+# What may separate the words of a listed phrase: "bull shit", "ass-fucker".
+_PHRASE_GAP_RE = re.compile(r"[\s\-]{1,3}")
+# Three or more of one character: "fuuuck", "shiiit".
+_RUN_RE = re.compile(r"(.)\1{2,}")
+_VOWELS = frozenset("aeiou")
+
+# Harm patterns: compiled with these flags, "{{name}}" replaced by a fragment. No
+# IGNORECASE: the text is lower-cased first, and the flag makes searching ~5x slower.
+_PATTERN_FLAGS = re.MULTILINE | re.VERBOSE
+# An upper-case letter that is no escape (\S, \W, ...) would never match folded text.
+_UPPER_LITERAL_RE = re.compile(r"(?<!\\)[A-Z]")
+_FRAGMENT_REF_RE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+_CATEGORY_KEY_RE = re.compile(r"[a-z][a-z0-9_]*")
+_RESERVED_CATEGORIES = frozenset({"profanity", "strict_term"})
+
+
+def validate_level(level: str) -> SafetyLevel:
+    """Check a safety level name.
+
+    Args:
+        level: ``"strict"``, ``"moderate"`` or ``"relaxed"`` (exact, lower case).
+
+    Returns:
+        The level, typed as :data:`SafetyLevel`.
+
+    Raises:
+        ValueError: For any other value; there is no fallback level.
+
+    """
+    if isinstance(level, str) and level in SAFETY_LEVELS:
+        return cast(SafetyLevel, level)
+    raise ValueError(
+        f"unknown safety level {level!r}: expected one of {', '.join(SAFETY_LEVELS)}"
+    )
+
+
+@dataclass(frozen=True)
+class SafetyVerdict:
+    """What the input guardrail decided about one message.
+
+    Attributes:
+        allowed: False when the message must not reach the model.
+        level: The level the message was checked at.
+        reason: Why it was blocked, human-readable (for example
+            ``"profanity (strict level): shit, fucking"`` or
+            ``"serious harm: weapons and explosives"``); None when allowed.
+        category: None when allowed; else ``"profanity"``, ``"strict_term"`` or the key
+            of a harm category of ``safety.yaml`` (``"weapons"``, ``"break_in"``,
+            ``"self_harm"``, ``"malware"``).
+        matches: Every matched term or phrase as it appears in the text, in text order,
+            repeats included. A blocked verdict lists what blocked it; an allowed one
+            lists the profanity seen, which moderate and relaxed let through.
+
+    """
+
+    allowed: bool
+    level: SafetyLevel
+    reason: str | None
+    category: str | None
+    matches: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain-data form for the graph state: the fields, ``matches`` as a list."""
+        return {
+            "allowed": self.allowed,
+            "level": self.level,
+            "reason": self.reason,
+            "category": self.category,
+            "matches": list(self.matches),
+        }
+
+
+@dataclass(frozen=True)
+class MaskResult:
+    """A reply after output masking.
+
+    Attributes:
+        text: The reply with every profane word masked (unchanged when nothing matched).
+        masked: The masked words as they appeared, in text order, repeats included.
+
+    """
+
+    text: str
+    masked: tuple[str, ...]
+
+
+# --- text normalisation -------------------------------------------------------------
+
+
+@lru_cache(maxsize=4096)
+def _normalise_char(char: str) -> str:
+    """Fold one non-ASCII character for matching (may become zero or several chars)."""
+    if char in _INVISIBLE:
+        return ""
+    text = unicodedata.normalize("NFKC", _QUOTES.get(char, char)).lower()
+    # Accents go too, so "fück" is "fuck": NFKD splits them off as combining marks.
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return "".join(_QUOTES.get(c, c) for c in text).translate(_HOMOGLYPHS)
+
+
+def _normalise(text: str) -> tuple[str, list[int] | None]:
+    """Fold text for matching: NFKC, lower case, straight quotes, no accents.
+
+    Returns:
+        The folded text and, for non-ASCII text, the index in ``text`` of each folded
+        character (None means the same index), so matches map back to the original.
+
+    """
+    if text.isascii():
+        return text.lower(), None
+    parts: list[str] = []
+    index: list[int] = []
+    for position, char in enumerate(text):
+        folded = char.lower() if char.isascii() else _normalise_char(char)
+        parts.append(folded)
+        index.extend([position] * len(folded))
+    return "".join(parts), index
+
+
+def _canon(word: str) -> str:
+    return word.translate(_LEET)
+
+
+def _core_text(word: str) -> str:
+    return word.strip(_EDGE_SYMBOLS) or word
+
+
+@lru_cache(maxsize=4096)
+def _readings(key: str) -> tuple[str, ...]:
+    """Read each "1", "!" and "|" of a key as "i" and as "l" ("he11" -> ... "hell")."""
+    positions = [i for i, char in enumerate(key) if char in _AMBIGUOUS]
+    if not positions:
+        return (key,)
+    if len(positions) > 4:  # at most 16 readings
+        return (key.translate(_AS_I),)
+    readings = []
+    for letters in itertools.product("il", repeat=len(positions)):
+        chars = list(key)
+        for position, letter in zip(positions, letters, strict=True):
+            chars[position] = letter
+        readings.append("".join(chars))
+    return tuple(readings)
+
+
+class _Token(NamedTuple):
+    """One word of the folded text, with its canonical lookup keys."""
+
+    start: int
+    end: int
+    core_start: int  # the span without edge symbols: "shit" of "shit!"
+    core_end: int
+    word: str  # the token as written (the joined letters of "f-u-c-k")
+    full: str  # canonical key of the whole token
+    core: str  # canonical key of the core
+
+
+def _make_token(norm: str, start: int, end: int) -> _Token:
+    text = norm[start:end]
+    full = text.translate(_LEET)
+    if text[0] in _EDGE_SYMBOLS or text[-1] in _EDGE_SYMBOLS:
+        core = text.strip(_EDGE_SYMBOLS)
+        if core:
+            core_start = start + len(text) - len(text.lstrip(_EDGE_SYMBOLS))
+            return _Token(start, end, core_start, core_start + len(core), text, full, _canon(core))
+    return _Token(start, end, start, end, text, full, full)
+
+
+def _tokenise(norm: str) -> list[_Token]:
+    """Split folded text into tokens, joining spelled-out words ("f.u.c.k", "s h i t")."""
+    spans = [m.span() for m in _TOKEN_RE.finditer(norm)]
+    tokens: list[_Token] = []
+    i = 0
+    while i < len(spans):
+        start, end = spans[i]
+        j = i
+        if end - start == 1 and norm[start].isalnum():
+            # A run of one-letter tokens with the same separator: a spelled-out word.
+            gap: str | None = None
+            while (
+                j + 1 < len(spans)
+                and spans[j + 1][1] - spans[j + 1][0] == 1
+                and norm[spans[j + 1][0]].isalnum()
+            ):
+                between = norm[spans[j][1] : spans[j + 1][0]]
+                if between not in _SPELLING_GAPS or gap not in (None, between):
+                    break
+                gap = between
+                j += 1
+        if j - i >= 2:
+            joined = "".join(norm[s] for s, _ in spans[i : j + 1])
+            key = _canon(joined)
+            tokens.append(_Token(start, spans[j][1], start, spans[j][1], joined, key, key))
+            i = j + 1
+        else:
+            tokens.append(_make_token(norm, start, end))
+            i += 1
+    return tokens
+
+
+@lru_cache(maxsize=4096)
+def _squeezed(key: str) -> tuple[str, ...]:
+    """Variants of a key with each run of 3+ equal characters cut to 1 or 2 ("fuuuck")."""
+    runs = list(_RUN_RE.finditer(key))[:4]  # at most 16 variants
+    if not runs:
+        return ()
+    variants = []
+    for lengths in itertools.product((1, 2), repeat=len(runs)):
+        parts: list[str] = []
+        position = 0
+        for run, length in zip(runs, lengths, strict=True):
+            parts.append(key[position : run.start()])
+            parts.append(run.group(1) * length)
+            position = run.end()
+        parts.append(key[position:])
+        variants.append("".join(parts))
+    return tuple(variants)
+
+
+# --- word lists -----------------------------------------------------------------------
+
+
+def _inflections(word: str) -> set[str]:
+    """Return the word and its regular plural, -ed, -er, -ing and -y forms."""
+    forms = {word}
+    if len(word) < 3 or not word[-1].isalpha():
+        return forms
+    forms.update(word + suffix for suffix in ("s", "ed", "er", "ers", "ing", "ings", "y"))
+    last = word[-1]
+    if last in "sxz" or word.endswith(("ch", "sh")):
+        forms.add(word + "es")
+    if last == "e":
+        stem = word[:-1]
+        forms.update((word + "d", word + "r", word + "rs", stem + "ing", stem + "ings", stem + "y"))
+    if last == "y" and word[-2] not in _VOWELS:
+        stem = word[:-1]
+        forms.update((stem + "ies", stem + "ied", stem + "ier"))
+    if last not in _VOWELS | set("wxy") and word[-2] in _VOWELS and word[-3] not in _VOWELS:
+        double = word + last  # "shit" -> "shitting", "shitty"
+        forms.update(double + suffix for suffix in ("ed", "er", "ers", "ing", "ings", "y"))
+    return forms
+
+
+def _term_words(term: str) -> list[str]:
+    """Split a listed term into words, folded and tokenised the way text is."""
+    norm, _ = _normalise(term)
+    return [_core_text(token.word) for token in _tokenise(norm)]
+
+
+def _expand_words(words: Sequence[str], drop: frozenset[str]) -> dict[str, str]:
+    """Canonical keys of a term and its inflections, each mapped to the term's key.
+
+    Inflections only change the last word ("blow jobs"); a derived form whose key is in
+    ``drop`` (an innocent word) is left out, the term itself never is.
+    """
+    head = [_canon(w) for w in words[:-1]]
+    base = " ".join([*head, _canon(words[-1])])
+    keys = {base: base}
+    for form in _inflections(words[-1]):
+        key = " ".join([*head, _canon(form)])
+        if key not in drop:
+            keys.setdefault(key, base)
+    return keys
+
+
+@lru_cache(maxsize=1)
+def _innocent_keys() -> frozenset[str]:
+    return frozenset(_canon(word) for word in _INNOCENT_WORDS)
+
+
+@lru_cache(maxsize=1)
+def _innocent_phrase_keys() -> frozenset[str]:
+    return frozenset(_expand_all(_term_words(phrase) for phrase in _INNOCENT_PHRASES))
+
+
+@lru_cache(maxsize=1)
+def _wordlist() -> tuple[str, ...]:
+    """better-profanity's word list, read without importing the package.
+
+    Importing it builds its own censor tables (~60 ms) that this module never uses.
+    """
+    spec = importlib.util.find_spec("better_profanity")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "better-profanity is not installed: pip install better-profanity==0.7.0"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "profanity_wordlist.txt"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return tuple(line.strip() for line in lines if line.strip())
+
+
+@lru_cache(maxsize=1)
+def _library_keys() -> dict[str, str]:
+    """Canonical keys of better-profanity's list and inflections, minus non-profanity."""
+    skip = {" ".join(_canon(w) for w in _term_words(term)) for term in _NOT_PROFANITY}
+    drop = _innocent_keys()
+    keys: dict[str, str] = {}
+    for entry in _wordlist():
+        # Leet spellings ("sh1t", "sh!+", "masterbat*") are the matcher's job, and folded
+        # as words some read as names ("l3i+ch" is "leitch").
+        if " " not in entry and _LEETISH_RE.search(entry):
+            continue
+        words = _term_words(entry)
+        if not words:
+            continue
+        if " ".join(_canon(w) for w in words) in skip:
+            continue
+        for key, base in _expand_words(words, drop).items():
+            keys.setdefault(key, base)
+    return keys
+
+
+def _caller_terms(name: str, terms: Sequence[str] | None) -> tuple[tuple[str, ...], ...]:
+    """Validate a term list from the caller; return each term's words."""
+    if terms is None:
+        return ()
+    if isinstance(terms, str):
+        raise ValueError(f"{name} must be a list of strings, not the string {terms!r}")
+    parsed = []
+    for term in terms:
+        if not isinstance(term, str):
+            raise ValueError(f"{name} must contain strings, not {term!r}")
+        words = _term_words(term)
+        # Like text, a term needs a letter: "455" or "!!!" would match numbers and shouting.
+        if not any(_LETTER_RE.search(word) for word in words):
+            raise ValueError(f"{name}: {term!r} has no letters to match")
+        if any("*" in w for w in words):
+            raise ValueError(f"{name}: {term!r}: '*' is no wildcard in terms; list the word")
+        parsed.append(tuple(words))
+    return tuple(parsed)
+
+
+def _expand_all(terms: Iterable[Sequence[str]]) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    for words in terms:
+        for key, base in _expand_words(words, _innocent_keys()).items():
+            keys.setdefault(key, base)
+    return keys
+
+
+@dataclass(frozen=True)
+class _Lexicon:
+    """A lookup table of canonical keys, ready for scanning."""
+
+    keys: Mapping[str, str]  # canonical key -> key of the listed term it comes from
+    max_words: int
+    phrase_starts: frozenset[str]  # first words of the multi-word keys
+    by_length: Mapping[int, tuple[str, ...]]  # one-word keys, for wildcard tokens
+    roots: tuple[str, ...]  # matched anywhere in a token
+    edge_roots: tuple[str, ...]  # matched at the start or end of a token
+    exempt: frozenset[str]  # whitelisted and innocent keys, never matched through a root
+    safe: frozenset[str]  # innocent multi-word keys ("maine coon"), skipped as a whole
+    root_hint: re.Pattern[str] | None  # finds text that may hold a root ("fuuuck" too)
+
+    @classmethod
+    def build(
+        cls,
+        keys: Mapping[str, str],
+        *,
+        roots: bool = False,
+        exempt: frozenset[str] = frozenset(),
+        safe: frozenset[str] = frozenset(),
+    ) -> _Lexicon:
+        by_length: dict[int, list[str]] = {}
+        for key in keys:
+            if " " not in key:
+                by_length.setdefault(len(key), []).append(key)
+        anywhere = tuple(r for r in _ROOTS_ANYWHERE if r in keys) if roots else ()
+        edges = tuple(r for r in _ROOTS_AT_EDGES if r in keys) if roots else ()
+        hint = "|".join("+".join(map(re.escape, root)) + "+" for root in (*anywhere, *edges))
+        return cls(
+            keys=keys,
+            max_words=max((key.count(" ") + 1 for key in itertools.chain(keys, safe)), default=1),
+            phrase_starts=frozenset(
+                key.split(" ")[0] for key in itertools.chain(keys, safe) if " " in key
+            ),
+            by_length={n: tuple(sorted(words)) for n, words in by_length.items()},
+            roots=anywhere,
+            edge_roots=edges,
+            exempt=exempt | _innocent_keys(),
+            safe=safe,
+            root_hint=re.compile(hint) if hint else None,
+        )
+
+    def _wildcard(self, key: str) -> bool:
+        """Tell whether a token with "*" ("f*ck", "a**hole") fits a listed word."""
+        stars = key.count("*")
+        letters = sum(char.isalpha() for char in key)
+        # "f***" or "****" could be anything: two letters at least, and no more stars.
+        if letters < 2 or stars > letters:
+            return False
+        pattern = re.compile(re.escape(key).replace(r"\*", "."))
+        return any(pattern.fullmatch(word) for word in self.by_length.get(len(key), ()))
+
+    def _rooted(self, key: str) -> bool:
+        """Tell whether a key holds a compound root ("clusterfuck", "apeshit")."""
+        if key in self.exempt:
+            return False
+        for variant in (key, *_squeezed(key)):
+            if any(root in variant for root in self.roots):
+                return True
+            if variant.startswith(self.edge_roots) or variant.endswith(self.edge_roots):
+                return True
+        return False
+
+    def match_token(self, token: _Token, rare: bool = True) -> tuple[int, int] | None:
+        """Return the span of the token that is listed, or None.
+
+        ``rare`` False says the text has no run of three equal characters and no
+        compound root, which skips the slow checks for most tokens.
+        """
+        keys = self.keys
+        hit: tuple[int, int, str, str] | None = None  # start, end, key, text
+        # The core (edge symbols off: "shit" of "shit!", "fuck" of "_fuck_") first, so the
+        # "!" of "hell!" is not read as a letter; the whole token for "sh!+".
+        if token.core in keys:
+            hit = token.core_start, token.core_end, token.core, _core_text(token.word)
+        elif token.full in keys:
+            hit = token.start, token.end, token.full, token.word
+        elif rare or not _RARE_CHARS.isdisjoint(token.full):
+            hit = self._match_rare(token)
+        if hit is None:
+            return None
+        start, end, key, text = hit
+        # Numbers ("455" reads "ass") are no words; "tittles" is a known innocent word.
+        if token.word in _INNOCENT_WORDS or not _LETTER_RE.search(text):
+            return None
+        if len(key) <= 3 and _LEETISH_RE.search(text):
+            return None
+        return start, end
+
+    def _match_rare(self, token: _Token) -> tuple[int, int, str, str] | None:
+        """Try "1!|" readings, repeats ("fuuuck"), wildcards ("f*ck"), roots."""
+        candidates = [(token.full, token.start, token.end, token.word)]
+        if token.core != token.full:
+            core = (token.core, token.core_start, token.core_end, _core_text(token.word))
+            candidates.insert(0, core)
+        for key, start, end, text in candidates:
+            for reading in _readings(key):
+                if reading in self.keys:
+                    return start, end, reading, text
+                for variant in _squeezed(reading):
+                    if variant in self.keys:
+                        return start, end, variant, text
+        # Stars inside a word only: "*word*" is markdown emphasis.
+        key, start, end, text = candidates[0]
+        if "*" in key and self._wildcard(key.translate(_AS_I)):
+            return start, end, key, text
+        if self.root_hint is not None and self.root_hint.search(token.full):
+            for key, start, end, text in candidates:
+                for reading in _readings(key):
+                    if self._rooted(reading):
+                        return start, end, reading, text
+        return None
+
+    def _phrase_end(self, norm: str, tokens: Sequence[_Token], first: int) -> tuple[int, bool]:
+        """Find the longest listed or innocent phrase starting at token ``first``.
+
+        Returns:
+            The index of its last token (-1 if none) and whether it is innocent.
+
+        """
+        last = first
+        limit = min(first + self.max_words, len(tokens)) - 1
+        while last < limit and _PHRASE_GAP_RE.fullmatch(
+            norm, tokens[last].end, tokens[last + 1].start
+        ):
+            last += 1
+        for end in range(last, first, -1):
+            key = " ".join(t.core for t in tokens[first : end + 1])
+            if key in self.safe:
+                return end, True
+            if key in self.keys:
+                return end, False
+        return -1, False
+
+    def scan(self, norm: str, tokens: Sequence[_Token]) -> list[tuple[int, int]]:
+        """Spans (in the folded text) of every listed term, left to right, longest first."""
+        if not self.keys:
+            return []
+        rare = _RUN_RE.search(norm) is not None or (
+            self.root_hint is not None and self.root_hint.search(norm) is not None
+        )
+        spans: list[tuple[int, int]] = []
+        i = 0
+        while i < len(tokens):
+            token = tokens[i]
+            if token.core in self.phrase_starts:
+                end, innocent = self._phrase_end(norm, tokens, i)
+                if end >= 0:
+                    if not innocent:
+                        spans.append((token.core_start, tokens[end].core_end))
+                    i = end + 1
+                    continue
+            span = self.match_token(token, rare)
+            if span is not None:
+                spans.append(span)
+            i += 1
+        return spans
+
+
+class _Prepared(NamedTuple):
+    """A text folded and tokenised once, for several checks."""
+
+    text: str
+    norm: str
+    positions: list[int] | None
+    tokens: list[_Token]
+
+    @classmethod
+    def of(cls, text: str) -> _Prepared:
+        norm, index = _normalise(text)
+        return cls(text, norm, index, _tokenise(norm))
+
+    def original(self, start: int, end: int) -> tuple[int, int]:
+        """Map a span of the folded text back to the original text."""
+        if self.positions is None:
+            return start, end
+        return self.positions[start], self.positions[end - 1] + 1
+
+    def find(self, lexicon: _Lexicon) -> list[tuple[int, int]]:
+        """Original spans of the lexicon's terms."""
+        return [self.original(s, e) for s, e in lexicon.scan(self.norm, self.tokens)]
+
+
+def _mask(word: str, mask_char: str) -> str:
+    """Mask letters, digits and leet symbols; keep other punctuation ("****-****")."""
+    out = []
+    for char in word:
+        kind = unicodedata.category(char)[0]
+        if kind in "LN" or char in _LEET_SYMBOLS:
+            out.append(mask_char)
+        elif kind != "M":  # a combining accent goes with its masked letter
+            out.append(char)
+    return "".join(out)
+
+
+def _listing(words: Iterable[str]) -> str:
+    """Comma-separated words, each once (case-insensitively), in order."""
+    seen: dict[str, str] = {}
+    for word in words:
+        seen.setdefault(word.lower(), word)
+    return ", ".join(seen.values())
+
+
+# --- harm patterns --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _HarmCategory:
+    key: str
+    reason: str
+    patterns: tuple[re.Pattern[str], ...]
+    triggers: tuple[str, ...]  # empty = always run the patterns
+
+    def applies(self, norm: str) -> bool:
+        """Tell whether the patterns need to run (a trigger is in the folded text)."""
+        return not self.triggers or any(trigger in norm for trigger in self.triggers)
+
+
+def _harm_categories(path: Path) -> tuple[_HarmCategory, ...]:
+    """Compile the categories of a patterns file (cached until the file changes)."""
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError as exc:
+        raise ValueError(f"safety patterns file {path}: cannot read it ({exc})") from exc
+    return _load_harm_categories(path, mtime)
+
+
+@lru_cache(maxsize=16)
+def _load_harm_categories(path: Path, mtime: int) -> tuple[_HarmCategory, ...]:
+    del mtime  # part of the cache key only
+
+    def problem(message: str) -> ValueError:
+        return ValueError(f"safety patterns file {path}: {message}")
+
+    try:
+        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise problem(f"cannot read it ({exc})") from exc
+    except yaml.YAMLError as exc:
+        raise problem(f"not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise problem("the top level must be a mapping with a 'categories' key")
+    unknown = set(data) - {"version", "fragments", "categories"}
+    if unknown:
+        raise problem(f"unknown top-level keys {sorted(map(str, unknown))}")
+
+    fragments: dict[str, str] = {}
+    raw_fragments = data.get("fragments") or {}
+    if not isinstance(raw_fragments, dict):
+        raise problem("'fragments' must be a mapping of name -> regex text")
+
+    def substitute(source: str, where: str) -> str:
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in fragments:
+                raise problem(f"{where} uses unknown fragment {{{{{name}}}}}")
+            # The newline ends a trailing "# comment" of the fragment (VERBOSE mode).
+            return f"(?:{fragments[name]}\n)"
+
+        return _FRAGMENT_REF_RE.sub(replace, source)
+
+    for name, body in raw_fragments.items():
+        if not isinstance(name, str) or not isinstance(body, str) or not body.strip():
+            raise problem(f"fragment {name!r} must be a non-empty string")
+        # A fragment may use the fragments defined above it.
+        fragments[name] = substitute(body, f"fragment {name!r}")
+
+    categories = data.get("categories")
+    if not isinstance(categories, dict) or not categories:
+        raise problem("'categories' must be a non-empty mapping of name -> {reason, patterns}")
+    compiled: list[_HarmCategory] = []
+    for key, body in categories.items():
+        if not isinstance(key, str) or not _CATEGORY_KEY_RE.fullmatch(key):
+            raise problem(f"category name {key!r} must be lower_snake_case")
+        if key in _RESERVED_CATEGORIES:
+            raise problem(f"category name {key!r} is reserved")
+        if not isinstance(body, dict):
+            raise problem(f"category {key!r} must be a mapping with 'reason' and 'patterns'")
+        missing = {"reason", "patterns"} - set(body)
+        if missing:
+            raise problem(f"category {key!r} is missing {', '.join(sorted(missing))}")
+        extra = set(body) - {"reason", "patterns", "triggers"}
+        if extra:
+            raise problem(f"category {key!r} has unknown keys {sorted(map(str, extra))}")
+        reason, sources = body["reason"], body["patterns"]
+        if not isinstance(reason, str) or not reason.strip():
+            raise problem(f"category {key!r}: 'reason' must be a non-empty string")
+        if not isinstance(sources, list) or not sources:
+            raise problem(f"category {key!r}: 'patterns' must be a non-empty list of regexes")
+        triggers = body.get("triggers", [])
+        if not isinstance(triggers, list) or not all(
+            isinstance(t, str) and t.strip() and t == t.lower() for t in triggers
+        ):
+            raise problem(f"category {key!r}: 'triggers' must be a list of lower-case strings")
+        patterns: list[re.Pattern[str]] = []
+        for number, source in enumerate(sources, 1):
+            where = f"category {key!r}, pattern {number}"
+            if not isinstance(source, str) or not source.strip():
+                raise problem(f"{where} must be a non-empty string")
+            if _UPPER_LITERAL_RE.search(substitute(source, where)):
+                raise problem(f"{where} has an upper-case letter; the text it sees is lower case")
+            try:
+                pattern = re.compile(substitute(source, where), _PATTERN_FLAGS)
+            except re.error as exc:
+                raise problem(f"{where} is not a valid regex: {exc}") from exc
+            if pattern.search("") is not None:
+                raise problem(f"{where} matches the empty text, so it would block everything")
+            patterns.append(pattern)
+        compiled.append(
+            _HarmCategory(key, " ".join(reason.split()), tuple(patterns), tuple(triggers))
+        )
+    return tuple(compiled)
+
+
+# --- the filter -----------------------------------------------------------------------
+
+
+class SafetyFilter:
+    """Input and output guardrails for the three safety levels.
+
+    Build one per configuration and reuse it: the harm patterns are read and compiled
+    at construction (a broken file fails here, not on the first message), the profanity
+    tables on first use (~30 ms; the word-list work is cached for the process).
+
+    Args:
+        strict_terms: Terms that block input at every level (multi-word allowed).
+        whitelist: Terms never treated as profanity, with their inflections; this beats
+            the library list, ``extra_terms`` and ``mild_terms``.
+        extra_terms: Extra profane words or phrases, added to better-profanity's list.
+        mild_terms: Words that are profanity only at ``strict``; None means
+            :data:`DEFAULT_MILD_TERMS`, an empty list means no word is mild.
+        patterns_file: The harm patterns YAML; None means ``prompts/safety.yaml`` of
+            this repository.
+        mask_char: What replaces each masked letter.
+
+    Raises:
+        ValueError: A term is not a string or has nothing to match, ``mask_char`` is
+            empty, or the patterns file is missing, not YAML, or invalid.
+
+    """
+
+    def __init__(
+        self,
+        *,
+        strict_terms: Sequence[str] = (),
+        whitelist: Sequence[str] = (),
+        extra_terms: Sequence[str] = (),
+        mild_terms: Sequence[str] | None = None,
+        patterns_file: Path | None = None,
+        mask_char: str = "*",
+    ) -> None:
+        if not isinstance(mask_char, str) or not mask_char:
+            raise ValueError(f"mask_char must be a non-empty string, not {mask_char!r}")
+        self._strict_terms = _caller_terms("strict_terms", strict_terms)
+        self._whitelist = _caller_terms("whitelist", whitelist)
+        self._extra_terms = _caller_terms("extra_terms", extra_terms)
+        self._mild_terms = _caller_terms(
+            "mild_terms", DEFAULT_MILD_TERMS if mild_terms is None else mild_terms
+        )
+        self._mask_char = mask_char
+        self.patterns_file = Path(patterns_file or DEFAULT_PATTERNS_FILE)
+        self._harm = _harm_categories(self.patterns_file)
+
+    @property
+    def harm_categories(self) -> dict[str, str]:
+        """Harm category keys of the patterns file and their reasons, in file order."""
+        return {category.key: category.reason for category in self._harm}
+
+    @cached_property
+    def _lexicons(self) -> dict[str, _Lexicon]:
+        """Profanity tables by level, and the strict-terms table."""
+        whitelist = frozenset(_expand_all(self._whitelist))
+        # Whitelisted phrases ("dick van dyke") are skipped as a whole, like built-in ones.
+        safe = frozenset(
+            key
+            for key in itertools.chain(whitelist, _innocent_phrase_keys())
+            if " " in key
+        )
+        mild = {k: b for k, b in _expand_all(self._mild_terms).items() if k not in whitelist}
+        profane = {
+            key: base
+            for key, base in itertools.chain(
+                _library_keys().items(), _expand_all(self._extra_terms).items()
+            )
+            if key not in mild and key not in whitelist
+        }
+        moderate = _Lexicon.build(profane, roots=True, exempt=whitelist, safe=safe)
+        return {
+            "strict": _Lexicon.build(
+                {**profane, **mild}, roots=True, exempt=whitelist, safe=safe
+            ),
+            "moderate": moderate,
+            "relaxed": moderate,
+            "strict_terms": _Lexicon.build(_expand_all(self._strict_terms)),
+        }
+
+    def find_profanity(self, text: str, level: SafetyLevel) -> list[str]:
+        """Every profane word or phrase of the text at a level.
+
+        Args:
+            text: Any text; it is folded (NFKC, lower case, straight quotes) first.
+            level: At ``strict`` mild words count too.
+
+        Returns:
+            The matches as they appear in the text, in order, repeats included.
+
+        Raises:
+            ValueError: For an unknown level.
+
+        """
+        lexicon = self._lexicons[validate_level(level)]
+        prepared = _Prepared.of(text)
+        return [text[s:e] for s, e in prepared.find(lexicon)]
+
+    def check_input(self, text: str, level: str) -> SafetyVerdict:
+        """Decide whether a user message may reach the model.
+
+        In order: serious-harm patterns (every level; category = the harm key), then
+        ``strict_terms`` (every level; category ``"strict_term"``), then profanity (blocks
+        at ``strict`` only; category ``"profanity"``).
+
+        An allowed verdict has ``reason`` and ``category`` None, but its ``matches`` list
+        the profanity seen, which ``moderate`` and ``relaxed`` let through.
+
+        Args:
+            text: The user's message.
+            level: ``"strict"``, ``"moderate"`` or ``"relaxed"``.
+
+        Returns:
+            The verdict.
+
+        Raises:
+            ValueError: For an unknown level.
+
+        """
+        checked = validate_level(level)
+        prepared = _Prepared.of(text)
+
+        harm: list[tuple[int, int, _HarmCategory]] = []
+        for category in self._harm:
+            if not category.applies(prepared.norm):
+                continue
+            for pattern in category.patterns:
+                for match in pattern.finditer(prepared.norm):
+                    if match.end() > match.start():
+                        harm.append((match.start(), match.end(), category))
+        # Two patterns may match the same words; report them once.
+        harm = list({(s, e): (s, e, c) for s, e, c in harm}.values())
+        if harm:
+            harm.sort(key=lambda hit: (hit[0], hit[1]))
+            hit_keys = {category.key for _, _, category in harm}
+            hit_categories = [c for c in self._harm if c.key in hit_keys]
+            matches = [text[slice(*prepared.original(s, e))].strip() for s, e, _ in harm]
+            return SafetyVerdict(
+                allowed=False,
+                level=checked,
+                reason="serious harm: " + ", ".join(c.reason for c in hit_categories),
+                category=hit_categories[0].key,
+                matches=tuple(matches),
+            )
+
+        blocked = [text[s:e] for s, e in prepared.find(self._lexicons["strict_terms"])]
+        if blocked:
+            return SafetyVerdict(
+                allowed=False,
+                level=checked,
+                reason=f"blocked term: {_listing(blocked)}",
+                category="strict_term",
+                matches=tuple(blocked),
+            )
+
+        profane = [text[s:e] for s, e in prepared.find(self._lexicons[checked])]
+        if profane and checked == "strict":
+            return SafetyVerdict(
+                allowed=False,
+                level=checked,
+                reason=f"profanity (strict level): {_listing(profane)}",
+                category="profanity",
+                matches=tuple(profane),
+            )
+        return SafetyVerdict(
+            allowed=True, level=checked, reason=None, category=None, matches=tuple(profane)
+        )
+
+    def mask_output(self, text: str, level: str) -> MaskResult:
+        """Mask profanity in a model reply.
+
+        ``strict`` masks profanity and mild words, ``moderate`` profanity only,
+        ``relaxed`` nothing. Each letter, digit or leet symbol of a matched word becomes
+        ``mask_char``; spaces, hyphens and the punctuation around it stay
+        ("Bull-shit!" -> "****-****!"), and so does every other word.
+
+        Args:
+            text: The reply.
+            level: ``"strict"``, ``"moderate"`` or ``"relaxed"``.
+
+        Returns:
+            The masked text and the words that were masked.
+
+        Raises:
+            ValueError: For an unknown level.
+
+        """
+        checked = validate_level(level)
+        if checked == "relaxed":
+            return MaskResult(text=text, masked=())
+        spans = _Prepared.of(text).find(self._lexicons[checked])
+        if not spans:
+            return MaskResult(text=text, masked=())
+        parts: list[str] = []
+        position = 0
+        for start, end in spans:
+            parts.append(text[position:start])
+            parts.append(_mask(text[start:end], self._mask_char))
+            position = end
+        parts.append(text[position:])
+        return MaskResult(text="".join(parts), masked=tuple(text[s:e] for s, e in spans))
