@@ -110,7 +110,7 @@ class SafetySettings(_Section):
         default_factory=list, description="Extra profane words or phrases."
     )
     mild_terms: list[str] | None = Field(
-        None, description="Mild words that count only at strict; empty = built-in list."
+        None, description="Mild words that count only at strict; unset = built-in list, [] = none."
     )
     refusal_template: str = Field(
         "Sorry, I can't help with that. ({reason})",

@@ -247,7 +247,11 @@ def test_reason_lists_each_word_once(guard: SafetyFilter) -> None:
 def test_clean_input_is_allowed(guard: SafetyFilter, level: str) -> None:
     verdict = guard.check_input("Could you explain how a hash map works?", level)
     assert verdict == SafetyVerdict(
-        allowed=True, level=level, reason=None, category=None, matches=()  # type: ignore[arg-type]
+        allowed=True,
+        level=level,
+        reason=None,
+        category=None,
+        matches=(),  # type: ignore[arg-type]
     )
 
 
@@ -447,9 +451,7 @@ def test_check_order_harm_then_strict_terms_then_profanity(
     ],
 )
 @pytest.mark.parametrize("level", LEVELS)
-def test_strict_terms_block_at_every_level(
-    level: str, text: str, matches: tuple[str, ...]
-) -> None:
+def test_strict_terms_block_at_every_level(level: str, text: str, matches: tuple[str, ...]) -> None:
     guard = SafetyFilter(strict_terms=["widget", "project falcon"])
     verdict = guard.check_input(text, level)
     assert not verdict.allowed
@@ -495,9 +497,7 @@ def test_whitelist_beats_extra_terms() -> None:
         ("Son-of-a-gun!", ["Son-of-a-gun"], "***-**-*-***!"),
     ],
 )
-def test_extra_terms_are_added(
-    text: str, expected_matches: list[str], expected_text: str
-) -> None:
+def test_extra_terms_are_added(text: str, expected_matches: list[str], expected_text: str) -> None:
     guard = SafetyFilter(extra_terms=["frack", "son of a gun"])
     assert guard.find_profanity(text, "moderate") == expected_matches
     assert guard.mask_output(text, "moderate").text == expected_text
@@ -643,9 +643,7 @@ def test_custom_patterns_file(tmp_path: Path) -> None:
         ("fragments: [a]\ncategories: {x: {reason: r, patterns: [a]}}\n", "'fragments' must"),
     ],
 )
-def test_invalid_patterns_file_is_a_clear_error(
-    tmp_path: Path, content: str, problem: str
-) -> None:
+def test_invalid_patterns_file_is_a_clear_error(tmp_path: Path, content: str, problem: str) -> None:
     path = _write(tmp_path, content)
     with pytest.raises(ValueError) as err:
         SafetyFilter(patterns_file=path)
@@ -690,18 +688,3 @@ def test_shipped_patterns_file_is_valid_yaml_with_reasons() -> None:
     data = yaml.safe_load(DEFAULT_PATTERNS_FILE.read_text(encoding="utf-8"))
     assert list(data["categories"]) == ["weapons", "break_in", "self_harm", "malware"]
     assert SafetyFilter().patterns_file == DEFAULT_PATTERNS_FILE
-
-
-# --- speed ------------------------------------------------------------------------------
-
-
-def test_a_sentence_is_checked_well_under_a_millisecond(guard: SafetyFilter) -> None:
-    text = "Honestly, this assistant is great, but the last answer was a bit crap, damn it."
-    guard.check_input(text, "strict")  # tables load once
-    runs = 200
-    start = time.perf_counter()
-    for _ in range(runs):
-        guard.check_input(text, "strict")
-        guard.mask_output(text, "moderate")
-    per_message = (time.perf_counter() - start) / runs
-    assert per_message < 1e-3
