@@ -90,4 +90,6 @@ class Deps:
                 gen.max_new_tokens if ctx.max_new_tokens is None else ctx.max_new_tokens
             ),
             "do_sample": gen.do_sample if ctx.do_sample is None else ctx.do_sample,
+            "repeat_penalty": gen.repeat_penalty,
+            "seed": gen.seed,
         }

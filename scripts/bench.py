@@ -104,11 +104,15 @@ def bench_throughput(settings: Settings, reps: int) -> None:
         max_history_turns=0,
     ).messages
     raw, ours = [], []
-    for i in range(reps):  # interleaved, so drift affects both alike
-        rate, n_raw = raw_run(model, prompt, settings.generation.max_new_tokens)
-        raw.append(rate)
-        rate, n_graph, _ = graph_run(graph, model, f"tp-{i}")
-        ours.append(rate)
+    n_raw = n_graph = 0
+    for i in range(reps):  # interleaved, alternating order, so drift affects both alike
+        for which in ("raw", "graph") if i % 2 == 0 else ("graph", "raw"):
+            if which == "raw":
+                rate, n_raw = raw_run(model, prompt, settings.generation.max_new_tokens)
+                raw.append(rate)
+            else:
+                rate, n_graph, _ = graph_run(graph, model, f"tp-{i}")
+                ours.append(rate)
     r, g = statistics.median(raw), statistics.median(ours)
     print(
         f"1. decode tokens/s   raw llama.cpp {r:6.1f}   graph {g:6.1f}   "
@@ -139,6 +143,9 @@ def bench_overhead(data_dir: Path, turns: int) -> None:
 
 
 def bench_ttft(settings: Settings, turns: int) -> None:
+    model = get_chat_model(settings)
+    assert isinstance(model, LlamaCppChatModel)
+    model.llama.reset()  # turn 1 starts from an empty KV cache, as in a fresh process
     graph = build_graph(settings, checkpointer=InMemorySaver())
     config = {"configurable": {"thread_id": "ttft"}}
     ttft = []
@@ -183,7 +190,7 @@ def main() -> None:
     parser.add_argument("--model", choices=["default", "smollm2"], default="default")
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--tokens", type=int, default=96)
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=4)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)

@@ -41,7 +41,7 @@ def _pipeline_kwargs(kwargs: dict[str, Any], defaults: Settings) -> dict[str, An
     params: dict[str, Any] = {
         "max_new_tokens": kwargs.get("max_new_tokens", gen.max_new_tokens),
         "do_sample": do_sample,
-        "repetition_penalty": gen.repeat_penalty,
+        "repetition_penalty": kwargs.get("repeat_penalty", gen.repeat_penalty),
     }
     if do_sample:  # transformers warns about sampling knobs in greedy mode
         params["temperature"] = max(kwargs.get("temperature", gen.temperature), 1e-3)

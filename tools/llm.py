@@ -177,8 +177,8 @@ class FakeChatModel(BaseChatModel):
     """
 
     reply: str | Callable[[list[BaseMessage]], str] = "This is a canned reply from the fake model."
-    calls: list[list[BaseMessage]] = Field(default_factory=list)
-    call_kwargs: list[dict[str, Any]] = Field(default_factory=list)
+    calls: list[list[BaseMessage]] = Field(default_factory=list, repr=False)
+    call_kwargs: list[dict[str, Any]] = Field(default_factory=list, repr=False)
     delay: float = 0.0
     """Seconds to wait per streamed word (benchmarks use 0)."""
 
@@ -230,7 +230,7 @@ def _collect(chunks: Iterator[ChatGenerationChunk]) -> ChatResult:
 
 
 def _llamacpp(settings: Settings) -> LlamaCppChatModel:
-    cfg, gen = settings.model, settings.generation
+    cfg = settings.model
 
     def default_model() -> Path:
         try:
@@ -244,21 +244,12 @@ def _llamacpp(settings: Settings) -> LlamaCppChatModel:
         n_ctx=cfg.n_ctx,
         n_threads=cfg.n_threads,
         n_batch=cfg.n_batch,
-        temperature=gen.temperature,
-        top_p=gen.top_p,
-        max_new_tokens=gen.max_new_tokens,
-        do_sample=gen.do_sample,
-        repeat_penalty=gen.repeat_penalty,
-        seed=gen.seed,
     )
 
 
 def _model_key(settings: Settings) -> tuple[Any, ...]:
-    return (
-        settings.model.model_dump_json(),
-        settings.generation.model_dump_json(),
-        str(settings.cache_dir),
-    )
+    # Sampling is not part of the key: it arrives with every call (see Deps.sampling).
+    return (settings.model.model_dump_json(), str(settings.cache_dir))
 
 
 _MODELS: dict[tuple[Any, ...], BaseChatModel] = {}
@@ -284,7 +275,8 @@ def get_chat_model(settings: Settings) -> BaseChatModel:
     """The chat model for these settings, shared by every graph of the process.
 
     Loading a GGUF takes seconds and gigabytes, so graphs built with the same model
-    settings share one instance (the weights load lazily on first use).
+    settings share one instance (the weights load lazily on first use); sampling knobs
+    are passed with each call, so they do not need an instance of their own.
     """
     key = _model_key(settings)
     with _MODELS_LOCK:

@@ -143,6 +143,8 @@ def test_context_overrides_settings_per_run(fake_graph: Any, fake_model: FakeCha
         "top_p": 0.5,
         "max_new_tokens": 7,
         "do_sample": False,
+        "repeat_penalty": 1.1,  # not a per-run knob: from settings
+        "seed": -1,
     }
     ask(fake_graph, "hi")
     assert fake_model.call_kwargs[-1]["temperature"] == 0.2  # from settings.toml
