@@ -3,7 +3,8 @@
 Prints:
   1. decode tokens/s of the graph vs. a raw llama.cpp call on the same prompt (ratio);
   2. non-model overhead per turn (ms), with an instant fake model;
-  3. time to first token at turn 1 vs. turn N of one conversation (ratio).
+  3. time to first token at turn 1 vs. turn 20 of one conversation (ratio);
+  4. at the end of that 30-turn chat: prompt size vs. full history, and recall of turn 1.
 
 Usage: python scripts/bench.py [--model default|smollm2] [--turns 20] [--tokens 96]
 """
@@ -142,53 +143,82 @@ def bench_overhead(data_dir: Path, turns: int) -> None:
     )
 
 
-def bench_ttft(settings: Settings, turns: int) -> None:
+def first_token(graph: Any, config: Any, text: str) -> float:
+    """Seconds until the first reply token; the turn is run to the end."""
+    start = time.perf_counter()
+    first = float("nan")
+    for chunk, meta in graph.stream({"messages": [("user", text)]}, config, stream_mode="messages"):
+        generated = meta["langgraph_node"] == "generate" and isinstance(chunk, AIMessageChunk)
+        if generated and chunk.text and first != first:  # first is NaN until set
+            first = time.perf_counter() - start
+    return first
+
+
+def bench_long_chat(settings: Settings, turns: int) -> None:
+    """TTFT over one conversation, then recall of turn-1 facts and the prompt size."""
     model = get_chat_model(settings)
     assert isinstance(model, LlamaCppChatModel)
     model.llama.reset()  # turn 1 starts from an empty KV cache, as in a fresh process
     graph = build_graph(settings, checkpointer=InMemorySaver())
-    config = {"configurable": {"thread_id": "ttft"}}
-    ttft = []
-    for i in range(turns):
-        start = time.perf_counter()
-        first = None
-        for chunk, meta in graph.stream(
-            {
-                "messages": [
-                    (
-                        "user",
-                        f"Fact {i}: my item number {i} is a {['cat', 'cup', 'car'][i % 3]}. "
-                        "Reply with one short sentence.",
-                    )
-                ]
-            },
-            config,  # type: ignore[arg-type]
-            stream_mode="messages",
-        ):
-            if (
-                first is None
-                and isinstance(chunk, AIMessageChunk)
-                and chunk.text
-                and meta["langgraph_node"] == "generate"
-            ):
-                first = time.perf_counter() - start
-        ttft.append(first or float("nan"))
-    summaries = graph.get_state(config).values["summary"] != ""  # type: ignore[arg-type]
+    config = {"configurable": {"thread_id": "long"}}
+    texts = ["Hi! My name is Ada and my lucky number is 42. Reply with one short sentence."]
+    texts += [
+        f"Give me one short tip about {topic}."
+        for topic in [
+            "tea",
+            "sleep",
+            "running",
+            "python",
+            "git",
+            "maps",
+            "bread",
+            "chess",
+            "birds",
+            "rain",
+            "music",
+            "paper",
+            "glass",
+            "salt",
+            "wool",
+            "ice",
+            "clocks",
+            "boats",
+            "bees",
+            "stars",
+            "soap",
+            "rope",
+            "kites",
+            "wheels",
+            "lamps",
+            "honey",
+            "sand",
+            "moss",
+            "fog",
+        ]
+    ]
+    texts = [*texts[: turns - 1], "What is my name, and what is my lucky number?"]
+    ttft = [first_token(graph, config, text) for text in texts]
+    values = graph.get_state(config).values  # type: ignore[arg-type]
+    answer = values["messages"][-1].text
+    history = sum(model.get_num_tokens(m.text) for m in values["messages"][:-1])
+    n = min(20, len(ttft))
     print(
-        f"3. time to first token  turn 1 {ttft[0] * 1000:7.0f} ms   turn {turns} "
-        f"{ttft[-1] * 1000:7.0f} ms   ratio {ttft[-1] / ttft[0]:.2f}  (goal <= 1.5)"
+        f"3. time to first token  turn 1 {ttft[0] * 1000:7.0f} ms   turn {n} "
+        f"{ttft[n - 1] * 1000:7.0f} ms   ratio {ttft[n - 1] / ttft[0]:.2f}  (goal <= 1.5)"
     )
+    print("   per turn (ms): " + " ".join(f"{t * 1000:.0f}" for t in ttft))
     print(
-        "   per turn (ms): "
-        + " ".join(f"{t * 1000:.0f}" for t in ttft)
-        + f"   summary written: {summaries}"
+        f"4. after {len(texts)} turns: prompt {values['prompt_tokens']} tokens vs. full history "
+        f"{history} tokens ({1 - values['prompt_tokens'] / history:.0%} smaller; goal >= 50%)"
     )
+    ok = "ada" in answer.lower() and "42" in answer
+    print(f"   recall of turn-1 facts: {'OK' if ok else 'MISSED'}: {answer.strip()[:120]!r}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["default", "smollm2"], default="default")
-    parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--turns", type=int, default=30)
     parser.add_argument("--tokens", type=int, default=96)
     parser.add_argument("--reps", type=int, default=4)
     args = parser.parse_args()
@@ -198,8 +228,7 @@ def main() -> None:
         print(f"model {path.name}, {os.cpu_count()} cores")
         bench_throughput(settings_for(path, data_dir, args.tokens), args.reps)
         bench_overhead(data_dir, 50)
-        ttft_settings = settings_for(path, data_dir, 16)
-        bench_ttft(ttft_settings, args.turns)
+        bench_long_chat(settings_for(path, data_dir, 24), args.turns)
 
 
 if __name__ == "__main__":
