@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,7 +36,8 @@ DEFAULT_SETTINGS_FILE = REPO_ROOT / "settings.toml"
 SafetyLevel = Literal["strict", "moderate", "relaxed"]
 SAFETY_LEVELS: tuple[str, ...] = get_args(SafetyLevel)
 Backend = Literal["llamacpp", "huggingface", "fake"]
-MemoryBackend = Literal["memory", "none"]
+MemoryBackend = Literal["redis", "sqlite", "memory", "none"]
+MemoryFallback = Literal["sqlite", "memory", "none"]
 
 
 class SettingsError(ValueError):
@@ -89,11 +97,41 @@ class ContextSettings(_Section):
 class MemorySettings(_Section):
     """Where threads are kept between turns (LangGraph checkpointing)."""
 
-    enabled: bool = True
-    backend: MemoryBackend = Field("memory", description="memory (volatile) or none.")
+    enabled: bool = Field(True, description="false = backend none: each turn stands alone.")
+    backend: MemoryBackend = Field(
+        "redis",
+        description="redis (shared, needs Redis 8+ or Redis Stack), sqlite (a local file), "
+        "memory (the life of the process) or none.",
+    )
     redis_url: str = Field(
         "redis://localhost:6379", description="redis://[:password]@host:port/db (or REDIS_URL)."
     )
+    fallback: MemoryFallback = Field(
+        "sqlite",
+        description="Where threads go when Redis is unreachable or lacks its modules: sqlite, "
+        "memory, or none (stop with an error instead).",
+    )
+    sqlite_path: Path | None = Field(
+        None, description="SQLite file; empty = <data_dir>/memory/checkpoints.sqlite."
+    )
+    ttl_minutes: float | None = Field(
+        None,
+        gt=0,
+        description="Redis only: threads expire this long after their last use; empty = never.",
+    )
+    redis_connect_timeout: float = Field(
+        2.0, gt=0, le=60, description="Seconds to wait for a Redis connection."
+    )
+    redis_socket_timeout: float = Field(
+        5.0, gt=0, le=300, description="Seconds to wait for a Redis reply."
+    )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, url: str) -> str:
+        if not url.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
+            raise ValueError("must look like redis://[:password@]host:port/db")
+        return url
 
 
 class SafetySettings(_Section):

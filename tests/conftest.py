@@ -27,6 +27,8 @@ from graph import build_graph  # noqa: E402
 from graph.settings import Settings, load_settings  # noqa: E402
 from tools.llm import FakeChatModel  # noqa: E402
 
+DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
+
 
 @pytest.fixture(autouse=True)
 def _isolated_env(
@@ -37,6 +39,9 @@ def _isolated_env(
         if key.startswith("ASSISTANT_") or key == "REDIS_URL":
             monkeypatch.delenv(key)
     monkeypatch.setenv("ASSISTANT_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+    # Nothing listens there: the default redis backend falls back to SQLite in the data
+    # dir, and a developer's own Redis is never written to. Redis tests set their own.
+    monkeypatch.setenv("REDIS_URL", DEAD_REDIS_URL)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import logging
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, cast
 
 import typer
@@ -27,6 +28,8 @@ app = typer.Typer(
 )
 model_app = typer.Typer(help="Prepare and inspect the model files.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+threads_app = typer.Typer(help="List, show and delete stored threads.", no_args_is_help=True)
+app.add_typer(threads_app, name="threads")
 
 out = Console()
 err = Console(stderr=True)
@@ -54,14 +57,15 @@ def _settings() -> Settings:
 class ChatSession:
     """One chat: a graph with memory, the current thread and this session's knobs."""
 
-    def __init__(self, settings: Settings, thread_id: str, safety: str | None) -> None:
+    def __init__(
+        self, settings: Settings, thread_id: str, safety: str | None, checkpointer: Any
+    ) -> None:
         from graph import build_graph
-        from tools.memory import make_checkpointer
 
         self.settings = settings
         self.thread_id = thread_id
         self.context = Context.model_validate({"safety_level": safety})
-        self.graph = build_graph(settings, checkpointer=make_checkpointer(settings))
+        self.graph = build_graph(settings, checkpointer=checkpointer)
 
     def turn(self, text: str) -> Iterator[tuple[str, Any]]:
         """Run one turn: yields ("token", text) while streaming, then ("state", values)."""
@@ -93,6 +97,7 @@ def _result(state: dict[str, Any], thread_id: str) -> dict[str, Any]:
         "safety": state.get("safety", {}),
         "summary": state.get("summary", ""),
         "prompt_tokens": state.get("prompt_tokens", 0),
+        "messages": len(messages),
     }
 
 
@@ -169,12 +174,31 @@ def chat(
     if safety is not None and safety not in SAFETY_LEVELS:
         err.print(f"[red]unknown safety level {safety!r}[/red]: use {', '.join(SAFETY_LEVELS)}")
         raise typer.Exit(2)
-    session = ChatSession(settings, thread or uuid.uuid4().hex[:12], safety)
-    if message is not None:
-        if not message.strip():
-            err.print("[red]error:[/red] the message is empty; nothing was sent")
-            raise typer.Exit(2)
-        raise typer.Exit(0 if _run_turn(session, message, as_json) else 1)
+    if message is not None and not message.strip():
+        err.print("[red]error:[/red] the message is empty; nothing was sent")
+        raise typer.Exit(2)
+    with _checkpointer(settings) as saver:
+        session = ChatSession(settings, thread or uuid.uuid4().hex[:12], safety, saver)
+        if message is not None:
+            raise typer.Exit(0 if _run_turn(session, message, as_json) else 1)
+        _chat_loop(session, as_json)
+
+
+@contextmanager
+def _checkpointer(settings: Settings) -> Iterator[Any]:
+    """The configured memory; a backend that cannot be used ends the command cleanly."""
+    from tools.memory import MemoryBackendError, open_checkpointer
+
+    try:
+        with open_checkpointer(settings) as saver:
+            yield saver
+    except MemoryBackendError as exc:
+        err.print(f"[red]memory error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+def _chat_loop(session: ChatSession, as_json: bool) -> None:
+    """Read messages and /commands until the user quits."""
     err.print(f"[dim]thread {session.thread_id} · /help for commands · Ctrl-D to quit[/dim]")
     while True:
         try:
@@ -193,6 +217,80 @@ def chat(
             _run_turn(session, text, as_json)
         except KeyboardInterrupt:
             err.print("\n[dim](interrupted)[/dim]")
+
+
+@threads_app.command("list")
+def threads_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the threads in the configured memory store."""
+    from tools.memory import list_threads
+
+    settings = _settings()
+    with _checkpointer(settings) as saver:
+        if saver is None:
+            err.print("[yellow]memory is off (memory.backend = none): no threads are kept[/yellow]")
+            raise typer.Exit(0)
+        threads = list_threads(saver)
+    if as_json:
+        out.print_json(
+            json.dumps([{"thread_id": t.thread_id, "checkpoints": t.checkpoints} for t in threads])
+        )
+        return
+    for t in threads:
+        out.print(f"{t.thread_id}\t{t.checkpoints} checkpoints", markup=False, highlight=False)
+    err.print(f"[dim]{len(threads)} thread(s)[/dim]")
+
+
+@threads_app.command("show")
+def threads_show(
+    thread_id: Annotated[str, typer.Argument(help="The thread to print.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print the messages and summary of one thread."""
+    from graph import build_graph
+
+    settings = _settings()
+    with _checkpointer(settings) as saver:
+        if saver is None:
+            err.print("[red]memory is off (memory.backend = none): no threads are kept[/red]")
+            raise typer.Exit(1)
+        values = (
+            build_graph(settings, checkpointer=saver)
+            .get_state({"configurable": {"thread_id": thread_id}})
+            .values
+        )
+    if not values:
+        err.print(f"[red]no thread {thread_id!r}[/red]")
+        raise typer.Exit(1)
+    messages = [{"role": m.type, "content": m.text} for m in values.get("messages", [])]
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {"thread_id": thread_id, "messages": messages, "summary": values.get("summary", "")}
+            )
+        )
+        return
+    if values.get("summary"):
+        out.print(f"[dim](summary) {values['summary']}[/dim]", highlight=False)
+    for m in messages:
+        out.print(f"[bold]{m['role']}>[/bold] ", end="", highlight=False)
+        out.print(m["content"], markup=False, highlight=False)
+
+
+@threads_app.command("delete")
+def threads_delete(
+    thread_ids: Annotated[list[str], typer.Argument(help="The thread(s) to delete.")],
+) -> None:
+    """Delete threads and every checkpoint they have."""
+    settings = _settings()
+    with _checkpointer(settings) as saver:
+        if saver is None:
+            err.print("[red]memory is off (memory.backend = none): no threads are kept[/red]")
+            raise typer.Exit(1)
+        for thread_id in thread_ids:
+            saver.delete_thread(thread_id)
+            out.print(f"deleted {thread_id}")
 
 
 @model_app.command("prepare")
@@ -227,6 +325,44 @@ def model_path() -> None:
         out.print(str(settings.model.gguf_path))
     else:
         out.print(str(settings.cache_dir / "models" / DEFAULT_MODEL.filename))
+
+
+@app.command("graph")
+def graph_picture(
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", "-f", help="png (to a file), mermaid or ascii (to stdout unless --output)."
+        ),
+    ] = "png",
+    output: Annotated[
+        str | None,
+        typer.Option("--output", "-o", help="File to write (png: default graph.png)."),
+    ] = None,
+) -> None:
+    """Draw the pipeline as PNG, Mermaid or ASCII, offline and without loading a model."""
+    from rich.markup import escape
+
+    from tools.pictures import PictureError, check_format, draw, pipeline, write_picture
+
+    try:
+        kind = check_format(fmt)
+    except PictureError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+    settings = _settings()
+    try:
+        if output is None and kind != "png":
+            typer.echo(str(draw(pipeline(settings), kind)).rstrip("\n"))
+            return
+        path = write_picture(output or "graph.png", kind, settings=settings)
+    except PictureError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        err.print(f"[red]cannot write the picture:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    out.print(f"wrote {path}", markup=False, highlight=False)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ def test_settings_file_matches_code_defaults(
     empty = tmp_path / "empty.toml"
     empty.write_text("")
     monkeypatch.setenv("ASSISTANT_SETTINGS_FILE", str(empty))
+    monkeypatch.delenv("REDIS_URL")
     defaults = Settings().model_dump(mode="json")
     shipped = tomllib.loads(DEFAULT_SETTINGS_FILE.read_text())
     for section, values in shipped.items():

@@ -1,0 +1,158 @@
+"""Memory backends without a Redis server: choice, fallback at start-up, errors, SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+from graph import build_graph
+from graph.settings import Settings, SettingsError
+from tests.conftest import thread
+from tools.llm import FakeChatModel
+from tools.memory import (
+    MemoryBackendError,
+    aopen_checkpointer,
+    list_threads,
+    open_checkpointer,
+    redact,
+    sqlite_path,
+)
+
+
+def say(saver: Any, settings: Settings, text: str, name: str = "t1") -> dict[str, Any]:
+    graph = build_graph(settings, checkpointer=saver, model=FakeChatModel(reply="ok"))
+    state: dict[str, Any] = graph.invoke({"messages": [("user", text)]}, thread(name))
+    return state
+
+
+@pytest.mark.parametrize(
+    ("memory", "kind"),
+    [
+        ({"backend": "memory"}, InMemorySaver),
+        ({"backend": "sqlite"}, SqliteSaver),
+        ({"backend": "none"}, type(None)),
+        ({"backend": "sqlite", "enabled": False}, type(None)),
+    ],
+)
+def test_backend_choice(
+    make_settings: Callable[..., Settings], memory: dict[str, Any], kind: type
+) -> None:
+    with open_checkpointer(make_settings(memory=memory)) as saver:
+        assert isinstance(saver, kind)
+
+
+def test_default_is_redis_with_sqlite_fallback(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    assert (settings.memory.backend, settings.memory.fallback) == ("redis", "sqlite")
+
+
+def test_unreachable_redis_at_start_falls_back_to_sqlite_and_remembers(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings()
+    with (
+        caplog.at_level(logging.WARNING, logger="tools.memory"),
+        open_checkpointer(settings) as saver,
+    ):
+        assert isinstance(saver, SqliteSaver)
+        say(saver, settings, "My name is Ada.")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "redis://127.0.0.1:1/0" in warnings[0] and "unreachable" in warnings[0]
+    assert str(sqlite_path(settings)) in warnings[0]
+    # A "restart": a new store on the same file still has the thread.
+    with open_checkpointer(settings) as saver:
+        state = say(saver, settings, "What's my name?")
+    assert [m.text for m in state["messages"][::2]] == ["My name is Ada.", "What's my name?"]
+
+
+def test_fallback_none_stops_with_a_clear_error(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(memory={"fallback": "none"})
+    with (
+        pytest.raises(MemoryBackendError, match=r"redis://127\.0\.0\.1:1/0 is unreachable"),
+        open_checkpointer(settings),
+    ):
+        pass
+
+
+def test_fallback_to_process_memory(make_settings: Callable[..., Settings]) -> None:
+    with open_checkpointer(make_settings(memory={"fallback": "memory"})) as saver:
+        assert isinstance(saver, InMemorySaver)
+
+
+def test_async_open_falls_back_too(make_settings: Callable[..., Settings]) -> None:
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    settings = make_settings()
+
+    async def run() -> list[str]:
+        async with aopen_checkpointer(settings) as saver:
+            assert isinstance(saver, AsyncSqliteSaver)
+            graph = build_graph(settings, checkpointer=saver, model=FakeChatModel(reply="ok"))
+            await graph.ainvoke({"messages": [("user", "hello")]}, thread("a"))
+            state = await graph.ainvoke({"messages": [("user", "again")]}, thread("a"))
+            return [m.text for m in state["messages"]]
+
+    assert asyncio.run(run()) == ["hello", "ok", "again", "ok"]
+
+
+def test_corrupt_sqlite_file_is_a_clear_error(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    bad = tmp_path / "checkpoints.sqlite"
+    bad.write_bytes(b"this is not a database" * 100)
+    settings = make_settings(memory={"backend": "sqlite", "sqlite_path": str(bad)})
+    with (
+        pytest.raises(MemoryBackendError, match="Cannot use the SQLite store"),
+        open_checkpointer(settings),
+    ):
+        pass
+    assert bad.read_bytes().startswith(b"this is not a database"), "the file was overwritten"
+
+
+def test_threads_are_isolated_listed_and_deleted(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(memory={"backend": "sqlite"})
+    with open_checkpointer(settings) as saver:
+        say(saver, settings, "I am Ada.", "ada")
+        say(saver, settings, "I am Bob.", "bob")
+        bob = say(saver, settings, "Who am I?", "bob")
+        assert "Ada" not in " ".join(m.text for m in bob["messages"])
+        assert {t.thread_id for t in list_threads(saver)} == {"ada", "bob"}
+        saver.delete_thread("ada")
+        assert [t.thread_id for t in list_threads(saver)] == ["bob"]
+
+
+@pytest.mark.parametrize(
+    ("memory", "message"),
+    [
+        ({"backend": "postgres"}, "memory.backend"),
+        ({"fallback": "disk"}, "memory.fallback"),
+        ({"redis_url": "localhost:6379"}, "memory.redis_url"),
+        ({"ttl_minutes": 0}, "memory.ttl_minutes"),
+    ],
+)
+def test_bad_memory_settings_name_the_key(
+    make_settings: Callable[..., Settings], memory: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message):
+        make_settings(memory=memory)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://localhost:6379", "redis://localhost:6379"),
+        ("redis://:s3cret@host:6379/0", "redis://:***@host:6379/0"),
+        ("redis://user:s3cret@host:6379", "redis://user:***@host:6379"),
+        ("rediss://token@host", "rediss://***@host"),
+    ],
+)
+def test_passwords_never_reach_the_log(url: str, shown: str) -> None:
+    assert redact(url) == shown
