@@ -4,9 +4,12 @@ Prints:
   1. decode tokens/s of the graph vs. a raw llama.cpp call on the same prompt (ratio);
   2. non-model overhead per turn (ms), with an instant fake model;
   3. time to first token at turn 1 vs. turn 20 of one conversation (ratio);
-  4. at the end of that 30-turn chat: prompt size vs. full history, and recall of turn 1.
+  4. at the end of that 30-turn chat: prompt size vs. full history, and recall of turn 1;
+  5. per-turn checkpoint overhead of each memory backend (memory, sqlite, redis) against
+     the same turns with no checkpointer, on an instant fake model.
 
 Usage: python scripts/bench.py [--model default|smollm2] [--turns 20] [--tokens 96]
+       python scripts/bench.py --only memory
 """
 
 from __future__ import annotations
@@ -143,6 +146,53 @@ def bench_overhead(data_dir: Path, turns: int) -> None:
     )
 
 
+def bench_memory(data_dir: Path, threads: int) -> None:
+    """Per-turn cost of each checkpointer, over two-turn chats, against no checkpointer."""
+    from langchain_core.messages import AIMessage
+
+    from tools import redis_server
+    from tools.memory import open_checkpointer
+
+    def turns(graph: Any, stateless: bool) -> list[float]:
+        times = []
+        for t in range(threads):
+            config = {"configurable": {"thread_id": f"bench-{t}"}}
+            first = [("user", f"Hello, I am user {t}.")]
+            second: list[Any] = [("user", "What did I say?")]
+            if stateless:  # the same messages the checkpointer would have loaded
+                second = [*first, AIMessage("ok"), *second]
+            for messages in (first, second):
+                start = time.perf_counter()
+                graph.invoke({"messages": messages}, config)
+                times.append(time.perf_counter() - start)
+        return times
+
+    server = redis_server.start()
+    try:
+        backends = {
+            "memory": {"backend": "memory"},
+            "sqlite": {"backend": "sqlite"},
+            "redis": {"backend": "redis", "redis_url": server.url, "fallback": "none"},
+        }
+        base_settings = load_settings(data_dir=str(data_dir), model={"backend": "fake"})
+        model = FakeChatModel(reply="ok")
+        plain = build_graph(base_settings, model=model)
+        turns(plain, True)  # warm-up: imports, prompt files, token caches
+        base = statistics.median(turns(plain, True)) * 1000
+        line = f"5. per-turn checkpoint overhead (no checkpointer: {base:.2f} ms/turn)"
+        for name, memory in backends.items():
+            settings = load_settings(
+                data_dir=str(data_dir), model={"backend": "fake"}, memory=memory
+            )
+            with open_checkpointer(settings) as saver:
+                graph = build_graph(settings, checkpointer=saver, model=model)
+                per_turn = statistics.median(turns(graph, False)) * 1000
+            line += f"\n   {name:7s} +{per_turn - base:6.2f} ms/turn  ({per_turn:.2f} ms)"
+        print(line + f"  (median of {threads * 2} turns each)")
+    finally:
+        server.stop()
+
+
 def first_token(graph: Any, config: Any, text: str) -> float:
     """Seconds until the first reply token; the turn is run to the end."""
     start = time.perf_counter()
@@ -225,14 +275,19 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=30)
     parser.add_argument("--tokens", type=int, default=96)
     parser.add_argument("--reps", type=int, default=4)
+    parser.add_argument("--only", choices=["memory"], help="run only that part (no model)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
+        if args.only == "memory":
+            bench_memory(data_dir, 50)
+            return
         path = gguf(args.model, data_dir)
         print(f"model {path.name}, {os.cpu_count()} cores")
         bench_throughput(settings_for(path, data_dir, args.tokens), args.reps)
         bench_overhead(data_dir, 50)
         bench_long_chat(settings_for(path, data_dir, 24), args.turns)
+        bench_memory(data_dir, 50)
 
 
 if __name__ == "__main__":
