@@ -13,6 +13,7 @@ current message is lost.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import threading
@@ -369,7 +370,9 @@ class FallbackSaver(BaseCheckpointSaver[str]):
         )
         self._remember = remember
         self._latest: OrderedDict[tuple[str, str], _Latest] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _latest
+        self._switch_lock = threading.Lock()
+        self._aswitch_lock = asyncio.Lock()
 
     @property
     def active(self) -> Saver:
@@ -402,12 +405,9 @@ class FallbackSaver(BaseCheckpointSaver[str]):
             versions = found.checkpoint["channel_versions"]
             self._note(parent, found.checkpoint, found.metadata, versions)
 
-    def _switch(self, exc: BaseException) -> list[_Latest] | None:
-        """Flip to the fallback; returns what to carry over (None if already switched)."""
+    def _carried(self, exc: BaseException) -> list[_Latest]:
+        """What to carry over, with the one warning of the switch."""
         with self._lock:
-            if self.failed_over:
-                return None
-            self.failed_over = True
             carried = list(self._latest.values())
         logger.warning(
             "Redis at %s stopped answering (%s); continuing on %s with the %d thread(s) "
@@ -419,31 +419,32 @@ class FallbackSaver(BaseCheckpointSaver[str]):
         )
         return carried
 
-    def _carry_over(self, carried: list[_Latest]) -> None:
-        for config, checkpoint, meta, versions in carried:
-            have = self.fallback.get_tuple(_latest_of(config))
-            if have is None or have.checkpoint["id"] < checkpoint["id"]:
-                self.fallback.put(config, checkpoint, meta, versions)
-
-    async def _acarry_over(self, carried: list[_Latest]) -> None:
-        for config, checkpoint, meta, versions in carried:
-            have = await self.fallback.aget_tuple(_latest_of(config))
-            if have is None or have.checkpoint["id"] < checkpoint["id"]:
-                await self.fallback.aput(config, checkpoint, meta, versions)
+    # The flag flips only after the carry-over, and callers that fail meanwhile wait on
+    # the switch lock: none of them may read a thread from the fallback before it is there.
 
     def _fail_over(self, exc: BaseException) -> None:
         if not is_unreachable(exc):
             raise exc
-        carried = self._switch(exc)
-        if carried:
-            self._carry_over(carried)
+        with self._switch_lock:
+            if self.failed_over:
+                return
+            for config, checkpoint, meta, versions in self._carried(exc):
+                have = self.fallback.get_tuple(_latest_of(config))
+                if have is None or have.checkpoint["id"] < checkpoint["id"]:
+                    self.fallback.put(config, checkpoint, meta, versions)
+            self.failed_over = True
 
     async def _afail_over(self, exc: BaseException) -> None:
         if not is_unreachable(exc):
             raise exc
-        carried = self._switch(exc)
-        if carried:
-            await self._acarry_over(carried)
+        async with self._aswitch_lock:
+            if self.failed_over:
+                return
+            for config, checkpoint, meta, versions in self._carried(exc):
+                have = await self.fallback.aget_tuple(_latest_of(config))
+                if have is None or have.checkpoint["id"] < checkpoint["id"]:
+                    await self.fallback.aput(config, checkpoint, meta, versions)
+            self.failed_over = True
 
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         if not self.failed_over:

@@ -235,3 +235,19 @@ def test_default_model_recalls_across_processes_without_redis(default_gguf: Path
         **env,
     )
     assert "priya" in json.loads(second.stdout)["reply"].lower()
+
+
+def test_concurrent_threads_fail_over_together(
+    make_settings: Callable[..., Settings], fresh_redis_server: Any
+) -> None:
+    """Threads that hit the dead server while another one is switching must wait for it."""
+    settings = make_settings(memory={"redis_url": fresh_redis_server.url})
+    with open_checkpointer(settings) as saver:
+        graph = build_graph(settings, checkpointer=saver, model=FakeChatModel(reply="ok"))
+        for n in range(10):
+            say(graph, f"I am user {n}.", f"user-{n}")
+        fresh_redis_server.kill()
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            states = list(pool.map(lambda n: say(graph, "Who am I?", f"user-{n}"), range(10)))
+    for n, state in enumerate(states):
+        assert texts(state) == [f"I am user {n}.", "ok", "Who am I?", "ok"]
