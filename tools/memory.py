@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -35,6 +35,9 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.memory import InMemorySaver
 
 from graph.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from langgraph.checkpoint.redis import RedisSaver
 
 logger = logging.getLogger(__name__)
 
@@ -210,15 +213,34 @@ async def _aopen_sqlite(settings: Settings) -> AsyncIterator[Saver]:
         raise MemoryBackendError(f"Cannot use the SQLite store {path}: {exc}") from exc
 
 
-def _open_redis(settings: Settings, stack: ExitStack) -> Saver:
+def _redis_saver_class() -> type[RedisSaver]:
     from langgraph.checkpoint.redis import RedisSaver
+
+    class HistoryRedisSaver(RedisSaver):
+        """RedisSaver whose ``list`` returns messages, not their serialised dicts.
+
+        langgraph-checkpoint-redis 0.5.2 deserialises inline channel values in
+        ``get_tuple`` and ``alist`` but not in the sync ``list``, so ``get_state_history``
+        would hand out ``{"lc": 1, "type": "constructor", ...}`` dicts.
+        """
+
+        def list(self, config: RunnableConfig | None, **kwargs: Any) -> Iterator[CheckpointTuple]:
+            for item in super().list(config, **kwargs):
+                values = item.checkpoint["channel_values"]
+                item.checkpoint["channel_values"] = self._deserialize_channel_values(values)
+                yield item
+
+    return HistoryRedisSaver
+
+
+def _open_redis(settings: Settings, stack: ExitStack) -> Saver:
     from redis import Redis
 
     url = settings.memory.redis_url
     client = Redis.from_url(url, **_client_options(settings))
     stack.callback(client.close)
     _probe(client, url)
-    saver = RedisSaver(redis_client=client, ttl=_ttl(settings))
+    saver = _redis_saver_class()(redis_client=client, ttl=_ttl(settings))
     try:
         saver.setup()
     except Exception as exc:

@@ -251,3 +251,20 @@ def test_concurrent_threads_fail_over_together(
             states = list(pool.map(lambda n: say(graph, "Who am I?", f"user-{n}"), range(10)))
     for n, state in enumerate(states):
         assert texts(state) == [f"I am user {n}.", "ok", "Who am I?", "ok"]
+
+
+def test_state_history_on_redis_holds_messages_not_serialised_dicts(
+    redis_settings: Callable[..., Settings],
+) -> None:
+    """langgraph-checkpoint-redis 0.5.2's sync list() left channel values serialised."""
+    from langchain_core.messages import BaseMessage
+
+    settings = redis_settings(fallback="none")
+    with open_checkpointer(settings) as saver:
+        graph = build_graph(settings, checkpointer=saver, model=FakeChatModel(reply="ok"))
+        say(graph, "hello", "h")
+        history = list(graph.get_state_history(thread("h")))
+    assert len(history) > 3
+    for snapshot in history:
+        assert all(isinstance(m, BaseMessage) for m in snapshot.values.get("messages", []))
+    assert texts(history[0].values) == ["hello", "ok"]
