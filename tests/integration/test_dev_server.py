@@ -1,0 +1,347 @@
+"""The assistant behind ``langgraph dev``: threads, token streaming, per-run context, and
+threads shared with the CLI and notebooks through Redis.
+
+One server for the module (in-memory runtime, offline, SmolLM2 through llama.cpp, threads
+in the session's Redis), started from a directory of its own on a free port of 127.0.0.1,
+and stopped by its process group at the end. A failing test prints the server's log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from langgraph_sdk import get_sync_client
+from langgraph_sdk.client import SyncLangGraphClient
+
+from graph import build_graph
+from graph.context import Context
+from graph.settings import Settings
+from tools.memory import open_checkpointer
+from tools.redis_server import RedisServer
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+GRAPH_ID = "assistant"
+START_TIMEOUT = 90.0  # a cold start takes ~5 s; a busy 2-core machine needs more
+PROFANE = "this is shit"  # allowed at moderate, refused at strict (see README, safety)
+
+# What scripts/dev_server.sh exports: no CLI analytics, no PyPI version check, no tracing.
+OFFLINE_ENV = {
+    "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+    "LANGGRAPH_NO_VERSION_CHECK": "true",
+    "LANGSMITH_TRACING": "false",
+    "LANGCHAIN_TRACING_V2": "false",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "DO_NOT_TRACK": "1",
+}
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_API_URL = re.compile(r"API: (http://\S+)")
+
+
+@dataclass
+class DevServer:
+    """A running ``langgraph dev`` and where its output goes."""
+
+    process: subprocess.Popen[bytes]
+    log_file: Path
+    redis_url: str
+    url: str = ""
+
+    def log(self) -> str:
+        """The server's output so far, without colour codes."""
+        return _ANSI.sub("", self.log_file.read_text(errors="replace"))
+
+    @contextlib.contextmanager
+    def log_on_failure(self) -> Iterator[None]:
+        """Print the server's log if the block fails (pytest shows it with the failure).
+
+        A fixture's teardown cannot tell pytest to show its output, so the tests do it.
+        """
+        try:
+            yield
+        except BaseException:
+            print(f"--- langgraph dev log ({self.log_file}) ---\n{self.log()}")
+            raise
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _absolute(spec: str) -> str:
+    path, sep, attr = spec.rpartition(":")
+    return f"{(REPO_ROOT / path).resolve()}{sep}{attr}" if path.startswith(".") else spec
+
+
+def _server_config(directory: Path) -> Path:
+    """The repository's langgraph.json, made to run from another directory.
+
+    ``langgraph dev`` resolves paths against its working directory, so they become
+    absolute; ``env`` is dropped because the server would load a developer's ``.env``
+    over the environment this test sets up.
+    """
+    config = json.loads((REPO_ROOT / "langgraph.json").read_text())
+    config["dependencies"] = [str(REPO_ROOT)]
+    config["graphs"] = {name: _absolute(spec) for name, spec in config["graphs"].items()}
+    config["checkpointer"]["path"] = _absolute(config["checkpointer"]["path"])
+    config.pop("env", None)
+    path = directory / "langgraph.json"
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+def _server_env(directory: Path, gguf: Path, redis_url: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        # The developer's own settings must not reach the server.
+        if not key.startswith("ASSISTANT_") and key != "REDIS_URL"
+    }
+    env.update(OFFLINE_ENV)
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",  # the log is read while the server runs
+            "ASSISTANT_DATA_DIR": str(directory / "data"),
+            "ASSISTANT_MODEL__BACKEND": "llamacpp",
+            "ASSISTANT_MODEL__GGUF_PATH": str(gguf),
+            "ASSISTANT_MODEL__N_CTX": "2048",
+            "ASSISTANT_CONTEXT__MAX_PROMPT_TOKENS": "1024",
+            "ASSISTANT_GENERATION__MAX_NEW_TOKENS": "16",
+            "ASSISTANT_GENERATION__DO_SAMPLE": "false",
+            "REDIS_URL": redis_url,
+        }
+    )
+    return env
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group (SIGKILL if it lingers)."""
+    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _wait_until_up(server: DevServer) -> str:
+    """The server's base URL, once ``/ok`` answers."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"langgraph dev exited ({server.process.returncode}):\n{server.log()}")
+        # The URL is read from the log, not assumed: when the port is taken in the
+        # meantime, langgraph dev quietly picks another one.
+        found = _API_URL.search(server.log())
+        if found:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{found[1]}/ok", timeout=2.0).status_code == 200:
+                    return found[1]
+        time.sleep(0.25)
+    pytest.fail(f"langgraph dev did not answer within {START_TIMEOUT:.0f} s:\n{server.log()}")
+
+
+@pytest.fixture(scope="module")
+def dev_server(
+    tmp_path_factory: pytest.TempPathFactory, smollm2: Path, redis_server: RedisServer
+) -> Iterator[DevServer]:
+    """``langgraph dev`` serving the repository's langgraph.json, threads in Redis.
+
+    It uses the session's Redis directly: ``redis_url`` is per test and empties Redis,
+    which would pull the checkpointer's search indexes from under a module-long server.
+    """
+    if not redis_server.is_running():
+        pytest.fail(f"the session Redis server has died; see {redis_server.log_file}")
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()
+    directory = tmp_path_factory.mktemp("dev-server")
+    command = [
+        str(Path(sys.executable).with_name("langgraph")),
+        "dev",
+        "--config", str(_server_config(directory)),
+        "--host", "127.0.0.1",
+        "--port", str(_free_port()),
+        "--no-browser",
+        "--no-reload",
+    ]  # fmt: skip
+    log_file = directory / "server.log"
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            # Its own directory: .langgraph_api/ lands there, no repository .env is read.
+            cwd=directory,
+            env=_server_env(directory, smollm2, redis_server.url),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, stopped as a whole
+        )
+    server = DevServer(process=process, log_file=log_file, redis_url=redis_server.url)
+    try:
+        server.url = _wait_until_up(server)
+        yield server
+    finally:
+        _stop(process)
+
+
+@pytest.fixture
+def client(dev_server: DevServer) -> Iterator[SyncLangGraphClient]:
+    """An SDK client of the server (never sends a developer's LangSmith key)."""
+    sdk = get_sync_client(url=dev_server.url, api_key=None, timeout=120.0)
+    yield sdk
+    sdk.close()
+
+
+@pytest.fixture
+def local_settings(
+    dev_server: DevServer,
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Settings:
+    """Settings of a CLI or notebook next to the server: same Redis, own data dir."""
+    monkeypatch.setenv("REDIS_URL", dev_server.redis_url)
+    return make_settings(model={"fake_reply": "Nice to meet you, Ada."})
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": text}]}
+
+
+def assistant_id(client: SyncLangGraphClient) -> str:
+    found = client.assistants.search(graph_id=GRAPH_ID)
+    assert found, "the server did not register the assistant graph"
+    return str(found[0]["assistant_id"])
+
+
+def test_context_schema_is_the_assistants_configuration(
+    dev_server: DevServer, client: SyncLangGraphClient
+) -> None:
+    with dev_server.log_on_failure():
+        context_schema = client.assistants.get_schemas(assistant_id(client))["context_schema"]
+        assert context_schema is not None, "the server shows no context schema"
+        properties = context_schema["properties"]
+        assert set(properties) == set(Context.model_fields)
+        levels = [s.get("enum") for s in properties["safety_level"]["anyOf"]]
+        assert ["strict", "moderate", "relaxed"] in levels
+        assert {"type": "number", "minimum": 0.0, "maximum": 2.0}.items() <= (
+            properties["temperature"]["anyOf"][0].items()
+        )
+
+
+def test_strict_from_the_run_or_the_assistant_refuses_profanity(
+    dev_server: DevServer, client: SyncLangGraphClient
+) -> None:
+    with dev_server.log_on_failure():
+        per_run = client.runs.wait(
+            None, GRAPH_ID, input=user(PROFANE), context={"safety_level": "strict"}
+        )
+        strict = client.assistants.create(
+            GRAPH_ID, context={"safety_level": "strict"}, name="assistant (strict)"
+        )
+        per_assistant = client.runs.wait(None, strict["assistant_id"], input=user(PROFANE))
+        # The default level lets it through: the refusals above came from the context.
+        default = client.runs.wait(
+            None, GRAPH_ID, input=user(PROFANE), context={"max_new_tokens": 4}
+        )
+        for state in (per_run, per_assistant):
+            assert isinstance(state, dict)
+            assert state["safety"]["allowed"] is False
+            safety = state["safety"]
+            assert (safety["level"], safety["category"]) == ("strict", "profanity")
+            assert state["messages"][-1]["content"].startswith("Sorry, I can't help with that.")
+        assert isinstance(default, dict)
+        assert default["safety"]["allowed"] is True
+        assert default["safety"]["level"] == "moderate"
+
+
+def test_two_turns_stream_tokens_recall_and_are_shared_through_redis(
+    dev_server: DevServer, client: SyncLangGraphClient, local_settings: Settings
+) -> None:
+    with dev_server.log_on_failure():
+        thread_id = client.threads.create()["thread_id"]
+
+        chunks: list[str] = []
+        first: dict[str, Any] = {}
+        for part in client.runs.stream(
+            thread_id,
+            GRAPH_ID,
+            input=user("My name is Ada. Nice to meet you!"),
+            stream_mode=["messages-tuple", "values"],
+        ):
+            assert part.event != "error", part.data
+            if part.event == "messages":
+                chunk, meta = part.data
+                if meta.get("langgraph_node") == "generate" and chunk["content"]:
+                    chunks.append(chunk["content"])
+            elif part.event == "values":
+                first = part.data
+        assert len(chunks) > 1, f"tokens did not stream: {chunks}"
+        assert first["messages"][-1]["content"] == "".join(chunks)
+
+        second = client.runs.wait(thread_id, GRAPH_ID, input=user("What is my name?"))
+        assert isinstance(second, dict)
+        # Greedy SmolLM2 answers with the name; the prompt grew by the first turn.
+        assert "ada" in second["messages"][-1]["content"].lower(), second["messages"][-1]
+        assert second["prompt_tokens"] > first["prompt_tokens"]
+
+        state = client.threads.get_state(thread_id)["values"]
+        assert isinstance(state, dict)
+        served = [(m["type"], m["content"]) for m in state["messages"]]
+        assert [kind for kind, _ in served] == ["human", "ai", "human", "ai"]
+        assert served[0][1] == "My name is Ada. Nice to meet you!"
+        assert served[2][1] == "What is my name?"
+
+        # Outside the server: the thread is in Redis, and a notebook reads it back whole.
+        with redis.Redis.from_url(dev_server.redis_url) as raw:
+            assert any(raw.scan_iter(match=f"*{thread_id}*", count=1000))
+        with open_checkpointer(local_settings) as saver:
+            graph = build_graph(local_settings, checkpointer=saver)
+            local = graph.get_state({"configurable": {"thread_id": thread_id}}).values
+        assert [(m.type, m.text) for m in local["messages"]] == served
+
+
+def test_a_thread_from_the_cli_continues_on_the_server(
+    dev_server: DevServer, client: SyncLangGraphClient, local_settings: Settings
+) -> None:
+    # The server's API takes only UUIDs as thread ids.
+    thread_id = str(uuid.uuid4())
+    with open_checkpointer(local_settings) as saver:
+        graph = build_graph(local_settings, checkpointer=saver)
+        graph.invoke(user("My name is Ada."), {"configurable": {"thread_id": thread_id}})
+    with dev_server.log_on_failure():
+        # The server keeps its own list of threads: it has to be told about this one, and
+        # which graph it belongs to, before it shows or continues it.
+        client.threads.create(thread_id=thread_id, graph_id=GRAPH_ID, if_exists="do_nothing")
+        before = client.threads.get_state(thread_id)["values"]
+        assert isinstance(before, dict)
+        assert [m["content"] for m in before["messages"]] == [
+            "My name is Ada.",
+            "Nice to meet you, Ada.",
+        ]
+        after = client.runs.wait(
+            thread_id, GRAPH_ID, input=user("What is my name?"), context={"max_new_tokens": 4}
+        )
+        assert isinstance(after, dict)
+        assert [m["type"] for m in after["messages"]] == ["human", "ai", "human", "ai"]
