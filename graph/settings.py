@@ -10,6 +10,7 @@ below. Nodes never read the environment themselves; they get a ``Settings``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -208,6 +209,9 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         env_file=".env",
         env_file_encoding="utf-8",
+        # .env may hold other tools' keys (LANGSMITH_API_KEY, ...): only ASSISTANT_* ones
+        # are ours, and a typo among those is still an error.
+        dotenv_filtering="match_prefix",
         extra="forbid",
         validate_assignment=True,
     )
@@ -257,21 +261,31 @@ class Settings(BaseSettings):
         return (
             init_settings,
             env_settings,
-            _RedisUrlSource(settings_cls),
+            _RedisUrlSource(settings_cls, os.environ),
             dotenv_settings,
+            _RedisUrlSource(settings_cls, _dotenv_vars(dotenv_settings)),
             TomlConfigSettingsSource(settings_cls, toml_file=settings_file),
         )
 
 
 class _RedisUrlSource(PydanticBaseSettingsSource):
-    """Maps the un-prefixed ``REDIS_URL`` onto ``memory.redis_url``."""
+    """Maps the un-prefixed ``REDIS_URL`` (environment or ``.env``) onto ``memory.redis_url``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], variables: Mapping[str, str | None]):
+        super().__init__(settings_cls)
+        self.variables = variables
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        url = os.environ.get("REDIS_URL")
+        url = self.variables.get("REDIS_URL") or self.variables.get("redis_url")
         return {"memory": {"redis_url": url}} if url else {}
+
+
+def _dotenv_vars(source: PydanticBaseSettingsSource) -> Mapping[str, str | None]:
+    # The .env file's variables as the dotenv source read them (keys lower-cased).
+    return getattr(source, "env_vars", {})
 
 
 def _describe(error: ValidationError) -> str:

@@ -42,6 +42,11 @@ HELP = """Commands:
   /quit          leave (Ctrl-D works too)"""
 
 
+def new_thread_id() -> str:
+    """A fresh thread id: a UUID, the only kind the LangGraph server accepts too."""
+    return str(uuid.uuid4())
+
+
 def _settings() -> Settings:
     try:
         settings = load_settings()
@@ -135,10 +140,10 @@ def _command(session: ChatSession, line: str) -> bool:
     if name == "help":
         out.print(HELP, markup=False)
     elif name == "thread":
-        session.thread_id = arg or uuid.uuid4().hex[:12]
+        session.thread_id = arg or new_thread_id()
         out.print(f"[dim]thread {session.thread_id}[/dim]")
     elif name == "reset":
-        session.thread_id = uuid.uuid4().hex[:12]
+        session.thread_id = new_thread_id()
         out.print(f"[dim]new thread {session.thread_id}[/dim]")
     elif name == "safety":
         try:
@@ -178,7 +183,7 @@ def chat(
         err.print("[red]error:[/red] the message is empty; nothing was sent")
         raise typer.Exit(2)
     with _checkpointer(settings) as saver:
-        session = ChatSession(settings, thread or uuid.uuid4().hex[:12], safety, saver)
+        session = ChatSession(settings, thread or new_thread_id(), safety, saver)
         if message is not None:
             raise typer.Exit(0 if _run_turn(session, message, as_json) else 1)
         _chat_loop(session, as_json)

@@ -204,7 +204,8 @@ async def _aopen_sqlite(settings: Settings) -> AsyncIterator[Saver]:
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     path = sqlite_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Off the event loop: the dev server flags blocking calls in async code.
+    await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
     try:
         async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
             await saver.setup()

@@ -53,6 +53,28 @@ def test_dotenv_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     assert load_settings().generation.temperature == 0.7
 
 
+def test_dotenv_may_hold_other_tools_keys_and_redis_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".env").write_text(
+        "LANGSMITH_API_KEY=abc\nREDIS_URL=redis://dotenv:6379/1\nASSISTANT_LOG_LEVEL=INFO\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REDIS_URL")
+    settings = load_settings()
+    assert settings.memory.redis_url == "redis://dotenv:6379/1"
+    assert settings.log_level == "INFO"
+    monkeypatch.setenv("REDIS_URL", "redis://environment:6379/0")
+    assert load_settings().memory.redis_url == "redis://environment:6379/0"
+
+
+def test_typo_in_dotenv_is_still_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("ASSISTANT_LOG_LEVL=INFO\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SettingsError, match="log_levl"):
+        load_settings()
+
+
 @pytest.mark.parametrize(
     ("env", "value", "key"),
     [
