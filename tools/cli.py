@@ -202,6 +202,16 @@ def _checkpointer(settings: Settings) -> Iterator[Any]:
         raise typer.Exit(1) from None
 
 
+@contextmanager
+def _thread_store(settings: Settings) -> Iterator[Any]:
+    """The configured memory for the thread commands; memory that is off ends them."""
+    with _checkpointer(settings) as saver:
+        if saver is None:
+            err.print("[red]memory is off (memory.backend = none): no threads are kept[/red]")
+            raise typer.Exit(1)
+        yield saver
+
+
 def _chat_loop(session: ChatSession, as_json: bool) -> None:
     """Read messages and /commands until the user quits."""
     err.print(f"[dim]thread {session.thread_id} · /help for commands · Ctrl-D to quit[/dim]")
@@ -232,10 +242,7 @@ def threads_list(
     from tools.memory import list_threads
 
     settings = _settings()
-    with _checkpointer(settings) as saver:
-        if saver is None:
-            err.print("[yellow]memory is off (memory.backend = none): no threads are kept[/yellow]")
-            raise typer.Exit(0)
+    with _thread_store(settings) as saver:
         threads = list_threads(saver)
     if as_json:
         out.print_json(
@@ -256,10 +263,7 @@ def threads_show(
     from graph import build_graph
 
     settings = _settings()
-    with _checkpointer(settings) as saver:
-        if saver is None:
-            err.print("[red]memory is off (memory.backend = none): no threads are kept[/red]")
-            raise typer.Exit(1)
+    with _thread_store(settings) as saver:
         values = (
             build_graph(settings, checkpointer=saver)
             .get_state({"configurable": {"thread_id": thread_id}})
@@ -289,10 +293,7 @@ def threads_delete(
 ) -> None:
     """Delete threads and every checkpoint they have."""
     settings = _settings()
-    with _checkpointer(settings) as saver:
-        if saver is None:
-            err.print("[red]memory is off (memory.backend = none): no threads are kept[/red]")
-            raise typer.Exit(1)
+    with _thread_store(settings) as saver:
         for thread_id in thread_ids:
             saver.delete_thread(thread_id)
             out.print(f"deleted {thread_id}")

@@ -94,3 +94,34 @@ def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "not found" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_thread_commands_on_the_sqlite_fallback() -> None:
+    # Nothing listens at the tests' REDIS_URL: the default backend falls back to SQLite.
+    first = assistant("chat", "--thread", "ada", "-m", "I am Ada.", "--json")
+    assert "unreachable" in first.stderr and json.loads(first.stdout)["messages"] == 2
+    assert assistant("threads", "list").stdout.split()[0] == "ada"
+    shown = assistant("threads", "show", "ada")
+    assert "human> I am Ada." in shown.stdout
+    assert assistant("threads", "delete", "ada").returncode == 0
+    missing = assistant("threads", "show", "ada")
+    assert missing.returncode == 1 and "no thread 'ada'" in missing.stderr
+
+
+def test_thread_commands_say_when_memory_is_off() -> None:
+    done = assistant("threads", "list", ASSISTANT_MEMORY__BACKEND="none")
+    assert done.returncode == 1 and "memory is off" in done.stderr
+
+
+def test_unusable_memory_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"not a database" * 64)
+    done = assistant(
+        "chat",
+        "-m",
+        "hi",
+        ASSISTANT_MEMORY__BACKEND="sqlite",
+        ASSISTANT_MEMORY__SQLITE_PATH=str(bad),
+    )
+    assert done.returncode == 1
+    assert "memory error" in done.stderr and "Traceback" not in done.stderr
