@@ -37,3 +37,9 @@ class Context(BaseModel):
     fuzzy_cutoff: float | None = Field(
         None, ge=0.0, le=1.0, description="Fuzzy match cutoff 0..1; empty = from settings."
     )
+    retrieval: bool | None = Field(
+        None, description="Look up the user's documents; empty = retrieval.enabled."
+    )
+    collection: str | None = Field(
+        None, description="Document collection to search; empty = chroma.collection."
+    )

@@ -6,9 +6,11 @@ use, so compiling the graph (for the dev server, for a picture) stays instant.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.language_models import BaseChatModel
 
@@ -19,6 +21,9 @@ from tools.llm import get_chat_model
 from tools.prompting import Counter, caching_counter
 from tools.safety import SafetyFilter
 
+if TYPE_CHECKING:
+    from tools.vectorstore import DocumentStore
+
 
 @dataclass
 class Deps:
@@ -26,6 +31,8 @@ class Deps:
 
     settings: Settings
     model_override: BaseChatModel | None = field(default=None, repr=False)
+    _stores: dict[str, DocumentStore] = field(default_factory=dict, repr=False)
+    _stores_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @cached_property
     def model(self) -> BaseChatModel:
@@ -64,6 +71,25 @@ class Deps:
         """Instructions for the summariser."""
         return load_system_prompt(self.settings.prompts.directory / "summarise.md")
 
+    def prompt_file(self, name: str) -> str:
+        """A prompt from the prompts folder (documents.md, rewrite.md, ...)."""
+        return _read_prompt(self.settings.prompts.directory / name)
+
+    def documents(self, collection: str) -> DocumentStore:
+        """The document store of a collection, opened once (the embeddings load lazily)."""
+        with self._stores_lock:
+            if collection not in self._stores:
+                from tools.vectorstore import DocumentStore
+
+                self._stores[collection] = DocumentStore(self.settings, collection)
+            return self._stores[collection]
+
+    def retrieval(self, context: Context | None) -> tuple[bool, str]:
+        """Return this run's retrieval switch and collection (the context's, else settings')."""
+        ctx = context or Context()
+        enabled = self.settings.retrieval.enabled if ctx.retrieval is None else ctx.retrieval
+        return enabled, ctx.collection or self.settings.chroma.collection
+
     def safety_level(self, context: Context | None) -> SafetyLevel:
         """Return this run's safety level: the context's, else the configured one."""
         if context is not None and context.safety_level is not None:
@@ -93,3 +119,8 @@ class Deps:
             "repeat_penalty": gen.repeat_penalty,
             "seed": gen.seed,
         }
+
+
+@lru_cache(maxsize=32)
+def _read_prompt(path: Path) -> str:
+    return load_system_prompt(path)

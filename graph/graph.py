@@ -1,9 +1,10 @@
 """The assistant's turn, as a LangGraph state machine.
 
 check_input ─┬─ blocked ─> refuse ─> END
-├─ invalid ─> reject (raises a clear error; the thread is unchanged)
-└─ allowed ─> detect_alias ─> generate ─> check_output ─┬─> summarise ─> END
-└─> END
+             ├─ invalid ─> reject (raises a clear error; the thread is unchanged)
+             └─ allowed ─> detect_alias ─> retrieve ─> generate ─> check_output
+check_output ─┬─ history too long ─> summarise ─> END
+              └─ otherwise ─> END
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from nodes.check_output import make_check_output
 from nodes.detect_alias import make_detect_alias
 from nodes.generate import make_generate
 from nodes.refuse import make_refuse
+from nodes.retrieve import make_retrieve
 from nodes.summarise import make_needs_summary, make_summarise
 
 
@@ -55,6 +57,7 @@ def build_graph(
     builder.add_node("refuse", make_refuse(deps))
     builder.add_node("reject", make_reject(deps))
     builder.add_node("detect_alias", make_detect_alias(deps))
+    builder.add_node("retrieve", make_retrieve(deps))
     builder.add_node("generate", make_generate(deps))
     builder.add_node("check_output", make_check_output(deps))
     builder.add_node("summarise", make_summarise(deps))
@@ -63,7 +66,9 @@ def build_graph(
     builder.add_conditional_edges("check_input", route_after_check)
     builder.add_edge("refuse", END)
     builder.add_edge("reject", END)
-    builder.add_edge("detect_alias", "generate")
+    builder.add_edge("detect_alias", "retrieve")
+    # Retrieval skips itself (no store work) when it is off or the collection is empty.
+    builder.add_edge("retrieve", "generate")
     builder.add_edge("generate", "check_output")
     # Only a long history is summarised; most turns end right after the output check.
     builder.add_conditional_edges("check_output", make_needs_summary(deps))

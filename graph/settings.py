@@ -187,6 +187,52 @@ class SummarisationSettings(_Section):
         return self
 
 
+class ChromaSettings(_Section):
+    """Where the user's documents are indexed (Chroma)."""
+
+    url: str | None = Field(
+        None,
+        description="A Chroma server (http://host:port); empty = the embedded store in path.",
+    )
+    path: Path | None = Field(None, description="Embedded store; empty = <data_dir>/chroma.")
+    collection: str = Field(
+        "default",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$",
+        description="Collection used when none is named (3-63 letters, digits, . _ -).",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError("must look like http://host:port")
+        return url
+
+
+class RetrievalSettings(_Section):
+    """Retrieval-augmented answers over the user's documents."""
+
+    enabled: bool = Field(True, description="Look up the documents before answering.")
+    k: int = Field(4, ge=1, le=20, description="Passages put into the prompt at most.")
+    min_score: float = Field(
+        0.35, ge=0.0, le=1.0, description="Cosine similarity a passage needs to count."
+    )
+    max_context_tokens: int = Field(
+        700, ge=64, description="Prompt tokens the passages may take at most."
+    )
+    rewrite_followups: bool = Field(
+        True, description="Rewrite a follow-up into a standalone query with the model."
+    )
+    chunk_size: int = Field(800, ge=100, le=8000, description="Characters per chunk.")
+    chunk_overlap: int = Field(120, ge=0, description="Characters shared by neighbour chunks.")
+
+    @model_validator(mode="after")
+    def _overlap_smaller(self) -> RetrievalSettings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        return self
+
+
 class PromptSettings(_Section):
     """Alias detection: phrases that pick a specialised prompt."""
 
@@ -228,6 +274,8 @@ class Settings(BaseSettings):
     safety: SafetySettings = Field(default_factory=SafetySettings)
     summarisation: SummarisationSettings = Field(default_factory=SummarisationSettings)
     prompts: PromptSettings = Field(default_factory=PromptSettings)
+    chroma: ChromaSettings = Field(default_factory=ChromaSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
 
     @model_validator(mode="after")
     def _budget_fits_window(self) -> Settings:

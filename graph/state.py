@@ -32,6 +32,14 @@ class State(InputState):
     summary: str = ""
     """Running summary of the turns that left the prompt window ("" until the first)."""
 
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    """Passages of the user's documents this turn's answer may use, best first: ``source``,
+    ``name``, ``page``, ``section``, ``score``, ``text`` (empty when nothing matched)."""
+
+    retrieval: dict[str, Any] = field(default_factory=dict)
+    """How retrieval went this turn: ``status`` (off, empty, found, none_relevant, error),
+    ``query`` (what was searched, after rewriting a follow-up), ``collection``, ``error``."""
+
     prompt_tokens: int = 0
     """Tokens in the prompt sent to the model this turn (0 when it was not called)."""
 

@@ -58,7 +58,13 @@ def _too_long(deps: Deps, state: State, text: str) -> str | None:
 def _turn_reset(state: State) -> dict[str, Any]:
     # Per-turn fields start afresh; `summary` is written as it is so that every turn's
     # output carries it, even before the first summary exists.
-    return {"concept": None, "prompt_tokens": 0, "summary": state.summary}
+    return {
+        "concept": None,
+        "prompt_tokens": 0,
+        "sources": [],
+        "retrieval": {},
+        "summary": state.summary,
+    }
 
 
 def route_after_check(state: State) -> Literal["detect_alias", "refuse", "reject"]:

@@ -13,7 +13,15 @@ from graph.deps import Deps
 from graph.state import State
 from nodes.check_input import new_message
 from tools.guarded import MaskingChatModel
-from tools.prompting import build_prompt, complete_turns, system_text, unsummarised
+from tools.prompting import (
+    MESSAGE_OVERHEAD,
+    REPLY_PRIMER,
+    build_prompt,
+    complete_turns,
+    system_text,
+    unsummarised,
+)
+from tools.retrieval import quote_passages
 
 log = logging.getLogger("assistant.generate")
 
@@ -26,15 +34,20 @@ def make_generate(deps: Deps):  # type: ignore[no-untyped-def]
         settings = deps.settings
         message = new_message(state)
         concept = deps.aliases.concept(state.concept).prompt if state.concept else None
+        system = system_text(deps.system_prompt, state.summary)
+        # What the prompt needs besides history; the passages get at most what is left.
+        fixed = sum(deps.count_tokens(t) for t in (system, message.text, concept or ""))
+        room = settings.context.max_prompt_tokens - fixed - 3 * MESSAGE_OVERHEAD - REPLY_PRIMER
+        documents, sources = documents_prompt(state, room)
         history = complete_turns(unsummarised(state.messages[:-1], state.summarised_through))
         prompt = build_prompt(
-            system=system_text(deps.system_prompt, state.summary),
+            system=system,
             history=history,
             new_message=message,
             count=deps.count_tokens,
             max_prompt_tokens=settings.context.max_prompt_tokens,
             max_history_turns=settings.context.max_history_turns,
-            concept_prompt=concept,
+            concept_prompt="\n\n".join(p for p in (concept, documents) if p) or None,
         )
         if prompt.dropped_turns:
             log.info("prompt budget: dropped %d old turn(s)", prompt.dropped_turns)
@@ -52,6 +65,21 @@ def make_generate(deps: Deps):  # type: ignore[no-untyped-def]
             model = MaskingChatModel(inner=deps.model, mask=mask)
         reply = model.invoke(prompt.messages, **deps.sampling(runtime.context))
         reply.response_metadata.update(prompt_tokens=prompt.tokens, masked=masked)
-        return {"messages": [reply], "prompt_tokens": prompt.tokens}
+        return {"messages": [reply], "prompt_tokens": prompt.tokens, "sources": sources}
+
+    def documents_prompt(state: State, room: int) -> tuple[str | None, list[dict[str, Any]]]:
+        """The quoted passages for this turn (within ``room`` tokens), and those kept."""
+        status = state.retrieval.get("status")
+        if status == "none_relevant":
+            return deps.prompt_file("documents_none.md"), []
+        if status != "found":
+            return None, []
+        template = deps.prompt_file("documents.md")
+        budget = min(deps.settings.retrieval.max_context_tokens, room - deps.count_tokens(template))
+        quoted, kept = quote_passages(state.sources, deps.count_tokens, budget)
+        if not kept:
+            log.info("no room for the passages in the prompt budget")
+            return deps.prompt_file("documents_none.md"), []
+        return template.replace("{passages}", quoted), [dict(p) for p in kept]
 
     return generate

