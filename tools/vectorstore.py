@@ -241,6 +241,7 @@ class _Shared:
 
 _SHARED: dict[str, _Shared] = {}
 _SHARED_LOCK = threading.Lock()
+_OPEN_LOCK = threading.Lock()
 
 
 def _shared(path: Path) -> _Shared:
@@ -267,7 +268,10 @@ def _open_embedded(path: Path) -> ClientAPI:
     except OSError as exc:
         raise DocumentStoreError(f"cannot create the document store {path}: {exc}") from exc
     try:
-        return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
+        # Chroma starts one shared system per path; two threads starting it at once end in
+        # "Could not connect to tenant", so clients are opened one at a time.
+        with _OPEN_LOCK:
+            return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
     except Exception as exc:
         if "different settings" in str(exc):
             # Someone else's working client: leave it alone.

@@ -560,3 +560,17 @@ def _no_leftover_permissions(tmp_path: Path) -> Iterator[None]:
     for path in tmp_path.rglob("*"):
         if path.is_file() and not os.access(path, os.R_OK):
             path.chmod(0o600)
+
+
+def test_collections_of_one_store_open_concurrently(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Chroma failed with "Could not connect to tenant" when threads opened a path at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = make_settings(chroma={"path": str(tmp_path / "shared")})
+    stores = [DocumentStore(settings, f"collection-{n}") for n in range(8)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        opened = list(pool.map(lambda store: store.open(create=True), stores))
+    assert all(opened)
+    assert [store.count() for store in stores] == [0] * 8
