@@ -215,7 +215,7 @@ class RetrievalSettings(_Section):
     enabled: bool = Field(True, description="Look up the documents before answering.")
     k: int = Field(4, ge=1, le=20, description="Passages put into the prompt at most.")
     min_score: float = Field(
-        0.35, ge=0.0, le=1.0, description="Cosine similarity a passage needs to count."
+        0.30, ge=0.0, le=1.0, description="Cosine similarity a passage needs to count."
     )
     max_context_tokens: int = Field(
         700, ge=64, description="Prompt tokens the passages may take at most."

@@ -6,16 +6,22 @@ Prints:
   3. time to first token at turn 1 vs. turn 20 of one conversation (ratio);
   4. at the end of that 30-turn chat: prompt size vs. full history, and recall of turn 1;
   5. per-turn checkpoint overhead of each memory backend (memory, sqlite, redis) against
-     the same turns with no checkpointer, on an instant fake model.
+     the same turns with no checkpointer, on an instant fake model;
+  6. document ingestion throughput (chunks/s) on a generated corpus, embedding time apart
+     from the rest, against embedding the same chunks alone;
+  7. document query latency p50/p95 at 1k and 10k chunks, embedding the query apart from
+     the search, against a raw chromadb ``collection.query`` with the same vector.
 
 Usage: python scripts/bench.py [--model default|smollm2] [--turns 20] [--tokens 96]
        python scripts/bench.py --only memory
+       python scripts/bench.py --only rag
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -27,6 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LANGSMITH_TRACING", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from langchain_core.embeddings import Embeddings
 from langchain_core.messages import AIMessageChunk, HumanMessage, SystemMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
@@ -269,18 +276,228 @@ def bench_long_chat(settings: Settings, turns: int) -> None:
     print(f"   recall of turn-1 facts: {'OK' if ok else 'MISSED'}: {answer.strip()[:120]!r}")
 
 
+class TimedEmbeddings(Embeddings):
+    """Wraps the embedding model and adds up the time spent in it."""
+
+    def __init__(self, inner: Embeddings) -> None:
+        self.inner = inner
+        self.document_seconds = 0.0
+        self.document_texts: list[str] = []
+        self.query_seconds: list[float] = []
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        start = time.perf_counter()
+        vectors = self.inner.embed_documents(texts)
+        self.document_seconds += time.perf_counter() - start
+        self.document_texts.extend(texts)
+        return vectors
+
+    def embed_query(self, text: str) -> list[float]:
+        start = time.perf_counter()
+        vector = self.inner.embed_query(text)
+        self.query_seconds.append(time.perf_counter() - start)
+        return vector
+
+
+_PEOPLE = [
+    "The parish council", "Our treasurer", "The harbour master", "A retired engineer",
+    "The library volunteers", "The head gardener", "The school governors", "Local bakers",
+    "The cycling club", "The museum curator", "Two fishermen", "The district nurse",
+    "The brass band", "The mill owner", "A visiting surveyor", "The choir",
+]  # fmt: skip
+_ACTS = [
+    "repaired", "inspected", "painted", "rebuilt", "measured", "sold", "moved", "opened",
+    "closed", "insured", "photographed", "catalogued", "cleaned", "surveyed", "restored",
+]  # fmt: skip
+_THINGS = [
+    "the footbridge", "the old granary", "the lifeboat station", "the bandstand",
+    "the west window", "the allotment sheds", "the weir", "the ferry landing",
+    "the village pump", "the cricket pavilion", "the signal box", "the tithe barn",
+    "the lime kilns", "the market cross", "the toll house", "the water tower",
+]  # fmt: skip
+_WHEN = [
+    "in the spring of {year}", "during the storms of {year}", "before the fair in {year}",
+    "for {n} pounds", "with {n} volunteers", "in {n} days", "after a vote of {n} to {m}",
+    "at a cost of {n} guineas", "while the river was at {n} centimetres",
+]  # fmt: skip
+
+
+def synthetic_sentence(rnd: random.Random) -> str:
+    """One varied, plausible sentence (no two documents embed alike)."""
+    when = rnd.choice(_WHEN).format(
+        year=rnd.randint(1700, 2024), n=rnd.randint(2, 900), m=rnd.randint(1, 9)
+    )
+    return f"{rnd.choice(_PEOPLE)} {rnd.choice(_ACTS)} {rnd.choice(_THINGS)} {when}."
+
+
+def synthetic_paragraph(rnd: random.Random, sentences: int) -> str:
+    return " ".join(synthetic_sentence(rnd) for _ in range(sentences))
+
+
+def write_bench_documents(folder: Path, files: int, seed: int = 7) -> list[Path]:
+    """Markdown, text, HTML and two-page PDF files of generated prose (~3.5 KB each)."""
+    from tests.pdfgen import make_pdf
+
+    rnd = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(files):
+        paragraphs = [synthetic_paragraph(rnd, rnd.randint(4, 7)) for _ in range(6)]
+        kind = ("md", "txt", "html", "pdf")[i % 4]
+        path = folder / f"doc{i:03d}.{kind}"
+        if kind == "md":
+            path.write_text(
+                f"# Notes {i}\n\n"
+                + "\n\n".join(f"## Part {j}\n\n{p}" for j, p in enumerate(paragraphs)),
+                encoding="utf-8",
+            )
+        elif kind == "txt":
+            path.write_text("\n\n".join(paragraphs), encoding="utf-8")
+        elif kind == "html":
+            body = "".join(f"<h2>Part {j}</h2><p>{p}</p>" for j, p in enumerate(paragraphs))
+            path.write_text(
+                f"<html><head><title>Notes {i}</title></head><body>{body}</body></html>",
+                encoding="utf-8",
+            )
+        else:
+            make_pdf(["\n\n".join(paragraphs[:3]), "\n\n".join(paragraphs[3:])], path)
+        paths.append(path)
+    return paths
+
+
+def percentiles(seconds: list[float]) -> tuple[float, float]:
+    """p50 and p95 in milliseconds."""
+    cuts = statistics.quantiles(seconds, n=20, method="inclusive")
+    return statistics.median(seconds) * 1000, cuts[18] * 1000
+
+
+def bench_rag(data_dir: Path, files: int = 16, rounds: int = 3, queries: int = 60) -> None:
+    """Ingestion throughput, and query latency at 1k and 10k chunks, with raw baselines."""
+    import chromadb
+    from chromadb.config import Settings as ChromaClientSettings
+
+    from tests.rag_corpus import NEAR_UNANSWERABLE, QAS, UNANSWERABLE
+    from tools.ingest import ingest
+    from tools.vectorstore import Chunk, DocumentStore, get_embeddings, store_path
+
+    settings = load_settings(  # always an embedded store in the temporary directory
+        data_dir=str(data_dir),
+        model={"backend": "fake"},
+        chroma={"url": None, "path": str(data_dir / "chroma")},
+    )
+    start = time.perf_counter()
+    model = get_embeddings()
+    loaded = time.perf_counter() - start
+    model.embed_documents([synthetic_paragraph(random.Random(1), 6)] * 8)  # warm up
+
+    # 6. Ingestion: the product path (load, chunk, embed, upsert) into a new collection,
+    # then embedding the same chunks alone; median of three rounds, so drift affects both.
+    paths = write_bench_documents(data_dir / "bench-docs", files)
+    totals, embeds, raws = [], [], []
+    for round_ in range(rounds):
+        timed = TimedEmbeddings(model)
+        store = DocumentStore(settings, f"bench-ingest-{round_}", embeddings=timed)
+        report = ingest(store, paths)
+        assert not report.failed and not report.skipped, report
+        totals.append(report.seconds)
+        embeds.append(timed.document_seconds)
+        start = time.perf_counter()
+        model.embed_documents(timed.document_texts)
+        raws.append(time.perf_counter() - start)
+    n = report.chunks_written
+    total, embed, raw = (statistics.median(x) for x in (totals, embeds, raws))
+    rest = statistics.median(t - e for t, e in zip(totals, embeds, strict=True))
+    size = statistics.mean(len(t) for t in timed.document_texts)
+    print(
+        f"6. ingestion {n / total:6.1f} chunks/s   raw embedding {n / raw:6.1f} chunks/s   "
+        f"ratio {raw / total:.3f}  ({n} chunks of ~{size:.0f} chars from {len(paths)} "
+        f"md/txt/html/pdf files, median of {rounds}; model loaded in {loaded:.1f} s)"
+        f"\n   {total:.1f} s = embedding {embed:.1f} s (alone: {raw:.1f} s) + loading, "
+        f"chunking and storing {rest:.2f} s ({rest / n * 1000:.1f} ms/chunk)"
+    )
+
+    # 7. Query latency: one store filled with one-sentence chunks, 1k then 9k more.
+    timed = TimedEmbeddings(model)
+    store = DocumentStore(settings, "bench-query", embeddings=timed)
+    client = chromadb.PersistentClient(
+        path=str(store_path(settings)), settings=ChromaClientSettings(anonymized_telemetry=False)
+    )
+    texts = [qa.question for qa in QAS] + UNANSWERABLE + NEAR_UNANSWERABLE
+    questions = [texts[i % len(texts)] for i in range(queries)]
+    vectors = [model.embed_query(q) for q in questions]
+    k = settings.retrieval.k
+    rnd = random.Random(11)
+    filled = 0
+    print(f"7. query latency, k={k}, median and p95 of {queries} queries (ms)")
+    for target in (1_000, 10_000):
+        timed.document_seconds = 0.0
+        added = target - filled
+        start = time.perf_counter()
+        while filled < target:
+            source = str(data_dir / f"synthetic-{filled // 100:03d}.txt")
+            chunks = [
+                Chunk(
+                    id=f"s{filled + i}",
+                    text=synthetic_sentence(rnd),
+                    metadata={"name": Path(source).name, "kind": "text", "chunk": i},
+                )
+                for i in range(100)
+            ]
+            store.replace_source(source, chunks)
+            filled += 100
+        fill_seconds = time.perf_counter() - start
+        assert store.count() == target
+        collection = client.get_collection("bench-query", embedding_function=None)
+        timed.query_seconds.clear()
+        whole: list[float] = []
+        ours: list[float] = []
+        theirs: list[float] = []
+        for i, (question, vector) in enumerate(zip(questions, vectors, strict=True)):
+            order = ("store", "raw") if i % 2 == 0 else ("raw", "store")
+            for which in order:  # interleaved, alternating order, so drift affects both
+                begin = time.perf_counter()
+                if which == "store":
+                    store.search_by_vector(vector, k)
+                    ours.append(time.perf_counter() - begin)
+                else:
+                    collection.query(
+                        query_embeddings=[vector],  # type: ignore[arg-type]
+                        n_results=k,
+                        include=["documents", "metadatas", "distances"],
+                    )
+                    theirs.append(time.perf_counter() - begin)
+            begin = time.perf_counter()
+            store.search(question, k)
+            whole.append(time.perf_counter() - begin)
+        (t50, t95), (e50, e95) = percentiles(whole), percentiles(timed.query_seconds)
+        (s50, s95), (r50, r95) = percentiles(ours), percentiles(theirs)
+        print(
+            f"   {target:>6,} chunks  search() {t50:6.1f} / {t95:6.1f}  = embed query "
+            f"{e50:5.1f} / {e95:5.1f}  + vector search {s50:5.2f} / {s95:5.2f}"
+            f"\n   {'':14s}raw collection.query {r50:5.2f} / {r95:5.2f}   store/raw ratio "
+            f"{s50 / r50:.2f}   (+{added:,} chunks added at {added / fill_seconds:.0f}/s, "
+            f"{timed.document_seconds / fill_seconds:.0%} of it embedding)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["default", "smollm2"], default="default")
     parser.add_argument("--turns", type=int, default=30)
     parser.add_argument("--tokens", type=int, default=96)
     parser.add_argument("--reps", type=int, default=4)
-    parser.add_argument("--only", choices=["memory"], help="run only that part (no model)")
+    parser.add_argument(
+        "--only", choices=["memory", "rag"], help="run only that part (no chat model)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         if args.only == "memory":
             bench_memory(data_dir, 50)
+            return
+        if args.only == "rag":
+            print(f"{os.cpu_count()} cores")
+            bench_rag(data_dir)
             return
         path = gguf(args.model, data_dir)
         print(f"model {path.name}, {os.cpu_count()} cores")
@@ -288,6 +505,7 @@ def main() -> None:
         bench_overhead(data_dir, 50)
         bench_long_chat(settings_for(path, data_dir, 24), args.turns)
         bench_memory(data_dir, 50)
+        bench_rag(data_dir)
 
 
 if __name__ == "__main__":

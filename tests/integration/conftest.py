@@ -91,3 +91,27 @@ def fresh_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """
     with _start_redis(data_dir=tmp_path / "redis", persist=True) as server:
         yield server
+
+
+_MEASUREMENTS = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture(scope="session")
+def report_measurement(pytestconfig: pytest.Config) -> Callable[[str], None]:
+    """Print a measurement and repeat it in the terminal summary (visible without ``-s``)."""
+    lines = pytestconfig.stash.setdefault(_MEASUREMENTS, [])
+
+    def report(line: str) -> None:
+        print(line)
+        lines.append(line)
+
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """List the measurements the tests reported (retrieval quality, ...)."""
+    lines = config.stash.get(_MEASUREMENTS, [])
+    if lines:
+        terminalreporter.section("measurements")
+        for line in lines:
+            terminalreporter.write_line(line)
