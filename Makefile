@@ -21,7 +21,7 @@ export LANGGRAPH_CLI_NO_ANALYTICS := 1
 export LANGGRAPH_NO_VERSION_CHECK := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help install model chat test test-unit lint bench serve redis-up redis-down clean
+.PHONY: help install model chat test test-unit lint bench eval eval-fast serve redis-up redis-down clean
 
 help:
 	@echo "make chat       set up everything (first time: ~10 min) and open a chat"
@@ -29,6 +29,7 @@ help:
 	@echo "make test-unit  only the fast unit tests (fake model)"
 	@echo "make lint       ruff + mypy"
 	@echo "make bench      benchmark the graph against raw llama.cpp"
+	@echo "make eval-fast  routing + safety corpora on the fake model (make eval: all, real model)"
 	@echo "make serve      the LangGraph dev server on 127.0.0.1:8123 (PORT=... for another)"
 	@echo "make redis-up   start a local Redis with RediSearch + RedisJSON (make redis-down stops it)"
 
@@ -80,6 +81,13 @@ lint: install
 
 bench: install
 	$(BIN)/python scripts/bench.py
+
+eval-fast: install
+	$(BIN)/assistant eval routing safety --model fake --min-pass-rate 0.95
+
+eval: model
+	$(BIN)/assistant eval --model default
+	$(BIN)/assistant eval report
 
 # The LangGraph dev server, offline (scripts/dev_server.sh sets the no-telemetry switches).
 PORT ?= 8123

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 
 from graph.context import Context
 from graph.settings import SAFETY_LEVELS, Settings, SettingsError, load_settings
+from tools.eval_cli import eval_app
 from tools.ingest import IngestProgress, IngestReport, ingest
 from tools.llm import ModelLoadError
 from tools.model_files import DEFAULT_MODEL, ModelFileError, prepare_split_model
@@ -33,6 +34,7 @@ model_app = typer.Typer(help="Prepare and inspect the model files.", no_args_is_
 app.add_typer(model_app, name="model")
 threads_app = typer.Typer(help="List, show and delete stored threads.", no_args_is_help=True)
 app.add_typer(threads_app, name="threads")
+app.add_typer(eval_app, name="eval")
 
 out = Console()
 err = Console(stderr=True)

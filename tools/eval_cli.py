@@ -1,0 +1,289 @@
+"""``assistant eval``: run evaluation corpora, render the dashboard, compare runs.
+
+``assistant eval [CORPUS...]`` is short for ``assistant eval run [CORPUS...]``: the group
+inserts ``run`` when the first argument is not one of its commands (a corpus named like a
+command, say ``report``, needs the long form).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from typer.core import TyperGroup
+
+from graph.settings import Settings, SettingsError, load_settings
+from tools.evals import (
+    EVALS_DIR,
+    CaseResult,
+    EvalError,
+    EvalModelError,
+    default_runs_dir,
+    find_run,
+    load_corpora,
+    load_run,
+    previous_run,
+    run_evals,
+    run_schema,
+    save_run,
+)
+
+out = Console()
+err = Console(stderr=True)
+
+
+class _RunByDefault(TyperGroup):
+    """A group whose default command is ``run``, so ``eval CORPUS...`` works."""
+
+    # ctx is typer's own (vendored) click Context; Any keeps this independent of where
+    # typer keeps click.
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Insert ``run`` unless the first argument names a command or asks for help."""
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+eval_app = typer.Typer(
+    cls=_RunByDefault,
+    help="Evaluate the assistant on the corpora in evals/: run, report, compare. "
+    "`assistant eval [CORPUS]... [OPTIONS]` is short for `assistant eval run ...`.",
+)
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+    logging.basicConfig(
+        level=settings.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    return settings
+
+
+def _fail(exc: Exception, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
+    return typer.Exit(code)
+
+
+RunsDirOption = Annotated[
+    Path | None,
+    typer.Option("--runs-dir", help="Where run records are (default: <data_dir>/evals/runs)."),
+]
+
+
+@eval_app.command("run")
+def run_command(
+    corpora: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Corpus names (routing = evals/routing.yaml) or files; none = all in evals/.",
+            metavar="[CORPUS]...",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="fake, default (the default GGUF) or a GGUF path; none = configured backend.",
+        ),
+    ] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", "-t", help="Only cases with this tag (repeatable: any of them)."),
+    ] = None,
+    min_pass_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--min-pass-rate",
+            min=0.0,
+            max=1.0,
+            help="Exit 1 when the overall pass rate (0..1) is under this.",
+        ),
+    ] = None,
+    runs_dir: RunsDirOption = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", "-j", min=1, help="Cases at a time (fake model only)."),
+    ] = None,
+    evals_dir: Annotated[
+        Path, typer.Option("--evals-dir", help="Where corpus names are looked up.")
+    ] = EVALS_DIR,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the run record as JSON instead.")
+    ] = False,
+) -> None:
+    """Run corpora through the real graph, save the run record, print the summary.
+
+    Exit status: 0, or 1 when the pass rate is under --min-pass-rate (or the model cannot
+    be loaded), 2 for a bad corpus, option or setting.
+    """
+    settings = _settings()
+    try:
+        loaded = load_corpora(corpora or [], evals_dir)
+    except EvalError as exc:
+        raise _fail(exc) from None
+    total = sum(len(c) for c in loaded)
+    with Progress(
+        TextColumn("{task.description}", style="cyan"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("cases · [red]{task.fields[failed]} failed[/red]"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=as_json,
+    ) as progress:
+        task = progress.add_task("evaluating", total=total, failed=0)
+        failed = 0
+
+        def show(result: CaseResult, done: int, planned: int) -> None:
+            nonlocal failed
+            failed += not result.passed and not result.known_failure
+            progress.update(
+                task,
+                total=planned,
+                completed=done,
+                failed=failed,
+                description=escape(f"{result.corpus}/{result.id}"[:32]),
+            )
+
+        try:
+            record = run_evals(
+                loaded, settings, model=model, tags=tag or [], jobs=jobs, on_case=show
+            )
+        except EvalError as exc:
+            progress.stop()
+            raise _fail(exc, 1 if isinstance(exc, EvalModelError) else 2) from None
+    try:
+        path = save_run(record, runs_dir or default_runs_dir(settings))
+    except EvalError as exc:
+        raise _fail(exc, 1) from None
+    if as_json:
+        out.print_json(record.model_dump_json())
+    else:
+        from tools.eval_report import print_summary
+
+        print_summary(record, out)
+    err.print(f"run record: {escape(str(path))}", highlight=False, soft_wrap=True)
+    rate = record.overall.rate
+    if min_pass_rate is not None and (rate is None or rate < min_pass_rate):
+        err.print(
+            f"[red]pass rate {0.0 if rate is None else rate:.1%} is under the minimum "
+            f"{min_pass_rate:.1%}[/red]"
+        )
+        raise typer.Exit(1)
+
+
+@eval_app.command("report")
+def report_command(
+    run: Annotated[
+        str | None,
+        typer.Argument(help="A run file or run id (default: the latest run).", show_default=False),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline", help="Run to diff against (default: the run before RUN, if any)."
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="HTML file (default: next to the run, .html)."),
+    ] = None,
+    runs_dir: RunsDirOption = None,
+) -> None:
+    """Render a run as a self-contained HTML dashboard (opens offline) and print its path."""
+    from tools.eval_report import print_summary, write_report
+
+    settings = _settings()
+    directory = runs_dir or default_runs_dir(settings)
+    try:
+        run_path = find_run(run, directory)
+        record = load_run(run_path)
+        base_path = find_run(baseline, directory) if baseline else previous_run(run_path, directory)
+        base = load_run(base_path) if base_path else None
+        target = output or run_path.with_suffix(".html")
+        write_report(record, target, base)
+    except EvalError as exc:
+        raise _fail(exc) from None
+    print_summary(record, err)
+    if base is not None:
+        err.print(f"diff against {escape(base.run_id)}", highlight=False)
+    out.print(str(target), markup=False, highlight=False, soft_wrap=True)
+
+
+@eval_app.command("compare")
+def compare_command(
+    run_a: Annotated[str, typer.Argument(help="First run (file or run id).")],
+    run_b: Annotated[str, typer.Argument(help="Second run (file or run id).")],
+    runs_dir: RunsDirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Compare two runs: pass rates per corpus side by side, and the cases that differ."""
+    from tools.eval_report import compare, print_comparison
+
+    settings = _settings()
+    directory = runs_dir or default_runs_dir(settings)
+    try:
+        a = load_run(find_run(run_a, directory))
+        b = load_run(find_run(run_b, directory))
+    except EvalError as exc:
+        raise _fail(exc) from None
+    comparison = compare(a, b)
+    if as_json:
+        out.print_json(json.dumps(_comparison_json(comparison)))
+        return
+    print_comparison(comparison, out)
+
+
+def _comparison_json(comparison: Any) -> dict[str, Any]:
+    def rate(r: Any) -> Any:
+        return None if r is None else r.model_dump()
+
+    return {
+        "run_a": comparison.run_a.run_id,
+        "run_b": comparison.run_b.run_id,
+        "per_corpus": {n: {"a": rate(a), "b": rate(b)} for n, a, b in comparison.corpora},
+        "overall": {"a": rate(comparison.overall[0]), "b": rate(comparison.overall[1])},
+        "cases": [
+            {
+                "case": ch.key,
+                "a": ch.status_before,
+                "b": ch.status_after,
+                "reply_changed": bool(ch.before and ch.after and ch.before.reply != ch.after.reply),
+            }
+            for ch in comparison.diff.changes
+        ],
+    }
+
+
+@eval_app.command("schema")
+def schema_command(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
+    ] = None,
+) -> None:
+    """Print the JSON Schema of a run record (evals/run.schema.json is this output)."""
+    text = json.dumps(run_schema(), indent=2) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise _fail(exc, 1) from None
+    out.print(f"wrote {output}", markup=False, highlight=False)
+
+
+if __name__ == "__main__":
+    eval_app()
