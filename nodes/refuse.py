@@ -16,10 +16,13 @@ def make_refuse(deps: Deps):  # type: ignore[no-untyped-def]
 
     def refuse(state: State) -> dict[str, Any]:
         """Answer with the refusal; it is stored in the thread but never shown to the model."""
+        level = state.safety.get("level", "")
         text = deps.settings.safety.refusal_template.format(
-            reason=state.safety.get("reason") or "not allowed",
-            level=state.safety.get("level", ""),
+            reason=state.safety.get("reason") or "not allowed", level=level
         )
+        if level in ("strict", "moderate"):
+            # The reason names the words it found; the refusal must not say them back.
+            text = deps.safety.mask_output(text, level).text
         return {"messages": [AIMessage(text, additional_kwargs={BLOCKED_KEY: True})]}
 
     return refuse

@@ -668,6 +668,17 @@ def _normalise(text: str) -> tuple[str, list[int] | None]:
     return "".join(parts), index
 
 
+_MIXED_WORD_RE = re.compile(r"[a-z0-9@$]*[a-z][a-z0-9@$]*")
+
+
+def _deleet_words(text: str) -> str:
+    """Undo leetspeak in words that mix letters with digits or symbols ("b0mb" -> "bomb")."""
+    return _MIXED_WORD_RE.sub(
+        lambda m: m.group().translate(_LEET) if _LEETISH_RE.search(m.group()) else m.group(),
+        text,
+    )
+
+
 def _canon(word: str) -> str:
     return word.translate(_LEET)
 
@@ -1323,13 +1334,17 @@ class SafetyFilter:
         prepared = _Prepared.of(text)
 
         harm: list[tuple[int, int, _HarmCategory]] = []
+        # "b0mb" must not slip past the harm patterns that "bomb" trips; de-leeting keeps
+        # the length, so match positions still map back to the original text.
+        texts = {prepared.norm, _deleet_words(prepared.norm)}
         for category in self._harm:
-            if not category.applies(prepared.norm):
-                continue
-            for pattern in category.patterns:
-                for match in pattern.finditer(prepared.norm):
-                    if match.end() > match.start():
-                        harm.append((match.start(), match.end(), category))
+            for norm in texts:
+                if not category.applies(norm):
+                    continue
+                for pattern in category.patterns:
+                    for match in pattern.finditer(norm):
+                        if match.end() > match.start():
+                            harm.append((match.start(), match.end(), category))
         # Two patterns may match the same words; report them once.
         harm = list({(s, e): (s, e, c) for s, e, c in harm}.values())
         if harm:

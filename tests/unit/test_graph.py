@@ -171,3 +171,13 @@ def test_threads_are_isolated(fake_graph: Any, fake_model: FakeChatModel) -> Non
 def test_input_schema_takes_messages_only(fake_graph: Any) -> None:
     state = fake_graph.invoke({"messages": [HumanMessage("hi")]}, thread("x"))
     assert set(state) >= {"messages", "concept", "safety", "summary"}
+
+
+def test_the_refusal_does_not_repeat_the_profanity(fake_graph: Any) -> None:
+    state = fake_graph.invoke(
+        {"messages": [("user", "This movie is shit.")]},
+        {"configurable": {"thread_id": "masked-refusal"}},
+        context={"safety_level": "strict"},
+    )
+    assert state["safety"]["allowed"] is False
+    assert "shit" not in state["messages"][-1].text and "profanity" in state["messages"][-1].text
