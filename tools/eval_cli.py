@@ -8,18 +8,15 @@ command, say ``report``, needs the long form).
 from __future__ import annotations
 
 import json
-import logging
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
-from graph.settings import Settings, SettingsError, load_settings
+from tools.console import cli_settings, err, out
 from tools.evals import (
     EVALS_DIR,
     CaseResult,
@@ -34,9 +31,6 @@ from tools.evals import (
     run_schema,
     save_run,
 )
-
-out = Console()
-err = Console(stderr=True)
 
 
 class _RunByDefault(TyperGroup):
@@ -56,18 +50,6 @@ eval_app = typer.Typer(
     help="Evaluate the assistant on the corpora in evals/: run, report, compare. "
     "`assistant eval [CORPUS]... [OPTIONS]` is short for `assistant eval run ...`.",
 )
-
-
-def _settings() -> Settings:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        err.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(2) from None
-    logging.basicConfig(
-        level=settings.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    return settings
 
 
 def _fail(exc: Exception, code: int = 2) -> typer.Exit:
@@ -128,7 +110,7 @@ def run_command(
     Exit status: 0, or 1 when the pass rate is under --min-pass-rate (or the model cannot
     be loaded), 2 for a bad corpus, option or setting.
     """
-    settings = _settings()
+    settings = cli_settings()
     try:
         loaded = load_corpora(corpora or [], evals_dir)
     except EvalError as exc:
@@ -205,7 +187,7 @@ def report_command(
     """Render a run as a self-contained HTML dashboard (opens offline) and print its path."""
     from tools.eval_report import print_summary, write_report
 
-    settings = _settings()
+    settings = cli_settings()
     directory = runs_dir or default_runs_dir(settings)
     try:
         run_path = find_run(run, directory)
@@ -232,7 +214,7 @@ def compare_command(
     """Compare two runs: pass rates per corpus side by side, and the cases that differ."""
     from tools.eval_report import compare, print_comparison
 
-    settings = _settings()
+    settings = cli_settings()
     directory = runs_dir or default_runs_dir(settings)
     try:
         a = load_run(find_run(run_a, directory))
