@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.messages import AIMessageChunk, HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 
 from graph import build_graph
@@ -135,12 +136,12 @@ def bench_overhead(data_dir: Path, turns: int) -> None:
     settings = load_settings(data_dir=str(data_dir), model={"backend": "fake"})
     model = FakeChatModel(reply="ok")
     graph = build_graph(settings, checkpointer=InMemorySaver(), model=model)
-    config = {"configurable": {"thread_id": "overhead"}}
-    graph.invoke({"messages": [("user", "warm up")]}, config)  # type: ignore[arg-type]
+    config: RunnableConfig = {"configurable": {"thread_id": "overhead"}}
+    graph.invoke({"messages": [("user", "warm up")]}, config)
     times, model_times = [], []
     for i in range(turns):
         start = time.perf_counter()
-        graph.invoke({"messages": [("user", f"question number {i}?")]}, config)  # type: ignore[arg-type]
+        graph.invoke({"messages": [("user", f"question number {i}?")]}, config)
         times.append(time.perf_counter() - start)
         start = time.perf_counter()
         model.invoke(model.calls[-1])
