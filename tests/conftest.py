@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -76,3 +78,19 @@ def thread(name: str = "t1") -> dict[str, Any]:
 def data_dir() -> Path:
     """The fresh data directory of this test."""
     return Path(os.environ["ASSISTANT_DATA_DIR"])
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def assistant(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    """One run of the ``assistant`` CLI in its own process (fake model unless ``env`` says)."""
+    return subprocess.run(
+        [sys.executable, "-m", "tools.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "ASSISTANT_MODEL__BACKEND": "fake", **env},
+        timeout=180,
+    )

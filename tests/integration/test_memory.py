@@ -8,9 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +19,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from graph import build_graph
 from graph.settings import Settings
-from tests.conftest import thread
+from tests.conftest import assistant, thread
 from tools.llm import FakeChatModel
 from tools.memory import (
     FallbackSaver,
@@ -33,21 +30,6 @@ from tools.memory import (
 )
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def assistant(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """One run of the CLI in its own process (a restart between two calls)."""
-    full_env = {**os.environ, "ASSISTANT_MODEL__BACKEND": "fake", **env}
-    return subprocess.run(
-        [sys.executable, "-m", "tools.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=full_env,
-        timeout=180,
-    )
 
 
 def say(graph: Any, text: str, name: str = "t1") -> dict[str, Any]:

@@ -3,27 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def assistant(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "ASSISTANT_MODEL__BACKEND": "fake", **env}
-    return subprocess.run(
-        [sys.executable, "-m", "tools.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=full_env,
-        timeout=120,
-    )
+from tests.conftest import assistant
 
 
 def test_one_message_as_json() -> None:
