@@ -99,10 +99,10 @@ serve: install
 REDIS_PORT ?= 6379
 REDIS_DIR ?=
 redis-up: install
-	$(BIN)/python -m tools.redis_server start --port $(REDIS_PORT) $(if $(REDIS_DIR),--dir $(REDIS_DIR))
+	$(BIN)/python -m tests.support.redis_server start --port $(REDIS_PORT) $(if $(REDIS_DIR),--dir $(REDIS_DIR))
 
 redis-down:
-	$(BIN)/python -m tools.redis_server stop $(if $(REDIS_DIR),--dir $(REDIS_DIR))
+	$(BIN)/python -m tests.support.redis_server stop $(if $(REDIS_DIR),--dir $(REDIS_DIR))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

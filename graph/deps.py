@@ -10,19 +10,35 @@ import threading
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
+from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.settings import SafetyLevel, Settings
-from tools.aliases import AliasMatcher, load_system_prompt
-from tools.llm import get_chat_model
+from graph.state import State
+from tools.documents.store import DocumentStore
+from tools.guardrails import SafetyFilter
+from tools.models import get_chat_model
 from tools.prompting import Counter, caching_counter
-from tools.safety import SafetyFilter
+from tools.routing import AliasMatcher, load_system_prompt
 
-if TYPE_CHECKING:
-    from tools.vectorstore import DocumentStore
+
+class Node(Protocol):
+    """A node function: reads the state, returns the keys it changes."""
+
+    def __call__(self, state: State) -> dict[str, Any]:
+        """Run the node on the state."""
+        ...
+
+
+class ContextNode(Protocol):
+    """A node function that also reads the run's context (safety level, sampling, ...)."""
+
+    def __call__(self, state: State, *, runtime: Runtime[Context]) -> dict[str, Any]:
+        """Run the node on the state with this run's runtime (``runtime.context``)."""
+        ...
 
 
 @dataclass
@@ -79,8 +95,6 @@ class Deps:
         """The document store of a collection, opened once (the embeddings load lazily)."""
         with self._stores_lock:
             if collection not in self._stores:
-                from tools.vectorstore import DocumentStore
-
                 self._stores[collection] = DocumentStore(self.settings, collection)
             return self._stores[collection]
 

@@ -9,28 +9,16 @@ from langchain_core.messages import HumanMessage, RemoveMessage
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.deps import Deps
+from graph.deps import ContextNode, Deps, Node
+from graph.errors import InvalidMessageError, MessageTooLongError
+from graph.messages import BLOCKED_KEY, WITHHELD, new_message
 from graph.state import State
-from tools.prompting import BLOCKED_KEY, MESSAGE_OVERHEAD, REPLY_PRIMER, MessageTooLongError
+from tools.prompting import MESSAGE_OVERHEAD, REPLY_PRIMER
 from tools.prompting import system_text as full_system_text
 
 log = logging.getLogger("assistant.safety")
 
-WITHHELD = "[message withheld by the safety filter]"
 INVALID = ("empty_message", "message_too_long")
-
-
-class InvalidMessageError(ValueError):
-    """The new message cannot be answered (empty, too long, or not a user message)."""
-
-
-def new_message(state: State) -> HumanMessage:
-    """The message this turn answers: the last one, which must come from the user."""
-    if not state.messages or not isinstance(state.messages[-1], HumanMessage):
-        raise InvalidMessageError(
-            'a turn needs a new user message: invoke with {"messages": [("user", "...")]}'
-        )
-    return state.messages[-1]
 
 
 def _too_long(deps: Deps, state: State, text: str) -> str | None:
@@ -76,7 +64,7 @@ def route_after_check(state: State) -> Literal["detect_alias", "refuse", "reject
     return "refuse"
 
 
-def make_check_input(deps: Deps):  # type: ignore[no-untyped-def]
+def make_check_input(deps: Deps) -> ContextNode:
     """Build the ``check_input`` node."""
 
     def check_input(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -113,7 +101,7 @@ def make_check_input(deps: Deps):  # type: ignore[no-untyped-def]
     return check_input
 
 
-def make_reject(deps: Deps):  # type: ignore[no-untyped-def]
+def make_reject(deps: Deps) -> Node:
     """Build the ``reject`` node, which turns an invalid message into an error."""
 
     def reject(state: State) -> dict[str, Any]:

@@ -8,11 +8,11 @@ from langchain_core.messages import AIMessage
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.deps import Deps
+from graph.deps import ContextNode, Deps
 from graph.state import State
 
 
-def make_check_output(deps: Deps):  # type: ignore[no-untyped-def]
+def make_check_output(deps: Deps) -> ContextNode:
     """Build the ``check_output`` node."""
 
     def check_output(state: State, runtime: Runtime[Context]) -> dict[str, Any]:

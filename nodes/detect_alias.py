@@ -7,12 +7,12 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.deps import Deps
+from graph.deps import ContextNode, Deps
+from graph.messages import new_message
 from graph.state import State
-from nodes.check_input import new_message
 
 
-def make_detect_alias(deps: Deps):  # type: ignore[no-untyped-def]
+def make_detect_alias(deps: Deps) -> ContextNode:
     """Build the ``detect_alias`` node."""
 
     def detect_alias(state: State, runtime: Runtime[Context]) -> dict[str, Any]:

@@ -9,10 +9,11 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.deps import Deps
+from graph.deps import ContextNode, Deps
+from graph.messages import new_message
 from graph.state import State
-from nodes.check_input import new_message
-from tools.guarded import MaskingChatModel
+from tools.documents.retrieval import quote_passages
+from tools.models.masking import MaskingChatModel
 from tools.prompting import (
     MESSAGE_OVERHEAD,
     REPLY_PRIMER,
@@ -21,12 +22,11 @@ from tools.prompting import (
     system_text,
     unsummarised,
 )
-from tools.retrieval import quote_passages
 
 log = logging.getLogger("assistant.generate")
 
 
-def make_generate(deps: Deps):  # type: ignore[no-untyped-def]
+def make_generate(deps: Deps) -> ContextNode:
     """Build the ``generate`` node."""
 
     def generate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:

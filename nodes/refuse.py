@@ -6,12 +6,12 @@ from typing import Any
 
 from langchain_core.messages import AIMessage
 
-from graph.deps import Deps
+from graph.deps import Deps, Node
+from graph.messages import BLOCKED_KEY
 from graph.state import State
-from tools.prompting import BLOCKED_KEY
 
 
-def make_refuse(deps: Deps):  # type: ignore[no-untyped-def]
+def make_refuse(deps: Deps) -> Node:
     """Build the ``refuse`` node."""
 
     def refuse(state: State) -> dict[str, Any]:

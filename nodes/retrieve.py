@@ -10,16 +10,22 @@ from langgraph.constants import TAG_NOSTREAM
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.deps import Deps
+from graph.deps import ContextNode, Deps
+from graph.messages import new_message
 from graph.state import State
-from nodes.check_input import new_message
+from tools.documents.retrieval import (
+    clean_query,
+    contextual_query,
+    looks_like_followup,
+    rewrite_request,
+)
+from tools.documents.store import DocumentStoreError
 from tools.prompting import Turn, complete_turns, unsummarised
-from tools.retrieval import clean_query, contextual_query, looks_like_followup, rewrite_request
 
 log = logging.getLogger("assistant.retrieve")
 
 
-def make_retrieve(deps: Deps):  # type: ignore[no-untyped-def]
+def make_retrieve(deps: Deps) -> ContextNode:
     """Build the ``retrieve`` node."""
 
     def standalone_query(history: list[Turn], message: str) -> str:
@@ -49,8 +55,6 @@ def make_retrieve(deps: Deps):  # type: ignore[no-untyped-def]
         status: dict[str, Any] = {"status": "off", "query": None, "collection": collection}
         if not enabled:
             return {"sources": [], "retrieval": status}
-        from tools.vectorstore import DocumentStoreError
-
         try:
             store = deps.documents(collection)
             if store.count() == 0:  # cheap: no embedding, no model call

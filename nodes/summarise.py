@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Literal
 
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.constants import TAG_NOSTREAM
 
-from graph.deps import Deps
+from graph.deps import Deps, Node
 from graph.state import State
 from tools.prompting import Counter, Turn, complete_turns, unsummarised
 
@@ -39,7 +40,7 @@ def transcript(turns: list[Turn]) -> str:
     return "\n".join(f"{names[m.type]}: {m.text}" for turn in turns for m in turn.messages)
 
 
-def make_summarise(deps: Deps):  # type: ignore[no-untyped-def]
+def make_summarise(deps: Deps) -> Node:
     """Build the ``summarise`` node."""
 
     def summarise(state: State) -> dict[str, Any]:
@@ -69,7 +70,7 @@ def make_summarise(deps: Deps):  # type: ignore[no-untyped-def]
     return summarise
 
 
-def make_needs_summary(deps: Deps):  # type: ignore[no-untyped-def]
+def make_needs_summary(deps: Deps) -> Callable[[State], Literal["summarise", "__end__"]]:
     """Build the routing function after ``check_output``."""
 
     def needs_summary(state: State) -> Literal["summarise", "__end__"]:

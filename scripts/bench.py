@@ -40,10 +40,10 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from graph import build_graph
 from graph.settings import Settings, load_settings
-from tools.aliases import load_system_prompt
-from tools.llm import FakeChatModel, LlamaCppChatModel, get_chat_model, to_chat_dicts
-from tools.model_files import DEFAULT_MODEL, prepare_split_model, smollm2_path
+from tools.models import FakeChatModel, LlamaCppChatModel, get_chat_model, to_chat_dicts
+from tools.models.files import DEFAULT_MODEL, prepare_split_model, smollm2_path
 from tools.prompting import REPLY_PRIMER, build_prompt, message_tokens, system_text
+from tools.routing import load_system_prompt
 
 PROMPT = "List the numbers from 1 to 60, separated by commas, and nothing else."
 
@@ -158,7 +158,7 @@ def bench_memory(data_dir: Path, threads: int) -> None:
     """Per-turn cost of each checkpointer, over two-turn chats, against no checkpointer."""
     from langchain_core.messages import AIMessage
 
-    from tools import redis_server
+    from tests.support import redis_server
     from tools.memory import open_checkpointer
 
     def turns(graph: Any, stateless: bool) -> list[float]:
@@ -337,7 +337,7 @@ def synthetic_paragraph(rnd: random.Random, sentences: int) -> str:
 
 def write_bench_documents(folder: Path, files: int, seed: int = 7) -> list[Path]:
     """Markdown, text, HTML and two-page PDF files of generated prose (~3.5 KB each)."""
-    from tests.pdfgen import make_pdf
+    from tests.support.pdfgen import make_pdf
 
     rnd = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -377,9 +377,9 @@ def bench_rag(data_dir: Path, files: int = 16, rounds: int = 3, queries: int = 6
     import chromadb
     from chromadb.config import Settings as ChromaClientSettings
 
-    from tests.rag_corpus import NEAR_UNANSWERABLE, QAS, UNANSWERABLE
-    from tools.ingest import ingest
-    from tools.vectorstore import Chunk, DocumentStore, get_embeddings, store_path
+    from tests.support.rag_corpus import NEAR_UNANSWERABLE, QAS, UNANSWERABLE
+    from tools.documents.ingest import ingest
+    from tools.documents.store import Chunk, DocumentStore, get_embeddings, store_path
 
     settings = load_settings(  # always an embedded store in the temporary directory
         data_dir=str(data_dir),

@@ -7,7 +7,7 @@
 #   scripts/dev_server.sh --no-reload          # further flags go to `langgraph dev`
 #
 # Threads are kept by our checkpointer (langgraph.json "checkpointer" ->
-# tools/memory.py:server_checkpointer): Redis at REDIS_URL, or the SQLite fallback in the
+# tools/memory/checkpointers.py:server_checkpointer): Redis at REDIS_URL, or the SQLite fallback in the
 # data dir when Redis is down, so the CLI and notebooks see the server's threads.
 # Everything else of the server (its thread list, assistants, runs) lives in
 # ./.langgraph_api. Settings come from settings.toml, .env and ASSISTANT_* variables as

@@ -27,7 +27,7 @@ from langgraph.checkpoint.memory import InMemorySaver  # noqa: E402
 
 from graph import build_graph  # noqa: E402
 from graph.settings import Settings, load_settings  # noqa: E402
-from tools.llm import FakeChatModel  # noqa: E402
+from tools.models import FakeChatModel  # noqa: E402
 
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
 
@@ -86,7 +86,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def assistant(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
     """One run of the ``assistant`` CLI in its own process (fake model unless ``env`` says)."""
     return subprocess.run(
-        [sys.executable, "-m", "tools.cli", *args],
+        [sys.executable, "-m", "apps.cli", *args],
         input=stdin,
         capture_output=True,
         text=True,

@@ -11,23 +11,15 @@ from functools import lru_cache
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
+from graph.errors import MessageTooLongError
+from graph.messages import is_blocked
+
 # Chat templates wrap every message in a few tokens (ChatML: "<|im_start|>role\n",
 # "<|im_end|>\n"); counted per message so the budget is never exceeded.
 MESSAGE_OVERHEAD = 6
 REPLY_PRIMER = 4  # "<|im_start|>assistant\n" that opens the reply
 
-BLOCKED_KEY = "blocked"
-
 Counter = Callable[[str], int]
-
-
-class MessageTooLongError(ValueError):
-    """One message (with the system prompt) does not fit the prompt budget."""
-
-
-def is_blocked(message: BaseMessage) -> bool:
-    """True for a withheld user message or a refusal: the model never sees them."""
-    return bool(message.additional_kwargs.get(BLOCKED_KEY))
 
 
 def caching_counter(count: Counter, maxsize: int = 4096) -> Counter:

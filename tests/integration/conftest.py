@@ -10,8 +10,8 @@ import pytest
 import redis
 
 from graph.settings import Settings, load_settings
-from tools.model_files import DEFAULT_MODEL, ModelFileError, prepare_split_model, smollm2_path
-from tools.redis_server import RedisServer, RedisServerError, start
+from tests.support.redis_server import RedisServer, RedisServerError, start
+from tools.models.files import DEFAULT_MODEL, ModelFileError, prepare_split_model, smollm2_path
 
 MODEL_CACHE = Path.home() / ".cache" / "local-assistant-tests"
 

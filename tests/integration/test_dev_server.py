@@ -32,8 +32,8 @@ from langgraph_sdk.client import SyncLangGraphClient
 from graph import build_graph
 from graph.context import Context
 from graph.settings import Settings
+from tests.support.redis_server import RedisServer
 from tools.memory import open_checkpointer
-from tools.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 

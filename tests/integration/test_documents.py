@@ -23,11 +23,11 @@ import pytest
 from langchain_core.embeddings import Embeddings
 from typer.testing import CliRunner, Result
 
+from apps.cli.main import app
 from graph.settings import Settings
-from tests.pdfgen import encrypt_pdf, make_pdf
-from tools.cli import app
-from tools.ingest import IngestReport, ingest
-from tools.vectorstore import DocumentStore, DocumentStoreError, get_embeddings, store_path
+from tests.support.pdfgen import encrypt_pdf, make_pdf
+from tools.documents.ingest import IngestReport, ingest
+from tools.documents.store import DocumentStore, DocumentStoreError, get_embeddings, store_path
 
 pytestmark = pytest.mark.integration
 
@@ -428,7 +428,7 @@ def test_an_unreachable_server_is_named(make_settings: Callable[..., Settings]) 
 
 def assistant(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tools.cli", *args],
+        [sys.executable, "-m", "apps.cli", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -490,7 +490,7 @@ real_connect = socket.socket.connect
 socket.socket.connect = refuse
 socket.socket.connect_ex = lambda self, address: (attempts.append(str(address)) or 111)
 from graph.settings import load_settings
-from tools.vectorstore import DocumentStore
+from tools.documents.store import DocumentStore
 store = DocumentStore(load_settings())
 top = store.search(sys.argv[1], 1)[0]
 print(json.dumps({"top": top.name, "attempts": attempts}))

@@ -10,8 +10,9 @@ from collections.abc import Callable
 
 import pytest
 
+from evals.corpus import load_corpora
+from evals.runner import run_evals
 from graph.settings import Settings
-from tools.evals import load_corpora, run_evals
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="session")
 def smollm2_hf(smollm2: Path) -> Path:
     """A transformers directory made once from the shipped GGUF (no hub involved)."""
-    from tools.hf_backend import export_gguf_to_transformers
+    from tools.models.huggingface import export_gguf_to_transformers
 
     out = MODEL_CACHE / "smollm2-135m-hf"
     if not (out / "model.safetensors").is_file():
@@ -72,7 +72,7 @@ def test_graph_runs_async(hf_settings: Callable[..., Settings]) -> None:
 
 
 def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
-    from tools.llm import ModelLoadError, get_chat_model
+    from tools.models import ModelLoadError, get_chat_model
 
     settings = load_settings(model={"backend": "huggingface", "hf_model_dir": str(tmp_path / "x")})
     with pytest.raises(ModelLoadError, match="hf_model_dir"):

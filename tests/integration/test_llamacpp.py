@@ -11,10 +11,11 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from graph import build_graph
+from graph.errors import MessageTooLongError
 from graph.settings import Settings
 from tests.conftest import thread
-from tools.llm import LlamaCppChatModel, get_chat_model, to_chat_dicts
-from tools.prompting import MessageTooLongError, Turn, build_prompt
+from tools.models import LlamaCppChatModel, get_chat_model, to_chat_dicts
+from tools.prompting import Turn, build_prompt
 
 pytestmark = pytest.mark.integration
 

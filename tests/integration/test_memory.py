@@ -20,7 +20,6 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from graph import build_graph
 from graph.settings import Settings
 from tests.conftest import assistant, thread
-from tools.llm import FakeChatModel
 from tools.memory import (
     FallbackSaver,
     MemoryBackendError,
@@ -28,6 +27,7 @@ from tools.memory import (
     list_threads,
     open_checkpointer,
 )
+from tools.models import FakeChatModel
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 from graph import build_graph
 from graph.settings import Settings
 from tests.conftest import thread
-from tools.ingest import ingest
-from tools.vectorstore import DocumentStore
+from tools.documents.ingest import ingest
+from tools.documents.store import DocumentStore
 
 pytestmark = pytest.mark.integration
 

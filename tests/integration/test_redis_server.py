@@ -13,8 +13,8 @@ import redis
 from redis.commands.search.field import TagField
 from redis.commands.search.index_definition import IndexDefinition, IndexType
 
-from tools import redis_server
-from tools.redis_server import RedisServer, RedisServerError, running, start
+from tests.support import redis_server
+from tests.support.redis_server import RedisServer, RedisServerError, running, start
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +102,14 @@ def test_one_server_per_data_dir_and_stale_pid_files_are_ignored(tmp_path: Path)
 
 def test_cli_start_status_stop(tmp_path: Path) -> None:
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "tools.redis_server", *args, "--dir", str(tmp_path)]
+        command = [
+            sys.executable,
+            "-m",
+            "tests.support.redis_server",
+            *args,
+            "--dir",
+            str(tmp_path),
+        ]
         return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
 
     try:

@@ -25,11 +25,11 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
 from graph.settings import load_settings
-from tests.rag_corpus import INJECTION_MARKER, QA, Corpus, write_corpus
-from tools.ingest import ingest
+from tests.support.rag_corpus import INJECTION_MARKER, QA, Corpus, write_corpus
+from tools.documents.ingest import ingest
+from tools.documents.retrieval import contextual_query
+from tools.documents.store import DocumentStore, Passage
 from tools.prompting import Turn
-from tools.retrieval import contextual_query
-from tools.vectorstore import DocumentStore, Passage
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.aliases import (
+from tools.routing import (
     DEFAULT_CUTOFF,
     FUZZY_EDGE_TOKENS,
     PROMPTS_DIR,

@@ -12,9 +12,9 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from tools.eval_cli import eval_app
-from tools.eval_report import compare, diff_runs, print_comparison, print_summary, render_html
-from tools.evals import CaseResult, ExpectationResult, RunRecord, pass_rate, save_run
+from apps.cli.evals import eval_app
+from evals.records import CaseResult, ExpectationResult, RunRecord, pass_rate, save_run
+from evals.report import compare, diff_runs, print_comparison, print_summary, render_html
 
 START = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 

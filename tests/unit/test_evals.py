@@ -13,26 +13,13 @@ import typer
 from langchain_core.messages import BaseMessage
 from typer.testing import CliRunner
 
+from apps.cli.evals import eval_app
+from evals.corpus import CorpusError, EvalError, Expectation, load_corpora, load_corpus
+from evals.expectations import Outcome, evaluate, parse_json_reply
+from evals.records import SCHEMA_FILE, RunRecord, find_run, load_run, run_schema, save_run
+from evals.runner import run_evals
 from graph.settings import load_settings
-from tools.eval_cli import eval_app
-from tools.evals import (
-    SCHEMA_FILE,
-    CorpusError,
-    EvalError,
-    Expectation,
-    Outcome,
-    RunRecord,
-    evaluate,
-    find_run,
-    load_corpora,
-    load_corpus,
-    load_run,
-    parse_json_reply,
-    run_evals,
-    run_schema,
-    save_run,
-)
-from tools.llm import FakeChatModel
+from tools.models import FakeChatModel
 
 # --- expectations ------------------------------------------------------------------------
 
@@ -105,7 +92,7 @@ def test_each_expectation_kind(spec: dict[str, Any], changes: dict[str, Any], pa
 
 
 def test_every_kind_has_a_passing_and_a_failing_example() -> None:
-    from tools.evals import KINDS
+    from evals.corpus import KINDS
 
     seen = {(next(iter(spec)), passed) for spec, _, passed in CASES}
     assert seen == {(kind, p) for kind in KINDS for p in (True, False)}

@@ -11,11 +11,11 @@ from langgraph.checkpoint.memory import InMemorySaver
 from pydantic import ValidationError
 
 from graph import build_graph
+from graph.errors import InvalidMessageError, MessageTooLongError
+from graph.messages import WITHHELD
 from graph.settings import Settings
-from nodes.check_input import WITHHELD, InvalidMessageError
 from tests.conftest import thread
-from tools.llm import FakeChatModel
-from tools.prompting import MessageTooLongError
+from tools.models import FakeChatModel
 
 
 def ask(graph: Any, text: str, name: str = "t1", **context: Any) -> dict[str, Any]:

@@ -15,22 +15,18 @@ from typing import Any
 import pytest
 
 from graph.settings import Settings
-from tests.pdfgen import encrypt_pdf, make_pdf
-from tools.ingest import (
+from tests.support.pdfgen import encrypt_pdf, make_pdf
+from tools.documents.chunking import chunk_documents, chunk_id, split_documents
+from tools.documents.ingest import IngestProgress, collect_files, ingest
+from tools.documents.loaders import (
     BadFile,
-    IngestProgress,
     SkippedFile,
-    chunk_documents,
-    chunk_id,
-    collect_files,
     decode_text,
     html_sections,
-    ingest,
     load_file,
     markdown_sections,
-    split_documents,
 )
-from tools.vectorstore import (
+from tools.documents.store import (
     Chunk,
     DocumentStoreError,
     Passage,
@@ -549,7 +545,7 @@ def test_counting_an_empty_store_loads_nothing_heavy(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from graph.settings import load_settings\n"
-        "from tools.vectorstore import DocumentStore\n"
+        "from tools.documents.store import DocumentStore\n"
         f"store = DocumentStore(load_settings(data_dir={str(tmp_path)!r}))\n"
         "assert store.count() == 0 and store.search('anything', 3) == []\n"
         "assert store.sources() == [] and store.remove('a.md') == 0\n"

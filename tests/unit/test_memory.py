@@ -15,7 +15,6 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from graph import build_graph
 from graph.settings import Settings, SettingsError
 from tests.conftest import thread
-from tools.llm import FakeChatModel
 from tools.memory import (
     MemoryBackendError,
     aopen_checkpointer,
@@ -24,6 +23,7 @@ from tools.memory import (
     redact,
     sqlite_path,
 )
+from tools.models import FakeChatModel
 
 
 def say(saver: Any, settings: Settings, text: str, name: str = "t1") -> dict[str, Any]:

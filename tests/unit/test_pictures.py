@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from apps import pictures
+from apps.cli.main import app
+from apps.pictures import PictureError, check_format, draw, pipeline, write_picture
 from graph.settings import Settings
-from tools import pictures
-from tools.cli import app
-from tools.pictures import PictureError, check_format, draw, pipeline, write_picture
 
 NODES = [
     "__start__",
@@ -104,7 +104,7 @@ def test_drawing_never_loads_a_model(
     def no_model(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("drawing must not load a model")
 
-    monkeypatch.setattr("tools.llm.get_chat_model", no_model)
+    monkeypatch.setattr("tools.models.loader.get_chat_model", no_model)
     monkeypatch.setattr("graph.deps.get_chat_model", no_model)
     # The configured backend is llama.cpp on a file that does not exist: never touched.
     settings = make_settings(model={"backend": "llamacpp", "gguf_path": "/nonexistent.gguf"})

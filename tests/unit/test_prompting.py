@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
+from graph.errors import MessageTooLongError
+from graph.messages import BLOCKED_KEY
 from tools.prompting import (
-    BLOCKED_KEY,
     MESSAGE_OVERHEAD,
-    MessageTooLongError,
     Turn,
     build_prompt,
     caching_counter,

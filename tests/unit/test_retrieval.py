@@ -14,9 +14,7 @@ from graph import build_graph
 from graph.deps import Deps
 from graph.settings import Settings
 from tests.conftest import thread
-from tools.llm import FakeChatModel
-from tools.prompting import Turn
-from tools.retrieval import (
+from tools.documents.retrieval import (
     cite,
     clean_query,
     contextual_query,
@@ -24,6 +22,8 @@ from tools.retrieval import (
     quote_passages,
     rewrite_request,
 )
+from tools.models import FakeChatModel
+from tools.prompting import Turn
 
 
 @dataclass

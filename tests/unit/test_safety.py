@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tools import safety
-from tools.safety import (
+from tools.guardrails import (
     DEFAULT_MILD_TERMS,
     DEFAULT_PATTERNS_FILE,
     SAFETY_LEVELS,
@@ -18,6 +17,7 @@ from tools.safety import (
     SafetyVerdict,
     validate_level,
 )
+from tools.guardrails import filter as safety
 
 LEVELS = ("strict", "moderate", "relaxed")
 

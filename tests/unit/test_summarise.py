@@ -13,7 +13,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from graph import build_graph
 from graph.settings import Settings
 from tests.conftest import thread
-from tools.llm import FakeChatModel
+from tools.models import FakeChatModel
 
 SUMMARY_MARK = "running summary"
 

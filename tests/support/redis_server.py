@@ -14,13 +14,13 @@ append-only file in the data directory, so threads survive a restart.
 
 Command line (the server runs in the background; ``start`` prints the URL)::
 
-    python -m tools.redis_server start [--port P] [--dir D] [--no-modules]
-    python -m tools.redis_server status [--dir D]
-    python -m tools.redis_server stop [--dir D]
+    python -m tests.support.redis_server start [--port P] [--dir D] [--no-modules]
+    python -m tests.support.redis_server status [--dir D]
+    python -m tests.support.redis_server stop [--dir D]
 
 ``D`` defaults to ``$ASSISTANT_DATA_DIR/redis`` (the user data dir of the assistant);
 data kept there persists across ``stop`` / ``start``. For a shell:
-``export $(python -m tools.redis_server start)`` sets ``REDIS_URL``.
+``export $(python -m tests.support.redis_server start)`` sets ``REDIS_URL``.
 """
 
 from __future__ import annotations
@@ -361,7 +361,7 @@ def _wait_ready(process: subprocess.Popen[bytes], port: int, timeout: float) -> 
 def main(argv: list[str] | None = None) -> int:
     """The command line: ``start``, ``status`` and ``stop``; returns the exit status."""
     parser = argparse.ArgumentParser(
-        prog="python -m tools.redis_server",
+        prog="python -m tests.support.redis_server",
         description="A local Redis server with RediSearch and RedisJSON, in the background.",
     )
     commands = parser.add_subparsers(dest="command", required=True)

@@ -54,7 +54,7 @@ __all__ = [
 SafetyLevel = Literal["strict", "moderate", "relaxed"]
 SAFETY_LEVELS: tuple[str, ...] = ("strict", "moderate", "relaxed")
 
-DEFAULT_PATTERNS_FILE = Path(__file__).resolve().parents[1] / "prompts" / "safety.yaml"
+DEFAULT_PATTERNS_FILE = Path(__file__).resolve().parents[2] / "prompts" / "safety.yaml"
 
 # Mild words: profanity only at strict (roughly Ofcom's "mild" band). Their inflections
 # count too ("crappy", "hells"); "Hell's Kitchen" passes at moderate and relaxed.

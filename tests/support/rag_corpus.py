@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.pdfgen import make_pdf
+from tests.support.pdfgen import make_pdf
 
 HISTORY_MD = "brackenford_history.md"
 CHRONICLE_TXT = "wexley_chronicle.txt"

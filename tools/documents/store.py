@@ -103,7 +103,7 @@ class SourceInfo:
 
 @dataclass(frozen=True)
 class Chunk:
-    """One chunk to write: what :func:`tools.ingest.chunk_documents` makes."""
+    """One chunk to write: what :func:`tools.documents.chunking.chunk_documents` makes."""
 
     id: str
     text: str

@@ -23,7 +23,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from graph.settings import Settings
-from tools.llm import ModelLoadError
+from tools.models import ModelLoadError
 
 log = logging.getLogger("assistant.llm")
 

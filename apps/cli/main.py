@@ -16,15 +16,15 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
+from apps.cli.console import cli_settings, err, out
+from apps.cli.evals import eval_app
 from graph.context import Context
+from graph.errors import MessageTooLongError
 from graph.settings import SAFETY_LEVELS, Settings
-from tools.console import cli_settings, err, out
-from tools.eval_cli import eval_app
-from tools.ingest import IngestProgress, IngestReport, ingest
-from tools.llm import ModelLoadError
-from tools.model_files import DEFAULT_MODEL, ModelFileError, prepare_split_model
-from tools.prompting import MessageTooLongError
-from tools.vectorstore import DocumentStore, DocumentStoreError
+from tools.documents.ingest import IngestProgress, IngestReport, ingest
+from tools.documents.store import DocumentStore, DocumentStoreError
+from tools.models import ModelLoadError
+from tools.models.files import DEFAULT_MODEL, ModelFileError, prepare_split_model
 
 app = typer.Typer(
     help="A local-first LLM assistant (LangGraph, offline, CPU).", no_args_is_help=True
@@ -119,7 +119,7 @@ def _run_turn(session: ChatSession, text: str, as_json: bool) -> bool:
         out.print()
         sources = state.get("sources") or []
         if sources:
-            from tools.retrieval import cite
+            from tools.documents.retrieval import cite
 
             listed = "  ".join(f"[{n}] {cite(p)}" for n, p in enumerate(sources, 1))
             out.print(f"[dim]Sources: {escape(listed)}[/dim]", highlight=False)
@@ -350,7 +350,7 @@ def graph_picture(
     """Draw the pipeline as PNG, Mermaid or ASCII, offline and without loading a model."""
     from rich.markup import escape
 
-    from tools.pictures import PictureError, check_format, draw, pipeline, write_picture
+    from apps.pictures import PictureError, check_format, draw, pipeline, write_picture
 
     try:
         kind = check_format(fmt)

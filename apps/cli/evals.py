@@ -16,21 +16,18 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
-from tools.console import cli_settings, err, out
-from tools.evals import (
-    EVALS_DIR,
+from apps.cli.console import cli_settings, err, out
+from evals.corpus import EVALS_DIR, EvalError, EvalModelError, load_corpora
+from evals.records import (
     CaseResult,
-    EvalError,
-    EvalModelError,
     default_runs_dir,
     find_run,
-    load_corpora,
     load_run,
     previous_run,
-    run_evals,
     run_schema,
     save_run,
 )
+from evals.runner import run_evals
 
 
 class _RunByDefault(TyperGroup):
@@ -153,7 +150,7 @@ def run_command(
     if as_json:
         out.print_json(record.model_dump_json())
     else:
-        from tools.eval_report import print_summary
+        from evals.report import print_summary
 
         print_summary(record, out)
     err.print(f"run record: {escape(str(path))}", highlight=False, soft_wrap=True)
@@ -185,7 +182,7 @@ def report_command(
     runs_dir: RunsDirOption = None,
 ) -> None:
     """Render a run as a self-contained HTML dashboard (opens offline) and print its path."""
-    from tools.eval_report import print_summary, write_report
+    from evals.report import print_summary, write_report
 
     settings = cli_settings()
     directory = runs_dir or default_runs_dir(settings)
@@ -212,7 +209,7 @@ def compare_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Compare two runs: pass rates per corpus side by side, and the cases that differ."""
-    from tools.eval_report import compare, print_comparison
+    from evals.report import compare, print_comparison
 
     settings = cli_settings()
     directory = runs_dir or default_runs_dir(settings)

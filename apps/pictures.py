@@ -94,7 +94,7 @@ def pipeline(settings: Settings | None = None) -> CompiledStateGraph[Any, Any, A
         The compiled graph (the same nodes and edges as the real one).
     """
     from graph import build_graph
-    from tools.llm import FakeChatModel
+    from tools.models import FakeChatModel
 
     return build_graph(settings, model=FakeChatModel())
 

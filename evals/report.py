@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.markup import escape as rich_escape
 from rich.table import Table
 
-from tools.evals import CaseResult, EvalError, PassRate, RunRecord, Status, status
+from evals.corpus import EvalError
+from evals.records import CaseResult, PassRate, RunRecord, Status, status
 
 # --- diffs -------------------------------------------------------------------------------
 

@@ -1,0 +1,5 @@
+"""The ``assistant`` command line."""
+
+from apps.cli.main import app
+
+__all__ = ["app"]

@@ -1,0 +1,1 @@
+"""Evaluation: corpora (``evals/corpora/``) and the harness that runs, scores and reports them."""

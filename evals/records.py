@@ -1,0 +1,209 @@
+"""Run records: what an evaluation run produced, as JSON files in the runs directory.
+
+The record's JSON Schema is ``evals/run.schema.json`` (:func:`run_schema`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+)
+
+from evals.corpus import EVALS_DIR, EvalError, describe_error, shorten
+from graph.settings import Settings
+
+SCHEMA_FILE = EVALS_DIR / "run.schema.json"
+RECORD_VERSION = 1
+
+
+class ExpectationResult(BaseModel):
+    """How one expectation went."""
+
+    kind: str
+    expected: Any
+    passed: bool
+    weight: float
+    detail: str = Field(description="What was seen, in words (why it failed, when it did).")
+
+
+class SourceRef(BaseModel):
+    """A retrieved passage, without its text."""
+
+    name: str | None = None
+    source: str | None = None
+    section: str | None = None
+    page: int | None = None
+    score: float | None = None
+
+
+class CaseResult(BaseModel):
+    """One case as it ran."""
+
+    corpus: str
+    id: str
+    tags: list[str]
+    turns: list[str]
+    reply: str | None = Field(description="The reply to the last turn (None if the case crashed).")
+    concept: str | None = None
+    blocked: bool | None = None
+    refusal: bool | None = None
+    sources: list[SourceRef] = Field(default_factory=list)
+    prompt_tokens: int | None = None
+    latency_ms: float | None = Field(None, description="Wall time of the last turn.")
+    expectations: list[ExpectationResult]
+    passed: bool
+    score: float = Field(ge=0.0, le=1.0, description="Weighted share of passed expectations.")
+    known_failure: str | None = None
+    error: str | None = Field(None, description="Why the case crashed; a crash is a failure.")
+
+
+class PassRate(BaseModel):
+    """Pass rate of a group of cases; known failures are listed but not counted."""
+
+    passed: int
+    total: int = Field(description="Cases counted (known failures excluded).")
+    rate: float | None = Field(description="passed / total; None when total is 0.")
+    score: float | None = Field(description="Mean weighted score of the counted cases.")
+    known_failures: int = 0
+
+
+class RunRecord(BaseModel):
+    """A whole evaluation run, as written to ``<runs_dir>/<run_id>.json``."""
+
+    version: int = RECORD_VERSION
+    run_id: str
+    started: datetime
+    finished: datetime
+    model: str = Field(description="fake, default (the default GGUF), or a GGUF path.")
+    backend: str
+    git_commit: str | None
+    corpora: list[str]
+    corpus_files: dict[str, str]
+    tags: list[str] = Field(description="The --tag filter (empty: every case).")
+    settings: dict[str, Any]
+    overall: PassRate
+    per_corpus: dict[str, PassRate]
+    per_tag: dict[str, PassRate]
+    cases: list[CaseResult]
+
+    def case(self, corpus: str, case_id: str) -> CaseResult | None:
+        """The result of one case, or None."""
+        return next((c for c in self.cases if c.corpus == corpus and c.id == case_id), None)
+
+
+def run_schema() -> dict[str, Any]:
+    """The JSON Schema of a run record (what ``evals/run.schema.json`` holds)."""
+    schema = RunRecord.model_json_schema(mode="serialization")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+def pass_rate(cases: Iterable[CaseResult]) -> PassRate:
+    """The pass rate and mean score of cases, known failures left out of the counts."""
+    cases = list(cases)
+    counted = [c for c in cases if not c.known_failure]
+    passed = sum(c.passed for c in counted)
+    return PassRate(
+        passed=passed,
+        total=len(counted),
+        rate=passed / len(counted) if counted else None,
+        score=sum(c.score for c in counted) / len(counted) if counted else None,
+        known_failures=len(cases) - len(counted),
+    )
+
+
+# --- run files -------------------------------------------------------------------------
+
+
+def default_runs_dir(settings: Settings) -> Path:
+    """Where run records go unless told otherwise: ``<data_dir>/evals/runs``."""
+    return settings.data_dir / "evals" / "runs"
+
+
+def save_run(record: RunRecord, runs_dir: Path) -> Path:
+    """Write the record as ``<runs_dir>/<run_id>.json`` and return the path.
+
+    Raises:
+        EvalError: The directory or file cannot be written.
+    """
+    path = runs_dir / f"{record.run_id}.json"
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(record.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise EvalError(f"cannot write the run record {path}: {exc}") from None
+    return path
+
+
+def load_run(path: str | Path) -> RunRecord:
+    """Read a run record.
+
+    Raises:
+        EvalError: The file is missing, not JSON, or not a run record.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise EvalError(f"no such run file: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EvalError(f"cannot read the run file {path}: {exc}") from None
+    try:
+        return RunRecord.model_validate_json(text)
+    except ValidationError as exc:
+        raise EvalError(
+            f"{path} is not a run record: {shorten(describe_error(exc), 300)}"
+        ) from None
+
+
+def list_runs(runs_dir: Path) -> list[Path]:
+    """Run files in the directory, oldest first (run ids sort by time)."""
+    if not runs_dir.is_dir():
+        return []
+    return sorted(runs_dir.glob("*.json"))
+
+
+def find_run(given: str | None, runs_dir: Path) -> Path:
+    """A run file from a path, a run id (or a unique part of one), or None for the latest.
+
+    Raises:
+        EvalError: No such run, or the part matches several.
+    """
+    runs = list_runs(runs_dir)
+    if given is None or given == "latest":
+        if not runs:
+            raise EvalError(f"no runs in {runs_dir}: run `assistant eval` first")
+        return runs[-1]
+    path = Path(given).expanduser()
+    if path.is_file():
+        return path
+    matches = [r for r in runs if r.stem == given] or [r for r in runs if given in r.stem]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        listed = ", ".join(m.stem for m in matches[:5])
+        raise EvalError(f"{given!r} matches several runs: {listed}")
+    raise EvalError(f"no such run file or run id: {given} (runs are in {runs_dir})")
+
+
+def previous_run(run: Path, runs_dir: Path) -> Path | None:
+    """The run before ``run`` in the runs directory, or None."""
+    runs = [r for r in list_runs(runs_dir) if r.resolve() != run.resolve()]
+    older = [r for r in runs if r.stem < run.stem]
+    return older[-1] if older else None
+
+
+Status = Literal["passed", "failed", "known_failure"]
+
+
+def status(case: CaseResult) -> Status:
+    """A case's status for diffs: known failures are their own kind."""
+    if case.known_failure and not case.passed:
+        return "known_failure"
+    return "passed" if case.passed else "failed"

@@ -1,0 +1,1 @@
+"""Test support: the development Redis launcher, a PDF maker, the generated RAG corpus."""

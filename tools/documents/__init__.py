@@ -1,0 +1,1 @@
+"""The user's documents: loaders, chunking, the Chroma store, ingestion, retrieval helpers."""

@@ -1,0 +1,19 @@
+"""Chat models: llama.cpp, a local transformers directory, a fake; the streaming mask wrapper.
+
+The model files themselves ship inside PyPI packages (:mod:`tools.models.files`).
+"""
+
+from tools.models.base import ModelLoadError, to_chat_dicts
+from tools.models.fake import FakeChatModel
+from tools.models.llamacpp import LlamaCppChatModel
+from tools.models.loader import get_chat_model
+from tools.models.masking import MaskingChatModel
+
+__all__ = [
+    "FakeChatModel",
+    "LlamaCppChatModel",
+    "MaskingChatModel",
+    "ModelLoadError",
+    "get_chat_model",
+    "to_chat_dicts",
+]

@@ -1,0 +1,65 @@
+"""A canned-reply chat model: routing, safety, the CLI and the tests without real weights."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from pydantic import Field
+
+from tools.models.base import collect, stop_at
+
+
+class FakeChatModel(BaseChatModel):
+    """A canned-reply chat model for routing and safety without a real model.
+
+    Replies word by word (so streaming paths are exercised), counts tokens by words and
+    punctuation, and records every prompt it was given in ``calls``.
+    """
+
+    reply: str | Callable[[list[BaseMessage]], str] = "This is a canned reply from the fake model."
+    calls: list[list[BaseMessage]] = Field(default_factory=list, repr=False)
+    call_kwargs: list[dict[str, Any]] = Field(default_factory=list, repr=False)
+    delay: float = 0.0
+    """Seconds to wait per streamed word (benchmarks use 0)."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "fake"
+
+    def get_num_tokens(self, text: str) -> int:
+        """Approximate tokens: words and punctuation marks."""
+        return len(re.findall(r"\w+|[^\w\s]", text))
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        self.calls.append(list(messages))
+        self.call_kwargs.append(dict(kwargs))
+        text = self.reply(messages) if callable(self.reply) else self.reply
+        text, _ = stop_at(text, stop)
+        limit = kwargs.get("max_new_tokens")
+        words = re.findall(r"\S+\s*", text)
+        for word in words[:limit] if limit else words:
+            if self.delay:
+                time.sleep(self.delay)
+            yield ChatGenerationChunk(message=AIMessageChunk(content=word))
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return collect(self._stream(messages, stop, run_manager, **kwargs))

@@ -1,0 +1,76 @@
+"""The chat model for a set of settings: llama.cpp, a local transformers directory, or a fake.
+
+All backends are LangChain chat models, so LangGraph streams their tokens
+(``stream_mode="messages"``) and per-call sampling knobs arrive as keyword arguments
+(``temperature``, ``top_p``, ``max_new_tokens``, ``do_sample``).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+
+from graph.settings import Settings
+from tools.models.base import ModelLoadError
+from tools.models.fake import FakeChatModel
+from tools.models.files import DEFAULT_MODEL, ModelFileError, prepare_split_model
+from tools.models.llamacpp import LlamaCppChatModel
+
+
+def _llamacpp(settings: Settings) -> LlamaCppChatModel:
+    cfg = settings.model
+
+    def default_model() -> Path:
+        try:
+            return prepare_split_model(settings.cache_dir / "models", DEFAULT_MODEL)
+        except ModelFileError as exc:
+            raise ModelLoadError(f"default model not ready: {exc}") from exc
+
+    return LlamaCppChatModel(
+        model_path=str(cfg.gguf_path) if cfg.gguf_path else None,
+        path_resolver=None if cfg.gguf_path else default_model,
+        n_ctx=cfg.n_ctx,
+        n_threads=cfg.n_threads,
+        n_batch=cfg.n_batch,
+    )
+
+
+def _model_key(settings: Settings) -> tuple[Any, ...]:
+    # Sampling is not part of the key: it arrives with every call (see Deps.sampling).
+    return (settings.model.model_dump_json(), str(settings.cache_dir))
+
+
+_MODELS: dict[tuple[Any, ...], BaseChatModel] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _new_model(settings: Settings) -> BaseChatModel:
+    backend = settings.model.backend
+    if backend == "fake":
+        return FakeChatModel(reply=settings.model.fake_reply)
+    if backend == "huggingface":
+        try:
+            from tools.models.huggingface import load_huggingface_chat_model
+        except ImportError as exc:
+            raise ModelLoadError(
+                f"the huggingface backend needs its extra: pip install -e '.[huggingface]' ({exc})"
+            ) from exc
+        return load_huggingface_chat_model(settings)
+    return _llamacpp(settings)
+
+
+def get_chat_model(settings: Settings) -> BaseChatModel:
+    """The chat model for these settings, shared by every graph of the process.
+
+    Loading a GGUF takes seconds and gigabytes, so graphs built with the same model
+    settings share one instance (the weights load lazily on first use); sampling knobs
+    are passed with each call, so they do not need an instance of their own.
+    """
+    key = _model_key(settings)
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = _new_model(settings)
+        return _MODELS[key]
