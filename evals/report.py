@@ -1,19 +1,21 @@
 """Reports on evaluation runs: a self-contained HTML dashboard, a terminal summary, diffs.
 
-The HTML page has inline CSS and inline SVG charts only: no fonts, scripts, stylesheets
-or images are fetched from anywhere, so it opens offline. Every piece of user or model
-text is escaped.
+The HTML page is rendered from ``evals/templates/report.html.j2`` (Jinja2, autoescape on,
+undefined names are errors). It has inline CSS and inline SVG charts only: no fonts,
+scripts, stylesheets or images are fetched from anywhere, so it opens offline. Every piece
+of user or model text is escaped by the template engine, never by hand.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from html import escape
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cache, wraps
 from pathlib import Path
 from typing import Any
 
+from jinja2 import Environment, PackageLoader, StrictUndefined, Undefined
 from rich.console import Console
 from rich.markup import escape as rich_escape
 from rich.table import Table
@@ -222,29 +224,40 @@ def _delta(left: PassRate | None, right: PassRate | None) -> str:
 
 
 # --- HTML --------------------------------------------------------------------------------
+# The page is a Jinja2 template (evals/templates/report.html.j2) with autoescape on: the
+# templates place values, Python computes them (rates, chart geometry, diff groups).
 
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;
-max-width:1100px;padding:0 1rem;color:#1d2330;background:#fff}
-h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #dde;padding-bottom:.3rem}
-.meta{color:#667;font-size:.9rem}
-.headline{display:flex;gap:2rem;align-items:baseline;margin:1.2rem 0}
-.big{font-size:3rem;font-weight:700}
-.good{color:#1a7f37}.bad{color:#c62828}.warn{color:#9a6700}
-table{border-collapse:collapse;width:100%;margin:.6rem 0;font-size:.92rem}
-th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #eef;vertical-align:top}
-th{background:#f5f6fa}td.num{text-align:right;white-space:nowrap}
-pre{white-space:pre-wrap;background:#f7f7f9;padding:.5rem;border-radius:4px;margin:.3rem 0;
-font-size:.85rem;max-height:20rem;overflow:auto}
-details{margin:.4rem 0;border:1px solid #eee;border-radius:4px;padding:.3rem .6rem}
-summary{cursor:pointer}.tag{background:#eef;border-radius:3px;padding:0 .3rem;
-font-size:.8rem;margin-right:.2rem}
-svg text{font-family:inherit;font-size:11px;fill:#334}
-"""
+
+PAGE_TEMPLATE = "report.html.j2"
+CHARTS_TEMPLATE = "charts.html.j2"
+
+
+def _defined(filter_: Callable[..., str]) -> Callable[..., str]:
+    """Make a filter fail like a printed value when it is given an undefined one.
+
+    Jinja2 hands filters the Undefined object itself; without this check a typo in
+    ``{{ run.overal|pct }}`` would surface as a TypeError from inside the filter.
+    """
+
+    @wraps(filter_)
+    def checked(value: Any, *args: Any) -> str:
+        if isinstance(value, Undefined):
+            value._fail_with_undefined_error()  # documented hook; raises UndefinedError
+        return filter_(value, *args)
+
+    return checked
 
 
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.1%}"
+
+
+def _score(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def _fixed(value: float, digits: int) -> str:
+    return f"{value:.{digits}f}"
 
 
 def _rate_class(value: float | None) -> str:
@@ -253,85 +266,187 @@ def _rate_class(value: float | None) -> str:
     return "good" if value >= 0.9 else "warn" if value >= 0.7 else "bad"
 
 
-def _bar(rate: float | None, width: int = 160) -> str:
-    filled = 0 if rate is None else round(rate * width)
-    return (
-        f'<svg width="{width}" height="12" role="img" aria-label="{_pct(rate)}">'
-        f'<rect width="{width}" height="12" fill="#eceef4"/>'
-        f'<rect width="{filled}" height="12" fill="#2f80ed"/></svg>'
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+@cache
+def template_environment() -> Environment:
+    """The Jinja2 environment the report templates render in (built once).
+
+    Autoescape is on for every template (they are all HTML and SVG) and undefined names
+    raise, so a typo in a template is an error rather than an empty string.
+
+    Returns:
+        The environment, loading from ``evals/templates`` inside the package.
+    """
+    env = Environment(
+        loader=PackageLoader("evals", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
+    filters: dict[str, Callable[..., str]] = {
+        "pct": _pct,
+        "score": _score,
+        "fixed": _fixed,
+        "rate_class": _rate_class,
+        "show": _show,
+    }
+    env.filters.update({name: _defined(f) for name, f in filters.items()})
+    return env
 
 
-def _rates_section(title: str, rates: dict[str, PassRate]) -> str:
-    if not rates:
-        return ""
-    rows = "".join(
-        f'<tr><td>{escape(name)}</td><td class="num {_rate_class(r.rate)}">{_pct(r.rate)}</td>'
-        f'<td class="num">{r.passed}/{r.total}</td><td class="num">{r.known_failures}</td>'
-        f'<td class="num">{"—" if r.score is None else f"{r.score:.2f}"}</td>'
-        f"<td>{_bar(r.rate)}</td></tr>"
-        for name, r in rates.items()
-    )
-    return (
-        f"<h2>{escape(title)}</h2><table><tr><th>name</th><th>pass rate</th><th>passed</th>"
-        f"<th>known failures</th><th>score</th><th></th></tr>{rows}</table>"
-    )
+BAR_GAP = 2  # SVG units between two histogram bars
 
 
-def histogram_svg(values: Sequence[float], unit: str, bins: int = 12) -> str:
-    """An inline SVG histogram of the values (counts per equal-width bin)."""
+@dataclass(frozen=True)
+class HistogramBin:
+    """One bar of a histogram, in SVG user units (y grows downwards)."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+    start: float
+    end: float
+    count: int
+
+    @property
+    def label_x(self) -> float:
+        """Where the count is written, roughly centred over the bar."""
+        return self.x + (self.width + BAR_GAP) / 2 - 4
+
+    @property
+    def label_y(self) -> float:
+        """Just above the bar."""
+        return self.y - 3
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Counts of values per equal-width bin, laid out for an SVG of ``width`` x ``height``."""
+
+    unit: str
+    count: int
+    bins: list[HistogramBin]
+    low: float = 0.0
+    high: float = 0.0
+    width: int = 640
+    height: int = 180
+    pad: int = 28
+
+    @property
+    def axis_y(self) -> int:
+        """The baseline the bars stand on."""
+        return self.height - self.pad
+
+
+def histogram(values: Sequence[float], unit: str, bins: int = 12) -> Histogram:
+    """Bin the values (``bins`` equal-width bins from min to max) and lay the bars out.
+
+    Args:
+        values: The numbers, e.g. latencies in ms; empty gives a chart with no bins.
+        unit: Written after the numbers (``ms``, ``tokens``).
+        bins: How many bins.
+    """
+    chart = Histogram(unit=unit, count=len(values), bins=[])
     if not values:
-        return "<p>No data.</p>"
+        return chart
     low, high = min(values), max(values)
     span = (high - low) or 1.0
     counts = [0] * bins
     for value in values:
         counts[min(bins - 1, int((value - low) / span * bins))] += 1
-    width, height, pad = 640, 180, 28
-    bar_w = (width - 2 * pad) / bins
+    bar_w = (chart.width - 2 * chart.pad) / bins
     top = max(counts)
-    bars = []
+    laid_out = []
     for i, count in enumerate(counts):
-        h = (height - 2 * pad) * count / top
-        x, y = pad + i * bar_w, height - pad - h
+        h = (chart.height - 2 * chart.pad) * count / top
         start = low + span * i / bins
-        bars.append(
-            f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w - 2:.1f}" height="{h:.1f}" '
-            f'fill="#2f80ed"><title>{start:.0f}–{start + span / bins:.0f} {escape(unit)}: '
-            f"{count}</title></rect>"
+        laid_out.append(
+            HistogramBin(
+                x=chart.pad + i * bar_w,
+                y=chart.axis_y - h,
+                width=bar_w - BAR_GAP,
+                height=h,
+                start=start,
+                end=start + span / bins,
+                count=count,
+            )
         )
-        if count:
-            bars.append(f'<text x="{x + bar_w / 2 - 4:.1f}" y="{y - 3:.1f}">{count}</text>')
-    axis = (
-        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" '
-        f'stroke="#99a"/><text x="{pad}" y="{height - 8}">{low:.0f} {escape(unit)}</text>'
-        f'<text x="{width - pad - 70}" y="{height - 8}">{high:.0f} {escape(unit)}</text>'
+    return replace(chart, bins=laid_out, low=low, high=high)
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One labelled row of a bar chart; ``y`` is the row's top, ``length`` the bar's."""
+
+    label: str
+    value: float
+    y: int
+    length: float
+
+
+@dataclass(frozen=True)
+class BarChart:
+    """Horizontal bars, one row per labelled value."""
+
+    unit: str
+    bars: list[Bar]
+    width: int = 640
+    row: int = 20
+    label_width: int = 170
+
+    @property
+    def height(self) -> int:
+        """One row per bar."""
+        return self.row * len(self.bars)
+
+
+def bar_chart(items: Sequence[tuple[str, float]], unit: str) -> BarChart:
+    """Lay out labelled values as horizontal bars, the largest spanning the chart.
+
+    Args:
+        items: ``(label, value)`` pairs, drawn top to bottom; labels are cut to 28
+            characters so they stay in their column.
+        unit: Written after each value.
+    """
+    chart = BarChart(unit=unit, bars=[])
+    top = max((v for _, v in items), default=0.0) or 1.0
+    room = chart.width - chart.label_width - 80  # space left for the value after the bar
+    return replace(
+        chart,
+        bars=[
+            Bar(label=label[:28], value=value, y=i * chart.row, length=room * value / top)
+            for i, (label, value) in enumerate(items)
+        ],
     )
-    return (
-        f'<svg width="{width}" height="{height}" role="img" aria-label="histogram of '
-        f'{escape(unit)}">{"".join(bars)}{axis}</svg>'
-    )
+
+
+def _chart_macro(name: str, chart: Histogram | BarChart) -> str:
+    macros = vars(template_environment().get_template(CHARTS_TEMPLATE).module)
+    return str(macros[name](chart))
+
+
+def histogram_svg(values: Sequence[float], unit: str, bins: int = 12) -> str:
+    """An inline SVG histogram of the values (counts per equal-width bin).
+
+    Returns:
+        ``<svg>…</svg>``, or ``<p>No data.</p>`` when there are no values.
+    """
+    return _chart_macro("histogram", histogram(values, unit, bins))
 
 
 def bars_svg(items: Sequence[tuple[str, float]], unit: str) -> str:
-    """An inline SVG horizontal bar chart of labelled values."""
-    if not items:
-        return "<p>No data.</p>"
-    row, label_w, width = 20, 170, 640
-    top = max(v for _, v in items) or 1.0
-    parts = []
-    for i, (label, value) in enumerate(items):
-        y = i * row
-        w = (width - label_w - 80) * value / top
-        parts.append(
-            f'<text x="0" y="{y + 14}">{escape(label[:28])}</text>'
-            f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row - 6}" fill="#56ccf2"/>'
-            f'<text x="{label_w + w + 4:.1f}" y="{y + 14}">{value:.0f} {escape(unit)}</text>'
-        )
-    return (
-        f'<svg width="{width}" height="{row * len(items)}" role="img" '
-        f'aria-label="bars of {escape(unit)}">{"".join(parts)}</svg>'
-    )
+    """An inline SVG horizontal bar chart of labelled values.
+
+    Returns:
+        ``<svg>…</svg>``, or ``<p>No data.</p>`` when there are no items.
+    """
+    return _chart_macro("bars", bar_chart(items, unit))
 
 
 def _mean(values: Iterable[float]) -> float:
@@ -339,138 +454,94 @@ def _mean(values: Iterable[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def _charts(run: RunRecord) -> str:
+@dataclass(frozen=True)
+class Charts:
+    """The four charts of the dashboard."""
+
+    latency: Histogram
+    latency_per_corpus: BarChart
+    tokens: Histogram
+    tokens_per_corpus: BarChart
+
+
+def _charts(run: RunRecord) -> Charts:
     ran = [c for c in run.cases if c.error is None]
-    latencies = [c.latency_ms for c in ran if c.latency_ms is not None]
-    tokens = [float(c.prompt_tokens) for c in ran if c.prompt_tokens is not None]
-    per_corpus_latency = [
-        (name, _mean(c.latency_ms or 0 for c in ran if c.corpus == name)) for name in run.corpora
+    return Charts(
+        latency=histogram([c.latency_ms for c in ran if c.latency_ms is not None], "ms"),
+        latency_per_corpus=bar_chart(
+            [(n, _mean(c.latency_ms or 0 for c in ran if c.corpus == n)) for n in run.corpora],
+            "ms",
+        ),
+        tokens=histogram(
+            [float(c.prompt_tokens) for c in ran if c.prompt_tokens is not None], "tokens"
+        ),
+        tokens_per_corpus=bar_chart(
+            [(n, _mean(c.prompt_tokens or 0 for c in ran if c.corpus == n)) for n in run.corpora],
+            "tokens",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class DiffGroup:
+    """One list of the diff section; ``slug`` is its element id."""
+
+    title: str
+    slug: str
+    changes: list[CaseChange]
+    show_replies: bool = False
+
+
+def _diff_groups(diff: RunDiff) -> list[DiffGroup]:
+    return [
+        DiffGroup("Newly failing", "newly-failing", diff.newly_failing),
+        DiffGroup("Newly passing", "newly-passing", diff.newly_passing),
+        DiffGroup("Changed replies", "changed-replies", diff.changed_replies, show_replies=True),
+        DiffGroup("Only in this run", "only-new", diff.only_in_new),
+        DiffGroup("Only in the baseline", "only-baseline", diff.only_in_baseline),
     ]
-    per_corpus_tokens = [
-        (name, _mean(c.prompt_tokens or 0 for c in ran if c.corpus == name)) for name in run.corpora
-    ]
-    return (
-        '<h2 id="charts">Latency and tokens</h2>'
-        f"<h3>Latency of the last turn (ms), {len(latencies)} cases</h3>"
-        f"{histogram_svg(latencies, 'ms')}"
-        f"<h3>Mean latency per corpus</h3>{bars_svg(per_corpus_latency, 'ms')}"
-        f"<h3>Prompt tokens, {len(tokens)} cases</h3>{histogram_svg(tokens, 'tokens')}"
-        f"<h3>Mean prompt tokens per corpus</h3>{bars_svg(per_corpus_tokens, 'tokens')}"
-    )
 
 
-def _tags(tags: Iterable[str]) -> str:
-    return "".join(f'<span class="tag">{escape(t)}</span>' for t in tags)
+def page_context(run: RunRecord, baseline: RunRecord | None = None) -> dict[str, Any]:
+    """Everything ``report.html.j2`` reads, computed from the runs.
 
+    Args:
+        run: The run to show.
+        baseline: An earlier run to diff against, or None.
 
-def _case_block(case: CaseResult) -> str:
-    failed = [e for e in case.expectations if not e.passed]
-    rows = "".join(
-        f"<tr><td>{escape(e.kind)}</td><td><code>{escape(_show(e.expected))}</code></td>"
-        f"<td>{escape(e.detail)}</td><td class='num'>{e.weight:g}</td></tr>"
-        for e in failed
-    )
-    table = (
-        f"<table><tr><th>failed expectation</th><th>expected</th><th>seen</th>"
-        f"<th>weight</th></tr>{rows}</table>"
-        if rows
-        else ""
-    )
-    error = f'<p class="bad">error: {escape(case.error)}</p>' if case.error else ""
-    known = (
-        f'<p class="warn">known failure: {escape(case.known_failure)}</p>'
-        if case.known_failure
-        else ""
-    )
-    turns = "".join(f"<pre>user: {escape(t)}</pre>" for t in case.turns)
-    reply = "" if case.reply is None else f"<pre>reply: {escape(case.reply)}</pre>"
-    return (
-        f'<details class="case" data-case="{escape(case.corpus)}/{escape(case.id)}">'
-        f"<summary><b>{escape(case.corpus)}/{escape(case.id)}</b> {_tags(case.tags)} "
-        f"score {case.score:.2f}</summary>{error}{known}{turns}{reply}{table}</details>"
-    )
-
-
-def _show(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-
-
-def _diff_section(run: RunRecord, baseline: RunRecord | None) -> str:
-    if baseline is None:
-        return '<section id="diff"><h2>Diff</h2><p>No baseline run to compare with.</p></section>'
-    diff = diff_runs(baseline, run)
-
-    def group(title: str, slug: str, changes: list[CaseChange], replies: bool) -> str:
-        if not changes:
-            return f'<h3>{escape(title)}: none</h3><ul id="{slug}"></ul>'
-        items = []
-        for ch in changes:
-            detail = ""
-            if replies and ch.before and ch.after:
-                detail = (
-                    f"<pre>before: {escape(ch.before.reply or '')}</pre>"
-                    f"<pre>after: {escape(ch.after.reply or '')}</pre>"
-                )
-            items.append(
-                f'<li data-case="{escape(ch.key)}"><b>{escape(ch.key)}</b> '
-                f"({escape(str(ch.status_before))} → {escape(str(ch.status_after))}){detail}</li>"
-            )
-        return f'<h3>{escape(title)}: {len(changes)}</h3><ul id="{slug}">{"".join(items)}</ul>'
-
-    return (
-        f'<section id="diff"><h2>Diff against {escape(baseline.run_id)}</h2>'
-        f'<p class="meta">baseline model {escape(baseline.model)}, pass rate '
-        f"{_pct(baseline.overall.rate)} → {_pct(run.overall.rate)}</p>"
-        + group("Newly failing", "newly-failing", diff.newly_failing, False)
-        + group("Newly passing", "newly-passing", diff.newly_passing, False)
-        + group("Changed replies", "changed-replies", diff.changed_replies, True)
-        + group("Only in this run", "only-new", diff.only_in_new, False)
-        + group("Only in the baseline", "only-baseline", diff.only_in_baseline, False)
-        + "</section>"
-    )
+    Returns:
+        The template's context: ``run``, ``baseline``, ``duration`` (s), ``commit`` (12
+        characters or ``unknown``), ``failing`` and ``known`` (cases), ``charts``
+        (:class:`Charts`) and ``diff_groups`` (:class:`DiffGroup` list, empty without a
+        baseline).
+    """
+    return {
+        "run": run,
+        "baseline": baseline,
+        "duration": (run.finished - run.started).total_seconds(),
+        "commit": run.git_commit[:12] if run.git_commit else "unknown",
+        "failing": [c for c in run.cases if not c.passed and not c.known_failure],
+        "known": [c for c in run.cases if c.known_failure and not c.passed],
+        "charts": _charts(run),
+        "diff_groups": [] if baseline is None else _diff_groups(diff_runs(baseline, run)),
+    }
 
 
 def render_html(run: RunRecord, baseline: RunRecord | None = None) -> str:
-    """The dashboard of a run as one self-contained HTML page (nothing external)."""
-    overall = run.overall
-    failing = [c for c in run.cases if not c.passed and not c.known_failure]
-    known = [c for c in run.cases if c.known_failure and not c.passed]
-    duration = (run.finished - run.started).total_seconds()
-    commit = run.git_commit[:12] if run.git_commit else "unknown"
-    filters = f" · tags {escape(', '.join(run.tags))}" if run.tags else ""
-    head = (
-        f"<h1>Evaluation run {escape(run.run_id)}</h1>"
-        f'<p class="meta">model {escape(run.model)} ({escape(run.backend)}) · commit '
-        f"{escape(commit)} · {escape(run.started.isoformat(timespec='seconds'))} · "
-        f"{duration:.1f} s · corpora {escape(', '.join(run.corpora))}{filters}</p>"
-        f'<div class="headline"><div><div id="pass-rate" class="big {_rate_class(overall.rate)}">'
-        f'{_pct(overall.rate)}</div>pass rate</div><div><div class="big" id="passed">'
-        f"{overall.passed}/{overall.total}</div>cases passed</div>"
-        f'<div><div class="big" id="score">'
-        f"{'—' if overall.score is None else f'{overall.score:.2f}'}</div>mean score</div>"
-        f'<div><div class="big" id="known">{overall.known_failures}</div>known failures</div>'
-        "</div>"
-    )
-    failing_html = (
-        f'<section id="failing"><h2>Failing cases ({len(failing)})</h2>'
-        + ("".join(_case_block(c) for c in failing) or "<p>None.</p>")
-        + "</section>"
-    )
-    known_html = (
-        f'<h2 id="known-failures">Known failures ({len(known)})</h2>'
-        + "".join(_case_block(c) for c in known)
-        if known
-        else ""
-    )
-    return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>Eval {escape(run.run_id)}</title><style>{CSS}</style></head><body>"
-        f"{head}{_rates_section('Pass rate per corpus', run.per_corpus)}"
-        f"{_rates_section('Pass rate per tag', run.per_tag)}"
-        f"{failing_html}{known_html}{_charts(run)}{_diff_section(run, baseline)}"
-        "</body></html>\n"
-    )
+    """The dashboard of a run as one self-contained HTML page (nothing external).
+
+    Args:
+        run: The run to show.
+        baseline: An earlier run to diff against; None leaves the diff section empty.
+
+    Returns:
+        The whole page, ending in a newline.
+
+    Raises:
+        jinja2.TemplateError: The template is broken (e.g. names an undefined value).
+    """
+    template = template_environment().get_template(PAGE_TEMPLATE)
+    return template.render(page_context(run, baseline))
 
 
 def write_report(run: RunRecord, output: Path, baseline: RunRecord | None = None) -> Path:

@@ -9,12 +9,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jinja2 import StrictUndefined, UndefinedError
 from rich.console import Console
 from typer.testing import CliRunner
 
 from apps.cli.evals import eval_app
 from evals.records import CaseResult, ExpectationResult, RunRecord, pass_rate, save_run
-from evals.report import compare, diff_runs, print_comparison, print_summary, render_html
+from evals.report import (
+    PAGE_TEMPLATE,
+    bars_svg,
+    compare,
+    diff_runs,
+    histogram_svg,
+    page_context,
+    print_comparison,
+    print_summary,
+    render_html,
+    template_environment,
+)
 
 START = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -248,3 +260,155 @@ def test_report_and_compare_commands(
     done = cli.invoke(eval_app, ["compare", "aaaaaa", "bbbbbb", "--runs-dir", str(runs)])
     assert done.exit_code == 0, done.output
     assert "routing/steps" in done.stdout
+
+
+# --- the template: escaping, nothing external, strict about names -----------------------
+
+INJECTIONS = [
+    "<script>alert(1)</script>",
+    '"><img src=x onerror=alert(1)>',
+    "'><svg/onload=alert(1)>",
+    "</pre></details><script>alert(1)</script>",
+    "{{ 7 * 7 }}{% if true %}jinja{% endif %}",  # data is never rendered as a template
+]
+MARKUP = re.compile(r"[<>]")
+# Every place run, case or model text reaches the page.
+FIELDS = [
+    "reply",
+    "id",
+    "tag",
+    "corpus",
+    "detail",
+    "expected",
+    "turn",
+    "error",
+    "known_failure",
+    "model",
+    "run_tag",
+    "baseline_model",
+    "baseline_reply",
+]
+
+
+def injected(field: str, payload: str) -> tuple[RunRecord, RunRecord]:
+    """A baseline and a run with one failing case; ``payload`` sits in ``field``."""
+    victim = case(
+        payload if field == "id" else "victim",
+        False,
+        reply=payload if field == "reply" else "a reply",
+        corpus=payload if field == "corpus" else "routing",
+        tags=(payload,) if field == "tag" else ("alias",),
+        error=payload if field == "error" else None,
+        known_failure=payload if field == "known_failure" else None,
+    )
+    if field == "detail":
+        victim.expectations[0].detail = payload
+    if field == "expected":
+        victim.expectations[0].expected = payload
+    if field == "turn":
+        victim.turns = ["hello", payload]
+    current = record("20250102T040405Z-bbbbbb", [victim, case("other", True)], minutes=60)
+    if field == "model":
+        current.model = payload
+    if field == "run_tag":
+        current.tags = [payload]
+    old = victim.model_copy(
+        update={"reply": payload if field == "baseline_reply" else "old", "passed": True}
+    )
+    baseline = record("20250102T030405Z-aaaaaa", [old, case("other", True)])
+    if field == "baseline_model":
+        baseline.model = payload
+    return baseline, current
+
+
+@pytest.mark.parametrize("payload", INJECTIONS)
+@pytest.mark.parametrize("field", FIELDS)
+def test_injected_text_is_shown_escaped_never_as_markup(field: str, payload: str) -> None:
+    baseline, current = injected(field, payload)
+    html = render_html(current, baseline)
+    if MARKUP.search(payload):
+        assert payload not in html
+    page = parse(html)
+    assert not [t for t, _ in page.tags if t in ("script", "img", "iframe", "object")]
+    handlers = [(t, name) for t, attrs in page.tags for name in attrs if name.startswith("on")]
+    assert handlers == []
+    # The structure survives (one case block, closed where it should be) and the text
+    # is shown verbatim, not dropped or evaluated.
+    assert sum(t == "details" for t, _ in page.tags) == 1
+    assert payload in "".join(page.text)
+
+
+def test_case_key_with_markup_stays_inside_its_attribute() -> None:
+    evil = '"><img src=x onerror=alert(1)>'
+    baseline, current = injected("id", evil)
+    page = parse(render_html(current, baseline))
+    keys = {attrs["data-case"] for _, attrs in page.tags if "data-case" in attrs}
+    assert keys == {f"routing/{evil}"}  # one attribute value, parsed back intact
+
+
+@pytest.mark.parametrize("with_baseline", [True, False])
+def test_page_refers_to_nothing_outside_itself(baseline: RunRecord, with_baseline: bool) -> None:
+    # A run whose own text holds no address: any URL on the page would be ours.
+    html = render_html(baseline, baseline if with_baseline else None).lower()
+    for needle in ("<script", "http://", "https://", "<link", "@import", "url(", "@font-face"):
+        assert needle not in html, needle
+    for attribute in (" src=", " href=", " srcset=", "xlink:href"):
+        assert attribute not in html, attribute
+
+
+@pytest.mark.parametrize("payload", INJECTIONS)
+def test_no_script_even_with_injected_text(payload: str) -> None:
+    baseline, current = injected("reply", payload)
+    assert "<script" not in render_html(current, baseline).lower()
+
+
+def test_templates_never_turn_escaping_off() -> None:
+    env = template_environment()
+    names = env.list_templates()
+    assert PAGE_TEMPLATE in names and "charts.html.j2" in names
+    assert env.loader is not None
+    for name in names:
+        source, _, _ = env.loader.get_source(env, name)
+        assert not re.search(r"\|\s*safe\b|\{%-?\s*autoescape\b", source), name
+        for needle in ("<script", "http:", "https:", "<link", "@import", "url("):
+            assert needle not in source.lower(), (name, needle)
+        env.get_template(name)  # compiles
+
+
+def test_environment_escapes_and_is_strict(current: RunRecord) -> None:
+    env = template_environment()
+    assert env.undefined is StrictUndefined
+    assert env.from_string("{{ x }}").render(x="<b>") == "&lt;b&gt;"
+    with pytest.raises(UndefinedError):  # a typo in a template is an error, not ""
+        env.from_string("{{ run.run_idd }}").render(run=current)
+
+
+def test_every_context_value_is_needed(baseline: RunRecord, current: RunRecord) -> None:
+    template = template_environment().get_template(PAGE_TEMPLATE)
+    context = page_context(current, baseline)
+    assert template.render(context) == render_html(current, baseline)
+    for key in context:
+        partial = {k: v for k, v in context.items() if k != key}
+        with pytest.raises(UndefinedError):
+            template.render(partial)
+
+
+def test_histogram_counts_per_bin() -> None:
+    page = parse(histogram_svg([1.0, 1.5, 2.0, 5.0], "ms", bins=2))
+    titles = [t for t in page.text if "ms:" in t]
+    assert titles == ["1–3 ms: 3", "3–5 ms: 1"]
+    heights = [float(str(a["height"])) for t, a in page.tags if t == "rect"]
+    assert heights[0] == pytest.approx(3 * heights[1], abs=0.5)  # bars scale with counts
+    assert "No data." in histogram_svg([], "ms")
+
+
+def test_bar_chart_scales_cuts_and_escapes_labels() -> None:
+    label = "<b>" + "x" * 40
+    svg = bars_svg([(label, 10.0), ("short", 5.0)], "<i>")
+    assert "<b>" not in svg and "<i>" not in svg
+    page = parse(svg)
+    widths = [float(str(a["width"])) for t, a in page.tags if t == "rect"]
+    assert widths == pytest.approx([390.0, 195.0])
+    assert label[:28] in page.text and label not in "".join(page.text)
+    assert "10 <i>" in page.text
+    assert "No data." in bars_svg([], "ms")
