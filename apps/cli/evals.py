@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from typer.core import TyperGroup
 
 from apps.cli.console import cli_settings, err, out
-from evals.corpus import EVALS_DIR, EvalError, EvalModelError, load_corpora
+from evals.corpus import CORPORA_DIR, EvalError, EvalModelError, load_corpora
 from evals.records import (
     CaseResult,
     default_runs_dir,
@@ -97,7 +97,7 @@ def run_command(
     ] = None,
     evals_dir: Annotated[
         Path, typer.Option("--evals-dir", help="Where corpus names are looked up.")
-    ] = EVALS_DIR,
+    ] = CORPORA_DIR,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the run record as JSON instead.")
     ] = False,

@@ -404,7 +404,7 @@ def cli(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
 
 
 def assistant_app() -> typer.Typer:
-    """The main app as tools/cli.py mounts the sub-app (one add_typer line)."""
+    """The main app as apps/cli/main.py mounts the sub-app (one add_typer line)."""
     app = typer.Typer()
 
     @app.command()
@@ -466,3 +466,16 @@ def test_unloadable_model_stops_the_run(cli: CliRunner, tmp_path: Path) -> None:
     assert done.exit_code == 1, done.output
     assert "model error" in done.output
     assert not (tmp_path / "r").exists()  # no record of a run that could not run
+
+
+def test_shipped_corpora_are_found_by_name(cli: CliRunner, tmp_path: Path) -> None:
+    # Regression: after the corpora moved to evals/corpora, `assistant eval routing`
+    # looked for them in evals/ and found none.
+    done = cli.invoke(
+        eval_app,
+        ["routing", "--tag", "near_miss", "--json", "--runs-dir", str(tmp_path)],
+    )
+    assert done.exit_code == 0, done.output
+    record = RunRecord.model_validate_json(done.stdout)
+    assert record.corpora == ["routing"]
+    assert record.cases and all("near_miss" in c.tags for c in record.cases)
