@@ -1,4 +1,4 @@
-"""Unit tests of tools.safety: levels, profanity, serious harm, masking, the patterns file."""
+"""Unit tests of tools.guardrails: levels, profanity, serious harm, masking, data files."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from tools.guardrails import (
     validate_level,
 )
 from tools.guardrails import filter as safety
+from tools.guardrails.patterns import harm_categories
 
 LEVELS = ("strict", "moderate", "relaxed")
 
@@ -407,7 +408,7 @@ def test_every_harm_pattern_has_an_example() -> None:
     folded: dict[str, list[str]] = {category: [] for _, category in HARMFUL}
     for text, category in HARMFUL:
         folded[category].append(safety._normalise(text)[0])
-    for category in safety._harm_categories(DEFAULT_PATTERNS_FILE):
+    for category in harm_categories(DEFAULT_PATTERNS_FILE):
         for number, pattern in enumerate(category.patterns, 1):
             assert any(pattern.search(text) for text in folded[category.key]), (
                 f"{category.key} pattern {number} has no example in HARMFUL"
@@ -620,12 +621,15 @@ def test_custom_patterns_file(tmp_path: Path) -> None:
     ("content", "problem"),
     [
         ("categories: [unclosed", "not valid YAML"),
-        ("- a\n- b\n", "top level must be a mapping"),
-        ("version: 1\n", "'categories' must be a non-empty mapping"),
+        ("- a\n- b\n", "the file must be a mapping with 'categories'"),
+        ("version: 1\n", "the file is missing 'categories' (a non-empty mapping"),
         ("categories: {}\n", "'categories' must be a non-empty mapping"),
-        ("colors: {}\ncategories: {x: {reason: r, patterns: [a]}}\n", "unknown top-level keys"),
-        ("categories:\n  x:\n    patterns: ['a']\n", "missing reason"),
-        ("categories:\n  x:\n    reason: r\n", "missing patterns"),
+        (
+            "colors: {}\ncategories: {x: {reason: r, patterns: [a]}}\n",
+            "the file has unknown key 'colors'",
+        ),
+        ("categories:\n  x:\n    patterns: ['a']\n", "category 'x' is missing 'reason'"),
+        ("categories:\n  x:\n    reason: r\n", "category 'x' is missing 'patterns'"),
         ("categories:\n  x:\n    reason: r\n    patterns: []\n", "non-empty list"),
         ("categories:\n  x:\n    reason: ''\n    patterns: ['a']\n", "'reason' must be"),
         ("categories:\n  x:\n    reason: r\n    patterns: ['(unclosed']\n", "not a valid regex"),
@@ -635,11 +639,24 @@ def test_custom_patterns_file(tmp_path: Path) -> None:
         ("categories:\n  x:\n    reason: r\n    patterns: [3]\n", "non-empty string"),
         ("categories:\n  Bad-Name:\n    reason: r\n    patterns: ['a']\n", "lower_snake_case"),
         ("categories:\n  profanity:\n    reason: r\n    patterns: ['a']\n", "reserved"),
-        ("categories:\n  x:\n    reason: r\n    patterns: ['a']\n    extra: 1\n", "unknown keys"),
+        (
+            "categories:\n  x:\n    reason: r\n    patterns: ['a']\n    extra: 1\n",
+            "category 'x' has unknown key 'extra'",
+        ),
         (
             "categories:\n  x:\n    reason: r\n    patterns: ['a']\n    triggers: ['A']\n",
-            "'triggers' must be",
+            "category 'x', trigger 1 must be lower case",
         ),
+        (
+            "categories:\n  x:\n    reason: r\n    patterns: ['a']\n    triggers: a\n",
+            "category 'x': 'triggers' must be a list",
+        ),
+        (
+            "categories:\n  x:\n    reason: r\n    patterns: [a]\n  x:\n    reason: q\n"
+            "    patterns: [b]\n",
+            "found duplicate key 'x'",
+        ),
+        ("fragments: {a: ' '}\ncategories: {x: {reason: r, patterns: [a]}}\n", "fragment 'a' must"),
         ("fragments: [a]\ncategories: {x: {reason: r, patterns: [a]}}\n", "'fragments' must"),
     ],
 )
@@ -702,3 +719,94 @@ def test_leetspeak_does_not_slip_past_the_harm_patterns(
 @pytest.mark.parametrize("text", ["I scored 100 points in 2024", "Bake at 180 for 18 minutes"])
 def test_numbers_are_not_read_as_leetspeak_for_harm(guard: SafetyFilter, text: str) -> None:
     assert guard.check_input(text, "strict").allowed
+
+
+# --- the lexicon files ----------------------------------------------------------------------
+
+LEXICON_FILES = sorted(safety.LEXICON_DIR.glob("*"))
+
+
+def test_lexicon_holds_the_expected_files() -> None:
+    assert [path.name for path in LEXICON_FILES] == [
+        "homoglyphs.txt",
+        "innocent_phrases.txt",
+        "innocent_words.txt",
+        "leet.txt",
+        "mild.txt",
+        "not_profanity.txt",
+        "roots.txt",
+    ]
+
+
+@pytest.mark.parametrize("path", LEXICON_FILES, ids=lambda path: path.name)
+def test_lexicon_files_start_with_a_header(path: Path) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = []
+    for line in lines:
+        if not line.startswith("#"):
+            break
+        header.append(line)
+    text = "\n".join(header)
+    assert len(header) >= 5, "a header says what the file is, its source and how it matches"
+    assert "Source:" in text and "Matching:" in text
+
+
+@pytest.mark.parametrize("path", LEXICON_FILES, ids=lambda path: path.name)
+def test_lexicon_files_are_package_data(path: Path) -> None:
+    import tomllib
+
+    root = Path(safety.__file__).resolve().parents[2]
+    config = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["tools"]
+    relative = path.relative_to(root / "tools")
+    assert any(relative.match(pattern) for pattern in patterns), relative
+
+
+def test_word_lists_have_no_repeats() -> None:
+    for path in LEXICON_FILES:
+        if path.name in ("leet.txt", "homoglyphs.txt", "roots.txt"):
+            continue
+        entries = safety._word_list(path)
+        assert len(entries) == len(set(entries)), path.name
+
+
+def test_shipped_tables() -> None:
+    assert DEFAULT_MILD_TERMS[:3] == ("hell", "damn", "damned")
+    assert safety._ROOTS_ANYWHERE == ("fuck",) and safety._ROOTS_AT_EDGES == ("shit",)
+    assert safety._READINGS == {"1": ("i", "l"), "!": ("i", "l"), "|": ("i", "l")}
+    assert "b0mb_3".translate(safety._LEET) == "bombe"  # "_" is dropped
+    assert "\u0455h\u0456t".translate(safety._HOMOGLYPHS) == "shit"
+    assert all(not chr(code).isascii() for code in safety._HOMOGLYPHS)
+
+
+@pytest.mark.parametrize(
+    ("loader", "content", "problem"),
+    [
+        (safety._leet, "\u20ac e\n", "never sits inside a word"),
+        (safety._leet, "# only a comment\n\n", "no entries"),
+        (safety._leet, "1 il\n", "one letter"),
+        (safety._leet, "0 o\n3 3\n", ":2: each reading must be one letter"),
+        (safety._homoglyphs, "\u0430 a\n", r"expected 'U\+XXXX <letter a-z>'"),
+        (safety._homoglyphs, "U+0430 A\n", r"expected 'U\+XXXX <letter a-z>'"),
+        (safety._homoglyphs, "U+0430 a b\n", r"expected 'U\+XXXX <letter a-z>'"),
+        (safety._roots, "fuck somewhere\n", "expected '<root> anywhere'"),
+        (safety._roots, "fuck\n", "expected '<root> anywhere'"),
+        (safety._word_list, "   # nothing\n", "no entries"),
+    ],
+)
+def test_broken_lexicon_file_is_a_clear_error(
+    tmp_path: Path, loader: object, content: str, problem: str
+) -> None:
+    path = tmp_path / "table.txt"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=problem) as err:
+        loader(path)  # type: ignore[operator]
+    assert str(path) in str(err.value)
+
+
+def test_lexicon_comments_and_readings(tmp_path: Path) -> None:
+    path = tmp_path / "leet.txt"
+    path.write_text("# header\n0  o   # zero\n\n1 i l\n_\n", encoding="utf-8")
+    table, readings = safety._leet(path)
+    assert table == {ord("0"): "o", ord("_"): None}
+    assert readings == {"1": ("i", "l")}

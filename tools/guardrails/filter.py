@@ -21,9 +21,14 @@ lookup after its leetspeak is undone ("sh1t", "a$$hole"), with slower tries only
 repeats ("fuuuck"), wildcards ("f*ck") and compounds ("clusterfuck"). Tokens are whole
 words, so "Scunthorpe", "assistant" and "therapist" never match. Entries of the list that
 are not profanity for a general assistant (medical, everyday and historical words such
-as "kill", "god", "organ", "penetration") are left out; see ``_NOT_PROFANITY``.
+as "kill", "god", "organ", "penetration") are left out.
 
-Serious-harm requests are matched by regexes kept as data in ``prompts/safety.yaml``.
+The word lists and character tables are data, in ``lexicon/`` next to this module (each
+file's header says what it holds, where it came from and how it is matched):
+``mild.txt``, ``not_profanity.txt``, ``innocent_words.txt``, ``innocent_phrases.txt``,
+``roots.txt``, ``leet.txt`` and ``homoglyphs.txt``. Text is folded with
+:func:`tools.text.fold_with_offsets`. Serious-harm requests are matched by regexes kept as
+data in ``prompts/safety.yaml`` (see :mod:`tools.guardrails.patterns`).
 """
 
 from __future__ import annotations
@@ -36,9 +41,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, cast
+from typing import Literal, NamedTuple, cast
 
-import yaml
+from tools.guardrails.patterns import DEFAULT_PATTERNS_FILE, HarmCategory, harm_categories
+from tools.text import fold_with_offsets
 
 __all__ = [
     "DEFAULT_MILD_TERMS",
@@ -54,448 +60,11 @@ __all__ = [
 SafetyLevel = Literal["strict", "moderate", "relaxed"]
 SAFETY_LEVELS: tuple[str, ...] = ("strict", "moderate", "relaxed")
 
-DEFAULT_PATTERNS_FILE = Path(__file__).resolve().parents[2] / "prompts" / "safety.yaml"
+LEXICON_DIR = Path(__file__).resolve().parent / "lexicon"
 
-# Mild words: profanity only at strict (roughly Ofcom's "mild" band). Their inflections
-# count too ("crappy", "hells"); "Hell's Kitchen" passes at moderate and relaxed.
-DEFAULT_MILD_TERMS: tuple[str, ...] = (
-    "hell",
-    "damn",
-    "damned",
-    "dammit",
-    "damnit",
-    "crap",
-    "crappy",
-    "bloody",
-    "bugger",
-    "arse",
-    "fart",
-    "piss",
-    "pissed",
-    "frigging",
-    "friggin",
-)
-
-
-# Entries of better-profanity's list that are not profanity for a general assistant:
-# anatomy and medicine, drugs, history, identities, violence words (serious harm is the
-# job of safety.yaml), everyday words with a slang sense ("screw", "pot", "knob"), names
-# ("Guido", "Wang", "Woody"), and spelled-out forms whose letters read as an innocent
-# word ("s.o.b." is "sob"). They are dropped with their inflections; a caller can add
-# any of them back through ``extra_terms``.
-_NOT_PROFANITY: tuple[str, ...] = (
-    "anal",
-    "anus",
-    "areole",
-    "arian",
-    "aryan",
-    "asanchez",
-    "autoerotic",
-    "bestial",
-    "bondage",
-    "breasts",
-    "busty",
-    "cipa",
-    "clitoris",
-    "cnut",
-    "cowgirl",
-    "cowgirls",
-    "crotch",
-    "deepthroat",
-    "dink",
-    "dinks",
-    "dogging",
-    "dong",
-    "doofus",
-    "dopey",
-    "drunk",
-    "dummy",
-    "ejaculate",
-    "ejaculated",
-    "ejaculates",
-    "ejaculating",
-    "ejaculatings",
-    "ejaculation",
-    "enlargement",
-    "erect",
-    "erection",
-    "erotic",
-    "erotism",
-    "extacy",
-    "extasy",
-    "facial",
-    "fanny",
-    "fat",
-    "fingering",
-    "flange",
-    "fondle",
-    "foobar",
-    "foreskin",
-    "frigg",
-    "frigga",
-    "gae",
-    "gai",
-    "ganja",
-    "gay",
-    "gaylord",
-    "gays",
-    "gey",
-    "glans",
-    "god",
-    "gonad",
-    "gonads",
-    "guido",
-    "hebe",
-    "hemp",
-    "heroin",
-    "herp",
-    "herpes",
-    "herpy",
-    "hitler",
-    "hiv",
-    "hoar",
-    "hoare",
-    "hoer",
-    "homey",
-    "homo",
-    "homoerotic",
-    "hooch",
-    "hookah",
-    "hooker",
-    "hootch",
-    "hooter",
-    "howtokill",
-    "howtomurdep",
-    "hump",
-    "humped",
-    "hymen",
-    "inbred",
-    "incest",
-    "jerk",
-    "jerked",
-    "junkie",
-    "junky",
-    "kill",
-    "kinky",
-    "kkk",
-    "klan",
-    "knob",
-    "labia",
-    "len",
-    "leper",
-    "lesbians",
-    "lesbos",
-    "loin",
-    "loins",
-    "lube",
-    "lust",
-    "lusting",
-    "lusty",
-    "mams",
-    "masochist",
-    "massa",
-    "maxi",
-    "menses",
-    "menstruate",
-    "menstruation",
-    "meth",
-    "molest",
-    "moron",
-    "muff",
-    "murder",
-    "nad",
-    "naked",
-    "napalm",
-    "nappy",
-    "nazi",
-    "nazism",
-    "negro",
-    "niggle",
-    "nimrod",
-    "ninny",
-    "nipple",
-    "nipples",
-    "nob",
-    "nude",
-    "omg",
-    "opiate",
-    "opium",
-    "oral",
-    "orally",
-    "organ",
-    "ovary",
-    "ovum",
-    "ovums",
-    "paddy",
-    "pantie",
-    "panties",
-    "panty",
-    "pastie",
-    "pasty",
-    "pawn",
-    "pcp",
-    "pee",
-    "peepee",
-    "penetrate",
-    "penetration",
-    "penial",
-    "penile",
-    "penis",
-    "perversion",
-    "peyote",
-    "phalli",
-    "phallic",
-    "playboy",
-    "pms",
-    "pollock",
-    "poop",
-    "pot",
-    "potty",
-    "prig",
-    "pron",
-    "prostitute",
-    "prude",
-    "pubic",
-    "pubis",
-    "punky",
-    "puss",
-    "queer",
-    "queers",
-    "quicky",
-    "racy",
-    "rape",
-    "raped",
-    "raper",
-    "raping",
-    "rapist",
-    "rectal",
-    "rectum",
-    "rectus",
-    "reefer",
-    "reich",
-    "revue",
-    "ritard",
-    "rum",
-    "rump",
-    "s0b",
-    "sadism",
-    "sadist",
-    "sandbar",
-    "scantily",
-    "screw",
-    "screwed",
-    "screwing",
-    "scrog",
-    "scrotum",
-    "scum",
-    "seaman",
-    "seamen",
-    "seduce",
-    "semen",
-    "sex",
-    "sexual",
-    "slave",
-    "sleaze",
-    "sleazy",
-    "slope",
-    "smegma",
-    "snatch",
-    "sniper",
-    "snuff",
-    "sodom",
-    "souse",
-    "soused",
-    "sperm",
-    "steamy",
-    "stoned",
-    "strip",
-    "stripclub",
-    "stroke",
-    "stupid",
-    "suck",
-    "sucked",
-    "sucking",
-    "tampon",
-    "tawdry",
-    "teat",
-    "teste",
-    "testee",
-    "testes",
-    "testical",
-    "testicle",
-    "testis",
-    "thrust",
-    "thug",
-    "tinkle",
-    "titi",
-    "toke",
-    "toots",
-    "tramp",
-    "transsexual",
-    "trashy",
-    "tush",
-    "ugly",
-    "undies",
-    "unwed",
-    "urinal",
-    "urine",
-    "uterus",
-    "uzi",
-    "vagina",
-    "valium",
-    "viagra",
-    "virgin",
-    "vixen",
-    "vodka",
-    "vomit",
-    "voyeur",
-    "vulgar",
-    "vulva",
-    "wad",
-    "wang",
-    "wazoo",
-    "wedgie",
-    "weed",
-    "weenie",
-    "weiner",
-    "weirdo",
-    "wench",
-    "whiz",
-    "willies",
-    "willy",
-    "womb",
-    "woody",
-    "xx",
-    "xxx",
-    "yury",
-    "auto erotic",
-    "cow girl",
-    "cow girls",
-    "deep throat",
-    "s-o-b",
-    "s.o.b.",
-    "strip club",
-)
-
-# Ordinary words that the inflection rules would derive from a listed word ("asses" + "s"
-# is "assess", "spic" + "y" is "spicy", "teste" + "ing" is "testing"). Found by running
-# every word of a 170,000-word English dictionary through the matcher.
-_INNOCENT_WORDS = frozenset(
-    (
-        "assess",
-        "assessed",
-        "assessing",
-        "bastardy",
-        "bloodied",
-        "bloodier",
-        "bloodies",
-        "bloodying",
-        "boobed",
-        "boobing",
-        "booby",
-        "chinked",
-        "chinking",
-        "cocked",
-        "cocker",
-        "cockers",
-        "cocking",
-        "cocky",
-        "crappies",
-        "craps",
-        "cummings",
-        "damning",
-        "dicker",
-        "dickers",
-        "dicky",
-        "duchy",
-        "dyked",
-        "dyking",
-        "heller",
-        "hellers",
-        "japed",
-        "japer",
-        "japing",
-        "leches",
-        "lesbos",
-        "mishit",
-        "mishits",
-        "mishitting",
-        "niger",
-        "pricked",
-        "pricker",
-        "prickers",
-        "pricking",
-        "prickings",
-        "pusses",
-        "pussier",
-        "retarder",
-        "retarders",
-        "retarding",
-        "shaggy",
-        "smuts",
-        "spaced",
-        "spacer",
-        "spacers",
-        "spacing",
-        "spacings",
-        "spacy",
-        "spiced",
-        "spicer",
-        "spicing",
-        "spicy",
-        "spiked",
-        "spiking",
-        "spiky",
-        "spunky",
-        "tardy",
-        "titter",
-        "titters",
-        "tittles",
-    )
-)
-
-# Phrases in which a listed word is innocent: they are skipped as a whole.
-_INNOCENT_PHRASES: tuple[str, ...] = (
-    "maine coon",
-    "cum laude",
-    "cum dividend",
-    "moby dick",
-    "spotted dick",
-    "dick van dyke",
-    "blue tit",
-    "great tit",
-    "coal tit",
-    "tit for tat",
-)
-
-# Roots that mark a whole token even inside a compound. "fuck" anywhere ("clusterfuck",
-# "motherfuckingly"); "shit" only at either end ("apeshit", "shitload"), since
-# "Yamashita" and "Cushite" contain it too.
-_ROOTS_ANYWHERE: tuple[str, ...] = ("fuck",)
-_ROOTS_AT_EDGES: tuple[str, ...] = ("shit",)
-
-# Leetspeak, read the way better-profanity's CHARS_MAPPING reads it. "1", "!" and "|"
-# stand for "i" or "l" ("sh1t", "he11"), so a token holding them is tried both ways (see
-# _readings). "_" is dropped: it spells words out ("f_u_c_k") and joins identifiers in
-# code ("cum_counts" is one name, not "cum").
-_LEET = str.maketrans(
-    {
-        "0": "o",
-        "3": "e",
-        "4": "a",
-        "@": "a",
-        "5": "s",
-        "$": "s",
-        "7": "t",
-        "+": "t",
-        "_": None,
-    }
-)
-_AMBIGUOUS = "1!|"
-_AS_I = str.maketrans(dict.fromkeys(_AMBIGUOUS, "i"))
-# Characters that send a token down the slower path: "1!|" readings, "*" wildcards.
-_RARE_CHARS = frozenset("1!|*")
-# Symbols that stand for letters inside a word; "*" is a wildcard ("f*ck", "a**hole").
+# Symbols that stand for letters inside a word ("@" in "@ss", "!" in "sh!t"); "*" is a
+# wildcard ("f*ck", "a**hole"). The tokeniser keeps them inside words, so leet.txt may
+# only map these, digits and "_".
 _LEET_SYMBOLS = frozenset("@$!|+*")
 # A word written with digits or symbols; as short ones ("A55", "TL7", "t1t") are model
 # numbers and codes more often than insults, they need four letters or more to match.
@@ -505,50 +74,109 @@ _EDGE_SYMBOLS = "!|+*_"
 # What separates the letters of a spelled-out word: "f.u.c.k", "f u c k", "s-h-1-t".
 _SPELLING_GAPS = frozenset(" .-")
 
-_QUOTES = {
-    "\u2018": "'",
-    "\u2019": "'",
-    "\u201a": "'",
-    "\u201b": "'",
-    "\u2032": "'",
-    "\u02bc": "'",
-    "\uff07": "'",
-    "\u201c": '"',
-    "\u201d": '"',
-    "\u201e": '"',
-    "\u201f": '"',
-    "\u2033": '"',
-}
-_INVISIBLE = frozenset("\u00ad\u200b\u200c\u200d\u2060\ufeff")
-# Cyrillic and Greek letters that look like Latin ones, so "ѕhіt" is still "shit".
-_HOMOGLYPHS = str.maketrans(
-    {
-        "а": "a",
-        "с": "c",
-        "ԁ": "d",
-        "е": "e",
-        "һ": "h",
-        "і": "i",
-        "ј": "j",
-        "к": "k",
-        "ӏ": "l",
-        "о": "o",
-        "р": "p",
-        "ѕ": "s",
-        "у": "y",
-        "х": "x",
-        "α": "a",
-        "ε": "e",
-        "ι": "i",
-        "κ": "k",
-        "ν": "v",
-        "ο": "o",
-        "ρ": "p",
-        "τ": "t",
-        "υ": "u",
-    }
-)
 
+# --- data files -----------------------------------------------------------------------
+# Read once, at import: small files, and a broken one should fail loudly and early.
+
+
+def _data_lines(path: Path) -> list[tuple[int, str]]:
+    """Numbered entries of a lexicon file: "#" starts a comment, blank lines are skipped.
+
+    Raises:
+        ValueError: The file has no entry.
+
+    """
+    entries = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        entry = line.split("#", 1)[0].strip()
+        if entry:
+            entries.append((number, entry))
+    if not entries:
+        raise ValueError(f"{path}: no entries")
+    return entries
+
+
+def _word_list(path: Path) -> tuple[str, ...]:
+    """The entries of a word list, in file order."""
+    return tuple(entry for _, entry in _data_lines(path))
+
+
+def _roots(path: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Roots matched anywhere in a token, and roots matched at its start or end.
+
+    Raises:
+        ValueError: A line is not ``<root> anywhere`` or ``<root> edges``.
+
+    """
+    where: dict[str, list[str]] = {"anywhere": [], "edges": []}
+    for number, entry in _data_lines(path):
+        fields = entry.split()
+        if len(fields) != 2 or fields[1] not in where:
+            raise ValueError(f"{path}:{number}: expected '<root> anywhere' or '<root> edges'")
+        where[fields[1]].append(fields[0])
+    return tuple(where["anywhere"]), tuple(where["edges"])
+
+
+def _leet(path: Path) -> tuple[dict[int, str | None], dict[str, tuple[str, ...]]]:
+    """Leetspeak as a translate table (one reading, or dropped) and ambiguous readings.
+
+    Raises:
+        ValueError: A character the tokeniser never keeps inside a word, or a reading
+            that is not one letter.
+
+    """
+    table: dict[int, str | None] = {}
+    readings: dict[str, tuple[str, ...]] = {}
+    for number, entry in _data_lines(path):
+        char, *letters = entry.split()
+        if len(char) != 1 or not (char.isdigit() or char == "_" or char in _LEET_SYMBOLS):
+            symbols = "".join(sorted(_LEET_SYMBOLS))
+            raise ValueError(
+                f"{path}:{number}: {char!r} never sits inside a word; only digits, '_' and "
+                f"{symbols} do (extend _LEET_SYMBOLS and _TOKEN_RE in filter.py first)"
+            )
+        if not all(len(letter) == 1 and letter.isalpha() for letter in letters):
+            raise ValueError(f"{path}:{number}: each reading must be one letter")
+        if len(letters) > 1:
+            readings[char] = tuple(letters)
+        else:
+            table[ord(char)] = letters[0] if letters else None
+    return table, readings
+
+
+def _homoglyphs(path: Path) -> dict[int, str]:
+    """Translate table from look-alike letters to the Latin letters they read as.
+
+    Raises:
+        ValueError: A line is not ``U+XXXX <lower-case ASCII letter>``.
+
+    """
+    table: dict[int, str] = {}
+    for number, entry in _data_lines(path):
+        fields = entry.split()
+        if (
+            len(fields) != 2
+            or not re.fullmatch(r"U\+[0-9A-F]{4,6}", fields[0])
+            or not re.fullmatch("[a-z]", fields[1])
+        ):
+            raise ValueError(f"{path}:{number}: expected 'U+XXXX <letter a-z>'")
+        table[int(fields[0][2:], 16)] = fields[1]
+    return table
+
+
+# Mild words: profanity only at strict.
+DEFAULT_MILD_TERMS: tuple[str, ...] = _word_list(LEXICON_DIR / "mild.txt")
+_NOT_PROFANITY = _word_list(LEXICON_DIR / "not_profanity.txt")
+_INNOCENT_WORDS = frozenset(_word_list(LEXICON_DIR / "innocent_words.txt"))
+_INNOCENT_PHRASES = _word_list(LEXICON_DIR / "innocent_phrases.txt")
+_ROOTS_ANYWHERE, _ROOTS_AT_EDGES = _roots(LEXICON_DIR / "roots.txt")
+_LEET, _READINGS = _leet(LEXICON_DIR / "leet.txt")
+# Characters that send a token down the slower path: ambiguous readings, "*" wildcards.
+_RARE_CHARS = frozenset(_READINGS) | {"*"}
+_FIRST_READING = str.maketrans({char: letters[0] for char, letters in _READINGS.items()})
+_HOMOGLYPHS = _homoglyphs(LEXICON_DIR / "homoglyphs.txt")
+
+# A word: letters, digits, "_" and the leet symbols.
 _TOKEN_RE = re.compile(r"(?:\w|[@$!|+*])+")
 _LETTER_RE = re.compile(r"[^\W\d_]")
 # What may separate the words of a listed phrase: "bull shit", "ass-fucker".
@@ -556,15 +184,6 @@ _PHRASE_GAP_RE = re.compile(r"[\s\-]{1,3}")
 # Three or more of one character: "fuuuck", "shiiit".
 _RUN_RE = re.compile(r"(.)\1{2,}")
 _VOWELS = frozenset("aeiou")
-
-# Harm patterns: compiled with these flags, "{{name}}" replaced by a fragment. No
-# IGNORECASE: the text is lower-cased first, and the flag makes searching ~5x slower.
-_PATTERN_FLAGS = re.MULTILINE | re.VERBOSE
-# An upper-case letter that is no escape (\S, \W, ...) would never match folded text.
-_UPPER_LITERAL_RE = re.compile(r"(?<!\\)[A-Z]")
-_FRAGMENT_REF_RE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
-_CATEGORY_KEY_RE = re.compile(r"[a-z][a-z0-9_]*")
-_RESERVED_CATEGORIES = frozenset({"profanity", "strict_term"})
 
 
 def validate_level(level: str) -> SafetyLevel:
@@ -638,34 +257,17 @@ class MaskResult:
 # --- text normalisation -------------------------------------------------------------
 
 
-@lru_cache(maxsize=4096)
-def _normalise_char(char: str) -> str:
-    """Fold one non-ASCII character for matching (may become zero or several chars)."""
-    if char in _INVISIBLE:
-        return ""
-    text = unicodedata.normalize("NFKC", _QUOTES.get(char, char)).lower()
-    # Accents go too, so "fück" is "fuck": NFKD splits them off as combining marks.
-    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    return "".join(_QUOTES.get(c, c) for c in text).translate(_HOMOGLYPHS)
-
-
 def _normalise(text: str) -> tuple[str, list[int] | None]:
-    """Fold text for matching: NFKC, lower case, straight quotes, no accents.
+    """Fold text for matching: NFKC, lower case, straight quotes, no accents, no homoglyphs.
 
     Returns:
         The folded text and, for non-ASCII text, the index in ``text`` of each folded
         character (None means the same index), so matches map back to the original.
 
     """
-    if text.isascii():
-        return text.lower(), None
-    parts: list[str] = []
-    index: list[int] = []
-    for position, char in enumerate(text):
-        folded = char.lower() if char.isascii() else _normalise_char(char)
-        parts.append(folded)
-        index.extend([position] * len(folded))
-    return "".join(parts), index
+    norm, index = fold_with_offsets(text)
+    # One letter for one: the index still fits. ASCII text holds no homoglyph.
+    return (norm, index) if index is None else (norm.translate(_HOMOGLYPHS), index)
 
 
 _MIXED_WORD_RE = re.compile(r"[a-z0-9@$]*[a-z][a-z0-9@$]*")
@@ -689,14 +291,14 @@ def _core_text(word: str) -> str:
 
 @lru_cache(maxsize=4096)
 def _readings(key: str) -> tuple[str, ...]:
-    """Read each "1", "!" and "|" of a key as "i" and as "l" ("he11" -> ... "hell")."""
-    positions = [i for i, char in enumerate(key) if char in _AMBIGUOUS]
+    """Every reading of a key's ambiguous characters ("he11" -> "heii" ... "hell")."""
+    positions = [i for i, char in enumerate(key) if char in _READINGS]
     if not positions:
         return (key,)
     if len(positions) > 4:  # at most 16 readings
-        return (key.translate(_AS_I),)
+        return (key.translate(_FIRST_READING),)
     readings = []
-    for letters in itertools.product("il", repeat=len(positions)):
+    for letters in itertools.product(*(_READINGS[key[i]] for i in positions)):
         chars = list(key)
         for position, letter in zip(positions, letters, strict=True):
             chars[position] = letter
@@ -1003,7 +605,7 @@ class _Lexicon:
                         return start, end, variant, text
         # Stars inside a word only: "*word*" is markdown emphasis.
         key, start, end, text = candidates[0]
-        if "*" in key and self._wildcard(key.translate(_AS_I)):
+        if "*" in key and self._wildcard(key.translate(_FIRST_READING)):
             return start, end, key, text
         if self.root_hint is not None and self.root_hint.search(token.full):
             for key, start, end, text in candidates:
@@ -1102,117 +704,6 @@ def _listing(words: Iterable[str]) -> str:
     return ", ".join(seen.values())
 
 
-# --- harm patterns --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _HarmCategory:
-    key: str
-    reason: str
-    patterns: tuple[re.Pattern[str], ...]
-    triggers: tuple[str, ...]  # empty = always run the patterns
-
-    def applies(self, norm: str) -> bool:
-        """Tell whether the patterns need to run (a trigger is in the folded text)."""
-        return not self.triggers or any(trigger in norm for trigger in self.triggers)
-
-
-def _harm_categories(path: Path) -> tuple[_HarmCategory, ...]:
-    """Compile the categories of a patterns file (cached until the file changes)."""
-    try:
-        mtime = path.stat().st_mtime_ns
-    except OSError as exc:
-        raise ValueError(f"safety patterns file {path}: cannot read it ({exc})") from exc
-    return _load_harm_categories(path, mtime)
-
-
-@lru_cache(maxsize=16)
-def _load_harm_categories(path: Path, mtime: int) -> tuple[_HarmCategory, ...]:
-    del mtime  # part of the cache key only
-
-    def problem(message: str) -> ValueError:
-        return ValueError(f"safety patterns file {path}: {message}")
-
-    try:
-        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise problem(f"cannot read it ({exc})") from exc
-    except yaml.YAMLError as exc:
-        raise problem(f"not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise problem("the top level must be a mapping with a 'categories' key")
-    unknown = set(data) - {"version", "fragments", "categories"}
-    if unknown:
-        raise problem(f"unknown top-level keys {sorted(map(str, unknown))}")
-
-    fragments: dict[str, str] = {}
-    raw_fragments = data.get("fragments") or {}
-    if not isinstance(raw_fragments, dict):
-        raise problem("'fragments' must be a mapping of name -> regex text")
-
-    def substitute(source: str, where: str) -> str:
-        def replace(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in fragments:
-                raise problem(f"{where} uses unknown fragment {{{{{name}}}}}")
-            # The newline ends a trailing "# comment" of the fragment (VERBOSE mode).
-            return f"(?:{fragments[name]}\n)"
-
-        return _FRAGMENT_REF_RE.sub(replace, source)
-
-    for name, body in raw_fragments.items():
-        if not isinstance(name, str) or not isinstance(body, str) or not body.strip():
-            raise problem(f"fragment {name!r} must be a non-empty string")
-        # A fragment may use the fragments defined above it.
-        fragments[name] = substitute(body, f"fragment {name!r}")
-
-    categories = data.get("categories")
-    if not isinstance(categories, dict) or not categories:
-        raise problem("'categories' must be a non-empty mapping of name -> {reason, patterns}")
-    compiled: list[_HarmCategory] = []
-    for key, body in categories.items():
-        if not isinstance(key, str) or not _CATEGORY_KEY_RE.fullmatch(key):
-            raise problem(f"category name {key!r} must be lower_snake_case")
-        if key in _RESERVED_CATEGORIES:
-            raise problem(f"category name {key!r} is reserved")
-        if not isinstance(body, dict):
-            raise problem(f"category {key!r} must be a mapping with 'reason' and 'patterns'")
-        missing = {"reason", "patterns"} - set(body)
-        if missing:
-            raise problem(f"category {key!r} is missing {', '.join(sorted(missing))}")
-        extra = set(body) - {"reason", "patterns", "triggers"}
-        if extra:
-            raise problem(f"category {key!r} has unknown keys {sorted(map(str, extra))}")
-        reason, sources = body["reason"], body["patterns"]
-        if not isinstance(reason, str) or not reason.strip():
-            raise problem(f"category {key!r}: 'reason' must be a non-empty string")
-        if not isinstance(sources, list) or not sources:
-            raise problem(f"category {key!r}: 'patterns' must be a non-empty list of regexes")
-        triggers = body.get("triggers", [])
-        if not isinstance(triggers, list) or not all(
-            isinstance(t, str) and t.strip() and t == t.lower() for t in triggers
-        ):
-            raise problem(f"category {key!r}: 'triggers' must be a list of lower-case strings")
-        patterns: list[re.Pattern[str]] = []
-        for number, source in enumerate(sources, 1):
-            where = f"category {key!r}, pattern {number}"
-            if not isinstance(source, str) or not source.strip():
-                raise problem(f"{where} must be a non-empty string")
-            if _UPPER_LITERAL_RE.search(substitute(source, where)):
-                raise problem(f"{where} has an upper-case letter; the text it sees is lower case")
-            try:
-                pattern = re.compile(substitute(source, where), _PATTERN_FLAGS)
-            except re.error as exc:
-                raise problem(f"{where} is not a valid regex: {exc}") from exc
-            if pattern.search("") is not None:
-                raise problem(f"{where} matches the empty text, so it would block everything")
-            patterns.append(pattern)
-        compiled.append(
-            _HarmCategory(key, " ".join(reason.split()), tuple(patterns), tuple(triggers))
-        )
-    return tuple(compiled)
-
-
 # --- the filter -----------------------------------------------------------------------
 
 
@@ -1260,7 +751,7 @@ class SafetyFilter:
         )
         self._mask_char = mask_char
         self.patterns_file = Path(patterns_file or DEFAULT_PATTERNS_FILE)
-        self._harm = _harm_categories(self.patterns_file)
+        self._harm = harm_categories(self.patterns_file)
 
     @property
     def harm_categories(self) -> dict[str, str]:
@@ -1333,7 +824,7 @@ class SafetyFilter:
         checked = validate_level(level)
         prepared = _Prepared.of(text)
 
-        harm: list[tuple[int, int, _HarmCategory]] = []
+        harm: list[tuple[int, int, HarmCategory]] = []
         # "b0mb" must not slip past the harm patterns that "bomb" trips; de-leeting keeps
         # the length, so match positions still map back to the original text.
         texts = {prepared.norm, _deleet_words(prepared.norm)}

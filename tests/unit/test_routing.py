@@ -1,4 +1,4 @@
-"""Unit tests for tools.aliases: normalisation, loading, routing, ranking, fuzzy, logging."""
+"""Unit tests for tools.routing: normalisation, loading, routing, ranking, fuzzy, logging."""
 
 from __future__ import annotations
 
@@ -437,6 +437,71 @@ def test_cutoff_bounds_are_inclusive(matcher: AliasMatcher, cutoff: float) -> No
     assert matcher.match("eli5", fuzzy=True, cutoff=cutoff) is not None
 
 
+def _lcs(a: str, b: str) -> int:
+    """Length of the longest common subsequence (plain dynamic programming)."""
+    row = [0] * (len(b) + 1)
+    for char in a:
+        diagonal = 0
+        for j, other in enumerate(b, 1):
+            diagonal, row[j] = row[j], diagonal + 1 if char == other else max(row[j], row[j - 1])
+    return row[-1]
+
+
+def _every_fuzzy_pair(text: str, cutoff: float) -> set[tuple[str, int, int, float]]:
+    """Fuzzy matches by scoring every multi-word alias against every window, no shortcuts."""
+    tokens = normalise(text)
+    aliases = [a for c in load_concepts().values() for a in c.aliases]
+    exact = {(m.position, m.length) for m in AliasMatcher.from_file().candidates(text)}
+    found = set()
+    for alias in aliases:
+        alias_tokens = normalise(alias)
+        size = len(alias_tokens)
+        if size < 2:
+            continue
+        joined = " ".join(alias_tokens)
+        for position in range(len(tokens) - size + 1):
+            if (position, size) in exact:
+                continue
+            window = " ".join(tokens[position : position + size])
+            score = 2 * _lcs(window, joined) / (len(window) + len(joined))
+            if score >= cutoff:
+                found.add((alias, position, size, score))
+    return found
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sumarize this book: Dune",
+        "Could you explian liek im five why the sky is blue",
+        "pros adn cons of Go, then quizz me and tel me a jokee",
+        "wlak me thru this cdoe step by stpe",
+        "Summarise the minutes of the allotment society's autumn meeting",
+    ],
+)
+@pytest.mark.parametrize("cutoff", [0.0, 0.5, 0.7, DEFAULT_CUTOFF, 0.95, 1.0])
+def test_fuzzy_finds_every_pair_that_reaches_the_cutoff(
+    matcher: AliasMatcher, text: str, cutoff: float
+) -> None:
+    # The score is 2 * LCS / (len(window) + len(alias)); rapidfuzz's pruning must not drop
+    # a pair that reaches the cutoff, nor keep one that does not.
+    found = {
+        (m.alias, m.position, m.length, m.score)
+        for m in matcher.candidates(text, fuzzy=True, cutoff=cutoff)
+        if m.kind == "fuzzy"
+    }
+    assert found == _every_fuzzy_pair(text, cutoff)
+
+
+def test_fuzzy_cutoff_equal_to_a_score_keeps_the_match(matcher: AliasMatcher) -> None:
+    # "sumarize this book" vs "summarize this book": LCS 18 of 18 + 19 characters.
+    found = matcher.match("sumarize this book", fuzzy=True)
+    assert found is not None and found.score == 36 / 37
+    for cutoff in (36 / 37, 36 / 37 - 1e-12):
+        assert matcher.match("sumarize this book", fuzzy=True, cutoff=cutoff) == found
+    assert matcher.match("sumarize this book", fuzzy=True, cutoff=36 / 37 + 1e-12) is None
+
+
 # --------------------------------------------------------------------------- loading errors
 
 VALID = """
@@ -460,14 +525,26 @@ def test_valid_custom_file(tmp_path: Path) -> None:
         ("", "top-level 'concepts'"),
         ("- a list\n", "top-level 'concepts'"),
         ("concepts: {}\n", "non-empty mapping"),
-        ("concepts:\n  joke:\n    aliases: [joke]\n", "'joke' is missing a prompt"),
-        ("concepts:\n  joke:\n    prompt: '  '\n    aliases: [joke]\n", "missing a prompt"),
-        ("concepts:\n  joke:\n    prompt: 42\n    aliases: [joke]\n", "missing a prompt"),
-        ("concepts:\n  joke:\n    prompt: p\n    aliases: []\n", "empty or missing alias list"),
-        ("concepts:\n  joke:\n    prompt: p\n", "empty or missing alias list"),
-        ("concepts:\n  joke:\n    prompt: p\n    aliases: joke\n", "empty or missing alias"),
-        ("concepts:\n  joke:\n    prompt: p\n    aliases: [joke, 5]\n", "non-string alias 5"),
-        ("concepts:\n  joke:\n    prompt: p\n    aliases: [joke, null]\n", "non-string alias"),
+        ("concepts:\n  joke:\n    aliases: [joke]\n", "concept 'joke' is missing 'prompt'"),
+        (
+            "concepts:\n  joke:\n    prompt: '  '\n    aliases: [joke]\n",
+            "concept 'joke': 'prompt' must be a non-empty string, not '  '",
+        ),
+        ("concepts:\n  joke:\n    prompt: 42\n    aliases: [joke]\n", "'prompt' must be .* not 42"),
+        (
+            "concepts:\n  joke:\n    prompt: p\n    aliases: []\n",
+            "'aliases' must be a non-empty list",
+        ),
+        ("concepts:\n  joke:\n    prompt: p\n", "concept 'joke' is missing 'aliases'"),
+        (
+            "concepts:\n  joke:\n    prompt: p\n    aliases: joke\n",
+            "'aliases' must be .* not 'joke'",
+        ),
+        (
+            "concepts:\n  joke:\n    prompt: p\n    aliases: [joke, 5]\n",
+            "concept 'joke': alias 2 must be a string, not 5",
+        ),
+        ("concepts:\n  joke:\n    prompt: p\n    aliases: [joke, null]\n", "alias 2 .* not None"),
         ("concepts:\n  joke:\n    prompt: p\n    aliases: ['?!']\n", "has no words"),
         (
             "concepts:\n  a:\n    prompt: p\n    aliases: [Step-by-step]\n"
@@ -485,8 +562,14 @@ def test_valid_custom_file(tmp_path: Path) -> None:
         ),
         ("concepts:\n  Bad-Name:\n    prompt: p\n    aliases: [x]\n", "snake_case"),
         ("concepts:\n  joke: just a string\n", "must be a mapping"),
-        ("concepts:\n  joke:\n    prompt: p\n    alias: [joke]\n", "unknown keys"),
-        ("concepts:\n  joke:\n    prompt: p\n    aliases: [x]\nextra: 1\n", "unknown top-level"),
+        (
+            "concepts:\n  joke:\n    prompt: p\n    alias: [joke]\n",
+            "concept 'joke' has unknown key 'alias'",
+        ),
+        (
+            "concepts:\n  joke:\n    prompt: p\n    aliases: [x]\nextra: 1\n",
+            "the file has unknown key 'extra'; expected a mapping with a top-level 'concepts'",
+        ),
     ],
 )
 def test_corrupt_file_raises_naming_file_and_problem(

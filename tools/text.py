@@ -1,0 +1,266 @@
+"""Text shared by the tools: folding user text for matching, and reading data files.
+
+Alias routing (:mod:`tools.routing`) and the safety filter (:mod:`tools.guardrails`) both
+compare what a user typed with lists written in plain lower-case ASCII, so both fold the
+text first. They share the pieces below and compose them differently, on purpose:
+
+* :func:`fold` (routing): straight quotes (a backtick or an acute accent typed for an
+  apostrophe counts as one), NFKC, then ``casefold`` ("Straße" -> "strasse"). Routing only
+  needs tokens, so the whole text is folded at once.
+* :func:`fold_with_offsets` (safety filter): invisible characters dropped, straight quotes,
+  NFKC, ``lower``, accents off ("fück" -> "fuck"), character by character, with the
+  index of the original character behind every folded one, because the filter masks
+  words in the original reply. The backtick stays: in replies it marks code.
+
+The two recipes differ where their results differ today; aligning them would change what
+routes and what is blocked, so it is left for a change that means to.
+
+The file half: :func:`parse_yaml` reads YAML with duplicate keys as errors, and
+:func:`describe_validation_error` turns a pydantic error into one line that names each
+offending entry and field, in the words of the file's own format.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable, Hashable, Mapping
+from functools import lru_cache
+from typing import Any, Final
+
+import yaml
+from pydantic import ValidationError
+
+__all__ = [
+    "APOSTROPHE_LOOKALIKES",
+    "INVISIBLE",
+    "QUOTES",
+    "Location",
+    "UniqueKeyLoader",
+    "describe_validation_error",
+    "fold",
+    "fold_char",
+    "fold_with_offsets",
+    "parse_yaml",
+    "straighten_quotes",
+    "strip_accents",
+]
+
+# --- folding --------------------------------------------------------------------------
+
+# Typographic quotes and primes, folded to ASCII before NFKC (which leaves them alone).
+# U+FF07 (fullwidth apostrophe) would become "'" under NFKC anyway; listing it keeps the
+# table complete for callers that skip NFKC.
+QUOTES: Final[Mapping[str, str]] = {
+    "\u2018": "'",  # LEFT SINGLE QUOTATION MARK
+    "\u2019": "'",  # RIGHT SINGLE QUOTATION MARK
+    "\u201a": "'",  # SINGLE LOW-9 QUOTATION MARK
+    "\u201b": "'",  # SINGLE HIGH-REVERSED-9 QUOTATION MARK
+    "\u2032": "'",  # PRIME
+    "\u02bc": "'",  # MODIFIER LETTER APOSTROPHE
+    "\uff07": "'",  # FULLWIDTH APOSTROPHE
+    "\u201c": '"',  # LEFT DOUBLE QUOTATION MARK
+    "\u201d": '"',  # RIGHT DOUBLE QUOTATION MARK
+    "\u201e": '"',  # DOUBLE LOW-9 QUOTATION MARK
+    "\u201f": '"',  # DOUBLE HIGH-REVERSED-9 QUOTATION MARK
+    "\u2033": '"',  # DOUBLE PRIME
+}
+# Typed for an apostrophe ("I`m", "I´m") but not quotes: routing reads them as one, the
+# safety filter does not (a backtick in a reply is markdown code).
+APOSTROPHE_LOOKALIKES: Final[Mapping[str, str]] = {
+    "`": "'",  # GRAVE ACCENT
+    "\u00b4": "'",  # ACUTE ACCENT
+}
+# Characters with no glyph that split a word for the eye of a regex only ("sh\u200bit").
+INVISIBLE: Final[frozenset[str]] = frozenset(
+    (
+        "\u00ad",  # SOFT HYPHEN
+        "\u200b",  # ZERO WIDTH SPACE
+        "\u200c",  # ZERO WIDTH NON-JOINER
+        "\u200d",  # ZERO WIDTH JOINER
+        "\u2060",  # WORD JOINER
+        "\ufeff",  # ZERO WIDTH NO-BREAK SPACE (byte order mark)
+    )
+)
+
+_QUOTE_TABLE = str.maketrans(dict(QUOTES))
+_QUOTE_AND_LOOKALIKE_TABLE = str.maketrans({**QUOTES, **APOSTROPHE_LOOKALIKES})
+
+
+def straighten_quotes(text: str, *, lookalikes: bool = False) -> str:
+    """Replace typographic quotes with ASCII ones.
+
+    Args:
+        text: Any text.
+        lookalikes: Also read a backtick or an acute accent as an apostrophe.
+
+    Returns:
+        The text, same length: each character of :data:`QUOTES` (and, if asked,
+        :data:`APOSTROPHE_LOOKALIKES`) replaced by ``'`` or ``"``.
+
+    """
+    return text.translate(_QUOTE_AND_LOOKALIKE_TABLE if lookalikes else _QUOTE_TABLE)
+
+
+def strip_accents(text: str) -> str:
+    """Drop combining marks after NFKD decomposition ("fück" -> "fuck", "é" -> "e").
+
+    Args:
+        text: Any text.
+
+    Returns:
+        The decomposed text without its combining characters (may be shorter or longer
+        than ``text``: NFKD also expands compatibility characters).
+
+    """
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+def fold(text: str) -> str:
+    """Fold text for word matching: straight quotes, NFKC, case folded.
+
+    Backticks and acute accents count as apostrophes; accents and invisible characters
+    stay (see the module docstring for why the safety filter differs).
+
+    Args:
+        text: Any text, e.g. a user message or an alias.
+
+    Returns:
+        The folded text; ``casefold`` may change its length ("ß" -> "ss").
+
+    """
+    return unicodedata.normalize("NFKC", straighten_quotes(text, lookalikes=True)).casefold()
+
+
+@lru_cache(maxsize=4096)
+def fold_char(char: str) -> str:
+    """Fold one character the way :func:`fold_with_offsets` does.
+
+    Invisible characters vanish; others go through straight quotes, NFKC, ``lower`` and
+    :func:`strip_accents`, then straight quotes again (NFKC can produce one).
+
+    Args:
+        char: One character.
+
+    Returns:
+        Zero, one or several characters ("ﬁ" -> "fi", "\u200b" -> "").
+
+    """
+    if char in INVISIBLE:
+        return ""
+    text = unicodedata.normalize("NFKC", straighten_quotes(char)).lower()
+    return straighten_quotes(strip_accents(text))
+
+
+def fold_with_offsets(text: str) -> tuple[str, list[int] | None]:
+    """Fold text character by character, remembering where each folded character came from.
+
+    ASCII text is only lower-cased (nothing else in the recipe applies to it).
+
+    Args:
+        text: Any text.
+
+    Returns:
+        The folded text and, for non-ASCII text, the index in ``text`` of each folded
+        character (so ``len(index) == len(folded)``); None for ASCII text, where the
+        indices are the same.
+
+    """
+    if text.isascii():
+        return text.lower(), None
+    parts: list[str] = []
+    index: list[int] = []
+    for position, char in enumerate(text):
+        folded = char.lower() if char.isascii() else fold_char(char)
+        parts.append(folded)
+        index.extend([position] * len(folded))
+    return "".join(parts), index
+
+
+# --- data files -----------------------------------------------------------------------
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML loader that rejects duplicate mapping keys.
+
+    Plain PyYAML keeps the last of two equal keys silently, which would hide an entry
+    (a concept, a harm category) defined twice.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """Build a mapping, raising on a repeated key."""
+        self.flatten_mapping(node)
+        seen: set[Hashable] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable):
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"found duplicate key {key!r}",
+                        key_node.start_mark,
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML safely (no arbitrary objects), with duplicate keys as errors.
+
+    Args:
+        text: The YAML document.
+
+    Returns:
+        Plain data: dicts, lists, strings, numbers, booleans, None.
+
+    Raises:
+        yaml.YAMLError: Invalid YAML or a duplicate key; the message names the line.
+
+    """
+    # A SafeLoader subclass: safe as yaml.safe_load.
+    return yaml.load(text, Loader=UniqueKeyLoader)
+
+
+Location = tuple[int | str, ...]
+"""Where a pydantic error sits: keys and list indices from the top of the document."""
+
+
+def describe_validation_error(
+    error: ValidationError, where: Callable[[Location], tuple[str, str]]
+) -> str:
+    """Describe each problem of a pydantic error as a sentence, joined by "; ".
+
+    ``where(location)`` names the entry at a location and says what it must be, e.g.
+    ``("concept 'joke': 'prompt'", "a non-empty string")``. With it, a missing field
+    reads "concept 'joke' is missing 'prompt' (a non-empty string)", an unknown key
+    "concept 'joke' has unknown key 'alias'; expected <what>", the ``ValueError`` of a
+    custom validator "<entry> <its message>" (so word it to follow the entry's name:
+    "must be lower case"), and anything else "<entry> must be <what>, not <the value>".
+
+    Args:
+        error: The error of a ``model_validate`` call.
+        where: Names a location and its expected form (see above).
+
+    Returns:
+        One line, without the file name (the caller adds it).
+
+    """
+    problems: list[str] = []
+    for item in error.errors():
+        location: Location = tuple(item["loc"])
+        kind = item["type"]
+        if kind == "missing" and location:
+            parent, _ = where(location[:-1])
+            _, expected = where(location)
+            problems.append(f"{parent} is missing {location[-1]!r} ({expected})")
+        elif kind == "extra_forbidden" and location:
+            parent, expected = where(location[:-1])
+            problems.append(f"{parent} has unknown key {location[-1]!r}; expected {expected}")
+        elif kind in ("value_error", "assertion_error"):
+            entry, _ = where(location)
+            message = str(item.get("ctx", {}).get("error", item["msg"]))
+            problems.append(f"{entry} {message}")
+        else:
+            entry, expected = where(location)
+            problems.append(f"{entry} must be {expected}, not {item['input']!r}")
+    return "; ".join(problems)
