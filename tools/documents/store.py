@@ -267,24 +267,26 @@ def _open_embedded(path: Path) -> ClientAPI:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DocumentStoreError(f"cannot create the document store {path}: {exc}") from exc
-    try:
-        # Chroma starts one shared system per path; two threads starting it at once end in
-        # "Could not connect to tenant", so clients are opened one at a time.
-        with _OPEN_LOCK:
+    # Chroma starts one shared system per path; two threads starting it at once end in
+    # "Could not connect to tenant", and a system dropped (see DocumentStore._refresh) while
+    # another thread starts one ends in a KeyError inside Chroma: both happen under this lock.
+    with _OPEN_LOCK:
+        try:
             return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
-    except Exception as exc:
-        if "different settings" in str(exc):
-            # Someone else's working client: leave it alone.
+        except Exception as exc:
+            if "different settings" in str(exc):
+                # Someone else's working client: leave it alone.
+                raise DocumentStoreError(
+                    f"{path} is already open in this process with other Chroma settings; "
+                    "open it through DocumentStore, or with "
+                    "Settings(anonymized_telemetry=False)"
+                ) from exc
+            # Chroma caches a half-started system per path; drop it so a later try starts over.
+            SharedSystemClient._identifier_to_system.pop(str(path), None)
             raise DocumentStoreError(
-                f"{path} is already open in this process with other Chroma settings; open it "
-                "through DocumentStore, or with Settings(anonymized_telemetry=False)"
+                f"cannot open the document store in {path}: {exc}. If it is damaged, move the "
+                "directory away and ingest the files again."
             ) from exc
-        # Chroma caches a half-started system per path; drop it so a later try starts over.
-        SharedSystemClient._identifier_to_system.pop(str(path), None)
-        raise DocumentStoreError(
-            f"cannot open the document store in {path}: {exc}. If it is damaged, move the "
-            "directory away and ingest the files again."
-        ) from exc
 
 
 class DocumentStore:
@@ -364,7 +366,8 @@ class DocumentStore:
 
                 logger.info("%s changed on disk: reopening the document store", path)
                 # Other clients in this process keep the old system until they notice too.
-                SharedSystemClient._identifier_to_system.pop(str(path), None)
+                with _OPEN_LOCK:
+                    SharedSystemClient._identifier_to_system.pop(str(path), None)
                 shared.generation += 1
                 shared.stamp = None
             generation = shared.generation
