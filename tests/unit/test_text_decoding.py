@@ -135,6 +135,12 @@ def test_utf8_with_a_stray_windows_byte_is_read_as_windows_1252() -> None:
     assert "It’s old." in text  # ’ (0x92) in Windows-1252
 
 
+def test_a_byte_windows_1252_lacks_does_not_change_the_rest() -> None:
+    # 0x81 is undefined in Windows-1252: Latin-1 reads it (alone, the library said cp1257)
+    data = ("The café is open daily from nine. " * 5).encode("cp1252") + b"Odd \x81 byte."
+    assert decode_text(data) == "The café is open daily from nine. " * 5 + "Odd \x81 byte."
+
+
 def _random(seed: int, length: int, *, nul: bool, control: bool = True) -> bytes:
     generator = random.Random(seed)
     lowest = 0 if nul else 1 if control else 0x20

@@ -110,6 +110,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 # Below this many bytes charset-normalizer takes random bytes for text in some code page
 # (measured: 51 of 200 random 24-byte strings, 3 of 200 at 32 bytes, none at 48).
 _MIN_GUESS = 48
+_WESTERN = ["cp1252", "latin_1"]
 
 
 def decode_text(data: bytes) -> str:
@@ -148,9 +149,9 @@ def _decode_other(data: bytes) -> str:
     if b"\x00" in data[:_SNIFF]:  # binary, as git decides (no guessing UTF-16 without a BOM)
         raise SkippedFile("binary file (NUL bytes)")
     # Without the fallback, "nothing fits" comes back as None rather than a weak guess.
-    # Windows-1252 is asked first: charset-normalizer alone reads Western text as cp1250
-    # or cp1258 ("crème" -> "crčme", "não" -> "năo").
-    western = from_bytes(data, cp_isolation=["cp1252"], enable_fallback=False).best()
+    # Windows-1252 is asked first (Latin-1 where it has holes, such as 0x81): alone,
+    # charset-normalizer reads Western text as cp1250 or cp1258 ("crème" -> "crčme").
+    western = from_bytes(data, cp_isolation=_WESTERN, enable_fallback=False).best()
     if western is not None:
         return str(western)
     best = from_bytes(data, enable_fallback=False).best()
