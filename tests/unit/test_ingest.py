@@ -61,8 +61,8 @@ def test_text_is_decoded(data: bytes, expected: str) -> None:
         (b" \n\t\n", "empty file"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary file (NUL bytes)"),
         (bytes(range(1, 32)) * 40, "binary file (control characters)"),
-        (bytes(range(128, 256)) * 4, "binary file (not UTF-8 text)"),
-        (b"\xff\xd8\xff", "binary file (not UTF-8 text)"),
+        (bytes(range(128, 256)) * 4, "binary file (no text encoding fits)"),
+        (b"\xff\xd8\xff", "binary file (no text encoding fits)"),
     ],
 )
 def test_empty_and_binary_data_is_skipped(data: bytes, reason: str) -> None:
@@ -510,7 +510,7 @@ def test_only_failures_means_all_failed(
     assert report.all_failed
     report = ingest(DictStore(make_settings()), [corpus / "image.jpg"])  # type: ignore[arg-type]
     # named explicitly, so read as text: binary, skipped; nothing failed
-    assert [p.reason for p in report.skipped] == ["binary file (not UTF-8 text)"]
+    assert [p.reason for p in report.skipped] == ["binary file (no text encoding fits)"]
     assert not report.all_failed
 
 
