@@ -12,7 +12,7 @@ from typing import Any
 
 from evals.corpus import DEFAULT_MIN_SIMILARITY, Expectation, _as_list, shorten
 from evals.records import ExpectationResult
-from tools.documents.store import get_embeddings
+from tools.models.embeddings import get_embeddings
 
 
 @dataclass

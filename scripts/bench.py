@@ -379,7 +379,8 @@ def bench_rag(data_dir: Path, files: int = 16, rounds: int = 3, queries: int = 6
 
     from tests.support.rag_corpus import NEAR_UNANSWERABLE, QAS, UNANSWERABLE
     from tools.documents.ingest import ingest
-    from tools.documents.store import Chunk, DocumentStore, get_embeddings, store_path
+    from tools.documents.store import Chunk, DocumentStore, store_path
+    from tools.models.embeddings import get_embeddings
 
     settings = load_settings(  # always an embedded store in the temporary directory
         data_dir=str(data_dir),

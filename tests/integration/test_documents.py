@@ -27,7 +27,8 @@ from apps.cli.main import app
 from graph.settings import Settings
 from tests.support.pdfgen import encrypt_pdf, make_pdf
 from tools.documents.ingest import IngestReport, ingest
-from tools.documents.store import DocumentStore, DocumentStoreError, get_embeddings, store_path
+from tools.documents.store import DocumentStore, DocumentStoreError, store_path
+from tools.models.embeddings import get_embeddings
 
 pytestmark = pytest.mark.integration
 

