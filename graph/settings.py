@@ -69,6 +69,13 @@ class ModelSettings(_Section):
         None, ge=1, description="CPU threads for llama.cpp; empty = all cores."
     )
     n_batch: int = Field(256, ge=8, le=8192, description="Prompt-processing batch size.")
+    state_cache_mb: int = Field(
+        256,
+        ge=0,
+        le=65536,
+        description="llamacpp: RAM (MiB) for saved prompt states, so the chat and side calls "
+        "(query rewrite, summary, checks) each resume from their own prefix; 0 = off.",
+    )
     fake_reply: str = Field(
         "This is a canned reply from the fake model.",
         description="What the fake backend answers (it echoes nothing, calls nothing).",

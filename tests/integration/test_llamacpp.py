@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+)
 from langgraph.checkpoint.memory import InMemorySaver
 
 from graph import build_graph
@@ -152,3 +158,127 @@ def test_concurrent_turns_on_one_model_get_what_a_lone_turn_gets(
     for t in threads:
         t.join()
     assert sorted(together) == sorted((key, alone[key]) for key in keys)
+
+
+# --- prompt-state cache: side calls must not cost the chat its evaluated prefix ---
+
+SIDE_SYSTEM = "Rewrite the user's last message as a standalone search query. Reply with it only."
+POLICY = (
+    "You check messages for a chat assistant. Answer with one word: safe or unsafe. "
+    "Unsafe means asking for help to hurt people, make weapons, or break into computers. "
+    "Questions about history, science, cooking or feelings are safe."
+)
+
+
+class EvalCounter:
+    """Counts the tokens llama.cpp evaluates (each ``Llama.eval`` call's size)."""
+
+    def __init__(self, model: LlamaCppChatModel) -> None:
+        self.model = model
+        self.batches: list[int] = []
+        llama = model.llama
+        stock = llama.eval
+
+        def counting(tokens: Any) -> None:
+            self.batches.append(len(tokens))
+            stock(tokens)
+
+        llama.eval = counting
+
+    def ask(self, messages: list[BaseMessage]) -> tuple[str, int]:
+        """The greedy reply and how many prompt tokens were evaluated for it."""
+        self.batches.clear()
+        reply = self.model.invoke(messages, do_sample=False, max_new_tokens=24)
+        return reply.text, self.batches[0]
+
+    def held(self) -> list[int]:
+        """The tokens the live context holds."""
+        llama = self.model.llama
+        return [int(t) for t in llama.input_ids[: llama.n_tokens]]
+
+    def prompt_tokens(self, messages: list[BaseMessage]) -> list[int]:
+        """The exact prompt llama-cpp-python builds for ``messages``."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        llama = self.model.llama
+        text = Jinja2ChatFormatter(
+            template=llama.metadata["tokenizer.chat_template"], eos_token="", bos_token=""
+        )(messages=to_chat_dicts(messages)).prompt
+        return list(llama.tokenize(text.encode(), add_bos=False, special=True))
+
+
+def shared(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def small_model(smollm2: Path, cache_mb: int) -> EvalCounter:
+    # One thread: these tests count tokens, and on a busy machine two llama.cpp threads
+    # mostly wait for each other.
+    model = LlamaCppChatModel(
+        model_path=str(smollm2), n_ctx=2048, n_threads=1, state_cache_mb=cache_mb
+    )
+    return EvalCounter(model)
+
+
+def chat_with_side_calls(counter: EvalCounter) -> list[tuple[str, int, int, int]]:
+    """Two chat turns, each after a side call.
+
+    Returns:
+        Per call: the reply, the prompt tokens evaluated, the prompt's tokens that the
+        chat's previous context did not hold, and the prompt's length.
+    """
+    chat: list[BaseMessage] = [
+        SystemMessage("You are a friendly assistant. Answer in one or two sentences."),
+        HumanMessage("My name is Ada and I grow tomatoes. What should I feed them?"),
+    ]
+    reply, evaluated = counter.ask(chat)
+    out = [(reply, evaluated, evaluated, evaluated)]
+    for question in ["How often should I water them?", "And what is my name?"]:
+        held = counter.held()
+        out.append((*counter.ask([SystemMessage(SIDE_SYSTEM), HumanMessage(question)]), 0, 0))
+        chat = [*chat, AIMessage(reply), HumanMessage(question)]
+        prompt = counter.prompt_tokens(chat)
+        reply, evaluated = counter.ask(chat)
+        out.append((reply, evaluated, len(prompt) - shared(held, prompt), len(prompt)))
+    return out
+
+
+def test_after_a_side_call_the_chat_evaluates_only_its_new_tokens(smollm2: Path) -> None:
+    cached = chat_with_side_calls(small_model(smollm2, 64))
+    uncached = chat_with_side_calls(small_model(smollm2, 0))
+    for turn in (2, 4):  # the chat turns that follow a side call
+        _, evaluated, new, length = cached[turn]
+        assert 1 <= evaluated <= new + 1, cached[turn]  # +1: the last prompt token again
+        assert new < length / 2, cached[turn]  # the scenario has a prefix worth keeping
+        # Without the cache all but the template's first tokens are evaluated again.
+        assert uncached[turn][1] >= length - 8, uncached[turn]
+    # Greedy output does not depend on where the prefix's KV cells came from.
+    assert [r[0] for r in cached] == [r[0] for r in uncached]
+
+
+def test_prefill_warms_a_fixed_instruction_prefix_for_later_calls(smollm2: Path) -> None:
+    counter = small_model(smollm2, 64)
+    model = counter.model
+    warm = model.prefill([SystemMessage(POLICY)])
+    assert warm == len(counter.held()) > 30
+    counter.ask([SystemMessage(SIDE_SYSTEM), HumanMessage("weather in Paris tomorrow")])
+    verdicts = []
+    for message in ["How do I bake bread?", "Tell me about the moon landing in 1969."]:
+        prompt = counter.prompt_tokens([SystemMessage(POLICY), HumanMessage(message)])
+        verdict, evaluated = counter.ask([SystemMessage(POLICY), HumanMessage(message)])
+        assert evaluated <= len(prompt) - warm + 1, (message, evaluated, len(prompt), warm)
+        verdicts.append(verdict)
+        counter.ask([SystemMessage(SIDE_SYSTEM), HumanMessage(message)])  # evicts it again
+    # Warming an already-held prefix evaluates nothing.
+    counter.batches.clear()
+    assert model.prefill([SystemMessage(POLICY)]) == warm
+    assert sum(counter.batches) == 0
+    off = small_model(smollm2, 0)
+    assert off.model.prefill([SystemMessage(POLICY)]) == warm  # still warms the live context
+    assert [
+        off.ask([SystemMessage(POLICY), HumanMessage(m)])[0]
+        for m in ["How do I bake bread?", "Tell me about the moon landing in 1969."]
+    ] == verdicts

@@ -1,9 +1,10 @@
-"""What every chat-model backend shares: the error, chat-dict conversion, chunk merging."""
+"""What every chat-model backend shares: the error, chat dicts, chunk merging, prefill."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
@@ -12,6 +13,40 @@ _ROLES = {"human": "user", "ai": "assistant", "system": "system"}
 
 class ModelLoadError(RuntimeError):
     """The configured model cannot be loaded; the message says what to do."""
+
+
+class Prefill:
+    """Mixin for chat models: ``prefill(messages)`` warms a prompt prefix.
+
+    Backends that keep evaluated prompt state (llama.cpp) override it; for the others
+    it does nothing, so callers need not know which backend they have.
+    """
+
+    def prefill(self, messages: Sequence[BaseMessage]) -> int:
+        """Evaluate the prompt prefix ``messages`` now, so a later call resumes from it.
+
+        The prefix is the chat-template rendering of ``messages`` without the generation
+        prompt, i.e. what the next call's prompt starts with when it appends messages.
+
+        Args:
+            messages: The leading messages of a prompt to come (system, summary, turns).
+
+        Returns:
+            How many prompt tokens are now ready to resume from; 0 if the backend keeps
+            no prompt state.
+        """
+        return 0
+
+
+def prefill(model: BaseChatModel, messages: Sequence[BaseMessage]) -> int:
+    """Warm ``messages`` as a prompt prefix on any chat model (0 if it cannot).
+
+    Works on models without :class:`Prefill` too (a LangChain fake in a test, a wrapper
+    of someone else's), so nodes can call it on whatever model they were given.
+    """
+    if isinstance(model, Prefill):
+        return model.prefill(messages)
+    return 0
 
 
 def _role(message: BaseMessage) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -13,19 +13,21 @@ from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import Field
 
-from tools.models.base import collect, stop_at
+from tools.models.base import Prefill, collect, stop_at
 
 
-class FakeChatModel(BaseChatModel):
+class FakeChatModel(Prefill, BaseChatModel):
     """A canned-reply chat model for routing and safety without a real model.
 
     Replies word by word (so streaming paths are exercised), counts tokens by words and
-    punctuation, and records every prompt it was given in ``calls``.
+    punctuation, and records every prompt it was given in ``calls`` (and every prefix
+    it was asked to warm in ``prefills``; warming does nothing else).
     """
 
     reply: str | Callable[[list[BaseMessage]], str] = "This is a canned reply from the fake model."
     calls: list[list[BaseMessage]] = Field(default_factory=list, repr=False)
     call_kwargs: list[dict[str, Any]] = Field(default_factory=list, repr=False)
+    prefills: list[list[BaseMessage]] = Field(default_factory=list, repr=False)
     delay: float = 0.0
     """Seconds to wait per streamed word (benchmarks use 0)."""
 
@@ -36,6 +38,11 @@ class FakeChatModel(BaseChatModel):
     def get_num_tokens(self, text: str) -> int:
         """Approximate tokens: words and punctuation marks."""
         return len(re.findall(r"\w+|[^\w\s]", text))
+
+    def prefill(self, messages: Sequence[BaseMessage]) -> int:
+        """Record the prefix; the fake keeps no prompt state, so 0 tokens are ready."""
+        self.prefills.append(list(messages))
+        return 0
 
     def _stream(
         self,

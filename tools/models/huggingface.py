@@ -23,7 +23,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from graph.settings import Settings
-from tools.models import ModelLoadError
+from tools.models.base import ModelLoadError, Prefill
 
 log = logging.getLogger("assistant.llm")
 
@@ -49,11 +49,12 @@ def _pipeline_kwargs(kwargs: dict[str, Any], defaults: Settings) -> dict[str, An
     return params
 
 
-class LocalChatHuggingFace(ChatHuggingFace):
+class LocalChatHuggingFace(Prefill, ChatHuggingFace):
     """``ChatHuggingFace`` over a local pipeline, with our sampling knobs and async.
 
     Upstream raises ``NotImplementedError`` for async calls on a pipeline; the async
-    methods here run the sync pipeline in a worker thread instead.
+    methods here run the sync pipeline in a worker thread instead. The pipeline keeps
+    no state between calls, so ``prefill`` is the no-op of :class:`Prefill`.
     """
 
     settings: Any = None

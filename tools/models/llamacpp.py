@@ -27,15 +27,22 @@ SmolLM2 raw ``create_chat_completion(stream=True)`` 41.1, ours 41.6, ChatLlamaCp
 1.5B 5.0, 5.3, 5.2. Speed is no reason either way; a subclass fixing the above would
 replace its validator, ``_generate``, ``_stream`` and ``get_num_tokens``: all of it
 but the message conversion, which :func:`tools.models.base.to_chat_dicts` does.
+
+llama.cpp keeps the KV cache of the last prompt only. The model here adds a prefix state
+cache (:mod:`tools.models.state_cache`): before a prompt is evaluated, the context is
+restored from the saved state sharing the longest token prefix with it, and the context
+it replaces is saved first. So prompt families that alternate on one model (the chat, and
+side calls with their own fixed instructions) each resume from their own prefix.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,17 +52,27 @@ from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, PrivateAttr
 
-from tools.models.base import ModelLoadError, collect, to_chat_dicts
+from tools.models.base import ModelLoadError, Prefill, collect, to_chat_dicts
+from tools.models.state_cache import CachedState, PrefixStateCache, as_tokens, common_prefix
 
 log = logging.getLogger("assistant.llm")
 
+DEFAULT_STATE_CACHE_MB = 256
+# A state is restored only if it spares at least this many token evaluations, and the
+# context is saved only if a call would drop at least this many of its tokens: below
+# that, copying the state costs about as much as evaluating the tokens again.
+MIN_REUSE_TOKENS = 16
+_SEQ = 0  # the one sequence a llama_cpp.Llama context uses
 
-class LlamaCppChatModel(BaseChatModel):
+
+class LlamaCppChatModel(Prefill, BaseChatModel):
     """A GGUF model run in-process by llama.cpp (llama-cpp-python).
 
     The model is loaded on first use, not at construction, so building the graph is
     instant. llama.cpp keeps the KV cache of the previous prompt and reuses its longest
-    common prefix, so a growing conversation only pays for its new tokens.
+    common prefix, so a growing conversation only pays for its new tokens; with
+    ``state_cache_mb`` > 0, states of earlier prompts are kept too (see the module
+    docstring), so a side call in between does not cost the chat its prefix.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -72,10 +89,15 @@ class LlamaCppChatModel(BaseChatModel):
     do_sample: bool = True
     repeat_penalty: float = 1.1
     seed: int = -1
+    state_cache_mb: int = DEFAULT_STATE_CACHE_MB
+    """RAM for saved prompt states (KV cells), in MiB; 0 = keep only the live context."""
 
     _llama: Any = PrivateAttr(default=None)
     # llama.cpp contexts are not thread-safe; the dev server runs turns concurrently.
+    # The state cache and the context are only touched under this lock.
     _lock: threading.RLock = PrivateAttr(default_factory=threading.RLock)
+    _cache: PrefixStateCache | None = PrivateAttr(default=None)
+    _prefix_formatter: Any = PrivateAttr(default=None)
 
     @property
     def _llm_type(self) -> str:
@@ -114,7 +136,137 @@ class LlamaCppChatModel(BaseChatModel):
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"llama.cpp cannot load {path}: {exc}") from exc
         log.info("loaded %s in %.1f s", path.name, time.perf_counter() - started)
+        self._prefix_formatter = _prefix_formatter(llama)
+        if self.state_cache_mb > 0 and _can_trim(llama):
+            self._cache = PrefixStateCache(self.state_cache_mb * 2**20)
+            _resume_before_generate(llama, self._resume)
         return llama
+
+    @property
+    def state_cache(self) -> PrefixStateCache | None:
+        """The saved prompt states (None until loaded, or when the cache is off)."""
+        return self._cache
+
+    def prefill(self, messages: Sequence[BaseMessage]) -> int:
+        """Evaluate ``messages`` as a prompt prefix now and save its state.
+
+        The prefix is the GGUF chat template's rendering of ``messages`` without the
+        generation prompt. Calls wait for the model's lock, so a background prefill
+        delays a concurrent call by at most its own evaluation.
+
+        Args:
+            messages: The leading messages of a prompt to come.
+
+        Returns:
+            The prefix length in tokens; 0 if the GGUF has no chat template (or uses a
+            custom chat handler) or the prefix does not fit in the context window.
+
+        Raises:
+            ModelLoadError: The model cannot be loaded.
+            RuntimeError: llama.cpp failed to evaluate the prefix.
+        """
+        llama = self.llama
+        if self._prefix_formatter is None or not messages:
+            return 0
+        prompt = self._prefix_formatter(messages=to_chat_dicts(messages)).prompt
+        tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        if not tokens or len(tokens) >= llama.n_ctx():
+            return 0
+        with self._lock:
+            if self._cache is not None:
+                self._resume(tokens)
+            keep = common_prefix(llama.input_ids[: llama.n_tokens], as_tokens(tokens))
+            if keep < len(tokens):
+                llama.n_tokens = keep  # eval drops the KV cells from here on
+                llama.eval(tokens[keep:])
+            elif llama.n_tokens > len(tokens):
+                # Already held inside a longer context: nothing to evaluate or save.
+                return len(tokens)
+            if self._cache is not None:
+                self._save()
+        return len(tokens)
+
+    def _resume(self, prompt: Sequence[int]) -> None:
+        """Make the context hold the longest prefix of ``prompt`` that is saved or live.
+
+        Runs under the lock just before llama.cpp evaluates ``prompt``; llama-cpp-python
+        then keeps the common prefix of the context and evaluates the rest (at least the
+        last prompt token, so the logits are fresh).
+        """
+        llama, cache = self._llama, self._cache
+        assert cache is not None  # the hook is installed only with a cache
+        tokens = as_tokens(prompt)
+        held = llama.input_ids[: llama.n_tokens]
+        live = common_prefix(held, tokens)
+        match = cache.longest_prefix(tokens)
+        restore = match is not None and match.prefix >= live + MIN_REUSE_TOKENS
+        kept = common_prefix(held, match.state.tokens) if match and restore else live
+        if llama.n_tokens - kept >= MIN_REUSE_TOKENS:
+            self._save()
+        if match is not None and restore:
+            self._restore(match.state)
+
+    def _save(self) -> None:
+        """Save the live context's KV cells and tokens, unless a saved state holds them."""
+        llama, cache = self._llama, self._cache
+        assert cache is not None
+        n = llama.n_tokens
+        tokens = as_tokens(llama.input_ids[:n])
+        if n == 0 or cache.covers(tokens):
+            return
+        import llama_cpp
+
+        started = time.perf_counter()
+        # Cells past n_tokens (left by a stopped generation) must not enter the state.
+        llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(llama.ctx), _SEQ, n, -1)
+        size = llama_cpp.llama_state_seq_get_size(llama.ctx, _SEQ)
+        data = bytearray(size)
+        view = (ctypes.c_uint8 * size).from_buffer(data)
+        written = llama_cpp.llama_state_seq_get_data(llama.ctx, view, size, _SEQ)
+        del view  # release the export so the bytearray can shrink
+        if written == 0:
+            log.warning("llama.cpp could not save the state of %d tokens", n)
+            return
+        del data[written:]
+        stored = cache.store(tokens, data)
+        log.debug(
+            "state cache: saved %d tokens (%.1f MiB%s) in %.0f ms; %d entries, %.0f MiB",
+            n,
+            written / 2**20,
+            "" if stored else ", over capacity",
+            (time.perf_counter() - started) * 1000,
+            len(cache),
+            cache.nbytes / 2**20,
+        )
+
+    def _restore(self, state: CachedState) -> None:
+        """Replace the context with a saved state."""
+        llama, cache = self._llama, self._cache
+        assert cache is not None
+        import llama_cpp
+
+        started = time.perf_counter()
+        view = (ctypes.c_uint8 * len(state.data)).from_buffer(state.data)
+        read = llama_cpp.llama_state_seq_set_data(llama.ctx, view, len(state.data), _SEQ)
+        del view
+        if read == 0:
+            # The sequence is left empty: evaluate the whole prompt, as without a cache.
+            log.warning("llama.cpp could not restore a saved state; dropping it")
+            cache.discard(state)
+            llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(llama.ctx), _SEQ, 0, -1)
+            llama.n_tokens = 0
+            return
+        n = len(state.tokens)
+        llama.input_ids[:n] = state.tokens
+        llama.n_tokens = n
+        # llama-cpp-python's own flag (its load_state sets it too): the logits are not
+        # those of the last token, so an exact prompt hit must re-evaluate one token.
+        llama._requires_eval = True
+        log.debug(
+            "state cache: restored %d tokens in %.0f ms",
+            n,
+            (time.perf_counter() - started) * 1000,
+        )
 
     def get_num_tokens(self, text: str) -> int:
         """Count tokens with the model's own tokenizer."""
@@ -164,3 +316,51 @@ class LlamaCppChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         return collect(self._stream(messages, stop, run_manager, **kwargs))
+
+
+def _can_trim(llama: Any) -> bool:
+    """Whether the context can drop a suffix of its KV cells (not recurrent models)."""
+    import llama_cpp
+
+    model = llama.model
+    return not (llama_cpp.llama_model_is_recurrent(model) or llama_cpp.llama_model_is_hybrid(model))
+
+
+def _resume_before_generate(llama: Any, resume: Callable[[Sequence[int]], None]) -> None:
+    """Call ``resume(prompt_tokens)`` whenever ``llama`` starts evaluating a prompt.
+
+    ``Llama.generate`` receives the exact prompt tokens of every completion (after the
+    chat template), before its own prefix matching, so the hook sits there.
+    """
+    stock = llama.generate
+
+    def generate(tokens: Sequence[int], *args: Any, **kwargs: Any) -> Any:
+        resume(tokens)
+        return stock(tokens, *args, **kwargs)
+
+    llama.generate = generate
+
+
+def _prefix_formatter(llama: Any) -> Any:
+    """The GGUF chat template without the generation prompt (None if there is none).
+
+    It renders what llama-cpp-python's default handler renders for the same messages,
+    minus the trailing assistant header: the prefix of the next prompt.
+    """
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llama.metadata.get("tokenizer.chat_template")
+    if not template or llama.chat_handler is not None:
+        return None
+
+    def text(token: int) -> str:
+        if token < 0:
+            return ""
+        return str(llama.detokenize([token], special=True).decode("utf-8", errors="replace"))
+
+    return Jinja2ChatFormatter(
+        template=template,
+        eos_token=text(llama.token_eos()),
+        bos_token=text(llama.token_bos()),
+        add_generation_prompt=False,
+    )

@@ -35,6 +35,7 @@ def _llamacpp(settings: Settings) -> LlamaCppChatModel:
         n_ctx=cfg.n_ctx,
         n_threads=cfg.n_threads,
         n_batch=cfg.n_batch,
+        state_cache_mb=cfg.state_cache_mb,
     )
 
 

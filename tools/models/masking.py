@@ -6,7 +6,7 @@ so the wrapper buffers the stream up to the last word boundary and emits masked 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -14,6 +14,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict
+
+from tools.models.base import Prefill, prefill
 
 
 def split_at_boundary(text: str) -> tuple[str, str]:
@@ -24,7 +26,7 @@ def split_at_boundary(text: str) -> tuple[str, str]:
     return "", text
 
 
-class MaskingChatModel(BaseChatModel):
+class MaskingChatModel(Prefill, BaseChatModel):
     """Streams ``inner``'s reply with ``mask`` applied to whole words.
 
     The inner model is called without callbacks, so only masked tokens reach LangGraph's
@@ -43,6 +45,10 @@ class MaskingChatModel(BaseChatModel):
     def get_num_tokens(self, text: str) -> int:
         """Count with the inner model's tokenizer."""
         return self.inner.get_num_tokens(text)
+
+    def prefill(self, messages: Sequence[BaseMessage]) -> int:
+        """Warm the prefix on the inner model (masking changes only the reply)."""
+        return prefill(self.inner, messages)
 
     def _stream(
         self,
