@@ -291,10 +291,42 @@ def test_a_changed_file_replaces_its_chunks(
     assert texts and not any("1932" in t or "resurfaced" in t for t in texts)
 
 
+def test_a_fact_on_the_last_line_of_a_long_part_list_is_found(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """The issue's recipe: 10 part lines, then the fact (under 800 characters, ~290 pieces).
+
+    Cut by characters it was one chunk whose last line the model never read, and the
+    question found nothing ("none_relevant"); with the fact line first it scored 0.77.
+    """
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from graph import build_graph
+
+    lines = [
+        f"Part AB-{1000 + i}-A: unit price {12 + i}.34 EUR, stock {37 + i}, bin R{i}/S3."
+        for i in range(10)
+    ]
+    parts = tmp_path / "parts.txt"
+    parts.write_text("\n".join([*lines, "The espresso machine takes fuse ZQ-9090-Z."]))
+    assert len(parts.read_text()) < 800
+    settings = make_settings()
+    report = ingest(DocumentStore(settings), [parts])
+    assert report.added and report.chunks_written >= 2
+    graph = build_graph(settings, checkpointer=InMemorySaver())
+    state = graph.invoke(
+        {"messages": [("user", "What fuse does the espresso machine take?")]},
+        {"configurable": {"thread_id": "parts"}},
+    )
+    assert state["retrieval"]["status"] == "found"
+    top = state["sources"][0]
+    assert "ZQ-9090-Z" in top["text"] and top["score"] >= 0.5, top
+
+
 def test_an_interrupted_write_is_finished_by_the_next_ingest(
     make_settings: Callable[..., Settings], embeddings: Embeddings, tmp_path: Path
 ) -> None:
-    settings = make_settings(retrieval={"chunk_size": 120, "chunk_overlap": 20})
+    settings = make_settings(retrieval={"chunk_tokens": 40, "chunk_overlap_tokens": 8})
     long_file = tmp_path / "long.txt"
     long_file.write_text(" ".join(f"Fact {i}: item {i} weighs {i * 3} grams." for i in range(300)))
     crashing = DocumentStore(settings, embeddings=CountingEmbeddings(embeddings, fail_after=64))

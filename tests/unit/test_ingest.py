@@ -16,7 +16,15 @@ import pytest
 
 from graph.settings import Settings
 from tests.support.pdfgen import encrypt_pdf, make_pdf
-from tools.documents.chunking import chunk_documents, chunk_id, split_documents
+from tools.documents.chunking import (
+    TokenCounter,
+    chunk_documents,
+    chunk_id,
+    chunking_key,
+    embed_prefix,
+    embedder_tokens,
+    split_documents,
+)
 from tools.documents.ingest import IngestProgress, collect_files, ingest
 from tools.documents.loaders import (
     BadFile,
@@ -280,18 +288,19 @@ def test_duplicate_passages_in_one_file_get_their_own_ids() -> None:
     from langchain_core.documents import Document
 
     docs = [Document(page_content="Same words.", metadata={"page": p}) for p in (1, 2)]
-    chunks = chunk_documents(docs, "/d/x.pdf", chunk_size=100, chunk_overlap=10)
+    chunks = chunk_documents(docs, "/d/x.pdf", chunk_tokens=100, chunk_overlap_tokens=10)
     assert [c.text for c in chunks] == ["Same words.", "Same words."]
     assert chunks[0].id != chunks[1].id
-    again = chunk_documents(docs, "/d/x.pdf", chunk_size=100, chunk_overlap=10)
+    again = chunk_documents(docs, "/d/x.pdf", chunk_tokens=100, chunk_overlap_tokens=10)
     assert [c.id for c in again] == [c.id for c in chunks]
 
 
 def test_chunks_respect_the_size_and_overlap() -> None:
+    counter = embedder_tokens()
     sentences = [f"Sentence number {i} says something about topic {i % 7}." for i in range(60)]
-    chunks = split_documents(_docs(" ".join(sentences)), chunk_size=200, chunk_overlap=60)
+    chunks = split_documents(_docs(" ".join(sentences)), 60, 15)
     assert len(chunks) > 10
-    assert all(len(c.page_content) <= 200 for c in chunks)
+    assert all(counter.pieces(c.page_content) <= 60 for c in chunks)
     # neighbours share text, and sentences are not cut in the middle when avoidable
     for first, second in itertools.pairwise(chunks):
         assert first.page_content[-20:] in second.page_content or second.page_content[:20] in (
@@ -308,7 +317,7 @@ def test_chunks_keep_page_and_section_and_number_in_file_order() -> None:
         Document(page_content="beta " * 100, metadata={"page": 2, "kind": "pdf"}),
     ]
     chunks = chunk_documents(
-        docs, "/d/m.pdf", chunk_size=200, chunk_overlap=20, metadata={"name": "m.pdf"}
+        docs, "/d/m.pdf", chunk_tokens=40, chunk_overlap_tokens=5, metadata={"name": "m.pdf"}
     )
     assert [c.metadata["chunk"] for c in chunks] == list(range(len(chunks)))
     assert {c.metadata["page"] for c in chunks if "alpha" in c.text} == {1}
@@ -318,14 +327,106 @@ def test_chunks_keep_page_and_section_and_number_in_file_order() -> None:
     section = chunk_documents(
         _docs("Run the installer.", section="Guide > Install", kind="markdown"),
         "/d/g.md",
-        chunk_size=200,
-        chunk_overlap=20,
+        chunk_tokens=200,
+        chunk_overlap_tokens=20,
     )
     (chunk,) = section
     assert chunk.metadata["section"] == "Guide > Install"
     # the heading path is embedded with the text, but not stored in it
     assert chunk.text == "Run the installer."
     assert chunk.embed_text == "Guide > Install\nRun the installer."
+
+
+# The issue's recipe: a part list whose last line holds the fact asked about (about 290
+# word pieces in one paragraph, under 800 characters: one chunk when cut by characters,
+# and the model never read its last line).
+PART_LIST = "\n".join(
+    [
+        f"Part AB-{1000 + i}-A: unit price {12 + i}.34 EUR, stock {37 + i}, bin R{i}/S3."
+        for i in range(10)
+    ]
+    + ["The espresso machine takes fuse ZQ-9090-Z."]
+)
+
+
+def _words_of(text: str) -> set[str]:
+    return set(text.split())
+
+
+@pytest.mark.parametrize(
+    ("text", "section"),
+    [
+        (PART_LIST, None),
+        (PART_LIST, "Spare parts > Kitchen > Espresso machines"),
+        ("AB-1000-A/ZQ-9090-Z;" * 120, None),  # part numbers and no spaces
+        ("x" * 3000, None),  # one enormous word
+        ("Überprüfung der Geräte: " + "Sicherung ÄÖÜ-42 " * 150, "Wartung"),
+        ("東京都の地下鉄は" * 200, "路線"),  # CJK: a piece per character
+        ("🙂 emoji, " * 300, None),
+        ("word " * 40, " > ".join(f"Heading number {i}" for i in range(60))),
+        ("1, 2, 3, 4, 5, 6, 7, 8, 9, 10, " * 60, "Numbers"),
+    ],
+)
+@pytest.mark.parametrize(("size", "overlap"), [(254, 40), (200, 30), (64, 8)])
+def test_every_embedded_text_fits_the_window_and_no_text_is_lost(
+    text: str, section: str | None, size: int, overlap: int
+) -> None:
+    counter = embedder_tokens()
+    docs = _docs(text, section=section) if section else _docs(text)
+    chunks = chunk_documents(docs, "/d/x.txt", chunk_tokens=size, chunk_overlap_tokens=overlap)
+    assert chunks
+    for chunk in chunks:
+        embedded = chunk.embed_text or chunk.text
+        assert counter.fits(embedded), (counter.pieces(embedded), embedded[:80])
+        assert counter.pieces(chunk.text) <= size
+    covered = set().union(*(_words_of(c.text) for c in chunks))
+    long_words = {w for w in _words_of(text) if len(w) < 200}
+    assert long_words <= covered
+
+
+def test_the_fact_on_the_last_line_of_a_long_part_list_is_read() -> None:
+    counter = embedder_tokens()
+    assert not counter.fits(PART_LIST)  # the bug: one chunk, its last line never read
+    chunks = chunk_documents(
+        _docs(PART_LIST), "/d/p.txt", chunk_tokens=200, chunk_overlap_tokens=30
+    )
+    assert len(chunks) >= 2
+    (last,) = [c for c in chunks if "ZQ-9090-Z" in c.text]
+    assert counter.fits(last.text)
+    assert all(line in " ".join(c.text for c in chunks) for line in PART_LIST.splitlines())
+
+
+def test_a_counter_whose_counts_do_not_add_up_still_gets_chunks_that_fit() -> None:
+    # Joined text costs more than its pieces apart (as word pieces can at a boundary):
+    # the chunks are counted again after the split and cut further.
+    def pieces(text: str) -> int:
+        words = len(text.split())
+        return words + words // 5
+
+    counter = TokenCounter(pieces=pieces, window=40, special=2)
+    text = " ".join(f"w{i}" for i in range(500))
+    chunks = chunk_documents(
+        _docs(text), "/d/x.txt", chunk_tokens=38, chunk_overlap_tokens=4, counter=counter
+    )
+    assert chunks and all(counter.fits(c.text) for c in chunks)
+    assert _words_of(text) == set().union(*(_words_of(c.text) for c in chunks))
+
+
+def test_a_long_heading_path_loses_its_outer_headings_first() -> None:
+    counter = embedder_tokens()
+    path = " > ".join(f"Chapter {i} of the very long handbook" for i in range(30))
+    prefix = embed_prefix(path, counter)
+    assert prefix.endswith("Chapter 29 of the very long handbook\n")
+    assert "Chapter 0 " not in prefix
+    assert counter.pieces(prefix) <= counter.window // 4
+    assert embed_prefix(None, counter) == embed_prefix("", counter) == ""
+    assert embed_prefix("Install > Linux", counter) == "Install > Linux\n"
+
+
+def test_the_chunking_key_changed_with_the_unit() -> None:
+    # Files stored with the character chunking ("800/120") are split again on ingest.
+    assert chunking_key(200, 30) == "200/30 wordpieces of 256"
+    assert chunking_key(200, 30) != "200/30"
 
 
 # --- walking folders -----------------------------------------------------------------
@@ -512,9 +613,21 @@ def test_new_chunk_settings_reindex_unchanged_files(
 ) -> None:
     store = DictStore(make_settings())
     ingest(store, [corpus / "a.md"])  # type: ignore[arg-type]
-    store.settings = make_settings(retrieval={"chunk_size": 300, "chunk_overlap": 30})
+    store.settings = make_settings(retrieval={"chunk_tokens": 120, "chunk_overlap_tokens": 20})
     report = ingest(store, [corpus / "a.md"])  # type: ignore[arg-type]
     assert len(report.replaced) == 1
+
+
+def test_files_chunked_by_characters_are_chunked_again(
+    make_settings: Callable[..., Settings], corpus: Path
+) -> None:
+    store = DictStore(make_settings())
+    ingest(store, [corpus / "a.md", corpus / "b.txt"])  # type: ignore[arg-type]
+    for _, meta in store.chunks.values():
+        meta["chunking"] = "800/120"  # what the character splitter stored
+    report = ingest(store, [corpus / "a.md", corpus / "b.txt"])  # type: ignore[arg-type]
+    assert len(report.replaced) == 2 and not report.unchanged
+    assert {m["chunking"] for _, m in store.chunks.values()} == {"200/30 wordpieces of 256"}
 
 
 def test_a_store_error_fails_one_file_not_the_batch(

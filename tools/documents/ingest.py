@@ -2,9 +2,10 @@
 
 Loaders turn a file into LangChain ``Document`` s: one per page for PDFs (``page``,
 1-based), one per heading section for Markdown and HTML (``section``, the heading path
-such as ``"Install > Linux"``), one for plain text. Chunks are cut with
-``RecursiveCharacterTextSplitter`` (``retrieval.chunk_size``/``chunk_overlap``) within
-each of those, so every chunk keeps its page or section.
+such as ``"Install > Linux"``), one for plain text. Chunks are cut within each of those
+(so every chunk keeps its page or section) to fit the embedding model's window, measured
+in its own word pieces (``retrieval.chunk_tokens``/``chunk_overlap_tokens``; see
+:mod:`tools.documents.chunking`).
 
 Chunk ids are a hash of the source, the chunk's index in the file and its text, so the
 same file always gives the same ids. A file whose bytes (SHA-256) and chunking settings
@@ -198,7 +199,7 @@ def ingest(
     started = time.perf_counter()
     store.open(create=True)
     settings = store.settings.retrieval
-    chunking = chunking_key(settings.chunk_size, settings.chunk_overlap)
+    chunking = chunking_key(settings.chunk_tokens, settings.chunk_overlap_tokens)
     plan = collect_files(paths)
     report = IngestReport(collection=store.name, skipped=plan.skipped, failed=plan.failed)
     total = len(plan.files)
@@ -262,8 +263,8 @@ def _ingest_file(
     chunks = chunk_documents(
         documents,
         source,
-        chunk_size=settings.chunk_size,
-        chunk_overlap=settings.chunk_overlap,
+        chunk_tokens=settings.chunk_tokens,
+        chunk_overlap_tokens=settings.chunk_overlap_tokens,
         metadata={
             "name": path.name,
             "file_hash": digest,

@@ -445,7 +445,7 @@ def _drop_hidden(soup: Any) -> None:
     ``collapse``) unless a nearer element makes it ``visible`` again, as CSS does.
     Stylesheets are not evaluated: text hidden by a class rule stays.
     """
-    from bs4 import NavigableString, Tag
+    from bs4.element import NavigableString, Tag
 
     for tag in soup.find_all(_removed_by_markup):
         if not tag.decomposed:  # already gone with a hidden ancestor

