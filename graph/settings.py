@@ -223,6 +223,11 @@ class RetrievalSettings(_Section):
     rewrite_followups: bool = Field(
         True, description="Rewrite a follow-up into a standalone query with the model."
     )
+    hybrid: bool = Field(
+        True,
+        description="Fuse the vector search with a BM25 keyword search (reciprocal rank "
+        "fusion); finds bare names and part numbers that vectors miss.",
+    )
     chunk_tokens: int = Field(
         200,
         ge=32,

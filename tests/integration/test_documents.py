@@ -511,6 +511,69 @@ def test_cli_and_other_processes_share_the_store(
     assert found["top"] == "comet.txt"
 
 
+def _keyword_names(store: DocumentStore, query: str) -> set[str]:
+    """Files whose passages hold every keyword of ``query`` (hybrid search)."""
+    return {p.name for p in store.search(query, 4) if p.keyword_match}
+
+
+def test_the_keyword_index_follows_ingest_replace_and_remove(
+    store: DocumentStore, corpus: Path
+) -> None:
+    bridge = corpus / "halvard_bridge.md"
+    ingest(store, [corpus])
+    assert _keyword_names(store, "Ada Kovacs") == {"halvard_bridge.md"}
+    # replaced: the old words stop matching, the new ones match
+    bridge.write_text(BRIDGE.replace("Ada Kovacs", "Ilse Brandtner"))
+    assert ingest(store, [bridge]).replaced
+    assert _keyword_names(store, "Ada Kovacs") == set()
+    assert _keyword_names(store, "Ilse Brandtner") == {"halvard_bridge.md"}
+    # removed: nothing of it is found by keywords, nor at all
+    assert store.remove(str(bridge)) > 0
+    assert _keyword_names(store, "Ilse Brandtner") == set()
+    assert "halvard_bridge.md" not in {p.name for p in store.search("Ilse Brandtner", 10)}
+
+
+def test_the_keyword_index_is_shared_by_stores_and_rebuilt_after_a_restart(
+    settings: Settings, embeddings: Embeddings, corpus: Path
+) -> None:
+    import tools.documents.store as store_module
+
+    first = DocumentStore(settings, embeddings=embeddings)
+    ingest(first, [corpus / "garden.txt"])
+    assert _keyword_names(first, "Maple Street") == {"garden.txt"}
+    # another store object on the same collection writes: the first one sees it
+    second = DocumentStore(settings, embeddings=embeddings)
+    ingest(second, [corpus / "space" / "comet.txt"])
+    assert _keyword_names(first, "Brannfors") == {"comet.txt"}
+    # a restart (nothing in memory): the index is built again from what Chroma holds
+    store_module._KEYWORDS.clear()
+    fresh = DocumentStore(settings, embeddings=embeddings)
+    assert _keyword_names(fresh, "Brannfors") == {"comet.txt"}
+    assert _keyword_names(fresh, "Maple Street") == {"garden.txt"}
+
+
+def test_the_keyword_index_sees_what_another_process_wrote(
+    store: DocumentStore, corpus: Path
+) -> None:
+    ingest(store, [corpus / "garden.txt"])
+    assert _keyword_names(store, "Brannfors") == set()  # the index is built here
+    done = assistant("ingest", str(corpus / "space"))
+    assert done.returncode == 0, done.stderr
+    assert _keyword_names(store, "Brannfors") == {"comet.txt"}
+    done = assistant("docs", "remove", "comet.txt")
+    assert done.returncode == 0, done.stderr
+    assert _keyword_names(store, "Brannfors") == set()
+
+
+def test_hybrid_can_be_switched_off(
+    make_settings: Callable[..., Settings], embeddings: Embeddings, corpus: Path
+) -> None:
+    store = DocumentStore(make_settings(retrieval={"hybrid": False}), embeddings=embeddings)
+    ingest(store, [corpus])
+    found = store.search("Ada Kovacs", 4)
+    assert found and not any(p.keyword_match for p in found)
+
+
 SEARCH_OFFLINE = """
 import json, socket, sys
 attempts = []

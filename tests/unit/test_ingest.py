@@ -674,6 +674,7 @@ def test_passage_to_dict() -> None:
         "score": 0.5,
         "text": "text",
         "id": "id1",
+        "keyword_match": False,
     }
 
 
