@@ -641,6 +641,51 @@ def test_cli_exit_codes_and_errors(corpus: Path, tmp_path: Path) -> None:
     assert done.exit_code == 1 and url in done.stderr
 
 
+def test_cli_ingest_prune_removes_files_gone_from_disk(
+    store: DocumentStore, corpus: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    done = run_cli("ingest", str(corpus))
+    assert done.exit_code == 0, done.stderr
+    (corpus / "garden.txt").unlink()
+    shutil.rmtree(corpus / "space")  # comet.txt with it
+    before = store.count()
+
+    done = run_cli("ingest", "--dry-run", str(corpus))
+    assert done.exit_code == 2 and "--dry-run goes with --prune" in done.stderr
+
+    done = run_cli("ingest", "--prune", "--dry-run", str(corpus))
+    assert done.exit_code == 0, done.stderr
+    assert "would remove" in done.stdout and "garden.txt" in done.stdout
+    assert "comet.txt" in done.stdout and "nothing was changed" in done.stdout
+    assert store.count() == before and len(store.sources()) == len(GOOD_FILES)
+
+    done = run_cli("ingest", "--prune", "--dry-run", "--json", str(corpus))
+    planned = json.loads(done.stdout)["would_prune"]
+    assert {Path(item["path"]).name for item in planned} == {"garden.txt", "comet.txt"}
+
+    done = run_cli("ingest", "--prune", str(corpus))
+    assert done.exit_code == 0, done.stderr
+    assert "2 pruned" in done.stdout and "no longer on disk" in done.stdout
+    assert {s.name for s in store.sources()} == GOOD_FILES - {"garden.txt", "comet.txt"}
+    assert store.count() == before - sum(item["removed"] for item in planned)
+    assert not any(p.name == "comet.txt" for p in store.search("Brannfors", 10))
+
+    # a deleted folder can be given; a path that never held anything is still an error
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra" / "note.txt").write_text("The Quillon valve is blue.")
+    assert run_cli("ingest", str(tmp_path / "extra")).exit_code == 0
+    shutil.rmtree(tmp_path / "extra")
+    done = run_cli("ingest", "--prune", "--json", str(tmp_path / "extra"))
+    assert done.exit_code == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [Path(f["path"]).name for f in report["pruned"]] == ["note.txt"]
+    assert report["failed"] == []
+    done = run_cli("ingest", "--prune", str(tmp_path / "never"))
+    assert done.exit_code == 2 and "nothing stored under it" in done.stderr
+
+
 def run_cli(*args: str, **env: str) -> Result:
     """The CLI in this process (quick: Chroma and the model are loaded already)."""
     result = CliRunner().invoke(app, list(args), env={"ASSISTANT_MODEL__BACKEND": "fake", **env})

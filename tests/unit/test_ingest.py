@@ -25,7 +25,7 @@ from tools.documents.chunking import (
     embedder_tokens,
     split_documents,
 )
-from tools.documents.ingest import IngestProgress, collect_files, ingest
+from tools.documents.ingest import IngestProgress, collect_files, ingest, prune_missing
 from tools.documents.loaders import (
     BadFile,
     SkippedFile,
@@ -481,6 +481,11 @@ class DictStore:
             chunking=str(metas[0]["chunking"]),
         )
 
+    def sources(self) -> list[SourceInfo]:
+        names = sorted({str(m["source"]) for _, m in self.chunks.values()})
+        infos = [self.source_info(source) for source in names]
+        return [info for info in infos if info is not None]
+
     def remove(self, source: str) -> int:
         ids = [i for i, (_, m) in self.chunks.items() if m["source"] == source]
         for chunk_id_ in ids:
@@ -628,6 +633,91 @@ def test_files_chunked_by_characters_are_chunked_again(
     report = ingest(store, [corpus / "a.md", corpus / "b.txt"])  # type: ignore[arg-type]
     assert len(report.replaced) == 2 and not report.unchanged
     assert {m["chunking"] for _, m in store.chunks.values()} == {"200/30 wordpieces of 256"}
+
+
+@pytest.fixture
+def pruning(make_settings: Callable[..., Settings], tmp_path: Path) -> tuple[DictStore, Path]:
+    """A store holding notes/{a,b}.txt, notes/old/{c,d}.txt and notes2/e.txt."""
+    notes = tmp_path / "notes"
+    (notes / "old").mkdir(parents=True)
+    (tmp_path / "notes2").mkdir()
+    for name in ("a.txt", "b.txt", "old/c.txt", "old/d.txt"):
+        (notes / name).write_text(f"Text of {name}.")
+    (tmp_path / "notes2" / "e.txt").write_text("Text of e.")
+    store = DictStore(make_settings())
+    ingest(store, [notes, tmp_path / "notes2"])  # type: ignore[arg-type]
+    return store, notes
+
+
+def _stored(store: DictStore) -> set[str]:
+    return {Path(str(m["source"])).name for _, m in store.chunks.values()}
+
+
+def test_prune_removes_only_files_gone_from_disk_under_the_paths(
+    pruning: tuple[DictStore, Path],
+) -> None:
+    store, notes = pruning
+    (notes / "b.txt").unlink()
+    (notes / "old" / "c.txt").unlink()
+    (notes.parent / "notes2" / "e.txt").unlink()  # gone, but not under the given path
+    gone = prune_missing(store, [notes])  # type: ignore[arg-type]
+    assert [(Path(f.path).name, f.removed) for f in gone] == [("b.txt", 1), ("c.txt", 1)]
+    assert _stored(store) == {"a.txt", "d.txt", "e.txt"}
+    assert prune_missing(store, [notes]) == []  # type: ignore[arg-type]
+
+
+def test_prune_dry_run_changes_nothing(pruning: tuple[DictStore, Path]) -> None:
+    store, notes = pruning
+    (notes / "a.txt").unlink()
+    before = dict(store.chunks)
+    gone = prune_missing(store, [notes], dry_run=True)  # type: ignore[arg-type]
+    assert [(Path(f.path).name, f.removed) for f in gone] == [("a.txt", 1)]
+    assert store.chunks == before
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("notes/old", {"c.txt", "d.txt"}),  # a deleted folder
+        ("notes/old/c.txt", {"c.txt"}),  # a deleted file named directly
+        ("notes/ol", set()),  # a prefix of a name is not a folder
+        ("notes/old/../old", {"c.txt", "d.txt"}),  # the path is normalised
+    ],
+)
+def test_prune_a_deleted_folder_or_file(
+    pruning: tuple[DictStore, Path], given: str, expected: set[str]
+) -> None:
+    import shutil
+
+    store, notes = pruning
+    shutil.rmtree(notes / "old")
+    gone = prune_missing(store, [notes.parent / given])  # type: ignore[arg-type]
+    assert {Path(f.path).name for f in gone} == expected
+    assert _stored(store) == {"a.txt", "b.txt", "c.txt", "d.txt", "e.txt"} - expected
+
+
+def test_ingest_with_prune_adds_new_files_and_prunes_gone_ones(
+    pruning: tuple[DictStore, Path],
+) -> None:
+    import shutil
+
+    store, notes = pruning
+    (notes / "a.txt").rename(notes / "renamed.txt")
+    shutil.rmtree(notes / "old")
+    report = ingest(store, [notes, notes / "old"], prune=True)  # type: ignore[arg-type]
+    assert [Path(f.path).name for f in report.added] == ["renamed.txt"]
+    assert sorted(Path(f.path).name for f in report.pruned) == ["a.txt", "c.txt", "d.txt"]
+    # the deleted folder was given: it is what was pruned, not a failure
+    assert report.failed == [] and not report.all_failed
+    assert _stored(store) == {"b.txt", "renamed.txt", "e.txt"}
+    json.dumps(report.to_dict())
+
+
+def test_ingest_without_prune_keeps_gone_files(pruning: tuple[DictStore, Path]) -> None:
+    store, notes = pruning
+    (notes / "a.txt").unlink()
+    report = ingest(store, [notes])  # type: ignore[arg-type]
+    assert report.pruned == [] and "a.txt" in _stored(store)
 
 
 def test_a_store_error_fails_one_file_not_the_batch(
