@@ -247,8 +247,13 @@ class RetrievalSettings(_Section):
 
 
 class PromptSettings(_Section):
-    """Alias detection: phrases that pick a specialised prompt."""
+    """Alias detection: phrases and example requests that pick a specialised prompt."""
 
+    semantic: bool = Field(
+        True,
+        description="Route by meaning too (the concepts' example requests, embedded with "
+        "the documents' model); false = aliases alone.",
+    )
     fuzzy: bool = Field(False, description="Also match aliases with typos.")
     fuzzy_cutoff: float = Field(0.85, ge=0.0, le=1.0)
     directory: Path = Field(

@@ -189,7 +189,11 @@ def test_passages_never_push_the_prompt_over_budget(
     make_settings: Callable[..., Settings], store: FakeStore
 ) -> None:
     store.passages = [FakePassage("word " * 300, f"doc{i}.txt", 0.9 - i / 100) for i in range(4)]
-    settings = make_settings(context={"max_prompt_tokens": 600}, generation={"max_new_tokens": 64})
+    settings = make_settings(
+        context={"max_prompt_tokens": 600},
+        generation={"max_new_tokens": 64},
+        prompts={"semantic": False},  # no concept prompt: the budget is what is measured
+    )
     model = rewriting_model()
     graph = build_graph(settings, checkpointer=InMemorySaver(), model=model)
     state = run(graph, "Tell me everything about words in my documents, please.")

@@ -446,7 +446,10 @@ class DocumentStore:
         if not query.strip() or k < 1 or self.count() == 0:
             return []
         if vector is None:
-            vector = self.embeddings.embed_query(query)
+            try:
+                vector = self.embeddings.embed_query(query)
+            except EmbeddingModelError as exc:  # a model handed in, loading lazily
+                raise DocumentStoreError(str(exc)) from exc
         if self.settings.retrieval.hybrid:
             return self.hybrid_search(query, vector, k)
         return self.search_by_vector(vector, k)

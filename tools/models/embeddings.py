@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from langchain_core.embeddings import Embeddings
 
 from tools.models.base import ModelLoadError
 
 if TYPE_CHECKING:
-    from langchain_core.embeddings import Embeddings
     from tokenizers import Tokenizer
 
 DIMENSIONS = 384
@@ -124,3 +127,61 @@ def _load_embeddings() -> Embeddings:
     finally:
         if bars:
             hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+
+
+class CachedQueryEmbeddings(Embeddings):
+    """The shared embedding model behind a small cache of query vectors, per text.
+
+    A turn embeds the user's message twice, for routing and for retrieval; with one of
+    these shared by both, it is embedded once. The model is loaded on first use (so
+    building a graph loads nothing); documents are embedded as they come, uncached.
+
+    Args:
+        load: Returns the model; :func:`get_embeddings` by default.
+        size: Query vectors kept, least recently used dropped first.
+    """
+
+    def __init__(self, load: Callable[[], Embeddings] | None = None, size: int = 64) -> None:
+        self._load = load or get_embeddings
+        self._model: Embeddings | None = None
+        self._size = size
+        self._cache: OrderedDict[str, list[float]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def model(self) -> Embeddings:
+        """The model (loaded on first use).
+
+        Raises:
+            EmbeddingModelError: It cannot be loaded.
+        """
+        if self._model is None:
+            self._model = self._load()
+        return self._model
+
+    @property
+    def model_name(self) -> str:
+        """The model's name or path (what callers key their own caches by)."""
+        return str(getattr(self.model, "model_name", "") or type(self.model).__qualname__)
+
+    def embed_query(self, text: str) -> list[float]:
+        """The vector of ``text``, from the cache when it was embedded lately."""
+        with self._lock:
+            found = self._cache.get(text)
+            if found is not None:
+                self._cache.move_to_end(text)
+                self.hits += 1
+                return found
+        vector = list(self.model.embed_query(text))
+        with self._lock:
+            self.misses += 1
+            self._cache[text] = vector
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        return vector
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Vectors of many texts (not cached: documents are embedded once anyway)."""
+        return self.model.embed_documents(texts)
