@@ -21,8 +21,9 @@ from graph.state import State
 from tools.documents.store import DocumentStore
 from tools.guardrails import SafetyFilter
 from tools.models import get_chat_model
+from tools.models.embeddings import CachedQueryEmbeddings
 from tools.prompting import Counter, caching_counter
-from tools.routing import AliasMatcher, load_system_prompt
+from tools.routing import AliasMatcher, ConceptRouter, load_concept_file, load_system_prompt
 
 
 class Node(Protocol):
@@ -73,9 +74,27 @@ class Deps:
         )
 
     @cached_property
+    def embeddings(self) -> CachedQueryEmbeddings:
+        """The shared embedding model, loaded on first use.
+
+        A per-text cache of query vectors: a turn's message is embedded once for routing
+        and retrieval together.
+        """
+        return CachedQueryEmbeddings()
+
+    @cached_property
+    def router(self) -> ConceptRouter:
+        """Routes a message to a concept by its aliases and its meaning.
+
+        Meaning (the concept file's examples) only with ``prompts.semantic``.
+        """
+        concepts = load_concept_file(self.settings.prompts.directory / "concepts.yaml")
+        return ConceptRouter(concepts, self.embeddings if self.settings.prompts.semantic else None)
+
+    @property
     def aliases(self) -> AliasMatcher:
-        """Alias matcher over the concept file."""
-        return AliasMatcher.from_file(self.settings.prompts.directory / "concepts.yaml")
+        """Alias matcher over the concept file (the router's)."""
+        return self.router.matcher
 
     @cached_property
     def system_prompt(self) -> str:
@@ -95,7 +114,9 @@ class Deps:
         """The document store of a collection, opened once (the embeddings load lazily)."""
         with self._stores_lock:
             if collection not in self._stores:
-                self._stores[collection] = DocumentStore(self.settings, collection)
+                self._stores[collection] = DocumentStore(
+                    self.settings, collection, embeddings=self.embeddings
+                )
             return self._stores[collection]
 
     def retrieval(self, context: Context | None) -> tuple[bool, str]:

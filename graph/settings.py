@@ -230,19 +230,37 @@ class RetrievalSettings(_Section):
     rewrite_followups: bool = Field(
         True, description="Rewrite a follow-up into a standalone query with the model."
     )
-    chunk_size: int = Field(800, ge=100, le=8000, description="Characters per chunk.")
-    chunk_overlap: int = Field(120, ge=0, description="Characters shared by neighbour chunks.")
+    hybrid: bool = Field(
+        True,
+        description="Fuse the vector search with a BM25 keyword search (reciprocal rank "
+        "fusion); finds bare names and part numbers that vectors miss.",
+    )
+    chunk_tokens: int = Field(
+        200,
+        ge=32,
+        le=254,
+        description="Embedding-model word pieces per chunk at most; with the heading path "
+        "embedded in front, a chunk never exceeds the model's 256-piece window.",
+    )
+    chunk_overlap_tokens: int = Field(
+        30, ge=0, description="Word pieces shared by neighbouring chunks, about."
+    )
 
     @model_validator(mode="after")
     def _overlap_smaller(self) -> RetrievalSettings:
-        if self.chunk_overlap >= self.chunk_size:
-            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        if self.chunk_overlap_tokens * 2 > self.chunk_tokens:
+            raise ValueError("chunk_overlap_tokens must be at most half of chunk_tokens")
         return self
 
 
 class PromptSettings(_Section):
-    """Alias detection: phrases that pick a specialised prompt."""
+    """Alias detection: phrases and example requests that pick a specialised prompt."""
 
+    semantic: bool = Field(
+        True,
+        description="Route by meaning too (the concepts' example requests, embedded with "
+        "the documents' model); false = aliases alone.",
+    )
     fuzzy: bool = Field(False, description="Also match aliases with typos.")
     fuzzy_cutoff: float = Field(0.85, ge=0.0, le=1.0)
     directory: Path = Field(

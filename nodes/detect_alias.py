@@ -1,4 +1,4 @@
-"""Alias detection: pick the specialised prompt a phrase in the message asks for."""
+"""Alias detection: pick the specialised prompt the message asks for, by alias and meaning."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ def make_detect_alias(deps: Deps) -> ContextNode:
     """Build the ``detect_alias`` node."""
 
     def detect_alias(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        """Set ``concept`` to the best alias match of the new message, or None."""
+        """Set ``concept`` to what the router chose for the new message, or None."""
         fuzzy, cutoff = deps.fuzzy(runtime.context)
-        match = deps.aliases.match(new_message(state).text, fuzzy=fuzzy, cutoff=cutoff)
-        return {"concept": match.concept if match else None}
+        route = deps.router.route(new_message(state).text, fuzzy=fuzzy, cutoff=cutoff)
+        return {"concept": route.concept}
 
     return detect_alias

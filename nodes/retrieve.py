@@ -63,7 +63,11 @@ def make_retrieve(deps: Deps) -> ContextNode:
             history = complete_turns(unsummarised(state.messages[:-1], state.summarised_through))
             query = standalone_query(history, message)
             cfg = deps.settings.retrieval
-            found = [p for p in store.search(query, cfg.k) if p.score >= cfg.min_score]
+            # A passage counts when it is close in meaning, or when it holds every keyword
+            # of the query (a bare name or part number scores low in meaning).
+            found = [
+                p for p in store.search(query, cfg.k) if p.score >= cfg.min_score or p.keyword_match
+            ]
         except DocumentStoreError as exc:
             # The answer goes on without the documents; the state and the log say why.
             log.warning("retrieval failed, answering without documents: %s", exc)

@@ -9,12 +9,18 @@ Prints:
      the same turns with no checkpointer, on an instant fake model;
   6. document ingestion throughput (chunks/s) on a generated corpus, embedding time apart
      from the rest, against embedding the same chunks alone;
-  7. document query latency p50/p95 at 1k and 10k chunks, embedding the query apart from
-     the search, against a raw chromadb ``collection.query`` with the same vector.
+  7. document query latency p50/p95 at 1k and 10k chunks: the hybrid search (vectors
+     and BM25 keywords fused, the default) with the query embedding, and its parts: the
+     embedding, the vector half against a raw chromadb ``collection.query`` with the same
+     vector, the keyword half, and building the keyword index from the store;
+  8. routing: what routing by meaning adds to a turn (the graph with prompts.semantic on
+     against off, instant fake model), the router alone (embedding the message, then the
+     decision) against the aliases alone, and embedding the examples once per process.
 
 Usage: python scripts/bench.py [--model default|smollm2] [--turns 20] [--tokens 96]
        python scripts/bench.py --only memory
        python scripts/bench.py --only rag
+       python scripts/bench.py --only routing
 """
 
 from __future__ import annotations
@@ -377,7 +383,8 @@ def bench_rag(data_dir: Path, files: int = 16, rounds: int = 3, queries: int = 6
     import chromadb
     from chromadb.config import Settings as ChromaClientSettings
 
-    from tests.support.rag_corpus import NEAR_UNANSWERABLE, QAS, UNANSWERABLE
+    import tools.documents.store as store_module
+    from tests.support.rag_corpus import NAMES_AND_NUMBERS, NEAR_UNANSWERABLE, QAS, UNANSWERABLE
     from tools.documents.ingest import ingest
     from tools.documents.store import Chunk, DocumentStore, store_path
     from tools.models.embeddings import get_embeddings
@@ -425,6 +432,7 @@ def bench_rag(data_dir: Path, files: int = 16, rounds: int = 3, queries: int = 6
         path=str(store_path(settings)), settings=ChromaClientSettings(anonymized_telemetry=False)
     )
     texts = [qa.question for qa in QAS] + UNANSWERABLE + NEAR_UNANSWERABLE
+    texts += [query for query, _ in NAMES_AND_NUMBERS]
     questions = [texts[i % len(texts)] for i in range(queries)]
     vectors = [model.embed_query(q) for q in questions]
     k = settings.retrieval.k
@@ -450,36 +458,120 @@ def bench_rag(data_dir: Path, files: int = 16, rounds: int = 3, queries: int = 6
         fill_seconds = time.perf_counter() - start
         assert store.count() == target
         collection = client.get_collection("bench-query", embedding_function=None)
+        store_module._KEYWORDS.clear()  # as in a new process: the index is built first
+        begin = time.perf_counter()
+        index = store._keywords(collection)
+        build = time.perf_counter() - begin
         timed.query_seconds.clear()
         whole: list[float] = []
         ours: list[float] = []
         theirs: list[float] = []
+        fused: list[float] = []
+        keywords: list[float] = []
         for i, (question, vector) in enumerate(zip(questions, vectors, strict=True)):
-            order = ("store", "raw") if i % 2 == 0 else ("raw", "store")
-            for which in order:  # interleaved, alternating order, so drift affects both
+            order = ("store", "raw", "hybrid", "bm25")
+            for which in order if i % 2 == 0 else order[::-1]:  # interleaved, both orders
                 begin = time.perf_counter()
                 if which == "store":
                     store.search_by_vector(vector, k)
                     ours.append(time.perf_counter() - begin)
-                else:
+                elif which == "raw":
                     collection.query(
                         query_embeddings=[vector],  # type: ignore[arg-type]
                         n_results=k,
                         include=["documents", "metadatas", "distances"],
                     )
                     theirs.append(time.perf_counter() - begin)
+                elif which == "hybrid":
+                    store.hybrid_search(question, vector, k)
+                    fused.append(time.perf_counter() - begin)
+                else:
+                    index.search(question, store_module.CANDIDATES)
+                    keywords.append(time.perf_counter() - begin)
             begin = time.perf_counter()
             store.search(question, k)
             whole.append(time.perf_counter() - begin)
         (t50, t95), (e50, e95) = percentiles(whole), percentiles(timed.query_seconds)
         (s50, s95), (r50, r95) = percentiles(ours), percentiles(theirs)
+        (h50, h95), (w50, w95) = percentiles(fused), percentiles(keywords)
         print(
             f"   {target:>6,} chunks  search() {t50:6.1f} / {t95:6.1f}  = embed query "
-            f"{e50:5.1f} / {e95:5.1f}  + vector search {s50:5.2f} / {s95:5.2f}"
-            f"\n   {'':14s}raw collection.query {r50:5.2f} / {r95:5.2f}   store/raw ratio "
-            f"{s50 / r50:.2f}   (+{added:,} chunks added at {added / fill_seconds:.0f}/s, "
+            f"{e50:5.1f} / {e95:5.1f}  + hybrid search {h50:5.2f} / {h95:5.2f}"
+            f"\n   {'':14s}vector half {s50:5.2f} / {s95:5.2f} (raw collection.query "
+            f"{r50:5.2f} / {r95:5.2f}, ratio {s50 / r50:.2f})   keyword half (BM25) "
+            f"{w50:5.2f} / {w95:5.2f}"
+            f"\n   {'':14s}keyword index built from the store in {build * 1000:.0f} ms "
+            f"(first search of a process, or after another process wrote)"
+            f"\n   {'':14s}(+{added:,} chunks added at {added / fill_seconds:.0f}/s, "
             f"{timed.document_seconds / fill_seconds:.0%} of it embedding)"
         )
+
+
+def bench_routing(data_dir: Path, turns: int = 60) -> None:
+    """What routing by meaning costs: per turn through the graph, and the router alone."""
+    import yaml
+
+    from tools.models.embeddings import get_embeddings
+    from tools.routing import ConceptRouter
+
+    corpus = Path(__file__).resolve().parents[1] / "evals" / "corpora" / "routing.yaml"
+    messages = [c["turns"][-1] for c in yaml.safe_load(corpus.read_text())["cases"]]
+    start = time.perf_counter()
+    model = get_embeddings()
+    loaded = time.perf_counter() - start
+    model.embed_query("warm up")
+    router = ConceptRouter.from_file(embeddings=model)
+    start = time.perf_counter()
+    router.route("warm up")  # embeds the examples (once per process)
+    examples = time.perf_counter() - start
+    aliases_only = ConceptRouter.from_file()
+    routed, decided, by_alias = [], [], []
+    for i, message in enumerate(messages * 2):
+        vector = model.embed_query(message)
+        for which in ("route", "decide", "alias") if i % 2 == 0 else ("alias", "decide", "route"):
+            begin = time.perf_counter()
+            if which == "route":
+                router.route(message)
+                routed.append(time.perf_counter() - begin)
+            elif which == "decide":
+                router.route(message, vector=vector)
+                decided.append(time.perf_counter() - begin)
+            else:
+                aliases_only.route(message)
+                by_alias.append(time.perf_counter() - begin)
+    (r50, r95), (d50, d95), (a50, a95) = (percentiles(x) for x in (routed, decided, by_alias))
+    print(
+        f"8. routing, median / p95 (ms) over {len(routed)} messages of the routing corpus"
+        f"\n   router {r50:5.1f} / {r95:5.1f} = embedding the message + deciding "
+        f"{d50:5.2f} / {d95:5.2f}   (aliases alone {a50:5.2f} / {a95:5.2f}); examples "
+        f"embedded once per process in {examples:.1f} s (model loaded in {loaded:.1f} s)"
+    )
+    graphs = {}
+    for semantic in (True, False):
+        settings = load_settings(
+            data_dir=str(data_dir), model={"backend": "fake"}, prompts={"semantic": semantic}
+        )
+        graphs[semantic] = build_graph(
+            settings, checkpointer=InMemorySaver(), model=FakeChatModel(reply="ok")
+        )
+        graphs[semantic].invoke(
+            {"messages": [("user", "warm up")]}, {"configurable": {"thread_id": "warm"}}
+        )
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for i in range(turns):
+        message = messages[i % len(messages)] + f" ({i})"  # never a cached vector
+        for semantic in (True, False) if i % 2 == 0 else (False, True):
+            begin = time.perf_counter()
+            graphs[semantic].invoke(
+                {"messages": [("user", message)]}, {"configurable": {"thread_id": f"r{i}"}}
+            )
+            times[semantic].append(time.perf_counter() - begin)
+    on, off = (statistics.median(times[s]) * 1000 for s in (True, False))
+    print(
+        f"   per turn (graph, instant fake model, no documents): {on:.1f} ms with routing "
+        f"by meaning vs {off:.1f} ms by aliases alone: +{on - off:.1f} ms (goal <= 25; "
+        f"median of {turns}; with documents the same vector serves retrieval)"
+    )
 
 
 def main() -> None:
@@ -489,7 +581,9 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=96)
     parser.add_argument("--reps", type=int, default=4)
     parser.add_argument(
-        "--only", choices=["memory", "rag"], help="run only that part (no chat model)"
+        "--only",
+        choices=["memory", "rag", "routing"],
+        help="run only that part (no chat model)",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -501,6 +595,10 @@ def main() -> None:
             print(f"{os.cpu_count()} cores")
             bench_rag(data_dir)
             return
+        if args.only == "routing":
+            print(f"{os.cpu_count()} cores")
+            bench_routing(data_dir)
+            return
         path = gguf(args.model, data_dir)
         print(f"model {path.name}, {os.cpu_count()} cores")
         bench_throughput(settings_for(path, data_dir, args.tokens), args.reps)
@@ -508,6 +606,7 @@ def main() -> None:
         bench_long_chat(settings_for(path, data_dir, 24), args.turns)
         bench_memory(data_dir, 50)
         bench_rag(data_dir)
+        bench_routing(data_dir)
 
 
 if __name__ == "__main__":

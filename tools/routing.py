@@ -24,13 +24,15 @@ winner (and why it won) at INFO. Message text is never logged, only token counts
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import re
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -83,12 +85,14 @@ class Concept:
         name: Stable snake_case identifier, e.g. ``"summarise_book"``.
         prompt: Instruction added to the base system prompt for the turn.
         aliases: Phrases (as written in the YAML file) that select the concept.
+        examples: Requests for the concept as people word them, for routing by meaning.
 
     """
 
     name: str
     prompt: str
     aliases: tuple[str, ...]
+    examples: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,18 @@ class _ConceptSpec(BaseModel):
     aliases: Annotated[
         list[Annotated[str, StringConstraints(strip_whitespace=True)]], Field(min_length=1)
     ]
+    examples: list[_Text] = Field(default_factory=list)
+
+
+class _RoutingSpec(BaseModel):
+    """The ``routing`` section: how meaning and aliases are weighed (calibrated numbers)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    lead_threshold: Annotated[float, Field(ge=-1, le=1)]
+    alias_threshold: Annotated[float, Field(ge=-1, le=1)]
+    threshold: Annotated[float, Field(ge=-1, le=1)]
+    lead_in: list[_Text] = Field(default_factory=list)
 
 
 class _ConceptFile(BaseModel):
@@ -171,6 +187,8 @@ class _ConceptFile(BaseModel):
         dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")], _ConceptSpec],
         Field(min_length=1),
     ]
+    no_concept: list[_Text] = Field(default_factory=list)
+    routing: _RoutingSpec | None = None
 
 
 def _where(location: Location) -> tuple[str, str]:
@@ -188,11 +206,58 @@ def _where(location: Location) -> tuple[str, str]:
             return f"concept {name!r}: 'aliases'", "a non-empty list of strings"
         case ("concepts", name, "aliases", int(index)):
             return f"concept {name!r}: alias {index + 1}", "a string"
+        case ("concepts", name, "examples"):
+            return f"concept {name!r}: 'examples'", "a list of requests (strings)"
+        case ("concepts", name, "examples", int(index)):
+            return f"concept {name!r}: example {index + 1}", "a non-empty string"
+        case ("no_concept", *_):
+            return "'no_concept'", "a list of ordinary requests (non-empty strings)"
+        case ("routing", *rest):
+            field = f": {rest[0]!r}" if rest else ""
+            return f"'routing'{field}", "lead_threshold, alias_threshold, threshold (numbers)"
     return "the file", "a mapping with a top-level 'concepts' key"
 
 
-def _parse_concepts(data: object, source: str) -> dict[str, Concept]:
-    """Validate the parsed YAML document and turn it into concepts.
+@dataclass(frozen=True)
+class RoutingParams:
+    """How the router weighs meaning and aliases (``routing`` in ``concepts.yaml``).
+
+    Meaning is the cosine similarity of the message to a concept's centroid (the
+    normalised mean of its examples' vectors). See :class:`ConceptRouter`.
+
+    Attributes:
+        lead_threshold: Meaning a concept needs when one of its aliases leads a request
+            (the first words of a sentence or clause, after ``lead_in`` words).
+        alias_threshold: Meaning a concept needs when its alias sits elsewhere (or is a
+            fuzzy match).
+        threshold: Meaning a concept needs when no alias was found.
+        lead_in: Words a request may start with before its alias still leads.
+    """
+
+    lead_threshold: float
+    alias_threshold: float
+    threshold: float
+    lead_in: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ConceptFile:
+    """Everything ``concepts.yaml`` holds.
+
+    Attributes:
+        concepts: Concepts by name, in file order.
+        no_concept: Ordinary requests that must not route anywhere (what the routing
+            numbers are calibrated against).
+        params: The calibrated routing numbers; None if the file has none (aliases only).
+    """
+
+    concepts: dict[str, Concept]
+    no_concept: tuple[str, ...] = ()
+    params: RoutingParams | None = None
+
+
+def _parse_file(data: object, source: str) -> ConceptFile:
+    """Validate the parsed YAML document and turn it into concepts and routing data.
 
     Raises:
         ValueError: Naming ``source``, the concept and the field.
@@ -203,11 +268,25 @@ def _parse_concepts(data: object, source: str) -> dict[str, Concept]:
     except ValidationError as exc:
         raise ValueError(f"{source}: {describe_validation_error(exc, _where)}") from None
     concepts = {
-        name: Concept(name=name, prompt=body.prompt, aliases=tuple(body.aliases))
+        name: Concept(
+            name=name,
+            prompt=body.prompt,
+            aliases=tuple(body.aliases),
+            examples=tuple(body.examples),
+        )
         for name, body in spec.concepts.items()
     }
     _build_entries(concepts, source)  # alias-level checks (empty, duplicates)
-    return concepts
+    params = None
+    if spec.routing is not None:
+        cfg = spec.routing
+        lead_in = frozenset(token for word in cfg.lead_in for token in normalise(word))
+        params = RoutingParams(cfg.lead_threshold, cfg.alias_threshold, cfg.threshold, lead_in)
+    return ConceptFile(concepts, tuple(spec.no_concept), params)
+
+
+def _parse_concepts(data: object, source: str) -> dict[str, Concept]:
+    return _parse_file(data, source).concepts
 
 
 def _build_entries(concepts: Mapping[str, Concept], source: str) -> list[_Entry]:
@@ -249,8 +328,34 @@ def _build_entries(concepts: Mapping[str, Concept], source: str) -> list[_Entry]
     return entries
 
 
+def load_concept_file(path: Path | None = None) -> ConceptFile:
+    """Load and validate the concept file: concepts, ordinary requests, routing numbers.
+
+    Args:
+        path: YAML file to read; defaults to ``PROMPTS_DIR / "concepts.yaml"``.
+
+    Returns:
+        The file's contents.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ValueError: If the file is not valid YAML (a key given twice included) or breaks
+            the schema: a missing prompt, an empty alias list, a non-string alias or
+            example, an unknown key, or the same alias twice. The message names the file,
+            the concept and the field.
+
+    """
+    path = PROMPTS_DIR / "concepts.yaml" if path is None else path
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = parse_yaml(text)  # duplicate keys are errors: a concept given twice
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: invalid YAML: {exc}") from exc
+    return _parse_file(data, str(path))
+
+
 def load_concepts(path: Path | None = None) -> dict[str, Concept]:
-    """Load and validate the concept file.
+    """Load and validate the concept file (see :func:`load_concept_file`).
 
     Args:
         path: YAML file to read; defaults to ``PROMPTS_DIR / "concepts.yaml"``.
@@ -260,19 +365,10 @@ def load_concepts(path: Path | None = None) -> dict[str, Concept]:
 
     Raises:
         FileNotFoundError: If the file does not exist.
-        ValueError: If the file is not valid YAML (a key given twice included) or breaks
-            the schema: a missing prompt, an empty alias list, a non-string alias, an
-            unknown key, or the same alias twice. The message names the file, the
-            concept and the field.
+        ValueError: If the file is not valid YAML or breaks the schema.
 
     """
-    path = PROMPTS_DIR / "concepts.yaml" if path is None else path
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = parse_yaml(text)  # duplicate keys are errors: a concept given twice
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: invalid YAML: {exc}") from exc
-    return _parse_concepts(data, str(path))
+    return load_concept_file(path).concepts
 
 
 def load_system_prompt(path: Path | None = None) -> str:
@@ -548,3 +644,498 @@ class AliasMatcher:
                             AliasMatch(entry.concept, entry.alias, "fuzzy", score, position, length)
                         )
         return found
+
+
+# --- routing by meaning -----------------------------------------------------------------
+#
+# Aliases alone miss requests worded another way ("what's the storyline of Dune") and take
+# a word used in another sense for a request ("define a function in Python", "VS Code").
+# The router also reads the message's meaning (the idea of aurelio-labs' semantic-router:
+# example utterances per route, compared by embedding, a threshold for "none"): each
+# concept's examples in concepts.yaml are embedded with the shared all-MiniLM-L6-v2, and
+# the message's *meaning score* for a concept is its cosine similarity to the concept's
+# centroid (the normalised mean of its example vectors; a centroid weighs what the
+# examples share, the request, over the topic any one of them is about).
+#
+# The aliases then say which concept is asked for and the meaning whether it really is:
+#   1. an alias leads a request ("Can you define ...", "Tell me a joke"): its concept, if
+#      the meaning score reaches lead_threshold;
+#   2. an alias sits elsewhere ("This traffic is no joke, ..."), or only fuzzily: its
+#      concept, if the meaning score reaches alias_threshold;
+#   3. no alias: the concept with the best meaning score, if it reaches threshold.
+# When aliases of several concepts are found, a leading one wins, then the most specific
+# (AliasMatcher's ranking). A vetoed alias routes nowhere: the message is taken as an
+# ordinary request. The three thresholds are calibrated on the examples and on ordinary
+# requests that must not route (no_concept), each left out in turn (calibrate()).
+
+_CLAUSE_BREAK = re.compile(r"[.!?;:,\n]+")
+
+
+def lead_positions(text: str, lead_in: frozenset[str] = frozenset()) -> frozenset[int]:
+    """Token positions (in ``normalise(text)``) at which an alias leads a request.
+
+    Each sentence or clause (split at ``. ! ? ; : ,`` and line breaks) starts a request;
+    an alias leads it when only lead-in words ("please", "can", "you", ...) come before
+    it in its clause.
+
+    Args:
+        text: The user message.
+        lead_in: Normalised lead-in tokens.
+
+    Returns:
+        The positions; empty for a message without tokens.
+    """
+    positions: set[int] = set()
+    offset = 0
+    for clause in _CLAUSE_BREAK.split(fold(text)):
+        tokens = normalise(clause)
+        for index, token in enumerate(tokens):
+            positions.add(offset + index)
+            if token not in lead_in:
+                break
+        offset += len(tokens)
+    return frozenset(positions)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the router found in one message.
+
+    Attributes:
+        meaning: Per concept, the cosine similarity of the message to its centroid (empty
+            when routing by meaning is off or unavailable).
+        alias: The alias that decides which concept is weighed (a leading one first, then
+            the most specific), or None.
+        leads: Whether ``alias`` leads a request.
+    """
+
+    meaning: Mapping[str, float]
+    alias: AliasMatch | None
+    leads: bool
+
+
+Tier = Literal["lead", "alias", "meaning", "aliases only"]
+
+
+@dataclass(frozen=True)
+class Route:
+    """The router's decision for one message.
+
+    Attributes:
+        concept: The concept chosen, or None.
+        candidate: The concept that was weighed (chosen or not); None without any.
+        meaning: Its meaning score (0.0 when routing by aliases only).
+        alias: The alias behind ``candidate``, if any.
+        tier: Which rule decided: ``lead``/``alias`` (an alias, checked by meaning),
+            ``meaning`` (no alias), or ``aliases only`` (no examples, routing numbers or
+            embedding model: the alias decides alone, as :class:`AliasMatcher` does).
+    """
+
+    concept: str | None
+    candidate: str | None
+    meaning: float
+    alias: AliasMatch | None
+    tier: Tier
+
+
+class EmbeddingFunction(Protocol):
+    """What the router needs of an embedding model (a LangChain ``Embeddings`` fits)."""
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Vectors for many texts."""
+        ...
+
+    def embed_query(self, text: str) -> list[float]:
+        """The vector of one text."""
+        ...
+
+
+# Example vectors are the same for every router of a process over the same texts and
+# model: computed once (a graph per eval case or per test would otherwise redo them).
+_EXAMPLE_VECTORS: dict[tuple[str, str], Any] = {}
+_EXAMPLE_LOCK = threading.Lock()
+
+
+def _model_key(embeddings: EmbeddingFunction) -> str:
+    return str(getattr(embeddings, "model_name", "") or type(embeddings).__qualname__)
+
+
+def embed_examples(embeddings: EmbeddingFunction, texts: Sequence[str]) -> Any:
+    """The normalised vectors of ``texts`` as an ``(n, d)`` float32 array, memoised.
+
+    Raises:
+        Whatever the embedding model raises (e.g. ``EmbeddingModelError``).
+    """
+    import numpy as np
+
+    digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()
+    key = (_model_key(embeddings), digest)
+    with _EXAMPLE_LOCK:
+        found = _EXAMPLE_VECTORS.get(key)
+    if found is not None:
+        return found
+    vectors = np.asarray(embeddings.embed_documents(list(texts)), dtype=np.float32)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    vectors.setflags(write=False)
+    with _EXAMPLE_LOCK:
+        _EXAMPLE_VECTORS[key] = vectors
+    return vectors
+
+
+def _normalised(vectors: Any) -> Any:
+    import numpy as np
+
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+
+
+class ConceptRouter:
+    """Route a message to a concept by its aliases and its meaning (see the section comment).
+
+    Example vectors are computed on the first :meth:`route` (building a graph stays
+    instant) and shared by every router of the process over the same file. Without
+    examples, routing numbers or a working embedding model, it routes by aliases alone,
+    as :class:`AliasMatcher` does (and logs why, once).
+
+    Args:
+        file: The concept file's contents.
+        embeddings: The embedding model; None = aliases only.
+    """
+
+    def __init__(self, file: ConceptFile, embeddings: EmbeddingFunction | None) -> None:
+        self.file = file
+        self.matcher = AliasMatcher(file.concepts)
+        self.names = tuple(name for name, c in file.concepts.items() if c.examples)
+        self.texts = tuple(e for n in self.names for e in file.concepts[n].examples)
+        self.owner = tuple(i for i, n in enumerate(self.names) for _ in file.concepts[n].examples)
+        usable = file.params is not None and bool(self.texts)
+        self._embeddings = embeddings if usable else None
+        self._centroids: Any = None
+        self._failed = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_file(
+        cls, path: Path | None = None, embeddings: EmbeddingFunction | None = None
+    ) -> ConceptRouter:
+        """A router over a concept file (default ``PROMPTS_DIR / "concepts.yaml"``)."""
+        return cls(load_concept_file(path), embeddings)
+
+    @property
+    def embeddings(self) -> EmbeddingFunction | None:
+        """The embedding model routing by meaning uses (None: aliases only)."""
+        return self._embeddings
+
+    @property
+    def by_meaning(self) -> bool:
+        """Whether messages are routed by meaning (else by aliases alone)."""
+        return self._embeddings is not None and not self._failed
+
+    @property
+    def alias_count(self) -> int:
+        """Number of aliases across all concepts."""
+        return self.matcher.alias_count
+
+    def concept(self, name: str) -> Concept:
+        """The concept called ``name`` (see :meth:`AliasMatcher.concept`)."""
+        return self.matcher.concept(name)
+
+    def deciding_alias(
+        self, text: str, *, fuzzy: bool = False, cutoff: float = DEFAULT_CUTOFF
+    ) -> tuple[AliasMatch | None, bool]:
+        """The alias that decides which concept is weighed, and whether it leads.
+
+        A leading exact alias beats any other; among equals :class:`AliasMatcher`'s
+        ranking decides (exact, longer, earlier). A misspelt alias (fuzzy matching) never
+        leads: it is weaker evidence, and the meaning score must reach
+        ``alias_threshold``.
+
+        Raises:
+            ValueError: If ``cutoff`` is outside 0..1.
+        """
+        matches = self.matcher.candidates(text, fuzzy=fuzzy, cutoff=cutoff)
+        if not matches:
+            return None, False
+        params = self.file.params
+        starts = lead_positions(text, params.lead_in if params else frozenset())
+        leading = [m for m in matches if m.kind == "exact" and m.position in starts]
+        return (leading[0], True) if leading else (matches[0], False)
+
+    def evidence(
+        self,
+        text: str,
+        *,
+        fuzzy: bool = False,
+        cutoff: float = DEFAULT_CUTOFF,
+        vector: Sequence[float] | None = None,
+    ) -> Evidence:
+        """Everything the decision weighs, for ``text``.
+
+        Args:
+            text: The user message.
+            fuzzy: Also look for aliases with typos.
+            cutoff: Lowest similarity a fuzzy alias needs (0..1).
+            vector: ``text`` already embedded; None = embed it here (when by meaning).
+
+        Raises:
+            ValueError: If ``cutoff`` is outside 0..1.
+        """
+        alias, leads = self.deciding_alias(text, fuzzy=fuzzy, cutoff=cutoff)
+        return Evidence(self._meaning(text, vector), alias, leads)
+
+    def route(
+        self,
+        text: str,
+        *,
+        fuzzy: bool = False,
+        cutoff: float = DEFAULT_CUTOFF,
+        vector: Sequence[float] | None = None,
+    ) -> Route:
+        """Choose the concept ``text`` asks for, or none, and log why (never the text).
+
+        Args:
+            text: The user message.
+            fuzzy: Also look for aliases with typos.
+            cutoff: Lowest similarity a fuzzy alias needs (0..1).
+            vector: ``text`` already embedded; None = embed it here (when by meaning).
+
+        Returns:
+            The decision; ``concept`` is None when no concept is asked for.
+
+        Raises:
+            ValueError: If ``cutoff`` is outside 0..1.
+        """
+        _check_cutoff(cutoff)
+        params = self.file.params
+        found = (
+            self.evidence(text, fuzzy=fuzzy, cutoff=cutoff, vector=vector)
+            if text.strip()
+            else Evidence({}, None, False)
+        )
+        if not found.meaning or params is None:
+            match = self.matcher.match(text, fuzzy=fuzzy, cutoff=cutoff)
+            concept = match.concept if match else None
+            return Route(concept, concept, 0.0, match, "aliases only")
+        route = decide(found, params)
+        if logger.isEnabledFor(logging.DEBUG):
+            ranked = sorted(found.meaning.items(), key=lambda item: -item[1])[:3]
+            logger.debug("meaning %s", ", ".join(f"{name}={value:.3f}" for name, value in ranked))
+        logger.info(
+            "%s concept=%s tier=%s meaning=%.3f%s",
+            "routed" if route.concept else "not routed: weighed",
+            route.candidate,
+            route.tier,
+            route.meaning,
+            f" alias={route.alias.alias!r}" if route.alias else "",
+        )
+        return route
+
+    def _meaning(self, text: str, vector: Sequence[float] | None) -> dict[str, float]:
+        """Per concept, the cosine similarity of ``text`` to its centroid."""
+        if not self.by_meaning or not text.strip():
+            return {}
+        import numpy as np
+
+        assert self._embeddings is not None
+        try:
+            centroids = self._centroids_of_examples()
+            query = np.asarray(
+                self._embeddings.embed_query(text) if vector is None else vector,
+                dtype=np.float32,
+            )
+        except Exception as exc:  # no model: route by aliases, as before, and say so once
+            with self._lock:
+                if not self._failed:
+                    logger.warning("routing by aliases only: the embedding model failed: %s", exc)
+                self._failed = True
+            return {}
+        scores = centroids @ _normalised(query)
+        return {name: float(score) for name, score in zip(self.names, scores, strict=True)}
+
+    def _centroids_of_examples(self) -> Any:
+        """The concepts' centroids, ``(C, d)``, normalised; computed once."""
+        import numpy as np
+
+        assert self._embeddings is not None
+        with self._lock:
+            if self._centroids is None:
+                vectors = embed_examples(self._embeddings, self.texts)
+                owner = np.asarray(self.owner)
+                self._centroids = _normalised(
+                    np.stack([vectors[owner == j].mean(axis=0) for j in range(len(self.names))])
+                )
+            return self._centroids
+
+
+def decide(evidence: Evidence, params: RoutingParams) -> Route:
+    """Apply the three rules of the section comment to ``evidence``.
+
+    Args:
+        evidence: What :meth:`ConceptRouter.evidence` found (with meaning scores).
+        params: The calibrated numbers.
+
+    Returns:
+        The decision.
+    """
+    meaning, alias = evidence.meaning, evidence.alias
+    if alias is not None and alias.concept in meaning:
+        score = meaning[alias.concept]
+        tier: Tier = "lead" if evidence.leads else "alias"
+        need = params.lead_threshold if evidence.leads else params.alias_threshold
+        return Route(alias.concept if score >= need else None, alias.concept, score, alias, tier)
+    if not meaning:
+        return Route(None, None, 0.0, alias, "meaning")
+    best = max(meaning, key=lambda name: meaning[name])  # file order breaks ties
+    score = meaning[best]
+    return Route(best if score >= params.threshold else None, best, score, None, "meaning")
+
+
+# --- calibration ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What :func:`calibrate` found.
+
+    Attributes:
+        params: The best routing numbers on the grid (``lead_in`` kept from the file).
+        correct: Examples decided right with them, each scored without itself.
+        total: Examples scored (concept examples and ordinary requests).
+        per_tier: Per rule: (examples it decided, decided right).
+        mistakes: (example, expected concept or None, chosen concept or None).
+    """
+
+    params: RoutingParams
+    correct: int
+    total: int
+    per_tier: Mapping[str, tuple[int, int]]
+    mistakes: tuple[tuple[str, str | None, str | None], ...]
+
+
+THRESHOLD_GRID: tuple[float, ...] = tuple(round(-0.1 + 0.01 * i, 2) for i in range(81))
+"""Values tried for each threshold: -0.10 to 0.70 in steps of 0.01."""
+
+
+def leave_one_out(router: ConceptRouter) -> list[tuple[str, str | None, Evidence]]:
+    """Every example of the file with the evidence the router would see, itself left out.
+
+    The concept examples and the ordinary requests (``no_concept``) are the calibration
+    set: each one is scored against centroids computed without it, and its aliases are
+    found as for a message (exact matching).
+
+    Returns:
+        (example, its concept or None for an ordinary request, evidence), in file order.
+
+    Raises:
+        ValueError: The router has no embedding model or no examples.
+    """
+    import numpy as np
+
+    if router.embeddings is None:
+        raise ValueError("calibration needs examples, routing numbers and a model")
+    names = router.names
+    owner = np.asarray(router.owner)
+    vectors = embed_examples(router.embeddings, router.texts)
+    ordinary = (
+        embed_examples(router.embeddings, router.file.no_concept)
+        if router.file.no_concept
+        else np.zeros((0, vectors.shape[1]), dtype=np.float32)
+    )
+    sums = np.stack([vectors[owner == j].sum(axis=0) for j in range(len(names))])
+    counts = np.bincount(owner, minlength=len(names)).astype(np.float32)
+    labelled = [
+        (t, int(j), vectors[i]) for i, (t, j) in enumerate(zip(router.texts, owner, strict=True))
+    ]
+    labelled += [(t, -1, ordinary[i]) for i, t in enumerate(router.file.no_concept)]
+    cases: list[tuple[str, str | None, Evidence]] = []
+    for text, label, vector in labelled:
+        own, count = sums, counts
+        if label >= 0:  # leave the example out of its own concept's centroid
+            own, count = sums.copy(), counts.copy()
+            own[label] -= vector
+            count[label] -= 1
+        centroids = _normalised(own / np.maximum(count, 1)[:, None])
+        meaning = {n: float(v) for n, v in zip(names, centroids @ vector, strict=True)}
+        alias, leads = router.deciding_alias(text)
+        cases.append((text, names[label] if label >= 0 else None, Evidence(meaning, alias, leads)))
+    return cases
+
+
+def _tier(evidence: Evidence) -> str:
+    if evidence.alias is not None and evidence.alias.concept in evidence.meaning:
+        return "lead" if evidence.leads else "alias"
+    return "meaning"
+
+
+def _middle_of_cheapest(costs: Any) -> int:
+    """Index of the cheapest threshold, in the middle of the longest run of cheapest ones."""
+    import numpy as np
+
+    cheapest = np.flatnonzero(costs == costs.min())
+    runs = np.split(cheapest, np.flatnonzero(np.diff(cheapest) != 1) + 1)
+    longest = max(runs, key=len)
+    return int(longest[len(longest) // 2])
+
+
+def calibrate(router: ConceptRouter, *, change_cost: float = 2.0) -> Calibration:
+    """The thresholds that decide the file's own examples best, each left out in turn.
+
+    Each rule is calibrated on the examples it decides (:func:`leave_one_out`):
+    ``lead_threshold`` on those with a leading alias, ``alias_threshold`` on those with
+    an alias elsewhere, ``threshold`` on those without. Every value of
+    :data:`THRESHOLD_GRID` is tried and the one whose decisions cost least wins; among
+    equals, the middle of the longest run of them (its neighbours are as good: it is no
+    accident of one example).
+
+    A wrong decision costs 1 when it is what the aliases alone would have decided (keep a
+    wrong alias, miss a request without one) and ``change_cost`` when meaning changed it
+    (veto a right alias, route by meaning where it should not): the router departs from
+    the aliases only on evidence that is right more often than wrong, by that ratio.
+
+    Args:
+        router: A router with examples, ordinary requests and an embedding model.
+        change_cost: What a wrong change to the aliases' decision costs against a wrong
+            decision the aliases would have made anyway.
+
+    Returns:
+        The numbers, how many examples they decide right, per rule, and the mistakes.
+
+    Raises:
+        ValueError: The router cannot be calibrated (no model or examples).
+    """
+    import numpy as np
+
+    cases = leave_one_out(router)
+    grid = np.asarray(THRESHOLD_GRID)
+    chosen: dict[str, float] = {}
+    for tier in ("lead", "alias", "meaning"):
+        subset = [(label, ev) for _, label, ev in cases if _tier(ev) == tier]
+        if not subset:
+            chosen[tier] = 0.0
+            continue
+        candidate = [decide(ev, RoutingParams(-2.0, -2.0, -2.0)).candidate for _, ev in subset]
+        score = np.asarray(
+            [ev.meaning[c] if c else -2.0 for (_, ev), c in zip(subset, candidate, strict=True)]
+        )
+        right = np.asarray([lab == c for (lab, _), c in zip(subset, candidate, strict=True)])
+        wanted = np.asarray([lab is not None for lab, _ in subset])
+        routed = score[:, None] >= grid[None, :]
+        if tier == "meaning":  # the aliases alone route nowhere: routing is the change
+            when_routed = np.where(right, 0.0, change_cost)
+            when_not = wanted.astype(float)
+        else:  # the aliases alone route to the alias's concept: a veto is the change
+            when_routed = np.where(right, 0.0, 1.0)
+            when_not = np.where(right, change_cost, np.where(wanted, 1.0, 0.0))
+        costs = np.where(routed, when_routed[:, None], when_not[:, None]).sum(axis=0)
+        chosen[tier] = float(grid[_middle_of_cheapest(costs)])
+    lead_in = router.file.params.lead_in if router.file.params else frozenset()
+    params = RoutingParams(chosen["lead"], chosen["alias"], chosen["meaning"], lead_in)
+    per_tier: dict[str, tuple[int, int]] = {}
+    mistakes: list[tuple[str, str | None, str | None]] = []
+    for text, expected, evidence in cases:
+        got = decide(evidence, params).concept
+        seen, right_so_far = per_tier.get(_tier(evidence), (0, 0))
+        per_tier[_tier(evidence)] = (seen + 1, right_so_far + (got == expected))
+        if got != expected:
+            mistakes.append((text, expected, got))
+    correct = sum(right for _, right in per_tier.values())
+    return Calibration(params, correct, len(cases), per_tier, tuple(mistakes))

@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from typing import Annotated, Any, cast
 
 import typer
@@ -21,7 +22,7 @@ from apps.cli.evals import eval_app
 from graph.context import Context
 from graph.errors import MessageTooLongError
 from graph.settings import SAFETY_LEVELS, Settings
-from tools.documents.ingest import IngestProgress, IngestReport, ingest
+from tools.documents.ingest import IngestProgress, IngestReport, ingest, prune_missing
 from tools.documents.store import DocumentStore, DocumentStoreError
 from tools.models import ModelLoadError
 from tools.models.files import DEFAULT_MODEL, ModelFileError, prepare_split_model
@@ -412,8 +413,12 @@ INGEST_HELP = "\n\n".join(
         "text whatever its extension. An unchanged file is not embedded again; a changed "
         "one replaces its old chunks. A file that cannot be used (empty, binary, a corrupt "
         "or encrypted PDF, unreadable) is reported and the rest of the batch still goes in.",
+        "With --prune, stored files under the given PATHs that are no longer on disk lose "
+        "their chunks too (a deleted folder may be given); --prune --dry-run only lists "
+        "them and changes nothing.",
         "Exit status: 0 when the batch ran (the summary lists skipped and failed files); 1 "
-        "when every file failed or the store cannot be opened; 2 when no PATH exists.",
+        "when every file failed or the store cannot be opened; 2 when no PATH exists (with "
+        "--prune: and nothing was stored under it).",
     ]
 )
 
@@ -426,6 +431,16 @@ def ingest_command(
     ],
     collection: CollectionOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune", help="Also remove stored files under PATH that are no longer on disk."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="With --prune: list what would be removed; change nothing."),
+    ] = False,
 ) -> None:
     """Add files and folders to a document collection (see INGEST_HELP)."""
     from pathlib import Path
@@ -434,8 +449,14 @@ def ingest_command(
     from rich.progress import MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     settings = cli_settings()
+    if dry_run and not prune:
+        err.print("[red]--dry-run goes with --prune[/red] (it shows what --prune would remove)")
+        raise typer.Exit(2)
     store = _document_store(settings, collection)
-    if not any(Path(p).expanduser().exists() for p in paths):
+    if prune and dry_run:
+        _prune_dry_run(store, paths, as_json)
+        return
+    if not prune and not any(Path(p).expanduser().exists() for p in paths):
         err.print(f"[red]no such file or folder:[/red] {escape(', '.join(paths))}")
         raise typer.Exit(2)
     if settings.log_level in ("WARNING", "ERROR"):
@@ -462,7 +483,7 @@ def ingest_command(
             )
 
         try:
-            report = ingest(store, paths, on_progress=show)
+            report = ingest(store, paths, on_progress=show, prune=prune)
         except DocumentStoreError as exc:
             raise _store_failed(exc) from None
         except KeyboardInterrupt:
@@ -476,8 +497,42 @@ def ingest_command(
         out.print_json(json.dumps(report.to_dict()))
     else:
         _print_report(report)
+    if prune and not report.pruned and not any(Path(p).expanduser().exists() for p in paths):
+        err.print(
+            f"[red]no such file or folder, and nothing stored under it:[/red] "
+            f"{escape(', '.join(paths))}"
+        )
+        raise typer.Exit(2)
     if report.all_failed:
         raise typer.Exit(1)
+
+
+def _prune_dry_run(store: DocumentStore, paths: list[str], as_json: bool) -> None:
+    """``ingest --prune --dry-run``: what would be removed, nothing changed."""
+    from rich.markup import escape
+
+    try:
+        gone = prune_missing(store, paths, dry_run=True)
+    except DocumentStoreError as exc:
+        raise _store_failed(exc) from None
+    if as_json:
+        out.print_json(
+            json.dumps({"collection": store.name, "would_prune": [asdict(f) for f in gone]})
+        )
+        return
+    for item in gone:
+        out.print(
+            f"would remove {escape(item.path)} ({item.removed} chunks): no longer on disk",
+            highlight=False,
+            soft_wrap=True,
+        )
+    chunks = sum(item.removed for item in gone)
+    out.print(
+        f"[bold]{escape(store.name)}[/bold]: {len(gone)} file(s) ({chunks} chunks) would be "
+        "pruned; nothing was changed (dry run)",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _print_report(report: IngestReport) -> None:
@@ -491,11 +546,23 @@ def _print_report(report: IngestReport) -> None:
         f"{len(report.added)} added ({added_chunks} chunks), "
         f"{len(report.replaced)} replaced ({replaced_chunks} chunks), "
         f"{len(report.unchanged)} unchanged, {len(report.skipped)} skipped, "
-        f"[{'red' if report.failed else 'default'}]{len(report.failed)} failed[/] "
-        f"in {report.seconds:.1f} s",
+        f"[{'red' if report.failed else 'default'}]{len(report.failed)} failed[/]"
+        + (
+            f", {len(report.pruned)} pruned ({sum(f.removed for f in report.pruned)} chunks)"
+            if report.pruned
+            else ""
+        )
+        + f" in {report.seconds:.1f} s",
         highlight=False,
         soft_wrap=True,
     )
+    for item in report.pruned:
+        out.print(
+            f"  [cyan]pruned[/cyan]  {escape(item.path)}: no longer on disk "
+            f"({item.removed} chunks removed)",
+            highlight=False,
+            soft_wrap=True,
+        )
     for problem in report.skipped:
         out.print(
             f"  [yellow]skipped[/yellow] {escape(problem.path)}: {escape(problem.reason)}",

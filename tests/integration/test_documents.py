@@ -291,10 +291,42 @@ def test_a_changed_file_replaces_its_chunks(
     assert texts and not any("1932" in t or "resurfaced" in t for t in texts)
 
 
+def test_a_fact_on_the_last_line_of_a_long_part_list_is_found(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """The issue's recipe: 10 part lines, then the fact (under 800 characters, ~290 pieces).
+
+    Cut by characters it was one chunk whose last line the model never read, and the
+    question found nothing ("none_relevant"); with the fact line first it scored 0.77.
+    """
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from graph import build_graph
+
+    lines = [
+        f"Part AB-{1000 + i}-A: unit price {12 + i}.34 EUR, stock {37 + i}, bin R{i}/S3."
+        for i in range(10)
+    ]
+    parts = tmp_path / "parts.txt"
+    parts.write_text("\n".join([*lines, "The espresso machine takes fuse ZQ-9090-Z."]))
+    assert len(parts.read_text()) < 800
+    settings = make_settings()
+    report = ingest(DocumentStore(settings), [parts])
+    assert report.added and report.chunks_written >= 2
+    graph = build_graph(settings, checkpointer=InMemorySaver())
+    state = graph.invoke(
+        {"messages": [("user", "What fuse does the espresso machine take?")]},
+        {"configurable": {"thread_id": "parts"}},
+    )
+    assert state["retrieval"]["status"] == "found"
+    top = state["sources"][0]
+    assert "ZQ-9090-Z" in top["text"] and top["score"] >= 0.5, top
+
+
 def test_an_interrupted_write_is_finished_by_the_next_ingest(
     make_settings: Callable[..., Settings], embeddings: Embeddings, tmp_path: Path
 ) -> None:
-    settings = make_settings(retrieval={"chunk_size": 120, "chunk_overlap": 20})
+    settings = make_settings(retrieval={"chunk_tokens": 40, "chunk_overlap_tokens": 8})
     long_file = tmp_path / "long.txt"
     long_file.write_text(" ".join(f"Fact {i}: item {i} weighs {i * 3} grams." for i in range(300)))
     crashing = DocumentStore(settings, embeddings=CountingEmbeddings(embeddings, fail_after=64))
@@ -479,6 +511,69 @@ def test_cli_and_other_processes_share_the_store(
     assert found["top"] == "comet.txt"
 
 
+def _keyword_names(store: DocumentStore, query: str) -> set[str]:
+    """Files whose passages hold every keyword of ``query`` (hybrid search)."""
+    return {p.name for p in store.search(query, 4) if p.keyword_match}
+
+
+def test_the_keyword_index_follows_ingest_replace_and_remove(
+    store: DocumentStore, corpus: Path
+) -> None:
+    bridge = corpus / "halvard_bridge.md"
+    ingest(store, [corpus])
+    assert _keyword_names(store, "Ada Kovacs") == {"halvard_bridge.md"}
+    # replaced: the old words stop matching, the new ones match
+    bridge.write_text(BRIDGE.replace("Ada Kovacs", "Ilse Brandtner"))
+    assert ingest(store, [bridge]).replaced
+    assert _keyword_names(store, "Ada Kovacs") == set()
+    assert _keyword_names(store, "Ilse Brandtner") == {"halvard_bridge.md"}
+    # removed: nothing of it is found by keywords, nor at all
+    assert store.remove(str(bridge)) > 0
+    assert _keyword_names(store, "Ilse Brandtner") == set()
+    assert "halvard_bridge.md" not in {p.name for p in store.search("Ilse Brandtner", 10)}
+
+
+def test_the_keyword_index_is_shared_by_stores_and_rebuilt_after_a_restart(
+    settings: Settings, embeddings: Embeddings, corpus: Path
+) -> None:
+    import tools.documents.store as store_module
+
+    first = DocumentStore(settings, embeddings=embeddings)
+    ingest(first, [corpus / "garden.txt"])
+    assert _keyword_names(first, "Maple Street") == {"garden.txt"}
+    # another store object on the same collection writes: the first one sees it
+    second = DocumentStore(settings, embeddings=embeddings)
+    ingest(second, [corpus / "space" / "comet.txt"])
+    assert _keyword_names(first, "Brannfors") == {"comet.txt"}
+    # a restart (nothing in memory): the index is built again from what Chroma holds
+    store_module._KEYWORDS.clear()
+    fresh = DocumentStore(settings, embeddings=embeddings)
+    assert _keyword_names(fresh, "Brannfors") == {"comet.txt"}
+    assert _keyword_names(fresh, "Maple Street") == {"garden.txt"}
+
+
+def test_the_keyword_index_sees_what_another_process_wrote(
+    store: DocumentStore, corpus: Path
+) -> None:
+    ingest(store, [corpus / "garden.txt"])
+    assert _keyword_names(store, "Brannfors") == set()  # the index is built here
+    done = assistant("ingest", str(corpus / "space"))
+    assert done.returncode == 0, done.stderr
+    assert _keyword_names(store, "Brannfors") == {"comet.txt"}
+    done = assistant("docs", "remove", "comet.txt")
+    assert done.returncode == 0, done.stderr
+    assert _keyword_names(store, "Brannfors") == set()
+
+
+def test_hybrid_can_be_switched_off(
+    make_settings: Callable[..., Settings], embeddings: Embeddings, corpus: Path
+) -> None:
+    store = DocumentStore(make_settings(retrieval={"hybrid": False}), embeddings=embeddings)
+    ingest(store, [corpus])
+    found = store.search("Ada Kovacs", 4)
+    assert found and not any(p.keyword_match for p in found)
+
+
 SEARCH_OFFLINE = """
 import json, socket, sys
 attempts = []
@@ -544,6 +639,51 @@ def test_cli_exit_codes_and_errors(corpus: Path, tmp_path: Path) -> None:
     assert done.exit_code == 1 and f"cannot reach the Chroma server at {url}" in done.stderr
     done = run_cli("docs", "list", ASSISTANT_CHROMA__URL=url)
     assert done.exit_code == 1 and url in done.stderr
+
+
+def test_cli_ingest_prune_removes_files_gone_from_disk(
+    store: DocumentStore, corpus: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    done = run_cli("ingest", str(corpus))
+    assert done.exit_code == 0, done.stderr
+    (corpus / "garden.txt").unlink()
+    shutil.rmtree(corpus / "space")  # comet.txt with it
+    before = store.count()
+
+    done = run_cli("ingest", "--dry-run", str(corpus))
+    assert done.exit_code == 2 and "--dry-run goes with --prune" in done.stderr
+
+    done = run_cli("ingest", "--prune", "--dry-run", str(corpus))
+    assert done.exit_code == 0, done.stderr
+    assert "would remove" in done.stdout and "garden.txt" in done.stdout
+    assert "comet.txt" in done.stdout and "nothing was changed" in done.stdout
+    assert store.count() == before and len(store.sources()) == len(GOOD_FILES)
+
+    done = run_cli("ingest", "--prune", "--dry-run", "--json", str(corpus))
+    planned = json.loads(done.stdout)["would_prune"]
+    assert {Path(item["path"]).name for item in planned} == {"garden.txt", "comet.txt"}
+
+    done = run_cli("ingest", "--prune", str(corpus))
+    assert done.exit_code == 0, done.stderr
+    assert "2 pruned" in done.stdout and "no longer on disk" in done.stdout
+    assert {s.name for s in store.sources()} == GOOD_FILES - {"garden.txt", "comet.txt"}
+    assert store.count() == before - sum(item["removed"] for item in planned)
+    assert not any(p.name == "comet.txt" for p in store.search("Brannfors", 10))
+
+    # a deleted folder can be given; a path that never held anything is still an error
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra" / "note.txt").write_text("The Quillon valve is blue.")
+    assert run_cli("ingest", str(tmp_path / "extra")).exit_code == 0
+    shutil.rmtree(tmp_path / "extra")
+    done = run_cli("ingest", "--prune", "--json", str(tmp_path / "extra"))
+    assert done.exit_code == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [Path(f["path"]).name for f in report["pruned"]] == ["note.txt"]
+    assert report["failed"] == []
+    done = run_cli("ingest", "--prune", str(tmp_path / "never"))
+    assert done.exit_code == 2 and "nothing stored under it" in done.stderr
 
 
 def run_cli(*args: str, **env: str) -> Result:

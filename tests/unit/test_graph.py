@@ -155,9 +155,15 @@ def test_unknown_safety_level_in_context_is_an_error(fake_graph: Any) -> None:
         ask(fake_graph, "hi", safety_level="extreme")
 
 
-def test_fuzzy_aliases_only_when_switched_on(fake_graph: Any) -> None:
-    assert ask(fake_graph, "explian liek im fiv: atoms")["concept"] is None
-    state = ask(fake_graph, "explian liek im fiv: atoms", fuzzy_aliases=True)
+def test_fuzzy_aliases_only_when_switched_on(
+    make_settings: Callable[..., Settings], fake_model: FakeChatModel
+) -> None:
+    # The alias matcher alone: with routing by meaning, a misspelt alias must also be
+    # confirmed by the message's meaning (tests/integration/test_routing_meaning.py).
+    settings = make_settings(prompts={"semantic": False})
+    graph = build_graph(settings, checkpointer=InMemorySaver(), model=fake_model)
+    assert ask(graph, "explian liek im fiv: atoms")["concept"] is None
+    state = ask(graph, "explian liek im fiv: atoms", fuzzy_aliases=True)
     assert state["concept"] == "explain_simply"
 
 

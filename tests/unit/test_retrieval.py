@@ -33,6 +33,7 @@ class FakePassage:
     score: float = 0.8
     page: int | None = None
     section: str | None = None
+    keyword_match: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -43,6 +44,7 @@ class FakePassage:
             "score": self.score,
             "text": self.text,
             "id": str(hash(self.text)),
+            "keyword_match": self.keyword_match,
         }
 
 
@@ -54,7 +56,7 @@ class FakeStore:
     def count(self) -> int:
         return len(self.passages)
 
-    def search(self, query: str, k: int) -> list[FakePassage]:
+    def search(self, query: str, k: int, *, vector: list[float] | None = None) -> list[FakePassage]:
         self.queries.append(query)
         return sorted(self.passages, key=lambda p: -p.score)[:k]
 
@@ -150,6 +152,19 @@ def test_nothing_relevant_tells_the_model_to_say_so(
     assert "documents do not cover it" in "\n".join(m.text for m in model.calls[-1])
 
 
+def test_a_passage_holding_every_keyword_counts_whatever_its_score(
+    make_settings: Callable[..., Settings], store: FakeStore
+) -> None:
+    # Bare names and part numbers score low in meaning; the keyword match keeps them.
+    part = FakePassage("Part AF-CB20: carbon cartridge.", "manual.pdf", 0.11, keyword_match=True)
+    noise = FakePassage("Something else entirely.", "other.txt", 0.12)
+    store.passages = [part, noise]
+    graph = build_graph(make_settings(), checkpointer=InMemorySaver(), model=rewriting_model())
+    state = run(graph, "AF-CB20")
+    assert state["retrieval"]["status"] == "found"
+    assert [s["name"] for s in state["sources"]] == ["manual.pdf"]
+
+
 @pytest.mark.parametrize(
     ("context", "passages", "status"),
     [({"retrieval": False}, [TOWER], "off"), ({}, [], "empty")],
@@ -174,7 +189,11 @@ def test_passages_never_push_the_prompt_over_budget(
     make_settings: Callable[..., Settings], store: FakeStore
 ) -> None:
     store.passages = [FakePassage("word " * 300, f"doc{i}.txt", 0.9 - i / 100) for i in range(4)]
-    settings = make_settings(context={"max_prompt_tokens": 600}, generation={"max_new_tokens": 64})
+    settings = make_settings(
+        context={"max_prompt_tokens": 600},
+        generation={"max_new_tokens": 64},
+        prompts={"semantic": False},  # no concept prompt: the budget is what is measured
+    )
     model = rewriting_model()
     graph = build_graph(settings, checkpointer=InMemorySaver(), model=model)
     state = run(graph, "Tell me everything about words in my documents, please.")

@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.support.routing_heldout import HELD_OUT
+from tools.models.embeddings import CachedQueryEmbeddings
 from tools.routing import (
     DEFAULT_CUTOFF,
     FUZZY_EDGE_TOKENS,
@@ -15,6 +18,14 @@ from tools.routing import (
     AliasMatch,
     AliasMatcher,
     Concept,
+    ConceptFile,
+    ConceptRouter,
+    Evidence,
+    RoutingParams,
+    calibrate,
+    decide,
+    lead_positions,
+    load_concept_file,
     load_concepts,
     load_system_prompt,
     normalise,
@@ -659,3 +670,287 @@ def test_no_match_is_logged_at_debug(
     assert matcher.match("What time is it?") is None
     assert [r.levelno for r in caplog.records] == [logging.DEBUG]
     assert "no alias matched" in caplog.records[0].getMessage()
+
+
+# --------------------------------------------------------------------------- by meaning
+
+# A toy embedding: one dimension per word of this vocabulary (other words share the last
+# one), so "meaning" is word overlap and every score can be worked out by hand.
+_VOCAB = ["joke", "funny", "laugh", "define", "word", "mean", "weather", "train", "late"]
+
+
+class WordEmbeddings:
+    """Deterministic stand-in for the embedding model, counting its calls."""
+
+    def __init__(self) -> None:
+        self.queries = 0
+        self.documents = 0
+        # Example vectors are memoised per process by model name: a name of its own keeps
+        # each test's model apart.
+        self.model_name = f"toy-words-{id(self)}"
+
+    def _vector(self, text: str) -> list[float]:
+        vector = [0.0] * (len(_VOCAB) + 1)
+        for token in normalise(text):
+            vector[_VOCAB.index(token) if token in _VOCAB else len(_VOCAB)] += 1.0
+        norm = sum(v * v for v in vector) ** 0.5 or 1.0
+        return [v / norm for v in vector]
+
+    def embed_query(self, text: str) -> list[float]:
+        self.queries += 1
+        return self._vector(text)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.documents += len(texts)
+        return [self._vector(t) for t in texts]
+
+
+TOY = """
+concepts:
+  joke:
+    prompt: "Tell a joke."
+    aliases: ["joke", "make me laugh"]
+    examples: ["joke joke funny", "funny laugh joke", "laugh funny"]
+  define_term:
+    prompt: "Define it."
+    aliases: ["define"]
+    examples: ["define word", "word mean define", "mean word"]
+no_concept: ["weather train", "train late", "weather late"]
+routing:
+  lead_threshold: 0.5
+  alias_threshold: 0.7
+  threshold: 0.8
+  lead_in: [please, can, you]
+"""
+
+
+@pytest.fixture
+def toy(tmp_path: Path) -> ConceptRouter:
+    return ConceptRouter(load_concept_file(write(tmp_path, TOY)), WordEmbeddings())
+
+
+@pytest.mark.parametrize(
+    ("text", "positions"),
+    [
+        ("tell me a joke", {0}),
+        ("Please, can you define it", {0, 1, 2, 3}),  # lead-in words, then the request
+        ("can you define it? please joke", {0, 1, 2, 4, 5}),  # each sentence starts one
+        ("This traffic is no joke, what now?", {0, 5}),
+        ("TL;DR: the council voted", {0, 1, 2}),
+        ("", set()),
+        ("?!", set()),
+    ],
+)
+def test_lead_positions(text: str, positions: set[int]) -> None:
+    assert lead_positions(text, frozenset({"please", "can", "you"})) == positions
+
+
+def test_a_leading_alias_decides_before_a_more_specific_one_elsewhere(
+    toy: ConceptRouter,
+) -> None:
+    alias, leads = toy.deciding_alias("define joke make me laugh")
+    assert (alias and alias.alias, leads) == ("define", True)
+    alias, leads = toy.deciding_alias("the word, make me laugh")  # a new clause leads
+    assert (alias and alias.alias, leads) == ("make me laugh", True)
+    alias, leads = toy.deciding_alias("no joke, a define")  # neither leads: the ranking
+    assert (alias and alias.alias, leads) == ("joke", False)
+    assert toy.deciding_alias("nothing here") == (None, False)
+
+
+def test_a_fuzzy_alias_never_leads(toy: ConceptRouter) -> None:
+    alias, leads = toy.deciding_alias("make me lauhg", fuzzy=True)
+    assert alias is not None and alias.kind == "fuzzy" and not leads
+
+
+def _evidence(alias_text: str | None, leads: bool, **meaning: float) -> Evidence:
+    alias = AliasMatch(alias_text, alias_text, "exact", 1.0, 0, 1) if alias_text else None
+    return Evidence(meaning, alias, leads)
+
+
+PARAMS = RoutingParams(lead_threshold=0.3, alias_threshold=0.5, threshold=0.6)
+
+
+@pytest.mark.parametrize(
+    ("evidence", "concept", "tier"),
+    [
+        (_evidence("joke", True, joke=0.31, define_term=0.9), "joke", "lead"),  # alias first
+        (_evidence("joke", True, joke=0.29), None, "lead"),  # vetoed: another sense
+        (_evidence("joke", False, joke=0.49), None, "alias"),  # elsewhere needs more
+        (_evidence("joke", False, joke=0.5), "joke", "alias"),
+        (_evidence(None, False, joke=0.59, define_term=0.2), None, "meaning"),
+        (_evidence(None, False, joke=0.2, define_term=0.6), "define_term", "meaning"),
+        (_evidence(None, False), None, "meaning"),
+    ],
+)
+def test_decide(evidence: Evidence, concept: str | None, tier: str) -> None:
+    route = decide(evidence, PARAMS)
+    assert (route.concept, route.tier) == (concept, tier)
+
+
+def test_routing_by_meaning_end_to_end(toy: ConceptRouter) -> None:
+    # no alias, close to the joke examples: routed by meaning
+    route = toy.route("funny funny laugh")
+    assert (route.concept, route.tier) == ("joke", "meaning")
+    # no alias and far from everything: none
+    assert toy.route("weather train late").concept is None
+    # a leading alias whose meaning agrees
+    assert toy.route("joke funny").concept == "joke"
+    # a leading alias in another sense: the meaning is not there, vetoed
+    route = toy.route("joke, weather train late late")
+    assert (route.concept, route.candidate, route.tier) == (None, "joke", "lead")
+    assert toy.route("").concept is None
+
+
+def test_the_examples_are_embedded_once_and_the_message_once_per_route(
+    tmp_path: Path,
+) -> None:
+    model = WordEmbeddings()
+    concepts = load_concept_file(write(tmp_path, TOY))
+    first, second = ConceptRouter(concepts, model), ConceptRouter(concepts, model)
+    first.route("funny")
+    second.route("word")
+    assert model.documents == 6  # the examples, shared by both routers of the process
+    assert model.queries == 2
+    second.route("mean", vector=model._vector("mean"))  # a vector given: nothing embedded
+    assert model.queries == 2
+
+
+def test_without_model_examples_or_numbers_the_aliases_decide_alone(tmp_path: Path) -> None:
+    concepts = load_concept_file(write(tmp_path, TOY))
+    no_numbers = ConceptFile(concepts.concepts, concepts.no_concept, None)
+    for router in (
+        ConceptRouter(concepts, None),
+        ConceptRouter(no_numbers, WordEmbeddings()),
+        ConceptRouter.from_file(write(tmp_path, VALID, "plain.yaml"), WordEmbeddings()),
+    ):
+        assert not router.by_meaning
+        route = router.route("tell me a joke about weather")
+        assert (route.concept, route.tier) == ("joke", "aliases only")
+        assert router.route("funny funny laugh").concept is None
+
+
+def test_a_broken_embedding_model_falls_back_to_aliases_and_warns_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken(WordEmbeddings):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            raise RuntimeError("no model files")
+
+    router = ConceptRouter(load_concept_file(write(tmp_path, TOY)), Broken())
+    caplog.set_level(logging.WARNING, logger="assistant.aliases")
+    assert router.route("joke, weather").concept == "joke"  # the alias alone
+    assert router.route("make me laugh").concept == "joke"
+    assert not router.by_meaning
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "no model files" in warnings[0]
+
+
+def test_the_decision_is_logged_without_the_message(
+    toy: ConceptRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="assistant.aliases")
+    toy.route("joke, weather train late late secretword")
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert "not routed: weighed concept=joke tier=lead" in text
+    assert "secretword" not in text
+
+
+def test_calibration_separates_what_the_examples_separate(tmp_path: Path) -> None:
+    router = ConceptRouter(load_concept_file(write(tmp_path, TOY)), WordEmbeddings())
+    found = calibrate(router)
+    assert found.total == 9  # six concept examples and three ordinary requests
+    assert found.correct == found.total and not found.mistakes
+    assert sum(total for total, _ in found.per_tier.values()) == found.total
+    # the thresholds separate the toy examples: a joke without alias still routes by
+    # meaning, ordinary requests do not
+    params = found.params
+    assert params.lead_in == frozenset({"please", "can", "you"})
+    assert decide(router.evidence("laugh funny funny"), params).concept == "joke"
+    assert decide(router.evidence("train weather"), params).concept is None
+
+
+def test_calibration_needs_a_model(tmp_path: Path) -> None:
+    router = ConceptRouter(load_concept_file(write(tmp_path, TOY)), None)
+    with pytest.raises(ValueError, match="needs"):
+        calibrate(router)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "concepts:\n  joke:\n    prompt: p\n    aliases: [j]\n    examples: [5]\n",
+            "concept 'joke': example 1 must be a non-empty string, not 5",
+        ),
+        (
+            "concepts:\n  joke:\n    prompt: p\n    aliases: [j]\n    examples: ['  ']\n",
+            "concept 'joke': example 1",
+        ),
+        ("concepts:\n  joke:\n    prompt: p\n    aliases: [j]\nno_concept: x\n", "'no_concept'"),
+        (
+            "concepts:\n  joke:\n    prompt: p\n    aliases: [j]\nrouting: {threshold: 1}\n",
+            "'routing'",
+        ),
+        (
+            "concepts:\n  joke:\n    prompt: p\n    aliases: [j]\nrouting:\n  lead_threshold: 0.2\n"
+            "  alias_threshold: 0.2\n  threshold: 0.3\n  margin: 0\n",
+            "'routing'.*unknown key 'margin'",
+        ),
+    ],
+)
+def test_bad_examples_or_routing_numbers_are_named(tmp_path: Path, text: str, problem: str) -> None:
+    path = write(tmp_path, text, "bad.yaml")
+    with pytest.raises(ValueError, match=problem) as info:
+        load_concept_file(path)
+    assert str(path) in str(info.value)
+
+
+def test_shipped_examples_are_many_distinct_and_none_is_a_test_case() -> None:
+    import yaml
+
+    shipped = load_concept_file()
+    assert shipped.params is not None and shipped.params.lead_in
+    seen: set[tuple[str, ...]] = set()
+    for concept in shipped.concepts.values():
+        assert len(concept.examples) >= 15, concept.name
+        for example in concept.examples:
+            assert tuple(normalise(example)) not in seen, example
+            seen.add(tuple(normalise(example)))
+    assert len(shipped.no_concept) >= 150
+    for request in shipped.no_concept:
+        assert tuple(normalise(request)) not in seen, request
+        seen.add(tuple(normalise(request)))
+    # the examples are what the router learns from; the corpus and the held-out
+    # phrasings are what it is tested on: no message may be both
+    corpus = yaml.safe_load(
+        (PROMPTS_DIR.parent / "evals" / "corpora" / "routing.yaml").read_text(encoding="utf-8")
+    )
+    tested = [c["turns"][-1] for c in corpus["cases"]]
+    tested += [text for text, _ in HELD_OUT]
+    leaked = [text for text in tested if tuple(normalise(text)) in seen]
+    assert not leaked, leaked
+
+
+# --------------------------------------------------------------------------- query cache
+
+
+def test_query_vectors_are_cached_per_text_and_the_model_loads_lazily() -> None:
+    model = WordEmbeddings()
+    loads: list[int] = []
+
+    def load() -> Any:
+        loads.append(1)
+        return model
+
+    cache = CachedQueryEmbeddings(load, size=2)
+    assert loads == []  # nothing loaded until a vector is needed
+    first = cache.embed_query("joke")
+    assert cache.embed_query("joke") == first and model.queries == 1
+    cache.embed_query("word")
+    cache.embed_query("mean")  # "joke" is the least recently used: dropped
+    cache.embed_query("joke")
+    assert model.queries == 4 and (cache.hits, cache.misses) == (1, 4)
+    cache.embed_documents(["joke", "joke"])
+    cache.embed_documents(["joke"])
+    assert model.documents == 3  # documents are never cached
+    assert cache.model_name == model.model_name and loads == [1]

@@ -42,18 +42,34 @@ def test_setext_headings(underline: str, level: int) -> None:
         "    # indented code, not a heading",
         "```\n# in a backtick fence\n```",
         "~~~python\n# in a tilde fence\n~~~",
-        pytest.param(
-            "````\n```\n# in a fence of four\n```\n````",
-            # CommonMark: only a fence at least as long closes it; ours and the library's
-            # both close at "```". A behaviour change, left to a later issue.
-            marks=pytest.mark.xfail(strict=True, reason="a shorter fence closes a longer one"),
-        ),
+        # CommonMark: only a fence of the same character, at least as long and with
+        # nothing after it, closes a block (the library closed at any "```").
+        "````\n```\n# in a fence of four\n```\n````",
+        "~~~~~\n~~~\n# in a tilde fence of five\n~~~~\n~~~~~",
+        "```\n~~~\n# tildes do not close backticks\n~~~\n```",
+        "~~~\n```\n# backticks do not close tildes\n```\n~~~",
+        "```\n``` python\n# a fence with an info string does not close\n```",
+        "```\n# closed by a longer fence\n`````",
+        "   ````\n# indented opening fence\n   ````",
     ],
 )
 def test_things_that_look_like_headings_are_not(lookalike: str) -> None:
     sections = markdown_sections(f"# Guide\n\nIntro.\n\n{lookalike}\n\nAfter.\n")
     assert [title for title, _ in sections] == ["Guide"]
     assert sections[0][1].endswith("After.")
+
+
+@pytest.mark.parametrize(
+    "fence",
+    [
+        "````\ncode\n```\nstill code\n````",  # a shorter fence inside
+        "```js\ncode\n```",
+        "~~~~\ncode\n~~~~~~",
+    ],
+)
+def test_a_heading_after_a_closed_fence_is_a_heading(fence: str) -> None:
+    sections = markdown_sections(f"# Guide\n\n{fence}\n\n## After\n\nText.\n")
+    assert [title for title, _ in sections] == ["Guide", "Guide > After"]
 
 
 def test_paragraph_breaks_are_kept() -> None:
@@ -130,3 +146,78 @@ def test_the_page_title_comes_before_the_first_heading(
     # the library dropped <title>
     html = f"<html><head><title>Kettle FAQ</title></head><body>{body}</body></html>"
     assert html_sections(html)[0] == expected
+
+
+# --- HTML hidden by its markup -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "hidden",
+    [
+        '<div style="display:none">HIDDEN</div>',
+        '<div style="display: none">HIDDEN</div>',
+        '<div style="DISPLAY : NONE ;">HIDDEN</div>',
+        '<div style="color: red; display:none !important">HIDDEN</div>',
+        '<div style="display:none!IMPORTANT">HIDDEN</div>',
+        "<div style='display:\tnone'>HIDDEN</div>",
+        '<div style="/* off */ display: /* really */ none">HIDDEN</div>',
+        '<div style="display:block; display:none">HIDDEN</div>',  # the last one counts
+        '<span style="visibility:hidden">HIDDEN</span>',
+        '<span style="visibility : HIDDEN">HIDDEN</span>',
+        '<tr style="visibility: collapse"><td>HIDDEN</td></tr>',
+        "<p hidden>HIDDEN</p>",
+        '<p hidden="">HIDDEN</p>',
+        '<p hidden="hidden">HIDDEN</p>',
+        "<p HIDDEN>HIDDEN</p>",
+        '<p aria-hidden="true">HIDDEN</p>',
+        '<p aria-hidden="TRUE">HIDDEN</p>',
+        "<p aria-hidden=' true '>HIDDEN</p>",
+        '<div style="display:none"><p>HIDDEN <b>deeply</b> nested</p></div>',
+        '<div hidden><div style="display:block">HIDDEN inside a hidden div</div></div>',
+        '<input type="hidden" name="token" value="HIDDEN">',
+        '<input type="HIDDEN" value="HIDDEN">',
+    ],
+)
+def test_html_hidden_by_markup_is_dropped(hidden: str) -> None:
+    html = f"<html><body><h2>Hours</h2><p>Open daily.</p>{hidden}<p>Closed in May.</p></body>"
+    assert html_sections(html) == [("Hours", "Hours\n\nOpen daily.\n\nClosed in May.")]
+
+
+def test_a_hidden_heading_opens_no_section() -> None:
+    html = '<h2>Hours</h2><p>Open.</p><h3 style="display:none">Secret</h3><p>Shown.</p>'
+    assert html_sections(html) == [("Hours", "Hours\n\nOpen.\n\nShown.")]
+
+
+@pytest.mark.parametrize(
+    "visible",
+    [
+        '<p style="display:block">SHOWN</p>',
+        '<p style="display: inline-none-ish">SHOWN</p>',  # not a display:none
+        '<p style="visibility:visible">SHOWN</p>',
+        '<p aria-hidden="false">SHOWN</p>',
+        '<p hidden="until-found">SHOWN</p>',  # found by searching the page: content
+        '<p data-hidden="true">SHOWN</p>',
+        '<p class="hidden">SHOWN</p>',  # stylesheets are not evaluated
+        '<p title="display:none">SHOWN</p>',
+        '<div style="visibility:hidden"><span style="visibility:visible">SHOWN</span></div>',
+    ],
+)
+def test_html_that_is_not_hidden_is_kept(visible: str) -> None:
+    html = f"<body><h2>Hours</h2><p>Open daily.</p>{visible}</body>"
+    ((_, text),) = html_sections(html)
+    assert "SHOWN" in text
+
+
+def test_visibility_hidden_hides_only_what_is_not_made_visible_again() -> None:
+    html = (
+        '<h2>Hours</h2><div style="visibility:hidden">GONE <span>GONE TOO '
+        '<b style="visibility: visible">BACK</b></span> <i style="visibility:inherit">'
+        "GONE AS WELL</i></div><p>Closed in May.</p>"
+    )
+    ((_, text),) = html_sections(html)
+    assert "GONE" not in text
+    assert "BACK" in text and "Closed in May." in text
+
+
+def test_a_page_that_is_all_hidden_has_no_sections() -> None:
+    assert html_sections('<body style="display:none"><h1>A</h1><p>B</p></body>') == []

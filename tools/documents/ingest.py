@@ -2,14 +2,18 @@
 
 Loaders turn a file into LangChain ``Document`` s: one per page for PDFs (``page``,
 1-based), one per heading section for Markdown and HTML (``section``, the heading path
-such as ``"Install > Linux"``), one for plain text. Chunks are cut with
-``RecursiveCharacterTextSplitter`` (``retrieval.chunk_size``/``chunk_overlap``) within
-each of those, so every chunk keeps its page or section.
+such as ``"Install > Linux"``), one for plain text. Chunks are cut within each of those
+(so every chunk keeps its page or section) to fit the embedding model's window, measured
+in its own word pieces (``retrieval.chunk_tokens``/``chunk_overlap_tokens``; see
+:mod:`tools.documents.chunking`).
 
 Chunk ids are a hash of the source, the chunk's index in the file and its text, so the
 same file always gives the same ids. A file whose bytes (SHA-256) and chunking settings
 are what the store already holds is not loaded or embedded again; a changed one
 replaces its chunks (an interrupted write counts as changed).
+
+Files deleted from disk keep their chunks until they are removed: ``prune`` (``assistant
+ingest --prune``) removes the stored files under the given paths that no longer exist.
 
 A file that cannot be used never stops a batch: it is *skipped* when there is nothing
 wrong with it but nothing to index (empty, binary, an unsupported type in a folder, a
@@ -76,6 +80,8 @@ class IngestReport:
     unchanged: list[str] = field(default_factory=list)
     skipped: list[FileProblem] = field(default_factory=list)
     failed: list[FileProblem] = field(default_factory=list)
+    pruned: list[FileResult] = field(default_factory=list)
+    """Stored files no longer on disk whose chunks were removed (``removed`` chunks)."""
     seconds: float = 0.0
 
     @property
@@ -181,6 +187,7 @@ def ingest(
     paths: Iterable[str | Path],
     *,
     on_progress: Callable[[IngestProgress], None] | None = None,
+    prune: bool = False,
 ) -> IngestReport:
     """Add files and folders to a collection; never stops at a bad file.
 
@@ -188,17 +195,22 @@ def ingest(
         store: The collection to write (created if needed).
         paths: Files and folders.
         on_progress: Called after each file and after each batch of chunks written.
+        prune: Also remove the stored files under ``paths`` that no longer exist (see
+            :func:`prune_missing`); a given path that is gone is then no failure if
+            files were stored under it.
 
     Returns:
-        What was added, replaced, unchanged, skipped and failed, and how long it took.
+        What was added, replaced, unchanged, skipped, failed and pruned, and how long it
+        took.
 
     Raises:
         DocumentStoreError: The store cannot be opened at all (nothing was written).
     """
+    paths = list(paths)
     started = time.perf_counter()
     store.open(create=True)
     settings = store.settings.retrieval
-    chunking = chunking_key(settings.chunk_size, settings.chunk_overlap)
+    chunking = chunking_key(settings.chunk_tokens, settings.chunk_overlap_tokens)
     plan = collect_files(paths)
     report = IngestReport(collection=store.name, skipped=plan.skipped, failed=plan.failed)
     total = len(plan.files)
@@ -227,9 +239,69 @@ def ingest(
             report.failed.append(FileProblem(current, f"unexpected error: {exc!r}"))
         done += 1
     current = None
+    if prune:
+        report.pruned = prune_missing(store, paths)
+        pruned = [Path(f.path) for f in report.pruned]
+        report.failed = [
+            problem
+            for problem in report.failed
+            if not (
+                problem.reason == "no such file or folder"
+                and any(_under(source, _absolute(problem.path)) for source in pruned)
+            )
+        ]
     progress()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _absolute(given: str | Path) -> Path:
+    """A path as sources are stored: absolute, symlinks of its existing part resolved."""
+    return Path(given).expanduser().resolve()
+
+
+def _under(source: Path, root: Path) -> bool:
+    return source == root or root in source.parents
+
+
+def _gone(path: Path) -> bool:
+    """Whether a stored file is no longer on disk (one that cannot be checked is kept)."""
+    try:
+        return not path.is_file()
+    except OSError:  # no permission to look: it may well be there
+        return False
+
+
+def prune_missing(
+    store: DocumentStore, paths: Iterable[str | Path], *, dry_run: bool = False
+) -> list[FileResult]:
+    """Remove the stored files under ``paths`` that are no longer on disk.
+
+    A stored file counts as under a path when it is that path or inside that folder (the
+    path need not exist any more: a deleted folder prunes everything stored from it).
+    Files that still exist are left alone, whatever their type.
+
+    Args:
+        store: The collection.
+        paths: Files and folders, as given to :func:`ingest`.
+        dry_run: Only say what would be removed.
+
+    Returns:
+        One entry per stored file gone from disk, with the chunks removed (or that would
+        be), sorted by path.
+
+    Raises:
+        DocumentStoreError: The store cannot be read or written.
+    """
+    roots = [_absolute(given) for given in paths]
+    gone: list[FileResult] = []
+    for info in store.sources():
+        source = Path(info.source)
+        if not any(_under(source, root) for root in roots) or not _gone(source):
+            continue
+        removed = info.chunks if dry_run else store.remove(info.source)
+        gone.append(FileResult(info.source, chunks=0, removed=removed))
+    return sorted(gone, key=lambda f: f.path)
 
 
 def _ingest_file(
@@ -262,8 +334,8 @@ def _ingest_file(
     chunks = chunk_documents(
         documents,
         source,
-        chunk_size=settings.chunk_size,
-        chunk_overlap=settings.chunk_overlap,
+        chunk_tokens=settings.chunk_tokens,
+        chunk_overlap_tokens=settings.chunk_overlap_tokens,
         metadata={
             "name": path.name,
             "file_hash": digest,

@@ -287,6 +287,22 @@ _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _NOT_PARAGRAPH = re.compile(r"^ {0,3}(?:[-*+>|]|\d+[.)]|#|`{3,}|~{3,})")
 
 
+def _closes(fence: str, line: str) -> bool:
+    """Whether ``line`` closes a code block opened by ``fence`` (CommonMark).
+
+    A closing fence uses the same character, is at least as long as the opening one, is
+    indented by at most three spaces and has nothing after it but spaces, so a shorter
+    fence inside a longer one is code, not the end of the block.
+    """
+    found = _FENCE.match(line)
+    return (
+        found is not None
+        and found.group(1)[0] == fence[0]
+        and len(found.group(1)) >= len(fence)
+        and not line[found.end() :].strip()
+    )
+
+
 def _heading_text(raw: str) -> str:
     return re.sub(r"\s+", " ", raw.strip().strip("*_`").strip())
 
@@ -326,7 +342,7 @@ def markdown_sections(text: str) -> list[tuple[str | None, str]]:
     while i < len(lines):
         line = lines[i]
         if fence is not None:
-            if line.lstrip().startswith(fence):
+            if _closes(fence, line):
                 fence = None
             current.append(line)
             has_body = True
@@ -336,7 +352,7 @@ def markdown_sections(text: str) -> list[tuple[str | None, str]]:
         atx = _ATX.match(line)
         following = lines[i + 1] if i + 1 < len(lines) else ""
         if opening:
-            fence = opening.group(1)[0] * 3
+            fence = opening.group(1)
         elif atx and _heading_text(atx.group(2) or ""):
             open_section(len(atx.group(1)), _heading_text(atx.group(2) or ""), [line])
             i += 1
@@ -380,11 +396,80 @@ _BLOCKS = frozenset(
 )
 
 
+_CSS_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+
+
+def _declarations(style: str) -> dict[str, str]:
+    """An inline ``style`` attribute as {property: value}, lower-cased, ``!important`` off."""
+    found: dict[str, str] = {}
+    for declaration in _CSS_COMMENT.sub("", style).split(";"):
+        name, colon, value = declaration.partition(":")
+        if colon:
+            value = re.sub(r"!\s*important\s*$", "", value.strip().lower()).strip()
+            found[name.strip().lower()] = value
+    return found
+
+
+def _attribute(tag: Any, name: str) -> str:
+    value = tag.get(name)
+    if isinstance(value, list):  # bs4 splits multi-valued attributes such as class
+        value = " ".join(value)
+    return str(value).strip().lower() if value is not None else ""
+
+
+def _removed_by_markup(tag: Any) -> bool:
+    """Whether the element and everything in it is never shown (or is meant to be unseen)."""
+    if tag.has_attr("hidden") and _attribute(tag, "hidden") != "until-found":
+        return True  # "until-found" text is shown when the page is searched: it is content
+    if _attribute(tag, "aria-hidden") == "true":
+        return True
+    if tag.name == "input" and _attribute(tag, "type") == "hidden":
+        return True
+    return _declarations(_attribute(tag, "style")).get("display") == "none"
+
+
+def _visibility(tag: Any) -> str | None:
+    return _declarations(_attribute(tag, "style")).get("visibility")
+
+
+def _inherits(tag: Any) -> bool:
+    return _visibility(tag) in (None, "inherit", "unset")
+
+
+def _drop_hidden(soup: Any) -> None:
+    """Remove what the page's own markup hides, so it can never reach the store.
+
+    Hidden are: the ``hidden`` attribute (any spelling of it but ``until-found``),
+    ``aria-hidden="true"``, ``<input type="hidden">`` and inline ``display: none``, each
+    with everything inside; and text under inline ``visibility: hidden`` (or
+    ``collapse``) unless a nearer element makes it ``visible`` again, as CSS does.
+    Stylesheets are not evaluated: text hidden by a class rule stays.
+    """
+    from bs4.element import NavigableString, Tag
+
+    for tag in soup.find_all(_removed_by_markup):
+        if not tag.decomposed:  # already gone with a hidden ancestor
+            tag.decompose()
+    for tag in soup.find_all(lambda t: _visibility(t) in ("hidden", "collapse")):
+        if tag.decomposed:
+            continue
+        for string in list(tag.find_all(string=True)):
+            if not isinstance(string, NavigableString):
+                continue
+            owner = string.parent
+            # The nearest element that sets its own visibility decides ("inherit" does not).
+            while isinstance(owner, Tag) and owner is not tag and _inherits(owner):
+                owner = owner.parent
+            if owner is tag or _visibility(owner) in ("hidden", "collapse"):
+                string.extract()
+
+
 def html_sections(text: str) -> list[tuple[str | None, str]]:
     """Visible HTML text split at ``h1``-``h6``: (heading path or None, text) in order.
 
-    Scripts, styles and other invisible elements are dropped; the page title, if any,
-    opens the text before the first heading.
+    Scripts, styles and other invisible elements are dropped, and so is text hidden by
+    its markup (see :func:`_drop_hidden`); the page title, if any, opens the text before
+    the first heading.
     """
     from bs4 import BeautifulSoup, Comment, Declaration, Doctype, ProcessingInstruction, Tag
 
@@ -392,6 +477,7 @@ def html_sections(text: str) -> list[tuple[str | None, str]]:
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     for element in soup(list(_DROP_TAGS)):
         element.decompose()
+    _drop_hidden(soup)
     sections: list[tuple[str | None, str]] = []
     trail: list[tuple[int, str]] = []
     buffer: list[str] = [title, "\n"] if title else []

@@ -43,7 +43,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from langchain_chroma import Chroma
     from langchain_core.embeddings import Embeddings
 
+from tools.documents.keywords import KeywordIndex, contains_all
 from tools.models.embeddings import EmbeddingModelError, get_embeddings
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,11 @@ COSINE: dict[str, str] = {"hnsw:space": "cosine"}
 WRITE_BATCH = 32
 # Rows per metadata page when listing a whole collection.
 READ_PAGE = 2000
+# Hybrid search: candidates taken from each half (vectors, keywords) before fusing, and
+# the constant of reciprocal rank fusion (60, as in Cormack et al. 2009: a rank-1 hit in
+# one list and rank 1 in the other are worth about the same).
+CANDIDATES = 20
+RRF_K = 60
 # Chroma's own rules, stricter on length like chroma.collection in the settings.
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")
 
@@ -92,6 +98,9 @@ class Passage:
     """Cosine similarity to the query (1 - cosine distance); higher is better."""
     text: str
     id: str
+    keyword_match: bool = False
+    """Hybrid search only: every keyword of the query is in the passage (its text or
+    heading path), which makes it relevant whatever its cosine similarity."""
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (JSON-friendly) for the graph state."""
@@ -215,6 +224,17 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return info.st_mtime_ns, info.st_size
+
+
+# The keyword index of each collection this process has searched, by (location, name):
+# every DocumentStore on the same collection shares it, so a write through one is seen by
+# the others.
+_KEYWORDS: dict[tuple[str, str], KeywordIndex] = {}
+
+
+def _keyword_index(location: str, collection: str) -> KeywordIndex:
+    with _SHARED_LOCK:
+        return _KEYWORDS.setdefault((location, collection), KeywordIndex())
 
 
 def _open_embedded(path: Path) -> ClientAPI:
@@ -425,12 +445,17 @@ class DocumentStore:
         with self._errors("count the chunks"):
             return collection.count()
 
-    def search(self, query: str, k: int) -> list[Passage]:
-        """The ``k`` chunks most similar to ``query``, best first.
+    def search(self, query: str, k: int, *, vector: Sequence[float] | None = None) -> list[Passage]:
+        """The ``k`` chunks that best answer ``query``, best first.
+
+        With ``retrieval.hybrid`` (the default) the vector ranking and the keyword (BM25)
+        ranking of the chunks are fused (:meth:`hybrid_search`); otherwise only vectors.
 
         Args:
             query: The question or search text.
             k: How many passages at most.
+            vector: ``query`` already embedded (the turn embeds the message once); None =
+                embed it here.
 
         Returns:
             Passages with their cosine similarity as ``score``; empty for an empty store
@@ -438,7 +463,53 @@ class DocumentStore:
         """
         if not query.strip() or k < 1 or self.count() == 0:
             return []
-        return self.search_by_vector(self.embeddings.embed_query(query), k)
+        if vector is None:
+            try:
+                vector = self.embeddings.embed_query(query)
+            except EmbeddingModelError as exc:  # a model handed in, loading lazily
+                raise DocumentStoreError(str(exc)) from exc
+        if self.settings.retrieval.hybrid:
+            return self.hybrid_search(query, vector, k)
+        return self.search_by_vector(vector, k)
+
+    def hybrid_search(self, query: str, vector: Sequence[float], k: int) -> list[Passage]:
+        """Vectors and BM25 keywords, fused by reciprocal rank fusion.
+
+        Each half proposes its best :data:`CANDIDATES` chunks; every candidate gets its
+        cosine similarity (those only the keywords found are read back with their
+        vectors), and a candidate's fused score is the sum of ``1 / (RRF_K + rank)`` over
+        the cosine ranking of all candidates and the BM25 ranking of the keyword hits.
+        Texts always come from Chroma, never from the keyword index.
+
+        Args:
+            query: The search text (what the keyword half reads).
+            vector: The query's embedding (what the vector half reads).
+            k: How many passages at most.
+
+        Returns:
+            The ``k`` best passages by fused score (ties: higher cosine first), with
+            cosine ``score`` and ``keyword_match`` set.
+        """
+        collection = self._collection(create=False)
+        if collection is None or k < 1:
+            return []
+        depth = max(k, CANDIDATES)
+        found = {p.id: p for p in self.search_by_vector(vector, depth)}
+        hits = self._keywords(collection).search(query, depth)
+        missing = [hit.id for hit in hits if hit.id not in found]
+        if missing:
+            found.update((p.id, p) for p in self._read_scored(collection, missing, vector))
+        fused: dict[str, float] = dict.fromkeys(found, 0.0)
+        by_cosine = sorted(found.values(), key=lambda p: -p.score)
+        for rank, passage in enumerate(by_cosine, start=1):
+            fused[passage.id] += 1.0 / (RRF_K + rank)
+        for rank, hit in enumerate((h for h in hits if h.id in found), start=1):
+            fused[hit.id] += 1.0 / (RRF_K + rank)
+        best = sorted(found.values(), key=lambda p: (-fused[p.id], -p.score))[:k]
+        return [
+            replace(p, keyword_match=contains_all(query, _keyword_text(p.text, asdict(p))))
+            for p in best
+        ]
 
     def search_by_vector(self, vector: Sequence[float], k: int) -> list[Passage]:
         """Like :meth:`search` with the query already embedded (benchmarks time both)."""
@@ -528,6 +599,71 @@ class DocumentStore:
             )
         return matches[0] if matches else None
 
+    def _keywords(self, collection: Collection) -> KeywordIndex:
+        """The collection's keyword index, (re)built from the stored chunks when stale.
+
+        Stale means never built in this process, or built before another process wrote
+        to the embedded store (its restart generation moved on); with a Chroma server,
+        another process's writes are seen when the chunk count changes.
+        """
+        index = _keyword_index(self.location, self._name)
+        generation = self._keyword_generation(collection)
+        if index.built and index.generation == generation:
+            return index
+        with index.build_lock:  # one thread builds; the others wait and use it
+            if not (index.built and index.generation == generation):
+                index.reset(self._indexed_texts(collection), generation)
+                logger.info("keyword index of %s: %d chunks", self._name, len(index))
+        return index
+
+    def _keyword_generation(self, collection: Collection) -> object:
+        if self.settings.chroma.url:
+            with self._errors("count the chunks"):
+                return ("count", collection.count())
+        return ("restart", _shared(store_path(self.settings)).generation)
+
+    def _indexed_texts(self, collection: Collection) -> Iterator[tuple[str, str]]:
+        offset = 0
+        while True:
+            with self._errors("read the chunks"):
+                page = collection.get(
+                    include=["documents", "metadatas"], limit=READ_PAGE, offset=offset
+                )
+            documents = page["documents"] or []
+            metadatas = page["metadatas"] or []
+            for chunk_id, text, meta in zip(page["ids"], documents, metadatas, strict=True):
+                yield chunk_id, _keyword_text(text or "", meta or {})
+            if len(page["ids"]) < READ_PAGE:
+                return
+            offset += READ_PAGE
+
+    def _read_scored(
+        self, collection: Collection, ids: Sequence[str], vector: Sequence[float]
+    ) -> list[Passage]:
+        """Chunks by id with their cosine similarity to ``vector`` (gone ids are skipped)."""
+        import numpy as np
+
+        with self._errors("read the chunks"):
+            found = collection.get(ids=list(ids), include=["documents", "metadatas", "embeddings"])
+        documents = found["documents"] or []
+        metadatas = found["metadatas"] or []
+        embeddings = found["embeddings"]
+        if embeddings is None or not len(found["ids"]):
+            return []
+        query = np.asarray(vector, dtype=np.float32)
+        cosines = np.asarray(embeddings, dtype=np.float32) @ query
+        return [
+            _passage(chunk_id, text or "", meta or {}, 1.0 - float(cosine))
+            for chunk_id, text, meta, cosine in zip(
+                found["ids"], documents, metadatas, cosines, strict=True
+            )
+        ]
+
+    def _after_write(self, collection: Collection, index: KeywordIndex) -> None:
+        """With a server, the index knows this process's writes: its count is current."""
+        if self.settings.chroma.url and index.built:
+            index.generation = self._keyword_generation(collection)
+
     # -- writing --------------------------------------------------------------------
 
     def replace_source(
@@ -554,6 +690,7 @@ class DocumentStore:
         """
         collection = self._collection(create=True)
         assert collection is not None  # create=True
+        index = self._keywords_if_built()
         with self._errors("read the chunks"):
             old_ids = set(collection.get(where={"source": source}, include=[])["ids"])
         # chunks_total lets a reader tell a whole file from an interrupted write.
@@ -571,12 +708,16 @@ class DocumentStore:
                     documents=[c.text for c in batch],
                     metadatas=[{**c.metadata, **file_meta} for c in batch],
                 )
+            if index is not None:  # in step with what Chroma now holds
+                index.upsert((c.id, _keyword_text(c.text, c.metadata)) for c in batch)
             written += len(batch)
             if on_progress:
                 on_progress(len(batch))
         stale = sorted(old_ids - {c.id for c in chunks})
-        self._delete(collection, stale)
+        self._delete(collection, stale, index)
         self._seen(wrote=True)
+        if index is not None:
+            self._after_write(collection, index)
         return WriteResult(written=written, removed=len(stale))
 
     def remove(self, source: str) -> int:
@@ -596,10 +737,13 @@ class DocumentStore:
         collection = self._collection(create=False)
         if resolved is None or collection is None:
             return 0
+        index = self._keywords_if_built()
         with self._errors("read the chunks"):
             ids = collection.get(where={"source": resolved}, include=[])["ids"]
-        self._delete(collection, ids)
+        self._delete(collection, ids, index)
         self._seen(wrote=True)
+        if index is not None:
+            self._after_write(collection, index)
         return len(ids)
 
     def as_langchain(self) -> Chroma:
@@ -630,10 +774,23 @@ class DocumentStore:
                 return
             offset += READ_PAGE
 
-    def _delete(self, collection: Collection, ids: Sequence[str]) -> None:
+    def _delete(
+        self, collection: Collection, ids: Sequence[str], index: KeywordIndex | None
+    ) -> None:
         for start in range(0, len(ids), READ_PAGE):
+            page = list(ids[start : start + READ_PAGE])
             with self._errors("delete chunks"):
-                collection.delete(ids=list(ids[start : start + READ_PAGE]))
+                collection.delete(ids=page)
+            if index is not None:
+                index.delete(page)
+
+    def _keywords_if_built(self) -> KeywordIndex | None:
+        """The keyword index, if this process has built one that a write must update.
+
+        An index not built yet is made from Chroma when first searched.
+        """
+        index = _keyword_index(self.location, self._name)
+        return index if index.built else None
 
 
 def _optional_int(value: Any) -> int | None:
@@ -652,6 +809,16 @@ def _passage(chunk_id: str, text: str, meta: Mapping[str, Any], distance: float)
         text=text,
         id=chunk_id,
     )
+
+
+def _keyword_text(text: str, meta: Mapping[str, Any]) -> str:
+    """What the keyword index reads of a chunk: what is embedded, heading path and text.
+
+    The file name is left out: it would make every chunk of a file match the file's
+    subject (measured: no gain on names and numbers, and hit@1 no better).
+    """
+    section = meta.get("section")
+    return f"{section}\n{text}" if section else text
 
 
 def _source_info(source: str, metas: Sequence[Mapping[str, Any]]) -> SourceInfo:

