@@ -16,7 +16,8 @@ from collections.abc import Iterable
 # Curly quotes and apostrophes as people type them on phones.
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
 
-_SENTENCES = re.compile(r"[^.!?\n]+(?:[.!?]+|$)")
+# A sentence ends at . ! ? followed by a space (not inside "ada.l@example.com" or "3.5").
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 # Words that open a sentence without saying anything ("Hi, I'm Priya", "Actually, ...").
 _FILLER = re.compile(
     r"^(?:(?:hi|hello|hey|ok|okay|so|well|also|oh|and|but|actually|anyway|by the way|btw|"
@@ -74,7 +75,7 @@ _NOT_NAMES = {
 def sentences(text: str) -> list[str]:
     """The sentences of ``text`` (split at . ! ? and line breaks), trimmed, non-empty."""
     text = text.translate(_QUOTES)
-    return [s.strip() for s in _SENTENCES.findall(text) if s.strip(" \t.!?")]
+    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip(" \t.!?")]
 
 
 def is_self_statement(sentence: str) -> bool:

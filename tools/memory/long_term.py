@@ -16,6 +16,7 @@ on every backend. Results are checked against the exact namespace anyway.
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -83,6 +84,11 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _new_key(kind: str, index: int) -> str:
+    # Sortable by time and by position in the message, unique across processes.
+    return f"{kind}-{time.time_ns():x}-{index:02d}-{uuid.uuid4().hex[:8]}"
+
+
 def remember_turn(
     store: BaseStore,
     user_id: str,
@@ -96,33 +102,31 @@ def remember_turn(
 ) -> list[Memory]:
     """Keep one turn of a user: the facts stated in ``message``, and the turn itself.
 
-    One store round trip; the turn is keyed by its message id, so keeping the same turn
-    twice (a retried write) does not duplicate it.
+    Two store calls at most; the turn is keyed by its message id, so keeping the same
+    turn twice (a retried write) does not duplicate it.
 
     Returns:
         What was kept.
     """
     created = _now()
     kept: list[Memory] = []
-    ops: list[PutOp] = []
     if facts:
-        for sentence in self_statements(message):
-            key = f"fact-{uuid.uuid4().hex}"
+        ops: list[PutOp] = []
+        for index, sentence in enumerate(dict.fromkeys(self_statements(message))):
+            key = _new_key("fact", index)
             value = {"text": sentence, "thread_id": thread_id, "created": created}
             ops.append(PutOp(namespace(user_id, "facts"), key, value))
             kept.append(Memory(key, "facts", sentence, thread_id=thread_id, created=created))
+        if ops:
+            store.batch(ops)
     if turns and message.strip():
-        key = f"turn-{message_id or uuid.uuid4().hex}"
-        value = {
-            "text": message,
-            "reply": reply[:REPLY_CHARS],
-            "thread_id": thread_id,
-            "created": created,
-        }
-        ops.append(PutOp(namespace(user_id, "turns"), key, value))
-        kept.append(Memory(key, "turns", message, reply[:REPLY_CHARS], thread_id, created))
-    if ops:
-        store.batch(ops)
+        # A separate call: InMemoryStore (langgraph 1.2) fails on two items with the same
+        # text in one batch, and a one-sentence message is both a fact and the turn.
+        key = f"turn-{message_id}" if message_id else _new_key("turn", 0)
+        reply = reply[:REPLY_CHARS]
+        value = {"text": message, "reply": reply, "thread_id": thread_id, "created": created}
+        store.put(namespace(user_id, "turns"), key, value)
+        kept.append(Memory(key, "turns", message, reply, thread_id, created))
     return kept
 
 

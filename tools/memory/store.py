@@ -4,9 +4,11 @@ The backend follows the checkpointer's (:func:`~tools.memory.backends.store_name
 
 - ``redis``: langgraph-checkpoint-redis's ``RedisStore`` (RediSearch vector index);
 - ``sqlite``: langgraph-checkpoint-sqlite's ``SqliteStore`` in
-  ``<data_dir>/memory/store.sqlite``; its vector search is sqlite-vec's
-  ``vec_distance_cosine`` over the stored vectors (exact, no ANN index: a user's memories
-  are hundreds or thousands of short texts, scanned in milliseconds);
+  ``<data_dir>/memory/store.sqlite``; its vector search is an exact scan with sqlite-vec's
+  ``vec_distance_cosine`` (no ANN index: a user's memories are hundreds or thousands of
+  short texts). A Python whose ``sqlite3`` cannot load extensions (pyenv's default build,
+  this machine's) gets the same distance functions as Python functions instead
+  (:class:`VecConnection`), so the store works unchanged;
 - ``memory``: ``InMemoryStore`` with the same index (the life of the process);
 - ``none`` or ``long_term.enabled = false``: no store, so nothing is kept or recalled.
 
@@ -108,6 +110,61 @@ def index_config() -> IndexConfig:
     return {"embed": _EMBEDDINGS, "dims": DIMENSIONS, "fields": list(INDEXED_FIELDS)}
 
 
+def _cosine_distance(a: bytes, b: bytes) -> float:
+    import numpy as np
+
+    va, vb = np.frombuffer(a, dtype=np.float32), np.frombuffer(b, dtype=np.float32)
+    norm = float(np.linalg.norm(va) * np.linalg.norm(vb))
+    return 1.0 - float(va @ vb) / norm if norm else 1.0
+
+
+def _l2_distance(a: bytes, b: bytes) -> float:
+    import numpy as np
+
+    diff = np.frombuffer(a, dtype=np.float32) - np.frombuffer(b, dtype=np.float32)
+    return float(np.linalg.norm(diff))
+
+
+def _l1_distance(a: bytes, b: bytes) -> float:
+    import numpy as np
+
+    diff = np.frombuffer(a, dtype=np.float32) - np.frombuffer(b, dtype=np.float32)
+    return float(np.abs(diff).sum())
+
+
+class VecConnection(sqlite3.Connection):
+    """A SQLite connection on which SqliteStore's vector search always works.
+
+    SqliteStore loads the sqlite-vec extension for ``vec_distance_cosine`` (and the L2/L1
+    distances). CPython built without ``--enable-loadable-sqlite-extensions`` has no
+    ``enable_load_extension``; there (or when loading fails) the three functions are
+    registered as Python functions over the same float32 blobs instead (about 5 us per
+    stored vector).
+    """
+
+    def enable_load_extension(self, enabled: bool, /) -> None:
+        """Allow loading extensions, where this Python can."""
+        native = getattr(super(), "enable_load_extension", None)
+        if native is not None:
+            native(enabled)
+
+    def load_extension(self, path: str, /, *, entrypoint: str | None = None) -> None:
+        """Load sqlite-vec natively, or register its distance functions in Python."""
+        native = getattr(super(), "load_extension", None)
+        if native is not None:
+            try:
+                native(path)
+                return
+            except sqlite3.OperationalError as exc:
+                logger.info("sqlite-vec did not load (%s); using Python distances", exc)
+        for name, function in (
+            ("vec_distance_cosine", _cosine_distance),
+            ("vec_distance_L2", _l2_distance),
+            ("vec_distance_L1", _l1_distance),
+        ):
+            self.create_function(name, 2, function, deterministic=True)
+
+
 def _sqlite_store_class() -> type[BaseStore]:
     from langgraph.store.sqlite import SqliteStore
 
@@ -133,7 +190,13 @@ def open_sqlite_store(settings: Settings) -> Iterator[BaseStore]:
     """
     path = store_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+    conn = sqlite3.connect(
+        str(path),
+        check_same_thread=False,
+        isolation_level=None,
+        timeout=30,
+        factory=VecConnection,
+    )
     try:
         # Several processes write memories at once (one per CLI command): readers must
         # not block writers, and a writer waits for the file instead of failing.
@@ -215,8 +278,8 @@ def copy_back(local: BaseStore, remote: BaseStore, page: int = 500) -> int:
             there = existing.get((tuple(item.namespace), item.key))
             if there is None or there.updated_at < item.updated_at:
                 puts.append(PutOp(tuple(item.namespace), item.key, item.value))
-        if puts:
-            remote.batch(puts)
+        for put in puts:  # one by one: InMemoryStore fails on equal texts in one batch
+            remote.batch([put])
         local.batch([PutOp(tuple(i.namespace), i.key, None) for i in items])
         moved += len(puts)
     if moved:
