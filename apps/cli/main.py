@@ -27,6 +27,8 @@ from tools.models import ModelLoadError
 from tools.models.files import DEFAULT_MODEL, ModelFileError, prepare_split_model
 
 if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
     from tools.memory import OpenMemory
 
 app = typer.Typer(
@@ -73,6 +75,7 @@ class ChatSession:
         user: str | None = None,
         remember: bool | None = None,
         wait: float | None = None,
+        model: BaseChatModel | None = None,
     ) -> None:
         from graph import build_graph
 
@@ -83,7 +86,9 @@ class ChatSession:
         )
         self.locks = memory.locks
         self.wait = settings.memory.busy_timeout if wait is None else wait
-        self.graph = build_graph(settings, checkpointer=memory.saver, store=memory.store)
+        self.graph = build_graph(
+            settings, checkpointer=memory.saver, store=memory.store, model=model
+        )
 
     def turn(self, text: str) -> Iterator[tuple[str, Any]]:
         """Run one turn: yields ("token", text) while streaming, then ("state", values).
@@ -126,6 +131,7 @@ def _result(state: dict[str, Any], thread_id: str) -> dict[str, Any]:
         "messages": len(messages),
         "sources": state.get("sources", []),
         "retrieval": state.get("retrieval", {}),
+        "profile": state.get("profile") or "",
         "memories": state.get("memories", []),
     }
 

@@ -105,6 +105,7 @@ def _server_config(directory: Path) -> Path:
     config["dependencies"] = [str(REPO_ROOT)]
     config["graphs"] = {name: _absolute(spec) for name, spec in config["graphs"].items()}
     config["checkpointer"]["path"] = _absolute(config["checkpointer"]["path"])
+    config["store"]["path"] = _absolute(config["store"]["path"])
     config.pop("env", None)
     path = directory / "langgraph.json"
     path.write_text(json.dumps(config, indent=2))
