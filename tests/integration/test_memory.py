@@ -493,7 +493,8 @@ def test_long_term_memory_across_processes_threads_and_users(backend_env: dict[s
     found = json.loads(
         assistant("memory", "search", "locker code", "--user", "ada", "--json", **env).stdout
     )
-    assert "4817" in found[0]["text"]
+    assert found and all(m["score"] is not None for m in found)
+    assert any("4817" in m["text"] for m in found[:2]), found
     fact = next(m for m in listed if m["text"] == "My locker code is 4817.")
     assert assistant("memory", "forget", fact["key"], "--user", "ada", **env).returncode == 0
     assert assistant("memory", "forget", fact["key"], "--user", "ada", **env).returncode == 1

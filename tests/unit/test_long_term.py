@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
+from langchain_core.embeddings import Embeddings
 from langchain_core.messages import BaseMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
@@ -19,7 +20,7 @@ from graph import build_graph
 from graph.errors import MessageTooLongError
 from graph.settings import Settings
 from tests.conftest import thread
-from tests.support.embeddings import word_store
+from tests.support.embeddings import word_store, word_vectors
 from tools.memory.facts import is_self_statement, key_terms, self_statements
 from tools.memory.long_term import (
     clear,
@@ -390,3 +391,51 @@ def test_optional_parts_shrink_before_the_message_is_refused(
     state = ask(graph, "Which gate code of the allotment did I give? " * 6, "b", user_id="ada")
     assert state["prompt_tokens"] <= 320
     assert state["messages"][-1].type == "ai"
+
+
+# --- the SQLite store embeds the text of a memory, and searches by meaning -------------
+
+
+class RecordingEmbeddings(Embeddings):
+    """Word vectors that remember which texts they were asked to embed."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.texts += texts
+        return word_vectors(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
+def test_the_sqlite_store_embeds_only_the_text_and_finds_it(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SqliteStore 3.1.2 ignored the index's "fields" and embedded the whole JSON value."""
+    from tools.memory import store as store_module
+
+    recording = RecordingEmbeddings()
+    monkeypatch.setattr(store_module, "_EMBEDDINGS", recording)
+    with store_module.open_sqlite_store(make_settings()) as sqlite:
+        remember_turn(
+            sqlite,
+            "ada",
+            message="The gate code is 2291.",
+            reply="ok",
+            thread_id="t",
+            message_id="m1",
+        )
+        remember_turn(
+            sqlite,
+            "ada",
+            message="How do I boil an egg?",
+            reply="ok",
+            thread_id="t",
+            message_id="m2",
+        )
+        assert recording.texts == ["The gate code is 2291.", "How do I boil an egg?"]
+        found = search_memories(sqlite, "ada", "which gate code", kinds=("turns",))
+    assert [m.key for m in found][:1] == ["turn-m1"]
+    assert found[0].score is not None and found[0].score > found[-1].score  # type: ignore[operator]

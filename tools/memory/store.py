@@ -202,7 +202,10 @@ def open_sqlite_store(settings: Settings) -> Iterator[BaseStore]:
         # not block writers, and a writer waits for the file instead of failing.
         conn.execute("PRAGMA busy_timeout = 30000")
         conn.execute("PRAGMA journal_mode = WAL")
-        store = _sqlite_store_class()(conn, index=index_config())  # type: ignore[call-arg]
+        # SqliteStore (3.1.2) reads the fields to embed from "text_fields", not from the
+        # documented "fields": without it, it embeds the whole JSON value of every item.
+        index = {**index_config(), "text_fields": list(INDEXED_FIELDS)}
+        store = _sqlite_store_class()(conn, index=index)  # type: ignore[call-arg]
         store.setup()  # type: ignore[attr-defined]
     except sqlite3.DatabaseError as exc:
         conn.close()
