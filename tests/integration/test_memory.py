@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from graph import build_graph
@@ -525,3 +526,31 @@ def test_memories_written_while_redis_was_down_reach_redis(
             assistant("memory", "list", "--user", "ada", "--json", REDIS_URL=server.url).stdout
         )
         assert {m["text"] for m in again} == {"I live in Oslo."}
+
+
+@pytest.mark.slow
+def test_the_default_model_writes_a_summary_that_keeps_the_users_facts(
+    default_gguf: Path, make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The summary was literally "(empty)": the model copied the request's placeholder."""
+    settings = make_settings(
+        model={"backend": "llamacpp", "gguf_path": str(default_gguf)},
+        generation={"do_sample": False, "max_new_tokens": 48},
+        summarisation={"max_turns": 3, "keep_turns": 1},
+    )
+    graph = build_graph(settings, checkpointer=InMemorySaver())
+    turns = [
+        "Hi, I'm Priya and my locker code is 4817.",
+        "What's a good way to keep basil alive indoors?",
+        "Why do cats purr?",
+        "Give me a synonym for 'happy'.",
+    ]
+    with caplog.at_level(logging.WARNING, logger="assistant.summarise"):
+        for text in turns:
+            say(graph, text, "sum")
+    summary = graph.get_state(thread("sum")).values["summary"]
+    assert summary and "(empty)" not in summary
+    assert "Priya" in summary and "4817" in summary, summary
+    assert "User:" not in summary and "Assistant:" not in summary, summary
+    # written by the model, on the first try: not the fallback of the user's own words
+    assert 'The user said: "' not in summary and "unusable" not in caplog.text, caplog.text
