@@ -554,3 +554,21 @@ def test_the_default_model_writes_a_summary_that_keeps_the_users_facts(
     assert "User:" not in summary and "Assistant:" not in summary, summary
     # written by the model, on the first try: not the fallback of the user's own words
     assert 'The user said: "' not in summary and "unusable" not in caplog.text, caplog.text
+
+
+def test_thread_locks_move_to_the_fallback_when_redis_dies(
+    make_settings: Callable[..., Settings], fresh_redis_server: Any
+) -> None:
+    from tools.memory import ThreadBusyError, open_memory
+
+    settings = make_settings(memory={"redis_url": fresh_redis_server.url})
+    with open_memory(settings) as memory:
+        graph = build_graph(settings, checkpointer=memory.saver, model=FakeChatModel(reply="ok"))
+        with memory.locks.hold("t1", 5):
+            say(graph, "before")
+        fresh_redis_server.kill()
+        with memory.locks.hold("t1", 5):  # no traceback: a local lock now
+            state = say(graph, "after")
+            with pytest.raises(ThreadBusyError), memory.locks.hold("t1", 0):  # still locks
+                pass
+    assert texts(state) == ["before", "ok", "after", "ok"]

@@ -119,14 +119,20 @@ class RedisThreadLocks:
 
     PREFIX = "local-assistant:thread-lock:"
 
-    def __init__(self, client: Redis, ttl: float) -> None:
+    def __init__(self, client: Redis, ttl: float, fallback: ThreadLocks) -> None:
         self.client = client
         self.ttl = ttl
+        self.fallback = fallback
+        self._down = False
 
     @contextmanager
     def hold(self, thread_id: str, wait: float) -> Iterator[None]:
-        """See :meth:`ThreadLocks.hold`."""
-        from redis.exceptions import LockError
+        """See :meth:`ThreadLocks.hold`.
+
+        When Redis stops answering, the threads move to the local fallback store, and so
+        do their locks (the fallback's file locks).
+        """
+        from redis.exceptions import LockError, RedisError
 
         name = self.PREFIX + hashlib.sha256(thread_id.encode("utf-8")).hexdigest()[:32]
         # thread_local=False: the renewing thread must see the lock's token.
@@ -134,7 +140,16 @@ class RedisThreadLocks:
             name, timeout=self.ttl, sleep=0.05, blocking=wait > 0, thread_local=False
         )
         started = time.monotonic()
-        if not lock.acquire(blocking_timeout=wait if wait > 0 else None):
+        try:
+            acquired = not self._down and lock.acquire(blocking_timeout=wait if wait > 0 else None)
+        except RedisError as exc:
+            logger.warning("Redis cannot lock threads (%s); locking them locally", exc)
+            self._down = True
+        if self._down:
+            with self.fallback.hold(thread_id, wait):
+                yield
+            return
+        if not acquired:
             raise ThreadBusyError(thread_id, time.monotonic() - started)
         stop = threading.Event()
         renewer = threading.Thread(
@@ -150,6 +165,8 @@ class RedisThreadLocks:
                 lock.release()
             except LockError:
                 logger.warning("the lock of thread %s had expired before the turn ended", thread_id)
+            except RedisError as exc:  # it expires by itself
+                logger.warning("cannot release the lock of thread %s: %s", thread_id, exc)
 
     def _renew(self, lock: object, stop: threading.Event, thread_id: str) -> None:
         from redis.exceptions import LockError, RedisError

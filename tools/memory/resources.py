@@ -50,9 +50,10 @@ def thread_locks(settings: Settings, client: Redis | None) -> ThreadLocks:
         name == "redis" and client is None and settings.memory.fallback == "memory"
     ):
         return LocalThreadLocks()
+    local = FileThreadLocks(locks_dir(settings))
     if name == "redis" and client is not None:
-        return RedisThreadLocks(client, settings.memory.lock_ttl)
-    return FileThreadLocks(locks_dir(settings))
+        return RedisThreadLocks(client, settings.memory.lock_ttl, fallback=local)
+    return local
 
 
 @contextmanager
