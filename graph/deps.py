@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import BaseMessage, HumanMessage
+from langgraph.constants import TAG_NOSTREAM
 from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
 
@@ -128,11 +129,24 @@ class Deps:
         reply) keeps that work out of the next turn's time to first token. Other backends
         do nothing. Returns the tokens now ready (0 when nothing was done).
         """
-        warm = getattr(self.model, "prefill", None)
-        if not callable(warm):
-            return 0
         started = time.perf_counter()
-        ready = int(warm(list(messages)))
+        warm = getattr(self.model, "prefill", None)
+        if callable(warm):
+            ready = int(warm(list(messages)))
+        elif getattr(self.model, "_llm_type", "") == "llamacpp":
+            # A model without prefill() that keeps its last prompt (llama.cpp): a one-token
+            # answer to an empty message leaves the prefix in its KV cache, and the next
+            # turn's prompt starts with the same tokens.
+            self.model.invoke(
+                [*messages, HumanMessage("")],
+                config={"tags": [TAG_NOSTREAM]},
+                temperature=0.0,
+                do_sample=False,
+                max_new_tokens=1,
+            )
+            ready = sum(self.count_tokens(m.text) for m in messages)
+        else:
+            return 0
         log.info("prefilled %d prompt tokens in %.2f s", ready, time.perf_counter() - started)
         return ready
 
