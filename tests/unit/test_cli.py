@@ -120,3 +120,16 @@ def test_unusable_memory_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "memory error" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_memory_commands_on_an_empty_store() -> None:
+    listed = assistant("memory", "list", "--user", "nobody", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+    assert assistant("memory", "forget", "fact-x", "--user", "nobody").returncode == 1
+    cleared = assistant("memory", "clear", "--user", "nobody", "--yes")
+    assert "forgot 0 memories of user nobody" in cleared.stdout
+    bad = assistant("memory", "list", "--kind", "dreams")
+    assert bad.returncode == 2 and "unknown kind 'dreams'" in bad.stderr
+    off = assistant("memory", "list", ASSISTANT_LONG_TERM__ENABLED="false")
+    assert off.returncode == 1 and "long-term memory is off" in off.stderr
