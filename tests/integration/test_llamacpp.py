@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -107,3 +108,47 @@ def test_default_model_recalls_the_users_name(
     run(graph, "Hi! My name is Priya. Please remember it.")
     state = run(graph, "What is my name? Answer with the name only.")
     assert "priya" in state["messages"][-1].text.lower()
+
+
+def test_stop_ends_an_invoked_reply_where_the_streamed_one_ends(
+    llama_settings: Callable[..., Settings],
+) -> None:
+    """``invoke`` must honour ``stop`` too (langchain-community's ChatLlamaCpp drops it)."""
+    model = get_chat_model(llama_settings())
+    prompt = [HumanMessage("List the numbers from 1 to 30, separated by commas.")]
+    full = model.invoke(prompt, max_new_tokens=40, do_sample=False).text
+    assert len(full) > 12, full
+    for stop in (full[len(full) // 2 : len(full) // 2 + 3], full[4:6]):
+        expected = full[: full.index(stop)]
+        invoked = model.invoke(prompt, stop=[stop], max_new_tokens=40, do_sample=False)
+        streamed = model.stream(prompt, stop=[stop], max_new_tokens=40, do_sample=False)
+        assert invoked.text == expected, (stop, full)
+        assert invoked.response_metadata["finish_reason"] == "stop"
+        assert "".join(c.text for c in streamed) == expected
+
+
+def test_concurrent_turns_on_one_model_get_what_a_lone_turn_gets(
+    llama_settings: Callable[..., Settings],
+) -> None:
+    """Calls share one llama.cpp context; unserialised, two streams abort the process."""
+    model = get_chat_model(llama_settings())
+    prompts = {
+        "count": [HumanMessage("List the numbers from 1 to 30, separated by commas.")],
+        "rain": [HumanMessage("Why does it rain?")],
+    }
+    alone = {
+        key: model.invoke(p, max_new_tokens=24, do_sample=False).text for key, p in prompts.items()
+    }
+    together: list[tuple[str, str]] = []
+
+    def turn(key: str) -> None:
+        pieces = model.stream(prompts[key], max_new_tokens=24, do_sample=False)
+        together.append((key, "".join(c.text for c in pieces)))
+
+    keys = [*prompts, *prompts]
+    threads = [threading.Thread(target=turn, args=(key,)) for key in keys]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(together) == sorted((key, alone[key]) for key in keys)

@@ -1,4 +1,33 @@
-"""llama.cpp in-process (llama-cpp-python) over any GGUF file, as a LangChain chat model."""
+"""llama.cpp in-process (llama-cpp-python) over any GGUF file, as a LangChain chat model.
+
+Why ours and not langchain-community's ``ChatLlamaCpp`` (0.4.2, checked on
+llama-cpp-python 0.3.36 with SmolLM2-135M and the default Qwen2.5-Coder-1.5B):
+
+- It loads the weights in its pydantic validator and needs ``model_path`` when it is
+  built, so building the graph (dev server, picture) would load them (0.1 s and 0.8 s)
+  and fail on a missing file; ours loads on first use and resolves the path then.
+- Call keywords go to ``create_chat_completion`` unchanged: ``max_new_tokens`` and
+  ``do_sample`` raise TypeError.
+- ``invoke(..., stop=[...])`` ignores ``stop`` (with ``streaming=True``, its default,
+  ``_generate`` calls ``_stream`` without it): the reply ran on to ``max_tokens``.
+- It passes ``rope_freq_base=10000`` to ``Llama``, overriding the GGUF's own (1e5 in
+  SmolLM2, 1e6 in Qwen2.5): SmolLM2's greedy "1, 2, 3, ..." for "list 1 to 200"
+  became "1. 200", "2. 356", "3. 489" (passing 0, "from the model", fixes it).
+- ``get_num_tokens`` falls back to GPT-2's tokenizer; offline it gave 0 for a text of
+  5 model tokens (our prompt budget needs the model's own count).
+- No lock: two threads streaming on one instance aborted the process
+  (``GGML_ASSERT(i1 >= 0 && i1 < ne1)``) in 4 runs of 4. Ours serialises calls on the
+  one context (without the lock it crashes too) and both threads get a lone call's text.
+- langchain-community warns on import that it is sunset and no longer maintained.
+
+It streams through callbacks once per token and reports ``finish_reason`` as ours
+does, and decodes as fast: 128 greedy tokens on one shared context, 1 thread, median
+of 6 runs in rotating order on a loaded 2-core machine (load average 2-3), tokens/s:
+SmolLM2 raw ``create_chat_completion(stream=True)`` 41.1, ours 41.6, ChatLlamaCpp 41.6;
+1.5B 5.0, 5.3, 5.2. Speed is no reason either way; a subclass fixing the above would
+replace its validator, ``_generate``, ``_stream`` and ``get_num_tokens``: all of it
+but the message conversion, which :func:`tools.models.base.to_chat_dicts` does.
+"""
 
 from __future__ import annotations
 
