@@ -185,12 +185,41 @@ class Defaults(_Strict):
     tags: list[str] = Field(default_factory=list)
 
 
+class Session(_Strict):
+    """One thread of a case: the turns one user sends on it, in order."""
+
+    turns: list[str] = Field(min_length=1)
+    user: str = Field(
+        "user",
+        min_length=1,
+        description="Who sends them; sessions with the same user share long-term memory.",
+    )
+
+    @field_validator("turns")
+    @classmethod
+    def _turns_not_empty(cls, turns: list[str]) -> list[str]:
+        if any(not t.strip() for t in turns):
+            raise ValueError("a turn is empty (the graph rejects empty messages)")
+        return turns
+
+
 class Case(_Strict):
-    """One conversation and the expectations on its last reply."""
+    """One conversation, or several threads (``sessions``), and expectations on the end.
+
+    The expectations apply to the reply to the last turn of the last thread.
+    """
 
     id: str = Field(min_length=1)
     tags: list[str] = Field(default_factory=list)
-    turns: list[str] = Field(min_length=1)
+    turns: list[str] = Field(
+        default_factory=list,
+        description="User turns on one fresh thread; with sessions, all of them in order.",
+    )
+    sessions: list[Session] = Field(
+        default_factory=list,
+        description="Several threads in order, each fresh, each of a named user (the "
+        "long-term memory corpus: recall across threads, isolation between users).",
+    )
     context: dict[str, Any] = Field(default_factory=dict)
     settings: dict[str, Any] = Field(default_factory=dict)
     documents: list[str] = Field(default_factory=list)
@@ -203,6 +232,21 @@ class Case(_Strict):
         if any(not t.strip() for t in turns):
             raise ValueError("a turn is empty (the graph rejects empty messages)")
         return turns
+
+    @model_validator(mode="after")
+    def _turns_or_sessions(self) -> Case:
+        if self.sessions and self.turns:
+            raise ValueError("give turns or sessions, not both")
+        if not self.sessions and not self.turns:
+            raise ValueError("a case needs turns (or sessions)")
+        if self.sessions:
+            self.turns = [t for session in self.sessions for t in session.turns]
+        return self
+
+    @property
+    def threads(self) -> list[Session]:
+        """The case's threads in order (one, of the default user, when it has ``turns``)."""
+        return self.sessions or [Session(turns=self.turns)]
 
 
 class CorpusFile(_Strict):

@@ -26,6 +26,8 @@ class Outcome:
     sources: list[dict[str, Any]]
     prompt_tokens: int
     latency_ms: float
+    summary: str = ""
+    """The running summary of the thread after the last turn."""
 
 
 Similarity = Callable[[str, str], float]

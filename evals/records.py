@@ -57,6 +57,10 @@ class CaseResult(BaseModel):
     sources: list[SourceRef] = Field(default_factory=list)
     prompt_tokens: int | None = None
     latency_ms: float | None = Field(None, description="Wall time of the last turn.")
+    summary: str | None = Field(
+        None, description="The running summary of the last thread after the last turn."
+    )
+    threads: int = Field(1, description="Threads the case ran (sessions), each fresh.")
     expectations: list[ExpectationResult]
     passed: bool
     score: float = Field(ge=0.0, le=1.0, description="Weighted share of passed expectations.")

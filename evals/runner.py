@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.store.base import BaseStore
+from langgraph.store.memory import InMemoryStore
 
 from evals.corpus import Case, Corpus, CorpusError, EvalError, EvalModelError, deep_merge
 from evals.expectations import Outcome, Similarity, embedding_similarity, evaluate, score_case
@@ -31,6 +33,7 @@ from graph.messages import BLOCKED_KEY
 from graph.settings import REPO_ROOT, Settings, SettingsError, load_settings
 from tools.documents.ingest import ingest
 from tools.documents.store import DocumentStore
+from tools.memory.store import index_config
 from tools.models import ModelLoadError
 
 # --- running --------------------------------------------------------------------------
@@ -93,6 +96,11 @@ class _Job:
     collection: str | None
 
 
+def memory_store(settings: Settings) -> BaseStore | None:
+    """The long-term store a run's graph gets: in the process, with the real index."""
+    return InMemoryStore(index=index_config()) if settings.long_term.enabled else None
+
+
 @dataclass
 class _Runner:
     """Shared state of a run: compiled graphs per settings, the document lock, the saver."""
@@ -100,6 +108,7 @@ class _Runner:
     workdir: Path
     similarity: Similarity
     model: Any = None
+    make_store: Callable[[Settings], BaseStore | None] = memory_store
     _graphs: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ingest_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -108,9 +117,13 @@ class _Runner:
         key = settings.model_dump_json()
         with self._lock:
             if key not in self._graphs:
-                # Each case has its own thread id, so one saver per graph is enough.
+                # Each case has its own thread ids and user ids, so one saver and one
+                # store per graph are enough: no case sees another's threads or memories.
                 self._graphs[key] = build_graph(
-                    settings, checkpointer=InMemorySaver(), model=self.model
+                    settings,
+                    checkpointer=InMemorySaver(),
+                    store=self.make_store(settings),
+                    model=self.model,
                 )
             return self._graphs[key]
 
@@ -158,6 +171,8 @@ class _Runner:
             sources=[SourceRef.model_validate(_source_ref(s)) for s in outcome.sources],
             prompt_tokens=outcome.prompt_tokens,
             latency_ms=outcome.latency_ms,
+            summary=outcome.summary,
+            threads=len(case.threads),
             expectations=results,
             passed=passed,
             score=score,
@@ -167,13 +182,19 @@ class _Runner:
         if job.case.documents:
             self.ingest(job)
         graph = self.graph(job.settings)
-        config = {"configurable": {"thread_id": f"eval-{uuid.uuid4().hex}"}}
+        # Users are named per case ("user", "bob"); their ids are new for every run.
+        run = uuid.uuid4().hex
         state: dict[str, Any] = {}
         latency = 0.0
-        for turn in job.case.turns:
-            started = time.perf_counter()
-            state = graph.invoke({"messages": [("user", turn)]}, config, context=job.context)
-            latency = (time.perf_counter() - started) * 1000
+        for session in job.case.threads:
+            config = {"configurable": {"thread_id": f"eval-{uuid.uuid4().hex}"}}
+            context = job.context.model_copy(
+                update={"user_id": job.context.user_id or f"eval-{run}-{session.user}"}
+            )
+            for turn in session.turns:
+                started = time.perf_counter()
+                state = graph.invoke({"messages": [("user", turn)]}, config, context=context)
+                latency = (time.perf_counter() - started) * 1000
         last = state["messages"][-1]
         safety = state.get("safety") or {}
         blocked = not safety.get("allowed", True)
@@ -186,6 +207,7 @@ class _Runner:
             sources=list(state.get("sources") or []),
             prompt_tokens=int(state.get("prompt_tokens") or 0),
             latency_ms=round(latency, 1),
+            summary=str(state.get("summary") or ""),
         )
 
 
@@ -251,6 +273,7 @@ def run_evals(
     chat_model: Any = None,
     similarity: Similarity = embedding_similarity,
     on_case: Callable[[CaseResult, int, int], None] | None = None,
+    make_store: Callable[[Settings], BaseStore | None] = memory_store,
 ) -> RunRecord:
     """Run the cases of the corpora through the real graph and score them.
 
@@ -263,6 +286,8 @@ def run_evals(
             a real model one case at a time (one model instance, one llama.cpp context).
         chat_model: A chat model to use instead of the configured one (tests).
         similarity: Text similarity for ``similar_to`` expectations.
+        make_store: The long-term store of each graph (tests pass one with cheap
+            embeddings); by default in the process, with the all-MiniLM index.
         on_case: Called after each case with its result, the number done and the total.
 
     Returns:
@@ -282,7 +307,7 @@ def run_evals(
             raise EvalError(f"no case has any of the tags {', '.join(tags)}")
         parallel = settings.model.backend == "fake" or chat_model is not None
         workers = max(1, jobs or os.cpu_count() or 1) if parallel else 1
-        runner = _Runner(Path(tmp), similarity, chat_model)
+        runner = _Runner(Path(tmp), similarity, chat_model, make_store)
         results: list[CaseResult | None] = [None] * len(planned)
         done = 0
         lock = threading.Lock()

@@ -43,3 +43,15 @@ class Context(BaseModel):
     collection: str | None = Field(
         None, description="Document collection to search; empty = chroma.collection."
     )
+    user_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="Whose long-term memories this run reads and writes; empty = "
+        "long_term.user_id (the login name).",
+    )
+    remember: bool | None = Field(
+        None,
+        description="False = keep nothing from this run in long-term memory (recall still "
+        "works); empty = long_term.enabled.",
+    )

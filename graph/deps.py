@@ -6,24 +6,33 @@ use, so compiling the graph (for the dev server, for a picture) stays instant.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage, HumanMessage
+from langgraph.constants import TAG_NOSTREAM
 from langgraph.runtime import Runtime
+from langgraph.store.base import BaseStore
 
 from graph.context import Context
 from graph.settings import SafetyLevel, Settings
 from graph.state import State
 from tools.documents.store import DocumentStore
 from tools.guardrails import SafetyFilter
+from tools.memory.long_term import list_memories, profile
 from tools.models import get_chat_model
 from tools.models.embeddings import CachedQueryEmbeddings
-from tools.prompting import Counter, caching_counter
+from tools.prompting import Counter, MemoryHeadings, caching_counter, memory_headings
 from tools.routing import AliasMatcher, ConceptRouter, load_concept_file, load_system_prompt
+
+log = logging.getLogger("assistant.memory")
 
 
 class Node(Protocol):
@@ -105,6 +114,60 @@ class Deps:
     def summary_prompt(self) -> str:
         """Instructions for the summariser."""
         return load_system_prompt(self.settings.prompts.directory / "summarise.md")
+
+    @cached_property
+    def memory_headings(self) -> MemoryHeadings:
+        """The headings memory goes under in prompts (``memory.yaml``)."""
+        return memory_headings(self.settings.prompts.directory / "memory.yaml")
+
+    def user_id(self, context: Context | None) -> str:
+        """Whose long-term memories this run uses: the context's user, else the setting."""
+        if context is not None and context.user_id:
+            return context.user_id
+        return self.settings.long_term.user_id
+
+    def remembers(self, context: Context | None) -> bool:
+        """Whether this run may keep anything in long-term memory."""
+        if not self.settings.long_term.enabled:
+            return False
+        return context is None or context.remember is not False
+
+    def profile(self, store: BaseStore, user_id: str) -> str:
+        """The user's facts as prompt lines, within ``long_term.profile_tokens``."""
+        cfg = self.settings.long_term
+        if not (cfg.enabled and cfg.facts and cfg.profile_tokens):
+            return ""
+        facts = list_memories(store, user_id, kinds=("facts",), limit=200)
+        return profile(facts, self.count_tokens, cfg.profile_tokens)
+
+    def prefill(self, messages: Sequence[BaseMessage]) -> int:
+        """Evaluate ``messages`` as the prompt prefix of the next call, if the model can.
+
+        llama.cpp keeps the evaluated prompt, and the next turn resumes from the longest
+        common prefix; warming the prefix right after a summary (while the user reads the
+        reply) keeps that work out of the next turn's time to first token. Other backends
+        do nothing. Returns the tokens now ready (0 when nothing was done).
+        """
+        started = time.perf_counter()
+        warm = getattr(self.model, "prefill", None)
+        if callable(warm):
+            ready = int(warm(list(messages)))
+        elif getattr(self.model, "_llm_type", "") == "llamacpp":
+            # A model without prefill() that keeps its last prompt (llama.cpp): a one-token
+            # answer to an empty message leaves the prefix in its KV cache, and the next
+            # turn's prompt starts with the same tokens.
+            self.model.invoke(
+                [*messages, HumanMessage("")],
+                config={"tags": [TAG_NOSTREAM]},
+                temperature=0.0,
+                do_sample=False,
+                max_new_tokens=1,
+            )
+            ready = sum(self.count_tokens(m.text) for m in messages)
+        else:
+            return 0
+        log.info("prefilled %d prompt tokens in %.2f s", ready, time.perf_counter() - started)
+        return ready
 
     def prompt_file(self, name: str) -> str:
         """A prompt from the prompts folder (documents.md, rewrite.md, ...)."""

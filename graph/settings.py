@@ -9,6 +9,7 @@ below. Nodes never read the environment themselves; they get a ``Settings``.
 
 from __future__ import annotations
 
+import getpass
 import os
 from collections.abc import Mapping
 from functools import lru_cache
@@ -33,11 +34,12 @@ from pydantic_settings import (
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SETTINGS_FILE = REPO_ROOT / "settings.toml"
+DEFAULT_REDIS_URL = "redis://localhost:6379"
 
 SafetyLevel = Literal["strict", "moderate", "relaxed"]
 SAFETY_LEVELS: tuple[str, ...] = get_args(SafetyLevel)
 Backend = Literal["llamacpp", "huggingface", "fake"]
-MemoryBackend = Literal["redis", "sqlite", "memory", "none"]
+MemoryBackend = Literal["auto", "redis", "sqlite", "memory", "none"]
 MemoryFallback = Literal["sqlite", "memory", "none"]
 
 
@@ -103,16 +105,19 @@ class ContextSettings(_Section):
 
 
 class MemorySettings(_Section):
-    """Where threads are kept between turns (LangGraph checkpointing)."""
+    """Where threads are kept between turns (LangGraph checkpointing), one turn at a time."""
 
     enabled: bool = Field(True, description="false = backend none: each turn stands alone.")
     backend: MemoryBackend = Field(
-        "redis",
-        description="redis (shared, needs Redis 8+ or Redis Stack), sqlite (a local file), "
-        "memory (the life of the process) or none.",
+        "auto",
+        description="auto (redis when a Redis URL is configured, else sqlite), redis (shared, "
+        "needs Redis 8+ or Redis Stack), sqlite (a local file), memory (the life of the "
+        "process) or none.",
     )
-    redis_url: str = Field(
-        "redis://localhost:6379", description="redis://[:password]@host:port/db (or REDIS_URL)."
+    redis_url: str | None = Field(
+        None,
+        description="redis://[:password]@host:port/db (or REDIS_URL); empty = no Redis "
+        f"configured ({DEFAULT_REDIS_URL} if backend is redis).",
     )
     fallback: MemoryFallback = Field(
         "sqlite",
@@ -133,13 +138,71 @@ class MemorySettings(_Section):
     redis_socket_timeout: float = Field(
         5.0, gt=0, le=300, description="Seconds to wait for a Redis reply."
     )
+    busy_timeout: float = Field(
+        120.0,
+        ge=0,
+        le=3600,
+        description="Seconds a turn waits while another turn runs on the same thread, then "
+        "fails with 'thread is busy'; 0 = refuse at once.",
+    )
+    lock_ttl: float = Field(
+        30.0,
+        ge=2,
+        le=3600,
+        description="Redis: seconds a thread lock outlives a holder that died (renewed while "
+        "the turn runs).",
+    )
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, url: str) -> str:
-        if not url.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
+    def _redis_scheme(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(
+            ("redis://", "rediss://", "unix://", "redis+sentinel://")
+        ):
             raise ValueError("must look like redis://[:password@]host:port/db")
         return url
+
+    @property
+    def redis_address(self) -> str:
+        """The Redis URL to use: the configured one, else the local default."""
+        return self.redis_url or DEFAULT_REDIS_URL
+
+
+def _login_name() -> str:
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container without a passwd entry)
+        return "default"
+    return name or "default"
+
+
+class LongTermSettings(_Section):
+    """Long-term memory per user (the LangGraph store): facts and past turns."""
+
+    enabled: bool = Field(True, description="Keep and recall memories across threads.")
+    user_id: str = Field(
+        default_factory=_login_name,
+        min_length=1,
+        max_length=256,
+        description="Whose memories a run uses when the run names no user; empty = the login name.",
+    )
+    facts: bool = Field(
+        True, description="Keep what users state about themselves (name, job, numbers, ...)."
+    )
+    turns: bool = Field(True, description="Keep past turns, found again by meaning.")
+    k: int = Field(3, ge=0, le=20, description="Past turns recalled into a prompt at most.")
+    min_score: float = Field(
+        0.45, ge=0.0, le=1.0, description="Cosine similarity a past turn needs to be recalled."
+    )
+    max_context_tokens: int = Field(
+        200, ge=0, description="Prompt tokens the recalled turns may take at most."
+    )
+    profile_tokens: int = Field(
+        160, ge=0, description="Prompt tokens the user's facts may take at most."
+    )
+    store_path: Path | None = Field(
+        None, description="SQLite store file; empty = <data_dir>/memory/store.sqlite."
+    )
 
 
 class SafetySettings(_Section):
@@ -296,6 +359,7 @@ class Settings(BaseSettings):
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     context: ContextSettings = Field(default_factory=ContextSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    long_term: LongTermSettings = Field(default_factory=LongTermSettings)
     safety: SafetySettings = Field(default_factory=SafetySettings)
     summarisation: SummarisationSettings = Field(default_factory=SummarisationSettings)
     prompts: PromptSettings = Field(default_factory=PromptSettings)

@@ -45,3 +45,12 @@ class State(InputState):
 
     summarised_through: str | None = None
     """Id of the last message folded into ``summary``; later messages are live history."""
+
+    profile: str | None = None
+    """What the user told the assistant about themselves, from long-term memory, as shown
+    in the system prompt. Loaded at the thread's first turn and again after each summary
+    (so the prompt prefix stays the same in between); None until loaded."""
+
+    memories: list[dict[str, Any]] = field(default_factory=list)
+    """Past turns of this user recalled for this turn by meaning, best first: ``key``,
+    ``text`` (what the user said), ``reply``, ``thread_id``, ``created``, ``score``."""

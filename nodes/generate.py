@@ -1,22 +1,34 @@
-"""Generation: answer the new message with the local model, within the prompt budget."""
+"""Generation: answer the new message with the local model, within one prompt budget.
+
+The budget (``context.max_prompt_tokens``) is computed here, once every part is known:
+the system prompt (with the user's facts and the running summary), the concept prompt
+and the message must fit, or the message is taken back out of the thread and the turn
+ends in ``reject`` (a clear ``MessageTooLongError``; the thread is as it was). What is
+left goes to the optional parts, which shrink first: the document passages, then the
+recalled memories, then the oldest turns of the history.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import RemoveMessage
 from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.deps import ContextNode, Deps
+from graph.errors import MessageTooLongError
 from graph.messages import new_message
 from graph.state import State
 from tools.documents.retrieval import quote_passages
+from tools.memory.long_term import Memory, recalled_lines
 from tools.models.masking import MaskingChatModel
 from tools.prompting import (
     MESSAGE_OVERHEAD,
     REPLY_PRIMER,
+    Prompt,
     build_prompt,
     complete_turns,
     system_text,
@@ -25,30 +37,58 @@ from tools.prompting import (
 
 log = logging.getLogger("assistant.generate")
 
+JOIN_SLACK = 8
+"""Tokens kept free when the optional parts are joined into one message (seams can tokenise
+differently from the parts counted alone)."""
+
 
 def make_generate(deps: Deps) -> ContextNode:
     """Build the ``generate`` node."""
 
     def generate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        """Build the prompt (summary, recent turns, concept prompt) and stream the reply."""
+        """Build the prompt and stream the reply; a message that cannot fit goes to reject.
+
+        The prompt: system (facts, summary), recent turns, concept prompt, passages,
+        recalled memories, the message.
+        """
         settings = deps.settings
+        budget = settings.context.max_prompt_tokens
         message = new_message(state)
         concept = deps.aliases.concept(state.concept).prompt if state.concept else None
-        system = system_text(deps.system_prompt, state.summary)
-        # What the prompt needs besides history; the passages get at most what is left.
-        fixed = sum(deps.count_tokens(t) for t in (system, message.text, concept or ""))
-        room = settings.context.max_prompt_tokens - fixed - 3 * MESSAGE_OVERHEAD - REPLY_PRIMER
-        documents, sources = documents_prompt(state, room)
-        history = complete_turns(unsummarised(state.messages[:-1], state.summarised_through))
-        prompt = build_prompt(
-            system=system,
-            history=history,
-            new_message=message,
-            count=deps.count_tokens,
-            max_prompt_tokens=settings.context.max_prompt_tokens,
-            max_history_turns=settings.context.max_history_turns,
-            concept_prompt="\n\n".join(p for p in (concept, documents) if p) or None,
+        system = system_text(
+            deps.system_prompt, state.summary, state.profile or "", deps.memory_headings
         )
+        # What must fit: system, concept and message, each wrapped by the chat template.
+        needed = (
+            sum(deps.count_tokens(t) for t in (system, message.text, concept or ""))
+            + 3 * MESSAGE_OVERHEAD
+            + REPLY_PRIMER
+        )
+        if needed > budget:
+            return too_long(state, message.id or "", needed, budget, runtime)
+        # The optional parts share what is left; joining them costs a few tokens more.
+        room = budget - needed - JOIN_SLACK
+        documents, sources = documents_prompt(state, room)
+        room -= deps.count_tokens(documents or "")
+        memories = memories_prompt(state, room)
+        history = complete_turns(unsummarised(state.messages[:-1], state.summarised_through))
+
+        def assemble(*extra: str | None) -> Prompt:
+            return build_prompt(
+                system=system,
+                history=history,
+                new_message=message,
+                count=deps.count_tokens,
+                max_prompt_tokens=budget,
+                max_history_turns=settings.context.max_history_turns,
+                concept_prompt="\n\n".join(p for p in (concept, *extra) if p) or None,
+            )
+
+        try:
+            prompt = assemble(documents, memories)
+        except MessageTooLongError:  # a tokenizer merged differently at a seam: drop extras
+            log.info("prompt budget: no room for passages and memories after all")
+            prompt, sources = assemble(), []
         if prompt.dropped_turns:
             log.info("prompt budget: dropped %d old turn(s)", prompt.dropped_turns)
         level = deps.safety_level(runtime.context)
@@ -67,6 +107,38 @@ def make_generate(deps: Deps) -> ContextNode:
         reply.response_metadata.update(prompt_tokens=prompt.tokens, masked=masked)
         return {"messages": [reply], "prompt_tokens": prompt.tokens, "sources": sources}
 
+    def too_long(
+        state: State, message_id: str, needed: int, budget: int, runtime: Runtime[Context]
+    ) -> dict[str, Any]:
+        """Take the message back out and flag the turn for ``reject``."""
+        reason = (
+            f"the message needs {needed} prompt tokens with the system prompt"
+            f"{' and the concept prompt' if state.concept else ''}; the budget "
+            f"(context.max_prompt_tokens) is {budget}"
+        )
+        log.info("message rejected: %s", reason)
+        return {
+            "messages": [RemoveMessage(id=message_id)],
+            "safety": {
+                **state.safety,
+                "allowed": False,
+                "level": deps.safety_level(runtime.context),
+                "reason": reason,
+                "category": "message_too_long",
+            },
+        }
+
+    def memories_prompt(state: State, room: int) -> str | None:
+        """The recalled past turns, quoted, within ``room`` and ``long_term.max_context_tokens``."""
+        if not state.memories:
+            return None
+        heading = deps.memory_headings.recalled
+        budget = min(deps.settings.long_term.max_context_tokens, room) - deps.count_tokens(heading)
+        lines = recalled_lines(
+            [Memory(**m) for m in state.memories], deps.count_tokens, max(budget - 2, 0)
+        )
+        return f"{heading}\n{lines}" if lines else None
+
     def documents_prompt(state: State, room: int) -> tuple[str | None, list[dict[str, Any]]]:
         """The quoted passages for this turn (within ``room`` tokens), and those kept."""
         status = state.retrieval.get("status")
@@ -83,3 +155,10 @@ def make_generate(deps: Deps) -> ContextNode:
         return template.replace("{passages}", quoted), [dict(p) for p in kept]
 
     return generate
+
+
+def route_after_generate(state: State) -> Literal["check_output", "reject"]:
+    """A reply goes on to the output check; a message that did not fit is rejected."""
+    if state.safety.get("category") == "message_too_long":
+        return "reject"
+    return "check_output"

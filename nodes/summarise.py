@@ -1,19 +1,45 @@
-"""Summarisation: fold the turns that leave the prompt window into a running summary."""
+"""Summarisation: fold the turns that leave the prompt window into a running summary.
+
+The summariser's answer is checked before it is used (:func:`summary_problem`): not
+empty, not a placeholder, not a copy of the request, and it keeps every name and number
+the user stated about themselves in the folded turns. A bad answer is asked for once
+more, naming what was missing; if that fails too, the summary keeps the user's own
+sentences instead (:func:`extractive_summary`), so nothing they said is lost.
+
+After the summary the prompt prefix has changed (the system prompt holds the summary and
+the user's facts, and the folded turns are gone), so the next turn would evaluate it
+from scratch. The node warms that prefix right away, while the user reads the reply.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any, Literal
 
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.constants import TAG_NOSTREAM
+from langgraph.runtime import Runtime
 
-from graph.deps import Deps, Node
+from graph.context import Context
+from graph.deps import ContextNode, Deps
 from graph.state import State
-from tools.prompting import Counter, Turn, complete_turns, unsummarised
+from tools.memory.facts import missing_terms
+from tools.memory.summaries import (
+    extractive_summary,
+    required_terms,
+    summary_problem,
+    summary_request,
+    tidy,
+    transcript,
+)
+from tools.prompting import Counter, Turn, complete_turns, system_text, unsummarised
 
 log = logging.getLogger("assistant.summarise")
+
+ATTEMPTS = 2
+"""Summariser calls per summary at most (the first, and one that names what was missing)."""
 
 
 def turns_to_fold(state: State, deps: Deps) -> list[Turn]:
@@ -34,24 +60,19 @@ def turns_to_fold(state: State, deps: Deps) -> list[Turn]:
     return turns[: len(turns) - cfg.keep_turns]
 
 
-def transcript(turns: list[Turn]) -> str:
-    """The turns as plain "User:/Assistant:" lines (only ever shown to the summariser)."""
-    names = {"human": "User", "ai": "Assistant"}
-    return "\n".join(f"{names[m.type]}: {m.text}" for turn in turns for m in turn.messages)
+def _as_written(terms: list[str], text: str) -> list[str]:
+    """The terms as the user wrote them ("Priya", not "priya")."""
+    shown = []
+    for term in terms:
+        found = re.search(rf"\b{re.escape(term)}\b", text, re.IGNORECASE)
+        shown.append(found.group(0) if found else term)
+    return shown
 
 
-def make_summarise(deps: Deps) -> Node:
+def make_summarise(deps: Deps) -> ContextNode:
     """Build the ``summarise`` node."""
 
-    def summarise(state: State) -> dict[str, Any]:
-        """Update the summary with the turns leaving the window and move the cursor."""
-        fold = turns_to_fold(state, deps)
-        if not fold:
-            return {}
-        request = (
-            f"Current summary:\n{state.summary or '(empty)'}\n\n"
-            f"Next lines of the conversation:\n{transcript(fold)}\n\nUpdated summary:"
-        )
+    def ask(request: str) -> tuple[str, bool]:
         reply = deps.model.invoke(
             [SystemMessage(deps.summary_prompt), HumanMessage(request)],
             # The summary is bookkeeping, not an answer: keep it out of the token stream.
@@ -60,18 +81,62 @@ def make_summarise(deps: Deps) -> Node:
             do_sample=False,
             max_new_tokens=deps.settings.summarisation.max_summary_tokens,
         )
-        summary = reply.text.strip()
-        if not summary:
-            log.warning("the summariser returned nothing; keeping the turns live")
+        return reply.text, reply.response_metadata.get("finish_reason") == "length"
+
+    def new_summary(previous: str, fold: list[Turn]) -> str:
+        """A checked summary of ``previous`` plus ``fold``."""
+        missing: list[str] = []
+        for attempt in range(1, ATTEMPTS + 1):
+            request = summary_request(previous, fold, missing)
+            text, truncated = ask(request)
+            candidate = tidy(text, truncated=truncated)
+            problem = summary_problem(candidate, turns=fold, request=request)
+            if problem is None:
+                return candidate
+            log.warning("summary attempt %d is unusable: %s", attempt, problem)
+            # Ask again, naming the user's names and numbers the answer did not have.
+            missing = _as_written(missing_terms(required_terms(fold), candidate), transcript(fold))
+        log.warning("keeping the user's own sentences as the summary instead")
+        return extractive_summary(previous, fold)
+
+    def summarise(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        """Fold the turns leaving the window into the summary, then warm the next prefix.
+
+        Also moves the cursor and refreshes the user's facts from long-term memory.
+        """
+        fold = turns_to_fold(state, deps)
+        if not fold:
             return {}
-        log.info("summarised %d turn(s) into %d characters", len(fold), len(summary))
-        return {"summary": summary, "summarised_through": fold[-1].last_id}
+        summary = new_summary(state.summary, fold)
+        cursor = fold[-1].last_id
+        update: dict[str, Any] = {"summary": summary, "summarised_through": cursor}
+        log.info(
+            "summarised %d turn(s) into %d characters (names and numbers kept: %s)",
+            len(fold),
+            len(summary),
+            ", ".join(sorted(required_terms(fold))) or "none",
+        )
+        profile = state.profile or ""
+        store = runtime.store
+        if store is not None and deps.settings.long_term.enabled:
+            # The prefix changes now anyway: bring in the facts learnt since it was built.
+            try:
+                profile = deps.profile(store, deps.user_id(runtime.context))
+                update["profile"] = profile
+            except Exception as exc:
+                log.warning("long-term memory unavailable, keeping the old facts: %s", exc)
+        system = system_text(deps.system_prompt, summary, profile, deps.memory_headings)
+        kept = complete_turns(unsummarised(state.messages, cursor))
+        limit = deps.settings.context.max_history_turns
+        history = [m for turn in (kept[-limit:] if limit else []) for m in turn.messages]
+        deps.prefill([SystemMessage(system), *history])
+        return update
 
     return summarise
 
 
 def make_needs_summary(deps: Deps) -> Callable[[State], Literal["summarise", "__end__"]]:
-    """Build the routing function after ``check_output``."""
+    """Build the routing function after ``remember``."""
 
     def needs_summary(state: State) -> Literal["summarise", "__end__"]:
         """Summarise only when the live history has grown past the thresholds."""

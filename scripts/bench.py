@@ -3,7 +3,9 @@
 Prints:
   1. decode tokens/s of the graph vs. a raw llama.cpp call on the same prompt (ratio);
   2. non-model overhead per turn (ms), with an instant fake model;
-  3. time to first token at turn 1 vs. turn 20 of one conversation (ratio);
+  3. time to first token at turn 1 vs. turn 20 of one conversation (ratio), and its p95
+     vs. its median over the whole chat (the turns right after a summary are the slow
+     ones when the new prompt prefix is not warmed in advance);
   4. at the end of that 30-turn chat: prompt size vs. full history, and recall of turn 1;
   5. per-turn checkpoint overhead of each memory backend (memory, sqlite, redis) against
      the same turns with no checkpointer, on an instant fake model;
@@ -13,14 +15,18 @@ Prints:
      and BM25 keywords fused, the default) with the query embedding, and its parts: the
      embedding, the vector half against a raw chromadb ``collection.query`` with the same
      vector, the keyword half, and building the keyword index from the store;
-  8. routing: what routing by meaning adds to a turn (the graph with prompts.semantic on
+  8. long-term memory: what recalling costs per turn (embedding the message and searching
+     a user's 500 memories in the SQLite store), and a turn with long-term memory against
+     the same turn without it, on an instant fake model;
+  9. routing: what routing by meaning adds to a turn (the graph with prompts.semantic on
      against off, instant fake model), the router alone (embedding the message, then the
      decision) against the aliases alone, and embedding the examples once per process.
 
 Usage: python scripts/bench.py [--model default|smollm2] [--turns 20] [--tokens 96]
-       python scripts/bench.py --only memory
-       python scripts/bench.py --only rag
-       python scripts/bench.py --only routing
+       python scripts/bench.py --only memory      (5 and 8, no chat model)
+       python scripts/bench.py --only chat        (3 and 4: the 30-turn chat)
+       python scripts/bench.py --only rag         (7)
+       python scripts/bench.py --only routing     (9)
 """
 
 from __future__ import annotations
@@ -220,10 +226,16 @@ def first_token(graph: Any, config: Any, text: str) -> float:
 
 def bench_long_chat(settings: Settings, turns: int) -> None:
     """TTFT over one conversation, then recall of turn-1 facts and the prompt size."""
+    from langgraph.store.memory import InMemoryStore
+
+    from tools.memory.store import index_config
+
     model = get_chat_model(settings)
     assert isinstance(model, LlamaCppChatModel)
     model.llama.reset()  # turn 1 starts from an empty KV cache, as in a fresh process
-    graph = build_graph(settings, checkpointer=InMemorySaver())
+    # The product path: long-term memory on (recall before the reply, remember after).
+    store = InMemoryStore(index=index_config())
+    graph = build_graph(settings, checkpointer=InMemorySaver(), store=store)
     config = {"configurable": {"thread_id": "long"}}
     texts = ["Hi! My name is Ada and my lucky number is 42. Reply with one short sentence."]
     texts += [
@@ -261,7 +273,14 @@ def bench_long_chat(settings: Settings, turns: int) -> None:
         ]
     ]
     texts = [*texts[: turns - 1], "What is my name, and what is my lucky number?"]
-    ttft = [first_token(graph, config, text) for text in texts]
+    ttft: list[float] = []
+    after_summary: list[int] = []
+    summary = ""
+    for number, text in enumerate(texts, 1):
+        ttft.append(first_token(graph, config, text))
+        if graph.get_state(config).values["summary"] != summary:  # type: ignore[arg-type]
+            summary = graph.get_state(config).values["summary"]  # type: ignore[arg-type]
+            after_summary.append(number + 1)
     values = graph.get_state(config).values  # type: ignore[arg-type]
     answer = values["messages"][-1].text
     # The prompt the last turn would have needed without summarising or trimming: the
@@ -273,7 +292,16 @@ def bench_long_chat(settings: Settings, turns: int) -> None:
         f"3. time to first token  turn 1 {ttft[0] * 1000:7.0f} ms   turn {n} "
         f"{ttft[n - 1] * 1000:7.0f} ms   ratio {ttft[n - 1] / ttft[0]:.2f}  (goal <= 1.5)"
     )
-    print("   per turn (ms): " + " ".join(f"{t * 1000:.0f}" for t in ttft))
+    marks = [f"{t * 1000:.0f}{'*' if i in after_summary else ''}" for i, t in enumerate(ttft, 1)]
+    print("   per turn (ms; * = right after a summary): " + " ".join(marks))
+    median = statistics.median(ttft)
+    p95 = statistics.quantiles(ttft, n=20, method="inclusive")[18]
+    slow = [ttft[i - 1] for i in after_summary if i <= len(ttft)]
+    after = f"median {statistics.median(slow) * 1000:.0f} ms" if slow else "no summary"
+    print(
+        f"   over all {len(ttft)} turns: median {median * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
+        f"p95/median {p95 / median:.2f} (goal <= 2); right after a summary: {after}"
+    )
     print(
         f"4. after {len(texts)} turns: prompt {values['prompt_tokens']} tokens vs. "
         f"full-history prompt {history} tokens "
@@ -281,6 +309,58 @@ def bench_long_chat(settings: Settings, turns: int) -> None:
     )
     ok = "ada" in answer.lower() and "42" in answer
     print(f"   recall of turn-1 facts: {'OK' if ok else 'MISSED'}: {answer.strip()[:120]!r}")
+
+
+def bench_recall(data_dir: Path, turns: int = 60, stored: int = 500) -> None:
+    """What long-term memory costs per turn, lookup and whole turn, on a fake model."""
+    from tools.memory.long_term import has_memories, remember_turn, search_memories
+    from tools.memory.store import open_sqlite_store
+    from tools.models.embeddings import get_embeddings
+
+    settings = load_settings(data_dir=str(data_dir), model={"backend": "fake"})
+    rnd = random.Random(5)
+    get_embeddings().embed_documents(["warm up"] * 4)
+    things = ["locker", "bike", "gate", "safe"]
+    with open_sqlite_store(settings) as store:
+        for n in range(stored):  # a user with a history: past turns and some facts
+            fact = f"My {rnd.choice(things)} code is {n}. " if n % 10 == 0 else ""
+            message = fact + synthetic_sentence(rnd)
+            remember_turn(
+                store, "bench", message=message, reply="ok", thread_id="old", message_id=f"m{n}"
+            )
+        questions = [f"Question {n}: {synthetic_sentence(rnd)}" for n in range(turns * 3)]
+        # a) the lookup alone, as recall does it (a new message each time: no cache hit)
+        lookups = []
+        for question in questions[:turns]:
+            start = time.perf_counter()
+            if has_memories(store, "bench", "turns"):
+                search_memories(store, "bench", question, kinds=("turns",), limit=3)
+            lookups.append(time.perf_counter() - start)
+        # b) whole turns on an instant model, long-term memory on vs. off, interleaved
+        model = FakeChatModel(reply="ok")
+        graphs = {
+            "on": build_graph(settings, checkpointer=InMemorySaver(), store=store, model=model),
+            "off": build_graph(settings, checkpointer=InMemorySaver(), model=model),
+        }
+        times: dict[str, list[float]] = {"on": [], "off": []}
+        for n in range(turns):
+            for i, name in enumerate(("on", "off") if n % 2 else ("off", "on")):
+                start = time.perf_counter()
+                graphs[name].invoke(
+                    {"messages": [("user", questions[turns + 2 * n + i])]},
+                    {"configurable": {"thread_id": f"recall-{n}"}},
+                    context={"user_id": "bench"},
+                )
+                times[name].append(time.perf_counter() - start)
+    look50, look95 = percentiles(lookups)
+    on50, off50 = (statistics.median(times[k]) * 1000 for k in ("on", "off"))
+    print(
+        f"8. long-term memory lookup (embed the message, search {stored} memories in SQLite): "
+        f"{look50:.1f} ms median, {look95:.1f} ms p95 (goal <= 30 ms median)"
+        f"\n   whole turn (fake instant model): {on50:.1f} ms with long-term memory vs. "
+        f"{off50:.1f} ms without (+{on50 - off50:.1f} ms: the lookup, and keeping the turn "
+        f"after the reply; median of {turns})"
+    )
 
 
 class TimedEmbeddings(Embeddings):
@@ -582,14 +662,15 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=4)
     parser.add_argument(
         "--only",
-        choices=["memory", "rag", "routing"],
-        help="run only that part (no chat model)",
+        choices=["memory", "rag", "routing", "chat"],
+        help="run only that part (memory, rag, routing: no chat model; chat: the 30-turn chat)",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         if args.only == "memory":
             bench_memory(data_dir, 50)
+            bench_recall(data_dir)
             return
         if args.only == "rag":
             print(f"{os.cpu_count()} cores")
@@ -601,10 +682,14 @@ def main() -> None:
             return
         path = gguf(args.model, data_dir)
         print(f"model {path.name}, {os.cpu_count()} cores")
+        if args.only == "chat":
+            bench_long_chat(settings_for(path, data_dir, 24), args.turns)
+            return
         bench_throughput(settings_for(path, data_dir, args.tokens), args.reps)
         bench_overhead(data_dir, 50)
         bench_long_chat(settings_for(path, data_dir, 24), args.turns)
         bench_memory(data_dir, 50)
+        bench_recall(data_dir)
         bench_rag(data_dir)
         bench_routing(data_dir)
 

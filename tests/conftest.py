@@ -41,9 +41,16 @@ def _isolated_env(
         if key.startswith("ASSISTANT_") or key == "REDIS_URL":
             monkeypatch.delenv(key)
     monkeypatch.setenv("ASSISTANT_DATA_DIR", str(tmp_path_factory.mktemp("data")))
-    # Nothing listens there: the default redis backend falls back to SQLite in the data
-    # dir, and a developer's own Redis is never written to. Redis tests set their own.
+    # No Redis configured: the default backend is the SQLite file in the data dir, and a
+    # developer's own Redis is never written to. Redis tests set their own URL, and
+    # `dead_redis` configures one where nothing listens (the warning and the fallback).
+
+
+@pytest.fixture
+def dead_redis(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A configured Redis that is down: nothing listens at ``REDIS_URL``."""
     monkeypatch.setenv("REDIS_URL", DEAD_REDIS_URL)
+    return DEAD_REDIS_URL
 
 
 @pytest.fixture

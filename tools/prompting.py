@@ -8,11 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
+import yaml
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from graph.errors import MessageTooLongError
 from graph.messages import is_blocked
+from graph.settings import REPO_ROOT
 
 # Chat templates wrap every message in a few tokens (ChatML: "<|im_start|>role\n",
 # "<|im_end|>\n"); counted per message so the budget is never exceeded.
@@ -92,11 +95,48 @@ class Prompt:
     dropped_turns: int
 
 
-def system_text(base: str, summary: str) -> str:
-    """The base system prompt with the running summary of earlier turns, if any."""
-    if not summary:
-        return base
-    return f"{base}\n\nSummary of the earlier conversation (facts the user told you):\n{summary}"
+@dataclass(frozen=True)
+class MemoryHeadings:
+    """The headings memory goes under in a prompt (``prompts/memory.yaml``)."""
+
+    profile: str
+    summary: str
+    recalled: str
+
+
+@lru_cache(maxsize=8)
+def memory_headings(path: Path = REPO_ROOT / "prompts" / "memory.yaml") -> MemoryHeadings:
+    """Read the memory headings from a prompts file (once per path).
+
+    Raises:
+        OSError: The file cannot be read.
+        ValueError: A heading is missing or empty.
+    """
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    values = {
+        k: " ".join(str(data.get(k) or "").split()) for k in ("profile", "summary", "recalled")
+    }
+    empty = [k for k, v in values.items() if not v]
+    if empty:
+        raise ValueError(f"{path}: missing heading(s): {', '.join(empty)}")
+    return MemoryHeadings(**values)
+
+
+def system_text(
+    base: str, summary: str, profile: str = "", headings: MemoryHeadings | None = None
+) -> str:
+    """The system prompt: the base prompt, the user's facts, the running summary.
+
+    ``profile`` (lines from long-term memory) and ``summary`` go under their headings,
+    and only when they are not empty.
+    """
+    heads = headings or memory_headings()
+    parts = [base]
+    if profile:
+        parts.append(f"{heads.profile}\n{profile}")
+    if summary:
+        parts.append(f"{heads.summary}\n{summary}")
+    return "\n\n".join(parts)
 
 
 def build_prompt(

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from langchain_core.messages import AIMessageChunk, BaseMessage
@@ -27,6 +27,11 @@ from tools.documents.store import DocumentStore, DocumentStoreError
 from tools.models import ModelLoadError
 from tools.models.files import DEFAULT_MODEL, ModelFileError, prepare_split_model
 
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from tools.memory import OpenMemory
+
 app = typer.Typer(
     help="A local-first LLM assistant (LangGraph, offline, CPU).", no_args_is_help=True
 )
@@ -34,6 +39,14 @@ model_app = typer.Typer(help="Prepare and inspect the model files.", no_args_is_
 app.add_typer(model_app, name="model")
 threads_app = typer.Typer(help="List, show and delete stored threads.", no_args_is_help=True)
 app.add_typer(threads_app, name="threads")
+memory_app = typer.Typer(
+    help="See and manage what the assistant remembers about a user (long-term memory).",
+    no_args_is_help=True,
+)
+app.add_typer(memory_app, name="memory")
+
+BUSY_EXIT = 75
+"""Exit status of a turn refused because its thread stayed busy (EX_TEMPFAIL: try again)."""
 app.add_typer(eval_app, name="eval")
 
 
@@ -51,36 +64,59 @@ def new_thread_id() -> str:
 
 
 class ChatSession:
-    """One chat: a graph with memory, the current thread and this session's knobs."""
+    """One chat: a graph with memory, the current thread, the user and this session's knobs."""
 
     def __init__(
-        self, settings: Settings, thread_id: str, safety: str | None, checkpointer: Any
+        self,
+        settings: Settings,
+        thread_id: str,
+        safety: str | None,
+        memory: OpenMemory,
+        *,
+        user: str | None = None,
+        remember: bool | None = None,
+        wait: float | None = None,
+        model: BaseChatModel | None = None,
     ) -> None:
         from graph import build_graph
 
         self.settings = settings
         self.thread_id = thread_id
-        self.context = Context.model_validate({"safety_level": safety})
-        self.graph = build_graph(settings, checkpointer=checkpointer)
+        self.context = Context.model_validate(
+            {"safety_level": safety, "user_id": user, "remember": remember}
+        )
+        self.locks = memory.locks
+        self.wait = settings.memory.busy_timeout if wait is None else wait
+        self.graph = build_graph(
+            settings, checkpointer=memory.saver, store=memory.store, model=model
+        )
 
     def turn(self, text: str) -> Iterator[tuple[str, Any]]:
-        """Run one turn: yields ("token", text) while streaming, then ("state", values)."""
+        """Run one turn: yields ("token", text) while streaming, then ("state", values).
+
+        The thread's lock is held for the whole turn: another turn on the same thread (in
+        this process or another) waits for it, up to ``wait`` seconds.
+
+        Raises:
+            ThreadBusyError: The thread stayed busy for ``wait`` seconds.
+        """
         config: RunnableConfig = {"configurable": {"thread_id": self.thread_id}}
         final: dict[str, Any] = {}
-        for mode, data in self.graph.stream(
-            {"messages": [("user", text)]},
-            config,
-            context=self.context,
-            stream_mode=["messages", "values"],
-        ):
-            if mode == "values":
-                final = cast(dict[str, Any], data)
-                continue
-            chunk, meta = cast(tuple[BaseMessage, dict[str, Any]], data)
-            if meta.get("langgraph_node") in ("generate", "refuse") and isinstance(
-                chunk, AIMessageChunk | BaseMessage
+        with self.locks.hold(self.thread_id, self.wait):
+            for mode, data in self.graph.stream(
+                {"messages": [("user", text)]},
+                config,
+                context=self.context,
+                stream_mode=["messages", "values"],
             ):
-                yield "token", chunk.text
+                if mode == "values":
+                    final = cast(dict[str, Any], data)
+                    continue
+                chunk, meta = cast(tuple[BaseMessage, dict[str, Any]], data)
+                if meta.get("langgraph_node") in ("generate", "refuse") and isinstance(
+                    chunk, AIMessageChunk | BaseMessage
+                ):
+                    yield "token", chunk.text
         yield "state", final
 
 
@@ -96,11 +132,15 @@ def _result(state: dict[str, Any], thread_id: str) -> dict[str, Any]:
         "messages": len(messages),
         "sources": state.get("sources", []),
         "retrieval": state.get("retrieval", {}),
+        "profile": state.get("profile") or "",
+        "memories": state.get("memories", []),
     }
 
 
-def _run_turn(session: ChatSession, text: str, as_json: bool) -> bool:
-    """Run a turn and print it; False if it failed with a user-facing error."""
+def _run_turn(session: ChatSession, text: str, as_json: bool) -> int:
+    """Run a turn and print it; returns the exit status (0 ok, 1 bad message, 75 busy)."""
+    from tools.memory import ThreadBusyError
+
     try:
         state: dict[str, Any] = {}
         for kind, value in session.turn(text):
@@ -108,9 +148,12 @@ def _run_turn(session: ChatSession, text: str, as_json: bool) -> bool:
                 out.print(value, end="", markup=False, highlight=False, soft_wrap=True)
             elif kind == "state":
                 state = value
+    except ThreadBusyError as exc:
+        err.print(f"[red]busy:[/red] {escape(str(exc))}")
+        return BUSY_EXIT
     except (MessageTooLongError, ValueError) as exc:
         err.print(f"\n[red]error:[/red] {exc}")
-        return False
+        return 1
     except ModelLoadError as exc:
         err.print(f"\n[red]model error:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -130,7 +173,7 @@ def _run_turn(session: ChatSession, text: str, as_json: bool) -> bool:
         concept = state.get("concept")
         if concept:
             err.print(f"[dim]({concept})[/dim]")
-    return True
+    return 0
 
 
 def _command(session: ChatSession, line: str) -> bool:
@@ -161,6 +204,16 @@ def _command(session: ChatSession, line: str) -> bool:
     return True
 
 
+UserOption = Annotated[
+    str | None,
+    typer.Option(
+        "--user",
+        "-u",
+        help="Whose long-term memories (default: long_term.user_id, the login name).",
+    ),
+]
+
+
 @app.command()
 def chat(
     thread: Annotated[
@@ -175,6 +228,22 @@ def chat(
     safety: Annotated[
         str | None, typer.Option(help="Safety level for this session: strict, moderate, relaxed.")
     ] = None,
+    user: UserOption = None,
+    remember: Annotated[
+        bool | None,
+        typer.Option(
+            "--remember/--no-remember",
+            help="Keep this session's turns in long-term memory (default: long_term.enabled).",
+        ),
+    ] = None,
+    wait: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Seconds to wait while another turn runs on the thread, then fail with "
+            f"exit status {BUSY_EXIT} (default: memory.busy_timeout; 0 = do not wait).",
+        ),
+    ] = None,
 ) -> None:
     """Chat with the assistant (interactive, or one turn with --message)."""
     settings = cli_settings()
@@ -184,11 +253,32 @@ def chat(
     if message is not None and not message.strip():
         err.print("[red]error:[/red] the message is empty; nothing was sent")
         raise typer.Exit(2)
-    with _checkpointer(settings) as saver:
-        session = ChatSession(settings, thread or new_thread_id(), safety, saver)
+    with _memory(settings) as memory:
+        session = ChatSession(
+            settings,
+            thread or new_thread_id(),
+            safety,
+            memory,
+            user=user,
+            remember=remember,
+            wait=wait,
+        )
         if message is not None:
-            raise typer.Exit(0 if _run_turn(session, message, as_json) else 1)
+            raise typer.Exit(_run_turn(session, message, as_json))
         _chat_loop(session, as_json)
+
+
+@contextmanager
+def _memory(settings: Settings) -> Iterator[OpenMemory]:
+    """Threads, long-term memory and locks; a backend that cannot be used ends the command."""
+    from tools.memory import MemoryBackendError, open_memory
+
+    try:
+        with open_memory(settings) as memory:
+            yield memory
+    except MemoryBackendError as exc:
+        err.print(f"[red]memory error:[/red] {exc}")
+        raise typer.Exit(1) from None
 
 
 @contextmanager
@@ -294,11 +384,146 @@ def threads_delete(
     thread_ids: Annotated[list[str], typer.Argument(help="The thread(s) to delete.")],
 ) -> None:
     """Delete threads and every checkpoint they have."""
+    from tools.memory import ThreadBusyError
+
     settings = cli_settings()
-    with _thread_store(settings) as saver:
+    with _memory(settings) as memory:
+        if memory.saver is None:
+            err.print("[red]memory is off (memory.backend = none): no threads are kept[/red]")
+            raise typer.Exit(1)
         for thread_id in thread_ids:
-            saver.delete_thread(thread_id)
+            # Not in the middle of a turn: it would write the thread back half-way.
+            try:
+                with memory.locks.hold(thread_id, settings.memory.busy_timeout):
+                    memory.saver.delete_thread(thread_id)
+            except ThreadBusyError as exc:
+                err.print(f"[red]busy:[/red] {escape(str(exc))}")
+                raise typer.Exit(BUSY_EXIT) from None
             out.print(f"deleted {thread_id}")
+
+
+# --- long-term memory: memory list, search, forget, clear -------------------------------
+
+
+@contextmanager
+def _long_term(settings: Settings) -> Iterator[Any]:
+    """The long-term store; memory that is off ends the command."""
+    from tools.memory import MemoryBackendError, open_store
+
+    try:
+        with open_store(settings) as store:
+            if store is None:
+                err.print(
+                    "[red]long-term memory is off (long_term.enabled = false, or "
+                    "memory.backend = none): nothing is kept[/red]"
+                )
+                raise typer.Exit(1)
+            yield store
+    except MemoryBackendError as exc:
+        err.print(f"[red]memory error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+def _print_memories(memories: list[Any], as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps([m.as_dict() for m in memories]))
+        return
+    for m in memories:
+        score = f"  ({m.score:.2f})" if m.score is not None else ""
+        line = f"{m.key}\t{m.created}\t{m.kind}\t{m.text}{score}"
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    err.print(f"[dim]{len(memories)} memories[/dim]")
+
+
+KindOption = Annotated[
+    str | None,
+    typer.Option("--kind", help="Only facts (what they said about themselves) or turns."),
+]
+
+
+def _kinds(kind: str | None) -> tuple[Any, ...]:
+    from tools.memory.long_term import KINDS
+
+    if kind is None:
+        return KINDS
+    if kind not in KINDS:
+        err.print(f"[red]unknown kind {kind!r}[/red]: use {', '.join(KINDS)}")
+        raise typer.Exit(2)
+    return (kind,)
+
+
+@memory_app.command("list")
+def memory_list(
+    user: UserOption = None,
+    kind: KindOption = None,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List what is kept about a user, newest first: facts and past turns."""
+    from tools.memory.long_term import list_memories
+
+    settings = cli_settings()
+    who = user or settings.long_term.user_id
+    with _long_term(settings) as store:
+        memories = list_memories(store, who, kinds=_kinds(kind), limit=limit)
+    _print_memories(memories, as_json)
+
+
+@memory_app.command("search")
+def memory_search(
+    query: Annotated[str, typer.Argument(help="What to look for (by meaning).")],
+    user: UserOption = None,
+    kind: KindOption = None,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Find a user's memories by meaning, best first (with their cosine similarity)."""
+    from tools.memory.long_term import search_memories
+
+    settings = cli_settings()
+    who = user or settings.long_term.user_id
+    with _long_term(settings) as store:
+        memories = search_memories(store, who, query, kinds=_kinds(kind), limit=limit)
+    _print_memories(memories, as_json)
+
+
+@memory_app.command("forget")
+def memory_forget(
+    keys: Annotated[list[str], typer.Argument(help="Keys of memories (see memory list).")],
+    user: UserOption = None,
+) -> None:
+    """Delete memories by key; exit 1 if one of them is not there."""
+    from tools.memory.long_term import forget
+
+    settings = cli_settings()
+    who = user or settings.long_term.user_id
+    missing = False
+    with _long_term(settings) as store:
+        for key in keys:
+            if forget(store, who, key):
+                out.print(f"forgot {key}", markup=False, highlight=False)
+            else:
+                err.print(f"[red]no memory {escape(key)} for user {escape(who)}[/red]")
+                missing = True
+    if missing:
+        raise typer.Exit(1)
+
+
+@memory_app.command("clear")
+def memory_clear(
+    user: UserOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete everything kept about a user (threads are not touched)."""
+    from tools.memory.long_term import clear
+
+    settings = cli_settings()
+    who = user or settings.long_term.user_id
+    if not yes and not typer.confirm(f"Forget everything about user {who}?"):
+        raise typer.Exit(1)
+    with _long_term(settings) as store:
+        removed = clear(store, who)
+    out.print(f"forgot {removed} memories of user {who}", markup=False, highlight=False)
 
 
 @model_app.command("prepare")

@@ -105,6 +105,7 @@ def _server_config(directory: Path) -> Path:
     config["dependencies"] = [str(REPO_ROOT)]
     config["graphs"] = {name: _absolute(spec) for name, spec in config["graphs"].items()}
     config["checkpointer"]["path"] = _absolute(config["checkpointer"]["path"])
+    config["store"]["path"] = _absolute(config["store"]["path"])
     config.pop("env", None)
     path = directory / "langgraph.json"
     path.write_text(json.dumps(config, indent=2))
@@ -345,3 +346,50 @@ def test_a_thread_from_the_cli_continues_on_the_server(
         )
         assert isinstance(after, dict)
         assert [m["type"] for m in after["messages"]] == ["human", "ai", "human", "ai"]
+
+
+def test_long_term_memory_per_user_is_shared_with_the_cli(
+    dev_server: DevServer, client: SyncLangGraphClient, local_settings: Settings
+) -> None:
+    from tools.memory import open_store
+    from tools.memory.long_term import list_memories, user_key
+
+    quiet = {"max_new_tokens": 4}
+    with dev_server.log_on_failure():
+        client.runs.wait(
+            None,
+            GRAPH_ID,
+            input=user("Hi, I'm Ada. My locker code is 4817."),
+            context={**quiet, "user_id": "ada-on-the-server"},
+        )
+        # a new thread of the same user starts with her facts in the prompt
+        again = client.runs.wait(
+            None,
+            GRAPH_ID,
+            input=user("What is my locker code?"),
+            context={**quiet, "user_id": "ada-on-the-server"},
+        )
+        assert isinstance(again, dict)
+        assert again["profile"] == "- Hi, I'm Ada.\n- My locker code is 4817."
+        # another user's thread does not
+        other = client.runs.wait(
+            None,
+            GRAPH_ID,
+            input=user("What is my locker code?"),
+            context={**quiet, "user_id": "bob-on-the-server"},
+        )
+        assert isinstance(other, dict)
+        assert other["profile"] == "" and other["memories"] == []
+        # the server's store API is our store
+        found = client.store.search_items(
+            ("memories", user_key("ada-on-the-server"), "facts"), limit=10
+        )
+        assert {item["value"]["text"] for item in found["items"]} == {
+            "Hi, I'm Ada.",
+            "My locker code is 4817.",
+        }
+    # and the CLI next to the server (same Redis) sees the same memories
+    with open_store(local_settings) as store:
+        assert store is not None
+        facts = list_memories(store, "ada-on-the-server", kinds=("facts",))
+    assert [m.text for m in facts] == ["My locker code is 4817.", "Hi, I'm Ada."]

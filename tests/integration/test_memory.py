@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from graph import build_graph
@@ -250,3 +251,324 @@ def test_state_history_on_redis_holds_messages_not_serialised_dicts(
     for snapshot in history:
         assert all(isinstance(m, BaseMessage) for m in snapshot.values.get("messages", []))
     assert texts(history[0].values) == ["hello", "ok"]
+
+
+# --- one turn at a time per thread, across processes -------------------------------------
+
+NO_EXTRAS = {
+    # Bookkeeping that is not under test here: keep the turns short and comparable.
+    "ASSISTANT_SUMMARISATION__ENABLED": "false",
+    "ASSISTANT_LONG_TERM__ENABLED": "false",
+}
+
+
+def send_turns(thread_id: str, texts: list[str], env: dict[str, str], **options: Any) -> Any:
+    """Start a process that sends ``texts`` one after another (tests/support/turns.py)."""
+    import os
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "tests.support.turns", "--thread", thread_id]
+    for key, value in options.items():
+        args += [f"--{key}", str(value)]
+    return subprocess.Popen(
+        [*args, *texts],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, **NO_EXTRAS, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finished(process: Any) -> list[dict[str, Any]]:
+    out, err = process.communicate(timeout=600)
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert lines, err
+    return lines
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def backend_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The environment of one backend: the default SQLite file, or a Redis."""
+    if request.param == "sqlite":
+        return {}
+    return {"REDIS_URL": request.getfixturevalue("redis_url")}
+
+
+def settings_of(env: dict[str, str], make_settings: Callable[..., Settings]) -> Settings:
+    memory: dict[str, Any] = {"fallback": "none"} if env else {}
+    if "REDIS_URL" in env:
+        memory["redis_url"] = env["REDIS_URL"]
+    return make_settings(memory=memory, summarisation={"enabled": False})
+
+
+def thread_messages(settings: Settings, thread_id: str) -> list[Any]:
+    with open_checkpointer(settings) as saver:
+        graph = build_graph(settings, checkpointer=saver, model=FakeChatModel())
+        return list(graph.get_state(thread(thread_id)).values.get("messages", []))
+
+
+def test_six_processes_three_turns_each_on_one_thread_lose_nothing(
+    backend_env: dict[str, str], make_settings: Callable[..., Settings]
+) -> None:
+    """The issue's case: 6 processes x 3 turns on `shared` kept 11 of 18 user turns."""
+    processes = [
+        send_turns("shared", [f"p{p}-t{t}" for t in range(3)], backend_env, delay=0.03)
+        for p in range(6)
+    ]
+    results = [r for process in processes for r in finished(process)]
+    done = [r["text"] for r in results if r["status"] == 0]
+    assert len(results) == 18
+    messages = thread_messages(settings_of(backend_env, make_settings), "shared")
+    # every turn that succeeded is in the thread once, answered, and in order
+    assert sorted(m.text for m in messages if m.type == "human") == sorted(done)
+    assert [m.type for m in messages] == ["human", "ai"] * len(done)
+    for question, answer in zip(messages[::2], messages[1::2], strict=True):
+        assert answer.text.startswith(f"reply to {question.text} ")
+    # with the default wait (memory.busy_timeout) nobody is turned away
+    assert len(done) == 18, results
+
+
+def test_a_busy_thread_refuses_or_waits(
+    backend_env: dict[str, str], make_settings: Callable[..., Settings]
+) -> None:
+    settings = settings_of(backend_env, make_settings)
+    from tools.memory import open_memory
+
+    with open_memory(settings) as memory, memory.locks.hold("busy", 0):
+        # Someone else's turn is running: "reject" ...
+        refused = finished(send_turns("busy", ["now?"], backend_env, wait=0))
+        # ... or "enqueue": this one waits for the turn to end (below).
+        waiting = send_turns("busy", ["later"], backend_env, wait=120)
+        assert thread_messages(settings, "busy") == []
+    assert refused == [{"text": "now?", "status": 75}]
+    assert finished(waiting) == [{"text": "later", "status": 0}]
+    assert [m.type for m in thread_messages(settings, "busy")] == ["human", "ai"]
+
+
+def test_the_cli_says_the_thread_is_busy_and_exits_75(
+    make_settings: Callable[..., Settings],
+) -> None:
+    from tools.memory import open_memory
+
+    settings = make_settings()
+    with open_memory(settings) as memory, memory.locks.hold("T", 0):
+        done = assistant("chat", "--thread", "T", "-m", "hello", "--wait", "0", **NO_EXTRAS)
+    assert done.returncode == 75, done.stderr
+    assert "thread T is busy" in done.stderr and "Traceback" not in done.stderr
+    assert assistant("threads", "show", "T").returncode == 1  # nothing was written
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_the_lock_of_a_killed_process_goes_away(
+    backend: str, request: pytest.FixtureRequest, make_settings: Callable[..., Settings]
+) -> None:
+    env = {"ASSISTANT_MEMORY__LOCK_TTL": "2"}
+    if backend == "redis":
+        env["REDIS_URL"] = request.getfixturevalue("redis_url")
+    slow = send_turns("stuck", ["a very slow turn"], env, delay=5)
+    settings = settings_of(env, make_settings)
+    from tools.memory import ThreadBusyError, open_memory
+
+    with open_memory(settings) as memory:
+        # wait until the slow process holds the thread, then kill it mid-turn
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with memory.locks.hold("stuck", 0):
+                    pass
+            except ThreadBusyError:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"the slow turn never started: {slow.communicate()}")
+        slow.kill()
+        slow.communicate()
+        # The OS drops a file lock at once; a Redis lock expires after its TTL (2 s).
+        with memory.locks.hold("stuck", 60):
+            pass
+    assert finished(send_turns("stuck", ["next"], env, wait=60)) == [{"text": "next", "status": 0}]
+
+
+# --- the fallback loses nothing across restarts -------------------------------------------
+
+
+def test_a_turn_written_to_sqlite_while_redis_was_down_continues_in_redis(
+    fresh_redis_server: Any, data_dir: Path, tmp_path: Path
+) -> None:
+    from redis import Redis
+
+    from tests.support.redis_server import start
+
+    url, port = fresh_redis_server.url, fresh_redis_server.port
+    fresh_redis_server.stop()
+    first = assistant("chat", "--thread", "R", "-m", "My name is Ada.", REDIS_URL=url)
+    assert first.returncode == 0, first.stderr
+    assert "unreachable" in first.stderr and "SQLite" in first.stderr
+    with start(port=port, data_dir=tmp_path / "redis", persist=True) as server:
+        second = assistant(
+            "chat", "--thread", "R", "-m", "What is my name?", "--json", REDIS_URL=server.url
+        )
+        assert second.returncode == 0, second.stderr
+        assert "WARNING" not in second.stderr, second.stderr
+        assert json.loads(second.stdout)["messages"] == 4
+        shown = json.loads(assistant("threads", "show", "R", "--json", REDIS_URL=server.url).stdout)
+        assert [m["content"] for m in shown["messages"][::2]] == [
+            "My name is Ada.",
+            "What is my name?",
+        ]
+        # the thread moved: Redis has all of it, the SQLite fallback none
+        assert Redis.from_url(server.url).keys("checkpoint:R:*")
+    sqlite = make_sqlite_settings(data_dir)
+    with open_checkpointer(sqlite) as saver:
+        assert "R" not in {t.thread_id for t in list_threads(saver)}
+
+
+def make_sqlite_settings(data_dir: Path) -> Settings:
+    from graph.settings import load_settings
+
+    return load_settings(
+        data_dir=str(data_dir), model={"backend": "fake"}, memory={"backend": "sqlite"}
+    )
+
+
+def test_a_thread_that_went_on_in_both_stores_keeps_the_newest_and_says_so(
+    make_settings: Callable[..., Settings],
+    redis_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = make_settings(memory={"redis_url": redis_url})
+    sqlite = make_settings(memory={"backend": "sqlite"})
+    with open_checkpointer(settings) as saver:
+        say(
+            build_graph(settings, checkpointer=saver, model=FakeChatModel(reply="ok")),
+            "in redis",
+            "D",
+        )
+    with open_checkpointer(sqlite) as saver:  # another process, while Redis seemed down
+        say(
+            build_graph(sqlite, checkpointer=saver, model=FakeChatModel(reply="ok")),
+            "in sqlite",
+            "D",
+        )
+    with (
+        caplog.at_level(logging.INFO, logger="tools.memory"),
+        open_checkpointer(settings) as saver,
+    ):
+        graph = build_graph(settings, checkpointer=saver, model=FakeChatModel(reply="ok"))
+        state = graph.get_state(thread("D")).values
+        history = list(graph.get_state_history(thread("D")))
+    assert texts(state) == ["in sqlite", "ok"]  # the newest wins
+    assert any(texts(s.values)[:1] == ["in redis"] for s in history)  # the other stays
+    assert "went on both in Redis" in caplog.text
+
+
+# --- long-term memory through the CLI, on SQLite and on Redis ---------------------------
+
+
+def test_long_term_memory_across_processes_threads_and_users(backend_env: dict[str, str]) -> None:
+    env = {**backend_env, "ASSISTANT_SUMMARISATION__ENABLED": "false"}
+    told = assistant(
+        "chat", "--user", "ada", "-m", "Hi, I'm Ada. My locker code is 4817.", "--json", **env
+    )
+    assert told.returncode == 0, told.stderr
+    asked = json.loads(
+        assistant("chat", "--user", "ada", "-m", "What was my locker code?", "--json", **env).stdout
+    )
+    assert asked["profile"] == "- Hi, I'm Ada.\n- My locker code is 4817."
+    assert [m["text"] for m in asked["memories"]] == ["Hi, I'm Ada. My locker code is 4817."]
+    assert asked["memories"][0]["score"] >= 0.45
+    # another user (even one whose id differs only in case) gets nothing of it
+    other = json.loads(
+        assistant("chat", "--user", "Ada", "-m", "What was my locker code?", "--json", **env).stdout
+    )
+    assert other["profile"] == "" and other["memories"] == []
+    listed = json.loads(assistant("memory", "list", "--user", "ada", "--json", **env).stdout)
+    assert sorted((m["kind"], m["text"]) for m in listed) == [
+        ("facts", "Hi, I'm Ada."),
+        ("facts", "My locker code is 4817."),
+        ("turns", "Hi, I'm Ada. My locker code is 4817."),
+        ("turns", "What was my locker code?"),
+    ]
+    found = json.loads(
+        assistant("memory", "search", "locker code", "--user", "ada", "--json", **env).stdout
+    )
+    assert found and all(m["score"] is not None for m in found)
+    assert any("4817" in m["text"] for m in found[:2]), found
+    fact = next(m for m in listed if m["text"] == "My locker code is 4817.")
+    assert assistant("memory", "forget", fact["key"], "--user", "ada", **env).returncode == 0
+    assert assistant("memory", "forget", fact["key"], "--user", "ada", **env).returncode == 1
+    cleared = assistant("memory", "clear", "--user", "ada", "--yes", **env)
+    assert "forgot 3 memories" in cleared.stdout, cleared.stderr
+    assert json.loads(assistant("memory", "list", "--user", "ada", "--json", **env).stdout) == []
+    # --no-remember: nothing of the session is kept
+    assistant("chat", "--user", "ada", "--no-remember", "-m", "I live in Oslo.", **env)
+    assert json.loads(assistant("memory", "list", "--user", "ada", "--json", **env).stdout) == []
+
+
+def test_memories_written_while_redis_was_down_reach_redis(
+    fresh_redis_server: Any, tmp_path: Path
+) -> None:
+    from tests.support.redis_server import start
+
+    url, port = fresh_redis_server.url, fresh_redis_server.port
+    fresh_redis_server.stop()
+    told = assistant("chat", "--user", "ada", "-m", "I live in Oslo.", REDIS_URL=url)
+    assert told.returncode == 0 and "unreachable" in told.stderr
+    with start(port=port, data_dir=tmp_path / "redis", persist=True) as server:
+        listed = json.loads(
+            assistant("memory", "list", "--user", "ada", "--json", REDIS_URL=server.url).stdout
+        )
+        assert {m["text"] for m in listed} == {"I live in Oslo."}
+        # they are in Redis now (the local copy is gone): a second look finds them there
+        again = json.loads(
+            assistant("memory", "list", "--user", "ada", "--json", REDIS_URL=server.url).stdout
+        )
+        assert {m["text"] for m in again} == {"I live in Oslo."}
+
+
+@pytest.mark.slow
+def test_the_default_model_writes_a_summary_that_keeps_the_users_facts(
+    default_gguf: Path, make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The summary was literally "(empty)": the model copied the request's placeholder."""
+    settings = make_settings(
+        model={"backend": "llamacpp", "gguf_path": str(default_gguf)},
+        generation={"do_sample": False, "max_new_tokens": 48},
+        summarisation={"max_turns": 3, "keep_turns": 1},
+    )
+    graph = build_graph(settings, checkpointer=InMemorySaver())
+    turns = [
+        "Hi, I'm Priya and my locker code is 4817.",
+        "What's a good way to keep basil alive indoors?",
+        "Why do cats purr?",
+        "Give me a synonym for 'happy'.",
+    ]
+    with caplog.at_level(logging.WARNING, logger="assistant.summarise"):
+        for text in turns:
+            say(graph, text, "sum")
+    summary = graph.get_state(thread("sum")).values["summary"]
+    assert summary and "(empty)" not in summary
+    assert "Priya" in summary and "4817" in summary, summary
+    assert "User:" not in summary and "Assistant:" not in summary, summary
+    # written by the model, on the first try: not the fallback of the user's own words
+    assert 'The user said: "' not in summary and "unusable" not in caplog.text, caplog.text
+
+
+def test_thread_locks_move_to_the_fallback_when_redis_dies(
+    make_settings: Callable[..., Settings], fresh_redis_server: Any
+) -> None:
+    from tools.memory import ThreadBusyError, open_memory
+
+    settings = make_settings(memory={"redis_url": fresh_redis_server.url})
+    with open_memory(settings) as memory:
+        graph = build_graph(settings, checkpointer=memory.saver, model=FakeChatModel(reply="ok"))
+        with memory.locks.hold("t1", 5):
+            say(graph, "before")
+        fresh_redis_server.kill()
+        with memory.locks.hold("t1", 5):  # no traceback: a local lock now
+            state = say(graph, "after")
+            with pytest.raises(ThreadBusyError), memory.locks.hold("t1", 0):  # still locks
+                pass
+    assert texts(state) == ["before", "ok", "after", "ok"]

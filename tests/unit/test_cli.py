@@ -80,16 +80,27 @@ def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     assert "not found" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_thread_commands_on_the_sqlite_fallback() -> None:
-    # Nothing listens at the tests' REDIS_URL: the default backend falls back to SQLite.
+def test_thread_commands_on_the_default_sqlite_store_without_a_warning() -> None:
+    # No Redis configured: a fresh machine starts on SQLite, and says nothing about Redis.
     first = assistant("chat", "--thread", "ada", "-m", "I am Ada.", "--json")
-    assert "unreachable" in first.stderr and json.loads(first.stdout)["messages"] == 2
+    assert first.returncode == 0, first.stderr
+    assert "WARNING" not in first.stderr and "Redis" not in first.stderr, first.stderr
+    assert json.loads(first.stdout)["messages"] == 2
     assert assistant("threads", "list").stdout.split()[0] == "ada"
     shown = assistant("threads", "show", "ada")
     assert "human> I am Ada." in shown.stdout
     assert assistant("threads", "delete", "ada").returncode == 0
     missing = assistant("threads", "show", "ada")
     assert missing.returncode == 1 and "no thread 'ada'" in missing.stderr
+
+
+def test_a_configured_redis_that_is_down_warns_and_falls_back(dead_redis: str) -> None:
+    first = assistant("chat", "--thread", "bo", "-m", "I am Bo.", "--json")
+    assert first.returncode == 0, first.stderr
+    assert "unreachable" in first.stderr and dead_redis in first.stderr
+    assert first.stderr.count("WARNING") == 1, first.stderr  # one warning, not one per part
+    second = assistant("chat", "--thread", "bo", "-m", "Who am I?", "--json")
+    assert json.loads(second.stdout)["messages"] == 4
 
 
 def test_thread_commands_say_when_memory_is_off() -> None:
@@ -109,3 +120,16 @@ def test_unusable_memory_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "memory error" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_memory_commands_on_an_empty_store() -> None:
+    listed = assistant("memory", "list", "--user", "nobody", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+    assert assistant("memory", "forget", "fact-x", "--user", "nobody").returncode == 1
+    cleared = assistant("memory", "clear", "--user", "nobody", "--yes")
+    assert "forgot 0 memories of user nobody" in cleared.stdout
+    bad = assistant("memory", "list", "--kind", "dreams")
+    assert bad.returncode == 2 and "unknown kind 'dreams'" in bad.stderr
+    off = assistant("memory", "list", ASSISTANT_LONG_TERM__ENABLED="false")
+    assert off.returncode == 1 and "long-term memory is off" in off.stderr

@@ -19,6 +19,7 @@ from evals.expectations import Outcome, evaluate, parse_json_reply
 from evals.records import SCHEMA_FILE, RunRecord, find_run, load_run, run_schema, save_run
 from evals.runner import run_evals
 from graph.settings import load_settings
+from tests.support.embeddings import word_store
 from tools.models import FakeChatModel
 
 # --- expectations ------------------------------------------------------------------------
@@ -271,7 +272,9 @@ def demo_corpus(tmp_path: Path, failing_word: str = "nothing-like-this") -> Path
 
 def test_run_record_of_a_real_graph_run(tmp_path: Path) -> None:
     settings = load_settings(model={"backend": "fake"})
-    record = run_evals(load_corpora([str(demo_corpus(tmp_path))]), settings, jobs=3)
+    record = run_evals(
+        load_corpora([str(demo_corpus(tmp_path))]), settings, jobs=3, make_store=word_store
+    )
     cases = {c.id: c for c in record.cases}
     assert [c.id for c in record.cases] == ["eli5", "bomb", "json", "two-turns", "gap", "fails"]
     assert cases["eli5"].passed and cases["eli5"].concept == "explain_simply"
@@ -301,7 +304,9 @@ def test_threads_are_fresh_per_case(tmp_path: Path) -> None:
           - {id: b, turns: [hello there], expect: [{blocked: false}]}
         """,
     )
-    record = run_evals(load_corpora([str(path)]), load_settings(model={"backend": "fake"}))
+    record = run_evals(
+        load_corpora([str(path)]), load_settings(model={"backend": "fake"}), make_store=word_store
+    )
     assert record.cases[0].prompt_tokens == record.cases[1].prompt_tokens
 
 
@@ -325,6 +330,7 @@ def test_tag_filter_and_a_crashing_case(tmp_path: Path) -> None:
         load_settings(model={"backend": "fake"}),
         tags=["x"],
         chat_model=FakeChatModel(reply=reply),
+        make_store=word_store,
     )
     assert [c.id for c in record.cases] == ["ok", "crash"]
     crash = record.cases[1]
@@ -361,7 +367,9 @@ def test_missing_gguf_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_record_validates_against_the_shipped_schema(tmp_path: Path) -> None:
     record = run_evals(
-        load_corpora([str(demo_corpus(tmp_path))]), load_settings(model={"backend": "fake"})
+        load_corpora([str(demo_corpus(tmp_path))]),
+        load_settings(model={"backend": "fake"}),
+        make_store=word_store,
     )
     path = save_run(record, tmp_path / "runs")
     assert path.name == f"{record.run_id}.json"

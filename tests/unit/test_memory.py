@@ -22,6 +22,7 @@ from tools.memory import (
     open_checkpointer,
     redact,
     sqlite_path,
+    store_name,
 )
 from tools.models import FakeChatModel
 
@@ -48,13 +49,33 @@ def test_backend_choice(
         assert isinstance(saver, kind)
 
 
-def test_default_is_redis_with_sqlite_fallback(make_settings: Callable[..., Settings]) -> None:
+def test_default_is_sqlite_without_a_warning_unless_redis_is_configured(
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     settings = make_settings()
-    assert (settings.memory.backend, settings.memory.fallback) == ("redis", "sqlite")
+    assert (settings.memory.backend, settings.memory.fallback) == ("auto", "sqlite")
+    assert store_name(settings) == "sqlite"
+    with (
+        caplog.at_level(logging.DEBUG, logger="tools.memory"),
+        open_checkpointer(settings) as saver,
+    ):
+        assert isinstance(saver, SqliteSaver)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    # A URL from the environment (or memory.redis_url), or backend = redis, means Redis.
+    monkeypatch.setenv("REDIS_URL", "redis://example:6379/0")
+    assert store_name(make_settings()) == "redis"
+    monkeypatch.delenv("REDIS_URL")
+    assert store_name(make_settings(memory={"redis_url": "redis://h:1"})) == "redis"
+    redis = make_settings(memory={"backend": "redis"})
+    assert store_name(redis) == "redis"
+    assert redis.memory.redis_address == "redis://localhost:6379"
+    assert store_name(make_settings(memory={"backend": "auto", "enabled": False})) == "none"
 
 
 def test_unreachable_redis_at_start_falls_back_to_sqlite_and_remembers(
-    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture, dead_redis: str
 ) -> None:
     settings = make_settings()
     with (
@@ -73,7 +94,9 @@ def test_unreachable_redis_at_start_falls_back_to_sqlite_and_remembers(
     assert [m.text for m in state["messages"][::2]] == ["My name is Ada.", "What's my name?"]
 
 
-def test_fallback_none_stops_with_a_clear_error(make_settings: Callable[..., Settings]) -> None:
+def test_fallback_none_stops_with_a_clear_error(
+    make_settings: Callable[..., Settings], dead_redis: str
+) -> None:
     settings = make_settings(memory={"fallback": "none"})
     with (
         pytest.raises(MemoryBackendError, match=r"redis://127\.0\.0\.1:1/0 is unreachable"),
@@ -82,12 +105,14 @@ def test_fallback_none_stops_with_a_clear_error(make_settings: Callable[..., Set
         pass
 
 
-def test_fallback_to_process_memory(make_settings: Callable[..., Settings]) -> None:
+def test_fallback_to_process_memory(
+    make_settings: Callable[..., Settings], dead_redis: str
+) -> None:
     with open_checkpointer(make_settings(memory={"fallback": "memory"})) as saver:
         assert isinstance(saver, InMemorySaver)
 
 
-def test_async_open_falls_back_too(make_settings: Callable[..., Settings]) -> None:
+def test_async_open_falls_back_too(make_settings: Callable[..., Settings], dead_redis: str) -> None:
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     settings = make_settings()

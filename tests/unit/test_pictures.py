@@ -23,8 +23,10 @@ NODES = [
     "reject",
     "detect_alias",
     "retrieve",
+    "recall",
     "generate",
     "check_output",
+    "remember",
     "summarise",
     "__end__",
 ]
@@ -32,14 +34,17 @@ CONDITIONAL = [
     ("check_input", "detect_alias"),
     ("check_input", "refuse"),
     ("check_input", "reject"),
-    ("check_output", "summarise"),
-    ("check_output", "__end__"),
+    ("generate", "check_output"),
+    ("generate", "reject"),
+    ("remember", "summarise"),
+    ("remember", "__end__"),
 ]
 PLAIN = [
     ("__start__", "check_input"),
     ("detect_alias", "retrieve"),
-    ("retrieve", "generate"),
-    ("generate", "check_output"),
+    ("retrieve", "recall"),
+    ("recall", "generate"),
+    ("check_output", "remember"),
     ("refuse", "__end__"),
     ("reject", "__end__"),
     ("summarise", "__end__"),
@@ -182,7 +187,7 @@ def test_cli_mermaid_to_stdout(run: Callable[..., Any]) -> None:
     result = run("-f", "mermaid")
     assert result.exit_code == 0, result.output
     assert mermaid_body(result.stdout)[0] == "graph TD;"
-    assert "check_output -.-> summarise;" in result.stdout
+    assert "remember -.-> summarise;" in result.stdout
 
 
 def test_cli_png_defaults_to_graph_png(run: Callable[..., Any]) -> None:

@@ -17,7 +17,7 @@ def test_settings_file_matches_code_defaults(
     empty = tmp_path / "empty.toml"
     empty.write_text("")
     monkeypatch.setenv("ASSISTANT_SETTINGS_FILE", str(empty))
-    monkeypatch.delenv("REDIS_URL")
+    monkeypatch.delenv("REDIS_URL", raising=False)
     defaults = Settings().model_dump(mode="json")
     shipped = tomllib.loads(DEFAULT_SETTINGS_FILE.read_text())
     for section, values in shipped.items():
@@ -60,7 +60,7 @@ def test_dotenv_may_hold_other_tools_keys_and_redis_url(
         "LANGSMITH_API_KEY=abc\nREDIS_URL=redis://dotenv:6379/1\nASSISTANT_LOG_LEVEL=INFO\n"
     )
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("REDIS_URL")
+    monkeypatch.delenv("REDIS_URL", raising=False)
     settings = load_settings()
     assert settings.memory.redis_url == "redis://dotenv:6379/1"
     assert settings.log_level == "INFO"

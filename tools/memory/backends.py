@@ -1,19 +1,18 @@
-"""What the memory backends share: their names, errors, paths and Redis URL helpers."""
+"""What the memory backends share: their names, errors, paths and Redis helpers.
+
+The checkpointers (threads), the store (long-term memory) and the thread locks all follow
+one choice, :func:`store_name`: Redis when it is configured, else a local SQLite file.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal
 
-from langgraph.checkpoint.base import (
-    BaseCheckpointSaver,
-)
+from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from graph.settings import Settings
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +39,33 @@ class RedisModulesMissingError(MemoryBackendError):
 
 
 def store_name(settings: Settings) -> StoreName:
-    """The configured backend, with ``memory.enabled = false`` meaning ``none``."""
-    return settings.memory.backend if settings.memory.enabled else "none"
+    """The backend in use: redis, sqlite, memory or none.
+
+    ``memory.enabled = false`` means ``none``, and ``auto`` means ``redis`` when a Redis
+    URL is configured (``REDIS_URL`` or ``memory.redis_url``), else ``sqlite``, so a
+    fresh machine starts on a local file without a warning.
+    """
+    if not settings.memory.enabled:
+        return "none"
+    backend = settings.memory.backend
+    if backend == "auto":
+        return "redis" if settings.memory.redis_url else "sqlite"
+    return backend
 
 
 def sqlite_path(settings: Settings) -> Path:
     """The SQLite file of the ``sqlite`` backend and of the Redis fallback."""
     return settings.memory.sqlite_path or settings.data_dir / "memory" / "checkpoints.sqlite"
+
+
+def store_path(settings: Settings) -> Path:
+    """The SQLite file of long-term memory (the LangGraph store) on SQLite."""
+    return settings.long_term.store_path or settings.data_dir / "memory" / "store.sqlite"
+
+
+def locks_dir(settings: Settings) -> Path:
+    """Where the file locks of busy threads live (SQLite and in-process backends)."""
+    return settings.data_dir / "memory" / "locks"
 
 
 def redact(url: str) -> str:
@@ -75,3 +94,89 @@ def is_unreachable(exc: BaseException) -> bool:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return False
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for a redis-py client: short timeouts and one quick retry."""
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    cfg = settings.memory
+    # redis-py's default retry backs off for seconds on a dead server; one quick retry
+    # rides out a blip without turning "Redis is down" into a long hang.
+    return {
+        "socket_connect_timeout": cfg.redis_connect_timeout,
+        "socket_timeout": cfg.redis_socket_timeout,
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+    }
+
+
+def _unknown_command(exc: Exception) -> bool:
+    return "unknown command" in str(exc).lower()
+
+
+def _missing_modules(search: Exception | None, json: Exception | None, url: str) -> None:
+    missing = [name for name, err in (("RediSearch", search), ("RedisJSON", json)) if err]
+    if missing:
+        raise RedisModulesMissingError(
+            f"Redis at {redact(url)} has no {' or '.join(missing)} module: {MODULES_HINT}."
+        )
+
+
+def probe(client: Any, url: str) -> None:
+    """Check that Redis answers and has the modules the saver and the store need.
+
+    Raises:
+        RedisUnavailableError: The server does not answer.
+        RedisModulesMissingError: RediSearch or RedisJSON is missing.
+    """
+    from redis.exceptions import RedisError, ResponseError
+
+    try:
+        client.ping()
+        errors: list[Exception | None] = []
+        for command in (("FT._LIST",), ("JSON.TYPE", "local-assistant:probe")):
+            try:
+                client.execute_command(*command)
+                errors.append(None)
+            except ResponseError as exc:
+                errors.append(exc if _unknown_command(exc) else None)
+    except RedisError as exc:
+        raise RedisUnavailableError(f"Redis at {redact(url)} is unreachable: {exc}") from exc
+    _missing_modules(errors[0], errors[1], url)
+
+
+async def aprobe(client: Any, url: str) -> None:
+    """Async twin of :func:`probe`."""
+    from redis.exceptions import RedisError, ResponseError
+
+    try:
+        await client.ping()
+        errors: list[Exception | None] = []
+        for command in (("FT._LIST",), ("JSON.TYPE", "local-assistant:probe")):
+            try:
+                await client.execute_command(*command)
+                errors.append(None)
+            except ResponseError as exc:
+                errors.append(exc if _unknown_command(exc) else None)
+    except RedisError as exc:
+        raise RedisUnavailableError(f"Redis at {redact(url)} is unreachable: {exc}") from exc
+    _missing_modules(errors[0], errors[1], url)
+
+
+def warn_fallback(settings: Settings, exc: MemoryBackendError, what: str = "") -> None:
+    """Log the one warning of a fallback at start-up, or stop if there is none.
+
+    Raises:
+        MemoryBackendError: ``memory.fallback`` is ``none``.
+    """
+    if settings.memory.fallback == "none":
+        raise MemoryBackendError(
+            f"{exc} (memory.fallback is 'none', so the assistant stops here)"
+        ) from exc
+    where = (
+        f"the SQLite store {sqlite_path(settings) if not what else store_path(settings)}"
+        if settings.memory.fallback == "sqlite"
+        else "process memory (it ends with the process)"
+    )
+    logger.warning("%s; continuing%s on %s.", exc, f" {what}" if what else "", where)

@@ -28,102 +28,30 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from graph.settings import Settings, get_settings
 from tools.memory.backends import (
-    MODULES_HINT,
     MemoryBackendError,
-    RedisModulesMissingError,
     RedisUnavailableError,
     Saver,
+    aprobe,
+    client_options,
     is_unreachable,
+    probe,
     redact,
     sqlite_path,
     store_name,
+    warn_fallback,
 )
 from tools.memory.fallback import FallbackSaver
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.redis import RedisSaver
+    from redis import Redis
 
 logger = logging.getLogger(__name__)
-
-
-def _client_options(settings: Settings) -> dict[str, Any]:
-    from redis.backoff import ExponentialBackoff
-    from redis.retry import Retry
-
-    cfg = settings.memory
-    # redis-py's default retry backs off for seconds on a dead server; one quick retry
-    # rides out a blip without turning "Redis is down" into a long hang.
-    return {
-        "socket_connect_timeout": cfg.redis_connect_timeout,
-        "socket_timeout": cfg.redis_socket_timeout,
-        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
-    }
 
 
 def _ttl(settings: Settings) -> dict[str, Any] | None:
     minutes = settings.memory.ttl_minutes
     return None if minutes is None else {"default_ttl": minutes, "refresh_on_read": True}
-
-
-def _unknown_command(exc: Exception) -> bool:
-    return "unknown command" in str(exc).lower()
-
-
-def _missing_modules(search: Exception | None, json: Exception | None, url: str) -> None:
-    missing = [name for name, err in (("RediSearch", search), ("RedisJSON", json)) if err]
-    if missing:
-        raise RedisModulesMissingError(
-            f"Redis at {redact(url)} has no {' or '.join(missing)} module: {MODULES_HINT}."
-        )
-
-
-def _probe(client: Any, url: str) -> None:
-    """Check that Redis answers and has the modules the saver needs."""
-    from redis.exceptions import RedisError, ResponseError
-
-    try:
-        client.ping()
-        errors: list[Exception | None] = []
-        for command in (("FT._LIST",), ("JSON.TYPE", "local-assistant:probe")):
-            try:
-                client.execute_command(*command)
-                errors.append(None)
-            except ResponseError as exc:
-                errors.append(exc if _unknown_command(exc) else None)
-    except RedisError as exc:
-        raise RedisUnavailableError(f"Redis at {redact(url)} is unreachable: {exc}") from exc
-    _missing_modules(errors[0], errors[1], url)
-
-
-async def _aprobe(client: Any, url: str) -> None:
-    """Async twin of :func:`_probe`."""
-    from redis.exceptions import RedisError, ResponseError
-
-    try:
-        await client.ping()
-        errors: list[Exception | None] = []
-        for command in (("FT._LIST",), ("JSON.TYPE", "local-assistant:probe")):
-            try:
-                await client.execute_command(*command)
-                errors.append(None)
-            except ResponseError as exc:
-                errors.append(exc if _unknown_command(exc) else None)
-    except RedisError as exc:
-        raise RedisUnavailableError(f"Redis at {redact(url)} is unreachable: {exc}") from exc
-    _missing_modules(errors[0], errors[1], url)
-
-
-def _warn_fallback(settings: Settings, exc: MemoryBackendError) -> None:
-    if settings.memory.fallback == "none":
-        raise MemoryBackendError(
-            f"{exc} (memory.fallback is 'none', so the assistant stops here)"
-        ) from exc
-    where = (
-        f"the SQLite store {sqlite_path(settings)}"
-        if settings.memory.fallback == "sqlite"
-        else "process memory (threads end with the process)"
-    )
-    logger.warning("%s; continuing on %s.", exc, where)
 
 
 # --- opening savers -------------------------------------------------------------------
@@ -180,19 +108,35 @@ def _redis_saver_class() -> type[RedisSaver]:
     return HistoryRedisSaver
 
 
-def _open_redis(settings: Settings, stack: ExitStack) -> Saver:
+def connect_redis(settings: Settings, stack: ExitStack) -> Redis:
+    """A client of the configured Redis, checked to answer and to have its modules.
+
+    Raises:
+        RedisUnavailableError: Redis does not answer.
+        RedisModulesMissingError: It lacks RediSearch or RedisJSON.
+    """
     from redis import Redis
 
-    url = settings.memory.redis_url
-    client = Redis.from_url(url, **_client_options(settings))
+    url = settings.memory.redis_address
+    client = Redis.from_url(url, **client_options(settings))
     stack.callback(client.close)
-    _probe(client, url)
+    probe(client, url)
+    return client
+
+
+def redis_saver(settings: Settings, client: Redis) -> Saver:
+    """The official Redis saver on ``client``, with its indexes set up.
+
+    Raises:
+        RedisUnavailableError: Redis stopped answering while setting up.
+    """
     saver = _redis_saver_class()(redis_client=client, ttl=_ttl(settings))
     try:
         saver.setup()
     except Exception as exc:
         if is_unreachable(exc):
-            raise RedisUnavailableError(f"Redis at {redact(url)} is unreachable: {exc}") from exc
+            url = redact(settings.memory.redis_address)
+            raise RedisUnavailableError(f"Redis at {url} is unreachable: {exc}") from exc
         raise
     return saver
 
@@ -201,10 +145,10 @@ async def _aopen_redis(settings: Settings, stack: AsyncExitStack) -> Saver:
     from langgraph.checkpoint.redis.aio import AsyncRedisSaver
     from redis.asyncio import Redis
 
-    url = settings.memory.redis_url
-    client = Redis.from_url(url, **_client_options(settings))
+    url = settings.memory.redis_address
+    client = Redis.from_url(url, **client_options(settings))
     stack.push_async_callback(client.aclose)
-    await _aprobe(client, url)
+    await aprobe(client, url)
     saver = AsyncRedisSaver(redis_client=client, ttl=_ttl(settings))
     try:
         await saver.asetup()
@@ -213,6 +157,35 @@ async def _aopen_redis(settings: Settings, stack: AsyncExitStack) -> Saver:
             raise RedisUnavailableError(f"Redis at {redact(url)} is unreachable: {exc}") from exc
         raise
     return saver
+
+
+@contextmanager
+def checkpointer_on(
+    settings: Settings, stack: ExitStack, client: Redis | None
+) -> Iterator[Saver | None]:
+    """The checkpointer for ``settings``, on a Redis client opened already.
+
+    ``client`` is None when Redis is not configured or did not answer: then the fallback.
+    """
+    name = store_name(settings)
+    if name == "none":
+        yield None
+    elif name == "memory":
+        yield InMemorySaver()
+    elif name == "sqlite" or client is None:
+        with _fallback_ctx(settings) if name == "redis" else _open_sqlite(settings) as saver:
+            yield saver
+    else:
+        primary = redis_saver(settings, client)
+        if settings.memory.fallback == "none":
+            yield primary
+            return
+        fallback = stack.enter_context(_fallback_ctx(settings))
+        yield FallbackSaver(primary, fallback, settings=settings)
+
+
+def _fallback_ctx(settings: Settings) -> Any:
+    return _open_sqlite(settings) if settings.memory.fallback == "sqlite" else _nullcontext_memory()
 
 
 @contextmanager
@@ -229,31 +202,15 @@ def open_checkpointer(settings: Settings) -> Iterator[Saver | None]:
         MemoryBackendError: The backend cannot be used and ``memory.fallback`` is
             ``none``, or the SQLite file is not a database.
     """
-    name = store_name(settings)
     with ExitStack() as stack:
-        if name == "none":
-            yield None
-        elif name == "memory":
-            yield InMemorySaver()
-        elif name == "sqlite":
-            yield stack.enter_context(_open_sqlite(settings))
-        else:
-            fallback_ctx = (
-                _open_sqlite(settings)
-                if settings.memory.fallback == "sqlite"
-                else _nullcontext_memory()
-            )
+        client = None
+        if store_name(settings) == "redis":
             try:
-                primary = _open_redis(settings, stack)
+                client = connect_redis(settings, stack)
             except MemoryBackendError as exc:
-                _warn_fallback(settings, exc)
-                yield stack.enter_context(fallback_ctx)
-                return
-            if settings.memory.fallback == "none":
-                yield primary
-                return
-            fallback = stack.enter_context(fallback_ctx)
-            yield FallbackSaver(primary, fallback, settings=settings)
+                warn_fallback(settings, exc)
+        with checkpointer_on(settings, stack, client) as saver:
+            yield saver
 
 
 @asynccontextmanager
@@ -279,7 +236,7 @@ async def aopen_checkpointer(settings: Settings) -> AsyncIterator[Saver | None]:
             try:
                 primary = await _aopen_redis(settings, stack)
             except MemoryBackendError as exc:
-                _warn_fallback(settings, exc)
+                warn_fallback(settings, exc)
                 yield await stack.enter_async_context(fallback_ctx)
                 return
             if settings.memory.fallback == "none":

@@ -1,4 +1,11 @@
-"""A Redis saver that moves to a local one, for good, when Redis stops answering."""
+"""A Redis saver that moves to a local one when Redis stops answering, and back after a restart.
+
+While Redis is down the turns go to the fallback (SQLite). The next process that finds
+Redis up reads each thread through: checkpoints that only the fallback has are copied
+back into Redis (the newest checkpoint is the thread's head; a thread that went on in
+both stores is logged as a conflict, and the other branch stays in its history), then the
+fallback's copy is dropped. So nothing written during an outage is lost.
+"""
 
 from __future__ import annotations
 
@@ -44,7 +51,7 @@ class FallbackSaver(BaseCheckpointSaver[str]):
         self.primary = primary
         self.fallback = fallback
         self.failed_over = False
-        self._url = redact(settings.memory.redis_url)
+        self._url = redact(settings.memory.redis_address)
         self._where = (
             f"the SQLite store {sqlite_path(settings)}"
             if settings.memory.fallback == "sqlite"
@@ -148,15 +155,92 @@ class FallbackSaver(BaseCheckpointSaver[str]):
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Fetch a checkpoint tuple (the latest of the thread unless an id is given)."""
+        if not config["configurable"].get("checkpoint_id"):
+            self._read_through(config)
         found: CheckpointTuple | None = self._call("get_tuple", config)
         self._note_tuple(config, found)
         return found
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Async :meth:`get_tuple`."""
+        if not config["configurable"].get("checkpoint_id"):
+            await self._aread_through(config)
         found: CheckpointTuple | None = await self._acall("aget_tuple", config)
         self._note_tuple(config, found)
         return found
+
+    # Reading through to the fallback --------------------------------------------------
+
+    def _read_through(self, config: RunnableConfig) -> None:
+        """Copy back what the fallback holds of this thread and Redis lacks, then drop it."""
+        if self.failed_over or config["configurable"].get("thread_id") is None:
+            return
+        latest = _latest_of(config)
+        try:
+            if self.fallback.get_tuple(latest) is None:
+                return  # the usual case: one local query
+            local = list(self.fallback.list(latest))
+            head = self.primary.get_tuple(latest)
+            missing = [t for t in local if self.primary.get_tuple(t.config) is None]
+            for item in reversed(missing):  # oldest first, so parents exist before children
+                self.primary.put(*_put_args(item))
+                for task_id, channel, value in item.pending_writes or []:
+                    self.primary.put_writes(item.config, [(channel, value)], task_id)
+            self._report(latest, local, missing, head)
+            self.fallback.delete_thread(latest["configurable"]["thread_id"])
+        except Exception as exc:
+            self._fail_over(exc)
+
+    async def _aread_through(self, config: RunnableConfig) -> None:
+        """Async :meth:`_read_through`."""
+        if self.failed_over or config["configurable"].get("thread_id") is None:
+            return
+        latest = _latest_of(config)
+        try:
+            if await self.fallback.aget_tuple(latest) is None:
+                return
+            local = [t async for t in self.fallback.alist(latest)]
+            head = await self.primary.aget_tuple(latest)
+            missing = [t for t in local if await self.primary.aget_tuple(t.config) is None]
+            for item in reversed(missing):
+                await self.primary.aput(*_put_args(item))
+                for task_id, channel, value in item.pending_writes or []:
+                    await self.primary.aput_writes(item.config, [(channel, value)], task_id)
+            self._report(latest, local, missing, head)
+            await self.fallback.adelete_thread(latest["configurable"]["thread_id"])
+        except Exception as exc:
+            await self._afail_over(exc)
+
+    def _report(
+        self,
+        latest: RunnableConfig,
+        local: list[CheckpointTuple],
+        missing: list[CheckpointTuple],
+        head: CheckpointTuple | None,
+    ) -> None:
+        thread = latest["configurable"]["thread_id"]
+        if not missing:
+            logger.info("thread %s: the fallback's copy is already in Redis; dropped it", thread)
+            return
+        oldest = missing[-1]
+        parent = (oldest.parent_config or {}).get("configurable", {}).get("checkpoint_id")
+        if head is not None and parent != head.checkpoint["id"]:
+            newest = (
+                "the fallback" if local[0].checkpoint["id"] > head.checkpoint["id"] else "Redis"
+            )
+            logger.warning(
+                "thread %s went on both in Redis and in %s while Redis was down: the newest "
+                "checkpoint (from %s) is its head now; the other branch stays in its history.",
+                thread,
+                self._where,
+                newest,
+            )
+        logger.info(
+            "thread %s: copied %d checkpoint(s) written to %s while Redis was down back to Redis",
+            thread,
+            len(missing),
+            self._where,
+        )
 
     def list(
         self,
@@ -167,6 +251,8 @@ class FallbackSaver(BaseCheckpointSaver[str]):
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
         """List checkpoints, newest first."""
+        if config is not None and not config["configurable"].get("checkpoint_id"):
+            self._read_through(config)
         if not self.failed_over:
             started = False
             try:
@@ -189,6 +275,8 @@ class FallbackSaver(BaseCheckpointSaver[str]):
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
         """Async :meth:`list`."""
+        if config is not None and not config["configurable"].get("checkpoint_id"):
+            await self._aread_through(config)
         if not self.failed_over:
             started = False
             try:
@@ -282,6 +370,21 @@ class FallbackSaver(BaseCheckpointSaver[str]):
             clone.primary = self.primary.with_allowlist(extra_allowlist)
             clone.fallback = self.fallback.with_allowlist(extra_allowlist)
         return clone
+
+
+def _put_args(
+    item: CheckpointTuple,
+) -> tuple[RunnableConfig, Checkpoint, CheckpointMetadata, ChannelVersions]:
+    # A checkpoint is put under its parent's config, with every channel version as new, so
+    # the receiving saver stores all channel values (what the failover does too).
+    conf = item.config["configurable"]
+    parent = item.parent_config or {
+        "configurable": {
+            "thread_id": conf["thread_id"],
+            "checkpoint_ns": conf.get("checkpoint_ns", ""),
+        }
+    }
+    return parent, item.checkpoint, item.metadata, item.checkpoint["channel_versions"]
 
 
 def _latest_of(config: RunnableConfig) -> RunnableConfig:

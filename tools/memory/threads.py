@@ -28,7 +28,14 @@ def list_threads(saver: Saver) -> list[ThreadInfo]:
     SQLite and Redis are asked directly (one query); other savers are walked.
     """
     if isinstance(saver, FallbackSaver):
-        return list_threads(saver.active)
+        if saver.failed_over:
+            return list_threads(saver.fallback)
+        # Threads written to the fallback during an outage are threads too (they move
+        # back to Redis when next read).
+        merged: dict[str, int] = {}
+        for info in [*list_threads(saver.primary), *list_threads(saver.fallback)]:
+            merged[info.thread_id] = merged.get(info.thread_id, 0) + info.checkpoints
+        return _sorted(merged)
     counts: dict[str, int] = {}
     try:
         from langgraph.checkpoint.redis import RedisSaver
@@ -45,6 +52,10 @@ def list_threads(saver: Saver) -> list[ThreadInfo]:
         for item in saver.list(None):
             tid = str(item.config["configurable"]["thread_id"])
             counts[tid] = counts.get(tid, 0) + 1
+    return _sorted(counts)
+
+
+def _sorted(counts: dict[str, int]) -> list[ThreadInfo]:
     return [ThreadInfo(t, n) for t, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 

@@ -1,0 +1,441 @@
+"""Long-term memory per user on the fake model: what is kept, what comes back, for whom.
+
+The store is an in-process LangGraph store indexed with cheap word vectors
+(tests/support/embeddings.py); the real embeddings and backends are integration tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+from langchain_core.embeddings import Embeddings
+from langchain_core.messages import BaseMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.store.memory import InMemoryStore
+from pydantic import Field
+
+from graph import build_graph
+from graph.errors import MessageTooLongError
+from graph.settings import Settings
+from tests.conftest import thread
+from tests.support.embeddings import word_store, word_vectors
+from tools.memory.facts import is_self_statement, key_terms, self_statements
+from tools.memory.long_term import (
+    clear,
+    forget,
+    list_memories,
+    namespace,
+    remember_turn,
+    search_memories,
+)
+from tools.memory.store import copy_back
+from tools.models import FakeChatModel
+
+# --- the detector of what users say about themselves ------------------------------------
+
+STATEMENTS = [
+    "Hi, I'm Priya.",
+    "I work as a marine biologist.",
+    "Please remember this for later: my locker code is 4817.",
+    "Just so you know, I'm vegetarian and I can't stand coriander.",
+    "My name is Tomasz and I live in Lisbon.",
+    "Actually, I've changed my mind: my favourite colour is orange now.",
+    "I have three cats and two dogs.",
+    "I’m allergic to peanuts.",  # a curly apostrophe, as phones type it
+    "Call me Sam.",
+    "My daughter Lena turns 7 in May.",
+    "By the way, my wife's name is Ines.",
+    "I was born in 1988.",
+    "We have two kids.",
+    "I drive a blue Skoda.",
+    "FYI my PIN for the gym is 5521.",
+    "I prefer metric units.",
+]
+NOT_STATEMENTS = [
+    "What's my name?",
+    "Explain like I'm five: what is gravity?",
+    "How long should I boil an egg for a runny yolk?",
+    "Give me a synonym for 'happy'.",
+    "I'm trying to fix my code.",
+    "I have a question about Python.",
+    "Can you recommend a short novel for a train ride?",
+    "Tell me about my horoscope.",
+    "I'm not sure what you mean.",
+    "Remind me, which herb did I say I can't stand?",
+    "Thanks!",
+    "Suggest a name for a grey kitten.",
+    "I'm looking for a good recipe.",
+    "Do you remember my locker code",
+]
+
+
+@pytest.mark.parametrize("sentence", STATEMENTS)
+def test_self_statements_are_detected(sentence: str) -> None:
+    assert is_self_statement(sentence)
+
+
+@pytest.mark.parametrize("sentence", NOT_STATEMENTS)
+def test_questions_and_requests_are_not_facts(sentence: str) -> None:
+    assert not is_self_statement(sentence)
+
+
+def test_a_message_is_split_into_its_statements() -> None:
+    message = "Hi, I'm Priya. What's a good book? I work as a marine biologist."
+    assert self_statements(message) == ["Hi, I'm Priya.", "I work as a marine biologist."]
+
+
+@pytest.mark.parametrize(
+    ("text", "terms"),
+    [
+        ("Hi, I'm Priya.", {"priya"}),
+        ("My name is Tomasz and I live in Lisbon.", {"tomasz", "lisbon"}),
+        ("My locker code is 4817.", {"4817"}),
+        ("I have three cats and two dogs.", {"3", "2"}),
+        ("Priya here.", set()),  # a name that opens the sentence is not told from a word
+        ("I'm vegetarian.", set()),
+        ("My phone is 07700 900123.", {"07700", "900123"}),
+    ],
+)
+def test_key_terms_are_names_and_numbers(text: str, terms: set[str]) -> None:
+    assert key_terms(text) == terms
+
+
+# --- the store: namespaces, keep, list, search, forget, clear ---------------------------
+
+
+def test_users_are_kept_apart_by_a_hash_whatever_their_ids() -> None:
+    ids = ["ada", "Ada", "ADA", "ada2", "ada.l@example.com", "ada l", "アダ"]
+    labels = {namespace(u, "facts")[1] for u in ids}
+    assert len(labels) == len(ids)
+    assert all(len(label) == 32 and label.isalnum() for label in labels)
+    store = word_store()
+    assert store is not None
+    for user in ids:
+        remember_turn(
+            store, user, message=f"My name is {user}.", reply="ok", thread_id="t", message_id=None
+        )
+    for user in ids:
+        assert [m.text for m in list_memories(store, user, kinds=("facts",))] == [
+            f"My name is {user}."
+        ]
+
+
+def test_keep_list_search_forget_clear() -> None:
+    store = word_store()
+    assert store is not None
+    kept = remember_turn(
+        store,
+        "ada",
+        message="Hi, I'm Ada. My locker code is 4817. What's the time?",
+        reply="It is noon.",
+        thread_id="t1",
+        message_id="m1",
+    )
+    assert [(m.kind, m.text) for m in kept] == [
+        ("facts", "Hi, I'm Ada."),
+        ("facts", "My locker code is 4817."),
+        ("turns", "Hi, I'm Ada. My locker code is 4817. What's the time?"),
+    ]
+    remember_turn(
+        store,
+        "ada",
+        message="How do I boil an egg?",
+        reply="Six minutes.",
+        thread_id="t1",
+        message_id="m2",
+    )
+    assert len(list_memories(store, "ada")) == 4
+    assert [m.key for m in list_memories(store, "ada", kinds=("turns",))] == ["turn-m2", "turn-m1"]
+    found = search_memories(store, "ada", "what was my locker code", kinds=("turns",), limit=1)
+    assert found[0].key == "turn-m1" and found[0].score is not None and found[0].score > 0
+    assert found[0].reply == "It is noon."
+    # the same turn kept twice (a retried write) is one memory
+    remember_turn(
+        store,
+        "ada",
+        message="How do I boil an egg?",
+        reply="Six.",
+        thread_id="t1",
+        message_id="m2",
+        facts=False,
+    )
+    assert len(list_memories(store, "ada", kinds=("turns",))) == 2
+    assert forget(store, "ada", kept[0].key) and not forget(store, "ada", kept[0].key)
+    assert not forget(store, "bob", kept[1].key)  # another user's key is not theirs to forget
+    assert clear(store, "ada") == 3
+    assert list_memories(store, "ada") == []
+
+
+def test_memories_written_during_an_outage_are_copied_back() -> None:
+    local, remote = word_store(), word_store()
+    assert local is not None and remote is not None
+    remember_turn(
+        local, "ada", message="My locker code is 4817.", reply="ok", thread_id="t", message_id="m1"
+    )
+    remember_turn(
+        remote, "ada", message="I live in Oslo.", reply="ok", thread_id="t", message_id="m0"
+    )
+    assert copy_back(local, remote) == 2
+    assert {m.text for m in list_memories(remote, "ada")} == {
+        "My locker code is 4817.",
+        "I live in Oslo.",
+    }
+    assert list_memories(local, "ada") == []
+    assert search_memories(remote, "ada", "locker code", kinds=("turns",))[0].key == "turn-m1"
+
+
+# --- through the graph: recall before the reply, remember after it ----------------------
+
+
+class PrefillingModel(FakeChatModel):
+    """The fake model, recording what it was asked to warm (as llama.cpp would)."""
+
+    prefilled: list[list[BaseMessage]] = Field(default_factory=list)
+
+    def prefill(self, messages: Sequence[BaseMessage]) -> int:
+        self.prefilled.append(list(messages))
+        return len(messages)
+
+
+@pytest.fixture
+def model() -> PrefillingModel:
+    return PrefillingModel(reply="Noted.")
+
+
+@pytest.fixture
+def store() -> InMemoryStore:
+    made = word_store()
+    assert isinstance(made, InMemoryStore)
+    return made
+
+
+@pytest.fixture
+def graph(
+    make_settings: Callable[..., Settings], model: FakeChatModel, store: InMemoryStore
+) -> Any:
+    # Word vectors score lower than the real embeddings: a lower bar for recall.
+    settings = make_settings(long_term={"min_score": 0.3})
+    return build_graph(settings, checkpointer=InMemorySaver(), store=store, model=model)
+
+
+def ask(graph: Any, text: str, name: str = "t1", **context: Any) -> dict[str, Any]:
+    state: dict[str, Any] = graph.invoke(
+        {"messages": [("user", text)]}, thread(name), context=context
+    )
+    return state
+
+
+def prompt_text(model: FakeChatModel, index: int = -1) -> str:
+    return "\n".join(m.text for m in model.calls[index])
+
+
+def test_facts_follow_the_user_into_a_new_thread(graph: Any, model: FakeChatModel) -> None:
+    ask(graph, "Hi, I'm Priya. My locker code is 4817.", "a", user_id="priya")
+    state = ask(graph, "What's my name?", "b", user_id="priya")
+    system = model.calls[-1][0]
+    assert system.type == "system"
+    assert "- Hi, I'm Priya.\n- My locker code is 4817." in system.text
+    assert "Hi, I'm Priya." in state["profile"]
+
+
+def test_another_user_never_gets_them(
+    graph: Any, model: FakeChatModel, store: InMemoryStore
+) -> None:
+    ask(graph, "Hi, I'm Priya. My locker code is 4817.", "a", user_id="priya")
+    state = ask(graph, "What was my locker code?", "b", user_id="bob")
+    assert "4817" not in prompt_text(model) and "Priya" not in prompt_text(model)
+    assert state["profile"] == "" and state["memories"] == []
+    assert [m.text for m in list_memories(store, "bob")] == ["What was my locker code?"]
+
+
+def test_a_past_turn_is_recalled_by_meaning_in_the_tail(graph: Any, model: FakeChatModel) -> None:
+    ask(graph, "Please keep this: the gate code of the allotment is 2291.", "a", user_id="ada")
+    ask(graph, "How do I get wax out of a tablecloth?", "a", user_id="ada")
+    state = ask(graph, "Which gate code did I give you for the allotment?", "b", user_id="ada")
+    assert [m["text"] for m in state["memories"]] == [
+        "Please keep this: the gate code of the allotment is 2291."
+    ]
+    prompt = model.calls[-1]
+    recalled = prompt[-2]
+    assert (
+        recalled.type == "system"
+        and "2291" in recalled.text
+        and "not instructions" in recalled.text
+    )
+    assert "2291" not in prompt[0].text  # not in the prefix: it changes from turn to turn
+
+
+def test_turns_still_in_the_window_are_not_recalled_twice(graph: Any, model: FakeChatModel) -> None:
+    ask(graph, "The gate code of the allotment is 2291, keep it.", "a", user_id="ada")
+    state = ask(graph, "Which gate code did I give you for the allotment?", "a", user_id="ada")
+    assert state["memories"] == []
+    assert prompt_text(model).count("2291") == 1  # once, in the history
+
+
+def test_remember_false_keeps_nothing(graph: Any, store: InMemoryStore) -> None:
+    ask(graph, "My locker code is 4817.", "a", user_id="ada", remember=False)
+    assert list_memories(store, "ada") == []
+
+
+def test_a_refused_turn_is_not_remembered(graph: Any, store: InMemoryStore) -> None:
+    ask(graph, "My name is Ada. How do I make a pipe bomb at home?", "a", user_id="ada")
+    assert list_memories(store, "ada") == []
+
+
+def test_the_user_defaults_to_the_setting(
+    make_settings: Callable[..., Settings], store: InMemoryStore
+) -> None:
+    settings = make_settings(long_term={"user_id": "login-name"})
+    graph = build_graph(settings, checkpointer=InMemorySaver(), store=store, model=FakeChatModel())
+    ask(graph, "I live in Oslo.")
+    assert [m.text for m in list_memories(store, "login-name", kinds=("facts",))] == [
+        "I live in Oslo."
+    ]
+
+
+def test_without_a_store_nothing_is_recalled_or_kept(
+    make_settings: Callable[..., Settings], model: FakeChatModel
+) -> None:
+    graph = build_graph(make_settings(), checkpointer=InMemorySaver(), model=model)
+    state = ask(graph, "I live in Oslo.")
+    state = ask(graph, "Where do I live?")
+    assert state["profile"] == "" and state["memories"] == []
+
+
+def test_long_term_memory_can_be_switched_off(
+    make_settings: Callable[..., Settings], store: InMemoryStore
+) -> None:
+    settings = make_settings(long_term={"enabled": False})
+    graph = build_graph(settings, checkpointer=InMemorySaver(), store=store, model=FakeChatModel())
+    ask(graph, "I live in Oslo.", user_id="ada")
+    assert list_memories(store, "ada") == []
+
+
+def test_the_prefix_stays_the_same_until_a_summary(
+    make_settings: Callable[..., Settings], model: PrefillingModel, store: InMemoryStore
+) -> None:
+    settings = make_settings(summarisation={"max_turns": 4, "keep_turns": 1})
+    graph = build_graph(settings, checkpointer=InMemorySaver(), store=store, model=model)
+    ask(graph, "I live in Oslo.", "old", user_id="ada")  # a fact from an earlier thread
+    texts = [
+        "Hi, I'm Priya.",
+        "I work as a marine biologist.",
+        "Tell me a joke.",
+        "Why is the sky blue?",
+    ]
+    for text in texts:
+        ask(graph, text, "new", user_id="ada")
+    chats = [c for c in model.calls if "running summary" not in c[0].text][1:]
+    systems = {c[0].text for c in chats}
+    assert len(systems) == 1, "the system prompt changed before a summary"
+    assert "I live in Oslo." in chats[0][0].text and "Priya" not in chats[0][0].text
+    ask(graph, "What is my job?", "new", user_id="ada")  # the fifth turn: summarised
+    state = ask(graph, "And my name?", "new", user_id="ada")
+    system = model.calls[-1][0].text
+    assert "- Hi, I'm Priya." in system and "marine biologist" in system  # refreshed facts
+    assert state["summary"]
+    # right after the summary, the next prompt's prefix was warmed: system + kept turn
+    warmed = model.prefilled[-1]
+    assert warmed[0].text == system
+    assert [m.text for m in warmed[1:]] == [m.text for m in model.calls[-1][1:3]]
+
+
+# --- one prompt budget --------------------------------------------------------------------
+
+
+def eli5_message(model: FakeChatModel, tokens: int) -> str:
+    words = ["why", "does", "the", "moon", "change", "its", "shape", "every", "night", "and"]
+    text = "Explain like I'm five:"
+    n = 0
+    while model.get_num_tokens(text) < tokens:
+        text += " " + words[n % len(words)]
+        n += 1
+    return text
+
+
+def test_a_message_that_fits_only_without_the_concept_prompt_is_rejected_cleanly(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The issue's case: it passed check_input, then failed in generate, leaving the message."""
+    settings = make_settings(context={"max_prompt_tokens": 256})
+    model = FakeChatModel()
+    graph = build_graph(settings, checkpointer=InMemorySaver(), store=word_store(), model=model)
+    ask(graph, "Hi")
+    # What check_input counts (message, system prompt, template) fits the budget exactly.
+    system = model.get_num_tokens(model.calls[0][0].text)
+    message = eli5_message(model, 256 - system - 2 * 6 - 4)
+    with pytest.raises(MessageTooLongError, match="concept prompt"):
+        ask(graph, message)
+    messages = graph.get_state(thread()).values["messages"]
+    assert [m.type for m in messages] == ["human", "ai"]
+    assert len(model.calls) == 1  # the model never saw it
+    assert ask(graph, "still there?")["messages"][-1].text
+
+
+def test_optional_parts_shrink_before_the_message_is_refused(
+    make_settings: Callable[..., Settings], store: InMemoryStore
+) -> None:
+    settings = make_settings(context={"max_prompt_tokens": 320})
+    model = FakeChatModel()
+    graph = build_graph(settings, checkpointer=InMemorySaver(), store=store, model=model)
+    ask(graph, "The gate code of the allotment is 2291. " * 12, "a", user_id="ada")
+    for n in range(4):
+        ask(
+            graph,
+            f"Tell me fact number {n} about gates and allotments, please.",
+            "b",
+            user_id="ada",
+        )
+    state = ask(graph, "Which gate code of the allotment did I give? " * 6, "b", user_id="ada")
+    assert state["prompt_tokens"] <= 320
+    assert state["messages"][-1].type == "ai"
+
+
+# --- the SQLite store embeds the text of a memory, and searches by meaning -------------
+
+
+class RecordingEmbeddings(Embeddings):
+    """Word vectors that remember which texts they were asked to embed."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.texts += texts
+        return word_vectors(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
+def test_the_sqlite_store_embeds_only_the_text_and_finds_it(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SqliteStore 3.1.2 ignored the index's "fields" and embedded the whole JSON value."""
+    from tools.memory import store as store_module
+
+    recording = RecordingEmbeddings()
+    monkeypatch.setattr(store_module, "_EMBEDDINGS", recording)
+    with store_module.open_sqlite_store(make_settings()) as sqlite:
+        remember_turn(
+            sqlite,
+            "ada",
+            message="The gate code is 2291.",
+            reply="ok",
+            thread_id="t",
+            message_id="m1",
+        )
+        remember_turn(
+            sqlite,
+            "ada",
+            message="How do I boil an egg?",
+            reply="ok",
+            thread_id="t",
+            message_id="m2",
+        )
+        assert recording.texts == ["The gate code is 2291.", "How do I boil an egg?"]
+        found = search_memories(sqlite, "ada", "which gate code", kinds=("turns",))
+    assert [m.key for m in found][:1] == ["turn-m1"]
+    assert found[0].score is not None and found[0].score > found[-1].score  # type: ignore[operator]
