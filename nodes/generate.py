@@ -13,6 +13,7 @@ from graph.deps import ContextNode, Deps
 from graph.messages import new_message
 from graph.state import State
 from tools.documents.retrieval import quote_passages
+from tools.guardrails.streaming import StreamMasker
 from tools.models.masking import MaskingChatModel
 from tools.prompting import (
     MESSAGE_OVERHEAD,
@@ -52,19 +53,16 @@ def make_generate(deps: Deps) -> ContextNode:
         if prompt.dropped_turns:
             log.info("prompt budget: dropped %d old turn(s)", prompt.dropped_turns)
         level = deps.safety_level(runtime.context)
-        masked: list[str] = []
-
-        def mask(text: str) -> str:
-            result = deps.safety.mask_output(text, level)
-            masked.extend(result.masked)
-            return result.text
-
         model: BaseChatModel = deps.model
         if level != "relaxed":
-            # Mask while streaming so raw words never reach the screen.
-            model = MaskingChatModel(inner=deps.model, mask=mask)
+            # Mask while streaming so raw words never reach the screen; the stream and
+            # the stored reply are masked alike (tools/guardrails/streaming.py).
+            model = MaskingChatModel(
+                inner=deps.model, masker=lambda: StreamMasker(deps.safety, level)
+            )
         reply = model.invoke(prompt.messages, **deps.sampling(runtime.context))
-        reply.response_metadata.update(prompt_tokens=prompt.tokens, masked=masked)
+        reply.response_metadata.setdefault("masked", [])
+        reply.response_metadata.update(prompt_tokens=prompt.tokens)
         return {"messages": [reply], "prompt_tokens": prompt.tokens, "sources": sources}
 
     def documents_prompt(state: State, room: int) -> tuple[str | None, list[dict[str, Any]]]:
