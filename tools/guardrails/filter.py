@@ -42,10 +42,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Literal, NamedTuple, cast
+from typing import Any, Literal, NamedTuple, cast
 
 from tools.guardrails.confusables import latin_lookalikes
 from tools.guardrails.patterns import DEFAULT_PATTERNS_FILE, HarmCategory, harm_categories
+from tools.guardrails.taxonomy import DEFAULT_TAXONOMY_FILE, load_taxonomy
 from tools.text import fold_with_offsets
 
 __all__ = [
@@ -151,6 +152,7 @@ DEFAULT_MILD_TERMS: tuple[str, ...] = _word_list(LEXICON_DIR / "mild.txt")
 _NOT_PROFANITY = _word_list(LEXICON_DIR / "not_profanity.txt")
 _INNOCENT_WORDS = frozenset(_word_list(LEXICON_DIR / "innocent_words.txt"))
 _INNOCENT_PHRASES = _word_list(LEXICON_DIR / "innocent_phrases.txt")
+_SLURS = _word_list(LEXICON_DIR / "slurs.txt")
 _ROOTS_ANYWHERE, _ROOTS_AT_EDGES = _roots(LEXICON_DIR / "roots.txt")
 _LEET, _READINGS = _leet(LEXICON_DIR / "leet.txt")
 # Characters that send a token down the slower path: ambiguous readings, "*" wildcards.
@@ -208,12 +210,19 @@ class SafetyVerdict:
         reason: Why it was blocked, human-readable (for example
             ``"profanity (strict level): shit, fucking"`` or
             ``"serious harm: weapons and explosives"``); None when allowed.
-        category: None when allowed; else ``"profanity"``, ``"strict_term"`` or the key
-            of a harm category of ``safety.yaml`` (``"weapons"``, ``"break_in"``,
-            ``"self_harm"``, ``"malware"``).
+        category: None when allowed; else a hazard category of the taxonomy
+            (``prompts/safety_taxonomy.yaml``: ``"indiscriminate_weapons"``,
+            ``"self_harm"``, ...), or the lexical layer's own ``"profanity"``, ``"slur"``
+            (both at strict only) or ``"strict_term"``.
         matches: Every matched term or phrase as it appears in the text, in text order,
             repeats included. A blocked verdict lists what blocked it; an allowed one
             lists the profanity seen, which moderate and relaxed let through.
+        rule: What matched, when a rule did: the harm pattern's key in ``safety.yaml``
+            (``"weapons"``, ``"threats"``, ...); None otherwise.
+        layer: Which layer decided (``"lexical"``, ``"semantic"``, ``"judge"``); None
+            when no layer looked beyond the words.
+        scores: What the layers beyond the words saw (harm probability, nearest
+            exemplar, the judge's reply and time ...), for the log and the state.
 
     """
 
@@ -222,6 +231,9 @@ class SafetyVerdict:
     reason: str | None
     category: str | None
     matches: tuple[str, ...]
+    rule: str | None = None
+    layer: str | None = None
+    scores: Mapping[str, Any] | None = None
 
     def as_dict(self) -> dict[str, object]:
         """Plain-data form for the graph state: the fields, ``matches`` as a list."""
@@ -231,6 +243,9 @@ class SafetyVerdict:
             "reason": self.reason,
             "category": self.category,
             "matches": list(self.matches),
+            "rule": self.rule,
+            "layer": self.layer,
+            "scores": dict(self.scores or {}),
         }
 
 
@@ -466,6 +481,11 @@ def _library_keys() -> dict[str, str]:
         for key, base in _expand_words(words, drop).items():
             keys.setdefault(key, base)
     return keys
+
+
+@lru_cache(maxsize=1)
+def _slur_keys() -> dict[str, str]:
+    return _expand_all(_term_words(term) for term in _SLURS)
 
 
 def _caller_terms(name: str, terms: Sequence[str] | None) -> tuple[tuple[str, ...], ...]:
@@ -737,6 +757,39 @@ class _Prepared(NamedTuple):
         return [self.original(s, e) for s, e in lexicon.scan(self.norm, self.tokens)]
 
 
+def plain_text(text: str) -> str:
+    """The text as a reader would read it, for models that compare meanings.
+
+    Folded (lower case, no accents, look-alike letters read as Latin ones), leetspeak
+    undone in words that mix letters and digits ("b0mb"), and spelled-out words joined
+    ("f u c k", "h.a.c.k"). The embedding model sees "how to hack" rather than letters.
+
+    Args:
+        text: A message.
+
+    Returns:
+        The plain form (its length may differ from the text's).
+
+    """
+    norm = _normalise(text)[0]
+    parts: list[str] = []
+    position = 0
+    for token in _tokenise(norm):
+        if token.letters:
+            parts.append(norm[position : token.start])
+            parts.append(token.word)
+            position = token.end
+    parts.append(norm[position:])
+
+    def deleet(match: re.Match[str]) -> str:
+        word = match.group()
+        if not (_LETTER_RE.search(word) and _LEETISH_RE.search(word)):
+            return word
+        return word.strip(_EDGE_SYMBOLS).translate(_LEET).translate(_FIRST_READING) or word
+
+    return _TOKEN_RE.sub(deleet, "".join(parts))
+
+
 def is_word_char(char: str) -> bool:
     """Tell whether a character continues a word (letters, digits, "_", leet symbols).
 
@@ -799,11 +852,14 @@ class SafetyFilter:
             :data:`DEFAULT_MILD_TERMS`, an empty list means no word is mild.
         patterns_file: The harm patterns YAML; None means ``prompts/safety.yaml`` of
             this repository.
+        taxonomy_file: The hazard categories the patterns name; None means the
+            ``safety_taxonomy.yaml`` next to the patterns file, else the shipped one.
         mask_char: What replaces each masked letter.
 
     Raises:
         ValueError: A term is not a string or has nothing to match, ``mask_char`` is
-            empty, or the patterns file is missing, not YAML, or invalid.
+            empty, the patterns file is missing, not YAML, or invalid, or one of its
+            categories names a hazard the taxonomy does not have.
 
     """
 
@@ -815,6 +871,7 @@ class SafetyFilter:
         extra_terms: Sequence[str] = (),
         mild_terms: Sequence[str] | None = None,
         patterns_file: Path | None = None,
+        taxonomy_file: Path | None = None,
         mask_char: str = "*",
     ) -> None:
         if not isinstance(mask_char, str) or not mask_char:
@@ -828,6 +885,17 @@ class SafetyFilter:
         self._mask_char = mask_char
         self.patterns_file = Path(patterns_file or DEFAULT_PATTERNS_FILE)
         self._harm = harm_categories(self.patterns_file)
+        if taxonomy_file is None:
+            sibling = self.patterns_file.parent / DEFAULT_TAXONOMY_FILE.name
+            taxonomy_file = sibling if sibling.is_file() else DEFAULT_TAXONOMY_FILE
+        self.taxonomy = load_taxonomy(taxonomy_file)
+        for category in self._harm:
+            if category.hazard not in self.taxonomy:
+                raise ValueError(
+                    f"safety patterns file {self.patterns_file}: category {category.key!r} "
+                    f"names hazard {category.hazard!r}, which {taxonomy_file} does not have "
+                    f"(known: {', '.join(self.taxonomy.keys)})"
+                )
 
     @property
     def harm_categories(self) -> dict[str, str]:
@@ -843,10 +911,11 @@ class SafetyFilter:
             key for key in itertools.chain(whitelist, _innocent_phrase_keys()) if " " in key
         )
         mild = {k: b for k, b in _expand_all(self._mild_terms).items() if k not in whitelist}
+        slurs = {k: b for k, b in _slur_keys().items() if k not in whitelist}
         profane = {
             key: base
             for key, base in itertools.chain(
-                _library_keys().items(), _expand_all(self._extra_terms).items()
+                _library_keys().items(), slurs.items(), _expand_all(self._extra_terms).items()
             )
             if key not in mild and key not in whitelist
         }
@@ -856,6 +925,7 @@ class SafetyFilter:
             "moderate": moderate,
             "relaxed": moderate,
             "strict_terms": _Lexicon.build(_expand_all(self._strict_terms)),
+            "slurs": _Lexicon.build(slurs, safe=safe),
         }
 
     def find_profanity(self, text: str, level: SafetyLevel) -> list[str]:
@@ -923,8 +993,10 @@ class SafetyFilter:
                 allowed=False,
                 level=checked,
                 reason="serious harm: " + ", ".join(c.reason for c in hit_categories),
-                category=hit_categories[0].key,
+                category=hit_categories[0].hazard,
                 matches=tuple(matches),
+                rule=hit_categories[0].key,
+                layer="lexical",
             )
 
         blocked = [text[s:e] for s, e in prepared.find(self._lexicons["strict_terms"])]
@@ -935,16 +1007,20 @@ class SafetyFilter:
                 reason=f"blocked term: {_listing(blocked)}",
                 category="strict_term",
                 matches=tuple(blocked),
+                layer="lexical",
             )
 
         profane = [text[s:e] for s, e in prepared.find(self._lexicons[checked])]
         if profane and checked == "strict":
+            slurs = [text[s:e] for s, e in prepared.find(self._lexicons["slurs"])]
+            kind = "slur" if slurs else "profanity"
             return SafetyVerdict(
                 allowed=False,
                 level=checked,
-                reason=f"profanity (strict level): {_listing(profane)}",
-                category="profanity",
+                reason=f"{kind} (strict level): {_listing(profane)}",
+                category=kind,
                 matches=tuple(profane),
+                layer="lexical",
             )
         return SafetyVerdict(
             allowed=True, level=checked, reason=None, category=None, matches=tuple(profane)
