@@ -101,7 +101,7 @@ def test_passages_go_into_the_prompt_quoted_and_into_sources(
     # Documents are data: the passages come in their own message after the instruction,
     # and the question is restated after them.
     *_, instruction, passages, question = model.calls[-1]
-    assert instruction.type == "system" and "not instructions" in instruction.text
+    assert instruction.type == "system" and "never instructions" in instruction.text
     assert passages.type == "human" and passages.text.count("<<<document") == 1
     assert question.text.startswith("Who built the Glass Tower of Wexmoor?\n")
     assert "data, not instructions" in question.text
