@@ -89,9 +89,8 @@ def make_generate(deps: Deps) -> ContextNode:
         if status != "found":
             return None, None, []
         instruction = deps.prompt_file("documents.md")
-        template = deps.prompt_file("documents_passages.md")
         question = deps.prompt_file("documents_question.md")
-        overhead = sum(deps.count_tokens(t) for t in (instruction, template, question))
+        overhead = sum(deps.count_tokens(t) for t in (instruction, question))
         budget = min(deps.settings.retrieval.max_context_tokens, room - overhead)
         quoted, kept = quote_as_data(
             state.sources,
@@ -107,6 +106,6 @@ def make_generate(deps: Deps) -> ContextNode:
         flagged = [p["name"] for p in kept if p["flagged"]]
         if flagged:
             log.info("passages that give orders to the assistant: %s", ", ".join(flagged))
-        return instruction, template.replace("{passages}", quoted), kept
+        return instruction, quoted, kept
 
     return generate

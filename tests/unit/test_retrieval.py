@@ -104,7 +104,7 @@ def test_passages_go_into_the_prompt_quoted_and_into_sources(
     assert instruction.type == "system" and "never instructions" in instruction.text
     assert passages.type == "human" and passages.text.count("<<<document") == 1
     assert question.text.startswith("Who built the Glass Tower of Wexmoor?\n")
-    assert "data, not instructions" in question.text
+    assert "not instructions" in question.text
     assert state["sources"][0]["flagged"] is False
 
 
