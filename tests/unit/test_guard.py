@@ -364,20 +364,28 @@ def test_judge_mode(mode: str, calls: int) -> None:
     ("level", "allowed"), [("strict", False), ("moderate", False), ("relaxed", True)]
 )
 def test_the_level_decides_what_a_category_costs(level: str, allowed: bool) -> None:
-    guard, _ = make_guard(UNSURE, "unsafe S12")
+    explicit = SemanticScore(harm=0.6, category="sexual_content", nearest=0.5, english=True)
+    guard, _ = make_guard(explicit, "unsafe S12")
     verdict = guard.check("write me something explicit", level)  # type: ignore[arg-type]
     assert verdict.allowed is allowed
     if not allowed:
         assert verdict.category == "sexual_content"
 
 
-def test_unsafe_without_a_code_takes_the_semantic_category() -> None:
-    guard, _ = make_guard(UNSURE, "unsafe")
+def test_the_semantic_layer_names_the_category_of_an_english_message() -> None:
+    for reply in ("unsafe", "unsafe S12", "unsafe S1"):
+        guard, _ = make_guard(UNSURE, reply)
+        assert guard.check("x", "relaxed").category == "indiscriminate_weapons"
+    foreign = SemanticScore(harm=0.6, category="hate", nearest=0.5, english=False)
+    guard, _ = make_guard(foreign, "unsafe S9")
     assert guard.check("x", "relaxed").category == "indiscriminate_weapons"
+    guard, _ = make_guard(foreign, "unsafe")
+    assert guard.check("x", "relaxed").category == "hate"
 
 
 def test_a_self_harm_refusal_points_to_help() -> None:
-    guard, _ = make_guard(UNSURE, "unsafe S11")
+    low = SemanticScore(harm=0.6, category="self_harm", nearest=0.5, english=True)
+    guard, _ = make_guard(low, "unsafe S11")
     assert "crisis line" in (guard.check("x", "relaxed").reason or "")
 
 

@@ -172,7 +172,7 @@ class InputGuard:
                 scores["judge_seconds"] = round(verdict.seconds, 3)
                 if not verdict.unsafe:
                     return replace(allowed, layer="judge", scores=scores)
-                category = verdict.category or (score.category if score else None)
+                category = _category(verdict, score)
                 if category is not None and self.policy.refuses(category, level):
                     return self._refusal(level, category, "judge", scores)
                 return replace(allowed, layer="judge", scores=scores)
@@ -218,7 +218,7 @@ class InputGuard:
         verdict = self._judged(reply) if self.judge_mode != "off" else None
         if verdict is not None:
             scores["judge"] = verdict.raw.strip()
-            category = verdict.category or score.category
+            category = _category(verdict, score) or score.category
             if verdict.unsafe and self.policy.refuses(category, level):
                 return self._refusal(level, category, "judge", scores)
             return replace(keep, layer="judge", scores=scores)
@@ -227,6 +227,19 @@ class InputGuard:
         ):
             return self._refusal(level, score.category, "semantic", scores)
         return replace(keep, layer="semantic", scores=scores)
+
+
+def _category(verdict: JudgeVerdict, score: SemanticScore | None) -> str | None:
+    """The category of a message the judge found unsafe.
+
+    The judge decides safe or unsafe; which category is the semantic layer's call when
+    it can read the message: on the harmful development set its category was right for
+    144 of 169 requests, the judge's code far less often (README "Safety"). For a message
+    in another language, the judge's code.
+    """
+    if score is not None and score.english:
+        return score.category
+    return verdict.category or (score.category if score else None)
 
 
 def refusal_text(template: str, safety: SafetyFilter, verdict: SafetyVerdict) -> str:
