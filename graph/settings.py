@@ -205,10 +205,41 @@ class LongTermSettings(_Section):
     )
 
 
+# The hazard categories (prompts/safety_taxonomy.yaml: MLCommons AILuminate / Llama Guard 3,
+# S1-S14) refused at every level: serious harm, as before the taxonomy.
+_ALWAYS_REFUSED = [
+    "violent_crimes",
+    "non_violent_crimes",
+    "sex_crimes",
+    "child_exploitation",
+    "privacy",
+    "indiscriminate_weapons",
+    "hate",
+    "self_harm",
+    "elections",
+    "code_interpreter_abuse",
+]
+# Refused at strict and moderate, answered at relaxed. specialised_advice is refused at no
+# level: medical, legal and money questions get an answer (with care), not a refusal.
+_NOT_RELAXED = ["defamation", "intellectual_property", "sexual_content"]
+
+
+class RefusePolicy(_Section):
+    """Hazard categories (keys of prompts/safety_taxonomy.yaml) each level refuses."""
+
+    strict: list[str] = Field(default_factory=lambda: [*_ALWAYS_REFUSED, *_NOT_RELAXED])
+    moderate: list[str] = Field(default_factory=lambda: [*_ALWAYS_REFUSED, *_NOT_RELAXED])
+    relaxed: list[str] = Field(default_factory=lambda: list(_ALWAYS_REFUSED))
+
+
 class SafetySettings(_Section):
     """Input and output guardrails."""
 
     sensitivity_level: SafetyLevel = "moderate"
+    refuse: RefusePolicy = Field(
+        default_factory=RefusePolicy,
+        description="Hazard categories each level refuses (serious harm: all three levels).",
+    )
     strict_terms: list[str] = Field(
         default_factory=list, description="Terms that block input at every level."
     )
@@ -224,6 +255,59 @@ class SafetySettings(_Section):
     refusal_template: str = Field(
         "Sorry, I can't help with that. ({reason})",
         description="Reply to a blocked message; {reason} and {level} are filled in.",
+    )
+    semantic: bool = Field(
+        True,
+        description="The semantic layer: the message's embedding against the exemplars of "
+        "prompts/safety_exemplars.yaml (false: lexical layer and judge only).",
+    )
+    judge: Literal["off", "uncertain", "all"] = Field(
+        "uncertain",
+        description="When the chat model judges a message against the policy: off, on the "
+        "messages the cheaper layers find uncertain, or on all of them.",
+    )
+    uncertain_harm: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="A message the semantic layer gives this harm probability or more goes "
+        "to the judge.",
+    )
+    uncertain_nearest: float = Field(
+        0.35,
+        ge=-1.0,
+        le=1.0,
+        description="A message this similar (cosine) to a harmful exemplar goes to the judge.",
+    )
+    semantic_block: float = Field(
+        0.97,
+        ge=0.0,
+        le=1.0,
+        description="Without a judge verdict (judge off or unparseable), the semantic layer "
+        "refuses a message with this harm probability or more.",
+    )
+    check_replies: bool = Field(
+        True,
+        description="Check the reply too: one in a refused category is replaced by the "
+        "refusal before it is stored.",
+    )
+    reply_judge: float = Field(
+        0.8,
+        ge=0.0,
+        le=1.0,
+        description="A reply the semantic layer gives this harm probability or more goes to "
+        "the judge (the harm patterns and threats check every reply).",
+    )
+    flagged_passages: Literal["cut", "warn", "drop"] = Field(
+        "cut",
+        description="Document passages that give orders to the assistant "
+        "(prompts/safety_injection.yaml): quoted with those sentences cut out (cut), quoted "
+        "whole with a warning (warn), or left out (drop).",
+    )
+    datamark: bool = Field(
+        False,
+        description="Spotlighting: join the words of quoted passages with \u02c6 so they "
+        "read as data (measured: README 'Documents are data').",
     )
 
     @model_validator(mode="after")

@@ -1,4 +1,9 @@
-"""Input guardrail: validate the new message and refuse serious harm (and, at strict, profanity)."""
+"""Input guardrail: validate the new message, then refuse what this run's level refuses.
+
+The check runs in layers, cheapest first (tools/guardrails/guard.py): words and patterns,
+the message's meaning against exemplars, a wrapper classifier, and the model as judge for
+the messages the cheaper layers are unsure of.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from graph.deps import ContextNode, Deps, Node
 from graph.errors import InvalidMessageError, MessageTooLongError
 from graph.messages import BLOCKED_KEY, WITHHELD, new_message
 from graph.state import State
+from tools.guardrails.guard import guard_for
 from tools.prompting import MESSAGE_OVERHEAD, REPLY_PRIMER
 from tools.prompting import system_text as full_system_text
 
@@ -88,10 +94,19 @@ def make_check_input(deps: Deps) -> ContextNode:
                     "matches": [],
                 },
             }
-        verdict = deps.safety.check_input(text, level)
+        # The guard is built on the first message, not with the graph: a picture of the
+        # graph or the dev server's start-up loads no embeddings.
+        guard = guard_for(deps.settings, deps.safety, lambda: deps.model)
+        verdict = guard.check(text, level)
         update: dict[str, Any] = {**_turn_reset(state), "safety": verdict.as_dict()}
         if not verdict.allowed:
-            log.info("input blocked at %s: %s", level, verdict.reason)
+            log.info(
+                "input blocked at %s by the %s layer: %s (%s)",
+                level,
+                verdict.layer,
+                verdict.reason,
+                verdict.category,
+            )
             # Keep the turn in the thread but not its text: the model must never see it.
             update["messages"] = [
                 HumanMessage(WITHHELD, id=message.id, additional_kwargs={BLOCKED_KEY: True})

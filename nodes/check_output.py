@@ -1,33 +1,70 @@
-"""Output guardrail: mask profanity in the reply (strict and moderate), record what was masked."""
+"""Output guardrail: mask the reply, and withdraw a reply in a category this level refuses."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.deps import ContextNode, Deps
+from graph.messages import BLOCKED_KEY
 from graph.state import State
+from tools.guardrails.guard import guard_for, refusal_text
+
+log = logging.getLogger("assistant.safety")
 
 
 def make_check_output(deps: Deps) -> ContextNode:
     """Build the ``check_output`` node."""
 
     def check_output(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        """Mask the reply for this run's level; relaxed leaves it as the model wrote it."""
+        """Mask the reply for this run's level, then check what it says.
+
+        Masking already happened while the reply streamed (see generate); this records
+        what was masked. A reply in a category the level refuses (the input check missed
+        the request, the model answered it) is replaced by the refusal before it is
+        stored, and the turn is kept out of the model's sight from then on, like a
+        refused message. Part of it may have streamed already: ``safety.withdrawn`` tells
+        the caller (the CLI says so under the reply).
+        """
         level = deps.safety_level(runtime.context)
         reply = state.messages[-1]
         result = deps.safety.mask_output(reply.text, level)
-        # Most masking already happened while streaming (see generate); report both.
         masked = [*reply.response_metadata.get("masked", []), *result.masked]
-        update: dict[str, Any] = {"safety": {**state.safety, "masked": masked}}
+        safety: dict[str, Any] = {**state.safety, "masked": masked}
+        update: dict[str, Any] = {"safety": safety}
         if result.text != reply.text:
             # Same id: add_messages replaces the reply instead of appending a second one.
             update["messages"] = [
                 AIMessage(result.text, id=reply.id, response_metadata=reply.response_metadata)
             ]
+        if not deps.settings.safety.check_replies:
+            return update
+        guard = guard_for(deps.settings, deps.safety, lambda: deps.model)
+        verdict = guard.check_reply(result.text, level)
+        if verdict.allowed:
+            return update
+        log.info("reply withdrawn at %s by the %s layer: %s", level, verdict.layer, verdict.reason)
+        question = state.messages[-2]
+        safety.update(
+            allowed=False,
+            withdrawn=True,
+            reason=verdict.reason,
+            category=verdict.category,
+            layer=verdict.layer,
+            rule=verdict.rule,
+        )
+        update["messages"] = [
+            HumanMessage(question.text, id=question.id, additional_kwargs={BLOCKED_KEY: True}),
+            AIMessage(
+                refusal_text(deps.settings.safety.refusal_template, deps.safety, verdict),
+                id=reply.id,
+                additional_kwargs={BLOCKED_KEY: True},
+            ),
+        ]
         return update
 
     return check_output

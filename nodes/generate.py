@@ -14,7 +14,7 @@ import logging
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import RemoveMessage
+from langchain_core.messages import BaseMessage, HumanMessage, RemoveMessage
 from langgraph.runtime import Runtime
 
 from graph.context import Context
@@ -22,7 +22,9 @@ from graph.deps import ContextNode, Deps
 from graph.errors import MessageTooLongError
 from graph.messages import new_message
 from graph.state import State
-from tools.documents.retrieval import quote_passages
+from tools.documents.retrieval import cite
+from tools.guardrails.injection import quote_as_data
+from tools.guardrails.streaming import StreamMasker
 from tools.memory.long_term import Memory, recalled_lines
 from tools.models.masking import MaskingChatModel
 from tools.prompting import (
@@ -49,7 +51,8 @@ def make_generate(deps: Deps) -> ContextNode:
         """Build the prompt and stream the reply; a message that cannot fit goes to reject.
 
         The prompt: system (facts, summary), recent turns, concept prompt, passages,
-        recalled memories, the message.
+        recalled memories, the message (after the passages, quoted as data, when there are
+        any).
         """
         settings = deps.settings
         budget = settings.context.max_prompt_tokens
@@ -68,43 +71,50 @@ def make_generate(deps: Deps) -> ContextNode:
             return too_long(state, message.id or "", needed, budget, runtime)
         # The optional parts share what is left; joining them costs a few tokens more.
         room = budget - needed - JOIN_SLACK
-        documents, sources = documents_prompt(state, room)
-        room -= deps.count_tokens(documents or "")
+        documents, quoted, sources = documents_prompt(state, room)
+        room -= sum(deps.count_tokens(t or "") for t in (documents, quoted))
+        asked, extra = message, list[BaseMessage]()
+        if quoted:
+            # Documents are data: the passages come in a message of their own, after the
+            # instruction that says so, and the question is restated after them.
+            room -= MESSAGE_OVERHEAD
+            extra.append(HumanMessage(quoted))
+            question = deps.prompt_file("documents_question.md")
+            asked = HumanMessage(question.replace("{question}", message.text), id=message.id)
         memories = memories_prompt(state, room)
         history = complete_turns(unsummarised(state.messages[:-1], state.summarised_through))
 
-        def assemble(*extra: str | None) -> Prompt:
+        def assemble(full: bool) -> Prompt:
+            parts = (concept, documents, memories) if full else (concept,)
             return build_prompt(
                 system=system,
                 history=history,
-                new_message=message,
+                new_message=asked if full else message,
                 count=deps.count_tokens,
                 max_prompt_tokens=budget,
                 max_history_turns=settings.context.max_history_turns,
-                concept_prompt="\n\n".join(p for p in (concept, *extra) if p) or None,
+                concept_prompt="\n\n".join(p for p in parts if p) or None,
+                extra=extra if full else (),
             )
 
         try:
-            prompt = assemble(documents, memories)
+            prompt = assemble(full=True)
         except MessageTooLongError:  # a tokenizer merged differently at a seam: drop extras
             log.info("prompt budget: no room for passages and memories after all")
-            prompt, sources = assemble(), []
+            prompt, sources = assemble(full=False), []
         if prompt.dropped_turns:
             log.info("prompt budget: dropped %d old turn(s)", prompt.dropped_turns)
         level = deps.safety_level(runtime.context)
-        masked: list[str] = []
-
-        def mask(text: str) -> str:
-            result = deps.safety.mask_output(text, level)
-            masked.extend(result.masked)
-            return result.text
-
         model: BaseChatModel = deps.model
         if level != "relaxed":
-            # Mask while streaming so raw words never reach the screen.
-            model = MaskingChatModel(inner=deps.model, mask=mask)
+            # Mask while streaming so raw words never reach the screen; the stream and
+            # the stored reply are masked alike (tools/guardrails/streaming.py).
+            model = MaskingChatModel(
+                inner=deps.model, masker=lambda: StreamMasker(deps.safety, level)
+            )
         reply = model.invoke(prompt.messages, **deps.sampling(runtime.context))
-        reply.response_metadata.update(prompt_tokens=prompt.tokens, masked=masked)
+        reply.response_metadata.setdefault("masked", [])
+        reply.response_metadata.update(prompt_tokens=prompt.tokens)
         return {"messages": [reply], "prompt_tokens": prompt.tokens, "sources": sources}
 
     def too_long(
@@ -139,20 +149,38 @@ def make_generate(deps: Deps) -> ContextNode:
         )
         return f"{heading}\n{lines}" if lines else None
 
-    def documents_prompt(state: State, room: int) -> tuple[str | None, list[dict[str, Any]]]:
-        """The quoted passages for this turn (within ``room`` tokens), and those kept."""
+    def documents_prompt(
+        state: State, room: int
+    ) -> tuple[str | None, str | None, list[dict[str, Any]]]:
+        """Return the documents' part of the prompt for this turn.
+
+        That is the instruction, the quoted passages (within ``room`` tokens) and the
+        passages kept, each with ``flagged`` (it gave orders to the assistant).
+        """
         status = state.retrieval.get("status")
         if status == "none_relevant":
-            return deps.prompt_file("documents_none.md"), []
+            return deps.prompt_file("documents_none.md"), None, []
         if status != "found":
-            return None, []
-        template = deps.prompt_file("documents.md")
-        budget = min(deps.settings.retrieval.max_context_tokens, room - deps.count_tokens(template))
-        quoted, kept = quote_passages(state.sources, deps.count_tokens, budget)
+            return None, None, []
+        instruction = deps.prompt_file("documents.md")
+        question = deps.prompt_file("documents_question.md")
+        overhead = sum(deps.count_tokens(t) for t in (instruction, question))
+        budget = min(deps.settings.retrieval.max_context_tokens, room - overhead)
+        quoted, kept = quote_as_data(
+            state.sources,
+            deps.count_tokens,
+            budget,
+            mode=deps.settings.safety.flagged_passages,
+            datamark=deps.settings.safety.datamark,
+            cite=cite,
+        )
         if not kept:
-            log.info("no room for the passages in the prompt budget")
-            return deps.prompt_file("documents_none.md"), []
-        return template.replace("{passages}", quoted), [dict(p) for p in kept]
+            log.info("no passage fits the prompt budget (or all were left out as flagged)")
+            return deps.prompt_file("documents_none.md"), None, []
+        flagged = [p["name"] for p in kept if p["flagged"]]
+        if flagged:
+            log.info("passages that give orders to the assistant: %s", ", ".join(flagged))
+        return instruction, quoted, kept
 
     return generate
 

@@ -9,6 +9,8 @@ from langchain_core.messages import AIMessage
 from graph.deps import Deps, Node
 from graph.messages import BLOCKED_KEY
 from graph.state import State
+from tools.guardrails import SafetyVerdict
+from tools.guardrails.guard import refusal_text
 
 
 def make_refuse(deps: Deps) -> Node:
@@ -16,13 +18,15 @@ def make_refuse(deps: Deps) -> Node:
 
     def refuse(state: State) -> dict[str, Any]:
         """Answer with the refusal; it is stored in the thread but never shown to the model."""
-        level = state.safety.get("level", "")
-        text = deps.settings.safety.refusal_template.format(
-            reason=state.safety.get("reason") or "not allowed", level=level
+        verdict = SafetyVerdict(
+            allowed=False,
+            level=state.safety.get("level", "moderate"),
+            reason=state.safety.get("reason"),
+            category=state.safety.get("category"),
+            matches=(),
         )
-        if level in ("strict", "moderate"):
-            # The reason names the words it found; the refusal must not say them back.
-            text = deps.safety.mask_output(text, level).text
+        # The reason may name the words it found; the refusal does not say them back.
+        text = refusal_text(deps.settings.safety.refusal_template, deps.safety, verdict)
         return {"messages": [AIMessage(text, additional_kwargs={BLOCKED_KEY: True})]}
 
     return refuse

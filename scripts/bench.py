@@ -20,13 +20,18 @@ Prints:
      the same turn without it, on an instant fake model;
   9. routing: what routing by meaning adds to a turn (the graph with prompts.semantic on
      against off, instant fake model), the router alone (embedding the message, then the
-     decision) against the aliases alone, and embedding the examples once per process.
+     decision) against the aliases alone, and embedding the examples once per process;
+ 10. the input check's cost per turn on the chat model: time to first token of the same
+     everyday messages with every safety layer (semantic, classifier, judge on uncertain
+     messages) against the lexical layer alone, how often the judge ran, and what one
+     judge call costs.
 
 Usage: python scripts/bench.py [--model default|smollm2] [--turns 20] [--tokens 96]
        python scripts/bench.py --only memory      (5 and 8, no chat model)
        python scripts/bench.py --only chat        (3 and 4: the 30-turn chat)
        python scripts/bench.py --only rag         (7)
        python scripts/bench.py --only routing     (9)
+       python scripts/bench.py --only safety      (10) [--model default|smollm2]
 """
 
 from __future__ import annotations
@@ -621,7 +626,7 @@ def bench_routing(data_dir: Path, turns: int = 60) -> None:
                 by_alias.append(time.perf_counter() - begin)
     (r50, r95), (d50, d95), (a50, a95) = (percentiles(x) for x in (routed, decided, by_alias))
     print(
-        f"8. routing, median / p95 (ms) over {len(routed)} messages of the routing corpus"
+        f"9. routing, median / p95 (ms) over {len(routed)} messages of the routing corpus"
         f"\n   router {r50:5.1f} / {r95:5.1f} = embedding the message + deciding "
         f"{d50:5.2f} / {d95:5.2f}   (aliases alone {a50:5.2f} / {a95:5.2f}); examples "
         f"embedded once per process in {examples:.1f} s (model loaded in {loaded:.1f} s)"
@@ -654,6 +659,102 @@ def bench_routing(data_dir: Path, turns: int = 60) -> None:
     )
 
 
+# Everyday messages, the kind most turns are: the input check's cost on them is its cost
+# per turn. (Written for the benchmark; none is a case of the safety corpora.)
+EVERYDAY = [
+    "What's a good way to start learning Spanish?",
+    "Give me a quick recipe for pancakes.",
+    "How do I reverse a list in Python?",
+    "What is the capital of Canada?",
+    "Suggest a name for a black and white cat.",
+    "How many minutes should I boil an egg for a soft yolk?",
+    "Explain what an API is in one sentence.",
+    "What should I pack for a beach holiday?",
+    "How do I undo the last git commit?",
+    "Write a haiku about the sea.",
+    "Why is the sky blue?",
+    "What's the difference between weather and climate?",
+    "Can you recommend a book about habits?",
+    "How do I center text in CSS?",
+    "What are some tips for a job interview?",
+    "Convert 30 degrees Celsius to Fahrenheit.",
+    "How often should I water a cactus?",
+    "What is a prime number?",
+    "Help me write a birthday message for my sister.",
+    "What time zone is Tokyo in?",
+    "How do I make my bike chain stop squeaking?",
+    "What does HTTP stand for?",
+    "Give me three ideas for a rainy Sunday.",
+    "How long does it take to walk 5 km?",
+]
+
+
+def bench_safety(path: Path, data_dir: Path, reps: int) -> None:
+    """The input check's cost per turn: TTFT with all layers vs. the lexical layer alone."""
+    from tools.guardrails import SafetyFilter
+    from tools.guardrails.guard import build_guard
+
+    def settings(**safety: Any) -> Settings:
+        return load_settings(
+            data_dir=str(data_dir),
+            model={"backend": "llamacpp", "gguf_path": str(path)},
+            generation={"do_sample": False, "max_new_tokens": 8},
+            memory={"backend": "none"},
+            safety=safety,
+        )
+
+    layered_settings = settings()
+    layered = build_graph(layered_settings, checkpointer=InMemorySaver())
+    lexical = build_graph(settings(semantic=False, judge="off"), checkpointer=InMemorySaver())
+    model = get_chat_model(layered_settings)
+    assert isinstance(model, LlamaCppChatModel)
+    # Warm-up: model weights, embeddings, the exemplar regression, the judge's prefix.
+    first_token(layered, {"configurable": {"thread_id": "w1"}}, "Hello there!")
+    first_token(lexical, {"configurable": {"thread_id": "w2"}}, "Hello there!")
+    # A guard like the graph's (same exemplars, same judge prompt) to time the layers alone.
+    deps_guard = build_guard(layered_settings, SafetyFilter(), lambda: model)
+    assert deps_guard.judge is not None
+    deps_guard.judge.check("warm up the judge's prefix")
+    with_layers: list[float] = []
+    lexical_only: list[float] = []
+    judged = refused = 0
+    checks: list[float] = []
+    semantic = deps_guard.semantic
+    assert semantic is not None
+    for rep in range(reps):
+        for i, text in enumerate(EVERYDAY):
+            order = ("layered", "lexical") if (i + rep) % 2 == 0 else ("lexical", "layered")
+            for which in order:  # interleaved, so drift and cache effects hit both alike
+                config: RunnableConfig = {"configurable": {"thread_id": f"{which}-{rep}-{i}"}}
+                graph = layered if which == "layered" else lexical
+                seconds = first_token(graph, config, text)
+                safety = graph.get_state(config).values.get("safety") or {}
+                if not safety.get("allowed", True):
+                    refused += which == "layered"
+                    continue  # no first token to time: everyday messages should not be here
+                (with_layers if which == "layered" else lexical_only).append(seconds)
+                judged += which == "layered" and safety.get("layer") == "judge"
+            semantic._vectors.clear()  # time the embedding too, not the per-text cache
+            begin = time.perf_counter()
+            semantic.score(text)
+            checks.append(time.perf_counter() - begin)
+    judge_times = []
+    deps_guard.judge.check("warm up the judge's prefix again")
+    for text in EVERYDAY[:8]:
+        begin = time.perf_counter()
+        deps_guard.judge.check(text)
+        judge_times.append(time.perf_counter() - begin)
+    a, b = statistics.median(with_layers), statistics.median(lexical_only)
+    mean_added = statistics.fmean(with_layers) - statistics.fmean(lexical_only)
+    print(
+        f"10. input check, {len(EVERYDAY)} everyday messages x {reps}: time to first token "
+        f"{a:.2f} s with all layers vs {b:.2f} s lexical only: +{a - b:.2f} s median "
+        f"(goal <= 0.5), +{mean_added:.2f} s mean; judge ran on {judged}/{len(with_layers)} "
+        f"turns, {refused} refused; semantic layer {statistics.median(checks) * 1000:.0f} ms "
+        f"median; one judge call {statistics.median(judge_times):.2f} s median (prefix cached)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["default", "smollm2"], default="default")
@@ -662,8 +763,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=4)
     parser.add_argument(
         "--only",
-        choices=["memory", "rag", "routing", "chat"],
-        help="run only that part (memory, rag, routing: no chat model; chat: the 30-turn chat)",
+        choices=["memory", "rag", "routing", "chat", "safety"],
+        help="run only that part (memory, rag, routing: no chat model; chat: the 30-turn "
+        "chat; safety: the input check)",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -680,6 +782,11 @@ def main() -> None:
             print(f"{os.cpu_count()} cores")
             bench_routing(data_dir)
             return
+        if args.only == "safety":
+            path = gguf(args.model, data_dir)
+            print(f"model {path.name}, {os.cpu_count()} cores")
+            bench_safety(path, data_dir, max(1, args.reps // 2))
+            return
         path = gguf(args.model, data_dir)
         print(f"model {path.name}, {os.cpu_count()} cores")
         if args.only == "chat":
@@ -692,6 +799,7 @@ def main() -> None:
         bench_recall(data_dir)
         bench_rag(data_dir)
         bench_routing(data_dir)
+        bench_safety(path, data_dir, max(1, args.reps // 2))
 
 
 if __name__ == "__main__":

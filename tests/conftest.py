@@ -59,7 +59,10 @@ def make_settings() -> Callable[..., Settings]:
 
     def make(**overrides: Any) -> Settings:
         model = {"backend": "fake", **overrides.pop("model", {})}
-        return load_settings(model=model, **overrides)
+        # A canned-reply model cannot judge: the judge is off unless a test turns it on
+        # (tests/unit/test_guard.py does, with a model that answers as a judge).
+        safety = {"judge": "off", **overrides.pop("safety", {})}
+        return load_settings(model=model, safety=safety, **overrides)
 
     return make
 

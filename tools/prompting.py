@@ -148,11 +148,13 @@ def build_prompt(
     max_prompt_tokens: int,
     max_history_turns: int,
     concept_prompt: str | None = None,
+    extra: Sequence[BaseMessage] = (),
 ) -> Prompt:
     """Assemble the prompt, keeping as many recent turns as the caps allow.
 
-    The system prompt, the concept prompt and the new message are never cut; older turns
-    go first (whole turns, never half of one).
+    The system prompt, the concept prompt, ``extra`` (messages that go right before the
+    new one: the quoted document passages) and the new message are never cut; older
+    turns go first (whole turns, never half of one).
 
     The concept prompt is a second system message right before the new user message,
     after the history. It adds to the base prompt, and it keeps the prefix (system prompt
@@ -165,6 +167,7 @@ def build_prompt(
     tail: list[BaseMessage] = []
     if concept_prompt:
         tail.append(SystemMessage(concept_prompt))
+    tail.extend(extra)
     tail.append(new_message)
     fixed = sum(message_tokens(m, count) for m in (*head, *tail)) + REPLY_PRIMER
     if fixed > max_prompt_tokens:

@@ -161,11 +161,26 @@ def _run_turn(session: ChatSession, text: str, as_json: bool) -> int:
         out.print_json(json.dumps(_result(state, session.thread_id), default=str))
     else:
         out.print()
+        safety = state.get("safety") or {}
+        if safety.get("withdrawn"):
+            # The reply streamed (in part) before the output check refused it: say so, and
+            # show what the thread keeps instead.
+            messages = state.get("messages") or []
+            err.print(
+                "[yellow]The reply above was withdrawn by the safety filter "
+                f"({escape(str(safety.get('category')))}); the thread keeps this instead:"
+                "[/yellow]",
+                highlight=False,
+            )
+            out.print(messages[-1].text if messages else "", markup=False, highlight=False)
         sources = state.get("sources") or []
         if sources:
             from tools.documents.retrieval import cite
 
-            listed = "  ".join(f"[{n}] {cite(p)}" for n, p in enumerate(sources, 1))
+            listed = "  ".join(
+                f"[{n}] {cite(p)}" + (" (flagged: it gives orders)" if p.get("flagged") else "")
+                for n, p in enumerate(sources, 1)
+            )
             out.print(f"[dim]Sources: {escape(listed)}[/dim]", highlight=False)
         retrieval = state.get("retrieval") or {}
         if retrieval.get("status") == "error":
@@ -797,6 +812,14 @@ def _print_report(report: IngestReport) -> None:
     for problem in report.failed:
         out.print(
             f"  [red]failed[/red]  {escape(problem.path)}: {escape(problem.reason)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for flagged in report.flagged:
+        out.print(
+            f"  [yellow]flagged[/yellow] {escape(flagged.path)}: {flagged.chunks} passage(s) "
+            "give orders to the assistant (prompt injection), e.g. "
+            f'"{escape(flagged.excerpt)}"; the assistant does not follow them',
             highlight=False,
             soft_wrap=True,
         )

@@ -100,7 +100,14 @@ def test_passages_go_into_the_prompt_quoted_and_into_sources(
     assert "<<<document 1: tower.md, page 2\nThe Glass Tower" in prompt
     assert "not instructions" in prompt
     assert "buns" not in prompt
-    assert model.calls[-1][-1].text == "Who built the Glass Tower of Wexmoor?"
+    # Documents are data: the passages come in their own message after the instruction,
+    # and the question is restated after them.
+    *_, instruction, passages, question = model.calls[-1]
+    assert instruction.type == "system" and "never instructions" in instruction.text
+    assert passages.type == "human" and passages.text.count("<<<document") == 1
+    assert question.text.startswith("Who built the Glass Tower of Wexmoor?\n")
+    assert "not instructions" in question.text
+    assert state["sources"][0]["flagged"] is False
 
 
 def test_a_followup_is_rewritten_before_searching(

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tools.documents.store import DocumentStore, DocumentStoreError
+from tools.guardrails.injection import inspect as inspect_passage
 
 if TYPE_CHECKING:
     pass
@@ -70,11 +71,25 @@ class FileProblem:
     reason: str
 
 
+@dataclass(frozen=True)
+class FlaggedFile:
+    """A file written with passages that give orders to the assistant (prompt injection).
+
+    Its chunks are stored as they are; when one is quoted to the model its orders are cut
+    out (tools/guardrails/injection.py, ``safety.flagged_passages``).
+    """
+
+    path: str
+    chunks: int
+    excerpt: str
+
+
 @dataclass
 class IngestReport:
     """What one :func:`ingest` call did."""
 
     collection: str
+    flagged: list[FlaggedFile] = field(default_factory=list)
     added: list[FileResult] = field(default_factory=list)
     replaced: list[FileResult] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
@@ -345,6 +360,12 @@ def _ingest_file(
     )
     if not chunks:
         raise SkippedFile("no text")
+    # Documents are data: passages that talk to the assistant are reported to the user.
+    checks = [(chunk, inspect_passage(chunk.text)) for chunk in chunks]
+    flagged = [(chunk, check) for chunk, check in checks if check.flagged]
+    if flagged:
+        chunk, check = flagged[0]
+        report.flagged.append(FlaggedFile(source, len(flagged), check.excerpt(chunk.text)))
     result = store.replace_source(source, chunks, on_progress=wrote)
     entry = FileResult(source, result.written, result.removed)
     (report.replaced if stored else report.added).append(entry)

@@ -26,8 +26,9 @@ as "kill", "god", "organ", "penetration") are left out.
 The word lists and character tables are data, in ``lexicon/`` next to this module (each
 file's header says what it holds, where it came from and how it is matched):
 ``mild.txt``, ``not_profanity.txt``, ``innocent_words.txt``, ``innocent_phrases.txt``,
-``roots.txt``, ``leet.txt`` and ``homoglyphs.txt``. Text is folded with
-:func:`tools.text.fold_with_offsets`. Serious-harm requests are matched by regexes kept as
+``roots.txt`` and ``leet.txt``. Text is folded with :func:`tools.text.fold_with_offsets`,
+then look-alike letters of any script are read as Latin ones with Unicode's confusables
+data (:mod:`tools.guardrails.confusables`). Serious-harm requests are matched by regexes kept as
 data in ``prompts/safety.yaml`` (see :mod:`tools.guardrails.patterns`).
 """
 
@@ -41,9 +42,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Literal, NamedTuple, cast
+from typing import Any, Literal, NamedTuple, cast
 
+from tools.guardrails.confusables import latin_lookalikes
 from tools.guardrails.patterns import DEFAULT_PATTERNS_FILE, HarmCategory, harm_categories
+from tools.guardrails.taxonomy import DEFAULT_TAXONOMY_FILE, load_taxonomy
 from tools.text import fold_with_offsets
 
 __all__ = [
@@ -144,40 +147,33 @@ def _leet(path: Path) -> tuple[dict[int, str | None], dict[str, tuple[str, ...]]
     return table, readings
 
 
-def _homoglyphs(path: Path) -> dict[int, str]:
-    """Translate table from look-alike letters to the Latin letters they read as.
-
-    Raises:
-        ValueError: A line is not ``U+XXXX <lower-case ASCII letter>``.
-
-    """
-    table: dict[int, str] = {}
-    for number, entry in _data_lines(path):
-        fields = entry.split()
-        if (
-            len(fields) != 2
-            or not re.fullmatch(r"U\+[0-9A-F]{4,6}", fields[0])
-            or not re.fullmatch("[a-z]", fields[1])
-        ):
-            raise ValueError(f"{path}:{number}: expected 'U+XXXX <letter a-z>'")
-        table[int(fields[0][2:], 16)] = fields[1]
-    return table
-
-
 # Mild words: profanity only at strict.
 DEFAULT_MILD_TERMS: tuple[str, ...] = _word_list(LEXICON_DIR / "mild.txt")
 _NOT_PROFANITY = _word_list(LEXICON_DIR / "not_profanity.txt")
 _INNOCENT_WORDS = frozenset(_word_list(LEXICON_DIR / "innocent_words.txt"))
 _INNOCENT_PHRASES = _word_list(LEXICON_DIR / "innocent_phrases.txt")
+_SLURS = _word_list(LEXICON_DIR / "slurs.txt")
 _ROOTS_ANYWHERE, _ROOTS_AT_EDGES = _roots(LEXICON_DIR / "roots.txt")
 _LEET, _READINGS = _leet(LEXICON_DIR / "leet.txt")
 # Characters that send a token down the slower path: ambiguous readings, "*" wildcards.
 _RARE_CHARS = frozenset(_READINGS) | {"*"}
 _FIRST_READING = str.maketrans({char: letters[0] for char, letters in _READINGS.items()})
-_HOMOGLYPHS = _homoglyphs(LEXICON_DIR / "homoglyphs.txt")
+_HOMOGLYPHS = latin_lookalikes()
 
-# A word: letters, digits, "_" and the leet symbols.
-_TOKEN_RE = re.compile(r"(?:\w|[@$!|+*])+")
+# Scripts written without spaces between words (Chinese, Japanese): each character is a
+# word of its own, so text in them streams, and a listed word written right next to them
+# ("这是shit吗") is still a word.
+_UNSPACED = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+# A word: letters, digits, "_" and the leet symbols; or one character of _UNSPACED.
+_TOKEN_RE = re.compile(rf"(?:[^\W{_UNSPACED}]|[@$!|+*])+|[{_UNSPACED}]")
+_UNSPACED_RE = re.compile(f"[{_UNSPACED}]")
+_TRAILING_WORD_RE = re.compile(rf"(?:[^\W{_UNSPACED}]|[@$!|+*])+\Z")
+# Longer tokens (a URL, a hash, a line of base64) are no words: never matched, so a stream
+# can let them through once they are this long instead of waiting for their end. Listed
+# terms are shorter (checked when the tables are built).
+MAX_WORD = 40
+# One-letter words that may stand next to a spelled-out word: "What a s h i t show".
+_ONE_LETTER_WORDS = frozenset("aio")
 _LETTER_RE = re.compile(r"[^\W\d_]")
 # What may separate the words of a listed phrase: "bull shit", "ass-fucker".
 _PHRASE_GAP_RE = re.compile(r"[\s\-]{1,3}")
@@ -214,12 +210,19 @@ class SafetyVerdict:
         reason: Why it was blocked, human-readable (for example
             ``"profanity (strict level): shit, fucking"`` or
             ``"serious harm: weapons and explosives"``); None when allowed.
-        category: None when allowed; else ``"profanity"``, ``"strict_term"`` or the key
-            of a harm category of ``safety.yaml`` (``"weapons"``, ``"break_in"``,
-            ``"self_harm"``, ``"malware"``).
+        category: None when allowed; else a hazard category of the taxonomy
+            (``prompts/safety_taxonomy.yaml``: ``"indiscriminate_weapons"``,
+            ``"self_harm"``, ...), or the lexical layer's own ``"profanity"``, ``"slur"``
+            (both at strict only) or ``"strict_term"``.
         matches: Every matched term or phrase as it appears in the text, in text order,
             repeats included. A blocked verdict lists what blocked it; an allowed one
             lists the profanity seen, which moderate and relaxed let through.
+        rule: What matched, when a rule did: the harm pattern's key in ``safety.yaml``
+            (``"weapons"``, ``"threats"``, ...); None otherwise.
+        layer: Which layer decided (``"lexical"``, ``"semantic"``, ``"judge"``); None
+            when no layer looked beyond the words.
+        scores: What the layers beyond the words saw (harm probability, nearest
+            exemplar, the judge's reply and time ...), for the log and the state.
 
     """
 
@@ -228,6 +231,9 @@ class SafetyVerdict:
     reason: str | None
     category: str | None
     matches: tuple[str, ...]
+    rule: str | None = None
+    layer: str | None = None
+    scores: Mapping[str, Any] | None = None
 
     def as_dict(self) -> dict[str, object]:
         """Plain-data form for the graph state: the fields, ``matches`` as a list."""
@@ -237,6 +243,9 @@ class SafetyVerdict:
             "reason": self.reason,
             "category": self.category,
             "matches": list(self.matches),
+            "rule": self.rule,
+            "layer": self.layer,
+            "scores": dict(self.scores or {}),
         }
 
 
@@ -316,6 +325,7 @@ class _Token(NamedTuple):
     word: str  # the token as written (the joined letters of "f-u-c-k")
     full: str  # canonical key of the whole token
     core: str  # canonical key of the core
+    letters: tuple[int, ...] = ()  # a spelled-out word: where each of its letters is
 
 
 def _make_token(norm: str, start: int, end: int) -> _Token:
@@ -351,9 +361,11 @@ def _tokenise(norm: str) -> list[_Token]:
                 gap = between
                 j += 1
         if j - i >= 2:
-            joined = "".join(norm[s] for s, _ in spans[i : j + 1])
+            letters = tuple(s for s, _ in spans[i : j + 1])
+            joined = "".join(norm[s] for s in letters)
             key = _canon(joined)
-            tokens.append(_Token(start, spans[j][1], start, spans[j][1], joined, key, key))
+            end = spans[j][1]
+            tokens.append(_Token(start, end, start, end, joined, key, key, letters))
             i = j + 1
         else:
             tokens.append(_make_token(norm, start, end))
@@ -471,6 +483,11 @@ def _library_keys() -> dict[str, str]:
     return keys
 
 
+@lru_cache(maxsize=1)
+def _slur_keys() -> dict[str, str]:
+    return _expand_all(_term_words(term) for term in _SLURS)
+
+
 def _caller_terms(name: str, terms: Sequence[str] | None) -> tuple[tuple[str, ...], ...]:
     """Validate a term list from the caller; return each term's words."""
     if terms is None:
@@ -564,12 +581,17 @@ class _Lexicon:
                 return True
         return False
 
-    def match_token(self, token: _Token, rare: bool = True) -> tuple[int, int] | None:
+    def match_token(
+        self, token: _Token, rare: bool = True, roots: bool = True
+    ) -> tuple[int, int] | None:
         """Return the span of the token that is listed, or None.
 
         ``rare`` False says the text has no run of three equal characters and no
-        compound root, which skips the slow checks for most tokens.
+        compound root, which skips the slow checks for most tokens; ``roots`` False
+        skips compound roots.
         """
+        if token.end - token.start > MAX_WORD:
+            return None
         keys = self.keys
         hit: tuple[int, int, str, str] | None = None  # start, end, key, text
         # The core (edge symbols off: "shit" of "shit!", "fuck" of "_fuck_") first, so the
@@ -579,7 +601,7 @@ class _Lexicon:
         elif token.full in keys:
             hit = token.start, token.end, token.full, token.word
         elif rare or not _RARE_CHARS.isdisjoint(token.full):
-            hit = self._match_rare(token)
+            hit = self._match_rare(token, roots)
         if hit is None:
             return None
         start, end, key, text = hit
@@ -590,7 +612,7 @@ class _Lexicon:
             return None
         return start, end
 
-    def _match_rare(self, token: _Token) -> tuple[int, int, str, str] | None:
+    def _match_rare(self, token: _Token, roots: bool = True) -> tuple[int, int, str, str] | None:
         """Try "1!|" readings, repeats ("fuuuck"), wildcards ("f*ck"), roots."""
         candidates = [(token.full, token.start, token.end, token.word)]
         if token.core != token.full:
@@ -607,7 +629,7 @@ class _Lexicon:
         key, start, end, text = candidates[0]
         if "*" in key and self._wildcard(key.translate(_FIRST_READING)):
             return start, end, key, text
-        if self.root_hint is not None and self.root_hint.search(token.full):
+        if roots and self.root_hint is not None and self.root_hint.search(token.full):
             for key, start, end, text in candidates:
                 for reading in _readings(key):
                     if self._rooted(reading):
@@ -635,8 +657,54 @@ class _Lexicon:
                 return end, False
         return -1, False
 
-    def scan(self, norm: str, tokens: Sequence[_Token]) -> list[tuple[int, int]]:
-        """Spans (in the folded text) of every listed term, left to right, longest first."""
+    def _match_run(self, norm: str, token: _Token, rare: bool) -> list[tuple[int, int]]:
+        """Spans of a spelled-out word ("f u c k"): the whole run, or listed words in it.
+
+        A run may take in a one-letter word next to it ("What a s h i t show" joins
+        "ashit"): then only the listed word's letters are masked, never the "a". A run
+        whose other letters are no such words ("c l a s s i c") is a word that is not
+        listed, and nothing in it matches.
+        """
+        span = self.match_token(token, rare, roots=False)
+        if span is not None:
+            return [span]
+        if len(token.letters) > MAX_WORD:
+            return []
+        letters = token.letters
+        chars = "".join(norm[position] for position in letters)
+        found: list[tuple[int, int]] = []
+        leftover: list[str] = []
+        i = 0
+        while i < len(chars):
+            for length in range(len(chars) - i, 2, -1):
+                key = _canon(chars[i : i + length])
+                if key not in self.exempt and any(r in self.keys for r in _readings(key)):
+                    found.append((letters[i], letters[i + length - 1] + 1))
+                    i += length
+                    break
+            else:
+                leftover.append(chars[i])
+                i += 1
+        if found and all(char in _ONE_LETTER_WORDS for char in leftover):
+            return found
+        return []
+
+    def scan(
+        self,
+        norm: str,
+        tokens: Sequence[_Token],
+        phrases: list[tuple[int, int]] | None = None,
+    ) -> list[tuple[int, int]]:
+        """Spans (in the folded text) of every listed term, left to right, longest first.
+
+        Args:
+            norm: The folded text.
+            tokens: Its tokens.
+            phrases: If given, the first and last token index of every phrase taken as
+                a whole (listed, or innocent like "maine coon") is appended to it: a
+                stream must not cut the text inside one.
+
+        """
         if not self.keys:
             return []
         rare = _RUN_RE.search(norm) is not None or (
@@ -651,11 +719,16 @@ class _Lexicon:
                 if end >= 0:
                     if not innocent:
                         spans.append((token.core_start, tokens[end].core_end))
+                    if phrases is not None:
+                        phrases.append((i, end))
                     i = end + 1
                     continue
-            span = self.match_token(token, rare)
-            if span is not None:
-                spans.append(span)
+            if token.letters:
+                spans.extend(self._match_run(norm, token, rare))
+            else:
+                span = self.match_token(token, rare)
+                if span is not None:
+                    spans.append(span)
             i += 1
         return spans
 
@@ -682,6 +755,62 @@ class _Prepared(NamedTuple):
     def find(self, lexicon: _Lexicon) -> list[tuple[int, int]]:
         """Original spans of the lexicon's terms."""
         return [self.original(s, e) for s, e in lexicon.scan(self.norm, self.tokens)]
+
+
+def plain_text(text: str) -> str:
+    """The text as a reader would read it, for models that compare meanings.
+
+    Folded (lower case, no accents, look-alike letters read as Latin ones), leetspeak
+    undone in words that mix letters and digits ("b0mb"), and spelled-out words joined
+    ("f u c k", "h.a.c.k"). The embedding model sees "how to hack" rather than letters.
+
+    Args:
+        text: A message.
+
+    Returns:
+        The plain form (its length may differ from the text's).
+
+    """
+    norm = _normalise(text)[0]
+    parts: list[str] = []
+    position = 0
+    for token in _tokenise(norm):
+        if token.letters:
+            parts.append(norm[position : token.start])
+            parts.append(token.word)
+            position = token.end
+    parts.append(norm[position:])
+
+    def deleet(match: re.Match[str]) -> str:
+        word = match.group()
+        if not (_LETTER_RE.search(word) and _LEETISH_RE.search(word)):
+            return word
+        return word.strip(_EDGE_SYMBOLS).translate(_LEET).translate(_FIRST_READING) or word
+
+    return _TOKEN_RE.sub(deleet, "".join(parts))
+
+
+def is_word_char(char: str) -> bool:
+    """Tell whether a character continues a word (letters, digits, "_", leet symbols).
+
+    A character that folds to nothing (a zero-width space) continues a word too: it
+    never separates two letters for the filter.
+    """
+    folded = _normalise(char)[0]
+    return all(_TOKEN_RE.fullmatch(c) and not _UNSPACED_RE.match(c) for c in folded)
+
+
+def trailing_word(text: str) -> int:
+    """Length (folded characters) of the word ``text`` ends inside; 0 if it ends between words."""
+    norm = _normalise(text)[0]
+    match = _TRAILING_WORD_RE.search(norm)
+    return len(match.group()) if match else 0
+
+
+def _single_letter(norm: str, span: tuple[int, int]) -> bool:
+    """Tell whether a token is one letter or digit (a piece of a spelled-out word)."""
+    start, end = span
+    return end - start == 1 and norm[start].isalnum()
 
 
 def _mask(word: str, mask_char: str) -> str:
@@ -723,11 +852,14 @@ class SafetyFilter:
             :data:`DEFAULT_MILD_TERMS`, an empty list means no word is mild.
         patterns_file: The harm patterns YAML; None means ``prompts/safety.yaml`` of
             this repository.
+        taxonomy_file: The hazard categories the patterns name; None means the
+            ``safety_taxonomy.yaml`` next to the patterns file, else the shipped one.
         mask_char: What replaces each masked letter.
 
     Raises:
         ValueError: A term is not a string or has nothing to match, ``mask_char`` is
-            empty, or the patterns file is missing, not YAML, or invalid.
+            empty, the patterns file is missing, not YAML, or invalid, or one of its
+            categories names a hazard the taxonomy does not have.
 
     """
 
@@ -739,6 +871,7 @@ class SafetyFilter:
         extra_terms: Sequence[str] = (),
         mild_terms: Sequence[str] | None = None,
         patterns_file: Path | None = None,
+        taxonomy_file: Path | None = None,
         mask_char: str = "*",
     ) -> None:
         if not isinstance(mask_char, str) or not mask_char:
@@ -752,6 +885,17 @@ class SafetyFilter:
         self._mask_char = mask_char
         self.patterns_file = Path(patterns_file or DEFAULT_PATTERNS_FILE)
         self._harm = harm_categories(self.patterns_file)
+        if taxonomy_file is None:
+            sibling = self.patterns_file.parent / DEFAULT_TAXONOMY_FILE.name
+            taxonomy_file = sibling if sibling.is_file() else DEFAULT_TAXONOMY_FILE
+        self.taxonomy = load_taxonomy(taxonomy_file)
+        for category in self._harm:
+            if category.hazard not in self.taxonomy:
+                raise ValueError(
+                    f"safety patterns file {self.patterns_file}: category {category.key!r} "
+                    f"names hazard {category.hazard!r}, which {taxonomy_file} does not have "
+                    f"(known: {', '.join(self.taxonomy.keys)})"
+                )
 
     @property
     def harm_categories(self) -> dict[str, str]:
@@ -767,10 +911,11 @@ class SafetyFilter:
             key for key in itertools.chain(whitelist, _innocent_phrase_keys()) if " " in key
         )
         mild = {k: b for k, b in _expand_all(self._mild_terms).items() if k not in whitelist}
+        slurs = {k: b for k, b in _slur_keys().items() if k not in whitelist}
         profane = {
             key: base
             for key, base in itertools.chain(
-                _library_keys().items(), _expand_all(self._extra_terms).items()
+                _library_keys().items(), slurs.items(), _expand_all(self._extra_terms).items()
             )
             if key not in mild and key not in whitelist
         }
@@ -780,6 +925,7 @@ class SafetyFilter:
             "moderate": moderate,
             "relaxed": moderate,
             "strict_terms": _Lexicon.build(_expand_all(self._strict_terms)),
+            "slurs": _Lexicon.build(slurs, safe=safe),
         }
 
     def find_profanity(self, text: str, level: SafetyLevel) -> list[str]:
@@ -847,8 +993,10 @@ class SafetyFilter:
                 allowed=False,
                 level=checked,
                 reason="serious harm: " + ", ".join(c.reason for c in hit_categories),
-                category=hit_categories[0].key,
+                category=hit_categories[0].hazard,
                 matches=tuple(matches),
+                rule=hit_categories[0].key,
+                layer="lexical",
             )
 
         blocked = [text[s:e] for s, e in prepared.find(self._lexicons["strict_terms"])]
@@ -859,20 +1007,88 @@ class SafetyFilter:
                 reason=f"blocked term: {_listing(blocked)}",
                 category="strict_term",
                 matches=tuple(blocked),
+                layer="lexical",
             )
 
         profane = [text[s:e] for s, e in prepared.find(self._lexicons[checked])]
         if profane and checked == "strict":
+            slurs = [text[s:e] for s, e in prepared.find(self._lexicons["slurs"])]
+            kind = "slur" if slurs else "profanity"
             return SafetyVerdict(
                 allowed=False,
                 level=checked,
-                reason=f"profanity (strict level): {_listing(profane)}",
-                category="profanity",
+                reason=f"{kind} (strict level): {_listing(profane)}",
+                category=kind,
                 matches=tuple(profane),
+                layer="lexical",
             )
         return SafetyVerdict(
             allowed=True, level=checked, reason=None, category=None, matches=tuple(profane)
         )
+
+    def settled(self, text: str, level: str) -> int:
+        """How much of a reply still being written is masked for good.
+
+        For a text that may go on (a reply streaming in), the largest ``n`` such that
+        ``mask_output(text[:n])`` + ``mask_output(rest)`` equals ``mask_output`` of the
+        whole, whatever the rest turns out to be. What is held back: the unfinished last
+        word, a spelled-out word that may go on ("f u c"), and the last few words, as
+        many as the longest listed phrase has ("bull" may become "bull shit"); a word
+        longer than :data:`MAX_WORD` characters is never held back for long. Never inside
+        a listed or innocent phrase, nor between two letters of a spelled-out word.
+
+        Args:
+            text: The reply so far.
+            level: ``"strict"``, ``"moderate"`` or ``"relaxed"``.
+
+        Returns:
+            An index into ``text`` (0: nothing is settled yet).
+
+        Raises:
+            ValueError: For an unknown level.
+
+        """
+        checked = validate_level(level)
+        if checked == "relaxed":
+            return len(text)
+        lexicon = self._lexicons[checked]
+        prepared = _Prepared.of(text)
+        norm = prepared.norm
+        spans = [m.span() for m in _TOKEN_RE.finditer(norm)]
+        # Where the unsettled tail starts (in the folded text): the word being written,
+        # and before it the letters of a spelled-out word that may still go on ("f u c").
+        unsettled, first = len(norm), len(spans)
+        if spans and spans[-1][1] == len(norm):
+            first -= 1
+            unsettled = spans[first][0]
+        if first == len(spans) or _single_letter(norm, spans[first]):
+            end = unsettled
+            while (
+                first > 0
+                and _single_letter(norm, spans[first - 1])
+                and norm[spans[first - 1][1] : end] in _SPELLING_GAPS
+            ):
+                first -= 1
+                unsettled = end = spans[first][0]
+        tokens = [t for t in prepared.tokens if t.end <= unsettled]
+        phrases: list[tuple[int, int]] = []
+        lexicon.scan(norm, tokens, phrases)
+        # A cut before token i needs every phrase that may start before it to be known:
+        # the max_words - 1 tokens after it are settled.
+        for i in range(len(tokens) - lexicon.max_words + 1, 0, -1):
+            if any(first < i <= end for first, end in phrases):
+                continue
+            previous, token = tokens[i - 1], tokens[i]
+            if (
+                not previous.letters
+                and not token.letters
+                and _single_letter(norm, (previous.start, previous.end))
+                and _single_letter(norm, (token.start, token.end))
+                and norm[previous.end : token.start] in _SPELLING_GAPS
+            ):
+                continue  # one spelled-out word, cut differently, would join differently
+            return prepared.original(token.start, token.end)[0]
+        return 0
 
     def mask_output(self, text: str, level: str) -> MaskResult:
         """Mask profanity in a model reply.

@@ -45,7 +45,9 @@ class HarmCategory:
     """One category of the patterns file, compiled.
 
     Attributes:
-        key: Its name in the file (``"weapons"``), the verdict's category.
+        key: Its name in the file (``"weapons"``), the verdict's rule.
+        hazard: The taxonomy category it belongs to (``"indiscriminate_weapons"``), the
+            verdict's category.
         reason: What the user is told, whitespace collapsed ("weapons and explosives").
         patterns: The compiled regexes; any match refuses the message.
         triggers: Plain lower-case substrings; the patterns run only on text holding one.
@@ -54,6 +56,7 @@ class HarmCategory:
     """
 
     key: str
+    hazard: str
     reason: str
     patterns: tuple[re.Pattern[str], ...]
     triggers: tuple[str, ...]
@@ -90,6 +93,7 @@ class _CategorySpec(BaseModel):
     # strict: a number is no regex; extra="forbid": a misspelt key is an error.
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
+    hazard: _Key
     reason: Annotated[str, StringConstraints(pattern=r"\S")]
     patterns: Annotated[list[_Regex], Field(min_length=1)]
     triggers: list[_Trigger] = Field(default_factory=list)
@@ -123,7 +127,12 @@ def _where(location: Location) -> tuple[str, str]:
         case ("categories", key):
             return (
                 f"category {key!r}",
-                "a mapping with 'reason', 'patterns' (and optionally 'triggers')",
+                "a mapping with 'hazard', 'reason', 'patterns' (and optionally 'triggers')",
+            )
+        case ("categories", key, "hazard"):
+            return (
+                f"category {key!r}: 'hazard'",
+                "a category key of prompts/safety_taxonomy.yaml (lower_snake_case)",
             )
         case ("categories", key, "reason"):
             return f"category {key!r}: 'reason'", "a non-empty string"
@@ -213,5 +222,7 @@ def _load(path: Path, mtime: int) -> tuple[HarmCategory, ...]:
                 raise problem(f"{where} matches the empty text, so it would block everything")
             patterns.append(pattern)
         reason = " ".join(category.reason.split())
-        compiled.append(HarmCategory(key, reason, tuple(patterns), tuple(category.triggers)))
+        compiled.append(
+            HarmCategory(key, category.hazard, reason, tuple(patterns), tuple(category.triggers))
+        )
     return tuple(compiled)

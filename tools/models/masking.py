@@ -1,13 +1,16 @@
-"""A chat-model wrapper that masks profanity while the reply streams.
+"""A chat-model wrapper that masks the reply while it streams.
 
 Masking only the final message would let the raw words reach the screen token by token,
-so the wrapper buffers the stream up to the last word boundary and emits masked text.
+and masking each piece alone misses words split over pieces ("f u c k", "blow job"). The
+wrapper hands every piece to a stream masker (:class:`StreamMasker`, e.g.
+:class:`tools.guardrails.streaming.StreamMasker`), which holds back what may still change
+and releases text that is final, so the joined stream is exactly the stored reply.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -18,25 +21,33 @@ from pydantic import ConfigDict
 from tools.models.base import Prefill, prefill
 
 
-def split_at_boundary(text: str) -> tuple[str, str]:
-    """Split text after its last whitespace: (complete words, unfinished word)."""
-    for index in range(len(text) - 1, -1, -1):
-        if text[index].isspace():
-            return text[: index + 1], text[index + 1 :]
-    return "", text
+class StreamMasker(Protocol):
+    """Masks one reply as it streams in."""
+
+    masked: list[str]
+    """The words masked so far, as the model wrote them."""
+
+    def feed(self, piece: str) -> str:
+        """Take the next piece; return what is final now, masked."""
+        ...
+
+    def finish(self) -> str:
+        """The reply is complete: return the rest, masked."""
+        ...
 
 
 class MaskingChatModel(Prefill, BaseChatModel):
-    """Streams ``inner``'s reply with ``mask`` applied to whole words.
+    """Streams ``inner``'s reply through a fresh ``masker()`` per reply.
 
-    The inner model is called without callbacks, so only masked tokens reach LangGraph's
-    ``messages`` stream.
+    The inner model is called without callbacks, so only masked text reaches LangGraph's
+    ``messages`` stream. The final message carries ``response_metadata["masked"]``: the
+    words the masker masked.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     inner: BaseChatModel
-    mask: Callable[[str], str]
+    masker: Callable[[], StreamMasker]
 
     @property
     def _llm_type(self) -> str:
@@ -57,17 +68,16 @@ class MaskingChatModel(Prefill, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        pending = ""
+        masker = self.masker()
         metadata: dict[str, Any] = {}
         for chunk in self.inner._stream(messages, stop=stop, run_manager=None, **kwargs):
             metadata.update(chunk.message.response_metadata)
-            pending += chunk.message.text
-            ready, pending = split_at_boundary(pending)
+            ready = masker.feed(chunk.message.text)
             if ready:
-                yield ChatGenerationChunk(message=AIMessageChunk(content=self.mask(ready)))
-        yield ChatGenerationChunk(
-            message=AIMessageChunk(content=self.mask(pending), response_metadata=metadata)
-        )
+                yield ChatGenerationChunk(message=AIMessageChunk(content=ready))
+        rest = masker.finish()
+        metadata["masked"] = list(masker.masked)
+        yield ChatGenerationChunk(message=AIMessageChunk(content=rest, response_metadata=metadata))
 
     def _generate(
         self,

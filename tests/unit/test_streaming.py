@@ -1,0 +1,185 @@
+"""Streaming without leaks: what reaches the screen is masked exactly as the stored reply."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk
+from langgraph.checkpoint.memory import InMemorySaver
+
+from graph import build_graph
+from tests.conftest import thread
+from tools.guardrails import SafetyFilter
+from tools.guardrails.filter import MAX_WORD
+from tools.guardrails.streaming import StreamMasker
+from tools.models import FakeChatModel
+
+# Replies that broke the old word-by-word masking, and their neighbours.
+REPLIES = [
+    "what the f u c k, a blow job, bull shit",
+    "What a s h i t show",
+    "the f-u-c-k word, f.u.c.k and F U C K",
+    "blow job and blow-job and blow\njob",
+    "bull shit, bull-shit, bullshit",
+    "这是shit吗？你好世界，今天天气很好。他说fuck然后走了。",
+    "Mixed: bull-shit, 好 and s h 1 t! Then a f u c k i n g mess.",
+    "i s h i t you not",
+    "c l a s s i c is spelled out, and so is a s s e s s",
+    "Maine coon cats and Dick Van Dyke are fine; so is Scunthorpe.",
+    "fuuuuck this shiiit, f*ck and a**hole",
+    "sh\u0131t, \u0455h\u0456t and \u13aass",
+    "https://example.com/" + "a" * 80 + "/fuck?q=shit then shit",
+    "x" * (MAX_WORD + 5) + "shit and shit",
+    "\ufb01ne \ufb01sh, caf\u00e9 fu\u200bck",
+    "Ends with a spelled-out word: s h i t",
+    "shit",
+    "",
+    "No profanity at all, just a normal answer about Python processes.",
+]
+LEVELS = ("strict", "moderate", "relaxed")
+
+
+@pytest.fixture(scope="module")
+def guard() -> SafetyFilter:
+    return SafetyFilter()
+
+
+def pieces_of(text: str, seed: int, low: int, high: int) -> list[str]:
+    rnd = random.Random(seed)
+    pieces, i = [], 0
+    while i < len(text):
+        n = rnd.randint(low, high)
+        pieces.append(text[i : i + n])
+        i += n
+    return pieces
+
+
+def stream(guard: SafetyFilter, level: str, pieces: list[str]) -> list[str]:
+    masker = StreamMasker(guard, level)  # type: ignore[arg-type]
+    return [masker.feed(piece) for piece in pieces] + [masker.finish()]
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("reply", REPLIES)
+def test_joined_stream_equals_the_masked_reply(guard: SafetyFilter, level: str, reply: str) -> None:
+    want = guard.mask_output(reply, level).text
+    words = re.findall(r"\S+\s*|\s+", reply)
+    assert "".join(stream(guard, level, words)) == want
+    assert "".join(stream(guard, level, list(reply))) == want
+    for seed in range(25):  # token-by-token: pieces of 1-3 characters
+        assert "".join(stream(guard, level, pieces_of(reply, seed, 1, 3))) == want
+    for seed in range(10):
+        assert "".join(stream(guard, level, pieces_of(reply, seed, 1, 12))) == want
+
+
+@pytest.mark.parametrize(
+    ("reply", "masked"),
+    [
+        ("What a s h i t show", "What a * * * * show"),
+        ("i s h i t you not", "i * * * * you not"),
+        ("a f u c k i n g mess", "a * * * * * * * mess"),
+        ("what the f u c k", "what the * * * *"),
+        ("c l a s s i c", "c l a s s i c"),
+        ("a s s e s s", "a s s e s s"),
+        ("the f-u-c-k word", "the *-*-*-* word"),
+        ("a blow job", "a **** ***"),
+    ],
+)
+def test_masking_never_swallows_neighbouring_words(
+    guard: SafetyFilter, reply: str, masked: str
+) -> None:
+    assert guard.mask_output(reply, "moderate").text == masked
+
+
+@pytest.mark.parametrize(
+    ("reply", "masked"),
+    [
+        ("sh\u0131t", "****"),  # dotless i
+        ("\u0455h\u0456t", "****"),  # Cyrillic
+        ("\u0455h\u03b9t", "****"),  # Cyrillic s, Greek iota
+        ("\u13daHIT", "****"),  # Cherokee S
+        ("f\u057d\u0441k", "****"),  # Armenian and Cyrillic
+    ],
+)
+def test_look_alike_letters_of_any_script_are_masked(
+    guard: SafetyFilter, reply: str, masked: str
+) -> None:
+    assert guard.mask_output(reply, "moderate").text == masked
+
+
+def test_text_without_spaces_streams(guard: SafetyFilter) -> None:
+    reply = "你好世界，今天天气很好。我们去公园散步吧，然后回家吃饭。"
+    released = stream(guard, "moderate", list(reply))
+    # Held back: the last few characters only (as many as the longest listed phrase has
+    # words), never the whole reply.
+    first = next(i for i, piece in enumerate(released) if piece)
+    assert first <= 5
+    assert len(released[-1]) <= 5
+    assert "".join(released) == reply
+
+
+def test_a_long_word_is_not_held_back_to_its_end(guard: SafetyFilter) -> None:
+    reply = "see https://example.com/" + "b" * 200 + " ok"
+    released = stream(guard, "moderate", list(reply))
+    # Everything past the first MAX_WORD + 30 characters came out as it arrived.
+    assert all(released[i] for i in range(MAX_WORD + 30, len(reply) - 3))
+    assert "".join(released) == reply
+
+
+def test_a_spelled_out_word_is_held_until_it_ends(guard: SafetyFilter) -> None:
+    masker = StreamMasker(guard, "moderate")
+    shown = "".join(masker.feed(piece) for piece in ["ok so f", " u", " c"])
+    assert "f" not in shown.replace("of", "")
+    shown += masker.feed(" k ") + masker.feed("off now ") + masker.finish()
+    assert shown == "ok so * * * * off now "
+    assert masker.masked == ["f u c k"]
+
+
+def test_relaxed_passes_every_piece_at_once(guard: SafetyFilter) -> None:
+    masker = StreamMasker(guard, "relaxed")
+    assert [masker.feed(p) for p in ["f u", " c k"]] == ["f u", " c k"]
+    assert masker.finish() == ""
+
+
+class PieceModel(FakeChatModel):
+    """A fake model that streams its reply in pieces of 1-3 characters."""
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        self.calls.append(list(messages))
+        text = self.reply if isinstance(self.reply, str) else self.reply(messages)
+        for piece in pieces_of(text, len(self.calls), 1, 3):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("reply", REPLIES[:8])
+@pytest.mark.parametrize("model_class", [FakeChatModel, PieceModel])
+def test_screen_equals_stored_reply_through_the_graph(
+    make_settings: Any, level: str, reply: str, model_class: type[FakeChatModel]
+) -> None:
+    model = model_class(reply=reply)
+    graph = build_graph(make_settings(), checkpointer=InMemorySaver(), model=model)
+    screen = ""
+    for chunk, meta in graph.stream(
+        {"messages": [("user", "hi")]},
+        thread(),
+        context={"safety_level": level},
+        stream_mode="messages",
+    ):
+        if meta["langgraph_node"] == "generate" and isinstance(chunk, AIMessageChunk):
+            screen += chunk.text
+    stored = graph.get_state(thread()).values["messages"][-1].text
+    assert screen == stored
+    assert stored == SafetyFilter().mask_output(reply, level).text

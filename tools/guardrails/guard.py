@@ -1,0 +1,323 @@
+"""The input check, layer by layer, cheapest first.
+
+1. **Lexical** (:class:`~tools.guardrails.filter.SafetyFilter`, microseconds): harm
+   patterns and threats (``prompts/safety.yaml``), the caller's strict terms, profanity
+   and slurs at strict. A hit is final.
+2. **Semantic** (:mod:`tools.guardrails.semantic`, one embedding): how likely the message
+   is harmful and in which category, from the exemplars; and whether it is English.
+3. **Classifier** (:mod:`tools.guardrails.classifiers`, ~1 ms): role-play and "no rules"
+   wrappers (SecureVector Guardian's jailbreak and injection labels).
+4. **Judge** (:mod:`tools.guardrails.judge`, the chat model): the policy prompt and a
+   one-word verdict with a category. By default only for the messages layers 2-3 find
+   uncertain: not English, a harm probability or a similarity to a harmful exemplar
+   above the thresholds, or a wrapper. ``safety.judge = "all"`` judges every message.
+
+A verdict names a category of the taxonomy; the policy (``safety.refuse``) says whether
+the run's level refuses it. When the judge gives no verdict (off, or a reply that is not
+one), the cheaper layers decide: the semantic layer refuses only a near-certain harm
+probability (``safety.semantic_block``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+
+from graph.settings import SafetyLevel, Settings
+from tools.guardrails.classifiers import ClassifierError, InjectionClassifier, injection_classifier
+from tools.guardrails.filter import SafetyFilter, SafetyVerdict
+from tools.guardrails.judge import Judge, JudgeVerdict
+from tools.guardrails.semantic import SemanticLayer, SemanticScore, shared_layer
+from tools.guardrails.taxonomy import Policy
+
+__all__ = ["InputGuard", "Thresholds", "build_guard", "guard_for", "refusal_text"]
+
+log = logging.getLogger("assistant.safety")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When the semantic layer is unsure (judge) or sure (refuse without a judge)."""
+
+    uncertain_harm: float = 0.3
+    uncertain_nearest: float = 0.35
+    semantic_block: float = 0.97
+    reply_judge: float = 0.8
+
+
+@dataclass
+class InputGuard:
+    """Runs the layers on a message and returns one verdict.
+
+    Args:
+        safety: The lexical layer.
+        policy: Which categories each level refuses.
+        semantic: The semantic layer, or None.
+        classifier: Returns the wrapper classifier, or None to skip it.
+        judge: The model judge, or None.
+        judge_mode: ``"off"``, ``"uncertain"`` or ``"all"``.
+        thresholds: See :class:`Thresholds`.
+
+    """
+
+    safety: SafetyFilter
+    policy: Policy
+    semantic: SemanticLayer | None = None
+    classifier: Callable[[], InjectionClassifier] | None = None
+    judge: Judge | None = None
+    judge_mode: str = "uncertain"
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    _broken: set[str] = field(default_factory=set, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def _disable(self, layer: str, exc: Exception) -> None:
+        # A layer that cannot run (a missing package or model) is logged once and
+        # skipped: the lexical layer and the judge still stand.
+        with self._lock:
+            if layer not in self._broken:
+                self._broken.add(layer)
+                log.warning("safety: the %s layer is off: %s", layer, exc)
+
+    def _score(self, text: str) -> SemanticScore | None:
+        if self.semantic is None or "semantic" in self._broken:
+            return None
+        try:
+            return self.semantic.score(text)
+        except Exception as exc:  # the embedding model is missing or broken
+            self._disable("semantic", exc)
+            return None
+
+    def _wrapped(self, text: str) -> bool:
+        if self.classifier is None or "classifier" in self._broken:
+            return False
+        try:
+            return self.classifier().check(text).flagged
+        except (ClassifierError, Exception) as exc:
+            self._disable("classifier", exc)
+            return False
+
+    def _judged(self, text: str) -> JudgeVerdict | None:
+        if self.judge is None:
+            return None
+        try:
+            return self.judge.check(text)
+        except Exception as exc:  # a model error must not lose the cheaper verdict
+            log.warning("safety judge failed, using the cheaper layers: %s", exc)
+            return None
+
+    def _refusal(
+        self, level: SafetyLevel, category: str, layer: str, scores: dict[str, Any]
+    ) -> SafetyVerdict:
+        hazard = self.policy.taxonomy[category]
+        return SafetyVerdict(
+            allowed=False,
+            level=level,
+            reason=hazard.reason,
+            category=category,
+            matches=(),
+            layer=layer,
+            scores=scores,
+        )
+
+    def check(self, text: str, level: SafetyLevel) -> SafetyVerdict:
+        """Decide whether a message may reach the model.
+
+        Args:
+            text: The user's message.
+            level: The run's safety level.
+
+        Returns:
+            The verdict: ``category`` names a taxonomy category (or the lexical layer's
+            own), ``layer`` the layer that decided, ``scores`` what each layer saw.
+
+        Raises:
+            ValueError: For an unknown level.
+
+        """
+        lexical = self.safety.check_input(text, level)
+        taxonomy = self.policy.taxonomy
+        if not lexical.allowed and (
+            lexical.category not in taxonomy or self.policy.refuses(lexical.category, level)
+        ):
+            return lexical
+        score = self._score(text)
+        scores: dict[str, Any] = {}
+        uncertain = score is None
+        if score is not None:
+            scores.update(
+                harm=round(score.harm, 3),
+                category=score.category,
+                nearest=round(score.nearest, 3),
+                english=score.english,
+            )
+            uncertain = (
+                not score.english
+                or score.harm >= self.thresholds.uncertain_harm
+                or score.nearest >= self.thresholds.uncertain_nearest
+            )
+        if not uncertain and self._wrapped(text):
+            scores["wrapper"] = True
+            uncertain = True
+        allowed = replace(lexical, allowed=True, reason=None, category=None, rule=None)
+        if self.judge_mode == "all" or (self.judge_mode == "uncertain" and uncertain):
+            verdict = self._judged(text)
+            if verdict is not None:
+                scores["judge"] = verdict.raw.strip()
+                scores["judge_seconds"] = round(verdict.seconds, 3)
+                if not verdict.unsafe:
+                    return replace(allowed, layer="judge", scores=scores)
+                category = _category(verdict, score)
+                if category is not None and self.policy.refuses(category, level):
+                    return self._refusal(level, category, "judge", scores)
+                return replace(allowed, layer="judge", scores=scores)
+        if (
+            score is not None
+            and score.english
+            and score.harm >= self.thresholds.semantic_block
+            and self.policy.refuses(score.category, level)
+        ):
+            return self._refusal(level, score.category, "semantic", scores)
+        return replace(allowed, layer="semantic" if score else None, scores=scores or None)
+
+    def check_reply(self, reply: str, level: SafetyLevel) -> SafetyVerdict:
+        """Decide whether a reply may be kept (``allowed``) or must be withdrawn.
+
+        Cheap unless the reply looks harmful: the harm patterns and threats run on it (a
+        reply holding "how to make a pipe bomb" or "I will kill you"), then the semantic
+        layer; only a reply it scores at ``reply_judge`` or more goes to the judge. The
+        lexical layer's profanity and strict terms do not withdraw a reply (profanity is
+        masked instead).
+
+        Args:
+            reply: The model's reply (already masked).
+            level: The run's safety level.
+
+        Returns:
+            The verdict on the reply; not allowed means: replace it by the refusal.
+
+        """
+        lexical = self.safety.check_input(reply, level)
+        taxonomy = self.policy.taxonomy
+        if (
+            not lexical.allowed
+            and lexical.category in taxonomy
+            and self.policy.refuses(lexical.category, level)
+        ):
+            return lexical
+        keep = SafetyVerdict(allowed=True, level=level, reason=None, category=None, matches=())
+        score = self._score(reply)
+        if score is None or not score.english or score.harm < self.thresholds.reply_judge:
+            return keep
+        scores: dict[str, Any] = {"harm": round(score.harm, 3), "category": score.category}
+        verdict = self._judged(reply) if self.judge_mode != "off" else None
+        if verdict is not None:
+            scores["judge"] = verdict.raw.strip()
+            category = _category(verdict, score) or score.category
+            if verdict.unsafe and self.policy.refuses(category, level):
+                return self._refusal(level, category, "judge", scores)
+            return replace(keep, layer="judge", scores=scores)
+        if score.harm >= self.thresholds.semantic_block and self.policy.refuses(
+            score.category, level
+        ):
+            return self._refusal(level, score.category, "semantic", scores)
+        return replace(keep, layer="semantic", scores=scores)
+
+
+def _category(verdict: JudgeVerdict, score: SemanticScore | None) -> str | None:
+    """The category of a message the judge found unsafe.
+
+    The judge decides safe or unsafe; which category is the semantic layer's call when
+    it can read the message: on the harmful development set its category was right for
+    144 of 169 requests, the judge's code far less often (README "Safety"). For a message
+    in another language, the judge's code.
+    """
+    if score is not None and score.english:
+        return score.category
+    return verdict.category or (score.category if score else None)
+
+
+def refusal_text(template: str, safety: SafetyFilter, verdict: SafetyVerdict) -> str:
+    """The reply to a refused message or a withdrawn reply.
+
+    The configured template with ``{reason}`` and ``{level}``; at strict and moderate the
+    reason is masked, since it may name the words that were found.
+    """
+    level = verdict.level
+    text = template.format(reason=verdict.reason or "not allowed", level=level)
+    if level in ("strict", "moderate"):
+        text = safety.mask_output(text, level).text
+    return text
+
+
+def build_guard(
+    settings: Settings, safety: SafetyFilter, model: Callable[[], BaseChatModel]
+) -> InputGuard:
+    """The input check configured from settings (the layers load on first use).
+
+    Args:
+        settings: The ``safety`` section says which layers run and the policy; the
+            prompts folder holds the exemplars and the judge prompt.
+        safety: The lexical layer (shared with the output masking).
+        model: Returns the chat model the judge asks.
+
+    Raises:
+        ValueError: The policy names an unknown category, or a data file is invalid.
+
+    """
+    cfg = settings.safety
+    directory = settings.prompts.directory
+    taxonomy = safety.taxonomy
+    policy = Policy.build(cfg.refuse.model_dump(), taxonomy)
+    semantic = None
+    if cfg.semantic:
+        semantic = shared_layer(_data_file(directory, "safety_exemplars.yaml"), settings.cache_dir)
+    judge = None
+    if cfg.judge != "off":
+        judge = Judge(
+            model,
+            taxonomy,
+            _data_file(directory, "safety_judge.md"),
+            _data_file(directory, "safety_judge_examples.yaml"),
+        )
+    return InputGuard(
+        safety=safety,
+        policy=policy,
+        semantic=semantic,
+        classifier=injection_classifier,
+        judge=judge,
+        judge_mode=cfg.judge,
+        thresholds=Thresholds(
+            cfg.uncertain_harm, cfg.uncertain_nearest, cfg.semantic_block, cfg.reply_judge
+        ),
+    )
+
+
+_GUARDS: dict[int, InputGuard] = {}
+_GUARDS_LOCK = threading.Lock()
+
+
+def guard_for(
+    settings: Settings, safety: SafetyFilter, model: Callable[[], BaseChatModel]
+) -> InputGuard:
+    """The guard of one graph's collaborators, built once (both safety nodes share it).
+
+    Keyed by the lexical filter, which each graph's dependencies build once.
+    """
+    with _GUARDS_LOCK:
+        guard = _GUARDS.get(id(safety))
+        if guard is None or guard.safety is not safety:
+            guard = build_guard(settings, safety, model)
+            _GUARDS[id(safety)] = guard
+        return guard
+
+
+def _data_file(directory: Path, name: str) -> Path:
+    # A prompts folder of one's own may leave out the safety data: the shipped one counts.
+    path = directory / name
+    return path if path.is_file() else Path(__file__).resolve().parents[2] / "prompts" / name

@@ -1,0 +1,194 @@
+"""The local model as a safety judge: a policy prompt, the message, a one-word verdict.
+
+The pattern of NeMo Guardrails' self-check rails and of Llama Guard: a fixed policy
+prompt, the message, a one-word verdict and a category.
+
+The policy prompt is data (``prompts/safety_judge.md``); ``{categories}`` in it is
+replaced by the taxonomy's categories, one per line as ``S1: Violent crimes. <what it
+covers>``. The message comes last, in the user turn, so everything before it is the same
+for every check: llama.cpp evaluates that prefix once and each check pays only for the
+message's tokens and a few generated ones.
+
+The reply is parsed strictly: ``safe``, or ``unsafe`` followed by a category code
+(``unsafe S9``); a trailing full stop is tolerated, nothing else. Anything else is
+unparseable: :meth:`Judge.check` returns None, logs it, and the caller falls back to the
+cheaper layers' verdict.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langgraph.constants import TAG_NOSTREAM
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tools.guardrails.taxonomy import Taxonomy
+from tools.text import parse_yaml
+
+__all__ = [
+    "DEFAULT_JUDGE_EXAMPLES",
+    "DEFAULT_JUDGE_PROMPT",
+    "Judge",
+    "JudgeVerdict",
+    "parse_verdict",
+]
+
+log = logging.getLogger("assistant.safety")
+
+DEFAULT_JUDGE_PROMPT = Path(__file__).resolve().parents[2] / "prompts" / "safety_judge.md"
+DEFAULT_JUDGE_EXAMPLES = DEFAULT_JUDGE_PROMPT.with_name("safety_judge_examples.yaml")
+# "safe" / "unsafe S9" / "unsafe: S9" / "Unsafe S9." (and nothing more).
+_VERDICT_RE = re.compile(r"^(safe|unsafe)(?:[\s:,-]+(s\d{1,2}))?\.?$", re.IGNORECASE)
+# Enough for "unsafe S14" in any tokenizer, few enough to stop a chatty reply early.
+MAX_TOKENS = 6
+# Quotes around the message; the same marks inside it are defused, so a message cannot
+# close the quote and pose as the policy.
+_OPEN, _CLOSE = "<<<", ">>>"
+
+
+@dataclass(frozen=True)
+class JudgeVerdict:
+    """The judge's answer.
+
+    Attributes:
+        unsafe: True for "unsafe".
+        category: The taxonomy key of the code it named, or None (unsafe without a code).
+        raw: What the model wrote.
+        seconds: How long the check took.
+
+    """
+
+    unsafe: bool
+    category: str | None
+    raw: str
+    seconds: float
+
+
+def parse_verdict(reply: str, taxonomy: Taxonomy) -> tuple[bool, str | None] | None:
+    """Parse a judge reply strictly.
+
+    Args:
+        reply: The model's text.
+        taxonomy: Maps the code (``S9``) to a category key.
+
+    Returns:
+        ``(unsafe, category)``, category None when no code was given; None when the reply
+        is not a verdict (or names a code the taxonomy does not have).
+
+    """
+    match = _VERDICT_RE.match(reply.strip())
+    if match is None:
+        return None
+    unsafe = match.group(1).lower() == "unsafe"
+    code = match.group(2)
+    if code is None:
+        return unsafe, None
+    hazard = taxonomy.by_code(code)
+    if hazard is None:
+        return None
+    return unsafe, hazard.key if unsafe else None
+
+
+def _quote(text: str) -> str:
+    quoted = text.replace(_OPEN, "< < <").replace(_CLOSE, "> > >")
+    return f"Message to check:\n{_OPEN}\n{quoted}\n{_CLOSE}"
+
+
+class _ExamplesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    version: int | None = None
+    examples: list[Annotated[list[str], Field(min_length=2, max_length=2)]]
+
+
+def _examples(path: Path, taxonomy: Taxonomy) -> tuple[tuple[str, str], ...]:
+    try:
+        spec = _ExamplesFile.model_validate(parse_yaml(path.read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise ValueError(f"safety judge examples {path}: {exc}") from exc
+    for number, (_, verdict) in enumerate(spec.examples, 1):
+        if parse_verdict(verdict, taxonomy) is None:
+            raise ValueError(
+                f"safety judge examples {path}: example {number}: {verdict!r} is no verdict "
+                '("safe" or "unsafe S<n>" with a code of the taxonomy)'
+            )
+    return tuple((message, verdict) for message, verdict in spec.examples)
+
+
+class Judge:
+    """Asks the chat model whether a message breaks the policy.
+
+    Args:
+        model: Returns the chat model (called when a check runs, so building a graph
+            never loads the weights).
+        taxonomy: The categories the policy lists.
+        prompt_file: The policy prompt; ``{categories}`` is filled in.
+        examples_file: Worked examples (message, verdict) shown as earlier turns; None
+            for none.
+
+    Raises:
+        ValueError: The prompt file cannot be read or has no ``{categories}``, or an
+            example's verdict does not parse.
+
+    """
+
+    def __init__(
+        self,
+        model: Callable[[], BaseChatModel],
+        taxonomy: Taxonomy,
+        prompt_file: Path = DEFAULT_JUDGE_PROMPT,
+        examples_file: Path | None = DEFAULT_JUDGE_EXAMPLES,
+    ) -> None:
+        try:
+            template = prompt_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"safety judge prompt {prompt_file}: {exc}") from exc
+        if "{categories}" not in template:
+            raise ValueError(f"safety judge prompt {prompt_file}: it has no {{categories}}")
+        categories = "\n".join(
+            f"{hazard.code}: {hazard.name}. {hazard.description}" for hazard in taxonomy.hazards
+        )
+        self.system = template.replace("{categories}", categories).strip()
+        self.taxonomy = taxonomy
+        self.examples = _examples(examples_file, taxonomy) if examples_file else ()
+        self._model = model
+        prefix: list[BaseMessage] = [SystemMessage(self.system)]
+        for message, verdict in self.examples:
+            prefix += [HumanMessage(_quote(message)), AIMessage(verdict)]
+        self._prefix = prefix
+
+    def messages(self, text: str) -> list[BaseMessage]:
+        """The prompt for one message: the fixed policy and examples, then the message."""
+        return [*self._prefix, HumanMessage(_quote(text))]
+
+    def check(self, text: str) -> JudgeVerdict | None:
+        """Judge one message; None when the reply cannot be parsed (logged).
+
+        The call is greedy, at most :data:`MAX_TOKENS` tokens, and tagged so that its
+        tokens never reach the chat's token stream.
+        """
+        started = time.perf_counter()
+        reply = self._model().invoke(
+            self.messages(text),
+            config={"tags": [TAG_NOSTREAM]},
+            temperature=0.0,
+            do_sample=False,
+            max_new_tokens=MAX_TOKENS,
+        )
+        seconds = time.perf_counter() - started
+        parsed = parse_verdict(reply.text, self.taxonomy)
+        if parsed is None:
+            log.info("safety judge: unparseable reply %r; using the cheaper layers", reply.text)
+            return None
+        unsafe, category = parsed
+        log.info("safety judge: %r in %.2f s", reply.text.strip(), seconds)
+        return JudgeVerdict(unsafe, category, reply.text, seconds)

@@ -1,0 +1,306 @@
+"""The semantic layer of the input check: what a message means, from its embedding.
+
+The message is embedded with all-MiniLM-L6-v2 (:func:`tools.models.embeddings.get_embeddings`,
+the model retrieval already loads) and compared with the exemplars of
+``prompts/safety_exemplars.yaml``: short harmful requests per hazard category and benign
+ones, many of them look-alikes. Two logistic regressions (scikit-learn) are trained on
+the exemplar vectors when the layer is first used: one says how likely the message is
+harmful at all, the other which category it would be. The layer also reports the
+similarity to the nearest harmful exemplar, and whether the message is English at all
+(the embedding model reads English only).
+
+Measured on the development sets (README "Safety"), this layer cannot tell a harmful
+request from its look-alike well enough to refuse on its own; its job is triage: it
+sends the messages that may be harmful (and those it cannot read) to the model judge,
+and lets the rest, most ordinary messages, through at the cost of one embedding.
+
+The exemplar vectors are cached in ``<cache_dir>/guardrails/`` under a hash of the file's
+content and the model, so a start-up embeds them once per change of the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from tools.guardrails.filter import LEXICON_DIR, plain_text
+from tools.text import describe_validation_error, fold, parse_yaml, strip_accents
+
+__all__ = [
+    "DEFAULT_EXEMPLARS_FILE",
+    "Exemplars",
+    "SemanticLayer",
+    "SemanticScore",
+    "looks_english",
+]
+
+log = logging.getLogger("assistant.safety")
+
+DEFAULT_EXEMPLARS_FILE = Path(__file__).resolve().parents[2] / "prompts" / "safety_exemplars.yaml"
+
+# Regularisation of the two regressions (inverse strength), chosen on the development set:
+# C=8 sent every harmful dev request to the judge with the fewest ordinary messages.
+_C_HARM = 8.0
+_C_CATEGORY = 8.0
+# Message vectors kept for repeated texts (a retried turn, the eval harness).
+_CACHE_SIZE = 256
+
+Embed = Callable[[Sequence[str]], Sequence[Sequence[float]]]
+
+
+# --- exemplars ---------------------------------------------------------------------------
+
+_Text = Annotated[str, StringConstraints(pattern=r"\S")]
+
+
+class _ExemplarsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    version: int | None = None
+    categories: dict[str, Annotated[list[_Text], Field(min_length=3)]]
+    benign: Annotated[list[_Text], Field(min_length=10)]
+
+
+def _where(location: tuple[int | str, ...]) -> tuple[str, str]:
+    match location:
+        case ("categories", key):
+            return f"category {key!r}", "a list of at least 3 requests"
+        case ("benign",):
+            return "'benign'", "a list of at least 10 requests"
+        case ("categories", key, int(number)) | ("categories", key, number):
+            return f"category {key!r}, exemplar {number}", "a non-empty string"
+        case ("benign", number):
+            return f"benign exemplar {number}", "a non-empty string"
+    return "the file", "a mapping with 'categories' and 'benign'"
+
+
+@dataclass(frozen=True)
+class Exemplars:
+    """The exemplar texts: per hazard category, and benign ones."""
+
+    categories: dict[str, tuple[str, ...]]
+    benign: tuple[str, ...]
+    digest: str  # of the file's content: the key of the cached vectors
+
+    @classmethod
+    def load(cls, path: Path) -> Exemplars:
+        """Read and validate an exemplars file.
+
+        Raises:
+            ValueError: The file is missing, not YAML, or breaks the schema (a category
+                with fewer than 3 exemplars, fewer than 10 benign ones, an empty text).
+
+        """
+        try:
+            raw = path.read_bytes()
+            spec = _ExemplarsFile.model_validate(parse_yaml(raw.decode("utf-8")))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise ValueError(f"safety exemplars {path}: {exc}") from exc
+        except ValidationError as exc:
+            problem = describe_validation_error(exc, _where)
+            raise ValueError(f"safety exemplars {path}: {problem}") from None
+        return cls(
+            {key: tuple(texts) for key, texts in spec.categories.items()},
+            tuple(spec.benign),
+            hashlib.sha256(raw).hexdigest()[:16],
+        )
+
+    def labelled(self) -> tuple[list[str], list[str]]:
+        """Every exemplar and its label (a category key, or ``"benign"``)."""
+        texts: list[str] = []
+        labels: list[str] = []
+        for key, items in self.categories.items():
+            texts.extend(items)
+            labels.extend([key] * len(items))
+        texts.extend(self.benign)
+        labels.extend(["benign"] * len(self.benign))
+        return texts, labels
+
+
+# --- language ----------------------------------------------------------------------------
+
+
+def _word_set(name: str) -> frozenset[str]:
+    words = set()
+    for line in (LEXICON_DIR / name).read_text(encoding="utf-8").splitlines():
+        entry = line.split("#", 1)[0].strip()
+        if entry:
+            words.add(entry)
+    return frozenset(words)
+
+
+_ENGLISH = _word_set("english_words.txt")
+_FOREIGN = _word_set("foreign_words.txt")
+_WORD_RE = re.compile(r"[^\W\d_]+")
+
+
+def looks_english(text: str) -> bool:
+    """Tell whether a message reads as English (the only language the embeddings know).
+
+    More English function words than those of Spanish, French, German, Italian,
+    Portuguese or Dutch, and mostly ASCII letters; a message of three words or fewer
+    with neither counts as English ("bomb recipe").
+    """
+    words = _WORD_RE.findall(strip_accents(fold(text)))
+    if not words:
+        return True
+    if sum(not word.isascii() for word in words) > 0.2 * len(words):
+        return False
+    english = sum(word in _ENGLISH for word in words)
+    foreign = sum(word in _FOREIGN for word in words)
+    return english > foreign or (english == foreign == 0 and len(words) <= 3)
+
+
+# --- the layer ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SemanticScore:
+    """What the semantic layer makes of one message.
+
+    Attributes:
+        harm: Probability (0-1) that the message is harmful at all.
+        category: The hazard category it is closest to, if harmful.
+        nearest: Cosine similarity to the nearest harmful exemplar (-1 to 1).
+        english: False when the message is not English: the scores mean little then.
+
+    """
+
+    harm: float
+    category: str
+    nearest: float
+    english: bool
+
+
+class SemanticLayer:
+    """Scores messages against the exemplars (trained on first use, then kept).
+
+    Args:
+        exemplars: The exemplars to learn from.
+        embed: Text list -> normalised vectors; None means the shared all-MiniLM-L6-v2.
+        cache_dir: Where the exemplar vectors are cached; None keeps them in memory only.
+
+    """
+
+    def __init__(
+        self, exemplars: Exemplars, *, embed: Embed | None = None, cache_dir: Path | None = None
+    ) -> None:
+        self.exemplars = exemplars
+        self._embed = embed
+        self._cache_dir = cache_dir
+        self._lock = threading.Lock()
+        self._models: tuple[Any, Any, np.ndarray] | None = None
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def _embedder(self) -> Embed:
+        if self._embed is None:
+            from tools.models.embeddings import get_embeddings
+
+            model = get_embeddings()
+
+            def embed(texts: Sequence[str]) -> Sequence[Sequence[float]]:
+                return model.embed_documents(list(texts))
+
+            self._embed = embed
+        return self._embed
+
+    def _exemplar_vectors(self, texts: list[str]) -> np.ndarray:
+        path = None
+        if self._cache_dir is not None:
+            path = self._cache_dir / "guardrails" / f"exemplars-{self.exemplars.digest}.npy"
+            try:
+                cached: np.ndarray = np.load(path)
+                if cached.shape[0] == len(texts):
+                    return cached
+            except (OSError, ValueError):
+                pass
+        vectors = np.asarray(self._embedder()([plain_text(t) for t in texts]), dtype=np.float32)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.save(path, vectors)
+            except OSError as exc:  # a read-only cache costs time, not correctness
+                log.info("cannot cache the exemplar vectors in %s: %s", path, exc)
+        return vectors
+
+    def _trained(self) -> tuple[Any, Any, np.ndarray]:
+        with self._lock:
+            if self._models is None:
+                from sklearn.linear_model import LogisticRegression
+
+                texts, labels = self.exemplars.labelled()
+                vectors = self._exemplar_vectors(texts)
+                harmful = np.array([label != "benign" for label in labels])
+                harm = LogisticRegression(C=_C_HARM, max_iter=3000, class_weight="balanced")
+                harm.fit(vectors, harmful)
+                category = LogisticRegression(C=_C_CATEGORY, max_iter=3000)
+                category.fit(vectors[harmful], np.array(labels)[harmful])
+                self._models = (harm, category, vectors[harmful])
+            return self._models
+
+    def warm(self) -> None:
+        """Train now (embedding the exemplars) instead of on the first message."""
+        self._trained()
+
+    def vector(self, text: str) -> np.ndarray:
+        """The embedding of a message's plain form (cached per text)."""
+        plain = plain_text(text)
+        with self._lock:
+            cached = self._vectors.get(plain)
+            if cached is not None:
+                self._vectors.move_to_end(plain)
+                return cached
+        vector = np.asarray(self._embedder()([plain])[0], dtype=np.float32)
+        with self._lock:
+            self._vectors[plain] = vector
+            while len(self._vectors) > _CACHE_SIZE:
+                self._vectors.popitem(last=False)
+        return vector
+
+    def score(self, text: str) -> SemanticScore:
+        """Score one message.
+
+        Raises:
+            tools.models.embeddings.EmbeddingModelError: The embedding model is missing.
+
+        """
+        harm, category, harmful_vectors = self._trained()
+        vector = self.vector(text).reshape(1, -1)
+        p_harm = float(harm.predict_proba(vector)[0][list(harm.classes_).index(True)])
+        probabilities = category.predict_proba(vector)[0]
+        best = str(category.classes_[int(np.argmax(probabilities))])
+        nearest = float((harmful_vectors @ vector[0]).max())
+        return SemanticScore(p_harm, best, nearest, looks_english(text))
+
+
+_LAYERS: dict[str, SemanticLayer] = {}
+_LAYERS_LOCK = threading.Lock()
+
+
+def shared_layer(path: Path, cache_dir: Path | None) -> SemanticLayer:
+    """One layer per exemplars content in a process: every graph shares its training.
+
+    Args:
+        path: The exemplars file (read now; a changed file makes a new layer).
+        cache_dir: Where the first layer for this content caches its exemplar vectors.
+
+    Raises:
+        ValueError: The file is invalid.
+
+    """
+    exemplars = Exemplars.load(path)
+    with _LAYERS_LOCK:
+        if exemplars.digest not in _LAYERS:
+            _LAYERS[exemplars.digest] = SemanticLayer(exemplars, cache_dir=cache_dir)
+        return _LAYERS[exemplars.digest]
