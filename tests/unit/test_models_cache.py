@@ -187,8 +187,21 @@ def test_prefill_is_a_no_op_on_models_without_prompt_state() -> None:
     assert prefill(plain, PREFIX) == 0
 
 
+class UpperMasker:
+    """A stream masker that upper-cases everything (the wrapper only passes it along)."""
+
+    def __init__(self) -> None:
+        self.masked: list[str] = []
+
+    def feed(self, piece: str) -> str:
+        return piece.upper()
+
+    def finish(self) -> str:
+        return ""
+
+
 def test_the_masking_wrapper_prefills_its_inner_model() -> None:
     inner = FakeChatModel()
-    masked = MaskingChatModel(inner=inner, mask=str.upper)
+    masked = MaskingChatModel(inner=inner, masker=UpperMasker)
     assert prefill(masked, PREFIX) == 0
     assert inner.prefills == [PREFIX]
