@@ -122,11 +122,31 @@ def test_judge_replies_are_parsed_strictly(
     assert parse_verdict(reply, load_taxonomy()) == parsed
 
 
-def judge_model(verdict: str) -> FakeChatModel:
-    """Answers judge prompts with ``verdict`` and anything else with a normal reply."""
+CANARIES = dict(Judge(lambda: FakeChatModel(), load_taxonomy()).canaries)
+
+
+def quoted(message: BaseMessage) -> str:
+    """The message a judge prompt's last turn quotes."""
+    return message.text.split("<<<\n", 1)[-1].rsplit("\n>>>", 1)[0]
+
+
+def asked(model: FakeChatModel) -> list[list[BaseMessage]]:
+    """The model's calls but the judge's canaries (asked once, before its first verdict)."""
+    return [c for c in model.calls if quoted(c[-1]) not in CANARIES]
+
+
+def judge_model(verdict: str, canaries: bool = True) -> FakeChatModel:
+    """Answers judge prompts with ``verdict`` and anything else with a normal reply.
+
+    With ``canaries``, it answers the judge's canaries right (a model fit to judge).
+    """
 
     def reply(messages: list[BaseMessage]) -> str:
-        return verdict if "safety checker" in messages[0].text else "A normal answer."
+        if "safety checker" not in messages[0].text:
+            return "A normal answer."
+        if canaries and quoted(messages[-1]) in CANARIES:
+            return CANARIES[quoted(messages[-1])]
+        return verdict
 
     return FakeChatModel(reply=reply)
 
@@ -156,6 +176,51 @@ def test_unparseable_judge_reply_is_none_and_logged(caplog: pytest.LogCaptureFix
     with caplog.at_level(logging.INFO, logger="assistant.safety"):
         assert Judge(lambda: model, load_taxonomy()).check("hi") is None
     assert "unparseable" in caplog.text
+
+
+@pytest.mark.parametrize("verdict", ["unsafe S9", "safe", "unsafe S1", "I cannot say."])
+def test_a_model_that_fails_a_canary_never_judges(
+    verdict: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = judge_model(verdict, canaries=False)
+    judge = Judge(lambda: model, load_taxonomy())
+    with caplog.at_level(logging.WARNING, logger="assistant.safety"):
+        assert [judge.check(m) for m in ("how do I make a bomb", "hi", "kill a process")] == [
+            None
+        ] * 3
+    assert judge.qualified() is False
+    assert "canaries wrong" in caplog.text and caplog.text.count("canaries wrong") == 1
+    assert len(model.calls) == len(CANARIES)  # asked once, then never again
+
+
+def test_a_model_that_passes_its_canaries_judges() -> None:
+    model = judge_model("unsafe S2")
+    judge = Judge(lambda: model, load_taxonomy())
+    verdict = judge.check("write me a phishing mail")
+    assert judge.qualified() is True
+    assert verdict is not None and verdict.category == "non_violent_crimes"
+    assert len(model.calls) == len(CANARIES) + 1
+    assert {"safe", "unsafe"} <= {v.split()[0] for v in CANARIES.values()}  # both kinds
+
+
+@pytest.mark.parametrize(
+    ("canaries", "error"),
+    [
+        ('[["hi", "perhaps"]]', "canary 1"),
+        ('[["How do I kill a stuck docker container?", "safe"]]', "canaries among the examples"),
+    ],
+)
+def test_canaries_must_be_verdicts_and_not_examples(
+    tmp_path: Path, canaries: str, error: str
+) -> None:
+    path = tmp_path / "examples.yaml"
+    path.write_text(
+        'examples:\n  - ["How do I kill a stuck docker container?", "safe"]\n'
+        f"canaries: {canaries}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ValueError, match=error):
+        Judge(lambda: FakeChatModel(), load_taxonomy(), examples_file=path)
 
 
 def test_judge_examples_must_be_verdicts(tmp_path: Path) -> None:
@@ -307,14 +372,14 @@ def test_a_lexical_hit_is_final_and_costs_no_model_call() -> None:
     verdict = guard.check("how do I make a pipe bomb", "relaxed")
     assert not verdict.allowed and verdict.layer == "lexical"
     assert verdict.category == "indiscriminate_weapons" and verdict.rule == "weapons"
-    assert model.calls == []
+    assert asked(model) == []
 
 
 def test_a_surely_benign_message_is_not_judged() -> None:
     guard, model = make_guard(SURE_BENIGN, "unsafe S1")
     verdict = guard.check("how do I bake bread", "moderate")
     assert verdict.allowed and verdict.layer == "semantic"
-    assert model.calls == []
+    assert asked(model) == []
     assert verdict.scores is not None and verdict.scores["harm"] == 0.05
 
 
@@ -325,7 +390,7 @@ def test_an_uncertain_message_is_judged(score: SemanticScore) -> None:
     assert not verdict.allowed
     assert (verdict.layer, verdict.category) == ("judge", "indiscriminate_weapons")
     assert verdict.reason == "indiscriminate weapons"
-    assert len(model.calls) == 1
+    assert len(asked(model)) == 1
     assert verdict.scores is not None and verdict.scores["judge"] == "unsafe S9"
 
 
@@ -357,7 +422,7 @@ def test_a_failing_judge_falls_back_too() -> None:
 def test_judge_mode(mode: str, calls: int) -> None:
     guard, model = make_guard(SURE_BENIGN, "safe", mode=mode)
     guard.check("hello there", "moderate")
-    assert len(model.calls) == calls
+    assert len(asked(model)) == calls
 
 
 @pytest.mark.parametrize(
@@ -393,10 +458,10 @@ def test_thresholds_decide_what_is_uncertain() -> None:
     score = SemanticScore(harm=0.2, category="hate", nearest=0.2, english=True)
     guard, model = make_guard(score, "safe", thresholds=Thresholds(0.3, 0.35, 0.97))
     guard.check("x", "moderate")
-    assert model.calls == []
+    assert asked(model) == []
     guard, model = make_guard(score, "safe", thresholds=Thresholds(0.1, 0.35, 0.97))
     guard.check("x", "moderate")
-    assert len(model.calls) == 1
+    assert len(asked(model)) == 1
 
 
 # --- through the graph -----------------------------------------------------------------------
@@ -411,7 +476,7 @@ def test_the_judge_refuses_before_the_model_answers(make_settings: Callable[...,
     assert state["safety"]["allowed"] is False
     assert (state["safety"]["layer"], state["safety"]["category"]) == ("judge", "violent_crimes")
     assert state["messages"][-1].text == "Sorry, I can't help with that. (violent crimes)"
-    assert len(model.calls) == 1  # the judge only; the answer was never generated
+    assert len(asked(model)) == 1  # the judge only; the answer was never generated
 
 
 def test_the_judge_lets_a_safe_message_through(make_settings: Callable[..., Settings]) -> None:
@@ -422,7 +487,7 @@ def test_the_judge_lets_a_safe_message_through(make_settings: Callable[..., Sett
     state = graph.invoke({"messages": [("user", "how do I kill a python process")]}, thread())
     assert state["safety"]["allowed"] is True
     assert state["messages"][-1].text == "A normal answer."
-    assert len(model.calls) == 2
+    assert len(asked(model)) == 2
     assert "safety checker" not in model.calls[-1][0].text  # the answer saw no policy
 
 

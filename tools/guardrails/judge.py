@@ -13,12 +13,19 @@ The reply is parsed strictly: ``safe``, or ``unsafe`` followed by a category cod
 (``unsafe S9``); a trailing full stop is tolerated, nothing else. Anything else is
 unparseable: :meth:`Judge.check` returns None, logs it, and the caller falls back to the
 cheaper layers' verdict.
+
+A model too small to judge (SmolLM2-135M answers "unsafe" to "What is the capital of
+France?") would refuse at random, so before its first verdict counts the judge asks the
+*canaries* of the examples file: plain messages whose verdict any usable judge gets
+right, none of them among the worked examples. One wrong or unparseable answer and the
+judge stays off for that model (a warning says so): the cheaper layers decide alone.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -108,20 +115,32 @@ class _ExamplesFile(BaseModel):
 
     version: int | None = None
     examples: list[Annotated[list[str], Field(min_length=2, max_length=2)]]
+    canaries: list[Annotated[list[str], Field(min_length=2, max_length=2)]] = []
 
 
-def _examples(path: Path, taxonomy: Taxonomy) -> tuple[tuple[str, str], ...]:
+Pairs = tuple[tuple[str, str], ...]
+
+
+def _examples(path: Path, taxonomy: Taxonomy) -> tuple[Pairs, Pairs]:
+    """The worked examples and the canaries of an examples file, verdicts checked."""
     try:
         spec = _ExamplesFile.model_validate(parse_yaml(path.read_text(encoding="utf-8")))
     except (OSError, yaml.YAMLError, ValidationError) as exc:
         raise ValueError(f"safety judge examples {path}: {exc}") from exc
-    for number, (_, verdict) in enumerate(spec.examples, 1):
-        if parse_verdict(verdict, taxonomy) is None:
-            raise ValueError(
-                f"safety judge examples {path}: example {number}: {verdict!r} is no verdict "
-                '("safe" or "unsafe S<n>" with a code of the taxonomy)'
-            )
-    return tuple((message, verdict) for message, verdict in spec.examples)
+    for kind, pairs in (("example", spec.examples), ("canary", spec.canaries)):
+        for number, (_, verdict) in enumerate(pairs, 1):
+            if parse_verdict(verdict, taxonomy) is None:
+                raise ValueError(
+                    f"safety judge examples {path}: {kind} {number}: {verdict!r} is no "
+                    'verdict ("safe" or "unsafe S<n>" with a code of the taxonomy)'
+                )
+    examples = {message for message, _ in spec.examples}
+    if leaked := [message for message, _ in spec.canaries if message in examples]:
+        raise ValueError(f"safety judge examples {path}: canaries among the examples: {leaked}")
+    return (
+        tuple((message, verdict) for message, verdict in spec.examples),
+        tuple((message, verdict) for message, verdict in spec.canaries),
+    )
 
 
 class Judge:
@@ -132,8 +151,9 @@ class Judge:
             never loads the weights).
         taxonomy: The categories the policy lists.
         prompt_file: The policy prompt; ``{categories}`` is filled in.
-        examples_file: Worked examples (message, verdict) shown as earlier turns; None
-            for none.
+        examples_file: Worked examples (message, verdict) shown as earlier turns, and
+            the canaries the model must get right before its verdicts count; None for
+            neither.
 
     Raises:
         ValueError: The prompt file cannot be read or has no ``{categories}``, or an
@@ -159,7 +179,11 @@ class Judge:
         )
         self.system = template.replace("{categories}", categories).strip()
         self.taxonomy = taxonomy
-        self.examples = _examples(examples_file, taxonomy) if examples_file else ()
+        self.examples, self.canaries = (
+            _examples(examples_file, taxonomy) if examples_file else ((), ())
+        )
+        self._qualified: bool | None = None if self.canaries else True
+        self._qualifying = threading.Lock()
         self._model = model
         prefix: list[BaseMessage] = [SystemMessage(self.system)]
         for message, verdict in self.examples:
@@ -170,12 +194,44 @@ class Judge:
         """The prompt for one message: the fixed policy and examples, then the message."""
         return [*self._prefix, HumanMessage(_quote(text))]
 
-    def check(self, text: str) -> JudgeVerdict | None:
-        """Judge one message; None when the reply cannot be parsed (logged).
+    def qualified(self) -> bool:
+        """Whether the model answers every canary right (asked once, on first use).
 
-        The call is greedy, at most :data:`MAX_TOKENS` tokens, and tagged so that its
-        tokens never reach the chat's token stream.
+        Returns:
+            True when there are no canaries or all were answered right; False (and a
+            warning naming the wrong answers) otherwise.
         """
+        with self._qualifying:
+            if self._qualified is None:
+                wrong = []
+                for message, expected in self.canaries:
+                    verdict = self._ask(message)
+                    want = parse_verdict(expected, self.taxonomy)
+                    if verdict is None or want is None or verdict.unsafe != want[0]:
+                        wrong.append(f"{message!r}: {verdict.raw.strip() if verdict else '?'}")
+                self._qualified = not wrong
+                if wrong:
+                    log.warning(
+                        "safety judge: the chat model got %d of %d canaries wrong (%s); the "
+                        "judge is off for it and the cheaper layers decide alone",
+                        len(wrong),
+                        len(self.canaries),
+                        "; ".join(wrong),
+                    )
+            return self._qualified
+
+    def check(self, text: str) -> JudgeVerdict | None:
+        """Judge one message; None when the model cannot judge it.
+
+        None when the reply cannot be parsed (logged) or the model failed its canaries
+        (:meth:`qualified`). The call is greedy, at most :data:`MAX_TOKENS` tokens, and
+        tagged so that its tokens never reach the chat's token stream.
+        """
+        if not self.qualified():
+            return None
+        return self._ask(text)
+
+    def _ask(self, text: str) -> JudgeVerdict | None:
         started = time.perf_counter()
         reply = self._model().invoke(
             self.messages(text),
