@@ -70,6 +70,11 @@ class Deps:
         """Token counter of the model's own tokenizer, memoised per text."""
         return caching_counter(self.model.get_num_tokens)
 
+    @property
+    def can_judge(self) -> bool:
+        """Whether the chat model may judge messages: the fake backend's canned reply cannot."""
+        return self.model_override is not None or self.settings.model.backend != "fake"
+
     @cached_property
     def safety(self) -> SafetyFilter:
         """Input and output guardrails configured from settings."""

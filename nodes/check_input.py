@@ -96,7 +96,7 @@ def make_check_input(deps: Deps) -> ContextNode:
             }
         # The guard is built on the first message, not with the graph: a picture of the
         # graph or the dev server's start-up loads no embeddings.
-        guard = guard_for(deps.settings, deps.safety, lambda: deps.model)
+        guard = guard_for(deps.settings, deps.safety, lambda: deps.model, deps.can_judge)
         verdict = guard.check(text, level)
         update: dict[str, Any] = {**_turn_reset(state), "safety": verdict.as_dict()}
         if not verdict.allowed:

@@ -43,7 +43,7 @@ def make_check_output(deps: Deps) -> ContextNode:
             ]
         if not deps.settings.safety.check_replies:
             return update
-        guard = guard_for(deps.settings, deps.safety, lambda: deps.model)
+        guard = guard_for(deps.settings, deps.safety, lambda: deps.model, deps.can_judge)
         verdict = guard.check_reply(result.text, level)
         if verdict.allowed:
             return update

@@ -15,6 +15,7 @@ from langchain_core.messages import BaseMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from graph import build_graph
+from graph.deps import Deps
 from graph.settings import Settings, load_settings
 from tests.conftest import thread
 from tools.guardrails import SafetyFilter
@@ -535,3 +536,14 @@ def test_replies_are_not_checked_when_switched_off(
     )
     state = graph.invoke({"messages": [("user", "a story please")]}, thread())
     assert state["messages"][-1].text == "Here is how to make a pipe bomb"
+
+
+def test_the_fake_backends_canned_reply_never_judges(tmp_path: Path) -> None:
+    settings = load_settings(
+        data_dir=str(tmp_path), model={"backend": "fake"}, safety={"judge": "all"}
+    )
+    assert build_guard(settings, SafetyFilter(), FakeChatModel, can_judge=False).judge is None
+    assert Deps(settings).can_judge is False
+    # A model handed in (tests, notebooks) may judge; so may any real backend.
+    assert Deps(settings, model_override=judge_model("safe")).can_judge is True
+    assert Deps(load_settings(data_dir=str(tmp_path))).can_judge is True

@@ -256,7 +256,10 @@ def refusal_text(template: str, safety: SafetyFilter, verdict: SafetyVerdict) ->
 
 
 def build_guard(
-    settings: Settings, safety: SafetyFilter, model: Callable[[], BaseChatModel]
+    settings: Settings,
+    safety: SafetyFilter,
+    model: Callable[[], BaseChatModel],
+    can_judge: bool = True,
 ) -> InputGuard:
     """The input check configured from settings (the layers load on first use).
 
@@ -265,6 +268,8 @@ def build_guard(
             prompts folder holds the exemplars and the judge prompt.
         safety: The lexical layer (shared with the output masking).
         model: Returns the chat model the judge asks.
+        can_judge: False when the chat model cannot judge at all (the fake backend's
+            canned reply): no judge, whatever ``safety.judge`` says.
 
     Raises:
         ValueError: The policy names an unknown category, or a data file is invalid.
@@ -278,7 +283,7 @@ def build_guard(
     if cfg.semantic:
         semantic = shared_layer(_data_file(directory, "safety_exemplars.yaml"), settings.cache_dir)
     judge = None
-    if cfg.judge != "off":
+    if cfg.judge != "off" and can_judge:
         judge = Judge(
             model,
             taxonomy,
@@ -303,7 +308,10 @@ _GUARDS_LOCK = threading.Lock()
 
 
 def guard_for(
-    settings: Settings, safety: SafetyFilter, model: Callable[[], BaseChatModel]
+    settings: Settings,
+    safety: SafetyFilter,
+    model: Callable[[], BaseChatModel],
+    can_judge: bool = True,
 ) -> InputGuard:
     """The guard of one graph's collaborators, built once (both safety nodes share it).
 
@@ -312,7 +320,7 @@ def guard_for(
     with _GUARDS_LOCK:
         guard = _GUARDS.get(id(safety))
         if guard is None or guard.safety is not safety:
-            guard = build_guard(settings, safety, model)
+            guard = build_guard(settings, safety, model, can_judge)
             _GUARDS[id(safety)] = guard
         return guard
 
