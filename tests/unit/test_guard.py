@@ -527,6 +527,27 @@ def test_an_ordinary_reply_is_kept(make_settings: Callable[..., Settings]) -> No
     assert state["messages"][-1].text == "Use kill -9 with the process id to stop it."
 
 
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "That is a bad idea.",
+        "That is a f*cking great idea. Sh1t happens.",
+        "Honestly, I would not do that; it could go wrong.",
+        "What do you think of my plan?",
+    ],
+)
+def test_short_opinions_are_kept_without_a_judge(
+    make_settings: Callable[..., Settings], reply: str
+) -> None:
+    # The semantic layer scores such replies high against its (request) exemplars; with
+    # no judge verdict the score alone must not withdraw them.
+    model = FakeChatModel(reply=reply)
+    graph = build_graph(make_settings(), checkpointer=InMemorySaver(), model=model)
+    state = graph.invoke({"messages": [("user", "what do you think?")]}, thread())
+    assert "withdrawn" not in state["safety"], state["safety"]
+    assert state["messages"][-1].text.lower().startswith(reply.split()[0].lower())
+
+
 def test_replies_are_not_checked_when_switched_off(
     make_settings: Callable[..., Settings],
 ) -> None:

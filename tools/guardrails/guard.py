@@ -190,7 +190,8 @@ class InputGuard:
 
         Cheap unless the reply looks harmful: the harm patterns and threats run on it (a
         reply holding "how to make a pipe bomb" or "I will kill you"), then the semantic
-        layer; only a reply it scores at ``reply_judge`` or more goes to the judge. The
+        layer; only a reply it scores at ``reply_judge`` or more goes to the judge, whose
+        verdict decides (without one the reply is kept). The
         lexical layer's profanity and strict terms do not withdraw a reply (profanity is
         masked instead).
 
@@ -222,10 +223,8 @@ class InputGuard:
             if verdict.unsafe and self.policy.refuses(category, level):
                 return self._refusal(level, category, "judge", scores)
             return replace(keep, layer="judge", scores=scores)
-        if score.harm >= self.thresholds.semantic_block and self.policy.refuses(
-            score.category, level
-        ):
-            return self._refusal(level, score.category, "semantic", scores)
+        # Without a verdict the score alone never withdraws a reply: the exemplars are
+        # requests, and answers such as "That is a bad idea." score 0.99 against them.
         return replace(keep, layer="semantic", scores=scores)
 
 
