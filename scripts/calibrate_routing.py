@@ -23,11 +23,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tools.models.embeddings import get_embeddings
 from tools.routing import PROMPTS_DIR, ConceptRouter, calibrate
 
-KEYS = ("lead_threshold", "alias_threshold", "threshold")
+KEYS = (
+    "lead_threshold",
+    "lead_margin",
+    "alias_threshold",
+    "alias_margin",
+    "threshold",
+    "margin",
+)
 
 
 def write_numbers(path: Path, numbers: dict[str, float]) -> None:
-    """Replace the three numbers in the file's routing section, keeping everything else."""
+    """Replace the numbers in the file's routing section, keeping everything else."""
     text = path.read_text(encoding="utf-8")
     head, marker, section = text.partition("\nrouting:\n")
     if not marker:
