@@ -973,9 +973,7 @@ class ConceptRouter:
         )
         return route
 
-    def _meaning(
-        self, text: str, vector: Sequence[float] | None
-    ) -> tuple[dict[str, float], float]:
+    def _meaning(self, text: str, vector: Sequence[float] | None) -> tuple[dict[str, float], float]:
         """Per concept, the cosine similarity of ``text`` to its centroid; and none."""
         if not self.by_meaning or not text.strip():
             return {}, -1.0
@@ -1020,7 +1018,8 @@ class ConceptRouter:
                     else np.zeros((0, vectors.shape[1]), dtype=np.float32)
                 )
                 self._centroids = (centroids, ordinary)
-            return self._centroids
+            found: tuple[Any, Any] = self._centroids
+            return found
 
 
 def none_score(similarities: Any) -> float:

@@ -25,10 +25,10 @@ from tools.routing import (
     calibrate,
     decide,
     lead_positions,
-    none_score,
     load_concept_file,
     load_concepts,
     load_system_prompt,
+    none_score,
     normalise,
 )
 

@@ -3,8 +3,9 @@
 Ordinary chat must not route: questions about the conversation itself, memory questions,
 "tell me about X", statements of fact, thanks. Requests worded without their concept's
 aliases must (two more written with these, a simple explanation and a list of steps, are
-misses: they are in the routing corpus as known failures). None of these messages is an example or a no_concept request of
-prompts/concepts.yaml (checked below), so the router is tested on what it never saw.
+misses: they are in the routing corpus as known failures). None of these messages is an
+example or a no_concept request of prompts/concepts.yaml (checked below), so the router
+is tested on what it never saw.
 """
 
 from __future__ import annotations
@@ -71,8 +72,6 @@ def test_ordinary_chat_does_not_route(router: ConceptRouter, message: str) -> No
 
 
 @pytest.mark.parametrize(("message", "concept"), REQUESTS)
-def test_requests_route_to_their_concept(
-    router: ConceptRouter, message: str, concept: str
-) -> None:
+def test_requests_route_to_their_concept(router: ConceptRouter, message: str, concept: str) -> None:
     route = router.route(message)
     assert route.concept == concept, (route.candidate, route.tier, route.meaning, route.none)
