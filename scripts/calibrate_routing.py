@@ -1,7 +1,7 @@
 """Calibrate the routing numbers of prompts/concepts.yaml on its own examples.
 
 Every concept example and every no_concept request is scored by the router with itself
-left out (tools.routing.leave_one_out); each rule's thresholds are then chosen on the
+left out (tools.routing.leave_one_out); each rule's threshold and margin are chosen on the
 examples that rule decides (tools.routing.calibrate). Prints the numbers, how many
 examples they decide right per rule, and the mistakes; --write puts the numbers into the
 routing section of the file (comments and the rest untouched).
