@@ -1,7 +1,7 @@
 """Calibrate the routing numbers of prompts/concepts.yaml on its own examples.
 
 Every concept example and every no_concept request is scored by the router with itself
-left out (tools.routing.leave_one_out); each rule's thresholds are then chosen on the
+left out (tools.routing.leave_one_out); each rule's threshold and margin are chosen on the
 examples that rule decides (tools.routing.calibrate). Prints the numbers, how many
 examples they decide right per rule, and the mistakes; --write puts the numbers into the
 routing section of the file (comments and the rest untouched).
@@ -23,11 +23,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tools.models.embeddings import get_embeddings
 from tools.routing import PROMPTS_DIR, ConceptRouter, calibrate
 
-KEYS = ("lead_threshold", "alias_threshold", "threshold")
+KEYS = (
+    "lead_threshold",
+    "lead_margin",
+    "alias_threshold",
+    "alias_margin",
+    "threshold",
+    "margin",
+)
 
 
 def write_numbers(path: Path, numbers: dict[str, float]) -> None:
-    """Replace the three numbers in the file's routing section, keeping everything else."""
+    """Replace the numbers in the file's routing section, keeping everything else."""
     text = path.read_text(encoding="utf-8")
     head, marker, section = text.partition("\nrouting:\n")
     if not marker:

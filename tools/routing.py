@@ -59,6 +59,12 @@ logger = logging.getLogger("assistant.aliases")
 PROMPTS_DIR: Path = Path(__file__).resolve().parents[1] / "prompts"
 
 DEFAULT_CUTOFF = 0.85
+# A margin this low never vetoes (cosine differences lie in -2..2): none is not weighed.
+NO_MARGIN = -2.0
+# How many of the nearest ordinary requests (no_concept) the "none" score averages: one
+# would make it the luck of a single near-duplicate, many would blur it into the topic-free
+# average (measured on the file's own examples, left out in turn: 5 beat 1 and 3).
+NONE_NEIGHBOURS = 5
 # Fuzzy matching skips one-word aliases: a single edited word is too often another real
 # word ("translated" vs "translate", "debugs" vs "debug") rather than a typo.
 FUZZY_MIN_TOKENS = 2
@@ -175,6 +181,9 @@ class _RoutingSpec(BaseModel):
     lead_threshold: Annotated[float, Field(ge=-1, le=1)]
     alias_threshold: Annotated[float, Field(ge=-1, le=1)]
     threshold: Annotated[float, Field(ge=-1, le=1)]
+    lead_margin: Annotated[float, Field(ge=-2, le=2)] = NO_MARGIN
+    alias_margin: Annotated[float, Field(ge=-2, le=2)] = NO_MARGIN
+    margin: Annotated[float, Field(ge=-2, le=2)] = NO_MARGIN
     lead_in: list[_Text] = Field(default_factory=list)
 
 
@@ -214,7 +223,7 @@ def _where(location: Location) -> tuple[str, str]:
             return "'no_concept'", "a list of ordinary requests (non-empty strings)"
         case ("routing", *rest):
             field = f": {rest[0]!r}" if rest else ""
-            return f"'routing'{field}", "lead_threshold, alias_threshold, threshold (numbers)"
+            return f"'routing'{field}", "thresholds and margins (numbers), lead_in (words)"
     return "the file", "a mapping with a top-level 'concepts' key"
 
 
@@ -223,7 +232,10 @@ class RoutingParams:
     """How the router weighs meaning and aliases (``routing`` in ``concepts.yaml``).
 
     Meaning is the cosine similarity of the message to a concept's centroid (the
-    normalised mean of its examples' vectors). See :class:`ConceptRouter`.
+    normalised mean of its examples' vectors); *none* is how close the message is to the
+    ordinary requests (``no_concept``): the mean similarity of its :data:`NONE_NEIGHBOURS`
+    nearest ones. A concept is chosen when its meaning reaches the rule's threshold and
+    exceeds none by at least the rule's margin. See :class:`ConceptRouter`.
 
     Attributes:
         lead_threshold: Meaning a concept needs when one of its aliases leads a request
@@ -232,12 +244,18 @@ class RoutingParams:
             fuzzy match).
         threshold: Meaning a concept needs when no alias was found.
         lead_in: Words a request may start with before its alias still leads.
+        lead_margin: How far meaning must exceed none when an alias leads.
+        alias_margin: How far meaning must exceed none when the alias sits elsewhere.
+        margin: How far meaning must exceed none when no alias was found.
     """
 
     lead_threshold: float
     alias_threshold: float
     threshold: float
     lead_in: frozenset[str] = frozenset()
+    lead_margin: float = NO_MARGIN
+    alias_margin: float = NO_MARGIN
+    margin: float = NO_MARGIN
 
 
 @dataclass(frozen=True)
@@ -281,7 +299,15 @@ def _parse_file(data: object, source: str) -> ConceptFile:
     if spec.routing is not None:
         cfg = spec.routing
         lead_in = frozenset(token for word in cfg.lead_in for token in normalise(word))
-        params = RoutingParams(cfg.lead_threshold, cfg.alias_threshold, cfg.threshold, lead_in)
+        params = RoutingParams(
+            cfg.lead_threshold,
+            cfg.alias_threshold,
+            cfg.threshold,
+            lead_in,
+            cfg.lead_margin,
+            cfg.alias_margin,
+            cfg.margin,
+        )
     return ConceptFile(concepts, tuple(spec.no_concept), params)
 
 
@@ -657,16 +683,27 @@ class AliasMatcher:
 # centroid (the normalised mean of its example vectors; a centroid weighs what the
 # examples share, the request, over the topic any one of them is about).
 #
+# "No concept" competes as a route of its own: the *none score* is the mean similarity of
+# the message to its NONE_NEIGHBOURS nearest ordinary requests (no_concept in the file:
+# questions of fact, talk about the conversation itself, "tell me about X", statements,
+# thanks). Ordinary chat is unlike the concepts' examples in its own way (a kNN score,
+# not a centroid: ordinary requests share no one form), and a threshold alone cannot see
+# that: "Tell me something about topic 27" sits at 0.40-0.43 from summarise_book's
+# centroid, above any workable threshold, but nearer still to "Tell me something about
+# Antarctica".
+#
 # The aliases then say which concept is asked for and the meaning whether it really is:
 #   1. an alias leads a request ("Can you define ...", "Tell me a joke"): its concept, if
-#      the meaning score reaches lead_threshold;
+#      the meaning score reaches lead_threshold and beats none by lead_margin;
 #   2. an alias sits elsewhere ("This traffic is no joke, ..."), or only fuzzily: its
-#      concept, if the meaning score reaches alias_threshold;
-#   3. no alias: the concept with the best meaning score, if it reaches threshold.
+#      concept, if the meaning score reaches alias_threshold and beats none by
+#      alias_margin;
+#   3. no alias: the concept with the best meaning score, if it reaches threshold and
+#      beats none by margin.
 # When aliases of several concepts are found, a leading one wins, then the most specific
 # (AliasMatcher's ranking). A vetoed alias routes nowhere: the message is taken as an
-# ordinary request. The three thresholds are calibrated on the examples and on ordinary
-# requests that must not route (no_concept), each left out in turn (calibrate()).
+# ordinary request. The thresholds and margins are calibrated on the examples and on
+# ordinary requests that must not route (no_concept), each left out in turn (calibrate()).
 
 _CLAUSE_BREAK = re.compile(r"[.!?;:,\n]+")
 
@@ -707,11 +744,14 @@ class Evidence:
         alias: The alias that decides which concept is weighed (a leading one first, then
             the most specific), or None.
         leads: Whether ``alias`` leads a request.
+        none: The none score: mean cosine similarity of the message to its
+            :data:`NONE_NEIGHBOURS` nearest ordinary requests (-1.0 without any).
     """
 
     meaning: Mapping[str, float]
     alias: AliasMatch | None
     leads: bool
+    none: float = -1.0
 
 
 Tier = Literal["lead", "alias", "meaning", "aliases only"]
@@ -725,6 +765,7 @@ class Route:
         concept: The concept chosen, or None.
         candidate: The concept that was weighed (chosen or not); None without any.
         meaning: Its meaning score (0.0 when routing by aliases only).
+        none: The message's none score (see :class:`Evidence`; -1.0 by aliases only).
         alias: The alias behind ``candidate``, if any.
         tier: Which rule decided: ``lead``/``alias`` (an alias, checked by meaning),
             ``meaning`` (no alias), or ``aliases only`` (no examples, routing numbers or
@@ -736,6 +777,7 @@ class Route:
     meaning: float
     alias: AliasMatch | None
     tier: Tier
+    none: float = -1.0
 
 
 class EmbeddingFunction(Protocol):
@@ -880,7 +922,8 @@ class ConceptRouter:
             ValueError: If ``cutoff`` is outside 0..1.
         """
         alias, leads = self.deciding_alias(text, fuzzy=fuzzy, cutoff=cutoff)
-        return Evidence(self._meaning(text, vector), alias, leads)
+        meaning, none = self._meaning(text, vector)
+        return Evidence(meaning, alias, leads, none)
 
     def route(
         self,
@@ -920,24 +963,25 @@ class ConceptRouter:
             ranked = sorted(found.meaning.items(), key=lambda item: -item[1])[:3]
             logger.debug("meaning %s", ", ".join(f"{name}={value:.3f}" for name, value in ranked))
         logger.info(
-            "%s concept=%s tier=%s meaning=%.3f%s",
+            "%s concept=%s tier=%s meaning=%.3f none=%.3f%s",
             "routed" if route.concept else "not routed: weighed",
             route.candidate,
             route.tier,
             route.meaning,
+            route.none,
             f" alias={route.alias.alias!r}" if route.alias else "",
         )
         return route
 
-    def _meaning(self, text: str, vector: Sequence[float] | None) -> dict[str, float]:
-        """Per concept, the cosine similarity of ``text`` to its centroid."""
+    def _meaning(self, text: str, vector: Sequence[float] | None) -> tuple[dict[str, float], float]:
+        """Per concept, the cosine similarity of ``text`` to its centroid; and none."""
         if not self.by_meaning or not text.strip():
-            return {}
+            return {}, -1.0
         import numpy as np
 
         assert self._embeddings is not None
         try:
-            centroids = self._centroids_of_examples()
+            centroids, ordinary = self._centroids_of_examples()
             query = np.asarray(
                 self._embeddings.embed_query(text) if vector is None else vector,
                 dtype=np.float32,
@@ -947,12 +991,17 @@ class ConceptRouter:
                 if not self._failed:
                     logger.warning("routing by aliases only: the embedding model failed: %s", exc)
                 self._failed = True
-            return {}
-        scores = centroids @ _normalised(query)
-        return {name: float(score) for name, score in zip(self.names, scores, strict=True)}
+            return {}, -1.0
+        query = _normalised(query)
+        scores = centroids @ query
+        meaning = {name: float(score) for name, score in zip(self.names, scores, strict=True)}
+        return meaning, none_score(ordinary @ query)
 
-    def _centroids_of_examples(self) -> Any:
-        """The concepts' centroids, ``(C, d)``, normalised; computed once."""
+    def _centroids_of_examples(self) -> tuple[Any, Any]:
+        """The concepts' centroids ``(C, d)`` and the ordinary requests' vectors ``(N, d)``.
+
+        Both normalised; computed once.
+        """
         import numpy as np
 
         assert self._embeddings is not None
@@ -960,10 +1009,35 @@ class ConceptRouter:
             if self._centroids is None:
                 vectors = embed_examples(self._embeddings, self.texts)
                 owner = np.asarray(self.owner)
-                self._centroids = _normalised(
+                centroids = _normalised(
                     np.stack([vectors[owner == j].mean(axis=0) for j in range(len(self.names))])
                 )
-            return self._centroids
+                ordinary = (
+                    embed_examples(self._embeddings, self.file.no_concept)
+                    if self.file.no_concept
+                    else np.zeros((0, vectors.shape[1]), dtype=np.float32)
+                )
+                self._centroids = (centroids, ordinary)
+            found: tuple[Any, Any] = self._centroids
+            return found
+
+
+def none_score(similarities: Any) -> float:
+    """The none score from a message's similarities to the ordinary requests.
+
+    Args:
+        similarities: Cosine similarities, ``(N,)``, to each ``no_concept`` request.
+
+    Returns:
+        The mean of the :data:`NONE_NEIGHBOURS` highest (of all, if fewer); -1.0 if empty.
+    """
+    import numpy as np
+
+    values = np.asarray(similarities, dtype=np.float32)
+    if values.size == 0:
+        return -1.0
+    count = min(NONE_NEIGHBOURS, values.size)
+    return float(np.partition(values, values.size - count)[values.size - count :].mean())
 
 
 def decide(evidence: Evidence, params: RoutingParams) -> Route:
@@ -976,17 +1050,23 @@ def decide(evidence: Evidence, params: RoutingParams) -> Route:
     Returns:
         The decision.
     """
-    meaning, alias = evidence.meaning, evidence.alias
+    meaning, alias, none = evidence.meaning, evidence.alias, evidence.none
     if alias is not None and alias.concept in meaning:
         score = meaning[alias.concept]
         tier: Tier = "lead" if evidence.leads else "alias"
-        need = params.lead_threshold if evidence.leads else params.alias_threshold
-        return Route(alias.concept if score >= need else None, alias.concept, score, alias, tier)
+        need, margin = (
+            (params.lead_threshold, params.lead_margin)
+            if evidence.leads
+            else (params.alias_threshold, params.alias_margin)
+        )
+        chosen = alias.concept if score >= need and score - none >= margin else None
+        return Route(chosen, alias.concept, score, alias, tier, none)
     if not meaning:
-        return Route(None, None, 0.0, alias, "meaning")
+        return Route(None, None, 0.0, alias, "meaning", none)
     best = max(meaning, key=lambda name: meaning[name])  # file order breaks ties
     score = meaning[best]
-    return Route(best if score >= params.threshold else None, best, score, None, "meaning")
+    chosen = best if score >= params.threshold and score - none >= params.margin else None
+    return Route(chosen, best, score, None, "meaning", none)
 
 
 # --- calibration ------------------------------------------------------------------------
@@ -1013,6 +1093,9 @@ class Calibration:
 
 THRESHOLD_GRID: tuple[float, ...] = tuple(round(-0.1 + 0.01 * i, 2) for i in range(81))
 """Values tried for each threshold: -0.10 to 0.70 in steps of 0.01."""
+
+MARGIN_GRID: tuple[float, ...] = (NO_MARGIN, *(round(-0.2 + 0.01 * i, 2) for i in range(41)))
+"""Values tried for each margin: off, then -0.20 to 0.20 in steps of 0.01."""
 
 
 def leave_one_out(router: ConceptRouter) -> list[tuple[str, str | None, Evidence]]:
@@ -1047,7 +1130,7 @@ def leave_one_out(router: ConceptRouter) -> list[tuple[str, str | None, Evidence
     ]
     labelled += [(t, -1, ordinary[i]) for i, t in enumerate(router.file.no_concept)]
     cases: list[tuple[str, str | None, Evidence]] = []
-    for text, label, vector in labelled:
+    for index, (text, label, vector) in enumerate(labelled):
         own, count = sums, counts
         if label >= 0:  # leave the example out of its own concept's centroid
             own, count = sums.copy(), counts.copy()
@@ -1055,8 +1138,12 @@ def leave_one_out(router: ConceptRouter) -> list[tuple[str, str | None, Evidence
             count[label] -= 1
         centroids = _normalised(own / np.maximum(count, 1)[:, None])
         meaning = {n: float(v) for n, v in zip(names, centroids @ vector, strict=True)}
+        near = ordinary @ vector
+        if label < 0:  # and an ordinary request out of the none score
+            near = np.delete(near, index - len(router.texts))
         alias, leads = router.deciding_alias(text)
-        cases.append((text, names[label] if label >= 0 else None, Evidence(meaning, alias, leads)))
+        evidence = Evidence(meaning, alias, leads, none_score(near))
+        cases.append((text, names[label] if label >= 0 else None, evidence))
     return cases
 
 
@@ -1077,14 +1164,16 @@ def _middle_of_cheapest(costs: Any) -> int:
 
 
 def calibrate(router: ConceptRouter, *, change_cost: float = 2.0) -> Calibration:
-    """The thresholds that decide the file's own examples best, each left out in turn.
+    """The thresholds and margins that decide the file's own examples best, each left out.
 
     Each rule is calibrated on the examples it decides (:func:`leave_one_out`):
-    ``lead_threshold`` on those with a leading alias, ``alias_threshold`` on those with
-    an alias elsewhere, ``threshold`` on those without. Every value of
-    :data:`THRESHOLD_GRID` is tried and the one whose decisions cost least wins; among
-    equals, the middle of the longest run of them (its neighbours are as good: it is no
-    accident of one example).
+    ``lead_threshold``/``lead_margin`` on those with a leading alias,
+    ``alias_threshold``/``alias_margin`` on those with an alias elsewhere,
+    ``threshold``/``margin`` on those without. Every pair of :data:`MARGIN_GRID` and
+    :data:`THRESHOLD_GRID` is tried and the cheapest decisions win; among equals, the
+    margin in the middle of the longest run of margins that reach the cheapest cost, then
+    the threshold in the middle of the longest run of cheapest ones at that margin (its
+    neighbours are as good: it is no accident of one example).
 
     A wrong decision costs 1 when it is what the aliases alone would have decided (keep a
     wrong alias, miss a request without one) and ``change_cost`` when meaning changed it
@@ -1106,29 +1195,43 @@ def calibrate(router: ConceptRouter, *, change_cost: float = 2.0) -> Calibration
 
     cases = leave_one_out(router)
     grid = np.asarray(THRESHOLD_GRID)
-    chosen: dict[str, float] = {}
+    margins = np.asarray(MARGIN_GRID)
+    chosen: dict[str, tuple[float, float]] = {}
     for tier in ("lead", "alias", "meaning"):
         subset = [(label, ev) for _, label, ev in cases if _tier(ev) == tier]
         if not subset:
-            chosen[tier] = 0.0
+            chosen[tier] = (0.0, NO_MARGIN)
             continue
         candidate = [decide(ev, RoutingParams(-2.0, -2.0, -2.0)).candidate for _, ev in subset]
         score = np.asarray(
             [ev.meaning[c] if c else -2.0 for (_, ev), c in zip(subset, candidate, strict=True)]
         )
+        ahead = score - np.asarray([ev.none for _, ev in subset])
         right = np.asarray([lab == c for (lab, _), c in zip(subset, candidate, strict=True)])
         wanted = np.asarray([lab is not None for lab, _ in subset])
-        routed = score[:, None] >= grid[None, :]
+        # (examples, margins, thresholds): routed when both are reached
+        routed = (score[:, None, None] >= grid[None, None, :]) & (
+            ahead[:, None, None] >= margins[None, :, None]
+        )
         if tier == "meaning":  # the aliases alone route nowhere: routing is the change
             when_routed = np.where(right, 0.0, change_cost)
             when_not = wanted.astype(float)
         else:  # the aliases alone route to the alias's concept: a veto is the change
             when_routed = np.where(right, 0.0, 1.0)
             when_not = np.where(right, change_cost, np.where(wanted, 1.0, 0.0))
-        costs = np.where(routed, when_routed[:, None], when_not[:, None]).sum(axis=0)
-        chosen[tier] = float(grid[_middle_of_cheapest(costs)])
+        costs = np.where(routed, when_routed[:, None, None], when_not[:, None, None]).sum(axis=0)
+        margin = _middle_of_cheapest(costs.min(axis=1))
+        chosen[tier] = (float(grid[_middle_of_cheapest(costs[margin])]), float(margins[margin]))
     lead_in = router.file.params.lead_in if router.file.params else frozenset()
-    params = RoutingParams(chosen["lead"], chosen["alias"], chosen["meaning"], lead_in)
+    params = RoutingParams(
+        lead_threshold=chosen["lead"][0],
+        alias_threshold=chosen["alias"][0],
+        threshold=chosen["meaning"][0],
+        lead_in=lead_in,
+        lead_margin=chosen["lead"][1],
+        alias_margin=chosen["alias"][1],
+        margin=chosen["meaning"][1],
+    )
     per_tier: dict[str, tuple[int, int]] = {}
     mistakes: list[tuple[str, str | None, str | None]] = []
     for text, expected, evidence in cases:

@@ -28,6 +28,7 @@ from tools.routing import (
     load_concept_file,
     load_concepts,
     load_system_prompt,
+    none_score,
     normalise,
 )
 
@@ -762,9 +763,11 @@ def test_a_fuzzy_alias_never_leads(toy: ConceptRouter) -> None:
     assert alias is not None and alias.kind == "fuzzy" and not leads
 
 
-def _evidence(alias_text: str | None, leads: bool, **meaning: float) -> Evidence:
+def _evidence(
+    alias_text: str | None, leads: bool, none: float = -1.0, **meaning: float
+) -> Evidence:
     alias = AliasMatch(alias_text, alias_text, "exact", 1.0, 0, 1) if alias_text else None
-    return Evidence(meaning, alias, leads)
+    return Evidence(meaning, alias, leads, none)
 
 
 PARAMS = RoutingParams(lead_threshold=0.3, alias_threshold=0.5, threshold=0.6)
@@ -787,6 +790,53 @@ def test_decide(evidence: Evidence, concept: str | None, tier: str) -> None:
     assert (route.concept, route.tier) == (concept, tier)
 
 
+MARGINS = dataclasses.replace(PARAMS, lead_margin=-0.1, alias_margin=0.0, margin=0.1)
+
+
+@pytest.mark.parametrize(
+    ("evidence", "concept"),
+    [
+        # no alias: the best concept must beat none by `margin` (0.1), not only the threshold
+        (_evidence(None, False, none=0.5, joke=0.61), "joke"),
+        (_evidence(None, False, none=0.52, joke=0.61), None),  # ordinary chat: none is close
+        (_evidence(None, False, none=0.9, joke=0.95), None),
+        (_evidence(None, False, none=0.0, joke=0.59), None),  # the threshold still holds
+        # a leading alias may trail none by up to 0.1; one elsewhere must not trail at all
+        (_evidence("joke", True, none=0.4, joke=0.31), "joke"),
+        (_evidence("joke", True, none=0.42, joke=0.31), None),
+        (_evidence("joke", False, none=0.5, joke=0.5), "joke"),
+        (_evidence("joke", False, none=0.51, joke=0.5), None),
+    ],
+)
+def test_none_competes_with_each_rule_by_its_margin(
+    evidence: Evidence, concept: str | None
+) -> None:
+    route = decide(evidence, MARGINS)
+    assert route.concept == concept
+    assert route.none == evidence.none  # reported, for the log
+
+
+def test_without_margins_none_is_not_weighed() -> None:
+    # a file without margins (routing numbers from before the none route) decides as then
+    evidence = _evidence(None, False, none=0.99, joke=0.61)
+    assert decide(evidence, PARAMS).concept == "joke"
+
+
+@pytest.mark.parametrize(
+    ("similarities", "expected"),
+    [
+        ([], -1.0),
+        ([0.3], 0.3),
+        ([0.1, 0.9, 0.2, 0.8, 0.7, 0.6, 0.5], (0.9 + 0.8 + 0.7 + 0.6 + 0.5) / 5),
+        ([-0.2, 0.4], 0.1),  # fewer than NONE_NEIGHBOURS: all of them
+    ],
+)
+def test_none_score_is_the_mean_of_the_nearest_ordinary_requests(
+    similarities: list[float], expected: float
+) -> None:
+    assert none_score(similarities) == pytest.approx(expected, abs=1e-6)
+
+
 def test_routing_by_meaning_end_to_end(toy: ConceptRouter) -> None:
     # no alias, close to the joke examples: routed by meaning
     route = toy.route("funny funny laugh")
@@ -801,6 +851,21 @@ def test_routing_by_meaning_end_to_end(toy: ConceptRouter) -> None:
     assert toy.route("").concept is None
 
 
+def test_an_ordinary_message_near_the_no_concept_requests_does_not_route(
+    tmp_path: Path,
+) -> None:
+    text = TOY.replace("  lead_in:", "  margin: 0.1\n  lead_in:").replace(
+        "threshold: 0.8", "threshold: 0.3"
+    )
+    router = ConceptRouter(load_concept_file(write(tmp_path, text)), WordEmbeddings())
+    # near the jokes and nowhere near the ordinary requests: routed
+    assert router.route("funny laugh").concept == "joke"
+    # as near the jokes, but nearer the ordinary requests: none wins
+    route = router.route("funny weather train late")
+    assert (route.concept, route.candidate, route.tier) == (None, "joke", "meaning")
+    assert route.none > route.meaning
+
+
 def test_the_examples_are_embedded_once_and_the_message_once_per_route(
     tmp_path: Path,
 ) -> None:
@@ -809,7 +874,8 @@ def test_the_examples_are_embedded_once_and_the_message_once_per_route(
     first, second = ConceptRouter(concepts, model), ConceptRouter(concepts, model)
     first.route("funny")
     second.route("word")
-    assert model.documents == 6  # the examples, shared by both routers of the process
+    # the six examples and three ordinary requests, shared by both routers of the process
+    assert model.documents == 9
     assert model.queries == 2
     second.route("mean", vector=model._vector("mean"))  # a vector given: nothing embedded
     assert model.queries == 2
@@ -893,8 +959,8 @@ def test_calibration_needs_a_model(tmp_path: Path) -> None:
         ),
         (
             "concepts:\n  joke:\n    prompt: p\n    aliases: [j]\nrouting:\n  lead_threshold: 0.2\n"
-            "  alias_threshold: 0.2\n  threshold: 0.3\n  margin: 0\n",
-            "'routing'.*unknown key 'margin'",
+            "  alias_threshold: 0.2\n  threshold: 0.3\n  cutoff: 0\n",
+            "'routing'.*unknown key 'cutoff'",
         ),
     ],
 )

@@ -1,0 +1,77 @@
+"""Routing with the shipped concept file and the real embedding model (all-MiniLM-L6-v2).
+
+Ordinary chat must not route: questions about the conversation itself, memory questions,
+"tell me about X", statements of fact, thanks. Requests worded without their concept's
+aliases must (two more written with these, a simple explanation and a list of steps, are
+misses: they are in the routing corpus as known failures). None of these messages is an
+example or a no_concept request of prompts/concepts.yaml (checked below), so the router
+is tested on what it never saw.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tools.models.embeddings import get_embeddings
+from tools.routing import ConceptRouter, load_concept_file, normalise
+
+ORDINARY = [
+    # about the conversation itself, and memory
+    "What was the second thing I asked you?",
+    "Can you tell me what I said about my brother?",
+    "Did you understand my last message?",
+    "Which city did I say I live in?",
+    "Go on",
+    "You already told me that",
+    # "tell me about X", "describe X", numbered items
+    "Tell me something about topic 31, please.",
+    "Tell me something about topic 5, please.",
+    "Describe item 12 please",
+    "What do you know about hurricanes?",
+    "Tell me about the Silk Road",
+    "Describe the town I grew up in from what I told you",
+    # statements of fact, small talk, thanks
+    "My name is Ada.",
+    "My lucky number is 42.",
+    "I moved to Porto last year.",
+    "Thanks!",
+    "okay",
+    "Good afternoon",
+    # questions of fact
+    "How deep is the Mariana Trench?",
+    "Who was the first woman to win a Nobel Prize?",
+]
+
+REQUESTS = [
+    ("Hiking or cycling for a weekend trip, what are the differences?", "compare"),
+    ("Any good jokes about bicycles?", "joke"),
+    ("Could you translate 'see you soon' into Dutch?", "translate"),
+    ("Throw some ideas at me for a themed dinner party", "brainstorm"),
+    ("Fix the grammar in this sentence please: me and him goes to school", "proofread"),
+    ("What are the good and bad points of living in a big city?", "pros_cons"),
+]
+
+
+@pytest.fixture(scope="module")
+def router() -> ConceptRouter:
+    return ConceptRouter.from_file(embeddings=get_embeddings())
+
+
+def test_none_of_these_messages_is_in_the_concept_file() -> None:
+    shipped = load_concept_file()
+    seen = {tuple(normalise(t)) for c in shipped.concepts.values() for t in c.examples}
+    seen |= {tuple(normalise(t)) for t in shipped.no_concept}
+    tested = ORDINARY + [text for text, _ in REQUESTS]
+    assert not [text for text in tested if tuple(normalise(text)) in seen]
+
+
+@pytest.mark.parametrize("message", ORDINARY)
+def test_ordinary_chat_does_not_route(router: ConceptRouter, message: str) -> None:
+    route = router.route(message)
+    assert route.concept is None, (route.candidate, route.tier, route.meaning, route.none)
+
+
+@pytest.mark.parametrize(("message", "concept"), REQUESTS)
+def test_requests_route_to_their_concept(router: ConceptRouter, message: str, concept: str) -> None:
+    route = router.route(message)
+    assert route.concept == concept, (route.candidate, route.tier, route.meaning, route.none)
