@@ -129,7 +129,7 @@ class LlamaCppChatModel(Prefill, BaseChatModel):
         except ImportError as exc:
             raise ModelLoadError(
                 "llama-cpp-python is not installed: run `make install` (it builds llama.cpp, "
-                "~7 min on 2 cores) or set ASSISTANT_MODEL__BACKEND=fake"
+                "~20 min on 2 cores) or set ASSISTANT_MODEL__BACKEND=fake"
             ) from exc
         path = Path(self.model_path) if self.model_path else None
         if path is None and self.path_resolver is not None:
