@@ -21,10 +21,10 @@ export LANGGRAPH_CLI_NO_ANALYTICS := 1
 export LANGGRAPH_NO_VERSION_CHECK := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help install model chat test test-unit lint bench eval eval-fast serve redis-up redis-down clean
+.PHONY: help install llama-wheel model chat test test-unit lint bench eval eval-fast serve redis-up redis-down clean
 
 help:
-	@echo "make chat       set up everything (first time: ~10 min) and open a chat"
+	@echo "make chat       set up everything (first time ~27 min on 2 cores, ~20 of it the llama.cpp build) and open a chat"
 	@echo "make test       run the tests (unit + integration on real models)"
 	@echo "make test-unit  only the fast unit tests (fake model)"
 	@echo "make lint       ruff, ruff format --check, mypy strict, import contracts"
@@ -39,27 +39,36 @@ $(BIN)/python:
 
 # llama-cpp-python is source-only: it is compiled once for this machine's CPU (GGML_NATIVE)
 # into a wheel kept in ~/.cache/local-assistant/wheels, keyed by version and build flags, so
-# a fresh clone or a new .venv installs it in seconds. Only the build steps are shown (full
-# log: .venv/llama-build.log). AMX is left out on x86-64: ggml's AMX kernels crash
-# (SIGSEGV in ggml_backend_amx_mul_mat) on virtual machines that report AMX but do not give
-# a process the tile state, and the model runs on AVX-512/AVX2 just as well (the wheel is
-# force-reinstalled: a .venv from before that fix holds a crashing build).
+# a fresh clone or a new .venv installs it in seconds. llama-cpp-python already leaves out
+# llama.cpp's tools, server, examples and tests; it builds on every core and shows one
+# progress line (full log: .venv/llama-build.log). (It still builds llama.cpp's common
+# library, 58 of its 140 steps, which the binding never loads; -DLLAMA_BUILD_COMMON=OFF is
+# untried: a changed flag changes the cache key and rebuilds everyone's wheel.) AMX is left
+# out on x86-64: ggml's AMX kernels crash (SIGSEGV in ggml_backend_amx_mul_mat) on virtual
+# machines that report AMX but do not give a process the tile state, and the model runs on
+# AVX-512/AVX2 just as well (the wheel is force-reinstalled: a .venv from before that fix
+# holds a crashing build).
 LLAMA_VERSION := 0.3.36
 NO_AMX := $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16)
 LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DGGML_NATIVE=ON $(if $(NO_AMX),"-DCMAKE_C_FLAGS=$(NO_AMX)" "-DCMAKE_CXX_FLAGS=$(NO_AMX)")
 LLAMA_BUILD := $(LLAMA_VERSION)-$(shell echo '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
-LLAMA_WHEELS := $(HOME)/.cache/local-assistant/wheels/llama-cpp-python-$(LLAMA_BUILD)
+WHEEL_CACHE ?= $(HOME)/.cache/local-assistant/wheels
+LLAMA_WHEELS := $(WHEEL_CACHE)/llama-cpp-python-$(LLAMA_BUILD)
 
-$(VENV)/.llama-$(LLAMA_BUILD): $(BIN)/python constraints.txt
+# Build the wheel into $(LLAMA_WHEELS) unless it is there (`make llama-wheel
+# WHEEL_CACHE=/tmp/w` times a fresh build without touching the real cache or a .venv).
+llama-wheel: $(BIN)/python
 	@if ! ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1; then \
-	  echo ">>> Building llama.cpp (llama-cpp-python $(LLAMA_VERSION)) for this CPU: ~5-7 min, once..."; \
+	  echo ">>> Building llama.cpp (llama-cpp-python $(LLAMA_VERSION)) for this CPU on $$(nproc) cores, once (~20 min on 2 cores)"; \
 	  rm -rf $(LLAMA_WHEELS).tmp; \
 	  CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
 	    $(PIP) wheel -v --no-deps --no-cache-dir -w $(LLAMA_WHEELS).tmp llama-cpp-python==$(LLAMA_VERSION) 2>&1 \
-	    | tee $(VENV)/llama-build.log \
-	    | grep --line-buffered -oE '^\s*\[[0-9]+/[0-9]+\]|^(Successfully|ERROR).*'; \
+	    | $(BIN)/python scripts/build_progress.py $(VENV)/llama-build.log "llama.cpp build"; \
 	  rm -rf $(LLAMA_WHEELS); mv $(LLAMA_WHEELS).tmp $(LLAMA_WHEELS); \
 	fi
+
+$(VENV)/.llama-$(LLAMA_BUILD): $(BIN)/python constraints.txt
+	@$(MAKE) --no-print-directory llama-wheel
 	$(PIP) install --quiet --no-deps --force-reinstall $(LLAMA_WHEELS)/llama_cpp_python-*.whl
 	@touch $@
 

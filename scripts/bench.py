@@ -24,7 +24,10 @@ Prints:
  10. the input check's cost per turn on the chat model: time to first token of the same
      everyday messages with every safety layer (semantic, classifier, judge on uncertain
      messages) against the lexical layer alone, how often the judge ran, and what one
-     judge call costs.
+     judge call costs;
+ 11. cold start: `assistant --help` (the CLI's import time), and a one-shot
+     `assistant chat -m "Say hi in three words."` from its start to its first reply token,
+     with what its log says it did on the way (model load, embeddings, ...).
 
 Usage: python scripts/bench.py [--model default|smollm2] [--turns 20] [--tokens 96]
        python scripts/bench.py --only memory      (5 and 8, no chat model)
@@ -32,6 +35,8 @@ Usage: python scripts/bench.py [--model default|smollm2] [--turns 20] [--tokens 
        python scripts/bench.py --only rag         (7)
        python scripts/bench.py --only routing     (9)
        python scripts/bench.py --only safety      (10) [--model default|smollm2]
+       python scripts/bench.py --only decode      (1: just the graph/raw decode ratio)
+       python scripts/bench.py --only cold        (11) [--model default|smollm2]
 """
 
 from __future__ import annotations
@@ -40,8 +45,10 @@ import argparse
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -147,6 +154,70 @@ def bench_throughput(settings: Settings, reps: int) -> None:
         f"1. decode tokens/s   raw llama.cpp {r:6.1f}   graph {g:6.1f}   "
         f"ratio {g / r:.3f}  (goal >= 0.95; {n_raw} vs {n_graph} tokens, median of {reps})"
     )
+
+
+def cold_start(path: Path, data_dir: Path, reps: int = 3) -> None:
+    """`assistant --help` wall time, and `assistant chat -m` from start to first token."""
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root),
+        "PYTHONUNBUFFERED": "1",
+        "ASSISTANT_DATA_DIR": str(data_dir / "cold"),
+        "ASSISTANT_MODEL__BACKEND": "llamacpp",
+        "ASSISTANT_MODEL__GGUF_PATH": str(path),
+        "ASSISTANT_LOG_LEVEL": "INFO",
+    }
+    cli = [sys.executable, "-m", "apps.cli"]
+    helps = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        subprocess.run([*cli, "--help"], env=env, cwd=root, capture_output=True, check=True)
+        helps.append(time.perf_counter() - start)
+
+    def first_token() -> tuple[float, float, list[tuple[float, str]]]:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [*cli, "chat", "-m", "Say hi in three words."],
+            env=env,
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        lines: list[tuple[float, str]] = []
+        errors = proc.stderr
+
+        def read_log() -> None:
+            for line in errors:
+                lines.append((time.perf_counter() - start, line.rstrip()))
+
+        reader = threading.Thread(target=read_log, daemon=True)
+        reader.start()
+        first = float("nan")
+        while char := proc.stdout.read(1):
+            if not char.isspace():
+                first = time.perf_counter() - start
+                break
+        proc.stdout.read()
+        proc.wait()
+        reader.join()
+        return first, time.perf_counter() - start, lines
+
+    first_token()  # the first run of a new data directory creates its stores
+    runs = [first_token() for _ in range(reps)]
+    firsts = [r[0] for r in runs]
+    median = statistics.median(firsts)
+    _, whole, log_lines = runs[firsts.index(median)] if median in firsts else runs[0]
+    print(
+        f"11. cold start: `assistant --help` {statistics.median(helps):.2f} s (goal < 1); "
+        f"`assistant chat -m` to its first token {median:.1f} s (goal <= 8; whole command "
+        f"{whole:.1f} s; median of {reps}: {', '.join(f'{f:.1f}' for f in firsts)})"
+    )
+    for at, line in log_lines:
+        if line.startswith(("INFO", "WARNING")):
+            print(f"   {at:5.1f} s  {line[:110]}")
 
 
 def bench_overhead(data_dir: Path, turns: int) -> None:
@@ -763,9 +834,10 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=4)
     parser.add_argument(
         "--only",
-        choices=["memory", "rag", "routing", "chat", "safety"],
+        choices=["memory", "rag", "routing", "chat", "safety", "decode", "cold"],
         help="run only that part (memory, rag, routing: no chat model; chat: the 30-turn "
-        "chat; safety: the input check)",
+        "chat; safety: the input check; decode: the graph/raw decode ratio; cold: the "
+        "CLI's start)",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -792,6 +864,13 @@ def main() -> None:
         if args.only == "chat":
             bench_long_chat(settings_for(path, data_dir, 24), args.turns)
             return
+        if args.only == "decode":
+            bench_throughput(settings_for(path, data_dir, args.tokens), args.reps)
+            return
+        if args.only == "cold":
+            cold_start(path, data_dir)
+            return
+        cold_start(path, data_dir)  # first: a cold start needs a machine at rest
         bench_throughput(settings_for(path, data_dir, args.tokens), args.reps)
         bench_overhead(data_dir, 50)
         bench_long_chat(settings_for(path, data_dir, 24), args.turns)

@@ -27,7 +27,6 @@ from evals.records import (
     run_schema,
     save_run,
 )
-from evals.runner import run_evals
 
 
 class _RunByDefault(TyperGroup):
@@ -107,6 +106,8 @@ def run_command(
     Exit status: 0, or 1 when the pass rate is under --min-pass-rate (or the model cannot
     be loaded), 2 for a bad corpus, option or setting.
     """
+    from evals.runner import run_evals  # the graph and the models: only to run cases
+
     settings = cli_settings()
     try:
         loaded = load_corpora(corpora or [], evals_dir)

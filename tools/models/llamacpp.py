@@ -57,6 +57,18 @@ from tools.models.state_cache import CachedState, PrefixStateCache, as_tokens, c
 
 log = logging.getLogger("assistant.llm")
 
+# llama.cpp is built with OpenMP (GGML_OPENMP, libgomp). With OMP_WAIT_POLICY unset,
+# libgomp lets an idle thread spin 300,000 times (milliseconds) before it sleeps, and uses
+# 1,000 only when it sees more threads than cores. Here there are more: n_threads uses
+# every core, and the graph streams each token to a consumer in another thread (LangGraph
+# runs the node in a worker), besides torch's own OpenMP team and other processes. After
+# each token the spinning worker held a core the consumer needed, and a barrier inside a
+# token waited on a descheduled thread. 1,000 spins (tens of microseconds) still cover a
+# barrier inside a token; then the thread sleeps. libgomp reads this when it loads (with
+# the first llama_cpp or torch import), so it is set here, at import; a value set in the
+# environment wins.
+os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+
 DEFAULT_STATE_CACHE_MB = 256
 # A state is restored only if it spares at least this many token evaluations, and the
 # context is saved only if a call would drop at least this many of its tokens: below
@@ -117,7 +129,7 @@ class LlamaCppChatModel(Prefill, BaseChatModel):
         except ImportError as exc:
             raise ModelLoadError(
                 "llama-cpp-python is not installed: run `make install` (it builds llama.cpp, "
-                "~7 min on 2 cores) or set ASSISTANT_MODEL__BACKEND=fake"
+                "~20 min on 2 cores) or set ASSISTANT_MODEL__BACKEND=fake"
             ) from exc
         path = Path(self.model_path) if self.model_path else None
         if path is None and self.path_resolver is not None:
