@@ -185,8 +185,12 @@ def forget(store: BaseStore, user_id: str, key: str) -> bool:
     """Delete one memory by key; False when the user has no memory with that key."""
     for kind in KINDS:
         ns = namespace(user_id, kind)
-        if store.get(ns, key) is not None:
-            store.delete(ns, key)
+        # RedisStore (langgraph-checkpoint-redis 0.5.2) can miss a key by get() that its
+        # search lists, so the listing decides too.
+        if store.get(ns, key) is not None or any(
+            i.key == key for i in store.search(ns, limit=10_000) if tuple(i.namespace) == ns
+        ):
+            store.batch([PutOp(ns, key, None)])
             return True
     return False
 
