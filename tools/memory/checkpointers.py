@@ -124,6 +124,24 @@ def connect_redis(settings: Settings, stack: ExitStack) -> Redis:
     return client
 
 
+def redis_client(settings: Settings, stack: ExitStack, what: str = "") -> Redis | None:
+    """The Redis client when Redis is configured and usable; None otherwise.
+
+    A configured Redis that cannot be used is warned about once (the fallback takes
+    over); with ``memory.fallback = "none"`` the warning raises instead.
+
+    Raises:
+        MemoryBackendError: Redis cannot be used and ``memory.fallback`` is ``none``.
+    """
+    if store_name(settings) != "redis":
+        return None
+    try:
+        return connect_redis(settings, stack)
+    except MemoryBackendError as exc:
+        warn_fallback(settings, exc, what=what)
+        return None
+
+
 def redis_saver(settings: Settings, client: Redis) -> Saver:
     """The official Redis saver on ``client``, with its indexes set up.
 
@@ -203,12 +221,7 @@ def open_checkpointer(settings: Settings) -> Iterator[Saver | None]:
             ``none``, or the SQLite file is not a database.
     """
     with ExitStack() as stack:
-        client = None
-        if store_name(settings) == "redis":
-            try:
-                client = connect_redis(settings, stack)
-            except MemoryBackendError as exc:
-                warn_fallback(settings, exc)
+        client = redis_client(settings, stack)
         with checkpointer_on(settings, stack, client) as saver:
             yield saver
 

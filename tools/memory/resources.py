@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from langgraph.store.base import BaseStore
 
 from graph.settings import Settings
-from tools.memory.backends import MemoryBackendError, Saver, locks_dir, store_name, warn_fallback
-from tools.memory.checkpointers import checkpointer_on, connect_redis
+from tools.memory.backends import Saver, locks_dir, store_name
+from tools.memory.checkpointers import checkpointer_on, redis_client
 from tools.memory.locks import (
     FileThreadLocks,
     LocalThreadLocks,
@@ -65,12 +65,7 @@ def open_memory(settings: Settings) -> Iterator[OpenMemory]:
             ``none``, or a SQLite file is not a database.
     """
     with ExitStack() as stack:
-        client = None
-        if store_name(settings) == "redis":
-            try:
-                client = connect_redis(settings, stack)
-            except MemoryBackendError as exc:
-                warn_fallback(settings, exc)
+        client = redis_client(settings, stack)
         saver = stack.enter_context(checkpointer_on(settings, stack, client))
         store = stack.enter_context(store_on(settings, stack, client))
         yield OpenMemory(saver, store, thread_locks(settings, client))

@@ -44,9 +44,8 @@ from tools.memory.backends import (
     redact,
     store_name,
     store_path,
-    warn_fallback,
 )
-from tools.memory.checkpointers import connect_redis
+from tools.memory.checkpointers import redis_client
 from tools.models.embeddings import DIMENSIONS, get_embeddings
 
 if TYPE_CHECKING:
@@ -302,11 +301,8 @@ def open_store(settings: Settings) -> Iterator[BaseStore | None]:
     """
     with ExitStack() as stack:
         client = None
-        if store_name(settings) == "redis" and settings.long_term.enabled:
-            try:
-                client = connect_redis(settings, stack)
-            except MemoryBackendError as exc:
-                warn_fallback(settings, exc, what="long-term memory")
+        if settings.long_term.enabled:
+            client = redis_client(settings, stack, what="long-term memory")
         with store_on(settings, stack, client) as store:
             yield store
 
