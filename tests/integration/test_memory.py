@@ -572,3 +572,32 @@ def test_thread_locks_move_to_the_fallback_when_redis_dies(
             with pytest.raises(ThreadBusyError), memory.locks.hold("t1", 0):  # still locks
                 pass
     assert texts(state) == ["before", "ok", "after", "ok"]
+
+
+def test_processes_starting_together_on_a_fresh_redis_all_set_up(
+    redis_url: str, make_settings: Callable[..., Settings]
+) -> None:
+    """Index creation races (exists? then create) must not fail the one that lost it."""
+    import threading
+
+    import redis
+
+    from tools.memory.resources import open_memory
+
+    settings = make_settings(
+        memory={"redis_url": redis_url, "fallback": "none"}, long_term={"enabled": True}
+    )
+    for _ in range(3):
+        with redis.Redis.from_url(redis_url) as client:
+            client.flushall()  # drops the search indexes too: every round starts fresh
+        start = threading.Barrier(6)
+
+        def open_once(start: threading.Barrier) -> str:
+            start.wait()
+            with open_memory(settings) as memory:
+                return type(memory.saver).__name__
+
+        with ThreadPoolExecutor(6) as pool:
+            opened = list(pool.map(open_once, [start] * 6))
+        assert len(opened) == 6
+        assert all("Redis" in name for name in opened), opened

@@ -181,3 +181,72 @@ def test_bad_memory_settings_name_the_key(
 )
 def test_passwords_never_reach_the_log(url: str, shown: str) -> None:
     assert redact(url) == shown
+
+
+class FlakySetup:
+    """A setup() that fails ``failures`` times with ``error`` before it succeeds."""
+
+    def __init__(self, error: Exception, failures: int) -> None:
+        self.error, self.failures, self.calls = error, failures, 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+
+    async def asetup(self) -> None:
+        self()
+
+
+def index_race() -> Exception:
+    from redisvl.exceptions import RedisSearchError
+
+    try:
+        raise RuntimeError("Index already exists")  # what redis-py reports
+    except RuntimeError as cause:
+        try:
+            raise RedisSearchError("Failed to create index 'checkpoint' on Redis") from cause
+        except RedisSearchError as wrapped:
+            return wrapped
+
+
+@pytest.mark.parametrize("failures", [1, 2])
+def test_a_process_that_loses_the_index_race_sets_up_again(
+    failures: int, make_settings: Callable[..., Settings]
+) -> None:
+    from tools.memory.backends import aset_up_redis, set_up_redis
+
+    settings = make_settings()
+    setup = FlakySetup(index_race(), failures)
+    set_up_redis(setup, settings)
+    assert setup.calls == failures + 1
+    asetup = FlakySetup(index_race(), failures)
+    asyncio.run(aset_up_redis(asetup.asetup, settings))
+    assert asetup.calls == failures + 1
+
+
+@pytest.mark.parametrize(
+    ("error", "raised"),
+    [
+        (ValueError("bad schema"), ValueError),
+        (ConnectionRefusedError("refused"), MemoryBackendError),
+    ],
+)
+def test_other_setup_errors_are_not_retried(
+    error: Exception, raised: type[Exception], make_settings: Callable[..., Settings]
+) -> None:
+    from tools.memory.backends import set_up_redis
+
+    setup = FlakySetup(error, failures=1)
+    with pytest.raises(raised):
+        set_up_redis(setup, make_settings())
+    assert setup.calls == 1
+
+
+def test_a_race_lost_every_time_is_reported(make_settings: Callable[..., Settings]) -> None:
+    from redisvl.exceptions import RedisSearchError
+
+    from tools.memory.backends import set_up_redis
+
+    with pytest.raises(RedisSearchError):
+        set_up_redis(FlakySetup(index_race(), failures=10), make_settings())

@@ -7,6 +7,7 @@ one choice, :func:`store_name`: Redis when it is configured, else a local SQLite
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -94,6 +95,63 @@ def is_unreachable(exc: BaseException) -> bool:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return False
+
+
+def _lost_index_race(exc: BaseException) -> bool:
+    """True when ``exc`` says another process created a RediSearch index first.
+
+    redisvl checks that an index exists, then creates it: two processes starting at once
+    can both pass the check, and the second creation fails with "Index already exists".
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if "index already exists" in str(current).lower():
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+_SETUP_ATTEMPTS = 3
+
+
+def set_up_redis(setup: Callable[[], object], settings: Settings) -> None:
+    """Run a Redis saver's or store's ``setup``, safe against processes starting together.
+
+    A lost index-creation race is retried: the second pass sees the index and skips it.
+
+    Raises:
+        RedisUnavailableError: Redis stopped answering while setting up.
+    """
+    for attempt in range(1, _SETUP_ATTEMPTS + 1):
+        try:
+            setup()
+            return
+        except Exception as exc:
+            if is_unreachable(exc):
+                url = redact(settings.memory.redis_address)
+                raise RedisUnavailableError(f"Redis at {url} is unreachable: {exc}") from exc
+            if attempt == _SETUP_ATTEMPTS or not _lost_index_race(exc):
+                raise
+
+
+async def aset_up_redis(setup: Callable[[], Awaitable[object]], settings: Settings) -> None:
+    """The async twin of :func:`set_up_redis`.
+
+    Raises:
+        RedisUnavailableError: Redis stopped answering while setting up.
+    """
+    for attempt in range(1, _SETUP_ATTEMPTS + 1):
+        try:
+            await setup()
+            return
+        except Exception as exc:
+            if is_unreachable(exc):
+                url = redact(settings.memory.redis_address)
+                raise RedisUnavailableError(f"Redis at {url} is unreachable: {exc}") from exc
+            if attempt == _SETUP_ATTEMPTS or not _lost_index_race(exc):
+                raise
 
 
 def client_options(settings: Settings) -> dict[str, Any]:

@@ -29,13 +29,12 @@ from langgraph.checkpoint.memory import InMemorySaver
 from graph.settings import Settings, get_settings
 from tools.memory.backends import (
     MemoryBackendError,
-    RedisUnavailableError,
     Saver,
     aprobe,
+    aset_up_redis,
     client_options,
-    is_unreachable,
     probe,
-    redact,
+    set_up_redis,
     sqlite_path,
     store_name,
     warn_fallback,
@@ -149,13 +148,7 @@ def redis_saver(settings: Settings, client: Redis) -> Saver:
         RedisUnavailableError: Redis stopped answering while setting up.
     """
     saver = _redis_saver_class()(redis_client=client, ttl=_ttl(settings))
-    try:
-        saver.setup()
-    except Exception as exc:
-        if is_unreachable(exc):
-            url = redact(settings.memory.redis_address)
-            raise RedisUnavailableError(f"Redis at {url} is unreachable: {exc}") from exc
-        raise
+    set_up_redis(saver.setup, settings)
     return saver
 
 
@@ -168,12 +161,7 @@ async def _aopen_redis(settings: Settings, stack: AsyncExitStack) -> Saver:
     stack.push_async_callback(client.aclose)
     await aprobe(client, url)
     saver = AsyncRedisSaver(redis_client=client, ttl=_ttl(settings))
-    try:
-        await saver.asetup()
-    except Exception as exc:
-        if is_unreachable(exc):
-            raise RedisUnavailableError(f"Redis at {redact(url)} is unreachable: {exc}") from exc
-        raise
+    await aset_up_redis(saver.asetup, settings)
     return saver
 
 

@@ -39,9 +39,7 @@ from langgraph.store.memory import InMemoryStore
 from graph.settings import Settings, get_settings
 from tools.memory.backends import (
     MemoryBackendError,
-    RedisUnavailableError,
-    is_unreachable,
-    redact,
+    set_up_redis,
     store_name,
     store_path,
 )
@@ -224,13 +222,7 @@ def redis_store(settings: Settings, client: Redis) -> BaseStore:
     from langgraph.store.redis import RedisStore
 
     store = RedisStore(client, index=index_config())
-    try:
-        store.setup()
-    except Exception as exc:
-        if is_unreachable(exc):
-            url = redact(settings.memory.redis_address)
-            raise RedisUnavailableError(f"Redis at {url} is unreachable: {exc}") from exc
-        raise
+    set_up_redis(store.setup, settings)
     return store
 
 
