@@ -136,6 +136,15 @@ def run_command(
                 failed=failed,
                 description=escape(f"{result.corpus}/{result.id}"[:32]),
             )
+            if not err.is_terminal and not as_json:
+                # A log file gets no progress bar: one line per case shows how far it is.
+                verdict = "pass" if result.passed else "known" if result.known_failure else "FAIL"
+                err.print(
+                    f"[{done}/{planned}] {result.corpus}/{result.id}: {verdict}",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
 
         try:
             record = run_evals(

@@ -437,6 +437,18 @@ def test_threshold_sets_the_exit_code(cli: CliRunner, tmp_path: Path) -> None:
     assert "run record:" in over.output
 
 
+def test_a_log_file_gets_one_progress_line_per_case(cli: CliRunner, tmp_path: Path) -> None:
+    """Not a terminal (a log file, CI): no progress bar, so each case says how far it is."""
+    corpus = str(demo_corpus(tmp_path))
+    result = cli.invoke(assistant_app(), ["eval", corpus, "--runs-dir", str(tmp_path / "r")])
+    lines = [line for line in result.output.splitlines() if line.startswith("[")]
+    total = len(lines)
+    assert total >= 5
+    assert [line.split("]")[0] for line in lines] == [f"[{n}/{total}" for n in range(1, total + 1)]
+    assert sum(line.endswith(": FAIL") for line in lines) == 1, lines  # the one failing case
+    assert all(line.endswith((": pass", ": FAIL", ": known")) for line in lines), lines
+
+
 def test_cli_errors_are_clear(cli: CliRunner, tmp_path: Path) -> None:
     bad = write(tmp_path, "cases:\n  - id: a\n    turns: [hi\n", "bad.yaml")
     for args, message in [
