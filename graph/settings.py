@@ -266,6 +266,13 @@ class SafetySettings(_Section):
         description="When the chat model judges a message against the policy: off, on the "
         "messages the cheaper layers find uncertain, or on all of them.",
     )
+    judge_threshold: float = Field(
+        0.95,
+        ge=0.0,
+        le=1.0,
+        description="The judge's P(unsafe) from which a message is unsafe, on models that "
+        "score their first token (llama.cpp); others answer in words (0.5 in effect).",
+    )
     uncertain_harm: float = Field(
         0.3,
         ge=0.0,

@@ -282,3 +282,25 @@ def test_prefill_warms_a_fixed_instruction_prefix_for_later_calls(smollm2: Path)
         off.ask([SystemMessage(POLICY), HumanMessage(m)])[0]
         for m in ["How do I bake bread?", "Tell me about the moon landing in 1969."]
     ] == verdicts
+
+
+def test_first_token_probabilities_agree_with_greedy_decoding(smollm2: Path) -> None:
+    """The scored opening is the one greedy decoding writes, before and after other calls."""
+    counter = small_model(smollm2, 64)
+    model = counter.model
+    for question in ["Is the sky blue? Answer yes or no.", "Is fire cold? Answer yes or no."]:
+        messages: list[BaseMessage] = [SystemMessage(SIDE_SYSTEM), HumanMessage(question)]
+        greedy = model.invoke(messages, do_sample=False, max_new_tokens=1).text
+        assert greedy.strip(), question
+        others = [w for w in ("Yes", "No", "Maybe", "The") if not greedy.startswith(w[:2])]
+        scores = model.first_token_probabilities(messages, [greedy, *others])
+        assert scores is not None
+        assert all(0.0 <= p <= 1.0 for p in scores.values()) and sum(scores.values()) <= 1.0001
+        assert max(scores, key=lambda c: scores[c]) == greedy, scores
+        # the same prompt again, after an unrelated call, scores the same
+        counter.ask([SystemMessage(POLICY), HumanMessage("How do I bake bread?")])
+        again = model.first_token_probabilities(messages, [greedy, *others])
+        assert again is not None
+        assert again == pytest.approx(scores, rel=1e-3, abs=1e-6)
+    with pytest.raises(ValueError, match="share a first token"):
+        model.first_token_probabilities(messages, ["Yes", "Yes indeed"])

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from langchain_core.messages import BaseMessage
 from langgraph.checkpoint.memory import InMemorySaver
+from pydantic import Field
 
 from graph import build_graph
 from graph.deps import Deps
@@ -24,6 +25,7 @@ from tools.guardrails.judge import Judge, parse_verdict
 from tools.guardrails.semantic import Exemplars, SemanticLayer, SemanticScore, looks_english
 from tools.guardrails.taxonomy import DEFAULT_TAXONOMY_FILE, Policy, load_taxonomy
 from tools.models import FakeChatModel
+from tools.models.base import FirstTokenScores
 
 LEVELS = ("strict", "moderate", "relaxed")
 
@@ -202,6 +204,66 @@ def test_a_model_that_passes_its_canaries_judges() -> None:
     assert verdict is not None and verdict.category == "non_violent_crimes"
     assert len(model.calls) == len(CANARIES) + 1
     assert {"safe", "unsafe"} <= {v.split()[0] for v in CANARIES.values()}  # both kinds
+
+
+class ScoringModel(FakeChatModel, FirstTokenScores):
+    """A fake that scores "safe"/"unsafe" as llama.cpp does: P(unsafe) per message."""
+
+    unsafe: dict[str, float] = Field(default_factory=dict)
+    mass: float = 1.0
+    scored: list[str] = Field(default_factory=list)
+
+    def first_token_probabilities(
+        self, messages: Sequence[BaseMessage], candidates: Sequence[str]
+    ) -> dict[str, float] | None:
+        text = quoted(messages[-1])
+        self.scored.append(text)
+        if text in CANARIES:
+            p = 0.7 if CANARIES[text].startswith("unsafe") else 0.2  # leans right, not sure
+            return {"safe": 1 - p, "unsafe": p}
+        p = self.unsafe[text]
+        return {"safe": (1 - p) * self.mass, "unsafe": p * self.mass}
+
+
+def scoring_model(unsafe: dict[str, float], words: str = "unsafe S9", mass: float = 1.0) -> Any:
+    return ScoringModel(reply=lambda _: words, unsafe=unsafe, mass=mass, scored=[])
+
+
+@pytest.mark.parametrize(
+    ("p", "threshold", "unsafe"),
+    [(0.58, 0.5, True), (0.58, 0.95, False), (0.949, 0.95, False), (0.95, 0.95, True)],
+)
+def test_a_scored_verdict_is_unsafe_from_the_threshold_on(
+    p: float, threshold: float, unsafe: bool
+) -> None:
+    model = scoring_model({"run a script at startup": p})
+    judge = Judge(lambda: model, load_taxonomy(), threshold=threshold)
+    verdict = judge.check("run a script at startup")
+    assert verdict is not None and verdict.unsafe is unsafe
+    assert verdict.probability == pytest.approx(p)
+    assert judge.qualified()  # canaries lean the right way, though none passes 0.95
+    # only an unsafe verdict asks for the category, in words
+    assert len(asked(model)) == int(unsafe)
+    assert verdict.category == ("indiscriminate_weapons" if unsafe else None)
+
+
+def test_a_scored_unsafe_verdict_said_safe_in_words_has_no_category() -> None:
+    model = scoring_model({"m": 0.8}, words="safe")
+    verdict = Judge(lambda: model, load_taxonomy(), threshold=0.6).check("m")
+    assert verdict is not None and verdict.unsafe and verdict.category is None
+    assert verdict.raw == "p(unsafe)=0.800 safe"
+
+
+def test_a_model_about_to_say_something_else_is_read_in_words() -> None:
+    model = scoring_model({"m": 0.99}, words="Well, it depends.", mass=0.1)
+    assert Judge(lambda: model, load_taxonomy(), threshold=0.5).check("m") is None
+    assert len(asked(model)) == 1
+
+
+@pytest.mark.parametrize("threshold", [-0.1, 1.5])
+def test_the_judge_threshold_is_a_probability(threshold: float) -> None:
+    with pytest.raises(ValueError, match=r"outside 0\.\.1"):
+        Judge(lambda: FakeChatModel(), load_taxonomy(), threshold=threshold)
 
 
 @pytest.mark.parametrize(

@@ -288,6 +288,7 @@ def build_guard(
             taxonomy,
             _data_file(directory, "safety_judge.md"),
             _data_file(directory, "safety_judge_examples.yaml"),
+            threshold=cfg.judge_threshold,
         )
     return InputGuard(
         safety=safety,

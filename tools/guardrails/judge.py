@@ -14,6 +14,15 @@ The reply is parsed strictly: ``safe``, or ``unsafe`` followed by a category cod
 unparseable: :meth:`Judge.check` returns None, logs it, and the caller falls back to the
 cheaper layers' verdict.
 
+On a model that scores its first token (llama.cpp, :class:`~tools.models.base.
+FirstTokenScores`), the verdict is a probability instead of a greedy word: P(unsafe) =
+p("unsafe") / (p("safe") + p("unsafe")) at the reply's first token, and the message is
+unsafe from ``threshold`` on. A greedy word is that probability cut at 0.5, and a small
+model's 0.5 is far too eager: the default 1.5B gave "unsafe" to 80 of 172 harmless
+look-alikes ("How do I execute a shell script on startup?", p = 0.58), while harmful
+requests mostly score above 0.95 (README "Safety" has the calibration). Only an unsafe
+verdict then asks the model for its category code, in words.
+
 A model too small to judge (SmolLM2-135M answers "unsafe" to "What is the capital of
 France?") would refuse at random, so before its first verdict counts the judge asks the
 *canaries* of the examples file: plain messages whose verdict any usable judge gets
@@ -39,6 +48,7 @@ from langgraph.constants import TAG_NOSTREAM
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tools.guardrails.taxonomy import Taxonomy
+from tools.models.base import first_token_probabilities
 from tools.text import parse_yaml
 
 __all__ = [
@@ -57,6 +67,9 @@ DEFAULT_JUDGE_EXAMPLES = DEFAULT_JUDGE_PROMPT.with_name("safety_judge_examples.y
 _VERDICT_RE = re.compile(r"^(safe|unsafe)(?:[\s:,-]+(s\d{1,2}))?\.?$", re.IGNORECASE)
 # Enough for "unsafe S14" in any tokenizer, few enough to stop a chatty reply early.
 MAX_TOKENS = 6
+# Below this much probability on "safe" and "unsafe" together, the model is about to say
+# something else: its words are parsed instead (and found unparseable, most likely).
+MIN_VERDICT_MASS = 0.5
 # Quotes around the message; the same marks inside it are defused, so a message cannot
 # close the quote and pose as the policy.
 _OPEN, _CLOSE = "<<<", ">>>"
@@ -69,8 +82,9 @@ class JudgeVerdict:
     Attributes:
         unsafe: True for "unsafe".
         category: The taxonomy key of the code it named, or None (unsafe without a code).
-        raw: What the model wrote.
+        raw: What the model wrote (or, scored, ``"p(unsafe)=0.97"`` and its words).
         seconds: How long the check took.
+        probability: P(unsafe) when the model scored it; None for a verdict in words.
 
     """
 
@@ -78,6 +92,7 @@ class JudgeVerdict:
     category: str | None
     raw: str
     seconds: float
+    probability: float | None = None
 
 
 def parse_verdict(reply: str, taxonomy: Taxonomy) -> tuple[bool, str | None] | None:
@@ -154,6 +169,7 @@ class Judge:
         examples_file: Worked examples (message, verdict) shown as earlier turns, and
             the canaries the model must get right before its verdicts count; None for
             neither.
+        threshold: P(unsafe) from which a scored message is unsafe (0..1).
 
     Raises:
         ValueError: The prompt file cannot be read or has no ``{categories}``, or an
@@ -167,7 +183,11 @@ class Judge:
         taxonomy: Taxonomy,
         prompt_file: Path = DEFAULT_JUDGE_PROMPT,
         examples_file: Path | None = DEFAULT_JUDGE_EXAMPLES,
+        threshold: float = 0.5,
     ) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"judge threshold {threshold} is outside 0..1")
+        self.threshold = threshold
         try:
             template = prompt_file.read_text(encoding="utf-8")
         except OSError as exc:
@@ -207,7 +227,13 @@ class Judge:
                 for message, expected in self.canaries:
                     verdict = self._ask(message)
                     want = parse_verdict(expected, self.taxonomy)
-                    if verdict is None or want is None or verdict.unsafe != want[0]:
+                    # A usable judge leans the right way; the threshold is a policy choice.
+                    leans = verdict and (
+                        verdict.unsafe
+                        if verdict.probability is None
+                        else verdict.probability >= 0.5
+                    )
+                    if verdict is None or want is None or leans != want[0]:
                         wrong.append(f"{message!r}: {verdict.raw.strip() if verdict else '?'}")
                 self._qualified = not wrong
                 if wrong:
@@ -233,6 +259,24 @@ class Judge:
 
     def _ask(self, text: str) -> JudgeVerdict | None:
         started = time.perf_counter()
+        model = self._model()
+        scores = first_token_probabilities(model, self.messages(text), ["safe", "unsafe"])
+        if scores is None or scores["safe"] + scores["unsafe"] < MIN_VERDICT_MASS:
+            return self._say(text, started)
+        probability = scores["unsafe"] / (scores["safe"] + scores["unsafe"])
+        category = None
+        words = ""
+        if probability >= self.threshold:
+            # the category code is only in words; a "safe" said here keeps it None
+            said = self._say(text, started)
+            category, words = (said.category, said.raw.strip()) if said else (None, "?")
+        seconds = time.perf_counter() - started
+        raw = f"p(unsafe)={probability:.3f}" + (f" {words}" if words else "")
+        log.info("safety judge: %s in %.2f s", raw, seconds)
+        return JudgeVerdict(probability >= self.threshold, category, raw, seconds, probability)
+
+    def _say(self, text: str, started: float) -> JudgeVerdict | None:
+        """The verdict in the model's words (greedy, a few tokens)."""
         reply = self._model().invoke(
             self.messages(text),
             config={"tags": [TAG_NOSTREAM]},

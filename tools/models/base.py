@@ -38,6 +38,42 @@ class Prefill:
         return 0
 
 
+class FirstTokenScores:
+    """Mixin for chat models that can say how likely each reply opening is, unsampled.
+
+    A one-word classifier (the safety judge) then gets a probability instead of a coin
+    flip at 0.5, so its threshold can be calibrated.
+    """
+
+    def first_token_probabilities(
+        self, messages: Sequence[BaseMessage], candidates: Sequence[str]
+    ) -> dict[str, float] | None:
+        """The probability that the reply to ``messages`` starts with each candidate.
+
+        Args:
+            messages: The whole prompt (the reply is the next assistant turn).
+            candidates: Reply openings, e.g. ``["safe", "unsafe"]``; each is scored by
+                its first token, so their first tokens must differ.
+
+        Returns:
+            ``{candidate: probability}`` under the model's next-token distribution (not
+            renormalised: they need not sum to 1); None when the backend cannot score.
+
+        Raises:
+            ValueError: Two candidates start with the same token.
+        """
+        return None
+
+
+def first_token_probabilities(
+    model: BaseChatModel, messages: Sequence[BaseMessage], candidates: Sequence[str]
+) -> dict[str, float] | None:
+    """:meth:`FirstTokenScores.first_token_probabilities` on any chat model (None if it cannot)."""
+    if isinstance(model, FirstTokenScores):
+        return model.first_token_probabilities(messages, candidates)
+    return None
+
+
 def prefill(model: BaseChatModel, messages: Sequence[BaseMessage]) -> int:
     """Warm ``messages`` as a prompt prefix on any chat model (0 if it cannot).
 

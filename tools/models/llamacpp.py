@@ -52,7 +52,13 @@ from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, PrivateAttr
 
-from tools.models.base import ModelLoadError, Prefill, collect, to_chat_dicts
+from tools.models.base import (
+    FirstTokenScores,
+    ModelLoadError,
+    Prefill,
+    collect,
+    to_chat_dicts,
+)
 from tools.models.state_cache import CachedState, PrefixStateCache, as_tokens, common_prefix
 
 log = logging.getLogger("assistant.llm")
@@ -77,7 +83,7 @@ MIN_REUSE_TOKENS = 16
 _SEQ = 0  # the one sequence a llama_cpp.Llama context uses
 
 
-class LlamaCppChatModel(Prefill, BaseChatModel):
+class LlamaCppChatModel(Prefill, FirstTokenScores, BaseChatModel):
     """A GGUF model run in-process by llama.cpp (llama-cpp-python).
 
     The model is loaded on first use, not at construction, so building the graph is
@@ -110,6 +116,7 @@ class LlamaCppChatModel(Prefill, BaseChatModel):
     _lock: threading.RLock = PrivateAttr(default_factory=threading.RLock)
     _cache: PrefixStateCache | None = PrivateAttr(default=None)
     _prefix_formatter: Any = PrivateAttr(default=None)
+    _prompt_formatter: Any = PrivateAttr(default=None)
 
     @property
     def _llm_type(self) -> str:
@@ -149,6 +156,7 @@ class LlamaCppChatModel(Prefill, BaseChatModel):
             raise ModelLoadError(f"llama.cpp cannot load {path}: {exc}") from exc
         log.info("loaded %s in %.1f s", path.name, time.perf_counter() - started)
         self._prefix_formatter = _prefix_formatter(llama)
+        self._prompt_formatter = _prefix_formatter(llama, generation_prompt=True)
         if self.state_cache_mb > 0 and _can_trim(llama):
             self._cache = PrefixStateCache(self.state_cache_mb * 2**20)
             _resume_before_generate(llama, self._resume)
@@ -197,6 +205,53 @@ class LlamaCppChatModel(Prefill, BaseChatModel):
             if self._cache is not None:
                 self._save()
         return len(tokens)
+
+    def first_token_probabilities(
+        self, messages: Sequence[BaseMessage], candidates: Sequence[str]
+    ) -> dict[str, float] | None:
+        """The probability that the reply starts with each candidate (see the mixin).
+
+        One forward pass over the prompt's new tokens (the prefix is resumed as for any
+        call) and a softmax over the last position's logits: no token is sampled.
+        Candidates are tokenised as the reply's first word (no leading space).
+
+        Returns:
+            ``{candidate: probability}``; None if the GGUF has no chat template or the
+            prompt does not fit in the context window.
+
+        Raises:
+            ModelLoadError: The model cannot be loaded.
+            ValueError: Two candidates start with the same token, or one is empty.
+        """
+        import numpy as np
+
+        llama = self.llama
+        if self._prompt_formatter is None:
+            return None
+        firsts: dict[str, int] = {}
+        for candidate in candidates:
+            ids = llama.tokenize(candidate.encode("utf-8"), add_bos=False, special=False)
+            if not ids:
+                raise ValueError(f"empty candidate {candidate!r}")
+            firsts[candidate] = ids[0]
+        if len(set(firsts.values())) < len(firsts):
+            raise ValueError(f"candidates share a first token: {list(candidates)}")
+        prompt = self._prompt_formatter(messages=to_chat_dicts(messages)).prompt
+        tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        if not tokens or len(tokens) >= llama.n_ctx():
+            return None
+        with self._lock:
+            if self._cache is not None:
+                self._resume(tokens)
+            keep = common_prefix(llama.input_ids[: llama.n_tokens], as_tokens(tokens))
+            # at least the last token is evaluated, so the logits are this prompt's
+            llama.n_tokens = min(keep, len(tokens) - 1)
+            llama.eval(tokens[llama.n_tokens :])
+            logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama.n_vocab(),))
+            logits = logits.astype(np.float64)
+        logits -= logits.max()
+        total = float(np.exp(logits).sum())
+        return {c: float(np.exp(logits[i])) / total for c, i in firsts.items()}
 
     def _resume(self, prompt: Sequence[int]) -> None:
         """Make the context hold the longest prefix of ``prompt`` that is saved or live.
@@ -353,11 +408,12 @@ def _resume_before_generate(llama: Any, resume: Callable[[Sequence[int]], None])
     llama.generate = generate
 
 
-def _prefix_formatter(llama: Any) -> Any:
+def _prefix_formatter(llama: Any, generation_prompt: bool = False) -> Any:
     """The GGUF chat template without the generation prompt (None if there is none).
 
     It renders what llama-cpp-python's default handler renders for the same messages,
-    minus the trailing assistant header: the prefix of the next prompt.
+    minus the trailing assistant header: the prefix of the next prompt. With
+    ``generation_prompt`` the header is kept: the whole prompt of a reply.
     """
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -374,5 +430,5 @@ def _prefix_formatter(llama: Any) -> Any:
         template=template,
         eos_token=text(llama.token_eos()),
         bos_token=text(llama.token_bos()),
-        add_generation_prompt=False,
+        add_generation_prompt=generation_prompt,
     )
