@@ -267,11 +267,12 @@ class SafetySettings(_Section):
         "messages the cheaper layers find uncertain, or on all of them.",
     )
     judge_threshold: float = Field(
-        0.95,
+        0.5,
         ge=0.0,
         le=1.0,
-        description="The judge's P(unsafe) from which a message is unsafe, on models that "
-        "score their first token (llama.cpp); others answer in words (0.5 in effect).",
+        description="On models that score the judge's verdict (llama.cpp): the stacked "
+        "P(harmful) of judge and semantic layer (prompts/safety_calibration.yaml) from which "
+        "a message is refused. Lower refuses more, harmless look-alikes too.",
     )
     uncertain_harm: float = Field(
         0.3,

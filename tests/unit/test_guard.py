@@ -242,16 +242,16 @@ def test_a_scored_verdict_is_unsafe_from_the_threshold_on(
     assert verdict is not None and verdict.unsafe is unsafe
     assert verdict.probability == pytest.approx(p)
     assert judge.qualified()  # canaries lean the right way, though none passes 0.95
-    # only an unsafe verdict asks for the category, in words
-    assert len(asked(model)) == int(unsafe)
-    assert verdict.category == ("indiscriminate_weapons" if unsafe else None)
+    assert asked(model) == [] and verdict.category is None  # a score, no words
 
 
-def test_a_scored_unsafe_verdict_said_safe_in_words_has_no_category() -> None:
-    model = scoring_model({"m": 0.8}, words="safe")
-    verdict = Judge(lambda: model, load_taxonomy(), threshold=0.6).check("m")
-    assert verdict is not None and verdict.unsafe and verdict.category is None
-    assert verdict.raw == "p(unsafe)=0.800 safe"
+@pytest.mark.parametrize(
+    ("words", "category"), [("unsafe S9", "indiscriminate_weapons"), ("safe", None)]
+)
+def test_the_judge_names_a_category_in_words_when_asked(words: str, category: str | None) -> None:
+    model = scoring_model({"m": 0.99}, words=words)
+    assert Judge(lambda: model, load_taxonomy()).category("m") == category
+    assert len(asked(model)) == 1
 
 
 def test_a_model_about_to_say_something_else_is_read_in_words() -> None:
@@ -630,3 +630,90 @@ def test_the_fake_backends_canned_reply_never_judges(tmp_path: Path) -> None:
     # A model handed in (tests, notebooks) may judge; so may any real backend.
     assert Deps(settings, model_override=judge_model("safe")).can_judge is True
     assert Deps(load_settings(data_dir=str(tmp_path))).can_judge is True
+
+
+# --- stacking a scored judge with the semantic layer -----------------------------------------
+
+
+def test_calibration_is_a_logistic_model_of_both_log_odds() -> None:
+    from tools.guardrails.calibration import Calibration, logit
+
+    weights = Calibration(judge=2.0, harm=1.0, bias=-1.0)
+    assert weights.probability(0.5, 0.5) == pytest.approx(1 / (1 + math.e))  # sigmoid(-1)
+    z = 2.0 * math.log(0.9 / 0.1) + math.log(0.8 / 0.2) - 1.0
+    assert weights.probability(0.9, 0.8) == pytest.approx(1 / (1 + math.exp(-z)))
+    assert weights.probability(0.9, None) == pytest.approx(1 / (1 + math.exp(-(z - logit(0.8)))))
+    assert weights.probability(1.0, 1.0) < 1.0  # clipped: never certain
+    # more harm, or a surer judge, never lowers it
+    assert weights.probability(0.9, 0.2) < weights.probability(0.9, 0.6)
+    assert weights.probability(0.6, 0.5) < weights.probability(0.95, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [("judge: 1\nharm: 1\n", "bias"), ("judge: x\nharm: 1\nbias: 0\n", "judge"), ("[", "")],
+)
+def test_an_invalid_calibration_file_is_a_clear_error(
+    tmp_path: Path, content: str, problem: str
+) -> None:
+    from tools.guardrails.calibration import load_calibration
+
+    path = tmp_path / "calibration.yaml"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=f"(?s)safety calibration {path}.*{problem}"):
+        load_calibration(path)
+
+
+def test_the_shipped_calibration_trusts_both_layers() -> None:
+    from tools.guardrails.calibration import load_calibration
+
+    weights = load_calibration()
+    assert weights.judge > 0 and weights.harm > 0  # each layer's evidence counts for harm
+
+
+def stacked_guard(p: float, score: SemanticScore, words: str = "unsafe S9") -> Any:
+    from tools.guardrails.calibration import Calibration
+
+    model = scoring_model({"msg": p}, words=words)
+    safety = SafetyFilter()
+    policy = Policy.build(load_settings().safety.refuse.model_dump(), safety.taxonomy)
+    guard = InputGuard(
+        safety=safety,
+        policy=policy,
+        semantic=StubLayer(score),  # type: ignore[arg-type]
+        judge=Judge(lambda: model, safety.taxonomy),
+        calibration=Calibration(judge=2.0, harm=1.0, bias=-4.0),
+    )
+    return guard, model
+
+
+@pytest.mark.parametrize(
+    ("p", "harm", "refused"),
+    [
+        (0.97, 0.95, True),  # both sure
+        (0.90, 0.35, False),  # a fairly sure judge alone is not enough (look-alikes)
+        (0.80, 0.99, True),  # an unsure judge with near-certain harm
+        (0.58, 0.60, False),  # the "unsafe" a greedy word would have said
+    ],
+)
+def test_a_scored_verdict_is_stacked_with_the_harm_probability(
+    p: float, harm: float, refused: bool
+) -> None:
+    score = SemanticScore(harm=harm, category="violent_crimes", nearest=0.5, english=True)
+    guard, model = stacked_guard(p, score)
+    verdict = guard.check("msg", "moderate")
+    assert verdict.allowed is not refused, verdict.scores
+    assert verdict.layer == "judge" and "p_harmful" in (verdict.scores or {})
+    # an English message's category is the semantic layer's: no words asked
+    assert verdict.category == ("violent_crimes" if refused else None)
+    assert asked(model) == []
+
+
+def test_a_foreign_message_is_judged_alone_and_named_in_words() -> None:
+    foreign = SemanticScore(harm=0.01, category="hate", nearest=0.1, english=False)
+    guard, model = stacked_guard(0.99, foreign, words="unsafe S1")
+    verdict = guard.check("msg", "moderate")
+    assert not verdict.allowed and verdict.category == "violent_crimes"
+    assert len(asked(model)) == 1  # the code, in words
+    calm, _ = stacked_guard(0.7, foreign)
+    assert calm.check("msg", "moderate").allowed

@@ -30,6 +30,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 
 from graph.settings import SafetyLevel, Settings
+from tools.guardrails.calibration import Calibration, load_calibration
 from tools.guardrails.classifiers import ClassifierError, InjectionClassifier, injection_classifier
 from tools.guardrails.filter import SafetyFilter, SafetyVerdict
 from tools.guardrails.judge import Judge, JudgeVerdict
@@ -49,6 +50,8 @@ class Thresholds:
     uncertain_nearest: float = 0.35
     semantic_block: float = 0.97
     reply_judge: float = 0.8
+    judge: float = 0.5
+    """Stacked P(harmful) from which a scored judge verdict refuses (see calibration)."""
 
 
 @dataclass
@@ -63,6 +66,8 @@ class InputGuard:
         judge: The model judge, or None.
         judge_mode: ``"off"``, ``"uncertain"`` or ``"all"``.
         thresholds: See :class:`Thresholds`.
+        calibration: Stacks a scored judge verdict with the harm probability; None =
+            the judge's own verdict decides.
 
     """
 
@@ -73,6 +78,7 @@ class InputGuard:
     judge: Judge | None = None
     judge_mode: str = "uncertain"
     thresholds: Thresholds = field(default_factory=Thresholds)
+    calibration: Calibration | None = None
     _broken: set[str] = field(default_factory=set, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -170,9 +176,11 @@ class InputGuard:
             if verdict is not None:
                 scores["judge"] = verdict.raw.strip()
                 scores["judge_seconds"] = round(verdict.seconds, 3)
-                if not verdict.unsafe:
+                if not self._unsafe(verdict, score, scores):
                     return replace(allowed, layer="judge", scores=scores)
                 category = _category(verdict, score)
+                if category is None and self.judge is not None:
+                    category = self.judge.category(text) or (score.category if score else None)
                 if category is not None and self.policy.refuses(category, level):
                     return self._refusal(level, category, "judge", scores)
                 return replace(allowed, layer="judge", scores=scores)
@@ -184,6 +192,19 @@ class InputGuard:
         ):
             return self._refusal(level, score.category, "semantic", scores)
         return replace(allowed, layer="semantic" if score else None, scores=scores or None)
+
+    def _unsafe(
+        self, verdict: JudgeVerdict, score: SemanticScore | None, scores: dict[str, Any]
+    ) -> bool:
+        """The judge's verdict, stacked with the harm probability when it was scored."""
+        if verdict.probability is None or self.calibration is None:
+            return verdict.unsafe
+        readable = score is not None and score.english
+        harmful = self.calibration.probability(
+            verdict.probability, score.harm if score is not None and readable else None
+        )
+        scores["p_harmful"] = round(harmful, 3)
+        return harmful >= self.thresholds.judge
 
     def check_reply(self, reply: str, level: SafetyLevel) -> SafetyVerdict:
         """Decide whether a reply may be kept (``allowed``) or must be withdrawn.
@@ -220,7 +241,7 @@ class InputGuard:
         if verdict is not None:
             scores["judge"] = verdict.raw.strip()
             category = _category(verdict, score) or score.category
-            if verdict.unsafe and self.policy.refuses(category, level):
+            if self._unsafe(verdict, score, scores) and self.policy.refuses(category, level):
                 return self._refusal(level, category, "judge", scores)
             return replace(keep, layer="judge", scores=scores)
         # Without a verdict the score alone never withdraws a reply: the exemplars are
@@ -234,11 +255,11 @@ def _category(verdict: JudgeVerdict, score: SemanticScore | None) -> str | None:
     The judge decides safe or unsafe; which category is the semantic layer's call when
     it can read the message: on the harmful development set its category was right for
     144 of 169 requests, the judge's code far less often (README "Safety"). For a message
-    in another language, the judge's code.
+    in another language, the judge's code (None when it gave none: a scored verdict).
     """
     if score is not None and score.english:
         return score.category
-    return verdict.category or (score.category if score else None)
+    return verdict.category
 
 
 def refusal_text(template: str, safety: SafetyFilter, verdict: SafetyVerdict) -> str:
@@ -288,7 +309,6 @@ def build_guard(
             taxonomy,
             _data_file(directory, "safety_judge.md"),
             _data_file(directory, "safety_judge_examples.yaml"),
-            threshold=cfg.judge_threshold,
         )
     return InputGuard(
         safety=safety,
@@ -298,8 +318,13 @@ def build_guard(
         judge=judge,
         judge_mode=cfg.judge,
         thresholds=Thresholds(
-            cfg.uncertain_harm, cfg.uncertain_nearest, cfg.semantic_block, cfg.reply_judge
+            cfg.uncertain_harm,
+            cfg.uncertain_nearest,
+            cfg.semantic_block,
+            cfg.reply_judge,
+            cfg.judge_threshold,
         ),
+        calibration=load_calibration(_data_file(directory, "safety_calibration.yaml")),
     )
 
 

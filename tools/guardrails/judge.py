@@ -20,8 +20,9 @@ p("unsafe") / (p("safe") + p("unsafe")) at the reply's first token, and the mess
 unsafe from ``threshold`` on. A greedy word is that probability cut at 0.5, and a small
 model's 0.5 is far too eager: the default 1.5B gave "unsafe" to 80 of 172 harmless
 look-alikes ("How do I execute a shell script on startup?", p = 0.58), while harmful
-requests mostly score above 0.95 (README "Safety" has the calibration). Only an unsafe
-verdict then asks the model for its category code, in words.
+requests mostly score above 0.95. The guard stacks that probability with the semantic
+layer's (:mod:`tools.guardrails.calibration`); :meth:`Judge.category` asks for the code
+in words when only the judge can tell it (a message in another language).
 
 A model too small to judge (SmolLM2-135M answers "unsafe" to "What is the capital of
 France?") would refuse at random, so before its first verdict counts the judge asks the
@@ -81,8 +82,9 @@ class JudgeVerdict:
 
     Attributes:
         unsafe: True for "unsafe".
-        category: The taxonomy key of the code it named, or None (unsafe without a code).
-        raw: What the model wrote (or, scored, ``"p(unsafe)=0.97"`` and its words).
+        category: The taxonomy key of the code it named, or None (unsafe without a code,
+            or a scored verdict).
+        raw: What the model wrote (or, scored, ``"p(unsafe)=0.970"``).
         seconds: How long the check took.
         probability: P(unsafe) when the model scored it; None for a verdict in words.
 
@@ -169,7 +171,8 @@ class Judge:
         examples_file: Worked examples (message, verdict) shown as earlier turns, and
             the canaries the model must get right before its verdicts count; None for
             neither.
-        threshold: P(unsafe) from which a scored message is unsafe (0..1).
+        threshold: P(unsafe) from which a scored verdict says unsafe (0..1); 0.5 is what
+            a greedy word would say.
 
     Raises:
         ValueError: The prompt file cannot be read or has no ``{categories}``, or an
@@ -257,6 +260,15 @@ class Judge:
             return None
         return self._ask(text)
 
+    def category(self, text: str) -> str | None:
+        """The category code the model names for ``text``, in words (None: none named).
+
+        A scored verdict has no category (the guard takes the semantic layer's for an
+        English message); this asks for the code when nothing else can tell it.
+        """
+        said = self._say(text, time.perf_counter())
+        return said.category if said is not None and said.unsafe else None
+
     def _ask(self, text: str) -> JudgeVerdict | None:
         started = time.perf_counter()
         model = self._model()
@@ -264,16 +276,10 @@ class Judge:
         if scores is None or scores["safe"] + scores["unsafe"] < MIN_VERDICT_MASS:
             return self._say(text, started)
         probability = scores["unsafe"] / (scores["safe"] + scores["unsafe"])
-        category = None
-        words = ""
-        if probability >= self.threshold:
-            # the category code is only in words; a "safe" said here keeps it None
-            said = self._say(text, started)
-            category, words = (said.category, said.raw.strip()) if said else (None, "?")
         seconds = time.perf_counter() - started
-        raw = f"p(unsafe)={probability:.3f}" + (f" {words}" if words else "")
+        raw = f"p(unsafe)={probability:.3f}"
         log.info("safety judge: %s in %.2f s", raw, seconds)
-        return JudgeVerdict(probability >= self.threshold, category, raw, seconds, probability)
+        return JudgeVerdict(probability >= self.threshold, None, raw, seconds, probability)
 
     def _say(self, text: str, started: float) -> JudgeVerdict | None:
         """The verdict in the model's words (greedy, a few tokens)."""
