@@ -72,6 +72,12 @@ from tools.routing import load_system_prompt
 PROMPT = "List the numbers from 1 to 60, separated by commas, and nothing else."
 
 
+# The fake model answers every prompt with its canned reply, so it cannot judge (it
+# would fail the judge's canaries and warn once per graph): the fake-model parts run the
+# cheaper safety layers only.
+NO_JUDGE = {"judge": "off"}
+
+
 def gguf(choice: str, data_dir: Path) -> Path:
     if choice == "smollm2":
         return smollm2_path()
@@ -221,7 +227,7 @@ def cold_start(path: Path, data_dir: Path, reps: int = 3) -> None:
 
 
 def bench_overhead(data_dir: Path, turns: int) -> None:
-    settings = load_settings(data_dir=str(data_dir), model={"backend": "fake"})
+    settings = load_settings(data_dir=str(data_dir), model={"backend": "fake"}, safety=NO_JUDGE)
     model = FakeChatModel(reply="ok")
     graph = build_graph(settings, checkpointer=InMemorySaver(), model=model)
     config: RunnableConfig = {"configurable": {"thread_id": "overhead"}}
@@ -270,7 +276,9 @@ def bench_memory(data_dir: Path, threads: int) -> None:
             "sqlite": {"backend": "sqlite"},
             "redis": {"backend": "redis", "redis_url": server.url, "fallback": "none"},
         }
-        base_settings = load_settings(data_dir=str(data_dir), model={"backend": "fake"})
+        base_settings = load_settings(
+            data_dir=str(data_dir), model={"backend": "fake"}, safety=NO_JUDGE
+        )
         model = FakeChatModel(reply="ok")
         plain = build_graph(base_settings, model=model)
         turns(plain, True)  # warm-up: imports, prompt files, token caches
@@ -278,7 +286,7 @@ def bench_memory(data_dir: Path, threads: int) -> None:
         line = f"5. per-turn checkpoint overhead (no checkpointer: {base:.2f} ms/turn)"
         for name, memory in backends.items():
             settings = load_settings(
-                data_dir=str(data_dir), model={"backend": "fake"}, memory=memory
+                data_dir=str(data_dir), model={"backend": "fake"}, safety=NO_JUDGE, memory=memory
             )
             with open_checkpointer(settings) as saver:
                 graph = build_graph(settings, checkpointer=saver, model=model)
@@ -393,7 +401,7 @@ def bench_recall(data_dir: Path, turns: int = 60, stored: int = 500) -> None:
     from tools.memory.store import open_sqlite_store
     from tools.models.embeddings import get_embeddings
 
-    settings = load_settings(data_dir=str(data_dir), model={"backend": "fake"})
+    settings = load_settings(data_dir=str(data_dir), model={"backend": "fake"}, safety=NO_JUDGE)
     rnd = random.Random(5)
     get_embeddings().embed_documents(["warm up"] * 4)
     things = ["locker", "bike", "gate", "safe"]
@@ -548,6 +556,7 @@ def bench_rag(data_dir: Path, files: int = 16, rounds: int = 3, queries: int = 6
     settings = load_settings(  # always an embedded store in the temporary directory
         data_dir=str(data_dir),
         model={"backend": "fake"},
+        safety=NO_JUDGE,
         chroma={"url": None, "path": str(data_dir / "chroma")},
     )
     start = time.perf_counter()
@@ -705,7 +714,10 @@ def bench_routing(data_dir: Path, turns: int = 60) -> None:
     graphs = {}
     for semantic in (True, False):
         settings = load_settings(
-            data_dir=str(data_dir), model={"backend": "fake"}, prompts={"semantic": semantic}
+            data_dir=str(data_dir),
+            model={"backend": "fake"},
+            safety=NO_JUDGE,
+            prompts={"semantic": semantic},
         )
         graphs[semantic] = build_graph(
             settings, checkpointer=InMemorySaver(), model=FakeChatModel(reply="ok")
