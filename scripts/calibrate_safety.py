@@ -121,7 +121,7 @@ def write(path: Path, calibration: Calibration, rows: list[dict[str, Any]]) -> N
     head = path.read_text(encoding="utf-8").split("\nversion:", 1)[0]
     path.write_text(
         f"{head}\nversion: 1\n"
-        f'fitted_on: "{date.today()}: {judged} judged dev cases of {", ".join(CORPORA)}"\n'
+        f'fitted_on: "{date.today()}: the {judged} judged dev cases of {", ".join(CORPORA)}"\n'
         f"judge: {calibration.judge:.4f}\nharm: {calibration.harm:.4f}\n"
         f"bias: {calibration.bias:.4f}\n",
         encoding="utf-8",
