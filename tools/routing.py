@@ -872,6 +872,10 @@ class ConceptRouter:
         self._embeddings = embeddings if usable else None
         self._failed = False
         self._lock = threading.Lock()
+        # names the training data in the classifier cache (hashed once, not per message)
+        self._digest = hashlib.sha256(
+            "\x00".join((*self.texts, "\x01", *file.no_concept, "\x01", *self.names)).encode()
+        ).hexdigest()
 
     @classmethod
     def from_file(
@@ -1084,10 +1088,8 @@ class ConceptRouter:
 
     def _key(self, params: RoutingParams) -> tuple[str, str, float, float]:
         assert self._embeddings is not None
-        digest = hashlib.sha256(
-            "\x00".join((*self.texts, "\x01", *self.file.no_concept, "\x01", *self.names)).encode()
-        ).hexdigest()
-        return (_model_key(self._embeddings), digest, params.regularisation, params.alias_weight)
+        key = _model_key(self._embeddings)
+        return (key, self._digest, params.regularisation, params.alias_weight)
 
     def _classifier_if_fitted(self, params: RoutingParams) -> Classifier | None:
         if self._embeddings is None:

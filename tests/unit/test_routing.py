@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.support.routing_heldout import HELD_OUT
+from tools import routing
 from tools.models.embeddings import CachedQueryEmbeddings
 from tools.routing import (
     DEFAULT_CUTOFF,
@@ -847,6 +848,25 @@ def test_the_examples_are_embedded_once_and_the_message_once_per_route(
     assert model.queries == 2
     second.route("mean", vector=model._vector("mean"))  # a vector given: nothing embedded
     assert model.queries == 2
+
+
+def test_the_classifier_is_fitted_once_per_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fitted: list[int] = []
+    real = routing.fit_classifier
+
+    def counting(*args: Any, **kwargs: Any) -> routing.Classifier:
+        fitted.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(routing, "fit_classifier", counting)
+    model = WordEmbeddings()
+    concepts = load_concept_file(write(tmp_path, TOY))
+    ConceptRouter(concepts, model).route("funny")
+    ConceptRouter(concepts, model).route("word")
+    ConceptRouter(concepts, model).evidence("mean")
+    assert fitted == [1]
 
 
 def test_without_model_examples_or_numbers_the_aliases_decide_alone(tmp_path: Path) -> None:
