@@ -1,10 +1,11 @@
 """Calibrate the routing numbers of prompts/concepts.yaml on its own examples.
 
-Every concept example and every no_concept request is scored by the router with itself
-left out (tools.routing.leave_one_out); each rule's threshold and margin are chosen on the
-examples that rule decides (tools.routing.calibrate). Prints the numbers, how many
-examples they decide right per rule, and the mistakes; --write puts the numbers into the
-routing section of the file (comments and the rest untouched).
+Every concept example and every no_concept request is scored by a classifier fitted
+without it (10-fold cross-validation, tools.routing.cross_validated); the threshold, the
+regularisation and the alias weight that decide the most right are chosen
+(tools.routing.calibrate). Prints the numbers, how many examples they decide right per
+kind of alias evidence, and the mistakes; --write puts the numbers into the routing
+section of the file (comments and the rest untouched).
 
 Usage: python scripts/calibrate_routing.py [--file prompts/concepts.yaml] [--write]
 """
@@ -23,14 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tools.models.embeddings import get_embeddings
 from tools.routing import PROMPTS_DIR, ConceptRouter, calibrate
 
-KEYS = (
-    "lead_threshold",
-    "lead_margin",
-    "alias_threshold",
-    "alias_margin",
-    "threshold",
-    "margin",
-)
+KEYS = ("threshold", "regularisation", "alias_weight")
 
 
 def write_numbers(path: Path, numbers: dict[str, float]) -> None:
@@ -52,18 +46,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--file", type=Path, default=PROMPTS_DIR / "concepts.yaml")
     parser.add_argument("--write", action="store_true", help="update the file's numbers")
-    parser.add_argument(
-        "--change-cost",
-        type=float,
-        default=2.0,
-        help="cost of a wrong change to what the aliases alone decide (default 2)",
-    )
     args = parser.parse_args()
     router = ConceptRouter.from_file(args.file, get_embeddings())
-    found = calibrate(router, change_cost=args.change_cost)
+    found = calibrate(router)
     numbers = {key: getattr(found.params, key) for key in KEYS}
     print("  ".join(f"{key}: {value:g}" for key, value in numbers.items()))
-    print(f"leave-one-out: {found.correct}/{found.total} decided right")
+    print(f"cross-validated: {found.correct}/{found.total} decided right")
     for tier, (total, right) in sorted(found.per_tier.items()):
         print(f"  {tier:8s} {right}/{total}")
     for text, expected, got in found.mistakes:

@@ -2,8 +2,8 @@
 
 The held-out phrasings (``tests/support/routing_heldout.py``) were written before the
 router's examples and are in neither the examples nor the routing corpus. Measured: the
-router decides 38 of 48 right (29 of 35 requests, 9 of 13 near misses), the aliases alone
-21 (13 and 8).
+router decides 43 of 48 right (30 of 35 requests, 13 of 13 near misses; the centroid
+router before it 38: 28 and 10), the aliases alone 21 (13 and 8).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def test_held_out_phrasings(
         for text, want in HELD_OUT
         if (text, want) not in right
     ]
-    assert len(right) >= 36, "\n".join(wrong)  # measured 38
+    assert len(right) >= 41, "\n".join(wrong)  # measured 43
     assert len(right) >= len(by_alias) + 12
     # routing by meaning must not turn near misses into wrong routes more than aliases do
     near = [(t, w) for t, w in HELD_OUT if w is None]
@@ -65,12 +65,12 @@ def test_the_shipped_numbers_are_what_calibration_gives(router: ConceptRouter) -
     found = calibrate(router)
     shipped = router.file.params
     assert shipped is not None
-    assert (found.params.lead_threshold, found.params.alias_threshold, found.params.threshold) == (
-        shipped.lead_threshold,
-        shipped.alias_threshold,
+    assert (found.params.threshold, found.params.regularisation, found.params.alias_weight) == (
         shipped.threshold,
+        shipped.regularisation,
+        shipped.alias_weight,
     ), "run: python scripts/calibrate_routing.py --write"
-    assert found.correct / found.total >= 0.8  # measured 479/565
+    assert found.correct / found.total >= 0.84  # measured 613/707, cross-validated
 
 
 class CountingEmbeddings(Embeddings):

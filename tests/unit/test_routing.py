@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.routing_heldout import HELD_OUT
+from tools import routing
 from tools.models.embeddings import CachedQueryEmbeddings
 from tools.routing import (
     DEFAULT_CUTOFF,
@@ -23,12 +25,12 @@ from tools.routing import (
     Evidence,
     RoutingParams,
     calibrate,
+    cross_validated,
     decide,
     lead_positions,
     load_concept_file,
     load_concepts,
     load_system_prompt,
-    none_score,
     normalise,
 )
 
@@ -718,9 +720,9 @@ concepts:
     examples: ["define word", "word mean define", "mean word"]
 no_concept: ["weather train", "train late", "weather late"]
 routing:
-  lead_threshold: 0.5
-  alias_threshold: 0.7
-  threshold: 0.8
+  threshold: 0.5
+  regularisation: 16
+  alias_weight: 0.5
   lead_in: [please, can, you]
 """
 
@@ -770,71 +772,41 @@ def _evidence(
     return Evidence(meaning, alias, leads, none)
 
 
-PARAMS = RoutingParams(lead_threshold=0.3, alias_threshold=0.5, threshold=0.6)
+PARAMS = RoutingParams(threshold=0.5)
 
 
 @pytest.mark.parametrize(
-    ("evidence", "concept", "tier"),
+    ("evidence", "concept", "candidate", "tier"),
     [
-        (_evidence("joke", True, joke=0.31, define_term=0.9), "joke", "lead"),  # alias first
-        (_evidence("joke", True, joke=0.29), None, "lead"),  # vetoed: another sense
-        (_evidence("joke", False, joke=0.49), None, "alias"),  # elsewhere needs more
-        (_evidence("joke", False, joke=0.5), "joke", "alias"),
-        (_evidence(None, False, joke=0.59, define_term=0.2), None, "meaning"),
-        (_evidence(None, False, joke=0.2, define_term=0.6), "define_term", "meaning"),
-        (_evidence(None, False), None, "meaning"),
+        # the most probable concept, when it beats none and reaches the threshold
+        (_evidence(None, False, none=0.1, joke=0.7, define_term=0.2), "joke", "joke", "meaning"),
+        (_evidence(None, False, none=0.1, joke=0.5, define_term=0.4), "joke", "joke", "meaning"),
+        (_evidence(None, False, none=0.2, joke=0.49, define_term=0.31), None, "joke", "meaning"),
+        (_evidence(None, False, none=0.6, joke=0.3), None, "joke", "meaning"),
+        # none as probable as the concept: not routed, even above the threshold
+        (_evidence(None, False, none=0.5, joke=0.5), None, "joke", "meaning"),
+        # the alias is evidence the probabilities already weigh: it names the tier only
+        (
+            _evidence("joke", True, none=0.05, joke=0.15, define_term=0.8),
+            "define_term",
+            "define_term",
+            "lead",
+        ),
+        (_evidence("joke", False, none=0.7, joke=0.3), None, "joke", "alias"),
+        (_evidence(None, False), None, None, "meaning"),
     ],
 )
-def test_decide(evidence: Evidence, concept: str | None, tier: str) -> None:
+def test_decide(evidence: Evidence, concept: str | None, candidate: str | None, tier: str) -> None:
     route = decide(evidence, PARAMS)
-    assert (route.concept, route.tier) == (concept, tier)
-
-
-MARGINS = dataclasses.replace(PARAMS, lead_margin=-0.1, alias_margin=0.0, margin=0.1)
-
-
-@pytest.mark.parametrize(
-    ("evidence", "concept"),
-    [
-        # no alias: the best concept must beat none by `margin` (0.1), not only the threshold
-        (_evidence(None, False, none=0.5, joke=0.61), "joke"),
-        (_evidence(None, False, none=0.52, joke=0.61), None),  # ordinary chat: none is close
-        (_evidence(None, False, none=0.9, joke=0.95), None),
-        (_evidence(None, False, none=0.0, joke=0.59), None),  # the threshold still holds
-        # a leading alias may trail none by up to 0.1; one elsewhere must not trail at all
-        (_evidence("joke", True, none=0.4, joke=0.31), "joke"),
-        (_evidence("joke", True, none=0.42, joke=0.31), None),
-        (_evidence("joke", False, none=0.5, joke=0.5), "joke"),
-        (_evidence("joke", False, none=0.51, joke=0.5), None),
-    ],
-)
-def test_none_competes_with_each_rule_by_its_margin(
-    evidence: Evidence, concept: str | None
-) -> None:
-    route = decide(evidence, MARGINS)
-    assert route.concept == concept
+    assert (route.concept, route.candidate, route.tier) == (concept, candidate, tier)
     assert route.none == evidence.none  # reported, for the log
+    assert route.alias is evidence.alias
 
 
-def test_without_margins_none_is_not_weighed() -> None:
-    # a file without margins (routing numbers from before the none route) decides as then
-    evidence = _evidence(None, False, none=0.99, joke=0.61)
-    assert decide(evidence, PARAMS).concept == "joke"
-
-
-@pytest.mark.parametrize(
-    ("similarities", "expected"),
-    [
-        ([], -1.0),
-        ([0.3], 0.3),
-        ([0.1, 0.9, 0.2, 0.8, 0.7, 0.6, 0.5], (0.9 + 0.8 + 0.7 + 0.6 + 0.5) / 5),
-        ([-0.2, 0.4], 0.1),  # fewer than NONE_NEIGHBOURS: all of them
-    ],
-)
-def test_none_score_is_the_mean_of_the_nearest_ordinary_requests(
-    similarities: list[float], expected: float
-) -> None:
-    assert none_score(similarities) == pytest.approx(expected, abs=1e-6)
+def test_the_threshold_is_a_probability_the_best_concept_must_reach() -> None:
+    evidence = _evidence(None, False, none=0.05, joke=0.55, define_term=0.4)
+    assert decide(evidence, RoutingParams(threshold=0.5)).concept == "joke"
+    assert decide(evidence, RoutingParams(threshold=0.6)).concept is None
 
 
 def test_routing_by_meaning_end_to_end(toy: ConceptRouter) -> None:
@@ -854,10 +826,7 @@ def test_routing_by_meaning_end_to_end(toy: ConceptRouter) -> None:
 def test_an_ordinary_message_near_the_no_concept_requests_does_not_route(
     tmp_path: Path,
 ) -> None:
-    text = TOY.replace("  lead_in:", "  margin: 0.1\n  lead_in:").replace(
-        "threshold: 0.8", "threshold: 0.3"
-    )
-    router = ConceptRouter(load_concept_file(write(tmp_path, text)), WordEmbeddings())
+    router = ConceptRouter(load_concept_file(write(tmp_path, TOY)), WordEmbeddings())
     # near the jokes and nowhere near the ordinary requests: routed
     assert router.route("funny laugh").concept == "joke"
     # as near the jokes, but nearer the ordinary requests: none wins
@@ -879,6 +848,25 @@ def test_the_examples_are_embedded_once_and_the_message_once_per_route(
     assert model.queries == 2
     second.route("mean", vector=model._vector("mean"))  # a vector given: nothing embedded
     assert model.queries == 2
+
+
+def test_the_classifier_is_fitted_once_per_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fitted: list[int] = []
+    real = routing.fit_classifier
+
+    def counting(*args: Any, **kwargs: Any) -> routing.Classifier:
+        fitted.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(routing, "fit_classifier", counting)
+    model = WordEmbeddings()
+    concepts = load_concept_file(write(tmp_path, TOY))
+    ConceptRouter(concepts, model).route("funny")
+    ConceptRouter(concepts, model).route("word")
+    ConceptRouter(concepts, model).evidence("mean")
+    assert fitted == [1]
 
 
 def test_without_model_examples_or_numbers_the_aliases_decide_alone(tmp_path: Path) -> None:
@@ -918,6 +906,8 @@ def test_the_decision_is_logged_without_the_message(
     toy.route("joke, weather train late late secretword")
     text = " ".join(r.getMessage() for r in caplog.records)
     assert "not routed: weighed concept=joke tier=lead" in text
+    # why: the probabilities and what the alias was worth to the classifier
+    assert re.search(r"p=0\.\d+ none=0\.\d+ alias='joke' \([+-]\d+\.\d log-odds", text)
     assert "secretword" not in text
 
 
@@ -933,6 +923,25 @@ def test_calibration_separates_what_the_examples_separate(tmp_path: Path) -> Non
     assert params.lead_in == frozenset({"please", "can", "you"})
     assert decide(router.evidence("laugh funny funny"), params).concept == "joke"
     assert decide(router.evidence("train weather"), params).concept is None
+
+
+def test_cross_validation_scores_every_example_in_file_order(tmp_path: Path) -> None:
+    router = ConceptRouter(load_concept_file(write(tmp_path, TOY)), WordEmbeddings())
+    assert router.file.params is not None
+    cases = cross_validated(router, router.file.params)
+    assert [text for text, _, _ in cases] == [*router.texts, *router.file.no_concept]
+    assert [want for _, want, _ in cases] == ["joke"] * 3 + ["define_term"] * 3 + [None] * 3
+    for _, _, evidence in cases:  # a probability per concept, and none's: they sum to 1
+        assert sum(evidence.meaning.values()) + evidence.none == pytest.approx(1.0)
+    # the aliases are found as in a message: "joke joke funny" leads with one
+    assert cases[0][2].alias is not None and cases[0][2].leads
+
+
+def test_calibration_needs_two_examples_of_each_class(tmp_path: Path) -> None:
+    text = TOY.replace('["joke joke funny", "funny laugh joke", "laugh funny"]', '["joke"]')
+    router = ConceptRouter(load_concept_file(write(tmp_path, text)), WordEmbeddings())
+    with pytest.raises(ValueError, match="two examples"):
+        calibrate(router)
 
 
 def test_calibration_needs_a_model(tmp_path: Path) -> None:
@@ -958,9 +967,19 @@ def test_calibration_needs_a_model(tmp_path: Path) -> None:
             "'routing'",
         ),
         (
-            "concepts:\n  joke:\n    prompt: p\n    aliases: [j]\nrouting:\n  lead_threshold: 0.2\n"
-            "  alias_threshold: 0.2\n  threshold: 0.3\n  cutoff: 0\n",
+            "concepts:\n  joke:\n    prompt: p\n    aliases: [j]\nrouting:\n  threshold: 0.3\n"
+            "  regularisation: 1\n  alias_weight: 0.5\n  cutoff: 0\n",
             "'routing'.*unknown key 'cutoff'",
+        ),
+        (
+            "concepts:\n  joke:\n    prompt: p\n    aliases: [j]\nrouting:\n  threshold: 0.3\n"
+            "  regularisation: 0\n  alias_weight: 0.5\n",
+            "'routing': 'regularisation'",
+        ),
+        (
+            "concepts:\n  joke:\n    prompt: p\n    aliases: [j]\nrouting:\n  threshold: 1.5\n"
+            "  regularisation: 1\n  alias_weight: 0.5\n",
+            "'routing': 'threshold'",
         ),
     ],
 )
