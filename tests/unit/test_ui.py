@@ -131,7 +131,7 @@ def test_stop_ends_the_generation_keeps_the_partial_reply_and_the_next_turn_work
     assert rows[1]["content"] == result.reply
     # The model is free and the thread goes on.
     model.reply = "fine, thanks"
-    tokens, after = run(service, "alice", "t1", "and now?")
+    _tokens, after = run(service, "alice", "t1", "and now?")
     assert after.reply == "fine, thanks" and not after.stopped
     rows, _ = service.history("alice", "t1")
     assert [r["content"] for r in rows][-2:] == ["and now?", "fine, thanks"]
@@ -169,7 +169,7 @@ def test_a_user_cannot_open_write_or_delete_another_users_thread(service: ChatSe
     with pytest.raises(UiError, match="No such thread"):
         service.delete_thread("bob", "a1")
     rows, _ = service.history("alice", "a1")
-    assert [r["content"] for r in rows][0] == "secret plans"
+    assert next(r["content"] for r in rows) == "secret plans"
 
 
 def test_delete_thread_removes_it_from_the_list(service: ChatService) -> None:
@@ -223,7 +223,9 @@ def test_a_busy_thread_is_a_message(service: ChatService) -> None:
     assert result.reply
 
 
-def test_a_missing_model_is_a_message(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+def test_a_missing_model_is_a_message(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
     settings = make_settings(model={"backend": "llamacpp", "gguf_path": str(tmp_path / "no.gguf")})
     service = ChatService(settings, memory(settings))
     with pytest.raises(UiError, match="model cannot be loaded"):
