@@ -228,7 +228,8 @@ def build_ui(service: ChatService) -> gr.Blocks:
             state = state or {}
             user = state.get("user") or ""
             if not user:
-                return "", "", state, "Not signed in.", gr.update(choices=[]), [], "", ""
+                # Nothing saved: leave the page as it is (the name box may be typed in already).
+                return tuple(gr.skip() for _ in range(len(opened) + 1))
             return (*_open_thread(user, state.get("thread") or "", state), user)
 
         page.load(restore, [saved], [*opened, user_box])
