@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
+from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
@@ -41,20 +42,47 @@ class GenerationStopped(Exception):
 
 
 class StopOnEvent(BaseCallbackHandler):
-    """Ends a model call at its next token once ``event`` is set.
+    """Ends the reply's model call at its next token once ``event`` is set.
 
     LangChain calls ``on_llm_new_token`` from inside the model's token loop; raising there
     (``raise_error``) unwinds the loop, so llama.cpp stops decoding and its lock is free.
+    Only model calls of the reply nodes are stopped: a stop that comes after the reply
+    (while the turn is being remembered or summarised) lets the turn finish as it is.
     """
 
     raise_error = True
 
     def __init__(self, event: threading.Event) -> None:
         self.event = event
+        self._reply_runs: set[UUID] = set()
 
-    def on_llm_new_token(self, token: Any, **kwargs: Any) -> None:
-        """Raise :class:`GenerationStopped` when the stop event is set."""
-        if self.event.is_set():
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Remember the model calls made by a reply node."""
+        if (metadata or {}).get("langgraph_node") in REPLY_NODES:
+            self._reply_runs.add(run_id)
+
+    def on_llm_new_token(
+        self,
+        token: Any,
+        *,
+        chunk: Any = None,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Raise :class:`GenerationStopped` in a reply's model call once stopped."""
+        if self.event.is_set() and run_id in self._reply_runs:
             raise GenerationStopped()
 
 
@@ -121,10 +149,6 @@ def stream_turn(
                 ):
                     streamed.append(chunk.text)
                     yield "token", chunk.text
-                if stop is not None and stop.is_set():
-                    # A node that streams no tokens (retrieval, a summary) is not
-                    # interrupted; the turn ends at the next event instead.
-                    raise GenerationStopped()
         except GenerationStopped:
             partial = "".join(streamed).rstrip()
             keep_stopped(graph, thread_id, owner, partial)

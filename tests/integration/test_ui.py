@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -55,6 +56,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost", "0.0.0.0", "", None}
+_SERVER_OUTSIDE: list[str] = []
+_AUDITING: list[bool] = []
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    """Record every connection or name lookup of this process that is not to this machine."""
+    if not _AUDITING:
+        return
+    if event == "socket.connect" and isinstance(args[1], tuple):
+        host = args[1][0]
+    elif event == "socket.getaddrinfo":
+        host = args[0].decode() if isinstance(args[0], bytes) else args[0]
+    else:
+        return
+    if host not in LOCAL_HOSTS:
+        _SERVER_OUTSIDE.append(f"{event} {host}")
+
+
+sys.addaudithook(_audit)  # audit hooks cannot be removed; it records only while serving
+
+
 @dataclass
 class Server:
     url: str
@@ -63,9 +86,15 @@ class Server:
 
 @pytest.fixture
 def serve() -> Iterator[Callable[..., Server]]:
-    """Start the page for given settings (and model) on a free port; stopped at the end."""
+    """Start the page for given settings (and model) on a free port; stopped at the end.
+
+    While it runs, every socket connection and name lookup of this process (the page's
+    server, the model, the stores) is recorded; one to another machine fails the test.
+    """
     started: list[Any] = []
     stack: list[Any] = []
+    _SERVER_OUTSIDE.clear()
+    _AUDITING.append(True)
 
     def start(settings: Settings, model: Any = None) -> Server:
         memory_cm = open_memory(settings)
@@ -85,6 +114,9 @@ def serve() -> Iterator[Callable[..., Server]]:
         page.close()
     for cm in stack:
         cm.__exit__(None, None, None)
+    _AUDITING.clear()
+    # The server side too (gradio, the stores, the model): nothing reached out.
+    assert _SERVER_OUTSIDE == [], _SERVER_OUTSIDE
 
 
 @dataclass
@@ -219,7 +251,10 @@ def test_reply_streams_and_the_sliders_reach_the_model(
     assert kwargs["max_new_tokens"] == 7
     assert kwargs["do_sample"] is False
     page.click("#diagnostics")
-    page.wait_for_function("document.querySelector('#diag').innerText.includes('strict')")
+    # The folded panel's content is only rendered once it is opened.
+    page.wait_for_function(
+        "(document.querySelector('#diag') || {innerText: ''}).innerText.includes('strict')"
+    )
     diag = page.locator("#diag").inner_text()
     assert '"level": "strict"' in diag
     assert '"time_to_first_token_s"' in diag
