@@ -19,6 +19,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import html
 import json
 import logging
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any, cast
@@ -57,12 +58,21 @@ def new_thread_id() -> str:
     return str(uuid.uuid4())
 
 
+def quoted(text: str) -> str:
+    """A passage as a Markdown quote: its own headings and lists shown as plain lines."""
+    lines = [
+        re.sub(r"^(\s*)(\d+)\.", r"\1\2\\.", re.sub(r"^(\s*)([#>*+-])", r"\1\\\2", line))
+        for line in text.strip().splitlines()
+    ]
+    return "\n".join(f"> {line}" if line.strip() else ">" for line in lines)
+
+
 def source_rows(sources: list[dict[str, Any]]) -> Rows:
     """The reply's sources as folded chat rows: the citation as title, the passage inside."""
     return [
         {
             "role": "assistant",
-            "content": str(p.get("text", "")).strip(),
+            "content": quoted(str(p.get("text", ""))),
             "metadata": {"title": f"Source [{n}] {cite(p)}", "status": "done"},
         }
         for n, p in enumerate(sources, 1)

@@ -326,3 +326,21 @@ def test_the_cli_help_does_not_import_gradio() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_sources_are_folded_rows_titled_by_file_and_page_or_section() -> None:
+    from apps.ui.page import source_rows
+
+    rows = source_rows(
+        [
+            {"name": "guide.pdf", "page": 3, "text": "Turn it off."},
+            {"name": "notes.md", "section": "Setup > Install", "text": "# Install\n1. pip"},
+        ]
+    )
+    assert [r["metadata"]["title"] for r in rows] == [
+        "Source [1] guide.pdf, page 3",
+        "Source [2] notes.md, section Setup > Install",
+    ]
+    assert rows[0]["content"] == "> Turn it off."
+    # A passage's own markup is shown as text, not as headings or lists of the page.
+    assert rows[1]["content"] == "> \\# Install\n> 1\\. pip"
