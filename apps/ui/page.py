@@ -32,8 +32,10 @@ from apps.ui.service import (
     Controls,
     TurnResult,
     UiError,
+    check_message,
     check_user,
     ingest_summary,
+    make_context,
     safety_levels,
 )
 from tools.documents.retrieval import cite
@@ -281,55 +283,57 @@ def build_ui(service: ChatService) -> gr.Blocks:
             level: str,
             request: gr.Request,
         ) -> Iterator[tuple[Any, ...]]:
-            """Outputs: chat, message box, status, diagnostics, threads."""
+            """Outputs: chat, message box, status, diagnostics, threads, send button.
+
+            Send is disabled while the turn runs (Stop is not), and enabled again however
+            the turn ends.
+            """
             rows = [r for r in (rows or []) if not (r.get("metadata") or {}).get("title")]
             knobs = Controls(temp, p, int(tokens), bool(sample), level)
             session = getattr(request, "session_hash", None) or ""
+            skip = gr.skip()
             try:
+                # The cheap checks first, so a refused message never shows as sent.
                 if not user:
                     raise UiError("Enter a user name first.")
-                turn = service.turn(user, thread_id, text, knobs, session=session)
-                first = next(turn)
+                clean = check_message(text)
+                make_context(check_user(user), knobs)
+                service.check_owner(user, thread_id)
             except UiError as exc:
-                yield gr.skip(), gr.skip(), _notice(str(exc)), gr.skip(), gr.skip()
+                yield skip, skip, _notice(str(exc)), skip, skip, skip
                 return
-            except Exception as exc:  # never a traceback in the page
-                log.exception("turn failed")
-                yield gr.skip(), gr.skip(), _notice(f"The turn failed: {exc}"), gr.skip(), gr.skip()
-                return
-            rows = [*rows, {"role": "user", "content": text.strip()}]
+            asked = [*rows, {"role": "user", "content": clean}]
+            busy, ready = gr.update(interactive=False), gr.update(interactive=True)
+            yield asked, "", "", skip, skip, busy  # the message shows at once
             reply = ""
             try:
-                for item in _chain(first, turn):
+                for item in service.turn(user, thread_id, clean, knobs, session=session):
                     if isinstance(item, TurnResult):
-                        final = [*rows, {"role": "assistant", "content": item.reply}]
+                        final = [*asked, {"role": "assistant", "content": item.reply}]
                         final += source_rows(item.sources)
                         note = "Stopped." if item.stopped else ""
                         if item.withdrawn:
                             note = "The streamed reply was withdrawn by the safety filter."
                         yield (
                             final,
-                            gr.skip(),
+                            skip,
                             _notice(note),
                             diagnostics_markdown(item.diagnostics),
                             gr.update(choices=thread_choices(service, user), value=thread_id),
+                            ready,
                         )
                         return
                     reply += item
-                    yield (
-                        [*rows, {"role": "assistant", "content": reply}],
-                        "",
-                        "",
-                        gr.skip(),
-                        gr.skip(),
-                    )
+                    yield [*asked, {"role": "assistant", "content": reply}], *(skip,) * 5
             except UiError as exc:
-                yield gr.skip(), gr.skip(), _notice(str(exc)), gr.skip(), gr.skip()
-            except Exception as exc:
+                # Not answered (busy thread, over the budget, no model): the message goes
+                # back into the box, and out of the chat.
+                yield rows, text, _notice(str(exc)), skip, skip, ready
+            except Exception as exc:  # never a traceback in the page
                 log.exception("turn failed")
-                yield gr.skip(), gr.skip(), _notice(f"The turn failed: {exc}"), gr.skip(), gr.skip()
+                yield rows, text, _notice(f"The turn failed: {exc}"), skip, skip, ready
 
-        turn_outputs = [chat, message, status, diag, threads]
+        turn_outputs = [chat, message, status, diag, threads, send]
         turn_inputs = [message, chat, user_state, thread_state, *controls]
         send.click(respond, turn_inputs, turn_outputs, concurrency_limit=8)
         message.submit(respond, turn_inputs, turn_outputs, concurrency_limit=8)
@@ -408,11 +412,6 @@ def build_ui(service: ChatService) -> gr.Blocks:
 def _only_status(outputs: int, text: str) -> tuple[Any, ...]:
     """Leave every output as it is but the last (the status line), which says ``text``."""
     return (*(gr.skip() for _ in range(outputs - 1)), _notice(text))
-
-
-def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    yield first
-    yield from rest
 
 
 CSS = ".notice { padding: .5em 1em; border-left: 4px solid #d97706; background: #fef3c7; }"

@@ -190,14 +190,19 @@ def sign_in(page: Any, name: str) -> None:
 
 
 def bot_texts(page: Any) -> list[str]:
-    return [t.strip() for t in page.locator("#chat .bot").all_inner_texts() if t.strip()]
+    return [
+        t.strip() for t in page.locator("#chat .bot:not(.pending)").all_inner_texts() if t.strip()
+    ]
 
 
-def send(page: Any, text: str, *, wait_for: str | None = None) -> None:
+def send(page: Any, text: str, *, wait_for: str | None = None, to_the_end: bool = True) -> None:
     page.locator("#message textarea").fill(text)
     page.click("#send")
     if wait_for is not None:
         page.locator("#chat").get_by_text(wait_for, exact=False).first.wait_for()
+        if to_the_end:
+            # Send is disabled while a turn runs: enabled again, the turn is over.
+            page.locator("#send:not([disabled])").wait_for()
 
 
 def thread_titles(page: Any) -> list[str]:
@@ -211,7 +216,7 @@ def watch_last_reply(page: Any) -> None:
         window.__replies = [];
         const chat = document.querySelector('#chat');
         new MutationObserver(() => {
-            const bots = chat.querySelectorAll('.bot');
+            const bots = chat.querySelectorAll('.bot:not(.pending)');
             if (!bots.length) return;
             const text = bots[bots.length - 1].innerText.trim();
             if (text && window.__replies[window.__replies.length - 1] !== text)
@@ -271,7 +276,7 @@ def test_threads_switch_reload_and_users_never_see_each_others(
     sign_in(alice, "alice")
     send(alice, "tell me about apples", wait_for="About apples")
     alice.click("#new-thread")
-    alice.wait_for_function("document.querySelectorAll('#chat .bot').length === 0")
+    alice.wait_for_function("document.querySelectorAll('#chat .bot:not(.pending)').length === 0")
     send(alice, "tell me about bananas", wait_for="About bananas")
     alice.locator("#threads label:has-text('bananas')").wait_for()
     assert sorted(thread_titles(alice)) == ["tell me about apples", "tell me about bananas"]
@@ -316,7 +321,7 @@ def test_stop_keeps_the_partial_reply_marked_and_the_next_turn_works(
     server = serve(make_settings(generation={"max_new_tokens": 1000}), model)
     page = open_page(server.url)
     sign_in(page, "alice")
-    send(page, "a long story please", wait_for="word5")
+    send(page, "a long story please", wait_for="word5", to_the_end=False)
     page.click("#stop")
     page.locator("#chat").get_by_text("[stopped]").wait_for()
     stopped = bot_texts(page)[-1]
