@@ -10,6 +10,7 @@ the text streamed so far.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
@@ -39,6 +40,18 @@ class GenerationStopped(Exception):
     def __init__(self, partial: str = "") -> None:
         super().__init__("generation stopped by the user")
         self.partial = partial
+
+
+class _QuietStops(logging.Filter):
+    """Drop LangChain's "Error in StopOnEvent callback" warning: a stop is no error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(
+            isinstance(arg, str) and "GenerationStopped" in arg for arg in record.args or ()
+        )
+
+
+logging.getLogger("langchain_core.callbacks.manager").addFilter(_QuietStops())
 
 
 class StopOnEvent(BaseCallbackHandler):

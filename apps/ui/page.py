@@ -430,6 +430,7 @@ def launch_options(host: str, port: int) -> dict[str, Any]:
         "show_error": False,
         "inbrowser": False,
         "footer_links": [],
+        "max_file_size": "200mb",
         "theme": theme(),
         "css": CSS,
     }
