@@ -384,3 +384,35 @@ def test_upload_a_document_and_get_a_cited_answer_on_smollm2(
     assert "Ida Frane" not in source.inner_text()
     source.click()  # unfolds the quoted passage
     chat.get_by_text("47 metres tall").first.wait_for()
+
+
+def test_stop_ends_a_llama_cpp_generation_and_frees_the_model(
+    llama_settings: Callable[..., Settings],
+) -> None:
+    """The real model: Stop unwinds llama.cpp's token loop; the next turn gets the model."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from apps.ui.service import Controls, TurnResult
+    from tools.memory import OpenMemory
+    from tools.memory.locks import LocalThreadLocks
+
+    # The judge (a second model call per message) is not what is tested here.
+    settings = llama_settings(generation={"max_new_tokens": 400}, safety={"judge": "off"})
+    service = ChatService(settings, OpenMemory(InMemorySaver(), None, LocalThreadLocks()))
+    controls = Controls(max_new_tokens=400, do_sample=False)
+    tokens: list[str] = []
+    results: list[TurnResult] = []
+    for item in service.turn("alice", "t1", "Write a long story about a dragon.", controls):
+        if isinstance(item, TurnResult):
+            results.append(item)
+        else:
+            tokens.append(item)
+            if len(tokens) == 5:
+                service.stop("")
+    (stopped,) = results
+    assert stopped.stopped and stopped.reply.endswith("[stopped]")
+    assert len(tokens) < 20  # ended at the next token or so, not after 400
+    short = Controls(max_new_tokens=16, do_sample=False)
+    *_, again = service.turn("alice", "t1", "What is 2+2?", short)
+    assert isinstance(again, TurnResult)
+    assert again.reply and not again.stopped
