@@ -196,15 +196,7 @@ def build_ui(service: ChatService) -> gr.Blocks:
             try:
                 user = check_user(name)
             except UiError as exc:
-                return (
-                    gr.skip(),
-                    gr.skip(),
-                    gr.skip(),
-                    gr.skip(),
-                    gr.skip(),
-                    gr.skip(),
-                    _notice(str(exc)),
-                )
+                return _only_status(len(opened), str(exc))
             return _open_thread(user, "", state)
 
         def _open_thread(user: str, thread_id: str, state: dict[str, str]) -> tuple[Any, ...]:
