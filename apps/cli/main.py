@@ -542,7 +542,7 @@ def ui_command(
     ),
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 7860,
 ) -> None:
-    """Open the chat page in the browser: streaming, threads, documents, diagnostics."""
+    """Serve the chat page (open the address it prints): threads, documents, diagnostics."""
     settings = cli_settings()
     from apps.ui.page import serve
     from apps.ui.service import ChatService
