@@ -21,10 +21,11 @@ export LANGGRAPH_CLI_NO_ANALYTICS := 1
 export LANGGRAPH_NO_VERSION_CHECK := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help install llama-wheel model chat test test-unit lint bench eval eval-fast serve redis-up redis-down clean
+.PHONY: help install llama-wheel model chat ui browser test test-unit lint bench eval eval-fast serve redis-up redis-down clean
 
 help:
 	@echo "make chat       set up everything (first time ~27 min on 2 cores, ~20 of it the llama.cpp build) and open a chat"
+	@echo "make ui         open the chat page on http://127.0.0.1:7860 (HOST=... UI_PORT=... to change)"
 	@echo "make test       run the tests (unit + integration on real models)"
 	@echo "make test-unit  only the fast unit tests (fake model)"
 	@echo "make lint       ruff, ruff format --check, mypy strict, import contracts"
@@ -81,7 +82,7 @@ $(VENV)/.models: $(BIN)/python
 
 $(VENV)/.installed: $(VENV)/.llama-$(LLAMA_BUILD) $(VENV)/.models pyproject.toml constraints.txt
 	@echo ">>> Installing the assistant and its dependencies..."
-	$(PIP) install --quiet -c constraints.txt -e ".[llamacpp,huggingface,dev]"
+	$(PIP) install --quiet -c constraints.txt -e ".[llamacpp,huggingface,ui,dev]"
 	@touch $@
 
 install: $(VENV)/.installed
@@ -92,8 +93,25 @@ model: install
 chat: model
 	$(BIN)/assistant chat
 
+# The chat page, local only by default.
+HOST ?= 127.0.0.1
+UI_PORT ?= 7860
+ui: model
+	$(BIN)/assistant ui --host $(HOST) --port $(UI_PORT)
+
+# The web UI's browser tests drive Debian's chromium through Playwright (Playwright's own
+# browser download needs the internet). Installed once when missing: as root directly, else
+# through passwordless sudo; otherwise the tests fail and say how to install it.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo ">>> Installing chromium for the browser tests (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null \
+	  || echo "!!! could not install chromium: the browser tests will fail (apt-get install chromium)"; }
+
 # What CI runs (.ci/run): the static checks first (seconds), then every test.
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest
 
 test-unit: install

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -26,7 +26,6 @@ from graph.settings import SAFETY_LEVELS, Settings
 # use them (scripts/bench.py measures the import time).
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
-    from langchain_core.runnables import RunnableConfig
 
     from tools.documents.ingest import IngestProgress, IngestReport
     from tools.documents.store import DocumentStore, DocumentStoreError
@@ -100,26 +99,18 @@ class ChatSession:
         Raises:
             ThreadBusyError: The thread stayed busy for ``wait`` seconds.
         """
-        from langchain_core.messages import AIMessageChunk, BaseMessage
+        from apps.turns import stream_turn
 
-        config: RunnableConfig = {"configurable": {"thread_id": self.thread_id}}
-        final: dict[str, Any] = {}
-        with self.locks.hold(self.thread_id, self.wait):
-            for mode, data in self.graph.stream(
-                {"messages": [("user", text)]},
-                config,
-                context=self.context,
-                stream_mode=["messages", "values"],
-            ):
-                if mode == "values":
-                    final = cast(dict[str, Any], data)
-                    continue
-                chunk, meta = cast(tuple[BaseMessage, dict[str, Any]], data)
-                if meta.get("langgraph_node") in ("generate", "refuse") and isinstance(
-                    chunk, AIMessageChunk | BaseMessage
-                ):
-                    yield "token", chunk.text
-        yield "state", final
+        owner = self.context.user_id or self.settings.long_term.user_id
+        yield from stream_turn(
+            self.graph,
+            self.locks,
+            self.thread_id,
+            text,
+            self.context,
+            owner=owner,
+            wait=self.wait,
+        )
 
 
 def _result(state: dict[str, Any], thread_id: str) -> dict[str, Any]:
@@ -542,6 +533,23 @@ def memory_clear(
     with _long_term(settings) as store:
         removed = clear(store, who)
     out.print(f"forgot {removed} memories of user {who}", markup=False, highlight=False)
+
+
+@app.command("ui")
+def ui_command(
+    host: Annotated[str, typer.Option(help="Address to listen on (local only by default).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 7860,
+) -> None:
+    """Serve the chat page (open the address it prints): threads, documents, diagnostics."""
+    settings = cli_settings()
+    from apps.ui.page import serve
+    from apps.ui.service import ChatService
+
+    with _memory(settings) as memory:
+        out.print(f"chat page on http://{host}:{port} (Ctrl-C to stop)", markup=False)
+        serve(ChatService(settings, memory), host=host, port=port)
 
 
 @model_app.command("prepare")

@@ -1,0 +1,190 @@
+"""One chat turn through the graph, shared by the CLI and the web UI.
+
+The turn streams the reply's tokens from the ``generate`` (or ``refuse``) node, then the
+final state; the thread's lock is held throughout. Each checkpoint records whose turn it
+was (``user_id`` in its metadata), so the UI can list a user's threads from the
+checkpointer alone. A stop signal ends the generation at the next token: the model call
+raises, the model's lock is released, and the caller gets :class:`GenerationStopped` with
+the text streamed so far.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, cast
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+
+from graph.context import Context
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.graph.state import CompiledStateGraph
+
+    from tools.memory import ThreadLocks
+
+STOPPED_MARK = "[stopped]"
+"""Appended to a reply the user stopped, in the thread and on the page."""
+
+REPLY_NODES = ("generate", "refuse")
+"""Nodes whose streamed message chunks are the reply the user sees."""
+
+
+class GenerationStopped(Exception):
+    """The user stopped the turn; ``partial`` is the reply streamed until then."""
+
+    def __init__(self, partial: str = "") -> None:
+        super().__init__("generation stopped by the user")
+        self.partial = partial
+
+
+class _QuietStops(logging.Filter):
+    """Drop LangChain's "Error in StopOnEvent callback" warning: a stop is no error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(
+            isinstance(arg, str) and "GenerationStopped" in arg for arg in record.args or ()
+        )
+
+
+logging.getLogger("langchain_core.callbacks.manager").addFilter(_QuietStops())
+
+
+class StopOnEvent(BaseCallbackHandler):
+    """Ends the reply's model call at its next token once ``event`` is set.
+
+    LangChain calls ``on_llm_new_token`` from inside the model's token loop; raising there
+    (``raise_error``) unwinds the loop, so llama.cpp stops decoding and its lock is free.
+    Only model calls of the reply nodes are stopped: a stop that comes after the reply
+    (while the turn is being remembered or summarised) lets the turn finish as it is.
+    """
+
+    raise_error = True
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+        self._reply_runs: set[UUID] = set()
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Remember the model calls made by a reply node."""
+        if (metadata or {}).get("langgraph_node") in REPLY_NODES:
+            self._reply_runs.add(run_id)
+
+    def on_llm_new_token(
+        self,
+        token: Any,
+        *,
+        chunk: Any = None,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Raise :class:`GenerationStopped` in a reply's model call once stopped."""
+        if self.event.is_set() and run_id in self._reply_runs:
+            raise GenerationStopped()
+
+
+def turn_config(thread_id: str, owner: str, stop: threading.Event | None = None) -> RunnableConfig:
+    """The run config of one turn: the thread, its owner (checkpoint metadata), the stop hook."""
+    config: RunnableConfig = {
+        "configurable": {"thread_id": thread_id},
+        "metadata": {"user_id": owner},
+    }
+    if stop is not None:
+        config["callbacks"] = [StopOnEvent(stop)]
+    return config
+
+
+def stream_turn(
+    graph: CompiledStateGraph[Any, Any, Any, Any],
+    locks: ThreadLocks,
+    thread_id: str,
+    text: str,
+    context: Context,
+    *,
+    owner: str,
+    wait: float,
+    stop: threading.Event | None = None,
+) -> Iterator[tuple[str, Any]]:
+    """Run one turn: yields ("token", text) while streaming, then ("state", values).
+
+    The thread's lock is held for the whole turn: another turn on the same thread (in
+    this process or another) waits for it, up to ``wait`` seconds. A stopped turn keeps
+    its partial reply in the thread, marked with :data:`STOPPED_MARK`.
+
+    Args:
+        graph: The compiled assistant graph (with its checkpointer).
+        locks: The thread locks of the open memory.
+        thread_id: The thread to continue.
+        text: The user's message.
+        context: This run's knobs (safety level, sampling, user).
+        owner: Whose thread this is (kept in each checkpoint's metadata).
+        wait: Seconds to wait while the thread is busy.
+        stop: Set it (from another thread) to end the generation at its next token.
+
+    Raises:
+        ThreadBusyError: The thread stayed busy for ``wait`` seconds.
+        GenerationStopped: ``stop`` was set; ``partial`` holds what was streamed.
+        InvalidMessageError: The message is empty or too long (the thread is unchanged).
+    """
+    config = turn_config(thread_id, owner, stop)
+    final: dict[str, Any] = {}
+    streamed: list[str] = []
+    with locks.hold(thread_id, wait):
+        try:
+            for mode, data in graph.stream(
+                {"messages": [("user", text)]},
+                config,
+                context=context,
+                stream_mode=["messages", "values"],
+            ):
+                if mode == "values":
+                    final = cast(dict[str, Any], data)
+                    continue
+                chunk, meta = cast(tuple[BaseMessage, dict[str, Any]], data)
+                if meta.get("langgraph_node") in REPLY_NODES and isinstance(
+                    chunk, AIMessageChunk | BaseMessage
+                ):
+                    streamed.append(chunk.text)
+                    yield "token", chunk.text
+        except GenerationStopped:
+            partial = "".join(streamed).rstrip()
+            keep_stopped(graph, thread_id, owner, partial)
+            raise GenerationStopped(partial) from None
+    yield "state", final
+
+
+def keep_stopped(
+    graph: CompiledStateGraph[Any, Any, Any, Any], thread_id: str, owner: str, partial: str
+) -> None:
+    """Write a stopped reply into the thread, so its history shows what the user saw.
+
+    The user's message is already in the thread (the turn's first steps were saved); the
+    pending rest of the turn is dropped by the next turn's input.
+    """
+    if graph.checkpointer is None:
+        return
+    config = turn_config(thread_id, owner)
+    if not graph.get_state(config).values:
+        return  # stopped before the message was saved: nothing to answer
+    reply = f"{partial} {STOPPED_MARK}".strip()
+    graph.update_state(
+        config,
+        {"messages": [AIMessage(reply, response_metadata={"stopped": True})]},
+        as_node="generate",
+    )

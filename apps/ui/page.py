@@ -1,0 +1,434 @@
+"""The chat page: a Gradio Blocks app over :class:`apps.ui.service.ChatService`.
+
+Offline by construction: analytics off (before gradio is imported, and on the Blocks), a
+theme with system fonts only (Gradio's default loads Google Fonts), no share link, no
+server-side rendering (it would start Node), no MCP server. Everything per browser session
+is an input of each event (the user, the open thread, the sliders) or lives in the
+browser (``gr.BrowserState``), so sessions never share a setting.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Read when gradio is imported: no analytics, no version check, no telemetry.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import html
+import json
+import logging
+import re
+import uuid
+from collections.abc import Iterator
+from typing import Any, cast
+
+import gradio as gr
+
+from apps.ui.service import (
+    UPLOAD_KINDS,
+    ChatService,
+    Controls,
+    TurnResult,
+    UiError,
+    check_message,
+    check_user,
+    ingest_summary,
+    make_context,
+    safety_levels,
+)
+from tools.documents.retrieval import cite
+
+log = logging.getLogger("assistant.ui")
+
+SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]
+MONO_FONTS = ["ui-monospace", "monospace"]
+
+Rows = list[dict[str, Any]]
+PROGRESS = gr.Progress()
+"""Gradio injects a live tracker where an event function's default is a ``gr.Progress``."""
+
+
+def theme() -> gr.themes.Base:
+    """Gradio's default look with system fonts (its own fonts come from Google)."""
+    return gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS)
+
+
+def new_thread_id() -> str:
+    """A fresh thread id (a UUID, like the CLI's)."""
+    return str(uuid.uuid4())
+
+
+def quoted(text: str) -> str:
+    """A passage as a Markdown quote: its own headings and lists shown as plain lines."""
+    lines = [
+        re.sub(r"^(\s*)(\d+)\.", r"\1\2\\.", re.sub(r"^(\s*)([#>*+-])", r"\1\\\2", line))
+        for line in text.strip().splitlines()
+    ]
+    return "\n".join(f"> {line}" if line.strip() else ">" for line in lines)
+
+
+def source_rows(sources: list[dict[str, Any]]) -> Rows:
+    """The reply's sources as folded chat rows: the citation as title, the passage inside."""
+    return [
+        {
+            "role": "assistant",
+            "content": quoted(str(p.get("text", ""))),
+            "metadata": {"title": f"Source [{n}] {cite(p)}", "status": "done"},
+        }
+        for n, p in enumerate(sources, 1)
+    ]
+
+
+def diagnostics_markdown(diag: dict[str, Any]) -> str:
+    """The diagnostics panel's text (a JSON block)."""
+    return "```json\n" + json.dumps(diag, indent=2, default=str) + "\n```"
+
+
+def thread_choices(service: ChatService, user: str | None) -> list[tuple[str, str]]:
+    """(title, thread id) for the thread list; empty without a user."""
+    if not user:
+        return []
+    return [(f"{t.title}", t.thread_id) for t in service.threads(user)]
+
+
+def memory_choices(service: ChatService, user: str | None) -> list[tuple[str, str]]:
+    """(text, key) of the user's memories for the forget list."""
+    if not user:
+        return []
+    return [(f"[{m.kind}] {m.text}", m.key) for m in service.memories(user)]
+
+
+def document_choices(service: ChatService) -> list[tuple[str, str]]:
+    """(name and chunks, source) of the collection's files."""
+    return [(f"{d['name']} ({d['chunks']} chunks)", d["source"]) for d in service.document_list()]
+
+
+def _notice(text: str) -> str:
+    return f'<div class="notice">{html.escape(text)}</div>' if text else ""
+
+
+def build_ui(service: ChatService) -> gr.Blocks:
+    """The chat page.
+
+    Args:
+        service: The back end every browser session shares.
+
+    Returns:
+        The Blocks app (launch it with :func:`launch_options`).
+    """
+    defaults = Controls.from_settings(service.settings)
+    with gr.Blocks(title="Local assistant", analytics_enabled=False) as page:
+        saved = gr.BrowserState({"user": "", "thread": ""}, storage_key="assistant-ui")
+        user_state = gr.State("")
+        thread_state = gr.State("")
+
+        gr.Markdown("## Local assistant")
+        with gr.Row():
+            user_box = gr.Textbox(
+                label="User name", placeholder="your name", scale=3, elem_id="user-name"
+            )
+            login = gr.Button("Use this name", scale=1, elem_id="login")
+            who = gr.Markdown("Not signed in.", elem_id="who")
+        status = gr.HTML("", elem_id="status")
+        with gr.Row():
+            with gr.Column(scale=1, min_width=220):
+                new_thread = gr.Button("New thread", elem_id="new-thread")
+                threads = gr.Radio(choices=[], label="Threads", elem_id="threads", interactive=True)
+                delete_thread = gr.Button("Delete thread", variant="stop", elem_id="delete")
+            with gr.Column(scale=4):
+                chat = gr.Chatbot(label="Chat", height=460, elem_id="chat", buttons=["copy"])
+                with gr.Row():
+                    message = gr.Textbox(
+                        label="Message",
+                        placeholder="Ask something…",
+                        scale=5,
+                        elem_id="message",
+                        max_lines=8,
+                    )
+                    send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
+                    stop = gr.Button("Stop", scale=1, elem_id="stop")
+                with gr.Accordion("Generation settings", open=False, elem_id="settings"):
+                    temperature = gr.Slider(
+                        0.0, 2.0, value=defaults.temperature, step=0.05,
+                        label="Temperature", elem_id="temperature",
+                    )  # fmt: skip
+                    top_p = gr.Slider(
+                        0.05, 1.0, value=defaults.top_p, step=0.05, label="Top p", elem_id="top-p"
+                    )
+                    max_tokens = gr.Slider(
+                        1, 1024, value=defaults.max_new_tokens, step=1,
+                        label="Max new tokens", elem_id="max-tokens",
+                    )  # fmt: skip
+                    sampling = gr.Checkbox(
+                        value=defaults.do_sample,
+                        label="Sampling (off = greedy)",
+                        elem_id="sampling",
+                    )
+                    safety = gr.Radio(
+                        list(safety_levels()), value=defaults.safety_level,
+                        label="Safety level", elem_id="safety",
+                    )  # fmt: skip
+                with gr.Accordion("Diagnostics", open=False, elem_id="diagnostics"):
+                    diag = gr.Markdown("No turn yet.", elem_id="diag")
+                with gr.Accordion("Documents", open=False, elem_id="documents"):
+                    upload = gr.File(
+                        label="Upload PDF, Markdown, text or HTML",
+                        file_count="multiple",
+                        file_types=list(UPLOAD_KINDS),
+                        elem_id="upload",
+                    )
+                    ingest_report = gr.Markdown("", elem_id="ingest-report")
+                    docs = gr.Dropdown(choices=[], label="Files in the collection", elem_id="docs")
+                    remove_doc = gr.Button("Remove file", elem_id="remove-doc")
+                with gr.Accordion("Long-term memory", open=False, elem_id="memory") as memory_panel:
+                    memories = gr.CheckboxGroup(
+                        choices=[], label="What is remembered about you", elem_id="memories"
+                    )
+                    forget = gr.Button("Forget selected", elem_id="forget")
+
+        controls = [temperature, top_p, max_tokens, sampling, safety]
+
+        # --- sign in, threads --------------------------------------------------------------
+
+        def sign_in(name: str, state: dict[str, str]) -> tuple[Any, ...]:
+            try:
+                user = check_user(name)
+            except UiError as exc:
+                return _only_status(len(opened), str(exc))
+            return _open_thread(user, "", state)
+
+        def _open_thread(user: str, thread_id: str, state: dict[str, str]) -> tuple[Any, ...]:
+            """Outputs: user, thread, browser state, who, threads, chat, status."""
+            notice = ""
+            rows: Rows = []
+            try:
+                if thread_id:
+                    rows, values = service.history(user, thread_id)
+                    rows += source_rows(list(values.get("sources") or []))
+                choices = thread_choices(service, user)
+            except UiError as exc:
+                thread_id, rows, choices, notice = "", [], [], str(exc)
+            if not thread_id:
+                thread_id = new_thread_id()
+            state = {"user": user, "thread": thread_id}
+            known = {c[1] for c in choices}
+            return (
+                user,
+                thread_id,
+                state,
+                f"Signed in as **{html.escape(user)}**",
+                gr.update(choices=choices, value=thread_id if thread_id in known else None),
+                rows,
+                _notice(notice),
+            )
+
+        opened = [user_state, thread_state, saved, who, threads, chat, status]
+        login.click(sign_in, [user_box, saved], opened)
+        user_box.submit(sign_in, [user_box, saved], opened)
+
+        def restore(state: dict[str, str] | None) -> tuple[Any, ...]:
+            state = state or {}
+            user = state.get("user") or ""
+            if not user:
+                # Nothing saved: leave the page as it is (the name box may be typed in already).
+                return tuple(gr.skip() for _ in range(len(opened) + 1))
+            return (*_open_thread(user, state.get("thread") or "", state), user)
+
+        page.load(restore, [saved], [*opened, user_box])
+
+        def pick_thread(thread_id: str | None, user: str, state: dict[str, str]) -> tuple[Any, ...]:
+            if not user or not thread_id:
+                return tuple(gr.skip() for _ in opened)
+            return _open_thread(user, thread_id, state)
+
+        threads.input(pick_thread, [threads, user_state, saved], opened)
+
+        def start_new(user: str, state: dict[str, str]) -> tuple[Any, ...]:
+            if not user:
+                return _only_status(len(opened), "Enter a user name first.")
+            return _open_thread(user, "", state)
+
+        new_thread.click(start_new, [user_state, saved], opened)
+
+        def drop_thread(user: str, thread_id: str, state: dict[str, str]) -> tuple[Any, ...]:
+            try:
+                service.delete_thread(user, thread_id)
+            except UiError as exc:
+                return _only_status(len(opened), str(exc))
+            return _open_thread(user, "", state)
+
+        delete_thread.click(drop_thread, [user_state, thread_state, saved], opened)
+
+        # --- a turn -------------------------------------------------------------------------
+
+        def respond(
+            text: str,
+            rows: Rows | None,
+            user: str,
+            thread_id: str,
+            temp: float,
+            p: float,
+            tokens: float,
+            sample: bool,
+            level: str,
+            request: gr.Request,
+        ) -> Iterator[tuple[Any, ...]]:
+            """Outputs: chat, message box, status, diagnostics, threads, send button.
+
+            Send is disabled while the turn runs (Stop is not), and enabled again however
+            the turn ends.
+            """
+            rows = [r for r in (rows or []) if not (r.get("metadata") or {}).get("title")]
+            knobs = Controls(temp, p, int(tokens), bool(sample), level)
+            session = getattr(request, "session_hash", None) or ""
+            skip = gr.skip()
+            try:
+                # The cheap checks first, so a refused message never shows as sent.
+                if not user:
+                    raise UiError("Enter a user name first.")
+                clean = check_message(text)
+                make_context(check_user(user), knobs)
+                service.check_owner(user, thread_id)
+            except UiError as exc:
+                yield skip, skip, _notice(str(exc)), skip, skip, skip
+                return
+            asked = [*rows, {"role": "user", "content": clean}]
+            busy, ready = gr.update(interactive=False), gr.update(interactive=True)
+            yield asked, "", "", skip, skip, busy  # the message shows at once
+            reply = ""
+            try:
+                for item in service.turn(user, thread_id, clean, knobs, session=session):
+                    if isinstance(item, TurnResult):
+                        final = [*asked, {"role": "assistant", "content": item.reply}]
+                        final += source_rows(item.sources)
+                        note = "Stopped." if item.stopped else ""
+                        if item.withdrawn:
+                            note = "The streamed reply was withdrawn by the safety filter."
+                        yield (
+                            final,
+                            skip,
+                            _notice(note),
+                            diagnostics_markdown(item.diagnostics),
+                            gr.update(choices=thread_choices(service, user), value=thread_id),
+                            ready,
+                        )
+                        return
+                    reply += item
+                    yield [*asked, {"role": "assistant", "content": reply}], *(skip,) * 5
+            except UiError as exc:
+                # Not answered (busy thread, over the budget, no model): the message goes
+                # back into the box, and out of the chat.
+                yield rows, text, _notice(str(exc)), skip, skip, ready
+            except Exception as exc:  # never a traceback in the page
+                log.exception("turn failed")
+                yield rows, text, _notice(f"The turn failed: {exc}"), skip, skip, ready
+
+        turn_outputs = [chat, message, status, diag, threads, send]
+        turn_inputs = [message, chat, user_state, thread_state, *controls]
+        send.click(respond, turn_inputs, turn_outputs, concurrency_limit=8)
+        message.submit(respond, turn_inputs, turn_outputs, concurrency_limit=8)
+
+        def halt(request: gr.Request) -> None:
+            service.stop(getattr(request, "session_hash", None) or "")
+
+        # Not queued: it must run while the turn's generator holds the queue's slot. It sets
+        # the session's stop signal; the model call ends at its next token and the turn
+        # yields its partial reply marked as stopped (Gradio's ``cancels`` would drop that
+        # last update and leave llama.cpp decoding in its worker thread).
+        stop.click(halt, None, None, queue=False)
+
+        # --- documents ----------------------------------------------------------------------
+
+        def refresh_docs() -> tuple[Any, str]:
+            try:
+                return gr.update(choices=document_choices(service), value=None), ""
+            except UiError as exc:
+                return gr.update(choices=[]), _notice(str(exc))
+
+        def do_upload(files: list[str] | None, progress: gr.Progress = PROGRESS) -> tuple[Any, ...]:
+            if not files:
+                return gr.skip(), gr.skip(), gr.skip()
+
+            def show(step: Any) -> None:
+                total = max(step.files_total, 1)
+                name = os.path.basename(step.current) if step.current else "done"
+                progress(step.files_done / total, desc=f"{name} · {step.chunks_done} chunks")
+
+            try:
+                report = service.ingest(files, show)
+            except UiError as exc:
+                return _notice(str(exc)), gr.skip(), gr.skip()
+            choices, notice = refresh_docs()
+            return ingest_summary(report), choices, notice
+
+        upload.upload(do_upload, [upload], [ingest_report, docs, status])
+
+        def do_remove(source: str | None) -> tuple[Any, ...]:
+            if not source:
+                return _notice("Choose a file to remove."), gr.skip()
+            try:
+                removed = service.remove_document(source)
+            except UiError as exc:
+                return _notice(str(exc)), gr.skip()
+            choices, notice = refresh_docs()
+            return notice or _notice(f"Removed {os.path.basename(source)} ({removed} chunks)."), (
+                choices
+            )
+
+        remove_doc.click(do_remove, [docs], [status, docs])
+        page.load(lambda: refresh_docs()[0], None, [docs])
+
+        # --- long-term memory ---------------------------------------------------------------
+
+        def show_memories(user: str) -> Any:
+            try:
+                return gr.update(choices=memory_choices(service, user), value=[])
+            except UiError:
+                return gr.update(choices=[])
+
+        def do_forget(user: str, keys: list[str] | None) -> tuple[Any, str]:
+            try:
+                count = service.forget(user, keys or [])
+            except UiError as exc:
+                return gr.skip(), _notice(str(exc))
+            return show_memories(user), _notice(f"Forgot {count} memories.")
+
+        forget.click(do_forget, [user_state, memories], [memories, status])
+        user_state.change(show_memories, [user_state], [memories])
+        memory_panel.expand(show_memories, [user_state], [memories])
+    return cast(gr.Blocks, page)
+
+
+def _only_status(outputs: int, text: str) -> tuple[Any, ...]:
+    """Leave every output as it is but the last (the status line), which says ``text``."""
+    return (*(gr.skip() for _ in range(outputs - 1)), _notice(text))
+
+
+CSS = ".notice { padding: .5em 1em; border-left: 4px solid #d97706; background: #fef3c7; }"
+
+
+def launch_options(host: str, port: int) -> dict[str, Any]:
+    """``Blocks.launch`` arguments: local only, nothing shared, nothing phoned home."""
+    return {
+        "server_name": host,
+        "server_port": port,
+        "share": False,
+        "ssr_mode": False,
+        "mcp_server": False,
+        "pwa": False,
+        "enable_monitoring": False,
+        "show_error": False,
+        "inbrowser": False,
+        "footer_links": [],
+        "max_file_size": "200mb",
+        "theme": theme(),
+        "css": CSS,
+    }
+
+
+def serve(service: ChatService, host: str = "127.0.0.1", port: int = 7860) -> None:
+    """Serve the page until interrupted (``assistant ui``)."""
+    page = build_ui(service)
+    page.queue(default_concurrency_limit=8).launch(**launch_options(host, port))

@@ -1,0 +1,532 @@
+"""What the web page does, without the page: turns, threads, documents, memories.
+
+Plain Python over the same functions the CLI uses (:func:`apps.turns.stream_turn`, the
+checkpointer, ``tools.documents.ingest``, ``tools.memory.long_term``), so it is unit-tested
+on the fake model without a browser. Nothing here is per browser session: each call gets
+the user and the session's generation controls as arguments, and the only shared state is
+what every session shares anyway (the graph, its model, the stores) plus one stop signal
+per session.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from apps.turns import STOPPED_MARK, GenerationStopped, stream_turn, turn_config
+from graph.context import Context
+from graph.errors import InvalidMessageError, MessageTooLongError
+from graph.settings import SAFETY_LEVELS, Settings
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+    from langgraph.graph.state import CompiledStateGraph
+
+    from tools.documents.ingest import IngestProgress
+    from tools.documents.store import DocumentStore
+    from tools.memory import OpenMemory
+    from tools.memory.long_term import Memory
+
+log = logging.getLogger("assistant.ui")
+
+MAX_MESSAGE_CHARS = 8000
+"""Longest message the page sends; the graph's token budget refuses long ones anyway,
+this only spares the server a huge paste."""
+
+USER_NAME = re.compile(r"^[\w][\w .@+-]{0,63}$")
+"""A user name: a letter or digit first, then letters, digits, space and . @ + -."""
+
+UPLOAD_KINDS = (".pdf", ".md", ".markdown", ".txt", ".text", ".html", ".htm")
+"""File types the upload accepts (the ingest's folder walk reads the same ones)."""
+
+
+class UiError(Exception):
+    """Something the page shows the user as a message (never a traceback)."""
+
+
+@dataclass(frozen=True)
+class Controls:
+    """One browser session's generation controls (the seed UI's sliders)."""
+
+    temperature: float = 0.2
+    top_p: float = 0.9
+    max_new_tokens: int = 256
+    do_sample: bool = True
+    safety_level: str = "moderate"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Controls:
+        """The controls a fresh page starts with: the configured defaults."""
+        gen = settings.generation
+        return cls(
+            temperature=gen.temperature,
+            top_p=gen.top_p,
+            max_new_tokens=gen.max_new_tokens,
+            do_sample=gen.do_sample,
+            safety_level=settings.safety.sensitivity_level,
+        )
+
+
+def make_context(user: str, controls: Controls) -> Context:
+    """The run context of one turn: the user and the session's controls.
+
+    Raises:
+        UiError: A control is out of range (the message says which).
+    """
+    try:
+        return Context.model_validate(
+            {
+                "user_id": user,
+                "temperature": float(controls.temperature),
+                "top_p": float(controls.top_p),
+                "max_new_tokens": int(controls.max_new_tokens),
+                "do_sample": bool(controls.do_sample),
+                "safety_level": controls.safety_level,
+            }
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UiError(f"invalid generation settings: {problems}") from None
+
+
+def check_user(name: str | None) -> str:
+    """A valid user name, stripped.
+
+    Raises:
+        UiError: The name is empty or has characters other than letters, digits and
+            ``. @ + -`` and spaces (at most 64).
+    """
+    name = (name or "").strip()
+    if not name:
+        raise UiError("Enter a user name first.")
+    if not USER_NAME.match(name):
+        raise UiError(
+            "A user name is 1 to 64 letters, digits, spaces or . @ + - (starting with a "
+            "letter or digit)."
+        )
+    return name
+
+
+def check_message(text: str | None) -> str:
+    """The message to send, or a :class:`UiError` saying why it cannot be sent."""
+    text = (text or "").strip()
+    if not text:
+        raise UiError("The message is empty; nothing was sent.")
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise UiError(
+            f"The message is too long ({len(text)} characters; at most {MAX_MESSAGE_CHARS})."
+        )
+    return text
+
+
+@dataclass(frozen=True)
+class ThreadSummary:
+    """One of a user's threads, as the thread list shows it."""
+
+    thread_id: str
+    title: str
+    updated: str
+    """Time of its newest checkpoint (ISO 8601)."""
+
+
+@dataclass
+class TurnResult:
+    """How a turn ended: the reply as kept, its sources and its diagnostics."""
+
+    reply: str
+    stopped: bool = False
+    withdrawn: bool = False
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+
+def title_of(messages: Iterable[Any], limit: int = 60) -> str:
+    """A thread's title: its first user message, on one line, cut to ``limit`` characters."""
+    for message in messages:
+        if getattr(message, "type", None) == "human":
+            text = " ".join(str(message.text).split())
+            return text if len(text) <= limit else text[: limit - 1] + "…"
+    return "(empty thread)"
+
+
+def diagnostics(
+    state: dict[str, Any], ttft: float | None, tokens: int, seconds: float
+) -> dict[str, Any]:
+    """The turn's diagnostics: concept, safety, retrieval, prompt size and speed.
+
+    Args:
+        state: The graph's final values.
+        ttft: Seconds from sending to the first streamed token (None: none came).
+        tokens: Streamed chunks (llama.cpp streams one token per chunk).
+        seconds: Seconds from sending to the end of the turn.
+    """
+    safety = state.get("safety") or {}
+    retrieval = state.get("retrieval") or {}
+    decode = seconds - ttft if ttft is not None else 0.0
+    return {
+        "concept": state.get("concept"),
+        "safety": {
+            "allowed": safety.get("allowed"),
+            "level": safety.get("level"),
+            "category": safety.get("category"),
+            "reason": safety.get("reason"),
+            "withdrawn": bool(safety.get("withdrawn")),
+        },
+        "retrieval": {
+            "status": retrieval.get("status"),
+            "query": retrieval.get("query"),
+            "collection": retrieval.get("collection"),
+            "error": retrieval.get("error"),
+        },
+        "prompt_tokens": state.get("prompt_tokens", 0),
+        "time_to_first_token_s": None if ttft is None else round(ttft, 3),
+        "tokens": tokens,
+        "tokens_per_s": round((tokens - 1) / decode, 2) if tokens > 1 and decode > 0 else None,
+        "seconds": round(seconds, 3),
+    }
+
+
+def history_of(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """A thread's messages as chat rows: ``{"role": "user"|"assistant", "content": ...}``."""
+    rows: list[dict[str, Any]] = []
+    for message in values.get("messages") or []:
+        role = {"human": "user", "ai": "assistant"}.get(message.type)
+        if role:
+            rows.append({"role": role, "content": message.text})
+    return rows
+
+
+class ChatService:
+    """The web UI's back end: one graph and one memory for every browser session."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        memory: OpenMemory,
+        *,
+        model: BaseChatModel | None = None,
+        wait: float = 0.0,
+        collection: str | None = None,
+    ) -> None:
+        """Build the graph on the open memory.
+
+        Args:
+            settings: The assistant's settings.
+            memory: The open checkpointer, store and thread locks (``open_memory``).
+            model: A chat model instead of the configured one (tests).
+            wait: Seconds a turn waits for a busy thread before saying so.
+            collection: The document collection (default: ``chroma.collection``).
+        """
+        from graph import build_graph
+
+        self.settings = settings
+        self.memory = memory
+        self.wait = wait
+        self.collection = collection or settings.chroma.collection
+        self.graph: CompiledStateGraph[Any, Any, Any, Any] = build_graph(
+            settings, checkpointer=memory.saver, store=memory.store, model=model
+        )
+        self._stops: dict[str, threading.Event] = {}
+        self._stops_lock = threading.Lock()
+        self._documents: DocumentStore | None = None
+
+    # --- turns ---------------------------------------------------------------------------
+
+    def stop_signal(self, session: str) -> threading.Event:
+        """The stop signal of one browser session (created on first use)."""
+        with self._stops_lock:
+            return self._stops.setdefault(session, threading.Event())
+
+    def stop(self, session: str) -> None:
+        """Stop the session's running turn at its next token (nothing if none runs)."""
+        self.stop_signal(session).set()
+
+    def turn(
+        self, user: str, thread_id: str, text: str, controls: Controls, *, session: str = ""
+    ) -> Iterator[str | TurnResult]:
+        """Run one turn: yields each streamed token, then the :class:`TurnResult`.
+
+        A stopped turn ends with ``stopped=True`` and the partial reply marked; the thread
+        keeps it and the next turn works as usual.
+
+        Raises:
+            UiError: The message, the user or a control is invalid, the thread belongs to
+                someone else or is busy, the model cannot be loaded; the text is the
+                message the page shows.
+        """
+        from tools.memory import MemoryBackendError, ThreadBusyError
+        from tools.models import ModelLoadError
+
+        user = check_user(user)
+        text = check_message(text)
+        context = make_context(user, controls)
+        self.check_owner(user, thread_id)
+        stop = self.stop_signal(session)
+        stop.clear()
+        started = time.perf_counter()
+        ttft: float | None = None
+        tokens = 0
+        state: dict[str, Any] = {}
+        try:
+            for kind, value in stream_turn(
+                self.graph,
+                self.memory.locks,
+                thread_id,
+                text,
+                context,
+                owner=user,
+                wait=self.wait,
+                stop=stop,
+            ):
+                if kind == "token":
+                    if not value:
+                        continue
+                    if ttft is None:
+                        ttft = time.perf_counter() - started
+                    tokens += 1
+                    yield str(value)
+                else:
+                    state = value
+        except GenerationStopped as exc:
+            seconds = time.perf_counter() - started
+            yield TurnResult(
+                reply=f"{exc.partial} {STOPPED_MARK}".strip(),
+                stopped=True,
+                diagnostics=diagnostics({}, ttft, tokens, seconds),
+            )
+            return
+        except ThreadBusyError:
+            raise UiError(
+                "This thread is busy: another tab or process is answering in it. Try again "
+                "in a moment."
+            ) from None
+        except MessageTooLongError as exc:
+            raise UiError(f"The message is too long: {exc}") from None
+        except InvalidMessageError as exc:
+            raise UiError(str(exc)) from None
+        except ModelLoadError as exc:
+            raise UiError(f"The model cannot be loaded: {exc}") from None
+        except MemoryBackendError as exc:
+            raise UiError(f"The memory store is unavailable: {exc}") from None
+        finally:
+            stop.clear()
+        seconds = time.perf_counter() - started
+        messages = state.get("messages") or []
+        safety = state.get("safety") or {}
+        return_reply = messages[-1].text if messages else ""
+        yield TurnResult(
+            reply=return_reply,
+            withdrawn=bool(safety.get("withdrawn")),
+            sources=list(state.get("sources") or []),
+            diagnostics=diagnostics(state, ttft, tokens, seconds),
+        )
+
+    # --- threads -------------------------------------------------------------------------
+
+    def _saver(self) -> Any:
+        if self.memory.saver is None:
+            raise UiError("Memory is off (memory.backend = none): no threads are kept.")
+        return self.memory.saver
+
+    def owner_of(self, thread_id: str) -> str | None:
+        """Whose thread this is (from its newest checkpoint); None when it does not exist."""
+        saver = self._saver()
+        latest = saver.get_tuple({"configurable": {"thread_id": thread_id}})
+        if latest is None:
+            return None
+        return (latest.metadata or {}).get("user_id")
+
+    def check_owner(self, user: str, thread_id: str) -> None:
+        """Refuse a thread that exists and belongs to someone else.
+
+        Raises:
+            UiError: It is another user's thread.
+        """
+        if self.memory.saver is None:
+            return
+        owner = self.owner_of(thread_id)
+        if owner is not None and owner != user:
+            raise UiError("No such thread for this user.")
+
+    def threads(self, user: str) -> list[ThreadSummary]:
+        """The user's threads, newest first, titled by their first message."""
+        saver = self._saver()
+        newest: dict[str, str] = {}
+        # The metadata filter narrows the walk where the saver supports it; the owner is
+        # checked again here, so a saver that ignores the filter leaks nothing.
+        for item in saver.list(None, filter={"user_id": user}):
+            if (item.metadata or {}).get("user_id") != user:
+                continue
+            thread_id = str(item.config["configurable"]["thread_id"])
+            ts = str(item.checkpoint.get("ts", ""))
+            if ts > newest.get(thread_id, ""):
+                newest[thread_id] = ts
+        summaries = []
+        for thread_id, ts in newest.items():
+            values = self.graph.get_state(turn_config(thread_id, user)).values
+            summaries.append(ThreadSummary(thread_id, title_of(values.get("messages") or []), ts))
+        return sorted(summaries, key=lambda s: s.updated, reverse=True)
+
+    def history(self, user: str, thread_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """A thread's chat rows and its last values (sources, retrieval ...).
+
+        Raises:
+            UiError: It is another user's thread.
+        """
+        self.check_owner(user, thread_id)
+        if self.memory.saver is None:
+            return [], {}
+        values = dict(self.graph.get_state(turn_config(thread_id, user)).values)
+        return history_of(values), values
+
+    def delete_thread(self, user: str, thread_id: str) -> None:
+        """Delete one of the user's threads (waits for a running turn on it).
+
+        Raises:
+            UiError: Not the user's thread, or it stayed busy.
+        """
+        from tools.memory import ThreadBusyError
+
+        saver = self._saver()
+        if self.owner_of(thread_id) != user:
+            raise UiError("No such thread for this user.")
+        try:
+            with self.memory.locks.hold(thread_id, self.settings.memory.busy_timeout):
+                saver.delete_thread(thread_id)
+        except ThreadBusyError:
+            raise UiError("This thread is busy; try deleting it again in a moment.") from None
+
+    # --- long-term memory ----------------------------------------------------------------
+
+    def memories(self, user: str) -> list[Memory]:
+        """What is kept about the user, newest first (empty when long-term memory is off)."""
+        from tools.memory.long_term import list_memories
+
+        if self.memory.store is None:
+            return []
+        return list_memories(self.memory.store, check_user(user), limit=200)
+
+    def forget(self, user: str, keys: Iterable[str]) -> int:
+        """Forget some of the user's memories; returns how many were there."""
+        from tools.memory.long_term import forget
+
+        if self.memory.store is None:
+            raise UiError("Long-term memory is off: nothing is kept.")
+        user = check_user(user)
+        return sum(forget(self.memory.store, user, key) for key in keys)
+
+    # --- documents -----------------------------------------------------------------------
+
+    def documents(self) -> DocumentStore:
+        """The collection the page uploads into (opened once; embeddings load lazily).
+
+        Raises:
+            UiError: The collection name is invalid.
+        """
+        from tools.documents.store import DocumentStore, DocumentStoreError
+
+        if self._documents is None:
+            try:
+                self._documents = DocumentStore(self.settings, self.collection)
+            except DocumentStoreError as exc:
+                raise UiError(f"The document store is unavailable: {exc}") from None
+        return self._documents
+
+    def upload_dir(self) -> Path:
+        """Where uploaded files are kept (the ingest records their path)."""
+        return self.settings.data_dir / "uploads" / self.collection
+
+    def ingest(
+        self, files: Iterable[str | Path], on_progress: Callable[[IngestProgress], None] | None
+    ) -> dict[str, Any]:
+        """Copy uploaded files into the upload folder and ingest them.
+
+        Returns:
+            The ingest report as a dict (``added``, ``replaced``, ``unchanged``,
+            ``skipped``, ``failed`` with reasons, ``flagged``, ``chunks_written``).
+
+        Raises:
+            UiError: No file was given, or the store cannot be opened.
+        """
+        from tools.documents.ingest import ingest
+        from tools.documents.store import DocumentStoreError
+
+        target = self.upload_dir()
+        target.mkdir(parents=True, exist_ok=True)
+        copies: list[Path] = []
+        for given in files:
+            source = Path(given)
+            # Gradio keeps uploads under a random folder with the original name.
+            copy = target / source.name
+            shutil.copyfile(source, copy)
+            copies.append(copy)
+        if not copies:
+            raise UiError("Choose one or more files to upload.")
+        try:
+            report = ingest(self.documents(), copies, on_progress=on_progress)
+        except DocumentStoreError as exc:
+            raise UiError(f"The document store is unavailable: {exc}") from None
+        return report.to_dict()
+
+    def document_list(self) -> list[dict[str, Any]]:
+        """The files in the collection (``source``, ``name``, ``chunks``, ...).
+
+        Raises:
+            UiError: The store cannot be read.
+        """
+        from tools.documents.store import DocumentStoreError
+
+        try:
+            return [info.to_dict() for info in self.documents().sources()]
+        except DocumentStoreError as exc:
+            raise UiError(f"The document store is unavailable: {exc}") from None
+
+    def remove_document(self, source: str) -> int:
+        """Remove a file from the collection; returns the chunks removed.
+
+        Raises:
+            UiError: The store cannot be written, or the file is not there.
+        """
+        from tools.documents.store import DocumentStoreError
+
+        try:
+            removed = self.documents().remove(source)
+        except DocumentStoreError as exc:
+            raise UiError(str(exc)) from None
+        if not removed:
+            raise UiError(f"Not in the collection: {source}")
+        return removed
+
+
+def ingest_summary(report: dict[str, Any]) -> str:
+    """The ingest report as Markdown: the counts, then each skipped, failed, flagged file."""
+    added = report.get("added", [])
+    replaced = report.get("replaced", [])
+    lines = [
+        f"**{len(added)} added** ({sum(f['chunks'] for f in added)} chunks), "
+        f"{len(replaced)} replaced, {len(report.get('unchanged', []))} unchanged, "
+        f"{len(report.get('skipped', []))} skipped, {len(report.get('failed', []))} failed"
+    ]
+    for kind in ("skipped", "failed"):
+        for problem in report.get(kind, []):
+            lines.append(f"- {kind}: `{Path(problem['path']).name}`: {problem['reason']}")
+    for flagged in report.get("flagged", []):
+        lines.append(
+            f"- flagged: `{Path(flagged['path']).name}`: {flagged['chunks']} passage(s) give "
+            "orders to the assistant; it does not follow them"
+        )
+    return "\n".join(lines)
+
+
+def safety_levels() -> tuple[str, ...]:
+    """The safety levels the page offers."""
+    return tuple(SAFETY_LEVELS)

@@ -1,0 +1,137 @@
+"""Time to first token of the same turn in the web UI and through the CLI's turn, one run.
+
+The UI: from the click on Send in a real browser (Debian's chromium) to the first reply
+text on the page (not Gradio's pending dots). The CLI: from calling ``ChatSession.turn``
+(what ``assistant chat`` runs) to its first token. Both use one model instance, a new
+thread each, and the same question with one letter changed (so llama.cpp's prompt cache
+cannot hand the second the first one's prompt); the order alternates each round.
+Long-term memory is off so every prompt is the same size. Hold the model lock on a shared machine:
+
+    flock /work/wt/model.lock .venv/bin/python scripts/ui_ttft.py --model default
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("ASSISTANT_DATA_DIR", tempfile.mkdtemp(prefix="ui-ttft-"))
+
+from apps.cli.main import ChatSession, new_thread_id
+from apps.ui.page import build_ui, launch_options
+from apps.ui.service import ChatService
+from graph.settings import load_settings
+from tests.integration.test_ui import CHROMIUM, CHROMIUM_ARGS, free_port
+from tools.memory import open_memory
+from tools.models import get_chat_model
+from tools.models.files import DEFAULT_MODEL, prepare_split_model, smollm2_path
+
+QUESTION = "Question {tag}: what does a Python list comprehension do? Answer in one sentence."
+FIRST_TEXT = """() => {
+    window.__t0 = null; window.__t1 = null;
+    const bots = () => document.querySelectorAll('#chat .bot:not(.pending)').length;
+    const before = bots();
+    document.querySelector('#send').addEventListener(
+        'click', () => { window.__t0 = performance.now(); }, {capture: true, once: true});
+    const chat = document.querySelector('#chat');
+    const seen = new MutationObserver(() => {
+        const all = chat.querySelectorAll('.bot:not(.pending)');
+        if (window.__t1 === null && all.length > before &&
+                all[all.length - 1].innerText.trim()) {
+            window.__t1 = performance.now();
+            seen.disconnect();
+        }
+    });
+    seen.observe(chat, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def model_path(choice: str) -> Path:
+    if choice == "smollm2":
+        return smollm2_path()
+    return prepare_split_model(Path.home() / ".cache" / "local-assistant-tests", DEFAULT_MODEL)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=["default", "smollm2"], default="default")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    settings = load_settings(
+        model={"backend": "llamacpp", "gguf_path": str(model_path(args.model))},
+        generation={"do_sample": False, "max_new_tokens": 8},
+        long_term={"enabled": False},
+        safety={"judge": "off"},
+    )
+    model = get_chat_model(settings)
+    from playwright.sync_api import sync_playwright
+
+    cli_times: list[float] = []
+    ui_times: list[float] = []
+    with open_memory(settings) as memory:
+        service = ChatService(settings, memory, model=model)
+        session = ChatSession(settings, new_thread_id(), None, memory, user="cli", model=model)
+        app = build_ui(service)
+        app.queue()
+        _, url, _ = app.launch(
+            prevent_thread_lock=True, quiet=True, **launch_options("127.0.0.1", free_port())
+        )
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.set_default_timeout(600_000)
+            page.goto(url)
+            page.wait_for_selector("#login")
+            page.locator("#user-name textarea, #user-name input").first.fill("ui")
+            page.click("#login")
+            page.wait_for_selector("#who:has-text('ui')")
+
+            def cli_turn(text: str) -> float:
+                session.thread_id = new_thread_id()
+                started = time.perf_counter()
+                first = None
+                for kind, value in session.turn(text):
+                    if kind == "token" and value and first is None:
+                        first = time.perf_counter() - started
+                assert first is not None
+                return first
+
+            def ui_turn(text: str) -> float:
+                page.click("#new-thread")
+                page.wait_for_function(
+                    "document.querySelectorAll('#chat .bot:not(.pending)').length === 0"
+                )
+                page.evaluate(FIRST_TEXT)
+                page.locator("#message textarea").fill(text)
+                page.click("#send")
+                page.wait_for_function("window.__t1 !== null")
+                # The whole turn ends (Send is enabled again) before the next one starts.
+                page.locator("#send:not([disabled])").wait_for()
+                return float(page.evaluate("(window.__t1 - window.__t0) / 1000"))
+
+            # Warm-up: loads the weights and the embeddings, fills the system prompt cache.
+            cli_turn(QUESTION.format(tag="W"))
+            ui_turn(QUESTION.format(tag="V"))
+            for n in range(args.rounds):
+                a, b = QUESTION.format(tag=chr(65 + 2 * n)), QUESTION.format(tag=chr(66 + 2 * n))
+                if n % 2:
+                    ui_times.append(ui_turn(a))
+                    cli_times.append(cli_turn(b))
+                else:
+                    cli_times.append(cli_turn(a))
+                    ui_times.append(ui_turn(b))
+            browser.close()
+        app.close()
+    cli, ui = statistics.median(cli_times), statistics.median(ui_times)
+    print(f"model {args.model}, {args.rounds} rounds, load {os.getloadavg()[0]:.2f}")
+    print("cli ttft s:", " ".join(f"{t:.3f}" for t in cli_times), f"median {cli:.3f}")
+    print("ui  ttft s:", " ".join(f"{t:.3f}" for t in ui_times), f"median {ui:.3f}")
+    print(f"ui / cli: {ui / cli:.3f}")
+
+
+if __name__ == "__main__":
+    main()

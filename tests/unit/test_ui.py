@@ -1,0 +1,346 @@
+"""The web UI's back end (apps/ui/service.py) on the fake model, without a browser."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+
+from apps.turns import STOPPED_MARK, GenerationStopped, StopOnEvent
+from apps.ui.service import (
+    MAX_MESSAGE_CHARS,
+    ChatService,
+    Controls,
+    TurnResult,
+    UiError,
+    check_user,
+    diagnostics,
+    ingest_summary,
+    make_context,
+    title_of,
+)
+from graph.settings import Settings
+from tests.support.embeddings import word_store
+from tools.memory import OpenMemory
+from tools.memory.locks import LocalThreadLocks
+from tools.models import FakeChatModel
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def memory(settings: Settings, *, store: bool = False) -> OpenMemory:
+    return OpenMemory(InMemorySaver(), word_store(settings) if store else None, LocalThreadLocks())
+
+
+@pytest.fixture
+def service(make_settings: Callable[..., Settings], fake_model: FakeChatModel) -> ChatService:
+    settings = make_settings()
+    return ChatService(settings, memory(settings, store=True), model=fake_model)
+
+
+def run(
+    service: ChatService, user: str, thread: str, text: str, controls: Controls | None = None
+) -> tuple[list[str], TurnResult]:
+    tokens: list[str] = []
+    result: TurnResult | None = None
+    for item in service.turn(user, thread, text, controls or Controls(), session="s1"):
+        if isinstance(item, TurnResult):
+            result = item
+        else:
+            tokens.append(item)
+    assert result is not None
+    return tokens, result
+
+
+def test_a_turn_streams_tokens_then_the_result_with_diagnostics(service: ChatService) -> None:
+    tokens, result = run(service, "alice", "t1", "hello there")
+    assert len(tokens) > 1
+    assert "".join(tokens) == result.reply == "Hello from the fake model."
+    assert not result.stopped
+    diag = result.diagnostics
+    assert diag["prompt_tokens"] > 0
+    assert diag["time_to_first_token_s"] is not None
+    assert diag["tokens"] == len(tokens)
+    assert diag["safety"]["allowed"] is True
+    assert diag["retrieval"]["status"] is not None
+
+
+@pytest.mark.parametrize(
+    "controls",
+    [
+        Controls(temperature=0.7, top_p=0.5, max_new_tokens=3, do_sample=True),
+        Controls(temperature=1.4, top_p=0.95, max_new_tokens=40, do_sample=False),
+    ],
+)
+def test_the_session_controls_reach_the_model_call(
+    service: ChatService, fake_model: FakeChatModel, controls: Controls
+) -> None:
+    _, result = run(service, "alice", "t1", "hello there", controls)
+    kwargs = fake_model.call_kwargs[-1]
+    assert kwargs["temperature"] == controls.temperature
+    assert kwargs["top_p"] == controls.top_p
+    assert kwargs["max_new_tokens"] == controls.max_new_tokens
+    assert kwargs["do_sample"] is controls.do_sample
+    assert len(result.reply.split()) == min(controls.max_new_tokens, 5)
+
+
+def test_two_sessions_keep_their_own_controls(
+    service: ChatService, fake_model: FakeChatModel
+) -> None:
+    run(service, "alice", "a", "hi", Controls(temperature=0.1))
+    run(service, "bob", "b", "hi", Controls(temperature=1.9))
+    run(service, "alice", "a", "hi again", Controls(temperature=0.1))
+    assert [k["temperature"] for k in fake_model.call_kwargs] == [0.1, 1.9, 0.1]
+
+
+def test_the_safety_level_of_the_session_is_used(service: ChatService) -> None:
+    _, strict = run(service, "alice", "a", "hello", Controls(safety_level="strict"))
+    _, relaxed = run(service, "alice", "b", "hello", Controls(safety_level="relaxed"))
+    assert strict.diagnostics["safety"]["level"] == "strict"
+    assert relaxed.diagnostics["safety"]["level"] == "relaxed"
+
+
+def test_stop_ends_the_generation_keeps_the_partial_reply_and_the_next_turn_works(
+    make_settings: Callable[..., Settings],
+) -> None:
+    model = FakeChatModel(reply=" ".join(f"word{i}" for i in range(400)), delay=0.01)
+    settings = make_settings()
+    service = ChatService(settings, memory(settings), model=model)
+    streamed: list[str] = []
+    result: TurnResult | None = None
+    for item in service.turn("alice", "t1", "tell me a long story", Controls(), session="tab"):
+        if isinstance(item, TurnResult):
+            result = item
+            break
+        streamed.append(item)
+        if len(streamed) == 3:
+            # From another thread, as the page's Stop button does.
+            threading.Thread(target=service.stop, args=("tab",)).start()
+    assert result is not None and result.stopped
+    assert result.reply.endswith(STOPPED_MARK)
+    assert result.reply.startswith("word0 word1 word2")
+    assert len(streamed) < 50
+    rows, _ = service.history("alice", "t1")
+    assert [r["role"] for r in rows] == ["user", "assistant"]
+    assert rows[1]["content"] == result.reply
+    # The model is free and the thread goes on.
+    model.reply = "fine, thanks"
+    _tokens, after = run(service, "alice", "t1", "and now?")
+    assert after.reply == "fine, thanks" and not after.stopped
+    rows, _ = service.history("alice", "t1")
+    assert [r["content"] for r in rows][-2:] == ["and now?", "fine, thanks"]
+
+
+@pytest.mark.parametrize(
+    ("node", "stops"),
+    [("generate", True), ("refuse", True), ("summarise", False), ("retrieve", False)],
+)
+def test_stop_ends_only_the_model_calls_of_the_reply(node: str, stops: bool) -> None:
+    event = threading.Event()
+    handler = StopOnEvent(event)
+    run_id = uuid.uuid4()
+    handler.on_chat_model_start({}, [[]], run_id=run_id, metadata={"langgraph_node": node})
+    handler.on_llm_new_token("a", run_id=run_id)  # not stopped yet
+    event.set()
+    if stops:
+        with pytest.raises(GenerationStopped):
+            handler.on_llm_new_token("b", run_id=run_id)
+    else:
+        handler.on_llm_new_token("b", run_id=run_id)
+
+
+def test_a_stop_from_another_session_does_not_stop_this_one(service: ChatService) -> None:
+    service.stop("another tab")
+    _, result = run(service, "alice", "t1", "hello")
+    assert not result.stopped
+
+
+def test_each_user_lists_only_their_threads_titled_by_the_first_message(
+    service: ChatService,
+) -> None:
+    run(service, "alice", "a1", "first question of alice")
+    run(service, "alice", "a1", "a follow-up")
+    run(service, "alice", "a2", "x" * 100)
+    run(service, "bob", "b1", "bob asks")
+    alice = service.threads("alice")
+    assert {t.thread_id for t in alice} == {"a1", "a2"}
+    assert alice[0].thread_id == "a2"  # newest first
+    titles = {t.thread_id: t.title for t in alice}
+    assert titles["a1"] == "first question of alice"
+    assert len(titles["a2"]) == 60 and titles["a2"].endswith("…")
+    assert [t.thread_id for t in service.threads("bob")] == ["b1"]
+    assert service.threads("carol") == []
+
+
+def test_a_user_cannot_open_write_or_delete_another_users_thread(service: ChatService) -> None:
+    run(service, "alice", "a1", "secret plans")
+    with pytest.raises(UiError, match="No such thread"):
+        service.history("bob", "a1")
+    with pytest.raises(UiError, match="No such thread"):
+        run(service, "bob", "a1", "let me in")
+    with pytest.raises(UiError, match="No such thread"):
+        service.delete_thread("bob", "a1")
+    rows, _ = service.history("alice", "a1")
+    assert next(r["content"] for r in rows) == "secret plans"
+
+
+def test_delete_thread_removes_it_from_the_list(service: ChatService) -> None:
+    run(service, "alice", "a1", "one")
+    run(service, "alice", "a2", "two")
+    service.delete_thread("alice", "a1")
+    assert [t.thread_id for t in service.threads("alice")] == ["a2"]
+    assert service.history("alice", "a1")[0] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [("", "empty"), ("   \n ", "empty"), ("y" * (MAX_MESSAGE_CHARS + 1), "too long")],
+)
+def test_bad_messages_are_messages_not_tracebacks(
+    service: ChatService, fake_model: FakeChatModel, text: str, error: str
+) -> None:
+    with pytest.raises(UiError, match=error):
+        run(service, "alice", "t1", text)
+    assert fake_model.calls == []
+
+
+def test_a_message_over_the_prompt_budget_is_a_clear_message(
+    make_settings: Callable[..., Settings], fake_model: FakeChatModel
+) -> None:
+    settings = make_settings(context={"max_prompt_tokens": 200})
+    service = ChatService(settings, memory(settings), model=fake_model)
+    with pytest.raises(UiError, match="too long"):
+        run(service, "alice", "t1", "word " * 300)
+    assert service.history("alice", "t1")[0] == []
+
+
+def test_a_busy_thread_is_a_message(service: ChatService) -> None:
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with service.memory.locks.hold("t1", 1):
+            held.set()
+            release.wait(30)
+
+    worker = threading.Thread(target=hold)
+    worker.start()
+    held.wait(30)
+    try:
+        with pytest.raises(UiError, match="busy"):
+            run(service, "alice", "t1", "hello")
+    finally:
+        release.set()
+        worker.join()
+    _, result = run(service, "alice", "t1", "hello")
+    assert result.reply
+
+
+def test_a_missing_model_is_a_message(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings(model={"backend": "llamacpp", "gguf_path": str(tmp_path / "no.gguf")})
+    service = ChatService(settings, memory(settings))
+    with pytest.raises(UiError, match="model cannot be loaded"):
+        run(service, "alice", "t1", "hello")
+
+
+@pytest.mark.parametrize("name", ["", "  ", "-dash-first", "a/b", "x" * 65, "semi;colon"])
+def test_bad_user_names_are_refused(name: str) -> None:
+    with pytest.raises(UiError):
+        check_user(name)
+
+
+@pytest.mark.parametrize("name", ["alice", " Bob ", "ana.maría@example.org", "7 of 9"])
+def test_good_user_names_are_kept(name: str) -> None:
+    assert check_user(name) == name.strip()
+
+
+@pytest.mark.parametrize(
+    ("controls", "field"),
+    [(Controls(temperature=3.0), "temperature"), (Controls(top_p=0.0), "top_p"),
+     (Controls(max_new_tokens=0), "max_new_tokens"), (Controls(safety_level="lax"), "safety")],
+)  # fmt: skip
+def test_out_of_range_controls_are_a_message(controls: Controls, field: str) -> None:
+    with pytest.raises(UiError, match=field):
+        make_context("alice", controls)
+
+
+def test_memories_are_listed_per_user_and_can_be_forgotten(
+    make_settings: Callable[..., Settings], fake_model: FakeChatModel
+) -> None:
+    settings = make_settings()
+    service = ChatService(settings, memory(settings, store=True), model=fake_model)
+    run(service, "alice", "a1", "My name is Alice and I live in Lyon.")
+    run(service, "bob", "b1", "I like green tea.")
+    alice = service.memories("alice")
+    assert alice and all("tea" not in m.text for m in alice)
+    facts = [m for m in alice if m.kind == "facts"]
+    assert facts
+    assert service.forget("alice", [facts[0].key]) == 1
+    assert facts[0].key not in {m.key for m in service.memories("alice")}
+    assert service.memories("bob")
+
+
+def test_title_of_skips_non_user_messages() -> None:
+    class M:
+        def __init__(self, type_: str, text: str) -> None:
+            self.type, self.text = type_, text
+
+    assert title_of([M("system", "s"), M("human", "  two\nlines  ")]) == "two lines"
+    assert title_of([]) == "(empty thread)"
+
+
+def test_tokens_per_second_leaves_out_the_first_token() -> None:
+    diag = diagnostics({}, ttft=1.0, tokens=11, seconds=3.0)
+    assert diag["tokens_per_s"] == 5.0
+    assert diagnostics({}, ttft=None, tokens=0, seconds=1.0)["tokens_per_s"] is None
+
+
+def test_the_ingest_summary_says_what_was_skipped_and_failed_and_why() -> None:
+    report: dict[str, Any] = {
+        "added": [{"path": "/u/a.md", "chunks": 3}, {"path": "/u/b.txt", "chunks": 2}],
+        "replaced": [],
+        "unchanged": ["/u/c.md"],
+        "skipped": [{"path": "/u/empty.txt", "reason": "empty file"}],
+        "failed": [{"path": "/u/bad.pdf", "reason": "corrupt PDF"}],
+        "flagged": [],
+    }
+    text = ingest_summary(report)
+    assert "2 added** (5 chunks)" in text
+    assert "1 unchanged, 1 skipped, 1 failed" in text
+    assert "skipped: `empty.txt`: empty file" in text
+    assert "failed: `bad.pdf`: corrupt PDF" in text
+
+
+def test_the_cli_help_does_not_import_gradio() -> None:
+    code = "import sys, apps.cli.main; print('gradio' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+def test_sources_are_folded_rows_titled_by_file_and_page_or_section() -> None:
+    from apps.ui.page import source_rows
+
+    rows = source_rows(
+        [
+            {"name": "guide.pdf", "page": 3, "text": "Turn it off."},
+            {"name": "notes.md", "section": "Setup > Install", "text": "# Install\n1. pip"},
+        ]
+    )
+    assert [r["metadata"]["title"] for r in rows] == [
+        "Source [1] guide.pdf, page 3",
+        "Source [2] notes.md, section Setup > Install",
+    ]
+    assert rows[0]["content"] == "> Turn it off."
+    # A passage's own markup is shown as text, not as headings or lists of the page.
+    assert rows[1]["content"] == "> \\# Install\n> 1\\. pip"
