@@ -413,9 +413,13 @@ FOREIGN = SemanticScore(harm=0.05, category="hate", nearest=0.1, english=False)
 
 
 def make_guard(
-    score: SemanticScore, verdict: str, mode: str = "uncertain", **kwargs: Any
+    score: SemanticScore,
+    verdict: str,
+    mode: str = "uncertain",
+    model: FakeChatModel | None = None,
+    **kwargs: Any,
 ) -> tuple[InputGuard, FakeChatModel]:
-    model = judge_model(verdict)
+    model = model or judge_model(verdict)
     safety = SafetyFilter()
     policy = Policy.build(load_settings().safety.refuse.model_dump(), safety.taxonomy)
     guard = InputGuard(
@@ -674,17 +678,10 @@ def test_the_shipped_calibration_trusts_both_layers() -> None:
 def stacked_guard(p: float, score: SemanticScore, words: str = "unsafe S9") -> Any:
     from tools.guardrails.calibration import Calibration
 
-    model = scoring_model({"msg": p}, words=words)
-    safety = SafetyFilter()
-    policy = Policy.build(load_settings().safety.refuse.model_dump(), safety.taxonomy)
-    guard = InputGuard(
-        safety=safety,
-        policy=policy,
-        semantic=StubLayer(score),  # type: ignore[arg-type]
-        judge=Judge(lambda: model, safety.taxonomy),
-        calibration=Calibration(judge=2.0, harm=1.0, bias=-4.0),
+    weights = Calibration(judge=2.0, harm=1.0, bias=-4.0)
+    return make_guard(
+        score, words, model=scoring_model({"msg": p}, words=words), calibration=weights
     )
-    return guard, model
 
 
 @pytest.mark.parametrize(

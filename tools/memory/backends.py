@@ -116,6 +116,15 @@ def _lost_index_race(exc: BaseException) -> bool:
 _SETUP_ATTEMPTS = 3
 
 
+def _retry_or_raise(exc: Exception, attempt: int, settings: Settings) -> None:
+    """Return if a failed setup should run again (a lost index race); else raise."""
+    if is_unreachable(exc):
+        url = redact(settings.memory.redis_address)
+        raise RedisUnavailableError(f"Redis at {url} is unreachable: {exc}") from exc
+    if attempt == _SETUP_ATTEMPTS or not _lost_index_race(exc):
+        raise exc
+
+
 def set_up_redis(setup: Callable[[], object], settings: Settings) -> None:
     """Run a Redis saver's or store's ``setup``, safe against processes starting together.
 
@@ -129,11 +138,7 @@ def set_up_redis(setup: Callable[[], object], settings: Settings) -> None:
             setup()
             return
         except Exception as exc:
-            if is_unreachable(exc):
-                url = redact(settings.memory.redis_address)
-                raise RedisUnavailableError(f"Redis at {url} is unreachable: {exc}") from exc
-            if attempt == _SETUP_ATTEMPTS or not _lost_index_race(exc):
-                raise
+            _retry_or_raise(exc, attempt, settings)
 
 
 async def aset_up_redis(setup: Callable[[], Awaitable[object]], settings: Settings) -> None:
@@ -147,11 +152,7 @@ async def aset_up_redis(setup: Callable[[], Awaitable[object]], settings: Settin
             await setup()
             return
         except Exception as exc:
-            if is_unreachable(exc):
-                url = redact(settings.memory.redis_address)
-                raise RedisUnavailableError(f"Redis at {url} is unreachable: {exc}") from exc
-            if attempt == _SETUP_ATTEMPTS or not _lost_index_race(exc):
-                raise
+            _retry_or_raise(exc, attempt, settings)
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
