@@ -1,0 +1,91 @@
+"""The bots as a user starts them: `assistant bot telegram|slack` in a process of its own.
+
+Each test starts a local stand-in of the platform's HTTP API on 127.0.0.1 (in this
+process, so it can read what the bot sent), then the bot with the fake model, pointed at
+the stand-in. A message goes in through the bot's webhook and its reply must arrive at the
+stand-in; a forged request must be refused. The bot is stopped by its PID. Nothing leaves
+127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from apps.bots.telegram import SECRET_HEADER
+from tests.support.fake_telegram import FakeTelegram, update
+from tests.support.http_server import ServerThread, free_port, wait_for
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CANNED = "This is a canned reply from the fake model."
+
+
+@contextmanager
+def bot_process(platform: str, port: int, **env: str) -> Iterator[subprocess.Popen[str]]:
+    """`assistant bot <platform>` on the fake model, listening on 127.0.0.1:port."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "apps.cli", "bot", platform, "--port", str(port)],
+        cwd=ROOT,
+        env={**os.environ, "ASSISTANT_MODEL__BACKEND": "fake", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(
+            lambda: _healthy(port) or process.poll() is not None,
+            timeout=180,
+            what=f"the {platform} bot to listen",
+        )
+        if process.poll() is not None:
+            pytest.fail(f"the bot exited: {process.stdout.read() if process.stdout else ''}")
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_telegram_bot_answers_through_the_bot_api_and_refuses_a_forgery() -> None:
+    token, secret = "987654:integration-TOKEN", "integration_secret-1"
+    fake = FakeTelegram(token)
+    port = free_port()
+    with (
+        ServerThread(fake.app) as api,
+        bot_process(
+            "telegram",
+            port,
+            ASSISTANT_TELEGRAM__TOKEN=token,
+            ASSISTANT_TELEGRAM__WEBHOOK_SECRET=secret,
+            ASSISTANT_TELEGRAM__API_BASE_URL=f"{api}/bot",
+        ),
+    ):
+        hook = f"http://127.0.0.1:{port}/telegram"
+        forged = httpx.post(hook, json=update(1, 31, 41, "forged"), headers={SECRET_HEADER: "x"})
+        assert forged.status_code == 403
+        real = httpx.post(hook, json=update(2, 31, 41, "hello"), headers={SECRET_HEADER: secret})
+        assert real.status_code == 200
+        assert wait_for(lambda: fake.sent(31), timeout=120, what="the reply") == [CANNED]
+        httpx.post(hook, json=update(3, 31, 41, "/help"), headers={SECRET_HEADER: secret})
+        wait_for(lambda: len(fake.sent(31)) == 2, timeout=60, what="the help text")
+    assert "/safety LEVEL" in fake.sent(31)[1]
+    assert fake.methods()[0] == "getMe"

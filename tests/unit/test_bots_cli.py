@@ -1,0 +1,46 @@
+"""`assistant bot telegram|slack`: what a user sees when a setting is missing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, assistant
+
+
+@pytest.mark.parametrize(
+    ("platform", "env", "named"),
+    [
+        ("telegram", {}, "telegram.token"),
+        ("telegram", {"ASSISTANT_TELEGRAM__TOKEN": "1:abc"}, "telegram.webhook_secret"),
+    ],
+)
+def test_a_missing_token_is_one_clear_line_and_exit_2(
+    platform: str, env: dict[str, str], named: str
+) -> None:
+    result = assistant("bot", platform, "--port", "1", **env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0], result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_bot_help_lists_both_platforms() -> None:
+    result = assistant("bot", "--help")
+    assert result.returncode == 0
+    assert "telegram" in result.stdout
+
+
+def test_the_cli_loads_no_bot_sdk_until_a_bot_command_runs() -> None:
+    code = (
+        "import sys, apps.cli.main; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('telegram', 'slack_bolt', 'slack_sdk', 'apps') and m.startswith(('telegram', "
+        "'slack', 'apps.bots'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert out.stdout.strip() == "[]"

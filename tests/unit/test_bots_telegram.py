@@ -1,0 +1,170 @@
+"""The Telegram bot (apps/bots/telegram.py) against a local stand-in of the Bot API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from starlette.testclient import TestClient
+
+from apps.bots.core import BotCore
+from apps.bots.split import utf16_units
+from apps.bots.telegram import SECRET_HEADER, BotConfigError, create_app
+from graph.settings import Settings
+from tests.support.fake_telegram import FakeTelegram, update
+from tests.support.http_server import ServerThread, wait_for
+from tools.memory import OpenMemory
+from tools.memory.locks import LocalThreadLocks
+from tools.models import FakeChatModel
+
+TOKEN = "123456:TEST-token_abc"
+SECRET = "s3cret-Webhook_token"
+
+
+@pytest.fixture
+def telegram() -> Iterator[tuple[FakeTelegram, str]]:
+    fake = FakeTelegram(TOKEN)
+    with ServerThread(fake.app) as url:
+        yield fake, url
+
+
+def bot_settings(make_settings: Callable[..., Settings], api: str, **telegram: object) -> Settings:
+    return make_settings(
+        telegram={
+            "token": TOKEN,
+            "webhook_secret": SECRET,
+            "api_base_url": f"{api}/bot",
+            **telegram,
+        }
+    )
+
+
+def bot(settings: Settings, model: FakeChatModel) -> TestClient:
+    memory = OpenMemory(InMemorySaver(), None, LocalThreadLocks())
+    core = BotCore(settings, memory, busy_wait=5, model=model)
+    return TestClient(create_app(settings, core))
+
+
+def post(client: TestClient, payload: dict[str, object], secret: str | None = SECRET) -> int:
+    headers = {SECRET_HEADER: secret} if secret is not None else {}
+    return client.post("/telegram", json=payload, headers=headers).status_code
+
+
+def test_a_message_in_the_reply_out(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = telegram
+    with bot(bot_settings(make_settings, url), fake_model) as client:
+        assert fake.methods() == ["getMe"]  # checked the token at start-up
+        assert post(client, update(1, 1001, 77, "hello bot")) == 200
+        assert wait_for(lambda: fake.sent(1001), what="the reply") == ["Hello from the fake model."]
+        assert "sendChatAction" in fake.methods()
+        assert post(client, update(2, 1001, 77, "/safety strict")) == 200
+        wait_for(lambda: len(fake.sent(1001)) == 2, what="the command's reply")
+        assert fake.sent(1001)[1] == "Safety level for this chat: strict."
+    # The user's message reached the model as the last human turn of the chat's thread.
+    assert fake_model.calls and fake_model.calls[-1][-1].text == "hello bot"
+
+
+@pytest.mark.parametrize(
+    "secret", [None, "", "wrong-secret", SECRET + "x", SECRET[:-1], SECRET.upper()]
+)
+def test_a_forged_update_is_refused_and_never_answered(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    fake_model: FakeChatModel,
+    secret: str | None,
+) -> None:
+    fake, url = telegram
+    with bot(bot_settings(make_settings, url), fake_model) as client:
+        assert post(client, update(1, 1001, 77, "forged hello"), secret) == 403
+        # A genuine update after it is answered: the forged one never reached the queue.
+        assert post(client, update(2, 1001, 77, "real hello")) == 200
+        wait_for(lambda: fake.sent(1001), what="the real reply")
+    assert fake.sent() == ["Hello from the fake model."]
+    assert [call[-1].text for call in fake_model.calls] == ["real hello"]
+
+
+def test_a_long_reply_is_split_at_telegrams_limit(
+    make_settings: Callable[..., Settings], telegram: tuple[FakeTelegram, str]
+) -> None:
+    fake, url = telegram
+    paragraph = "Ein Satz mit Emoji 😀 und 日本語のテキスト. " * 40
+    long_reply = "\n\n".join([paragraph] * 6)
+    model = FakeChatModel(reply=lambda messages: long_reply)
+    settings = make_settings(
+        model={"n_ctx": 16384},
+        generation={"max_new_tokens": 8192},
+        telegram={"token": TOKEN, "webhook_secret": SECRET, "api_base_url": f"{url}/bot"},
+    )
+    with bot(settings, model) as client:
+        assert post(client, update(1, 5, 5, "write a lot")) == 200
+        # One sendMessage per piece, in order, once the turn has ended.
+        wait_for(
+            lambda: "".join(fake.sent(5)).count("😀") == long_reply.count("😀"),
+            what="every piece",
+        )
+    pieces = fake.sent(5)
+    assert len(pieces) > 1
+    assert all(utf16_units(piece) <= 4096 for piece in pieces)
+    assert " ".join(pieces).split() == long_reply.split()
+
+
+def test_a_message_that_is_not_an_update_is_a_bad_request(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = telegram
+    with bot(bot_settings(make_settings, url), fake_model) as client:
+        headers = {SECRET_HEADER: SECRET}
+        assert client.post("/telegram", content=b"not json", headers=headers).status_code == 400
+        assert client.get("/telegram").status_code == 405
+        assert client.get("/healthz").text == "ok"
+    assert fake.sent() == []
+
+
+@pytest.mark.parametrize(
+    ("telegram", "missing"),
+    [
+        ({"webhook_secret": SECRET}, "telegram.token"),
+        ({"token": TOKEN}, "telegram.webhook_secret"),
+        ({"token": "", "webhook_secret": SECRET}, "telegram.token"),
+    ],
+)
+def test_a_missing_token_or_secret_is_named(
+    make_settings: Callable[..., Settings], telegram: dict[str, str], missing: str
+) -> None:
+    settings = make_settings(telegram=telegram)
+    memory = OpenMemory(InMemorySaver(), None, LocalThreadLocks())
+    core = BotCore(settings, memory, busy_wait=0, model=FakeChatModel())
+    with pytest.raises(BotConfigError, match=missing):
+        create_app(settings, core)
+
+
+def test_a_webhook_secret_telegram_would_refuse_is_a_settings_error(
+    make_settings: Callable[..., Settings],
+) -> None:
+    from graph.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="webhook_secret"):
+        make_settings(telegram={"webhook_secret": "has spaces and ünïcode"})
+
+
+def test_public_url_registers_the_webhook_with_its_secret(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = telegram
+    settings = bot_settings(make_settings, url)
+    memory = OpenMemory(InMemorySaver(), None, LocalThreadLocks())
+    core = BotCore(settings, memory, busy_wait=0, model=fake_model)
+    with TestClient(create_app(settings, core, public_url="https://bot.example.org/")):
+        pass
+    (params,) = [p for m, p in fake.calls if m == "setWebhook"]
+    assert params["url"] == "https://bot.example.org/telegram"
+    assert params["secret_token"] == SECRET
