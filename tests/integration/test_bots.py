@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from apps.bots.telegram import SECRET_HEADER
+from tests.support.fake_slack import FakeSlack, command_body, event_body, mention, signed
 from tests.support.fake_telegram import FakeTelegram, update
 from tests.support.http_server import ServerThread, free_port, wait_for
 
@@ -27,6 +28,8 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 CANNED = "This is a canned reply from the fake model."
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
 
 
 @contextmanager
@@ -89,3 +92,33 @@ def test_telegram_bot_answers_through_the_bot_api_and_refuses_a_forgery() -> Non
         wait_for(lambda: len(fake.sent(31)) == 2, timeout=60, what="the help text")
     assert "/safety LEVEL" in fake.sent(31)[1]
     assert fake.methods()[0] == "getMe"
+
+
+def test_slack_bot_answers_through_the_web_api_and_refuses_a_forgery() -> None:
+    token, secret = "xoxb-integration", "integration-signing-secret"
+    fake = FakeSlack(token)
+    port = free_port()
+    with (
+        ServerThread(fake.app) as api,
+        bot_process(
+            "slack",
+            port,
+            ASSISTANT_SLACK__BOT_TOKEN=token,
+            ASSISTANT_SLACK__SIGNING_SECRET=secret,
+            ASSISTANT_SLACK__API_BASE_URL=f"{api}/api/",
+        ),
+    ):
+        url = f"http://127.0.0.1:{port}/slack/events"
+        body = event_body(mention("C42", "U42", "forged"))
+        forged = httpx.post(url, content=body, headers=signed("not-it", body, content_type=JSON))
+        assert forged.status_code == 401
+        body = event_body(mention("C42", "U42", "hello"))
+        real = httpx.post(url, content=body, headers=signed(secret, body, content_type=JSON))
+        assert real.status_code == 200
+        (posted,) = wait_for(lambda: fake.posted("C42"), timeout=120, what="the reply")
+        body = command_body("/assistant", "help", f"{api}/response/r1", "C42", "U42")
+        assert httpx.post(url, content=body, headers=signed(secret, body, content_type=FORM))
+        (help_text,) = wait_for(lambda: fake.responses("r1"), timeout=60, what="the help")
+    assert posted["text"] == CANNED
+    assert "!safety LEVEL" in help_text["text"]
+    assert [p["text"] for p in fake.posted()] == [CANNED]  # the forged one was never answered

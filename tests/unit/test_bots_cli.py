@@ -15,6 +15,8 @@ from tests.conftest import ROOT, assistant
     [
         ("telegram", {}, "telegram.token"),
         ("telegram", {"ASSISTANT_TELEGRAM__TOKEN": "1:abc"}, "telegram.webhook_secret"),
+        ("slack", {}, "slack.bot_token"),
+        ("slack", {"ASSISTANT_SLACK__BOT_TOKEN": "xoxb-1"}, "slack.signing_secret"),
     ],
 )
 def test_a_missing_token_is_one_clear_line_and_exit_2(
@@ -30,7 +32,7 @@ def test_a_missing_token_is_one_clear_line_and_exit_2(
 def test_bot_help_lists_both_platforms() -> None:
     result = assistant("bot", "--help")
     assert result.returncode == 0
-    assert "telegram" in result.stdout
+    assert "telegram" in result.stdout and "slack" in result.stdout
 
 
 def test_the_cli_loads_no_bot_sdk_until_a_bot_command_runs() -> None:
