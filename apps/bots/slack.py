@@ -109,6 +109,29 @@ def secrets_of(settings: Settings) -> tuple[str, str]:
     return token.get_secret_value(), secret.get_secret_value()
 
 
+def check_token(settings: Settings) -> str:
+    """Ask Slack who the bot is (``auth.test``): a bad token fails here, not on a message.
+
+    Returns:
+        The bot's user name.
+
+    Raises:
+        BotConfigError: The token or secret is not set, Slack cannot be reached, or it
+            refused the token.
+    """
+    from slack_sdk.errors import SlackApiError
+
+    token, _ = secrets_of(settings)
+    try:
+        answer = WebClient(token=token, base_url=settings.slack.api_base_url).auth_test()
+    except (SlackApiError, OSError) as exc:  # urllib's URLError is an OSError
+        raise BotConfigError(
+            f"Slack at {settings.slack.api_base_url} refused the bot token or cannot be "
+            f"reached: {exc}"
+        ) from None
+    return str(answer.get("user", ""))
+
+
 def build_bolt_app(settings: Settings, core: BotCore) -> App:
     """The Bolt app with the bot's listeners; checks the token with ``auth.test``.
 

@@ -24,8 +24,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from telegram import Update
+from telegram import Bot, Update
 from telegram.constants import ChatAction, MessageLimit
+from telegram.error import TelegramError
 from telegram.ext import Application, ContextTypes, MessageHandler, filters
 
 from apps.bots.split import split_text, utf16_units
@@ -73,6 +74,31 @@ def secrets_of(settings: Settings) -> tuple[str, str]:
     return token.get_secret_value(), secret.get_secret_value()
 
 
+def check_token(settings: Settings) -> str:
+    """Ask the Bot API who the bot is (``getMe``): a bad token fails here, not on a message.
+
+    Returns:
+        The bot's username.
+
+    Raises:
+        BotConfigError: The token or secret is not set, the Bot API cannot be reached, or
+            it refused the token.
+    """
+    token, _ = secrets_of(settings)
+
+    async def get_me() -> str:
+        async with Bot(token, base_url=settings.telegram.api_base_url) as bot:
+            return bot.username
+
+    try:
+        return asyncio.run(get_me())
+    except TelegramError as exc:
+        raise BotConfigError(
+            f"the Bot API at {settings.telegram.api_base_url} refused the token or cannot be "
+            f"reached: {exc}"
+        ) from None
+
+
 def build_application(
     settings: Settings, core: BotCore
 ) -> Application[Any, Any, Any, Any, Any, Any]:
@@ -106,7 +132,8 @@ def build_application(
     async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("update failed: %s", context.error, exc_info=context.error)
 
-    application.add_handler(MessageHandler(filters.TEXT, on_text))
+    # New text messages only: an edited message is not a new question.
+    application.add_handler(MessageHandler(filters.TEXT & filters.UpdateType.MESSAGE, on_text))
     application.add_error_handler(on_error)
     return application
 

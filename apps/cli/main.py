@@ -579,7 +579,7 @@ def bot_telegram(
     try:
         from apps.bots.core import BotCore
         from apps.bots.server import serve
-        from apps.bots.telegram import BotConfigError, create_app, secrets_of
+        from apps.bots.telegram import BotConfigError, check_token, create_app, secrets_of
     except ImportError as exc:
         err.print(f"[red]error:[/red] {exc.name} is missing: pip install '.[bots]'", soft_wrap=True)
         raise typer.Exit(2) from None
@@ -588,11 +588,17 @@ def bot_telegram(
     except BotConfigError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
+    try:
+        name = check_token(settings)
+    except BotConfigError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(1) from None
     with _memory(settings) as memory:
         core = BotCore(settings, memory, busy_wait=settings.telegram.busy_wait)
         web = create_app(settings, core, public_url=public_url)
         out.print(
-            f"telegram bot: updates on http://{host}:{port}{settings.telegram.webhook_path} "
+            f"telegram bot @{name}: updates on "
+            f"http://{host}:{port}{settings.telegram.webhook_path} "
             "(Ctrl-C to stop)",
             markup=False,
         )
@@ -607,11 +613,9 @@ def bot_slack(
     """Serve the Slack bot: events and the slash command arrive at slack.events_path."""
     settings = cli_settings()
     try:
-        from slack_bolt.error import BoltError
-
         from apps.bots.core import BotCore
         from apps.bots.server import serve
-        from apps.bots.slack import BotConfigError, create_app, secrets_of
+        from apps.bots.slack import BotConfigError, check_token, create_app, secrets_of
     except ImportError as exc:
         err.print(f"[red]error:[/red] {exc.name} is missing: pip install '.[bots]'", soft_wrap=True)
         raise typer.Exit(2) from None
@@ -620,15 +624,16 @@ def bot_slack(
     except BotConfigError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
+    try:
+        name = check_token(settings)
+    except BotConfigError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(1) from None
     with _memory(settings) as memory:
         core = BotCore(settings, memory, busy_wait=settings.slack.busy_wait)
-        try:
-            web = create_app(settings, core)  # auth.test: Slack checks the token here
-        except BoltError as exc:
-            err.print(f"[red]error:[/red] Slack refused the bot token: {escape(str(exc))}")
-            raise typer.Exit(1) from None
+        web = create_app(settings, core)
         out.print(
-            f"slack bot: request URL http://{host}:{port}{settings.slack.events_path} "
+            f"slack bot {name}: request URL http://{host}:{port}{settings.slack.events_path} "
             "(Ctrl-C to stop)",
             markup=False,
         )

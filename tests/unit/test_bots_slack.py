@@ -25,6 +25,7 @@ from tests.support.fake_slack import (
     signed,
 )
 from tests.support.http_server import ServerThread, wait_for
+from tests.support.loopback import only_loopback
 from tools.memory import OpenMemory
 from tools.memory.locks import LocalThreadLocks
 from tools.models import FakeChatModel
@@ -33,6 +34,13 @@ TOKEN = "xoxb-test-token"
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.fixture(autouse=True)
+def _nothing_leaves_this_machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    refused = only_loopback(monkeypatch)
+    yield
+    assert refused == [], f"tried to reach {refused}"
 
 
 @pytest.fixture

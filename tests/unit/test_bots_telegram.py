@@ -14,12 +14,20 @@ from apps.bots.telegram import SECRET_HEADER, BotConfigError, create_app
 from graph.settings import Settings
 from tests.support.fake_telegram import FakeTelegram, update
 from tests.support.http_server import ServerThread, wait_for
+from tests.support.loopback import only_loopback
 from tools.memory import OpenMemory
 from tools.memory.locks import LocalThreadLocks
 from tools.models import FakeChatModel
 
 TOKEN = "123456:TEST-token_abc"
 SECRET = "s3cret-Webhook_token"
+
+
+@pytest.fixture(autouse=True)
+def _nothing_leaves_this_machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    refused = only_loopback(monkeypatch)
+    yield
+    assert refused == [], f"tried to reach {refused}"
 
 
 @pytest.fixture
@@ -168,3 +176,19 @@ def test_public_url_registers_the_webhook_with_its_secret(
     (params,) = [p for m, p in fake.calls if m == "setWebhook"]
     assert params["url"] == "https://bot.example.org/telegram"
     assert params["secret_token"] == SECRET
+
+
+def test_an_edited_message_is_not_answered_again(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = telegram
+    with bot(bot_settings(make_settings, url), fake_model) as client:
+        edited = update(1, 1001, 77, "hello, edited")
+        edited["edited_message"] = edited.pop("message")
+        assert post(client, edited) == 200
+        assert post(client, update(2, 1001, 77, "new question")) == 200
+        wait_for(lambda: fake.sent(1001), what="the reply")
+    assert fake.sent() == ["Hello from the fake model."]
+    assert [call[-1].text for call in fake_model.calls] == ["new question"]
