@@ -40,6 +40,7 @@ PREFS_NAMESPACE = "bot_chats"
 BUSY_MODEL = "I'm busy answering other messages right now. Please try again in a minute."
 BUSY_THREAD = "I'm still answering your previous message here. Please try again when it's done."
 FAILED = "Sorry, something went wrong while answering. Please try again."
+EMPTY = "Sorry, I have no answer to that."
 
 HELP = """I'm a local assistant. Send me a message and I'll answer.
 Commands:
@@ -207,7 +208,10 @@ class BotCore:
             log.exception("turn on %s failed", chat)
             return FAILED
         messages = state.get("messages") or []
-        return str(messages[-1].text) if messages else FAILED
+        if not messages:
+            return FAILED
+        # An empty reply would be sent as nothing at all: the user would hear silence.
+        return str(messages[-1].text).strip() or EMPTY
 
     @contextmanager
     def _model_slot(self) -> Iterator[None]:

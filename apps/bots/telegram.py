@@ -124,7 +124,10 @@ def build_application(
         if message is None or chat is None or message.text is None:
             return
         who = user_key(sender.id) if sender is not None else chat_key(chat.id)
-        await context.bot.send_chat_action(chat.id, ChatAction.TYPING)
+        try:
+            await context.bot.send_chat_action(chat.id, ChatAction.TYPING)
+        except TelegramError as exc:  # only a courtesy: the reply must still come
+            log.warning("sendChatAction failed: %s", exc)
         reply = await asyncio.to_thread(core.handle, chat_key(chat.id), who, message.text, "/")
         for piece in split_text(reply, LIMIT, utf16_units):
             await context.bot.send_message(chat.id, piece)

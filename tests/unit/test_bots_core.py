@@ -10,7 +10,7 @@ import pytest
 from langchain_core.messages import BaseMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
-from apps.bots.core import BUSY_MODEL, BUSY_THREAD, FAILED, BotCore
+from apps.bots.core import BUSY_MODEL, BUSY_THREAD, EMPTY, FAILED, BotCore
 from graph.settings import Settings
 from tests.support.embeddings import word_store
 from tools.memory import OpenMemory
@@ -164,3 +164,9 @@ def test_a_failing_model_gets_an_apology_not_a_traceback(settings: Settings) -> 
 def test_a_too_long_message_is_refused_with_a_reason(core: BotCore) -> None:
     reply = core.handle("telegram:1", "telegram:7", "word " * 20000)
     assert "too long" in reply
+
+
+@pytest.mark.parametrize("empty", ["", "   ", "\n\n"])
+def test_an_empty_reply_is_said_not_sent_as_silence(settings: Settings, empty: str) -> None:
+    core = BotCore(settings, open_memory(settings), busy_wait=0, model=FakeChatModel(reply=empty))
+    assert core.handle("telegram:1", "telegram:7", "hello") == EMPTY

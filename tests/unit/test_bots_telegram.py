@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 
 import pytest
+from langchain_core.messages import BaseMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from starlette.testclient import TestClient
 
-from apps.bots.core import BotCore
+from apps.bots.core import BUSY_MODEL, BotCore
 from apps.bots.split import utf16_units
 from apps.bots.telegram import SECRET_HEADER, BotConfigError, create_app
 from graph.settings import Settings
@@ -192,3 +194,28 @@ def test_an_edited_message_is_not_answered_again(
         wait_for(lambda: fake.sent(1001), what="the reply")
     assert fake.sent() == ["Hello from the fake model."]
     assert [call[-1].text for call in fake_model.calls] == ["new question"]
+
+
+def test_a_busy_model_gets_a_busy_reply_not_silence(
+    make_settings: Callable[..., Settings], telegram: tuple[FakeTelegram, str]
+) -> None:
+    fake, url = telegram
+    started, release = threading.Event(), threading.Event()
+
+    def slow(messages: list[BaseMessage]) -> str:
+        started.set()
+        release.wait(60)
+        return "the slow answer"
+
+    settings = bot_settings(make_settings, url)
+    memory = OpenMemory(InMemorySaver(), None, LocalThreadLocks())
+    core = BotCore(settings, memory, busy_wait=0, model=FakeChatModel(reply=slow))
+    with TestClient(create_app(settings, core)) as client:
+        try:
+            assert post(client, update(1, 1, 1, "a long job")) == 200
+            assert started.wait(60)
+            assert post(client, update(2, 2, 2, "meanwhile")) == 200
+            assert wait_for(lambda: fake.sent(2), what="the busy reply") == [BUSY_MODEL]
+        finally:
+            release.set()
+        assert wait_for(lambda: fake.sent(1), what="the slow reply") == ["the slow answer"]
