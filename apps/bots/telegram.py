@@ -7,7 +7,8 @@ right secret is refused (403) before anything reads it. An accepted update goes 
 runs the turn in a worker thread and sends the reply with ``sendMessage``, split at
 Telegram's 4096-character limit (counted in UTF-16 code units, as Telegram does).
 
-Each chat is a thread ``telegram:<chat_id>``, each sender a user ``telegram:<user_id>``.
+Each chat is a thread ``telegram:<chat_id>`` (a forum topic: ``telegram:<chat_id>:<topic_id>``,
+answered in that topic), each sender a user ``telegram:<user_id>``.
 Commands: ``/start`` and ``/help``, ``/reset``, ``/safety LEVEL`` (see :mod:`apps.bots.core`).
 """
 
@@ -46,9 +47,9 @@ class BotConfigError(Exception):
     """A token or secret the bot needs is not configured; the message names the setting."""
 
 
-def chat_key(chat_id: int) -> str:
-    """The thread id of a Telegram chat."""
-    return f"telegram:{chat_id}"
+def chat_key(chat_id: int, topic: int | None = None) -> str:
+    """The thread id of a Telegram chat, or of one forum topic in it."""
+    return f"telegram:{chat_id}:{topic}" if topic is not None else f"telegram:{chat_id}"
 
 
 def user_key(user_id: int) -> str:
@@ -128,9 +129,12 @@ def build_application(
             await context.bot.send_chat_action(chat.id, ChatAction.TYPING)
         except TelegramError as exc:  # only a courtesy: the reply must still come
             log.warning("sendChatAction failed: %s", exc)
-        reply = await asyncio.to_thread(core.handle, chat_key(chat.id), who, message.text, "/")
+        # A forum topic is a conversation of its own, answered in that topic.
+        topic = message.message_thread_id if message.is_topic_message else None
+        thread = chat_key(chat.id, topic)
+        reply = await asyncio.to_thread(core.handle, thread, who, message.text, "/")
         for piece in split_text(reply, LIMIT, utf16_units):
-            await context.bot.send_message(chat.id, piece)
+            await context.bot.send_message(chat.id, piece, message_thread_id=topic)
 
     async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("update failed: %s", context.error, exc_info=context.error)

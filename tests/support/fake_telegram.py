@@ -74,6 +74,11 @@ class FakeTelegram:
                 and (chat_id is None or int(params["chat_id"]) == chat_id)
             ]
 
+    def sent_params(self) -> list[dict[str, Any]]:
+        """The parameters of every sendMessage call, in order."""
+        with self._lock:
+            return [params for method, params in self.calls if method == "sendMessage"]
+
     def methods(self) -> list[str]:
         """The methods called, in order."""
         with self._lock:
@@ -88,8 +93,13 @@ async def _params(request: Request) -> dict[str, Any]:
     return {key: str(value) for key, value in form.items()}
 
 
-def update(update_id: int, chat_id: int, user_id: int, text: str) -> dict[str, Any]:
-    """A Telegram update carrying one text message (a command if ``text`` starts with /)."""
+def update(
+    update_id: int, chat_id: int, user_id: int, text: str, topic: int | None = None
+) -> dict[str, Any]:
+    """A Telegram update carrying one text message (a command if ``text`` starts with /).
+
+    With ``topic``, the message was written in that forum topic of a supergroup.
+    """
     message: dict[str, Any] = {
         "message_id": update_id,
         "date": int(time.time()),
@@ -97,6 +107,10 @@ def update(update_id: int, chat_id: int, user_id: int, text: str) -> dict[str, A
         "from": {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"},
         "text": text,
     }
+    if topic is not None:
+        message["chat"]["type"] = "supergroup"
+        message["chat"]["is_forum"] = True
+        message.update(message_thread_id=topic, is_topic_message=True)
     if text.startswith("/"):
         command = text.split(" ", 1)[0]
         message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]

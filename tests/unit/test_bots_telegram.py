@@ -219,3 +219,29 @@ def test_a_busy_model_gets_a_busy_reply_not_silence(
         finally:
             release.set()
         assert wait_for(lambda: fake.sent(1), what="the slow reply") == ["the slow answer"]
+
+
+def test_a_forum_topic_is_its_own_thread_and_answered_in_the_topic(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = telegram
+    settings = bot_settings(make_settings, url)
+    memory = OpenMemory(InMemorySaver(), None, LocalThreadLocks())
+    core = BotCore(settings, memory, busy_wait=5, model=fake_model)
+    with TestClient(create_app(settings, core)) as client:
+        assert post(client, update(1, -100500, 7, "in topic 12", topic=12)) == 200
+        wait_for(lambda: fake.sent(-100500), what="the topic's reply")
+        assert post(client, update(2, -100500, 7, "in the general chat")) == 200
+        wait_for(lambda: len(fake.sent(-100500)) == 2, what="the chat's reply")
+    params = fake.sent_params()
+    assert params[0]["message_thread_id"] == "12"
+    assert "message_thread_id" not in params[1]
+
+    def first_message(thread: str) -> str:
+        values = core.graph.get_state({"configurable": {"thread_id": thread}}).values
+        return str(values["messages"][0].text)
+
+    assert first_message("telegram:-100500:12") == "in topic 12"
+    assert first_message("telegram:-100500") == "in the general chat"
