@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -221,6 +222,29 @@ class BotCore:
             yield
         finally:
             self._gate.release()
+
+
+class SeenIds:
+    """The ids of the last ``size`` deliveries, to answer a redelivered one only once.
+
+    Telegram and Slack deliver again when they think a delivery failed (a slow or lost
+    acknowledgement); the second copy carries the same ``update_id`` / ``event_id``.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._ids: OrderedDict[Hashable, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def first_time(self, key: Hashable) -> bool:
+        """True the first time ``key`` is seen (among the last ``size`` keys)."""
+        with self._lock:
+            if key in self._ids:
+                return False
+            self._ids[key] = None
+            if len(self._ids) > self.size:
+                self._ids.popitem(last=False)
+            return True
 
 
 class _ModelBusy(Exception):

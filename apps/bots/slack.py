@@ -39,10 +39,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from apps.bots.core import BotCore, SeenIds
 from apps.bots.split import split_text
 
 if TYPE_CHECKING:
-    from apps.bots.core import BotCore
     from graph.settings import Settings
 
 log = logging.getLogger("assistant.bots.slack")
@@ -152,6 +152,13 @@ def build_bolt_app(settings: Settings, core: BotCore) -> App:
         process_before_response=False,
     )
 
+    seen = SeenIds()
+
+    def redelivered(body: dict[str, Any]) -> bool:
+        # Slack delivers an event again (X-Slack-Retry-Num) when the first ack was late.
+        event_id = body.get("event_id")
+        return event_id is not None and not seen.first_time(event_id)
+
     def answer(team: str, channel: str, user: str, text: str, thread_ts: str | None) -> None:
         reply = core.handle(chat_key(team, channel, thread_ts), user_key(team, user), text, "!")
         for piece in split_text(reply, LIMIT, escaped_length):
@@ -159,7 +166,7 @@ def build_bolt_app(settings: Settings, core: BotCore) -> App:
 
     @app.event("app_mention")
     def on_mention(event: dict[str, Any], body: dict[str, Any]) -> None:
-        if event.get("bot_id") or "user" not in event:
+        if event.get("bot_id") or "user" not in event or redelivered(body):
             return
         team = str(event.get("team") or body.get("team_id") or "")
         answer(
@@ -176,7 +183,7 @@ def build_bolt_app(settings: Settings, core: BotCore) -> App:
         # and only what a person wrote (no edits, joins, bot posts).
         if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
             return
-        if "user" not in event:
+        if "user" not in event or redelivered(body):
             return
         team = str(event.get("team") or body.get("team_id") or "")
         answer(

@@ -30,10 +30,10 @@ from telegram.constants import ChatAction, MessageLimit
 from telegram.error import TelegramError
 from telegram.ext import Application, ContextTypes, MessageHandler, filters
 
+from apps.bots.core import BotCore, SeenIds
 from apps.bots.split import split_text, utf16_units
 
 if TYPE_CHECKING:
-    from apps.bots.core import BotCore
     from graph.settings import Settings
 
 log = logging.getLogger("assistant.bots.telegram")
@@ -160,6 +160,7 @@ def create_app(settings: Settings, core: BotCore, *, public_url: str | None = No
     _, secret = secrets_of(settings)
     application = build_application(settings, core)
     path = settings.telegram.webhook_path
+    seen = SeenIds()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -186,7 +187,8 @@ def create_app(settings: Settings, core: BotCore, *, public_url: str | None = No
             update = Update.de_json(data, application.bot)
         except (ValueError, TypeError, KeyError, AttributeError):
             return PlainTextResponse("not a Telegram update", status_code=400)
-        await application.update_queue.put(update)
+        if seen.first_time(update.update_id):
+            await application.update_queue.put(update)
         return Response(status_code=200)
 
     async def health(request: Request) -> Response:

@@ -272,3 +272,22 @@ def test_a_missing_token_or_secret_is_named(
 )
 def test_incoming_text(raw: str, typed: str) -> None:
     assert incoming_text(raw) == typed
+
+
+def test_a_retried_event_is_answered_once(
+    make_settings: Callable[..., Settings],
+    slack: tuple[FakeSlack, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = slack
+    client, _ = bot(make_settings, url, fake_model)
+    body = event_body(mention("C1", "U1", "once please"))
+    for retry in range(3):
+        headers = signed(SECRET, body, content_type=JSON)
+        if retry:
+            headers |= {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
+        assert client.post("/slack/events", content=body, headers=headers).status_code == 200
+    assert send_event(client, mention("C1", "U1", "second question")) == 200
+    wait_for(lambda: len(fake.posted("C1")) == 2, what="two replies")
+    # The two run concurrently: either may reach the model first.
+    assert sorted(call[-1].text for call in fake_model.calls) == ["once please", "second question"]

@@ -245,3 +245,18 @@ def test_a_forum_topic_is_its_own_thread_and_answered_in_the_topic(
 
     assert first_message("telegram:-100500:12") == "in topic 12"
     assert first_message("telegram:-100500") == "in the general chat"
+
+
+def test_a_redelivered_update_is_answered_once(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = telegram
+    with bot(bot_settings(make_settings, url), fake_model) as client:
+        for _ in range(3):
+            assert post(client, update(7, 1001, 77, "once please")) == 200
+        assert post(client, update(8, 1001, 77, "second question")) == 200
+        wait_for(lambda: len(fake.sent(1001)) == 2, what="two replies")
+    # The two run concurrently: either may reach the model first.
+    assert sorted(call[-1].text for call in fake_model.calls) == ["once please", "second question"]
