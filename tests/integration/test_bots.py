@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from apps.bots.core import BUSY_MODEL, BUSY_THREAD, EMPTY, FAILED
 from apps.bots.telegram import SECRET_HEADER
 from tests.support.fake_slack import FakeSlack, command_body, event_body, mention, signed
 from tests.support.fake_telegram import FakeTelegram, update
@@ -122,3 +123,36 @@ def test_slack_bot_answers_through_the_web_api_and_refuses_a_forgery() -> None:
     assert posted["text"] == CANNED
     assert "!safety LEVEL" in help_text["text"]
     assert [p["text"] for p in fake.posted()] == [CANNED]  # the forged one was never answered
+
+
+def test_telegram_bot_on_a_real_model(smollm2: Path) -> None:
+    """The same path with llama.cpp (SmolLM2-135M): the model's own reply reaches the chat."""
+    token, secret = "555:smollm2-TOKEN", "smollm2_secret"
+    fake = FakeTelegram(token)
+    port = free_port()
+    with (
+        ServerThread(fake.app) as api,
+        bot_process(
+            "telegram",
+            port,
+            ASSISTANT_TELEGRAM__TOKEN=token,
+            ASSISTANT_TELEGRAM__WEBHOOK_SECRET=secret,
+            ASSISTANT_TELEGRAM__API_BASE_URL=f"{api}/bot",
+            ASSISTANT_MODEL__BACKEND="llamacpp",
+            ASSISTANT_MODEL__GGUF_PATH=str(smollm2),
+            ASSISTANT_MODEL__N_CTX="2048",
+            ASSISTANT_CONTEXT__MAX_PROMPT_TOKENS="1024",
+            ASSISTANT_GENERATION__MAX_NEW_TOKENS="24",
+            ASSISTANT_GENERATION__DO_SAMPLE="false",
+        ),
+    ):
+        hook = f"http://127.0.0.1:{port}/telegram"
+        sent = httpx.post(
+            hook,
+            json=update(1, 61, 71, "What is the capital of France?"),
+            headers={SECRET_HEADER: secret},
+        )
+        assert sent.status_code == 200
+        (reply,) = wait_for(lambda: fake.sent(61), timeout=300, what="the model's reply")
+    assert reply.strip()
+    assert reply not in (CANNED, BUSY_MODEL, BUSY_THREAD, FAILED, EMPTY)
