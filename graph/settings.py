@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -21,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -423,6 +425,77 @@ class PromptSettings(_Section):
     )
 
 
+class TelegramSettings(_Section):
+    """The Telegram bot (``assistant bot telegram``): webhook mode."""
+
+    token: SecretStr | None = Field(
+        None, description="The bot's token from @BotFather (ASSISTANT_TELEGRAM__TOKEN)."
+    )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="Telegram sends it in X-Telegram-Bot-Api-Secret-Token with each update; "
+        "other requests are refused (1-256 of A-Z a-z 0-9 _ -; "
+        "ASSISTANT_TELEGRAM__WEBHOOK_SECRET).",
+    )
+    api_base_url: str = Field(
+        "https://api.telegram.org/bot",
+        description="Bot API address; the token is appended (a self-hosted Bot API server).",
+    )
+    webhook_path: str = Field(
+        "/telegram", pattern=r"^/[A-Za-z0-9/_-]*$", description="Path the updates arrive at."
+    )
+    busy_wait: float = Field(
+        60.0,
+        ge=0,
+        le=3600,
+        description="Seconds a message waits for the model or its chat's previous turn, then "
+        "gets a 'busy, try again' reply.",
+    )
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_chars(cls, secret: SecretStr | None) -> SecretStr | None:
+        # Telegram's setWebhook accepts only these characters in secret_token.
+        if secret is not None and not re.fullmatch(
+            r"[A-Za-z0-9_-]{1,256}", secret.get_secret_value()
+        ):
+            raise ValueError("must be 1-256 characters of A-Z a-z 0-9 _ -")
+        return secret
+
+
+class SlackSettings(_Section):
+    """The Slack bot (``assistant bot slack``): the Events API and a slash command over HTTP."""
+
+    bot_token: SecretStr | None = Field(
+        None, description="The bot user's OAuth token, xoxb-... (ASSISTANT_SLACK__BOT_TOKEN)."
+    )
+    signing_secret: SecretStr | None = Field(
+        None,
+        description="The app's signing secret: requests without its signature are refused "
+        "(ASSISTANT_SLACK__SIGNING_SECRET).",
+    )
+    api_base_url: str = Field(
+        "https://slack.com/api/", description="Slack Web API address (tests use a stand-in)."
+    )
+    command: str = Field(
+        "/assistant",
+        pattern=r"^/[a-z0-9_-]{1,31}$",
+        description="The slash command registered for the app.",
+    )
+    events_path: str = Field(
+        "/slack/events",
+        pattern=r"^/[A-Za-z0-9/_-]*$",
+        description="Request URL of events and the slash command.",
+    )
+    busy_wait: float = Field(
+        60.0,
+        ge=0,
+        le=3600,
+        description="Seconds a message waits for the model or its thread's previous turn, "
+        "then gets a 'busy, try again' reply.",
+    )
+
+
 def _default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("local-assistant", appauthor=False))
 
@@ -457,6 +530,8 @@ class Settings(BaseSettings):
     prompts: PromptSettings = Field(default_factory=PromptSettings)
     chroma: ChromaSettings = Field(default_factory=ChromaSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
 
     @model_validator(mode="after")
     def _budget_fits_window(self) -> Settings:

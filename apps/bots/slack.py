@@ -1,0 +1,237 @@
+"""The Slack bot: a Bolt app (Events API and one slash command over HTTP) behind Starlette.
+
+Bolt checks every request's signature (``X-Slack-Signature``, HMAC-SHA256 of the body with
+the app's signing secret, and ``X-Slack-Request-Timestamp`` no older than five minutes)
+before any listener runs: a forged or replayed request gets 401. The bot answers:
+
+- a mention (``app_mention``) in a channel, in that channel or, if the mention is inside a
+  Slack thread, in that thread;
+- every message in a direct message with the bot (``message`` events of ``im`` channels);
+- the slash command (``slack.command``, default ``/assistant``): ``/assistant QUESTION``,
+  ``/assistant reset``, ``/assistant safety LEVEL``, ``/assistant help``.
+
+In messages, commands start with ``!`` (Slack keeps ``/`` for its own commands):
+``!reset``, ``!safety LEVEL``, ``!help``.
+
+Threads: a channel or DM is ``slack:<team>:<channel>``; a Slack thread (a mention replied
+in a thread) is its own assistant thread ``slack:<team>:<channel>:<thread_ts>``, so a side
+discussion does not mix with the channel's. Senders are ``slack:<team>:<user>``.
+
+Replies are escaped (``& < >``), so the model's text can never ping ``<!channel>`` or hide
+a link, and split at 3000 characters after escaping: the most a ``section`` block's text
+may hold (``slack_sdk.models.blocks.SectionBlock.text_max_length``), well under the 40,000
+at which Slack truncates a message's ``text``
+(https://api.slack.com/changelog/2018-04-truncating-really-long-messages) and under the
+4,000 chat.postMessage's documentation advises for readable messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt import App
+from slack_bolt.adapter.starlette import SlackRequestHandler
+from slack_sdk import WebClient
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from apps.bots.core import BotCore, SeenIds
+from apps.bots.split import split_text
+
+if TYPE_CHECKING:
+    from graph.settings import Settings
+
+log = logging.getLogger("assistant.bots.slack")
+
+LIMIT = 3000
+"""Characters per message (after escaping): a section block's text limit, see above."""
+
+COMMANDS = ("reset", "safety", "help")
+"""Words that make ``/assistant WORD ...`` a command rather than a question."""
+
+_MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
+
+
+class BotConfigError(Exception):
+    """A token or secret the bot needs is not configured; the message names the setting."""
+
+
+def chat_key(team: str, channel: str, thread_ts: str | None = None) -> str:
+    """The assistant thread of a Slack channel, or of one Slack thread in it.
+
+    Periods in ``thread_ts`` become ``-``: the id also names a store namespace, whose
+    labels cannot hold periods.
+    """
+    key = f"slack:{team}:{channel}"
+    return f"{key}:{thread_ts.replace('.', '-')}" if thread_ts else key
+
+
+def user_key(team: str, user: str) -> str:
+    """The user id of a Slack sender."""
+    return f"slack:{team}:{user}"
+
+
+def escape(text: str) -> str:
+    """Text as Slack shows it literally: ``& < >`` escaped, so nothing becomes a mention."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def escaped_length(text: str) -> int:
+    """Characters ``text`` takes once escaped (what Slack's limit counts)."""
+    return len(escape(text))
+
+
+def incoming_text(text: str) -> str:
+    """A message as the user typed it: mentions removed, Slack's escapes undone."""
+    text = _MENTION.sub(" ", text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").strip()
+
+
+def secrets_of(settings: Settings) -> tuple[str, str]:
+    """The bot token and the signing secret.
+
+    Raises:
+        BotConfigError: One of them is not set.
+    """
+    token = settings.slack.bot_token
+    secret = settings.slack.signing_secret
+    if token is None or not token.get_secret_value():
+        raise BotConfigError("slack.bot_token is not set (ASSISTANT_SLACK__BOT_TOKEN)")
+    if secret is None or not secret.get_secret_value():
+        raise BotConfigError(
+            "slack.signing_secret is not set (ASSISTANT_SLACK__SIGNING_SECRET): without it "
+            "anyone could send the bot events"
+        )
+    return token.get_secret_value(), secret.get_secret_value()
+
+
+def check_token(settings: Settings) -> str:
+    """Ask Slack who the bot is (``auth.test``): a bad token fails here, not on a message.
+
+    Returns:
+        The bot's user name.
+
+    Raises:
+        BotConfigError: The token or secret is not set, Slack cannot be reached, or it
+            refused the token.
+    """
+    from slack_sdk.errors import SlackApiError
+
+    token, _ = secrets_of(settings)
+    try:
+        answer = WebClient(token=token, base_url=settings.slack.api_base_url).auth_test()
+    except (SlackApiError, OSError) as exc:  # urllib's URLError is an OSError
+        raise BotConfigError(
+            f"Slack at {settings.slack.api_base_url} refused the bot token or cannot be "
+            f"reached: {exc}"
+        ) from None
+    return str(answer.get("user", ""))
+
+
+def build_bolt_app(settings: Settings, core: BotCore) -> App:
+    """The Bolt app with the bot's listeners; checks the token with ``auth.test``.
+
+    Raises:
+        BotConfigError: The token or the signing secret is not set.
+        slack_bolt.error.BoltError: Slack refused the token.
+    """
+    token, secret = secrets_of(settings)
+    client = WebClient(token=token, base_url=settings.slack.api_base_url)
+    app = App(
+        client=client,
+        signing_secret=secret,
+        # Both are Bolt's defaults; spelled out because the bot's safety rests on them.
+        request_verification_enabled=True,
+        ignoring_self_events_enabled=True,
+        # Acknowledge at once and answer from a worker thread: Slack wants its 200 within
+        # three seconds and retries otherwise, and a turn takes longer.
+        process_before_response=False,
+    )
+
+    seen = SeenIds()
+
+    def redelivered(body: dict[str, Any]) -> bool:
+        # Slack delivers an event again (X-Slack-Retry-Num) when the first ack was late.
+        event_id = body.get("event_id")
+        return event_id is not None and not seen.first_time(event_id)
+
+    def answer(team: str, channel: str, user: str, text: str, thread_ts: str | None) -> None:
+        reply = core.handle(chat_key(team, channel, thread_ts), user_key(team, user), text, "!")
+        for piece in split_text(reply, LIMIT, escaped_length):
+            client.chat_postMessage(channel=channel, text=escape(piece), thread_ts=thread_ts)
+
+    @app.event("app_mention")
+    def on_mention(event: dict[str, Any], body: dict[str, Any]) -> None:
+        if event.get("bot_id") or "user" not in event or redelivered(body):
+            return
+        team = str(event.get("team") or body.get("team_id") or "")
+        answer(
+            team,
+            str(event["channel"]),
+            str(event["user"]),
+            incoming_text(str(event.get("text", ""))),
+            event.get("thread_ts"),
+        )
+
+    @app.event("message")
+    def on_message(event: dict[str, Any], body: dict[str, Any]) -> None:
+        # Channel messages reach the bot as mentions (above); here only direct messages,
+        # and only what a person wrote (no edits, joins, bot posts).
+        if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
+            return
+        if "user" not in event or redelivered(body):
+            return
+        team = str(event.get("team") or body.get("team_id") or "")
+        answer(
+            team,
+            str(event["channel"]),
+            str(event["user"]),
+            incoming_text(str(event.get("text", ""))),
+            event.get("thread_ts"),
+        )
+
+    @app.command(settings.slack.command)
+    def on_command(ack: Any, command: dict[str, Any], respond: Any) -> None:
+        ack()
+        text = incoming_text(str(command.get("text", "")))
+        word = text.split(" ", 1)[0].lower()
+        is_command = word in COMMANDS or not text
+        if is_command:
+            text = "!" + text if text else "!help"
+        team, channel = str(command.get("team_id", "")), str(command.get("channel_id", ""))
+        reply = core.handle(
+            chat_key(team, channel), user_key(team, str(command.get("user_id", ""))), text, "!"
+        )
+        # Command replies only the user sees; answers in the channel, under the question.
+        kind = "ephemeral" if is_command else "in_channel"
+        for piece in split_text(reply, LIMIT, escaped_length):
+            respond(text=escape(piece), response_type=kind)
+
+    return app
+
+
+def create_app(settings: Settings, core: BotCore) -> Starlette:
+    """The Slack request URL (events and the slash command) and ``/healthz``.
+
+    Raises:
+        BotConfigError: The token or the signing secret is not set.
+        slack_bolt.error.BoltError: Slack refused the token.
+    """
+    handler = SlackRequestHandler(build_bolt_app(settings, core))
+
+    async def events(request: Request) -> Response:
+        return await handler.handle(request)
+
+    async def health(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    return Starlette(
+        routes=[
+            Route(settings.slack.events_path, events, methods=["POST"]),
+            Route("/healthz", health, methods=["GET"]),
+        ]
+    )

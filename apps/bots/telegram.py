@@ -1,0 +1,203 @@
+"""The Telegram bot: python-telegram-bot in webhook mode behind a small Starlette app.
+
+Telegram POSTs each update to ``telegram.webhook_path`` with the secret given to
+``setWebhook`` in the ``X-Telegram-Bot-Api-Secret-Token`` header; a request without the
+right secret is refused (403) before anything reads it. An accepted update goes onto the
+:class:`telegram.ext.Application`'s queue and the request is answered at once; the handler
+runs the turn in a worker thread and sends the reply with ``sendMessage``, split at
+Telegram's 4096-character limit (counted in UTF-16 code units, as Telegram does).
+
+Each chat is a thread ``telegram:<chat_id>`` (a forum topic: ``telegram:<chat_id>:<topic_id>``,
+answered in that topic), each sender a user ``telegram:<user_id>``.
+Commands: ``/start`` and ``/help``, ``/reset``, ``/safety LEVEL`` (see :mod:`apps.bots.core`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from telegram import Bot, Update
+from telegram.constants import ChatAction, MessageLimit
+from telegram.error import TelegramError
+from telegram.ext import Application, ContextTypes, MessageHandler, filters
+
+from apps.bots.core import BotCore, SeenIds
+from apps.bots.split import split_text, utf16_units
+
+if TYPE_CHECKING:
+    from graph.settings import Settings
+
+log = logging.getLogger("assistant.bots.telegram")
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+LIMIT = int(MessageLimit.MAX_TEXT_LENGTH)
+"""Telegram's longest message text (python-telegram-bot's ``MessageLimit``): 4096."""
+
+
+class BotConfigError(Exception):
+    """A token or secret the bot needs is not configured; the message names the setting."""
+
+
+def chat_key(chat_id: int, topic: int | None = None) -> str:
+    """The thread id of a Telegram chat, or of one forum topic in it."""
+    return f"telegram:{chat_id}:{topic}" if topic is not None else f"telegram:{chat_id}"
+
+
+def user_key(user_id: int) -> str:
+    """The user id of a Telegram sender."""
+    return f"telegram:{user_id}"
+
+
+def secrets_of(settings: Settings) -> tuple[str, str]:
+    """The bot token and the webhook secret.
+
+    Raises:
+        BotConfigError: One of them is not set.
+    """
+    token = settings.telegram.token
+    secret = settings.telegram.webhook_secret
+    if token is None or not token.get_secret_value():
+        raise BotConfigError("telegram.token is not set (ASSISTANT_TELEGRAM__TOKEN)")
+    if secret is None:
+        raise BotConfigError(
+            "telegram.webhook_secret is not set (ASSISTANT_TELEGRAM__WEBHOOK_SECRET): "
+            "without it anyone could send the bot updates"
+        )
+    return token.get_secret_value(), secret.get_secret_value()
+
+
+def check_token(settings: Settings) -> str:
+    """Ask the Bot API who the bot is (``getMe``): a bad token fails here, not on a message.
+
+    Returns:
+        The bot's username.
+
+    Raises:
+        BotConfigError: The token or secret is not set, the Bot API cannot be reached, or
+            it refused the token.
+    """
+    token, _ = secrets_of(settings)
+
+    async def get_me() -> str:
+        async with Bot(token, base_url=settings.telegram.api_base_url) as bot:
+            return bot.username
+
+    try:
+        return asyncio.run(get_me())
+    except TelegramError as exc:
+        raise BotConfigError(
+            f"the Bot API at {settings.telegram.api_base_url} refused the token or cannot be "
+            f"reached: {exc}"
+        ) from None
+
+
+def build_application(
+    settings: Settings, core: BotCore
+) -> Application[Any, Any, Any, Any, Any, Any]:
+    """The python-telegram-bot application: one handler for every text message.
+
+    Raises:
+        BotConfigError: The token or the webhook secret is not set.
+    """
+    token, _ = secrets_of(settings)
+    application = (
+        Application.builder()
+        .token(token)
+        .base_url(settings.telegram.api_base_url)
+        .updater(None)  # updates come from our webhook route, not from polling
+        .concurrent_updates(8)  # one chat's slow turn must not hold up the others
+        .build()
+    )
+
+    async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        chat = update.effective_chat
+        sender = update.effective_user
+        if message is None or chat is None or message.text is None:
+            return
+        who = user_key(sender.id) if sender is not None else chat_key(chat.id)
+        try:
+            await context.bot.send_chat_action(chat.id, ChatAction.TYPING)
+        except TelegramError as exc:  # only a courtesy: the reply must still come
+            log.warning("sendChatAction failed: %s", exc)
+        # A forum topic is a conversation of its own, answered in that topic.
+        topic = message.message_thread_id if message.is_topic_message else None
+        thread = chat_key(chat.id, topic)
+        reply = await asyncio.to_thread(core.handle, thread, who, message.text, "/")
+        for piece in split_text(reply, LIMIT, utf16_units):
+            await context.bot.send_message(chat.id, piece, message_thread_id=topic)
+
+    async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.error("update failed: %s", context.error, exc_info=context.error)
+
+    # New text messages only: an edited message is not a new question.
+    application.add_handler(MessageHandler(filters.TEXT & filters.UpdateType.MESSAGE, on_text))
+    application.add_error_handler(on_error)
+    return application
+
+
+def create_app(settings: Settings, core: BotCore, *, public_url: str | None = None) -> Starlette:
+    """The webhook server: Telegram's updates in, replies out through the Bot API.
+
+    Args:
+        settings: The assistant's settings (``telegram`` section).
+        core: The bot's turns and commands.
+        public_url: The HTTPS address Telegram reaches this server at; when given, the
+            webhook (with its secret) is registered with ``setWebhook`` at start-up.
+
+    Raises:
+        BotConfigError: The token or the webhook secret is not set.
+    """
+    _, secret = secrets_of(settings)
+    application = build_application(settings, core)
+    path = settings.telegram.webhook_path
+    seen = SeenIds()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with application:  # getMe: a wrong token fails here, at start-up
+            if public_url:
+                await application.bot.set_webhook(
+                    public_url.rstrip("/") + path,
+                    secret_token=secret,
+                    allowed_updates=["message"],
+                )
+            await application.start()
+            try:
+                yield
+            finally:
+                await application.stop()
+
+    async def webhook(request: Request) -> Response:
+        given = request.headers.get(SECRET_HEADER, "")
+        # Constant-time comparison: the secret is the only thing between us and forgeries.
+        if not hmac.compare_digest(given.encode(), secret.encode()):
+            return PlainTextResponse("forbidden", status_code=403)
+        try:
+            data = await request.json()
+            update = Update.de_json(data, application.bot)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return PlainTextResponse("not a Telegram update", status_code=400)
+        if seen.first_time(update.update_id):
+            await application.update_queue.put(update)
+        return Response(status_code=200)
+
+    async def health(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    return Starlette(
+        routes=[
+            Route(path, webhook, methods=["POST"]),
+            Route("/healthz", health, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,172 @@
+"""What both bots share (apps/bots/core.py): commands, turns, busy replies, on the fake model."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from langchain_core.messages import BaseMessage
+from langgraph.checkpoint.memory import InMemorySaver
+
+from apps.bots.core import BUSY_MODEL, BUSY_THREAD, EMPTY, FAILED, BotCore
+from graph.settings import Settings
+from tests.support.embeddings import word_store
+from tools.memory import OpenMemory
+from tools.memory.locks import LocalThreadLocks
+from tools.models import FakeChatModel
+
+
+def open_memory(settings: Settings, *, store: bool = True) -> OpenMemory:
+    return OpenMemory(InMemorySaver(), word_store(settings) if store else None, LocalThreadLocks())
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def core(settings: Settings, fake_model: FakeChatModel) -> BotCore:
+    return BotCore(settings, open_memory(settings), busy_wait=0, model=fake_model)
+
+
+def history(core: BotCore, chat: str) -> list[str]:
+    values = core.graph.get_state({"configurable": {"thread_id": chat}}).values
+    return [m.text for m in values.get("messages") or []]
+
+
+def test_a_message_gets_the_reply_and_each_chat_is_its_own_thread(core: BotCore) -> None:
+    assert core.handle("telegram:1", "telegram:7", "hello there") == "Hello from the fake model."
+    assert core.handle("telegram:1", "telegram:7", "and again") == "Hello from the fake model."
+    assert core.handle("telegram:2", "telegram:8", "someone else") == "Hello from the fake model."
+    assert history(core, "telegram:1")[::2] == ["hello there", "and again"]
+    assert history(core, "telegram:2")[::2] == ["someone else"]
+
+
+def test_reset_deletes_the_chats_history_only(core: BotCore) -> None:
+    core.handle("telegram:1", "telegram:7", "remember this turn")
+    core.handle("telegram:2", "telegram:7", "another chat")
+    reply = core.handle("telegram:1", "telegram:7", "/reset")
+    assert "history is deleted" in reply
+    assert history(core, "telegram:1") == []
+    assert history(core, "telegram:2")[0] == "another chat"
+    core.handle("telegram:1", "telegram:7", "fresh start")
+    assert history(core, "telegram:1")[0] == "fresh start"
+
+
+def test_reset_without_memory_says_nothing_is_kept(settings: Settings) -> None:
+    core = BotCore(
+        settings, OpenMemory(None, None, LocalThreadLocks()), busy_wait=0, model=FakeChatModel()
+    )
+    assert "memory is off" in core.handle("telegram:1", "telegram:7", "/reset")
+
+
+@pytest.mark.parametrize("level", ["strict", "relaxed", "moderate"])
+def test_the_safety_level_is_per_chat_and_used_by_its_turns(core: BotCore, level: str) -> None:
+    assert core.handle("slack:T:C1", "slack:T:U1", f"!safety {level.upper()}", "!") == (
+        f"Safety level for this chat: {level}."
+    )
+    core.handle("slack:T:C1", "slack:T:U1", "hello", "!")
+    core.handle("slack:T:C2", "slack:T:U1", "hello", "!")
+    state = core.graph.get_state({"configurable": {"thread_id": "slack:T:C1"}}).values
+    other = core.graph.get_state({"configurable": {"thread_id": "slack:T:C2"}}).values
+    assert state["safety"]["level"] == level
+    assert other["safety"]["level"] == "moderate"  # the configured default
+
+
+@pytest.mark.parametrize("arg", ["", "loose", "STRICTER", "relaxed please", "🙂"])
+def test_an_unknown_safety_level_gets_a_clear_reply(core: BotCore, arg: str) -> None:
+    reply = core.handle("telegram:1", "telegram:7", f"/safety {arg}")
+    assert "strict, moderate, relaxed" in reply
+    assert "now moderate" in reply
+    assert core.safety_level("telegram:1") == "moderate"
+
+
+def test_the_level_outlives_the_core_when_there_is_a_store(settings: Settings) -> None:
+    memory = open_memory(settings)
+    BotCore(settings, memory, busy_wait=0, model=FakeChatModel()).handle(
+        "telegram:5", "telegram:7", "/safety strict"
+    )
+    again = BotCore(settings, memory, busy_wait=0, model=FakeChatModel())
+    assert again.safety_level("telegram:5") == "strict"
+    assert again.safety_level("telegram:6") == "moderate"
+
+
+def test_without_a_store_the_level_is_kept_in_the_process(settings: Settings) -> None:
+    core = BotCore(settings, open_memory(settings, store=False), busy_wait=0, model=FakeChatModel())
+    core.handle("telegram:5", "telegram:7", "/safety relaxed")
+    assert core.safety_level("telegram:5") == "relaxed"
+    assert core.safety_level("telegram:6") == "moderate"
+
+
+@pytest.mark.parametrize("text", ["/help", "/start", "/HELP", "/help@local_assistant_bot", "  "])
+def test_help_lists_the_commands_and_the_level(core: BotCore, text: str) -> None:
+    reply = core.handle("telegram:1", "telegram:7", text)
+    for command in ("/reset", "/safety LEVEL", "/help"):
+        assert command in reply
+    assert "now moderate" in reply
+    assert history(core, "telegram:1") == []  # no turn ran
+
+
+def test_slack_prefix_commands(core: BotCore) -> None:
+    assert "!reset" in core.handle("slack:T:C", "slack:T:U", "!help", "!")
+    assert "Unknown command !frobnicate" in core.handle(
+        "slack:T:C", "slack:T:U", "!frobnicate", "!"
+    )
+
+
+def test_an_unknown_command_is_named_but_a_path_is_a_message(core: BotCore) -> None:
+    assert "Unknown command /frobnicate" in core.handle("telegram:1", "telegram:7", "/frobnicate")
+    assert core.handle("telegram:1", "telegram:7", "/usr/bin is where?") == (
+        "Hello from the fake model."
+    )
+
+
+def test_a_busy_thread_gets_a_polite_reply(core: BotCore) -> None:
+    with core.memory.locks.hold("telegram:1", 0):
+        assert core.handle("telegram:1", "telegram:7", "hello") == BUSY_THREAD
+        assert core.handle("telegram:1", "telegram:7", "/reset") == BUSY_THREAD
+    assert core.handle("telegram:1", "telegram:7", "hello") == "Hello from the fake model."
+
+
+def test_a_busy_model_gets_a_polite_reply(settings: Settings) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def slow(messages: list[BaseMessage]) -> str:
+        started.set()
+        release.wait(60)
+        return "finally"
+
+    core = BotCore(settings, open_memory(settings), busy_wait=0, model=FakeChatModel(reply=slow))
+    replies: list[str] = []
+    first = threading.Thread(target=lambda: replies.append(core.handle("telegram:1", "u", "a")))
+    first.start()
+    try:
+        assert started.wait(60)
+        assert core.handle("telegram:2", "telegram:8", "b") == BUSY_MODEL
+    finally:
+        release.set()
+        first.join(60)
+    assert replies == ["finally"]
+    assert core.handle("telegram:2", "telegram:8", "b") == "finally"  # the model is free again
+
+
+def test_a_failing_model_gets_an_apology_not_a_traceback(settings: Settings) -> None:
+    def broken(messages: list[BaseMessage]) -> Any:
+        raise RuntimeError("llama.cpp fell over")
+
+    core = BotCore(settings, open_memory(settings), busy_wait=0, model=FakeChatModel(reply=broken))
+    assert core.handle("telegram:1", "telegram:7", "hello") == FAILED
+
+
+def test_a_too_long_message_is_refused_with_a_reason(core: BotCore) -> None:
+    reply = core.handle("telegram:1", "telegram:7", "word " * 20000)
+    assert "too long" in reply
+
+
+@pytest.mark.parametrize("empty", ["", "   ", "\n\n"])
+def test_an_empty_reply_is_said_not_sent_as_silence(settings: Settings, empty: str) -> None:
+    core = BotCore(settings, open_memory(settings), busy_wait=0, model=FakeChatModel(reply=empty))
+    assert core.handle("telegram:1", "telegram:7", "hello") == EMPTY

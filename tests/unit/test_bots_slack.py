@@ -1,0 +1,293 @@
+"""The Slack bot (apps/bots/slack.py) against a local stand-in of Slack's Web API."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from starlette.testclient import TestClient
+
+from apps.bots.core import BotCore
+from apps.bots.slack import BotConfigError, chat_key, create_app, incoming_text
+from graph.settings import Settings
+from tests.support.fake_slack import (
+    BOT_USER,
+    TEAM,
+    FakeSlack,
+    command_body,
+    direct_message,
+    event_body,
+    mention,
+    signed,
+)
+from tests.support.http_server import ServerThread, wait_for
+from tests.support.loopback import only_loopback
+from tools.memory import OpenMemory
+from tools.memory.locks import LocalThreadLocks
+from tools.models import FakeChatModel
+
+TOKEN = "xoxb-test-token"
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.fixture(autouse=True)
+def _nothing_leaves_this_machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    refused = only_loopback(monkeypatch)
+    yield
+    assert refused == [], f"tried to reach {refused}"
+
+
+@pytest.fixture
+def slack() -> Iterator[tuple[FakeSlack, str]]:
+    fake = FakeSlack(TOKEN)
+    with ServerThread(fake.app) as url:
+        yield fake, url
+
+
+def bot(
+    make_settings: Callable[..., Settings], api: str, chat_model: FakeChatModel, **overrides: Any
+) -> tuple[TestClient, BotCore]:
+    settings = make_settings(
+        slack={"bot_token": TOKEN, "signing_secret": SECRET, "api_base_url": f"{api}/api/"},
+        **overrides,
+    )
+    core = BotCore(
+        settings,
+        OpenMemory(InMemorySaver(), None, LocalThreadLocks()),
+        busy_wait=5,
+        model=chat_model,
+    )
+    return TestClient(create_app(settings, core)), core
+
+
+def send_event(client: TestClient, event: dict[str, Any], **sign: Any) -> int:
+    body = event_body(event)
+    headers = signed(sign.pop("secret", SECRET), body, content_type=JSON, **sign)
+    return client.post("/slack/events", content=body, headers=headers).status_code
+
+
+def history(core: BotCore, thread: str) -> list[str]:
+    values = core.graph.get_state({"configurable": {"thread_id": thread}}).values
+    return [m.text for m in values.get("messages") or []]
+
+
+def test_a_mention_in_a_channel_is_answered_there(
+    make_settings: Callable[..., Settings],
+    slack: tuple[FakeSlack, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = slack
+    client, core = bot(make_settings, url, fake_model)
+    assert send_event(client, mention("C1", "U1", "hello &amp; &lt;welcome&gt;")) == 200
+    (posted,) = wait_for(lambda: fake.posted("C1"), what="the reply")
+    assert posted["text"] == "Hello from the fake model."
+    assert posted.get("thread_ts") is None
+    # The model saw the message as typed: no mention, Slack's escapes undone.
+    assert history(core, chat_key(TEAM, "C1"))[0] == "hello & <welcome>"
+
+
+def test_a_mention_in_a_slack_thread_has_its_own_assistant_thread(
+    make_settings: Callable[..., Settings],
+    slack: tuple[FakeSlack, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = slack
+    client, core = bot(make_settings, url, fake_model)
+    send_event(client, mention("C1", "U1", "in the channel"))
+    wait_for(lambda: fake.posted("C1"))
+    send_event(client, mention("C1", "U2", "in a thread", thread_ts="1700000000.000100"))
+    wait_for(lambda: len(fake.posted("C1")) == 2)
+    assert fake.posted("C1")[1]["thread_ts"] == "1700000000.000100"
+    assert history(core, chat_key(TEAM, "C1"))[::2] == ["in the channel"]
+    threaded = chat_key(TEAM, "C1", "1700000000.000100")
+    assert threaded == f"slack:{TEAM}:C1:1700000000-000100"
+    assert history(core, threaded)[::2] == ["in a thread"]
+
+
+def test_direct_messages_are_answered_but_edits_and_bots_are_not(
+    make_settings: Callable[..., Settings],
+    slack: tuple[FakeSlack, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = slack
+    client, _ = bot(make_settings, url, fake_model)
+    for ignored in (
+        direct_message("D1", "U1", "edited", subtype="message_changed"),
+        direct_message("D1", "U9", "from a bot", bot_id="B9"),
+        {**direct_message("C5", "U1", "plain channel chatter"), "channel_type": "channel"},
+    ):
+        assert send_event(client, ignored) == 200
+    assert send_event(client, direct_message("D1", "U1", "!safety relaxed")) == 200
+    wait_for(lambda: fake.posted("D1"), what="the command's reply")
+    assert send_event(client, direct_message("D1", "U1", "a real question")) == 200
+    wait_for(lambda: len(fake.posted("D1")) == 2, what="the answer")
+    texts = [p["text"] for p in fake.posted()]
+    assert texts == ["Safety level for this chat: relaxed.", "Hello from the fake model."]
+    assert [call[-1].text for call in fake_model.calls] == ["a real question"]
+
+
+@pytest.mark.parametrize(
+    "forgery",
+    [
+        {"secret": "not-the-signing-secret"},
+        {"timestamp": int(time.time()) - 10 * 60},  # a replay: older than five minutes
+        {"timestamp": int(time.time()) + 10 * 60},
+    ],
+    ids=["wrong-secret", "expired", "from-the-future"],
+)
+def test_a_forged_or_replayed_event_is_refused_with_401(
+    make_settings: Callable[..., Settings],
+    slack: tuple[FakeSlack, str],
+    fake_model: FakeChatModel,
+    forgery: dict[str, Any],
+) -> None:
+    fake, url = slack
+    client, _ = bot(make_settings, url, fake_model)
+    assert send_event(client, mention("C1", "U1", "forged"), **forgery) == 401
+    assert fake.posted() == [] and fake_model.calls == []
+
+
+def test_a_tampered_or_unsigned_body_is_refused(
+    make_settings: Callable[..., Settings],
+    slack: tuple[FakeSlack, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = slack
+    client, _ = bot(make_settings, url, fake_model)
+    body = event_body(mention("C1", "U1", "original"))
+    headers = signed(SECRET, body, content_type=JSON)
+    tampered = body.replace("original", "tampered")
+    assert client.post("/slack/events", content=tampered, headers=headers).status_code == 401
+    unsigned = {"Content-Type": JSON}
+    assert client.post("/slack/events", content=body, headers=unsigned).status_code == 401
+    assert fake.posted() == [] and fake_model.calls == []
+
+
+def test_the_url_verification_challenge_is_answered_when_signed(
+    make_settings: Callable[..., Settings],
+    slack: tuple[FakeSlack, str],
+    fake_model: FakeChatModel,
+) -> None:
+    _, url = slack
+    client, _ = bot(make_settings, url, fake_model)
+    body = json.dumps({"token": "x", "challenge": "c-123", "type": "url_verification"})
+    response = client.post(
+        "/slack/events", content=body, headers=signed(SECRET, body, content_type=JSON)
+    )
+    assert response.status_code == 200 and "c-123" in response.text
+    forged = signed("wrong", body, content_type=JSON)
+    assert client.post("/slack/events", content=body, headers=forged).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "expected"),
+    [
+        ("what is DNS?", "in_channel", "Hello from the fake model."),
+        ("safety loose", "ephemeral", "'loose' is not a safety level"),
+        ("safety strict", "ephemeral", "Safety level for this chat: strict."),
+        ("", "ephemeral", "!reset"),
+        ("help", "ephemeral", "!safety LEVEL"),
+    ],
+)
+def test_the_slash_command(
+    make_settings: Callable[..., Settings],
+    slack: tuple[FakeSlack, str],
+    fake_model: FakeChatModel,
+    text: str,
+    kind: str,
+    expected: str,
+) -> None:
+    fake, url = slack
+    client, _ = bot(make_settings, url, fake_model)
+    body = command_body("/assistant", text, f"{url}/response/r1", "C7", "U7")
+    response = client.post(
+        "/slack/events", content=body, headers=signed(SECRET, body, content_type=FORM)
+    )
+    assert response.status_code == 200
+    (answer,) = wait_for(lambda: fake.responses("r1"), what="the response")
+    assert answer["response_type"] == kind
+    assert expected in answer["text"]
+
+
+def test_a_long_reply_is_split_and_nothing_in_it_can_ping_or_link(
+    make_settings: Callable[..., Settings], slack: tuple[FakeSlack, str]
+) -> None:
+    fake, url = slack
+    nasty = "Hey <!channel> see <https://evil.example|your bank> & <@U123>. "
+    long_reply = "\n\n".join([nasty * 30, "```\n" + "x = a < b\n" * 400 + "```", nasty * 10])
+    model = FakeChatModel(reply=lambda messages: long_reply)
+    client, _ = bot(
+        make_settings,
+        url,
+        model,
+        model={"n_ctx": 16384},
+        generation={"max_new_tokens": 8192},
+    )
+    send_event(client, mention("C1", "U1", "write a lot"))
+    wait_for(
+        lambda: "".join(p["text"] for p in fake.posted()).count("&lt;!channel&gt;") == 40,
+        what="every piece",
+    )
+    texts = [p["text"] for p in fake.posted()]
+    assert len(texts) > 2
+    assert all(len(text) <= 3000 for text in texts)
+    assert not any("<" in text or ">" in text for text in texts)
+    unescaped = [t.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&") for t in texts]
+    assert " ".join(unescaped).replace("```", " ").split() == long_reply.replace("```", " ").split()
+
+
+@pytest.mark.parametrize(
+    ("slack", "missing"),
+    [
+        ({"signing_secret": SECRET}, "slack.bot_token"),
+        ({"bot_token": TOKEN}, "slack.signing_secret"),
+        ({"bot_token": TOKEN, "signing_secret": ""}, "slack.signing_secret"),
+    ],
+)
+def test_a_missing_token_or_secret_is_named(
+    make_settings: Callable[..., Settings], slack: dict[str, str], missing: str
+) -> None:
+    settings = make_settings(slack=slack)
+    core = BotCore(
+        settings, OpenMemory(None, None, LocalThreadLocks()), busy_wait=0, model=FakeChatModel()
+    )
+    with pytest.raises(BotConfigError, match=missing):
+        create_app(settings, core)
+
+
+@pytest.mark.parametrize(
+    ("raw", "typed"),
+    [
+        (f"<@{BOT_USER}> hi", "hi"),
+        (f"<@{BOT_USER}|assistant>   !reset", "!reset"),
+        ("a &lt;b&gt; &amp;amp; c", "a <b> &amp; c"),
+        (f"x <@{BOT_USER}> y", "x   y"),
+    ],
+)
+def test_incoming_text(raw: str, typed: str) -> None:
+    assert incoming_text(raw) == typed
+
+
+def test_a_retried_event_is_answered_once(
+    make_settings: Callable[..., Settings],
+    slack: tuple[FakeSlack, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = slack
+    client, _ = bot(make_settings, url, fake_model)
+    body = event_body(mention("C1", "U1", "once please"))
+    for retry in range(3):
+        headers = signed(SECRET, body, content_type=JSON)
+        if retry:
+            headers |= {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
+        assert client.post("/slack/events", content=body, headers=headers).status_code == 200
+    assert send_event(client, mention("C1", "U1", "second question")) == 200
+    wait_for(lambda: len(fake.posted("C1")) == 2, what="two replies")
+    # The two run concurrently: either may reach the model first.
+    assert sorted(call[-1].text for call in fake_model.calls) == ["once please", "second question"]

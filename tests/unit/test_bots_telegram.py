@@ -1,0 +1,262 @@
+"""The Telegram bot (apps/bots/telegram.py) against a local stand-in of the Bot API."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+from langchain_core.messages import BaseMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from starlette.testclient import TestClient
+
+from apps.bots.core import BUSY_MODEL, BotCore
+from apps.bots.split import utf16_units
+from apps.bots.telegram import SECRET_HEADER, BotConfigError, create_app
+from graph.settings import Settings
+from tests.support.fake_telegram import FakeTelegram, update
+from tests.support.http_server import ServerThread, wait_for
+from tests.support.loopback import only_loopback
+from tools.memory import OpenMemory
+from tools.memory.locks import LocalThreadLocks
+from tools.models import FakeChatModel
+
+TOKEN = "123456:TEST-token_abc"
+SECRET = "s3cret-Webhook_token"
+
+
+@pytest.fixture(autouse=True)
+def _nothing_leaves_this_machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    refused = only_loopback(monkeypatch)
+    yield
+    assert refused == [], f"tried to reach {refused}"
+
+
+@pytest.fixture
+def telegram() -> Iterator[tuple[FakeTelegram, str]]:
+    fake = FakeTelegram(TOKEN)
+    with ServerThread(fake.app) as url:
+        yield fake, url
+
+
+def bot_settings(make_settings: Callable[..., Settings], api: str, **telegram: object) -> Settings:
+    return make_settings(
+        telegram={
+            "token": TOKEN,
+            "webhook_secret": SECRET,
+            "api_base_url": f"{api}/bot",
+            **telegram,
+        }
+    )
+
+
+def bot(settings: Settings, model: FakeChatModel) -> TestClient:
+    memory = OpenMemory(InMemorySaver(), None, LocalThreadLocks())
+    core = BotCore(settings, memory, busy_wait=5, model=model)
+    return TestClient(create_app(settings, core))
+
+
+def post(client: TestClient, payload: dict[str, object], secret: str | None = SECRET) -> int:
+    headers = {SECRET_HEADER: secret} if secret is not None else {}
+    return client.post("/telegram", json=payload, headers=headers).status_code
+
+
+def test_a_message_in_the_reply_out(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = telegram
+    with bot(bot_settings(make_settings, url), fake_model) as client:
+        assert fake.methods() == ["getMe"]  # checked the token at start-up
+        assert post(client, update(1, 1001, 77, "hello bot")) == 200
+        assert wait_for(lambda: fake.sent(1001), what="the reply") == ["Hello from the fake model."]
+        assert "sendChatAction" in fake.methods()
+        assert post(client, update(2, 1001, 77, "/safety strict")) == 200
+        wait_for(lambda: len(fake.sent(1001)) == 2, what="the command's reply")
+        assert fake.sent(1001)[1] == "Safety level for this chat: strict."
+    # The user's message reached the model as the last human turn of the chat's thread.
+    assert fake_model.calls and fake_model.calls[-1][-1].text == "hello bot"
+
+
+@pytest.mark.parametrize(
+    "secret", [None, "", "wrong-secret", SECRET + "x", SECRET[:-1], SECRET.upper()]
+)
+def test_a_forged_update_is_refused_and_never_answered(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    fake_model: FakeChatModel,
+    secret: str | None,
+) -> None:
+    fake, url = telegram
+    with bot(bot_settings(make_settings, url), fake_model) as client:
+        assert post(client, update(1, 1001, 77, "forged hello"), secret) == 403
+        # A genuine update after it is answered: the forged one never reached the queue.
+        assert post(client, update(2, 1001, 77, "real hello")) == 200
+        wait_for(lambda: fake.sent(1001), what="the real reply")
+    assert fake.sent() == ["Hello from the fake model."]
+    assert [call[-1].text for call in fake_model.calls] == ["real hello"]
+
+
+def test_a_long_reply_is_split_at_telegrams_limit(
+    make_settings: Callable[..., Settings], telegram: tuple[FakeTelegram, str]
+) -> None:
+    fake, url = telegram
+    paragraph = "Ein Satz mit Emoji 😀 und 日本語のテキスト. " * 40
+    long_reply = "\n\n".join([paragraph] * 6)
+    model = FakeChatModel(reply=lambda messages: long_reply)
+    settings = make_settings(
+        model={"n_ctx": 16384},
+        generation={"max_new_tokens": 8192},
+        telegram={"token": TOKEN, "webhook_secret": SECRET, "api_base_url": f"{url}/bot"},
+    )
+    with bot(settings, model) as client:
+        assert post(client, update(1, 5, 5, "write a lot")) == 200
+        # One sendMessage per piece, in order, once the turn has ended.
+        wait_for(
+            lambda: "".join(fake.sent(5)).count("😀") == long_reply.count("😀"),
+            what="every piece",
+        )
+    pieces = fake.sent(5)
+    assert len(pieces) > 1
+    assert all(utf16_units(piece) <= 4096 for piece in pieces)
+    assert " ".join(pieces).split() == long_reply.split()
+
+
+def test_a_message_that_is_not_an_update_is_a_bad_request(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = telegram
+    with bot(bot_settings(make_settings, url), fake_model) as client:
+        headers = {SECRET_HEADER: SECRET}
+        assert client.post("/telegram", content=b"not json", headers=headers).status_code == 400
+        assert client.get("/telegram").status_code == 405
+        assert client.get("/healthz").text == "ok"
+    assert fake.sent() == []
+
+
+@pytest.mark.parametrize(
+    ("telegram", "missing"),
+    [
+        ({"webhook_secret": SECRET}, "telegram.token"),
+        ({"token": TOKEN}, "telegram.webhook_secret"),
+        ({"token": "", "webhook_secret": SECRET}, "telegram.token"),
+    ],
+)
+def test_a_missing_token_or_secret_is_named(
+    make_settings: Callable[..., Settings], telegram: dict[str, str], missing: str
+) -> None:
+    settings = make_settings(telegram=telegram)
+    memory = OpenMemory(InMemorySaver(), None, LocalThreadLocks())
+    core = BotCore(settings, memory, busy_wait=0, model=FakeChatModel())
+    with pytest.raises(BotConfigError, match=missing):
+        create_app(settings, core)
+
+
+def test_a_webhook_secret_telegram_would_refuse_is_a_settings_error(
+    make_settings: Callable[..., Settings],
+) -> None:
+    from graph.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="webhook_secret"):
+        make_settings(telegram={"webhook_secret": "has spaces and ünïcode"})
+
+
+def test_public_url_registers_the_webhook_with_its_secret(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = telegram
+    settings = bot_settings(make_settings, url)
+    memory = OpenMemory(InMemorySaver(), None, LocalThreadLocks())
+    core = BotCore(settings, memory, busy_wait=0, model=fake_model)
+    with TestClient(create_app(settings, core, public_url="https://bot.example.org/")):
+        pass
+    (params,) = [p for m, p in fake.calls if m == "setWebhook"]
+    assert params["url"] == "https://bot.example.org/telegram"
+    assert params["secret_token"] == SECRET
+
+
+def test_an_edited_message_is_not_answered_again(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = telegram
+    with bot(bot_settings(make_settings, url), fake_model) as client:
+        edited = update(1, 1001, 77, "hello, edited")
+        edited["edited_message"] = edited.pop("message")
+        assert post(client, edited) == 200
+        assert post(client, update(2, 1001, 77, "new question")) == 200
+        wait_for(lambda: fake.sent(1001), what="the reply")
+    assert fake.sent() == ["Hello from the fake model."]
+    assert [call[-1].text for call in fake_model.calls] == ["new question"]
+
+
+def test_a_busy_model_gets_a_busy_reply_not_silence(
+    make_settings: Callable[..., Settings], telegram: tuple[FakeTelegram, str]
+) -> None:
+    fake, url = telegram
+    started, release = threading.Event(), threading.Event()
+
+    def slow(messages: list[BaseMessage]) -> str:
+        started.set()
+        release.wait(60)
+        return "the slow answer"
+
+    settings = bot_settings(make_settings, url)
+    memory = OpenMemory(InMemorySaver(), None, LocalThreadLocks())
+    core = BotCore(settings, memory, busy_wait=0, model=FakeChatModel(reply=slow))
+    with TestClient(create_app(settings, core)) as client:
+        try:
+            assert post(client, update(1, 1, 1, "a long job")) == 200
+            assert started.wait(60)
+            assert post(client, update(2, 2, 2, "meanwhile")) == 200
+            assert wait_for(lambda: fake.sent(2), what="the busy reply") == [BUSY_MODEL]
+        finally:
+            release.set()
+        assert wait_for(lambda: fake.sent(1), what="the slow reply") == ["the slow answer"]
+
+
+def test_a_forum_topic_is_its_own_thread_and_answered_in_the_topic(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = telegram
+    settings = bot_settings(make_settings, url)
+    memory = OpenMemory(InMemorySaver(), None, LocalThreadLocks())
+    core = BotCore(settings, memory, busy_wait=5, model=fake_model)
+    with TestClient(create_app(settings, core)) as client:
+        assert post(client, update(1, -100500, 7, "in topic 12", topic=12)) == 200
+        wait_for(lambda: fake.sent(-100500), what="the topic's reply")
+        assert post(client, update(2, -100500, 7, "in the general chat")) == 200
+        wait_for(lambda: len(fake.sent(-100500)) == 2, what="the chat's reply")
+    params = fake.sent_params()
+    assert params[0]["message_thread_id"] == "12"
+    assert "message_thread_id" not in params[1]
+
+    def first_message(thread: str) -> str:
+        values = core.graph.get_state({"configurable": {"thread_id": thread}}).values
+        return str(values["messages"][0].text)
+
+    assert first_message("telegram:-100500:12") == "in topic 12"
+    assert first_message("telegram:-100500") == "in the general chat"
+
+
+def test_a_redelivered_update_is_answered_once(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = telegram
+    with bot(bot_settings(make_settings, url), fake_model) as client:
+        for _ in range(3):
+            assert post(client, update(7, 1001, 77, "once please")) == 200
+        assert post(client, update(8, 1001, 77, "second question")) == 200
+        wait_for(lambda: len(fake.sent(1001)) == 2, what="two replies")
+    # The two run concurrently: either may reach the model first.
+    assert sorted(call[-1].text for call in fake_model.calls) == ["once please", "second question"]
