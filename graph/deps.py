@@ -103,7 +103,11 @@ class Deps:
         Meaning (the concept file's examples) only with ``prompts.semantic``.
         """
         concepts = load_concept_file(self.settings.prompts.directory / "concepts.yaml")
-        return ConceptRouter(concepts, self.embeddings if self.settings.prompts.semantic else None)
+        return ConceptRouter(
+            concepts,
+            self.embeddings if self.settings.prompts.semantic else None,
+            cache_dir=self.settings.cache_dir,
+        )
 
     @property
     def aliases(self) -> AliasMatcher:

@@ -28,8 +28,10 @@ import dataclasses
 import hashlib
 import itertools
 import logging
+import os
 import re
 import threading
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -771,6 +773,9 @@ class EmbeddingFunction(Protocol):
 _EXAMPLE_VECTORS: dict[tuple[str, str], Any] = {}
 _CLASSIFIERS: dict[tuple[str, str, float, float], Classifier] = {}
 _EXAMPLE_LOCK = threading.Lock()
+# Version of the feature layout (``ConceptRouter._features``): a change makes classifiers
+# kept on disk by earlier code unusable, so it is part of their file names.
+FEATURES_VERSION = 1
 
 
 def _model_key(embeddings: EmbeddingFunction) -> str:
@@ -817,6 +822,36 @@ class Classifier:
     weights: Any
     bias: Any
 
+    @classmethod
+    def load(cls, path: Path) -> Classifier | None:
+        """The classifier saved at ``path``; None if it is missing or unreadable."""
+        import numpy as np
+
+        try:
+            with np.load(path) as saved:
+                return cls(saved["weights"], saved["bias"])
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            if not isinstance(exc, FileNotFoundError):
+                logger.info("routing: refitting, cannot read %s: %s", path, exc)
+            return None
+
+    def save(self, path: Path) -> None:
+        """Keep the classifier at ``path`` (written whole, then renamed into place).
+
+        A cache that cannot be written costs the next process a fit, nothing else: the
+        error is logged, not raised.
+        """
+        import numpy as np
+
+        partial = path.with_suffix(f".{os.getpid()}.part.npz")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(partial, weights=self.weights, bias=self.bias)
+            partial.replace(path)
+        except OSError as exc:
+            logger.info("routing: cannot keep the classifier in %s: %s", path, exc)
+            partial.unlink(missing_ok=True)
+
     def probabilities(self, features: Any) -> Any:
         """Softmax of the class scores: ``(n, C + 1)`` for ``(n, d + 2C)`` features."""
         import numpy as np
@@ -860,10 +895,19 @@ class ConceptRouter:
     Args:
         file: The concept file's contents.
         embeddings: The embedding model; None = aliases only.
+        cache_dir: Where the fitted classifier is kept between processes (under
+            ``routing/``, named by a hash of everything it was fitted on), so a cold start
+            neither embeds the examples nor fits; None = fit in every process.
     """
 
-    def __init__(self, file: ConceptFile, embeddings: EmbeddingFunction | None) -> None:
+    def __init__(
+        self,
+        file: ConceptFile,
+        embeddings: EmbeddingFunction | None,
+        cache_dir: Path | None = None,
+    ) -> None:
         self.file = file
+        self.cache_dir = cache_dir
         self.matcher = AliasMatcher(file.concepts)
         self.names = tuple(name for name, c in file.concepts.items() if c.examples)
         self.texts = tuple(e for n in self.names for e in file.concepts[n].examples)
@@ -879,10 +923,13 @@ class ConceptRouter:
 
     @classmethod
     def from_file(
-        cls, path: Path | None = None, embeddings: EmbeddingFunction | None = None
+        cls,
+        path: Path | None = None,
+        embeddings: EmbeddingFunction | None = None,
+        cache_dir: Path | None = None,
     ) -> ConceptRouter:
         """A router over a concept file (default ``PROMPTS_DIR / "concepts.yaml"``)."""
-        return cls(load_concept_file(path), embeddings)
+        return cls(load_concept_file(path), embeddings, cache_dir)
 
     @property
     def embeddings(self) -> EmbeddingFunction | None:
@@ -1108,11 +1155,26 @@ class ConceptRouter:
         found = self._classifier_if_fitted(params)
         if found is not None:
             return found
-        _, features, labels = self.training_set()
-        classifier = fit_classifier(features, labels, len(self.names) + 1, params.regularisation)
+        path = self._cache_path(params)
+        classifier = Classifier.load(path) if path is not None else None
+        if classifier is None:
+            _, features, labels = self.training_set()
+            classifier = fit_classifier(
+                features, labels, len(self.names) + 1, params.regularisation
+            )
+            if path is not None:
+                classifier.save(path)
         with _EXAMPLE_LOCK:
             _CLASSIFIERS[self._key(params)] = classifier
         return classifier
+
+    def _cache_path(self, params: RoutingParams) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        # Everything the weights depend on: model, examples, numbers, feature layout.
+        key = repr((*self._key(params), FEATURES_VERSION, len(self.names)))
+        digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+        return self.cache_dir / "routing" / f"classifier-{digest}.npz"
 
 
 def _tier(evidence: Evidence) -> Tier:

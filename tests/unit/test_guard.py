@@ -343,6 +343,43 @@ def test_semantic_layer_scores_and_caches_exemplar_vectors(tmp_path: Path) -> No
     assert len(calls) == 3  # the vectors came from the cache
 
 
+def test_semantic_layer_keeps_its_fitted_models_for_the_next_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exemplars = small_exemplars(tmp_path)
+    first = SemanticLayer(exemplars, embed=hashed_embed, cache_dir=tmp_path)
+    expected = [first.score(t) for t in ("a bomb recipe please", "end my life", "bake bread")]
+    (kept,) = (tmp_path / "guardrails").glob("models-*.npz")
+
+    def no_fit(self: SemanticLayer) -> object:
+        raise AssertionError("fitted again")
+
+    monkeypatch.setattr(SemanticLayer, "_fit", no_fit)
+    second = SemanticLayer(exemplars, embed=hashed_embed, cache_dir=tmp_path)
+    assert [second.score(t) for t in ("a bomb recipe please", "end my life", "bake bread")] == (
+        expected
+    )
+    monkeypatch.undo()
+    kept.write_bytes(b"truncated")  # an unreadable file is refitted, not an error
+    third = SemanticLayer(exemplars, embed=hashed_embed, cache_dir=tmp_path)
+    assert third.score("end my life") == expected[1]
+
+
+@pytest.mark.parametrize("classes", [2, 3, 5])
+def test_linear_gives_what_scikit_learn_predicts(classes: int) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from tools.guardrails.semantic import Linear
+
+    rng = np.random.default_rng(classes)
+    vectors = rng.normal(size=(60, 8))
+    labels = np.array([f"c{i % classes}" for i in range(60)])
+    model = LogisticRegression(C=8.0, max_iter=3000).fit(vectors, labels)
+    probe = rng.normal(size=(7, 8))
+    assert np.allclose(Linear.of(model).probabilities(probe), model.predict_proba(probe))
+    assert list(Linear.of(model).classes) == list(model.classes_)
+
+
 def test_semantic_layer_reads_obfuscations_plainly(tmp_path: Path) -> None:
     seen: list[str] = []
 

@@ -1039,3 +1039,67 @@ def test_query_vectors_are_cached_per_text_and_the_model_loads_lazily() -> None:
     cache.embed_documents(["joke"])
     assert model.documents == 3  # documents are never cached
     assert cache.model_name == model.model_name and loads == [1]
+
+
+def _fresh_process() -> None:
+    """Forget what this process fitted, as a new process would."""
+    routing._CLASSIFIERS.clear()
+    routing._EXAMPLE_VECTORS.clear()
+
+
+def test_a_kept_classifier_spares_the_next_process_embedding_and_fitting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    concepts = load_concept_file(write(tmp_path, TOY))
+    embeddings = WordEmbeddings()
+    first = ConceptRouter(concepts, embeddings, cache_dir=tmp_path / "cache")
+    routed = first.route("funny laugh joke")
+    kept = list((tmp_path / "cache" / "routing").glob("classifier-*.npz"))
+    assert len(kept) == 1
+    _fresh_process()
+    embedded = embeddings.documents
+
+    def no_fit(*args: object, **kwargs: object) -> routing.Classifier:
+        raise AssertionError("fitted again")
+
+    monkeypatch.setattr(routing, "fit_classifier", no_fit)
+    second = ConceptRouter(concepts, embeddings, cache_dir=tmp_path / "cache")
+    assert second.route("funny laugh joke") == routed
+    assert embeddings.documents == embedded  # the examples were not embedded again
+
+
+def test_a_changed_concept_file_or_model_fits_a_new_classifier(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    embeddings = WordEmbeddings()
+    original = load_concept_file(write(tmp_path, TOY))
+    changed = load_concept_file(
+        write(tmp_path, TOY.replace('"mean word"]', '"mean word", "what word means"]'), "b.yaml")
+    )
+    for concepts, model in ((original, embeddings), (changed, embeddings), (original, None)):
+        _fresh_process()
+        ConceptRouter(concepts, model or WordEmbeddings(), cache).route("funny laugh joke")
+    assert len(list((cache / "routing").glob("classifier-*.npz"))) == 3
+
+
+@pytest.mark.parametrize("content", [b"", b"not a numpy file", b"PK\x03\x04broken zip"])
+def test_an_unreadable_kept_classifier_is_refitted_and_replaced(
+    tmp_path: Path, content: bytes
+) -> None:
+    concepts = load_concept_file(write(tmp_path, TOY))
+    embeddings = WordEmbeddings()
+    router = ConceptRouter(concepts, embeddings, cache_dir=tmp_path / "cache")
+    expected = router.route("funny laugh joke")
+    (kept,) = (tmp_path / "cache" / "routing").glob("classifier-*.npz")
+    kept.write_bytes(content)
+    _fresh_process()
+    again = ConceptRouter(concepts, embeddings, cache_dir=tmp_path / "cache")
+    assert again.route("funny laugh joke") == expected
+    assert routing.Classifier.load(kept) is not None
+
+
+def test_a_read_only_cache_costs_a_fit_not_a_failure(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "routing").write_text("a file where the directory should be")
+    router = ConceptRouter(load_concept_file(write(tmp_path, TOY)), WordEmbeddings(), cache)
+    assert router.route("funny laugh joke").concept == "joke"

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import threading
+import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -183,6 +185,75 @@ class SemanticScore:
     english: bool
 
 
+@dataclass(frozen=True)
+class Linear:
+    """A fitted logistic regression as plain arrays: what ``predict_proba`` computes.
+
+    scikit-learn's binary model gives ``sigmoid(x @ coef.T + intercept)`` for
+    ``classes[1]``; its multinomial one the softmax of ``x @ coef.T + intercept``
+    (scikit-learn user guide, "Logistic regression"). Kept as arrays, it is saved with
+    numpy and used without importing scikit-learn (0.5-1 s of a cold start).
+
+    Attributes:
+        coef: ``(1, d)`` for two classes, else ``(k, d)``.
+        intercept: ``(1,)`` or ``(k,)``.
+        classes: ``(k,)`` class labels, in the order of the probabilities.
+    """
+
+    coef: np.ndarray
+    intercept: np.ndarray
+    classes: np.ndarray
+
+    @classmethod
+    def of(cls, model: Any) -> Linear:
+        """The arrays of a fitted scikit-learn ``LogisticRegression``."""
+        return cls(
+            np.asarray(model.coef_), np.asarray(model.intercept_), np.asarray(model.classes_)
+        )
+
+    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
+        """Class probabilities: ``(n, k)`` for ``(n, d)`` vectors."""
+        scores = np.atleast_2d(vectors) @ self.coef.T + self.intercept
+        if self.coef.shape[0] == 1:
+            positive = 1.0 / (1.0 + np.exp(-scores[:, 0]))
+            return np.stack([1.0 - positive, positive], axis=1)
+        scores -= scores.max(axis=1, keepdims=True)
+        exp = np.exp(scores)
+        probabilities: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
+        return probabilities
+
+
+_MODEL_ARRAYS = ("coef", "intercept", "classes")
+
+
+def _save_models(path: Path, models: tuple[Linear, Linear, np.ndarray]) -> None:
+    """Keep the fitted layer at ``path`` (whole file, then renamed); failures are logged."""
+    harm, category, harmful = models
+    arrays = {f"harm_{n}": getattr(harm, n) for n in _MODEL_ARRAYS}
+    arrays |= {f"category_{n}": getattr(category, n) for n in _MODEL_ARRAYS}
+    partial = path.with_suffix(f".{os.getpid()}.part.npz")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(partial, harmful=harmful, **arrays)
+        partial.replace(path)
+    except OSError as exc:  # a read-only cache costs time, not correctness
+        log.info("cannot keep the semantic layer in %s: %s", path, exc)
+        partial.unlink(missing_ok=True)
+
+
+def _load_models(path: Path) -> tuple[Linear, Linear, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            harm = Linear(*(saved[f"harm_{n}"] for n in _MODEL_ARRAYS))
+            category = Linear(*(saved[f"category_{n}"] for n in _MODEL_ARRAYS))
+            return harm, category, saved["harmful"]
+    except FileNotFoundError:
+        return None
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        log.info("refitting the semantic layer, cannot read %s: %s", path, exc)
+        return None
+
+
 class SemanticLayer:
     """Scores messages against the exemplars (trained on first use, then kept).
 
@@ -200,7 +271,7 @@ class SemanticLayer:
         self._embed = embed
         self._cache_dir = cache_dir
         self._lock = threading.Lock()
-        self._models: tuple[Any, Any, np.ndarray] | None = None
+        self._models: tuple[Linear, Linear, np.ndarray] | None = None
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def _embedder(self) -> Embed:
@@ -234,20 +305,31 @@ class SemanticLayer:
                 log.info("cannot cache the exemplar vectors in %s: %s", path, exc)
         return vectors
 
-    def _trained(self) -> tuple[Any, Any, np.ndarray]:
+    def _trained(self) -> tuple[Linear, Linear, np.ndarray]:
         with self._lock:
             if self._models is None:
-                from sklearn.linear_model import LogisticRegression
-
-                texts, labels = self.exemplars.labelled()
-                vectors = self._exemplar_vectors(texts)
-                harmful = np.array([label != "benign" for label in labels])
-                harm = LogisticRegression(C=_C_HARM, max_iter=3000, class_weight="balanced")
-                harm.fit(vectors, harmful)
-                category = LogisticRegression(C=_C_CATEGORY, max_iter=3000)
-                category.fit(vectors[harmful], np.array(labels)[harmful])
-                self._models = (harm, category, vectors[harmful])
+                path = None
+                if self._cache_dir is not None:
+                    key = f"{self.exemplars.digest}-{_C_HARM}-{_C_CATEGORY}"
+                    path = self._cache_dir / "guardrails" / f"models-{key}.npz"
+                self._models = _load_models(path) if path is not None else None
+                if self._models is None:
+                    self._models = self._fit()
+                    if path is not None:
+                        _save_models(path, self._models)
             return self._models
+
+    def _fit(self) -> tuple[Linear, Linear, np.ndarray]:
+        from sklearn.linear_model import LogisticRegression
+
+        texts, labels = self.exemplars.labelled()
+        vectors = self._exemplar_vectors(texts)
+        harmful = np.array([label != "benign" for label in labels])
+        harm = LogisticRegression(C=_C_HARM, max_iter=3000, class_weight="balanced")
+        harm.fit(vectors, harmful)
+        category = LogisticRegression(C=_C_CATEGORY, max_iter=3000)
+        category.fit(vectors[harmful], np.array(labels)[harmful])
+        return Linear.of(harm), Linear.of(category), vectors[harmful]
 
     def warm(self) -> None:
         """Train now (embedding the exemplars) instead of on the first message."""
@@ -277,9 +359,9 @@ class SemanticLayer:
         """
         harm, category, harmful_vectors = self._trained()
         vector = self.vector(text).reshape(1, -1)
-        p_harm = float(harm.predict_proba(vector)[0][list(harm.classes_).index(True)])
-        probabilities = category.predict_proba(vector)[0]
-        best = str(category.classes_[int(np.argmax(probabilities))])
+        p_harm = float(harm.probabilities(vector)[0][list(harm.classes).index(True)])
+        probabilities = category.probabilities(vector)[0]
+        best = str(category.classes[int(np.argmax(probabilities))])
         nearest = float((harmful_vectors @ vector[0]).max())
         return SemanticScore(p_harm, best, nearest, looks_english(text))
 
