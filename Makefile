@@ -42,9 +42,10 @@ $(BIN)/python:
 # into a wheel kept in ~/.cache/local-assistant/wheels, keyed by version and build flags, so
 # a fresh clone or a new .venv installs it in seconds. llama-cpp-python already leaves out
 # llama.cpp's tools, server, examples and tests; it builds on every core and shows one
-# progress line (full log: .venv/llama-build.log). (It still builds llama.cpp's common
-# library, 58 of its 140 steps, which the binding never loads; -DLLAMA_BUILD_COMMON=OFF is
-# untried: a changed flag changes the cache key and rebuilds everyone's wheel.) AMX is left
+# progress line (full log: .venv/llama-build.log). It also builds llama.cpp's common
+# library, 58 of its 140 steps, which the binding never loads: its CMakeLists.txt sets
+# LLAMA_BUILD_COMMON ON with CACHE FORCE, so -DLLAMA_BUILD_COMMON=OFF changes nothing
+# (tried on 0.3.36: still 140 steps); dropping it would need a patched source. AMX is left
 # out on x86-64: ggml's AMX kernels crash (SIGSEGV in ggml_backend_amx_mul_mat) on virtual
 # machines that report AMX but do not give a process the tile state, and the model runs on
 # AVX-512/AVX2 just as well (the wheel is force-reinstalled: a .venv from before that fix
