@@ -7,6 +7,7 @@ The server runs as its own process (``python -m llama_cpp.server``) on a free po
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,9 @@ def remote_settings(server: LlamaServer, **overrides: Any) -> Settings:
 
 
 def test_whole_graph_streams_retrieves_judges_and_summarises_on_the_server(
-    server: LlamaServer, smollm2: Path, tmp_path: Path
+    server: LlamaServer, smollm2: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="assistant.safety")
     settings = remote_settings(
         server,
         model={"name": "smollm2", "tokenizer": str(smollm2)},
@@ -91,8 +93,13 @@ def test_whole_graph_streams_retrieves_judges_and_summarises_on_the_server(
     )
     assert blocked["safety"]["allowed"] is False and blocked["prompt_tokens"] == 0
 
-    for text in ["Explain like I'm five: what is rain?", "I like tea."]:
-        state = graph.invoke({"messages": [("user", text)]}, thread())
+    # The judge scored its verdicts from the server's logprobs, not from words.
+    # (SmolLM2 then fails its canaries, so the cheaper layers decide, as in-process.)
+    assert any("p(unsafe)=" in r.getMessage() for r in caplog.records), caplog.text
+
+    state = graph.invoke({"messages": [("user", "Explain like I'm five: what is rain?")]}, thread())
+    assert state["concept"] == "explain_simply"
+    state = graph.invoke({"messages": [("user", "I like tea.")]}, thread())
     assert state["summary"].strip()
     assert state["summarised_through"] is not None
 

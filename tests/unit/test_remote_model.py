@@ -159,6 +159,27 @@ def test_an_error_status_on_the_call_is_one_line_with_the_servers_words(
         list(model.stream("hi"))  # the streaming path maps them too
 
 
+@pytest.mark.parametrize(("window", "refused"), [(2048, True), (4096, False), (None, False)])
+def test_a_server_window_smaller_than_the_budget_assumes_is_refused(
+    window: int | None, refused: bool
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/models"):
+            entry: dict[str, Any] = {"id": "q", "object": "model", "created": 0, "owned_by": "vllm"}
+            if window is not None:
+                entry["max_model_len"] = window  # vLLM says its window; others do not
+            return httpx.Response(200, json={"object": "list", "data": [entry]})
+        return completion("ok")
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    model = RemoteChatModel(base_url="http://h/v1", n_ctx=4096, http_client=client)
+    if refused:
+        with pytest.raises(ModelServerError, match=r"window of 2048 tokens.*model\.n_ctx \(4096\)"):
+            model.invoke("hi")
+    else:
+        assert model.invoke("hi").text == "ok"
+
+
 def test_a_server_without_a_model_list_is_used_by_name_or_refused() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/models"):
@@ -265,17 +286,18 @@ def test_first_token_probabilities_from_logprobs_and_words_when_there_are_none()
 
 
 @pytest.mark.parametrize(
-    ("text", "at_least"),
+    ("text", "measured"),
     [
         ("", 0),
-        ("Hello, world! How are you today?", 8),  # SmolLM2: 9, Qwen2.5: 8
-        ("Привет! Как дела? Расскажи о погоде.", 20),  # SmolLM2: 27
-        ("今天天气很好，我们去公园散步吧。", 31),  # SmolLM2: 31
+        # the most tokens SmolLM2-135M or Qwen2.5-1.5B (GGUF vocabularies) make of it
+        ("Hello, world! How are you today?", 9),  # both 9
+        ("Привет! Как дела? Расскажи о погоде.", 28),  # SmolLM2 28, Qwen2.5 16
+        ("今天天气很好，我们去公园散步吧。", 31),  # SmolLM2 31, Qwen2.5 10
     ],
 )
-def test_the_estimate_does_not_undercount_measured_tokenizers(text: str, at_least: int) -> None:
-    assert estimate_tokens(text) >= at_least
-    assert estimate_tokens(text) <= max(3 * at_least, 1) or not text
+def test_the_estimate_does_not_undercount_measured_tokenizers(text: str, measured: int) -> None:
+    estimate = estimate_tokens(text)
+    assert measured <= estimate <= 2 * measured
 
 
 def test_the_estimate_grows_with_the_text() -> None:

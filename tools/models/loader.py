@@ -49,6 +49,7 @@ def _remote(settings: Settings) -> RemoteChatModel:
         timeout=cfg.timeout,
         retries=cfg.retries,
         tokenizer=cfg.tokenizer,
+        n_ctx=cfg.n_ctx,
     )
 
 

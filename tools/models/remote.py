@@ -159,6 +159,9 @@ class RemoteChatModel(FirstTokenScores, BaseChatModel):
     retries: int = 2
     tokenizer: Path | None = None
     """A local GGUF or tokenizer.json of the same family; None = :func:`estimate_tokens`."""
+    n_ctx: int | None = None
+    """The context window the prompt budget assumes; checked against a server that says its
+    own (vLLM's ``max_model_len``)."""
     http_client: Any = None
     """An ``httpx.Client`` to send through (tests pass one with a mock transport)."""
     temperature: float = 0.2
@@ -221,7 +224,7 @@ class RemoteChatModel(FirstTokenScores, BaseChatModel):
             http_client=self.http_client,
         )
         try:
-            names = [m.id for m in client.models.list()]
+            listed = list(client.models.list())
         except openai.NotFoundError:
             # Some servers have no model list: a named model is tried as it is.
             if self.name:
@@ -232,16 +235,23 @@ class RemoteChatModel(FirstTokenScores, BaseChatModel):
             ) from None
         except openai.OpenAIError as exc:
             raise self._error(exc) from None
+        names = [m.id for m in listed]
         if not names:
             raise ModelServerError(f"model server at {self.base_url} serves no models")
-        if not self.name:
-            return names[0]
-        if self.name not in names:
+        if self.name and self.name not in names:
             raise ModelServerError(
                 f"model server at {self.base_url} does not serve {self.name!r}; "
                 f"it serves: {', '.join(names)}"
             )
-        return self.name
+        served = self.name or names[0]
+        window = getattr(listed[names.index(served)], "max_model_len", None)
+        if self.n_ctx and isinstance(window, int) and window < self.n_ctx:
+            raise ModelServerError(
+                f"model server at {self.base_url} runs {served!r} with a window of {window} "
+                f"tokens, less than model.n_ctx ({self.n_ctx}) the prompt budget assumes"
+            )
+        log.info("model server at %s: using %r (of %s)", self.base_url, served, ", ".join(names))
+        return served
 
     def _error(self, exc: Exception) -> ModelServerError:
         """One line for an ``openai`` exception: what failed, at which URL."""
