@@ -118,8 +118,8 @@ class ModelSettings(_Section):
     tokenizer: Path | None = Field(
         None,
         description="openai: a local tokenizer of the served model's family for the prompt "
-        "budget: a GGUF file (only its vocabulary is read) or a tokenizer.json; empty = "
-        "estimate one token per 3 characters.",
+        "budget: a GGUF file (only its vocabulary is read) or a tokenizer.json; empty = a "
+        "generous estimate (tools.models.remote.estimate_tokens).",
     )
     fake_reply: str = Field(
         "This is a canned reply from the fake model.",

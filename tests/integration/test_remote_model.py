@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+)
 from langgraph.checkpoint.memory import InMemorySaver
 
 from graph import build_graph
@@ -23,6 +29,7 @@ from tests.support.llama_server import LlamaServer
 from tools.documents.ingest import ingest
 from tools.documents.store import DocumentStore
 from tools.models import LlamaCppChatModel, RemoteChatModel, get_chat_model
+from tools.prompting import Turn, build_prompt
 
 pytestmark = pytest.mark.integration
 
@@ -156,3 +163,33 @@ def test_the_cli_names_the_server_when_it_stops(server: LlamaServer, smollm2: Pa
     assert done.returncode == 1
     assert f"cannot reach the model server at {url}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ("Hi, I am Ada. ", "Hello Ada! ", "Why is the sky blue?"),
+        ("Привет, я Ада. ", "Здравствуй, Ада! ", "Почему небо голубое?"),
+        ("def f(x):\n    return x * 2\n", "It doubles x. ", "And f(f(3))?"),
+    ],
+)
+def test_the_estimated_budget_covers_what_the_server_counts(
+    server: LlamaServer, words: tuple[str, str, str]
+) -> None:
+    """Without model.tokenizer, the estimate must not undercount the served prompt."""
+    remote = get_chat_model(remote_settings(server))
+    assert isinstance(remote, RemoteChatModel) and remote.tokenizer is None
+    said, answered, question = words
+    history = [Turn((HumanMessage(said * n), AIMessage(answered * n))) for n in (1, 4, 8)]
+    prompt = build_prompt(
+        system="You are a helpful assistant.",
+        history=history,
+        new_message=HumanMessage(question),
+        count=remote.get_num_tokens,
+        max_prompt_tokens=1024,
+        max_history_turns=10,
+    )
+    assert prompt.history_turns == 3
+    reply = remote.invoke(prompt.messages, max_new_tokens=1, do_sample=False)
+    served = reply.response_metadata["token_usage"]["prompt_tokens"]
+    assert served <= prompt.tokens <= served * 2.5, (served, prompt.tokens)

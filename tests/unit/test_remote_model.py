@@ -300,11 +300,24 @@ def test_the_estimate_does_not_undercount_measured_tokenizers(text: str, measure
     assert measured <= estimate <= 2 * measured
 
 
-def test_the_estimate_grows_with_the_text() -> None:
-    assert estimate_tokens("abc") == 1
-    assert estimate_tokens("abcd") == 2
-    assert estimate_tokens("é") == 2  # two UTF-8 bytes
-    assert estimate_tokens("x" * 3000) == 1000
+@pytest.mark.parametrize(
+    ("text", "at_least"),
+    [
+        ("a b c d", 4),  # every word is a token of its own
+        ("2026-11-29", 10),  # so is every digit and every dash
+        ("x" * 4000, 1000),  # a long run: one token per 4 letters
+        ("é", 1),
+    ],
+)
+def test_every_piece_a_tokenizer_splits_off_counts(text: str, at_least: int) -> None:
+    assert at_least <= estimate_tokens(text) <= 2 * at_least
+
+
+def test_the_estimate_adds_up_over_a_longer_text() -> None:
+    turn = "Hi, I am Ada. "
+    one = estimate_tokens(turn)
+    assert one >= 6  # Hi , I am Ada .
+    assert estimate_tokens(turn * 10) >= 10 * 6
 
 
 def test_a_gguf_tokenizer_counts_exactly_as_the_served_model(tmp_path: Path) -> None:
