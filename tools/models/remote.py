@@ -215,32 +215,36 @@ class RemoteChatModel(FirstTokenScores, BaseChatModel):
                     raise ModelLoadError(
                         f"the openai backend needs its extra: pip install -e '.[remote]' ({exc})"
                     ) from exc
-                self._served = self._check_server()
-                self._client = BaseChatOpenAI(
-                    model=self._served,
+                # Building it contacts nothing; its openai client (and connection pool) is
+                # the one the check and every later request go through.
+                client = BaseChatOpenAI(
+                    model=self.name or "unchecked",
                     base_url=self.base_url,
                     api_key=self._key(),
                     timeout=self.timeout,
+                    # its own gap limit between streamed chunks (async calls only)
+                    stream_chunk_timeout=self.timeout,
                     max_retries=self.retries,
                     http_client=self.http_client,
                 )
+                self._served = self._check_server(client.root_client)
+                client.model_name = self._served
+                self._client = client
             return self._client
 
     def _key(self) -> SecretStr:
         # The openai client insists on a key; servers without auth ignore this one.
         return self.api_key or SecretStr("not-needed")
 
-    def _check_server(self) -> str:
-        """``GET /v1/models``: the name to use, or a :class:`ModelServerError`."""
+    def _check_server(self, client: Any) -> str:
+        """``GET /v1/models`` with the ``openai.OpenAI`` client: the name to use.
+
+        Raises:
+            ModelServerError: The server is down, too slow, refuses the key, serves no
+                model or not the configured one, or has a smaller window than ``n_ctx``.
+        """
         import openai
 
-        client = openai.OpenAI(
-            base_url=self.base_url,
-            api_key=self._key().get_secret_value(),
-            timeout=self.timeout,
-            max_retries=self.retries,
-            http_client=self.http_client,
-        )
         try:
             listed = list(client.models.list())
         except openai.NotFoundError:
