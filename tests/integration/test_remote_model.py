@@ -28,7 +28,7 @@ from tests.conftest import assistant, thread
 from tests.support.llama_server import LlamaServer
 from tools.documents.ingest import ingest
 from tools.documents.store import DocumentStore
-from tools.models import LlamaCppChatModel, RemoteChatModel, get_chat_model
+from tools.models import LlamaCppChatModel, ModelServerError, RemoteChatModel, get_chat_model
 from tools.prompting import Turn, build_prompt
 
 pytestmark = pytest.mark.integration
@@ -193,3 +193,14 @@ def test_the_estimated_budget_covers_what_the_server_counts(
     reply = remote.invoke(prompt.messages, max_new_tokens=1, do_sample=False)
     served = reply.response_metadata["token_usage"]["prompt_tokens"]
     assert served <= prompt.tokens <= served * 2.5, (served, prompt.tokens)
+
+
+def test_a_name_the_server_does_not_serve_is_refused_with_the_names_it_does(
+    server: LlamaServer,
+) -> None:
+    model = get_chat_model(remote_settings(server, model={"name": "qwen2.5-7b"}))
+    with pytest.raises(ModelServerError) as caught:
+        model.invoke("Hello?")
+    assert str(caught.value) == (
+        f"model server at {server.base_url} does not serve 'qwen2.5-7b'; it serves: smollm2"
+    )
