@@ -83,7 +83,7 @@ $(VENV)/.models: $(BIN)/python
 
 $(VENV)/.installed: $(VENV)/.llama-$(LLAMA_BUILD) $(VENV)/.models pyproject.toml constraints.txt
 	@echo ">>> Installing the assistant and its dependencies..."
-	$(PIP) install --quiet -c constraints.txt -e ".[llamacpp,huggingface,ui,bots,dev]"
+	$(PIP) install --quiet -c constraints.txt -e ".[llamacpp,huggingface,remote,ui,bots,dev]"
 	@touch $@
 
 install: $(VENV)/.installed

@@ -63,6 +63,8 @@ def model_label(settings: Settings) -> str:
         return "fake"
     if settings.model.backend == "huggingface":
         return f"huggingface:{settings.model.hf_model_dir}"
+    if settings.model.backend == "openai":
+        return f"openai:{settings.model.name or '(first served)'}@{settings.model.base_url}"
     return str(settings.model.gguf_path) if settings.model.gguf_path else "default"
 
 

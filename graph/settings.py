@@ -40,7 +40,7 @@ DEFAULT_REDIS_URL = "redis://localhost:6379"
 
 SafetyLevel = Literal["strict", "moderate", "relaxed"]
 SAFETY_LEVELS: tuple[str, ...] = get_args(SafetyLevel)
-Backend = Literal["llamacpp", "huggingface", "fake"]
+Backend = Literal["llamacpp", "huggingface", "openai", "fake"]
 MemoryBackend = Literal["auto", "redis", "sqlite", "memory", "none"]
 MemoryFallback = Literal["sqlite", "memory", "none"]
 
@@ -58,7 +58,9 @@ class ModelSettings(_Section):
     """Which chat model answers, and how it is loaded."""
 
     backend: Backend = Field(
-        "llamacpp", description="llamacpp (any GGUF), huggingface (local directory) or fake."
+        "llamacpp",
+        description="llamacpp (any GGUF, in-process), huggingface (local directory), openai "
+        "(an OpenAI-compatible server: vLLM, llama.cpp's server, Ollama) or fake.",
     )
     gguf_path: Path | None = Field(
         None,
@@ -68,7 +70,12 @@ class ModelSettings(_Section):
     hf_model_dir: Path | None = Field(
         None, description="Local transformers model directory for the huggingface backend."
     )
-    n_ctx: int = Field(4096, ge=256, le=131072, description="Context window in tokens.")
+    n_ctx: int = Field(
+        4096,
+        ge=256,
+        le=131072,
+        description="Context window in tokens (openai: the server's, for the prompt budget).",
+    )
     n_threads: int | None = Field(
         None, ge=1, description="CPU threads for llama.cpp; empty = all cores."
     )
@@ -79,6 +86,40 @@ class ModelSettings(_Section):
         le=65536,
         description="llamacpp: RAM (MiB) for saved prompt states, so the chat and side calls "
         "(query rewrite, summary, checks) each resume from their own prefix; 0 = off.",
+    )
+    base_url: str = Field(
+        "http://127.0.0.1:8080/v1",
+        pattern=r"^https?://",
+        description="openai: the server's API root, up to and including /v1.",
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="openai: the server's key, if it wants one (ASSISTANT_MODEL__API_KEY).",
+    )
+    name: str = Field(
+        "",
+        description="openai: the model name the server knows; empty = the first one its "
+        "/v1/models lists (a one-model server such as llama.cpp's).",
+    )
+    timeout: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description="openai: seconds a request may wait for the server (to connect, and "
+        "between streamed pieces) before it fails.",
+    )
+    retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="openai: retries of a request that failed to connect, timed out, or got "
+        "429/5xx (with back-off).",
+    )
+    tokenizer: Path | None = Field(
+        None,
+        description="openai: a local tokenizer of the served model's family for the prompt "
+        "budget: a GGUF file (only its vocabulary is read) or a tokenizer.json; empty = a "
+        "generous estimate (tools.models.remote.estimate_tokens).",
     )
     fake_reply: str = Field(
         "This is a canned reply from the fake model.",

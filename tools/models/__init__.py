@@ -1,4 +1,4 @@
-"""Chat models: llama.cpp, a local transformers directory, a fake; the streaming mask wrapper.
+"""Chat models: llama.cpp, transformers, an OpenAI-compatible server, a fake; the mask wrapper.
 
 The model files themselves ship inside PyPI packages (:mod:`tools.models.files`).
 """
@@ -8,12 +8,15 @@ from tools.models.fake import FakeChatModel
 from tools.models.llamacpp import LlamaCppChatModel
 from tools.models.loader import get_chat_model
 from tools.models.masking import MaskingChatModel
+from tools.models.remote import ModelServerError, RemoteChatModel
 
 __all__ = [
     "FakeChatModel",
     "LlamaCppChatModel",
     "MaskingChatModel",
     "ModelLoadError",
+    "ModelServerError",
+    "RemoteChatModel",
     "get_chat_model",
     "to_chat_dicts",
 ]

@@ -1,4 +1,4 @@
-"""The chat model for a set of settings: llama.cpp, a local transformers directory, or a fake.
+"""The chat model for some settings: llama.cpp, transformers, an OpenAI-compatible server, a fake.
 
 All backends are LangChain chat models, so LangGraph streams their tokens
 (``stream_mode="messages"``) and per-call sampling knobs arrive as keyword arguments
@@ -18,6 +18,7 @@ from tools.models.base import ModelLoadError
 from tools.models.fake import FakeChatModel
 from tools.models.files import DEFAULT_MODEL, ModelFileError, prepare_split_model
 from tools.models.llamacpp import LlamaCppChatModel
+from tools.models.remote import RemoteChatModel
 
 
 def _llamacpp(settings: Settings) -> LlamaCppChatModel:
@@ -39,9 +40,24 @@ def _llamacpp(settings: Settings) -> LlamaCppChatModel:
     )
 
 
+def _remote(settings: Settings) -> RemoteChatModel:
+    cfg = settings.model
+    return RemoteChatModel(
+        base_url=cfg.base_url,
+        api_key=cfg.api_key,
+        name=cfg.name,
+        timeout=cfg.timeout,
+        retries=cfg.retries,
+        tokenizer=cfg.tokenizer,
+        n_ctx=cfg.n_ctx,
+    )
+
+
 def _model_key(settings: Settings) -> tuple[Any, ...]:
     # Sampling is not part of the key: it arrives with every call (see Deps.sampling).
-    return (settings.model.model_dump_json(), str(settings.cache_dir))
+    # The JSON masks the API key, so two keys would otherwise share one client.
+    key = settings.model.api_key.get_secret_value() if settings.model.api_key else None
+    return (settings.model.model_dump_json(), key, str(settings.cache_dir))
 
 
 _MODELS: dict[tuple[Any, ...], BaseChatModel] = {}
@@ -60,6 +76,8 @@ def _new_model(settings: Settings) -> BaseChatModel:
                 f"the huggingface backend needs its extra: pip install -e '.[huggingface]' ({exc})"
             ) from exc
         return load_huggingface_chat_model(settings)
+    if backend == "openai":
+        return _remote(settings)
     return _llamacpp(settings)
 
 
