@@ -77,7 +77,12 @@ class ModelSettings(_Section):
         description="Context window in tokens (openai: the server's, for the prompt budget).",
     )
     n_threads: int | None = Field(
-        None, ge=1, description="CPU threads for llama.cpp; empty = all cores."
+        None, ge=1, description="CPU threads llama.cpp generates with; empty = all cores."
+    )
+    n_threads_batch: int | None = Field(
+        None,
+        ge=1,
+        description="CPU threads llama.cpp reads prompts with (batches); empty = all cores.",
     )
     n_batch: int = Field(256, ge=8, le=8192, description="Prompt-processing batch size.")
     state_cache_mb: int = Field(

@@ -304,3 +304,25 @@ def test_first_token_probabilities_agree_with_greedy_decoding(smollm2: Path) -> 
         assert again == pytest.approx(scores, rel=1e-3, abs=1e-6)
     with pytest.raises(ValueError, match="share a first token"):
         model.first_token_probabilities(messages, ["Yes", "Yes indeed"])
+
+
+@pytest.mark.parametrize(("threads", "batch_threads"), [(1, 2), (2, 1)])
+def test_generation_and_prompt_threads_reach_llama_cpp(
+    smollm2: Path, threads: int, batch_threads: int
+) -> None:
+    from graph.settings import load_settings
+    from tools.models.loader import _llamacpp
+
+    settings = load_settings(
+        model={
+            "backend": "llamacpp",
+            "gguf_path": str(smollm2),
+            "n_threads": threads,
+            "n_threads_batch": batch_threads,
+        }
+    )
+    llama = _llamacpp(settings).llama
+    assert (llama.context_params.n_threads, llama.context_params.n_threads_batch) == (
+        threads,
+        batch_threads,
+    )

@@ -100,6 +100,9 @@ class LlamaCppChatModel(Prefill, FirstTokenScores, BaseChatModel):
     path_resolver: Callable[[], Path] | None = None
     n_ctx: int = 4096
     n_threads: int | None = None
+    """Threads generating tokens; None = every core."""
+    n_threads_batch: int | None = None
+    """Threads reading prompts (batches of tokens); None = every core."""
     n_batch: int = 256
     temperature: float = 0.2
     top_p: float = 0.9
@@ -149,6 +152,7 @@ class LlamaCppChatModel(Prefill, FirstTokenScores, BaseChatModel):
                 model_path=str(path),
                 n_ctx=self.n_ctx,
                 n_threads=self.n_threads or os.cpu_count() or 1,
+                n_threads_batch=self.n_threads_batch or os.cpu_count() or 1,
                 n_batch=self.n_batch,
                 verbose=False,
             )

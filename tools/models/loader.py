@@ -35,6 +35,7 @@ def _llamacpp(settings: Settings) -> LlamaCppChatModel:
         path_resolver=None if cfg.gguf_path else default_model,
         n_ctx=cfg.n_ctx,
         n_threads=cfg.n_threads,
+        n_threads_batch=cfg.n_threads_batch,
         n_batch=cfg.n_batch,
         state_cache_mb=cfg.state_cache_mb,
     )
