@@ -337,13 +337,22 @@ class ChatService:
             raise UiError("Memory is off (memory.backend = none): no threads are kept.")
         return self.memory.saver
 
+    @property
+    def default_owner(self) -> str:
+        """Who owns threads that name no owner: the machine's user (``long_term.user_id``).
+
+        Threads written before checkpoints recorded their owner (and runs that name none)
+        are the local user's, as they are for the CLI.
+        """
+        return self.settings.long_term.user_id
+
     def owner_of(self, thread_id: str) -> str | None:
         """Whose thread this is (from its newest checkpoint); None when it does not exist."""
         saver = self._saver()
         latest = saver.get_tuple({"configurable": {"thread_id": thread_id}})
         if latest is None:
             return None
-        return (latest.metadata or {}).get("user_id")
+        return (latest.metadata or {}).get("user_id") or self.default_owner
 
     def check_owner(self, user: str, thread_id: str) -> None:
         """Refuse a thread that exists and belongs to someone else.
@@ -362,9 +371,11 @@ class ChatService:
         saver = self._saver()
         newest: dict[str, str] = {}
         # The metadata filter narrows the walk where the saver supports it; the owner is
-        # checked again here, so a saver that ignores the filter leaks nothing.
-        for item in saver.list(None, filter={"user_id": user}):
-            if (item.metadata or {}).get("user_id") != user:
+        # checked again here, so a saver that ignores the filter leaks nothing. The
+        # default owner also gets the threads that name no owner: a walk over them all.
+        everyone = user == self.default_owner
+        for item in saver.list(None, filter=None if everyone else {"user_id": user}):
+            if ((item.metadata or {}).get("user_id") or self.default_owner) != user:
                 continue
             thread_id = str(item.config["configurable"]["thread_id"])
             ts = str(item.checkpoint.get("ts", ""))

@@ -191,6 +191,21 @@ def test_a_user_cannot_open_write_or_delete_another_users_thread(service: ChatSe
     assert next(r["content"] for r in rows) == "secret plans"
 
 
+def test_threads_that_name_no_owner_are_the_machine_users(service: ChatService) -> None:
+    # A thread written before checkpoints recorded their owner (or by a run naming none).
+    service.graph.invoke(
+        {"messages": [("user", "an old question")]}, {"configurable": {"thread_id": "old"}}
+    )
+    run(service, "alice", "a1", "alice's own")
+    local = service.default_owner
+    assert "old" in {t.thread_id for t in service.threads(local)}
+    assert {t.thread_id for t in service.threads("alice")} == {"a1"}
+    rows, _ = service.history(local, "old")
+    assert next(r["content"] for r in rows) == "an old question"
+    with pytest.raises(UiError, match="No such thread"):
+        service.history("alice", "old")
+
+
 def test_delete_thread_removes_it_from_the_list(service: ChatService) -> None:
     run(service, "alice", "a1", "one")
     run(service, "alice", "a2", "two")
