@@ -406,7 +406,7 @@ async def _sse(
             yield _data(api_error(event[1]).body())
         else:
             outcome: Outcome = event[1]
-            last = _chunk(completion_id, model, created, {}, _finish(turn, outcome))
+            last = _chunk(completion_id, model, created, {}, outcome.finish_reason)
             last["assistant"] = extension(outcome, turn.thread_id)
             yield _data(last)
             if include_usage:
@@ -417,11 +417,6 @@ async def _sse(
         yield _data("[DONE]")
     finally:
         stop.set()
-
-
-def _finish(turn: Turn, outcome: Outcome) -> str:
-    limit = turn.context.max_new_tokens
-    return "length" if limit is not None and outcome.tokens >= limit else "stop"
 
 
 def _usage(outcome: Outcome) -> dict[str, int]:
@@ -446,7 +441,7 @@ def _completion(completion_id: str, model: str, turn: Turn, outcome: Outcome) ->
                 "index": 0,
                 "message": {"role": "assistant", "content": outcome.reply, "refusal": None},
                 "logprobs": None,
-                "finish_reason": _finish(turn, outcome),
+                "finish_reason": outcome.finish_reason,
             }
         ],
         "usage": _usage(outcome),

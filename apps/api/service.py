@@ -72,6 +72,8 @@ class Outcome:
     streamed: str
     tokens: int
     state: dict[str, Any] = field(default_factory=dict)
+    finish_reason: str = "stop"
+    """``length`` when the model hit ``max_new_tokens`` (llama.cpp says so), else ``stop``."""
 
 
 def to_turn(request: ChatRequest, thread_header: str | None, settings: Settings) -> Turn:
@@ -223,9 +225,16 @@ class ApiService:
                 self.memory.saver.delete_thread(thread_id)
         messages = state.get("messages") or []
         reply = messages[-1].text if messages else "".join(streamed)
+        finish = messages[-1].response_metadata.get("finish_reason") if messages else None
         yield (
             "done",
-            Outcome(reply=reply, streamed="".join(streamed), tokens=len(streamed), state=state),
+            Outcome(
+                reply=reply,
+                streamed="".join(streamed),
+                tokens=len(streamed),
+                state=state,
+                finish_reason="length" if finish == "length" else "stop",
+            ),
         )
 
     def history(self, thread_id: str, owner: str) -> list[tuple[str, str]]:
