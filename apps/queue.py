@@ -13,6 +13,7 @@ waits for the thread first (409 when it is busy), then for the model.
 from __future__ import annotations
 
 import math
+import statistics
 import threading
 import time
 from collections import deque
@@ -24,6 +25,9 @@ from apps.turns import GenerationStopped
 
 if TYPE_CHECKING:
     from tools.memory import ThreadLocks
+
+MAX_RETRY_AFTER = 30
+"""Longest wait suggested to a refused caller, in seconds (the estimate is rough)."""
 
 POLL_SECONDS = 0.05
 """How often a waiting turn looks at its stop event (a disconnect frees its place)."""
@@ -74,13 +78,17 @@ class ModelQueue:
             return self._running is not None
 
     def retry_after(self) -> int:
-        """Seconds a refused caller should wait: recent turns' mean x turns ahead, at least 1."""
+        """Seconds a refused caller should wait: recent turns' median x turns ahead, 1 to 30.
+
+        The median, not the mean: one slow turn (the first loads the models) would
+        otherwise tell every client to stay away for minutes.
+        """
         with self._cond:
             return self._retry_after()
 
     def _retry_after(self) -> int:
-        mean = sum(self._seconds) / len(self._seconds) if self._seconds else 1.0
-        return max(1, math.ceil(mean * (len(self._waiting) + 1)))
+        typical = statistics.median(self._seconds) if self._seconds else 1.0
+        return min(MAX_RETRY_AFTER, max(1, math.ceil(typical * (len(self._waiting) + 1))))
 
     @contextmanager
     def turn(self, stop: threading.Event | None = None) -> Iterator[None]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from langchain_core.embeddings import Embeddings
 
-from apps.queue import ModelQueue, QueuedLocks, QueueFullError
+from apps.queue import MAX_RETRY_AFTER, ModelQueue, QueuedLocks, QueueFullError
 from apps.turns import GenerationStopped
 from tools.memory.locks import LocalThreadLocks, ThreadBusyError
 
@@ -108,9 +108,9 @@ def test_a_full_queue_refuses_at_once_with_a_retry_after(size: int) -> None:
 def test_retry_after_grows_with_the_turns_ahead() -> None:
     now = [0.0]
     queue = ModelQueue(size=5, clock=lambda: now[0])
-    for _ in range(3):
+    for seconds in (4.0, 4.0, 300.0, 4.0):  # one slow turn (the first loads the models)
         with queue.turn():
-            now[0] += 4.0  # each turn took 4 s
+            now[0] += seconds
     assert queue.retry_after() == 4
     release = threading.Event()
 
@@ -130,6 +130,14 @@ def test_retry_after_grows_with_the_turns_ahead() -> None:
     waiting.join(WAIT)
     release.set()
     holder.join(WAIT)
+
+
+def test_retry_after_is_capped() -> None:
+    now = [0.0]
+    queue = ModelQueue(size=5, clock=lambda: now[0])
+    with queue.turn():
+        now[0] += 500.0  # the first turn loaded the models
+    assert queue.retry_after() == MAX_RETRY_AFTER
 
 
 def _wait_until_stopped(queue: ModelQueue, stop: threading.Event) -> None:
