@@ -234,7 +234,7 @@ def create_app(
             raise api_error(exc) from None
         model_name = chat.model or settings.api.model_name
         stop = threading.Event()
-        events = _start(runtime, service, turn, stop)
+        events = _start(runtime, service, turn, stop, tokens=chat.stream)
         first_event = await _next(events, request, stop)
         if first_event[0] == "error":
             raise api_error(first_event[1])
@@ -325,12 +325,12 @@ Event = tuple[str, Any]
 
 
 def _start(
-    runtime: _Runtime, service: ApiService, turn: Turn, stop: threading.Event
+    runtime: _Runtime, service: ApiService, turn: Turn, stop: threading.Event, *, tokens: bool
 ) -> asyncio.Queue[Event]:
     """Run the turn in a worker thread; its events arrive on the returned queue.
 
-    Events: ("token", text), ("done", Outcome), ("error", exception); nothing after the
-    last two.
+    Events: ("token", text) (only with ``tokens``), then ("done", Outcome) or ("error",
+    exception), and nothing after those.
     """
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[Event] = asyncio.Queue()
@@ -341,7 +341,8 @@ def _start(
     def work() -> None:
         try:
             for event in service.run(turn, stop):
-                put(event)
+                if tokens or event[0] != "token":  # a whole reply needs no hand-over per token
+                    put(event)
         except BaseException as exc:  # every failure reaches the client, none is lost
             put(("error", exc))
 

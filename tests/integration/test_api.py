@@ -298,7 +298,12 @@ def test_the_default_model_streams_through_the_openai_client(
     )
     with serve(tmp_path, env) as served:
         client = served.client()
-        pieces, last = stream_reply(client, "What is the capital of France? One word.")
+        pieces, last = stream_reply(
+            client, "Name three capitals of European countries.", extra_headers={"X-Thread-Id": "d"}
+        )
         assert len(pieces) > 1, pieces
-        assert "paris" in "".join(pieces).lower()
+        again, _ = stream_reply(
+            client, "Which of them is the capital of France?", extra_headers={"X-Thread-Id": "d"}
+        )
+        assert "paris" in "".join(again).lower(), again
         assert last is not None and last.model_extra["assistant"]["safety"]["allowed"] is True
