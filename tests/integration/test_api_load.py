@@ -15,6 +15,7 @@ is asserted about time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import threading
@@ -102,12 +103,11 @@ def stream_turn(
         return "".join(pieces)
 
 
-@pytest.fixture
-def fake_server(make_settings: Callable[..., Settings]) -> Iterator[tuple[str, ApiService]]:
-    """The API in this process on a free port of 127.0.0.1, the echoing fake model."""
-    settings = make_settings(api={"queue_size": 16})
+@contextlib.contextmanager
+def in_process(settings: Settings, model: FakeChatModel) -> Iterator[tuple[str, ApiService]]:
+    """The API in this process on a free port of 127.0.0.1 (uvicorn), until the block ends."""
     with open_memory(settings) as memory:
-        service = ApiService(settings, memory, model=FakeChatModel(reply=echo))
+        service = ApiService(settings, memory, model=model)
         port = free_port()
         server = uvicorn.Server(
             uvicorn.Config(
@@ -125,6 +125,43 @@ def fake_server(make_settings: Callable[..., Settings]) -> Iterator[tuple[str, A
         finally:
             server.should_exit = True
             thread.join(30)
+
+
+@pytest.fixture
+def fake_server(make_settings: Callable[..., Settings]) -> Iterator[tuple[str, ApiService]]:
+    """The API in this process, the echoing fake model."""
+    with in_process(make_settings(api={"queue_size": 16}), FakeChatModel(reply=echo)) as served:
+        yield served
+
+
+def test_a_client_that_disconnects_stops_its_turn_and_frees_the_model(
+    make_settings: Callable[..., Settings],
+) -> None:
+    slow = FakeChatModel(reply=" ".join(f"word{i}" for i in range(2000)), delay=0.02)
+    with in_process(make_settings(), slow) as (base, service):
+        url = f"{base}/v1/chat/completions"
+        body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "go on"}]}
+        with httpx.Client(timeout=WAIT) as http:
+            with http.stream("POST", url, json=body, headers={"X-Thread-Id": "gone"}) as reply:
+                assert reply.status_code == 200
+                pieces = 0
+                for line in reply.iter_lines():
+                    if '"content": "word' in line:
+                        pieces += 1
+                    if pieces == 3:
+                        break  # leaving the block closes the connection
+            deadline = time.monotonic() + WAIT
+            while service.queue.busy:  # the generation ends at its next token
+                assert time.monotonic() < deadline, "the disconnected turn kept the model"
+                time.sleep(0.05)
+            history = service.history("gone", "api")
+            assert history[-1][0] == "ai" and history[-1][1].endswith("[stopped]")
+            assert len(history[-1][1].split()) < 2000
+            # the model is free: the next turn on the same thread runs
+            slow.reply = "Back again."
+            again = http.post(url, json={**body, "stream": False}, headers={"X-Thread-Id": "gone"})
+            assert again.status_code == 200
+            assert again.json()["choices"][0]["message"]["content"] == "Back again."
 
 
 def test_20_clients_x_3_turns_on_the_fake_model(
