@@ -33,8 +33,14 @@ from tests.integration.test_dev_server import (  # noqa: F401  (fixtures)
     GRAPH_ID,
     OFFLINE_ENV,
     DevServer,
+    _free_port,
+    _server_config,
+    _server_env,
+    _stop,
+    _wait_until_up,
     dev_server,
 )
+from tests.support.redis_server import RedisServer
 from tools.memory import open_checkpointer
 
 pytestmark = pytest.mark.integration
@@ -239,13 +245,70 @@ def test_serve_refuses_a_public_address_without_keys(tmp_path: Path, smollm2: Pa
     assert "refusing to listen on 0.0.0.0 without API keys" in done.stderr
 
 
+@pytest.fixture
+def default_dev_server(
+    tmp_path_factory: pytest.TempPathFactory, default_gguf: Path, redis_server: RedisServer
+) -> Iterator[DevServer]:
+    """``langgraph dev`` on the default model (the same set-up as ``dev_server``)."""
+    directory = tmp_path_factory.mktemp("default-dev-server")
+    env = _server_env(directory, default_gguf, redis_server.url)
+    env.update({"ASSISTANT_MODEL__N_CTX": "4096", "ASSISTANT_GENERATION__MAX_NEW_TOKENS": "12"})
+    command = [
+        str(Path(sys.executable).with_name("langgraph")),
+        "dev",
+        "--config", str(_server_config(directory)),
+        "--host", "127.0.0.1",
+        "--port", str(_free_port()),
+        "--no-browser",
+        "--no-reload",
+    ]  # fmt: skip
+    log_file = directory / "server.log"
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=directory,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = DevServer(process=process, log_file=log_file, redis_url=redis_server.url)
+    try:
+        server.url = _wait_until_up(server)
+        yield server
+    finally:
+        _stop(process)
+
+
 def test_a_thread_continues_across_assistant_serve_and_langgraph_dev(
     dev_server: DevServer,  # noqa: F811
     tmp_path: Path,
     smollm2: Path,
 ) -> None:
+    continue_across_servers(dev_server, tmp_path, smollm2)
+
+
+def test_the_default_model_continues_a_thread_across_both_servers(
+    default_dev_server: DevServer, tmp_path: Path, default_gguf: Path
+) -> None:
+    continue_across_servers(
+        default_dev_server,
+        tmp_path,
+        default_gguf,
+        ASSISTANT_MODEL__N_CTX="4096",
+        ASSISTANT_GENERATION__MAX_NEW_TOKENS="12",
+    )
+
+
+def continue_across_servers(
+    dev_server: DevServer,  # noqa: F811
+    tmp_path: Path,
+    gguf: Path,
+    **extra: str,
+) -> None:
+    """Turn 1 on assistant serve, turn 2 on the dev server's /v1, turn 3 on its own API."""
     thread_id = str(uuid.uuid4())  # the LangGraph API takes only UUIDs
-    env = serve_env(tmp_path / "data", smollm2, REDIS_URL=dev_server.redis_url)
+    env = serve_env(tmp_path / "data", gguf, REDIS_URL=dev_server.redis_url, **extra)
     with dev_server.log_on_failure(), serve(tmp_path, env) as served:
         # 1. on assistant serve
         first, _ = stream_reply(
