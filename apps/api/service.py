@@ -4,7 +4,8 @@ Plain synchronous Python over :func:`apps.turns.stream_turn`, the same function 
 the web UI use, so the thread lock, the stop signal and the stopped-reply bookkeeping are
 the same everywhere; the HTTP layer (:mod:`apps.api.app`) runs it in a worker thread.
 
-- With a conversation id, the thread keeps the history: only the last user message is new.
+- With a conversation id, the thread keeps the history: only the last user message is new
+  (a new thread starts with the request's earlier messages).
 - Without one, the request is a stateless conversation: its earlier user and assistant
   messages become the history of a throwaway thread, deleted after the turn. System
   messages are not passed on: the assistant answers under its own system prompt and
@@ -61,7 +62,8 @@ class Turn:
     thread_id: str | None = None
     """The conversation to continue; None = stateless (a throwaway thread)."""
     earlier: tuple[BaseMessage, ...] = ()
-    """A stateless request's earlier turns, oldest first."""
+    """The request's earlier user and assistant messages, oldest first: the history of a
+    stateless request or of a new thread (a thread that exists keeps its own)."""
 
 
 @dataclass
@@ -111,12 +113,11 @@ def to_turn(request: ChatRequest, thread_header: str | None, settings: Settings)
             "message_too_long",
         )
     earlier: list[BaseMessage] = []
-    if thread_id is None:
-        for message in request.messages[:-1]:
-            if message.role == "user":
-                earlier.append(HumanMessage(message.text))
-            elif message.role == "assistant":
-                earlier.append(AIMessage(message.text))
+    for message in request.messages[:-1]:
+        if message.role == "user":
+            earlier.append(HumanMessage(message.text))
+        elif message.role == "assistant":
+            earlier.append(AIMessage(message.text))
     user = request.user
     max_tokens = request.max_completion_tokens or request.max_tokens
     values: dict[str, Any] = {
@@ -172,15 +173,15 @@ class ApiService:
             settings, checkpointer=memory.saver, store=memory.store, model=model
         )
 
-    def owner_of(self, thread_id: str) -> str | None:
-        """Whose thread this is (its newest checkpoint's ``user_id``); None: new or unowned."""
+    def _thread(self, thread_id: str) -> tuple[bool, str | None]:
+        """Whether the thread exists, and whose it is (its newest checkpoint's ``user_id``)."""
         if self.memory.saver is None:
-            return None
+            return False, None
         latest = self.memory.saver.get_tuple({"configurable": {"thread_id": thread_id}})
         if latest is None:
-            return None
+            return False, None
         owner = (latest.metadata or {}).get("user_id")
-        return str(owner) if owner is not None else None
+        return True, str(owner) if owner is not None else None
 
     def run(self, turn: Turn, stop: threading.Event) -> Iterator[tuple[str, Any]]:
         """Run one turn: yields ("token", text) while streaming, then ("done", Outcome).
@@ -193,11 +194,14 @@ class ApiService:
             InvalidMessageError: The graph refused the message (e.g. too long for the
                 prompt budget).
         """
+        earlier = turn.earlier
         if turn.thread_id is not None:
-            owner = self.owner_of(turn.thread_id)
+            exists, owner = self._thread(turn.thread_id)
             if owner is not None and owner != turn.owner:
                 raise NoSuchThreadError(turn.thread_id)
             thread_id, locks = turn.thread_id, self.memory.locks
+            if exists:
+                earlier = ()  # the thread has the history; only the last message is new
         else:
             thread_id, locks = f"api-tmp-{uuid.uuid4().hex}", _NoLocks()
         streamed: list[str] = []
@@ -212,7 +216,7 @@ class ApiService:
                 owner=turn.owner,
                 wait=self.settings.api.busy_wait,
                 stop=stop,
-                earlier=turn.earlier,
+                earlier=earlier,
             ):
                 if kind == "token":
                     if value:

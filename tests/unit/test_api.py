@@ -175,6 +175,27 @@ def test_a_thread_keeps_the_history_and_takes_only_the_last_message(
     assert "forged" not in prompt
 
 
+def test_a_new_thread_starts_with_the_requests_earlier_messages(
+    client: TestClient, service: ApiService
+) -> None:
+    conversation = [
+        {"role": "user", "content": "I live in Oslo."},
+        {"role": "assistant", "content": "Oslo is a fine city."},
+        {"role": "user", "content": "What is the weather like?"},
+    ]
+    body = {"model": "m", "messages": conversation, "user": "ada"}
+    assert client.post(URL, json=body, headers={"X-Thread-Id": "new"}).status_code == 200
+    assert client.post(URL, json=body, headers={"X-Thread-Id": "new"}).status_code == 200
+    assert service.history("new", "ada") == [
+        ("human", "I live in Oslo."),
+        ("ai", "Oslo is a fine city."),
+        ("human", "What is the weather like?"),
+        ("ai", REPLY),
+        ("human", "What is the weather like?"),
+        ("ai", REPLY),
+    ]
+
+
 def test_a_stateless_request_gives_its_turns_to_the_model_but_not_its_system_message(
     client: TestClient, fake_model: FakeChatModel, service: ApiService
 ) -> None:
