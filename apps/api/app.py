@@ -144,13 +144,18 @@ class _Runtime:
     def __init__(self, settings: Settings | None, service: ApiService | None) -> None:
         self.settings = settings
         self.service = service
-        workers = (settings.api.queue_size if settings else 16) + 4
-        # One thread per turn that runs or waits for the model (the queue bounds them),
-        # plus a few for the refusals on their way out.
+        self.executor: ThreadPoolExecutor | None = None
+
+    def start(self, service: ApiService) -> None:
+        """Serve with ``service``: one worker thread per turn the queue lets run or wait."""
+        self.service = service
+        # The queue's places plus the running turn, and a few for refusals on their way
+        # out: a request never waits for a worker, so a full queue is a 503 at once.
+        workers = service.queue.size + 4
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="api-turn")
 
     def get(self) -> ApiService:
-        if self.service is None:
+        if self.service is None or self.executor is None:
             raise ApiError(503, "the assistant is starting", type="server_error")
         return self.service
 
@@ -177,13 +182,16 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack = ExitStack()
-        if runtime.service is None:
+        service = runtime.service
+        if service is None:
             # Off the event loop: opening Redis or SQLite blocks (the dev server flags it).
-            runtime.service = await asyncio.to_thread(_open_service, runtime, stack, model)
+            service = await asyncio.to_thread(_open_service, runtime, stack, model)
+        runtime.start(service)
         try:
             yield
         finally:
-            runtime.executor.shutdown(wait=False, cancel_futures=True)
+            if runtime.executor is not None:
+                runtime.executor.shutdown(wait=False, cancel_futures=True)
             await asyncio.to_thread(stack.close)
 
     app = FastAPI(
@@ -346,6 +354,7 @@ def _start(
         except BaseException as exc:  # every failure reaches the client, none is lost
             put(("error", exc))
 
+    assert runtime.executor is not None  # runtime.get() checked it
     runtime.executor.submit(work)
     return events
 
