@@ -164,6 +164,30 @@ def test_a_client_that_disconnects_stops_its_turn_and_frees_the_model(
             assert again.json()["choices"][0]["message"]["content"] == "Back again."
 
 
+def test_a_client_that_gives_up_while_queued_leaves_the_queue(
+    make_settings: Callable[..., Settings],
+) -> None:
+    with in_process(make_settings(), FakeChatModel(reply="ok")) as (base, service):
+        url = f"{base}/v1/chat/completions"
+        body = {"model": "m", "messages": [{"role": "user", "content": "waiting"}]}
+        with service.queue.turn():  # the model is busy
+            with httpx.Client() as http:
+                asking = threading.Thread(target=lambda: _gives_up(http, url, body), daemon=True)
+                asking.start()
+                deadline = time.monotonic() + WAIT
+                while service.queue.cancelled == 0:  # the server noticed the disconnect
+                    assert time.monotonic() < deadline, "the queued turn never left"
+                    time.sleep(0.05)
+                asking.join(WAIT)
+            assert service.queue.waiting == 0
+        assert service.queue.served == 1  # only the holder: the gone turn never ran
+
+
+def _gives_up(http: httpx.Client, url: str, body: dict[str, Any]) -> None:
+    with pytest.raises(httpx.ReadTimeout):
+        http.post(url, json=body, timeout=httpx.Timeout(60, read=1.0))
+
+
 def test_20_clients_x_3_turns_on_the_fake_model(
     fake_server: tuple[str, ApiService], report_measurement: Callable[[str], None]
 ) -> None:
