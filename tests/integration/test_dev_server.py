@@ -106,6 +106,8 @@ def _server_config(directory: Path) -> Path:
     config["graphs"] = {name: _absolute(spec) for name, spec in config["graphs"].items()}
     config["checkpointer"]["path"] = _absolute(config["checkpointer"]["path"])
     config["store"]["path"] = _absolute(config["store"]["path"])
+    if "http" in config:  # the OpenAI-compatible routes (apps/api/server.py)
+        config["http"]["app"] = _absolute(config["http"]["app"])
     config.pop("env", None)
     path = directory / "langgraph.json"
     path.write_text(json.dumps(config, indent=2))

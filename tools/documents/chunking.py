@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from tools.documents.loaders import SECTION_SEPARATOR
 from tools.documents.store import Chunk, MetadataValue
-from tools.models.embeddings import MAX_TOKENS, get_tokenizer
+from tools.models.embeddings import MAX_TOKENS, TOKENIZER_LOCK, get_tokenizer
 
 if TYPE_CHECKING:
     from langchain_core.documents import Document
@@ -66,10 +66,12 @@ def embedder_tokens() -> TokenCounter:
         EmbeddingModelError: The model's package is missing.
     """
     tokenizer = get_tokenizer()
-    special = len(tokenizer.encode("").ids)
+    with TOKENIZER_LOCK:
+        special = len(tokenizer.encode("").ids)
 
     def pieces(text: str) -> int:
-        return len(tokenizer.encode(text, add_special_tokens=False).ids)
+        with TOKENIZER_LOCK:  # shared with every thread (see TOKENIZER_LOCK)
+            return len(tokenizer.encode(text, add_special_tokens=False).ids)
 
     return TokenCounter(pieces=pieces, window=MAX_TOKENS, special=special)
 

@@ -51,6 +51,36 @@ class EmbeddingModelError(ModelLoadError):
 _EMBEDDINGS: Embeddings | None = None
 _EMBEDDINGS_LOCK = threading.Lock()
 
+TOKENIZER_LOCK = threading.RLock()
+"""Held around every use of the shared tokenizers (the embedding model's and
+:func:`get_tokenizer`'s). A Hugging Face fast tokenizer is one Rust object: a call that
+changes its truncation or padding while another thread encodes raises ``RuntimeError:
+Already borrowed``; the API and the web UI run turns in several threads."""
+
+
+class SerialEmbeddings(Embeddings):
+    """An embedding model used by one thread at a time (its tokenizer and weights are shared).
+
+    Args:
+        inner: The model (e.g. LangChain's ``HuggingFaceEmbeddings``).
+        lock: Held around each call; :data:`TOKENIZER_LOCK` by default.
+    """
+
+    def __init__(self, inner: Embeddings, lock: threading.RLock | None = None) -> None:
+        self.inner = inner
+        self._lock = lock or TOKENIZER_LOCK
+        self.model_name = str(getattr(inner, "model_name", "") or type(inner).__qualname__)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Vectors of many texts."""
+        with self._lock:
+            return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        """The vector of one text."""
+        with self._lock:
+            return self.inner.embed_query(text)
+
 
 def get_embeddings() -> Embeddings:
     """The embedding model of this process (all-MiniLM-L6-v2 on the CPU), loaded once.
@@ -67,7 +97,7 @@ def get_embeddings() -> Embeddings:
     global _EMBEDDINGS
     with _EMBEDDINGS_LOCK:
         if _EMBEDDINGS is None:
-            _EMBEDDINGS = _load_embeddings()
+            _EMBEDDINGS = SerialEmbeddings(_load_embeddings())
         return _EMBEDDINGS
 
 
@@ -76,6 +106,8 @@ _TOKENIZER: Tokenizer | None = None
 
 def get_tokenizer() -> Tokenizer:
     """The model's own WordPiece tokenizer, without truncation or padding, loaded once.
+
+    It is shared by every thread: use it while holding :data:`TOKENIZER_LOCK`.
 
     It is read from the package's ``tokenizer.json`` with the ``tokenizers`` library, so
     counting tokens loads neither torch nor the model's weights. ``encode(text).ids`` has

@@ -1,0 +1,466 @@
+"""The FastAPI app: OpenAI's chat completions and models endpoints over the assistant.
+
+- ``POST /v1/chat/completions``: ``stream: true`` answers with server-sent events in
+  OpenAI's ``chat.completion.chunk`` format ending with ``data: [DONE]``; otherwise one
+  ``chat.completion`` object with ``usage``. The ``assistant`` object (on the completion,
+  and on the last chunk) is our extension: thread, concept, safety verdict, sources.
+- ``GET /v1/models``: the one model that answers.
+- Errors are OpenAI's error object ``{"error": {"message", "type", "param", "code"}}``: 400
+  bad input, 401 bad key, 404 unknown thread or path, 409 busy thread, 413 huge body,
+  503 with ``Retry-After`` when the model queue is full.
+
+Each turn runs in a worker thread (the graph is synchronous) and takes its place in the
+shared :class:`apps.queue.ModelQueue`. The response starts with the first token (or the
+error), so every error before the reply has its own status code; a client that goes away
+(while waiting or while streaming) sets the turn's stop event, which frees its place in
+the queue or ends the generation at the next token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from apps.api.schemas import ChatRequest
+from apps.api.service import (
+    ApiService,
+    NoSuchThreadError,
+    Outcome,
+    RequestError,
+    Turn,
+    extension,
+    to_turn,
+)
+from apps.queue import QueueFullError
+from graph.settings import Settings
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+log = logging.getLogger("assistant.api")
+
+DISCONNECT_POLL = 0.25
+"""Seconds between looks at whether a waiting client is still there."""
+
+
+class ApiError(Exception):
+    """An error the client gets as OpenAI's error object, with its status code."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        """OpenAI's error object."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def response(self) -> JSONResponse:
+        """The error as a JSON response."""
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+
+def api_error(exc: BaseException) -> ApiError:
+    """The HTTP error a turn's exception becomes (500 for anything unexpected)."""
+    from graph.errors import InvalidMessageError, MessageTooLongError
+    from tools.memory import MemoryBackendError, ThreadBusyError
+    from tools.models import ModelLoadError
+
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, RequestError):
+        return ApiError(400, str(exc), param=exc.param, code=exc.code)
+    if isinstance(exc, NoSuchThreadError):
+        return ApiError(404, "no such thread for this user", param="thread_id", code="not_found")
+    if isinstance(exc, ThreadBusyError):
+        return ApiError(
+            409,
+            "this thread is busy: another turn is running on it; retry when it is done",
+            type="conflict_error",
+            param="thread_id",
+            code="thread_busy",
+        )
+    if isinstance(exc, QueueFullError):
+        return ApiError(
+            503,
+            str(exc),
+            type="server_overloaded",
+            code="queue_full",
+            headers={"Retry-After": str(exc.retry_after)},
+        )
+    if isinstance(exc, MessageTooLongError):
+        return ApiError(
+            400, f"the message is too long: {exc}", param="messages", code="message_too_long"
+        )
+    if isinstance(exc, InvalidMessageError):
+        return ApiError(400, str(exc), param="messages", code="invalid_message")
+    if isinstance(exc, ModelLoadError | MemoryBackendError):
+        return ApiError(503, f"the assistant is unavailable: {exc}", type="server_error")
+    log.error("turn failed", exc_info=(type(exc), exc, exc.__traceback__))
+    return ApiError(500, "the turn failed; see the server log", type="server_error")
+
+
+def _param(error: ErrorDetails) -> str:
+    return ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+
+
+class _Runtime:
+    """What the routes share: the service (opened by the lifespan or given) and threads."""
+
+    def __init__(self, settings: Settings | None, service: ApiService | None) -> None:
+        self.settings = settings
+        self.service = service
+        self.executor: ThreadPoolExecutor | None = None
+
+    def start(self, service: ApiService) -> None:
+        """Serve with ``service``: one worker thread per turn the queue lets run or wait."""
+        self.service = service
+        # The queue's places plus the running turn, and a few for refusals on their way
+        # out: a request never waits for a worker, so a full queue is a 503 at once.
+        workers = service.queue.size + 4
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="api-turn")
+
+    def get(self) -> ApiService:
+        if self.service is None or self.executor is None:
+            raise ApiError(503, "the assistant is starting", type="server_error")
+        return self.service
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    service: ApiService | None = None,
+    model: BaseChatModel | None = None,
+) -> FastAPI:
+    """The API as a FastAPI app.
+
+    Args:
+        settings: The assistant's settings; None reads them at start-up (the dev server).
+        service: A ready back end (tests); None opens the configured memory at start-up
+            and closes it at shutdown.
+        model: A chat model instead of the configured one (tests, benchmarks).
+
+    Returns:
+        The app; serve it with uvicorn, or mount it (langgraph.json ``http.app``).
+    """
+    runtime = _Runtime(settings or (service.settings if service else None), service)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stack = ExitStack()
+        service = runtime.service
+        if service is None:
+            # Off the event loop: opening Redis or SQLite blocks (the dev server flags it).
+            service = await asyncio.to_thread(_open_service, runtime, stack, model)
+        runtime.start(service)
+        try:
+            yield
+        finally:
+            if runtime.executor is not None:
+                runtime.executor.shutdown(wait=False, cancel_futures=True)
+            await asyncio.to_thread(stack.close)
+
+    app = FastAPI(
+        title="Local assistant: OpenAI-compatible API",
+        version="1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+
+    @app.exception_handler(ApiError)
+    async def _on_api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return exc.response()
+
+    @app.get("/v1/models")
+    async def list_models(request: Request) -> dict[str, Any]:
+        """The model that answers (one; any name in a request reaches it)."""
+        service = runtime.get()
+        _check_key(request, service.settings)
+        return {"object": "list", "data": [_model_card(service.settings)]}
+
+    @app.get("/v1/models/{model_id}")
+    async def get_model(request: Request, model_id: str) -> dict[str, Any]:
+        """One model's card (404 for a name that is not ours)."""
+        service = runtime.get()
+        _check_key(request, service.settings)
+        if model_id != service.settings.api.model_name:
+            raise ApiError(404, f"no model {model_id!r}", param="model", code="model_not_found")
+        return _model_card(service.settings)
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(request: Request) -> Response:
+        """One turn: a ``chat.completion``, or a stream of ``chat.completion.chunk`` events."""
+        service = runtime.get()
+        settings = service.settings
+        _check_key(request, settings)
+        body = await _read_body(request, settings)
+        try:
+            chat = ChatRequest.model_validate_json(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ApiError(
+                400, f"{_param(first) or 'body'}: {first['msg']}", param=_param(first) or None
+            ) from None
+        try:
+            turn = to_turn(chat, request.headers.get("x-thread-id"), settings)
+        except RequestError as exc:
+            raise api_error(exc) from None
+        model_name = chat.model or settings.api.model_name
+        stop = threading.Event()
+        events = _start(runtime, service, turn, stop, tokens=chat.stream)
+        first_event = await _next(events, request, stop)
+        if first_event[0] == "error":
+            raise api_error(first_event[1])
+        if first_event[0] == "gone":
+            return Response(status_code=499)
+        headers = {"X-Thread-Id": turn.thread_id} if turn.thread_id else {}
+        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        if chat.stream:
+            include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
+            return StreamingResponse(
+                _sse(first_event, events, stop, completion_id, model_name, turn, include_usage),
+                media_type="text/event-stream",
+                headers={**headers, "Cache-Control": "no-cache"},
+            )
+        event = first_event
+        while event[0] == "token":
+            event = await _next(events, request, stop)
+        if event[0] == "error":
+            raise api_error(event[1])
+        if event[0] == "gone":
+            return Response(status_code=499)
+        outcome: Outcome = event[1]
+        return JSONResponse(_completion(completion_id, model_name, turn, outcome), headers=headers)
+
+    @app.api_route("/v1/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    async def unknown(path: str) -> Response:
+        """Any other /v1 path: OpenAI's 404."""
+        raise ApiError(404, f"unknown endpoint /v1/{path}", code="unknown_url")
+
+    return app
+
+
+def _open_service(runtime: _Runtime, stack: ExitStack, model: BaseChatModel | None) -> ApiService:
+    from graph.settings import get_settings
+    from tools.memory import open_memory
+
+    settings = runtime.settings or get_settings()
+    runtime.settings = settings
+    memory = stack.enter_context(open_memory(settings))
+    return ApiService(settings, memory, model=model)
+
+
+def _model_card(settings: Settings) -> dict[str, Any]:
+    return {
+        "id": settings.api.model_name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "local-assistant",
+    }
+
+
+def _check_key(request: Request, settings: Settings) -> None:
+    """Refuse a request without one of the configured keys (none configured: all pass).
+
+    Raises:
+        ApiError: 401 with OpenAI's ``invalid_api_key`` code.
+    """
+    keys = settings.api.keys
+    if not keys:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    given = token.strip().encode()
+    # Every key is compared, in constant time, so the timing tells nothing about them.
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(given, key.get_secret_value().encode())
+    if scheme.lower() != "bearer" or not given or not matched:
+        raise ApiError(
+            401,
+            "Incorrect or missing API key: send Authorization: Bearer <key>",
+            code="invalid_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+async def _read_body(request: Request, settings: Settings) -> bytes:
+    limit = settings.api.max_body_bytes
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise ApiError(413, f"the request body is larger than {limit} bytes", code="body_too_large")
+    body = await request.body()
+    if len(body) > limit:
+        raise ApiError(413, f"the request body is larger than {limit} bytes", code="body_too_large")
+    return body
+
+
+Event = tuple[str, Any]
+
+
+def _start(
+    runtime: _Runtime, service: ApiService, turn: Turn, stop: threading.Event, *, tokens: bool
+) -> asyncio.Queue[Event]:
+    """Run the turn in a worker thread; its events arrive on the returned queue.
+
+    Events: ("token", text) (only with ``tokens``), then ("done", Outcome) or ("error",
+    exception), and nothing after those.
+    """
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[Event] = asyncio.Queue()
+
+    def put(event: Event) -> None:
+        loop.call_soon_threadsafe(events.put_nowait, event)
+
+    def work() -> None:
+        try:
+            for event in service.run(turn, stop):
+                if tokens or event[0] != "token":  # a whole reply needs no hand-over per token
+                    put(event)
+        except BaseException as exc:  # every failure reaches the client, none is lost
+            put(("error", exc))
+
+    assert runtime.executor is not None  # runtime.get() checked it
+    runtime.executor.submit(work)
+    return events
+
+
+async def _next(events: asyncio.Queue[Event], request: Request, stop: threading.Event) -> Event:
+    """The turn's next event; ("gone", None) when the client disconnected (the turn stops)."""
+    while True:
+        try:
+            return await asyncio.wait_for(events.get(), DISCONNECT_POLL)
+        except TimeoutError:
+            if await request.is_disconnected():
+                stop.set()
+                return ("gone", None)
+
+
+def _chunk(
+    completion_id: str, model: str, created: int, delta: dict[str, Any], finish: str | None
+) -> dict[str, Any]:
+    return {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "system_fingerprint": None,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+
+
+def _data(payload: dict[str, Any] | str) -> str:
+    text = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+    return f"data: {text}\n\n"
+
+
+async def _sse(
+    first: Event,
+    events: asyncio.Queue[Event],
+    stop: threading.Event,
+    completion_id: str,
+    model: str,
+    turn: Turn,
+    include_usage: bool,
+) -> AsyncIterator[str]:
+    """The turn as OpenAI's chunk events, ending with ``data: [DONE]``.
+
+    A disconnect cancels this generator (Starlette): ``finally`` sets the stop event, so
+    the generation ends at its next token and the model is free.
+    """
+    created = int(time.time())
+    try:
+        yield _data(
+            _chunk(completion_id, model, created, {"role": "assistant", "content": ""}, None)
+        )
+        event = first
+        while event[0] == "token":
+            yield _data(_chunk(completion_id, model, created, {"content": event[1]}, None))
+            event = await events.get()
+        if event[0] == "error":
+            # The status line is sent already: the error goes in the stream, as OpenAI does.
+            yield _data(api_error(event[1]).body())
+        else:
+            outcome: Outcome = event[1]
+            last = _chunk(completion_id, model, created, {}, outcome.finish_reason)
+            last["assistant"] = extension(outcome, turn.thread_id)
+            yield _data(last)
+            if include_usage:
+                usage = _chunk(completion_id, model, created, {}, None)
+                usage["choices"] = []
+                usage["usage"] = _usage(outcome)
+                yield _data(usage)
+        yield _data("[DONE]")
+    finally:
+        stop.set()
+
+
+def _usage(outcome: Outcome) -> dict[str, int]:
+    prompt = int(outcome.state.get("prompt_tokens") or 0)
+    # llama.cpp streams one token per chunk: the chunks are the completion's tokens.
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": outcome.tokens,
+        "total_tokens": prompt + outcome.tokens,
+    }
+
+
+def _completion(completion_id: str, model: str, turn: Turn, outcome: Outcome) -> dict[str, Any]:
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": None,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": outcome.reply, "refusal": None},
+                "logprobs": None,
+                "finish_reason": outcome.finish_reason,
+            }
+        ],
+        "usage": _usage(outcome),
+        "assistant": extension(outcome, turn.thread_id),
+    }
+
+
+def iter_lines(text: str) -> Iterator[str]:
+    """The ``data:`` payloads of an SSE body (tests and tools)."""
+    for line in text.splitlines():
+        if line.startswith("data: "):
+            yield line[len("data: ") :]

@@ -1,0 +1,83 @@
+"""The request body of ``POST /v1/chat/completions``: OpenAI's fields plus our extensions.
+
+Strict types (a string where a number belongs is a 400, not a guess); fields OpenAI
+defines that we do not use (``frequency_penalty``, ``seed``, ``tools`` ...) are ignored,
+so any OpenAI client or front end can send its usual body.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from graph.settings import SafetyLevel
+
+THREAD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+"""A thread id: a letter or digit, then up to 127 letters, digits and . _ : - (UUIDs fit)."""
+
+
+class ContentPart(BaseModel):
+    """One part of a message's content; only text parts are understood."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    """One message of the conversation the client sends."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[ContentPart] | None = None
+
+    @property
+    def text(self) -> str:
+        """The message's text (text parts joined with newlines)."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(part.text for part in self.content)
+
+
+class StreamOptions(BaseModel):
+    """OpenAI's ``stream_options``: a last chunk with the usage when asked."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    """The body of ``POST /v1/chat/completions``.
+
+    ``safety_level`` is our extension (strict, moderate or relaxed); ``metadata.thread_id``
+    names the conversation to continue, like the ``X-Thread-Id`` header.
+    """
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    model: str | None = Field(None, max_length=256)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(None, ge=1, le=8192)
+    max_completion_tokens: int | None = Field(None, ge=1, le=8192)
+    n: int | None = Field(None, ge=1, le=1, description="Only one choice is generated.")
+    user: str | None = Field(None, min_length=1, max_length=256)
+    metadata: dict[str, str] | None = None
+    safety_level: SafetyLevel | None = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _thread_id_shape(cls, metadata: dict[str, str] | None) -> dict[str, str] | None:
+        if metadata and "thread_id" in metadata and not THREAD_ID.match(metadata["thread_id"]):
+            raise ValueError("thread_id: 1-128 letters, digits and . _ : - (a UUID fits)")
+        return metadata

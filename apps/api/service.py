@@ -1,0 +1,273 @@
+"""The API's turns, without HTTP: a request's fields mapped onto one turn of the graph.
+
+Plain synchronous Python over :func:`apps.turns.stream_turn`, the same function the CLI and
+the web UI use, so the thread lock, the stop signal and the stopped-reply bookkeeping are
+the same everywhere; the HTTP layer (:mod:`apps.api.app`) runs it in a worker thread.
+
+- With a conversation id, the thread keeps the history: only the last user message is new
+  (a new thread starts with the request's earlier messages).
+- Without one, the request is a stateless conversation: its earlier user and assistant
+  messages become the history of a throwaway thread, deleted after the turn. System
+  messages are not passed on: the assistant answers under its own system prompt and
+  safety policy (a client's instructions could otherwise switch them off).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+
+from apps.queue import ModelQueue, QueuedLocks
+from apps.turns import stream_turn, turn_config
+from graph.context import Context
+from graph.settings import Settings
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+    from langgraph.graph.state import CompiledStateGraph
+
+    from apps.api.schemas import ChatRequest
+    from tools.memory import OpenMemory
+
+log = logging.getLogger("assistant.api")
+
+
+class RequestError(ValueError):
+    """The request cannot become a turn; ``param`` names the field at fault."""
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+        self.code = code
+
+
+class NoSuchThreadError(LookupError):
+    """The thread belongs to another user (it is not shown to this one)."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One turn asked for over HTTP."""
+
+    text: str
+    context: Context
+    owner: str
+    thread_id: str | None = None
+    """The conversation to continue; None = stateless (a throwaway thread)."""
+    earlier: tuple[BaseMessage, ...] = ()
+    """The request's earlier user and assistant messages, oldest first: the history of a
+    stateless request or of a new thread (a thread that exists keeps its own)."""
+
+
+@dataclass
+class Outcome:
+    """How a turn ended: the reply as kept, and what the ``assistant`` extension shows."""
+
+    reply: str
+    streamed: str
+    tokens: int
+    state: dict[str, Any] = field(default_factory=dict)
+    finish_reason: str = "stop"
+    """``length`` when the model hit ``max_new_tokens`` (llama.cpp says so), else ``stop``."""
+
+
+def to_turn(request: ChatRequest, thread_header: str | None, settings: Settings) -> Turn:
+    """Map a request's fields onto a turn.
+
+    Raises:
+        RequestError: The conversation id is given twice and differs, the last message
+            is not the user's or is empty or too long, or a value is out of range.
+    """
+    from apps.api.schemas import THREAD_ID
+
+    thread_id = thread_header.strip() if thread_header else None
+    if thread_id is not None and not THREAD_ID.match(thread_id):
+        raise RequestError(
+            "X-Thread-Id: 1-128 letters, digits and . _ : - (a UUID fits)", "X-Thread-Id"
+        )
+    in_body = (request.metadata or {}).get("thread_id")
+    if thread_id and in_body and in_body != thread_id:
+        raise RequestError(
+            "X-Thread-Id and metadata.thread_id name different threads", "metadata.thread_id"
+        )
+    thread_id = thread_id or in_body
+    last = request.messages[-1]
+    if last.role != "user":
+        raise RequestError("the last message must be the user's", "messages")
+    text = last.text.strip()
+    index = len(request.messages) - 1
+    if not text:
+        raise RequestError("the message is empty", f"messages.{index}.content", "empty_message")
+    limit = settings.api.max_message_chars
+    if len(text) > limit:
+        raise RequestError(
+            f"the message is too long ({len(text)} characters; at most {limit})",
+            f"messages.{index}.content",
+            "message_too_long",
+        )
+    earlier: list[BaseMessage] = []
+    for message in request.messages[:-1]:
+        if message.role == "user":
+            earlier.append(HumanMessage(message.text))
+        elif message.role == "assistant":
+            earlier.append(AIMessage(message.text))
+    user = request.user
+    max_tokens = request.max_completion_tokens or request.max_tokens
+    values: dict[str, Any] = {
+        "user_id": user or settings.api.anonymous_user,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "max_new_tokens": max_tokens,
+        "safety_level": request.safety_level,
+    }
+    if user is None:
+        values["remember"] = False  # anonymous callers share no long-term memory
+    return Turn(
+        text=text,
+        context=Context.model_validate({k: v for k, v in values.items() if v is not None}),
+        owner=user or settings.api.anonymous_user,
+        thread_id=thread_id,
+        earlier=tuple(earlier),
+    )
+
+
+class _NoLocks:
+    """Locks for a throwaway thread: nobody else can know its id."""
+
+    def hold(self, thread_id: str, wait: float) -> AbstractContextManager[None]:
+        return nullcontext()
+
+
+class ApiService:
+    """The API's back end: one graph, one memory and one model queue for every client.
+
+    Args:
+        settings: The assistant's settings.
+        memory: The open checkpointer, store and thread locks (``open_memory``).
+        model: A chat model instead of the configured one (tests).
+        queue: The model queue (shared with other front ends); default: one of
+            ``api.queue_size`` places.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        memory: OpenMemory,
+        *,
+        model: BaseChatModel | None = None,
+        queue: ModelQueue | None = None,
+    ) -> None:
+        from graph import build_graph
+
+        self.settings = settings
+        self.memory = memory
+        self.queue = queue or ModelQueue(settings.api.queue_size)
+        self.graph: CompiledStateGraph[Any, Any, Any, Any] = build_graph(
+            settings, checkpointer=memory.saver, store=memory.store, model=model
+        )
+
+    def _thread(self, thread_id: str) -> tuple[bool, str | None]:
+        """Whether the thread exists, and whose it is (its newest checkpoint's ``user_id``)."""
+        if self.memory.saver is None:
+            return False, None
+        latest = self.memory.saver.get_tuple({"configurable": {"thread_id": thread_id}})
+        if latest is None:
+            return False, None
+        owner = (latest.metadata or {}).get("user_id")
+        return True, str(owner) if owner is not None else None
+
+    def run(self, turn: Turn, stop: threading.Event) -> Iterator[tuple[str, Any]]:
+        """Run one turn: yields ("token", text) while streaming, then ("done", Outcome).
+
+        Raises:
+            NoSuchThreadError: The thread is another user's.
+            ThreadBusyError: Another turn runs on the thread (after ``api.busy_wait``).
+            QueueFullError: Every place in the model queue is taken.
+            GenerationStopped: ``stop`` was set (the client went away).
+            InvalidMessageError: The graph refused the message (e.g. too long for the
+                prompt budget).
+        """
+        earlier = turn.earlier
+        if turn.thread_id is not None:
+            exists, owner = self._thread(turn.thread_id)
+            if owner is not None and owner != turn.owner:
+                raise NoSuchThreadError(turn.thread_id)
+            thread_id, locks = turn.thread_id, self.memory.locks
+            if exists:
+                earlier = ()  # the thread has the history; only the last message is new
+        else:
+            thread_id, locks = f"api-tmp-{uuid.uuid4().hex}", _NoLocks()
+        streamed: list[str] = []
+        state: dict[str, Any] = {}
+        try:
+            for kind, value in stream_turn(
+                self.graph,
+                QueuedLocks(locks, self.queue, stop),
+                thread_id,
+                turn.text,
+                turn.context,
+                owner=turn.owner,
+                wait=self.settings.api.busy_wait,
+                stop=stop,
+                earlier=earlier,
+            ):
+                if kind == "token":
+                    if value:
+                        streamed.append(str(value))
+                        yield "token", str(value)
+                else:
+                    state = value
+        finally:
+            if turn.thread_id is None and self.memory.saver is not None:
+                self.memory.saver.delete_thread(thread_id)
+        messages = state.get("messages") or []
+        reply = messages[-1].text if messages else "".join(streamed)
+        finish = messages[-1].response_metadata.get("finish_reason") if messages else None
+        yield (
+            "done",
+            Outcome(
+                reply=reply,
+                streamed="".join(streamed),
+                tokens=len(streamed),
+                state=state,
+                finish_reason="length" if finish == "length" else "stop",
+            ),
+        )
+
+    def history(self, thread_id: str, owner: str) -> list[tuple[str, str]]:
+        """A thread's messages as (type, text), oldest first (tests and tools)."""
+        values = self.graph.get_state(turn_config(thread_id, owner)).values
+        return [(m.type, m.text) for m in values.get("messages") or []]
+
+
+def extension(outcome: Outcome, thread_id: str | None) -> dict[str, Any]:
+    """The ``assistant`` extension object: thread, concept, safety verdict, sources."""
+    state = outcome.state
+    safety = state.get("safety") or {}
+    retrieval = state.get("retrieval") or {}
+    return {
+        "thread_id": thread_id,
+        "concept": state.get("concept"),
+        "safety": {
+            "allowed": safety.get("allowed"),
+            "level": safety.get("level"),
+            "category": safety.get("category"),
+            "reason": safety.get("reason"),
+            "withdrawn": bool(safety.get("withdrawn")),
+        },
+        "retrieval": retrieval.get("status"),
+        "sources": [
+            {k: source.get(k) for k in ("source", "name", "page", "section", "score")}
+            for source in state.get("sources") or []
+        ],
+        # A reply replaced after streaming (check_output): the kept text is "content" of
+        # the final message; a streaming client should show this instead.
+        "replaced": outcome.reply.strip() != outcome.streamed.strip(),
+    }

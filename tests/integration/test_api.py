@@ -1,0 +1,372 @@
+"""The OpenAI-compatible API as users run it: ``assistant serve`` in its own process, and
+the same routes mounted into ``langgraph dev`` (langgraph.json ``http.app``), driven by
+the official ``openai`` client.
+
+Each server starts on a free port of 127.0.0.1 and is stopped by its process group. A
+thread started on ``assistant serve`` continues on ``langgraph dev`` (its /v1 routes and
+its own LangGraph API) because both keep threads in the same Redis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from langgraph_sdk import get_sync_client
+
+from graph.settings import Settings
+from tests.integration.test_dev_server import (  # noqa: F401  (fixtures)
+    GRAPH_ID,
+    OFFLINE_ENV,
+    DevServer,
+    _free_port,
+    _server_config,
+    _server_env,
+    _stop,
+    _wait_until_up,
+    dev_server,
+)
+from tests.support.redis_server import RedisServer
+from tools.memory import open_checkpointer
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 120.0
+KEY = "test-key-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Served:
+    """A running ``assistant serve``."""
+
+    process: subprocess.Popen[bytes]
+    log_file: Path
+    url: str
+    data_dir: Path
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace")
+
+    def client(self, key: str = KEY) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, timeout=600)
+
+
+def serve_env(data_dir: Path, gguf: Path, **extra: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("ASSISTANT_") and key != "REDIS_URL"
+    }
+    env.update(OFFLINE_ENV)
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "ASSISTANT_DATA_DIR": str(data_dir),
+            "ASSISTANT_MODEL__BACKEND": "llamacpp",
+            "ASSISTANT_MODEL__GGUF_PATH": str(gguf),
+            "ASSISTANT_MODEL__N_CTX": "2048",
+            "ASSISTANT_CONTEXT__MAX_PROMPT_TOKENS": "1024",
+            "ASSISTANT_GENERATION__MAX_NEW_TOKENS": "16",
+            "ASSISTANT_GENERATION__DO_SAMPLE": "false",
+            "ASSISTANT_API__KEYS": json.dumps([KEY]),
+            **extra,
+        }
+    )
+    return env
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group (SIGKILL if it lingers)."""
+    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@contextlib.contextmanager
+def serve(directory: Path, env: dict[str, str]) -> Iterator[Served]:
+    """``assistant serve`` on a free port of 127.0.0.1, until the block ends."""
+    port = free_port()
+    log_file = directory / "serve.log"
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "apps.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    served = Served(process, log_file, f"http://127.0.0.1:{port}", Path(env["ASSISTANT_DATA_DIR"]))
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"assistant serve exited ({process.returncode}):\n{served.log()}")
+            with contextlib.suppress(httpx.HTTPError):
+                answer = httpx.get(
+                    f"{served.url}/v1/models", headers={"Authorization": f"Bearer {KEY}"}
+                )
+                if answer.status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"assistant serve did not answer:\n{served.log()}")
+            time.sleep(0.2)
+        yield served
+    except BaseException:
+        print(f"--- assistant serve log ---\n{served.log()}")
+        raise
+    finally:
+        stop_group(process)
+
+
+def stream_reply(client: openai.OpenAI, text: str, **kwargs: Any) -> tuple[list[str], Any]:
+    """Stream one reply: the content pieces and the last chunk."""
+    pieces: list[str] = []
+    last = None
+    for chunk in client.chat.completions.create(
+        model="assistant",
+        messages=[{"role": "user", "content": text}],
+        stream=True,
+        **kwargs,
+    ):
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces.append(chunk.choices[0].delta.content)
+        if chunk.choices and chunk.choices[0].finish_reason:
+            last = chunk
+    return pieces, last
+
+
+@pytest.fixture
+def served_smollm2(tmp_path: Path, smollm2: Path) -> Iterator[Served]:
+    with serve(tmp_path, serve_env(tmp_path / "data", smollm2)) as served:
+        yield served
+
+
+def test_the_openai_client_streams_and_continues_a_thread_on_smollm2(
+    served_smollm2: Served, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = served_smollm2.client()
+    thread = {"X-Thread-Id": "api-thread-1"}
+    pieces, last = stream_reply(
+        client, "My name is Ada. Nice to meet you!", extra_headers=thread, user="ada"
+    )
+    assert len(pieces) > 1, f"tokens did not stream: {pieces}"
+    assert last is not None and last.choices[0].finish_reason in ("stop", "length")
+    extension = last.model_extra["assistant"]
+    assert extension["thread_id"] == "api-thread-1"
+    assert extension["safety"]["allowed"] is True
+
+    second = client.chat.completions.create(
+        model="assistant",
+        messages=[{"role": "user", "content": "What is my name?"}],
+        extra_headers=thread,
+        user="ada",
+        max_tokens=2,
+    )
+    assert second.object == "chat.completion"
+    assert second.choices[0].message.content
+    assert second.choices[0].finish_reason == "length"  # llama.cpp says why it ended
+    assert second.usage is not None and second.usage.prompt_tokens > 0
+
+    # The thread is in the server's SQLite file, in order.
+    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(served_smollm2.data_dir))
+    with open_checkpointer(make_settings()) as saver:
+        assert saver is not None
+        latest = saver.get_tuple({"configurable": {"thread_id": "api-thread-1"}})
+        assert latest is not None
+        messages = latest.checkpoint["channel_values"]["messages"]
+    assert [(m.type, m.text) for m in messages][::2] == [
+        ("human", "My name is Ada. Nice to meet you!"),
+        ("human", "What is my name?"),
+    ]
+    assert [m.text for m in messages][1] == "".join(pieces)
+
+
+def test_refusals_errors_and_keys_through_the_openai_client(served_smollm2: Served) -> None:
+    client = served_smollm2.client()
+    refused = client.chat.completions.create(
+        model="assistant",
+        messages=[{"role": "user", "content": "this is shit"}],
+        extra_body={"safety_level": "strict"},
+    )
+    assert refused.choices[0].message.content.startswith("Sorry, I can't help with that.")
+    assert refused.model_extra["assistant"]["safety"]["category"] == "profanity"
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(
+            model="assistant",
+            messages=[{"role": "user", "content": "hi"}],
+            extra_body={"safety_level": "paranoid"},
+        )
+    assert bad.value.body["param"] == "safety_level"  # type: ignore[index]
+    with pytest.raises(openai.AuthenticationError):
+        served_smollm2.client("wrong-key").models.list()
+    assert [m.id for m in client.models.list()] == ["assistant"]
+
+
+def test_serve_refuses_a_public_address_without_keys(tmp_path: Path, smollm2: Path) -> None:
+    env = serve_env(tmp_path, smollm2)
+    del env["ASSISTANT_API__KEYS"]
+    done = subprocess.run(
+        [sys.executable, "-m", "apps.cli", "serve", "--host", "0.0.0.0", "--port", "1"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "refusing to listen on 0.0.0.0 without API keys" in done.stderr
+
+
+@pytest.fixture
+def default_dev_server(
+    tmp_path_factory: pytest.TempPathFactory, default_gguf: Path, redis_server: RedisServer
+) -> Iterator[DevServer]:
+    """``langgraph dev`` on the default model (the same set-up as ``dev_server``)."""
+    directory = tmp_path_factory.mktemp("default-dev-server")
+    env = _server_env(directory, default_gguf, redis_server.url)
+    env.update({"ASSISTANT_MODEL__N_CTX": "4096", "ASSISTANT_GENERATION__MAX_NEW_TOKENS": "12"})
+    command = [
+        str(Path(sys.executable).with_name("langgraph")),
+        "dev",
+        "--config", str(_server_config(directory)),
+        "--host", "127.0.0.1",
+        "--port", str(_free_port()),
+        "--no-browser",
+        "--no-reload",
+    ]  # fmt: skip
+    log_file = directory / "server.log"
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=directory,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = DevServer(process=process, log_file=log_file, redis_url=redis_server.url)
+    try:
+        server.url = _wait_until_up(server)
+        yield server
+    finally:
+        _stop(process)
+
+
+def test_a_thread_continues_across_assistant_serve_and_langgraph_dev(
+    dev_server: DevServer,  # noqa: F811
+    tmp_path: Path,
+    smollm2: Path,
+) -> None:
+    continue_across_servers(dev_server, tmp_path, smollm2)
+
+
+def test_the_default_model_continues_a_thread_across_both_servers(
+    default_dev_server: DevServer, tmp_path: Path, default_gguf: Path
+) -> None:
+    continue_across_servers(
+        default_dev_server,
+        tmp_path,
+        default_gguf,
+        ASSISTANT_MODEL__N_CTX="4096",
+        ASSISTANT_GENERATION__MAX_NEW_TOKENS="12",
+    )
+
+
+def continue_across_servers(
+    dev_server: DevServer,  # noqa: F811
+    tmp_path: Path,
+    gguf: Path,
+    **extra: str,
+) -> None:
+    """Turn 1 on assistant serve, turn 2 on the dev server's /v1, turn 3 on its own API."""
+    thread_id = str(uuid.uuid4())  # the LangGraph API takes only UUIDs
+    env = serve_env(tmp_path / "data", gguf, REDIS_URL=dev_server.redis_url, **extra)
+    with dev_server.log_on_failure(), serve(tmp_path, env) as served:
+        # 1. on assistant serve
+        first, _ = stream_reply(
+            served.client(),
+            "My name is Ada. Nice to meet you!",
+            extra_headers={"X-Thread-Id": thread_id},
+        )
+        assert len(first) > 1
+        # 2. on the dev server's /v1 (the same routes, mounted through langgraph.json)
+        dev_openai = openai.OpenAI(
+            base_url=f"{dev_server.url}/v1", api_key="unused", max_retries=0, timeout=600
+        )
+        assert [m.id for m in dev_openai.models.list()] == ["assistant"]
+        second, last = stream_reply(
+            dev_openai, "What is my name?", extra_headers={"X-Thread-Id": thread_id}
+        )
+        assert second, "no reply streamed from the dev server"
+        assert last is not None and last.model_extra["assistant"]["thread_id"] == thread_id
+    # 3. on the dev server's own LangGraph API
+    sdk = get_sync_client(url=dev_server.url, api_key=None, timeout=120.0)
+    with dev_server.log_on_failure():
+        sdk.threads.create(thread_id=thread_id, graph_id=GRAPH_ID, if_exists="do_nothing")
+        state = sdk.runs.wait(
+            thread_id,
+            GRAPH_ID,
+            input={"messages": [{"role": "user", "content": "Thanks!"}]},
+            context={"max_new_tokens": 4},
+        )
+        assert isinstance(state, dict)
+        kept = [(m["type"], m["content"]) for m in state["messages"]]
+    sdk.close()
+    assert [kind for kind, _ in kept] == ["human", "ai"] * 3
+    assert [text for kind, text in kept if kind == "human"] == [
+        "My name is Ada. Nice to meet you!",
+        "What is my name?",
+        "Thanks!",
+    ]
+    assert kept[1][1] == "".join(first)
+    assert kept[3][1] == "".join(second)
+
+
+def test_the_default_model_streams_through_the_openai_client(
+    tmp_path: Path, default_gguf: Path
+) -> None:
+    env = serve_env(
+        tmp_path / "data",
+        default_gguf,
+        ASSISTANT_MODEL__N_CTX="4096",
+        ASSISTANT_GENERATION__MAX_NEW_TOKENS="8",
+    )
+    with serve(tmp_path, env) as served:
+        client = served.client()
+        pieces, last = stream_reply(
+            client, "Name three capitals of European countries.", extra_headers={"X-Thread-Id": "d"}
+        )
+        assert len(pieces) > 1, pieces
+        again, _ = stream_reply(
+            client, "Which of them is the capital of France?", extra_headers={"X-Thread-Id": "d"}
+        )
+        assert "paris" in "".join(again).lower(), again
+        assert last is not None and last.model_extra["assistant"]["safety"]["allowed"] is True
