@@ -75,7 +75,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def replica_env(data_dir: Path, redis_url: str, chroma: ChromaServer, model: dict[str, str]) -> dict[str, str]:
+def replica_env(
+    data_dir: Path, redis_url: str, chroma: ChromaServer, model: dict[str, str]
+) -> dict[str, str]:
     """The environment of one replica: shared Redis and Chroma, its own data directory."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
     env.pop("REDIS_URL", None)
@@ -113,7 +115,9 @@ def replica(env: dict[str, str], log_file: Path) -> Iterator[Replica]:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             if process.poll() is not None:
-                pytest.fail(f"assistant serve exited ({process.returncode}):\n{log_file.read_text()}")
+                pytest.fail(
+                    f"assistant serve exited ({process.returncode}):\n{log_file.read_text()}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 answer = httpx.get(
                     f"{served.url}/v1/models", headers={"Authorization": f"Bearer {KEY}"}
@@ -128,7 +132,9 @@ def replica(env: dict[str, str], log_file: Path) -> Iterator[Replica]:
         _stop(process)
 
 
-def ask(server: Replica, thread: str, text: str, user: str = "ada") -> tuple[str, dict[str, object]]:
+def ask(
+    server: Replica, thread: str, text: str, user: str = "ada"
+) -> tuple[str, dict[str, object]]:
     """One turn on ``thread``, streamed; the reply and the ``assistant`` extension."""
     stream = server.client().chat.completions.create(
         model="assistant",

@@ -99,7 +99,9 @@ def start(data_dir: Path) -> ChromaServer:
                 return server
         if time.monotonic() > deadline:
             server.stop()
-            raise ChromaServerError(f"chroma run did not answer in {START_TIMEOUT:.0f} s:\n{server.log()}")
+            raise ChromaServerError(
+                f"chroma run did not answer in {START_TIMEOUT:.0f} s:\n{server.log()}"
+            )
         time.sleep(0.2)
 
 
