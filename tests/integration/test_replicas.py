@@ -1,0 +1,230 @@
+"""Two stateless ``assistant serve`` replicas on one Redis and one Chroma server.
+
+What a team deployment looks like (docs/deployment.md): every replica keeps threads,
+long-term memory and the per-thread lock in Redis and documents in a Chroma server, so a
+thread started on one replica continues on the other, and a document ingested with one
+replica's settings is found by the other. Each replica has a data directory of its own,
+so nothing can pass between them through local files. Everything runs on 127.0.0.1 on
+free ports and is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from graph.settings import load_settings
+from tests.support.chroma_server import ChromaServer, running
+from tools.memory import open_checkpointer
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+KEY = "replica-test-key-0123456789"
+START_TIMEOUT = 180.0
+FACT = "The espresso machine in room 4B takes fuse ZQ-9090-Z, kept in drawer 7."
+QUESTION = "What fuse does the espresso machine in room 4B take?"
+OFFLINE = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "ANONYMIZED_TELEMETRY": "False",
+    "LANGCHAIN_TRACING_V2": "false",
+    "DO_NOT_TRACK": "1",
+}
+
+
+@dataclass
+class Replica:
+    """One running ``assistant serve``."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log_file: Path
+
+    def client(self) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=KEY, max_retries=0, timeout=600)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def replica_env(
+    data_dir: Path, redis_url: str, chroma: ChromaServer, model: dict[str, str]
+) -> dict[str, str]:
+    """The environment of one replica: shared Redis and Chroma, its own data directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
+    env.pop("REDIS_URL", None)
+    env.update(OFFLINE)
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "ASSISTANT_DATA_DIR": str(data_dir),
+            "ASSISTANT_MEMORY__BACKEND": "redis",
+            "ASSISTANT_MEMORY__REDIS_URL": redis_url,
+            "ASSISTANT_MEMORY__FALLBACK": "none",  # a replica must never keep threads locally
+            "ASSISTANT_CHROMA__URL": chroma.url,
+            "ASSISTANT_API__KEYS": json.dumps([KEY]),
+            **model,
+        }
+    )
+    return env
+
+
+@contextlib.contextmanager
+def replica(env: dict[str, str], log_file: Path) -> Iterator[Replica]:
+    """``assistant serve`` on a free port of 127.0.0.1 for the ``with`` block."""
+    port = _free_port()
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "apps.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    served = Replica(process, f"http://127.0.0.1:{port}", log_file)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                pytest.fail(
+                    f"assistant serve exited ({process.returncode}):\n{log_file.read_text()}"
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                answer = httpx.get(
+                    f"{served.url}/v1/models", headers={"Authorization": f"Bearer {KEY}"}
+                )
+                if answer.status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"assistant serve did not answer:\n{log_file.read_text()}")
+            time.sleep(0.2)
+        yield served
+    finally:
+        _stop(process)
+
+
+def ask(
+    server: Replica, thread: str, text: str, user: str = "ada"
+) -> tuple[str, dict[str, object]]:
+    """One turn on ``thread``, streamed; the reply and the ``assistant`` extension."""
+    stream = server.client().chat.completions.create(
+        model="assistant",
+        messages=[{"role": "user", "content": text}],
+        stream=True,
+        user=user,
+        extra_headers={"X-Thread-Id": thread},
+    )
+    reply, extension = "", {}
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            reply += chunk.choices[0].delta.content
+        extra = (chunk.model_extra or {}).get("assistant")
+        if extra:
+            extension = extra
+    return reply, extension
+
+
+def run_two_replicas(
+    tmp_path: Path, redis_url: str, model: dict[str, str]
+) -> tuple[list[tuple[str, str]], dict[str, object]]:
+    with running(tmp_path / "chroma") as chroma:
+        env_a = replica_env(tmp_path / "a", redis_url, chroma, model)
+        env_b = replica_env(tmp_path / "b", redis_url, chroma, model)
+        document = tmp_path / "facilities.md"
+        document.write_text(f"# Facilities\n\n{FACT}\n", encoding="utf-8")
+        # Ingested with replica a's settings: into the Chroma server, not a's directory.
+        ingest = subprocess.run(
+            [sys.executable, "-m", "apps.cli", "ingest", str(document)],
+            cwd=REPO_ROOT,
+            env=env_a,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert ingest.returncode == 0, ingest.stdout + ingest.stderr
+        with (
+            replica(env_a, tmp_path / "a.log") as a,
+            replica(env_b, tmp_path / "b.log") as b,
+        ):
+            first, _ = ask(a, "team-thread", "Hello, I look after the office kitchen.")
+            second, found = ask(b, "team-thread", QUESTION)
+        assert first and second
+        settings = load_settings(
+            data_dir=str(tmp_path / "reader"),
+            memory={"backend": "redis", "redis_url": redis_url, "fallback": "none"},
+        )
+        with open_checkpointer(settings) as saver:
+            assert saver is not None
+            state = saver.get_tuple({"configurable": {"thread_id": "team-thread"}})
+            assert state is not None
+            messages = state.checkpoint["channel_values"]["messages"]
+        turns = [(m.type, m.text) for m in messages]
+    for directory in (tmp_path / "a", tmp_path / "b"):
+        # nothing a replica keeps locally would be needed by the other
+        assert not (directory / "chroma").exists()
+        assert not list(directory.rglob("*.sqlite*"))
+    return turns, found
+
+
+def check(turns: list[tuple[str, str]], found: dict[str, object]) -> None:
+    assert [kind for kind, _ in turns] == ["human", "ai", "human", "ai"]
+    assert turns[0][1] == "Hello, I look after the office kitchen."
+    assert turns[2][1] == QUESTION
+    sources = found.get("sources")
+    assert isinstance(sources, list) and sources, found
+    assert any(str(s.get("name", "")).startswith("facilities") for s in sources), sources
+
+
+def test_a_thread_and_a_document_are_shared_by_two_replicas(tmp_path: Path, redis_url: str) -> None:
+    turns, found = run_two_replicas(
+        tmp_path,
+        redis_url,
+        {"ASSISTANT_MODEL__BACKEND": "fake", "ASSISTANT_SAFETY__JUDGE": "off"},
+    )
+    check(turns, found)
+
+
+def test_two_replicas_on_the_default_model(
+    tmp_path: Path, redis_url: str, default_gguf: Path
+) -> None:
+    turns, found = run_two_replicas(
+        tmp_path,
+        redis_url,
+        {
+            "ASSISTANT_MODEL__BACKEND": "llamacpp",
+            "ASSISTANT_MODEL__GGUF_PATH": str(default_gguf),
+            "ASSISTANT_GENERATION__MAX_NEW_TOKENS": "24",
+            "ASSISTANT_GENERATION__DO_SAMPLE": "false",
+        },
+    )
+    check(turns, found)
+    assert "ZQ-9090-Z" in turns[3][1]  # the answer comes from the document, on the other replica
