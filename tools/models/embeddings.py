@@ -371,6 +371,9 @@ def _session(path: Path) -> Any:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = os.cpu_count() or 1
     options.log_severity_level = 3  # errors only: no graph-optimisation notices on stderr
+    # ONNX Runtime's worker threads spin between calls by default; here a call comes once
+    # a turn, and spinning threads would take the cores llama.cpp generates on next.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
