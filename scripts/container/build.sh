@@ -34,11 +34,12 @@ if [[ "$(engine)" == podman ]]; then
   args+=(--format docker --ignorefile .containerignore)
 fi
 
-# Every wheel staged through the host's pip: the build then installs with --no-index.
+# Every wheel staged through the host's pip (STAGE=0: use what is staged already): the
+# build then installs with --no-index. NO_INDEX=0 lets pip in the build use its index too.
 if [[ "${STAGE:-1}" == 1 ]]; then
   MODEL="$model" "$here/stage-wheels.sh" | tail -1
-  args+=(--build-arg PIP_NO_INDEX=1)
 fi
+args+=(--build-arg "PIP_NO_INDEX=${NO_INDEX:-1}")
 start=$SECONDS
 nice -n 10 "$(engine)" "${podman_args[@]}" build "${run_args[@]}" "${args[@]}" "$@" .
 seconds=$((SECONDS - start))

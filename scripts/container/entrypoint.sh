@@ -65,11 +65,19 @@ case "$role" in
     if assistant serve --help >/dev/null 2>&1; then
       exec assistant serve --host "${HOST:-0.0.0.0}" --port "${PORT:-8000}" "$@"
     fi
+    # langgraph.json's checkpointer/store paths resolve from the working directory;
+    # /app/.langgraph_api (the dev server's own state) is a link into /data.
+    mkdir -p "$data/.langgraph_api"
+    cd /app
     exec langgraph dev --config /app/langgraph.json --host "${HOST:-0.0.0.0}" --port "${PORT:-8000}" \
       --no-browser --no-reload "$@"
     ;;
   dev)
     prepare_model
+    # langgraph.json's checkpointer/store paths resolve from the working directory;
+    # /app/.langgraph_api (the dev server's own state) is a link into /data.
+    mkdir -p "$data/.langgraph_api"
+    cd /app
     exec langgraph dev --config /app/langgraph.json --host "${HOST:-0.0.0.0}" --port "${PORT:-8000}" \
       --no-browser --no-reload "$@"
     ;;

@@ -24,7 +24,12 @@ SCRIPTS = REPO_ROOT / "scripts" / "container"
 
 def _requirements(*extras: str) -> list[str]:
     result = subprocess.run(
-        [sys.executable, str(SCRIPTS / "requirements.py"), str(REPO_ROOT / "pyproject.toml"), *extras],
+        [
+            sys.executable,
+            str(SCRIPTS / "requirements.py"),
+            str(REPO_ROOT / "pyproject.toml"),
+            *extras,
+        ],
         check=True,
         capture_output=True,
         text=True,
