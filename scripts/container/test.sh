@@ -7,6 +7,8 @@
 #   scripts/container/test.sh                 # build (MODEL=smollm2) and test
 #   SKIP_BUILD=1 scripts/container/test.sh    # test the image already built
 #   FAKE=1 ...                                # the fake model instead of SmolLM2 (seconds)
+#   API_RUN_ARGS="-v $PWD/../api:/app:ro" SKIP_BUILD=1 ...   # another checkout's code in
+#                                             # the image (the project is installed editable from /app)
 #
 # Everything listens on 127.0.0.1 only (host network, free ports); the containers and
 # volumes it starts are removed at the end, by name.
@@ -45,12 +47,15 @@ trap cleanup EXIT
 
 start_role() {  # name role port [env...]
   local name="$run_id-$1" role="$2" port="$3"; shift 3
-  local envs=()
+  local envs=() extra=()
+  # shellcheck disable=SC2206  # API_RUN_ARGS is a list of options
+  [[ "$role" == api && -n "${API_RUN_ARGS:-}" ]] && extra=(${API_RUN_ARGS})
   for kv in "$@"; do envs+=(-e "$kv"); done
   containers+=("$name")
   pm volume create "$name-data" >/dev/null
   pm run -d --name "$name" "${run_args[@]}" --network host \
-    -e HOST=127.0.0.1 -e "PORT=$port" "${envs[@]}" -v "$name-data:/data" "$TAG" "$role" >/dev/null
+    -e HOST=127.0.0.1 -e "PORT=$port" "${envs[@]}" ${extra[@]+"${extra[@]}"} \
+    -v "$name-data:/data" "$TAG" "$role" >/dev/null
 }
 
 model_env=()
@@ -138,6 +143,24 @@ import redis; r = redis.Redis(port=$redis_port)
 print(sum(1 for _ in r.scan_iter('checkpoint*', count=1000)))")"
 echo ">>> checkpoint keys in Redis: $keys"
 [[ "$keys" -gt 0 ]]
+# A document ingested in the API container lands in the Chroma server, not in /data.
+pm exec "$run_id-api" assistant ingest /app/README.md >/dev/null
+chunks="$(python3 - "$chroma_port" <<'PY'
+import json, sys, urllib.request
+base = (f"http://127.0.0.1:{sys.argv[1]}/api/v2/tenants/default_tenant"
+        "/databases/default_database/collections")
+with urllib.request.urlopen(base, timeout=10) as response:
+    collections = json.load(response)
+total = 0
+for collection in collections:
+    with urllib.request.urlopen(f"{base}/{collection['id']}/count", timeout=10) as response:
+        total += json.load(response)
+print(total)
+PY
+)"
+echo ">>> chunks in the Chroma server after one ingest: $chunks"
+[[ "$chunks" -gt 0 ]]
+
 # The image's HEALTHCHECK, run once by hand (Podman's timers need systemd, absent here).
 for role in api redis chroma; do
   pm healthcheck run "$run_id-$role" >/dev/null && echo ">>> $role healthcheck: healthy"

@@ -111,3 +111,7 @@ def test_the_image_answers_a_chat_through_its_api() -> None:
     assert all(answer.strip() for _, answer in answers)
     keys = re.search(r"^>>> checkpoint keys in Redis: (\d+)$", output, re.M)
     assert keys is not None and int(keys.group(1)) > 0
+    chunks = re.search(r"^>>> chunks in the Chroma server after one ingest: (\d+)$", output, re.M)
+    assert chunks is not None and int(chunks.group(1)) > 0
+    for role in ("api", "redis", "chroma"):
+        assert f">>> {role} healthcheck: healthy" in output
