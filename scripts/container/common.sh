@@ -1,8 +1,9 @@
 # Shared by the container scripts (sourced): which engine, and the options it needs here.
 #
 # CONTAINER=podman|docker picks the engine (default: podman if installed). On Podman:
-# - PODMAN_RUNTIME (default runc): Debian bookworm's podman 4.3 with crun fails on this
-#   kind of VM; runc works.
+# - PODMAN_RUNTIME (default runc): on this kind of VM podman needs runc (issue 16); here
+#   runc is already podman's default (no crun installed), so naming it only matters where
+#   crun is the default.
 # - Explicit ulimits: podman copies its own rlimits into the container and the runtime
 #   may not raise them ("error setting rlimit type 6/7: operation not permitted"). On this
 #   VM nofile up to the shell's hard limit (20000) and nproc up to 32768 work (65536 fails),
