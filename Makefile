@@ -163,7 +163,7 @@ image: llama-wheel
 	PIP="$(abspath $(BIN))/pip" BASE=$(BASE) MODEL=$(MODEL) scripts/container/build.sh
 
 # Opt-in, not part of `make test`: builds the image with SmolLM2 baked in, starts Redis,
-# Chroma and the API from it on 127.0.0.1 and chats through the API (~8 min here with the
-# llama.cpp wheel cached and no image layers; ~5 min with cached layers).
+# Chroma and the API from it on 127.0.0.1 and chats through the API (here, llama.cpp wheel
+# cached: ~3 min with cached image layers, ~7 min without).
 test-container: llama-wheel
 	PIP="$(abspath $(BIN))/pip" ASSISTANT_CONTAINER_TESTS=1 $(BIN)/python -m pytest tests/container -p no:cacheprovider -s
