@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
@@ -170,6 +170,101 @@ def stream_turn(
             keep_stopped(graph, thread_id, owner, partial)
             raise GenerationStopped(partial) from None
     yield "state", final
+
+
+class ReplyTokens(BaseCallbackHandler):
+    """Calls ``on_token`` with each token of the reply, in the thread that generates it.
+
+    Only model calls of the reply nodes count (as for :class:`StopOnEvent`): side calls
+    (the judge, a summary) are not the reply.
+    """
+
+    def __init__(self, on_token: Callable[[str], None]) -> None:
+        self.on_token = on_token
+        self.count = 0
+        self._reply_runs: set[UUID] = set()
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Remember the model calls made by a reply node."""
+        if (metadata or {}).get("langgraph_node") in REPLY_NODES:
+            self._reply_runs.add(run_id)
+
+    def on_llm_new_token(
+        self,
+        token: Any,
+        *,
+        chunk: Any = None,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Hand a reply token on."""
+        if token and run_id in self._reply_runs:
+            self.count += 1
+            self.on_token(str(token))
+
+
+def run_turn(
+    graph: CompiledStateGraph[Any, Any, Any, Any],
+    locks: ThreadLocks,
+    thread_id: str,
+    text: str,
+    context: Context,
+    *,
+    owner: str,
+    wait: float,
+    on_token: Callable[[str], None],
+) -> dict[str, Any]:
+    """Run one turn in this thread, handing each reply token to ``on_token`` as it comes.
+
+    What :func:`stream_turn` does, for a caller that can take tokens by callback (the
+    CLI). The graph runs its nodes in the calling thread and the tokens go from the model
+    to ``on_token`` without changing threads: with LangGraph's "messages" stream each
+    token passes through two more threads, and on 2 cores those wake-ups slowed
+    llama.cpp's own threads (decode 0.86x a bare llama.cpp call against 0.98x this way;
+    README "Benchmark").
+
+    A reply produced without the model (a refusal, a withdrawn reply) sends no tokens:
+    the caller shows the last message of the returned state.
+
+    Args:
+        graph: The compiled assistant graph (with its checkpointer).
+        locks: The thread locks of the open memory.
+        thread_id: The thread to continue.
+        text: The user's message.
+        context: This run's knobs (safety level, sampling, user).
+        owner: Whose thread this is (kept in each checkpoint's metadata).
+        wait: Seconds to wait while the thread is busy.
+        on_token: Called with each reply token, in this thread.
+
+    Returns:
+        The final state values.
+
+    Raises:
+        ThreadBusyError: The thread stayed busy for ``wait`` seconds.
+        InvalidMessageError: The message is empty or too long (the thread is unchanged).
+    """
+    config = turn_config(thread_id, owner)
+    config["callbacks"] = [ReplyTokens(on_token)]
+    final: dict[str, Any] = {}
+    with locks.hold(thread_id, wait):
+        # "values" only: LangGraph then runs a step's single node in this thread.
+        for values in graph.stream(
+            {"messages": [("user", text)]}, config, context=context, stream_mode="values"
+        ):
+            final = cast(dict[str, Any], values)
+    return final
 
 
 def keep_stopped(

@@ -112,7 +112,9 @@ def make_generate(deps: Deps) -> ContextNode:
             model = MaskingChatModel(
                 inner=deps.model, masker=lambda: StreamMasker(deps.safety, level)
             )
-        reply = model.invoke(prompt.messages, **deps.sampling(runtime.context))
+        # stream=True: the reply's tokens reach every callback handler as they come (the
+        # CLI prints them from this very thread), not only LangGraph's "messages" stream.
+        reply = model.invoke(prompt.messages, stream=True, **deps.sampling(runtime.context))
         reply.response_metadata.setdefault("masked", [])
         reply.response_metadata.update(prompt_tokens=prompt.tokens)
         return {"messages": [reply], "prompt_tokens": prompt.tokens, "sources": sources}

@@ -1,7 +1,7 @@
 """Time to first token of the same turn in the web UI and through the CLI's turn, one run.
 
 The UI: from the click on Send in a real browser (Debian's chromium) to the first reply
-text on the page (not Gradio's pending dots). The CLI: from calling ``ChatSession.turn``
+text on the page (not Gradio's pending dots). The CLI: from calling ``ChatSession.run``
 (what ``assistant chat`` runs) to its first token. Both use one model instance, a new
 thread each, and the same question with one letter changed (so llama.cpp's prompt cache
 cannot hand the second the first one's prompt); the order alternates each round.
@@ -93,12 +93,15 @@ def main() -> None:
             def cli_turn(text: str) -> float:
                 session.thread_id = new_thread_id()
                 started = time.perf_counter()
-                first = None
-                for kind, value in session.turn(text):
-                    if kind == "token" and value and first is None:
-                        first = time.perf_counter() - started
-                assert first is not None
-                return first
+                firsts: list[float] = []
+
+                def on_token(token: str) -> None:
+                    if token and not firsts:
+                        firsts.append(time.perf_counter() - started)
+
+                session.run(text, on_token)  # what `assistant chat` does
+                assert firsts
+                return firsts[0]
 
             def ui_turn(text: str) -> float:
                 page.click("#new-thread")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any
@@ -90,6 +90,29 @@ class ChatSession:
             settings, checkpointer=memory.saver, store=memory.store, model=model
         )
 
+    def run(self, text: str, on_token: Callable[[str], None]) -> dict[str, Any]:
+        """Run one turn, handing each reply token to ``on_token``; returns the final state.
+
+        The graph runs in this thread, so the tokens reach ``on_token`` without a thread
+        hop (see :func:`apps.turns.run_turn`). Waits for a busy thread as :meth:`turn`.
+
+        Raises:
+            ThreadBusyError: The thread stayed busy for ``wait`` seconds.
+        """
+        from apps.turns import run_turn
+
+        owner = self.context.user_id or self.settings.long_term.user_id
+        return run_turn(
+            self.graph,
+            self.locks,
+            self.thread_id,
+            text,
+            self.context,
+            owner=owner,
+            wait=self.wait,
+            on_token=on_token,
+        )
+
     def turn(self, text: str) -> Iterator[tuple[str, Any]]:
         """Run one turn: yields ("token", text) while streaming, then ("state", values).
 
@@ -136,12 +159,18 @@ def _run_turn(session: ChatSession, text: str, as_json: bool) -> int:
     from tools.models import ModelLoadError
 
     try:
-        state: dict[str, Any] = {}
-        for kind, value in session.turn(text):
-            if kind == "token" and not as_json:
-                out.print(value, end="", markup=False, highlight=False, soft_wrap=True)
-            elif kind == "state":
-                state = value
+        streamed: list[str] = []
+
+        def show(token: str) -> None:
+            streamed.append(token)
+            if not as_json:
+                out.print(token, end="", markup=False, highlight=False, soft_wrap=True)
+
+        state = session.run(text, show)
+        messages = state.get("messages") or []
+        if not streamed and not as_json and messages and messages[-1].type == "ai":
+            # a reply that did not come from the model token by token (a refusal)
+            out.print(messages[-1].text, end="", markup=False, highlight=False, soft_wrap=True)
     except ThreadBusyError as exc:
         err.print(f"[red]busy:[/red] {escape(str(exc))}")
         return BUSY_EXIT

@@ -145,6 +145,7 @@ def test_context_overrides_settings_per_run(fake_graph: Any, fake_model: FakeCha
         "do_sample": False,
         "repeat_penalty": 1.1,  # not a per-run knob: from settings
         "seed": -1,
+        "stream": True,  # the reply's tokens reach every callback handler
     }
     ask(fake_graph, "hi")
     assert fake_model.call_kwargs[-1]["temperature"] == 0.2  # from settings.toml
