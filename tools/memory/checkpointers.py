@@ -17,7 +17,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, closing, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import RunnableConfig
@@ -47,6 +47,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+SQLITE_BUSY_TIMEOUT = 30.0
+"""Seconds a SQLite connection waits for another process's lock (as the store's)."""
+
 
 def _ttl(settings: Settings) -> dict[str, Any] | None:
     minutes = settings.memory.ttl_minutes
@@ -63,7 +66,13 @@ def _open_sqlite(settings: Settings) -> Iterator[Saver]:
     path = sqlite_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with SqliteSaver.from_conn_string(str(path)) as saver:
+        # What SqliteSaver.from_conn_string opens, with the store's busy timeout instead of
+        # sqlite3's 5 s: processes starting together (six CLI commands at once) otherwise
+        # failed with "database is locked" while one of them set the file up.
+        with closing(
+            sqlite3.connect(str(path), check_same_thread=False, timeout=SQLITE_BUSY_TIMEOUT)
+        ) as conn:
+            saver = SqliteSaver(conn)
             saver.setup()
             yield saver
     except sqlite3.DatabaseError as exc:
@@ -79,8 +88,11 @@ async def _aopen_sqlite(settings: Settings) -> AsyncIterator[Saver]:
     path = sqlite_path(settings)
     # Off the event loop: the dev server flags blocking calls in async code.
     await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+    import aiosqlite
+
     try:
-        async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+        async with aiosqlite.connect(str(path), timeout=SQLITE_BUSY_TIMEOUT) as conn:
+            saver = AsyncSqliteSaver(conn)
             await saver.setup()
             yield saver
     except sqlite3.DatabaseError as exc:
