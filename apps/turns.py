@@ -54,19 +54,13 @@ class _QuietStops(logging.Filter):
 logging.getLogger("langchain_core.callbacks.manager").addFilter(_QuietStops())
 
 
-class StopOnEvent(BaseCallbackHandler):
-    """Ends the reply's model call at its next token once ``event`` is set.
+class _ReplyCalls(BaseCallbackHandler):
+    """A handler that knows which model calls are the reply's (made by a reply node).
 
-    LangChain calls ``on_llm_new_token`` from inside the model's token loop; raising there
-    (``raise_error``) unwinds the loop, so llama.cpp stops decoding and its lock is free.
-    Only model calls of the reply nodes are stopped: a stop that comes after the reply
-    (while the turn is being remembered or summarised) lets the turn finish as it is.
+    Side calls (the judge, a summary) are not the reply: subclasses act on reply calls only.
     """
 
-    raise_error = True
-
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
+    def __init__(self) -> None:
         self._reply_runs: set[UUID] = set()
 
     def on_chat_model_start(
@@ -83,6 +77,22 @@ class StopOnEvent(BaseCallbackHandler):
         """Remember the model calls made by a reply node."""
         if (metadata or {}).get("langgraph_node") in REPLY_NODES:
             self._reply_runs.add(run_id)
+
+
+class StopOnEvent(_ReplyCalls):
+    """Ends the reply's model call at its next token once ``event`` is set.
+
+    LangChain calls ``on_llm_new_token`` from inside the model's token loop; raising there
+    (``raise_error``) unwinds the loop, so llama.cpp stops decoding and its lock is free.
+    Only model calls of the reply nodes are stopped: a stop that comes after the reply
+    (while the turn is being remembered or summarised) lets the turn finish as it is.
+    """
+
+    raise_error = True
+
+    def __init__(self, event: threading.Event) -> None:
+        super().__init__()
+        self.event = event
 
     def on_llm_new_token(
         self,
@@ -172,32 +182,12 @@ def stream_turn(
     yield "state", final
 
 
-class ReplyTokens(BaseCallbackHandler):
-    """Calls ``on_token`` with each token of the reply, in the thread that generates it.
-
-    Only model calls of the reply nodes count (as for :class:`StopOnEvent`): side calls
-    (the judge, a summary) are not the reply.
-    """
+class ReplyTokens(_ReplyCalls):
+    """Calls ``on_token`` with each token of the reply, in the thread that generates it."""
 
     def __init__(self, on_token: Callable[[str], None]) -> None:
+        super().__init__()
         self.on_token = on_token
-        self.count = 0
-        self._reply_runs: set[UUID] = set()
-
-    def on_chat_model_start(
-        self,
-        serialized: dict[str, Any],
-        messages: list[list[BaseMessage]],
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Remember the model calls made by a reply node."""
-        if (metadata or {}).get("langgraph_node") in REPLY_NODES:
-            self._reply_runs.add(run_id)
 
     def on_llm_new_token(
         self,
@@ -211,7 +201,6 @@ class ReplyTokens(BaseCallbackHandler):
     ) -> None:
         """Hand a reply token on."""
         if token and run_id in self._reply_runs:
-            self.count += 1
             self.on_token(str(token))
 
 
