@@ -242,6 +242,12 @@ def test_reply_streams_and_the_sliders_reach_the_model(
         box = page.locator(f"{slider} input[type=number]")
         box.fill(value)
         box.press("Enter")
+        # The slider takes the typed value on Enter; wait until it has (a loaded
+        # machine may still be opening the panel), so the turn sends what was typed.
+        page.wait_for_function(
+            "([sel, v]) => document.querySelector(sel)?.value === v",
+            arg=[f"{slider} input[type=range]", value],
+        )
     page.click("#sampling input")  # sampling off: greedy
     page.click("#safety label:has-text('strict')")
     watch_last_reply(page)

@@ -461,7 +461,9 @@ def test_a_stream_closed_by_the_client_sets_the_stop_event() -> None:
 def test_a_stopped_turn_frees_the_model_and_keeps_the_partial_reply(
     make_settings: Callable[..., Settings],
 ) -> None:
-    model = FakeChatModel(reply=" ".join(f"word{i}" for i in range(200)))
+    # A delay per word: without it the graph's thread streams all 200 words before this
+    # thread sees the third, and there is nothing left to stop.
+    model = FakeChatModel(reply=" ".join(f"word{i}" for i in range(200)), delay=0.01)
     service = make_service(api_settings(make_settings), model)
     turn = Turn(text="go on", context=Context(), owner="ada", thread_id="t-stop")
     stop = threading.Event()
@@ -476,5 +478,6 @@ def test_a_stopped_turn_frees_the_model_and_keeps_the_partial_reply(
     history = service.history("t-stop", "ada")
     assert history[-1][1].endswith("[stopped]")
     # the next turn runs as usual
+    model.delay = 0.0
     outcome = [v for k, v in service.run(turn, threading.Event()) if k == "done"]
     assert isinstance(outcome[0], Outcome)
