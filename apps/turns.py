@@ -1,23 +1,24 @@
-"""One chat turn through the graph, shared by the CLI and the web UI.
+"""One chat turn through the graph, shared by the CLI, the web UI, the API and the bots.
 
-The turn streams the reply's tokens from the ``generate`` (or ``refuse``) node, then the
-final state; the thread's lock is held throughout. Each checkpoint records whose turn it
-was (``user_id`` in its metadata), so the UI can list a user's threads from the
-checkpointer alone. A stop signal ends the generation at the next token: the model call
-raises, the model's lock is released, and the caller gets :class:`GenerationStopped` with
-the text streamed so far.
+The turn hands on the reply's tokens from the ``generate`` (or ``refuse``) node as the
+model writes them (by callback, or as a stream), then the final state; the thread's lock
+is held throughout. Each checkpoint records whose turn it was (``user_id`` in its
+metadata), so the UI can list a user's threads from the checkpointer alone. A stop signal
+ends the generation at the next token: the model call raises, the model's lock is
+released, and the caller gets :class:`GenerationStopped` with the text streamed so far.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage
 
 from graph.context import Context
 
@@ -109,15 +110,9 @@ class StopOnEvent(_ReplyCalls):
             raise GenerationStopped()
 
 
-def turn_config(thread_id: str, owner: str, stop: threading.Event | None = None) -> RunnableConfig:
-    """The run config of one turn: the thread, its owner (checkpoint metadata), the stop hook."""
-    config: RunnableConfig = {
-        "configurable": {"thread_id": thread_id},
-        "metadata": {"user_id": owner},
-    }
-    if stop is not None:
-        config["callbacks"] = [StopOnEvent(stop)]
-    return config
+def turn_config(thread_id: str, owner: str) -> RunnableConfig:
+    """The run config of one turn: the thread and its owner (checkpoint metadata)."""
+    return {"configurable": {"thread_id": thread_id}, "metadata": {"user_id": owner}}
 
 
 def stream_turn(
@@ -134,9 +129,17 @@ def stream_turn(
 ) -> Iterator[tuple[str, Any]]:
     """Run one turn: yields ("token", text) while streaming, then ("state", values).
 
+    :func:`run_turn` in a worker thread, its tokens handed to this generator through one
+    queue: one thread hop per token. (LangGraph's "messages" stream costs two more, and
+    on 2 cores those wake-ups slowed llama.cpp: decode 0.84x a bare llama.cpp call
+    against 0.95x or better; README "Benchmark".) A reply that did not come from the
+    model token by token (a refusal) is yielded as one token, so a consumer that only
+    reads tokens still shows it.
+
     The thread's lock is held for the whole turn: another turn on the same thread (in
     this process or another) waits for it, up to ``wait`` seconds. A stopped turn keeps
-    its partial reply in the thread, marked with :data:`STOPPED_MARK`.
+    its partial reply in the thread, marked with :data:`STOPPED_MARK`. A consumer that
+    stops iterating stops the turn as ``stop`` would.
 
     Args:
         graph: The compiled assistant graph (with its checkpointer).
@@ -155,31 +158,49 @@ def stream_turn(
         GenerationStopped: ``stop`` was set; ``partial`` holds what was streamed.
         InvalidMessageError: The message is empty or too long (the thread is unchanged).
     """
-    config = turn_config(thread_id, owner, stop)
-    final: dict[str, Any] = {}
-    streamed: list[str] = []
-    with locks.hold(thread_id, wait):
+    stop = stop if stop is not None else threading.Event()
+    # Items: ("token", str), then ("state", dict) or ("error", BaseException).
+    handoff: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+
+    def work() -> None:
         try:
-            for mode, data in graph.stream(
-                {"messages": [*earlier, ("user", text)]},
-                config,
-                context=context,
-                stream_mode=["messages", "values"],
-            ):
-                if mode == "values":
-                    final = cast(dict[str, Any], data)
-                    continue
-                chunk, meta = cast(tuple[BaseMessage, dict[str, Any]], data)
-                if meta.get("langgraph_node") in REPLY_NODES and isinstance(
-                    chunk, AIMessageChunk | BaseMessage
-                ):
-                    streamed.append(chunk.text)
-                    yield "token", chunk.text
-        except GenerationStopped:
-            partial = "".join(streamed).rstrip()
-            keep_stopped(graph, thread_id, owner, partial)
-            raise GenerationStopped(partial) from None
-    yield "state", final
+            final = run_turn(
+                graph,
+                locks,
+                thread_id,
+                text,
+                context,
+                owner=owner,
+                wait=wait,
+                on_token=lambda token: handoff.put(("token", token)),
+                stop=stop,
+                earlier=earlier,
+            )
+        except BaseException as exc:  # handed to the consumer, raised there
+            handoff.put(("error", exc))
+        else:
+            handoff.put(("state", final))
+
+    worker = threading.Thread(target=work, name=f"turn-{thread_id}", daemon=True)
+    worker.start()
+    streamed = False
+    try:
+        while True:
+            kind, value = handoff.get()
+            if kind == "token":
+                streamed = True
+                yield kind, value
+                continue
+            if kind == "error":
+                raise value
+            messages = value.get("messages") or []
+            if not streamed and messages and messages[-1].type == "ai":
+                yield "token", messages[-1].text
+            yield "state", value
+            return
+    finally:
+        if worker.is_alive():
+            stop.set()  # the consumer went away: end the generation, free the model
 
 
 class ReplyTokens(_ReplyCalls):
@@ -214,15 +235,17 @@ def run_turn(
     owner: str,
     wait: float,
     on_token: Callable[[str], None],
+    stop: threading.Event | None = None,
+    earlier: Sequence[BaseMessage] = (),
 ) -> dict[str, Any]:
     """Run one turn in this thread, handing each reply token to ``on_token`` as it comes.
 
-    What :func:`stream_turn` does, for a caller that can take tokens by callback (the
-    CLI). The graph runs its nodes in the calling thread and the tokens go from the model
-    to ``on_token`` without changing threads: with LangGraph's "messages" stream each
-    token passes through two more threads, and on 2 cores those wake-ups slowed
-    llama.cpp's own threads (decode 0.86x a bare llama.cpp call against 0.98x this way;
-    README "Benchmark").
+    For a caller that can take tokens by callback (the CLI, the bots; :func:`stream_turn`
+    wraps it for the others). The graph runs its nodes in the calling thread and the
+    tokens go from the model to ``on_token`` without changing threads: with LangGraph's
+    "messages" stream each token passes through two more threads, and on 2 cores those
+    wake-ups slowed llama.cpp's own threads (decode 0.84x a bare llama.cpp call against
+    0.95x or better this way; README "Benchmark").
 
     A reply produced without the model (a refusal, a withdrawn reply) sends no tokens:
     the caller shows the last message of the returned state.
@@ -236,23 +259,44 @@ def run_turn(
         owner: Whose thread this is (kept in each checkpoint's metadata).
         wait: Seconds to wait while the thread is busy.
         on_token: Called with each reply token, in this thread.
+        stop: Set it (from another thread) to end the generation at its next token.
+        earlier: Turns to put in the thread before the message (the HTTP API's stateless
+            requests bring their conversation along).
 
     Returns:
         The final state values.
 
     Raises:
         ThreadBusyError: The thread stayed busy for ``wait`` seconds.
+        GenerationStopped: ``stop`` was set; ``partial`` holds what was streamed.
         InvalidMessageError: The message is empty or too long (the thread is unchanged).
     """
+    streamed: list[str] = []
+
+    def hand_on(token: str) -> None:
+        streamed.append(token)
+        on_token(token)
+
     config = turn_config(thread_id, owner)
-    config["callbacks"] = [ReplyTokens(on_token)]
+    handlers: list[BaseCallbackHandler] = [ReplyTokens(hand_on)]
+    if stop is not None:
+        handlers.insert(0, StopOnEvent(stop))  # a token after the stop is not handed on
+    config["callbacks"] = handlers
     final: dict[str, Any] = {}
     with locks.hold(thread_id, wait):
-        # "values" only: LangGraph then runs a step's single node in this thread.
-        for values in graph.stream(
-            {"messages": [("user", text)]}, config, context=context, stream_mode="values"
-        ):
-            final = cast(dict[str, Any], values)
+        try:
+            # "values" only: LangGraph then runs a step's single node in this thread.
+            for values in graph.stream(
+                {"messages": [*earlier, ("user", text)]},
+                config,
+                context=context,
+                stream_mode="values",
+            ):
+                final = cast(dict[str, Any], values)
+        except GenerationStopped:
+            partial = "".join(streamed).rstrip()
+            keep_stopped(graph, thread_id, owner, partial)
+            raise GenerationStopped(partial) from None
     return final
 
 

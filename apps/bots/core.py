@@ -8,7 +8,7 @@ what the assistant remembers about each user long-term stays. A chat's safety le
 kept in the long-term store (namespace ``("bot_chats", <chat>)``) when there is one, so it
 outlives a restart, else for the life of the process.
 
-Turns are plain blocking calls (:func:`apps.turns.stream_turn`); the adapters run them in
+Turns are plain blocking calls (:func:`apps.turns.run_turn`); the adapters run them in
 worker threads. One model answers one turn at a time: a turn waits up to ``busy_wait``
 seconds for the model and for its chat's previous turn, then the user is told to try again.
 """
@@ -22,7 +22,7 @@ from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from apps.turns import stream_turn
+from apps.turns import run_turn
 from graph.context import Context
 from graph.errors import InvalidMessageError, MessageTooLongError
 from graph.settings import SAFETY_LEVELS, Settings
@@ -179,8 +179,8 @@ class BotCore:
         context = Context.model_validate({"user_id": user, "safety_level": self.safety_level(chat)})
         try:
             with self._model_slot():
-                state: dict[str, Any] = {}
-                for kind, value in stream_turn(
+                # The reply goes out whole: no token is needed, none changes threads.
+                state = run_turn(
                     self.graph,
                     self.memory.locks,
                     chat,
@@ -188,9 +188,8 @@ class BotCore:
                     context,
                     owner=user,
                     wait=self.busy_wait,
-                ):
-                    if kind == "state":
-                        state = value
+                    on_token=lambda _token: None,
+                )
         except _ModelBusy:
             return BUSY_MODEL
         except ThreadBusyError:

@@ -1,4 +1,5 @@
-"""One turn handed to a callback in the calling thread (apps.turns.run_turn), as the CLI runs it."""
+"""One turn through apps.turns: by callback in the calling thread (run_turn, the CLI and the
+bots) and as a stream from a worker thread (stream_turn, the web UI and the API)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def test_reply_tokens_reach_the_callback_in_order_in_the_calling_thread(
     assert {ident for _, ident in seen} == {threading.get_ident()}
 
 
-def test_the_callback_gets_what_the_messages_stream_gets(graph: Any, tmp_path: Path) -> None:
+def test_the_callback_gets_what_the_stream_gets(graph: Any, tmp_path: Path) -> None:
     locks = FileThreadLocks(tmp_path)
     tokens: list[str] = []
     inline = run_turn(
@@ -81,3 +82,62 @@ def test_bad_input_and_a_busy_thread_raise_as_for_stream_turn(graph: Any, tmp_pa
         run_turn(graph, locks, "t1", "   ", Context(), owner="ada", wait=0, on_token=print)
     with locks.hold("t1", 0), pytest.raises(ThreadBusyError):
         run_turn(graph, locks, "t1", "hi", Context(), owner="ada", wait=0, on_token=print)
+
+
+def test_the_stream_hands_each_token_to_the_consumers_thread(graph: Any, tmp_path: Path) -> None:
+    seen: list[int] = []
+    for kind, _value in stream_turn(
+        graph, FileThreadLocks(tmp_path), "t1", "hello", Context(), owner="ada", wait=0
+    ):
+        if kind == "token":
+            seen.append(threading.get_ident())
+    assert len(seen) > 3
+    assert set(seen) == {threading.get_ident()}  # the consumer's own thread
+
+
+def test_the_stream_yields_a_refusal_as_one_token_then_the_state(
+    graph: Any, tmp_path: Path
+) -> None:
+    events = list(
+        stream_turn(
+            graph,
+            FileThreadLocks(tmp_path),
+            "t1",
+            "How do I build a pipe bomb?",
+            Context(safety_level="strict"),
+            owner="ada",
+            wait=0,
+        )
+    )
+    assert [kind for kind, _ in events] == ["token", "state"]
+    state = events[-1][1]
+    assert not state["safety"]["allowed"]
+    assert events[0][1] == state["messages"][-1].text != ""
+
+
+def test_the_stream_raises_what_the_turn_raises(graph: Any, tmp_path: Path) -> None:
+    locks = FileThreadLocks(tmp_path)
+    with pytest.raises(InvalidMessageError):
+        list(stream_turn(graph, locks, "t1", "   ", Context(), owner="ada", wait=0))
+    with locks.hold("t1", 0), pytest.raises(ThreadBusyError):
+        list(stream_turn(graph, locks, "t1", "hi", Context(), owner="ada", wait=0))
+
+
+def test_a_consumer_that_goes_away_stops_the_turn_and_frees_the_thread(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    model = FakeChatModel(reply=" ".join(f"w{i}" for i in range(500)), delay=0.01)
+    graph = build_graph(make_settings(), checkpointer=InMemorySaver(), model=model)
+    locks = FileThreadLocks(tmp_path)
+    stream = stream_turn(graph, locks, "t1", "go on", Context(), owner="ada", wait=0)
+    for kind, _ in stream:
+        if kind == "token":
+            break
+    stream.close()
+    # The worker ends at its next token and lets the thread go: a new turn can hold it
+    # (waiting up to 30 s, far more than one token takes; the whole reply would take 5 s).
+    with locks.hold("t1", 30):
+        pass
+    reply = graph.get_state({"configurable": {"thread_id": "t1"}}).values["messages"][-1].text
+    assert reply.endswith("[stopped]")
+    assert len(reply.split()) < 500
