@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
@@ -44,7 +44,7 @@ class GenerationStopped(Exception):
 
 
 class _QuietStops(logging.Filter):
-    """Drop LangChain's "Error in StopOnEvent callback" warning: a stop is no error."""
+    """Drop LangChain's "Error in ReplyTokens callback" warning: a stop is no error."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not any(
@@ -55,13 +55,24 @@ class _QuietStops(logging.Filter):
 logging.getLogger("langchain_core.callbacks.manager").addFilter(_QuietStops())
 
 
-class _ReplyCalls(BaseCallbackHandler):
-    """A handler that knows which model calls are the reply's (made by a reply node).
+class ReplyTokens(BaseCallbackHandler):
+    """Hands each token of the reply to ``on_token``, in the thread that generates it.
 
-    Side calls (the judge, a summary) are not the reply: subclasses act on reply calls only.
+    Only model calls of the reply nodes count: side calls (the judge, a summary) are not
+    the reply. Once ``stop`` is set, the reply's next token raises
+    :class:`GenerationStopped` instead: LangChain calls ``on_llm_new_token`` from inside
+    the model's token loop, and raising there (``raise_error``) unwinds the loop, so
+    llama.cpp stops decoding and its lock is free. A stop that comes after the reply
+    (while the turn is being remembered or summarised) lets the turn finish as it is.
     """
 
-    def __init__(self) -> None:
+    raise_error = True
+
+    def __init__(
+        self, on_token: Callable[[str], None], stop: threading.Event | None = None
+    ) -> None:
+        self.on_token = on_token
+        self.stop = stop
         self._reply_runs: set[UUID] = set()
 
     def on_chat_model_start(
@@ -79,22 +90,6 @@ class _ReplyCalls(BaseCallbackHandler):
         if (metadata or {}).get("langgraph_node") in REPLY_NODES:
             self._reply_runs.add(run_id)
 
-
-class StopOnEvent(_ReplyCalls):
-    """Ends the reply's model call at its next token once ``event`` is set.
-
-    LangChain calls ``on_llm_new_token`` from inside the model's token loop; raising there
-    (``raise_error``) unwinds the loop, so llama.cpp stops decoding and its lock is free.
-    Only model calls of the reply nodes are stopped: a stop that comes after the reply
-    (while the turn is being remembered or summarised) lets the turn finish as it is.
-    """
-
-    raise_error = True
-
-    def __init__(self, event: threading.Event) -> None:
-        super().__init__()
-        self.event = event
-
     def on_llm_new_token(
         self,
         token: Any,
@@ -105,9 +100,13 @@ class StopOnEvent(_ReplyCalls):
         tags: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        """Raise :class:`GenerationStopped` in a reply's model call once stopped."""
-        if self.event.is_set() and run_id in self._reply_runs:
+        """Hand a reply token on; raise :class:`GenerationStopped` once stopped."""
+        if run_id not in self._reply_runs:
+            return
+        if self.stop is not None and self.stop.is_set():
             raise GenerationStopped()
+        if token:
+            self.on_token(str(token))
 
 
 def turn_config(thread_id: str, owner: str) -> RunnableConfig:
@@ -126,7 +125,7 @@ def stream_turn(
     wait: float,
     stop: threading.Event | None = None,
     earlier: Sequence[BaseMessage] = (),
-) -> Iterator[tuple[str, Any]]:
+) -> Generator[tuple[str, Any], None, None]:
     """Run one turn: yields ("token", text) while streaming, then ("state", values).
 
     :func:`run_turn` in a worker thread, its tokens handed to this generator through one
@@ -203,28 +202,6 @@ def stream_turn(
             stop.set()  # the consumer went away: end the generation, free the model
 
 
-class ReplyTokens(_ReplyCalls):
-    """Calls ``on_token`` with each token of the reply, in the thread that generates it."""
-
-    def __init__(self, on_token: Callable[[str], None]) -> None:
-        super().__init__()
-        self.on_token = on_token
-
-    def on_llm_new_token(
-        self,
-        token: Any,
-        *,
-        chunk: Any = None,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Hand a reply token on."""
-        if token and run_id in self._reply_runs:
-            self.on_token(str(token))
-
-
 def run_turn(
     graph: CompiledStateGraph[Any, Any, Any, Any],
     locks: ThreadLocks,
@@ -278,10 +255,7 @@ def run_turn(
         on_token(token)
 
     config = turn_config(thread_id, owner)
-    handlers: list[BaseCallbackHandler] = [ReplyTokens(hand_on)]
-    if stop is not None:
-        handlers.insert(0, StopOnEvent(stop))  # a token after the stop is not handed on
-    config["callbacks"] = handlers
+    config["callbacks"] = [ReplyTokens(hand_on, stop)]
     final: dict[str, Any] = {}
     with locks.hold(thread_id, wait):
         try:

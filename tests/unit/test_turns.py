@@ -4,6 +4,7 @@ bots) and as a stream from a worker thread (stream_turn, the web UI and the API)
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
-from apps.turns import run_turn, stream_turn
+from apps.turns import GenerationStopped, ReplyTokens, run_turn, stream_turn
 from graph import build_graph
 from graph.context import Context
 from graph.errors import InvalidMessageError
@@ -141,3 +142,23 @@ def test_a_consumer_that_goes_away_stops_the_turn_and_frees_the_thread(
     reply = graph.get_state({"configurable": {"thread_id": "t1"}}).values["messages"][-1].text
     assert reply.endswith("[stopped]")
     assert len(reply.split()) < 500
+
+
+@pytest.mark.parametrize(
+    ("node", "stops"),
+    [("generate", True), ("refuse", True), ("summarise", False), ("retrieve", False)],
+)
+def test_stop_ends_only_the_model_calls_of_the_reply(node: str, stops: bool) -> None:
+    event = threading.Event()
+    seen: list[str] = []
+    handler = ReplyTokens(seen.append, event)
+    run_id = uuid.uuid4()
+    handler.on_chat_model_start({}, [[]], run_id=run_id, metadata={"langgraph_node": node})
+    handler.on_llm_new_token("a", run_id=run_id)  # not stopped yet
+    event.set()
+    if stops:
+        with pytest.raises(GenerationStopped):
+            handler.on_llm_new_token("b", run_id=run_id)
+    else:
+        handler.on_llm_new_token("b", run_id=run_id)
+    assert seen == (["a"] if stops else [])  # only the reply's tokens are handed on
