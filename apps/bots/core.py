@@ -35,6 +35,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("assistant.bots")
 
+
+class BotConfigError(Exception):
+    """A token or secret the bot needs is not configured; the message names the setting."""
+
+
 PREFS_NAMESPACE = "bot_chats"
 """First label of the store namespace that keeps each chat's settings."""
 

@@ -39,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from apps.bots.core import BotCore, SeenIds
+from apps.bots.core import BotConfigError, BotCore, SeenIds
 from apps.bots.split import split_text
 
 if TYPE_CHECKING:
@@ -54,10 +54,6 @@ COMMANDS = ("reset", "safety", "help")
 """Words that make ``/assistant WORD ...`` a command rather than a question."""
 
 _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
-
-
-class BotConfigError(Exception):
-    """A token or secret the bot needs is not configured; the message names the setting."""
 
 
 def chat_key(team: str, channel: str, thread_ts: str | None = None) -> str:

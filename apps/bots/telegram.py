@@ -30,7 +30,7 @@ from telegram.constants import ChatAction, MessageLimit
 from telegram.error import TelegramError
 from telegram.ext import Application, ContextTypes, MessageHandler, filters
 
-from apps.bots.core import BotCore, SeenIds
+from apps.bots.core import BotConfigError, BotCore, SeenIds
 from apps.bots.split import split_text, utf16_units
 
 if TYPE_CHECKING:
@@ -41,10 +41,6 @@ log = logging.getLogger("assistant.bots.telegram")
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 LIMIT = int(MessageLimit.MAX_TEXT_LENGTH)
 """Telegram's longest message text (python-telegram-bot's ``MessageLimit``): 4096."""
-
-
-class BotConfigError(Exception):
-    """A token or secret the bot needs is not configured; the message names the setting."""
 
 
 def chat_key(chat_id: int, topic: int | None = None) -> str:

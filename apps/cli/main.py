@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -591,6 +591,34 @@ BotHost = Annotated[
 ]
 
 
+def _bots_missing(exc: ImportError) -> NoReturn:
+    err.print(f"[red]error:[/red] {exc.name} is missing: pip install '.[bots]'", soft_wrap=True)
+    raise typer.Exit(2) from None
+
+
+def _bot_name(
+    settings: Settings,
+    secrets_of: Callable[[Settings], object],
+    check_token: Callable[[Settings], str],
+) -> str:
+    """The bot's name on its platform, after its settings and token are checked.
+
+    Exits 2 when a token or secret is not set, 1 when the platform refuses the token.
+    """
+    from apps.bots.core import BotConfigError
+
+    try:
+        secrets_of(settings)
+    except BotConfigError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    try:
+        return check_token(settings)
+    except BotConfigError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
 @bot_app.command("telegram")
 def bot_telegram(
     host: BotHost = "127.0.0.1",
@@ -608,20 +636,10 @@ def bot_telegram(
     try:
         from apps.bots.core import BotCore
         from apps.bots.server import serve
-        from apps.bots.telegram import BotConfigError, check_token, create_app, secrets_of
+        from apps.bots.telegram import check_token, create_app, secrets_of
     except ImportError as exc:
-        err.print(f"[red]error:[/red] {exc.name} is missing: pip install '.[bots]'", soft_wrap=True)
-        raise typer.Exit(2) from None
-    try:
-        secrets_of(settings)
-    except BotConfigError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(2) from None
-    try:
-        name = check_token(settings)
-    except BotConfigError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(1) from None
+        _bots_missing(exc)
+    name = _bot_name(settings, secrets_of, check_token)
     with _memory(settings) as memory:
         core = BotCore(settings, memory, busy_wait=settings.telegram.busy_wait)
         web = create_app(settings, core, public_url=public_url)
@@ -644,20 +662,10 @@ def bot_slack(
     try:
         from apps.bots.core import BotCore
         from apps.bots.server import serve
-        from apps.bots.slack import BotConfigError, check_token, create_app, secrets_of
+        from apps.bots.slack import check_token, create_app, secrets_of
     except ImportError as exc:
-        err.print(f"[red]error:[/red] {exc.name} is missing: pip install '.[bots]'", soft_wrap=True)
-        raise typer.Exit(2) from None
-    try:
-        secrets_of(settings)
-    except BotConfigError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(2) from None
-    try:
-        name = check_token(settings)
-    except BotConfigError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(1) from None
+        _bots_missing(exc)
+    name = _bot_name(settings, secrets_of, check_token)
     with _memory(settings) as memory:
         core = BotCore(settings, memory, busy_wait=settings.slack.busy_wait)
         web = create_app(settings, core)

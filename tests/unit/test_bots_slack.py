@@ -11,8 +11,8 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from starlette.testclient import TestClient
 
-from apps.bots.core import BotCore
-from apps.bots.slack import BotConfigError, chat_key, create_app, incoming_text
+from apps.bots.core import BotConfigError, BotCore
+from apps.bots.slack import chat_key, create_app, incoming_text
 from graph.settings import Settings
 from tests.support.fake_slack import (
     BOT_USER,

@@ -10,9 +10,9 @@ from langchain_core.messages import BaseMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from starlette.testclient import TestClient
 
-from apps.bots.core import BUSY_MODEL, BotCore
+from apps.bots.core import BUSY_MODEL, BotConfigError, BotCore
 from apps.bots.split import utf16_units
-from apps.bots.telegram import SECRET_HEADER, BotConfigError, create_app
+from apps.bots.telegram import SECRET_HEADER, create_app
 from graph.settings import Settings
 from tests.support.fake_telegram import FakeTelegram, update
 from tests.support.http_server import ServerThread, wait_for
