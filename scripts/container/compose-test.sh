@@ -9,6 +9,8 @@
 #   COMPOSE="docker compose" ...             # another compose tool
 #   TAG=localhost/local-assistant:latest ... # another image (MODEL=none prepares the
 #                                            # default model in the volume: ~1.1 GB download)
+#   COMPOSE_OVERRIDE=file.yaml ...           # a second compose file merged over compose.yaml
+#                                            # (e.g. PIP_CERT for the prepare service)
 #
 # Which compose: $COMPOSE, else podman-compose on PATH or in the repository's tool venv
 # (.tools/bin, docs/deployment.md), else `docker compose`. Offline, so Redis runs from
@@ -42,7 +44,9 @@ export ASSISTANT_IMAGE="$TAG" REDIS_IMAGE="${REDIS_IMAGE:-$TAG}" NOFILE NPROC
 export ASSISTANT_API_KEYS="[\"$key\"]" API_PORT="127.0.0.1:$(free_port)" UI_PORT="$(free_port)"
 api="http://$API_PORT"
 project="assistant-compose-test-$$"
-dc() { "${compose[@]}" -f "$root/compose.yaml" -p "$project" "$@"; }
+files=(-f "$root/compose.yaml")
+[[ -n "${COMPOSE_OVERRIDE:-}" ]] && files+=(-f "$COMPOSE_OVERRIDE")
+dc() { "${compose[@]}" "${files[@]}" -p "$project" "$@"; }
 
 cleanup() {
   local status=$?

@@ -11,6 +11,7 @@ web UI answering, then brought down (skipped when no compose tool is installed).
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -74,6 +75,32 @@ def test_every_role_the_entrypoint_serves_has_a_health_probe() -> None:
     assert set(servers) == {"api", "dev", "ui", "redis", "chroma"}
     for role in servers:
         assert f'"{role}":' in health, role
+
+
+def _answers(output: str) -> list[tuple[str, str]]:
+    """The (question, answer) pairs the scripts print as ``>>> 'q' -> 'a' (1.2 s)``.
+
+    The answer is Python's repr of the reply (cut to 120 characters): in double quotes
+    when the reply has an apostrophe.
+    """
+    pairs = []
+    for question, answer in re.findall(r"^>>> '(.+?)' -> ('.*'|\".*\") \(", output, re.M):
+        pairs.append((question, ast.literal_eval(answer)))
+    return pairs
+
+
+def test_answers_are_read_in_either_quoting() -> None:
+    output = (
+        ">>> 'Hello! My name is Ada.' -> \"I'm glad to help!\" (20.4 s)\n"
+        ">>> 'What is my name?' -> 'Ada.' (0.7 s)\n"
+        ">>> 'Third?' -> '' (0.1 s)\n"
+        ">>> checkpoint keys in Redis: 66\n"
+    )
+    assert _answers(output) == [
+        ("Hello! My name is Ada.", "I'm glad to help!"),
+        ("What is my name?", "Ada."),
+        ("Third?", ""),
+    ]
 
 
 def _compose() -> dict[str, Any]:
@@ -181,7 +208,7 @@ def test_the_image_answers_a_chat_through_its_api() -> None:
     print("\n".join(line for line in result.stdout.splitlines() if line.startswith(">>>")))
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert ">>> container test passed" in output
-    answers = re.findall(r"^>>> '(.+?)' -> '(.*)' \(", output, re.M)
+    answers = _answers(output)
     assert [question for question, _ in answers] == ["Hello! My name is Ada.", "What is my name?"]
     assert all(answer.strip() for _, answer in answers)
     keys = re.search(r"^>>> checkpoint keys in Redis: (\d+)$", output, re.M)
@@ -230,7 +257,7 @@ def test_the_compose_stack_answers_a_chat_and_keeps_state_in_redis_and_chroma() 
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert ">>> compose test passed" in output
     assert ">>> API without a key: 401" in output
-    answers = re.findall(r"^>>> '(.+?)' -> '(.*)' \(", output, re.M)
+    answers = _answers(output)
     assert [question for question, _ in answers] == ["Hello! My name is Ada.", "What is my name?"]
     assert all(answer.strip() for _, answer in answers)
     keys = re.search(r"^>>> checkpoint keys in Redis: (\d+)$", output, re.M)
