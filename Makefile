@@ -173,8 +173,8 @@ image: llama-wheel
 # Opt-in, not part of `make test`: builds the image with SmolLM2 baked in, starts Redis,
 # Chroma and the API from it on 127.0.0.1 and chats through the API; then brings
 # compose.yaml up with podman-compose (or docker compose; skipped without one), chats,
-# checks Redis and Chroma and brings it down (here, llama.cpp wheel cached: ~3 min with
-# cached image layers, ~7 min without, plus ~4 min for the compose stack).
+# checks Redis and Chroma and brings it down (here, llama.cpp wheel cached: ~5 min in all
+# with cached dependency layers, 283 s measured; ~10 min when they are rebuilt).
 test-container: llama-wheel
 	PIP="$(abspath $(BIN))/pip" ASSISTANT_CONTAINER_TESTS=1 $(BIN)/python -m pytest tests/container -p no:cacheprovider -s
 
