@@ -11,138 +11,50 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from langgraph_sdk import get_sync_client
 
 from graph.settings import Settings
-from tests.integration.test_dev_server import (  # noqa: F401  (fixtures)
-    GRAPH_ID,
-    OFFLINE_ENV,
-    DevServer,
-    _free_port,
-    _server_config,
-    _server_env,
-    _stop,
-    _wait_until_up,
-    dev_server,
-)
+from tests.integration.test_dev_server import GRAPH_ID, dev_server  # noqa: F401  (fixture)
+from tests.support import assistant_serve
+from tests.support import dev_server as dev
+from tests.support.assistant_serve import REPO_ROOT, Served
+from tests.support.processes import child_env
 from tests.support.redis_server import RedisServer
 from tools.memory import open_checkpointer
 
 pytestmark = pytest.mark.integration
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 120.0
 KEY = "test-key-0123456789"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Served:
-    """A running ``assistant serve``."""
-
-    process: subprocess.Popen[bytes]
-    log_file: Path
-    url: str
-    data_dir: Path
-
-    def log(self) -> str:
-        return self.log_file.read_text(errors="replace")
-
-    def client(self, key: str = KEY) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, timeout=600)
-
-
 def serve_env(data_dir: Path, gguf: Path, **extra: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("ASSISTANT_") and key != "REDIS_URL"
+    """``assistant serve`` on llama.cpp with ``gguf``: short greedy replies, one API key."""
+    defaults = {
+        "ASSISTANT_DATA_DIR": str(data_dir),
+        "ASSISTANT_MODEL__BACKEND": "llamacpp",
+        "ASSISTANT_MODEL__GGUF_PATH": str(gguf),
+        "ASSISTANT_MODEL__N_CTX": "2048",
+        "ASSISTANT_CONTEXT__MAX_PROMPT_TOKENS": "1024",
+        "ASSISTANT_GENERATION__MAX_NEW_TOKENS": "16",
+        "ASSISTANT_GENERATION__DO_SAMPLE": "false",
+        "ASSISTANT_API__KEYS": json.dumps([KEY]),
     }
-    env.update(OFFLINE_ENV)
-    env.update(
-        {
-            "PYTHONUNBUFFERED": "1",
-            "ASSISTANT_DATA_DIR": str(data_dir),
-            "ASSISTANT_MODEL__BACKEND": "llamacpp",
-            "ASSISTANT_MODEL__GGUF_PATH": str(gguf),
-            "ASSISTANT_MODEL__N_CTX": "2048",
-            "ASSISTANT_CONTEXT__MAX_PROMPT_TOKENS": "1024",
-            "ASSISTANT_GENERATION__MAX_NEW_TOKENS": "16",
-            "ASSISTANT_GENERATION__DO_SAMPLE": "false",
-            "ASSISTANT_API__KEYS": json.dumps([KEY]),
-            **extra,
-        }
-    )
-    return env
+    return child_env(**{**defaults, **extra})
 
 
-def stop_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group (SIGKILL if it lingers)."""
-    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-@contextlib.contextmanager
-def serve(directory: Path, env: dict[str, str]) -> Iterator[Served]:
-    """``assistant serve`` on a free port of 127.0.0.1, until the block ends."""
-    port = free_port()
-    log_file = directory / "serve.log"
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "apps.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    served = Served(process, log_file, f"http://127.0.0.1:{port}", Path(env["ASSISTANT_DATA_DIR"]))
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"assistant serve exited ({process.returncode}):\n{served.log()}")
-            with contextlib.suppress(httpx.HTTPError):
-                answer = httpx.get(
-                    f"{served.url}/v1/models", headers={"Authorization": f"Bearer {KEY}"}
-                )
-                if answer.status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"assistant serve did not answer:\n{served.log()}")
-            time.sleep(0.2)
-        yield served
-    except BaseException:
-        print(f"--- assistant serve log ---\n{served.log()}")
-        raise
-    finally:
-        stop_group(process)
+def serve(directory: Path, env: dict[str, str]) -> contextlib.AbstractContextManager[Served]:
+    """``assistant serve`` with ``env``, its log in ``directory``, until the block ends."""
+    return assistant_serve.serve(env, directory / "serve.log", KEY, START_TIMEOUT)
 
 
 def stream_reply(client: openai.OpenAI, text: str, **kwargs: Any) -> tuple[list[str], Any]:
@@ -169,7 +81,10 @@ def served_smollm2(tmp_path: Path, smollm2: Path) -> Iterator[Served]:
 
 
 def test_the_openai_client_streams_and_continues_a_thread_on_smollm2(
-    served_smollm2: Served, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+    served_smollm2: Served,
+    tmp_path: Path,
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     client = served_smollm2.client()
     thread = {"X-Thread-Id": "api-thread-1"}
@@ -195,7 +110,7 @@ def test_the_openai_client_streams_and_continues_a_thread_on_smollm2(
     assert second.usage is not None and second.usage.prompt_tokens > 0
 
     # The thread is in the server's SQLite file, in order.
-    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(served_smollm2.data_dir))
+    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(tmp_path / "data"))
     with open_checkpointer(make_settings()) as saver:
         assert saver is not None
         latest = saver.get_tuple({"configurable": {"thread_id": "api-thread-1"}})
@@ -248,40 +163,22 @@ def test_serve_refuses_a_public_address_without_keys(tmp_path: Path, smollm2: Pa
 @pytest.fixture
 def default_dev_server(
     tmp_path_factory: pytest.TempPathFactory, default_gguf: Path, redis_server: RedisServer
-) -> Iterator[DevServer]:
+) -> Iterator[dev.DevServer]:
     """``langgraph dev`` on the default model (the same set-up as ``dev_server``)."""
     directory = tmp_path_factory.mktemp("default-dev-server")
-    env = _server_env(directory, default_gguf, redis_server.url)
-    env.update({"ASSISTANT_MODEL__N_CTX": "4096", "ASSISTANT_GENERATION__MAX_NEW_TOKENS": "12"})
-    command = [
-        str(Path(sys.executable).with_name("langgraph")),
-        "dev",
-        "--config", str(_server_config(directory)),
-        "--host", "127.0.0.1",
-        "--port", str(_free_port()),
-        "--no-browser",
-        "--no-reload",
-    ]  # fmt: skip
-    log_file = directory / "server.log"
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=directory,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = DevServer(process=process, log_file=log_file, redis_url=redis_server.url)
-    try:
-        server.url = _wait_until_up(server)
+    env = dev.server_env(
+        directory,
+        default_gguf,
+        redis_server.url,
+        ASSISTANT_MODEL__N_CTX="4096",
+        ASSISTANT_GENERATION__MAX_NEW_TOKENS="12",
+    )
+    with dev.running(directory, env) as server:
         yield server
-    finally:
-        _stop(process)
 
 
 def test_a_thread_continues_across_assistant_serve_and_langgraph_dev(
-    dev_server: DevServer,  # noqa: F811
+    dev_server: dev.DevServer,  # noqa: F811
     tmp_path: Path,
     smollm2: Path,
 ) -> None:
@@ -289,7 +186,7 @@ def test_a_thread_continues_across_assistant_serve_and_langgraph_dev(
 
 
 def test_the_default_model_continues_a_thread_across_both_servers(
-    default_dev_server: DevServer, tmp_path: Path, default_gguf: Path
+    default_dev_server: dev.DevServer, tmp_path: Path, default_gguf: Path
 ) -> None:
     continue_across_servers(
         default_dev_server,
@@ -301,7 +198,7 @@ def test_the_default_model_continues_a_thread_across_both_servers(
 
 
 def continue_across_servers(
-    dev_server: DevServer,  # noqa: F811
+    dev_server: dev.DevServer,  # noqa: F811
     tmp_path: Path,
     gguf: Path,
     **extra: str,

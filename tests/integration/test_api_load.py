@@ -28,13 +28,13 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from langchain_core.messages import BaseMessage
 
 from apps.api.app import create_app
 from apps.api.service import ApiService
 from graph.settings import Settings
-from tests.integration.test_api import free_port, serve, serve_env
+from tests.integration.test_api import serve, serve_env
+from tests.support.http_server import ServerThread
 from tools.memory import open_checkpointer, open_memory
 from tools.models import FakeChatModel
 
@@ -108,23 +108,8 @@ def in_process(settings: Settings, model: FakeChatModel) -> Iterator[tuple[str, 
     """The API in this process on a free port of 127.0.0.1 (uvicorn), until the block ends."""
     with open_memory(settings) as memory:
         service = ApiService(settings, memory, model=model)
-        port = free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(
-                create_app(service=service), host="127.0.0.1", port=port, log_level="warning"
-            )
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 60
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-        try:
-            yield f"http://127.0.0.1:{port}", service
-        finally:
-            server.should_exit = True
-            thread.join(30)
+        with ServerThread(create_app(service=service)) as url:
+            yield url, service
 
 
 @pytest.fixture

@@ -8,22 +8,11 @@ and stopped by its process group at the end. A failing test prints the server's 
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import re
-import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import redis
 from langgraph_sdk import get_sync_client
@@ -32,139 +21,14 @@ from langgraph_sdk.client import SyncLangGraphClient
 from graph import build_graph
 from graph.context import Context
 from graph.settings import Settings
+from tests.support.dev_server import DevServer, running, server_env
 from tests.support.redis_server import RedisServer
 from tools.memory import open_checkpointer
 
 pytestmark = pytest.mark.integration
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 GRAPH_ID = "assistant"
-START_TIMEOUT = 90.0  # a cold start takes ~5 s; a busy 2-core machine needs more
 PROFANE = "this is shit"  # allowed at moderate, refused at strict (see README, safety)
-
-# What scripts/dev_server.sh exports: no CLI analytics, no PyPI version check, no tracing.
-OFFLINE_ENV = {
-    "LANGGRAPH_CLI_NO_ANALYTICS": "1",
-    "LANGGRAPH_NO_VERSION_CHECK": "true",
-    "LANGSMITH_TRACING": "false",
-    "LANGCHAIN_TRACING_V2": "false",
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "DO_NOT_TRACK": "1",
-}
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_API_URL = re.compile(r"API: (http://\S+)")
-
-
-@dataclass
-class DevServer:
-    """A running ``langgraph dev`` and where its output goes."""
-
-    process: subprocess.Popen[bytes]
-    log_file: Path
-    redis_url: str
-    url: str = ""
-
-    def log(self) -> str:
-        """The server's output so far, without colour codes."""
-        return _ANSI.sub("", self.log_file.read_text(errors="replace"))
-
-    @contextlib.contextmanager
-    def log_on_failure(self) -> Iterator[None]:
-        """Print the server's log if the block fails (pytest shows it with the failure).
-
-        A fixture's teardown cannot tell pytest to show its output, so the tests do it.
-        """
-        try:
-            yield
-        except BaseException:
-            print(f"--- langgraph dev log ({self.log_file}) ---\n{self.log()}")
-            raise
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _absolute(spec: str) -> str:
-    path, sep, attr = spec.rpartition(":")
-    return f"{(REPO_ROOT / path).resolve()}{sep}{attr}" if path.startswith(".") else spec
-
-
-def _server_config(directory: Path) -> Path:
-    """The repository's langgraph.json, made to run from another directory.
-
-    ``langgraph dev`` resolves paths against its working directory, so they become
-    absolute; ``env`` is dropped because the server would load a developer's ``.env``
-    over the environment this test sets up.
-    """
-    config = json.loads((REPO_ROOT / "langgraph.json").read_text())
-    config["dependencies"] = [str(REPO_ROOT)]
-    config["graphs"] = {name: _absolute(spec) for name, spec in config["graphs"].items()}
-    config["checkpointer"]["path"] = _absolute(config["checkpointer"]["path"])
-    config["store"]["path"] = _absolute(config["store"]["path"])
-    if "http" in config:  # the OpenAI-compatible routes (apps/api/server.py)
-        config["http"]["app"] = _absolute(config["http"]["app"])
-    config.pop("env", None)
-    path = directory / "langgraph.json"
-    path.write_text(json.dumps(config, indent=2))
-    return path
-
-
-def _server_env(directory: Path, gguf: Path, redis_url: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        # The developer's own settings must not reach the server.
-        if not key.startswith("ASSISTANT_") and key != "REDIS_URL"
-    }
-    env.update(OFFLINE_ENV)
-    env.update(
-        {
-            "PYTHONUNBUFFERED": "1",  # the log is read while the server runs
-            "ASSISTANT_DATA_DIR": str(directory / "data"),
-            "ASSISTANT_MODEL__BACKEND": "llamacpp",
-            "ASSISTANT_MODEL__GGUF_PATH": str(gguf),
-            "ASSISTANT_MODEL__N_CTX": "2048",
-            "ASSISTANT_CONTEXT__MAX_PROMPT_TOKENS": "1024",
-            "ASSISTANT_GENERATION__MAX_NEW_TOKENS": "16",
-            "ASSISTANT_GENERATION__DO_SAMPLE": "false",
-            "REDIS_URL": redis_url,
-        }
-    )
-    return env
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group (SIGKILL if it lingers)."""
-    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def _wait_until_up(server: DevServer) -> str:
-    """The server's base URL, once ``/ok`` answers."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"langgraph dev exited ({server.process.returncode}):\n{server.log()}")
-        # The URL is read from the log, not assumed: when the port is taken in the
-        # meantime, langgraph dev quietly picks another one.
-        found = _API_URL.search(server.log())
-        if found:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{found[1]}/ok", timeout=2.0).status_code == 200:
-                    return found[1]
-        time.sleep(0.25)
-    pytest.fail(f"langgraph dev did not answer within {START_TIMEOUT:.0f} s:\n{server.log()}")
 
 
 @pytest.fixture(scope="module")
@@ -181,32 +45,8 @@ def dev_server(
     with redis.Redis.from_url(redis_server.url) as client:
         client.flushall()
     directory = tmp_path_factory.mktemp("dev-server")
-    command = [
-        str(Path(sys.executable).with_name("langgraph")),
-        "dev",
-        "--config", str(_server_config(directory)),
-        "--host", "127.0.0.1",
-        "--port", str(_free_port()),
-        "--no-browser",
-        "--no-reload",
-    ]  # fmt: skip
-    log_file = directory / "server.log"
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            # Its own directory: .langgraph_api/ lands there, no repository .env is read.
-            cwd=directory,
-            env=_server_env(directory, smollm2, redis_server.url),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, stopped as a whole
-        )
-    server = DevServer(process=process, log_file=log_file, redis_url=redis_server.url)
-    try:
-        server.url = _wait_until_up(server)
+    with running(directory, server_env(directory, smollm2, redis_server.url)) as server:
         yield server
-    finally:
-        _stop(process)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from typer.testing import CliRunner, Result
 from apps.cli.main import app
 from graph.settings import Settings
 from tests.support.pdfgen import encrypt_pdf, make_pdf
+from tests.support.processes import free_port
 from tools.documents.ingest import IngestReport, ingest
 from tools.documents.store import DocumentStore, DocumentStoreError, store_path
 from tools.models.embeddings import get_embeddings
@@ -404,12 +404,6 @@ def test_the_langchain_view_sees_the_same_chunks(
 
 
 # --- errors --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_a_corrupt_store_is_a_clear_error(

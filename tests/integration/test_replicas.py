@@ -12,129 +12,47 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-import openai
 import pytest
 
 from graph.settings import load_settings
+from tests.support.assistant_serve import REPO_ROOT, Served, serve
 from tests.support.chroma_server import ChromaServer, running
+from tests.support.processes import child_env
 from tools.memory import open_checkpointer
 
 pytestmark = pytest.mark.integration
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 KEY = "replica-test-key-0123456789"
 START_TIMEOUT = 180.0
 FACT = "The espresso machine in room 4B takes fuse ZQ-9090-Z, kept in drawer 7."
 QUESTION = "What fuse does the espresso machine in room 4B take?"
-OFFLINE = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "ANONYMIZED_TELEMETRY": "False",
-    "LANGCHAIN_TRACING_V2": "false",
-    "DO_NOT_TRACK": "1",
-}
-
-
-@dataclass
-class Replica:
-    """One running ``assistant serve``."""
-
-    process: subprocess.Popen[bytes]
-    url: str
-    log_file: Path
-
-    def client(self) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=KEY, max_retries=0, timeout=600)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def replica_env(
     data_dir: Path, redis_url: str, chroma: ChromaServer, model: dict[str, str]
 ) -> dict[str, str]:
     """The environment of one replica: shared Redis and Chroma, its own data directory."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
-    env.pop("REDIS_URL", None)
-    env.update(OFFLINE)
-    env.update(
-        {
-            "PYTHONUNBUFFERED": "1",
-            "ASSISTANT_DATA_DIR": str(data_dir),
-            "ASSISTANT_MEMORY__BACKEND": "redis",
-            "ASSISTANT_MEMORY__REDIS_URL": redis_url,
-            "ASSISTANT_MEMORY__FALLBACK": "none",  # a replica must never keep threads locally
-            "ASSISTANT_CHROMA__URL": chroma.url,
-            "ASSISTANT_API__KEYS": json.dumps([KEY]),
-            **model,
-        }
+    return child_env(
+        ASSISTANT_DATA_DIR=str(data_dir),
+        ASSISTANT_MEMORY__BACKEND="redis",
+        ASSISTANT_MEMORY__REDIS_URL=redis_url,
+        ASSISTANT_MEMORY__FALLBACK="none",  # a replica must never keep threads locally
+        ASSISTANT_CHROMA__URL=chroma.url,
+        ASSISTANT_API__KEYS=json.dumps([KEY]),
+        **model,
     )
-    return env
 
 
-@contextlib.contextmanager
-def replica(env: dict[str, str], log_file: Path) -> Iterator[Replica]:
-    """``assistant serve`` on a free port of 127.0.0.1 for the ``with`` block."""
-    port = _free_port()
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "apps.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    served = Replica(process, f"http://127.0.0.1:{port}", log_file)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"assistant serve exited ({process.returncode}):\n{log_file.read_text()}"
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                answer = httpx.get(
-                    f"{served.url}/v1/models", headers={"Authorization": f"Bearer {KEY}"}
-                )
-                if answer.status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"assistant serve did not answer:\n{log_file.read_text()}")
-            time.sleep(0.2)
-        yield served
-    finally:
-        _stop(process)
+def replica(env: dict[str, str], log_file: Path) -> contextlib.AbstractContextManager[Served]:
+    """One ``assistant serve`` replica for the ``with`` block."""
+    return serve(env, log_file, KEY, START_TIMEOUT)
 
 
-def ask(
-    server: Replica, thread: str, text: str, user: str = "ada"
-) -> tuple[str, dict[str, object]]:
+def ask(server: Served, thread: str, text: str, user: str = "ada") -> tuple[str, dict[str, object]]:
     """One turn on ``thread``, streamed; the reply and the ``assistant`` extension."""
     stream = server.client().chat.completions.create(
         model="assistant",

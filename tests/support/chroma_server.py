@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +19,8 @@ from pathlib import Path
 
 import httpx
 
-HOST = "127.0.0.1"
+from tests.support.processes import HOST, free_port, stop_group
+
 START_TIMEOUT = 60.0
 
 
@@ -44,21 +43,7 @@ class ChromaServer:
 
     def stop(self) -> None:
         """Stop the server's process group: SIGTERM, then SIGKILL if it lingers."""
-        for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(timeout=wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        stop_group(self.process)
 
 
 def _chroma_command() -> list[str]:
@@ -77,7 +62,7 @@ def start(data_dir: Path) -> ChromaServer:
             (the message has its log).
     """
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     log_file = data_dir.with_name(data_dir.name + ".log")
     env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
     command = [*_chroma_command(), "run", "--path", str(data_dir), "--host", HOST]

@@ -16,7 +16,7 @@ from types import TracebackType
 
 import httpx
 
-from tests.support.http_server import free_port
+from tests.support.processes import free_port
 
 
 class LlamaServer:

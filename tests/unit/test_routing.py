@@ -861,6 +861,8 @@ def test_the_classifier_is_fitted_once_per_process(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(routing, "fit_classifier", counting)
+    # An empty process memo: another test may have fitted the same toy file already.
+    monkeypatch.setattr(routing, "_CLASSIFIERS", {})
     model = WordEmbeddings()
     concepts = load_concept_file(write(tmp_path, TOY))
     ConceptRouter(concepts, model).route("funny")
