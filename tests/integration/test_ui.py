@@ -384,7 +384,7 @@ def test_upload_a_document_and_get_a_cited_answer_on_smollm2(
     report.get_by_text("added").wait_for()
     assert "1 added" in report.inner_text()
     assert "skipped: empty.txt" in report.inner_text().replace("`", "")
-    assert [d["name"] for d in server.service.document_list()] == ["tower.md"]
+    assert [d["name"] for d in server.service.document_list("alice")] == ["tower.md"]
     page.click("#settings")
     page.click("#sampling input")  # greedy
     send(page, "Who designed the Glass Tower of Wexmoor?", wait_for="Source [1]")
