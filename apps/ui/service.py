@@ -149,7 +149,7 @@ def user_collection(user: str) -> str:
         user: The user name as signed in (any non-empty text).
 
     Returns:
-        The collection name, e.g. ``user-ana-maria-3f2a9c0d1e4b5a67`` (at most 58 chars).
+        The collection name, e.g. ``user-ana-maria-8358ed271ba38466`` (at most 58 chars).
 
     Raises:
         UiError: The name is empty.
@@ -584,6 +584,9 @@ class ChatService:
     def remove_document(self, user: str, source: str) -> int:
         """Remove a file from the user's collection; returns the chunks removed.
 
+        The uploaded copy goes too (a file ingested from elsewhere, e.g. by ``assistant
+        ingest`` into the shared collection, stays where it is).
+
         Raises:
             UiError: The store cannot be written, or the file is not in the user's
                 collection.
@@ -596,6 +599,9 @@ class ChatService:
             raise UiError(str(exc)) from None
         if not removed:
             raise UiError(f"Not in your collection: {Path(source).name}")
+        copy = Path(source)
+        if copy.parent == self.upload_dir(user).resolve():
+            copy.unlink(missing_ok=True)
         return removed
 
 

@@ -470,7 +470,9 @@ def test_two_users_uploads_are_never_visible_to_each_other(
     assert [d["name"] for d in doc_service.document_list("alice")] == ["notes.md"]
     assert doc_service.remove_document("alice", alice_source) > 0
     assert doc_service.document_list("alice") == []
+    assert not (alice_dir / "notes.md").exists()  # the uploaded copy is gone too
     assert len(doc_service.document_list("bob")) == 2
+    assert (bob_dir / "notes.md").exists()
 
 
 def test_each_user_is_answered_from_their_own_collection(
