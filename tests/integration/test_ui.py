@@ -451,6 +451,11 @@ def upload(page: Any, *files: Path) -> None:
     page.locator("#upload input[type=file]").set_input_files([str(f) for f in files])
 
 
+def settled(page: Any, selector: str) -> None:
+    """Wait until no event is updating the component (its progress overlay takes clicks)."""
+    page.locator(f"{selector} [data-testid=status-tracker]:not(.hide)").wait_for(state="hidden")
+
+
 def listed_files(page: Any, expect: str | None = None) -> list[str]:
     """The file list's entries (the dropdown opened, read and closed again).
 
@@ -459,6 +464,7 @@ def listed_files(page: Any, expect: str | None = None) -> list[str]:
         expect: An entry to wait for first (the list is refreshed by its own event).
     """
     box = page.locator("#docs input")
+    settled(page, "#docs")
     box.click()
     page.locator("#docs ul[role=listbox]").wait_for(state="attached")
     if expect is not None:
@@ -545,6 +551,14 @@ def test_each_user_lists_and_is_answered_from_their_own_documents(
         page.wait_for_selector(f"#who:has-text('{name}')")
         page.click("#documents")
         assert listed_files(page, expect=mine) == [mine]
+    # Alice removes hers; Bob's stays.
+    settled(alice, "#docs")
+    alice.locator("#docs input").click()
+    alice.locator("#docs [data-testid=dropdown-option][aria-label='tower.md (1 chunks)']").click()
+    alice.click("#remove-doc")
+    alice.locator("#status").get_by_text("Removed tower.md (1 chunks).").wait_for()
+    assert listed_files(alice) == []
+    assert [d["name"] for d in server.service.document_list("bob")] == ["mill.md"]
 
 
 def test_a_second_turn_on_a_running_thread_says_it_is_busy(
