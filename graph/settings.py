@@ -583,6 +583,18 @@ class ApiSettings(_Section):
     )
 
 
+class UiSettings(_Section):
+    """The chat page (``assistant ui``)."""
+
+    shared_documents: bool = Field(
+        False,
+        description="True = every page user uploads into, lists and is answered from "
+        "chroma.collection (as the CLI); False = each user has a collection of their own "
+        "(user-<name>-<hash>), and only the machine's user (long_term.user_id) gets "
+        "chroma.collection.",
+    )
+
+
 def _default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("local-assistant", appauthor=False))
 
@@ -620,6 +632,7 @@ class Settings(BaseSettings):
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    ui: UiSettings = Field(default_factory=UiSettings)
 
     @model_validator(mode="after")
     def _budget_fits_window(self) -> Settings:

@@ -100,9 +100,13 @@ def memory_choices(service: ChatService, user: str | None) -> list[tuple[str, st
     return [(f"[{m.kind}] {m.text}", m.key) for m in service.memories(user)]
 
 
-def document_choices(service: ChatService) -> list[tuple[str, str]]:
-    """(name and chunks, source) of the collection's files."""
-    return [(f"{d['name']} ({d['chunks']} chunks)", d["source"]) for d in service.document_list()]
+def document_choices(service: ChatService, user: str | None) -> list[tuple[str, str]]:
+    """(name and chunks, source) of the files in the user's collection; empty without a user."""
+    if not user:
+        return []
+    return [
+        (f"{d['name']} ({d['chunks']} chunks)", d["source"]) for d in service.document_list(user)
+    ]
 
 
 def _notice(text: str) -> str:
@@ -180,7 +184,11 @@ def build_ui(service: ChatService) -> gr.Blocks:
                         elem_id="upload",
                     )
                     ingest_report = gr.Markdown("", elem_id="ingest-report")
-                    docs = gr.Dropdown(choices=[], label="Files in the collection", elem_id="docs")
+                    docs = gr.Dropdown(
+                        choices=[],
+                        label="Files everyone shares" if service.shared_documents else "Your files",
+                        elem_id="docs",
+                    )
                     remove_doc = gr.Button("Remove file", elem_id="remove-doc")
                 with gr.Accordion("Long-term memory", open=False, elem_id="memory") as memory_panel:
                     memories = gr.CheckboxGroup(
@@ -341,15 +349,19 @@ def build_ui(service: ChatService) -> gr.Blocks:
 
         # --- documents ----------------------------------------------------------------------
 
-        def refresh_docs() -> tuple[Any, str]:
+        def refresh_docs(user: str) -> tuple[Any, str]:
             try:
-                return gr.update(choices=document_choices(service), value=None), ""
+                return gr.update(choices=document_choices(service, user), value=None), ""
             except UiError as exc:
-                return gr.update(choices=[]), _notice(str(exc))
+                return gr.update(choices=[], value=None), _notice(str(exc))
 
-        def do_upload(files: list[str] | None, progress: gr.Progress = PROGRESS) -> tuple[Any, ...]:
+        def do_upload(
+            files: list[str] | None, user: str, progress: gr.Progress = PROGRESS
+        ) -> tuple[Any, ...]:
             if not files:
                 return gr.skip(), gr.skip(), gr.skip()
+            if not user:
+                return gr.skip(), gr.skip(), _notice("Enter a user name first.")
 
             def show(step: Any) -> None:
                 total = max(step.files_total, 1)
@@ -357,28 +369,31 @@ def build_ui(service: ChatService) -> gr.Blocks:
                 progress(step.files_done / total, desc=f"{name} · {step.chunks_done} chunks")
 
             try:
-                report = service.ingest(files, show)
+                report = service.ingest(user, files, show)
             except UiError as exc:
                 return _notice(str(exc)), gr.skip(), gr.skip()
-            choices, notice = refresh_docs()
+            choices, notice = refresh_docs(user)
             return ingest_summary(report), choices, notice
 
-        upload.upload(do_upload, [upload], [ingest_report, docs, status])
+        upload.upload(do_upload, [upload, user_state], [ingest_report, docs, status])
 
-        def do_remove(source: str | None) -> tuple[Any, ...]:
+        def do_remove(source: str | None, user: str) -> tuple[Any, ...]:
+            if not user:
+                return _notice("Enter a user name first."), gr.skip()
             if not source:
                 return _notice("Choose a file to remove."), gr.skip()
             try:
-                removed = service.remove_document(source)
+                removed = service.remove_document(user, source)
             except UiError as exc:
                 return _notice(str(exc)), gr.skip()
-            choices, notice = refresh_docs()
+            choices, notice = refresh_docs(user)
             return notice or _notice(f"Removed {os.path.basename(source)} ({removed} chunks)."), (
                 choices
             )
 
-        remove_doc.click(do_remove, [docs], [status, docs])
-        page.load(lambda: refresh_docs()[0], None, [docs])
+        remove_doc.click(do_remove, [docs, user_state], [status, docs])
+        # Each user sees their own files: the list follows the signed-in user.
+        user_state.change(lambda user: refresh_docs(user)[0], [user_state], [docs])
 
         # --- long-term memory ---------------------------------------------------------------
 

@@ -5,16 +5,20 @@ checkpointer, ``tools.documents.ingest``, ``tools.memory.long_term``), so it is 
 on the fake model without a browser. Nothing here is per browser session: each call gets
 the user and the session's generation controls as arguments, and the only shared state is
 what every session shares anyway (the graph, its model, the stores) plus one stop signal
-per session.
+per session. Documents are per user like threads and memories: each user has a
+collection of their own (:func:`user_collection`), passed to retrieval in the run's
+context, unless ``ui.shared_documents`` puts everyone in ``chroma.collection``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import shutil
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +32,7 @@ from graph.errors import InvalidMessageError, MessageTooLongError
 from graph.settings import SAFETY_LEVELS, Settings
 
 if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
     from langchain_core.language_models import BaseChatModel
     from langgraph.graph.state import CompiledStateGraph
 
@@ -47,6 +52,13 @@ USER_NAME = re.compile(r"^[\w][\w .@+-]{0,63}$")
 
 UPLOAD_KINDS = (".pdf", ".md", ".markdown", ".txt", ".text", ".html", ".htm")
 """File types the upload accepts (the ingest's folder walk reads the same ones)."""
+
+COLLECTION_PREFIX = "user-"
+"""Start of every per-user collection name (apart from the shared ``chroma.collection``)."""
+SLUG_CHARS = 36
+"""Longest readable part of a per-user collection name."""
+HASH_CHARS = 16
+"""Hex digits of the name's SHA-256 in a per-user collection name (64 bits)."""
 
 
 class UiError(Exception):
@@ -76,8 +88,13 @@ class Controls:
         )
 
 
-def make_context(user: str, controls: Controls) -> Context:
-    """The run context of one turn: the user and the session's controls.
+def make_context(user: str, controls: Controls, collection: str | None = None) -> Context:
+    """The run context of one turn: the user, their collection and the session's controls.
+
+    Args:
+        user: The signed-in user (``user_id`` of the run).
+        controls: The session's generation controls.
+        collection: The document collection retrieval searches (None: ``chroma.collection``).
 
     Raises:
         UiError: A control is out of range (the message says which).
@@ -86,6 +103,7 @@ def make_context(user: str, controls: Controls) -> Context:
         return Context.model_validate(
             {
                 "user_id": user,
+                "collection": collection,
                 "temperature": float(controls.temperature),
                 "top_p": float(controls.top_p),
                 "max_new_tokens": int(controls.max_new_tokens),
@@ -114,6 +132,34 @@ def check_user(name: str | None) -> str:
             "letter or digit)."
         )
     return name
+
+
+def user_collection(user: str) -> str:
+    """The document collection of one page user: ``user-<slug>-<hash>``.
+
+    Valid for Chroma whatever the name (3-63 characters of ``[a-z0-9-]``, starting and
+    ending with a letter or digit, no ``..``) and the same in every process. The slug is
+    for people reading the store's listing: the name in ASCII (accents dropped), lower
+    case, every other run of characters one ``-``, at most :data:`SLUG_CHARS`; it may be
+    empty (a name in another script). The hash, the first :data:`HASH_CHARS` hex digits
+    of the SHA-256 of the exact name, keeps apart names with the same slug ("Ana María",
+    "ana maria", "ANA-MARIA" are three users, as they are for threads).
+
+    Args:
+        user: The user name as signed in (any non-empty text).
+
+    Returns:
+        The collection name, e.g. ``user-ana-maria-8358ed271ba38466`` (at most 58 chars).
+
+    Raises:
+        UiError: The name is empty.
+    """
+    if not user:
+        raise UiError("Enter a user name first.")
+    ascii_name = unicodedata.normalize("NFKD", user).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:SLUG_CHARS].strip("-")
+    digest = hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_CHARS]
+    return f"{COLLECTION_PREFIX}{slug + '-' if slug else ''}{digest}"
 
 
 def check_message(text: str | None) -> str:
@@ -215,7 +261,8 @@ class ChatService:
         *,
         model: BaseChatModel | None = None,
         wait: float = 0.0,
-        collection: str | None = None,
+        shared_documents: bool | None = None,
+        embeddings: Embeddings | None = None,
     ) -> None:
         """Build the graph on the open memory.
 
@@ -224,20 +271,27 @@ class ChatService:
             memory: The open checkpointer, store and thread locks (``open_memory``).
             model: A chat model instead of the configured one (tests).
             wait: Seconds a turn waits for a busy thread before saying so.
-            collection: The document collection (default: ``chroma.collection``).
+            shared_documents: One collection for everyone (``chroma.collection``) instead
+                of one per user; None: ``ui.shared_documents``.
+            embeddings: The embedding model the uploads are embedded with (tests); None:
+                all-MiniLM-L6-v2, as the graph's retrieval searches with.
         """
         from graph import build_graph
 
         self.settings = settings
         self.memory = memory
         self.wait = wait
-        self.collection = collection or settings.chroma.collection
+        self.shared_documents = (
+            settings.ui.shared_documents if shared_documents is None else shared_documents
+        )
         self.graph: CompiledStateGraph[Any, Any, Any, Any] = build_graph(
             settings, checkpointer=memory.saver, store=memory.store, model=model
         )
         self._stops: dict[str, threading.Event] = {}
         self._stops_lock = threading.Lock()
-        self._documents: DocumentStore | None = None
+        self._embeddings = embeddings
+        self._documents: dict[str, DocumentStore] = {}
+        self._documents_lock = threading.Lock()
 
     # --- turns ---------------------------------------------------------------------------
 
@@ -268,7 +322,7 @@ class ChatService:
 
         user = check_user(user)
         text = check_message(text)
-        context = make_context(user, controls)
+        context = make_context(user, controls, self.collection_of(user))
         self.check_owner(user, thread_id)
         stop = self.stop_signal(session)
         stop.clear()
@@ -437,41 +491,67 @@ class ChatService:
 
     # --- documents -----------------------------------------------------------------------
 
-    def documents(self) -> DocumentStore:
-        """The collection the page uploads into (opened once; embeddings load lazily).
+    def collection_of(self, user: str) -> str:
+        """The collection a user uploads into, lists, removes from and is answered from.
+
+        Their own (:func:`user_collection`), or ``chroma.collection`` when documents are
+        shared or for the machine's user (``long_term.user_id``: the CLI's user, who also
+        gets the threads that name no owner).
 
         Raises:
-            UiError: The collection name is invalid.
+            UiError: The user name is invalid.
+        """
+        user = check_user(user)
+        if self.shared_documents or user == self.default_owner:
+            return self.settings.chroma.collection
+        return user_collection(user)
+
+    def documents(self, user: str) -> DocumentStore:
+        """The user's collection (opened once; the embeddings load lazily).
+
+        Raises:
+            UiError: The user name is invalid, or the store cannot be opened.
         """
         from tools.documents.store import DocumentStore, DocumentStoreError
 
-        if self._documents is None:
-            try:
-                self._documents = DocumentStore(self.settings, self.collection)
-            except DocumentStoreError as exc:
-                raise UiError(f"The document store is unavailable: {exc}") from None
-        return self._documents
+        name = self.collection_of(user)
+        with self._documents_lock:
+            if name not in self._documents:
+                try:
+                    self._documents[name] = DocumentStore(
+                        self.settings, name, embeddings=self._embeddings
+                    )
+                except DocumentStoreError as exc:
+                    raise UiError(f"The document store is unavailable: {exc}") from None
+            return self._documents[name]
 
-    def upload_dir(self) -> Path:
-        """Where uploaded files are kept (the ingest records their path)."""
-        return self.settings.data_dir / "uploads" / self.collection
+    def upload_dir(self, user: str) -> Path:
+        """Where the user's uploaded files are kept (the ingest records their path).
+
+        One folder per collection, so two users' files with the same name never meet.
+        """
+        return self.settings.data_dir / "uploads" / self.collection_of(user)
 
     def ingest(
-        self, files: Iterable[str | Path], on_progress: Callable[[IngestProgress], None] | None
+        self,
+        user: str,
+        files: Iterable[str | Path],
+        on_progress: Callable[[IngestProgress], None] | None = None,
     ) -> dict[str, Any]:
-        """Copy uploaded files into the upload folder and ingest them.
+        """Copy uploaded files into the user's upload folder and ingest them there.
 
         Returns:
             The ingest report as a dict (``added``, ``replaced``, ``unchanged``,
             ``skipped``, ``failed`` with reasons, ``flagged``, ``chunks_written``).
 
         Raises:
-            UiError: No file was given, or the store cannot be opened.
+            UiError: No user or no file was given, or the store cannot be opened.
         """
         from tools.documents.ingest import ingest
         from tools.documents.store import DocumentStoreError
 
-        target = self.upload_dir()
+        store = self.documents(user)
+        target = self.upload_dir(user)
         target.mkdir(parents=True, exist_ok=True)
         copies: list[Path] = []
         for given in files:
@@ -483,38 +563,45 @@ class ChatService:
         if not copies:
             raise UiError("Choose one or more files to upload.")
         try:
-            report = ingest(self.documents(), copies, on_progress=on_progress)
+            report = ingest(store, copies, on_progress=on_progress)
         except DocumentStoreError as exc:
             raise UiError(f"The document store is unavailable: {exc}") from None
         return report.to_dict()
 
-    def document_list(self) -> list[dict[str, Any]]:
-        """The files in the collection (``source``, ``name``, ``chunks``, ...).
+    def document_list(self, user: str) -> list[dict[str, Any]]:
+        """The files in the user's collection (``source``, ``name``, ``chunks``, ...).
 
         Raises:
-            UiError: The store cannot be read.
+            UiError: The user name is invalid, or the store cannot be read.
         """
         from tools.documents.store import DocumentStoreError
 
         try:
-            return [info.to_dict() for info in self.documents().sources()]
+            return [info.to_dict() for info in self.documents(user).sources()]
         except DocumentStoreError as exc:
             raise UiError(f"The document store is unavailable: {exc}") from None
 
-    def remove_document(self, source: str) -> int:
-        """Remove a file from the collection; returns the chunks removed.
+    def remove_document(self, user: str, source: str) -> int:
+        """Remove a file from the user's collection; returns the chunks removed.
+
+        The uploaded copy goes too (a file ingested from elsewhere, e.g. by ``assistant
+        ingest`` into the shared collection, stays where it is).
 
         Raises:
-            UiError: The store cannot be written, or the file is not there.
+            UiError: The store cannot be written, or the file is not in the user's
+                collection.
         """
         from tools.documents.store import DocumentStoreError
 
         try:
-            removed = self.documents().remove(source)
+            removed = self.documents(user).remove(source)
         except DocumentStoreError as exc:
             raise UiError(str(exc)) from None
         if not removed:
-            raise UiError(f"Not in the collection: {source}")
+            raise UiError(f"Not in your collection: {Path(source).name}")
+        copy = Path(source)
+        if copy.parent == self.upload_dir(user).resolve():
+            copy.unlink(missing_ok=True)
         return removed
 
 

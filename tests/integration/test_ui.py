@@ -13,6 +13,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +21,14 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+from langchain_core.embeddings import Embeddings
 
 from apps.ui.page import build_ui, launch_options
 from apps.ui.service import ChatService
 from graph.settings import Settings
+from tests.support.embeddings import word_vectors
 from tools.memory import open_memory
+from tools.memory.long_term import remember_turn
 from tools.models import FakeChatModel
 
 pytestmark = [
@@ -96,11 +100,11 @@ def serve() -> Iterator[Callable[..., Server]]:
     _SERVER_OUTSIDE.clear()
     _AUDITING.append(True)
 
-    def start(settings: Settings, model: Any = None) -> Server:
+    def start(settings: Settings, model: Any = None, embeddings: Any = None) -> Server:
         memory_cm = open_memory(settings)
         memory = memory_cm.__enter__()
         stack.append(memory_cm)
-        service = ChatService(settings, memory, model=model)
+        service = ChatService(settings, memory, model=model, embeddings=embeddings)
         page = build_ui(service)
         page.queue(default_concurrency_limit=8)
         _, url, _ = page.launch(
@@ -380,7 +384,7 @@ def test_upload_a_document_and_get_a_cited_answer_on_smollm2(
     report.get_by_text("added").wait_for()
     assert "1 added" in report.inner_text()
     assert "skipped: empty.txt" in report.inner_text().replace("`", "")
-    assert [d["name"] for d in server.service.document_list()] == ["tower.md"]
+    assert [d["name"] for d in server.service.document_list("alice")] == ["tower.md"]
     page.click("#settings")
     page.click("#sampling input")  # greedy
     send(page, "Who designed the Glass Tower of Wexmoor?", wait_for="Source [1]")
@@ -422,3 +426,202 @@ def test_stop_ends_a_llama_cpp_generation_and_frees_the_model(
     *_, again = service.turn("alice", "t1", "What is 2+2?", short)
     assert isinstance(again, TurnResult)
     assert again.reply and not again.stopped
+
+
+class GatedEmbeddings(Embeddings):
+    """Word-hash vectors that embed documents only once the test opens the gate.
+
+    The upload's progress shows while the ingest waits here, so the test sees it whatever
+    the machine's speed (and without a timed wait).
+    """
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.gate.wait(WAIT_MS / 1000)  # a bound for a broken test, not a timing
+        return word_vectors(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return word_vectors([text])[0]
+
+
+def upload(page: Any, *files: Path) -> None:
+    page.click("#documents")
+    page.locator("#upload input[type=file]").set_input_files([str(f) for f in files])
+
+
+def settled(page: Any, selector: str) -> None:
+    """Wait until no event is updating the component (its progress overlay takes clicks)."""
+    page.locator(f"{selector} [data-testid=status-tracker]:not(.hide)").wait_for(state="hidden")
+
+
+def listed_files(page: Any, expect: str | None = None) -> list[str]:
+    """The file list's entries (the dropdown opened, read and closed again).
+
+    Args:
+        page: The page.
+        expect: An entry to wait for first (the list is refreshed by its own event).
+    """
+    box = page.locator("#docs input")
+    settled(page, "#docs")
+    box.click()
+    page.locator("#docs ul[role=listbox]").wait_for(state="attached")
+    if expect is not None:
+        page.locator(f"#docs [data-testid=dropdown-option][aria-label='{expect}']").wait_for()
+    names: list[str] = page.locator("#docs [data-testid=dropdown-option]").evaluate_all(
+        "els => els.map(e => e.getAttribute('aria-label'))"
+    )
+    box.press("Escape")
+    box.blur()
+    return names
+
+
+def test_upload_shows_progress_then_what_was_added_skipped_and_failed(
+    serve: Callable[..., Server],
+    open_page: Callable[[str], Any],
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+) -> None:
+    good = tmp_path / "good.md"
+    good.write_text("# Notes\n\nThe harbour crane lifts forty tonnes.\n")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4\n" + b"\x07garbage" * 50)
+    embeddings = GatedEmbeddings()
+    server = serve(make_settings(), FakeChatModel(reply="ok"), embeddings)
+    page = open_page(server.url)
+    sign_in(page, "alice")
+    upload(page, good, empty, broken)
+    try:
+        # The ingest waits at the gate with good.md as the current file: its progress shows.
+        page.get_by_text("good.md · 0 chunks").first.wait_for()
+    finally:
+        embeddings.gate.set()
+    report = page.locator("#ingest-report")
+    report.get_by_text("added").wait_for()
+    text = report.inner_text().replace("`", "")
+    assert "1 added" in text
+    assert "1 skipped, 1 failed" in text
+    assert "skipped: empty.txt: " in text
+    assert "failed: broken.pdf: corrupt PDF" in text
+    assert listed_files(page, expect="good.md (1 chunks)") == ["good.md (1 chunks)"]
+
+
+def test_each_user_lists_and_is_answered_from_their_own_documents(
+    serve: Callable[..., Server],
+    open_page: Callable[[str], Any],
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+) -> None:
+    tower = tmp_path / "tower.md"
+    tower.write_text(
+        "# The Glass Tower of Wexmoor\n\nThe Glass Tower of Wexmoor was designed by the "
+        "architect Ida Frane. It was finished in 1911.\n"
+    )
+    mill = tmp_path / "mill.md"
+    mill.write_text("# The Old Mill\n\nThe old mill of Brantham grinds barley every Tuesday.\n")
+    question = "Who designed the Glass Tower of Wexmoor?"
+    # The real embedding model, as retrieval searches with.
+    server = serve(make_settings(), FakeChatModel(reply="Here is what I know."))
+    alice = open_page(server.url)
+    sign_in(alice, "alice")
+    upload(alice, tower)
+    alice.locator("#ingest-report").get_by_text("1 added").wait_for()
+    assert listed_files(alice) == ["tower.md (1 chunks)"]
+
+    bob = open_page(server.url)  # another browser context: another person
+    sign_in(bob, "bob")
+    upload(bob, mill)  # a list of his own, so an empty one is not just "not loaded yet"
+    bob.locator("#ingest-report").get_by_text("1 added").wait_for()
+    assert listed_files(bob) == ["mill.md (1 chunks)"]
+    send(bob, question, wait_for="Here is what I know.")
+    assert "Source [" not in bob.locator("#chat").inner_text()
+    assert [d["name"] for d in server.service.document_list("bob")] == ["mill.md"]
+
+    send(alice, question, wait_for="Source [1] tower.md")
+    assert "Here is what I know." in alice.locator("#chat").inner_text()
+    # Each page lists its own user's files after a reload too.
+    for page, name, mine in (
+        (bob, "bob", "mill.md (1 chunks)"),
+        (alice, "alice", "tower.md (1 chunks)"),
+    ):
+        page.reload()
+        page.wait_for_selector(f"#who:has-text('{name}')")
+        page.click("#documents")
+        assert listed_files(page, expect=mine) == [mine]
+    # Alice removes hers; Bob's stays.
+    settled(alice, "#docs")
+    alice.locator("#docs input").click()
+    alice.locator("#docs [data-testid=dropdown-option][aria-label='tower.md (1 chunks)']").click()
+    alice.click("#remove-doc")
+    alice.locator("#status").get_by_text("Removed tower.md (1 chunks).").wait_for()
+    assert listed_files(alice) == []
+    assert [d["name"] for d in server.service.document_list("bob")] == ["mill.md"]
+
+
+def test_a_second_turn_on_a_running_thread_says_it_is_busy(
+    serve: Callable[..., Server],
+    open_page: Callable[[str], Any],
+    make_settings: Callable[..., Settings],
+) -> None:
+    def reply(messages: list[Any]) -> str:
+        return LONG if "long" in messages[-1].text else "short answer"
+
+    model = FakeChatModel(reply=reply, delay=0.05)
+    server = serve(make_settings(generation={"max_new_tokens": 1000}), model)
+    first = open_page(server.url)
+    sign_in(first, "alice")
+    # A second tab of the same browser opens on the same user and thread.
+    second = first.context.new_page()
+    second.goto(server.url)
+    second.wait_for_selector("#who:has-text('alice')")
+    send(first, "a long story please", wait_for="word3", to_the_end=False)
+    send(second, "a quick question")
+    second.locator("#status").get_by_text("This thread is busy").wait_for()
+    # Not sent: the message is back in the box, and not in the chat.
+    assert second.locator("#message textarea").input_value() == "a quick question"
+    assert "a quick question" not in second.locator("#chat").inner_text()
+    first.click("#stop")
+    first.locator("#chat").get_by_text("[stopped]").wait_for()
+    first.locator("#send:not([disabled])").wait_for()
+    send(second, "a quick question", wait_for="short answer")
+    assert "busy" not in second.locator("#status").inner_text()
+
+
+def test_forget_selected_removes_a_memory(
+    serve: Callable[..., Server],
+    open_page: Callable[[str], Any],
+    make_settings: Callable[..., Settings],
+) -> None:
+    server = serve(make_settings(), FakeChatModel(reply="ok"))
+    store = server.service.memory.store
+    assert store is not None
+    remember_turn(
+        store,
+        "alice",
+        message="My name is Alice. I live in Lyon.",
+        reply="Nice to meet you.",
+        thread_id=None,
+        message_id=None,
+        turns=False,
+    )
+    remember_turn(
+        store, "bob", message="I live in Oslo.", reply="ok", thread_id=None, message_id=None
+    )
+    page = open_page(server.url)
+    sign_in(page, "alice")
+    page.click("#memory")
+    memories = page.locator("#memories")
+    memories.get_by_text("I live in Lyon.").wait_for()
+    assert "Oslo" not in memories.inner_text()
+    memories.locator("label:has-text('I live in Lyon.') input").check()
+    page.click("#forget")
+    page.locator("#status").get_by_text("Forgot 1 memories.").wait_for()
+    memories.get_by_text("I live in Lyon.").wait_for(state="detached")
+    assert "My name is Alice." in memories.inner_text()
+    assert [m.text for m in server.service.memories("alice")] == ["My name is Alice."]
+    assert [m.text for m in server.service.memories("bob") if m.kind == "facts"] == [
+        "I live in Oslo."
+    ]

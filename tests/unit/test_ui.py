@@ -24,9 +24,11 @@ from apps.ui.service import (
     ingest_summary,
     make_context,
     title_of,
+    user_collection,
 )
 from graph.settings import Settings
 from tests.support.embeddings import word_store
+from tools.documents.store import check_collection_name
 from tools.memory import OpenMemory
 from tools.memory.locks import LocalThreadLocks
 from tools.models import FakeChatModel
@@ -340,3 +342,160 @@ def test_sources_are_folded_rows_titled_by_file_and_page_or_section() -> None:
     assert rows[0]["content"] == "> Turn it off."
     # A passage's own markup is shown as text, not as headings or lists of the page.
     assert rows[1]["content"] == "> \\# Install\n> 1\\. pip"
+
+
+# --- per-user documents ------------------------------------------------------------------
+
+NAMES = [
+    "alice",
+    "Alice",
+    "ALICE",
+    "ana maría",
+    "ana maria",
+    "ana-maria",
+    "Ana María",
+    "ana.maria",
+    "李雷",
+    "王芳",
+    "Ωμέγα",
+    "😀",
+    "..",
+    "...",
+    "a..b",
+    "-",
+    "a",
+    "ab",
+    " alice ",
+    "alice\n",
+    "../../etc/passwd",
+    "a/b",
+    "user-alice",
+    "default",
+    "x" * 64,
+    "x" * 65,
+    "y" * 10_000,
+    "Ǆemal",  # a ligature NFKD splits into letters
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_users_collection_name_is_valid_for_chroma_and_stable(name: str) -> None:
+    collection = user_collection(name)
+    assert check_collection_name(collection) == collection
+    assert collection.startswith("user-")
+    assert user_collection(name) == collection
+
+
+def test_user_collection_names_never_collide() -> None:
+    # Same slug, different names (case, accents, spaces, punctuation, length): all apart.
+    collections = [user_collection(name) for name in NAMES]
+    assert len(set(collections)) == len(NAMES)
+
+
+def test_a_users_collection_name_is_the_same_in_every_process() -> None:
+    # Pinned: a name that changed between releases would hide a user's files.
+    assert user_collection("alice") == "user-alice-2bd806c97f0e00af"
+    assert user_collection("Ana María") == "user-ana-maria-8358ed271ba38466"
+    assert user_collection("李雷").removeprefix("user-").count("-") == 0  # no slug at all
+
+
+def test_an_empty_user_has_no_collection() -> None:
+    with pytest.raises(UiError, match="user name"):
+        user_collection("")
+
+
+@pytest.fixture
+def doc_service(make_settings: Callable[..., Settings], fake_model: FakeChatModel) -> ChatService:
+    settings = make_settings()
+    return ChatService(settings, memory(settings), model=fake_model)
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    """A file as the page receives it: in a folder of its own (Gradio's upload cache)."""
+    place = folder / uuid.uuid4().hex
+    place.mkdir()
+    (place / name).write_text(text)
+    return place / name
+
+
+TOWER = "# The Glass Tower\n\nThe Glass Tower of Wexmoor was designed by Ida Frane in 1911.\n"
+MILL = "# The Old Mill\n\nThe old mill of Brantham grinds barley every Tuesday.\n"
+
+
+def test_two_users_uploads_are_never_visible_to_each_other(
+    doc_service: ChatService, tmp_path: Path
+) -> None:
+    # The same file name for both: each keeps their own copy and text.
+    report = doc_service.ingest("alice", [write(tmp_path, "notes.md", TOWER)])
+    assert [Path(f["path"]).name for f in report["added"]] == ["notes.md"]
+    doc_service.ingest("bob", [write(tmp_path, "notes.md", MILL)])
+    doc_service.ingest("bob", [write(tmp_path, "extra.txt", "Bob's extra notes.")])
+    alice = doc_service.document_list("alice")
+    bob = doc_service.document_list("bob")
+    assert [d["name"] for d in alice] == ["notes.md"]
+    assert sorted(d["name"] for d in bob) == ["extra.txt", "notes.md"]
+    assert not {d["source"] for d in alice} & {d["source"] for d in bob}
+    assert doc_service.document_list("carol") == []
+    # Kept on disk per user too.
+    alice_dir, bob_dir = doc_service.upload_dir("alice"), doc_service.upload_dir("bob")
+    assert alice_dir != bob_dir
+    assert "Ida Frane" in (alice_dir / "notes.md").read_text()
+    assert "barley" in (bob_dir / "notes.md").read_text()
+    # Searching one user's collection never finds the other's passages.
+    found = doc_service.documents("bob").search("Who designed the Glass Tower of Wexmoor?", 4)
+    assert all("Frane" not in p.text for p in found)
+    # Nobody removes another user's file: the source is looked up in their own collection.
+    alice_source = alice[0]["source"]
+    with pytest.raises(UiError, match="Not in your collection"):
+        doc_service.remove_document("bob", alice_source)
+    assert [d["name"] for d in doc_service.document_list("alice")] == ["notes.md"]
+    assert doc_service.remove_document("alice", alice_source) > 0
+    assert doc_service.document_list("alice") == []
+    assert not (alice_dir / "notes.md").exists()  # the uploaded copy is gone too
+    assert len(doc_service.document_list("bob")) == 2
+    assert (bob_dir / "notes.md").exists()
+
+
+def test_each_user_is_answered_from_their_own_collection(
+    doc_service: ChatService, tmp_path: Path
+) -> None:
+    doc_service.ingest("alice", [write(tmp_path, "tower.md", TOWER)])
+    question = "Who designed the Glass Tower of Wexmoor?"
+    _, bob = run(doc_service, "bob", "b1", question)
+    assert bob.diagnostics["retrieval"]["collection"] == user_collection("bob")
+    assert bob.diagnostics["retrieval"]["status"] == "empty"
+    assert bob.sources == []
+    _, alice = run(doc_service, "alice", "a1", question)
+    assert alice.diagnostics["retrieval"]["collection"] == user_collection("alice")
+    assert [s["name"] for s in alice.sources] == ["tower.md"]
+
+
+def test_shared_documents_put_everyone_in_the_configured_collection(
+    make_settings: Callable[..., Settings], fake_model: FakeChatModel, tmp_path: Path
+) -> None:
+    settings = make_settings(ui={"shared_documents": True}, chroma={"collection": "team"})
+    service = ChatService(settings, memory(settings), model=fake_model)
+    assert service.collection_of("alice") == service.collection_of("bob") == "team"
+    service.ingest("alice", [write(tmp_path, "tower.md", TOWER)])
+    assert [d["name"] for d in service.document_list("bob")] == ["tower.md"]
+    _, bob = run(service, "bob", "b1", "Who designed the Glass Tower of Wexmoor?")
+    assert bob.diagnostics["retrieval"]["collection"] == "team"
+    assert [s["name"] for s in bob.sources] == ["tower.md"]
+    # Per user unless told: the argument wins over the setting.
+    apart = ChatService(settings, memory(settings), model=fake_model, shared_documents=False)
+    assert apart.collection_of("alice") == user_collection("alice")
+
+
+def test_the_machines_user_keeps_the_clis_collection(doc_service: ChatService) -> None:
+    # Like threads that name no owner: the CLI's user is the same person on the page.
+    local = doc_service.default_owner
+    assert doc_service.collection_of(local) == doc_service.settings.chroma.collection
+    assert doc_service.collection_of("alice") != doc_service.settings.chroma.collection
+
+
+@pytest.mark.parametrize("name", ["", "   ", "../x", "a/b"])
+def test_documents_need_a_valid_user(doc_service: ChatService, name: str) -> None:
+    with pytest.raises(UiError):
+        doc_service.document_list(name)
+    with pytest.raises(UiError):
+        doc_service.ingest(name, [])
