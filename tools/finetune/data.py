@@ -65,7 +65,10 @@ class Example(BaseModel):
                 position = index + (len(messages) - len(turns))
                 if turn.role == "system":
                     raise ValueError(f"turn {position}: a system turn may only come first")
-                raise ValueError(f"turn {position}: expected a {expected} turn, got {turn.role}")
+                article = "an" if expected == "assistant" else "a"
+                raise ValueError(
+                    f"turn {position}: expected {article} {expected} turn, got {turn.role}"
+                )
         if not turns or turns[-1].role != "assistant":
             raise ValueError("the last turn must be an assistant turn (the text to learn)")
         return messages

@@ -316,7 +316,7 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             timed += time.perf_counter() - began
             done = step + 1
-            loss = float(out.loss)
+            loss = out.loss.item()
             run.train_loss.append(LossPoint(step=done, loss=loss))
             tracker.scalar("loss/train", loss, done)
             run.steps_done = done
