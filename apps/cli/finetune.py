@@ -285,7 +285,7 @@ def eval_command(
     shows them side by side; the scores go into the run's record and TensorBoard.
     """
     from evals.corpus import CORPORA_DIR, EvalError, EvalModelError, load_corpora
-    from evals.records import default_runs_dir, save_run
+    from evals.records import CaseResult, default_runs_dir, save_run
     from evals.runner import run_evals
     from tools.finetune.track import EvalScore, RunFileError, Tracker, find_run, load_record
 
@@ -307,8 +307,17 @@ def eval_command(
         model = {"backend": "llamacpp", "gguf_path": run.base_gguf, "lora_path": lora_path}
         run_settings = _with_model(settings, model)
         err.print(f"evaluating the {label} model ...", highlight=False)
+        def show(result: CaseResult, done: int, planned: int, label: str = label) -> None:
+            verdict = "pass" if result.passed else "FAIL"
+            err.print(
+                f"[{done}/{planned}] {label} {result.corpus}/{result.id}: {verdict}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+
         try:
-            record = run_evals(corpora, run_settings)
+            record = run_evals(corpora, run_settings, on_case=show)
         except EvalError as exc:
             raise _fail(str(exc), 1 if isinstance(exc, EvalModelError) else 2) from None
         record.model = f"{Path(run.base_gguf).name}" + (
