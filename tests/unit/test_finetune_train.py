@@ -119,6 +119,25 @@ def _adapter(run_dir: Path) -> dict[str, object]:
     return dict(load_file(str(run_dir / ADAPTER / "adapter_model.safetensors")))
 
 
+def _event_tags(run_dir: Path) -> dict[str, int]:
+    """How often each tag was logged, read back from the TensorBoard event files."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    tags: dict[str, int] = {}
+    for path in (run_dir / "tensorboard").glob("events.out.tfevents.*"):
+        data, at = path.read_bytes(), 0
+        while at < len(data):  # records: length (8), crc (4), event, crc (4)
+            (size,) = struct.unpack("<Q", data[at : at + 8])
+            event = event_pb2.Event()
+            event.ParseFromString(data[at + 12 : at + 12 + size])
+            at += 12 + size + 4
+            for value in event.summary.value:
+                tags[value.tag] = tags.get(value.tag, 0) + 1
+    return tags
+
+
 def test_a_run_writes_its_record_events_checkpoint_and_adapter(
     tmp_path: Path, tiny_base: Path
 ) -> None:
@@ -135,7 +154,12 @@ def test_a_run_writes_its_record_events_checkpoint_and_adapter(
     assert record.seconds_per_step is not None and record.seconds_per_step > 0
     assert record.quantised_training.startswith("no:")
     assert record.settings["lora_r"] == 4
-    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert _event_tags(run_dir) == {
+        "run/text_summary": 1,
+        "loss/train": 6,
+        "loss/validation": 3,
+        "time/seconds_per_step": 1,
+    }
     assert checkpoint_step(run_dir) == 6
     assert (run_dir / ADAPTER / "adapter_config.json").is_file()
 
