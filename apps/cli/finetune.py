@@ -307,6 +307,7 @@ def eval_command(
         model = {"backend": "llamacpp", "gguf_path": run.base_gguf, "lora_path": lora_path}
         run_settings = _with_model(settings, model)
         err.print(f"evaluating the {label} model ...", highlight=False)
+
         def show(result: CaseResult, done: int, planned: int, label: str = label) -> None:
             verdict = "pass" if result.passed else "FAIL"
             err.print(
