@@ -136,6 +136,12 @@ class ModelSettings(_Section):
         description="What the fake backend answers (it echoes nothing, calls nothing).",
     )
 
+    @field_validator("lora_path", mode="before")
+    @classmethod
+    def _no_adapter_when_empty(cls, value: Any) -> Any:
+        # ASSISTANT_MODEL__LORA_PATH= (empty) means no adapter, not the directory ".".
+        return None if isinstance(value, str) and not value.strip() else value
+
 
 class GenerationSettings(_Section):
     """Sampling knobs; each can be overridden per run through the runtime context."""

@@ -43,7 +43,12 @@ def test_a_missing_adapter_is_a_load_error_naming_it(tmp_path: Path) -> None:
         _ = model.llama
 
 
-def test_the_setting_is_a_path_or_empty() -> None:
+def test_the_setting_is_a_path_or_empty(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings(model={"lora_path": None}).model.lora_path is None
+    assert load_settings(model={"lora_path": "  "}).model.lora_path is None
+    monkeypatch.setenv("ASSISTANT_MODEL__LORA_PATH", "")
+    assert load_settings().model.lora_path is None
+    monkeypatch.setenv("ASSISTANT_MODEL__LORA_PATH", "/x/a.gguf")
+    assert load_settings().model.lora_path == Path("/x/a.gguf")
     with pytest.raises(SettingsError, match=r"model\.lora_path"):
         load_settings(model={"lora_path": ["x"]})
