@@ -21,7 +21,7 @@ export LANGGRAPH_CLI_NO_ANALYTICS := 1
 export LANGGRAPH_NO_VERSION_CHECK := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help install llama-wheel model chat ui browser test test-unit lint bench eval eval-fast serve serve-api redis-up redis-down clean image test-container compose-tool
+.PHONY: help install llama-wheel model finetune chat ui browser test test-unit lint bench eval eval-fast serve serve-api redis-up redis-down clean image test-container compose-tool
 
 help:
 	@echo "make chat       set up everything (first time ~27 min on 2 cores, ~20 of it the llama.cpp build) and open a chat"
@@ -31,6 +31,7 @@ help:
 	@echo "make lint       ruff, ruff format --check, mypy strict, import contracts"
 	@echo "make bench      benchmark the graph against raw llama.cpp"
 	@echo "make eval-fast  routing + safety corpora on the fake model (make eval: all, real model)"
+	@echo "make finetune   LoRA on SmolLM2 with the example dataset: train, export, base vs tuned"
 	@echo "make serve      the LangGraph dev server on 127.0.0.1:8123 (PORT=... for another)"
 	@echo "make serve-api  the OpenAI-compatible API on http://127.0.0.1:8000/v1 (API_PORT=..., HOST=...)"
 	@echo "make redis-up   start a local Redis with RediSearch + RedisJSON (make redis-down stops it)"
@@ -87,7 +88,10 @@ $(VENV)/.models: $(BIN)/python
 
 $(VENV)/.installed: $(VENV)/.llama-$(LLAMA_BUILD) $(VENV)/.models pyproject.toml constraints.txt
 	@echo ">>> Installing the assistant and its dependencies..."
-	$(PIP) install --quiet -c constraints.txt -e ".[llamacpp,huggingface,remote,ui,api,bots,dev]"
+	$(PIP) install --quiet -c constraints.txt -e ".[llamacpp,huggingface,finetune,remote,ui,api,bots,dev]"
+	@# llama.cpp's LoRA converter (convert_lora_to_gguf.py) from the same llama-cpp-python
+	@# sdist, into ~/.cache/local-assistant/llama-convert (once; `finetune export` needs it).
+	$(BIN)/python -c "from tools.finetune.export import ensure_converter; ensure_converter()"
 	@touch $@
 
 install: $(VENV)/.installed
@@ -137,6 +141,13 @@ eval-fast: install
 eval: model
 	$(BIN)/assistant eval --model default
 	$(BIN)/assistant eval report
+
+# The documented fine-tuning run (README "Fine-tuning"): the shipped Brackenfield dataset
+# on SmolLM2-135M, then the adapter as GGUF and the held-out corpus on base and tuned.
+finetune: install
+	$(BIN)/assistant finetune train
+	$(BIN)/assistant finetune export
+	$(BIN)/assistant finetune eval
 
 # The LangGraph dev server, offline (scripts/dev_server.sh sets the no-telemetry switches).
 PORT ?= 8123

@@ -70,6 +70,11 @@ class ModelSettings(_Section):
     hf_model_dir: Path | None = Field(
         None, description="Local transformers model directory for the huggingface backend."
     )
+    lora_path: Path | None = Field(
+        None,
+        description="llamacpp: a LoRA adapter in GGUF (`assistant finetune export` writes one) "
+        "applied to the model at load; empty = the base model alone.",
+    )
     n_ctx: int = Field(
         4096,
         ge=256,
@@ -130,6 +135,12 @@ class ModelSettings(_Section):
         "This is a canned reply from the fake model.",
         description="What the fake backend answers (it echoes nothing, calls nothing).",
     )
+
+    @field_validator("lora_path", mode="before")
+    @classmethod
+    def _no_adapter_when_empty(cls, value: Any) -> Any:
+        # ASSISTANT_MODEL__LORA_PATH= (empty) means no adapter, not the directory ".".
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 class GenerationSettings(_Section):
@@ -595,6 +606,47 @@ class UiSettings(_Section):
     )
 
 
+class FinetuneSettings(_Section):
+    """LoRA fine-tuning (`assistant finetune`): the adapter's shape and the training loop."""
+
+    runs_dir: Path | None = Field(
+        None, description="Where each run gets its directory; empty = <data_dir>/finetune/runs."
+    )
+    lora_r: int = Field(16, ge=1, le=256, description="LoRA rank (adapter width).")
+    lora_alpha: int = Field(32, ge=1, description="LoRA scale numerator (scale = alpha/r).")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter's input.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ],
+        min_length=1,
+        description="Linear layers that get an adapter (names inside each decoder block).",
+    )
+    learning_rate: float = Field(1e-3, gt=0, le=1, description="AdamW learning rate.")
+    epochs: int = Field(4, ge=1, le=1000, description="Passes over the training split.")
+    max_steps: int | None = Field(
+        None, ge=1, description="Stop after this many optimiser steps; empty = all epochs."
+    )
+    batch_size: int = Field(4, ge=1, le=256, description="Examples per optimiser step.")
+    max_length: int = Field(
+        512, ge=16, le=32768, description="Tokens per example; longer ones are cut."
+    )
+    validation_fraction: float = Field(
+        0.1, ge=0, lt=1, description="Share of the dataset held out for the validation loss."
+    )
+    seed: int = Field(0, description="Seeds the split, the adapter's init and the batch order.")
+    save_every: int = Field(
+        20, ge=1, description="Steps between checkpoints (a run resumes from the last one)."
+    )
+    eval_every: int = Field(20, ge=1, description="Steps between validation losses.")
+
+
 def _default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("local-assistant", appauthor=False))
 
@@ -633,6 +685,7 @@ class Settings(BaseSettings):
     slack: SlackSettings = Field(default_factory=SlackSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     ui: UiSettings = Field(default_factory=UiSettings)
+    finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
 
     @model_validator(mode="after")
     def _budget_fits_window(self) -> Settings:

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 
 from apps.cli.console import cli_settings, err, out
 from apps.cli.evals import eval_app
+from apps.cli.finetune import finetune_app
 from graph.context import Context
 from graph.errors import MessageTooLongError
 from graph.settings import SAFETY_LEVELS, Settings
@@ -47,6 +48,7 @@ app.add_typer(memory_app, name="memory")
 BUSY_EXIT = 75
 """Exit status of a turn refused because its thread stayed busy (EX_TEMPFAIL: try again)."""
 app.add_typer(eval_app, name="eval")
+app.add_typer(finetune_app, name="finetune")
 
 
 HELP = """Commands:

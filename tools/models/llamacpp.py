@@ -98,6 +98,13 @@ class LlamaCppChatModel(Prefill, FirstTokenScores, BaseChatModel):
     model_path: str | None = None
     """GGUF file; None = resolve with ``path_resolver`` at load time."""
     path_resolver: Callable[[], Path] | None = None
+    lora_path: str | None = None
+    """A GGUF LoRA adapter applied at load (llama.cpp's ``lora_path``); None = none.
+
+    Each model instance keeps its own prompt-state cache, and the loader builds one
+    instance per model settings (the adapter included), so states computed with the
+    adapter are never restored into a context without it, or the other way round.
+    """
     n_ctx: int = 4096
     n_threads: int | None = None
     """Threads generating tokens; None = every core."""
@@ -146,10 +153,14 @@ class LlamaCppChatModel(Prefill, FirstTokenScores, BaseChatModel):
             path = self.path_resolver()
         if path is None or not path.is_file():
             raise ModelLoadError(f"GGUF model file not found: {path}")
+        lora = Path(self.lora_path) if self.lora_path else None
+        if lora is not None and not lora.is_file():
+            raise ModelLoadError(f"LoRA adapter file not found: {lora}")
         started = time.perf_counter()
         try:
             llama = Llama(
                 model_path=str(path),
+                lora_path=str(lora) if lora else None,
                 n_ctx=self.n_ctx,
                 n_threads=self.n_threads or os.cpu_count() or 1,
                 n_threads_batch=self.n_threads_batch or os.cpu_count() or 1,
@@ -158,7 +169,12 @@ class LlamaCppChatModel(Prefill, FirstTokenScores, BaseChatModel):
             )
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"llama.cpp cannot load {path}: {exc}") from exc
-        log.info("loaded %s in %.1f s", path.name, time.perf_counter() - started)
+        log.info(
+            "loaded %s%s in %.1f s",
+            path.name,
+            f" with adapter {lora.name}" if lora else "",
+            time.perf_counter() - started,
+        )
         self._prefix_formatter = _prefix_formatter(llama)
         self._prompt_formatter = _prefix_formatter(llama, generation_prompt=True)
         if self.state_cache_mb > 0 and _can_trim(llama):

@@ -33,6 +33,7 @@ def _llamacpp(settings: Settings) -> LlamaCppChatModel:
     return LlamaCppChatModel(
         model_path=str(cfg.gguf_path) if cfg.gguf_path else None,
         path_resolver=None if cfg.gguf_path else default_model,
+        lora_path=str(cfg.lora_path) if cfg.lora_path else None,
         n_ctx=cfg.n_ctx,
         n_threads=cfg.n_threads,
         n_threads_batch=cfg.n_threads_batch,
