@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -26,6 +27,65 @@ def test_settings_file_matches_code_defaults(
                 assert defaults[section][key] == value, f"{section}.{key}"
         else:
             assert defaults[section] == values, section
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+SETTINGS_TABLE = "| key | default | meaning |"
+
+
+def readme_setting_keys(text: str) -> list[str]:
+    """The settings the README's settings tables name, from the first cell of each row:
+    ``section.key``, ``section.*``, or a bare ``key`` after them (same section)."""
+    keys: list[str] = []
+    in_table = False
+    for line in text.splitlines():
+        if line.startswith(SETTINGS_TABLE):
+            in_table = True
+            continue
+        if not line.startswith("|"):
+            in_table = False
+        if not in_table or not line.startswith("| `"):
+            continue
+        section = ""
+        for name in re.findall(r"`([^`]+)`", line.split("|")[1]):
+            if not re.fullmatch(r"[a-z_]+(\.[a-z_*]+)?", name):  # ASSISTANT_DATA_DIR, REDIS_URL
+                continue
+            if "." in name:
+                section, _, key = name.partition(".")
+            elif not section:
+                continue
+            else:
+                key = name
+            keys.append(f"{section}.{key}")
+    return keys
+
+
+def test_every_setting_the_readme_names_exists() -> None:
+    """A renamed or removed setting must not live on in the README's tables."""
+    defaults = Settings.model_fields
+    keys = readme_setting_keys(README.read_text())
+    assert len(keys) > 40  # the tables were found
+    for key in keys:
+        section, _, name = key.partition(".")
+        assert section in defaults, f"README names an unknown section: {key}"
+        fields = defaults[section].annotation.model_fields  # type: ignore[union-attr]
+        assert name == "*" or name in fields, f"README names an unknown setting: {key}"
+
+
+def test_readme_keys_are_read_per_row() -> None:
+    row = (
+        f"{SETTINGS_TABLE}\n| --- | --- | --- |\n"
+        "| `retrieval.enabled`, `k`, `min_score` | true | x |\n| `safety.*` | x | y |\n\n"
+        "| `none` (or `memory.enabled = false`) | not a settings table |"
+    )
+    assert readme_setting_keys(row) == [
+        "retrieval.enabled",
+        "retrieval.k",
+        "retrieval.min_score",
+        "safety.*",
+    ]
 
 
 def test_nested_env_override(monkeypatch: pytest.MonkeyPatch) -> None:
