@@ -5,9 +5,9 @@ text on the page (not Gradio's pending dots). The CLI: from calling ``ChatSessio
 (what ``assistant chat`` runs) to its first token. Both use one model instance, a new
 thread each, and the same question with one letter changed (so llama.cpp's prompt cache
 cannot hand the second the first one's prompt); the order alternates each round.
-Long-term memory is off so every prompt is the same size. Hold the model lock on a shared machine:
+Long-term memory is off so every prompt is the same size. From the repository root:
 
-    flock /work/wt/model.lock .venv/bin/python scripts/ui_ttft.py --model default
+    PYTHONPATH=. .venv/bin/python scripts/ui_ttft.py --model default
 """
 
 from __future__ import annotations
