@@ -115,59 +115,44 @@ def raw_run(model: LlamaCppChatModel, messages: list[Any], tokens: int) -> tuple
     return (n - 1) / (last - first), n
 
 
-def graph_run(graph: Any, model: LlamaCppChatModel, thread: str) -> tuple[float, int, float]:
-    """Decode tokens/s and time to first token of one turn as the web UI and API take it.
+def graph_run(
+    graph: Any, model: LlamaCppChatModel, thread: str, streamed: bool
+) -> tuple[float, int, float]:
+    """Decode tokens/s and seconds to the first token of one turn through the graph.
 
-    apps.turns.stream_turn: the turn runs in a worker thread and each token crosses one
-    queue to the caller.
+    ``streamed`` False: as ``assistant chat`` takes it (apps.turns.run_turn: the graph in
+    the calling thread, each token straight to a callback). True: as the web UI and the
+    API take it (apps.turns.stream_turn: the turn in a worker thread, each token across
+    one queue to the caller).
     """
-    from apps.turns import stream_turn
-    from graph.context import Context
-    from tools.memory.locks import FileThreadLocks
-
-    times: list[float] = []
-    state: dict[str, Any] = {}
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as locks:
-        for kind, value in stream_turn(
-            graph,
-            FileThreadLocks(Path(locks)),
-            thread,
-            PROMPT,
-            Context(safety_level="relaxed"),
-            owner="bench",
-            wait=0,
-        ):
-            if kind == "token":
-                times.append(time.perf_counter() - start)
-            else:
-                state = value
-    n = model.get_num_tokens(state["messages"][-1].text)
-    return (n - 1) / (times[-1] - times[0]), n, times[0]
-
-
-def graph_cli_run(graph: Any, model: LlamaCppChatModel, thread: str) -> tuple[float, int, float]:
-    """Decode tokens/s of one turn as ``assistant chat`` streams it (apps.turns.run_turn).
-
-    The graph runs in the calling thread and each token goes straight to a callback.
-    """
-    from apps.turns import run_turn
+    from apps.turns import run_turn, stream_turn
     from graph.context import Context
     from tools.memory.locks import FileThreadLocks
 
     times: list[float] = []
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as locks:
-        state = run_turn(
+        turn = (
             graph,
             FileThreadLocks(Path(locks)),
             thread,
             PROMPT,
             Context(safety_level="relaxed"),
-            owner="bench",
-            wait=0,
-            on_token=lambda token: times.append(time.perf_counter() - start),
         )
+        if streamed:
+            state: dict[str, Any] = {}
+            for kind, value in stream_turn(*turn, owner="bench", wait=0):
+                if kind == "token":
+                    times.append(time.perf_counter() - start)
+                else:
+                    state = value
+        else:
+            state = run_turn(
+                *turn,
+                owner="bench",
+                wait=0,
+                on_token=lambda token: times.append(time.perf_counter() - start),
+            )
     n = model.get_num_tokens(state["messages"][-1].text)
     return (n - 1) / (times[-1] - times[0]), n, times[0]
 
@@ -193,10 +178,10 @@ def bench_throughput(settings: Settings, reps: int) -> None:
                 rate, n_raw = raw_run(model, prompt, settings.generation.max_new_tokens)
                 raw.append(rate)
             elif which == "cli":
-                rate, n_graph, _ = graph_cli_run(graph, model, f"tp-cli-{i}")
+                rate, n_graph, _ = graph_run(graph, model, f"tp-cli-{i}", streamed=False)
                 cli.append(rate)
             else:
-                rate, n_graph, _ = graph_run(graph, model, f"tp-stream-{i}")
+                rate, n_graph, _ = graph_run(graph, model, f"tp-stream-{i}", streamed=True)
                 messages.append(rate)
     r, g, m = statistics.median(raw), statistics.median(cli), statistics.median(messages)
     print(
