@@ -109,6 +109,23 @@ class ReplyTokens(BaseCallbackHandler):
             self.on_token(str(token))
 
 
+def safety_verdict(state: dict[str, Any]) -> dict[str, Any]:
+    """What the front ends show of a turn's safety check.
+
+    Returns:
+        ``allowed``, ``level``, ``category``, ``reason`` (None when the state has none),
+        and ``withdrawn``: whether a streamed reply was taken back afterwards.
+    """
+    safety = state.get("safety") or {}
+    return {
+        "allowed": safety.get("allowed"),
+        "level": safety.get("level"),
+        "category": safety.get("category"),
+        "reason": safety.get("reason"),
+        "withdrawn": bool(safety.get("withdrawn")),
+    }
+
+
 def turn_config(thread_id: str, owner: str) -> RunnableConfig:
     """The run config of one turn: the thread and its owner (checkpoint metadata)."""
     return {"configurable": {"thread_id": thread_id}, "metadata": {"user_id": owner}}

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from apps.queue import ModelQueue, QueuedLocks
-from apps.turns import stream_turn, turn_config
+from apps.turns import safety_verdict, stream_turn, turn_config
 from graph.context import Context
 from graph.settings import Settings
 
@@ -250,18 +250,11 @@ class ApiService:
 def extension(outcome: Outcome, thread_id: str | None) -> dict[str, Any]:
     """The ``assistant`` extension object: thread, concept, safety verdict, sources."""
     state = outcome.state
-    safety = state.get("safety") or {}
     retrieval = state.get("retrieval") or {}
     return {
         "thread_id": thread_id,
         "concept": state.get("concept"),
-        "safety": {
-            "allowed": safety.get("allowed"),
-            "level": safety.get("level"),
-            "category": safety.get("category"),
-            "reason": safety.get("reason"),
-            "withdrawn": bool(safety.get("withdrawn")),
-        },
+        "safety": safety_verdict(state),
         "retrieval": retrieval.get("status"),
         "sources": [
             {k: source.get(k) for k in ("source", "name", "page", "section", "score")}

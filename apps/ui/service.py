@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from apps.turns import STOPPED_MARK, GenerationStopped, stream_turn, turn_config
+from apps.turns import STOPPED_MARK, GenerationStopped, safety_verdict, stream_turn, turn_config
 from graph.context import Context
 from graph.errors import InvalidMessageError, MessageTooLongError
 from graph.settings import SAFETY_LEVELS, Settings
@@ -215,18 +215,11 @@ def diagnostics(
         tokens: Streamed chunks (llama.cpp streams one token per chunk).
         seconds: Seconds from sending to the end of the turn.
     """
-    safety = state.get("safety") or {}
     retrieval = state.get("retrieval") or {}
     decode = seconds - ttft if ttft is not None else 0.0
     return {
         "concept": state.get("concept"),
-        "safety": {
-            "allowed": safety.get("allowed"),
-            "level": safety.get("level"),
-            "category": safety.get("category"),
-            "reason": safety.get("reason"),
-            "withdrawn": bool(safety.get("withdrawn")),
-        },
+        "safety": safety_verdict(state),
         "retrieval": {
             "status": retrieval.get("status"),
             "query": retrieval.get("query"),
