@@ -29,6 +29,7 @@ from pydantic import (
 
 from graph.context import Context
 from graph.settings import REPO_ROOT
+from tools.text import validation_error_line
 
 EVALS_DIR = REPO_ROOT / "evals"
 CORPORA_DIR = EVALS_DIR / "corpora"
@@ -288,16 +289,6 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def describe_error(error: ValidationError) -> str:
-    """A pydantic error as one line: ``field.path: message; ...``."""
-    parts = []
-    for err in error.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
-
-
 def shorten(text: str, limit: int = 80) -> str:
     """``text`` cut to ``limit`` characters, with an ellipsis when cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -340,7 +331,7 @@ def _read_raw_cases(path: Path) -> tuple[CorpusFile, list[int | None]]:
     try:
         top = CorpusFile.model_validate(raw)
     except ValidationError as exc:
-        raise CorpusError(path, describe_error(exc)) from None
+        raise CorpusError(path, validation_error_line(exc)) from None
     return top, case_lines
 
 
@@ -379,7 +370,7 @@ def load_corpus(path: str | Path) -> Corpus:
         try:
             case = Case.model_validate(raw)
         except ValidationError as exc:
-            raise CorpusError(path, describe_error(exc), case=label, line=line) from None
+            raise CorpusError(path, validation_error_line(exc), case=label, line=line) from None
         if case.id in seen:
             raise CorpusError(path, "duplicate case id", case=case.id, line=line)
         seen.add(case.id)
@@ -388,7 +379,7 @@ def load_corpus(path: str | Path) -> Corpus:
             Context.model_validate(context)
         except ValidationError as exc:
             raise CorpusError(
-                path, "context." + describe_error(exc), case=case.id, line=line
+                path, "context." + validation_error_line(exc), case=case.id, line=line
             ) from None
         for doc in case.documents:
             if not (path.parent / doc).is_file():

@@ -16,8 +16,9 @@ from pydantic import (
     ValidationError,
 )
 
-from evals.corpus import EVALS_DIR, EvalError, describe_error, shorten
+from evals.corpus import EVALS_DIR, EvalError, shorten
 from graph.settings import Settings
+from tools.text import validation_error_line
 
 SCHEMA_FILE = EVALS_DIR / "run.schema.json"
 RECORD_VERSION = 1
@@ -162,7 +163,7 @@ def load_run(path: str | Path) -> RunRecord:
         return RunRecord.model_validate_json(text)
     except ValidationError as exc:
         raise EvalError(
-            f"{path} is not a run record: {shorten(describe_error(exc), 300)}"
+            f"{path} is not a run record: {shorten(validation_error_line(exc), 300)}"
         ) from None
 
 

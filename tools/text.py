@@ -43,6 +43,7 @@ __all__ = [
     "parse_yaml",
     "straighten_quotes",
     "strip_accents",
+    "validation_error_line",
 ]
 
 # --- folding --------------------------------------------------------------------------
@@ -223,6 +224,26 @@ def parse_yaml(text: str) -> Any:
 
 Location = tuple[int | str, ...]
 """Where a pydantic error sits: keys and list indices from the top of the document."""
+
+
+def validation_error_line(error: ValidationError) -> str:
+    """A pydantic error as one line, ``field.path: message; ...``.
+
+    For files whose entries need no names of their own (JSONL lines, run records, eval
+    corpora); :func:`describe_validation_error` names them.
+
+    Args:
+        error: The error of a ``model_validate`` call.
+
+    Returns:
+        One line, without the file name (the caller adds it).
+    """
+    parts = []
+    for err in error.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
 
 
 def describe_validation_error(

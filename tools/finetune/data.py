@@ -18,6 +18,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tools.text import validation_error_line
+
 IGNORE_INDEX = -100
 """Label of a token the loss skips (the convention of torch's cross-entropy)."""
 
@@ -78,15 +80,6 @@ class Example(BaseModel):
         return [{"role": t.role, "content": t.content} for t in self.messages]
 
 
-def _describe(error: ValidationError) -> str:
-    parts = []
-    for err in error.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
-
-
 def load_dataset(path: Path) -> list[Example]:
     """Read and validate a chat-format JSONL file.
 
@@ -122,7 +115,7 @@ def load_dataset(path: Path) -> list[Example]:
         try:
             examples.append(Example.model_validate(raw))
         except ValidationError as exc:
-            problems.append(f"{path}:{number}: {_describe(exc)}")
+            problems.append(f"{path}:{number}: {validation_error_line(exc)}")
     if problems:
         raise DatasetError(problems)
     if not examples:
