@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tools.models.embeddings import get_embeddings
 from tools.routing import PROMPTS_DIR, ConceptRouter, calibrate
 
-KEYS = ("threshold", "regularisation", "alias_weight")
+KEYS = ("threshold", "regularisation", "alias_weight", "lexical_weight")
 
 
 def write_numbers(path: Path, numbers: dict[str, float]) -> None:

@@ -28,6 +28,7 @@ from tools.routing import (
     cross_validated,
     decide,
     lead_positions,
+    lexical_terms,
     load_concept_file,
     load_concepts,
     load_system_prompt,
@@ -758,6 +759,59 @@ def test_a_leading_alias_decides_before_a_more_specific_one_elsewhere(
     alias, leads = toy.deciding_alias("no joke, a define")  # neither leads: the ranking
     assert (alias and alias.alias, leads) == ("joke", False)
     assert toy.deciding_alias("nothing here") == (None, False)
+
+
+def test_lexical_terms_are_words_pairs_and_what_leads_each_clause() -> None:
+    terms = lexical_terms("Please sum up my hours. It was translated", frozenset({"please"}))
+    assert {"sum", "sum up", "up my", "hours it", "translated", "was translated"} <= terms
+    assert {"^sum", "^sum up", "^it", "^it was"} <= terms
+    assert "^please" not in terms and "translate" not in terms  # whole words, no stemming
+    # inside a clause the same words do not lead
+    assert "^sum" not in lexical_terms("I'm trying to sum up my hours")
+    assert lexical_terms("?!") == frozenset()
+
+
+def test_word_features_are_tf_idf_of_the_file_s_common_terms(tmp_path: Path) -> None:
+    text = TOY.replace("  alias_weight: 0.5\n", "  alias_weight: 0.5\n  lexical_weight: 2\n")
+    router = ConceptRouter(load_concept_file(write(tmp_path, text)), WordEmbeddings())
+    vocabulary = router.vocabulary
+    # a term of a single training text is a topic, not a way of asking: no column
+    assert "joke" in vocabulary and "joke joke" not in vocabulary
+    assert list(vocabulary) == sorted(vocabulary)
+    features = router.lexical_features("a funny joke about trains", 2.0)
+    assert features.shape == (len(vocabulary),)
+    assert abs(float((features**2).sum()) ** 0.5 - 2.0) < 1e-5  # length = the weight
+    on = {term for term, index in vocabulary.items() if features[index] > 0}
+    assert on == {"funny", "joke"}  # "a", "about", "trains" are not columns
+    # "funny" is in 3 of the 9 texts, "joke" in 2: the rarer term weighs more
+    assert features[vocabulary["joke"]] > features[vocabulary["funny"]]
+    assert not router.lexical_features("a funny joke", 0.0).any()
+    assert not router.lexical_features("nothing known", 2.0).any()
+
+
+def test_word_features_tell_apart_what_the_embedding_cannot(tmp_path: Path) -> None:
+    # "pun" and "smell" are both outside the toy embedding's vocabulary: "funny pun" and
+    # "funny smell" get the same vector. Only the word features can learn that a pun is a
+    # joke and a smell is not.
+    text = TOY.replace('"laugh funny"]', '"laugh funny", "funny pun", "laugh pun"]').replace(
+        '"weather late"]', '"weather late", "funny smell", "a laugh smell"]'
+    )
+    with_words = text.replace("  alias_weight: 0.5\n", "  alias_weight: 0.5\n  lexical_weight: 2\n")
+    cache = tmp_path / "cache"
+    decided: dict[str, tuple[str | None, str | None]] = {}
+    for content, name in ((text, "a.yaml"), (with_words, "b.yaml")):
+        _fresh_process()
+        router = ConceptRouter(
+            load_concept_file(write(tmp_path, content, name)), WordEmbeddings(), cache
+        )
+        pun, smell = router.route("funny pun"), router.route("funny smell")
+        decided[name] = (pun.concept, smell.concept)
+        if name == "a.yaml":
+            assert (pun.meaning, pun.none) == pytest.approx((smell.meaning, smell.none))
+    assert decided["b.yaml"] == ("joke", None)
+    assert decided["a.yaml"][0] == decided["a.yaml"][1]
+    # the weight is part of what the kept classifier is named by
+    assert len(list((cache / "routing").glob("classifier-*.npz"))) == 2
 
 
 def test_a_fuzzy_alias_never_leads(toy: ConceptRouter) -> None:

@@ -3,9 +3,9 @@
 Ordinary chat must not route: questions about the conversation itself, memory questions,
 "tell me about X", statements of fact, thanks. Requests worded without their concept's
 aliases must (two more written with these, a simple explanation and a list of steps, are
-misses: they are in the routing corpus as known failures). None of these messages is an
-example or a no_concept request of prompts/concepts.yaml (checked below), so the router
-is tested on what it never saw.
+in the routing corpus: known failures until the word features of issue 12). None of
+these messages is an example or a no_concept request of prompts/concepts.yaml (checked
+below), so the router is tested on what it never saw.
 """
 
 from __future__ import annotations
