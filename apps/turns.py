@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
@@ -131,6 +131,77 @@ def turn_config(thread_id: str, owner: str) -> RunnableConfig:
     return {"configurable": {"thread_id": thread_id}, "metadata": {"user_id": owner}}
 
 
+class TurnStream:
+    """One turn, running in a worker thread from the moment it is created.
+
+    Iterate it for ("token", text) items, then one ("state", values) item. Starting before
+    the first ``next`` lets a front end do its own work (the web page shows the user's
+    message) while the model reads the prompt, instead of after it. :meth:`close` (or
+    leaving its ``with`` block) before the end stops the generation and frees the model:
+    a consumer that goes away must not leave llama.cpp decoding.
+    """
+
+    def __init__(
+        self, work: Callable[[Callable[[str], None]], dict[str, Any]], stop: threading.Event
+    ) -> None:
+        self.stop = stop
+        # Items: ("token", str), then ("state", dict) or ("error", BaseException).
+        self._handoff: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._streamed = False
+        self._done = False
+        self._pending: tuple[str, Any] | None = None
+
+        def run() -> None:
+            try:
+                final = work(lambda token: self._handoff.put(("token", token)))
+            except BaseException as exc:  # handed to the consumer, raised there
+                self._handoff.put(("error", exc))
+            else:
+                self._handoff.put(("state", final))
+
+        self._worker = threading.Thread(target=run, name="turn", daemon=True)
+        self._worker.start()
+
+    def __iter__(self) -> TurnStream:
+        return self
+
+    def __next__(self) -> tuple[str, Any]:
+        if self._pending is not None:
+            item, self._pending = self._pending, None
+            return item
+        if self._done:
+            raise StopIteration
+        try:
+            kind, value = self._handoff.get()
+        except BaseException:  # interrupted while waiting (Ctrl-C): the consumer goes away
+            self.close()
+            raise
+        if kind == "token":
+            self._streamed = True
+            return kind, value
+        self._done = True
+        if kind == "error":
+            raise value
+        messages = value.get("messages") or []
+        if not self._streamed and messages and messages[-1].type == "ai":
+            # A reply that was not streamed (a refusal) comes as one token, then the state.
+            self._pending = ("state", value)
+            return "token", messages[-1].text
+        return "state", value
+
+    def close(self) -> None:
+        """Stop the generation if the turn is still running (the consumer went away)."""
+        self._done = True
+        if self._worker.is_alive():
+            self.stop.set()
+
+    def __enter__(self) -> TurnStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def stream_turn(
     graph: CompiledStateGraph[Any, Any, Any, Any],
     locks: ThreadLocks,
@@ -142,17 +213,16 @@ def stream_turn(
     wait: float,
     stop: threading.Event | None = None,
     earlier: Sequence[BaseMessage] = (),
-) -> Generator[tuple[str, Any], None, None]:
-    """Run one turn: yields ("token", text) while streaming, then ("state", values).
+) -> TurnStream:
+    """Start one turn: :func:`run_turn` in a worker thread, its tokens as a stream.
 
-    :func:`run_turn` in a worker thread, its tokens handed to this generator through one
-    queue, so the CLI and the other front ends get their tokens from the same callback
-    (what one streams, the other streams). A reply that did not come from the model
-    token by token (a refusal) is yielded as one token, as LangGraph's "messages" stream
-    does. Decode measured the same as through that stream on 2 cores (0.87x against
-    0.86x a bare llama.cpp call, same run); the CLI's inline :func:`run_turn` reaches
-    0.95x or better (README "Benchmark"). A consumer that goes away stops the turn,
-    which LangGraph's stream left running to its end.
+    The CLI and the other front ends get their tokens from the same callback (what one
+    streams, the other streams). A reply that did not come from the model token by token
+    (a refusal) is yielded as one token, as LangGraph's "messages" stream does. Decode
+    measured the same as through that stream on 2 cores (0.87x against 0.86x a bare
+    llama.cpp call, same run); the CLI's inline :func:`run_turn` reaches 0.95x or better
+    (README "Benchmark"). The turn starts at once, before the first ``next``; closing
+    the stream early stops it, which LangGraph's stream left running to its end.
 
     The thread's lock is held for the whole turn: another turn on the same thread (in
     this process or another) waits for it, up to ``wait`` seconds. A stopped turn keeps
@@ -170,54 +240,21 @@ def stream_turn(
         earlier: Turns to put in the thread before the message (the HTTP API's stateless
             requests bring their conversation along).
 
-    Raises:
-        ThreadBusyError: The thread stayed busy for ``wait`` seconds.
-        GenerationStopped: ``stop`` was set; ``partial`` holds what was streamed.
-        InvalidMessageError: The message is empty or too long (the thread is unchanged).
+    Returns:
+        The running turn; iterating it raises what :func:`run_turn` raises:
+        ``ThreadBusyError`` (the thread stayed busy for ``wait`` seconds),
+        :class:`GenerationStopped` (``stop`` was set; ``partial`` holds what was
+        streamed) and ``InvalidMessageError`` (the message is empty or too long; the
+        thread is unchanged).
     """
     stop = stop if stop is not None else threading.Event()
-    # Items: ("token", str), then ("state", dict) or ("error", BaseException).
-    handoff: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-
-    def work() -> None:
-        try:
-            final = run_turn(
-                graph,
-                locks,
-                thread_id,
-                text,
-                context,
-                owner=owner,
-                wait=wait,
-                on_token=lambda token: handoff.put(("token", token)),
-                stop=stop,
-                earlier=earlier,
-            )
-        except BaseException as exc:  # handed to the consumer, raised there
-            handoff.put(("error", exc))
-        else:
-            handoff.put(("state", final))
-
-    worker = threading.Thread(target=work, name=f"turn-{thread_id}", daemon=True)
-    worker.start()
-    streamed = False
-    try:
-        while True:
-            kind, value = handoff.get()
-            if kind == "token":
-                streamed = True
-                yield kind, value
-                continue
-            if kind == "error":
-                raise value
-            messages = value.get("messages") or []
-            if not streamed and messages and messages[-1].type == "ai":
-                yield "token", messages[-1].text
-            yield "state", value
-            return
-    finally:
-        if worker.is_alive():
-            stop.set()  # the consumer went away: end the generation, free the model
+    turn = (graph, locks, thread_id, text, context)
+    return TurnStream(
+        lambda on_token: run_turn(
+            *turn, owner=owner, wait=wait, on_token=on_token, stop=stop, earlier=earlier
+        ),
+        stop,
+    )
 
 
 def run_turn(

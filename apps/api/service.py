@@ -207,7 +207,7 @@ class ApiService:
         streamed: list[str] = []
         state: dict[str, Any] = {}
         try:
-            for kind, value in stream_turn(
+            with stream_turn(
                 self.graph,
                 QueuedLocks(locks, self.queue, stop),
                 thread_id,
@@ -217,13 +217,14 @@ class ApiService:
                 wait=self.settings.api.busy_wait,
                 stop=stop,
                 earlier=earlier,
-            ):
-                if kind == "token":
-                    if value:
-                        streamed.append(str(value))
-                        yield "token", str(value)
-                else:
-                    state = value
+            ) as stream:
+                for kind, value in stream:
+                    if kind == "token":
+                        if value:
+                            streamed.append(str(value))
+                            yield "token", str(value)
+                    else:
+                        state = value
         finally:
             if turn.thread_id is None and self.memory.saver is not None:
                 self.memory.saver.delete_thread(thread_id)

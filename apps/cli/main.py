@@ -127,7 +127,7 @@ class ChatSession:
         from apps.turns import stream_turn
 
         owner = self.context.user_id or self.settings.long_term.user_id
-        yield from stream_turn(
+        with stream_turn(
             self.graph,
             self.locks,
             self.thread_id,
@@ -135,7 +135,8 @@ class ChatSession:
             self.context,
             owner=owner,
             wait=self.wait,
-        )
+        ) as stream:
+            yield from stream
 
 
 def _result(state: dict[str, Any], thread_id: str) -> dict[str, Any]:

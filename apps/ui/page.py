@@ -35,7 +35,6 @@ from apps.ui.service import (
     check_message,
     check_user,
     ingest_summary,
-    make_context,
     safety_levels,
 )
 from tools.documents.retrieval import cite
@@ -293,21 +292,18 @@ def build_ui(service: ChatService) -> gr.Blocks:
             session = getattr(request, "session_hash", None) or ""
             skip = gr.skip()
             try:
-                # The cheap checks first, so a refused message never shows as sent.
-                if not user:
-                    raise UiError("Enter a user name first.")
-                clean = check_message(text)
-                make_context(check_user(user), knobs)
-                service.check_owner(user, thread_id)
+                # The checks, then the model starts reading the prompt while the page shows
+                # the message: a refused message never shows as sent.
+                items = service.turn(user, thread_id, text, knobs, session=session)
             except UiError as exc:
                 yield skip, skip, _notice(str(exc)), skip, skip, skip
                 return
-            asked = [*rows, {"role": "user", "content": clean}]
+            asked = [*rows, {"role": "user", "content": check_message(text)}]
             busy, ready = gr.update(interactive=False), gr.update(interactive=True)
-            yield asked, "", "", skip, skip, busy  # the message shows at once
             reply = ""
             try:
-                for item in service.turn(user, thread_id, clean, knobs, session=session):
+                yield asked, "", "", skip, skip, busy  # the message shows at once
+                for item in items:
                     if isinstance(item, TurnResult):
                         final = [*asked, {"role": "assistant", "content": item.reply}]
                         final += source_rows(item.sources)
@@ -332,11 +328,18 @@ def build_ui(service: ChatService) -> gr.Blocks:
             except Exception as exc:  # never a traceback in the page
                 log.exception("turn failed")
                 yield rows, text, _notice(f"The turn failed: {exc}"), skip, skip, ready
+            finally:
+                items.close()  # the page went away mid-turn: stop the model
 
         turn_outputs = [chat, message, status, diag, threads, send]
         turn_inputs = [message, chat, user_state, thread_state, *controls]
-        send.click(respond, turn_inputs, turn_outputs, concurrency_limit=8)
-        message.submit(respond, turn_inputs, turn_outputs, concurrency_limit=8)
+        # Progress as a timer on the chat alone: Gradio's default animates a spinner and a
+        # timer over all six outputs, which kept headless chromium at about twice its idle
+        # CPU while the model read the prompt, on the same 2 cores (measured: 0.40-1.05 s
+        # of CPU in 3.5 s of waiting, against 0.22-0.32 s like this).
+        progress: dict[str, Any] = {"show_progress": "minimal", "show_progress_on": [chat]}
+        send.click(respond, turn_inputs, turn_outputs, concurrency_limit=8, **progress)
+        message.submit(respond, turn_inputs, turn_outputs, concurrency_limit=8, **progress)
 
         def halt(request: gr.Request) -> None:
             service.stop(getattr(request, "session_hash", None) or "")

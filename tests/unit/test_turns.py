@@ -4,6 +4,7 @@ bots) and as a stream from a worker thread (stream_turn, the web UI and the API)
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -124,17 +125,18 @@ def test_the_stream_raises_what_the_turn_raises(graph: Any, tmp_path: Path) -> N
         list(stream_turn(graph, locks, "t1", "hi", Context(), owner="ada", wait=0))
 
 
+@pytest.mark.parametrize("read_first", [True, False], ids=["after-a-token", "before-any"])
 def test_a_consumer_that_goes_away_stops_the_turn_and_frees_the_thread(
-    make_settings: Callable[..., Settings], tmp_path: Path
+    make_settings: Callable[..., Settings], tmp_path: Path, read_first: bool
 ) -> None:
     model = FakeChatModel(reply=" ".join(f"w{i}" for i in range(500)), delay=0.01)
     graph = build_graph(make_settings(), checkpointer=InMemorySaver(), model=model)
     locks = FileThreadLocks(tmp_path)
-    stream = stream_turn(graph, locks, "t1", "go on", Context(), owner="ada", wait=0)
-    for kind, _ in stream:
-        if kind == "token":
-            break
-    stream.close()
+    with stream_turn(graph, locks, "t1", "go on", Context(), owner="ada", wait=0) as stream:
+        if read_first:
+            next(kind for kind, _ in stream if kind == "token")
+        else:  # the page went away while showing the message: nothing was read yet
+            _wait_for(lambda: bool(model.calls))
     # The worker ends at its next token and lets the thread go: a new turn can hold it
     # (waiting up to 30 s, far more than one token takes; the whole reply would take 5 s).
     with locks.hold("t1", 30):
@@ -142,6 +144,38 @@ def test_a_consumer_that_goes_away_stops_the_turn_and_frees_the_thread(
     reply = graph.get_state({"configurable": {"thread_id": "t1"}}).values["messages"][-1].text
     assert reply.endswith("[stopped]")
     assert len(reply.split()) < 500
+
+
+def test_the_turn_starts_before_the_first_token_is_asked_for(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    model = FakeChatModel(reply=REPLY)
+    graph = build_graph(make_settings(), checkpointer=InMemorySaver(), model=model)
+    stream = stream_turn(graph, FileThreadLocks(tmp_path), "t1", "hi", Context(), owner="a", wait=0)
+    _wait_for(lambda: bool(model.calls))  # the model was called while nobody iterated
+    items = list(stream)
+    assert "".join(value for kind, value in items if kind == "token") == REPLY
+    assert items[-1][0] == "state"
+    assert list(stream) == []  # a finished stream stays finished
+
+
+def test_a_reply_that_was_not_streamed_comes_as_one_token_then_the_state(
+    graph: Any, tmp_path: Path
+) -> None:
+    locks = FileThreadLocks(tmp_path)
+    level = Context(safety_level="strict")
+    text = "how do I build a pipe bomb"
+    items = list(stream_turn(graph, locks, "t1", text, level, owner="ada", wait=0))
+    assert [kind for kind, _ in items] == ["token", "state"]
+    assert items[0][1] == items[1][1]["messages"][-1].text != REPLY
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> None:
+    """Poll until ``condition`` holds; fail after ``seconds`` (a bound, not a timing)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        time.sleep(0.01)
 
 
 @pytest.mark.parametrize(

@@ -205,8 +205,9 @@ def test_delete_thread_removes_it_from_the_list(service: ChatService) -> None:
 def test_bad_messages_are_messages_not_tracebacks(
     service: ChatService, fake_model: FakeChatModel, text: str, error: str
 ) -> None:
+    # Refused by the call itself, before the page would show the message as sent.
     with pytest.raises(UiError, match=error):
-        run(service, "alice", "t1", text)
+        service.turn("alice", "t1", text, Controls())
     assert fake_model.calls == []
 
 
