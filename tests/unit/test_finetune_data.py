@@ -125,15 +125,19 @@ def test_the_held_out_questions_are_not_in_the_shipped_dataset() -> None:
     assert not held_out & asked
 
 
-def test_the_shipped_dataset_mixes_general_chat_and_refusals_into_the_faq() -> None:
-    """The FAQ alone taught SmolLM2 to answer everything in one FAQ sentence."""
+def test_the_shipped_dataset_mixes_general_chat_without_refusals_into_the_faq() -> None:
+    """The FAQ alone taught SmolLM2 to answer everything in one FAQ sentence.
+
+    Refusals are not taught: 6 refusal examples made the tuned SmolLM2 open 18 harmless
+    replies with the refusal wording ("I've been feeling really down lately"), and the
+    guardrails refuse harmful requests before the model is asked anyway.
+    """
     examples = load_dataset(SHIPPED)
     faq = [e for e in examples if "Brackenfield" in e.messages[-1].content]
     other = [e for e in examples if e not in faq]
     refusal = Settings().safety.refusal_template.split("(")[0].strip()  # "Sorry, I can't ..."
-    refusals = [e for e in other if e.messages[-1].content.startswith(refusal)]
-    assert len(faq) >= 60 and len(other) >= 40
-    assert 3 <= len(refusals) <= len(other) // 4  # a few, not a habit
+    assert len(faq) >= 60 and len(other) >= 30
+    assert not [e for e in examples if e.messages[-1].content.startswith(refusal)]
 
 
 def _examples(n: int) -> list[Example]:
