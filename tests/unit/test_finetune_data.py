@@ -128,7 +128,7 @@ def test_the_held_out_questions_are_not_in_the_shipped_dataset() -> None:
 def test_the_shipped_dataset_mixes_general_chat_without_refusals_into_the_faq() -> None:
     """The FAQ alone taught SmolLM2 to answer everything in one FAQ sentence.
 
-    Refusals are not taught: 6 refusal examples made the tuned SmolLM2 open 18 harmless
+    Refusals are not taught: 6 refusal examples made the tuned SmolLM2 open 17 harmless
     replies with the refusal wording ("I've been feeling really down lately"), and the
     guardrails refuse harmful requests before the model is asked anyway.
     """
