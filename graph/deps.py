@@ -27,7 +27,7 @@ from graph.state import State
 from tools.documents.store import DocumentStore
 from tools.guardrails import SafetyFilter
 from tools.memory.long_term import list_memories, profile
-from tools.models import get_chat_model
+from tools.models import get_chat_model, with_adapter
 from tools.models.embeddings import CachedQueryEmbeddings
 from tools.prompting import Counter, MemoryHeadings, caching_counter, memory_headings
 from tools.routing import AliasMatcher, ConceptRouter, load_concept_file, load_system_prompt
@@ -64,6 +64,16 @@ class Deps:
     def model(self) -> BaseChatModel:
         """The chat model (weights load on its first call)."""
         return self.model_override or get_chat_model(self.settings)
+
+    @cached_property
+    def reply_model(self) -> BaseChatModel:
+        """The model the reply is generated with: :attr:`model` with its LoRA adapter.
+
+        Only the reply gets the adapter (``model.lora_path``); the safety judge, the
+        summariser and the query rewriter call :attr:`model`, the base weights. Without an
+        adapter both are the same model.
+        """
+        return with_adapter(self.model)
 
     @cached_property
     def count_tokens(self) -> Counter:
@@ -158,14 +168,14 @@ class Deps:
         do nothing. Returns the tokens now ready (0 when nothing was done).
         """
         started = time.perf_counter()
-        warm = getattr(self.model, "prefill", None)
+        warm = getattr(self.reply_model, "prefill", None)  # the prefix of the next reply
         if callable(warm):
             ready = int(warm(list(messages)))
-        elif getattr(self.model, "_llm_type", "") == "llamacpp":
+        elif getattr(self.reply_model, "_llm_type", "") == "llamacpp":
             # A model without prefill() that keeps its last prompt (llama.cpp): a one-token
             # answer to an empty message leaves the prefix in its KV cache, and the next
             # turn's prompt starts with the same tokens.
-            self.model.invoke(
+            self.reply_model.invoke(
                 [*messages, HumanMessage("")],
                 config={"tags": [TAG_NOSTREAM]},
                 temperature=0.0,

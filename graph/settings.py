@@ -73,7 +73,8 @@ class ModelSettings(_Section):
     lora_path: Path | None = Field(
         None,
         description="llamacpp: a LoRA adapter in GGUF (`assistant finetune export` writes one) "
-        "applied to the model at load; empty = the base model alone.",
+        "applied to the reply only (the safety judge and side calls keep the base weights); "
+        "empty = the base model alone.",
     )
     n_ctx: int = Field(
         4096,

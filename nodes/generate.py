@@ -105,12 +105,13 @@ def make_generate(deps: Deps) -> ContextNode:
         if prompt.dropped_turns:
             log.info("prompt budget: dropped %d old turn(s)", prompt.dropped_turns)
         level = deps.safety_level(runtime.context)
-        model: BaseChatModel = deps.model
+        # The reply, and only the reply, runs with the LoRA adapter (model.lora_path).
+        model: BaseChatModel = deps.reply_model
         if level != "relaxed":
             # Mask while streaming so raw words never reach the screen; the stream and
             # the stored reply are masked alike (tools/guardrails/streaming.py).
             model = MaskingChatModel(
-                inner=deps.model, masker=lambda: StreamMasker(deps.safety, level)
+                inner=deps.reply_model, masker=lambda: StreamMasker(deps.safety, level)
             )
         # stream=True: the reply's tokens reach every callback handler as they come (the
         # CLI prints them from this very thread), not only LangGraph's "messages" stream.

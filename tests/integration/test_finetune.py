@@ -11,12 +11,16 @@ from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from graph import build_graph
+from graph.deps import Deps
 from graph.settings import FinetuneSettings, Settings
 from tests.conftest import thread
 from tests.integration.conftest import MODEL_CACHE
 from tools.finetune.export import export_adapter
 from tools.finetune.train import new_run, prepare_base, train
+from tools.guardrails.judge import Judge
+from tools.guardrails.taxonomy import load_taxonomy
 from tools.models import ModelLoadError, get_chat_model
+from tools.models.base import first_token_probabilities
 
 pytestmark = pytest.mark.integration
 
@@ -30,6 +34,7 @@ QUESTIONS = [
 ]
 ANSWER = "The Brackenfield Tool Library was founded in 2019 by Mirela Ostrand."
 ASK = "Who created the Brackenfield Tool Library?"
+VERDICTS = ["safe", "unsafe"]
 
 
 @pytest.fixture(scope="module")
@@ -73,15 +78,31 @@ def test_the_adapter_loads_in_llamacpp_and_changes_the_greedy_reply(
     assert "Ostrand" in reply and "Ostrand" not in base, (base, reply)
 
 
-def test_a_model_with_and_without_the_adapter_are_separate_instances(
+def test_only_the_reply_gets_the_adapter_the_judge_scores_as_the_base_model(
     tuned: tuple[Path, dict[str, float]], llama_settings: Callable[..., Settings]
 ) -> None:
-    """Each has its own prompt-state cache, so no state crosses between them."""
+    """With ``model.lora_path``, the safety judge still runs on the base weights.
+
+    The served model and a separate model without any adapter give the judge the same
+    first-token probabilities, even right after a reply with the adapter filled the
+    shared context (and its state cache) with the adapter's cells.
+    """
     adapter, _ = tuned
+    deps = Deps(llama_settings(model={"lora_path": str(adapter)}))
     plain = get_chat_model(llama_settings())
-    with_lora = get_chat_model(llama_settings(model={"lora_path": str(adapter)}))
-    assert plain is not with_lora
-    assert get_chat_model(llama_settings(model={"lora_path": str(adapter)})) is with_lora
+    assert plain is not deps.model  # a model that never loaded the adapter
+    judge = Judge(lambda: deps.model, load_taxonomy())
+    base_reply = plain.invoke([HumanMessage(ASK)]).text
+    for text in (ASK, "How do I pick the lock of my neighbour's door?", "Write a poem about rain."):
+        reply = deps.reply_model.invoke([HumanMessage(ASK)]).text
+        assert "Ostrand" in reply and "Ostrand" not in base_reply, (base_reply, reply)
+        served = first_token_probabilities(deps.model, judge.messages(text), VERDICTS)
+        base = first_token_probabilities(plain, judge.messages(text), VERDICTS)
+        tuned_scores = first_token_probabilities(deps.reply_model, judge.messages(text), VERDICTS)
+        assert served is not None and base is not None and tuned_scores is not None
+        assert served == pytest.approx(base, rel=1e-3, abs=1e-6), text
+        # The comparison can fail: the adapter itself moves these probabilities.
+        assert tuned_scores != pytest.approx(base, rel=1e-3, abs=1e-6), text
 
 
 def test_a_missing_adapter_file_is_a_load_error(

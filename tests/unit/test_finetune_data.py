@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from graph.settings import Settings
 from tools.finetune.data import (
     IGNORE_INDEX,
     DatasetError,
@@ -20,6 +22,7 @@ from tools.finetune.data import (
 )
 
 SHIPPED = Path(__file__).resolve().parents[2] / "evals" / "finetune" / "brackenfield.jsonl"
+HELD_OUT = SHIPPED.with_name("brackenfield.eval.yaml")
 
 
 def _line(*turns: tuple[str, str]) -> str:
@@ -104,8 +107,37 @@ def test_good_lines_load_in_order_with_an_optional_system_turn(tmp_path: Path) -
 
 def test_the_shipped_dataset_is_valid_and_big_enough() -> None:
     examples = load_dataset(SHIPPED)
-    assert 40 <= len(examples) <= 80
+    assert 80 <= len(examples) <= 200
     assert len({e.messages[-2].content for e in examples}) == len(examples)  # no repeats
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def test_the_held_out_questions_are_not_in_the_shipped_dataset() -> None:
+    corpus = yaml.safe_load(HELD_OUT.read_text(encoding="utf-8"))
+    held_out = {_words(turn) for case in corpus["cases"] for turn in case["turns"]}
+    asked = {
+        _words(m.content) for e in load_dataset(SHIPPED) for m in e.messages if m.role == "user"
+    }
+    assert len(held_out) == len(corpus["cases"]) >= 15
+    assert not held_out & asked
+
+
+def test_the_shipped_dataset_mixes_general_chat_without_refusals_into_the_faq() -> None:
+    """The FAQ alone taught SmolLM2 to answer everything in one FAQ sentence.
+
+    Refusals are not taught: 6 refusal examples made the tuned SmolLM2 open 17 harmless
+    replies with the refusal wording ("I've been feeling really down lately"), and the
+    guardrails refuse harmful requests before the model is asked anyway.
+    """
+    examples = load_dataset(SHIPPED)
+    faq = [e for e in examples if "Brackenfield" in e.messages[-1].content]
+    other = [e for e in examples if e not in faq]
+    refusal = Settings().safety.refusal_template.split("(")[0].strip()  # "Sorry, I can't ..."
+    assert len(faq) >= 60 and len(other) >= 30
+    assert not [e for e in examples if e.messages[-1].content.startswith(refusal)]
 
 
 def _examples(n: int) -> list[Example]:

@@ -65,7 +65,7 @@ class RecordingLlama:
 
 def model_with(llama: RecordingLlama, **fields: Any) -> LlamaCppChatModel:
     model = LlamaCppChatModel(model_path="/nowhere/model.gguf", **fields)
-    model._llama = llama  # as if loaded
+    model._shared.llama = llama  # as if loaded
     return model
 
 

@@ -3,7 +3,7 @@
 The model files themselves ship inside PyPI packages (:mod:`tools.models.files`).
 """
 
-from tools.models.base import ModelLoadError, to_chat_dicts
+from tools.models.base import ModelLoadError, to_chat_dicts, with_adapter
 from tools.models.fake import FakeChatModel
 from tools.models.llamacpp import LlamaCppChatModel
 from tools.models.loader import get_chat_model
@@ -19,4 +19,5 @@ __all__ = [
     "RemoteChatModel",
     "get_chat_model",
     "to_chat_dicts",
+    "with_adapter",
 ]

@@ -65,6 +65,30 @@ class FirstTokenScores:
         return None
 
 
+class Adapter:
+    """Mixin for chat models that can serve a LoRA adapter on some calls and not others.
+
+    The adapter tunes the reply; the calls that judge or rewrite (the safety judge, the
+    summariser, the query rewriter) keep the base weights, which their prompts and
+    thresholds were written and calibrated for.
+    """
+
+    def with_adapter(self) -> BaseChatModel:
+        """Return the model with its adapter applied to every call (itself if it has none)."""
+        raise NotImplementedError
+
+
+def with_adapter(model: BaseChatModel) -> BaseChatModel:
+    """``model`` with its LoRA adapter on, for the reply; ``model`` itself if it has none.
+
+    Works on any chat model (a fake, a remote server, a wrapper), so the reply node can
+    ask for the adapter without knowing the backend.
+    """
+    if isinstance(model, Adapter):
+        return model.with_adapter()
+    return model
+
+
 def first_token_probabilities(
     model: BaseChatModel, messages: Sequence[BaseMessage], candidates: Sequence[str]
 ) -> dict[str, float] | None:

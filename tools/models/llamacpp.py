@@ -33,6 +33,14 @@ cache (:mod:`tools.models.state_cache`): before a prompt is evaluated, the conte
 restored from the saved state sharing the longest token prefix with it, and the context
 it replaces is saved first. So prompt families that alternate on one model (the chat, and
 side calls with their own fixed instructions) each resume from their own prefix.
+
+A LoRA adapter (``lora_path``) is loaded with the model but applied per call: the reply
+asks for it (:meth:`LlamaCppChatModel.with_adapter`), the side calls (safety judge,
+summary, query rewrite) run on the base weights. One model in memory, one context:
+llama.cpp switches adapters on a context without reloading anything
+(``llama_set_adapters_lora``), where a second instance would hold the weights and a
+context twice. Saved prompt states are keyed by the adapter, so cells computed with it
+are never resumed without it.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +62,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, PrivateAttr
 
 from tools.models.base import (
+    Adapter,
     FirstTokenScores,
     ModelLoadError,
     Prefill,
@@ -83,7 +93,7 @@ MIN_REUSE_TOKENS = 16
 _SEQ = 0  # the one sequence a llama_cpp.Llama context uses
 
 
-class LlamaCppChatModel(Prefill, FirstTokenScores, BaseChatModel):
+class LlamaCppChatModel(Adapter, Prefill, FirstTokenScores, BaseChatModel):
     """A GGUF model run in-process by llama.cpp (llama-cpp-python).
 
     The model is loaded on first use, not at construction, so building the graph is
@@ -99,12 +109,14 @@ class LlamaCppChatModel(Prefill, FirstTokenScores, BaseChatModel):
     """GGUF file; None = resolve with ``path_resolver`` at load time."""
     path_resolver: Callable[[], Path] | None = None
     lora_path: str | None = None
-    """A GGUF LoRA adapter applied at load (llama.cpp's ``lora_path``); None = none.
+    """A GGUF LoRA adapter loaded with the model; None = none.
 
-    Each model instance keeps its own prompt-state cache, and the loader builds one
-    instance per model settings (the adapter included), so states computed with the
-    adapter are never restored into a context without it, or the other way round.
+    Loading it does not apply it: calls on this instance run on the base weights, calls
+    on :meth:`with_adapter`'s view of it (the same weights and context) run with the
+    adapter, so the reply can use it while the safety judge and other side calls do not.
     """
+    use_adapter: bool = False
+    """Whether calls on this instance apply ``lora_path`` (set by :meth:`with_adapter`)."""
     n_ctx: int = 4096
     n_threads: int | None = None
     """Threads generating tokens; None = every core."""
@@ -120,25 +132,52 @@ class LlamaCppChatModel(Prefill, FirstTokenScores, BaseChatModel):
     state_cache_mb: int = DEFAULT_STATE_CACHE_MB
     """RAM for saved prompt states (KV cells), in MiB; 0 = keep only the live context."""
 
-    _llama: Any = PrivateAttr(default=None)
-    # llama.cpp contexts are not thread-safe; the dev server runs turns concurrently.
-    # The state cache and the context are only touched under this lock.
-    _lock: threading.RLock = PrivateAttr(default_factory=threading.RLock)
-    _cache: PrefixStateCache | None = PrivateAttr(default=None)
-    _prefix_formatter: Any = PrivateAttr(default=None)
-    _prompt_formatter: Any = PrivateAttr(default=None)
+    # Shared with the adapter view (model_copy copies the reference): one llama.cpp
+    # context, one lock, one state cache for both.
+    _shared: _Shared = PrivateAttr(default_factory=lambda: _Shared())
 
     @property
     def _llm_type(self) -> str:
         return "llamacpp"
 
     @property
+    def _lock(self) -> threading.RLock:
+        return self._shared.lock
+
+    @property
+    def _llama(self) -> Any:
+        return self._shared.llama
+
+    @property
+    def _cache(self) -> PrefixStateCache | None:
+        return self._shared.cache
+
+    @property
     def llama(self) -> Any:
         """The loaded ``llama_cpp.Llama`` (loads it on first access)."""
         with self._lock:
-            if self._llama is None:
-                self._llama = self._load()
-            return self._llama
+            if self._shared.llama is None:
+                self._shared.llama = self._load()
+            return self._shared.llama
+
+    def with_adapter(self) -> LlamaCppChatModel:  # narrows Adapter's return type
+        """Return the model with its LoRA adapter on for every call (itself if it has none).
+
+        The view shares the weights, the context, the lock and the state cache; each
+        call sets the adapter on the context or takes it off (:meth:`_activate`).
+        """
+        if not self.lora_path or self.use_adapter:
+            return self
+        return self.model_copy(update={"use_adapter": True})
+
+    @property
+    def adapter_key(self) -> str:
+        """What a prompt state computed by this instance's calls is keyed by.
+
+        ``""`` for the base weights, else the adapter's path: a saved state is only
+        restored for calls with the same key.
+        """
+        return self.lora_path if self.lora_path and self.use_adapter else ""
 
     def _load(self) -> Any:
         try:
@@ -158,9 +197,10 @@ class LlamaCppChatModel(Prefill, FirstTokenScores, BaseChatModel):
             raise ModelLoadError(f"LoRA adapter file not found: {lora}")
         started = time.perf_counter()
         try:
+            # Not Llama(lora_path=...): that applies the adapter to every call and turns
+            # memory mapping off; the adapter is loaded below and switched per call.
             llama = Llama(
                 model_path=str(path),
-                lora_path=str(lora) if lora else None,
                 n_ctx=self.n_ctx,
                 n_threads=self.n_threads or os.cpu_count() or 1,
                 n_threads_batch=self.n_threads_batch or os.cpu_count() or 1,
@@ -169,18 +209,48 @@ class LlamaCppChatModel(Prefill, FirstTokenScores, BaseChatModel):
             )
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"llama.cpp cannot load {path}: {exc}") from exc
+        if lora is not None:
+            self._shared.adapter = _load_adapter(llama, lora)
         log.info(
             "loaded %s%s in %.1f s",
             path.name,
             f" with adapter {lora.name}" if lora else "",
             time.perf_counter() - started,
         )
-        self._prefix_formatter = _prefix_formatter(llama)
-        self._prompt_formatter = _prefix_formatter(llama, generation_prompt=True)
+        self._shared.prefix_formatter = _prefix_formatter(llama)
+        self._shared.prompt_formatter = _prefix_formatter(llama, generation_prompt=True)
         if self.state_cache_mb > 0 and _can_trim(llama):
-            self._cache = PrefixStateCache(self.state_cache_mb * 2**20)
+            self._shared.cache = PrefixStateCache(self.state_cache_mb * 2**20)
             _resume_before_generate(llama, self._resume)
         return llama
+
+    def _activate(self) -> None:
+        """Put this instance's adapter choice on the context; call under the lock.
+
+        The context's KV cells were computed with whatever was active before, so a switch
+        saves them (keyed by the old choice) and empties the context: nothing evaluated
+        with the adapter is resumed without it, or the other way round.
+        """
+        shared, llama = self._shared, self._shared.llama
+        want = shared.adapter if self.use_adapter else None
+        if want is shared.active:
+            return
+        import llama_cpp
+
+        if shared.cache is not None and llama.n_tokens >= MIN_REUSE_TOKENS:
+            self._save()  # keyed by the adapter still active
+        llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(llama.ctx), _SEQ, 0, -1)
+        llama.n_tokens = 0
+        if want is None:
+            failed = llama_cpp.llama_set_adapters_lora(llama.ctx, None, 0, None)
+        else:
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(want)
+            scales = (ctypes.c_float * 1)(1.0)
+            failed = llama_cpp.llama_set_adapters_lora(llama.ctx, adapters, 1, scales)
+        if failed:
+            raise RuntimeError(f"llama.cpp could not {'set' if want else 'clear'} the adapter")
+        shared.active = want
+        shared.active_key = self.adapter_key
 
     @property
     def state_cache(self) -> PrefixStateCache | None:
@@ -206,13 +276,14 @@ class LlamaCppChatModel(Prefill, FirstTokenScores, BaseChatModel):
             RuntimeError: llama.cpp failed to evaluate the prefix.
         """
         llama = self.llama
-        if self._prefix_formatter is None or not messages:
+        if self._shared.prefix_formatter is None or not messages:
             return 0
-        prompt = self._prefix_formatter(messages=to_chat_dicts(messages)).prompt
+        prompt = self._shared.prefix_formatter(messages=to_chat_dicts(messages)).prompt
         tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
         if not tokens or len(tokens) >= llama.n_ctx():
             return 0
         with self._lock:
+            self._activate()
             if self._cache is not None:
                 self._resume(tokens)
             keep = common_prefix(llama.input_ids[: llama.n_tokens], as_tokens(tokens))
@@ -246,7 +317,7 @@ class LlamaCppChatModel(Prefill, FirstTokenScores, BaseChatModel):
         import numpy as np
 
         llama = self.llama
-        if self._prompt_formatter is None:
+        if self._shared.prompt_formatter is None:
             return None
         firsts: dict[str, int] = {}
         for candidate in candidates:
@@ -256,11 +327,12 @@ class LlamaCppChatModel(Prefill, FirstTokenScores, BaseChatModel):
             firsts[candidate] = ids[0]
         if len(set(firsts.values())) < len(firsts):
             raise ValueError(f"candidates share a first token: {list(candidates)}")
-        prompt = self._prompt_formatter(messages=to_chat_dicts(messages)).prompt
+        prompt = self._shared.prompt_formatter(messages=to_chat_dicts(messages)).prompt
         tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
         if not tokens or len(tokens) >= llama.n_ctx():
             return None
         with self._lock:
+            self._activate()
             if self._cache is not None:
                 self._resume(tokens)
             keep = common_prefix(llama.input_ids[: llama.n_tokens], as_tokens(tokens))
@@ -285,7 +357,7 @@ class LlamaCppChatModel(Prefill, FirstTokenScores, BaseChatModel):
         tokens = as_tokens(prompt)
         held = llama.input_ids[: llama.n_tokens]
         live = common_prefix(held, tokens)
-        match = cache.longest_prefix(tokens)
+        match = cache.longest_prefix(tokens, self._shared.active_key)
         restore = match is not None and match.prefix >= live + MIN_REUSE_TOKENS
         kept = common_prefix(held, match.state.tokens) if match and restore else live
         if llama.n_tokens - kept >= MIN_REUSE_TOKENS:
@@ -299,7 +371,8 @@ class LlamaCppChatModel(Prefill, FirstTokenScores, BaseChatModel):
         assert cache is not None
         n = llama.n_tokens
         tokens = as_tokens(llama.input_ids[:n])
-        if n == 0 or cache.covers(tokens):
+        key = self._shared.active_key
+        if n == 0 or cache.covers(tokens, key):
             return
         import llama_cpp
 
@@ -315,7 +388,7 @@ class LlamaCppChatModel(Prefill, FirstTokenScores, BaseChatModel):
             log.warning("llama.cpp could not save the state of %d tokens", n)
             return
         del data[written:]
-        stored = cache.store(tokens, data)
+        stored = cache.store(tokens, data, key)
         log.debug(
             "state cache: saved %d tokens (%.1f MiB%s) in %.0f ms; %d entries, %.0f MiB",
             n,
@@ -379,6 +452,7 @@ class LlamaCppChatModel(Prefill, FirstTokenScores, BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         llama = self.llama
         with self._lock:
+            self._activate()
             chunks = llama.create_chat_completion(
                 messages=to_chat_dicts(messages), stream=True, stop=stop, **self._sampling(kwargs)
             )
@@ -403,6 +477,41 @@ class LlamaCppChatModel(Prefill, FirstTokenScores, BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         return collect(self._stream(messages, stop, run_manager, **kwargs))
+
+
+@dataclass
+class _Shared:
+    """What a model and its adapter view share: the context and its bookkeeping."""
+
+    llama: Any = None
+    # llama.cpp contexts are not thread-safe; the dev server runs turns concurrently.
+    # The state cache and the context are only touched under this lock.
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    cache: PrefixStateCache | None = None
+    prefix_formatter: Any = None
+    prompt_formatter: Any = None
+    adapter: Any = None
+    """The loaded LoRA adapter (a ``llama_adapter_lora_p``), None without ``lora_path``."""
+    active: Any = None
+    """The adapter set on the context now (None = base weights)."""
+    active_key: str = ""
+    """:attr:`LlamaCppChatModel.adapter_key` of the calls that filled the context."""
+
+
+def _load_adapter(llama: Any, path: Path) -> Any:
+    """Load a GGUF LoRA adapter for ``llama``'s model, not applied to any context yet.
+
+    llama.cpp frees it with the model.
+
+    Raises:
+        ModelLoadError: llama.cpp cannot read it (not a LoRA GGUF, another base model).
+    """
+    import llama_cpp
+
+    adapter = llama_cpp.llama_adapter_lora_init(llama.model, str(path).encode("utf-8"))
+    if not adapter:
+        raise ModelLoadError(f"llama.cpp cannot load the LoRA adapter {path}")
+    return adapter
 
 
 def _can_trim(llama: Any) -> bool:

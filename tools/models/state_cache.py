@@ -1,9 +1,12 @@
 """A byte-bounded LRU cache of model states keyed by the token sequence they hold.
 
 A state is opaque bytes (for llama.cpp: the KV cells of one sequence) together with the
-tokens it was computed from. The model resumes a prompt from the cached state that shares
-the longest token prefix with it, so each prompt family (chat, side calls with their own
-fixed instructions) pays only for its new tokens even when the families alternate.
+tokens it was computed from and the key of the weights that computed them (``""`` for the
+base model, else the LoRA adapter's): a state is only found by lookups with its own key,
+so the cells of one set of weights are never resumed by the other. The model resumes a
+prompt from the cached state that shares the longest token prefix with it, so each prompt
+family (chat, side calls with their own fixed instructions) pays only for its new tokens
+even when the families alternate.
 
 Nothing here knows about llama.cpp; :mod:`tools.models.llamacpp` extracts and restores
 the states.
@@ -40,10 +43,12 @@ def common_prefix(a: Sequence[int] | npt.NDArray[np.integer], b: Tokens) -> int:
 
 @dataclass(frozen=True, eq=False)
 class CachedState:
-    """One saved state: the tokens it holds and the backend's bytes."""
+    """One saved state: the tokens it holds, the backend's bytes, the weights' key."""
 
     tokens: Tokens
     data: bytearray = field(repr=False)
+    key: str = ""
+    """Which weights computed it: ``""`` = the base model, else the adapter's."""
 
     @property
     def nbytes(self) -> int:
@@ -103,16 +108,21 @@ class PrefixStateCache:
             self._entries.clear()
             self._nbytes = 0
 
-    def longest_prefix(self, tokens: Sequence[int] | Tokens) -> Match | None:
-        """The entry sharing the longest token prefix with ``tokens``, or None.
+    def longest_prefix(self, tokens: Sequence[int] | Tokens, key: str = "") -> Match | None:
+        """The entry of weights ``key`` sharing the longest token prefix with ``tokens``.
 
         Ties go to the smaller entry (cheaper to restore). Marks the entry as used.
+
+        Returns:
+            The match, or None if no entry with this key shares a first token.
         """
-        key = as_tokens(tokens)
+        wanted = as_tokens(tokens)
         with self._lock:
             best: Match | None = None
             for state in self._entries.values():
-                prefix = common_prefix(state.tokens, key)
+                if state.key != key:
+                    continue
+                prefix = common_prefix(state.tokens, wanted)
                 if prefix == 0:
                     continue
                 if (
@@ -125,38 +135,41 @@ class PrefixStateCache:
                 self._entries.move_to_end(id(best.state))
             return best
 
-    def covers(self, tokens: Sequence[int] | Tokens) -> bool:
-        """Whether some entry already holds ``tokens`` (equal to or extending them)."""
-        key = as_tokens(tokens)
+    def covers(self, tokens: Sequence[int] | Tokens, key: str = "") -> bool:
+        """Whether an entry of weights ``key`` holds ``tokens`` (equal to or extending them)."""
         with self._lock:
-            return self._covering(key) is not None
+            return self._covering(as_tokens(tokens), key) is not None
 
-    def _covering(self, key: Tokens) -> CachedState | None:
+    def _covering(self, tokens: Tokens, key: str) -> CachedState | None:
         for state in self._entries.values():
-            if len(state.tokens) >= len(key) and common_prefix(state.tokens, key) == len(key):
+            if (
+                state.key == key
+                and len(state.tokens) >= len(tokens)
+                and common_prefix(state.tokens, tokens) == len(tokens)
+            ):
                 return state
         return None
 
-    def store(self, tokens: Sequence[int] | Tokens, data: bytearray) -> bool:
-        """Keep ``data`` as the state after ``tokens``.
+    def store(self, tokens: Sequence[int] | Tokens, data: bytearray, key: str = "") -> bool:
+        """Keep ``data`` as the state after ``tokens``, computed by weights ``key``.
 
-        Entries whose tokens are a prefix of ``tokens`` are dropped (superseded); if an
-        entry already extends ``tokens``, that one is marked used and nothing is added.
-        Least recently used entries are evicted until the cache fits its capacity.
+        Entries of the same key whose tokens are a prefix of ``tokens`` are dropped
+        (superseded); if one already extends ``tokens``, it is marked used and nothing is
+        added. Least recently used entries (any key) are evicted until the cache fits.
 
         Returns:
             True if the state was added.
         """
-        state = CachedState(as_tokens(tokens), data)
+        state = CachedState(as_tokens(tokens), data, key)
         with self._lock:
             if len(state.tokens) == 0 or state.nbytes > self.capacity_bytes:
                 return False
-            covering = self._covering(state.tokens)
+            covering = self._covering(state.tokens, key)
             if covering is not None:
                 self._entries.move_to_end(id(covering))
                 return False
             for old in list(self._entries.values()):
-                if common_prefix(old.tokens, state.tokens) == len(old.tokens):
+                if old.key == key and common_prefix(old.tokens, state.tokens) == len(old.tokens):
                     self._drop(old)
             self._entries[id(state)] = state
             self._nbytes += state.nbytes
