@@ -758,6 +758,7 @@ def test_the_shipped_calibration_trusts_both_layers() -> None:
 
     weights = load_calibration()
     assert weights.judge > 0 and weights.harm > 0  # each layer's evidence counts for harm
+    assert weights.margin > 0  # nearer a harmful exemplar than a benign one: more harmful
 
 
 def stacked_guard(p: float, score: SemanticScore, words: str = "unsafe S9") -> Any:
