@@ -12,7 +12,12 @@ Prints progress, the weights, and false refusals and recall per split at a few
 thresholds. --write updates the calibration file; --scores keeps every case's layer
 scores as JSON lines (and --from-scores refits from such a file without the model).
 
+To compare judge prompts before fitting: --judge-prompt/--judge-examples score with other
+files, --all judges every case (not only those the guard finds uncertain), --split dev
+scores one split only; the AUC of the judge's P(unsafe) is printed per split.
+
 Usage: python scripts/calibrate_safety.py [--write] [--scores FILE | --from-scores FILE]
+       [--judge-prompt FILE] [--judge-examples FILE] [--all] [--split dev|heldout]
 """
 
 from __future__ import annotations
@@ -33,20 +38,46 @@ from graph.deps import Deps
 from graph.settings import get_settings
 from tools.guardrails.calibration import DEFAULT_CALIBRATION_FILE, Calibration, logit
 from tools.guardrails.guard import build_guard
+from tools.guardrails.judge import DEFAULT_JUDGE_EXAMPLES, DEFAULT_JUDGE_PROMPT, Judge
 
 CORPORA = ("safety_harmful", "safety_benign")
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
 
 
-def layer_scores() -> list[dict[str, Any]]:
-    """Each corpus case's first message through the layers (the judge where it would run)."""
+def layer_scores(
+    prompt: Path | None = None,
+    examples: Path | None = None,
+    judge_all: bool = False,
+    split: str | None = None,
+) -> list[dict[str, Any]]:
+    """Each corpus case's first message through the layers (the judge where it would run).
+
+    Args:
+        prompt: Another judge policy prompt to score with (None: the configured one).
+        examples: Another judge examples file (None: the configured one).
+        judge_all: Judge every case the lexical layer lets through, not only uncertain ones.
+        split: Score only the cases with this tag (``dev`` or ``heldout``).
+    """
     settings = get_settings()
     deps = Deps(settings)
     guard = build_guard(settings, deps.safety, lambda: deps.model, deps.can_judge)
     if guard.judge is None or guard.semantic is None:
         raise SystemExit("the judge and the semantic layer must be on (safety.judge, .semantic)")
+    if prompt is not None or examples is not None:
+        guard.judge = Judge(
+            lambda: deps.model,
+            guard.policy.taxonomy,
+            prompt or DEFAULT_JUDGE_PROMPT,
+            examples or DEFAULT_JUDGE_EXAMPLES,
+        )
     rows = []
-    cases = [(c.name, case) for c in load_corpora(CORPORA) for case in c.cases]
+    cases = [
+        (c.name, case)
+        for c in load_corpora(CORPORA)
+        for case in c.cases
+        if split is None or split in case.tags
+    ]
     for number, (corpus, case) in enumerate(cases, 1):
         text = case.turns[0]
         lexical = not deps.safety.check_input(text, "moderate").allowed
@@ -56,7 +87,8 @@ def layer_scores() -> list[dict[str, Any]]:
             or score.harm >= guard.thresholds.uncertain_harm
             or score.nearest >= guard.thresholds.uncertain_nearest
         )
-        verdict = guard.judge.check(text) if uncertain and not lexical else None
+        judged = (uncertain or judge_all) and not lexical
+        verdict = guard.judge.check(text) if judged else None
         rows.append(
             {
                 "corpus": corpus,
@@ -67,6 +99,8 @@ def layer_scores() -> list[dict[str, Any]]:
                 "uncertain": uncertain,
                 "english": score.english,
                 "harm": score.harm,
+                "nearest": score.nearest,
+                "nearest_benign": score.nearest_benign,
                 "judge": verdict.probability if verdict else None,
             }
         )
@@ -75,21 +109,66 @@ def layer_scores() -> list[dict[str, Any]]:
 
 
 def features(row: dict[str, Any]) -> list[float]:
-    return [logit(row["judge"]), logit(row["harm"]) if row["english"] else 0.0]
+    """logit(P_judge), logit(P_harm) and the kNN margin (0 for a message not in English)."""
+    english = row["english"]
+    margin = row["nearest"] - row["nearest_benign"] if english else 0.0
+    return [logit(row["judge"]), logit(row["harm"]) if english else 0.0, margin]
 
 
-def fit(rows: list[dict[str, Any]]) -> Calibration:
-    """Logistic regression on the judged development cases (scikit-learn, L2, C=1)."""
+def judged(row: dict[str, Any]) -> bool:
+    """Whether the guard would judge this case: uncertain, not already lexically refused."""
+    return bool(row["judge"] is not None and row["uncertain"] and not row["lexical"])
+
+
+def fit(rows: list[dict[str, Any]]) -> tuple[Calibration, float, float]:
+    """Logistic regression on the judged development cases, C and cut by cross-validation.
+
+    The regularisation C is the one with the best 5-fold AUC on the development cases;
+    the cut is the probability that maximises recall minus false-refusal rate (Youden's J)
+    on the out-of-fold predictions, folded into the bias so that P = 0.5 is the cut.
+
+    Returns:
+        The weights, the chosen C and the cut before folding.
+    """
+    import numpy as np
     from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score, roc_curve
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    train = [r for r in rows if "dev" in r["tags"] and r["judge"] is not None]
+    train = [r for r in rows if "dev" in r["tags"] and judged(r)]
     if len({r["harmful"] for r in train}) < 2:
         raise SystemExit("need judged development cases of both kinds to fit")
-    model = LogisticRegression(C=1.0).fit(
-        [features(r) for r in train], [int(r["harmful"]) for r in train]
-    )
-    judge, harm = (float(w) for w in model.coef_[0])
-    return Calibration(judge=judge, harm=harm, bias=float(model.intercept_[0]))
+    x = np.array([features(r) for r in train])
+    y = np.array([int(r["harmful"]) for r in train])
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    best: tuple[float, float, np.ndarray] | None = None
+    for c in C_GRID:
+        oof = cross_val_predict(
+            LogisticRegression(C=c, max_iter=1000), x, y, cv=folds, method="predict_proba"
+        )[:, 1]
+        score = float(roc_auc_score(y, oof))
+        print(f"  C={c:g}: cross-validated AUC {score:.3f}")
+        if best is None or score > best[1] + 1e-3:
+            best = (c, score, oof)
+    assert best is not None
+    c, _, oof = best
+    fpr, tpr, cuts = roc_curve(y, oof)
+    cut = float(min(max(cuts[int(np.argmax(tpr - fpr))], 0.05), 0.95))
+    model = LogisticRegression(C=c, max_iter=1000).fit(x, y)
+    judge, harm, margin = (float(w) for w in model.coef_[0])
+    bias = float(model.intercept_[0]) - logit(cut)
+    return Calibration(judge=judge, harm=harm, bias=bias, margin=margin), c, cut
+
+
+def auc(rows: list[dict[str, Any]]) -> None:
+    """How well the judge's P(unsafe) alone ranks harmful above benign, per split."""
+    from sklearn.metrics import roc_auc_score
+
+    for split in ("dev", "heldout"):
+        part = [r for r in rows if split in r["tags"] and judged(r)]
+        if len({r["harmful"] for r in part}) == 2:
+            score = roc_auc_score([r["harmful"] for r in part], [r["judge"] for r in part])
+            print(f"{split}: judge AUC {score:.3f} on {len(part)} judged cases")
 
 
 def report(rows: list[dict[str, Any]], calibration: Calibration) -> None:
@@ -103,10 +182,12 @@ def report(rows: list[dict[str, Any]], calibration: Calibration) -> None:
             def refused(row: dict[str, Any], threshold: float = threshold) -> bool:
                 if row["lexical"]:
                     return True
-                if row["judge"] is None:
-                    return False
-                harm = row["harm"] if row["english"] else None
-                return calibration.probability(row["judge"], harm) >= threshold
+                if not judged(row):
+                    return False  # the guard judges only uncertain messages
+                if not row["english"]:
+                    return calibration.probability(row["judge"], None) >= threshold
+                margin = row["nearest"] - row["nearest_benign"]
+                return calibration.probability(row["judge"], row["harm"], margin) >= threshold
 
             recall = sum(map(refused, harmful))
             false = sum(map(refused, benign))
@@ -116,14 +197,17 @@ def report(rows: list[dict[str, Any]], calibration: Calibration) -> None:
             )
 
 
-def write(path: Path, calibration: Calibration, rows: list[dict[str, Any]]) -> None:
-    judged = sum(1 for r in rows if "dev" in r["tags"] and r["judge"] is not None)
+def write(
+    path: Path, calibration: Calibration, rows: list[dict[str, Any]], c: float, cut: float
+) -> None:
+    count = sum(1 for r in rows if "dev" in r["tags"] and judged(r))
     head = path.read_text(encoding="utf-8").split("\nversion:", 1)[0]
     path.write_text(
-        f"{head}\nversion: 1\n"
-        f'fitted_on: "{date.today()}: the {judged} judged dev cases of {", ".join(CORPORA)}"\n'
+        f"{head}\nversion: 2\n"
+        f'fitted_on: "{date.today()}: the {count} judged dev cases of {", ".join(CORPORA)}, '
+        f'C={c:g}, cross-validated cut {cut:.2f} folded into the bias"\n'
         f"judge: {calibration.judge:.4f}\nharm: {calibration.harm:.4f}\n"
-        f"bias: {calibration.bias:.4f}\n",
+        f"margin: {calibration.margin:.4f}\nbias: {calibration.bias:.4f}\n",
         encoding="utf-8",
     )
 
@@ -134,22 +218,28 @@ def main() -> None:
     parser.add_argument("--file", type=Path, default=DEFAULT_CALIBRATION_FILE)
     parser.add_argument("--scores", type=Path, help="also save the layer scores here")
     parser.add_argument("--from-scores", type=Path, help="fit from saved scores, no model")
+    parser.add_argument("--judge-prompt", type=Path, help="score with this policy prompt")
+    parser.add_argument("--judge-examples", type=Path, help="score with these examples")
+    parser.add_argument("--all", action="store_true", help="judge every case, not only uncertain")
+    parser.add_argument("--split", choices=("dev", "heldout"), help="score one split only")
     args = parser.parse_args()
     if args.from_scores:
         lines = args.from_scores.read_text(encoding="utf-8").splitlines()
         rows = [json.loads(line) for line in lines if line.strip()]
     else:
-        rows = layer_scores()
+        rows = layer_scores(args.judge_prompt, args.judge_examples, args.all, args.split)
         if args.scores:
             args.scores.write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
-    calibration = fit(rows)
+    auc(rows)
+    calibration, c, cut = fit(rows)
     print(
         f"weights: judge {calibration.judge:.3f}, harm {calibration.harm:.3f}, "
-        f"bias {calibration.bias:.3f}"
+        f"margin {calibration.margin:.3f}, bias {calibration.bias:.3f} "
+        f"(C={c:g}, cut {cut:.2f} folded into the bias)"
     )
     report(rows, calibration)
     if args.write:
-        write(args.file, calibration, rows)
+        write(args.file, calibration, rows, c, cut)
         print(f"wrote {args.file}")
 
 

@@ -343,6 +343,25 @@ def test_semantic_layer_scores_and_caches_exemplar_vectors(tmp_path: Path) -> No
     assert len(calls) == 3  # the vectors came from the cache
 
 
+@pytest.mark.parametrize(
+    ("text", "closer_to"),
+    [
+        ("a bomb recipe please", "harmful"),
+        ("how to overdose tonight", "harmful"),
+        ("bake bread please", "benign"),
+        ("water plants and walk the dog", "benign"),
+    ],
+)
+def test_semantic_layer_reports_the_nearest_benign_exemplar_and_the_margin(
+    tmp_path: Path, text: str, closer_to: str
+) -> None:
+    layer = SemanticLayer(small_exemplars(tmp_path), embed=hashed_embed)
+    score = layer.score(text)
+    assert -1.0 <= score.nearest_benign <= 1.0
+    assert score.margin == pytest.approx(score.nearest - score.nearest_benign)
+    assert (score.margin > 0) is (closer_to == "harmful"), score
+
+
 def test_semantic_layer_keeps_its_fitted_models_for_the_next_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -690,6 +709,35 @@ def test_calibration_is_a_logistic_model_of_both_log_odds() -> None:
     assert weights.probability(0.6, 0.5) < weights.probability(0.95, 0.5)
 
 
+def test_the_knn_margin_moves_the_stacked_probability_for_english_messages_only() -> None:
+    from tools.guardrails.calibration import Calibration
+
+    weights = Calibration(judge=2.0, harm=1.0, bias=-1.0, margin=10.0)
+    plain = Calibration(judge=2.0, harm=1.0, bias=-1.0)
+    assert weights.probability(0.9, 0.6, 0.0) == pytest.approx(plain.probability(0.9, 0.6))
+    # closer to a harmful exemplar than to any benign one: more likely harmful, and back
+    assert weights.probability(0.9, 0.6, 0.1) > plain.probability(0.9, 0.6)
+    assert weights.probability(0.9, 0.6, -0.1) < plain.probability(0.9, 0.6)
+    z = 2.0 * math.log(9.0) + math.log(1.5) + 10.0 * 0.2 - 1.0
+    assert weights.probability(0.9, 0.6, 0.2) == pytest.approx(1 / (1 + math.exp(-z)))
+    # a message the semantic layer cannot read: neither its harm nor its margin counts
+    assert weights.probability(0.9, None, 0.5) == pytest.approx(plain.probability(0.9, None))
+
+
+@pytest.mark.parametrize(
+    ("content", "margin"),
+    [("judge: 1\nharm: 1\nbias: 0\n", 0.0), ("judge: 1\nharm: 1\nmargin: 7.5\nbias: 0\n", 7.5)],
+)
+def test_a_calibration_file_may_leave_out_the_margin(
+    tmp_path: Path, content: str, margin: float
+) -> None:
+    from tools.guardrails.calibration import load_calibration
+
+    path = tmp_path / "calibration.yaml"
+    path.write_text(content, encoding="utf-8")
+    assert load_calibration(path).margin == margin
+
+
 @pytest.mark.parametrize(
     ("content", "problem"),
     [("judge: 1\nharm: 1\n", "bias"), ("judge: x\nharm: 1\nbias: 0\n", "judge"), ("[", "")],
@@ -710,6 +758,7 @@ def test_the_shipped_calibration_trusts_both_layers() -> None:
 
     weights = load_calibration()
     assert weights.judge > 0 and weights.harm > 0  # each layer's evidence counts for harm
+    assert weights.margin > 0  # nearer a harmful exemplar than a benign one: more harmful
 
 
 def stacked_guard(p: float, score: SemanticScore, words: str = "unsafe S9") -> Any:
@@ -741,6 +790,27 @@ def test_a_scored_verdict_is_stacked_with_the_harm_probability(
     # an English message's category is the semantic layer's: no words asked
     assert verdict.category == ("violent_crimes" if refused else None)
     assert asked(model) == []
+
+
+@pytest.mark.parametrize(("nearest_benign", "refused"), [(0.3, True), (0.7, False)])
+def test_the_guard_stacks_the_knn_margin(nearest_benign: float, refused: bool) -> None:
+    from tools.guardrails.calibration import Calibration
+
+    # The same judge and harm probability; only which exemplar is nearer differs.
+    score = SemanticScore(
+        harm=0.5,
+        category="violent_crimes",
+        nearest=0.5,
+        english=True,
+        nearest_benign=nearest_benign,
+    )
+    weights = Calibration(judge=1.0, harm=1.0, bias=-2.0, margin=10.0)
+    guard, _ = make_guard(
+        score, "unsafe S1", model=scoring_model({"msg": 0.88}), calibration=weights
+    )
+    verdict = guard.check("msg", "moderate")
+    assert verdict.allowed is not refused, verdict.scores
+    assert (verdict.scores or {})["margin"] == pytest.approx(0.5 - nearest_benign)
 
 
 def test_a_foreign_message_is_judged_alone_and_named_in_words() -> None:

@@ -6,13 +6,17 @@ exemplars are not; the exemplars score a self-defence question high, the judge l
 Stacking them (a logistic regression on their log-odds, Wolpert's "stacked
 generalization", 1992) is the standard way to combine calibrated scores:
 
-    P(harmful) = sigmoid(judge * logit(p_judge) + harm * logit(p_harm) + bias)
+    P(harmful) = sigmoid(judge * logit(p_judge) + harm * logit(p_harm)
+                         + margin * (nearest harmful - nearest benign) + bias)
 
-with ``logit(p_harm)`` taken as 0 for a message that is not English (the exemplars are
-English and score other languages near 0). The weights are data
-(``prompts/safety_calibration.yaml``), fitted by ``scripts/calibrate_safety.py`` on the
-development cases of the safety corpora for the default model; the held-out cases are
-left for the evaluation.
+with the semantic terms taken as 0 for a message that is not English (the exemplars are
+English and score other languages near 0). The margin (a nearest-neighbour feature: the
+cosine similarity to the closest harmful exemplar minus that to the closest benign one)
+tells a request from its look-alike where the regression over all exemplars is unsure.
+The weights are data (``prompts/safety_calibration.yaml``), fitted by
+``scripts/calibrate_safety.py`` on the development cases of the safety corpora for the
+default model (regularisation and cut chosen by cross-validation there); the held-out
+cases are left for the evaluation.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class _File(BaseModel):
     fitted_on: str | None = None
     judge: float
     harm: float
+    margin: float = 0.0
     bias: float
 
 
@@ -57,21 +62,24 @@ class Calibration:
     judge: float
     harm: float
     bias: float
+    margin: float = 0.0
 
-    def probability(self, judge: float, harm: float | None) -> float:
-        """P(harmful) from the judge's P(unsafe) and the harm probability.
+    def probability(self, judge: float, harm: float | None, margin: float = 0.0) -> float:
+        """P(harmful) from the judge's P(unsafe) and the semantic layer's scores.
 
         Args:
             judge: The judge's P(unsafe), 0..1.
             harm: The semantic layer's harm probability, 0..1; None when it cannot read
-                the message (not English, or the layer is off).
+                the message (not English, or the layer is off): then ``margin`` is
+                ignored too.
+            margin: Nearest harmful minus nearest benign exemplar similarity, -2..2.
 
         Returns:
             The combined probability, 0..1.
         """
         z = self.judge * logit(judge) + self.bias
         if harm is not None:
-            z += self.harm * logit(harm)
+            z += self.harm * logit(harm) + self.margin * margin
         return 1.0 / (1.0 + math.exp(-z))
 
 
@@ -85,4 +93,4 @@ def load_calibration(path: Path = DEFAULT_CALIBRATION_FILE) -> Calibration:
         spec = _File.model_validate(parse_yaml(path.read_text(encoding="utf-8")))
     except (OSError, yaml.YAMLError, ValidationError) as exc:
         raise ValueError(f"safety calibration {path}: {exc}") from exc
-    return Calibration(judge=spec.judge, harm=spec.harm, bias=spec.bias)
+    return Calibration(judge=spec.judge, harm=spec.harm, bias=spec.bias, margin=spec.margin)

@@ -160,6 +160,7 @@ class InputGuard:
                 harm=round(score.harm, 3),
                 category=score.category,
                 nearest=round(score.nearest, 3),
+                margin=round(score.margin, 3),
                 english=score.english,
             )
             uncertain = (
@@ -199,10 +200,10 @@ class InputGuard:
         """The judge's verdict, stacked with the harm probability when it was scored."""
         if verdict.probability is None or self.calibration is None:
             return verdict.unsafe
-        readable = score is not None and score.english
-        harmful = self.calibration.probability(
-            verdict.probability, score.harm if score is not None and readable else None
-        )
+        if score is not None and score.english:
+            harmful = self.calibration.probability(verdict.probability, score.harm, score.margin)
+        else:
+            harmful = self.calibration.probability(verdict.probability, None)
         scores["p_harmful"] = round(harmful, 3)
         return harmful >= self.thresholds.judge
 

@@ -176,6 +176,7 @@ class SemanticScore:
         category: The hazard category it is closest to, if harmful.
         nearest: Cosine similarity to the nearest harmful exemplar (-1 to 1).
         english: False when the message is not English: the scores mean little then.
+        nearest_benign: Cosine similarity to the nearest benign exemplar (-1 to 1).
 
     """
 
@@ -183,6 +184,16 @@ class SemanticScore:
     category: str
     nearest: float
     english: bool
+    nearest_benign: float = -1.0
+
+    @property
+    def margin(self) -> float:
+        """Nearest harmful minus nearest benign similarity (-2 to 2): a kNN feature.
+
+        Positive when the closest exemplar is a harmful one; it tells a request from its
+        look-alike where the regression, which weighs all exemplars, is less sure.
+        """
+        return self.nearest - self.nearest_benign
 
 
 @dataclass(frozen=True)
@@ -226,27 +237,31 @@ class Linear:
 _MODEL_ARRAYS = ("coef", "intercept", "classes")
 
 
-def _save_models(path: Path, models: tuple[Linear, Linear, np.ndarray]) -> None:
+_Models = tuple[Linear, Linear, np.ndarray, np.ndarray]
+"""The harm and category regressions, the harmful and the benign exemplar vectors."""
+
+
+def _save_models(path: Path, models: _Models) -> None:
     """Keep the fitted layer at ``path`` (whole file, then renamed); failures are logged."""
-    harm, category, harmful = models
+    harm, category, harmful, benign = models
     arrays = {f"harm_{n}": getattr(harm, n) for n in _MODEL_ARRAYS}
     arrays |= {f"category_{n}": getattr(category, n) for n in _MODEL_ARRAYS}
     partial = path.with_suffix(f".{os.getpid()}.part.npz")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(partial, harmful=harmful, **arrays)
+        np.savez(partial, harmful=harmful, benign=benign, **arrays)
         partial.replace(path)
     except OSError as exc:  # a read-only cache costs time, not correctness
         log.info("cannot keep the semantic layer in %s: %s", path, exc)
         partial.unlink(missing_ok=True)
 
 
-def _load_models(path: Path) -> tuple[Linear, Linear, np.ndarray] | None:
+def _load_models(path: Path) -> _Models | None:
     try:
         with np.load(path, allow_pickle=False) as saved:
             harm = Linear(*(saved[f"harm_{n}"] for n in _MODEL_ARRAYS))
             category = Linear(*(saved[f"category_{n}"] for n in _MODEL_ARRAYS))
-            return harm, category, saved["harmful"]
+            return harm, category, saved["harmful"], saved["benign"]
     except FileNotFoundError:
         return None
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
@@ -271,7 +286,7 @@ class SemanticLayer:
         self._embed = embed
         self._cache_dir = cache_dir
         self._lock = threading.Lock()
-        self._models: tuple[Linear, Linear, np.ndarray] | None = None
+        self._models: _Models | None = None
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def _embedder(self) -> Embed:
@@ -305,13 +320,13 @@ class SemanticLayer:
                 log.info("cannot cache the exemplar vectors in %s: %s", path, exc)
         return vectors
 
-    def _trained(self) -> tuple[Linear, Linear, np.ndarray]:
+    def _trained(self) -> _Models:
         with self._lock:
             if self._models is None:
                 path = None
                 if self._cache_dir is not None:
                     key = f"{self.exemplars.digest}-{_C_HARM}-{_C_CATEGORY}"
-                    path = self._cache_dir / "guardrails" / f"models-{key}.npz"
+                    path = self._cache_dir / "guardrails" / f"models-v2-{key}.npz"
                 self._models = _load_models(path) if path is not None else None
                 if self._models is None:
                     self._models = self._fit()
@@ -319,7 +334,7 @@ class SemanticLayer:
                         _save_models(path, self._models)
             return self._models
 
-    def _fit(self) -> tuple[Linear, Linear, np.ndarray]:
+    def _fit(self) -> _Models:
         from sklearn.linear_model import LogisticRegression
 
         texts, labels = self.exemplars.labelled()
@@ -329,7 +344,7 @@ class SemanticLayer:
         harm.fit(vectors, harmful)
         category = LogisticRegression(C=_C_CATEGORY, max_iter=3000)
         category.fit(vectors[harmful], np.array(labels)[harmful])
-        return Linear.of(harm), Linear.of(category), vectors[harmful]
+        return Linear.of(harm), Linear.of(category), vectors[harmful], vectors[~harmful]
 
     def warm(self) -> None:
         """Train now (embedding the exemplars) instead of on the first message."""
@@ -357,13 +372,14 @@ class SemanticLayer:
             tools.models.embeddings.EmbeddingModelError: The embedding model is missing.
 
         """
-        harm, category, harmful_vectors = self._trained()
+        harm, category, harmful_vectors, benign_vectors = self._trained()
         vector = self.vector(text).reshape(1, -1)
         p_harm = float(harm.probabilities(vector)[0][list(harm.classes).index(True)])
         probabilities = category.probabilities(vector)[0]
         best = str(category.classes[int(np.argmax(probabilities))])
         nearest = float((harmful_vectors @ vector[0]).max())
-        return SemanticScore(p_harm, best, nearest, looks_english(text))
+        nearest_benign = float((benign_vectors @ vector[0]).max())
+        return SemanticScore(p_harm, best, nearest, looks_english(text), nearest_benign)
 
 
 _LAYERS: dict[str, SemanticLayer] = {}

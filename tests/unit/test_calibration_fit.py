@@ -1,0 +1,99 @@
+"""scripts/calibrate_safety.py: the stacking fit on stored layer scores (no model)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "calibrate_safety.py"
+
+
+@pytest.fixture(scope="module")
+def script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("calibrate_safety", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def rows(seed: int, n: int = 80) -> list[dict[str, Any]]:
+    """Synthetic cases: harmful ones score higher on every layer, with noise and overlap."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        harmful = i % 2 == 0
+        split = "heldout" if i % 5 == 0 else "dev"
+        lift = 0.25 if harmful else 0.0
+        out.append(
+            {
+                "id": f"c{i}",
+                "tags": [split],
+                "harmful": harmful,
+                "lexical": False,
+                "uncertain": i % 11 != 0,
+                "english": i % 7 != 0,
+                "judge": min(0.99, max(0.01, rng.gauss(0.55 + lift, 0.2))),
+                "harm": min(0.99, max(0.01, rng.gauss(0.4 + lift, 0.2))),
+                "nearest": rng.gauss(0.45 + lift / 2, 0.1),
+                "nearest_benign": rng.gauss(0.5 - lift / 2, 0.1),
+            }
+        )
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_fit_trusts_every_informative_layer_and_picks_a_cut_on_dev(
+    script: ModuleType, seed: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = rows(seed)
+    calibration, c, cut = script.fit(data)
+    assert calibration.judge > 0 and calibration.harm > 0 and calibration.margin > 0
+    assert c in script.C_GRID and 0.05 <= cut <= 0.95
+    # the cut is folded into the bias: P = 0.5 is the cross-validated cut
+    harmful = [r for r in data if r["harmful"] and script.judged(r)]
+    benign = [r for r in data if not r["harmful"] and script.judged(r)]
+
+    def p(r: dict[str, Any]) -> float:
+        margin = r["nearest"] - r["nearest_benign"] if r["english"] else 0.0
+        return float(
+            calibration.probability(r["judge"], r["harm"] if r["english"] else None, margin)
+        )
+
+    assert sum(map(p, harmful)) / len(harmful) > sum(map(p, benign)) / len(benign)
+    assert "cross-validated AUC" in capsys.readouterr().out
+
+
+def test_held_out_cases_never_change_the_fit(script: ModuleType) -> None:
+    data = rows(4)
+    changed = [dict(r, harmful=not r["harmful"]) if "heldout" in r["tags"] else r for r in data]
+    assert script.fit(data) == script.fit(changed)
+
+
+def test_uncertain_or_lexical_cases_are_not_what_the_fit_learns_from(script: ModuleType) -> None:
+    data = rows(5)
+    assert not script.judged(dict(data[1], uncertain=False))
+    assert not script.judged(dict(data[1], lexical=True))
+    assert not script.judged(dict(data[1], judge=None))
+    assert script.judged(dict(data[1], uncertain=True, lexical=False))
+
+
+def test_stored_scores_refit_from_the_command_line(
+    script: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    scores = tmp_path / "scores.jsonl"
+    scores.write_text("".join(json.dumps(r) + "\n" for r in rows(6)), encoding="utf-8")
+    monkeypatch.setattr(sys, "argv", ["calibrate_safety.py", "--from-scores", str(scores)])
+    script.main()
+    out = capsys.readouterr().out
+    assert "weights: judge" in out and "heldout:" in out and "threshold 0.5" in out
