@@ -27,7 +27,7 @@ from tests.integration.test_dev_server import GRAPH_ID, dev_server  # noqa: F401
 from tests.support import assistant_serve
 from tests.support import dev_server as dev
 from tests.support.assistant_serve import REPO_ROOT, Served
-from tests.support.processes import child_env
+from tests.support.processes import short_replies_env
 from tests.support.redis_server import RedisServer
 from tools.memory import open_checkpointer
 
@@ -39,17 +39,7 @@ KEY = "test-key-0123456789"
 
 def serve_env(data_dir: Path, gguf: Path, **extra: str) -> dict[str, str]:
     """``assistant serve`` on llama.cpp with ``gguf``: short greedy replies, one API key."""
-    defaults = {
-        "ASSISTANT_DATA_DIR": str(data_dir),
-        "ASSISTANT_MODEL__BACKEND": "llamacpp",
-        "ASSISTANT_MODEL__GGUF_PATH": str(gguf),
-        "ASSISTANT_MODEL__N_CTX": "2048",
-        "ASSISTANT_CONTEXT__MAX_PROMPT_TOKENS": "1024",
-        "ASSISTANT_GENERATION__MAX_NEW_TOKENS": "16",
-        "ASSISTANT_GENERATION__DO_SAMPLE": "false",
-        "ASSISTANT_API__KEYS": json.dumps([KEY]),
-    }
-    return child_env(**{**defaults, **extra})
+    return short_replies_env(data_dir, gguf, **{"ASSISTANT_API__KEYS": json.dumps([KEY]), **extra})
 
 
 def serve(directory: Path, env: dict[str, str]) -> contextlib.AbstractContextManager[Served]:

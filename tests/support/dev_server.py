@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.processes import HOST, child_env, free_port, stop_group
+from tests.support.processes import HOST, free_port, short_replies_env, stop_group
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 90.0  # a cold start takes ~5 s; a busy 2-core machine needs more
@@ -82,17 +82,7 @@ def server_config(directory: Path) -> Path:
 
 def server_env(directory: Path, gguf: Path, redis_url: str, **settings: str) -> dict[str, str]:
     """The server's environment: llama.cpp on ``gguf``, short greedy replies, threads in Redis."""
-    defaults = {
-        "ASSISTANT_DATA_DIR": str(directory / "data"),
-        "ASSISTANT_MODEL__BACKEND": "llamacpp",
-        "ASSISTANT_MODEL__GGUF_PATH": str(gguf),
-        "ASSISTANT_MODEL__N_CTX": "2048",
-        "ASSISTANT_CONTEXT__MAX_PROMPT_TOKENS": "1024",
-        "ASSISTANT_GENERATION__MAX_NEW_TOKENS": "16",
-        "ASSISTANT_GENERATION__DO_SAMPLE": "false",
-        "REDIS_URL": redis_url,
-    }
-    return child_env(**{**defaults, **settings})
+    return short_replies_env(directory / "data", gguf, **{"REDIS_URL": redis_url, **settings})
 
 
 def _wait_until_up(server: DevServer) -> str:

@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+from pathlib import Path
 
 HOST = "127.0.0.1"
 
@@ -50,6 +51,21 @@ def child_env(**settings: str) -> dict[str, str]:
         if not key.startswith("ASSISTANT_") and key != "REDIS_URL"
     }
     return {**env, **OFFLINE_ENV, "PYTHONUNBUFFERED": "1", **settings}
+
+
+def short_replies_env(data_dir: Path, gguf: Path, **settings: str) -> dict[str, str]:
+    """:func:`child_env` for a server on llama.cpp with ``gguf``: a 2048-token window,
+    short greedy replies (16 tokens), data in ``data_dir``, then ``settings``."""
+    defaults = {
+        "ASSISTANT_DATA_DIR": str(data_dir),
+        "ASSISTANT_MODEL__BACKEND": "llamacpp",
+        "ASSISTANT_MODEL__GGUF_PATH": str(gguf),
+        "ASSISTANT_MODEL__N_CTX": "2048",
+        "ASSISTANT_CONTEXT__MAX_PROMPT_TOKENS": "1024",
+        "ASSISTANT_GENERATION__MAX_NEW_TOKENS": "16",
+        "ASSISTANT_GENERATION__DO_SAMPLE": "false",
+    }
+    return child_env(**{**defaults, **settings})
 
 
 def stop_group(process: subprocess.Popen[bytes]) -> None:
