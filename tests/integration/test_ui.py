@@ -187,6 +187,19 @@ def open_page(browser: Any) -> Iterator[Callable[[str], Any]]:
         assert recorder.outside() == [], recorder.outside()
 
 
+def serve_long_or_short(
+    serve: Callable[..., Server], make_settings: Callable[..., Settings]
+) -> Server:
+    """A page whose model streams :data:`LONG` slowly (20 words a second) when the message
+    says "long", else "short answer": for turns that must still run while a test acts."""
+
+    def reply(messages: list[Any]) -> str:
+        return LONG if "long" in messages[-1].text else "short answer"
+
+    model = FakeChatModel(reply=reply, delay=0.05)
+    return serve(make_settings(generation={"max_new_tokens": 1000}), model)
+
+
 def sign_in(page: Any, name: str) -> None:
     page.locator("#user-name textarea, #user-name input").first.fill(name)
     page.click("#login")
@@ -324,11 +337,7 @@ def test_stop_keeps_the_partial_reply_marked_and_the_next_turn_works(
     open_page: Callable[[str], Any],
     make_settings: Callable[..., Settings],
 ) -> None:
-    def reply(messages: list[Any]) -> str:
-        return LONG if "long" in messages[-1].text else "short answer"
-
-    model = FakeChatModel(reply=reply, delay=0.05)
-    server = serve(make_settings(generation={"max_new_tokens": 1000}), model)
+    server = serve_long_or_short(serve, make_settings)
     page = open_page(server.url)
     sign_in(page, "alice")
     send(page, "a long story please", wait_for="word5", to_the_end=False)
@@ -566,11 +575,7 @@ def test_a_second_turn_on_a_running_thread_says_it_is_busy(
     open_page: Callable[[str], Any],
     make_settings: Callable[..., Settings],
 ) -> None:
-    def reply(messages: list[Any]) -> str:
-        return LONG if "long" in messages[-1].text else "short answer"
-
-    model = FakeChatModel(reply=reply, delay=0.05)
-    server = serve(make_settings(generation={"max_new_tokens": 1000}), model)
+    server = serve_long_or_short(serve, make_settings)
     first = open_page(server.url)
     sign_in(first, "alice")
     # A second tab of the same browser opens on the same user and thread.
