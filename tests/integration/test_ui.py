@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 import pytest
 from langchain_core.embeddings import Embeddings
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from apps.ui.page import build_ui, launch_options
 from apps.ui.service import ChatService
@@ -243,6 +244,30 @@ def watch_last_reply(page: Any) -> None:
     )
 
 
+def type_into_slider(page: Any, slider: str, value: str, attempts: int = 6) -> None:
+    """Type ``value`` into a slider's number box until the slider itself shows it.
+
+    The settings panel renders its content when it opens; on a loaded machine a value
+    typed while the slider is still being set up can be lost (seen once in CI, a
+    120 s wait for a value that never came). A person would type it again; so does
+    this, and the turn then sends what was typed.
+    """
+    box = page.locator(f"{slider} input[type=number]")
+    for _ in range(attempts):
+        box.fill(value)
+        box.press("Enter")
+        try:
+            page.wait_for_function(
+                "([sel, v]) => document.querySelector(sel)?.value === v",
+                arg=[f"{slider} input[type=range]", value],
+                timeout=10_000,
+            )
+            return
+        except PlaywrightTimeoutError:
+            continue
+    raise AssertionError(f"{slider} never took {value!r} after {attempts} tries")
+
+
 def test_reply_streams_and_the_sliders_reach_the_model(
     serve: Callable[..., Server],
     open_page: Callable[[str], Any],
@@ -256,15 +281,7 @@ def test_reply_streams_and_the_sliders_reach_the_model(
     assert not page.locator("#diag").is_visible()
     page.click("#settings")
     for slider, value in (("#temperature", "1.3"), ("#top-p", "0.55"), ("#max-tokens", "7")):
-        box = page.locator(f"{slider} input[type=number]")
-        box.fill(value)
-        box.press("Enter")
-        # The slider takes the typed value on Enter; wait until it has (a loaded
-        # machine may still be opening the panel), so the turn sends what was typed.
-        page.wait_for_function(
-            "([sel, v]) => document.querySelector(sel)?.value === v",
-            arg=[f"{slider} input[type=range]", value],
-        )
+        type_into_slider(page, slider, value)
     page.click("#sampling input")  # sampling off: greedy
     page.click("#safety label:has-text('strict')")
     watch_last_reply(page)
