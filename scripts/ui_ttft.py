@@ -4,8 +4,11 @@ The UI: from the click on Send in a real browser (Debian's chromium) to the firs
 text on the page (not Gradio's pending dots). The CLI: from calling ``ChatSession.run``
 (what ``assistant chat`` runs) to its first token. Both use one model instance, a new
 thread each, and the same question with one letter changed (so llama.cpp's prompt cache
-cannot hand the second the first one's prompt); the order alternates each round.
-Long-term memory is off so every prompt is the same size. From the repository root:
+cannot hand the second the first one's prompt); the order alternates each round. The
+figure is the median of the rounds' own UI/CLI ratios (each round's two turns run back to
+back, so a change in the machine's load touches both), with the ratio of the medians
+beside it. Long-term memory is off so every prompt is the same size. From the repository
+root:
 
     PYTHONPATH=. .venv/bin/python scripts/ui_ttft.py --model default
 """
@@ -59,7 +62,7 @@ def model_path(choice: str) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["default", "smollm2"], default="default")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args()
     settings = load_settings(
         model={"backend": "llamacpp", "gguf_path": str(model_path(args.model))},
@@ -133,7 +136,10 @@ def main() -> None:
     print(f"model {args.model}, {args.rounds} rounds, load {os.getloadavg()[0]:.2f}")
     print("cli ttft s:", " ".join(f"{t:.3f}" for t in cli_times), f"median {cli:.3f}")
     print("ui  ttft s:", " ".join(f"{t:.3f}" for t in ui_times), f"median {ui:.3f}")
-    print(f"ui / cli: {ui / cli:.3f}")
+    ratios = sorted(u / c for u, c in zip(ui_times, cli_times, strict=True))
+    print("ui / cli per round:", " ".join(f"{r:.2f}" for r in ratios))
+    paired = statistics.median(ratios)
+    print(f"ui / cli: median of the rounds {paired:.3f}, of the medians {ui / cli:.3f}")
 
 
 if __name__ == "__main__":
