@@ -310,29 +310,33 @@ def chat(
 
 
 @contextmanager
-def _memory(settings: Settings) -> Iterator[OpenMemory]:
-    """Threads, long-term memory and locks; a backend that cannot be used ends the command."""
-    from tools.memory import MemoryBackendError, open_memory
+def _memory_errors_end_the_command() -> Iterator[None]:
+    """A memory backend that cannot be used ends the command with its reason, no traceback."""
+    from tools.memory import MemoryBackendError
 
     try:
-        with open_memory(settings) as memory:
-            yield memory
+        yield
     except MemoryBackendError as exc:
         err.print(f"[red]memory error:[/red] {exc}")
         raise typer.Exit(1) from None
 
 
 @contextmanager
+def _memory(settings: Settings) -> Iterator[OpenMemory]:
+    """Threads, long-term memory and locks; a backend that cannot be used ends the command."""
+    from tools.memory import open_memory
+
+    with _memory_errors_end_the_command(), open_memory(settings) as memory:
+        yield memory
+
+
+@contextmanager
 def _checkpointer(settings: Settings) -> Iterator[Any]:
     """The configured memory; a backend that cannot be used ends the command cleanly."""
-    from tools.memory import MemoryBackendError, open_checkpointer
+    from tools.memory import open_checkpointer
 
-    try:
-        with open_checkpointer(settings) as saver:
-            yield saver
-    except MemoryBackendError as exc:
-        err.print(f"[red]memory error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    with _memory_errors_end_the_command(), open_checkpointer(settings) as saver:
+        yield saver
 
 
 @contextmanager
