@@ -155,8 +155,13 @@ def build_bolt_app(settings: Settings, core: BotCore) -> App:
         event_id = body.get("event_id")
         return event_id is not None and not seen.first_time(event_id)
 
-    def answer(team: str, channel: str, user: str, text: str, thread_ts: str | None) -> None:
-        reply = core.handle(chat_key(team, channel, thread_ts), user_key(team, user), text, "!")
+    def answer(event: dict[str, Any], body: dict[str, Any]) -> None:
+        """Answer a person's message event (a mention or a direct message) in its thread."""
+        team = str(event.get("team") or body.get("team_id") or "")
+        channel, thread_ts = str(event["channel"]), event.get("thread_ts")
+        text = incoming_text(str(event.get("text", "")))
+        chat = chat_key(team, channel, thread_ts)
+        reply = core.handle(chat, user_key(team, str(event["user"])), text, "!")
         for piece in split_text(reply, LIMIT, escaped_length):
             client.chat_postMessage(channel=channel, text=escape(piece), thread_ts=thread_ts)
 
@@ -164,14 +169,7 @@ def build_bolt_app(settings: Settings, core: BotCore) -> App:
     def on_mention(event: dict[str, Any], body: dict[str, Any]) -> None:
         if event.get("bot_id") or "user" not in event or redelivered(body):
             return
-        team = str(event.get("team") or body.get("team_id") or "")
-        answer(
-            team,
-            str(event["channel"]),
-            str(event["user"]),
-            incoming_text(str(event.get("text", ""))),
-            event.get("thread_ts"),
-        )
+        answer(event, body)
 
     @app.event("message")
     def on_message(event: dict[str, Any], body: dict[str, Any]) -> None:
@@ -181,14 +179,7 @@ def build_bolt_app(settings: Settings, core: BotCore) -> App:
             return
         if "user" not in event or redelivered(body):
             return
-        team = str(event.get("team") or body.get("team_id") or "")
-        answer(
-            team,
-            str(event["channel"]),
-            str(event["user"]),
-            incoming_text(str(event.get("text", ""))),
-            event.get("thread_ts"),
-        )
+        answer(event, body)
 
     @app.command(settings.slack.command)
     def on_command(ack: Any, command: dict[str, Any], respond: Any) -> None:
