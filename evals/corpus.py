@@ -235,6 +235,20 @@ class Case(_Strict):
         return turns
 
     @model_validator(mode="after")
+    def _scripted_reply_pins_the_fake_model(self) -> Case:
+        # A scripted reply is what such a case tests (the output filter on a known text);
+        # on another backend it would be ignored and the case would judge whatever that
+        # model says, so the case must say it runs on the fake model, whatever --model is.
+        model = self.settings.get("model") or {}
+        if "fake_reply" in model and model.get("backend") != "fake":
+            raise ValueError(
+                "settings.model.fake_reply only takes effect on the fake backend: add "
+                "backend: fake to the case's model settings (it then runs on the fake "
+                "model whatever --model says)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _turns_or_sessions(self) -> Case:
         if self.sessions and self.turns:
             raise ValueError("give turns or sessions, not both")

@@ -159,6 +159,14 @@ def test_defaults_are_merged_under_each_case(tmp_path: Path) -> None:
         ("expect: [{contains: x}]\n    prompt: oops", "prompt: Extra inputs"),
         ("expect: [{contains: x}]\n    context: {safety_level: extreme}", "context.safety_level"),
         ("expect: [{contains: x}]\n    documents: [missing.md]", "no such file missing.md"),
+        (
+            "expect: [{contains: x}]\n    settings: {model: {fake_reply: scripted}}",
+            "fake_reply only takes effect on the fake backend",
+        ),
+        (
+            "expect: [{contains: x}]\n    settings: {model: {backend: llamacpp, fake_reply: s}}",
+            "add backend: fake",
+        ),
     ],
 )
 def test_invalid_cases_name_file_case_and_field(
@@ -244,7 +252,7 @@ cases:
       - refusal: true
       - concept: null
   - id: json
-    settings: {model: {fake_reply: '{"a": 1}'}}
+    settings: {model: {backend: fake, fake_reply: '{"a": 1}'}}
     turns: ["Reply in JSON"]
     expect:
       - json: {"a": 1}
@@ -339,6 +347,28 @@ def test_tag_filter_and_a_crashing_case(tmp_path: Path) -> None:
     assert record.tags == ["x"]
     with pytest.raises(EvalError, match="no case has any of the tags"):
         run_evals(load_corpora([str(path)]), load_settings(), tags=["zzz"])
+
+
+def test_a_scripted_reply_runs_on_the_fake_model_whatever_the_run_model(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        cases:
+          - id: scripted
+            settings: {model: {backend: fake, fake_reply: "That is a shit idea."}}
+            context: {safety_level: moderate}
+            turns: ["What do you think of my plan?"]
+            expect: [{not_contains: [shit]}, {contains: idea}]
+        """,
+    )
+    # A GGUF path the case never loads: the case pins the fake backend.
+    gguf = tmp_path / "never-loaded.gguf"
+    gguf.write_bytes(b"not a model")
+    record = run_evals(load_corpora([str(path)]), load_settings(), model=str(gguf))
+    case = record.cases[0]
+    assert case.error is None, case.error
+    assert case.passed, case.reply
+    assert case.reply is not None and "idea" in case.reply and "shit" not in case.reply
 
 
 def test_bad_settings_override_names_the_case(tmp_path: Path) -> None:
