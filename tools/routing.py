@@ -698,6 +698,38 @@ class AliasMatcher:
 
 _CLAUSE_BREAK = re.compile(r"[.!?;:,\n]+")
 
+# The word features read the request, not the material it is about. Quoted text ("What's
+# 'where is the library' in French?") is material: an opening quote after a non-word
+# character, the closing one before one, so apostrophes ("doesn't", "kids'") are not
+# quotes (fold() has made curly quotes straight). So is code or an error message after
+# the first "?" or ":" ("Why doesn't this work? x = [1, 2, 3]; x[3]"), told from prose
+# by a character of code. Each becomes one placeholder word: "'where is' in French"
+# reads as "<quoted> in French", and the words of the snippet vote for no concept.
+_QUOTED = re.compile(r"""(?<!\w)(['"`])(?=\S).+?(?<=\S)\1(?!\w)""")
+_CODE_TAIL = re.compile(r"(?<=[?:])\s+(?=[^\n]*[=(){}\[\];<>$|\\])[^\n].*", re.DOTALL)
+QUOTED_WORD = "quotedtext"
+"""Stands for a quoted span in the word features (see :func:`request_text`)."""
+CODE_WORD = "codetext"
+"""Stands for code after a request in the word features (see :func:`request_text`)."""
+
+
+def request_text(text: str) -> str:
+    """``text`` folded, its quoted spans and a trailing snippet of code each one word.
+
+    What the word features are read from (see :func:`lexical_terms`); the embedding
+    still reads the whole message.
+
+    Args:
+        text: Any text, e.g. a user message.
+
+    Returns:
+        The folded text with each quoted span replaced by :data:`QUOTED_WORD` and
+        everything after the first ``?`` or ``:`` by :data:`CODE_WORD` when it holds a
+        character of code (one of ``= ( ) { } [ ] ; < > $ | \\``).
+    """
+    folded = _QUOTED.sub(f" {QUOTED_WORD} ", fold(text))
+    return _CODE_TAIL.sub(f" {CODE_WORD}", folded, count=1)
+
 # A word feature must occur in at least this many training texts: rarer ones are topics
 # ("Neo4j", "Tudors"), not the way a request is worded.
 LEXICAL_MIN_COUNT = 2
@@ -720,9 +752,10 @@ def lexical_terms(text: str, lead_in: frozenset[str] = frozenset()) -> frozenset
     Returns:
         The set of terms (pairs joined by a space); empty for text without words.
     """
+    text = request_text(text)
     tokens = normalise(text)
     terms = {*tokens, *(" ".join(pair) for pair in itertools.pairwise(tokens))}
-    for clause in _CLAUSE_BREAK.split(fold(text)):
+    for clause in _CLAUSE_BREAK.split(text):
         words = normalise(clause)
         start = next((i for i, t in enumerate(words) if t not in lead_in), len(words))
         if start < len(words):
@@ -824,7 +857,7 @@ _CLASSIFIERS: dict[tuple[str, str, float, float, float], Classifier] = {}
 _EXAMPLE_LOCK = threading.Lock()
 # Version of the feature layout (``ConceptRouter._features``): a change makes classifiers
 # kept on disk by earlier code unusable, so it is part of their file names.
-FEATURES_VERSION = 2
+FEATURES_VERSION = 3
 
 
 def _model_key(embeddings: EmbeddingFunction) -> str:
