@@ -723,12 +723,14 @@ def request_text(text: str) -> str:
         text: Any text, e.g. a user message.
 
     Returns:
-        The folded text with each quoted span replaced by :data:`QUOTED_WORD` and
-        everything after the first ``?`` or ``:`` by :data:`CODE_WORD` when it holds a
-        character of code (one of ``= ( ) { } [ ] ; < > $ | \\``).
+        The folded text with each quoted span replaced by :data:`QUOTED_WORD`, and the
+        rest of the text by :data:`CODE_WORD` from the first ``?`` or ``:`` (followed
+        by white space) whose next line holds a character of code (one of
+        ``= ( ) { } [ ] ; < > $ |`` or a backslash).
     """
     folded = _QUOTED.sub(f" {QUOTED_WORD} ", fold(text))
     return _CODE_TAIL.sub(f" {CODE_WORD}", folded, count=1)
+
 
 # A word feature must occur in at least this many training texts: rarer ones are topics
 # ("Neo4j", "Tudors"), not the way a request is worded.

@@ -33,6 +33,7 @@ from tools.routing import (
     load_concepts,
     load_system_prompt,
     normalise,
+    request_text,
 )
 
 EXPECTED_CONCEPTS = {
@@ -769,6 +770,48 @@ def test_lexical_terms_are_words_pairs_and_what_leads_each_clause() -> None:
     # inside a clause the same words do not lead
     assert "^sum" not in lexical_terms("I'm trying to sum up my hours")
     assert lexical_terms("?!") == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("text", "wanted"),
+    [
+        # quoted material, single, double, curly or back quotes, is one word
+        ("What's 'where is the library' in French?", "what's quotedtext in french?"),
+        ('"Guten Tag" in English?', "quotedtext in english?"),
+        ("Say \u201chello\u201d in Greek", "say quotedtext in greek"),
+        ("How do I say \u2018it\u2019s raining\u2019 in Dutch", "how do i say quotedtext in dutch"),
+        ("Run `ls -la` for me", "run quotedtext for me"),
+        # apostrophes are not quotes
+        ("Why doesn't my kids' app start?", "why doesn't my kids' app start?"),
+        ("I'm sure it's fine", "i'm sure it's fine"),
+        # code after the request, on its line or the next, is one word
+        ("Why doesn't this work? x = [1, 2, 3]; x[3]", "why doesn't this work? codetext"),
+        ("Explain this:\nfor k in d: print(k)", "explain this: codetext"),
+        ("What's wrong? Here: while (i < 3) i--", "what's wrong? codetext"),
+        ("What's wrong? Here it is:\n  while (i < 3) i--", "what's wrong? here it is: codetext"),
+        ("I get an error: TypeError (str)", "i get an error: codetext"),
+        # prose after a question or colon stays words, and so does a time
+        ("Translate this: see you at 3:30", "translate this: see you at 3:30"),
+        ("English to Polish please: where is the bathroom?", None),
+        ("What happens when you read an undefined variable in C?", None),
+        ("Is x = 5 valid Python", None),  # code, but no request before it
+    ],
+)
+def test_request_text_stands_one_word_for_quoted_text_and_trailing_code(
+    text: str, wanted: str | None
+) -> None:
+    assert request_text(text).split() == (wanted or text.lower()).split()
+
+
+def test_word_features_read_the_request_not_its_material() -> None:
+    terms = lexical_terms("What's 'where is the library' in French?")
+    assert {"quotedtext", "is quotedtext", "quotedtext in", "in french"} <= terms
+    assert not {"where", "library", "where is"} & terms  # the words to translate
+    terms = lexical_terms("'Thank you' in Japanese?")
+    assert {"^quotedtext", "^quotedtext in"} <= terms
+    terms = lexical_terms("Why does this fail? total = sum(x for x in xs)")
+    assert {"^why does", "fail", "codetext", "fail codetext"} <= terms
+    assert not {"sum", "total", "xs"} & terms
 
 
 def test_word_features_are_tf_idf_of_the_file_s_common_terms(tmp_path: Path) -> None:
