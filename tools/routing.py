@@ -24,6 +24,7 @@ winner (and why it won) at INFO. Message text is never logged, only token counts
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import hashlib
 import itertools
@@ -700,36 +701,85 @@ _CLAUSE_BREAK = re.compile(r"[.!?;:,\n]+")
 
 # The word features read the request, not the material it is about. Quoted text ("What's
 # 'where is the library' in French?") is material: an opening quote after a non-word
-# character, the closing one before one, so apostrophes ("doesn't", "kids'") are not
-# quotes (fold() has made curly quotes straight). So is code or an error message after
-# the first "?" or ":" ("Why doesn't this work? x = [1, 2, 3]; x[3]"), told from prose
-# by a character of code. Each becomes one placeholder word: "'where is' in French"
-# reads as "<quoted> in French", and the words of the snippet vote for no concept.
-_QUOTED = re.compile(r"""(?<!\w)(['"`])(?=\S).+?(?<=\S)\1(?!\w)""")
-_CODE_TAIL = re.compile(r"(?<=[?:])\s+(?=[^\n]*[=(){}\[\];<>$|\\])[^\n].*", re.DOTALL)
+# character, the closing one (the next of the same kind on the line) before one, so
+# apostrophes ("doesn't", "kids'") are not quotes (fold() has made curly quotes straight).
+# So is code or an error message after the first "?" or ":" ("Why doesn't this work?
+# x = [1, 2, 3]; x[3]"), told from prose by a character of code on its line. Each becomes
+# one placeholder word: "'where is' in French" reads as "<quoted> in French", and the
+# words of a snippet vote for no concept. Both are found in one pass over the text (a
+# regular expression that looks ahead from each quote or colon is quadratic on a paste).
+_QUOTE_MARK = re.compile(r"""(?<!\w)(['"`])(?=\S)|(?<=\S)(['"`])(?!\w)|\n""")
+_CODE_START = re.compile(r"[?:]\s+(?=\S)")
+_CODE_CHARS = frozenset("=(){}[];<>$|\\")
 QUOTED_WORD = "quotedtext"
 """Stands for a quoted span in the word features (see :func:`request_text`)."""
 CODE_WORD = "codetext"
 """Stands for code after a request in the word features (see :func:`request_text`)."""
 
 
+def _quoted_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each quoted span of ``text``, quotes included, in order."""
+    spans: list[tuple[int, int]] = []
+    start, mark = -1, ""
+    for found in _QUOTE_MARK.finditer(text):
+        opening, closing = found.group(1), found.group(2)
+        if found.group() == "\n":
+            start = -1  # a quote does not run over a line break
+        elif start < 0:
+            if opening:
+                start, mark = found.start(), opening
+        elif closing == mark and found.start() > start + 1:
+            spans.append((start, found.end()))
+            start = -1
+    return spans
+
+
+def _code_start(text: str) -> int:
+    """Where code after a request starts in ``text`` (``len(text)`` if nowhere).
+
+    After the first ``?`` or ``:`` (and white space) from which the rest of the line
+    holds a character of code.
+    """
+    last_code: dict[int, int] = {}  # line number -> position of its last code character
+    line = 0
+    for index, char in enumerate(text):
+        if char == "\n":
+            line += 1
+        elif char in _CODE_CHARS:
+            last_code[line] = index
+    breaks = [index for index, char in enumerate(text) if char == "\n"]
+    for found in _CODE_START.finditer(text):
+        if last_code.get(bisect.bisect_left(breaks, found.end()), -1) >= found.end():
+            return found.end()
+    return len(text)
+
+
 def request_text(text: str) -> str:
     """``text`` folded, its quoted spans and a trailing snippet of code each one word.
 
     What the word features are read from (see :func:`lexical_terms`); the embedding
-    still reads the whole message.
+    still reads the whole message. Linear in the length of ``text``.
 
     Args:
         text: Any text, e.g. a user message.
 
     Returns:
-        The folded text with each quoted span replaced by :data:`QUOTED_WORD`, and the
-        rest of the text by :data:`CODE_WORD` from the first ``?`` or ``:`` (followed
-        by white space) whose next line holds a character of code (one of
-        ``= ( ) { } [ ] ; < > $ |`` or a backslash).
+        The folded text with the rest of the text replaced by :data:`CODE_WORD` from the
+        first ``?`` or ``:`` (followed by white space) whose line holds a character of
+        code after it (one of ``= ( ) { } [ ] ; < > $ |`` or a backslash), and each
+        quoted span before that by :data:`QUOTED_WORD`.
     """
-    folded = _QUOTED.sub(f" {QUOTED_WORD} ", fold(text))
-    return _CODE_TAIL.sub(f" {CODE_WORD}", folded, count=1)
+    folded = fold(text)
+    cut = _code_start(folded)
+    parts: list[str] = []
+    done = 0
+    for start, end in _quoted_spans(folded[:cut]):
+        parts += [folded[done:start], f" {QUOTED_WORD} "]
+        done = end
+    parts.append(folded[done:cut])
+    if cut < len(folded):
+        parts.append(f" {CODE_WORD}")
+    return "".join(parts)
 
 
 # A word feature must occur in at least this many training texts: rarer ones are topics

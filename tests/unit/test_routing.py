@@ -781,6 +781,10 @@ def test_lexical_terms_are_words_pairs_and_what_leads_each_clause() -> None:
         ("Say \u201chello\u201d in Greek", "say quotedtext in greek"),
         ("How do I say \u2018it\u2019s raining\u2019 in Dutch", "how do i say quotedtext in dutch"),
         ("Run `ls -la` for me", "run quotedtext for me"),
+        ("Is 'ciao' or 'salve' more polite?", "is quotedtext or quotedtext more polite?"),
+        # an unclosed quote, or one running over a line break, is no quote
+        ("Say 'hello in Greek", None),
+        ("Say 'hello\nworld' in Greek", None),
         # apostrophes are not quotes
         ("Why doesn't my kids' app start?", "why doesn't my kids' app start?"),
         ("I'm sure it's fine", "i'm sure it's fine"),
