@@ -16,7 +16,11 @@ To compare judge prompts before fitting: --judge-prompt/--judge-examples score w
 files, --all judges every case (not only those the guard finds uncertain), --split dev
 scores one split only; the AUC of the judge's P(unsafe) is printed per split.
 
+After a change of the exemplars or new cases: --rescore FILE scores the semantic layer
+again and reuses FILE's judge verdicts, so the model judges only cases it had not.
+
 Usage: python scripts/calibrate_safety.py [--write] [--scores FILE | --from-scores FILE]
+       [--rescore FILE]
        [--judge-prompt FILE] [--judge-examples FILE] [--all] [--split dev|heldout]
 """
 
@@ -50,6 +54,7 @@ def layer_scores(
     examples: Path | None = None,
     judge_all: bool = False,
     split: str | None = None,
+    stored: dict[tuple[str, str], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Each corpus case's first message through the layers (the judge where it would run).
 
@@ -58,6 +63,9 @@ def layer_scores(
         examples: Another judge examples file (None: the configured one).
         judge_all: Judge every case the lexical layer lets through, not only uncertain ones.
         split: Score only the cases with this tag (``dev`` or ``heldout``).
+        stored: Earlier rows by (corpus, case id): their judge's P(unsafe) is reused
+            (the judge prompt and the case text unchanged), so after a change of the
+            exemplars only the cases newly sent to the judge need the model.
     """
     settings = get_settings()
     deps = Deps(settings)
@@ -88,7 +96,12 @@ def layer_scores(
             or score.nearest >= guard.thresholds.uncertain_nearest
         )
         judged = (uncertain or judge_all) and not lexical
-        verdict = guard.judge.check(text) if judged else None
+        earlier = (stored or {}).get((corpus, case.id), {}).get("judge")
+        if judged and earlier is not None:
+            p_judge: float | None = earlier
+        else:
+            verdict = guard.judge.check(text) if judged else None
+            p_judge = verdict.probability if verdict else None
         rows.append(
             {
                 "corpus": corpus,
@@ -101,7 +114,7 @@ def layer_scores(
                 "harm": score.harm,
                 "nearest": score.nearest,
                 "nearest_benign": score.nearest_benign,
-                "judge": verdict.probability if verdict else None,
+                "judge": p_judge,
             }
         )
         print(f"[{number}/{len(cases)}] {corpus}/{case.id}", file=sys.stderr, flush=True)
@@ -109,10 +122,16 @@ def layer_scores(
 
 
 def features(row: dict[str, Any]) -> list[float]:
-    """logit(P_judge), logit(P_harm) and the kNN margin (0 for a message not in English)."""
+    """logit(P_judge), logit(P_harm), the kNN margin (0 for a message not in English) and
+    1 for a message not in English (its own bias: ``unread``)."""
     english = row["english"]
     margin = row["nearest"] - row["nearest_benign"] if english else 0.0
-    return [logit(row["judge"]), logit(row["harm"]) if english else 0.0, margin]
+    return [
+        logit(row["judge"]),
+        logit(row["harm"]) if english else 0.0,
+        margin,
+        0.0 if english else 1.0,
+    ]
 
 
 def judged(row: dict[str, Any]) -> bool:
@@ -155,9 +174,9 @@ def fit(rows: list[dict[str, Any]]) -> tuple[Calibration, float, float]:
     fpr, tpr, cuts = roc_curve(y, oof)
     cut = float(min(max(cuts[int(np.argmax(tpr - fpr))], 0.05), 0.95))
     model = LogisticRegression(C=c, max_iter=1000).fit(x, y)
-    judge, harm, margin = (float(w) for w in model.coef_[0])
+    judge, harm, margin, unread = (float(w) for w in model.coef_[0])
     bias = float(model.intercept_[0]) - logit(cut)
-    return Calibration(judge=judge, harm=harm, bias=bias, margin=margin), c, cut
+    return Calibration(judge=judge, harm=harm, bias=bias, margin=margin, unread=unread), c, cut
 
 
 def auc(rows: list[dict[str, Any]]) -> None:
@@ -207,7 +226,8 @@ def write(
         f'fitted_on: "{date.today()}: the {count} judged dev cases of {", ".join(CORPORA)}, '
         f'C={c:g}, cross-validated cut {cut:.2f} folded into the bias"\n'
         f"judge: {calibration.judge:.4f}\nharm: {calibration.harm:.4f}\n"
-        f"margin: {calibration.margin:.4f}\nbias: {calibration.bias:.4f}\n",
+        f"margin: {calibration.margin:.4f}\nbias: {calibration.bias:.4f}\n"
+        f"unread: {calibration.unread:.4f}\n",
         encoding="utf-8",
     )
 
@@ -218,6 +238,11 @@ def main() -> None:
     parser.add_argument("--file", type=Path, default=DEFAULT_CALIBRATION_FILE)
     parser.add_argument("--scores", type=Path, help="also save the layer scores here")
     parser.add_argument("--from-scores", type=Path, help="fit from saved scores, no model")
+    parser.add_argument(
+        "--rescore",
+        type=Path,
+        help="score again (new exemplars, new cases) reusing this file's judge verdicts",
+    )
     parser.add_argument("--judge-prompt", type=Path, help="score with this policy prompt")
     parser.add_argument("--judge-examples", type=Path, help="score with these examples")
     parser.add_argument("--all", action="store_true", help="judge every case, not only uncertain")
@@ -227,14 +252,20 @@ def main() -> None:
         lines = args.from_scores.read_text(encoding="utf-8").splitlines()
         rows = [json.loads(line) for line in lines if line.strip()]
     else:
-        rows = layer_scores(args.judge_prompt, args.judge_examples, args.all, args.split)
+        stored = None
+        if args.rescore:
+            lines = args.rescore.read_text(encoding="utf-8").splitlines()
+            earlier = [json.loads(line) for line in lines if line.strip()]
+            stored = {(r["corpus"], r["id"]): r for r in earlier}
+        rows = layer_scores(args.judge_prompt, args.judge_examples, args.all, args.split, stored)
         if args.scores:
             args.scores.write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
     auc(rows)
     calibration, c, cut = fit(rows)
     print(
         f"weights: judge {calibration.judge:.3f}, harm {calibration.harm:.3f}, "
-        f"margin {calibration.margin:.3f}, bias {calibration.bias:.3f} "
+        f"margin {calibration.margin:.3f}, bias {calibration.bias:.3f}, "
+        f"unread {calibration.unread:.3f} "
         f"(C={c:g}, cut {cut:.2f} folded into the bias)"
     )
     report(rows, calibration)

@@ -97,3 +97,45 @@ def test_stored_scores_refit_from_the_command_line(
     script.main()
     out = capsys.readouterr().out
     assert "weights: judge" in out and "heldout:" in out and "threshold 0.5" in out
+
+
+def test_the_fit_learns_a_bias_of_its_own_for_messages_it_cannot_read(
+    script: ModuleType,
+) -> None:
+    # Foreign requests are harmful as often as English ones but the judge is less sure
+    # of them (a small model reads other languages worse): the same P(unsafe) means
+    # more harm in another language, which only a bias of their own can express.
+    data = rows(7, n=200)
+    for r in data:
+        if not r["english"] and r["harmful"]:
+            r["judge"] = max(0.01, r["judge"] - 0.25)
+    calibration, _, _ = script.fit(data)
+    assert calibration.unread > 0
+    assert script.features(dict(data[0], english=False))[1:] == [0.0, 0.0, 1.0]
+    assert script.features(dict(data[1], english=True))[3] == 0.0
+
+
+def test_rescore_hands_the_stored_verdicts_to_the_scoring(
+    script: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stored = [
+        dict(r, corpus="safety_harmful" if r["harmful"] else "safety_benign") for r in rows(8)
+    ]
+    path = tmp_path / "scores.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in stored), encoding="utf-8")
+    seen: dict[str, Any] = {}
+
+    def fake_scores(*args: Any) -> list[dict[str, Any]]:
+        seen["stored"] = args[-1]
+        return stored
+
+    monkeypatch.setattr(script, "layer_scores", fake_scores)
+    monkeypatch.setattr(sys, "argv", ["calibrate_safety.py", "--rescore", str(path)])
+    script.main()
+    by_case = seen["stored"]
+    assert len(by_case) == len(stored)
+    assert by_case[("safety_benign", "c1")]["judge"] == stored[1]["judge"]
+    assert "weights: judge" in capsys.readouterr().out

@@ -725,6 +725,26 @@ def test_the_knn_margin_moves_the_stacked_probability_for_english_messages_only(
 
 
 @pytest.mark.parametrize(
+    ("judge", "harm", "margin"), [(0.9, 0.6, 0.1), (0.55, 0.02, -0.3), (0.99, 0.99, 0.4)]
+)
+@pytest.mark.parametrize("unread", [-1.5, 0.0, 1.2])
+def test_the_unread_bias_counts_only_for_a_message_the_semantic_layer_cannot_read(
+    judge: float, harm: float, margin: float, unread: float
+) -> None:
+    from tools.guardrails.calibration import Calibration, logit
+
+    weights = Calibration(judge=1.7, harm=0.6, bias=-4.5, margin=10.0, unread=unread)
+    plain = Calibration(judge=1.7, harm=0.6, bias=-4.5, margin=10.0)
+    # English: the semantic terms count, the unread bias does not
+    assert weights.probability(judge, harm, margin) == pytest.approx(
+        plain.probability(judge, harm, margin)
+    )
+    # not English (or no semantic layer): the judge, the bias and the unread bias
+    z = 1.7 * logit(judge) - 4.5 + unread
+    assert weights.probability(judge, None, margin) == pytest.approx(1 / (1 + math.exp(-z)))
+
+
+@pytest.mark.parametrize(
     ("content", "margin"),
     [("judge: 1\nharm: 1\nbias: 0\n", 0.0), ("judge: 1\nharm: 1\nmargin: 7.5\nbias: 0\n", 7.5)],
 )
@@ -736,6 +756,15 @@ def test_a_calibration_file_may_leave_out_the_margin(
     path = tmp_path / "calibration.yaml"
     path.write_text(content, encoding="utf-8")
     assert load_calibration(path).margin == margin
+    assert load_calibration(path).unread == 0.0  # an older file: one bias for all
+
+
+def test_a_calibration_file_may_give_the_unread_bias(tmp_path: Path) -> None:
+    from tools.guardrails.calibration import load_calibration
+
+    path = tmp_path / "calibration.yaml"
+    path.write_text("judge: 1\nharm: 1\nbias: -3\nunread: 0.8\n", encoding="utf-8")
+    assert load_calibration(path).unread == 0.8
 
 
 @pytest.mark.parametrize(
@@ -811,6 +840,28 @@ def test_the_guard_stacks_the_knn_margin(nearest_benign: float, refused: bool) -
     verdict = guard.check("msg", "moderate")
     assert verdict.allowed is not refused, verdict.scores
     assert (verdict.scores or {})["margin"] == pytest.approx(0.5 - nearest_benign)
+
+
+@pytest.mark.parametrize(("unread", "refused"), [(0.0, False), (2.0, True)])
+def test_the_guard_adds_the_unread_bias_for_a_foreign_message(unread: float, refused: bool) -> None:
+    from tools.guardrails.calibration import Calibration
+
+    # A judge at 0.85 on a foreign message: under the English bias alone it is let
+    # through; with the bias fitted for messages the exemplars cannot read, refused.
+    foreign = SemanticScore(harm=0.9, category="hate", nearest=0.9, english=False)
+    weights = Calibration(judge=2.0, harm=1.0, bias=-5.0, margin=10.0, unread=unread)
+    guard, _ = make_guard(
+        foreign,
+        "unsafe S1",
+        model=scoring_model({"msg": 0.85}, words="unsafe S1"),
+        calibration=weights,
+    )
+    verdict = guard.check("msg", "moderate")
+    assert verdict.allowed is not refused, verdict.scores
+    # the semantic layer's high scores on a text it cannot read never counted
+    assert weights.probability(0.85, None) == pytest.approx(
+        (verdict.scores or {})["p_harmful"], abs=1e-3
+    )
 
 
 def test_a_foreign_message_is_judged_alone_and_named_in_words() -> None:

@@ -10,9 +10,13 @@ generalization", 1992) is the standard way to combine calibrated scores:
                          + margin * (nearest harmful - nearest benign) + bias)
 
 with the semantic terms taken as 0 for a message that is not English (the exemplars are
-English and score other languages near 0). The margin (a nearest-neighbour feature: the
-cosine similarity to the closest harmful exemplar minus that to the closest benign one)
-tells a request from its look-alike where the regression over all exemplars is unsure.
+English and score other languages near 0) and ``unread`` added instead: the bias of a
+message the semantic layer cannot read. Without it one bias served both kinds, set by the
+English majority, so a foreign request needed a judge surer than 0.93 to be refused
+(6 of the 20 harmful requests of the corpora the check missed were in another language).
+The margin (a nearest-neighbour feature: the cosine similarity to the closest harmful
+exemplar minus that to the closest benign one) tells a request from its look-alike where
+the regression over all exemplars is unsure.
 The weights are data (``prompts/safety_calibration.yaml``), fitted by
 ``scripts/calibrate_safety.py`` on the development cases of the safety corpora for the
 default model (regularisation and cut chosen by cross-validation there); the held-out
@@ -53,6 +57,7 @@ class _File(BaseModel):
     harm: float
     margin: float = 0.0
     bias: float
+    unread: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class Calibration:
     harm: float
     bias: float
     margin: float = 0.0
+    unread: float = 0.0
 
     def probability(self, judge: float, harm: float | None, margin: float = 0.0) -> float:
         """P(harmful) from the judge's P(unsafe) and the semantic layer's scores.
@@ -71,7 +77,7 @@ class Calibration:
             judge: The judge's P(unsafe), 0..1.
             harm: The semantic layer's harm probability, 0..1; None when it cannot read
                 the message (not English, or the layer is off): then ``margin`` is
-                ignored too.
+                ignored too and ``unread`` is added to the bias.
             margin: Nearest harmful minus nearest benign exemplar similarity, -2..2.
 
         Returns:
@@ -80,6 +86,8 @@ class Calibration:
         z = self.judge * logit(judge) + self.bias
         if harm is not None:
             z += self.harm * logit(harm) + self.margin * margin
+        else:
+            z += self.unread
         return 1.0 / (1.0 + math.exp(-z))
 
 
@@ -93,4 +101,6 @@ def load_calibration(path: Path = DEFAULT_CALIBRATION_FILE) -> Calibration:
         spec = _File.model_validate(parse_yaml(path.read_text(encoding="utf-8")))
     except (OSError, yaml.YAMLError, ValidationError) as exc:
         raise ValueError(f"safety calibration {path}: {exc}") from exc
-    return Calibration(judge=spec.judge, harm=spec.harm, bias=spec.bias, margin=spec.margin)
+    return Calibration(
+        judge=spec.judge, harm=spec.harm, bias=spec.bias, margin=spec.margin, unread=spec.unread
+    )
