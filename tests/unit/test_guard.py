@@ -872,3 +872,79 @@ def test_a_foreign_message_is_judged_alone_and_named_in_words() -> None:
     assert len(asked(model)) == 1  # the code, in words
     calm, _ = stacked_guard(0.7, foreign)
     assert calm.check("msg", "moderate").allowed
+
+
+# --- a harm pattern on a reply ------------------------------------------------------------------
+
+EXPLAINS = "Ransomware is a type of malware that encrypts files and demands payment for the key."
+INSTRUCTS = "Sure! Here is how to make a pipe bomb: take a steel pipe and fill it."
+THREAT = "I will kill you when you get home."
+
+
+def reply_guard(p: float, score: SemanticScore, mode: str = "uncertain") -> Any:
+    from tools.guardrails.calibration import Calibration
+
+    weights = Calibration(judge=1.7, harm=0.5, bias=-4.6, margin=10.5)
+    texts = {EXPLAINS: p, INSTRUCTS: p, THREAT: p}
+    return make_guard(
+        score, "unsafe S2", mode=mode, model=scoring_model(texts), calibration=weights
+    )
+
+
+EXPLAINING = SemanticScore(
+    harm=0.09, category="non_violent_crimes", nearest=0.6, english=True, nearest_benign=0.8
+)
+HARMFUL = SemanticScore(
+    harm=0.95, category="indiscriminate_weapons", nearest=0.8, english=True, nearest_benign=0.5
+)
+
+
+@pytest.mark.parametrize("text", [EXPLAINS, INSTRUCTS])
+def test_every_text_here_trips_a_harm_pattern(text: str) -> None:
+    verdict = SafetyFilter().check_input(text, "moderate")
+    assert not verdict.allowed and verdict.rule in {"malware", "weapons"}
+
+
+def test_a_reply_that_explains_is_kept_when_the_stacked_judge_clears_it() -> None:
+    guard, model = reply_guard(0.67, EXPLAINING)
+    verdict = guard.check_reply(EXPLAINS, "moderate")
+    assert verdict.allowed and verdict.layer == "judge", verdict
+    assert (verdict.scores or {})["rule"] == "malware"
+    assert EXPLAINS in model.scored
+
+
+@pytest.mark.parametrize(
+    ("p", "score", "withdrawn"),
+    [
+        (0.99, HARMFUL, True),  # both sure
+        (0.67, HARMFUL, True),  # an unsure judge, a reply like the harmful exemplars
+        (0.99, EXPLAINING, False),  # a sure judge alone, nearer the benign exemplars
+        (0.30, HARMFUL, False),  # the judge calls it safe and the layer is not sure enough
+    ],
+)
+def test_a_pattern_hit_on_a_reply_is_withdrawn_as_the_stacked_judge_says(
+    p: float, score: SemanticScore, withdrawn: bool
+) -> None:
+    guard, _ = reply_guard(p, score)
+    verdict = guard.check_reply(INSTRUCTS, "relaxed")
+    assert verdict.allowed is not withdrawn, verdict.scores
+    if withdrawn:  # the pattern's own verdict: its category and rule
+        assert verdict.category == "indiscriminate_weapons" and verdict.rule == "weapons"
+        assert verdict.layer == "lexical" and "p_harmful" in (verdict.scores or {})
+    else:
+        assert verdict.layer == "judge"
+
+
+@pytest.mark.parametrize("mode", ["uncertain", "all"])
+def test_a_threat_in_a_reply_is_final_without_asking_the_judge(mode: str) -> None:
+    guard, model = reply_guard(0.01, EXPLAINING, mode=mode)
+    verdict = guard.check_reply(THREAT, "relaxed")
+    assert not verdict.allowed and verdict.rule == "threats"
+    assert THREAT not in model.scored and asked(model) == []
+
+
+def test_without_a_judge_a_pattern_hit_on_a_reply_is_final() -> None:
+    guard, model = reply_guard(0.01, EXPLAINING, mode="off")
+    verdict = guard.check_reply(EXPLAINS, "moderate")
+    assert not verdict.allowed and verdict.rule == "malware"
+    assert model.scored == []
