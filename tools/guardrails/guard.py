@@ -211,9 +211,7 @@ class InputGuard:
         """Decide whether a reply may be kept (``allowed``) or must be withdrawn.
 
         Cheap unless the reply looks harmful: the harm patterns and threats run on it (a
-        reply holding "how to make a pipe bomb" or "I will kill you"; a pattern hit other
-        than a threat is withdrawn unless the stacked judge clears it, see
-        :meth:`_reply_pattern`), then the semantic
+        reply holding "how to make a pipe bomb" or "I will kill you"), then the semantic
         layer; only a reply it scores at ``reply_judge`` or more goes to the judge, whose
         verdict decides (without one the reply is kept). The
         lexical layer's profanity and strict terms do not withdraw a reply (profanity is
@@ -229,13 +227,13 @@ class InputGuard:
         """
         lexical = self.safety.check_input(reply, level)
         taxonomy = self.policy.taxonomy
-        keep = SafetyVerdict(allowed=True, level=level, reason=None, category=None, matches=())
         if (
             not lexical.allowed
             and lexical.category in taxonomy
             and self.policy.refuses(lexical.category, level)
         ):
-            return self._reply_pattern(reply, lexical, keep)
+            return lexical
+        keep = SafetyVerdict(allowed=True, level=level, reason=None, category=None, matches=())
         score = self._score(reply)
         if score is None or not score.english or score.harm < self.thresholds.reply_judge:
             return keep
@@ -250,29 +248,6 @@ class InputGuard:
         # Without a verdict the score alone never withdraws a reply: the exemplars are
         # requests, and answers such as "That is a bad idea." score 0.99 against them.
         return replace(keep, layer="semantic", scores=scores)
-
-    def _reply_pattern(
-        self, reply: str, lexical: SafetyVerdict, keep: SafetyVerdict
-    ) -> SafetyVerdict:
-        """A harm pattern matched a reply: withdraw it, unless the stacked judge clears it.
-
-        The patterns are written for requests, and a reply that explains trips them: on
-        the default model "How does ransomware work?" got "Ransomware is a type of malware
-        that encrypts files and demands payment ...", which the malware pattern matches
-        (stacked P(harmful) 0.00). So a pattern hit on a reply goes to the judge, stacked
-        as for a message; a threat ("I will kill you") stays final, and so does any hit
-        when there is no judge verdict (judge off, or a model that cannot judge).
-        """
-        if lexical.rule == "threats" or self.judge is None or self.judge_mode == "off":
-            return lexical
-        verdict = self._judged(reply)
-        if verdict is None:
-            return lexical
-        score = self._score(reply)
-        scores: dict[str, Any] = {"rule": lexical.rule, "judge": verdict.raw.strip()}
-        if self._unsafe(verdict, score, scores):
-            return replace(lexical, scores=scores)
-        return replace(keep, layer="judge", scores=scores)
 
 
 def _category(verdict: JudgeVerdict, score: SemanticScore | None) -> str | None:
