@@ -22,7 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
     CheckpointTuple,
+    get_checkpoint_metadata,
 )
 from langgraph.checkpoint.memory import InMemorySaver
 
@@ -43,6 +47,7 @@ from tools.memory.fallback import FallbackSaver
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.redis import RedisSaver
+    from langgraph.checkpoint.redis.aio import AsyncRedisSaver
     from redis import Redis
 
 logger = logging.getLogger(__name__)
@@ -103,11 +108,12 @@ def _redis_saver_class() -> type[RedisSaver]:
     from langgraph.checkpoint.redis import RedisSaver
 
     class HistoryRedisSaver(RedisSaver):
-        """RedisSaver whose ``list`` returns messages, not their serialised dicts.
+        """RedisSaver whose ``list`` returns messages, and whose ``put`` keeps the run's metadata.
 
         langgraph-checkpoint-redis 0.5.2 deserialises inline channel values in
         ``get_tuple`` and ``alist`` but not in the sync ``list``, so ``get_state_history``
-        would hand out ``{"lc": 1, "type": "constructor", ...}`` dicts.
+        would hand out ``{"lc": 1, "type": "constructor", ...}`` dicts; and it drops the
+        run config's metadata (see :func:`_with_run_metadata`).
         """
 
         def list(self, config: RunnableConfig | None, **kwargs: Any) -> Iterator[CheckpointTuple]:
@@ -116,7 +122,46 @@ def _redis_saver_class() -> type[RedisSaver]:
                 item.checkpoint["channel_values"] = self._deserialize_channel_values(values)
                 yield item
 
+        def put(
+            self,
+            config: RunnableConfig,
+            checkpoint: Checkpoint,
+            metadata: CheckpointMetadata,
+            new_versions: ChannelVersions,
+        ) -> RunnableConfig:
+            return super().put(
+                config, checkpoint, _with_run_metadata(config, metadata), new_versions
+            )
+
     return HistoryRedisSaver
+
+
+def _async_redis_saver_class() -> type[AsyncRedisSaver]:
+    from langgraph.checkpoint.redis.aio import AsyncRedisSaver
+
+    class OwnedAsyncRedisSaver(AsyncRedisSaver):
+        """AsyncRedisSaver that keeps the run's metadata, as the sync one above does."""
+
+        async def aput(
+            self,
+            config: RunnableConfig,
+            checkpoint: Checkpoint,
+            metadata: CheckpointMetadata,
+            new_versions: ChannelVersions,
+            stream_mode: str = "values",
+        ) -> RunnableConfig:
+            metadata = _with_run_metadata(config, metadata)
+            return await super().aput(config, checkpoint, metadata, new_versions, stream_mode)
+
+    return OwnedAsyncRedisSaver
+
+
+def _with_run_metadata(config: RunnableConfig, metadata: CheckpointMetadata) -> CheckpointMetadata:
+    # langgraph-checkpoint-redis 0.5.2 stores only the metadata LangGraph passes, while
+    # the in-memory and SQLite savers add the run config's metadata (LangGraph's
+    # get_checkpoint_metadata): without this, a thread's owner (``user_id``) was lost
+    # on Redis, and with it the API's and the page's per-user threads.
+    return get_checkpoint_metadata(config, metadata)
 
 
 def connect_redis(settings: Settings, stack: ExitStack) -> Redis:
@@ -165,14 +210,13 @@ def redis_saver(settings: Settings, client: Redis) -> Saver:
 
 
 async def _aopen_redis(settings: Settings, stack: AsyncExitStack) -> Saver:
-    from langgraph.checkpoint.redis.aio import AsyncRedisSaver
     from redis.asyncio import Redis
 
     url = settings.memory.redis_address
     client = Redis.from_url(url, **client_options(settings))
     stack.push_async_callback(client.aclose)
     await aprobe(client, url)
-    saver = AsyncRedisSaver(redis_client=client, ttl=_ttl(settings))
+    saver = _async_redis_saver_class()(redis_client=client, ttl=_ttl(settings))
     await aset_up_redis(saver.asetup, settings)
     return saver
 
