@@ -14,11 +14,13 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, RemoveMessage
+from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from graph.context import Context
 
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
 
     from tools.memory import ThreadLocks
+
+log = logging.getLogger(__name__)
 
 STOPPED_MARK = "[stopped]"
 """Appended to a reply the user stopped, in the thread and on the page."""
@@ -313,6 +317,8 @@ def run_turn(
     config["callbacks"] = [ReplyTokens(hand_on, stop)]
     final: dict[str, Any] = {}
     with locks.hold(thread_id, wait):
+        # Under the thread's lock, every checkpoint from now on is this turn's.
+        started = datetime.now(UTC)
         try:
             # "values" only: LangGraph then runs a step's single node in this thread.
             for values in graph.stream(
@@ -326,7 +332,60 @@ def run_turn(
             partial = "".join(streamed).rstrip()
             keep_stopped(graph, thread_id, owner, partial)
             raise GenerationStopped(partial) from None
+        except BaseException:
+            undo_turn(graph, thread_id, owner, started)
+            raise
     return final
+
+
+def undo_turn(
+    graph: CompiledStateGraph[Any, Any, Any, Any], thread_id: str, owner: str, since: datetime
+) -> None:
+    """Put a thread back as it was before a turn that failed (rejected message, no model).
+
+    The turn's first steps are already saved when a later one fails; left there, the
+    user's message would wait unanswered in the thread and reach the model as history
+    on the next turn, and a thread the turn created would exist with nothing in it. A
+    thread the turn created is deleted; in an older one, the messages the turn added
+    (the user's, and any earlier turns an API request brought) are removed.
+
+    The turn's checkpoints are those created at ``since`` or later (the caller holds the
+    thread's lock from then on, and checkpoint times come from this process's clock).
+    Checkpoint metadata cannot mark them: the Redis saver keeps no custom keys. Undoing
+    is best effort: if the memory backend fails here too, the turn's own error is what
+    the caller should see, so this one is logged.
+
+    Args:
+        graph: The compiled graph the turn ran on.
+        thread_id: The turn's thread.
+        owner: Whose thread it is (kept on the checkpoint that undoes the turn).
+        since: When the turn started (an aware datetime).
+    """
+    saver = graph.checkpointer
+    if not isinstance(saver, BaseCheckpointSaver):
+        return
+    config = turn_config(thread_id, owner)
+    try:
+        first = None
+        for snapshot in graph.get_state_history(config):  # newest first
+            if snapshot.created_at is None or datetime.fromisoformat(snapshot.created_at) < since:
+                break
+            first = snapshot
+        if first is None:
+            return  # the turn saved nothing
+        if first.parent_config is None:
+            saver.delete_thread(thread_id)
+            return
+        before = {m.id for m in graph.get_state(first.parent_config).values.get("messages", [])}
+        now = graph.get_state(config).values.get("messages", [])
+        added = [m.id for m in now if m.id and m.id not in before]
+        if added:
+            # As if `reject` wrote it: the thread's next step is then the end.
+            graph.update_state(
+                config, {"messages": [RemoveMessage(id=i) for i in added]}, as_node="reject"
+            )
+    except Exception:
+        log.exception("could not undo the failed turn in thread %s", thread_id)
 
 
 def keep_stopped(
