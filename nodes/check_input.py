@@ -8,6 +8,7 @@ the messages the cheaper layers are unsure of.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, Literal
 
 from langchain_core.messages import HumanMessage, RemoveMessage
@@ -24,7 +25,22 @@ from tools.prompting import system_text as full_system_text
 
 log = logging.getLogger("assistant.safety")
 
-INVALID = ("empty_message", "message_too_long")
+INVALID = ("empty_message", "not_text", "message_too_long")
+
+_NOT_TEXT = re.compile("[\ud800-\udfff]")
+"""Lone surrogates: what Python makes of bytes that are not UTF-8 (a terminal in another
+encoding, a JSON ``\\ud800`` escape). No model, tokenizer or store can take them."""
+
+
+def _not_text(text: str) -> str | None:
+    """Why the message is not text a model can read, or None if it is."""
+    found = _NOT_TEXT.search(text)
+    if found is None:
+        return None
+    return (
+        f"the message has bytes that are not text at character {found.start() + 1} (not "
+        "UTF-8: is the terminal or the file in another encoding?)"
+    )
 
 
 def _too_long(deps: Deps, state: State, text: str) -> str | None:
@@ -78,9 +94,12 @@ def make_check_input(deps: Deps) -> ContextNode:
         level = deps.safety_level(runtime.context)
         message = new_message(state)
         text = message.text.strip()
-        problem = "the message is empty" if not text else _too_long(deps, state, text)
+        category, problem = "empty_message", "the message is empty" if not text else None
+        if problem is None and (problem := _not_text(text)):
+            category = "not_text"
+        if problem is None and (problem := _too_long(deps, state, text)):
+            category = "message_too_long"
         if problem:
-            category = "empty_message" if not text else "message_too_long"
             # Take the message back out of the thread, then `reject` raises: the caller
             # gets a clear error and the thread is left as it was before the turn.
             return {

@@ -119,6 +119,27 @@ def test_empty_message_is_an_error_and_leaves_the_thread_unchanged(fake_graph: A
     assert [m.id for m in after] == [m.id for m in before]
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "caf\udce9 au lait",  # a Latin-1 byte read from a UTF-8 terminal (surrogateescape)
+        "\ud83d alone",  # half of an emoji's surrogate pair, as a JSON \\ud83d escape gives
+        "tail \udfff",
+    ],
+)
+def test_bytes_that_are_not_text_are_a_clear_error_and_reach_no_model(
+    fake_graph: Any, fake_model: FakeChatModel, text: str
+) -> None:
+    ask(fake_graph, "Hi")
+    before = [m.id for m in fake_graph.get_state(thread()).values["messages"]]
+    with pytest.raises(InvalidMessageError, match="not text at character"):
+        ask(fake_graph, text)
+    assert [m.id for m in fake_graph.get_state(thread()).values["messages"]] == before
+    assert len(fake_model.calls) == 1
+    # Text from other scripts and real emoji are text.
+    assert ask(fake_graph, "café 咖啡 \U0001f600")["messages"][-1].text
+
+
 def test_huge_message_is_a_clear_error_and_leaves_the_thread_unchanged(
     fake_graph: Any, fake_model: FakeChatModel
 ) -> None:
