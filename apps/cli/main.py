@@ -245,12 +245,26 @@ def _command(session: ChatSession, line: str) -> bool:
     return True
 
 
+def _check_user(user: str | None) -> str | None:
+    """A ``--user`` value as the graph's context takes it (1 to 256 characters)."""
+    if user is None:
+        return None
+    limit = Context.model_fields["user_id"].metadata
+    longest = next((m.max_length for m in limit if getattr(m, "max_length", None)), 256)
+    if not user.strip():
+        raise typer.BadParameter("is empty; leave the option out for the login name")
+    if len(user) > longest:
+        raise typer.BadParameter(f"is {len(user)} characters; at most {longest}")
+    return user
+
+
 UserOption = Annotated[
     str | None,
     typer.Option(
         "--user",
         "-u",
         help="Whose long-term memories (default: long_term.user_id, the login name).",
+        callback=_check_user,
     ),
 ]
 

@@ -33,6 +33,24 @@ def test_empty_message_is_not_sent(message: str) -> None:
     assert "empty" in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("command", "user", "why"),
+    [
+        (["chat", "-m", "hi"], "", "is empty"),
+        (["chat", "-m", "hi"], "   ", "is empty"),
+        (["chat", "-m", "hi"], "u" * 300, "at most 256"),
+        (["memory", "list"], "", "is empty"),
+    ],
+)
+def test_a_bad_user_name_is_a_clear_error_not_a_traceback(
+    command: list[str], user: str, why: str
+) -> None:
+    done = assistant(*command, "--user", user)
+    assert done.returncode == 2, done.stderr
+    assert "--user" in done.stderr and why in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_invalid_setting_is_a_clear_error_not_a_traceback() -> None:
     done = assistant("chat", "-m", "hi", ASSISTANT_SAFETY__SENSITIVITY_LEVEL="extreme")
     assert done.returncode == 2
