@@ -51,6 +51,27 @@ def test_a_bad_user_name_is_a_clear_error_not_a_traceback(
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("where", ["data_dir", "sqlite_path", "store_path"])
+@pytest.mark.parametrize("command", [["chat", "-m", "hi"], ["threads", "list"]])
+def test_a_memory_folder_that_cannot_be_made_is_a_clear_error(
+    tmp_path: Path, where: str, command: list[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    env = {
+        "data_dir": {"ASSISTANT_DATA_DIR": str(blocker)},
+        "sqlite_path": {"ASSISTANT_MEMORY__SQLITE_PATH": str(blocker / "x.sqlite")},
+        "store_path": {"ASSISTANT_LONG_TERM__STORE_PATH": str(blocker / "s.sqlite")},
+    }[where]
+    done = assistant(*command, **env)
+    if where == "store_path" and command[0] == "threads":
+        assert done.returncode == 0, done.stderr  # listing threads needs no store
+        return
+    assert done.returncode == 1, done.stderr
+    assert "memory error" in done.stderr and str(blocker) in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_invalid_setting_is_a_clear_error_not_a_traceback() -> None:
     done = assistant("chat", "-m", "hi", ASSISTANT_SAFETY__SENSITIVITY_LEVEL="extreme")
     assert done.returncode == 2

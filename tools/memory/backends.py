@@ -31,6 +31,23 @@ class MemoryBackendError(RuntimeError):
     """The configured memory backend cannot be used; the message says why and what to do."""
 
 
+def make_parent(path: Path) -> None:
+    """Create the folder a memory file goes in.
+
+    Raises:
+        MemoryBackendError: It cannot be created (a file in the way, no permission, a
+            read-only or missing mount), with the path and the system's reason.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MemoryBackendError(
+            f"Cannot create the folder for {path}: {exc.strerror or exc} "
+            f"({exc.filename or path.parent}). Check data_dir (ASSISTANT_DATA_DIR) or "
+            "the memory paths in the settings."
+        ) from None
+
+
 class RedisUnavailableError(MemoryBackendError):
     """Redis did not answer (refused, timed out, or the connection broke)."""
 

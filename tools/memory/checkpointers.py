@@ -37,6 +37,7 @@ from tools.memory.backends import (
     aprobe,
     aset_up_redis,
     client_options,
+    make_parent,
     probe,
     set_up_redis,
     sqlite_path,
@@ -69,7 +70,7 @@ def _open_sqlite(settings: Settings) -> Iterator[Saver]:
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     path = sqlite_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     try:
         # What SqliteSaver.from_conn_string opens, with the store's busy timeout instead of
         # sqlite3's 5 s: processes starting together (six CLI commands at once) otherwise
@@ -92,7 +93,7 @@ async def _aopen_sqlite(settings: Settings) -> AsyncIterator[Saver]:
 
     path = sqlite_path(settings)
     # Off the event loop: the dev server flags blocking calls in async code.
-    await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(make_parent, path)
     import aiosqlite
 
     try:

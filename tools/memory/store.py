@@ -39,6 +39,7 @@ from langgraph.store.memory import InMemoryStore
 from graph.settings import Settings, get_settings
 from tools.memory.backends import (
     MemoryBackendError,
+    make_parent,
     set_up_redis,
     store_name,
     store_path,
@@ -183,10 +184,11 @@ def open_sqlite_store(settings: Settings) -> Iterator[BaseStore]:
     """The SQLite store of long-term memory (``<data_dir>/memory/store.sqlite``).
 
     Raises:
-        MemoryBackendError: The file is not a SQLite database.
+        MemoryBackendError: The file is not a SQLite database, or its folder cannot be
+            created.
     """
     path = store_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     conn = sqlite3.connect(
         str(path),
         check_same_thread=False,
