@@ -27,6 +27,7 @@ from graph.settings import SAFETY_LEVELS, Settings
 # use them (scripts/bench.py measures the import time).
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
+    from langchain_core.runnables import RunnableConfig
 
     from tools.documents.ingest import IngestProgress, IngestReport
     from tools.documents.store import DocumentStore, DocumentStoreError
@@ -450,15 +451,23 @@ def threads_delete(
         if memory.saver is None:
             err.print("[red]memory is off (memory.backend = none): no threads are kept[/red]")
             raise typer.Exit(1)
+        missing = 0
         for thread_id in thread_ids:
+            config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
             # Not in the middle of a turn: it would write the thread back half-way.
             try:
                 with memory.locks.hold(thread_id, settings.memory.busy_timeout):
+                    if memory.saver.get_tuple(config) is None:
+                        err.print(f"[red]no thread {thread_id!r}[/red]")
+                        missing += 1
+                        continue
                     memory.saver.delete_thread(thread_id)
             except ThreadBusyError as exc:
                 err.print(f"[red]busy:[/red] {escape(str(exc))}")
                 raise typer.Exit(BUSY_EXIT) from None
             out.print(f"deleted {thread_id}")
+        if missing:
+            raise typer.Exit(1)  # as `threads show` does for a thread that is not there
 
 
 # --- long-term memory: memory list, search, forget, clear -------------------------------

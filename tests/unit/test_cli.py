@@ -131,6 +131,12 @@ def test_thread_commands_on_the_default_sqlite_store_without_a_warning() -> None
     assert assistant("threads", "delete", "ada").returncode == 0
     missing = assistant("threads", "show", "ada")
     assert missing.returncode == 1 and "no thread 'ada'" in missing.stderr
+    # Deleting what is not there says so, as `show` does, and still deletes the rest.
+    assistant("chat", "--thread", "bo", "-m", "I am Bo.")
+    again = assistant("threads", "delete", "ada", "bo")
+    assert again.returncode == 1 and "no thread 'ada'" in again.stderr
+    assert "deleted bo" in again.stdout and "deleted ada" not in again.stdout
+    assert assistant("threads", "show", "bo").returncode == 1
 
 
 def test_a_configured_redis_that_is_down_warns_and_falls_back(dead_redis: str) -> None:
