@@ -6,8 +6,8 @@
   and on the last chunk) is our extension: thread, concept, safety verdict, sources.
 - ``GET /v1/models``: the one model that answers.
 - Errors are OpenAI's error object ``{"error": {"message", "type", "param", "code"}}``: 400
-  bad input, 401 bad key, 404 unknown thread or path, 409 busy thread, 413 huge body,
-  503 with ``Retry-After`` when the model queue is full.
+  bad input, 401 bad key, 404 unknown thread or path, 405 wrong method, 409 busy
+  thread, 413 huge body, 503 with ``Retry-After`` when the model queue is full.
 
 Each turn runs in a worker thread (the graph is synchronous) and takes its place in the
 shared :class:`apps.queue.ModelQueue`. The response starts with the first token (or the
@@ -32,8 +32,10 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from apps.api.schemas import ChatRequest
 from apps.api.service import (
@@ -206,6 +208,15 @@ def create_app(
     async def _on_api_error(request: Request, exc: ApiError) -> JSONResponse:
         return exc.response()
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Paths outside /v1 and wrong methods: OpenAI's error object, not FastAPI's
+        # {"detail": ...}, so every client parses every error the same way.
+        code = {404: "unknown_url", 405: "method_not_allowed"}.get(exc.status_code)
+        message = f"{exc.detail}: {request.method} {request.url.path}"
+        headers = dict(exc.headers or {})
+        return ApiError(exc.status_code, message, code=code, headers=headers).response()
+
     @app.get("/v1/models")
     async def list_models(request: Request) -> dict[str, Any]:
         """The model that answers (one; any name in a request reaches it)."""
@@ -268,8 +279,15 @@ def create_app(
         return JSONResponse(_completion(completion_id, model_name, turn, outcome), headers=headers)
 
     @app.api_route("/v1/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
-    async def unknown(path: str) -> Response:
-        """Any other /v1 path: OpenAI's 404."""
+    async def unknown(path: str, request: Request) -> Response:
+        """Any other /v1 path: OpenAI's 404 (405 for a known path with another method)."""
+        known = {route.path for route in app.routes if isinstance(route, APIRoute)}
+        if f"/v1/{path}" in known - {"/v1/{path:path}"}:
+            raise ApiError(
+                405,
+                f"{request.method} is not allowed on /v1/{path}",
+                code="method_not_allowed",
+            )
         raise ApiError(404, f"unknown endpoint /v1/{path}", code="unknown_url")
 
     return app

@@ -374,6 +374,14 @@ def test_thread_header_and_metadata_must_agree(client: TestClient) -> None:
 
 def test_an_unknown_path_is_openais_404(client: TestClient) -> None:
     expect_error(client.post("/v1/completions", json={}), 404)
+    # Outside /v1 too: OpenAI's error object, never FastAPI's {"detail": ...}.
+    for path in ("/", "/nothing", "/v2/chat/completions"):
+        assert expect_error(client.get(path), 404)["code"] == "unknown_url"
+
+
+def test_a_known_path_with_another_method_is_405(client: TestClient) -> None:
+    assert expect_error(client.get(URL), 405)["code"] == "method_not_allowed"
+    assert expect_error(client.delete("/v1/models"), 405)["code"] == "method_not_allowed"
 
 
 @pytest.mark.parametrize(
