@@ -12,7 +12,7 @@ from __future__ import annotations
 import getpass
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -747,12 +747,28 @@ def _dotenv_vars(source: PydanticBaseSettingsSource) -> Mapping[str, str | None]
     return getattr(source, "env_vars", {})
 
 
+def _is_secret(loc: Sequence[int | str]) -> bool:
+    # Whether an error's location is a secret (a SecretStr field, or inside a list of them).
+    model: Any = Settings
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if isinstance(part, int) or fields is None or part not in fields:
+            continue
+        annotation = fields[part].annotation
+        if "SecretStr" in str(annotation):
+            return True
+        model = annotation
+    return False
+
+
 def _describe(error: ValidationError) -> str:
     lines = []
     for err in error.errors():
         key = ".".join(str(part) for part in err["loc"]) or "settings"
         got = err.get("input")
-        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        # A secret's value never goes into a message (a log or a terminal may keep it).
+        hidden = isinstance(got, dict) or _is_secret(err["loc"])
+        shown = "" if hidden else f" (got {got!r})"
         lines.append(f"  {key}: {err['msg']}{shown}")
     return "Invalid settings:\n" + "\n".join(lines)
 

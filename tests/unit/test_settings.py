@@ -181,3 +181,29 @@ def test_budget_must_fit_context_window() -> None:
 def test_refusal_template_placeholders_are_checked() -> None:
     with pytest.raises(SettingsError, match="refusal_template"):
         load_settings(safety={"refusal_template": "no {user}"})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "secret"),
+    [
+        (
+            {"telegram": {"webhook_secret": "not allowed here!"}},
+            "telegram.webhook_secret",
+            "not allowed here!",
+        ),
+        ({"api": {"keys": "sk-plain-string"}}, "api.keys", "sk-plain-string"),
+        ({"api": {"keys": ["sk-ok", 42]}}, "api.keys.1", "42"),
+    ],
+)
+def test_a_bad_secret_is_named_but_never_shown(
+    overrides: dict[str, object], key: str, secret: str
+) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(**overrides)
+    assert key in str(info.value)
+    assert secret not in str(info.value)
+
+
+def test_a_bad_ordinary_value_is_still_shown() -> None:
+    with pytest.raises(SettingsError, match=r"safety\.sensitivity_level.*got 'extreme'"):
+        load_settings(safety={"sensitivity_level": "extreme"})
