@@ -83,7 +83,8 @@ def to_turn(request: ChatRequest, thread_header: str | None, settings: Settings)
 
     Raises:
         RequestError: The conversation id is given twice and differs, the last message
-            is not the user's or is empty or too long, or a value is out of range.
+            is not the user's or is empty, a message is over ``api.max_message_chars``,
+            or a value is out of range.
     """
     from apps.api.schemas import THREAD_ID
 
@@ -106,12 +107,16 @@ def to_turn(request: ChatRequest, thread_header: str | None, settings: Settings)
     if not text:
         raise RequestError("the message is empty", f"messages.{index}.content", "empty_message")
     limit = settings.api.max_message_chars
-    if len(text) > limit:
-        raise RequestError(
-            f"the message is too long ({len(text)} characters; at most {limit})",
-            f"messages.{index}.content",
-            "message_too_long",
-        )
+    # Every message, not only the last: earlier ones become the thread's history.
+    for at, message in enumerate(request.messages):
+        size = len(message.text.strip())
+        if size > limit:
+            which = "the message" if at == index else f"earlier message {at}"
+            raise RequestError(
+                f"{which} is too long ({size} characters; at most {limit})",
+                f"messages.{at}.content",
+                "message_too_long",
+            )
     earlier: list[BaseMessage] = []
     for message in request.messages[:-1]:
         if message.role == "user":

@@ -342,6 +342,16 @@ def test_a_message_over_the_limit_is_400_and_reaches_no_model(
     with TestClient(create_app(service=make_service(settings, fake_model))) as client:
         error = expect_error(client.post(URL, json=user("x" * 51)), 400, "messages.0.content")
         assert error["code"] == "message_too_long"
+        # An earlier message of a stateless request becomes history: the same limit.
+        history = {
+            "messages": [
+                {"role": "user", "content": "y" * 51},
+                {"role": "assistant", "content": "ok"},
+                {"role": "user", "content": "short"},
+            ]
+        }
+        error = expect_error(client.post(URL, json=history), 400, "messages.0.content")
+        assert error["code"] == "message_too_long" and "earlier message 0" in error["message"]
         assert client.post(URL, json=user("x" * 50)).status_code == 200
     assert len(fake_model.calls) == 1
 
