@@ -12,6 +12,7 @@ from __future__ import annotations
 import getpass
 import os
 import re
+import tomllib
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -790,7 +791,27 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
     except (OSError, ValueError) as exc:  # e.g. a settings file that is not valid TOML
-        raise SettingsError(f"Cannot read settings: {exc}") from None
+        raise SettingsError(_unreadable(exc)) from None
+
+
+def _unreadable(exc: Exception) -> str:
+    # What could not be read, named: the environment variable whose value is not the JSON
+    # a list or table needs, or the settings file that is not valid TOML.
+    field = re.search(
+        r'error parsing value for field "(\w+)" from source "EnvSettingsSource"', str(exc)
+    )
+    if field:
+        prefix = f"ASSISTANT_{field.group(1)}".upper()
+        names = sorted(n for n in os.environ if n.upper().startswith(prefix))
+        cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+        return (
+            f"Cannot read settings: {', '.join(names) or prefix}: a list or table value must "
+            f'be JSON, e.g. \'["a", "b"]\'{cause}'
+        )
+    if isinstance(exc, tomllib.TOMLDecodeError):
+        path = os.environ.get("ASSISTANT_SETTINGS_FILE", str(DEFAULT_SETTINGS_FILE))
+        return f"Cannot read settings: {path} is not valid TOML: {exc}"
+    return f"Cannot read settings: {exc}"
 
 
 @lru_cache(maxsize=1)

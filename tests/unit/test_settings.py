@@ -169,8 +169,26 @@ def test_corrupt_settings_file_is_a_clear_error(
     bad = tmp_path / "s.toml"
     bad.write_text("[safety\n")
     monkeypatch.setenv("ASSISTANT_SETTINGS_FILE", str(bad))
-    with pytest.raises(SettingsError, match="Cannot read settings"):
+    with pytest.raises(SettingsError, match="Cannot read settings") as info:
         load_settings()
+    assert f"{bad} is not valid TOML" in str(info.value)  # which file
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("ASSISTANT_SAFETY__STRICT_TERMS", "foo"),
+        ("ASSISTANT_API__KEYS", "[unclosed"),
+        ("ASSISTANT_SAFETY__REFUSE__STRICT", "{}x"),
+    ],
+)
+def test_an_environment_value_that_is_not_json_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError, match="must be JSON") as info:
+        load_settings()
+    assert variable in str(info.value)
 
 
 def test_budget_must_fit_context_window() -> None:
