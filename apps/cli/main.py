@@ -247,15 +247,15 @@ def _command(session: ChatSession, line: str) -> bool:
 
 
 def _check_user(user: str | None) -> str | None:
-    """A ``--user`` value as the graph's context takes it (1 to 256 characters)."""
+    """A ``--user`` value as the graph's context takes it (not blank; its length limit)."""
     if user is None:
         return None
-    limit = Context.model_fields["user_id"].metadata
-    longest = next((m.max_length for m in limit if getattr(m, "max_length", None)), 256)
     if not user.strip():
         raise typer.BadParameter("is empty; leave the option out for the login name")
-    if len(user) > longest:
-        raise typer.BadParameter(f"is {len(user)} characters; at most {longest}")
+    try:
+        Context(user_id=user)
+    except ValidationError as exc:
+        raise typer.BadParameter(exc.errors()[0]["msg"]) from None
     return user
 
 
