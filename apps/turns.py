@@ -366,18 +366,19 @@ def undo_turn(
         return
     config = turn_config(thread_id, owner)
     try:
-        first = None
+        latest = first = None
         for snapshot in graph.get_state_history(config):  # newest first
             if snapshot.created_at is None or datetime.fromisoformat(snapshot.created_at) < since:
                 break
+            latest = latest or snapshot
             first = snapshot
-        if first is None:
+        if latest is None or first is None:
             return  # the turn saved nothing
         if first.parent_config is None:
             saver.delete_thread(thread_id)
             return
         before = {m.id for m in graph.get_state(first.parent_config).values.get("messages", [])}
-        now = graph.get_state(config).values.get("messages", [])
+        now = latest.values.get("messages", [])
         added = [m.id for m in now if m.id and m.id not in before]
         if added:
             # As if `reject` wrote it: the thread's next step is then the end.
