@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import re
 from pathlib import Path
@@ -684,15 +685,19 @@ def test_no_match_is_logged_at_debug(
 _VOCAB = ["joke", "funny", "laugh", "define", "word", "mean", "weather", "train", "late"]
 
 
+_TOY_MODELS = itertools.count()
+
+
 class WordEmbeddings:
     """Deterministic stand-in for the embedding model, counting its calls."""
 
     def __init__(self) -> None:
         self.queries = 0
         self.documents = 0
-        # Example vectors are memoised per process by model name: a name of its own keeps
-        # each test's model apart.
-        self.model_name = f"toy-words-{id(self)}"
+        # Example vectors and classifiers are memoised per process by model name: a name
+        # of its own keeps each instance apart (not id(), which a freed instance hands on:
+        # a later test then found an earlier one's classifier and kept none on disk).
+        self.model_name = f"toy-words-{next(_TOY_MODELS)}"
 
     def _vector(self, text: str) -> list[float]:
         vector = [0.0] * (len(_VOCAB) + 1)
