@@ -9,6 +9,7 @@ below. Nodes never read the environment themselves; they get a ``Settings``.
 
 from __future__ import annotations
 
+import difflib
 import getpass
 import os
 import re
@@ -786,12 +787,57 @@ def load_settings(**overrides: Any) -> Settings:
     Raises:
         SettingsError: A value is invalid; the message names each bad key.
     """
+    misnamed = _misnamed_variables(os.environ)
+    if misnamed:
+        raise SettingsError("Unknown settings:\n" + "\n".join(f"  {m}" for m in misnamed))
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
     except (OSError, ValueError) as exc:  # e.g. a settings file that is not valid TOML
         raise SettingsError(_unreadable(exc)) from None
+
+
+def _misnamed_variables(environ: Mapping[str, str]) -> list[str]:
+    """Environment variables that look like settings but are not, with what was meant.
+
+    pydantic-settings ignores an ``ASSISTANT_*`` variable whose first part names no
+    section (``ASSISTANT_SAFETY_LEVEL``, one underscore short; ``ASSISTANT_LOGLEVEL``), so
+    the setting silently keeps its default. Only near misses are reported: other
+    ``ASSISTANT_*`` variables (``ASSISTANT_SETTINGS_FILE``, ``ASSISTANT_MODEL_PARTS_INDEX``
+    of the container's entry point, a deployment's own) are not settings and stay allowed.
+
+    Args:
+        environ: The process environment.
+
+    Returns:
+        One line per misnamed variable, ``NAME is not a setting: did you mean OTHER?``;
+        empty when none is.
+    """
+    fields = Settings.model_fields
+    found = []
+    for name in sorted(environ):
+        if not name.upper().startswith("ASSISTANT_"):
+            continue
+        rest = name[len("ASSISTANT_") :].lower()
+        head = rest.split("__", 1)[0]
+        if head in fields:
+            continue
+        meant = None
+        if "__" not in rest:  # a section's field with one underscore for two
+            for section, field in fields.items():
+                inner = list(getattr(field.annotation, "model_fields", {}))
+                key = rest.removeprefix(f"{section}_")
+                if inner and key != rest:
+                    ends = [f for f in inner if f.endswith(f"_{key}")]
+                    close = ends or difflib.get_close_matches(key, inner, n=1, cutoff=0.6)
+                    meant = f"{section}__{close[0]}" if close else None
+        if meant is None:
+            close = difflib.get_close_matches(head, list(fields), n=1, cutoff=0.8)
+            meant = close[0] + rest[len(head) :] if close else None
+        if meant is not None:
+            found.append(f"{name} is not a setting: did you mean ASSISTANT_{meant.upper()}?")
+    return found
 
 
 def _unreadable(exc: Exception) -> str:

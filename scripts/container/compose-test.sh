@@ -41,7 +41,7 @@ fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 key="test-$(python3 -c 'import secrets; print(secrets.token_hex(8))')"
 export ASSISTANT_IMAGE="$TAG" REDIS_IMAGE="${REDIS_IMAGE:-$TAG}" NOFILE NPROC
-export ASSISTANT_API_KEYS="[\"$key\"]" API_PORT="127.0.0.1:$(free_port)" UI_PORT="$(free_port)"
+export ASSISTANT_API__KEYS="[\"$key\"]" API_PORT="127.0.0.1:$(free_port)" UI_PORT="$(free_port)"
 api="http://$API_PORT"
 project="assistant-compose-test-$$"
 files=(-f "$root/compose.yaml")

@@ -143,7 +143,7 @@ def test_compose_api_needs_keys_and_the_ui_stays_on_loopback() -> None:
     services = _compose()["services"]
     # `assistant serve` refuses 0.0.0.0 without keys: compose says so before starting.
     keys = services["api"]["environment"]["ASSISTANT_API__KEYS"]
-    assert keys.startswith("${ASSISTANT_API_KEYS:?"), keys
+    assert keys.startswith("${ASSISTANT_API__KEYS:?"), keys
     assert "ASSISTANT_API__KEYS" not in services["ui"]["environment"]
     # The chat page has no login: loopback unless UI_ADDRESS is set.
     assert services["ui"]["ports"] == ["${UI_ADDRESS:-127.0.0.1}:${UI_PORT:-7860}:7860"]

@@ -225,3 +225,34 @@ def test_a_bad_secret_is_named_but_never_shown(
 def test_a_bad_ordinary_value_is_still_shown() -> None:
     with pytest.raises(SettingsError, match=r"safety\.sensitivity_level.*got 'extreme'"):
         load_settings(safety={"sensitivity_level": "extreme"})
+
+
+@pytest.mark.parametrize(
+    ("env", "meant"),
+    [
+        ("ASSISTANT_SAFETY_LEVEL", "ASSISTANT_SAFETY__SENSITIVITY_LEVEL"),
+        ("ASSISTANT_MODEL_BACKEND", "ASSISTANT_MODEL__BACKEND"),
+        ("ASSISTANT_GENERATION_TEMPRATURE", "ASSISTANT_GENERATION__TEMPERATURE"),
+        ("ASSISTANT_MODLE__BACKEND", "ASSISTANT_MODEL__BACKEND"),
+        ("ASSISTANT_LONGTERM__ENABLED", "ASSISTANT_LONG_TERM__ENABLED"),
+        ("ASSISTANT_LOGLEVEL", "ASSISTANT_LOG_LEVEL"),
+        ("ASSISTANT_API_KEYS", "ASSISTANT_API__KEYS"),
+    ],
+)
+def test_a_misnamed_variable_is_an_error_that_names_the_setting(
+    monkeypatch: pytest.MonkeyPatch, env: str, meant: str
+) -> None:
+    # pydantic-settings alone ignores these: the setting would keep its default silently.
+    monkeypatch.setenv(env, "1")
+    with pytest.raises(SettingsError, match=f"{env} is not a setting: did you mean {meant}\\?"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    "env", ["ASSISTANT_MODEL_PARTS_INDEX", "ASSISTANT_IMAGE", "ASSISTANT_CONTAINER_TESTS"]
+)
+def test_other_assistant_variables_are_not_settings_and_stay_allowed(
+    monkeypatch: pytest.MonkeyPatch, env: str
+) -> None:
+    monkeypatch.setenv(env, "x")
+    assert load_settings().model.backend  # read without complaint
