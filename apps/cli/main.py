@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -594,6 +595,27 @@ def memory_clear(
     out.print(f"forgot {removed} memories of user {who}", markup=False, highlight=False)
 
 
+def _claim_port(host: str, port: int) -> None:
+    """Exit 1 with a clear message when ``host:port`` cannot be listened on.
+
+    Checked before a server announces its address: uvicorn logged a bind error after the
+    "API on http://..." line, and Gradio raised a traceback. The port is bound as the
+    servers bind it (``SO_REUSEADDR``, so a port in TIME_WAIT is not reported as taken)
+    and released at once.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        err.print(f"error: cannot listen on {host}:{port}: {reason}", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
 @app.command("ui")
 def ui_command(
     host: Annotated[str, typer.Option(help="Address to listen on (local only by default).")] = (
@@ -606,6 +628,7 @@ def ui_command(
     from apps.ui.page import serve
     from apps.ui.service import ChatService
 
+    _claim_port(host, port)
     with _memory(settings) as memory:
         out.print(f"chat page on http://{host}:{port} (Ctrl-C to stop)", markup=False)
         serve(ChatService(settings, memory), host=host, port=port)
@@ -670,6 +693,7 @@ def bot_telegram(
     except ImportError as exc:
         _bots_missing(exc)
     name = _bot_name(settings, secrets_of, check_token)
+    _claim_port(host, port)
     with _memory(settings) as memory:
         core = BotCore(settings, memory, busy_wait=settings.telegram.busy_wait)
         web = create_app(settings, core, public_url=public_url)
@@ -696,6 +720,7 @@ def bot_slack(
     except ImportError as exc:
         _bots_missing(exc)
     name = _bot_name(settings, secrets_of, check_token)
+    _claim_port(host, port)
     with _memory(settings) as memory:
         core = BotCore(settings, memory, busy_wait=settings.slack.busy_wait)
         web = create_app(settings, core)
@@ -727,6 +752,7 @@ def serve_command(
             soft_wrap=True,
         )
         raise typer.Exit(2)
+    _claim_port(host, port)
     import uvicorn
 
     from apps.api.app import create_app

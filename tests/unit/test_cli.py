@@ -178,3 +178,18 @@ def test_memory_commands_on_an_empty_store() -> None:
     assert bad.returncode == 2 and "unknown kind 'dreams'" in bad.stderr
     off = assistant("memory", "list", ASSISTANT_LONG_TERM__ENABLED="false")
     assert off.returncode == 1 and "long-term memory is off" in off.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "ui"])
+def test_a_taken_port_is_a_clear_error_before_any_address_is_announced(command: str) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = assistant(command, "--port", str(port))
+    assert done.returncode == 1, done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "http://" not in done.stdout  # nothing announced that does not answer
+    assert "Traceback" not in done.stderr
