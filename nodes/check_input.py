@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any, Literal
 
-from langchain_core.messages import HumanMessage, RemoveMessage
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, RemoveMessage
 from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.deps import ContextNode, Deps, Node
 from graph.errors import InvalidMessageError, MessageTooLongError
-from graph.messages import BLOCKED_KEY, WITHHELD, new_message
+from graph.messages import BLOCKED_KEY, CHECKED_KEY, WITHHELD, is_blocked, new_message
+from graph.settings import SafetyLevel
 from graph.state import State
-from tools.guardrails.guard import guard_for
+from tools.guardrails.guard import InputGuard, guard_for, refusal_text
 from tools.prompting import MESSAGE_OVERHEAD, REPLY_PRIMER
 from tools.prompting import system_text as full_system_text
 
@@ -116,8 +118,10 @@ def make_check_input(deps: Deps) -> ContextNode:
         # The guard is built on the first message, not with the graph: a picture of the
         # graph or the dev server's start-up loads no embeddings.
         guard = guard_for(deps.settings, deps.safety, lambda: deps.model, deps.can_judge)
+        earlier = _check_earlier(deps, guard, state.messages[:-1], level)
         verdict = guard.check(text, level)
         update: dict[str, Any] = {**_turn_reset(state), "safety": verdict.as_dict()}
+        update["messages"] = [*earlier, _checked(message)]
         if not verdict.allowed:
             log.info(
                 "input blocked at %s by the %s layer: %s (%s)",
@@ -127,12 +131,56 @@ def make_check_input(deps: Deps) -> ContextNode:
                 verdict.category,
             )
             # Keep the turn in the thread but not its text: the model must never see it.
-            update["messages"] = [
-                HumanMessage(WITHHELD, id=message.id, additional_kwargs={BLOCKED_KEY: True})
-            ]
+            update["messages"] = [*earlier, _withheld(message)]
         return update
 
     return check_input
+
+
+def _checked(message: BaseMessage) -> BaseMessage:
+    """The same message, marked as passed by the guardrail (it is not checked again)."""
+    marked = {**message.additional_kwargs, CHECKED_KEY: True}
+    return message.model_copy(update={"additional_kwargs": marked})
+
+
+def _withheld(message: BaseMessage) -> HumanMessage:
+    """A blocked user message as the thread keeps it: the same id, not its text."""
+    return HumanMessage(WITHHELD, id=message.id, additional_kwargs={BLOCKED_KEY: True})
+
+
+def _check_earlier(
+    deps: Deps, guard: InputGuard, messages: Sequence[AnyMessage], level: SafetyLevel
+) -> list[BaseMessage]:
+    """Check the history's user messages that no turn checked; the updates they need.
+
+    A caller may start a thread with earlier turns (the HTTP API's stateless requests, a
+    dev-server input of several messages): their user messages never passed the
+    guardrail, and the model would read them as history. Each is checked now, at this
+    run's level, once: one that passes is marked, one that does not is withheld like a
+    refused message, and the reply after it (written by the caller) becomes the refusal,
+    so the model sees neither. Turns the graph ran were checked then and are skipped.
+
+    Returns:
+        Replacement messages (same ids) for the ``messages`` reducer; empty when every
+        earlier user message was checked before.
+    """
+    updates: list[BaseMessage] = []
+    for at, message in enumerate(messages):
+        if not isinstance(message, HumanMessage) or is_blocked(message):
+            continue
+        if message.additional_kwargs.get(CHECKED_KEY):
+            continue
+        verdict = guard.check(message.text.strip(), level)
+        if verdict.allowed:
+            updates.append(_checked(message))
+            continue
+        log.info("earlier message blocked at %s: %s (%s)", level, verdict.reason, verdict.category)
+        updates.append(_withheld(message))
+        after = messages[at + 1] if at + 1 < len(messages) else None
+        if isinstance(after, AIMessage):
+            text = refusal_text(deps.settings.safety.refusal_template, deps.safety, verdict)
+            updates.append(AIMessage(text, id=after.id, additional_kwargs={BLOCKED_KEY: True}))
+    return updates
 
 
 def make_reject(deps: Deps) -> Node:

@@ -9,7 +9,8 @@ the same everywhere; the HTTP layer (:mod:`apps.api.app`) runs it in a worker th
 - Without one, the request is a stateless conversation: its earlier user and assistant
   messages become the history of a throwaway thread, deleted after the turn. System
   messages are not passed on: the assistant answers under its own system prompt and
-  safety policy (a client's instructions could otherwise switch them off).
+  safety policy (a client's instructions could otherwise switch them off). The earlier
+  user messages pass the input guardrail in ``check_input``, as the last one does.
 """
 
 from __future__ import annotations
