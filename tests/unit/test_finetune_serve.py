@@ -52,3 +52,17 @@ def test_the_setting_is_a_path_or_empty(monkeypatch: pytest.MonkeyPatch) -> None
     assert load_settings().model.lora_path == Path("/x/a.gguf")
     with pytest.raises(SettingsError, match=r"model\.lora_path"):
         load_settings(model={"lora_path": ["x"]})
+
+
+def test_an_adapter_that_is_not_one_is_a_load_error_that_says_why(tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    from tools.models.files import smollm2_path
+
+    base = smollm2_path()
+    # A GGUF, but a whole model rather than a LoRA adapter: llama.cpp rejects it silently.
+    model = LlamaCppChatModel(model_path=str(base), lora_path=str(base), n_ctx=256)
+    with pytest.raises(
+        ModelLoadError,
+        match=f"not a LoRA GGUF, or made for another base model than {re.escape(base.name)}",
+    ):
+        _ = model.llama

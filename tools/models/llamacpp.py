@@ -510,7 +510,10 @@ def _load_adapter(llama: Any, path: Path) -> Any:
 
     adapter = llama_cpp.llama_adapter_lora_init(llama.model, str(path).encode("utf-8"))
     if not adapter:
-        raise ModelLoadError(f"llama.cpp cannot load the LoRA adapter {path}")
+        raise ModelLoadError(
+            f"llama.cpp cannot load the LoRA adapter {path}: not a LoRA GGUF, or made for "
+            f"another base model than {Path(llama.model_path).name}"
+        )
     return adapter
 
 
