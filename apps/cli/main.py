@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -50,6 +52,7 @@ memory_app = typer.Typer(
 app.add_typer(memory_app, name="memory")
 
 BUSY_EXIT = 75
+STOPPED_EXIT = 130  # as a shell reports a command ended by Ctrl-C (128 + SIGINT)
 """Exit status of a turn refused because its thread stayed busy (EX_TEMPFAIL: try again)."""
 app.add_typer(eval_app, name="eval")
 app.add_typer(finetune_app, name="finetune")
@@ -96,7 +99,12 @@ class ChatSession:
             settings, checkpointer=memory.saver, store=memory.store, model=model
         )
 
-    def run(self, text: str, on_token: Callable[[str], None]) -> dict[str, Any]:
+    def run(
+        self,
+        text: str,
+        on_token: Callable[[str], None],
+        stop: threading.Event | None = None,
+    ) -> dict[str, Any]:
         """Run one turn, handing each reply token to ``on_token``; returns the final state.
 
         The graph runs in this thread, so the tokens reach ``on_token`` without a thread
@@ -104,6 +112,7 @@ class ChatSession:
 
         Raises:
             ThreadBusyError: The thread stayed busy for ``wait`` seconds.
+            GenerationStopped: ``stop`` was set; the partial reply is kept in the thread.
         """
         from apps.turns import run_turn
 
@@ -117,6 +126,7 @@ class ChatSession:
             owner=owner,
             wait=self.wait,
             on_token=on_token,
+            stop=stop,
         )
 
     def turn(self, text: str) -> Iterator[tuple[str, Any]]:
@@ -160,8 +170,36 @@ def _result(state: dict[str, Any], thread_id: str) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def _ctrl_c_stops(stop: threading.Event) -> Iterator[None]:
+    """While a turn runs, the first Ctrl-C stops the reply; a second one interrupts.
+
+    As the page's Stop button: the reply streamed so far is kept in the thread, marked
+    as stopped, instead of the whole turn being undone. A second Ctrl-C (the model still
+    reading the prompt, say) raises KeyboardInterrupt as usual, and the turn is undone.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+
+    def on_ctrl_c(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _run_turn(session: ChatSession, text: str, as_json: bool) -> int:
-    """Run a turn and print it; returns the exit status (0 ok, 1 bad message, 75 busy)."""
+    """Run a turn and print it; returns the exit status.
+
+    0 ok, 1 bad message, 75 busy, 130 stopped with Ctrl-C (the partial reply is kept).
+    """
+    from apps.turns import GenerationStopped, turn_config
     from tools.memory import ThreadBusyError
     from tools.models import ModelLoadError
 
@@ -173,11 +211,22 @@ def _run_turn(session: ChatSession, text: str, as_json: bool) -> int:
             if not as_json:
                 out.print(token, end="", markup=False, highlight=False, soft_wrap=True)
 
-        state = session.run(text, show)
+        stop = threading.Event()
+        with _ctrl_c_stops(stop):
+            state = session.run(text, show, stop)
         messages = state.get("messages") or []
         if not streamed and not as_json and messages and messages[-1].type == "ai":
             # a reply that did not come from the model token by token (a refusal)
             out.print(messages[-1].text, end="", markup=False, highlight=False, soft_wrap=True)
+    except GenerationStopped:
+        if as_json:
+            config = turn_config(session.thread_id, "")
+            kept = session.graph.get_state(config).values
+            out.print_json(json.dumps(_result(kept, session.thread_id), default=str))
+        else:
+            out.print()
+            err.print("[dim](stopped: the reply so far is kept in the thread)[/dim]")
+        return STOPPED_EXIT
     except ThreadBusyError as exc:
         err.print(f"[red]busy:[/red] {escape(str(exc))}")
         return BUSY_EXIT
