@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import shutil
 import threading
 import time
 import unicodedata
+import uuid
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -535,9 +537,15 @@ class ChatService:
     def upload_dir(self, user: str) -> Path:
         """Where the user's uploaded files are kept (the ingest records their path).
 
-        One folder per collection, so two users' files with the same name never meet.
+        One folder per collection, and in a shared collection one per user inside it: a
+        file's path is its identity in the store, so two users' ``report.txt`` must not
+        share one (the second upload replaced the first). The same user uploading a name
+        again replaces their own file: that is how a document is updated.
         """
-        return self.settings.data_dir / "uploads" / self.collection_of(user)
+        folder = self.settings.data_dir / "uploads" / self.collection_of(user)
+        if self.shared_documents:
+            return folder / user_collection(check_user(user))
+        return folder
 
     def ingest(
         self,
@@ -561,19 +569,36 @@ class ChatService:
         target = self.upload_dir(user)
         target.mkdir(parents=True, exist_ok=True)
         copies: list[Path] = []
-        for given in files:
-            source = Path(given)
-            # Gradio keeps uploads under a random folder with the original name.
-            copy = target / source.name
-            shutil.copyfile(source, copy)
-            copies.append(copy)
-        if not copies:
-            raise UiError("Choose one or more files to upload.")
+        kept: dict[Path, Path] = {}  # a file of the same name uploaded before -> its backup
         try:
-            report = ingest(store, copies, on_progress=on_progress)
-        except DocumentStoreError as exc:
-            raise UiError(f"The document store is unavailable: {exc}") from None
-        return report.to_dict()
+            for given in files:
+                source = Path(given)
+                # Gradio keeps uploads under a random folder with the original name.
+                copy = target / source.name
+                if copy.exists() and copy not in kept:
+                    kept[copy] = copy.with_name(f".{copy.name}.{uuid.uuid4().hex}.previous")
+                    os.replace(copy, kept[copy])
+                try:
+                    shutil.copyfile(source, copy)
+                except OSError as exc:
+                    why = exc.strerror or exc
+                    raise UiError(f"Cannot read the upload {source.name}: {why}") from None
+                copies.append(copy)
+            if not copies:
+                raise UiError("Choose one or more files to upload.")
+            try:
+                report = ingest(store, copies, on_progress=on_progress)
+            except DocumentStoreError as exc:
+                raise UiError(f"The document store is unavailable: {exc}") from None
+        except BaseException:
+            _settle(copies, kept, rejected=set(copies), held=_held(store))
+            raise
+        result = report.to_dict()
+        rejected = {
+            Path(p["path"]) for kind in ("skipped", "failed") for p in result.get(kind, [])
+        }
+        _settle(copies, kept, rejected, _held(store))
+        return result
 
     def document_list(self, user: str) -> list[dict[str, Any]]:
         """The files in the user's collection (``source``, ``name``, ``chunks``, ...).
@@ -606,10 +631,40 @@ class ChatService:
             raise UiError(str(exc)) from None
         if not removed:
             raise UiError(f"Not in your collection: {Path(source).name}")
-        copy = Path(source)
-        if copy.parent == self.upload_dir(user).resolve():
+        copy = Path(source).resolve()
+        uploads = (self.settings.data_dir / "uploads" / self.collection_of(user)).resolve()
+        if copy.is_relative_to(uploads):  # in a shared collection, maybe another user's
             copy.unlink(missing_ok=True)
         return removed
+
+
+def _held(store: DocumentStore) -> set[Path]:
+    """The files the store holds passages of (resolved paths); empty if it cannot say."""
+    from tools.documents.store import DocumentStoreError
+
+    try:
+        return {Path(info.source).resolve() for info in store.sources()}
+    except DocumentStoreError:
+        return set()
+
+
+def _settle(
+    copies: list[Path], kept: dict[Path, Path], rejected: set[Path], held: set[Path]
+) -> None:
+    """Leave on disk exactly the uploads the store holds, each in the version it holds.
+
+    A copy the store does not hold goes (it could never be listed or removed). A rejected
+    copy of a name the store still holds from before gets its earlier version back; an
+    accepted one replaces it.
+    """
+    for copy in copies:
+        if copy.resolve() not in held:
+            copy.unlink(missing_ok=True)
+    for copy, backup in kept.items():
+        if copy.resolve() in held and (copy in rejected or not copy.exists()):
+            os.replace(backup, copy)
+        else:
+            backup.unlink(missing_ok=True)
 
 
 def ingest_summary(report: dict[str, Any]) -> str:

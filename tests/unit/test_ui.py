@@ -458,6 +458,63 @@ def test_two_users_uploads_are_never_visible_to_each_other(
     assert (bob_dir / "notes.md").exists()
 
 
+def test_in_a_shared_collection_two_users_files_of_one_name_are_both_kept(
+    make_settings: Callable[..., Settings], fake_model: FakeChatModel, tmp_path: Path
+) -> None:
+    settings = make_settings()
+    service = ChatService(settings, memory(settings), model=fake_model, shared_documents=True)
+    service.ingest("alice", [write(tmp_path, "report.md", TOWER)])
+    report = service.ingest("bob", [write(tmp_path, "report.md", MILL)])
+    assert [Path(f["path"]).name for f in report["added"]] == ["report.md"]
+    assert report["replaced"] == []  # Bob's file did not replace Alice's
+    listed = service.document_list("carol")  # everyone sees the shared collection
+    assert sorted(d["name"] for d in listed) == ["report.md", "report.md"]
+    assert "Ida Frane" in (service.upload_dir("alice") / "report.md").read_text()
+    assert "barley" in (service.upload_dir("bob") / "report.md").read_text()
+    # Anyone may remove a shared file, and its uploaded copy goes with it.
+    alices = next(d["source"] for d in listed if "alice" in d["source"])
+    assert service.remove_document("bob", alices) > 0
+    assert not (service.upload_dir("alice") / "report.md").exists()
+
+
+def test_an_upload_the_store_does_not_take_is_not_kept_and_the_disk_matches_the_store(
+    doc_service: ChatService, tmp_path: Path
+) -> None:
+    folder = doc_service.upload_dir("alice")
+    # Binary content: skipped, and nothing of it stays in the upload folder.
+    report = doc_service.ingest("alice", [write_bytes(tmp_path, "tool.txt", b"\x00\x01\xff" * 50)])
+    assert [Path(p["path"]).name for p in report["skipped"] + report["failed"]] == ["tool.txt"]
+    assert not (folder / "tool.txt").exists()
+    # A good file, then a bad one of the same name: what stays on disk is what the
+    # store holds (the ingest drops a file's passages when its new version is unreadable).
+    doc_service.ingest("alice", [write(tmp_path, "notes.txt", "The mill grinds barley.")])
+    doc_service.ingest("alice", [write_bytes(tmp_path, "notes.txt", b"\x00\xff" * 80)])
+    listed = [d["name"] for d in doc_service.document_list("alice")]
+    on_disk = sorted(p.name for p in folder.iterdir())  # no backups left either
+    assert on_disk == listed
+    if listed:
+        assert (folder / "notes.txt").read_text() == "The mill grinds barley."
+    # A good new version is taken.
+    report = doc_service.ingest("alice", [write(tmp_path, "notes.txt", "The mill grinds oats.")])
+    assert [Path(f["path"]).name for f in report["added"] + report["replaced"]] == ["notes.txt"]
+    assert (folder / "notes.txt").read_text() == "The mill grinds oats."
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
+def test_an_upload_that_cannot_be_read_is_a_page_error(
+    doc_service: ChatService, tmp_path: Path
+) -> None:
+    with pytest.raises(UiError, match=r"Cannot read the upload gone\.txt"):
+        doc_service.ingest("alice", [tmp_path / "gone.txt"])
+
+
+def write_bytes(folder: Path, name: str, data: bytes) -> Path:
+    place = folder / uuid.uuid4().hex
+    place.mkdir()
+    (place / name).write_bytes(data)
+    return place / name
+
+
 def test_each_user_is_answered_from_their_own_collection(
     doc_service: ChatService, tmp_path: Path
 ) -> None:
