@@ -841,23 +841,47 @@ def _misnamed_variables(environ: Mapping[str, str]) -> list[str]:
 
 
 def _unreadable(exc: Exception) -> str:
-    # What could not be read, named: the environment variable whose value is not the JSON
-    # a list or table needs, or the settings file that is not valid TOML.
-    field = re.search(
-        r'error parsing value for field "(\w+)" from source "EnvSettingsSource"', str(exc)
-    )
+    # What could not be read, named: the environment or .env variable whose value is not
+    # the JSON a list or table needs, or the settings or .env file that is not valid TOML
+    # or not UTF-8.
+    field = re.search(r'error parsing value for field "(\w+)" from source "(\w+)"', str(exc))
     if field:
         prefix = f"ASSISTANT_{field.group(1)}".upper()
-        names = sorted(n for n in os.environ if n.upper().startswith(prefix))
+        if field.group(2) == "DotEnvSettingsSource":
+            names, where = _dotenv_names(prefix), " in .env"
+        else:
+            names, where = sorted(n for n in os.environ if n.upper().startswith(prefix)), ""
         cause = f" ({exc.__cause__})" if exc.__cause__ else ""
         return (
-            f"Cannot read settings: {', '.join(names) or prefix}: a list or table value must "
-            f'be JSON, e.g. \'["a", "b"]\'{cause}'
+            f"Cannot read settings: {', '.join(names) or prefix}{where}: a list or table value "
+            f'must be JSON, e.g. \'["a", "b"]\'{cause}'
         )
+    settings_file = os.environ.get("ASSISTANT_SETTINGS_FILE", str(DEFAULT_SETTINGS_FILE))
     if isinstance(exc, tomllib.TOMLDecodeError):
-        path = os.environ.get("ASSISTANT_SETTINGS_FILE", str(DEFAULT_SETTINGS_FILE))
-        return f"Cannot read settings: {path} is not valid TOML: {exc}"
+        return f"Cannot read settings: {settings_file} is not valid TOML: {exc}"
+    if isinstance(exc, UnicodeDecodeError):
+        # Which file: the settings file if it is the one that does not decode, else .env.
+        try:
+            Path(settings_file).read_text(encoding="utf-8")
+            culprit = ".env"
+        except UnicodeDecodeError:
+            culprit = settings_file
+        except OSError:
+            culprit = ".env"
+        return (
+            f"Cannot read settings: {culprit} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        )
     return f"Cannot read settings: {exc}"
+
+
+def _dotenv_names(prefix: str) -> list[str]:
+    """The names in ./.env that start with ``prefix`` (case-insensitive), as written."""
+    try:
+        lines = Path(".env").read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    names = (line.split("=", 1)[0].removeprefix("export ").strip() for line in lines if "=" in line)
+    return sorted(n for n in names if n.upper().startswith(prefix))
 
 
 @lru_cache(maxsize=1)

@@ -256,3 +256,29 @@ def test_other_assistant_variables_are_not_settings_and_stay_allowed(
 ) -> None:
     monkeypatch.setenv(env, "x")
     assert load_settings().model.backend  # read without complaint
+
+
+def test_a_dotenv_value_that_is_not_json_names_the_variable_and_the_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".env").write_text("ASSISTANT_API__KEYS=abc\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SettingsError, match=r"ASSISTANT_API__KEYS in \.env: .*must be JSON"):
+        load_settings()
+
+
+@pytest.mark.parametrize("which", ["dotenv", "settings_file"])
+def test_a_file_that_is_not_utf8_is_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, which: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    bad = b'log_level = "INFO"\n\xff\xfe\n'
+    if which == "dotenv":
+        (tmp_path / ".env").write_bytes(b"\xff\xfeASSISTANT_LOG_LEVEL=INFO\n")
+        named = ".env"
+    else:
+        (tmp_path / "mine.toml").write_bytes(bad)
+        monkeypatch.setenv("ASSISTANT_SETTINGS_FILE", str(tmp_path / "mine.toml"))
+        named = "mine.toml"
+    with pytest.raises(SettingsError, match=rf"{re.escape(named)} is not UTF-8 text"):
+        load_settings()
