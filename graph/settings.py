@@ -674,6 +674,13 @@ class Settings(BaseSettings):
         description="Everything the assistant writes lives here (ASSISTANT_DATA_DIR).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_any_case(cls, value: Any) -> Any:
+        # "info" means INFO, as it does to Python's logging and uvicorn.
+        return value.strip().upper() if isinstance(value, str) else value
+
     model: ModelSettings = Field(default_factory=ModelSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     context: ContextSettings = Field(default_factory=ContextSettings)

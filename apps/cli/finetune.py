@@ -109,6 +109,8 @@ def prepare_command(
 
     settings = cli_settings()
     cfg = settings.finetune
+    if not dataset.is_file():
+        raise _fail(f"no such dataset file: {dataset}")
     try:
         examples = load_dataset(dataset)
     except DatasetError as exc:
@@ -175,6 +177,8 @@ def train_command(
             if run.status != "training":
                 raise _fail(f"run {run.run_id} is {run.status}; nothing to resume")
         else:
+            if not dataset.is_file():
+                raise _fail(f"no such dataset file: {dataset}")
             gguf = _base_gguf(base, settings)
             hf_dir = prepare_base(gguf, settings.cache_dir)
             run, run_dir, _, _ = new_run(settings.finetune, dataset, gguf, hf_dir, runs_dir)

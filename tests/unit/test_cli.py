@@ -193,3 +193,28 @@ def test_a_taken_port_is_a_clear_error_before_any_address_is_announced(command: 
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "http://" not in done.stdout  # nothing announced that does not answer
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["chat", "--thread", "", "-m", "hi"], "--thread is empty"),
+        (["chat", "--thread", "   ", "-m", "hi"], "--thread is empty"),
+        (["memory", "search", ""], "the query is empty"),
+        (["memory", "search", "  "], "the query is empty"),
+        (["graph", "--format", "ascii", "-o", "picture.png"], "writes text, not an image"),
+        (["graph", "--format", "mermaid", "-o", "picture.SVG"], "writes text, not an image"),
+        (["finetune", "prepare", "-d", "/no/such/data.jsonl"], "no such dataset file"),
+    ],
+)
+def test_empty_or_mismatched_arguments_are_usage_errors(args: list[str], says: str) -> None:
+    done = assistant(*args)
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("level", ["info", "Debug", " warning "])
+def test_the_log_level_may_be_written_in_any_case(level: str) -> None:
+    done = assistant("threads", "list", ASSISTANT_LOG_LEVEL=level)
+    assert done.returncode == 0, done.stderr

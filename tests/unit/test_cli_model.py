@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ class Joins:
     [
         ({"model": {"backend": "llamacpp"}}, False, True),
         ({"model": {"backend": "llamacpp"}}, True, False),
-        ({"model": {"backend": "llamacpp", "gguf_path": "/some/other.gguf"}}, False, False),
+        ({"model": {"backend": "llamacpp", "gguf_path": __file__}}, False, False),
         ({"model": {"backend": "fake"}}, False, False),
     ],
 )
@@ -65,7 +66,7 @@ def test_a_chat_joins_the_default_model_first_only_when_it_will_load_it(
     joins = Joins()
     monkeypatch.setattr(files, "prepare_split_model", joins)
     monkeypatch.setattr(files, "is_prepared", lambda cache_dir, model=DEFAULT_MODEL: prepared)
-    cli._default_model_ready(load_settings(**settings))
+    cli._model_ready(load_settings(**settings))
     assert bool(joins.calls) is joined
     assert ("joined once" in capsys.readouterr().err) is joined
 
@@ -76,6 +77,25 @@ def test_parts_that_do_not_join_end_the_command_with_the_reason(
     monkeypatch.setattr(files, "prepare_split_model", Joins(fail=True))
     monkeypatch.setattr(files, "is_prepared", lambda cache_dir, model=DEFAULT_MODEL: False)
     with pytest.raises(typer.Exit) as done:
-        cli._default_model_ready(load_settings(model={"backend": "llamacpp"}))
+        cli._model_ready(load_settings(model={"backend": "llamacpp"}))
     assert done.value.exit_code == 1
     assert "add up to 3 bytes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key", ["gguf_path", "lora_path"])
+@pytest.mark.parametrize("command", ["serve", "chat"])
+def test_a_missing_model_file_ends_the_command_before_it_starts(
+    tmp_path: Path, key: str, command: str
+) -> None:
+    missing = tmp_path / "gone.gguf"
+    env = {"ASSISTANT_MODEL__BACKEND": "llamacpp", f"ASSISTANT_MODEL__{key.upper()}": str(missing)}
+    if key == "lora_path":
+        env["ASSISTANT_MODEL__GGUF_PATH"] = __file__  # a file that exists
+    with socket.socket() as probe:  # a port that is free now
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    args = ["serve", "--port", port] if command == "serve" else ["chat", "-m", "hi"]
+    done = assistant(*args, **env)
+    assert done.returncode == 1, done.stderr
+    assert f"no such file: {missing} (model.{key})" in done.stderr
+    assert "http://" not in done.stdout  # no address announced that would only fail
