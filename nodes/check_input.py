@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -21,6 +23,7 @@ from graph.errors import InvalidMessageError, MessageTooLongError
 from graph.messages import BLOCKED_KEY, CHECKED_KEY, WITHHELD, is_blocked, new_message
 from graph.settings import SafetyLevel
 from graph.state import State
+from tools.guardrails import SafetyVerdict
 from tools.guardrails.guard import InputGuard, guard_for, refusal_text
 from tools.prompting import MESSAGE_OVERHEAD, REPLY_PRIMER
 from tools.prompting import system_text as full_system_text
@@ -88,8 +91,38 @@ def route_after_check(state: State) -> Literal["detect_alias", "refuse", "reject
     return "refuse"
 
 
+class _Verdicts:
+    """The guardrail's recent verdicts by (level, text): a bounded, thread-safe LRU.
+
+    The verdict on a text at a level does not change (the judge's is a probability, not
+    a sample), and an API client that keeps no thread resends its whole conversation
+    with every request: each earlier message was that client's last one a request
+    before, so it is checked once, not once per request.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[tuple[str, str], SafetyVerdict] = OrderedDict()
+
+    def check(self, guard: InputGuard, text: str, level: SafetyLevel) -> SafetyVerdict:
+        """``guard.check(text, level)``, answered from memory when it was asked before."""
+        key = (level, text)
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return self._kept[key]
+        verdict = guard.check(text, level)
+        with self._lock:
+            self._kept[key] = verdict
+            while len(self._kept) > self.size:
+                self._kept.popitem(last=False)
+        return verdict
+
+
 def make_check_input(deps: Deps) -> ContextNode:
     """Build the ``check_input`` node."""
+    verdicts = _Verdicts()
 
     def check_input(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         """Validate the new message, then apply the input guardrail of this run's level."""
@@ -118,8 +151,8 @@ def make_check_input(deps: Deps) -> ContextNode:
         # The guard is built on the first message, not with the graph: a picture of the
         # graph or the dev server's start-up loads no embeddings.
         guard = guard_for(deps.settings, deps.safety, lambda: deps.model, deps.can_judge)
-        earlier = _check_earlier(deps, guard, state.messages[:-1], level)
-        verdict = guard.check(text, level)
+        earlier = _check_earlier(deps, verdicts, guard, state.messages[:-1], level)
+        verdict = verdicts.check(guard, text, level)
         update: dict[str, Any] = {**_turn_reset(state), "safety": verdict.as_dict()}
         update["messages"] = [*earlier, _checked(message)]
         if not verdict.allowed:
@@ -149,7 +182,11 @@ def _withheld(message: BaseMessage) -> HumanMessage:
 
 
 def _check_earlier(
-    deps: Deps, guard: InputGuard, messages: Sequence[AnyMessage], level: SafetyLevel
+    deps: Deps,
+    verdicts: _Verdicts,
+    guard: InputGuard,
+    messages: Sequence[AnyMessage],
+    level: SafetyLevel,
 ) -> list[BaseMessage]:
     """Check the history's user messages that no turn checked; the updates they need.
 
@@ -170,7 +207,7 @@ def _check_earlier(
             continue
         if message.additional_kwargs.get(CHECKED_KEY):
             continue
-        verdict = guard.check(message.text.strip(), level)
+        verdict = verdicts.check(guard, message.text.strip(), level)
         if verdict.allowed:
             updates.append(_checked(message))
             continue

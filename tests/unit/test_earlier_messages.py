@@ -86,3 +86,25 @@ def test_passed_messages_are_marked_and_keep_their_text(fake_graph: Any) -> None
     humans = [m for m in state["messages"] if isinstance(m, HumanMessage)]
     assert [m.text for m in humans] == ["hello", "how are you"]
     assert all(m.additional_kwargs.get(CHECKED_KEY) for m in humans)
+
+
+def test_a_conversation_resent_in_full_is_not_checked_again(
+    fake_graph: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A client without a thread sends the whole conversation each time (new threads).
+    checked: list[str] = []
+    real = InputGuard.check
+
+    def spy(self: InputGuard, text: str, level: Any) -> Any:
+        checked.append(text)
+        return real(self, text, level)
+
+    monkeypatch.setattr(InputGuard, "check", spy)
+    run(fake_graph, [HumanMessage("one")], name="r1")
+    run(fake_graph, [HumanMessage("one"), AIMessage("a"), HumanMessage("two")], name="r2")
+    history = [HumanMessage("one"), AIMessage("a"), HumanMessage("two"), AIMessage("b")]
+    run(fake_graph, [*history, HumanMessage("three")], name="r3")
+    assert checked == ["one", "two", "three"]
+    # At another level the verdict may differ: checked again.
+    run(fake_graph, [HumanMessage("one")], name="r4", safety_level="strict")
+    assert checked == ["one", "two", "three", "one"]
