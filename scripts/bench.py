@@ -802,6 +802,9 @@ EVERYDAY = [
 ]
 
 
+REWORDINGS = ("", " Thanks!", " Please be brief.", " Just curious.", " Any tips?")
+
+
 def bench_safety(path: Path, data_dir: Path, reps: int) -> None:
     """The input check's cost per turn: TTFT with all layers vs. the lexical layer alone."""
     from tools.guardrails import SafetyFilter
@@ -835,7 +838,11 @@ def bench_safety(path: Path, data_dir: Path, reps: int) -> None:
     semantic = deps_guard.semantic
     assert semantic is not None
     for rep in range(reps):
-        for i, text in enumerate(EVERYDAY):
+        for i, everyday in enumerate(EVERYDAY):
+            # Each repetition words the message a little differently: the graph keeps its
+            # recent verdicts by text, and a repeated text would be timed as free.
+            cycle, wording = divmod(rep, len(REWORDINGS))
+            text = everyday + REWORDINGS[wording] + (f" ({cycle})" if cycle else "")
             order = ("layered", "lexical") if (i + rep) % 2 == 0 else ("lexical", "layered")
             for which in order:  # interleaved, so drift and cache effects hit both alike
                 config: RunnableConfig = {"configurable": {"thread_id": f"{which}-{rep}-{i}"}}
