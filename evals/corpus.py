@@ -424,20 +424,27 @@ def corpus_files(evals_dir: Path = CORPORA_DIR) -> list[Path]:
 
 
 def resolve_corpus(name_or_path: str, evals_dir: Path = CORPORA_DIR) -> Path:
-    """A corpus file from a name (``routing`` → ``evals/routing.yaml``) or a path.
+    """A corpus file from a name (``routing`` → ``evals/corpora/routing.yaml``) or a path.
 
     Raises:
-        EvalError: There is no such corpus; the message lists the available ones.
+        EvalError: There is no such corpus (the message lists the available ones), or the
+            path is a directory.
     """
     given = Path(name_or_path).expanduser()
+    directory = EvalError(
+        f"{name_or_path} is a directory, not a corpus file: name its files, or run every "
+        f"corpus in it with --evals-dir {name_or_path}"
+    )
     if given.suffix in CORPUS_SUFFIXES or os.sep in name_or_path:
         if given.is_file():
             return given
-        raise EvalError(f"no such corpus file: {name_or_path}")
+        raise directory if given.is_dir() else EvalError(f"no such corpus file: {name_or_path}")
     for suffix in CORPUS_SUFFIXES:
         candidate = evals_dir / f"{name_or_path}{suffix}"
         if candidate.is_file():
             return candidate
+    if given.is_dir():  # a bare folder name: the corpus names came first
+        raise directory
     known = ", ".join(p.stem for p in corpus_files(evals_dir)) or "none"
     raise EvalError(f"unknown corpus {name_or_path!r} (in {evals_dir}: {known})")
 

@@ -5,7 +5,9 @@ The record's JSON Schema is ``evals/run.schema.json`` (:func:`run_schema`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+import tempfile
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -97,6 +99,14 @@ class RunRecord(BaseModel):
     per_corpus: dict[str, PassRate]
     per_tag: dict[str, PassRate]
     cases: list[CaseResult]
+    interrupted: bool = Field(
+        False,
+        description="Stopped (Ctrl-C) before every case ran: cases and pass rates hold "
+        "only the cases that finished.",
+    )
+    planned: int | None = Field(
+        None, description="Cases the run was to run (set when it was interrupted)."
+    )
 
     def case(self, corpus: str, case_id: str) -> CaseResult | None:
         """The result of one case, or None."""
@@ -131,18 +141,55 @@ def default_runs_dir(settings: Settings) -> Path:
     return settings.data_dir / "evals" / "runs"
 
 
+def check_runs_dir(runs_dir: Path) -> None:
+    """Make sure run records can be written to ``runs_dir`` (created if missing).
+
+    Called before a run starts, so that a run of an hour is not lost at the end to a
+    directory that cannot be written: a probe file is created and removed.
+
+    Raises:
+        EvalError: The directory cannot be created or written.
+    """
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=runs_dir, prefix=".probe-", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        raise EvalError(
+            f"cannot write run records to {runs_dir}: {exc.strerror or exc} "
+            "(choose another with --runs-dir)"
+        ) from None
+
+
 def save_run(record: RunRecord, runs_dir: Path) -> Path:
     """Write the record as ``<runs_dir>/<run_id>.json`` and return the path.
+
+    The file appears whole or not at all: the record is written to a temporary file in
+    the same directory, which then replaces the target (``os.replace``), so a crash or a
+    full disk never leaves half a record for reports to trip over.
 
     Raises:
         EvalError: The directory or file cannot be written.
     """
     path = runs_dir / f"{record.run_id}.json"
+    temporary: str | None = None
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(record.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        # The temporary name does not end in .json: list_runs never sees it.
+        handle, temporary = tempfile.mkstemp(
+            dir=runs_dir, prefix=f".{record.run_id}.", suffix=".tmp"
+        )
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(record.model_dump_json(indent=2) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+        temporary = None
     except OSError as exc:
         raise EvalError(f"cannot write the run record {path}: {exc}") from None
+    finally:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
     return path
 
 
@@ -174,17 +221,40 @@ def list_runs(runs_dir: Path) -> list[Path]:
     return sorted(runs_dir.glob("*.json"))
 
 
-def find_run(given: str | None, runs_dir: Path) -> Path:
+Skipped = Callable[[Path, EvalError], None]
+"""Told about a run file that a search skipped because it cannot be read as a record."""
+
+
+def _newest_readable(candidates: list[Path], on_skip: Skipped | None) -> Path | None:
+    """The newest of ``candidates`` (oldest first) that loads as a run record."""
+    for path in reversed(candidates):
+        try:
+            load_run(path)
+        except EvalError as exc:
+            if on_skip is not None:
+                on_skip(path, exc)
+            continue
+        return path
+    return None
+
+
+def find_run(given: str | None, runs_dir: Path, on_skip: Skipped | None = None) -> Path:
     """A run file from a path, a run id (or a unique part of one), or None for the latest.
+
+    The latest run (``given`` None or ``latest``) is the newest file that reads as a run
+    record: corrupt or foreign files are skipped and passed to ``on_skip``. A run named
+    explicitly is returned as it is; loading it reports what is wrong with it.
 
     Raises:
         EvalError: No such run, or the part matches several.
     """
     runs = list_runs(runs_dir)
     if given is None or given == "latest":
-        if not runs:
-            raise EvalError(f"no runs in {runs_dir}: run `assistant eval` first")
-        return runs[-1]
+        latest = _newest_readable(runs, on_skip)
+        if latest is None:
+            found = f" ({len(runs)} unreadable files)" if runs else ""
+            raise EvalError(f"no runs in {runs_dir}{found}: run `assistant eval` first")
+        return latest
     path = Path(given).expanduser()
     if path.is_file():
         return path
@@ -197,11 +267,15 @@ def find_run(given: str | None, runs_dir: Path) -> Path:
     raise EvalError(f"no such run file or run id: {given} (runs are in {runs_dir})")
 
 
-def previous_run(run: Path, runs_dir: Path) -> Path | None:
-    """The run before ``run`` in the runs directory, or None."""
+def previous_run(run: Path, runs_dir: Path, on_skip: Skipped | None = None) -> Path | None:
+    """The newest readable run before ``run`` in the runs directory, or None.
+
+    Files that do not read as run records (corrupt, half-written by an older version,
+    foreign) are skipped and passed to ``on_skip``: one bad old file must not block
+    reporting a good run.
+    """
     runs = [r for r in list_runs(runs_dir) if r.resolve() != run.resolve()]
-    older = [r for r in runs if r.stem < run.stem]
-    return older[-1] if older else None
+    return _newest_readable([r for r in runs if r.stem < run.stem], on_skip)
 
 
 Status = Literal["passed", "failed", "known_failure"]

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +37,17 @@ from tools.memory.store import index_config
 from tools.models import ModelLoadError
 
 # --- running --------------------------------------------------------------------------
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_evals`: carries the record of the cases that finished.
+
+    A ``KeyboardInterrupt``, so a caller that does not look for it is still interrupted.
+    """
+
+    def __init__(self, record: RunRecord) -> None:
+        super().__init__(f"interrupted after {len(record.cases)} of {record.planned} cases")
+        self.record = record
 
 
 def model_settings(model: str | None) -> dict[str, Any]:
@@ -265,6 +276,29 @@ def plan_run(
     return jobs
 
 
+def run_settings(
+    settings: Settings, model: str | None, jobs: int | None = None, chat_model: Any = None
+) -> Settings:
+    """The settings a run uses (``--model`` applied), checked before anything runs.
+
+    Raises:
+        EvalError: The model choice or settings are invalid, or ``jobs`` is above 1 for a
+            real model (see :func:`run_evals`).
+    """
+    try:
+        settings = load_settings(**deep_merge(settings.model_dump(), model_settings(model)))
+    except SettingsError as exc:
+        raise EvalError(str(exc)) from None
+    if jobs is not None and jobs > 1 and settings.model.backend != "fake" and chat_model is None:
+        # Refused rather than ignored: a real model runs one case at a time (one model,
+        # one llama.cpp context), and a run planned around -j 4 would take 4 times longer.
+        raise EvalError(
+            f"--jobs {jobs} needs the fake model: the {settings.model.backend} backend runs "
+            "one case at a time (drop -j, or use --model fake)"
+        )
+    return settings
+
+
 def run_evals(
     corpora: Sequence[Corpus],
     settings: Settings,
@@ -296,18 +330,17 @@ def run_evals(
         The run record (not yet saved; see :func:`save_run`).
 
     Raises:
-        EvalError: Nothing to run, invalid overrides, or the model cannot be loaded.
+        EvalError: Nothing to run, invalid overrides, ``jobs`` above 1 for a real model,
+            or the model cannot be loaded.
+        RunInterrupted: Ctrl-C; its ``record`` holds the cases that finished.
     """
-    try:
-        settings = load_settings(**deep_merge(settings.model_dump(), model_settings(model)))
-    except SettingsError as exc:
-        raise EvalError(str(exc)) from None
+    settings = run_settings(settings, model, jobs, chat_model)
+    parallel = settings.model.backend == "fake" or chat_model is not None
     started = datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix="assistant-eval-") as tmp:
         planned = plan_run(corpora, settings, Path(tmp), tags)
         if not planned:
             raise EvalError(f"no case has any of the tags {', '.join(tags)}")
-        parallel = settings.model.backend == "fake" or chat_model is not None
         workers = max(1, jobs or os.cpu_count() or 1) if parallel else 1
         runner = _Runner(Path(tmp), similarity, chat_model, make_store)
         results: list[CaseResult | None] = [None] * len(planned)
@@ -323,16 +356,52 @@ def run_evals(
                 if on_case:
                     on_case(result, done, len(planned))
 
+        def record(interrupted: bool = False) -> RunRecord:
+            with lock:
+                cases = [r for r in results if r is not None]
+            return _record(
+                corpora,
+                settings,
+                model=model,
+                tags=tags,
+                started=started,
+                cases=cases,
+                planned=len(planned) if interrupted else None,
+            )
+
         try:
             if workers == 1:
                 for index in range(len(planned)):
                     one(index)
             else:
-                with ThreadPoolExecutor(max_workers=workers) as pool:
-                    list(pool.map(one, range(len(planned))))
+                pool = ThreadPoolExecutor(max_workers=workers)
+                try:
+                    futures = [pool.submit(one, index) for index in range(len(planned))]
+                    wait(futures, return_when=FIRST_EXCEPTION)
+                    for future in futures:
+                        future.result()
+                finally:
+                    # On Ctrl-C (or a model error) cases not yet started are dropped; the
+                    # running ones finish, so the temporary store is not pulled from
+                    # under them.
+                    pool.shutdown(wait=True, cancel_futures=True)
         except ModelLoadError as exc:
             raise EvalModelError(f"model error: {exc}") from None
-    cases = [r for r in results if r is not None]
+        except KeyboardInterrupt:
+            raise RunInterrupted(record(interrupted=True)) from None
+    return record()
+
+
+def _record(
+    corpora: Sequence[Corpus],
+    settings: Settings,
+    *,
+    model: str | None,
+    tags: Sequence[str],
+    started: datetime,
+    cases: list[CaseResult],
+    planned: int | None,
+) -> RunRecord:
     return RunRecord(
         run_id=new_run_id(started),
         started=started,
@@ -351,6 +420,8 @@ def run_evals(
             for tag in sorted({t for r in cases for t in r.tags})
         },
         cases=cases,
+        interrupted=planned is not None,
+        planned=planned,
     )
 
 

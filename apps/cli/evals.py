@@ -20,6 +20,8 @@ from apps.cli.console import cli_settings, err, out
 from evals.corpus import CORPORA_DIR, EvalError, EvalModelError, load_corpora
 from evals.records import (
     CaseResult,
+    RunRecord,
+    check_runs_dir,
     default_runs_dir,
     find_run,
     load_run,
@@ -64,7 +66,8 @@ def run_command(
     corpora: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Corpus names (routing = evals/routing.yaml) or files; none = all in evals/.",
+            help="Corpus names (routing = evals/corpora/routing.yaml) or files; "
+            "none = all in evals/corpora/ (see --evals-dir).",
             metavar="[CORPUS]...",
             show_default=False,
         ),
@@ -92,7 +95,13 @@ def run_command(
     runs_dir: RunsDirOption = None,
     jobs: Annotated[
         int | None,
-        typer.Option("--jobs", "-j", min=1, help="Cases at a time (fake model only)."),
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Cases at a time (default: CPUs). Fake model only: above 1 with a real "
+            "model is refused (it runs one case at a time).",
+        ),
     ] = None,
     evals_dir: Annotated[
         Path, typer.Option("--evals-dir", help="Where corpus names are looked up.")
@@ -104,13 +113,19 @@ def run_command(
     """Run corpora through the real graph, save the run record, print the summary.
 
     Exit status: 0, or 1 when the pass rate is under --min-pass-rate (or the model cannot
-    be loaded), 2 for a bad corpus, option or setting.
+    be loaded), 2 for a bad corpus, option, setting or runs directory, 130 on Ctrl-C (the
+    cases finished so far are saved as a run record marked interrupted).
     """
-    from evals.runner import run_evals  # the graph and the models: only to run cases
+    from evals.runner import RunInterrupted, run_evals, run_settings  # the graph: to run only
 
     settings = cli_settings()
+    directory = runs_dir or default_runs_dir(settings)
     try:
         loaded = load_corpora(corpora or [], evals_dir)
+        # Before any case runs: a directory that cannot take the record is found now,
+        # not after an hour of cases.
+        check_runs_dir(directory)
+        run_settings(settings, model, jobs)  # a bad --model or -j, before the progress bar
     except EvalError as exc:
         raise _fail(exc) from None
     total = sum(len(c) for c in loaded)
@@ -153,8 +168,12 @@ def run_command(
         except EvalError as exc:
             progress.stop()
             raise _fail(exc, 1 if isinstance(exc, EvalModelError) else 2) from None
+        except RunInterrupted as stop:
+            progress.stop()
+            _save_interrupted(stop.record, directory)
+            raise typer.Exit(130) from None
     try:
-        path = save_run(record, runs_dir or default_runs_dir(settings))
+        path = save_run(record, directory)
     except EvalError as exc:
         raise _fail(exc, 1) from None
     if as_json:
@@ -171,6 +190,33 @@ def run_command(
             f"{min_pass_rate:.1%}[/red]"
         )
         raise typer.Exit(1)
+
+
+def _save_interrupted(record: RunRecord, directory: Path) -> None:
+    """Save the cases a Ctrl-C left finished, and say where (nothing saved if none ran)."""
+    ran = f"{len(record.cases)} of {record.planned} cases"
+    if not record.cases:
+        err.print(f"interrupted: {ran} finished, no run record saved", highlight=False)
+        return
+    try:
+        path = save_run(record, directory)
+    except EvalError as exc:
+        err.print(f"interrupted: {ran} finished; {escape(str(exc))}", highlight=False)
+        return
+    err.print(
+        f"interrupted: {ran} finished; partial run record (marked interrupted): "
+        f"{escape(str(path))}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _warn_skipped(path: Path, exc: EvalError) -> None:
+    err.print(
+        f"[yellow]warning:[/yellow] skipped {escape(path.name)}: {escape(str(exc))}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @eval_app.command("report")
@@ -197,9 +243,13 @@ def report_command(
     settings = cli_settings()
     directory = runs_dir or default_runs_dir(settings)
     try:
-        run_path = find_run(run, directory)
+        run_path = find_run(run, directory, on_skip=_warn_skipped)
         record = load_run(run_path)
-        base_path = find_run(baseline, directory) if baseline else previous_run(run_path, directory)
+        base_path = (
+            find_run(baseline, directory)
+            if baseline
+            else previous_run(run_path, directory, on_skip=_warn_skipped)
+        )
         base = load_run(base_path) if base_path else None
         target = output or run_path.with_suffix(".html")
         write_report(record, target, base)

@@ -422,7 +422,10 @@ def test_find_run(tmp_path: Path) -> None:
     runs.mkdir()
     for name in ("20250101T000000Z-aaaaaa", "20250102T000000Z-bbbbbb"):
         (runs / f"{name}.json").write_text("{}")
-    assert find_run(None, runs).stem == "20250102T000000Z-bbbbbb"
+    # Not run records: the latest run is the newest that reads as one, and there is none.
+    with pytest.raises(EvalError, match=r"no runs in .*\(2 unreadable files\)"):
+        find_run(None, runs)
+    assert find_run("bbbbbb", runs).stem == "20250102T000000Z-bbbbbb"
     assert find_run("aaaaaa", runs).stem == "20250101T000000Z-aaaaaa"
     with pytest.raises(EvalError, match="matches several runs"):
         find_run("2025", runs)
@@ -515,7 +518,9 @@ def test_unloadable_model_stops_the_run(cli: CliRunner, tmp_path: Path) -> None:
     )
     assert done.exit_code == 1, done.output
     assert "model error" in done.output
-    assert not (tmp_path / "r").exists()  # no record of a run that could not run
+    # The runs directory is checked (created) before the run; no record of a run that
+    # could not run is in it.
+    assert list((tmp_path / "r").iterdir()) == []
 
 
 def test_shipped_corpora_are_found_by_name(cli: CliRunner, tmp_path: Path) -> None:
