@@ -212,8 +212,27 @@ def load_file(path: str | Path, kind: str | None = None) -> list[Document]:
     return load_bytes(read_bytes(file), kind or kind_of(file) or "text")
 
 
+# A PDF starts with this header (after nothing but whitespace, when it is not named .pdf:
+# a looser test would take a text file that mentions "%PDF-" near its top for a PDF).
+_PDF_MAGIC = re.compile(rb"\s*%PDF-\d")
+
+
+def sniff_kind(data: bytes, kind: str) -> str:
+    """The loader the content asks for, whatever the name said: ``pdf`` for a PDF.
+
+    An uncompressed PDF renamed ``.txt`` (or given without an extension) decodes as text
+    and would be stored as raw PDF syntax; its ``%PDF-`` header says what it is.
+    """
+    return "pdf" if kind != "pdf" and _PDF_MAGIC.match(data[:64]) else kind
+
+
 def load_bytes(data: bytes, kind: str) -> list[Document]:
-    """Like :func:`load_file` on bytes already read."""
+    """Like :func:`load_file` on bytes already read.
+
+    A file whose bytes start with the PDF header is loaded as a PDF whatever ``kind``
+    says (see :func:`sniff_kind`); its documents then have ``kind`` ``pdf``.
+    """
+    kind = sniff_kind(data, kind)
     if kind == "pdf":
         documents = load_pdf(data)
     else:

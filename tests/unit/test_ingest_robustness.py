@@ -1,0 +1,89 @@
+"""Ingest when a file is not what its name says, is only headings, or is too big."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from graph.settings import Settings
+from tests.support.pdfgen import make_pdf
+from tests.unit.test_ingest import DictStore
+from tools.documents.ingest import ingest
+from tools.documents.loaders import (
+    BadFile,
+    load_bytes,
+    load_file,
+    sniff_kind,
+)
+
+# --- 6. a PDF is a PDF whatever its name ------------------------------------------------
+
+
+def ascii_pdf(pages: list[str]) -> bytes:
+    """An uncompressed PDF of ASCII only (no binary comment line): valid UTF-8 text."""
+    data = make_pdf(pages)
+    header, binary_comment, rest = data.split(b"\n", 2)
+    assert binary_comment.startswith(b"%\xe2")
+    # The xref offsets count bytes: pad the comment to the same length in ASCII.
+    return header + b"\n" + b"%" + b"a" * (len(binary_comment) - 1) + b"\n" + rest
+
+
+@pytest.mark.parametrize("name", ["report.txt", "report.md", "report.html", "report.dat"])
+@pytest.mark.parametrize("make", [make_pdf, ascii_pdf])
+def test_a_renamed_pdf_is_loaded_as_a_pdf(
+    tmp_path: Path, name: str, make: Callable[[list[str]], bytes]
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(make(["Quarterly revenue rose.", "Costs fell."]))
+    documents = load_file(path)
+    assert [d.page_content for d in documents] == ["Quarterly revenue rose.", "Costs fell."]
+    assert [d.metadata for d in documents] == [
+        {"page": 1, "kind": "pdf"},
+        {"page": 2, "kind": "pdf"},
+    ]
+    assert not any("obj" in d.page_content or "endstream" in d.page_content for d in documents)
+
+
+@pytest.mark.parametrize(
+    ("data", "kind", "expected"),
+    [
+        (b"%PDF-1.7\n...", "text", "pdf"),
+        (b"\n  \r\n%PDF-1.4\n...", "markdown", "pdf"),  # whitespace before the header
+        (b"%PDF-2.0", "html", "pdf"),
+        (b"%PDF-1.4", "pdf", "pdf"),
+        (b"Notes on the format.\n%PDF-1.4 is the header of a PDF file.\n", "text", "text"),
+        (b"# The %PDF- header\n", "markdown", "markdown"),
+        (b"%PDF-", "text", "text"),  # no version: not the header
+        (b"<p>%PDF-1.4</p>", "html", "html"),
+    ],
+)
+def test_sniff_kind(data: bytes, kind: str, expected: str) -> None:
+    assert sniff_kind(data, kind) == expected
+
+
+def test_a_text_file_that_mentions_the_header_stays_text() -> None:
+    (document,) = load_bytes(b"About PDFs: every file starts with %PDF-1.4 or so.", "text")
+    assert document.metadata == {"kind": "text"}
+
+
+def test_a_broken_pdf_named_txt_fails_as_a_pdf_not_stored_as_syntax() -> None:
+    with pytest.raises(BadFile, match="corrupt PDF"):
+        load_bytes(b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\n", "text")
+
+
+def test_ingest_stores_a_renamed_pdf_as_pages(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "scan.txt").write_bytes(ascii_pdf(["The kettle holds 1.7 litres."]))
+    (folder / "notes.txt").write_text("Plain notes.")
+    store = DictStore(make_settings())
+    report = ingest(store, [folder])  # type: ignore[arg-type]
+    assert sorted(Path(f.path).name for f in report.added) == ["notes.txt", "scan.txt"]
+    texts = {m["name"]: (text, m.get("page")) for text, m in store.chunks.values()}
+    text, page = texts["scan.txt"]
+    assert "The kettle holds 1.7 litres." in text and page == 1
+    assert "%PDF" not in text and "endobj" not in text
