@@ -13,8 +13,10 @@ from tests.unit.test_ingest import DictStore
 from tools.documents.ingest import ingest
 from tools.documents.loaders import (
     BadFile,
+    html_sections,
     load_bytes,
     load_file,
+    markdown_sections,
     sniff_kind,
 )
 
@@ -87,3 +89,62 @@ def test_ingest_stores_a_renamed_pdf_as_pages(
     text, page = texts["scan.txt"]
     assert "The kettle holds 1.7 litres." in text and page == 1
     assert "%PDF" not in text and "endobj" not in text
+
+
+# --- 7. headings are text -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("markdown", "expected"),
+    [
+        ("# Release checklist\n", "# Release checklist"),
+        ("# Plan\n## Phase one\n### Week 1\n", "# Plan\n\n## Phase one\n\n### Week 1"),
+        ("Title\n=====\n\nSubtitle\n--------\n", "Title\n=====\n\nSubtitle\n--------"),
+        ("# Guide ##\n\n\n## Appendix #\n", "# Guide ##\n\n## Appendix #"),
+        ("## Only\n# Out of order\n", "## Only\n\n# Out of order"),
+    ],
+)
+def test_a_markdown_file_of_headings_alone_is_kept(
+    tmp_path: Path, markdown: str, expected: str
+) -> None:
+    path = tmp_path / "outline.md"
+    path.write_text(markdown)
+    (document,) = load_file(path)
+    assert document.page_content == expected
+    assert document.metadata == {"kind": "markdown"}
+
+
+def test_headings_alone_after_front_matter_are_kept() -> None:
+    sections = markdown_sections("---\ntitle: x\n---\n# A\n## B\n")
+    assert sections == [(None, "---\ntitle: x\n---"), (None, "# A\n\n## B")]
+
+
+def test_a_bare_heading_next_to_sections_with_text_is_still_dropped() -> None:
+    # Unchanged: a chunk of one heading would crowd real passages out of retrieval.
+    sections = markdown_sections("# A\n\nText.\n\n# Empty\n\n# C\n\nMore.\n")
+    assert sections == [("A", "# A\n\nText."), ("C", "# C\n\nMore.")]
+
+
+@pytest.mark.parametrize(
+    ("html", "expected"),
+    [
+        ("<h1>Contents</h1><h2>Part one</h2><h2>Part two</h2>", "Contents\n\nPart one\n\nPart two"),
+        ("<html><body><h3>Closed today</h3><script>x()</script></body></html>", "Closed today"),
+    ],
+)
+def test_an_html_page_of_headings_alone_is_kept(html: str, expected: str) -> None:
+    assert html_sections(html) == [(None, expected)]
+    (document,) = load_bytes(html.encode(), "html")
+    assert document.page_content == expected
+
+
+def test_ingest_adds_a_headings_only_file(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    path = tmp_path / "toc.md"
+    path.write_text("# Warranty terms\n## Seven years on the heating element\n")
+    store = DictStore(make_settings())
+    report = ingest(store, [path])  # type: ignore[arg-type]
+    assert [Path(f.path).name for f in report.added] == ["toc.md"] and not report.skipped
+    (text,) = [t for t, _ in store.chunks.values()]
+    assert "Seven years on the heating element" in text

@@ -331,7 +331,9 @@ def markdown_sections(text: str) -> list[tuple[str | None, str]]:
 
     The heading line stays at the top of its section's text. Headings inside fenced
     code blocks and YAML front matter are not headings. Sections holding only a heading
-    are dropped.
+    are dropped (a chunk of a heading alone would crowd real passages out of retrieval),
+    unless no heading has text under it: then the headings are the text (an outline, a
+    title page), kept as one section without a path.
     """
     lines = text.splitlines()
     sections: list[tuple[str | None, str]] = []
@@ -339,10 +341,14 @@ def markdown_sections(text: str) -> list[tuple[str | None, str]]:
     current: list[str] = []
     has_body = False
 
+    bare: list[str] = []  # headings without text, in file order
+
     def flush() -> None:
         if has_body:
             path = SECTION_SEPARATOR.join(title for _, title in trail) or None
             sections.append((path, _clean("\n".join(current))))
+        elif trail:
+            bare.append(_clean("\n".join(current)))
 
     def open_section(level: int, title: str, raw: list[str]) -> None:
         nonlocal current, has_body
@@ -390,7 +396,7 @@ def markdown_sections(text: str) -> list[tuple[str | None, str]]:
         has_body = has_body or bool(line.strip())
         i += 1
     flush()
-    return sections
+    return _headings_as_text(sections, bare)
 
 
 _DROP_TAGS = (
@@ -483,12 +489,22 @@ def _drop_hidden(soup: Any) -> None:
                 string.extract()
 
 
+def _headings_as_text(
+    sections: list[tuple[str | None, str]], bare: list[str]
+) -> list[tuple[str | None, str]]:
+    """The sections, plus the bare headings as one section when no heading had text."""
+    if bare and not any(path for path, _ in sections):
+        return [*sections, (None, "\n\n".join(bare))]
+    return sections
+
+
 def html_sections(text: str) -> list[tuple[str | None, str]]:
     """Visible HTML text split at ``h1``-``h6``: (heading path or None, text) in order.
 
     Scripts, styles and other invisible elements are dropped, and so is text hidden by
     its markup (see :func:`_drop_hidden`); the page title, if any, opens the text before
-    the first heading.
+    the first heading. Headings without text are dropped unless no heading has text, as
+    in :func:`markdown_sections`.
     """
     from bs4 import BeautifulSoup, Comment, Declaration, Doctype, ProcessingInstruction, Tag
 
@@ -502,10 +518,14 @@ def html_sections(text: str) -> list[tuple[str | None, str]]:
     buffer: list[str] = [title, "\n"] if title else []
     has_body = bool(title)
 
+    bare: list[str] = []
+
     def flush() -> None:
         if has_body:
             path = SECTION_SEPARATOR.join(name for _, name in trail) or None
             sections.append((path, _clean("".join(buffer))))
+        elif trail:
+            bare.append(_clean("".join(buffer)))
 
     # Iterative walk (deeply nested pages would overflow recursion): (node, closing).
     stack: list[tuple[Any, bool]] = [(soup, False)]
@@ -537,4 +557,4 @@ def html_sections(text: str) -> list[tuple[str | None, str]]:
             stack.append((node, True))
         stack.extend((child, False) for child in reversed(node.contents))
     flush()
-    return sections
+    return _headings_as_text(sections, bare)
