@@ -248,10 +248,10 @@ def test_unreadable_file_is_a_bad_file(tmp_path: Path, monkeypatch: pytest.Monke
     path = tmp_path / "private.txt"
     path.write_text("secret")
 
-    def denied(self: Path) -> bytes:
+    def denied(self: Path, *args: Any, **kwargs: Any) -> Any:
         raise PermissionError(13, "Permission denied", str(self))
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    monkeypatch.setattr(Path, "open", denied)
     with pytest.raises(BadFile, match="cannot read: Permission denied"):
         load_file(path)
 

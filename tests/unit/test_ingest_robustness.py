@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,11 +15,14 @@ from tests.support.pdfgen import make_pdf
 from tests.unit.test_ingest import DictStore
 from tools.documents.ingest import ingest
 from tools.documents.loaders import (
+    MAX_FILE_BYTES,
     BadFile,
+    SkippedFile,
     html_sections,
     load_bytes,
     load_file,
     markdown_sections,
+    read_bytes,
     sniff_kind,
 )
 
@@ -148,3 +154,90 @@ def test_ingest_adds_a_headings_only_file(
     assert [Path(f.path).name for f in report.added] == ["toc.md"] and not report.skipped
     (text,) = [t for t, _ in store.chunks.values()]
     assert "Seven years on the heating element" in text
+
+
+# --- 8. a size cap on reading -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "limit", "reason"),
+    [
+        (1001, 1000, None),  # checked below: over by one byte
+        (3 * 1024 * 1024, 1024 * 1024, "over 1 MB (the ingest limit): 3 MB"),
+        (1024 * 1024 + 512 * 1024, 1024 * 1024, "over 1 MB (the ingest limit): 1.5 MB"),
+    ],
+)
+def test_a_file_over_the_limit_is_skipped_unread(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    size: int,
+    limit: int,
+    reason: str | None,
+) -> None:
+    path = tmp_path / "big.txt"
+    path.write_bytes(b"a" * size)
+    small = tmp_path / "small.txt"
+    small.write_bytes(b"ok")
+    reads: list[int] = []
+    original = Path.open
+
+    class Counted(io.BufferedReader):
+        def read(self, n: int | None = -1) -> bytes:
+            reads.append(-1 if n is None else n)
+            return super().read(n)
+
+    def counted(self: Path, *args: Any, **kwargs: Any) -> io.BufferedReader:
+        return Counted(original(self, "rb", buffering=0))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "open", counted)
+    with pytest.raises(SkippedFile, match=r"^over .* \(the ingest limit\)") as caught:
+        read_bytes(path, limit)
+    assert reads == []  # the size said so: not a byte read
+    assert read_bytes(small, limit) == b"ok" and reads == [limit + 1]  # the probe works
+    if reason:
+        assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize("size", [0, 1, 999, 1000])
+def test_a_file_up_to_the_limit_is_read_whole(tmp_path: Path, size: int) -> None:
+    path = tmp_path / "fits.txt"
+    path.write_bytes(b"b" * size)
+    assert read_bytes(path, 1000) == b"b" * size
+
+
+def test_a_file_that_grows_while_read_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What stat says may be stale (a log file being written): the read itself is capped.
+    path = tmp_path / "growing.log"
+    path.write_bytes(b"c" * 10)
+
+    def stale(fd: int) -> os.stat_result:
+        return os.stat_result((0o100644, 0, 0, 1, 0, 0, 10, 0, 0, 0))
+
+    path.write_bytes(b"c" * 5000)
+    monkeypatch.setattr("tools.documents.loaders.os.fstat", stale)
+    with pytest.raises(SkippedFile, match=r"over .*the ingest limit"):
+        read_bytes(path, 1000)
+
+
+def test_ingest_reports_a_big_file_and_goes_on(
+    make_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tools.documents.loaders.MAX_FILE_BYTES", 1024 * 1024)
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "huge.txt").write_bytes(b"line of text\n" * (3 * 1024 * 1024 // 13))
+    (folder / "small.md").write_text("# Note\n\nKeep the receipt.\n")
+    store = DictStore(make_settings())
+    report = ingest(store, [folder])  # type: ignore[arg-type]
+    assert [Path(f.path).name for f in report.added] == ["small.md"]
+    assert [(Path(p.path).name, p.reason) for p in report.skipped] == [
+        ("huge.txt", "over 1 MB (the ingest limit): 3.0 MB")
+    ]
+    assert report.failed == []
+
+
+def test_the_limit_is_200_mb() -> None:
+    # The README and the web page's upload limit (max_file_size "200mb") say so.
+    assert MAX_FILE_BYTES == 200 * 1024 * 1024

@@ -17,9 +17,10 @@ ingest --prune``) removes the stored files under the given paths that no longer 
 
 A file that cannot be used never stops a batch: it is *skipped* when there is nothing
 wrong with it but nothing to index (empty, binary, an unsupported type in a folder, a
-PDF without a text layer) and *failed* when it is broken or cannot be read (a corrupt or
-encrypted PDF, no such path, no permission). A stored file that now has nothing to index
-loses its chunks; one that now fails to load keeps them.
+PDF without a text layer) or it is over 200 MB (``loaders.MAX_FILE_BYTES``; it is not
+read), and *failed* when it is broken or cannot be read (a corrupt or encrypted PDF, no
+such path, no permission). A stored file that now has nothing to index loses its chunks;
+one that now fails to load, or has grown over the limit, keeps them.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ import codecs
 import hashlib
 import io
 import logging
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,15 @@ SUPPORTED: dict[str, str] = {
     ".htm": "html",
 }
 """File extensions ingested from folders, and the loader each one gets."""
+
+MAX_FILE_BYTES = 200 * 1024 * 1024
+"""Files bigger than this (200 MB) are skipped, never read into memory.
+
+The web page's upload limit (``max_file_size`` in apps/ui/page.py) is the same, so what
+can be uploaded can be ingested. A file this size is read whole, decoded and chunked in
+memory (a few times its size at the peak); a 200 MB text file is some 50 million words,
+far more than anyone asks a local assistant to search.
+"""
 
 SECTION_SEPARATOR = " > "
 _SNIFF = 8192  # bytes (or characters) looked at for NUL and control characters
@@ -85,16 +95,35 @@ def file_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's bytes.
+def _megabytes(size: int) -> str:
+    megabytes = size / (1024 * 1024)
+    return f"{megabytes:,.0f} MB" if megabytes == round(megabytes) else f"{megabytes:,.1f} MB"
+
+
+def read_bytes(path: Path, limit: int | None = None) -> bytes:
+    """The file's bytes, if it is not bigger than ``limit`` bytes (:data:`MAX_FILE_BYTES`).
+
+    The size is checked before reading, and no more than ``limit`` + 1 bytes are ever
+    read (a file that grows while it is read is caught too).
 
     Raises:
+        SkippedFile: The file is over the limit ("over 200 MB"): nothing wrong with it,
+            but it is not read.
         BadFile: It cannot be read; the reason says why (no permission, a folder, ...).
     """
+    limit = MAX_FILE_BYTES if limit is None else limit
+    too_big = f"over {_megabytes(limit)} (the ingest limit)"
     try:
-        return path.read_bytes()
+        with path.open("rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if size > limit:
+                raise SkippedFile(f"{too_big}: {_megabytes(size)}")
+            data = file.read(limit + 1)
     except OSError as exc:
         raise BadFile(f"cannot read: {exc.strerror or exc}") from exc
+    if len(data) > limit:
+        raise SkippedFile(too_big)
+    return data
 
 
 # A BOM is certain; charset-normalizer's mess detector rejects some BOM-marked UTF-16/32
@@ -205,7 +234,8 @@ def load_file(path: str | Path, kind: str | None = None) -> list[Document]:
         At least one non-empty document; each has ``kind`` in its metadata.
 
     Raises:
-        SkippedFile: Empty, binary, or without extractable text.
+        SkippedFile: Empty, binary, without extractable text, or over
+            :data:`MAX_FILE_BYTES`.
         BadFile: Unreadable, or a corrupt or encrypted PDF.
     """
     file = Path(path)
