@@ -211,6 +211,17 @@ def _save_interrupted(record: RunRecord, directory: Path) -> None:
     )
 
 
+def _note_interrupted(record: RunRecord) -> None:
+    """Say that a run stopped early: its pass rates cover only the cases that ran."""
+    if record.interrupted:
+        err.print(
+            f"[yellow]note:[/yellow] run {escape(record.run_id)} was interrupted: "
+            f"{len(record.cases)} of {record.planned or '?'} cases ran",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 def _warn_skipped(path: Path, exc: EvalError) -> None:
     err.print(
         f"[yellow]warning:[/yellow] skipped {escape(path.name)}: {escape(str(exc))}",
@@ -256,8 +267,10 @@ def report_command(
     except EvalError as exc:
         raise _fail(exc) from None
     print_summary(record, err)
+    _note_interrupted(record)
     if base is not None:
         err.print(f"diff against {escape(base.run_id)}", highlight=False)
+        _note_interrupted(base)
     out.print(str(target), markup=False, highlight=False, soft_wrap=True)
 
 
@@ -279,6 +292,8 @@ def compare_command(
     except EvalError as exc:
         raise _fail(exc) from None
     comparison = compare(a, b)
+    for record in (a, b):
+        _note_interrupted(record)
     if as_json:
         out.print_json(json.dumps(_comparison_json(comparison)))
         return

@@ -395,3 +395,20 @@ def test_run_settings_checks_jobs(
             "fake",
             "llamacpp",
         )
+
+
+def test_report_and_compare_say_a_run_was_interrupted(cli: CliRunner, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    partial = record("20250102T000000Z-bbbbbb", minutes=1, cases=2).model_copy(
+        update={"interrupted": True, "planned": 7}
+    )
+    save_run(record("20250101T000000Z-aaaaaa", cases=3), runs)
+    save_run(partial, runs)
+    out = ["--runs-dir", str(runs)]
+    done = cli.invoke(eval_app, ["report", *out, "-o", str(tmp_path / "r.html")])
+    assert done.exit_code == 0, done.output
+    assert "run 20250102T000000Z-bbbbbb was interrupted: 2 of 7 cases ran" in done.output
+    assert "aaaaaa was interrupted" not in done.output
+    compared = cli.invoke(eval_app, ["compare", "aaaaaa", "bbbbbb", *out])
+    assert compared.exit_code == 0, compared.output
+    assert compared.output.count("was interrupted") == 1
