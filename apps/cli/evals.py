@@ -45,7 +45,7 @@ class _RunByDefault(TyperGroup):
 
 eval_app = typer.Typer(
     cls=_RunByDefault,
-    help="Evaluate the assistant on the corpora in evals/: run, report, compare. "
+    help="Evaluate the assistant on the corpora in evals/corpora/: run, report, compare. "
     "`assistant eval [CORPUS]... [OPTIONS]` is short for `assistant eval run ...`.",
 )
 
