@@ -889,7 +889,7 @@ def _model_ready(settings: Settings) -> None:
         return
     for key, path in (("model.gguf_path", cfg.gguf_path), ("model.lora_path", cfg.lora_path)):
         if path is not None and not path.is_file():
-            err.print(f"model error: no such file: {path} ({key})", markup=False, soft_wrap=True)
+            err.print(f"model error: file not found: {path} ({key})", markup=False, soft_wrap=True)
             raise typer.Exit(1)
     if cfg.gguf_path is None and not is_prepared(settings.cache_dir / "models"):
         err.print("the default model is joined once from its PyPI parts (about 1.2 GB)")

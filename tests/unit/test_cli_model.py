@@ -97,5 +97,5 @@ def test_a_missing_model_file_ends_the_command_before_it_starts(
     args = ["serve", "--port", port] if command == "serve" else ["chat", "-m", "hi"]
     done = assistant(*args, **env)
     assert done.returncode == 1, done.stderr
-    assert f"no such file: {missing} (model.{key})" in done.stderr
+    assert f"file not found: {missing} (model.{key})" in done.stderr
     assert "http://" not in done.stdout  # no address announced that would only fail
