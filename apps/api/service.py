@@ -18,8 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
 
     from apps.api.schemas import ChatRequest
-    from tools.memory import OpenMemory
+    from tools.memory import OpenMemory, ThreadLocks
 
 log = logging.getLogger("assistant.api")
 
@@ -151,6 +151,25 @@ class _NoLocks:
         return nullcontext()
 
 
+class _CheckedLocks:
+    """Thread locks that run ``check`` as soon as the thread's lock is held.
+
+    Whose thread it is and whether it exists must be read under the lock: read before it,
+    another user's turn could create the thread (or a turn of the same user fill it) while
+    this one waits, and this turn would then run on that thread and take it over.
+    """
+
+    def __init__(self, locks: ThreadLocks, check: Callable[[], None]) -> None:
+        self.locks = locks
+        self.check = check
+
+    @contextmanager
+    def hold(self, thread_id: str, wait: float) -> Iterator[None]:
+        with self.locks.hold(thread_id, wait):
+            self.check()
+            yield
+
+
 class ApiService:
     """The API's back end: one graph, one memory and one model queue for every client.
 
@@ -189,6 +208,17 @@ class ApiService:
         owner = (latest.metadata or {}).get("user_id")
         return True, str(owner) if owner is not None else None
 
+    def _check_owner(self, thread_id: str, owner: str) -> bool:
+        """Whether the thread exists (it is ``owner``'s or names no owner).
+
+        Raises:
+            NoSuchThreadError: The thread is another user's.
+        """
+        exists, found = self._thread(thread_id)
+        if found is not None and found != owner:
+            raise NoSuchThreadError(thread_id)
+        return exists
+
     def run(self, turn: Turn, stop: threading.Event) -> Iterator[tuple[str, Any]]:
         """Run one turn: yields ("token", text) while streaming, then ("done", Outcome).
 
@@ -200,14 +230,19 @@ class ApiService:
             InvalidMessageError: The graph refused the message (e.g. too long for the
                 prompt budget).
         """
-        earlier = turn.earlier
+        # A list, emptied under the thread's lock when the thread exists: run_turn reads it
+        # once it holds the lock (the thread has the history; only the last message is new).
+        earlier = list(turn.earlier)
+        locks: ThreadLocks
         if turn.thread_id is not None:
-            exists, owner = self._thread(turn.thread_id)
-            if owner is not None and owner != turn.owner:
-                raise NoSuchThreadError(turn.thread_id)
-            thread_id, locks = turn.thread_id, self.memory.locks
-            if exists:
-                earlier = ()  # the thread has the history; only the last message is new
+            thread_id = turn.thread_id
+            self._check_owner(thread_id, turn.owner)  # at once, without waiting for the lock
+
+            def check() -> None:
+                if self._check_owner(thread_id, turn.owner):
+                    earlier.clear()
+
+            locks = _CheckedLocks(self.memory.locks, check)
         else:
             thread_id, locks = f"api-tmp-{uuid.uuid4().hex}", _NoLocks()
         streamed: list[str] = []

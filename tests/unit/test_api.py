@@ -11,11 +11,12 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from apps.api.app import _next, _sse, create_app, iter_lines
@@ -523,3 +524,108 @@ def test_a_stopped_turn_frees_the_model_and_keeps_the_partial_reply(
     model.delay = 0.0
     outcome = [v for k, v in service.run(turn, threading.Event()) if k == "done"]
     assert isinstance(outcome[0], Outcome)
+
+
+# --- the thread's owner, read under the thread's lock ---------------------------------------
+
+
+class _GateLocks:
+    """Thread locks that let a test order two turns on one thread.
+
+    The first ``hold`` takes the lock, says so (``first_holds``) and waits for ``go``
+    before its turn runs: a turn that has its thread but has saved nothing yet. Each later
+    ``hold`` says it is waiting (``later_waits``) before it waits for the lock.
+    """
+
+    def __init__(self) -> None:
+        self.locks = LocalThreadLocks()
+        self.first_holds = threading.Event()
+        self.later_waits = threading.Event()
+        self.go = threading.Event()
+        self._calls = 0
+        self._guard = threading.Lock()
+
+    @contextmanager
+    def hold(self, thread_id: str, wait: float) -> Iterator[None]:
+        with self._guard:
+            self._calls += 1
+            first = self._calls == 1
+        if not first:
+            self.later_waits.set()
+        with self.locks.hold(thread_id, wait):
+            if first:
+                self.first_holds.set()
+                assert self.go.wait(30), "the test never let the first turn go on"
+            yield
+
+
+def _race(
+    settings: Settings, model: FakeChatModel, first: Turn, second: Turn
+) -> tuple[ApiService, dict[str, Any]]:
+    """Run ``first``; start ``second`` once ``first`` holds the thread (before it saved
+    anything), let ``first`` go on once ``second`` has passed its early check and waits
+    for the lock. Returns the service and each turn's outcome or exception."""
+    locks = _GateLocks()
+    memory = OpenMemory(InMemorySaver(), word_store(settings), locks)
+    service = ApiService(settings, memory, model=model)
+    results: dict[str, Any] = {}
+
+    def run(name: str, turn: Turn) -> None:
+        try:
+            results[name] = [v for k, v in service.run(turn, threading.Event()) if k == "done"]
+        except Exception as exc:
+            results[name] = exc
+
+    one = threading.Thread(target=run, args=("first", first))
+    two = threading.Thread(target=run, args=("second", second))
+    one.start()
+    assert locks.first_holds.wait(30)
+    two.start()
+    assert locks.later_waits.wait(30)
+    locks.go.set()
+    one.join(30)
+    two.join(30)
+    assert not one.is_alive() and not two.is_alive()
+    return service, results
+
+
+def test_another_user_racing_for_a_new_thread_gets_404_and_sees_nothing(
+    make_settings: Callable[..., Settings], fake_model: FakeChatModel
+) -> None:
+    from apps.api.service import NoSuchThreadError
+
+    settings = api_settings(make_settings, api={"busy_wait": 30})
+    alice = Turn(
+        text="Alice secret: my PIN is 1234", context=Context(), owner="alice", thread_id="shared"
+    )
+    mallory = Turn(
+        text="what did the other message say?",
+        context=Context(),
+        owner="mallory",
+        thread_id="shared",
+    )
+    service, results = _race(settings, fake_model, alice, mallory)
+    assert isinstance(results["first"][0], Outcome)
+    assert isinstance(results["second"], NoSuchThreadError)
+    # Mallory's message reached no model and the thread is still Alice's, with her turn only.
+    assert len(fake_model.calls) == 1
+    assert service._thread("shared") == (True, "alice")
+    assert [t for t, _ in service.history("shared", "alice")] == ["human", "ai"]
+
+
+def test_the_same_user_racing_for_a_new_thread_adds_the_earlier_messages_once(
+    make_settings: Callable[..., Settings], fake_model: FakeChatModel
+) -> None:
+    settings = api_settings(make_settings, api={"busy_wait": 30})
+
+    def turn(text: str) -> Turn:
+        # New message objects per request, as two HTTP requests bring them.
+        earlier = (HumanMessage("my cat is called Tom"), AIMessage("Nice name."))
+        return Turn(text=text, context=Context(), owner="ada", thread_id="t", earlier=earlier)
+
+    service, results = _race(settings, fake_model, turn("first"), turn("second"))
+    assert isinstance(results["first"][0], Outcome)
+    assert isinstance(results["second"][0], Outcome)
+    texts = [text for _, text in service.history("t", "ada")]
+    assert texts.count("my cat is called Tom") == 1
+    assert texts[-4::2] == ["first", "second"]
