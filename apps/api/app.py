@@ -337,14 +337,29 @@ def _check_key(request: Request, settings: Settings) -> None:
 
 
 async def _read_body(request: Request, settings: Settings) -> bytes:
+    """The request's body, read piece by piece up to ``api.max_body_bytes``.
+
+    A chunked body (no content-length) is counted as it arrives: reading it whole first
+    would hold any size in memory before refusing it.
+
+    Raises:
+        ApiError: 413 as soon as the body passes the limit (the rest is not read).
+    """
     limit = settings.api.max_body_bytes
+    too_large = ApiError(
+        413, f"the request body is larger than {limit} bytes", code="body_too_large"
+    )
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
-        raise ApiError(413, f"the request body is larger than {limit} bytes", code="body_too_large")
-    body = await request.body()
-    if len(body) > limit:
-        raise ApiError(413, f"the request body is larger than {limit} bytes", code="body_too_large")
-    return body
+        raise too_large
+    parts: list[bytes] = []
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise too_large
+        parts.append(part)
+    return b"".join(parts)
 
 
 Event = tuple[str, Any]

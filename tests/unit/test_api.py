@@ -400,6 +400,69 @@ def test_a_huge_body_is_413(
         expect_error(client.post(URL, json=user("y" * 4000)), 413)
 
 
+def _post_pieces(app: Any, pieces: int, size: int) -> tuple[int, int]:
+    """POST a chunked body of ``pieces`` pieces straight to the ASGI app.
+
+    TestClient reads a generator body whole before the app runs; here the app pulls
+    each piece itself. Returns the status and how many pieces the app pulled.
+    """
+    pulled = 0
+    status: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": b" " * size, "more_body": pulled < pieces}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": URL,
+        "raw_path": URL.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+    }
+    asyncio.run(app(scope, receive, send))
+    return status[0], pulled
+
+
+def test_a_huge_chunked_body_is_413_before_it_is_read_whole(
+    make_settings: Callable[..., Settings], fake_model: FakeChatModel
+) -> None:
+    settings = api_settings(make_settings, api={"max_body_bytes": 4096})
+    with TestClient(create_app(service=make_service(settings, fake_model))) as client:
+        # 10 MB in 1 KiB pieces, no content-length: refused at the piece past the limit.
+        status, pulled = _post_pieces(client.app, 10_000, 1024)
+        assert status == 413
+        assert pulled == 5
+        status, pulled = _post_pieces(client.app, 3, 4000)  # passes inside the second piece
+        assert (status, pulled) == (413, 2)
+
+        # Through HTTP: a generator body goes as Transfer-Encoding: chunked.
+        def body(size: int) -> Iterator[bytes]:
+            yield b" " * size
+
+        headers = {"content-type": "application/json"}
+        response = client.post(URL, content=body(5000), headers=headers)
+        assert "content-length" not in response.request.headers
+        assert expect_error(response, 413)["code"] == "body_too_large"
+        # A chunked body under the limit is read whole and answered.
+        raw = json.dumps(user("hi")).encode()
+        ok = client.post(URL, content=iter([raw[:5], raw[5:]]), headers=headers)
+        assert ok.status_code == 200, ok.text
+    assert len(fake_model.calls) == 1
+
+
 def test_thread_header_and_metadata_must_agree(client: TestClient) -> None:
     body = user("hi", metadata={"thread_id": "a"})
     expect_error(client.post(URL, json=body, headers={"X-Thread-Id": "b"}), 400)
