@@ -25,8 +25,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from contextlib import ExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ from apps.api.service import (
     to_turn,
 )
 from apps.queue import QueueFullError
+from apps.turns import GenerationStopped
 from graph.settings import Settings
 
 if TYPE_CHECKING:
@@ -57,6 +59,10 @@ log = logging.getLogger("assistant.api")
 
 DISCONNECT_POLL = 0.25
 """Seconds between looks at whether a waiting client is still there."""
+
+SHUTDOWN_WAIT = 10.0
+"""Seconds the shutdown waits for stopped turns to end before it closes the memory (a
+stopped turn ends at its next token; one still reading a long prompt may take longer)."""
 
 
 class ApiError(Exception):
@@ -130,6 +136,12 @@ def api_error(exc: BaseException) -> ApiError:
         )
     if isinstance(exc, InvalidMessageError):
         return ApiError(400, str(exc), param="messages", code="invalid_message")
+    if isinstance(exc, GenerationStopped):
+        # Only the shutdown stops a turn whose client is still there (a client that went
+        # away gets no answer).
+        return ApiError(
+            503, "the turn was stopped: the server is shutting down", type="server_error"
+        )
     if isinstance(exc, ModelLoadError | MemoryBackendError):
         return ApiError(503, f"the assistant is unavailable: {exc}", type="server_error")
     log.error("turn failed", exc_info=(type(exc), exc, exc.__traceback__))
@@ -147,6 +159,12 @@ class _Runtime:
         self.settings = settings
         self.service = service
         self.executor: ThreadPoolExecutor | None = None
+        self.closing = False
+        self.left_open: ExitStack | None = None
+        """The memory, when turns outlived the shutdown's wait (closed at the process's exit)."""
+        # The turns in their worker threads, with their stop events (shutdown stops them).
+        self._turns: dict[Future[None], threading.Event] = {}
+        self._guard = threading.Lock()
 
     def start(self, service: ApiService) -> None:
         """Serve with ``service``: one worker thread per turn the queue lets run or wait."""
@@ -157,9 +175,49 @@ class _Runtime:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="api-turn")
 
     def get(self) -> ApiService:
+        if self.closing:
+            raise ApiError(503, "the assistant is shutting down", type="server_error")
         if self.service is None or self.executor is None:
             raise ApiError(503, "the assistant is starting", type="server_error")
         return self.service
+
+    def submit(self, work: Callable[[], None], stop: threading.Event) -> None:
+        """Run a turn's ``work`` in a worker thread; :meth:`stop` sets ``stop`` if it runs.
+
+        Raises:
+            ApiError: 503 when the server is shutting down.
+        """
+        assert self.executor is not None  # get() checked it
+        with self._guard:
+            if self.closing:
+                raise ApiError(503, "the assistant is shutting down", type="server_error")
+            future = self.executor.submit(work)
+            self._turns[future] = stop
+        future.add_done_callback(self._forget)
+
+    def _forget(self, future: Future[None]) -> None:
+        with self._guard:
+            self._turns.pop(future, None)
+
+    def stop(self, wait: float) -> int:
+        """Stop the running turns and wait up to ``wait`` seconds for their threads.
+
+        Blocking (run it off the event loop). A stopped turn ends at its next token and
+        keeps its partial reply marked ``[stopped]`` (or is undone), which needs the
+        memory: the caller closes it only after this returns.
+
+        Returns:
+            How many turns were still running after ``wait`` seconds.
+        """
+        with self._guard:
+            self.closing = True
+            turns = dict(self._turns)
+        for stop in turns.values():
+            stop.set()
+        _, running = wait_futures(turns, timeout=wait)
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+        return len(running)
 
 
 def create_app(
@@ -192,9 +250,21 @@ def create_app(
         try:
             yield
         finally:
-            if runtime.executor is not None:
-                runtime.executor.shutdown(wait=False, cancel_futures=True)
-            await asyncio.to_thread(stack.close)
+            # Stop the turns still running and let them write their end (the partial reply,
+            # or the undo) before the memory closes under them.
+            left = await asyncio.to_thread(runtime.stop, SHUTDOWN_WAIT)
+            if left:
+                # Closed under them, their end (the stopped reply, the undo) would fail and
+                # the user's message stay unanswered; the process's exit closes it instead.
+                log.warning(
+                    "%d turn(s) still running %.0f s after the stop (not at a reply token "
+                    "yet); the memory is left open for them",
+                    left,
+                    SHUTDOWN_WAIT,
+                )
+                runtime.left_open = stack  # dropped, the stack's generators would close it
+            else:
+                await asyncio.to_thread(stack.close)
 
     app = FastAPI(
         title="Local assistant: OpenAI-compatible API",
@@ -387,8 +457,7 @@ def _start(
         except BaseException as exc:  # every failure reaches the client, none is lost
             put(("error", exc))
 
-    assert runtime.executor is not None  # runtime.get() checked it
-    runtime.executor.submit(work)
+    runtime.submit(work, stop)
     return events
 
 
@@ -401,6 +470,9 @@ async def _next(events: asyncio.Queue[Event], request: Request, stop: threading.
             if await request.is_disconnected():
                 stop.set()
                 return ("gone", None)
+        except asyncio.CancelledError:
+            stop.set()  # the server cancelled the request (a forced shutdown): stop the turn
+            raise
 
 
 def _chunk(

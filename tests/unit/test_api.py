@@ -549,6 +549,28 @@ def test_a_client_gone_while_waiting_sets_the_stop_event() -> None:
     assert asyncio.run(scenario()) == (("gone", None), True)
 
 
+class _HereRequest:
+    """A request whose client is still there."""
+
+    async def is_disconnected(self) -> bool:
+        return False
+
+
+def test_a_request_the_server_cancels_while_waiting_sets_the_stop_event() -> None:
+    # uvicorn cancels the request's task when a graceful shutdown runs out of time.
+    async def scenario() -> bool:
+        stop = threading.Event()
+        events: asyncio.Queue[Any] = asyncio.Queue()
+        waiting = asyncio.create_task(_next(events, _HereRequest(), stop))  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        return stop.is_set()
+
+    assert asyncio.run(scenario())
+
+
 def test_a_stream_closed_by_the_client_sets_the_stop_event() -> None:
     async def scenario() -> tuple[list[str], bool]:
         stop = threading.Event()
@@ -692,3 +714,50 @@ def test_the_same_user_racing_for_a_new_thread_adds_the_earlier_messages_once(
     texts = [text for _, text in service.history("t", "ada")]
     assert texts.count("my cat is called Tom") == 1
     assert texts[-4::2] == ["first", "second"]
+
+
+# --- shutdown --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_shutdown_stops_a_running_turn_and_waits_for_it_before_the_memory_closes(
+    make_settings: Callable[..., Settings], stream: bool
+) -> None:
+    import httpx
+
+    started = threading.Event()
+
+    def reply(messages: list[BaseMessage]) -> str:
+        started.set()
+        return " ".join(f"word{i}" for i in range(300))
+
+    # A delay per word: the turn is still streaming when the shutdown comes.
+    model = FakeChatModel(reply=reply, delay=0.01)
+    service = make_service(api_settings(make_settings), model)
+    closed_after: list[list[tuple[str, str]]] = []
+
+    async def scenario() -> httpx.Response:
+        app = create_app(service=service)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+                body = user("go on", user="ada", stream=stream)
+                request = asyncio.create_task(
+                    http.post(URL, json=body, headers={"X-Thread-Id": "t-down"})
+                )
+                assert await asyncio.to_thread(started.wait, 30)
+                await asyncio.sleep(0)  # the request is in the model; now shut down
+            # The lifespan has ended: what the thread holds now is what it keeps.
+        closed_after.append(service.history("t-down", "ada"))
+        return await request
+
+    response = asyncio.run(scenario())
+    (history,) = closed_after
+    # The turn ended (stopped at its next token) before the lifespan returned.
+    assert [t for t, _ in history] == ["human", "ai"]
+    assert history[-1][1].endswith("[stopped]")
+    assert not service.queue.busy
+    # The client hears why: a 503 error object, or (a stream that had begun) an error chunk.
+    assert "the server is shutting down" in response.text
+    if not stream:
+        expect_error(response, 503)
