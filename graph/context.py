@@ -55,3 +55,9 @@ class Context(BaseModel):
         description="False = keep nothing from this run in long-term memory (recall still "
         "works); empty = long_term.enabled.",
     )
+    summarise: bool | None = Field(
+        None,
+        description="False = fold no old turns into the thread's summary this run (the "
+        "HTTP API's stateless requests: their thread is deleted after the turn); empty = "
+        "summarise when the history is long.",
+    )

@@ -135,11 +135,19 @@ def make_summarise(deps: Deps) -> ContextNode:
     return summarise
 
 
-def make_needs_summary(deps: Deps) -> Callable[[State], Literal["summarise", "__end__"]]:
+def make_needs_summary(
+    deps: Deps,
+) -> Callable[[State, Runtime[Context]], Literal["summarise", "__end__"]]:
     """Build the routing function after ``remember``."""
 
-    def needs_summary(state: State) -> Literal["summarise", "__end__"]:
-        """Summarise only when the live history has grown past the thresholds."""
+    def needs_summary(state: State, runtime: Runtime[Context]) -> Literal["summarise", "__end__"]:
+        """Summarise only when the live history has grown past the thresholds.
+
+        Never when the run's context says ``summarise=False`` (a throwaway thread: the
+        summary would cost model calls and be deleted with it).
+        """
+        if runtime.context is not None and runtime.context.summarise is False:
+            return "__end__"
         return "summarise" if turns_to_fold(state, deps) else "__end__"
 
     return needs_summary

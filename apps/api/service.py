@@ -135,6 +135,9 @@ def to_turn(request: ChatRequest, thread_header: str | None, settings: Settings)
     }
     if user is None:
         values["remember"] = False  # anonymous callers share no long-term memory
+    if thread_id is None:
+        # A throwaway thread: a summary would cost two model calls and be deleted with it.
+        values["summarise"] = False
     return Turn(
         text=text,
         context=Context.model_validate({k: v for k, v in values.items() if v is not None}),

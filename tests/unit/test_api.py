@@ -222,6 +222,39 @@ def test_a_stateless_request_gives_its_turns_to_the_model_but_not_its_system_mes
     assert threads_in(service) == set()
 
 
+def _long_conversation(turns: int) -> list[dict[str, str]]:
+    messages: list[dict[str, str]] = []
+    for i in range(turns):
+        messages += [
+            {"role": "user", "content": f"turn {i}: my number is {i}"},
+            {"role": "assistant", "content": "ok"},
+        ]
+    return [*messages, {"role": "user", "content": "what was my first number?"}]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_stateless_request_with_a_long_history_makes_one_model_call(
+    client: TestClient, fake_model: FakeChatModel, service: ApiService, stream: bool
+) -> None:
+    # 12 earlier turns are past the summariser's thresholds: a thread would be summarised.
+    body = {"messages": _long_conversation(12), "stream": stream}
+    response = client.post(URL, json=body)
+    assert response.status_code == 200, response.text
+    assert len(fake_model.calls) == 1
+    assert threads_in(service) == set()
+
+
+def test_a_thread_with_the_same_long_history_is_still_summarised(
+    client: TestClient, fake_model: FakeChatModel, service: ApiService
+) -> None:
+    body = {"messages": _long_conversation(12), "user": "ada"}
+    response = client.post(URL, json=body, headers={"X-Thread-Id": "long"})
+    assert response.status_code == 200, response.text
+    assert len(fake_model.calls) > 1  # the reply, then the summariser's calls
+    values = service.graph.get_state({"configurable": {"thread_id": "long"}}).values
+    assert values.get("summary")
+
+
 @pytest.mark.parametrize("thread_id", [None, "new-thread"])
 def test_a_harmful_earlier_message_of_a_request_never_reaches_the_model(
     client: TestClient, fake_model: FakeChatModel, thread_id: str | None
