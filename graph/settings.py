@@ -556,14 +556,19 @@ class SlackSettings(_Section):
     )
 
 
+MIN_API_KEY_CHARS = 16
+"""Shortest API key accepted (``openssl rand -hex 16`` makes 32 characters)."""
+
+
 class ApiSettings(_Section):
     """The OpenAI-compatible HTTP API (``assistant serve``) and its model queue."""
 
     keys: list[SecretStr] = Field(
         default_factory=list,
-        description="Bearer tokens a client must send (Authorization: Bearer <key>); empty = "
+        description="Bearer tokens a client must send (Authorization: Bearer <key>), each "
+        "at least 16 characters without spaces; an empty list = "
         "no key asked, and the server listens on 127.0.0.1 only. Keep them out of the settings "
-        'file: ASSISTANT_API__KEYS=\'["key1","key2"]\' in the environment or .env.',
+        'file: ASSISTANT_API__KEYS=\'["<key1>","<key2>"]\' in the environment or .env.',
     )
     model_name: str = Field(
         "assistant", min_length=1, max_length=64, description="The model id /v1/models lists."
@@ -595,6 +600,24 @@ class ApiSettings(_Section):
         description="user_id of a request without 'user'; such requests keep nothing in "
         "long-term memory.",
     )
+
+    @field_validator("keys")
+    @classmethod
+    def _usable_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        # An empty key would let "Authorization: Bearer" (nothing) pass, a short one is
+        # guessed; the message names the key by its place, never by its value.
+        for at, key in enumerate(keys):
+            value = key.get_secret_value()
+            if not value.strip():
+                raise ValueError(f"key {at} is empty")
+            if any(char.isspace() for char in value):
+                raise ValueError(f"key {at} contains whitespace (a client cannot send it)")
+            if len(value) < MIN_API_KEY_CHARS:
+                raise ValueError(
+                    f"key {at} is shorter than {MIN_API_KEY_CHARS} characters "
+                    "(make one with: openssl rand -hex 16)"
+                )
+        return keys
 
 
 class UiSettings(_Section):

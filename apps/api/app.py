@@ -351,8 +351,13 @@ def create_app(
     @app.api_route("/v1/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
     async def unknown(path: str, request: Request) -> Response:
         """Any other /v1 path: OpenAI's 404 (405 for a known path with another method)."""
-        known = {route.path for route in app.routes if isinstance(route, APIRoute)}
-        if f"/v1/{path}" in known - {"/v1/{path:path}"}:
+        # Matched as routes match (a template such as /v1/models/{model_id} included).
+        known = [
+            route.path_regex
+            for route in app.routes
+            if isinstance(route, APIRoute) and route.path != "/v1/{path:path}"
+        ]
+        if any(pattern.match(f"/v1/{path}") for pattern in known):
             raise ApiError(
                 405,
                 f"{request.method} is not allowed on /v1/{path}",

@@ -11,6 +11,7 @@ import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from graph.settings import SafetyLevel
 
@@ -34,6 +35,22 @@ class ChatMessage(BaseModel):
 
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[ContentPart] | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_parts_only(cls, content: object) -> object:
+        # Checked before the union is tried: otherwise an image part is reported as
+        # "Input should be a valid string" (the union's first member).
+        if isinstance(content, list):
+            for at, part in enumerate(content):
+                kind = part.get("type") if isinstance(part, dict) else None
+                if isinstance(kind, str) and kind != "text":
+                    raise PydanticCustomError(
+                        "unsupported_content",
+                        "only text content parts are supported (part {at} is {kind})",
+                        {"at": at, "kind": repr(kind[:40])},
+                    )
+        return content
 
     @property
     def text(self) -> str:

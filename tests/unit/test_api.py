@@ -362,7 +362,10 @@ def expect_error(response: Any, status: int, param: str | None = None) -> dict[s
         ({"model": "m"}, "messages"),
         ({"messages": [{"role": "wizard", "content": "hi"}]}, None),
         ({"messages": [{"role": "user", "content": 42}]}, None),
-        ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, None),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+            "messages.0.content",
+        ),
         (user("hi", temperature="hot"), "temperature"),
         (user("hi", temperature=2.5), "temperature"),
         (user("hi", top_p=0), "top_p"),
@@ -384,6 +387,35 @@ def test_bad_input_is_400_with_openais_error_object(
 ) -> None:
     error = expect_error(client.post(URL, json=body), 400, param)
     assert error["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    ("content", "part"),
+    [
+        (
+            [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}],
+            "0 is 'image_url'",
+        ),
+        ([{"type": "text", "text": "look:"}, {"type": "input_audio"}], "1 is 'input_audio'"),
+        ([{"type": "text", "text": "a"}, {"type": "file", "file": {}}], "1 is 'file'"),
+    ],
+)
+def test_a_content_part_that_is_not_text_is_400_saying_so(
+    client: TestClient, fake_model: FakeChatModel, content: list[Any], part: str
+) -> None:
+    body = {"messages": [{"role": "user", "content": content}]}
+    error = expect_error(client.post(URL, json=body), 400, "messages.0.content")
+    assert "only text content parts are supported" in error["message"]
+    assert part in error["message"]
+    assert "valid string" not in error["message"]
+    assert fake_model.calls == []
+
+
+def test_text_content_parts_are_joined(client: TestClient, fake_model: FakeChatModel) -> None:
+    parts = [{"type": "text", "text": "first line"}, {"type": "text", "text": "second line"}]
+    response = client.post(URL, json={"messages": [{"role": "user", "content": parts}]})
+    assert response.status_code == 200, response.text
+    assert fake_model.calls[-1][-1].text == "first line\nsecond line"
 
 
 @pytest.mark.parametrize(
@@ -513,27 +545,77 @@ def test_an_unknown_path_is_openais_404(client: TestClient) -> None:
 def test_a_known_path_with_another_method_is_405(client: TestClient) -> None:
     assert expect_error(client.get(URL), 405)["code"] == "method_not_allowed"
     assert expect_error(client.delete("/v1/models"), 405)["code"] == "method_not_allowed"
+    # A path with a parameter in it: any model name, the path is known.
+    for path in ("/v1/models/assistant", "/v1/models/other"):
+        for method in ("POST", "PUT", "DELETE", "PATCH"):
+            error = expect_error(client.request(method, path), 405)
+            assert error["code"] == "method_not_allowed"
+    # Deeper or other paths stay 404.
+    for path in ("/v1/models/assistant/x", "/v1/modelsx"):
+        assert expect_error(client.post(path), 404)["code"] == "unknown_url"
 
 
 @pytest.mark.parametrize(
     "authorization",
-    [None, "Bearer wrong", "Bearer ", "Basic c2VjcmV0", "secret", "Bearer secret2x"],
+    [
+        None,
+        "Bearer wrong",
+        "Bearer ",
+        "Basic c2VjcmV0LWtleS0wMTIzNDU2",
+        "secret-key-0123456",
+        "Bearer secret-key-0123456-2x",
+    ],
 )
 def test_with_keys_a_missing_or_wrong_key_is_401(
     make_settings: Callable[..., Settings],
     fake_model: FakeChatModel,
     authorization: str | None,
 ) -> None:
-    settings = api_settings(make_settings, api={"keys": ["secret", "secret2"]})
+    settings = api_settings(
+        make_settings, api={"keys": ["secret-key-0123456", "secret-key-0123456-2"]}
+    )
     headers = {"Authorization": authorization} if authorization else {}
     with TestClient(create_app(service=make_service(settings, fake_model))) as client:
         error = expect_error(client.post(URL, json=user("hi"), headers=headers), 401)
         assert error["code"] == "invalid_api_key"
         expect_error(client.get("/v1/models", headers=headers), 401)
-        for key in ("secret", "secret2"):
+        for key in ("secret-key-0123456", "secret-key-0123456-2"):
             ok = client.post(URL, json=user("hi"), headers={"Authorization": f"Bearer {key}"})
             assert ok.status_code == 200
     assert len(fake_model.calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("keys", "why"),
+    [
+        ([""], "key 0 is empty"),
+        (["   "], "key 0 is empty"),
+        (["a-long-enough-key-1234", "\t"], "key 1 is empty"),
+        (["k3y-9xq"], "key 0 is shorter than 16"),
+        (["fifteen-chars15"], "key 0 is shorter than 16"),
+        (["a long key with spaces"], "key 0 contains whitespace"),
+        ([" leading-space-key-1234"], "key 0 contains whitespace"),
+    ],
+)
+def test_an_empty_short_or_spaced_api_key_is_refused_by_the_settings(
+    keys: list[str], why: str
+) -> None:
+    from graph.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError) as info:
+        load_settings(api={"keys": keys})
+    message = str(info.value)
+    assert "api.keys" in message and why in message
+    for key in keys:
+        if key.strip():
+            assert key.strip() not in message  # a key is never shown
+
+
+def test_a_key_of_16_characters_or_more_is_accepted() -> None:
+    from graph.settings import load_settings
+
+    keys = load_settings(api={"keys": ["sixteen-chars-16", "x" * 64]}).api.keys
+    assert [len(k.get_secret_value()) for k in keys] == [16, 64]
 
 
 def test_a_busy_thread_is_409(client: TestClient, service: ApiService) -> None:
