@@ -173,6 +173,7 @@ class _Runtime:
         # out: a request never waits for a worker, so a full queue is a 503 at once.
         workers = service.queue.size + 4
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="api-turn")
+        self.closing = False  # an app may be started again after a shutdown (tests)
 
     def get(self) -> ApiService:
         if self.closing:

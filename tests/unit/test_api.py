@@ -851,8 +851,9 @@ def test_shutdown_stops_a_running_turn_and_waits_for_it_before_the_memory_closes
     service = make_service(api_settings(make_settings), model)
     closed_after: list[list[tuple[str, str]]] = []
 
+    app = create_app(service=service)
+
     async def scenario() -> httpx.Response:
-        app = create_app(service=service)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
@@ -876,3 +877,8 @@ def test_shutdown_stops_a_running_turn_and_waits_for_it_before_the_memory_closes
     assert "the server is shutting down" in response.text
     if not stream:
         expect_error(response, 503)
+    # The same app started again serves again.
+    model.reply = "again"
+    with TestClient(app) as client:
+        answer = client.post(URL, json=user("hi")).json()
+        assert answer["choices"][0]["message"]["content"] == "again"
