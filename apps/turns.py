@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
@@ -37,6 +38,31 @@ STOPPED_MARK = "[stopped]"
 
 REPLY_NODES = ("generate", "refuse")
 """Nodes whose streamed message chunks are the reply the user sees."""
+
+
+class CheckedLocks:
+    """Thread locks that run ``check`` as soon as the thread's lock is held.
+
+    Whose thread it is and whether it exists must be read under the lock: read before it,
+    another user's turn could create the thread (or a turn of the same user fill it) while
+    this one waits, and this turn would then run on that thread and take it over.
+    """
+
+    def __init__(self, locks: ThreadLocks, check: Callable[[], None]) -> None:
+        self.locks = locks
+        self.check = check
+
+    @contextmanager
+    def hold(self, thread_id: str, wait: float) -> Iterator[None]:
+        """Hold the thread's lock (as ``ThreadLocks.hold``), then run the check.
+
+        Raises:
+            ThreadBusyError: The thread stayed busy for ``wait`` seconds.
+            Exception: Whatever the check raises (the lock is released).
+        """
+        with self.locks.hold(thread_id, wait):
+            self.check()
+            yield
 
 
 class GenerationStopped(Exception):

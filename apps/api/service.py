@@ -18,15 +18,15 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from apps.queue import ModelQueue, QueuedLocks
-from apps.turns import safety_verdict, stream_turn, turn_config
+from apps.turns import CheckedLocks, safety_verdict, stream_turn, turn_config
 from graph.context import Context
 from graph.settings import Settings
 
@@ -154,25 +154,6 @@ class _NoLocks:
         return nullcontext()
 
 
-class _CheckedLocks:
-    """Thread locks that run ``check`` as soon as the thread's lock is held.
-
-    Whose thread it is and whether it exists must be read under the lock: read before it,
-    another user's turn could create the thread (or a turn of the same user fill it) while
-    this one waits, and this turn would then run on that thread and take it over.
-    """
-
-    def __init__(self, locks: ThreadLocks, check: Callable[[], None]) -> None:
-        self.locks = locks
-        self.check = check
-
-    @contextmanager
-    def hold(self, thread_id: str, wait: float) -> Iterator[None]:
-        with self.locks.hold(thread_id, wait):
-            self.check()
-            yield
-
-
 class ApiService:
     """The API's back end: one graph, one memory and one model queue for every client.
 
@@ -245,7 +226,7 @@ class ApiService:
                 if self._check_owner(thread_id, turn.owner):
                     earlier.clear()
 
-            locks = _CheckedLocks(self.memory.locks, check)
+            locks = CheckedLocks(self.memory.locks, check)
         else:
             thread_id, locks = f"api-tmp-{uuid.uuid4().hex}", _NoLocks()
         streamed: list[str] = []

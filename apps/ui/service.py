@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import ValidationError
 
-from apps.turns import STOPPED_MARK, GenerationStopped, safety_verdict, stream_turn, turn_config
+from apps.turns import (
+    STOPPED_MARK,
+    CheckedLocks,
+    GenerationStopped,
+    safety_verdict,
+    stream_turn,
+    turn_config,
+)
 from graph.context import Context
 from graph.errors import InvalidMessageError, MessageTooLongError
 from graph.settings import SAFETY_LEVELS, Settings
@@ -338,9 +345,12 @@ class ChatService:
         tokens = 0
         state: dict[str, Any] = {}
         try:
+            # The owner is checked again once the thread's lock is held: another user's
+            # turn could create this thread while this one waits for it.
+            locks = CheckedLocks(self.memory.locks, lambda: self.check_owner(user, thread_id))
             with stream_turn(
                 self.graph,
-                self.memory.locks,
+                locks,
                 thread_id,
                 text,
                 context,

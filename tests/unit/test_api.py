@@ -11,7 +11,6 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -26,6 +25,7 @@ from apps.turns import GenerationStopped
 from graph.context import Context
 from graph.settings import Settings
 from tests.support.embeddings import word_store
+from tests.support.locks import GateLocks
 from tools.memory import OpenMemory
 from tools.memory.locks import LocalThreadLocks
 from tools.models import FakeChatModel
@@ -729,43 +729,13 @@ def test_a_stopped_turn_frees_the_model_and_keeps_the_partial_reply(
 # --- the thread's owner, read under the thread's lock ---------------------------------------
 
 
-class _GateLocks:
-    """Thread locks that let a test order two turns on one thread.
-
-    The first ``hold`` takes the lock, says so (``first_holds``) and waits for ``go``
-    before its turn runs: a turn that has its thread but has saved nothing yet. Each later
-    ``hold`` says it is waiting (``later_waits``) before it waits for the lock.
-    """
-
-    def __init__(self) -> None:
-        self.locks = LocalThreadLocks()
-        self.first_holds = threading.Event()
-        self.later_waits = threading.Event()
-        self.go = threading.Event()
-        self._calls = 0
-        self._guard = threading.Lock()
-
-    @contextmanager
-    def hold(self, thread_id: str, wait: float) -> Iterator[None]:
-        with self._guard:
-            self._calls += 1
-            first = self._calls == 1
-        if not first:
-            self.later_waits.set()
-        with self.locks.hold(thread_id, wait):
-            if first:
-                self.first_holds.set()
-                assert self.go.wait(30), "the test never let the first turn go on"
-            yield
-
-
 def _race(
     settings: Settings, model: FakeChatModel, first: Turn, second: Turn
 ) -> tuple[ApiService, dict[str, Any]]:
     """Run ``first``; start ``second`` once ``first`` holds the thread (before it saved
     anything), let ``first`` go on once ``second`` has passed its early check and waits
     for the lock. Returns the service and each turn's outcome or exception."""
-    locks = _GateLocks()
+    locks = GateLocks()
     memory = OpenMemory(InMemorySaver(), word_store(settings), locks)
     service = ApiService(settings, memory, model=model)
     results: dict[str, Any] = {}

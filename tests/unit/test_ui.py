@@ -29,6 +29,7 @@ from apps.ui.service import (
 )
 from graph.settings import Settings
 from tests.support.embeddings import word_store
+from tests.support.locks import GateLocks
 from tools.documents.store import check_collection_name
 from tools.memory import OpenMemory
 from tools.memory.locks import LocalThreadLocks
@@ -173,6 +174,38 @@ def test_a_user_cannot_open_write_or_delete_another_users_thread(service: ChatSe
         service.delete_thread("bob", "a1")
     rows, _ = service.history("alice", "a1")
     assert next(r["content"] for r in rows) == "secret plans"
+
+
+def test_another_user_racing_for_a_new_thread_is_refused_under_the_lock(
+    make_settings: Callable[..., Settings], fake_model: FakeChatModel
+) -> None:
+    # Bob's early owner check passes (the thread does not exist yet) while Alice's turn
+    # holds it; the check under the lock must then see it is Alice's.
+    settings = make_settings()
+    locks = GateLocks()
+    memory = OpenMemory(InMemorySaver(), None, locks)
+    service = ChatService(settings, memory, model=fake_model, wait=30)
+    results: dict[str, Any] = {}
+
+    def turn(user: str, text: str) -> None:
+        try:
+            results[user] = run(service, user, "shared", text)
+        except Exception as exc:
+            results[user] = exc
+
+    alice = threading.Thread(target=turn, args=("alice", "My PIN is 1234"))
+    bob = threading.Thread(target=turn, args=("bob", "What did the last message say?"))
+    alice.start()
+    assert locks.first_holds.wait(30)
+    bob.start()
+    assert locks.later_waits.wait(30)
+    locks.go.set()
+    alice.join(30)
+    bob.join(30)
+    assert isinstance(results["alice"], tuple)
+    assert isinstance(results["bob"], UiError) and "No such thread" in str(results["bob"])
+    assert len(fake_model.calls) == 1  # Bob's message reached no model
+    assert service.owner_of("shared") == "alice"
 
 
 def test_threads_that_name_no_owner_are_the_machine_users(service: ChatService) -> None:
