@@ -366,7 +366,16 @@ class SafetySettings(_Section):
         ge=0.0,
         le=1.0,
         description="A reply the semantic layer gives this harm probability or more goes to "
-        "the judge (the harm patterns and threats check every reply).",
+        "the reply judge (the harm patterns and threats check every reply).",
+    )
+    reply_judge_threshold: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="On models that score the judge's verdict (llama.cpp): the reply judge's "
+        "P(unsafe) (prompts/safety_reply_judge.md: does the reply give real help to do harm?) "
+        "from which a reply is withdrawn. Fitted on replies of the default model by "
+        "scripts/calibrate_safety_replies.py; lower withdraws more, harmless answers too.",
     )
     flagged_passages: Literal["cut", "warn", "drop"] = Field(
         "cut",

@@ -44,11 +44,13 @@ def make_check_output(deps: Deps) -> ContextNode:
         if not deps.settings.safety.check_replies:
             return update
         guard = guard_for(deps.settings, deps.safety, lambda: deps.model, deps.can_judge)
-        verdict = guard.check_reply(result.text, level)
+        # The reply judge reads the request with the reply: a refusal or safety advice is
+        # only safe or unsafe as an answer to something.
+        question = state.messages[-2]
+        verdict = guard.check_reply(question.text, result.text, level)
         if verdict.allowed:
             return update
         log.info("reply withdrawn at %s by the %s layer: %s", level, verdict.layer, verdict.reason)
-        question = state.messages[-2]
         safety.update(
             allowed=False,
             withdrawn=True,

@@ -125,7 +125,9 @@ def test_judge_replies_are_parsed_strictly(
     assert parse_verdict(reply, load_taxonomy()) == parsed
 
 
-CANARIES = dict(Judge(lambda: FakeChatModel(), load_taxonomy()).canaries)
+CANARIES = {
+    texts[0]: verdict for texts, verdict in Judge(lambda: FakeChatModel(), load_taxonomy()).canaries
+}
 
 
 def quoted(message: BaseMessage) -> str:

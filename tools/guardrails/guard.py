@@ -12,6 +12,11 @@
    uncertain: not English, a harm probability or a similarity to a harmful exemplar
    above the thresholds, or a wrapper. ``safety.judge = "all"`` judges every message.
 
+The reply check (:meth:`InputGuard.check_reply`) has its own judge
+(:class:`~tools.guardrails.judge.ReplyJudge`): it reads the request and the reply and asks
+whether the reply gives real help to do harm, with its own threshold
+(``safety.reply_judge_threshold``).
+
 A verdict names a category of the taxonomy; the policy (``safety.refuse``) says whether
 the run's level refuses it. When the judge gives no verdict (off, or a reply that is not
 one), the cheaper layers decide: the semantic layer refuses only a near-certain harm
@@ -33,7 +38,7 @@ from graph.settings import SafetyLevel, Settings
 from tools.guardrails.calibration import Calibration, load_calibration
 from tools.guardrails.classifiers import ClassifierError, InjectionClassifier, injection_classifier
 from tools.guardrails.filter import SafetyFilter, SafetyVerdict
-from tools.guardrails.judge import Judge, JudgeVerdict
+from tools.guardrails.judge import Judge, JudgeVerdict, ReplyJudge
 from tools.guardrails.semantic import SemanticLayer, SemanticScore, shared_layer
 from tools.guardrails.taxonomy import Policy
 
@@ -52,6 +57,8 @@ class Thresholds:
     reply_judge: float = 0.8
     judge: float = 0.5
     """Stacked P(harmful) from which a scored judge verdict refuses (see calibration)."""
+    reply_judge_threshold: float = 0.5
+    """The reply judge's P(unsafe) from which a reply is withdrawn."""
 
 
 @dataclass
@@ -64,6 +71,7 @@ class InputGuard:
         semantic: The semantic layer, or None.
         classifier: Returns the wrapper classifier, or None to skip it.
         judge: The model judge, or None.
+        reply_judge: The reply check's judge (request and reply), or None.
         judge_mode: ``"off"``, ``"uncertain"`` or ``"all"``.
         thresholds: See :class:`Thresholds`.
         calibration: Stacks a scored judge verdict with the harm probability; None =
@@ -76,6 +84,7 @@ class InputGuard:
     semantic: SemanticLayer | None = None
     classifier: Callable[[], InjectionClassifier] | None = None
     judge: Judge | None = None
+    reply_judge: ReplyJudge | None = None
     judge_mode: str = "uncertain"
     thresholds: Thresholds = field(default_factory=Thresholds)
     calibration: Calibration | None = None
@@ -207,17 +216,20 @@ class InputGuard:
         scores["p_harmful"] = round(harmful, 3)
         return harmful >= self.thresholds.judge
 
-    def check_reply(self, reply: str, level: SafetyLevel) -> SafetyVerdict:
+    def check_reply(self, request: str, reply: str, level: SafetyLevel) -> SafetyVerdict:
         """Decide whether a reply may be kept (``allowed``) or must be withdrawn.
 
         Cheap unless the reply looks harmful: the harm patterns and threats run on it (a
         reply holding "how to make a pipe bomb" or "I will kill you"), then the semantic
-        layer; only a reply it scores at ``reply_judge`` or more goes to the judge, whose
-        verdict decides (without one the reply is kept). The
-        lexical layer's profanity and strict terms do not withdraw a reply (profanity is
-        masked instead).
+        layer; only a reply it scores at ``reply_judge`` or more goes to the reply judge,
+        which reads the request and the reply and is asked whether the reply gives real
+        help to do harm (a refusal or safety information does not). Its P(unsafe) at
+        ``reply_judge_threshold`` or more withdraws the reply (a verdict in words: its
+        word); without a verdict the reply is kept. The lexical layer's profanity and
+        strict terms do not withdraw a reply (profanity is masked instead).
 
         Args:
+            request: The user's message the reply answers.
             reply: The model's reply (already masked).
             level: The run's safety level.
 
@@ -238,16 +250,31 @@ class InputGuard:
         if score is None or not score.english or score.harm < self.thresholds.reply_judge:
             return keep
         scores: dict[str, Any] = {"harm": round(score.harm, 3), "category": score.category}
-        verdict = self._judged(reply) if self.judge_mode != "off" else None
+        verdict = self._judged_reply(request, reply) if self.judge_mode != "off" else None
         if verdict is not None:
             scores["judge"] = verdict.raw.strip()
-            category = _category(verdict, score) or score.category
-            if self._unsafe(verdict, score, scores) and self.policy.refuses(category, level):
+            scores["judge_seconds"] = round(verdict.seconds, 3)
+            unsafe = (
+                verdict.unsafe
+                if verdict.probability is None
+                else verdict.probability >= self.thresholds.reply_judge_threshold
+            )
+            category = verdict.category or score.category
+            if unsafe and self.policy.refuses(category, level):
                 return self._refusal(level, category, "judge", scores)
             return replace(keep, layer="judge", scores=scores)
         # Without a verdict the score alone never withdraws a reply: the exemplars are
         # requests, and answers such as "That is a bad idea." score 0.99 against them.
         return replace(keep, layer="semantic", scores=scores)
+
+    def _judged_reply(self, request: str, reply: str) -> JudgeVerdict | None:
+        if self.reply_judge is None:
+            return None
+        try:
+            return self.reply_judge.check_exchange(request, reply)
+        except Exception as exc:  # a model error keeps the reply, as no verdict does
+            log.warning("safety reply judge failed, keeping the reply: %s", exc)
+            return None
 
 
 def _category(verdict: JudgeVerdict, score: SemanticScore | None) -> str | None:
@@ -303,7 +330,7 @@ def build_guard(
     semantic = None
     if cfg.semantic:
         semantic = shared_layer(_data_file(directory, "safety_exemplars.yaml"), settings.cache_dir)
-    judge = None
+    judge = reply_judge = None
     if cfg.judge != "off" and can_judge:
         judge = Judge(
             model,
@@ -311,12 +338,19 @@ def build_guard(
             _data_file(directory, "safety_judge.md"),
             _data_file(directory, "safety_judge_examples.yaml"),
         )
+        reply_judge = ReplyJudge(
+            model,
+            taxonomy,
+            _data_file(directory, "safety_reply_judge.md"),
+            _data_file(directory, "safety_reply_judge_examples.yaml"),
+        )
     return InputGuard(
         safety=safety,
         policy=policy,
         semantic=semantic,
         classifier=injection_classifier,
         judge=judge,
+        reply_judge=reply_judge,
         judge_mode=cfg.judge,
         thresholds=Thresholds(
             cfg.uncertain_harm,
@@ -324,6 +358,7 @@ def build_guard(
             cfg.semantic_block,
             cfg.reply_judge,
             cfg.judge_threshold,
+            cfg.reply_judge_threshold,
         ),
         calibration=load_calibration(_data_file(directory, "safety_calibration.yaml")),
     )

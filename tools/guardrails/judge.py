@@ -55,8 +55,11 @@ from tools.text import parse_yaml
 __all__ = [
     "DEFAULT_JUDGE_EXAMPLES",
     "DEFAULT_JUDGE_PROMPT",
+    "DEFAULT_REPLY_JUDGE_EXAMPLES",
+    "DEFAULT_REPLY_JUDGE_PROMPT",
     "Judge",
     "JudgeVerdict",
+    "ReplyJudge",
     "parse_verdict",
 ]
 
@@ -64,6 +67,8 @@ log = logging.getLogger("assistant.safety")
 
 DEFAULT_JUDGE_PROMPT = Path(__file__).resolve().parents[2] / "prompts" / "safety_judge.md"
 DEFAULT_JUDGE_EXAMPLES = DEFAULT_JUDGE_PROMPT.with_name("safety_judge_examples.yaml")
+DEFAULT_REPLY_JUDGE_PROMPT = DEFAULT_JUDGE_PROMPT.with_name("safety_reply_judge.md")
+DEFAULT_REPLY_JUDGE_EXAMPLES = DEFAULT_JUDGE_PROMPT.with_name("safety_reply_judge_examples.yaml")
 # "safe" / "unsafe S9" / "unsafe: S9" / "Unsafe S9." (and nothing more).
 _VERDICT_RE = re.compile(r"^(safe|unsafe)(?:[\s:,-]+(s\d{1,2}))?\.?$", re.IGNORECASE)
 # Enough for "unsafe S14" in any tokenizer, few enough to stop a chatty reply early.
@@ -122,41 +127,61 @@ def parse_verdict(reply: str, taxonomy: Taxonomy) -> tuple[bool, str | None] | N
     return unsafe, hazard.key if unsafe else None
 
 
+def _defuse(text: str) -> str:
+    return text.replace(_OPEN, "< < <").replace(_CLOSE, "> > >")
+
+
 def _quote(text: str) -> str:
-    quoted = text.replace(_OPEN, "< < <").replace(_CLOSE, "> > >")
-    return f"Message to check:\n{_OPEN}\n{quoted}\n{_CLOSE}"
+    return f"Message to check:\n{_OPEN}\n{_defuse(text)}\n{_CLOSE}"
+
+
+def _quote_exchange(request: str, reply: str) -> str:
+    return (
+        f"User's request:\n{_OPEN}\n{_defuse(request)}\n{_CLOSE}\n\n"
+        f"Assistant's reply to check:\n{_OPEN}\n{_defuse(reply)}\n{_CLOSE}"
+    )
 
 
 class _ExamplesFile(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     version: int | None = None
-    examples: list[Annotated[list[str], Field(min_length=2, max_length=2)]]
-    canaries: list[Annotated[list[str], Field(min_length=2, max_length=2)]] = []
+    examples: list[Annotated[list[str], Field(min_length=2, max_length=3)]]
+    canaries: list[Annotated[list[str], Field(min_length=2, max_length=3)]] = []
 
 
-Pairs = tuple[tuple[str, str], ...]
+# Each entry: the texts the judge reads (a message; or a request and a reply), the verdict.
+Examples = tuple[tuple[tuple[str, ...], str], ...]
 
 
-def _examples(path: Path, taxonomy: Taxonomy) -> tuple[Pairs, Pairs]:
-    """The worked examples and the canaries of an examples file, verdicts checked."""
+def _examples(path: Path, taxonomy: Taxonomy, arity: int = 1) -> tuple[Examples, Examples]:
+    """The worked examples and the canaries of an examples file, verdicts checked.
+
+    ``arity`` is how many texts come before each verdict: 1 (a message) for the input
+    judge, 2 (a request, a reply) for the reply judge.
+    """
     try:
         spec = _ExamplesFile.model_validate(parse_yaml(path.read_text(encoding="utf-8")))
     except (OSError, yaml.YAMLError, ValidationError) as exc:
         raise ValueError(f"safety judge examples {path}: {exc}") from exc
-    for kind, pairs in (("example", spec.examples), ("canary", spec.canaries)):
-        for number, (_, verdict) in enumerate(pairs, 1):
-            if parse_verdict(verdict, taxonomy) is None:
+    for kind, entries in (("example", spec.examples), ("canary", spec.canaries)):
+        for number, entry in enumerate(entries, 1):
+            if len(entry) != arity + 1:
                 raise ValueError(
-                    f"safety judge examples {path}: {kind} {number}: {verdict!r} is no "
+                    f"safety judge examples {path}: {kind} {number} has {len(entry)} "
+                    f"texts; this judge needs {arity + 1} (the verdict last)"
+                )
+            if parse_verdict(entry[-1], taxonomy) is None:
+                raise ValueError(
+                    f"safety judge examples {path}: {kind} {number}: {entry[-1]!r} is no "
                     'verdict ("safe" or "unsafe S<n>" with a code of the taxonomy)'
                 )
-    examples = {message for message, _ in spec.examples}
-    if leaked := [message for message, _ in spec.canaries if message in examples]:
+    examples = {tuple(entry[:-1]) for entry in spec.examples}
+    if leaked := [entry[:-1] for entry in spec.canaries if tuple(entry[:-1]) in examples]:
         raise ValueError(f"safety judge examples {path}: canaries among the examples: {leaked}")
     return (
-        tuple((message, verdict) for message, verdict in spec.examples),
-        tuple((message, verdict) for message, verdict in spec.canaries),
+        tuple((tuple(entry[:-1]), entry[-1]) for entry in spec.examples),
+        tuple((tuple(entry[:-1]), entry[-1]) for entry in spec.canaries),
     )
 
 
@@ -179,6 +204,9 @@ class Judge:
             example's verdict does not parse.
 
     """
+
+    arity = 1
+    """How many texts the judge reads per verdict (a message)."""
 
     def __init__(
         self,
@@ -203,19 +231,26 @@ class Judge:
         self.system = template.replace("{categories}", categories).strip()
         self.taxonomy = taxonomy
         self.examples, self.canaries = (
-            _examples(examples_file, taxonomy) if examples_file else ((), ())
+            _examples(examples_file, taxonomy, self.arity) if examples_file else ((), ())
         )
         self._qualified: bool | None = None if self.canaries else True
         self._qualifying = threading.Lock()
         self._model = model
         prefix: list[BaseMessage] = [SystemMessage(self.system)]
-        for message, verdict in self.examples:
-            prefix += [HumanMessage(_quote(message)), AIMessage(verdict)]
+        for texts, verdict in self.examples:
+            prefix += [HumanMessage(self._render(texts)), AIMessage(verdict)]
         self._prefix = prefix
+
+    def _render(self, texts: tuple[str, ...]) -> str:
+        """The last user turn: what is judged, quoted."""
+        return _quote(texts[0])
+
+    def _prompt(self, content: str) -> list[BaseMessage]:
+        return [*self._prefix, HumanMessage(content)]
 
     def messages(self, text: str) -> list[BaseMessage]:
         """The prompt for one message: the fixed policy and examples, then the message."""
-        return [*self._prefix, HumanMessage(_quote(text))]
+        return self._prompt(_quote(text))
 
     def qualified(self) -> bool:
         """Whether the model answers every canary right (asked once, on first use).
@@ -227,8 +262,8 @@ class Judge:
         with self._qualifying:
             if self._qualified is None:
                 wrong = []
-                for message, expected in self.canaries:
-                    verdict = self._ask(message)
+                for texts, expected in self.canaries:
+                    verdict = self._ask(self._render(texts))
                     want = parse_verdict(expected, self.taxonomy)
                     # A usable judge leans the right way; the threshold is a policy choice.
                     leans = verdict and (
@@ -237,7 +272,7 @@ class Judge:
                         else verdict.probability >= 0.5
                     )
                     if verdict is None or want is None or leans != want[0]:
-                        wrong.append(f"{message!r}: {verdict.raw.strip() if verdict else '?'}")
+                        wrong.append(f"{texts[0]!r}: {verdict.raw.strip() if verdict else '?'}")
                 self._qualified = not wrong
                 if wrong:
                     log.warning(
@@ -258,7 +293,7 @@ class Judge:
         """
         if not self.qualified():
             return None
-        return self._ask(text)
+        return self._ask(_quote(text))
 
     def category(self, text: str) -> str | None:
         """The category code the model names for ``text``, in words (None: none named).
@@ -266,25 +301,26 @@ class Judge:
         A scored verdict has no category (the guard takes the semantic layer's for an
         English message); this asks for the code when nothing else can tell it.
         """
-        said = self._say(text, time.perf_counter())
+        said = self._say(_quote(text), time.perf_counter())
         return said.category if said is not None and said.unsafe else None
 
-    def _ask(self, text: str) -> JudgeVerdict | None:
+    def _ask(self, content: str) -> JudgeVerdict | None:
+        """One verdict on the rendered last turn ``content``."""
         started = time.perf_counter()
         model = self._model()
-        scores = first_token_probabilities(model, self.messages(text), ["safe", "unsafe"])
+        scores = first_token_probabilities(model, self._prompt(content), ["safe", "unsafe"])
         if scores is None or scores["safe"] + scores["unsafe"] < MIN_VERDICT_MASS:
-            return self._say(text, started)
+            return self._say(content, started)
         probability = scores["unsafe"] / (scores["safe"] + scores["unsafe"])
         seconds = time.perf_counter() - started
         raw = f"p(unsafe)={probability:.3f}"
         log.info("safety judge: %s in %.2f s", raw, seconds)
         return JudgeVerdict(probability >= self.threshold, None, raw, seconds, probability)
 
-    def _say(self, text: str, started: float) -> JudgeVerdict | None:
+    def _say(self, content: str, started: float) -> JudgeVerdict | None:
         """The verdict in the model's words (greedy, a few tokens)."""
         reply = self._model().invoke(
-            self.messages(text),
+            self._prompt(content),
             config={"tags": [TAG_NOSTREAM]},
             temperature=0.0,
             do_sample=False,
@@ -298,3 +334,64 @@ class Judge:
         unsafe, category = parsed
         log.info("safety judge: %r in %.2f s", reply.text.strip(), seconds)
         return JudgeVerdict(unsafe, category, reply.text, seconds)
+
+
+class ReplyJudge(Judge):
+    """Asks the chat model whether a REPLY gives real help to do harm.
+
+    The reply check's own question, as Llama Guard asks it for the "Agent" role: the
+    judge reads the user's request and the assistant's reply and judges the reply. A
+    refusal, a warning, safety information or an answer to a harmless look-alike is safe
+    even when the request was not; the input judge's question ("a message a user wants to
+    send") put to an answer withdrew such replies (10 of the 15 false refusals of the
+    last end-to-end run). Its own policy prompt and worked examples (request, reply,
+    verdict); the same parsing, scoring, canaries and fixed-prefix caching as
+    :class:`Judge`. Its P(unsafe) is cut at ``safety.reply_judge_threshold`` (fitted on
+    replies by ``scripts/calibrate_safety_replies.py``), not stacked with the semantic
+    layer, whose exemplars are requests.
+
+    Args:
+        model: Returns the chat model.
+        taxonomy: The categories the policy lists.
+        prompt_file: The policy prompt; ``{categories}`` is filled in.
+        examples_file: Worked examples and canaries, each ``[request, reply, verdict]``.
+        threshold: P(unsafe) from which a scored verdict says unsafe (0..1).
+
+    Raises:
+        ValueError: As :class:`Judge`; also for an example that is not a triple.
+
+    """
+
+    arity = 2
+
+    def __init__(
+        self,
+        model: Callable[[], BaseChatModel],
+        taxonomy: Taxonomy,
+        prompt_file: Path = DEFAULT_REPLY_JUDGE_PROMPT,
+        examples_file: Path | None = DEFAULT_REPLY_JUDGE_EXAMPLES,
+        threshold: float = 0.5,
+    ) -> None:
+        super().__init__(model, taxonomy, prompt_file, examples_file, threshold)
+
+    def _render(self, texts: tuple[str, ...]) -> str:
+        return _quote_exchange(texts[0], texts[1])
+
+    def exchange_messages(self, request: str, reply: str) -> list[BaseMessage]:
+        """The prompt for one reply: the fixed policy and examples, then request and reply."""
+        return self._prompt(_quote_exchange(request, reply))
+
+    def check_exchange(self, request: str, reply: str) -> JudgeVerdict | None:
+        """Judge a reply to a request; None when the model cannot judge it.
+
+        Args:
+            request: The user's message the reply answers ("" when unknown).
+            reply: The assistant's reply.
+
+        Returns:
+            The verdict on the reply (``unsafe``: it gives real help to do harm), or None
+            when the reply cannot be parsed or the model failed its canaries.
+        """
+        if not self.qualified():
+            return None
+        return self._ask(_quote_exchange(request, reply))
