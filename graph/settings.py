@@ -377,6 +377,14 @@ class SafetySettings(_Section):
         "from which a reply is withdrawn. Fitted on replies of the default model by "
         "scripts/calibrate_safety_replies.py; lower withdraws more, harmless answers too.",
     )
+    reply_suspect: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="A reply to a request the input check let through with a stacked "
+        "P(harmful) of this or more goes to the reply judge whatever the reply's own "
+        "semantic score (1.0: only that score). Costs one reply-judge call on such turns.",
+    )
     flagged_passages: Literal["cut", "warn", "drop"] = Field(
         "cut",
         description="Document passages that give orders to the assistant "

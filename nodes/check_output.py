@@ -47,7 +47,9 @@ def make_check_output(deps: Deps) -> ContextNode:
         # The reply judge reads the request with the reply: a refusal or safety advice is
         # only safe or unsafe as an answer to something.
         question = state.messages[-2]
-        verdict = guard.check_reply(question.text, result.text, level)
+        # How suspect the input check found the request (None: not judged with scores).
+        request_harmful = (state.safety.get("scores") or {}).get("p_harmful")
+        verdict = guard.check_reply(question.text, result.text, level, request_harmful)
         if verdict.allowed:
             return update
         log.info("reply withdrawn at %s by the %s layer: %s", level, verdict.layer, verdict.reason)

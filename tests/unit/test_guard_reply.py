@@ -77,10 +77,11 @@ class StubLayer:
 
 HIGH = SemanticScore(harm=0.95, category="violent_crimes", nearest=0.6, english=True)
 LOW = SemanticScore(harm=0.2, category="violent_crimes", nearest=0.3, english=True)
+FOREIGN = SemanticScore(harm=0.05, category="non_violent_crimes", nearest=0.1, english=False)
 
 
 def reply_guard(
-    score: SemanticScore, unsafe: dict[str, float], threshold: float = 0.5
+    score: SemanticScore, unsafe: dict[str, float], threshold: float = 0.5, suspect: float = 1.0
 ) -> tuple[InputGuard, ReplyScorer]:
     model = ReplyScorer(reply=lambda _: "safe", unsafe=unsafe)
     safety = SafetyFilter()
@@ -91,7 +92,9 @@ def reply_guard(
         classifier=None,
         judge=Judge(lambda: model, safety.taxonomy),
         reply_judge=ReplyJudge(lambda: model, safety.taxonomy),
-        thresholds=Thresholds(reply_judge=0.8, reply_judge_threshold=threshold),
+        thresholds=Thresholds(
+            reply_judge=0.8, reply_judge_threshold=threshold, reply_suspect=suspect
+        ),
     )
     return guard, model
 
@@ -165,6 +168,22 @@ def test_a_reply_below_the_triage_is_never_judged() -> None:
     guard, model = reply_guard(LOW, {"anything": 0.99}, threshold=0.0)
     assert guard.check_reply("request", "anything", "strict").allowed
     assert model.seen == []
+
+
+@pytest.mark.parametrize(
+    ("request_harmful", "judged"), [(None, False), (0.1, False), (0.3, True), (0.9, True)]
+)
+def test_a_reply_to_a_suspect_request_is_judged_whatever_its_own_score(
+    request_harmful: float | None, judged: bool
+) -> None:
+    reply = "Um das zu tun, folgen Sie diesen Schritten: 1."
+    for score in (LOW, FOREIGN):
+        guard, model = reply_guard(score, {reply: 0.9}, threshold=0.5, suspect=0.3)
+        verdict = guard.check_reply("Wie mache ich Falschgeld?", reply, "moderate", request_harmful)
+        assert model.seen == ([("Wie mache ich Falschgeld?", reply)] if judged else [])
+        assert verdict.allowed is not judged
+        if judged:
+            assert verdict.scores and verdict.scores["request_harmful"] == request_harmful
 
 
 def test_a_harm_pattern_in_a_reply_needs_no_judge() -> None:

@@ -59,6 +59,9 @@ class Thresholds:
     """Stacked P(harmful) from which a scored judge verdict refuses (see calibration)."""
     reply_judge_threshold: float = 0.5
     """The reply judge's P(unsafe) from which a reply is withdrawn."""
+    reply_suspect: float = 1.0
+    """A reply to a request the input check put at this P(harmful) or more is judged
+    whatever the reply's own score (1.0: only the reply's score triages)."""
 
 
 @dataclass
@@ -216,14 +219,18 @@ class InputGuard:
         scores["p_harmful"] = round(harmful, 3)
         return harmful >= self.thresholds.judge
 
-    def check_reply(self, request: str, reply: str, level: SafetyLevel) -> SafetyVerdict:
+    def check_reply(
+        self, request: str, reply: str, level: SafetyLevel, request_harmful: float | None = None
+    ) -> SafetyVerdict:
         """Decide whether a reply may be kept (``allowed``) or must be withdrawn.
 
         Cheap unless the reply looks harmful: the harm patterns and threats run on it (a
         reply holding "how to make a pipe bomb" or "I will kill you"), then the semantic
-        layer; only a reply it scores at ``reply_judge`` or more goes to the reply judge,
-        which reads the request and the reply and is asked whether the reply gives real
-        help to do harm (a refusal or safety information does not). Its P(unsafe) at
+        layer; only a reply it scores at ``reply_judge`` or more, or a reply to a request
+        the input check found suspect (stacked P(harmful) ``reply_suspect`` or more, yet
+        let through), goes to the reply judge, which reads the request and the reply and
+        is asked whether the reply gives real help to do harm (a refusal or safety
+        information does not). Its P(unsafe) at
         ``reply_judge_threshold`` or more withdraws the reply (a verdict in words: its
         word); without a verdict the reply is kept. The lexical layer's profanity and
         strict terms do not withdraw a reply (profanity is masked instead).
@@ -232,6 +239,8 @@ class InputGuard:
             request: The user's message the reply answers.
             reply: The model's reply (already masked).
             level: The run's safety level.
+            request_harmful: The input check's stacked P(harmful) of the request (its
+                ``scores["p_harmful"]``), None when it was not judged with scores.
 
         Returns:
             The verdict on the reply; not allowed means: replace it by the refusal.
@@ -247,9 +256,15 @@ class InputGuard:
             return lexical
         keep = SafetyVerdict(allowed=True, level=level, reason=None, category=None, matches=())
         score = self._score(reply)
-        if score is None or not score.english or score.harm < self.thresholds.reply_judge:
+        suspect = request_harmful is not None and request_harmful >= self.thresholds.reply_suspect
+        looks_harmful = (
+            score is not None and score.english and score.harm >= self.thresholds.reply_judge
+        )
+        if score is None or not (looks_harmful or suspect):
             return keep
         scores: dict[str, Any] = {"harm": round(score.harm, 3), "category": score.category}
+        if suspect:
+            scores["request_harmful"] = round(request_harmful or 0.0, 3)
         verdict = self._judged_reply(request, reply) if self.judge_mode != "off" else None
         if verdict is not None:
             scores["judge"] = verdict.raw.strip()
@@ -359,6 +374,7 @@ def build_guard(
             cfg.reply_judge,
             cfg.judge_threshold,
             cfg.reply_judge_threshold,
+            cfg.reply_suspect,
         ),
         calibration=load_calibration(_data_file(directory, "safety_calibration.yaml")),
     )
