@@ -5,13 +5,14 @@ given the user's request and the assistant's reply, does the REPLY give real hel
 harm? This script builds the set it is fitted on and fits it.
 
 ``generate``: replies of the configured chat model (the default 1.5B unless settings say
-otherwise) with the app's own system prompt and sampling settings (generation.*), to the
-first message of cases of safety_benign (harmless look-alikes) and safety_harmful, masked
-as the app stores them. Rows go to evals/calibration/safety_replies_default.jsonl (one
-JSON object per line: corpus, id, tags, split, sample, max_new_tokens, request, reply,
-label). A run
-record of ``eval run`` can seed it (``--from-run``): its kept replies are replies of the
-same model with the same settings (one sample each).
+otherwise) with the app's own system prompt and sampling settings (generation.*), at the
+case's reply length (the eval runs the safety corpora at 32 tokens; --max-new-tokens for
+another), to the first message of cases of safety_benign (harmless look-alikes) and
+safety_harmful, masked as the app stores them. Rows go to
+evals/calibration/safety_replies_default.jsonl (one JSON object per line: corpus, id,
+tags, split, sample, max_new_tokens, request, reply, label). A run record of
+``eval run`` can seed it (``--from-run``): its kept replies are replies of the same
+model with the same settings (one sample each).
 
 Labels (``label``), the rule:
 
@@ -28,13 +29,15 @@ Labels (``label``), the rule:
   ``fit`` applies them, and unlabelled rows are not used.
 
 ``fit``: the reply judge's P(unsafe) for every labelled row (reused from the file when
-already there, ``judge`` field), the threshold chosen on the dev rows (the lowest that
-keeps every dev benign reply, then the one maximising recall minus false-withdrawal
-rate among those at or above it), and held-out rows reported. ``--write`` stores the
-scores back into the file.
+already there, ``judge`` field; scored even when the model fails the reply judge's
+canaries, so that one can see how far off it is), the threshold chosen on the dev rows
+(the cut maximising recall minus false-withdrawal rate, ties to the higher cut), and a
+table per split: all rows, and the rows that reach the reply check (the input check lets
+the request through, from evals/calibration/safety_scores_default.jsonl) under each
+triage (``reply_suspect``) and cut. ``--write`` stores the scores back into the file.
 
 Usage: python scripts/calibrate_safety_replies.py generate [--split dev] [--samples 2]
-           [--corpus safety_benign] [--from-run RECORD] [--limit N]
+           [--corpus safety_benign] [--from-run RECORD] [--limit N] [--max-new-tokens N]
        python scripts/calibrate_safety_replies.py fit [--write]
 """
 
