@@ -7,6 +7,7 @@ the messages the cheaper layers are unsure of.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
@@ -103,11 +104,12 @@ class _Verdicts:
     def __init__(self, size: int = 4096) -> None:
         self.size = size
         self._lock = threading.Lock()
-        self._kept: OrderedDict[tuple[str, str], SafetyVerdict] = OrderedDict()
+        self._kept: OrderedDict[tuple[str, bytes], SafetyVerdict] = OrderedDict()
 
     def check(self, guard: InputGuard, text: str, level: SafetyLevel) -> SafetyVerdict:
         """``guard.check(text, level)``, answered from memory when it was asked before."""
-        key = (level, text)
+        # By digest: the texts themselves could be 4096 long messages.
+        key = (level, hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest())
         with self._lock:
             if key in self._kept:
                 self._kept.move_to_end(key)
@@ -206,6 +208,9 @@ def _check_earlier(
         if not isinstance(message, HumanMessage) or is_blocked(message):
             continue
         if message.additional_kwargs.get(CHECKED_KEY):
+            continue
+        if _not_text(message.text):  # no model can read it: withheld, not checked
+            updates.append(_withheld(message))
             continue
         verdict = verdicts.check(guard, message.text.strip(), level)
         if verdict.allowed:

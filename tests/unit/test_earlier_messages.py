@@ -63,17 +63,21 @@ def test_a_harmful_earlier_message_without_a_reply_after_it_is_withheld(
     assert state["messages"][0].text == WITHHELD
 
 
-def test_each_user_message_is_checked_once(
-    fake_graph: Any, fake_model: FakeChatModel, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    checked: list[str] = []
+@pytest.fixture
+def checked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every text the guardrail checks, in order."""
+    texts: list[str] = []
     real = InputGuard.check
 
     def spy(self: InputGuard, text: str, level: Any) -> Any:
-        checked.append(text)
+        texts.append(text)
         return real(self, text, level)
 
     monkeypatch.setattr(InputGuard, "check", spy)
+    return texts
+
+
+def test_each_user_message_is_checked_once(fake_graph: Any, checked: list[str]) -> None:
     run(fake_graph, [HumanMessage("first"), AIMessage("one"), HumanMessage("second")])
     assert checked == ["first", "second"]
     run(fake_graph, [HumanMessage("third")])
@@ -89,17 +93,9 @@ def test_passed_messages_are_marked_and_keep_their_text(fake_graph: Any) -> None
 
 
 def test_a_conversation_resent_in_full_is_not_checked_again(
-    fake_graph: Any, monkeypatch: pytest.MonkeyPatch
+    fake_graph: Any, checked: list[str]
 ) -> None:
     # A client without a thread sends the whole conversation each time (new threads).
-    checked: list[str] = []
-    real = InputGuard.check
-
-    def spy(self: InputGuard, text: str, level: Any) -> Any:
-        checked.append(text)
-        return real(self, text, level)
-
-    monkeypatch.setattr(InputGuard, "check", spy)
     run(fake_graph, [HumanMessage("one")], name="r1")
     run(fake_graph, [HumanMessage("one"), AIMessage("a"), HumanMessage("two")], name="r2")
     history = [HumanMessage("one"), AIMessage("a"), HumanMessage("two"), AIMessage("b")]
@@ -108,3 +104,13 @@ def test_a_conversation_resent_in_full_is_not_checked_again(
     # At another level the verdict may differ: checked again.
     run(fake_graph, [HumanMessage("one")], name="r4", safety_level="strict")
     assert checked == ["one", "two", "three", "one"]
+
+
+def test_an_earlier_message_that_is_not_text_is_withheld_unchecked(
+    fake_graph: Any, fake_model: FakeChatModel, checked: list[str]
+) -> None:
+    # Lone surrogates (bytes that were not UTF-8): no tokenizer can read them.
+    state = run(fake_graph, [HumanMessage("bad \ud800 bytes"), AIMessage("?"), HumanMessage("hi")])
+    assert state["messages"][0].text == WITHHELD
+    assert checked == ["hi"]
+    assert "bad" not in " ".join(m.text for m in fake_model.calls[-1])
