@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from tools.memory.locks import LocalThreadLocks
@@ -37,3 +37,29 @@ class GateLocks:
                 self.first_holds.set()
                 assert self.go.wait(30), "the test never let the first turn go on"
             yield
+
+    def race(self, first: Callable[[], object], second: Callable[[], object]) -> list[object]:
+        """Run two turns on these locks in that order; each one's result or exception.
+
+        ``second`` starts once ``first`` holds the thread (before it saved anything), and
+        ``first`` goes on once ``second`` has passed its early checks and waits for the lock.
+        """
+        results: list[object] = [None, None]
+
+        def run(at: int, turn: Callable[[], object]) -> None:
+            try:
+                results[at] = turn()
+            except Exception as exc:
+                results[at] = exc
+
+        one = threading.Thread(target=run, args=(0, first))
+        two = threading.Thread(target=run, args=(1, second))
+        one.start()
+        assert self.first_holds.wait(30)
+        two.start()
+        assert self.later_waits.wait(30)
+        self.go.set()
+        one.join(30)
+        two.join(30)
+        assert not one.is_alive() and not two.is_alive()
+        return results

@@ -738,24 +738,12 @@ def _race(
     locks = GateLocks()
     memory = OpenMemory(InMemorySaver(), word_store(settings), locks)
     service = ApiService(settings, memory, model=model)
-    results: dict[str, Any] = {}
 
-    def run(name: str, turn: Turn) -> None:
-        try:
-            results[name] = [v for k, v in service.run(turn, threading.Event()) if k == "done"]
-        except Exception as exc:
-            results[name] = exc
+    def run(turn: Turn) -> list[Any]:
+        return [v for k, v in service.run(turn, threading.Event()) if k == "done"]
 
-    one = threading.Thread(target=run, args=("first", first))
-    two = threading.Thread(target=run, args=("second", second))
-    one.start()
-    assert locks.first_holds.wait(30)
-    two.start()
-    assert locks.later_waits.wait(30)
-    locks.go.set()
-    one.join(30)
-    two.join(30)
-    assert not one.is_alive() and not two.is_alive()
+    one, two = locks.race(lambda: run(first), lambda: run(second))
+    results: dict[str, Any] = {"first": one, "second": two}
     return service, results
 
 

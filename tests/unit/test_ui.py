@@ -185,23 +185,11 @@ def test_another_user_racing_for_a_new_thread_is_refused_under_the_lock(
     locks = GateLocks()
     memory = OpenMemory(InMemorySaver(), None, locks)
     service = ChatService(settings, memory, model=fake_model, wait=30)
-    results: dict[str, Any] = {}
-
-    def turn(user: str, text: str) -> None:
-        try:
-            results[user] = run(service, user, "shared", text)
-        except Exception as exc:
-            results[user] = exc
-
-    alice = threading.Thread(target=turn, args=("alice", "My PIN is 1234"))
-    bob = threading.Thread(target=turn, args=("bob", "What did the last message say?"))
-    alice.start()
-    assert locks.first_holds.wait(30)
-    bob.start()
-    assert locks.later_waits.wait(30)
-    locks.go.set()
-    alice.join(30)
-    bob.join(30)
+    alice, bob = locks.race(
+        lambda: run(service, "alice", "shared", "My PIN is 1234"),
+        lambda: run(service, "bob", "shared", "What did the last message say?"),
+    )
+    results = {"alice": alice, "bob": bob}
     assert isinstance(results["alice"], tuple)
     assert isinstance(results["bob"], UiError) and "No such thread" in str(results["bob"])
     assert len(fake_model.calls) == 1  # Bob's message reached no model
