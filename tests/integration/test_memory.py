@@ -330,6 +330,44 @@ def test_six_processes_three_turns_each_on_one_thread_lose_nothing(
     assert len(done) == 18, results
 
 
+@pytest.mark.parametrize("round_", range(3))
+def test_processes_opening_a_new_sqlite_file_together_all_get_it(
+    round_: int, make_settings: Callable[..., Settings]
+) -> None:
+    """Six processes (sync and async) open new SQLite files at the same moment.
+
+    SQLite answers "database is locked" at once, busy timeout or not, where waiting could
+    deadlock; about one start in four failed so before the setups took turns.
+    """
+    import os
+    import subprocess
+    import sys
+
+    # A new data directory for each round; the store (long-term memory) is opened too.
+    env = {**os.environ, **NO_EXTRAS, "ASSISTANT_LONG_TERM__ENABLED": "true"}
+    at = time.time() + 4.0  # after every process has started and imported
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.support.open_together", "--at", str(at)]
+            + ["--name", f"p{p}"]
+            + (["--async"] if p % 2 else []),
+            cwd=Path(__file__).resolve().parents[2],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for p in range(6)
+    ]
+    outcomes = [process.communicate(timeout=120) for process in processes]
+    assert [out.strip() for out, _ in outcomes] == ["ok"] * 6, outcomes
+    with open_checkpointer(make_settings()) as saver:
+        assert saver is not None
+        assert {c.config["configurable"]["thread_id"] for c in saver.list(None)} == {
+            f"p{p}" for p in range(6)
+        }
+
+
 def test_a_busy_thread_refuses_or_waits(
     backend_env: dict[str, str], make_settings: Callable[..., Settings]
 ) -> None:

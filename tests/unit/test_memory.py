@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from tools.memory import (
     sqlite_path,
     store_name,
 )
+from tools.memory.backends import aset_up_sqlite, set_up_sqlite
 from tools.models import FakeChatModel
 
 
@@ -250,3 +252,77 @@ def test_a_race_lost_every_time_is_reported(make_settings: Callable[..., Setting
 
     with pytest.raises(RedisSearchError):
         set_up_redis(FlakySetup(index_race(), failures=10), make_settings())
+
+
+# --- SQLite setup of processes starting together ------------------------------------------
+
+
+def locked() -> Exception:
+    return sqlite3.OperationalError("database is locked")
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_a_locked_sqlite_setup_runs_again_until_it_gets_through(
+    tmp_path: Path, use_async: bool
+) -> None:
+    flaky = FlakySetup(locked(), failures=4)
+    path = tmp_path / "t.sqlite"
+    if use_async:
+        asyncio.run(aset_up_sqlite(flaky.asetup, path))
+    else:
+        set_up_sqlite(flaky, path)
+    assert flaky.calls == 5
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_a_sqlite_setup_locked_past_the_deadline_is_a_clear_error(
+    tmp_path: Path, use_async: bool
+) -> None:
+    flaky = FlakySetup(locked(), failures=10**6)
+    path = tmp_path / "t.sqlite"
+    with pytest.raises(MemoryBackendError, match=r"t\.sqlite.*kept it locked"):
+        if use_async:
+            asyncio.run(aset_up_sqlite(flaky.asetup, path, deadline=0.2))
+        else:
+            set_up_sqlite(flaky, path, deadline=0.2)
+    assert flaky.calls > 1
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_other_sqlite_setup_errors_are_not_retried(tmp_path: Path, use_async: bool) -> None:
+    flaky = FlakySetup(sqlite3.OperationalError("disk I/O error"), failures=1)
+    path = tmp_path / "t.sqlite"
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        if use_async:
+            asyncio.run(aset_up_sqlite(flaky.asetup, path))
+        else:
+            set_up_sqlite(flaky, path)
+    assert flaky.calls == 1
+
+
+def test_sqlite_setups_take_turns_across_holders(tmp_path: Path) -> None:
+    """While one process sets a file up, another's setup waits for it (the OS file lock)."""
+    import threading
+
+    path = tmp_path / "t.sqlite"
+    inside = threading.Event()
+    release = threading.Event()
+    order: list[str] = []
+
+    def first() -> None:
+        order.append("first in")
+        inside.set()
+        release.wait(10)
+        order.append("first out")
+
+    worker = threading.Thread(target=set_up_sqlite, args=(first, path))
+    worker.start()
+    assert inside.wait(10)
+    second = threading.Thread(target=set_up_sqlite, args=(lambda: order.append("second"), path))
+    second.start()
+    second.join(0.3)
+    assert second.is_alive()  # waiting for the first setup's lock
+    release.set()
+    worker.join(10)
+    second.join(10)
+    assert order == ["first in", "first out", "second"]

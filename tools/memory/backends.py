@@ -6,7 +6,11 @@ one choice, :func:`store_name`: Redis when it is configured, else a local SQLite
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
+import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -46,6 +50,116 @@ def make_parent(path: Path) -> None:
             f"({exc.filename or path.parent}). Check data_dir (ASSISTANT_DATA_DIR) or "
             "the memory paths in the settings."
         ) from None
+
+
+SQLITE_BUSY_TIMEOUT = 30.0
+"""Seconds a SQLite connection, or its setup, waits for another process's lock."""
+
+
+def _sqlite_locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
+def _backoff(attempt: int) -> float:
+    # Jittered so processes that collided once do not collide again in step.
+    return float(min(0.5, 0.01 * 2**attempt) * (0.5 + random.random()))
+
+
+def _setup_lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".setup.lock")
+
+
+def _setup_timed_out(path: Path, deadline: float) -> MemoryBackendError:
+    return MemoryBackendError(
+        f"Cannot set up the SQLite file {path}: another process kept it locked for "
+        f"{deadline:.0f} s. Is a stuck assistant process still running?"
+    )
+
+
+def _run_setup(setup: Callable[[], object], end: float) -> None:
+    attempt = 0
+    while True:
+        try:
+            setup()
+            return
+        except sqlite3.OperationalError as exc:
+            attempt += 1
+            if not _sqlite_locked(exc) or time.monotonic() >= end:
+                raise
+            time.sleep(_backoff(attempt))
+
+
+def set_up_sqlite(
+    setup: Callable[[], object], path: Path, deadline: float = SQLITE_BUSY_TIMEOUT
+) -> None:
+    """Run a SQLite saver's or store's ``setup``, safe against processes starting together.
+
+    Two things go wrong when several processes open a new file at once:
+
+    - SQLite skips the busy handler where waiting could deadlock (two connections that
+      read the schema and then both want to write it, or switch the file to WAL) and
+      says "database is locked" at once, whatever the connection's timeout
+      (https://sqlite.org/c3ref/busy_handler.html);
+    - the store's migrations read their version and then apply what is newer, so two
+      processes could apply the same migration.
+
+    So setups take turns under an OS file lock next to the database, and one that still
+    meets a lock (a process past its setup writing a turn) runs again after a pause: the
+    setup only creates what is missing.
+
+    Args:
+        setup: The saver's or store's ``setup`` method.
+        path: The SQLite file being set up.
+        deadline: Seconds to wait for other processes, in total.
+
+    Raises:
+        MemoryBackendError: Other processes kept the file locked for ``deadline`` seconds.
+        sqlite3.DatabaseError: The setup failed for another reason.
+    """
+    from filelock import FileLock, Timeout
+
+    end = time.monotonic() + deadline
+    try:
+        with FileLock(_setup_lock_path(path), timeout=deadline, thread_local=False):
+            _run_setup(setup, end)
+    except Timeout:
+        raise _setup_timed_out(path, deadline) from None
+    except sqlite3.OperationalError as exc:
+        if _sqlite_locked(exc):
+            raise _setup_timed_out(path, deadline) from exc
+        raise
+
+
+async def aset_up_sqlite(
+    setup: Callable[[], Awaitable[object]], path: Path, deadline: float = SQLITE_BUSY_TIMEOUT
+) -> None:
+    """The async twin of :func:`set_up_sqlite` (the lock is awaited off the event loop).
+
+    Raises:
+        MemoryBackendError: Other processes kept the file locked for ``deadline`` seconds.
+        sqlite3.DatabaseError: The setup failed for another reason.
+    """
+    from filelock import AsyncFileLock, Timeout
+
+    end = time.monotonic() + deadline
+    try:
+        async with AsyncFileLock(_setup_lock_path(path), timeout=deadline):
+            attempt = 0
+            while True:
+                try:
+                    await setup()
+                    break
+                except sqlite3.OperationalError as exc:
+                    attempt += 1
+                    if not _sqlite_locked(exc) or time.monotonic() >= end:
+                        raise
+                    await asyncio.sleep(_backoff(attempt))
+    except Timeout:
+        raise _setup_timed_out(path, deadline) from None
+    except sqlite3.OperationalError as exc:
+        if _sqlite_locked(exc):
+            raise _setup_timed_out(path, deadline) from exc
+        raise
 
 
 class RedisUnavailableError(MemoryBackendError):

@@ -32,14 +32,17 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from graph.settings import Settings, get_settings
 from tools.memory.backends import (
+    SQLITE_BUSY_TIMEOUT,
     MemoryBackendError,
     Saver,
     aprobe,
     aset_up_redis,
+    aset_up_sqlite,
     client_options,
     make_parent,
     probe,
     set_up_redis,
+    set_up_sqlite,
     sqlite_path,
     store_name,
     warn_fallback,
@@ -52,9 +55,6 @@ if TYPE_CHECKING:
     from redis import Redis
 
 logger = logging.getLogger(__name__)
-
-SQLITE_BUSY_TIMEOUT = 30.0
-"""Seconds a SQLite connection waits for another process's lock (as the store's)."""
 
 
 def _ttl(settings: Settings) -> dict[str, Any] | None:
@@ -72,18 +72,15 @@ def _open_sqlite(settings: Settings) -> Iterator[Saver]:
     path = sqlite_path(settings)
     make_parent(path)
     try:
-        # What SqliteSaver.from_conn_string opens, with the store's busy timeout instead of
-        # sqlite3's 5 s: processes starting together (six CLI commands at once) otherwise
-        # failed with "database is locked" while one of them set the file up.
+        # What SqliteSaver.from_conn_string opens, with a longer busy timeout than
+        # sqlite3's 5 s, for processes writing turns at once.
         with closing(
             sqlite3.connect(str(path), check_same_thread=False, timeout=SQLITE_BUSY_TIMEOUT)
         ) as conn:
             saver = SqliteSaver(conn)
-            saver.setup()
+            set_up_sqlite(saver.setup, path)
             yield saver
     except sqlite3.DatabaseError as exc:
-        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-            raise
         raise MemoryBackendError(f"Cannot use the SQLite store {path}: {exc}") from exc
 
 
@@ -99,7 +96,7 @@ async def _aopen_sqlite(settings: Settings) -> AsyncIterator[Saver]:
     try:
         async with aiosqlite.connect(str(path), timeout=SQLITE_BUSY_TIMEOUT) as conn:
             saver = AsyncSqliteSaver(conn)
-            await saver.setup()
+            await aset_up_sqlite(saver.setup, path)
             yield saver
     except sqlite3.DatabaseError as exc:
         raise MemoryBackendError(f"Cannot use the SQLite store {path}: {exc}") from exc

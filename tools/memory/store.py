@@ -38,9 +38,11 @@ from langgraph.store.memory import InMemoryStore
 
 from graph.settings import Settings, get_settings
 from tools.memory.backends import (
+    SQLITE_BUSY_TIMEOUT,
     MemoryBackendError,
     make_parent,
     set_up_redis,
+    set_up_sqlite,
     store_name,
     store_path,
 )
@@ -193,19 +195,22 @@ def open_sqlite_store(settings: Settings) -> Iterator[BaseStore]:
         str(path),
         check_same_thread=False,
         isolation_level=None,
-        timeout=30,
+        timeout=SQLITE_BUSY_TIMEOUT,
         factory=VecConnection,
     )
     try:
-        # Several processes write memories at once (one per CLI command): readers must
-        # not block writers, and a writer waits for the file instead of failing.
-        conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute("PRAGMA journal_mode = WAL")
         # SqliteStore (3.1.2) reads the fields to embed from "text_fields", not from the
         # documented "fields": without it, it embeds the whole JSON value of every item.
         index = {**index_config(), "text_fields": list(INDEXED_FIELDS)}
         store = _sqlite_store_class()(conn, index=index)  # type: ignore[call-arg]
-        store.setup()  # type: ignore[attr-defined]
+
+        def setup() -> None:
+            # Several processes write memories at once (one per CLI command): readers
+            # must not block writers (WAL), and a writer waits for the file.
+            conn.execute("PRAGMA journal_mode = WAL")
+            store.setup()  # type: ignore[attr-defined]
+
+        set_up_sqlite(setup, path)
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise MemoryBackendError(f"Cannot use the SQLite store {path}: {exc}") from exc
