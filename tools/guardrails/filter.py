@@ -969,35 +969,9 @@ class SafetyFilter:
         """
         checked = validate_level(level)
         prepared = _Prepared.of(text)
-
-        harm: list[tuple[int, int, HarmCategory]] = []
-        # "b0mb" must not slip past the harm patterns that "bomb" trips; de-leeting keeps
-        # the length, so match positions still map back to the original text.
-        texts = {prepared.norm, _deleet_words(prepared.norm)}
-        for category in self._harm:
-            for norm in texts:
-                if not category.applies(norm):
-                    continue
-                for pattern in category.patterns:
-                    for match in pattern.finditer(norm):
-                        if match.end() > match.start():
-                            harm.append((match.start(), match.end(), category))
-        # Two patterns may match the same words; report them once.
-        harm = list({(s, e): (s, e, c) for s, e, c in harm}.values())
-        if harm:
-            harm.sort(key=lambda hit: (hit[0], hit[1]))
-            hit_keys = {category.key for _, _, category in harm}
-            hit_categories = [c for c in self._harm if c.key in hit_keys]
-            matches = [text[slice(*prepared.original(s, e))].strip() for s, e, _ in harm]
-            return SafetyVerdict(
-                allowed=False,
-                level=checked,
-                reason="serious harm: " + ", ".join(c.reason for c in hit_categories),
-                category=hit_categories[0].hazard,
-                matches=tuple(matches),
-                rule=hit_categories[0].key,
-                layer="lexical",
-            )
+        harmful = self._harm_verdict(text, prepared, checked, self._harm)
+        if harmful is not None:
+            return harmful
 
         blocked = [text[s:e] for s, e in prepared.find(self._lexicons["strict_terms"])]
         if blocked:
@@ -1025,6 +999,74 @@ class SafetyFilter:
         return SafetyVerdict(
             allowed=True, level=checked, reason=None, category=None, matches=tuple(profane)
         )
+
+    def check_reply(self, text: str, level: str) -> SafetyVerdict:
+        """Decide whether a model's reply must be withdrawn, by the harm patterns alone.
+
+        The patterns are written for requests, where a line that starts with a verb is
+        an order to the assistant ("Break into my neighbour's house"). A reply's lines are
+        the model's own statements ("Breaking into a car is illegal", "Installing spyware
+        on someone's phone is a crime"), so here a line start is no sign of intent: a
+        pattern must find one in the words ("here is how to make a pipe bomb", "I will
+        kill you"). Profanity and strict terms never withdraw a reply (profanity is
+        masked instead).
+
+        Args:
+            text: The reply.
+            level: ``"strict"``, ``"moderate"`` or ``"relaxed"``.
+
+        Returns:
+            The verdict: not allowed, with the hazard as its category, on a match.
+
+        Raises:
+            ValueError: For an unknown level.
+
+        """
+        checked = validate_level(level)
+        # One line, behind a mark no pattern reads as a word: "^" matches nowhere in it.
+        prose = "> " + text.replace("\r", " ").replace("\n", " ")
+        harmful = self._harm_verdict(prose, _Prepared.of(prose), checked, self._harm)
+        if harmful is not None:
+            return harmful
+        return SafetyVerdict(allowed=True, level=checked, reason=None, category=None, matches=())
+
+    def _harm_verdict(
+        self,
+        text: str,
+        prepared: _Prepared,
+        level: SafetyLevel,
+        categories: tuple[HarmCategory, ...],
+    ) -> SafetyVerdict | None:
+        """The refusal for the first of ``categories`` whose patterns match, else None."""
+        harm: list[tuple[int, int, HarmCategory]] = []
+        # "b0mb" must not slip past the harm patterns that "bomb" trips; de-leeting keeps
+        # the length, so match positions still map back to the original text.
+        texts = {prepared.norm, _deleet_words(prepared.norm)}
+        for category in categories:
+            for norm in texts:
+                if not category.applies(norm):
+                    continue
+                for pattern in category.patterns:
+                    for match in pattern.finditer(norm):
+                        if match.end() > match.start():
+                            harm.append((match.start(), match.end(), category))
+        # Two patterns may match the same words; report them once.
+        harm = list({(s, e): (s, e, c) for s, e, c in harm}.values())
+        if harm:
+            harm.sort(key=lambda hit: (hit[0], hit[1]))
+            hit_keys = {category.key for _, _, category in harm}
+            hit_categories = [c for c in categories if c.key in hit_keys]
+            matches = [text[slice(*prepared.original(s, e))].strip() for s, e, _ in harm]
+            return SafetyVerdict(
+                allowed=False,
+                level=level,
+                reason="serious harm: " + ", ".join(c.reason for c in hit_categories),
+                category=hit_categories[0].hazard,
+                matches=tuple(matches),
+                rule=hit_categories[0].key,
+                layer="lexical",
+            )
+        return None
 
     def settled(self, text: str, level: str) -> int:
         """How much of a reply still being written is masked for good.

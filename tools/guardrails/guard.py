@@ -224,16 +224,16 @@ class InputGuard:
     ) -> SafetyVerdict:
         """Decide whether a reply may be kept (``allowed``) or must be withdrawn.
 
-        Cheap unless the reply looks harmful: the harm patterns and threats run on it (a
-        reply holding "how to make a pipe bomb" or "I will kill you"), then the semantic
-        layer; only a reply it scores at ``reply_judge`` or more, or a reply to a request
+        Cheap unless the reply looks harmful: the patterns marked for replies run on it
+        (threats: "I will kill you"; see :meth:`SafetyFilter.check_reply`), then the
+        semantic layer; only a reply it scores at ``reply_judge`` or more, or a reply to a request
         the input check found suspect (stacked P(harmful) ``reply_suspect`` or more, yet
         let through), goes to the reply judge, which reads the request and the reply and
         is asked whether the reply gives real help to do harm (a refusal or safety
         information does not). Its P(unsafe) at
         ``reply_judge_threshold`` or more withdraws the reply (a verdict in words: its
-        word); without a verdict the reply is kept. The lexical layer's profanity and
-        strict terms do not withdraw a reply (profanity is masked instead).
+        word); without a verdict the reply is kept. Profanity and strict terms do not
+        withdraw a reply (profanity is masked instead).
 
         Args:
             request: The user's message the reply answers.
@@ -246,13 +246,8 @@ class InputGuard:
             The verdict on the reply; not allowed means: replace it by the refusal.
 
         """
-        lexical = self.safety.check_input(reply, level)
-        taxonomy = self.policy.taxonomy
-        if (
-            not lexical.allowed
-            and lexical.category in taxonomy
-            and self.policy.refuses(lexical.category, level)
-        ):
+        lexical = self.safety.check_reply(reply, level)
+        if not lexical.allowed and self.policy.refuses(lexical.category, level):
             return lexical
         keep = SafetyVerdict(allowed=True, level=level, reason=None, category=None, matches=())
         score = self._score(reply)
