@@ -96,6 +96,22 @@ def check_token(settings: Settings) -> str:
         ) from None
 
 
+def addressed_elsewhere(text: str, username: str | None) -> bool:
+    """Whether ``text`` is a command addressed to another bot ("/reset@OtherBot").
+
+    In groups, Telegram writes a command as ``/command@BotName`` so that each bot of the
+    group knows its own; usernames compare case-insensitively.
+    https://core.telegram.org/bots/features#commands
+    """
+    if not text.startswith("/"):
+        return False
+    command = text[1:].split(maxsplit=1)[0] if text[1:].strip() else ""
+    command_name, at, name = command.partition("@")
+    if not (at and command_name.isidentifier()):  # "/home/me@host" is a message
+        return False
+    return username is None or name.lower() != username.lower()
+
+
 def build_application(
     settings: Settings, core: BotCore
 ) -> Application[Any, Any, Any, Any, Any, Any]:
@@ -120,6 +136,8 @@ def build_application(
         sender = update.effective_user
         if message is None or chat is None or message.text is None:
             return
+        if addressed_elsewhere(message.text, context.bot.username):
+            return  # "/reset@OtherBot" in a group is for the other bot
         who = user_key(sender.id) if sender is not None else chat_key(chat.id)
         try:
             await context.bot.send_chat_action(chat.id, ChatAction.TYPING)

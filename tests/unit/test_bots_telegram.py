@@ -260,3 +260,38 @@ def test_a_redelivered_update_is_answered_once(
         wait_for(lambda: len(fake.sent(1001)) == 2, what="two replies")
     # The two run concurrently: either may reach the model first.
     assert sorted(call[-1].text for call in fake_model.calls) == ["once please", "second question"]
+
+
+def test_a_command_for_another_bot_in_the_group_is_left_to_it(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = telegram
+    with bot(bot_settings(make_settings, url), fake_model) as client:
+        for number, text in enumerate(
+            ["/reset@OtherBot", "/help@other_bot please", "/safety@X relaxed"]
+        ):
+            assert post(client, update(number + 1, -100, 77, text)) == 200
+        # Then one addressed to this bot (any case), which is answered.
+        assert post(client, update(9, -100, 77, "/safety@Local_Assistant_Test_Bot strict")) == 200
+        wait_for(lambda: fake.sent(-100), what="the command's reply")
+    assert fake.sent(-100) == ["Safety level for this chat: strict."]
+
+
+@pytest.mark.parametrize(
+    ("text", "elsewhere"),
+    [
+        ("/reset@OtherBot", True),
+        ("/reset@my_bot", False),
+        ("/RESET@MY_BOT", False),
+        ("/reset", False),
+        ("hello @OtherBot", False),
+        ("/home/me@host is a folder?", False),
+        ("", False),
+    ],
+)
+def test_which_commands_are_for_another_bot(text: str, elsewhere: bool) -> None:
+    from apps.bots.telegram import addressed_elsewhere
+
+    assert addressed_elsewhere(text, "my_bot") is elsewhere
