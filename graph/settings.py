@@ -13,6 +13,7 @@ import difflib
 import getpass
 import os
 import re
+import string
 import tomllib
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -400,11 +401,20 @@ class SafetySettings(_Section):
 
     @model_validator(mode="after")
     def _template_fields_known(self) -> SafetySettings:
+        template = self.refusal_template
+        if not template.strip():
+            raise ValueError("refusal_template is empty: a refused message would get no reply")
         try:
-            self.refusal_template.format(reason="r", level="l")
+            # Only plain fields: "{reason.__class__}" or "{reason[0]}" would reach into
+            # Python objects (str.format's attribute and index lookups).
+            fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+            unknown = sorted({f for f in fields if f not in ("reason", "level")})
+            if unknown:
+                raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))}")
+            template.format(reason="r", level="l")
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError(
-                f"refusal_template may use only {{reason}} and {{level}}: {exc!r}"
+                f"refusal_template may use only {{reason}} and {{level}}: {exc}"
             ) from exc
         return self
 

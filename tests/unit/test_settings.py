@@ -196,9 +196,30 @@ def test_budget_must_fit_context_window() -> None:
         load_settings(model={"n_ctx": 1024}, context={"max_prompt_tokens": 1000})
 
 
-def test_refusal_template_placeholders_are_checked() -> None:
+@pytest.mark.parametrize(
+    "template",
+    [
+        "no {user}",
+        "",
+        "   ",
+        "{reason.__class__}",
+        "{reason[0]}",
+        "{level.upper}",
+        "{0}",
+        "{}",
+        "{reason",
+    ],
+)
+def test_refusal_template_placeholders_are_checked(template: str) -> None:
     with pytest.raises(SettingsError, match="refusal_template"):
-        load_settings(safety={"refusal_template": "no {user}"})
+        load_settings(safety={"refusal_template": template})
+
+
+@pytest.mark.parametrize(
+    "template", ["No.", "Refused ({reason}) at {level}.", "{{braces}} kept: {reason}", "{reason!r}"]
+)
+def test_a_plain_refusal_template_is_accepted(template: str) -> None:
+    assert load_settings(safety={"refusal_template": template}).safety.refusal_template == template
 
 
 @pytest.mark.parametrize(
