@@ -952,6 +952,16 @@ def graph_picture(
             soft_wrap=True,
         )
         raise typer.Exit(2)
+    suffix = Path(output).suffix.lower() if output is not None else ""
+    if kind == "png" and suffix not in ("", ".png"):
+        # PNG bytes in "graph.svg" or "graph.txt" would open as a broken file.
+        err.print(
+            f"error: --format png writes a PNG image, not {suffix}: name the file .png, or "
+            "use --format mermaid or ascii for text",
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
     settings = cli_settings()
     try:
         if output is None and kind != "png":

@@ -204,6 +204,8 @@ def test_a_taken_port_is_a_clear_error_before_any_address_is_announced(command: 
         (["memory", "search", "  "], "the query is empty"),
         (["graph", "--format", "ascii", "-o", "picture.png"], "writes text, not an image"),
         (["graph", "--format", "mermaid", "-o", "picture.SVG"], "writes text, not an image"),
+        (["graph", "-o", "picture.svg"], "writes a PNG image, not .svg"),
+        (["graph", "--format", "PNG", "-o", "graph.mmd"], "writes a PNG image, not .mmd"),
         (["finetune", "prepare", "-d", "/no/such/data.jsonl"], "no such dataset file"),
     ],
 )
