@@ -55,6 +55,11 @@ class Context(BaseModel):
         description="False = keep nothing from this run in long-term memory (recall still "
         "works); empty = long_term.enabled.",
     )
+    recall: bool | None = Field(
+        None,
+        description="False = bring back nothing from long-term memory this run (the HTTP "
+        "API's anonymous requests, which share one user_id); empty = long_term.enabled.",
+    )
     summarise: bool | None = Field(
         None,
         description="False = fold no old turns into the thread's summary this run (the "

@@ -151,6 +151,12 @@ class Deps:
             return False
         return context is None or context.remember is not False
 
+    def recalls(self, context: Context | None) -> bool:
+        """Whether this run may bring back anything from long-term memory."""
+        if not self.settings.long_term.enabled:
+            return False
+        return context is None or context.recall is not False
+
     def profile(self, store: BaseStore, user_id: str) -> str:
         """The user's facts as prompt lines, within ``long_term.profile_tokens``."""
         cfg = self.settings.long_term

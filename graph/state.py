@@ -48,8 +48,13 @@ class State(InputState):
 
     profile: str | None = None
     """What the user told the assistant about themselves, from long-term memory, as shown
-    in the system prompt. Loaded at the thread's first turn and again after each summary
-    (so the prompt prefix stays the same in between); None until loaded."""
+    in the system prompt. Loaded at the thread's first turn, again after each summary (so
+    the prompt prefix stays the same in between) and whenever another user takes a turn
+    in the thread; None until loaded."""
+
+    profile_user: str | None = None
+    """Whose facts ``profile`` holds: in a thread several people write to (a group chat,
+    a shared API thread), each turn's prompt must carry its own sender's facts only."""
 
     memories: list[dict[str, Any]] = field(default_factory=list)
     """Past turns of this user recalled for this turn by meaning, best first: ``key``,

@@ -4,10 +4,13 @@ Two things come back (the memory-agent template's pattern: the store of the run,
 namespace of ``runtime.context.user_id``):
 
 - the user's facts ("profile"), loaded at a thread's first turn and kept in the state, so
-  the system prompt stays the same from turn to turn (``summarise`` refreshes it);
+  the system prompt stays the same from turn to turn (``summarise`` refreshes it); loaded
+  again when another user writes in the thread, whose prompt gets their own facts only;
 - past turns of this user whose message is close in meaning to the new one (all-MiniLM
   cosine similarity of at least ``long_term.min_score``), unless they are still in the
   live history. Nothing is searched (nor embedded) while the user has no past turns.
+
+A run with ``context={"recall": False}`` (the API's anonymous requests) brings nothing back.
 
 Long-term memory failing (a store that went away) never fails the turn: it is logged and
 the reply goes on without it.
@@ -44,12 +47,16 @@ def make_recall(deps: Deps) -> ContextNode:
         store = runtime.store
         cfg = deps.settings.long_term
         update: dict[str, Any] = {"memories": []}
-        if store is None or not cfg.enabled:
-            return update if state.profile is not None else {**update, "profile": ""}
+        if store is None or not deps.recalls(runtime.context):
+            # Nothing of anyone's may reach this prompt, not even facts loaded earlier.
+            if state.profile == "" and state.profile_user is None:
+                return update
+            return {**update, "profile": "", "profile_user": None}
         user = deps.user_id(runtime.context)
         try:
-            if state.profile is None:
+            if state.profile is None or state.profile_user != user:
                 update["profile"] = deps.profile(store, user)
+                update["profile_user"] = user
             if cfg.turns and cfg.k and has_memories(store, user, "turns"):
                 found = search_memories(
                     store,
@@ -63,6 +70,8 @@ def make_recall(deps: Deps) -> ContextNode:
                 update["memories"] = [m.as_dict() for m in found]
         except Exception as exc:  # any store failure: answer without long-term memory
             log.warning("long-term memory unavailable, answering without it: %s", exc)
+            if state.profile_user != user:  # never another user's facts
+                update.update(profile="", profile_user=None)
             update.setdefault("profile", state.profile or "")
             return update
         log.info(

@@ -125,6 +125,14 @@ def to_turn(request: ChatRequest, thread_header: str | None, settings: Settings)
         elif message.role == "assistant":
             earlier.append(AIMessage(message.text))
     user = request.user
+    if user is not None and user.strip() == settings.api.anonymous_user:
+        # Its memories and threads are every anonymous caller's: no one may claim them.
+        raise RequestError(
+            f"the user name {user.strip()!r} is reserved for requests without 'user' "
+            "(api.anonymous_user); choose another",
+            "user",
+            "reserved_user",
+        )
     max_tokens = request.max_completion_tokens or request.max_tokens
     values: dict[str, Any] = {
         "user_id": user or settings.api.anonymous_user,
@@ -134,7 +142,9 @@ def to_turn(request: ChatRequest, thread_header: str | None, settings: Settings)
         "safety_level": request.safety_level,
     }
     if user is None:
-        values["remember"] = False  # anonymous callers share no long-term memory
+        # Anonymous callers share one user_id: nothing is kept for it, nothing recalled.
+        values["remember"] = False
+        values["recall"] = False
     if thread_id is None:
         # A throwaway thread: a summary would cost two model calls and be deleted with it.
         values["summarise"] = False

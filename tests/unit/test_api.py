@@ -374,6 +374,8 @@ def expect_error(response: Any, status: int, param: str | None = None) -> dict[s
         (user("hi", stream="yes"), "stream"),
         (user("hi", n=2), "n"),
         (user("hi", user=""), "user"),
+        (user("hi", user="api"), "user"),  # the anonymous callers' user_id is reserved
+        (user("hi", user=" api "), "user"),
         (user("hi", safety_level="paranoid"), "safety_level"),
         (user("hi", metadata={"thread_id": "../etc"}), "metadata"),
         (
@@ -387,6 +389,28 @@ def test_bad_input_is_400_with_openais_error_object(
 ) -> None:
     error = expect_error(client.post(URL, json=body), 400, param)
     assert error["type"] == "invalid_request_error"
+
+
+def test_anonymous_requests_recall_nothing_of_each_other(
+    client: TestClient, fake_model: FakeChatModel, service: ApiService
+) -> None:
+    # Whatever the anonymous user_id's memories hold (a store shared with another front
+    # end, or kept before this was refused), an anonymous request never sees them.
+    from tools.memory.long_term import remember_turn
+
+    store = service.memory.store
+    assert store is not None
+    remember_turn(store, "api", message="I am Zed, my PIN is 5521.", reply="ok",
+                  thread_id="x", message_id="m1")  # fmt: skip
+    headers = {"X-Thread-Id": "anon-new-1"}
+    for text in ("hello", "Which PIN did I give you?"):
+        assert client.post(URL, json=user(text), headers=headers).status_code == 200
+        prompt = "\n".join(m.text for m in fake_model.calls[-1])
+        assert "5521" not in prompt and "Zed" not in prompt
+    # A named caller keeps their own memories as before.
+    assert client.post(URL, json=user("My PIN is 7788.", user="ada")).status_code == 200
+    assert client.post(URL, json=user("Which PIN did I give you?", user="ada")).status_code == 200
+    assert "7788" in "\n".join(m.text for m in fake_model.calls[-1])
 
 
 @pytest.mark.parametrize(

@@ -164,7 +164,9 @@ def test_keep_list_search_forget_clear() -> None:
     assert len(list_memories(store, "ada", kinds=("turns",))) == 2
     assert forget(store, "ada", kept[0].key) and not forget(store, "ada", kept[0].key)
     assert not forget(store, "bob", kept[1].key)  # another user's key is not theirs to forget
-    assert clear(store, "ada") == 3
+    # The fact went with the turn that stated it (turn-m1): a fact and turn-m2 are left.
+    assert sorted(m.kind for m in list_memories(store, "ada")) == ["facts", "turns"]
+    assert clear(store, "ada") == 2
     assert list_memories(store, "ada") == []
 
 
@@ -248,6 +250,64 @@ def test_another_user_never_gets_them(
     assert "4817" not in prompt_text(model) and "Priya" not in prompt_text(model)
     assert state["profile"] == "" and state["memories"] == []
     assert [m.text for m in list_memories(store, "bob")] == ["What was my locker code?"]
+
+
+def test_in_a_shared_thread_each_turn_carries_its_own_senders_facts(
+    graph: Any, model: FakeChatModel
+) -> None:
+    """A group chat or a shared API thread: one thread, several users, one after another."""
+    ask(graph, "Hi, I'm Alice. My locker code is 4817.", "alice-private", user_id="alice")
+    ask(graph, "I'm Bob and I live in Oslo.", "bob-private", user_id="bob")
+    ask(graph, "hello group", "group", user_id="alice")
+    assert "4817" in model.calls[-1][0].text  # Alice's own turn has her facts
+    state = ask(graph, "What is my locker code?", "group", user_id="bob")
+    system = model.calls[-1][0].text
+    assert "4817" not in system and "Alice" not in system
+    assert "Oslo" in system and state["profile_user"] == "bob"
+    ask(graph, "and mine?", "group", user_id="carol")  # no facts at all
+    assert "4817" not in model.calls[-1][0].text and "Oslo" not in model.calls[-1][0].text
+    ask(graph, "back to me", "group", user_id="alice")
+    assert "4817" in model.calls[-1][0].text and "Oslo" not in model.calls[-1][0].text
+
+
+def test_recall_false_brings_back_nothing_not_even_facts_loaded_before(
+    graph: Any, model: FakeChatModel, store: InMemoryStore
+) -> None:
+    ask(graph, "Hi, I'm Zed. My PIN is 5521.", "a", user_id="api")
+    ask(graph, "Which PIN did I give you?", "b", user_id="api")
+    assert "5521" in prompt_text(model)
+    state = ask(
+        graph, "Which PIN did I give you?", "b", user_id="api", recall=False, remember=False
+    )
+    assert "5521" not in prompt_text(model) and "Zed" not in prompt_text(model)
+    assert state["profile"] == "" and state["memories"] == []
+    assert len(list_memories(store, "api", kinds=("turns",))) == 2  # the last kept nothing
+
+
+def test_forgetting_a_fact_forgets_the_turn_that_stated_it(
+    graph: Any, model: FakeChatModel, store: InMemoryStore
+) -> None:
+    ask(graph, "Please keep this: my locker code is 4817.", "a", user_id="priya")
+    ask(graph, "How do I get wax out of a tablecloth?", "a", user_id="priya")
+    (fact,) = list_memories(store, "priya", kinds=("facts",))
+    assert forget(store, "priya", fact.key)
+    assert [m.text for m in list_memories(store, "priya")] == [
+        "How do I get wax out of a tablecloth?"
+    ]
+    state = ask(graph, "Which locker code did I give you?", "b", user_id="priya")
+    assert "4817" not in prompt_text(model) and state["memories"] == []
+
+
+def test_a_fact_kept_before_facts_named_their_turn_finds_it_by_its_sentence(
+    store: InMemoryStore,
+) -> None:
+    ns_facts, ns_turns = namespace("ada", "facts"), namespace("ada", "turns")
+    store.put(ns_facts, "fact-old", {"text": "My PIN is 5521.", "thread_id": "t1", "created": "x"})
+    store.put(ns_turns, "turn-1", {"text": "Hi.  My PIN is 5521.", "thread_id": "t1"})
+    store.put(ns_turns, "turn-2", {"text": "My PIN is 5521.", "thread_id": "other"})
+    store.put(ns_turns, "turn-3", {"text": "Where is Lisbon?", "thread_id": "t1"})
+    assert forget(store, "ada", "fact-old")
+    assert sorted(m.key for m in list_memories(store, "ada")) == ["turn-2", "turn-3"]
 
 
 def test_a_past_turn_is_recalled_by_meaning_in_the_tail(graph: Any, model: FakeChatModel) -> None:

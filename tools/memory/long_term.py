@@ -110,19 +110,23 @@ def remember_turn(
     """
     created = _now()
     kept: list[Memory] = []
+    turn_key = f"turn-{message_id}" if message_id else _new_key("turn", 0)
+    keep_turn = turns and bool(message.strip())
     if facts:
         ops: list[PutOp] = []
         for index, sentence in enumerate(dict.fromkeys(self_statements(message))):
             key = _new_key("fact", index)
             value = {"text": sentence, "thread_id": thread_id, "created": created}
+            if keep_turn:
+                value["turn"] = turn_key  # forgetting the fact forgets the turn too
             ops.append(PutOp(namespace(user_id, "facts"), key, value))
             kept.append(Memory(key, "facts", sentence, thread_id=thread_id, created=created))
         if ops:
             store.batch(ops)
-    if turns and message.strip():
+    if keep_turn:
         # A separate call: InMemoryStore (langgraph 1.2) fails on two items with the same
         # text in one batch, and a one-sentence message is both a fact and the turn.
-        key = f"turn-{message_id}" if message_id else _new_key("turn", 0)
+        key = turn_key
         reply = reply[:REPLY_CHARS]
         value = {"text": message, "reply": reply, "thread_id": thread_id, "created": created}
         store.put(namespace(user_id, "turns"), key, value)
@@ -181,18 +185,56 @@ def has_memories(store: BaseStore, user_id: str, kind: Kind) -> bool:
     return any(tuple(i.namespace) == ns for i in store.search(ns, limit=1))
 
 
+def _find(store: BaseStore, ns: tuple[str, str, str], key: str) -> Item | None:
+    item = store.get(ns, key)
+    if item is not None:
+        return item
+    # RedisStore (langgraph-checkpoint-redis 0.5.2) can miss a key by get() that its
+    # search lists, so the listing decides too.
+    listed = (i for i in store.search(ns, limit=10_000) if tuple(i.namespace) == ns)
+    return next((i for i in listed if i.key == key), None)
+
+
 def forget(store: BaseStore, user_id: str, key: str) -> bool:
-    """Delete one memory by key; False when the user has no memory with that key."""
+    """Delete one memory by key; False when the user has no memory with that key.
+
+    A fact goes with the turn that stated it: the turn's message holds the same sentence
+    and would still be recalled ("My locker code is 4817." forgotten as a fact, then
+    found again by meaning). Facts kept before they named their turn find it by their
+    sentence among the same thread's turns.
+    """
     for kind in KINDS:
         ns = namespace(user_id, kind)
-        # RedisStore (langgraph-checkpoint-redis 0.5.2) can miss a key by get() that its
-        # search lists, so the listing decides too.
-        if store.get(ns, key) is not None or any(
-            i.key == key for i in store.search(ns, limit=10_000) if tuple(i.namespace) == ns
-        ):
-            store.batch([PutOp(ns, key, None)])
-            return True
+        item = _find(store, ns, key)
+        if item is None:
+            continue
+        ops = [PutOp(ns, key, None)]
+        if kind == "facts":
+            ops += [
+                PutOp(namespace(user_id, "turns"), k, None) for k in _stating(store, user_id, item)
+            ]
+        store.batch(ops)
+        return True
     return False
+
+
+def _stating(store: BaseStore, user_id: str, fact: Item) -> list[str]:
+    """Keys of the turn memories that stated ``fact``."""
+    ns = namespace(user_id, "turns")
+    linked = fact.value.get("turn")
+    if linked:
+        return [linked] if _find(store, ns, str(linked)) is not None else []
+    sentence = " ".join(str(fact.value.get("text", "")).split())
+    if not sentence:
+        return []
+    thread = fact.value.get("thread_id")
+    return [
+        i.key
+        for i in store.search(ns, limit=10_000)
+        if tuple(i.namespace) == ns
+        and i.value.get("thread_id") == thread
+        and sentence in " ".join(str(i.value.get("text", "")).split())
+    ]
 
 
 def clear(store: BaseStore, user_id: str) -> int:
