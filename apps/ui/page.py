@@ -33,7 +33,6 @@ from apps.ui.service import (
     TurnResult,
     UiError,
     check_message,
-    check_user,
     ingest_summary,
     safety_levels,
 )
@@ -201,7 +200,7 @@ def build_ui(service: ChatService) -> gr.Blocks:
 
         def sign_in(name: str, state: dict[str, str]) -> tuple[Any, ...]:
             try:
-                user = check_user(name)
+                user = service.check_user(name)
             except UiError as exc:
                 return _only_status(len(opened), str(exc))
             return _open_thread(user, "", state)

@@ -108,14 +108,21 @@ def make_context(user: str, controls: Controls, collection: str | None = None) -
     Raises:
         UiError: A control is out of range (the message says which).
     """
+    numbers: dict[str, float | int] = {}
+    for name, kind in (("temperature", float), ("top_p", float), ("max_new_tokens", int)):
+        value = getattr(controls, name)
+        try:
+            numbers[name] = kind(value)  # a slider may send 256.0 for 256
+        except (TypeError, ValueError):
+            raise UiError(
+                f"invalid generation settings: {name}: not a number ({value!r})"
+            ) from None
     try:
         return Context.model_validate(
             {
                 "user_id": user,
                 "collection": collection,
-                "temperature": float(controls.temperature),
-                "top_p": float(controls.top_p),
-                "max_new_tokens": int(controls.max_new_tokens),
+                **numbers,
                 "do_sample": bool(controls.do_sample),
                 "safety_level": controls.safety_level,
             }
@@ -327,6 +334,19 @@ class ChatService:
         next(items)  # the checks, and the model starts
         return cast(Generator[str | TurnResult, None, None], items)
 
+    def check_user(self, name: str | None) -> str:
+        """A valid user name, stripped, that is not the API's anonymous user.
+
+        Raises:
+            UiError: The name is invalid (:func:`check_user`), or it is
+                ``api.anonymous_user``, whose threads and memories are every anonymous
+                API caller's.
+        """
+        user = check_user(name)
+        if user == self.settings.api.anonymous_user:
+            raise UiError(f"The name {user!r} is reserved (the API's anonymous user).")
+        return user
+
     def _run_turn(
         self, user: str, thread_id: str, text: str, controls: Controls, session: str
     ) -> Generator[str | TurnResult | None, None, None]:
@@ -334,7 +354,7 @@ class ChatService:
         from tools.memory import MemoryBackendError, ThreadBusyError
         from tools.models import ModelLoadError
 
-        user = check_user(user)
+        user = self.check_user(user)
         text = check_message(text)
         context = make_context(user, controls, self.collection_of(user))
         self.check_owner(user, thread_id)
@@ -440,7 +460,12 @@ class ChatService:
             raise UiError("No such thread for this user.")
 
     def threads(self, user: str) -> list[ThreadSummary]:
-        """The user's threads, newest first, titled by their first message."""
+        """The user's threads, newest first, titled by their first message.
+
+        Raises:
+            UiError: The user name is invalid or reserved.
+        """
+        user = self.check_user(user)
         saver = self._saver()
         newest: dict[str, str] = {}
         # The metadata filter narrows the walk where the saver supports it; the owner is
@@ -456,6 +481,10 @@ class ChatService:
                 newest[thread_id] = ts
         summaries = []
         for thread_id, ts in newest.items():
+            # Owned by its newest checkpoint, as everywhere else: a thread another user
+            # has written to since is theirs (it would only answer "No such thread").
+            if self.owner_of(thread_id) != user:
+                continue
             values = self.graph.get_state(turn_config(thread_id, user)).values
             summaries.append(ThreadSummary(thread_id, title_of(values.get("messages") or []), ts))
         return sorted(summaries, key=lambda s: s.updated, reverse=True)
@@ -466,6 +495,7 @@ class ChatService:
         Raises:
             UiError: It is another user's thread.
         """
+        user = self.check_user(user)
         self.check_owner(user, thread_id)
         if self.memory.saver is None:
             return [], {}
@@ -497,7 +527,7 @@ class ChatService:
 
         if self.memory.store is None:
             return []
-        return list_memories(self.memory.store, check_user(user), limit=200)
+        return list_memories(self.memory.store, self.check_user(user), limit=200)
 
     def forget(self, user: str, keys: Iterable[str]) -> int:
         """Forget some of the user's memories; returns how many were there."""
@@ -505,7 +535,7 @@ class ChatService:
 
         if self.memory.store is None:
             raise UiError("Long-term memory is off: nothing is kept.")
-        user = check_user(user)
+        user = self.check_user(user)
         return sum(forget(self.memory.store, user, key) for key in keys)
 
     # --- documents -----------------------------------------------------------------------
@@ -520,7 +550,7 @@ class ChatService:
         Raises:
             UiError: The user name is invalid.
         """
-        user = check_user(user)
+        user = self.check_user(user)
         if self.shared_documents or user == self.default_owner:
             return self.settings.chroma.collection
         return user_collection(user)
@@ -554,7 +584,7 @@ class ChatService:
         """
         folder = self.settings.data_dir / "uploads" / self.collection_of(user)
         if self.shared_documents:
-            return folder / user_collection(check_user(user))
+            return folder / user_collection(self.check_user(user))
         return folder
 
     def ingest(

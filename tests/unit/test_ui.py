@@ -196,6 +196,37 @@ def test_another_user_racing_for_a_new_thread_is_refused_under_the_lock(
     assert service.owner_of("shared") == "alice"
 
 
+def test_a_thread_someone_else_wrote_to_since_is_no_longer_listed(service: ChatService) -> None:
+    # The CLI runs turns as any --user: the thread is then the newest writer's, and the
+    # list must agree with opening it.
+    from apps.turns import turn_config
+    from graph.context import Context
+
+    run(service, "alice", "shared", "my question")
+    run(service, "alice", "mine", "another")
+    service.graph.invoke(
+        {"messages": [("user", "bob was here")]},
+        turn_config("shared", "bob"),
+        context=Context(user_id="bob"),
+    )
+    assert [t.thread_id for t in service.threads("alice")] == ["mine"]
+    assert [t.thread_id for t in service.threads("bob")] == ["shared"]
+    with pytest.raises(UiError, match="No such thread"):
+        service.history("alice", "shared")
+
+
+@pytest.mark.parametrize("name", ["api", " api "])
+def test_the_api_anonymous_user_cannot_sign_in(service: ChatService, name: str) -> None:
+    with pytest.raises(UiError, match="reserved"):
+        service.check_user(name)
+    with pytest.raises(UiError, match="reserved"):
+        run(service, name, "t1", "show me the anonymous threads")
+    with pytest.raises(UiError, match="reserved"):
+        service.threads(name)
+    with pytest.raises(UiError, match="reserved"):
+        service.history(name, "t1")
+
+
 def test_threads_that_name_no_owner_are_the_machine_users(service: ChatService) -> None:
     # A thread written before checkpoints recorded their owner (or by a run naming none).
     service.graph.invoke(
@@ -286,7 +317,9 @@ def test_good_user_names_are_kept(name: str) -> None:
 @pytest.mark.parametrize(
     ("controls", "field"),
     [(Controls(temperature=3.0), "temperature"), (Controls(top_p=0.0), "top_p"),
-     (Controls(max_new_tokens=0), "max_new_tokens"), (Controls(safety_level="lax"), "safety")],
+     (Controls(max_new_tokens=0), "max_new_tokens"), (Controls(safety_level="lax"), "safety"),
+     (Controls(temperature="warm"), "temperature"),  # type: ignore[arg-type]
+     (Controls(max_new_tokens=None), "max_new_tokens")],  # type: ignore[arg-type]
 )  # fmt: skip
 def test_out_of_range_controls_are_a_message(controls: Controls, field: str) -> None:
     with pytest.raises(UiError, match=field):
