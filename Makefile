@@ -29,7 +29,9 @@ help:
 	@echo "make test       run the tests (unit + integration on real models)"
 	@echo "make test-unit  only the fast unit tests (fake model)"
 	@echo "make lint       ruff, ruff format --check, mypy strict, import contracts"
-	@echo "make bench      benchmark the graph against raw llama.cpp"
+	@echo "make install    the virtualenv with every pinned dependency (.venv)"
+	@echo "make model      join and check the default model's files (assistant model prepare)"
+	@echo "make bench      benchmark the graph against raw llama.cpp (ARGS=\"--only chat\" ...)"
 	@echo "make eval-fast  routing + safety corpora on the fake model (make eval: all, real model)"
 	@echo "make finetune   LoRA on SmolLM2 with the example dataset: train, export, base vs tuned"
 	@echo "make serve      the LangGraph dev server on 127.0.0.1:8123 (PORT=... for another)"
@@ -38,6 +40,9 @@ help:
 	@echo "make image      build the container image (BASE=offline|official MODEL=none|smollm2|default)"
 	@echo "make test-container  build the image and chat through its API with Redis + Chroma (opt-in)"
 	@echo "make compose-tool    podman-compose into .tools/ (for compose.yaml and make test-container)"
+	@echo "make browser    install Debian's chromium for the browser tests (when missing)"
+	@echo "make llama-wheel     build llama-cpp-python for this CPU once (cached; make install uses it)"
+	@echo "make clean      remove .venv and the tool caches"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -132,8 +137,10 @@ lint: install
 	$(BIN)/mypy graph nodes tools apps evals
 	$(BIN)/lint-imports --no-cache
 
+# ARGS passes options on: make bench ARGS="--only chat --model default"
+ARGS ?=
 bench: install
-	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench.py $(ARGS)
 
 eval-fast: install
 	$(BIN)/assistant eval routing safety --model fake --min-pass-rate 0.95

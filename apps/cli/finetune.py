@@ -170,9 +170,13 @@ def train_command(
         seed=seed,
     )
     runs_dir = _runs_dir(settings)
+    if resume is not None:
+        try:
+            run_dir = find_run(runs_dir, resume)
+        except RunFileError as exc:  # as `finetune export` and `eval` say it: exit 2
+            raise _fail(str(exc)) from None
     try:
         if resume is not None:
-            run_dir = find_run(runs_dir, resume)
             run = load_record(run_dir)
             if run.status != "training":
                 raise _fail(f"run {run.run_id} is {run.status}; nothing to resume")

@@ -283,6 +283,9 @@ def _command(session: ChatSession, line: str) -> bool:
     elif name == "reset":
         session.thread_id = new_thread_id()
         out.print(f"[dim]new thread {session.thread_id}[/dim]")
+    elif name == "safety" and not arg:
+        level = session.context.safety_level or session.settings.safety.sensitivity_level
+        out.print(f"safety level {level} (change it: /safety {'|'.join(SAFETY_LEVELS)})")
     elif name == "safety":
         try:
             session.context = session.context.model_copy(
@@ -298,10 +301,12 @@ def _command(session: ChatSession, line: str) -> bool:
 
 
 def _check_user(user: str | None) -> str | None:
-    """A ``--user`` value as the graph's context takes it (not blank; its length limit)."""
+    """A ``--user`` value as the graph's context takes it: stripped (" priya " is priya,
+    as on the web page), not blank, within its length limit."""
     if user is None:
         return None
-    if not user.strip():
+    user = user.strip()
+    if not user:
         raise typer.BadParameter("is empty; leave the option out for the login name")
     try:
         Context(user_id=user)
@@ -431,7 +436,8 @@ def _chat_loop(session: ChatSession, as_json: bool) -> None:
         text = line.strip()
         if not text:
             continue  # empty input is ignored, never sent
-        if text.startswith("/"):
+        # "/usr/bin is a folder?" is a message: a command is "/" and a word, as on the bots.
+        if text.startswith("/") and text[1:].partition(" ")[0].isidentifier():
             if not _command(session, text):
                 return
             continue

@@ -89,9 +89,12 @@ def test_interactive_session_commands() -> None:
         [
             "",  # ignored
             "hello",
+            "/safety",  # says the level
             "/safety strict",
             "this is shit",  # blocked at strict
             "/safety nonsense",
+            "/usr/bin is a folder?",  # a message, not a command
+            "/ leading slash and a space",  # a message too
             "/thread other",
             "/reset",
             "/help",
@@ -100,9 +103,11 @@ def test_interactive_session_commands() -> None:
     )
     done = assistant("chat", "--thread", "cli-test", stdin=script)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("canned reply") == 1
+    assert done.stdout.count("canned reply") == 3
+    assert "safety level moderate (change it" in done.stdout
     assert "Sorry, I can't help" in done.stdout
     assert "unknown safety level 'nonsense'" in done.stderr
+    assert "unknown command" not in done.stderr
     assert "thread other" in done.stdout
     assert "/thread ID" in done.stdout
 
@@ -172,12 +177,21 @@ def test_memory_commands_on_an_empty_store() -> None:
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout) == []
     assert assistant("memory", "forget", "fact-x", "--user", "nobody").returncode == 1
-    cleared = assistant("memory", "clear", "--user", "nobody", "--yes")
-    assert "forgot 0 memories of user nobody" in cleared.stdout
+    cleared = assistant("memory", "clear", "--user", " nobody ", "--yes")
+    assert "forgot 0 memories of user nobody" in cleared.stdout  # the name stripped
     bad = assistant("memory", "list", "--kind", "dreams")
     assert bad.returncode == 2 and "unknown kind 'dreams'" in bad.stderr
     off = assistant("memory", "list", ASSISTANT_LONG_TERM__ENABLED="false")
     assert off.returncode == 1 and "long-term memory is off" in off.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [["train", "--resume", "nope"], ["export", "nope"], ["eval", "nope"]]
+)
+def test_a_missing_fine_tuning_run_is_the_same_usage_error_everywhere(args: list[str]) -> None:
+    done = assistant("finetune", *args)
+    assert done.returncode == 2, done.stderr
+    assert "no fine-tuning runs in" in done.stderr and "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize("command", ["serve", "ui"])
