@@ -301,8 +301,10 @@ def _command(session: ChatSession, line: str) -> bool:
 
 
 def _check_user(user: str | None) -> str | None:
-    """A ``--user`` value as the graph's context takes it: stripped (" priya " is priya,
-    as on the web page), not blank, within its length limit."""
+    """A ``--user`` value as the graph's context takes it.
+
+    Stripped (" priya " is priya, as on the web page), not blank, within its length limit.
+    """
     if user is None:
         return None
     user = user.strip()
