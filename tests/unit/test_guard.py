@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -21,7 +22,7 @@ from graph.settings import Settings, load_settings
 from tests.conftest import thread
 from tools.guardrails import SafetyFilter
 from tools.guardrails.guard import InputGuard, Thresholds, build_guard
-from tools.guardrails.judge import Judge, parse_verdict
+from tools.guardrails.judge import CanaryCache, Judge, parse_verdict
 from tools.guardrails.semantic import Exemplars, SemanticLayer, SemanticScore, looks_english
 from tools.guardrails.taxonomy import DEFAULT_TAXONOMY_FILE, Policy, load_taxonomy
 from tools.models import FakeChatModel
@@ -206,6 +207,66 @@ def test_a_model_that_passes_its_canaries_judges() -> None:
     assert verdict is not None and verdict.category == "non_violent_crimes"
     assert len(model.calls) == len(CANARIES) + 1
     assert {"safe", "unsafe"} <= {v.split()[0] for v in CANARIES.values()}  # both kinds
+
+
+@pytest.mark.parametrize("fit", [True, False])
+def test_canary_results_are_kept_on_disk_per_weights_and_prompt(
+    tmp_path: Path, fit: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "cache" / "judge_canaries.json"
+    first = judge_model("safe", canaries=fit)
+    assert (
+        Judge(lambda: first, load_taxonomy(), canary_cache=CanaryCache(path, "w1")).qualified()
+        is fit
+    )
+    assert len(first.calls) == len(CANARIES)
+    # The next process, same weights and prompt: no model call to qualify.
+    again = judge_model("safe", canaries=fit)
+    with caplog.at_level(logging.WARNING, logger="assistant.safety"):
+        judge = Judge(lambda: again, load_taxonomy(), canary_cache=CanaryCache(path, "w1"))
+        assert judge.qualified() is fit and again.calls == []
+    assert ("recorded earlier" in caplog.text) is not fit  # still said, once per process
+    # Other weights, or another prompt, ask again.
+    other = judge_model("safe", canaries=fit)
+    Judge(lambda: other, load_taxonomy(), canary_cache=CanaryCache(path, "w2")).qualified()
+    assert len(other.calls) == len(CANARIES)
+    prompt = tmp_path / "judge.md"
+    prompt.write_text("You are a stricter safety checker.\n{categories}\n", encoding="utf-8")
+    reworded = judge_model("safe", canaries=fit)
+    Judge(
+        lambda: reworded, load_taxonomy(), prompt, canary_cache=CanaryCache(path, "w1")
+    ).qualified()
+    assert len(reworded.calls) == len(CANARIES)
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"k": 3}', ""])
+def test_a_corrupt_canary_cache_only_costs_the_canaries_again(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "judge_canaries.json"
+    path.write_text(content, encoding="utf-8")
+    model = judge_model("safe")
+    assert Judge(lambda: model, load_taxonomy(), canary_cache=CanaryCache(path, "w")).qualified()
+    assert len(model.calls) == len(CANARIES)
+    assert len(json.loads(path.read_text(encoding="utf-8"))) >= 1  # rewritten, readable
+
+
+def test_weights_key_names_the_files_and_changes_with_them(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    from tools.models import weights_key
+
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF one")
+    settings = make_settings(model={"backend": "llamacpp", "gguf_path": str(gguf)})
+    key = weights_key(settings)
+    assert key is not None and str(gguf) in key
+    gguf.write_bytes(b"GGUF two, longer")
+    assert weights_key(settings) not in (None, key)
+    assert weights_key(make_settings(model={"backend": "llamacpp"})) == weights_key(
+        make_settings(model={"backend": "llamacpp"})
+    )
+    assert weights_key(make_settings(model={"backend": "fake"})) is None
+    gone = make_settings(model={"backend": "llamacpp", "gguf_path": str(tmp_path / "gone.gguf")})
+    assert weights_key(gone) is None
 
 
 class ScoringModel(FakeChatModel, FirstTokenScores):

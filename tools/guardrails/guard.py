@@ -38,9 +38,10 @@ from graph.settings import SafetyLevel, Settings
 from tools.guardrails.calibration import Calibration, load_calibration
 from tools.guardrails.classifiers import ClassifierError, InjectionClassifier, injection_classifier
 from tools.guardrails.filter import SafetyFilter, SafetyVerdict
-from tools.guardrails.judge import Judge, JudgeVerdict, ReplyJudge
+from tools.guardrails.judge import CanaryCache, Judge, JudgeVerdict, ReplyJudge
 from tools.guardrails.semantic import SemanticLayer, SemanticScore, shared_layer
 from tools.guardrails.taxonomy import Policy
+from tools.models.loader import weights_key
 
 __all__ = ["InputGuard", "Thresholds", "build_guard", "guard_for", "refusal_text"]
 
@@ -342,17 +343,25 @@ def build_guard(
         semantic = shared_layer(_data_file(directory, "safety_exemplars.yaml"), settings.cache_dir)
     judge = reply_judge = None
     if cfg.judge != "off" and can_judge:
+        weights = weights_key(settings)
+        canaries = (
+            None
+            if weights is None
+            else CanaryCache(settings.cache_dir / "guardrails" / "judge_canaries.json", weights)
+        )
         judge = Judge(
             model,
             taxonomy,
             _data_file(directory, "safety_judge.md"),
             _data_file(directory, "safety_judge_examples.yaml"),
+            canary_cache=canaries,
         )
         reply_judge = ReplyJudge(
             model,
             taxonomy,
             _data_file(directory, "safety_reply_judge.md"),
             _data_file(directory, "safety_reply_judge_examples.yaml"),
+            canary_cache=canaries,
         )
     return InputGuard(
         safety=safety,

@@ -33,7 +33,10 @@ judge stays off for that model (a warning says so): the cheaper layers decide al
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import re
 import threading
 import time
@@ -185,6 +188,60 @@ def _examples(path: Path, taxonomy: Taxonomy, arity: int = 1) -> tuple[Examples,
     )
 
 
+class CanaryCache:
+    """Canary results on disk, so each process does not ask them again.
+
+    Asking the canaries costs several model calls (11 s on SmolLM2 under load) in the
+    first uncertain message of every process: a one-shot ``assistant chat -m`` paid it
+    each time. The answer depends only on the weights and on the judge's prompt,
+    examples and canaries (the calls are greedy), which together make the key.
+
+    Args:
+        path: The JSON file (created when missing; a corrupt one counts as empty).
+        weights: What identifies the weights (``tools.models.weights_key``).
+    """
+
+    def __init__(self, path: Path, weights: str) -> None:
+        self.path = path
+        self.weights = weights
+
+    def key(self, judge: Judge) -> str:
+        """The entry of one judge on these weights (a SHA-256 hex digest)."""
+        parts = [self.weights, type(judge).__name__, judge.system, repr(judge.examples)]
+        parts.append(repr(judge.canaries))
+        return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+    def _read(self) -> dict[str, object]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def get(self, key: str) -> list[str] | None:
+        """The wrong answers recorded under ``key`` ([] = qualified); None when unknown."""
+        entry = self._read().get(key)
+        if isinstance(entry, list) and all(isinstance(item, str) for item in entry):
+            return entry
+        return None
+
+    def put(self, key: str, wrong: list[str]) -> None:
+        """Record the wrong answers of ``key``.
+
+        Never fails: a cache that cannot be written only costs the next process the
+        canaries again.
+        """
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            data = self._read()
+            data[key] = wrong
+            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.info("safety judge: canary results not kept (%s)", exc)
+
+
 class Judge:
     """Asks the chat model whether a message breaks the policy.
 
@@ -215,6 +272,7 @@ class Judge:
         prompt_file: Path = DEFAULT_JUDGE_PROMPT,
         examples_file: Path | None = DEFAULT_JUDGE_EXAMPLES,
         threshold: float = 0.5,
+        canary_cache: CanaryCache | None = None,
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"judge threshold {threshold} is outside 0..1")
@@ -234,6 +292,7 @@ class Judge:
             _examples(examples_file, taxonomy, self.arity) if examples_file else ((), ())
         )
         self._qualified: bool | None = None if self.canaries else True
+        self._canary_cache = canary_cache
         self._qualifying = threading.Lock()
         self._model = model
         prefix: list[BaseMessage] = [SystemMessage(self.system)]
@@ -261,28 +320,37 @@ class Judge:
         """
         with self._qualifying:
             if self._qualified is None:
-                wrong = []
-                for texts, expected in self.canaries:
-                    verdict = self._ask(self._render(texts))
-                    want = parse_verdict(expected, self.taxonomy)
-                    # A usable judge leans the right way; the threshold is a policy choice.
-                    leans = verdict and (
-                        verdict.unsafe
-                        if verdict.probability is None
-                        else verdict.probability >= 0.5
-                    )
-                    if verdict is None or want is None or leans != want[0]:
-                        wrong.append(f"{texts[0]!r}: {verdict.raw.strip() if verdict else '?'}")
+                cache = self._canary_cache
+                key = cache.key(self) if cache is not None else ""
+                known = cache.get(key) if cache is not None else None
+                wrong = known if known is not None else self._ask_canaries()
+                if cache is not None and known is None:
+                    cache.put(key, wrong)
                 self._qualified = not wrong
                 if wrong:
                     log.warning(
-                        "safety judge: the chat model got %d of %d canaries wrong (%s); the "
-                        "judge is off for it and the cheaper layers decide alone",
+                        "safety judge: the chat model got %d of %d canaries wrong (%s)%s; "
+                        "the judge is off for it and the cheaper layers decide alone",
                         len(wrong),
                         len(self.canaries),
                         "; ".join(wrong),
+                        " (recorded earlier)" if known is not None else "",
                     )
             return self._qualified
+
+    def _ask_canaries(self) -> list[str]:
+        """The canaries the model answers the wrong way, each with its answer."""
+        wrong = []
+        for texts, expected in self.canaries:
+            verdict = self._ask(self._render(texts))
+            want = parse_verdict(expected, self.taxonomy)
+            # A usable judge leans the right way; the threshold is a policy choice.
+            leans = verdict and (
+                verdict.unsafe if verdict.probability is None else verdict.probability >= 0.5
+            )
+            if verdict is None or want is None or leans != want[0]:
+                wrong.append(f"{texts[0]!r}: {verdict.raw.strip() if verdict else '?'}")
+        return wrong
 
     def check(self, text: str) -> JudgeVerdict | None:
         """Judge one message; None when the model cannot judge it.
@@ -371,8 +439,9 @@ class ReplyJudge(Judge):
         prompt_file: Path = DEFAULT_REPLY_JUDGE_PROMPT,
         examples_file: Path | None = DEFAULT_REPLY_JUDGE_EXAMPLES,
         threshold: float = 0.5,
+        canary_cache: CanaryCache | None = None,
     ) -> None:
-        super().__init__(model, taxonomy, prompt_file, examples_file, threshold)
+        super().__init__(model, taxonomy, prompt_file, examples_file, threshold, canary_cache)
 
     def _render(self, texts: tuple[str, ...]) -> str:
         return _quote_exchange(texts[0], texts[1])

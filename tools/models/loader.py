@@ -62,6 +62,34 @@ def _model_key(settings: Settings) -> tuple[Any, ...]:
     return (settings.model.model_dump_json(), key, str(settings.cache_dir))
 
 
+def _file_key(path: Path) -> str:
+    # Path, size and modification time: a file replaced in place is other weights.
+    stat = path.stat()
+    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def weights_key(settings: Settings) -> str | None:
+    """What identifies the weights a llama.cpp model loads: base GGUF and LoRA adapter.
+
+    For what is worked out once per set of weights and kept on disk (the safety judge's
+    canary results). The default model is named by its SHA-256; a file of one's own by
+    its path, size and modification time.
+
+    Returns:
+        The key, or None for the other backends (a server may change its model at any
+        time; the fake has no weights) or a file that is missing.
+    """
+    cfg = settings.model
+    if cfg.backend != "llamacpp":
+        return None
+    try:
+        base = _file_key(cfg.gguf_path) if cfg.gguf_path else f"sha256:{DEFAULT_MODEL.sha256}"
+        lora = _file_key(cfg.lora_path) if cfg.lora_path else ""
+    except OSError:
+        return None
+    return f"{base}|{lora}"
+
+
 _MODELS: dict[tuple[Any, ...], BaseChatModel] = {}
 _MODELS_LOCK = threading.Lock()
 
