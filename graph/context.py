@@ -6,9 +6,11 @@ change, say, the safety level without touching anybody else's runs.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
 
-from graph.settings import SafetyLevel
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from graph.settings import SafetyLevel, check_collection
 
 
 class Context(BaseModel):
@@ -40,8 +42,10 @@ class Context(BaseModel):
     retrieval: bool | None = Field(
         None, description="Look up the user's documents; empty = retrieval.enabled."
     )
-    collection: str | None = Field(
-        None, description="Document collection to search; empty = chroma.collection."
+    collection: Annotated[str, AfterValidator(check_collection)] | None = Field(
+        None,
+        description="Document collection to search (3-63 letters, digits, . _ -); empty = "
+        "chroma.collection.",
     )
     user_id: str | None = Field(
         None,

@@ -18,10 +18,11 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import platformdirs
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -439,6 +440,24 @@ class SummarisationSettings(_Section):
         return self
 
 
+_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")
+
+
+def check_collection(name: str) -> str:
+    """``name`` if Chroma takes it as a collection name.
+
+    Raises:
+        ValueError: It is not 3-63 letters, digits, ``.``, ``_`` or ``-``, starting and
+            ending with a letter or digit, without ``..`` (Chroma's rules).
+    """
+    if not _COLLECTION_NAME.match(name) or ".." in name:
+        raise ValueError(
+            f"bad collection name {name!r}: use 3-63 letters, digits, '.', '_' or '-', "
+            "starting and ending with a letter or digit (and no '..')"
+        )
+    return name
+
+
 class ChromaSettings(_Section):
     """Where the user's documents are indexed (Chroma)."""
 
@@ -447,9 +466,8 @@ class ChromaSettings(_Section):
         description="A Chroma server (http://host:port); empty = the embedded store in path.",
     )
     path: Path | None = Field(None, description="Embedded store; empty = <data_dir>/chroma.")
-    collection: str = Field(
+    collection: Annotated[str, AfterValidator(check_collection)] = Field(
         "default",
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$",
         description="Collection used when none is named (3-63 letters, digits, . _ -).",
     )
 

@@ -303,3 +303,25 @@ def test_a_file_that_is_not_utf8_is_named(
         named = "mine.toml"
     with pytest.raises(SettingsError, match=rf"{re.escape(named)} is not UTF-8 text"):
         load_settings()
+
+
+@pytest.mark.parametrize("name", ["no such!", "ab", "a..b", "-dash", "dot.", "x" * 64, "ünï"])
+def test_a_collection_chroma_would_refuse_is_refused_in_settings_and_in_a_runs_context(
+    name: str,
+) -> None:
+    from pydantic import ValidationError
+
+    from graph.context import Context
+
+    with pytest.raises(ValidationError, match="bad collection name"):
+        Context(collection=name)  # the dev server's runs: an error, not a turn without documents
+    with pytest.raises(SettingsError, match="bad collection name"):
+        load_settings(chroma={"collection": name})
+
+
+@pytest.mark.parametrize("name", ["default", "user-ada-1f2e", "a.b_c-d", "x" * 63])
+def test_a_valid_collection_is_kept(name: str) -> None:
+    from graph.context import Context
+
+    assert Context(collection=name).collection == name
+    assert load_settings(chroma={"collection": name}).chroma.collection == name

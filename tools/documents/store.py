@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -48,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from graph.settings import Settings
+from graph.settings import Settings, check_collection
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -73,7 +72,6 @@ READ_PAGE = 2000
 CANDIDATES = 20
 RRF_K = 60
 # Chroma's own rules, stricter on length like chroma.collection in the settings.
-_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")
 
 MetadataValue = str | int | float | bool
 
@@ -158,12 +156,10 @@ def check_collection_name(name: str) -> str:
     Raises:
         DocumentStoreError: It does not; the message says what a name may contain.
     """
-    if not _COLLECTION_NAME.match(name) or ".." in name:
-        raise DocumentStoreError(
-            f"bad collection name {name!r}: use 3-63 letters, digits, '.', '_' or '-', "
-            "starting and ending with a letter or digit (and no '..')"
-        )
-    return name
+    try:
+        return check_collection(name)
+    except ValueError as exc:
+        raise DocumentStoreError(str(exc)) from None
 
 
 def store_path(settings: Settings) -> Path:
