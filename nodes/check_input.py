@@ -49,6 +49,24 @@ def _not_text(text: str) -> str | None:
     )
 
 
+def _other_parts(content: str | list[str | dict[str, Any]]) -> str | None:
+    """Why a message with content parts other than text cannot be read, or None.
+
+    The dev server and the SDK pass OpenAI-style parts through ("image_url", ...); the
+    model reads text only, and answering the text alone would ignore what was sent.
+    """
+    if isinstance(content, str):
+        return None
+    kinds = [
+        str(part.get("type"))
+        for part in content
+        if isinstance(part, dict) and part.get("type") not in ("text", None)
+    ]
+    if not kinds:
+        return None
+    return f"only text content parts are supported, not {', '.join(map(repr, kinds))}"
+
+
 def _too_long(deps: Deps, state: State, text: str) -> str | None:
     """Why the message cannot fit the prompt budget, or None if it can."""
     budget = deps.settings.context.max_prompt_tokens
@@ -131,7 +149,10 @@ def make_check_input(deps: Deps) -> ContextNode:
         level = deps.safety_level(runtime.context)
         message = new_message(state)
         text = message.text.strip()
-        category, problem = "empty_message", "the message is empty" if not text else None
+        # An image (alone or with words) is not an empty message: say what cannot be read.
+        category, problem = "not_text", _other_parts(message.content)
+        if problem is None and not text:
+            category, problem = "empty_message", "the message is empty"
         if problem is None and (problem := _not_text(text)):
             category = "not_text"
         if problem is None and (problem := _too_long(deps, state, text)):

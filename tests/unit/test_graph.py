@@ -140,6 +140,30 @@ def test_bytes_that_are_not_text_are_a_clear_error_and_reach_no_model(
     assert ask(fake_graph, "café 咖啡 \U0001f600")["messages"][-1].text
 
 
+@pytest.mark.parametrize(
+    ("content", "kinds"),
+    [
+        (
+            [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}],
+            "'image_url'",
+        ),
+        ([{"type": "text", "text": "what is this?"}, {"type": "image_url"}], "'image_url'"),
+        ([{"type": "input_audio"}, {"type": "file"}], "'input_audio', 'file'"),
+    ],
+)
+def test_content_parts_other_than_text_are_named_not_called_empty(
+    fake_graph: Any, fake_model: FakeChatModel, content: list[Any], kinds: str
+) -> None:
+    from langchain_core.messages import HumanMessage
+
+    with pytest.raises(InvalidMessageError, match=f"only text content parts.*{kinds}"):
+        fake_graph.invoke({"messages": [HumanMessage(content=content)]}, thread())
+    assert fake_model.calls == []
+    # Text given as parts is text.
+    parts = [{"type": "text", "text": "hello"}, {"type": "text", "text": "there"}]
+    assert fake_graph.invoke({"messages": [HumanMessage(content=parts)]}, thread())["messages"]
+
+
 def test_huge_message_is_a_clear_error_and_leaves_the_thread_unchanged(
     fake_graph: Any, fake_model: FakeChatModel
 ) -> None:
