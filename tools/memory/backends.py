@@ -11,7 +11,8 @@ import logging
 import random
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -76,6 +77,21 @@ def _setup_timed_out(path: Path, deadline: float) -> MemoryBackendError:
     )
 
 
+@contextmanager
+def _timed_out_as_error(path: Path, deadline: float) -> Iterator[None]:
+    """Waiting for the lock, or a lock past the deadline, as one clear error."""
+    from filelock import Timeout
+
+    try:
+        yield
+    except Timeout:
+        raise _setup_timed_out(path, deadline) from None
+    except sqlite3.OperationalError as exc:
+        if _sqlite_locked(exc):
+            raise _setup_timed_out(path, deadline) from exc
+        raise
+
+
 def _run_setup(setup: Callable[[], object], end: float) -> None:
     attempt = 0
     while True:
@@ -116,18 +132,12 @@ def set_up_sqlite(
         MemoryBackendError: Other processes kept the file locked for ``deadline`` seconds.
         sqlite3.DatabaseError: The setup failed for another reason.
     """
-    from filelock import FileLock, Timeout
+    from filelock import FileLock
 
     end = time.monotonic() + deadline
-    try:
-        with FileLock(_setup_lock_path(path), timeout=deadline, thread_local=False):
-            _run_setup(setup, end)
-    except Timeout:
-        raise _setup_timed_out(path, deadline) from None
-    except sqlite3.OperationalError as exc:
-        if _sqlite_locked(exc):
-            raise _setup_timed_out(path, deadline) from exc
-        raise
+    lock = FileLock(_setup_lock_path(path), timeout=deadline, thread_local=False)
+    with _timed_out_as_error(path, deadline), lock:
+        _run_setup(setup, end)
 
 
 async def aset_up_sqlite(
@@ -139,27 +149,21 @@ async def aset_up_sqlite(
         MemoryBackendError: Other processes kept the file locked for ``deadline`` seconds.
         sqlite3.DatabaseError: The setup failed for another reason.
     """
-    from filelock import AsyncFileLock, Timeout
+    from filelock import AsyncFileLock
 
     end = time.monotonic() + deadline
-    try:
+    with _timed_out_as_error(path, deadline):
         async with AsyncFileLock(_setup_lock_path(path), timeout=deadline):
             attempt = 0
             while True:
                 try:
                     await setup()
-                    break
+                    return
                 except sqlite3.OperationalError as exc:
                     attempt += 1
                     if not _sqlite_locked(exc) or time.monotonic() >= end:
                         raise
                     await asyncio.sleep(_backoff(attempt))
-    except Timeout:
-        raise _setup_timed_out(path, deadline) from None
-    except sqlite3.OperationalError as exc:
-        if _sqlite_locked(exc):
-            raise _setup_timed_out(path, deadline) from exc
-        raise
 
 
 class RedisUnavailableError(MemoryBackendError):
