@@ -16,6 +16,7 @@ from graph.state import State
 from tools.documents.retrieval import (
     clean_query,
     contextual_query,
+    is_phatic,
     looks_like_followup,
     rewrite_request,
 )
@@ -60,6 +61,8 @@ def make_retrieve(deps: Deps) -> ContextNode:
             if store.count() == 0:  # cheap: no embedding, no model call
                 return {"sources": [], "retrieval": {**status, "status": "empty"}}
             message = new_message(state).text
+            if is_phatic(message):  # "ok thanks": nothing to look up, no sources to cite
+                return {"sources": [], "retrieval": {**status, "status": "none_relevant"}}
             history = complete_turns(unsummarised(state.messages[:-1], state.summarised_through))
             query = standalone_query(history, message)
             cfg = deps.settings.retrieval

@@ -136,6 +136,21 @@ def test_a_self_contained_message_costs_no_rewrite(
     assert store.queries[-1] == "Who designed the Glass Tower of Wexmoor originally?"
 
 
+@pytest.mark.parametrize(
+    "text", ["ok thanks", "Thank you!", "great, got it", "cool", "Thanks a lot :)", "bye", "hi"]
+)
+def test_thanks_and_greetings_are_neither_rewritten_nor_searched(
+    make_settings: Callable[..., Settings], store: FakeStore, text: str
+) -> None:
+    model = rewriting_model()
+    graph = build_graph(make_settings(), checkpointer=InMemorySaver(), model=model)
+    run(graph, "Tell me about the Glass Tower of Wexmoor.")
+    searched = list(store.queries)
+    state = run(graph, text)
+    assert store.queries == searched and len(model.calls) == 2  # no rewrite, no search
+    assert state["sources"] == [] and state["retrieval"]["status"] == "none_relevant"
+
+
 def test_rewriting_off_uses_the_previous_message(
     make_settings: Callable[..., Settings], store: FakeStore
 ) -> None:
@@ -230,6 +245,12 @@ def test_a_blocked_turn_has_no_stale_sources(
         ("Who built the Glass Tower of Wexmoor?", False),
         ("Summarise the maintenance manual for the X200 printer.", False),
         ("", False),
+        ("ok thanks", False),  # short, but it asks for nothing
+        ("yes", True),  # may answer the assistant's question
+        ("ok", True),
+        ("yes please", True),
+        ("thanks, and who paid for it?", True),
+        ("ok so what about the second one?", True),
     ],
 )
 def test_looks_like_followup(text: str, followup: bool) -> None:
