@@ -13,10 +13,14 @@ When several aliases match, the most specific one wins:
 3. an earlier position in the message beats a later one;
 4. a higher fuzzy score beats a lower one; the concept name breaks any remaining tie.
 
-Fuzzy matching (off by default) scores each multi-word alias against every window of as many
-tokens and keeps scores >= the cutoff, to catch typos such as "sumarize this book". The score
-is rapidfuzz's normalised Indel similarity (``fuzz.ratio`` / 100): twice the longest common
-subsequence of the two strings over their total length, 0..1.
+Fuzzy matching (off by default) scores each alias against every window of as many tokens and
+keeps scores >= the cutoff, to catch typos such as "sumarize this book" or "proofraed". The
+score is rapidfuzz's normalised Indel similarity (``fuzz.ratio`` / 100): twice the longest
+common subsequence of the two strings over their total length, 0..1. A near match counts
+only when it has the shape of a typo (see :func:`typo_of`): each word that differs from the
+alias's starts with the same letter and neither word extends the other, so "standing for"
+is no typo of "stand for", "I'm five years old" none of "like a five year old", "give me the
+list" none of "give me the gist".
 
 Every decision is logged on the ``assistant.aliases`` logger: each candidate at DEBUG, the
 winner (and why it won) at INFO. Message text is never logged, only token counts.
@@ -48,14 +52,16 @@ from tools.text import Location, describe_validation_error, fold, parse_yaml
 __all__ = [
     "DEFAULT_CUTOFF",
     "FUZZY_EDGE_TOKENS",
-    "FUZZY_MIN_TOKENS",
+    "FUZZY_MIN_LETTERS",
     "PROMPTS_DIR",
     "AliasMatch",
     "AliasMatcher",
     "Concept",
+    "corrected",
     "load_concepts",
     "load_system_prompt",
     "normalise",
+    "typo_of",
 ]
 
 logger = logging.getLogger("assistant.aliases")
@@ -63,9 +69,9 @@ logger = logging.getLogger("assistant.aliases")
 PROMPTS_DIR: Path = Path(__file__).resolve().parents[1] / "prompts"
 
 DEFAULT_CUTOFF = 0.85
-# Fuzzy matching skips one-word aliases: a single edited word is too often another real
-# word ("translated" vs "translate", "debugs" vs "debug") rather than a typo.
-FUZZY_MIN_TOKENS = 2
+# Fuzzy matching skips one-word aliases shorter than this: one edit of a short word is too
+# often another real word ("debut" for "debug", "quit" for "quiz") rather than a typo.
+FUZZY_MIN_LETTERS = 6
 # On long messages (pasted text), fuzzy matching looks only at this many tokens at each end,
 # where instructions sit; it bounds the cost (a 4,900-token paste: ~6 ms, not ~70 ms with
 # every window). Exact matching always scans the whole message.
@@ -150,6 +156,32 @@ def normalise(text: str) -> list[str]:
         token = raw.replace("'", "")
         tokens.extend(_EXPANSIONS.get(token, (token,)))
     return tokens
+
+
+def corrected(text: str, match: AliasMatch) -> str:
+    """``text`` folded, with the words of a fuzzy ``match`` replaced by its alias.
+
+    What the word features read when fuzzy matching found a typo of an alias: "Expalin
+    like I'm five: DNS" reads as "explain like i'm five: dns", so a misspelt alias weighs
+    what the alias weighs. An exact match leaves the folded text as it is.
+
+    Args:
+        text: The message ``match`` was found in.
+        match: An alias found in ``text`` (positions are in ``normalise(text)``).
+
+    Returns:
+        The folded text, corrected.
+    """
+    folded = fold(text)
+    if match.kind == "exact":
+        return folded
+    spans: list[tuple[int, int]] = []  # per normalised token, its characters in ``folded``
+    for found in _TOKEN_RE.finditer(folded):
+        token = found.group().replace("'", "")
+        spans.extend([found.span()] * len(_EXPANSIONS.get(token, (token,))))
+    start = spans[match.position][0]
+    end = spans[match.position + match.length - 1][1]
+    return folded[:start] + fold(match.alias) + folded[end:]
 
 
 # --- the concept file ------------------------------------------------------------------
@@ -426,6 +458,37 @@ def _window_starts(count: int, length: int) -> Iterable[int]:
     return itertools.chain(head, tail)
 
 
+def typo_of(words: Sequence[str], alias: Sequence[str]) -> bool:
+    """Whether ``words`` could be ``alias`` mistyped (token for token, both normalised).
+
+    Each word that differs from the alias's word in its place must start with the same
+    letter (people seldom mistype the first one, and a different first letter is most often
+    another word: "list" for "gist", "hotter" for "better") and neither word may extend
+    the other (an inflection or another word, not a typo: "standing" for "stand",
+    "translated" for "translate", "years" for "year", "trivial" for "trivia"), unless by
+    doubling its last letter ("tel" for "tell", "quizz" for "quiz"). How similar the words
+    are is the cutoff's business.
+
+    Args:
+        words: The message's tokens in the window.
+        alias: The alias's tokens, as many.
+
+    Returns:
+        True when every differing word pair has the shape of a typo.
+    """
+    if len(words) != len(alias):
+        return False
+    for word, wanted in zip(words, alias, strict=True):
+        if word == wanted:
+            continue
+        if word[0] != wanted[0]:
+            return False
+        short, long = sorted((word, wanted), key=len)
+        if long.startswith(short) and long[len(short) :] != short[-1]:
+            return False
+    return True
+
+
 def _rank_key(match: AliasMatch) -> tuple[int, int, int, float, str, str]:
     """Sort key, best first: exact, then longer, then earlier, then higher score."""
     return (
@@ -485,7 +548,7 @@ class AliasMatcher:
         }
         by_length: dict[int, list[_Entry]] = {}
         for entry in entries:
-            if len(entry.tokens) >= FUZZY_MIN_TOKENS:
+            if len(entry.tokens) > 1 or len(entry.joined) >= FUZZY_MIN_LETTERS:
                 by_length.setdefault(len(entry.tokens), []).append(entry)
         # Per token count (ascending): the entries, and their strings for rapidfuzz.
         self._fuzzy_by_length: dict[int, tuple[tuple[_Entry, ...], tuple[str, ...]]] = {
@@ -532,7 +595,7 @@ class AliasMatcher:
 
         Args:
             text: The user message.
-            fuzzy: Also look for near matches of multi-word aliases (typos).
+            fuzzy: Also look for misspelt aliases (see :func:`typo_of`).
             cutoff: Lowest similarity (0..1) a fuzzy match needs; checked even when
                 ``fuzzy`` is off so a bad setting fails early.
 
@@ -553,7 +616,7 @@ class AliasMatcher:
 
         Args:
             text: The user message.
-            fuzzy: Also look for near matches of multi-word aliases (typos).
+            fuzzy: Also look for misspelt aliases (see :func:`typo_of`).
             cutoff: Lowest similarity (0..1) a fuzzy match needs.
 
         Returns:
@@ -622,11 +685,12 @@ class AliasMatcher:
     def _fuzzy(
         self, tokens: tuple[str, ...], cutoff: float, exact_spans: set[tuple[int, int]]
     ) -> list[AliasMatch]:
-        """Compare each multi-word alias with every token window of the same length.
+        """Compare each alias with every token window of the same length.
 
         The score is ``Indel.normalized_similarity(window, alias)``; rapidfuzz skips pairs
-        that cannot reach the cutoff. Spans already matched exactly are skipped: there the
-        exact match is the truth, and a fuzzy reading of the same words would only add noise.
+        that cannot reach the cutoff, and a pair that does counts only if it has the shape of
+        a typo (:func:`typo_of`). Spans already matched exactly are skipped: there the exact
+        match is the truth, and a fuzzy reading of the same words would only add noise.
         """
         found: list[AliasMatch] = []
         # rapidfuzz's own cutoff test is a float comparison that drops a pair whose score
@@ -649,6 +713,8 @@ class AliasMatcher:
                 )
                 for _, _, index in hits:
                     entry = entries[index]
+                    if not typo_of(tokens[position : position + length], entry.tokens):
+                        continue
                     # Indel.similarity is 2 * LCS, so this is the similarity, exactly.
                     score = Indel.similarity(window, entry.joined) / (
                         len(window) + len(entry.joined)
@@ -681,10 +747,13 @@ class AliasMatcher:
 # like I'm five"); words do not: "translated", "simply", "^sum up" against "to sum up"
 # each get a weight of their own per concept. The alias evidence: per concept, "an alias
 # of it leads a request" (the first words of a sentence or clause, after lead-in words
-# such as "please", "can you") and "an alias of it sits elsewhere" (or only fuzzily),
-# each worth alias_weight (calibrated to 0 today: the word features carry the aliases'
-# words, and where they lead). The most probable concept is chosen when it is more
-# probable than none and reaches threshold.
+# such as "please", "can you") and "an alias of it sits elsewhere", each worth
+# alias_weight (calibrated to 0 today: the word features carry the aliases' words, and
+# where they lead). With fuzzy matching on, a typo of an alias (see typo_of) counts where
+# the alias would, and the message is read, words and embedding, with the alias in its
+# place (corrected()): "Expalin like I'm five: DNS" weighs what "explain like i'm five:
+# dns" weighs, so fuzzy matching has the effect of the alias, no more. The most probable
+# concept is chosen when it is more probable than none and reaches threshold.
 #
 # The words are read from the request, not from the material it carries (request_text):
 # a quoted span and a snippet of code after the request are one placeholder word each.
@@ -1157,9 +1226,10 @@ class ConceptRouter:
     ) -> tuple[AliasMatch | None, bool]:
         """The alias that sets the alias features, and whether it leads.
 
-        A leading exact alias beats any other; among equals :class:`AliasMatcher`'s
-        ranking decides (exact, longer, earlier). A misspelt alias (fuzzy matching) never
-        leads: it is weaker evidence.
+        A leading alias beats any other; among equals :class:`AliasMatcher`'s ranking
+        decides (exact, longer, earlier). A misspelt alias (fuzzy matching, which only
+        takes near matches with the shape of a typo) leads as the alias would: in
+        "Expalin like I'm five: DNS" the misspelt request leads, not "like I'm five".
 
         Raises:
             ValueError: If ``cutoff`` is outside 0..1.
@@ -1169,7 +1239,7 @@ class ConceptRouter:
             return None, False
         params = self.file.params
         starts = lead_positions(text, params.lead_in if params else frozenset())
-        leading = [m for m in matches if m.kind == "exact" and m.position in starts]
+        leading = [m for m in matches if m.position in starts]
         return (leading[0], True) if leading else (matches[0], False)
 
     def alias_features(self, alias: AliasMatch | None, leads: bool, weight: float) -> Any:
@@ -1305,8 +1375,14 @@ class ConceptRouter:
         assert self._embeddings is not None
         try:
             classifier = self._classifier()
+            # A typo of an alias is read as the alias, words and meaning: "Expalin like I'm
+            # five: DNS" weighs what "explain like i'm five: dns" weighs (one more embedding,
+            # only when fuzzy matching found a typo).
+            read = text
+            if alias is not None and alias.kind == "fuzzy":
+                read, vector = corrected(text, alias), None
             query = np.asarray(
-                self._embeddings.embed_query(text) if vector is None else vector,
+                self._embeddings.embed_query(read) if vector is None else vector,
                 dtype=np.float32,
             )
         except Exception as exc:  # no model: route by aliases, as before, and say so once
@@ -1316,7 +1392,7 @@ class ConceptRouter:
                 self._failed = True
             return {}, -1.0
         probabilities = classifier.probabilities(
-            self._features(_normalised(query), [text], [(alias, leads)])
+            self._features(_normalised(query), [read], [(alias, leads)])
         )[0]
         meaning = {n: float(p) for n, p in zip(self.names, probabilities, strict=False)}
         return meaning, float(probabilities[-1])

@@ -26,6 +26,7 @@ from tools.routing import (
     Evidence,
     RoutingParams,
     calibrate,
+    corrected,
     cross_validated,
     decide,
     lead_positions,
@@ -35,6 +36,7 @@ from tools.routing import (
     load_system_prompt,
     normalise,
     request_text,
+    typo_of,
 )
 
 EXPECTED_CONCEPTS = {
@@ -465,7 +467,11 @@ def _lcs(a: str, b: str) -> int:
 
 
 def _every_fuzzy_pair(text: str, cutoff: float) -> set[tuple[str, int, int, float]]:
-    """Fuzzy matches by scoring every multi-word alias against every window, no shortcuts."""
+    """Fuzzy matches by scoring every alias against every window, no shortcuts.
+
+    One-word aliases of fewer than six letters are skipped, and a pair counts only with the
+    shape of a typo (``typo_of``).
+    """
     tokens = normalise(text)
     aliases = [a for c in load_concepts().values() for a in c.aliases]
     exact = {(m.position, m.length) for m in AliasMatcher.from_file().candidates(text)}
@@ -473,15 +479,15 @@ def _every_fuzzy_pair(text: str, cutoff: float) -> set[tuple[str, int, int, floa
     for alias in aliases:
         alias_tokens = normalise(alias)
         size = len(alias_tokens)
-        if size < 2:
-            continue
         joined = " ".join(alias_tokens)
+        if size < 2 and len(joined) < 6:
+            continue
         for position in range(len(tokens) - size + 1):
             if (position, size) in exact:
                 continue
             window = " ".join(tokens[position : position + size])
             score = 2 * _lcs(window, joined) / (len(window) + len(joined))
-            if score >= cutoff:
+            if score >= cutoff and typo_of(tokens[position : position + size], alias_tokens):
                 found.add((alias, position, size, score))
     return found
 
@@ -866,9 +872,16 @@ def test_word_features_tell_apart_what_the_embedding_cannot(tmp_path: Path) -> N
     assert len(list((cache / "routing").glob("classifier-*.npz"))) == 2
 
 
-def test_a_fuzzy_alias_never_leads(toy: ConceptRouter) -> None:
-    alias, leads = toy.deciding_alias("make me lauhg", fuzzy=True)
-    assert alias is not None and alias.kind == "fuzzy" and not leads
+@pytest.mark.parametrize(
+    ("text", "leads"),
+    [("make me lauhg", True), ("please make me lauhg", True), ("I said make me lauhg", False)],
+)
+def test_a_misspelt_alias_leads_where_the_alias_would(
+    toy: ConceptRouter, text: str, leads: bool
+) -> None:
+    alias, found_leads = toy.deciding_alias(text, fuzzy=True)
+    assert alias is not None and alias.kind == "fuzzy" and found_leads is leads
+    assert toy.deciding_alias(text) == (None, False)  # fuzzy off: no alias at all
 
 
 def _evidence(
@@ -1211,3 +1224,80 @@ def test_a_read_only_cache_costs_a_fit_not_a_failure(tmp_path: Path) -> None:
     (cache / "routing").write_text("a file where the directory should be")
     router = ConceptRouter(load_concept_file(write(tmp_path, TOY)), WordEmbeddings(), cache)
     assert router.route("funny laugh joke").concept == "joke"
+
+
+# --- typos: fuzzy matching takes near matches with the shape of a typo only ------------
+
+
+@pytest.mark.parametrize(
+    ("words", "alias"),
+    [
+        ("proofraed", "proofread"),  # two letters swapped
+        ("expalin like i'm five", "explain like i'm five"),
+        ("explain like i'm fvie", "explain like i'm five"),
+        ("walk me trough", "walk me through"),  # a letter dropped
+        ("fix my grammer", "fix my grammar"),  # one replaced
+        ("tel me a joke", "tell me a joke"),  # a double letter typed once
+        ("quizz me", "quiz me"),  # or twice
+        ("brainstrom", "brainstorm"),
+    ],
+)
+def test_typos_have_the_shape_of_a_typo(words: str, alias: str) -> None:
+    assert typo_of(normalise(words), normalise(alias))
+
+
+@pytest.mark.parametrize(
+    ("words", "alias"),
+    [
+        ("standing for", "stand for"),  # inflections
+        ("translated", "translate"),
+        ("i'm five years old", "like a five year old"),
+        ("trivial", "trivia"),  # another word that extends the alias
+        ("give me the list", "give me the gist"),  # another first letter: another word
+        ("which is hotter", "which is better"),
+        ("what does the fox", "what does the word"),
+        ("fix my code", "fix my code editor"),  # not as many words
+    ],
+)
+def test_other_words_are_no_typos(words: str, alias: str) -> None:
+    assert not typo_of(normalise(words), normalise(alias))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("sumarize this book: Dune", "summarize this book"),
+        ("Can you proofraed this?", "proofread"),
+        ("brainstrom names for a cafe", "brainstorm"),
+        ("I'm standing for election, how do I write a speech?", None),
+        ("This was translated from French", None),  # one-word inflections stay out
+        ("Give me the list again", None),
+        ("What does the fox say?", None),
+        ("The debut album", None),  # one-word aliases under six letters: no fuzzy
+    ],
+)
+def test_fuzzy_matching_finds_typos_only(
+    matcher: AliasMatcher, text: str, expected: str | None
+) -> None:
+    found = matcher.match(text, fuzzy=True)
+    assert (found.alias if found else None) == expected
+    assert found is None or found.kind == "fuzzy"
+
+
+@pytest.mark.parametrize(
+    ("text", "read"),
+    [
+        ("Expalin like I'm five: DNS", "explain like i'm five: dns"),
+        ("Please proofraed: Their going", "please proofread: their going"),
+        ("ok, sumarize this book — Dune", "ok, summarize this book — dune"),
+        ("Im sure: explian liek im five", "im sure: explain like i'm five"),
+    ],
+)
+def test_a_typo_is_read_as_its_alias(matcher: AliasMatcher, text: str, read: str) -> None:
+    match = next(m for m in matcher.candidates(text, fuzzy=True) if m.kind == "fuzzy")
+    assert corrected(text, match) == read
+
+
+def test_an_exact_alias_is_read_as_typed(matcher: AliasMatcher) -> None:
+    match = matcher.match("ELI5: DNS")
+    assert match is not None and corrected("ELI5: DNS", match) == "eli5: dns"

@@ -75,3 +75,48 @@ def test_ordinary_chat_does_not_route(router: ConceptRouter, message: str) -> No
 def test_requests_route_to_their_concept(router: ConceptRouter, message: str, concept: str) -> None:
     route = router.route(message)
     assert route.concept == concept, (route.candidate, route.tier, route.meaning, route.none)
+
+
+# Typos of aliases: with fuzzy matching on, each is read as its alias (words and meaning).
+TYPOS = [
+    ("Expalin like I'm five: DNS", "explain_simply"),
+    ("proofraed: Their going too the store.", "proofread"),
+    ("brainstrom names for my bakery", "brainstorm"),
+    ("Can you transalte good morning into French?", "translate"),
+    ("sumarise: The council voted to close the library.", "summarise"),
+    ("quizz me on European capitals", "quiz"),
+]
+
+# Near matches that are other words, not typos: fuzzy matching must leave them alone.
+FUZZY_NEAR_MISSES = [
+    "I'm five years old and I want to know why the sky is blue",
+    "What does the fox say?",
+    "Give me the list again",
+    "Which is hotter, Venus or Mercury?",
+    "I'm standing for election, how do I write a speech?",
+    "Who translated the Bible into English first?",
+    "My son asks me questions all day, how do I stay patient?",
+]
+
+
+@pytest.mark.parametrize(("message", "concept"), TYPOS)
+def test_fuzzy_matching_reads_a_typo_as_its_alias(
+    router: ConceptRouter, message: str, concept: str
+) -> None:
+    route = router.route(message, fuzzy=True)
+    assert route.concept == concept, (route.candidate, route.tier, route.meaning, route.none)
+    assert route.alias is not None and route.alias.kind == "fuzzy"
+
+
+@pytest.mark.parametrize("message", [text for text, _ in TYPOS[:2]])
+def test_without_fuzzy_matching_these_typos_do_not_route(
+    router: ConceptRouter, message: str
+) -> None:
+    # what fuzzy matching adds: the newcomer's two examples stayed unrouted with it on
+    assert router.route(message).concept is None
+
+
+@pytest.mark.parametrize("message", FUZZY_NEAR_MISSES)
+def test_fuzzy_matching_leaves_other_words_alone(router: ConceptRouter, message: str) -> None:
+    route = router.route(message, fuzzy=True)
+    assert route.concept is None, (route.candidate, route.alias, route.meaning, route.none)
