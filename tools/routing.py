@@ -463,11 +463,12 @@ def typo_of(words: Sequence[str], alias: Sequence[str]) -> bool:
 
     Each word that differs from the alias's word in its place must start with the same
     letter (people seldom mistype the first one, and a different first letter is most often
-    another word: "list" for "gist", "hotter" for "better") and neither word may extend
-    the other (an inflection or another word, not a typo: "standing" for "stand",
-    "translated" for "translate", "years" for "year", "trivial" for "trivia"), unless by
-    doubling its last letter ("tel" for "tell", "quizz" for "quiz"). How similar the words
-    are is the cutoff's business.
+    another word: "list" for "gist", "hotter" for "better") and the message's word may not
+    extend the alias's (an inflection or another word, not a typo: "standing" for
+    "stand", "translated" for "translate", "years" for "year", "trivial" for "trivia"),
+    unless by doubling its last letter ("quizz" for "quiz"). A word cut short is a typo
+    ("fiv" for "five", "tel" for "tell"). How similar the words are is the cutoff's
+    business.
 
     Args:
         words: The message's tokens in the window.
@@ -483,8 +484,7 @@ def typo_of(words: Sequence[str], alias: Sequence[str]) -> bool:
             continue
         if word[0] != wanted[0]:
             return False
-        short, long = sorted((word, wanted), key=len)
-        if long.startswith(short) and long[len(short) :] != short[-1]:
+        if word.startswith(wanted) and word[len(wanted) :] != wanted[-1]:
             return False
     return True
 

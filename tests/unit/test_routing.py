@@ -1240,6 +1240,7 @@ def test_a_read_only_cache_costs_a_fit_not_a_failure(tmp_path: Path) -> None:
         ("tel me a joke", "tell me a joke"),  # a double letter typed once
         ("quizz me", "quiz me"),  # or twice
         ("brainstrom", "brainstorm"),
+        ("explian liek im fiv", "explain like i'm five"),  # a word cut short
     ],
 )
 def test_typos_have_the_shape_of_a_typo(words: str, alias: str) -> None:
