@@ -96,6 +96,9 @@ class Concept:
         prompt: Instruction added to the base system prompt for the turn.
         aliases: Phrases (as written in the YAML file) that select the concept.
         examples: Requests for the concept as people word them, for routing by meaning.
+        commands: Aliases that name the concept whatever follows when they lead a request
+            ("ELI5 DNS", "tl;dr <text>"): the classifier reads only the rest of such a
+            short request, which says nothing of the concept.
 
     """
 
@@ -103,6 +106,7 @@ class Concept:
     prompt: str
     aliases: tuple[str, ...]
     examples: tuple[str, ...] = ()
+    commands: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,7 @@ class _ConceptSpec(BaseModel):
         list[Annotated[str, StringConstraints(strip_whitespace=True)]], Field(min_length=1)
     ]
     examples: list[_Text] = Field(default_factory=list)
+    commands: list[_Text] = Field(default_factory=list)
 
 
 class _RoutingSpec(BaseModel):
@@ -317,10 +322,17 @@ def _parse_file(data: object, source: str) -> ConceptFile:
             prompt=body.prompt,
             aliases=tuple(body.aliases),
             examples=tuple(body.examples),
+            commands=tuple(body.commands),
         )
         for name, body in spec.concepts.items()
     }
     _build_entries(concepts, source)  # alias-level checks (empty, duplicates)
+    for concept in concepts.values():
+        listed = {tuple(normalise(alias)) for alias in concept.aliases}
+        if stray := [c for c in concept.commands if tuple(normalise(c)) not in listed]:
+            raise ValueError(
+                f"{source}: concept {concept.name!r}: commands {stray} are not among its aliases"
+            )
     params = None
     if spec.routing is not None:
         cfg = spec.routing
@@ -1315,6 +1327,13 @@ class ConceptRouter:
             concept = match.concept if match else None
             return Route(concept, concept, 0.0, match, "aliases only")
         route = decide(found, params)
+        if route.concept is None and self._commands(found):
+            alias = found.alias
+            assert alias is not None  # _commands checked it
+            route = Route(
+                alias.concept, alias.concept, found.meaning.get(alias.concept, 0.0), alias,
+                route.tier, route.none,
+            )  # fmt: skip
         if logger.isEnabledFor(logging.DEBUG):
             ranked = sorted(found.meaning.items(), key=lambda item: -item[1])[:3]
             logger.debug("meaning %s", ", ".join(f"{name}={value:.3f}" for name, value in ranked))
@@ -1328,6 +1347,14 @@ class ConceptRouter:
             self._alias_note(route, params),
         )
         return route
+
+    def _commands(self, found: Evidence) -> bool:
+        """Whether a command alias of its concept leads the request (exact or a typo)."""
+        alias = found.alias
+        if alias is None or not found.leads:
+            return False
+        commands = self.concept(alias.concept).commands
+        return tuple(normalise(alias.alias)) in {tuple(normalise(c)) for c in commands}
 
     def _alias_note(self, route: Route, params: RoutingParams) -> str:
         """For the log: the alias found and the log-odds it gave its concept."""

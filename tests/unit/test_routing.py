@@ -593,6 +593,10 @@ def test_valid_custom_file(tmp_path: Path) -> None:
             "concepts:\n  joke:\n    prompt: p\n    aliases: [x]\nextra: 1\n",
             "the file has unknown key 'extra'; expected a mapping with a top-level 'concepts'",
         ),
+        (
+            "concepts:\n  joke:\n    prompt: p\n    aliases: [joke]\n    commands: [pun]\n",
+            r"concept 'joke': commands \['pun'\] are not among its aliases",
+        ),
     ],
 )
 def test_corrupt_file_raises_naming_file_and_problem(
