@@ -130,9 +130,9 @@ def test_fuzzy_matching_leaves_other_words_alone(router: ConceptRouter, message:
 # leading a request, after a polite lead-in, before a colon, in capitals, with a subject of
 # its concept's kind. KNOWN_GAPS are the forms the router does not route today (30 of
 # 500, measured 2026-11-30; 64 before the concepts' `commands`): the classifier reads
-# "like I'm five DNS" as a question about DNS (routing.alias_weight is 0, so a leading alias is worth
-# nothing of its own), and only aliases with no other everyday sense are commands that
-# route whatever follows ("ELI5 DNS", "tl;dr <text>", "proofread <text>").
+# "like I'm five DNS" as a question about DNS (routing.alias_weight is 0, so a leading
+# alias is worth nothing of its own), and only aliases with no other everyday sense are
+# commands that route whatever follows ("ELI5 DNS", "tl;dr <text>", "proofread <text>").
 # They are strict xfails: a fix makes them pass, and then they must leave this list.
 
 SUBJECTS = {
