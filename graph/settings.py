@@ -431,7 +431,12 @@ class SummarisationSettings(_Section):
     keep_turns: int = Field(
         3, ge=0, description="Most recent turns kept verbatim after summarising."
     )
-    max_summary_tokens: int = Field(160, ge=16, le=2048)
+    max_summary_tokens: int = Field(
+        160,
+        ge=16,
+        le=2048,
+        description="Token budget of the summary, the model's or the user's own sentences.",
+    )
 
     @model_validator(mode="after")
     def _keep_less_than_max(self) -> SummarisationSettings:

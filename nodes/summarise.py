@@ -2,9 +2,14 @@
 
 The summariser's answer is checked before it is used (:func:`summary_problem`): not
 empty, not a placeholder, not a copy of the request, and it keeps every name and number
-the user stated about themselves in the folded turns. A bad answer is asked for once
-more, naming what was missing; if that fails too, the summary keeps the user's own
-sentences instead (:func:`extractive_summary`), so nothing they said is lost.
+the user stated about themselves in the folded turns and every one the summary so far
+held. A bad answer is asked for once more, naming what was missing; if that fails too,
+the summary keeps the user's own sentences instead (:func:`extractive_summary`).
+
+The summary stays within ``summarisation.max_summary_tokens`` however long the thread
+gets: the model's is cut there, the extractive one is shortened oldest detail first
+(:func:`fit_summary`), with a warning and a marker counting what was left out. The
+folded messages stay whole in the thread's checkpoint.
 
 After the summary the prompt prefix has changed (the system prompt holds the summary and
 the user's facts, and the folded turns are gone), so the next turn would evaluate it
@@ -27,10 +32,13 @@ from graph.deps import ContextNode, Deps
 from graph.state import State
 from tools.memory.facts import missing_terms
 from tools.memory.summaries import (
+    FittedSummary,
     extractive_summary,
+    fit_summary,
     required_terms,
     summary_problem,
     summary_request,
+    summary_terms,
     tidy,
     transcript,
 )
@@ -84,20 +92,41 @@ def make_summarise(deps: Deps) -> ContextNode:
         return reply.text, reply.response_metadata.get("finish_reason") == "length"
 
     def new_summary(previous: str, fold: list[Turn]) -> str:
-        """A checked summary of ``previous`` plus ``fold``."""
+        """A checked summary of ``previous`` plus ``fold``, within the summary budget."""
+        budget = deps.settings.summarisation.max_summary_tokens
+        if previous:
+            # A summary kept before the budget applied to every summary: bring it in first.
+            previous = within_budget(fit_summary(previous, budget, deps.count_tokens))
+        required = required_terms(fold) | summary_terms(previous)
         missing: list[str] = []
         for attempt in range(1, ATTEMPTS + 1):
             request = summary_request(previous, fold, missing)
             text, truncated = ask(request)
             candidate = tidy(text, truncated=truncated)
-            problem = summary_problem(candidate, turns=fold, request=request)
+            problem = summary_problem(candidate, turns=fold, request=request, previous=previous)
             if problem is None:
                 return candidate
             log.warning("summary attempt %d is unusable: %s", attempt, problem)
-            # Ask again, naming the user's names and numbers the answer did not have.
-            missing = _as_written(missing_terms(required_terms(fold), candidate), transcript(fold))
+            # Ask again, naming the names and numbers (the user's, the summary's) it lacked.
+            written = transcript(fold) + "\n" + previous
+            missing = _as_written(missing_terms(required, candidate), written)
         log.warning("keeping the user's own sentences as the summary instead")
-        return extractive_summary(previous, fold)
+        return within_budget(
+            extractive_summary(previous, fold, budget=budget, count=deps.count_tokens)
+        )
+
+    def within_budget(fitted: FittedSummary) -> str:
+        """The fitted summary's text, with a warning when detail was given up for it."""
+        if fitted.shortened or fitted.left_out:
+            log.warning(
+                "the summary is over its budget (summarisation.max_summary_tokens = %d): "
+                "%d older sentence(s) shortened, %d older detail(s) left out; the full "
+                "messages stay in the thread's history",
+                deps.settings.summarisation.max_summary_tokens,
+                fitted.shortened,
+                fitted.left_out,
+            )
+        return fitted.text
 
     def summarise(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         """Fold the turns leaving the window into the summary, then warm the next prefix.

@@ -25,6 +25,7 @@ from tools.models import FakeChatModel
 from tools.prompting import Turn
 
 SUMMARY_MARK = "running summary"
+COUNT = FakeChatModel().get_num_tokens
 
 
 def previous_summary(request: str) -> str:
@@ -183,7 +184,9 @@ def test_required_terms_are_the_users_own_names_and_numbers() -> None:
 
 
 def test_the_extractive_summary_keeps_the_users_own_words() -> None:
-    summary = extractive_summary("The user likes tea.", FOLD)
+    fitted = extractive_summary("The user likes tea.", FOLD, budget=160, count=COUNT)
+    summary = fitted.text
+    assert (fitted.shortened, fitted.left_out) == (0, 0) and fitted.tokens <= 160
     assert summary.startswith("The user likes tea.")
     for fact in ("Hi, I'm Priya.", "my locker code is 4817", "three cats and two dogs"):
         assert fact in summary

@@ -22,8 +22,9 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _FILLER = re.compile(
     r"^(?:(?:hi|hello|hey|ok|okay|so|well|also|oh|and|but|actually|anyway|by the way|btw|"
     r"fyi|just so you know|for the record|for your information|just to let you know|"
+    r"(?:please )?remember (?:this|that)(?: for later)?|"
     r"please note|note|remember|please remember|don't forget|do not forget|for later|"
-    r"(?:please )?remember (?:this|that)(?: for later)?|keep in mind|good (?:morning|evening)|"
+    r"keep in mind|good (?:morning|evening)|"
     r"thanks|thank you)\b[\s,:;!-]*)+",
     re.IGNORECASE,
 )
@@ -78,6 +79,11 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text) if s.strip(" \t.!?")]
 
 
+def without_filler(sentence: str) -> str:
+    """``sentence`` without the words that open it without saying anything ("Hi, so, ...")."""
+    return _FILLER.sub("", sentence.translate(_QUOTES).strip()).strip()
+
+
 def is_self_statement(sentence: str) -> bool:
     """True when ``sentence`` states something about the speaker (not a question or request).
 
@@ -117,6 +123,41 @@ def key_terms(text: str) -> set[str]:
                     continue
                 terms.add(word.lower().removesuffix("'s").rstrip("'"))
     return {t for t in terms if t}
+
+
+def written_terms(text: str, *, loose: bool = False) -> list[str]:
+    """The names and numbers of ``text`` as written ("Priya", "4817"), in order, once each.
+
+    Args:
+        text: A sentence or a few.
+        loose: Take every capitalised word as a name, also one that opens a clause. For
+            texts shortened to their content words ("Priya, code 4817"), where the
+            words that opened a clause ("I'm", "my") are gone and a name may come first.
+    """
+    text = text.translate(_QUOTES)
+    if loose:
+        wanted = {re.sub(r"\D", "", n) for n in _NUMBER.findall(text)} | {
+            w.lower().removesuffix("'s").rstrip("'")
+            for w in _NAME.findall(text)
+            if w.lower() not in _NOT_NAMES
+        }
+        wanted |= {
+            _NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", text.lower()) if w in _NUMBER_WORDS
+        }
+    else:
+        wanted = key_terms(text)
+    found: dict[str, tuple[int, str]] = {}
+    for match in re.finditer(r"\d(?:[\d,.:/-]*\d)?|[\w'-]+", text):
+        word = match.group(0)
+        term = re.sub(r"\D", "", word) if word[0].isdigit() else word.lower()
+        term = _NUMBER_WORDS.get(term, term).removesuffix("'s").rstrip("'")
+        if term in wanted and term not in found:
+            shown = term if word[0].isdigit() or term.isdigit() else word.removesuffix("'s")
+            found[term] = (match.start(), shown.rstrip("'"))
+    in_order = [t for _, t in sorted(found.values())]
+    # A term not seen as a whole word ("1" of "Rex1") goes last, unless a shown one has it.
+    rest = sorted(t for t in wanted - set(found) if missing_terms([t], " ".join(in_order)))
+    return in_order + rest
 
 
 def missing_terms(required: Iterable[str], text: str) -> list[str]:
