@@ -3,14 +3,17 @@
 The budget (``context.max_prompt_tokens``) is computed here, once every part is known:
 the system prompt (with the user's facts and the running summary), the concept prompt
 and the message must fit, or the message is taken back out of the thread and the turn
-ends in ``reject`` (a clear ``MessageTooLongError``; the thread is as it was). What is
-left goes to the optional parts, which shrink first: the document passages, then the
-recalled memories, then the oldest turns of the history.
+ends in ``reject`` (a clear ``MessageTooLongError``; the thread is as it was). The
+running summary is the one fixed part that can give way: when it is what does not fit,
+this prompt gets a shortened copy (oldest detail first, :func:`fit_summary`) and the
+message is not blamed. What is left goes to the optional parts, which shrink first: the
+document passages, then the recalled memories, then the oldest turns of the history.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
@@ -26,6 +29,7 @@ from tools.documents.retrieval import cite
 from tools.guardrails.injection import quote_as_data
 from tools.guardrails.streaming import StreamMasker
 from tools.memory.long_term import Memory, recalled_lines
+from tools.memory.summaries import fit_summary
 from tools.models.masking import MaskingChatModel
 from tools.prompting import (
     MESSAGE_OVERHEAD,
@@ -61,12 +65,15 @@ def make_generate(deps: Deps) -> ContextNode:
         system = system_text(
             deps.system_prompt, state.summary, state.profile or "", deps.memory_headings
         )
-        # What must fit: system, concept and message, each wrapped by the chat template.
-        needed = (
-            sum(deps.count_tokens(t) for t in (system, message.text, concept or ""))
-            + 3 * MESSAGE_OVERHEAD
-            + REPLY_PRIMER
-        )
+
+        def fixed(system: str) -> int:
+            """What must fit: system, concept and message, each wrapped by the template."""
+            parts = (system, message.text, concept or "")
+            return sum(deps.count_tokens(t) for t in parts) + 3 * MESSAGE_OVERHEAD + REPLY_PRIMER
+
+        needed = fixed(system)
+        if needed > budget and state.summary:
+            system, needed = summary_within(state, budget, fixed)
         if needed > budget:
             return too_long(state, message.id or "", needed, budget, runtime)
         # The optional parts share what is left; joining them costs a few tokens more.
@@ -119,6 +126,29 @@ def make_generate(deps: Deps) -> ContextNode:
         reply.response_metadata.setdefault("masked", [])
         reply.response_metadata.update(prompt_tokens=prompt.tokens)
         return {"messages": [reply], "prompt_tokens": prompt.tokens, "sources": sources}
+
+    def summary_within(state: State, budget: int, fixed: Callable[[str], int]) -> tuple[str, int]:
+        """The system prompt with the summary shortened to the room the budget leaves it.
+
+        Only this prompt's copy is shortened (the stored summary is the summarise node's);
+        with no room at all, the prompt goes without it. Returns the system prompt and
+        the fixed parts' tokens with it.
+        """
+        profile, heads = state.profile or "", deps.memory_headings
+        bare = system_text(deps.system_prompt, "", profile, heads)
+        # The heading and the line breaks around it come with any summary.
+        room = budget - fixed(bare) - deps.count_tokens(heads.summary) - 2
+        fitted = fit_summary(state.summary, room, deps.count_tokens) if room > 0 else None
+        system = system_text(deps.system_prompt, fitted.text if fitted else "", profile, heads)
+        if fixed(system) > budget:  # the seams tokenised differently: go without it
+            system, fitted = bare, None
+        log.warning(
+            "prompt budget: the running summary (%d tokens) does not fit with this message; "
+            "this prompt has %s",
+            deps.count_tokens(state.summary),
+            f"a {fitted.tokens}-token shortened copy" if fitted and fitted.text else "none",
+        )
+        return system, fixed(system)
 
     def too_long(
         state: State, message_id: str, needed: int, budget: int, runtime: Runtime[Context]
