@@ -19,6 +19,7 @@ from graph.settings import Settings
 from tests.conftest import thread
 from tools.memory.facts import key_terms
 from tools.memory.summaries import (
+    details_left_out,
     extractive_summary,
     fit_summary,
     summary_problem,
@@ -110,7 +111,7 @@ def test_refitting_keeps_the_count_and_never_grows() -> None:
         assert fitted.tokens <= 45
         total += fitted.left_out
         previous = fitted.text
-    marker = re.search(r"\((\d+) older details were left out", previous)
+    marker = re.search(r"^\((\d+) older details left out\.\)$", previous, re.MULTILINE)
     assert marker and int(marker.group(1)) == total > 0
     # the newest statement's names and numbers are all still there
     assert {"73"} <= summary_terms(previous)
@@ -147,11 +148,9 @@ def test_summaries_of_other_shapes_are_read_back() -> None:
     fitted = fit_summary(legacy, 8, COUNT)
     assert fitted.tokens <= 8 and fitted.text
     # a summary the model wrote: its names and numbers count, the marker's does not
-    prose = (
-        "(3 older details were left out to keep the summary short.)\n"
-        "The user is Ada Lovelace, born in 1815."
-    )
+    prose = "(3 older details left out.)\nThe user is Ada Lovelace, born in 1815."
     assert summary_terms(prose) == {"ada", "lovelace", "1815"}
+    assert details_left_out(prose) == 3 and details_left_out(legacy) == 0
 
 
 # --- a later summary keeps what the earlier one held ----------------------------------
@@ -280,7 +279,7 @@ def test_a_long_thread_stays_usable_and_its_summary_bounded(
             assert COUNT(state["summary"]) <= 60
         state = graph.invoke({"messages": [("user", "hi")]}, thread())
     assert state["messages"][-1].text == "This is a canned reply."
-    assert re.search(r"^\(\d+ older details were left out", state["summary"], re.MULTILINE)
+    assert re.search(r"^\(\d+ older details left out\.\)$", state["summary"], re.MULTILINE)
     assert "over its budget" in caplog.text
     # the newest folded message's names and numbers are all still there
     cursor = [m.id for m in state["messages"]].index(state["summarised_through"])

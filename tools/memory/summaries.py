@@ -134,9 +134,7 @@ _SAID = 'The user said: "'
 _SAID_RUN = re.compile(r'The user said: "(.*?)"(?=\s+The user said: "|\s*$)')
 _TERSE_HEAD = "About the user, in short:"
 _KEY_FACTS_HEAD = "Key facts:"
-_LEFT_OUT = re.compile(
-    r"^\((\d+) older details? (?:was|were) left out to keep the summary short\.\)$"
-)
+_LEFT_OUT = re.compile(r"^\((\d+) older details? left out\.\)$")
 # Words a terse sentence can do without. Not a general stop-word list: negations ("not",
 # "never", "can't", "don't") and prepositions stay, or "I can't eat nuts" would turn
 # into "eat nuts".
@@ -272,19 +270,20 @@ def _layout(parts: Sequence[_Part], left_out: int) -> _Layout:
             if term.lower() not in shown:
                 shown.add(term.lower())
                 terms.append(term)
-    marker = ""
-    if left_out:
-        plural = left_out != 1
-        marker = (
-            f"({left_out} older detail{'s' if plural else ''} {'were' if plural else 'was'} "
-            "left out to keep the summary short.)"
-        )
+    # Short: on a small budget every token of the marker is a name or number less.
+    plural = "s" if left_out != 1 else ""
+    marker = f"({left_out} older detail{plural} left out.)" if left_out else ""
     return _Layout(
         marker=marker,
         terms=terms,
         short=[p.text for p in parts if p.level == _TERSE and p.text],
         full=[f'{_SAID}{p.text}"' if p.said else p.text for p in parts if p.level == 0],
     )
+
+
+def details_left_out(summary: str) -> int:
+    """How many details the summary's marker says were left out to fit (0 without one)."""
+    return _read(summary)[1]
 
 
 def summary_terms(summary: str) -> set[str]:
@@ -307,7 +306,7 @@ def fit_summary(summary: str, budget: int, count: Counter) -> FittedSummary:
     Steps, each oldest sentence first, each only while the summary is over budget:
     sentences made terse (:func:`terse`); sentences reduced to their names and numbers
     (one "Key facts:" line); then the oldest names and numbers left out, counted in a
-    marker line ("(12 older details were left out ...)"). A summary already within the
+    marker line ("(12 older details left out.)"). A summary already within the
     budget comes back as it is.
 
     Args:
