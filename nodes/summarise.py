@@ -105,7 +105,8 @@ def make_summarise(deps: Deps) -> ContextNode:
             candidate = tidy(text, truncated=truncated)
             problem = summary_problem(candidate, turns=fold, request=request, previous=previous)
             if problem is None:
-                return candidate
+                # Re-tokenised, a reply cut at max_new_tokens can be a token or two over.
+                return within_budget(fit_summary(candidate, budget, deps.count_tokens))
             log.warning("summary attempt %d is unusable: %s", attempt, problem)
             # Ask again, naming the names and numbers (the user's, the summary's) it lacked.
             written = transcript(fold) + "\n" + previous

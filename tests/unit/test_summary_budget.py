@@ -311,3 +311,22 @@ def test_a_summary_too_big_for_the_prompt_is_shortened_not_blamed_on_the_message
     # a message that is itself too long is still the message's fault
     with pytest.raises(MessageTooLongError, match="Shorten the message"):
         chat(graph, ["word " * 400])
+
+
+def test_a_model_summary_over_the_budget_is_fitted_too(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The fake model cuts at max_new_tokens words; punctuation makes more tokens than that."""
+    summary = "The user, Priya, has locker code 4817, a cat, Miso (4), and asked: sky, eggs, jokes."
+
+    def reply(messages: list[BaseMessage]) -> str:
+        return summary if SUMMARY_MARK in messages[0].text else "Sure."
+
+    model = FakeChatModel(reply=reply)
+    settings = make_settings(
+        summarisation={"max_turns": 3, "keep_turns": 1, "max_summary_tokens": 16}
+    )
+    graph = build_graph(settings, checkpointer=InMemorySaver(), model=model)
+    state = chat(graph, CONVERSATION[:5])
+    assert COUNT(summary) > 16 and state["summary"]
+    assert COUNT(state["summary"]) <= 16, state["summary"]
