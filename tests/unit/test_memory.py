@@ -326,3 +326,29 @@ def test_sqlite_setups_take_turns_across_holders(tmp_path: Path) -> None:
     worker.join(10)
     second.join(10)
     assert order == ["first in", "first out", "second"]
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_a_folder_where_no_lock_file_can_be_made_still_gets_sqlites_own_error(
+    tmp_path: Path, use_async: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only data folder: the setup runs unlocked and fails in SQLite's words."""
+    import filelock
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise OSError(30, "Read-only file system", str(tmp_path / "t.sqlite.setup.lock"))
+
+    monkeypatch.setattr(filelock.UnixFileLock, "_acquire", refuse)
+    monkeypatch.setattr(filelock.AsyncUnixFileLock, "_acquire", refuse)
+    flaky = FlakySetup(sqlite3.OperationalError("attempt to write a readonly database"), 1)
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        if use_async:
+            asyncio.run(aset_up_sqlite(flaky.asetup, tmp_path / "t.sqlite"))
+        else:
+            set_up_sqlite(flaky, tmp_path / "t.sqlite")
+    ok = FlakySetup(locked(), failures=0)
+    if use_async:
+        asyncio.run(aset_up_sqlite(ok.asetup, tmp_path / "t.sqlite"))
+    else:
+        set_up_sqlite(ok, tmp_path / "t.sqlite")
+    assert ok.calls == 1

@@ -132,12 +132,24 @@ def set_up_sqlite(
         MemoryBackendError: Other processes kept the file locked for ``deadline`` seconds.
         sqlite3.DatabaseError: The setup failed for another reason.
     """
-    from filelock import FileLock
+    from filelock import FileLock, Timeout
 
     end = time.monotonic() + deadline
     lock = FileLock(_setup_lock_path(path), timeout=deadline, thread_local=False)
-    with _timed_out_as_error(path, deadline), lock:
-        _run_setup(setup, end)
+    with _timed_out_as_error(path, deadline):
+        try:
+            lock.acquire()
+        except Timeout:
+            raise
+        except OSError:
+            # No lock file where the database is (a read-only folder): nobody can set
+            # the file up there either, and the setup says so in SQLite's words.
+            _run_setup(setup, end)
+            return
+        try:
+            _run_setup(setup, end)
+        finally:
+            lock.release()
 
 
 async def aset_up_sqlite(
@@ -149,21 +161,34 @@ async def aset_up_sqlite(
         MemoryBackendError: Other processes kept the file locked for ``deadline`` seconds.
         sqlite3.DatabaseError: The setup failed for another reason.
     """
-    from filelock import AsyncFileLock
+    from filelock import AsyncFileLock, Timeout
+
+    async def run() -> None:
+        attempt = 0
+        while True:
+            try:
+                await setup()
+                return
+            except sqlite3.OperationalError as exc:
+                attempt += 1
+                if not _sqlite_locked(exc) or time.monotonic() >= end:
+                    raise
+                await asyncio.sleep(_backoff(attempt))
 
     end = time.monotonic() + deadline
+    lock = AsyncFileLock(_setup_lock_path(path), timeout=deadline)
     with _timed_out_as_error(path, deadline):
-        async with AsyncFileLock(_setup_lock_path(path), timeout=deadline):
-            attempt = 0
-            while True:
-                try:
-                    await setup()
-                    return
-                except sqlite3.OperationalError as exc:
-                    attempt += 1
-                    if not _sqlite_locked(exc) or time.monotonic() >= end:
-                        raise
-                    await asyncio.sleep(_backoff(attempt))
+        try:
+            await lock.acquire()
+        except Timeout:
+            raise
+        except OSError:  # a read-only folder, as in set_up_sqlite
+            await run()
+            return
+        try:
+            await run()
+        finally:
+            await lock.release()
 
 
 class RedisUnavailableError(MemoryBackendError):
