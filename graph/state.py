@@ -37,7 +37,8 @@ class State(InputState):
     ``name``, ``page``, ``section``, ``score``, ``text`` (empty when nothing matched)."""
 
     retrieval: dict[str, Any] = field(default_factory=dict)
-    """How retrieval went this turn: ``status`` (off, empty, found, none_relevant, error),
+    """How retrieval went this turn: ``status`` (off, empty, found, none_relevant, error,
+    skipped: a thanks or a greeting, not searched),
     ``query`` (what was searched, after rewriting a follow-up), ``collection``, ``error``."""
 
     prompt_tokens: int = 0

@@ -62,7 +62,7 @@ def make_retrieve(deps: Deps) -> ContextNode:
                 return {"sources": [], "retrieval": {**status, "status": "empty"}}
             message = new_message(state).text
             if is_phatic(message):  # "ok thanks": nothing to look up, no sources to cite
-                return {"sources": [], "retrieval": {**status, "status": "none_relevant"}}
+                return {"sources": [], "retrieval": {**status, "status": "skipped"}}
             history = complete_turns(unsummarised(state.messages[:-1], state.summarised_through))
             query = standalone_query(history, message)
             cfg = deps.settings.retrieval

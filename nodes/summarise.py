@@ -148,11 +148,12 @@ def make_summarise(deps: Deps) -> ContextNode:
         )
         profile = state.profile or ""
         store = runtime.store
-        if store is not None and deps.settings.long_term.enabled:
+        if store is not None and deps.recalls(runtime.context):
             # The prefix changes now anyway: bring in the facts learnt since it was built.
             try:
-                profile = deps.profile(store, deps.user_id(runtime.context))
-                update["profile"] = profile
+                user = deps.user_id(runtime.context)
+                profile = deps.profile(store, user)
+                update.update(profile=profile, profile_user=user)
             except Exception as exc:
                 log.warning("long-term memory unavailable, keeping the old facts: %s", exc)
         system = system_text(deps.system_prompt, summary, profile, deps.memory_headings)

@@ -284,6 +284,19 @@ def test_recall_false_brings_back_nothing_not_even_facts_loaded_before(
     assert len(list_memories(store, "api", kinds=("turns",))) == 2  # the last kept nothing
 
 
+def test_recall_false_keeps_facts_out_of_a_summarised_prefix_too(
+    make_settings: Callable[..., Settings], model: PrefillingModel, store: InMemoryStore
+) -> None:
+    settings = make_settings(summarisation={"max_turns": 2, "keep_turns": 1})
+    graph = build_graph(settings, checkpointer=InMemorySaver(), store=store, model=model)
+    ask(graph, "My locker code is 4321.", "mine", user_id="alice")
+    off = {"user_id": "alice", "recall": False}
+    states = [ask(graph, f"question {n}", "other", **off) for n in range(4)]
+    assert all(s["profile"] == "" for s in states)
+    assert all("4321" not in m.text for call in model.calls[1:] for m in call)
+    assert all("4321" not in m.text for call in model.prefilled for m in call)
+
+
 def test_forgetting_a_fact_forgets_the_turn_that_stated_it(
     graph: Any, model: FakeChatModel, store: InMemoryStore
 ) -> None:

@@ -148,7 +148,9 @@ def test_thanks_and_greetings_are_neither_rewritten_nor_searched(
     searched = list(store.queries)
     state = run(graph, text)
     assert store.queries == searched and len(model.calls) == 2  # no rewrite, no search
-    assert state["sources"] == [] and state["retrieval"]["status"] == "none_relevant"
+    assert state["sources"] == [] and state["retrieval"]["status"] == "skipped"
+    # and the model is not told that the documents do not cover it
+    assert "do not cover" not in "\n".join(m.text for m in model.calls[-1])
 
 
 def test_rewriting_off_uses_the_previous_message(
@@ -246,6 +248,11 @@ def test_a_blocked_turn_has_no_stale_sources(
         ("Summarise the maintenance manual for the X200 printer.", False),
         ("", False),
         ("ok thanks", False),  # short, but it asks for nothing
+        ("thanks! 1920?", True),  # a number asked about
+        ("hi 价格是多少?", True),
+        ("Hi! Какой гарантийный срок?", True),
+        ("hey 😀 2+2=?", True),
+        ("thanks 😀🙏", False),
         ("yes", True),  # may answer the assistant's question
         ("ok", True),
         ("yes please", True),

@@ -49,10 +49,14 @@ def is_phatic(text: str) -> bool:
     Such a message asks for nothing a document could answer: it is neither a follow-up to
     rewrite nor a query worth searching.
     """
-    words = _WORD.findall(text.strip().lower())
-    return any(w in _PHATIC for w in words) and all(
-        w in _PHATIC or w in _PHATIC_FILLERS for w in words
-    )
+    lowered = text.strip().lower()
+    words = _WORD.findall(lowered)
+    if not any(w in _PHATIC for w in words):
+        return False
+    if not all(w in _PHATIC or w in _PHATIC_FILLERS for w in words):
+        return False
+    # Nothing else that could be asked: digits or words of another script ("hi, 价格?").
+    return not any(ch.isalnum() for ch in _WORD.sub(" ", lowered))
 
 
 # Marks around each quoted passage; the same marks inside a document are defused, so a
