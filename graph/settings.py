@@ -407,11 +407,14 @@ class SafetySettings(_Section):
             raise ValueError("refusal_template is empty: a refused message would get no reply")
         try:
             # Only plain fields: "{reason.__class__}" or "{reason[0]}" would reach into
-            # Python objects (str.format's attribute and index lookups).
-            fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
-            unknown = sorted({f for f in fields if f not in ("reason", "level")})
+            # Python objects (str.format's attribute and index lookups), and a format spec
+            # ("{reason:>100000000}") could build any size of string.
+            parsed = [p for p in string.Formatter().parse(template) if p[1] is not None]
+            unknown = sorted({str(f) for _, f, _, _ in parsed if f not in ("reason", "level")})
             if unknown:
                 raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))}")
+            if any(spec or conversion for _, _, spec, conversion in parsed):
+                raise ValueError("write {reason} and {level} plain, without :spec or !conversion")
             template.format(reason="r", level="l")
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError(
@@ -446,6 +449,7 @@ class SummarisationSettings(_Section):
 
 
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")
+_IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 
 
 def check_collection(name: str) -> str:
@@ -453,12 +457,13 @@ def check_collection(name: str) -> str:
 
     Raises:
         ValueError: It is not 3-63 letters, digits, ``.``, ``_`` or ``-``, starting and
-            ending with a letter or digit, without ``..`` (Chroma's rules).
+            ending with a letter or digit, without ``..``, and not an IPv4 address
+            (Chroma's rules).
     """
-    if not _COLLECTION_NAME.match(name) or ".." in name:
+    if not _COLLECTION_NAME.match(name) or ".." in name or _IPV4.match(name):
         raise ValueError(
             f"bad collection name {name!r}: use 3-63 letters, digits, '.', '_' or '-', "
-            "starting and ending with a letter or digit (and no '..')"
+            "starting and ending with a letter or digit (no '..', not an IPv4 address)"
         )
     return name
 

@@ -103,6 +103,7 @@ def addressed_elsewhere(text: str, username: str | None) -> bool:
     group knows its own; usernames compare case-insensitively.
     https://core.telegram.org/bots/features#commands
     """
+    text = text.strip()  # as BotCore.handle reads it
     if not text.startswith("/"):
         return False
     command = text[1:].split(maxsplit=1)[0] if text[1:].strip() else ""

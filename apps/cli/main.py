@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import socket
 import threading
@@ -269,10 +270,19 @@ def _run_turn(session: ChatSession, text: str, as_json: bool) -> int:
     return 0
 
 
+def _is_command(text: str) -> bool:
+    """Whether a line is a /command: "/" and a word, as on the bots ("/safety strict").
+
+    "/usr/bin is a folder?" and "/ leading slash" are messages.
+    """
+    word = re.split(r"\s", text[1:], maxsplit=1)[0]
+    return text.startswith("/") and word.isidentifier()
+
+
 def _command(session: ChatSession, line: str) -> bool:
     """Handle a /command; False to quit."""
-    name, _, arg = line[1:].partition(" ")
-    arg = arg.strip()
+    name, *rest = line[1:].split(maxsplit=1)  # "/safety<TAB>strict" too
+    name, arg = name.lower(), (rest[0].strip() if rest else "")
     if name in ("quit", "exit", "q"):
         return False
     if name == "help":
@@ -289,12 +299,16 @@ def _command(session: ChatSession, line: str) -> bool:
     elif name == "safety":
         try:
             session.context = session.context.model_copy(
-                update={"safety_level": Context.model_validate({"safety_level": arg}).safety_level}
+                update={
+                    "safety_level": Context.model_validate(
+                        {"safety_level": arg.lower()}
+                    ).safety_level
+                }
             )
         except ValidationError:
             err.print(f"[red]unknown safety level {arg!r}[/red]: use {', '.join(SAFETY_LEVELS)}")
         else:
-            out.print(f"[dim]safety level {arg}[/dim]")
+            out.print(f"[dim]safety level {arg.lower()}[/dim]")
     else:
         err.print(f"[red]unknown command /{name}[/red]\n{HELP}")
     return True
@@ -438,8 +452,7 @@ def _chat_loop(session: ChatSession, as_json: bool) -> None:
         text = line.strip()
         if not text:
             continue  # empty input is ignored, never sent
-        # "/usr/bin is a folder?" is a message: a command is "/" and a word, as on the bots.
-        if text.startswith("/") and text[1:].partition(" ")[0].isidentifier():
+        if _is_command(text):
             if not _command(session, text):
                 return
             continue

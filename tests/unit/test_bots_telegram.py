@@ -283,6 +283,7 @@ def test_a_command_for_another_bot_in_the_group_is_left_to_it(
     ("text", "elsewhere"),
     [
         ("/reset@OtherBot", True),
+        (" /reset@OtherBot", True),  # the bot strips the text before reading commands
         ("/reset@my_bot", False),
         ("/RESET@MY_BOT", False),
         ("/reset", False),

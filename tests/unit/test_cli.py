@@ -90,7 +90,7 @@ def test_interactive_session_commands() -> None:
             "",  # ignored
             "hello",
             "/safety",  # says the level
-            "/safety strict",
+            "/SAFETY\tStrict",  # any case, any blank
             "this is shit",  # blocked at strict
             "/safety nonsense",
             "/usr/bin is a folder?",  # a message, not a command

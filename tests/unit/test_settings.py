@@ -208,6 +208,10 @@ def test_budget_must_fit_context_window() -> None:
         "{0}",
         "{}",
         "{reason",
+        "[{reason:>300}]",
+        "{reason:>100000000}",
+        "{level!r}",
+        "{reason!s:^9}",
     ],
 )
 def test_refusal_template_placeholders_are_checked(template: str) -> None:
@@ -216,7 +220,7 @@ def test_refusal_template_placeholders_are_checked(template: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "template", ["No.", "Refused ({reason}) at {level}.", "{{braces}} kept: {reason}", "{reason!r}"]
+    "template", ["No.", "Refused ({reason}) at {level}.", "{{braces}} kept: {reason}", "{level}"]
 )
 def test_a_plain_refusal_template_is_accepted(template: str) -> None:
     assert load_settings(safety={"refusal_template": template}).safety.refusal_template == template
@@ -305,7 +309,9 @@ def test_a_file_that_is_not_utf8_is_named(
         load_settings()
 
 
-@pytest.mark.parametrize("name", ["no such!", "ab", "a..b", "-dash", "dot.", "x" * 64, "ünï"])
+@pytest.mark.parametrize(
+    "name", ["no such!", "ab", "a..b", "-dash", "dot.", "x" * 64, "ünï", "127.0.0.1", "10.1.2.3"]
+)
 def test_a_collection_chroma_would_refuse_is_refused_in_settings_and_in_a_runs_context(
     name: str,
 ) -> None:

@@ -235,7 +235,8 @@ class CanaryCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             data = self._read()
             data[key] = wrong
-            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+            # Unique per writer: threads of one process write too.
+            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
             os.replace(tmp, self.path)
         except OSError as exc:
