@@ -647,8 +647,9 @@ def memory_forget(
     missing = False
     with _long_term(settings) as store:
         for key in keys:
-            if forget(store, who, key):
-                out.print(f"forgot {key}", markup=False, highlight=False)
+            if gone := forget(store, who, key):
+                also = f" and the turn that stated it ({', '.join(gone[1:])})" if gone[1:] else ""
+                out.print(f"forgot {key}{also}", markup=False, highlight=False)
             else:
                 err.print(f"[red]no memory {escape(key)} for user {escape(who)}[/red]")
                 missing = True

@@ -530,13 +530,13 @@ class ChatService:
         return list_memories(self.memory.store, self.check_user(user), limit=200)
 
     def forget(self, user: str, keys: Iterable[str]) -> int:
-        """Forget some of the user's memories; returns how many were there."""
+        """Forget some of the user's memories; returns how many went (a fact's turn too)."""
         from tools.memory.long_term import forget
 
         if self.memory.store is None:
             raise UiError("Long-term memory is off: nothing is kept.")
         user = self.check_user(user)
-        return sum(forget(self.memory.store, user, key) for key in keys)
+        return sum(len(forget(self.memory.store, user, key)) for key in keys)
 
     # --- documents -----------------------------------------------------------------------
 

@@ -535,10 +535,17 @@ def test_long_term_memory_across_processes_threads_and_users(backend_env: dict[s
     assert found and all(m["score"] is not None for m in found)
     assert any("4817" in m["text"] for m in found[:2]), found
     fact = next(m for m in listed if m["text"] == "My locker code is 4817.")
-    assert assistant("memory", "forget", fact["key"], "--user", "ada", **env).returncode == 0
+    forgot = assistant("memory", "forget", fact["key"], "--user", "ada", **env)
+    assert forgot.returncode == 0 and "and the turn that stated it" in forgot.stdout
     assert assistant("memory", "forget", fact["key"], "--user", "ada", **env).returncode == 1
+    # The turn that said it went with the fact: nothing holds 4817 any more.
+    left = json.loads(assistant("memory", "list", "--user", "ada", "--json", **env).stdout)
+    assert sorted((m["kind"], m["text"]) for m in left) == [
+        ("facts", "Hi, I'm Ada."),
+        ("turns", "What was my locker code?"),
+    ]
     cleared = assistant("memory", "clear", "--user", "ada", "--yes", **env)
-    assert "forgot 3 memories" in cleared.stdout, cleared.stderr
+    assert "forgot 2 memories" in cleared.stdout, cleared.stderr
     assert json.loads(assistant("memory", "list", "--user", "ada", "--json", **env).stdout) == []
     # --no-remember: nothing of the session is kept
     assistant("chat", "--user", "ada", "--no-remember", "-m", "I live in Oslo.", **env)

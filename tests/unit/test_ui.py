@@ -337,8 +337,10 @@ def test_memories_are_listed_per_user_and_can_be_forgotten(
     assert alice and all("tea" not in m.text for m in alice)
     facts = [m for m in alice if m.kind == "facts"]
     assert facts
-    assert service.forget("alice", [facts[0].key]) == 1
-    assert facts[0].key not in {m.key for m in service.memories("alice")}
+    assert service.forget("alice", [facts[0].key]) == 2  # the fact and the turn that said it
+    left = service.memories("alice")
+    assert facts[0].key not in {m.key for m in left}
+    assert all("Lyon" not in m.text for m in left if m.kind == "turns")
     assert service.memories("bob")
 
 

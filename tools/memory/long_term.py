@@ -195,27 +195,29 @@ def _find(store: BaseStore, ns: tuple[str, str, str], key: str) -> Item | None:
     return next((i for i in listed if i.key == key), None)
 
 
-def forget(store: BaseStore, user_id: str, key: str) -> bool:
-    """Delete one memory by key; False when the user has no memory with that key.
+def forget(store: BaseStore, user_id: str, key: str) -> list[str]:
+    """Delete one memory by key.
 
     A fact goes with the turn that stated it: the turn's message holds the same sentence
     and would still be recalled ("My locker code is 4817." forgotten as a fact, then
     found again by meaning). Facts kept before they named their turn find it by their
     sentence among the same thread's turns.
+
+    Returns:
+        The keys deleted: ``key``, then the turn that stated it (for a fact); empty when
+        the user has no memory with that key.
     """
     for kind in KINDS:
         ns = namespace(user_id, kind)
         item = _find(store, ns, key)
         if item is None:
             continue
-        ops = [PutOp(ns, key, None)]
-        if kind == "facts":
-            ops += [
-                PutOp(namespace(user_id, "turns"), k, None) for k in _stating(store, user_id, item)
-            ]
-        store.batch(ops)
-        return True
-    return False
+        turns = _stating(store, user_id, item) if kind == "facts" else []
+        store.batch(
+            [PutOp(ns, key, None), *(PutOp(namespace(user_id, "turns"), k, None) for k in turns)]
+        )
+        return [key, *turns]
+    return []
 
 
 def _stating(store: BaseStore, user_id: str, fact: Item) -> list[str]:
