@@ -25,7 +25,7 @@ from apps.cli.evals import eval_app
 from apps.cli.finetune import finetune_app
 from graph.context import Context
 from graph.errors import MessageTooLongError
-from graph.settings import SAFETY_LEVELS, Settings
+from graph.settings import SAFETY_LEVELS, Settings, SettingsError, get_settings
 
 # Only light modules above: `assistant --help` must start in well under a second, so
 # langchain, the model backends, chromadb and torch are imported by the commands that
@@ -328,6 +328,14 @@ def _check_user(user: str | None) -> str | None:
         Context(user_id=user)
     except ValidationError as exc:
         raise typer.BadParameter(exc.errors()[0]["msg"]) from None
+    try:
+        anonymous = get_settings().api.anonymous_user
+    except SettingsError:
+        anonymous = None  # the command itself reports broken settings
+    if user == anonymous:
+        raise typer.BadParameter(
+            f"{user!r} is reserved for the API's anonymous requests (api.anonymous_user)"
+        )
     return user
 
 

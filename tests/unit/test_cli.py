@@ -215,6 +215,8 @@ def test_a_taken_port_is_a_clear_error_before_any_address_is_announced(command: 
         (["chat", "--thread", "", "-m", "hi"], "--thread is empty"),
         (["chat", "--thread", "   ", "-m", "hi"], "--thread is empty"),
         (["memory", "search", ""], "the query is empty"),
+        (["chat", "--user", " api ", "-m", "hi"], "reserved"),
+        (["memory", "list", "--user", "api"], "reserved"),
         (["memory", "search", "  "], "the query is empty"),
         (["graph", "--format", "ascii", "-o", "picture.png"], "writes text, not an image"),
         (["graph", "--format", "mermaid", "-o", "picture.SVG"], "writes text, not an image"),
