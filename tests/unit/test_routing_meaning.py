@@ -195,25 +195,6 @@ def _alias_forms() -> list[Any]:
     return cases
 
 
-# Requests that only start with a command's words: the alias spoken of, or a request of
-# another kind (newcomer probe, 2026-11-30). Not routed.
-COMMAND_LOOKALIKES = [
-    "ELI5 is a subreddit; when was it created?",
-    "tldr is an internet slang. Where does it come from?",
-    "Proofread is a word I never understood - what is the history of proofreading?",
-    "Rephrase is a verb, right?",
-    "tl;dr: I lost my job. What should I do about health insurance?",
-    "Eli5 Manning stats",
-    "Rewrite this SQL query to use a JOIN: SELECT * FROM a, b WHERE a.id = b.id",
-    "Dumb it down is what my boss always says; how do I reply politely?",
-]
-
-
-@pytest.mark.parametrize("message", COMMAND_LOOKALIKES)
-def test_a_command_word_in_another_use_does_not_route(router: ConceptRouter, message: str) -> None:
-    assert router.route(message).concept is None
-
-
 def test_every_concept_has_a_subject_and_every_gap_an_alias() -> None:
     concepts = load_concept_file().concepts
     assert set(SUBJECTS) == set(concepts)
@@ -243,6 +224,16 @@ ALIAS_NEAR_MISSES = [
     "I'm five minutes late, what should I tell my boss?",
     "Brainstorm is a Marvel character, right?",
     "Quiz night at the pub was cancelled, where else can we go?",
+    # A command's words in another use: the alias spoken of, or a request of another kind
+    # (newcomer probe, 2026-11-30).
+    "ELI5 is a subreddit; when was it created?",
+    "tldr is an internet slang. Where does it come from?",
+    "Proofread is a word I never understood - what is the history of proofreading?",
+    "Rephrase is a verb, right?",
+    "tl;dr: I lost my job. What should I do about health insurance?",
+    "Eli5 Manning stats",
+    "Rewrite this SQL query to use a JOIN: SELECT * FROM a, b WHERE a.id = b.id",
+    "Dumb it down is what my boss always says; how do I reply politely?",
 ]
 
 
