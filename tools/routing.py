@@ -56,8 +56,10 @@ __all__ = [
     "PROMPTS_DIR",
     "AliasMatch",
     "AliasMatcher",
+    "CommandObject",
     "Concept",
     "corrected",
+    "following",
     "load_concepts",
     "load_system_prompt",
     "normalise",
@@ -88,6 +90,71 @@ _EXPANSIONS: dict[str, tuple[str, ...]] = {
 
 
 @dataclass(frozen=True)
+class CommandObject:
+    """What must follow a concept's command for the command to mean the concept.
+
+    A summary needs text to summarise: in "TLDR; the meeting is at 5, where is it?" the
+    user's own TL;DR marker leads a question of theirs, and there is nothing to summarise.
+    What follows a command is its object unless it is a question of the user's own: its
+    last sentence ends in "?" and holds one of ``questions``. Even then it is one when it
+    names text (``names``: "tl;dr what does this article say?") or is a pasted passage of
+    ``passage_words`` words or more. Nothing at all after the command ("tldr?") is an
+    object too: the command acts on what came before, or the concept's prompt asks for it.
+
+    Attributes:
+        questions: Normalised words that make a sentence ending in "?" a question ("where",
+            "any", "où"), unlike a topic with a question mark ("tl;dr the French
+            Revolution?").
+        names: Normalised token sequences that name text wherever they stand ("this
+            article", "the following"); in ``leading``, those that count only as the first words
+            after the command ("TLDR this: ...", not "is this normal?").
+        leading: See ``names``.
+        passage_words: Words (normalised tokens) from which what follows is a passage.
+    """
+
+    questions: frozenset[str]
+    names: tuple[tuple[str, ...], ...] = ()
+    leading: tuple[tuple[str, ...], ...] = ()
+    passage_words: int = 40
+
+    def accepts(self, rest: str) -> bool:
+        """Whether ``rest``, the text after a leading command, is something it acts on.
+
+        Args:
+            rest: What follows the command in the message (any text, possibly empty).
+
+        Returns:
+            False when ``rest`` is a short question of the user's own that names no text.
+        """
+        tokens = tuple(normalise(rest))
+        if not tokens or len(tokens) >= self.passage_words:
+            return True
+        if any(tokens[: len(name)] == name for name in self.leading):
+            return True
+        if any(_contains(tokens, name) for name in self.names):
+            return True
+        asked = fold(rest).rstrip()
+        if not asked.endswith(_QUESTION_MARKS):
+            return True
+        last = _SENTENCE_END.split(asked.rstrip("".join(_QUESTION_MARKS) + " \t"))[-1]
+        return self.questions.isdisjoint(normalise(last))
+
+
+# What ends a question once folded (NFKC makes the full-width "？" a "?"); what ends a
+# sentence inside what follows a command.
+_QUESTION_MARKS = ("?", "\u061f")  # and the Arabic question mark
+_SENTENCE_END = re.compile(r"[.!?\u061f\n]+")
+
+
+def _contains(tokens: Sequence[str], words: Sequence[str]) -> bool:
+    """Whether ``words`` occur in ``tokens`` as a contiguous sequence."""
+    length = len(words)
+    return any(
+        tuple(tokens[i : i + length]) == tuple(words) for i in range(len(tokens) - length + 1)
+    )
+
+
+@dataclass(frozen=True)
 class Concept:
     """A specialised prompt and the phrases that select it.
 
@@ -99,6 +166,9 @@ class Concept:
         commands: Aliases that name the concept whatever follows when they lead a request
             ("ELI5 DNS", "tl;dr <text>"): the classifier reads only the rest of such a
             short request, which says nothing of the concept.
+        command_object: What must follow a leading command for it (or the classifier) to
+            choose the concept; None = anything ("ELI5: how does DNS work?" asks for a
+            simple answer to a question, "proofread: where is it?" for a proofread one).
 
     """
 
@@ -107,6 +177,7 @@ class Concept:
     aliases: tuple[str, ...]
     examples: tuple[str, ...] = ()
     commands: tuple[str, ...] = ()
+    command_object: CommandObject | None = None
 
 
 @dataclass(frozen=True)
@@ -179,19 +250,53 @@ def corrected(text: str, match: AliasMatch) -> str:
     folded = fold(text)
     if match.kind == "exact":
         return folded
-    spans: list[tuple[int, int]] = []  # per normalised token, its characters in ``folded``
-    for found in _TOKEN_RE.finditer(folded):
-        token = found.group().replace("'", "")
-        spans.extend([found.span()] * len(_EXPANSIONS.get(token, (token,))))
+    spans = _token_spans(folded)
     start = spans[match.position][0]
     end = spans[match.position + match.length - 1][1]
     return folded[:start] + fold(match.alias) + folded[end:]
+
+
+def following(text: str, match: AliasMatch) -> str:
+    """What follows ``match``'s words in ``text``, folded ("" when nothing does).
+
+    Found by token position, so it is the text after this occurrence of the alias,
+    however it was typed ("TL DR", "t.l.d.r" misspelt, a fuzzy match).
+
+    Args:
+        text: The message ``match`` was found in.
+        match: An alias found in ``text`` (positions are in ``normalise(text)``).
+
+    Returns:
+        The folded text after the alias's last word.
+    """
+    folded = fold(text)
+    spans = _token_spans(folded)
+    return folded[spans[match.position + match.length - 1][1] :]
+
+
+def _token_spans(folded: str) -> list[tuple[int, int]]:
+    """Per token of ``normalise(folded)``, its characters in the folded text."""
+    spans: list[tuple[int, int]] = []
+    for found in _TOKEN_RE.finditer(folded):
+        token = found.group().replace("'", "")
+        spans.extend([found.span()] * len(_EXPANSIONS.get(token, (token,))))
+    return spans
 
 
 # --- the concept file ------------------------------------------------------------------
 
 
 _Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class _CommandObjectSpec(BaseModel):
+    """A concept's ``command_object`` as written in ``concepts.yaml``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    questions: Annotated[list[_Text], Field(min_length=1)]
+    names: list[_Text] = Field(default_factory=list)
+    passage_words: Annotated[int, Field(ge=1)] = 40
 
 
 class _ConceptSpec(BaseModel):
@@ -206,6 +311,7 @@ class _ConceptSpec(BaseModel):
     ]
     examples: list[_Text] = Field(default_factory=list)
     commands: list[_Text] = Field(default_factory=list)
+    command_object: _CommandObjectSpec | None = None
 
 
 class _RoutingSpec(BaseModel):
@@ -252,6 +358,12 @@ def _where(location: Location) -> tuple[str, str]:
             return f"concept {name!r}: 'examples'", "a list of requests (strings)"
         case ("concepts", name, "examples", int(index)):
             return f"concept {name!r}: example {index + 1}", "a non-empty string"
+        case ("concepts", name, "command_object", *_):
+            return (
+                f"concept {name!r}: 'command_object'",
+                "a mapping: questions (non-empty list of words), names (list of words; "
+                "'^' = only first after the command), passage_words (a positive integer)",
+            )
         case ("no_concept", *_):
             return "'no_concept'", "a list of ordinary requests (non-empty strings)"
         case ("routing", *rest):
@@ -323,6 +435,7 @@ def _parse_file(data: object, source: str) -> ConceptFile:
             aliases=tuple(body.aliases),
             examples=tuple(body.examples),
             commands=tuple(body.commands),
+            command_object=_command_object(body.command_object, f"{source}: concept {name!r}"),
         )
         for name, body in spec.concepts.items()
     }
@@ -341,6 +454,31 @@ def _parse_file(data: object, source: str) -> ConceptFile:
             cfg.threshold, lead_in, cfg.regularisation, cfg.alias_weight, cfg.lexical_weight
         )
     return ConceptFile(concepts, tuple(spec.no_concept), params)
+
+
+def _command_object(spec: _CommandObjectSpec | None, where: str) -> CommandObject | None:
+    """Normalise a concept's ``command_object`` (see :class:`CommandObject`).
+
+    Raises:
+        ValueError: Naming ``where``, for a name without words or a question word that
+            is not one word.
+    """
+    if spec is None:
+        return None
+    names: list[tuple[str, ...]] = []
+    leading: list[tuple[str, ...]] = []
+    for name in spec.names:
+        tokens = tuple(normalise(name.removeprefix("^")))
+        if not tokens:
+            raise ValueError(f"{where}: command_object name {name!r} has no words")
+        (leading if name.startswith("^") else names).append(tokens)
+    questions: set[str] = set()
+    for word in spec.questions:
+        words = normalise(word)
+        if len(words) != 1:
+            raise ValueError(f"{where}: command_object question word {word!r} is not one word")
+        questions.update(words)
+    return CommandObject(frozenset(questions), tuple(names), tuple(leading), spec.passage_words)
 
 
 def _parse_concepts(data: object, source: str) -> dict[str, Concept]:
@@ -1310,18 +1448,24 @@ class ConceptRouter:
             vector: ``text`` already embedded; None = embed it here (when by meaning).
 
         Returns:
-            The decision; ``concept`` is None when no concept is asked for.
+            The decision; ``concept`` is None when no concept is asked for. When a
+            command leads a question of the user's own that its concept cannot act on
+            (see :class:`CommandObject`: "TLDR; the meeting is at 5, where is it?"), the
+            decision for what follows the command, routed alone.
 
         Raises:
             ValueError: If ``cutoff`` is outside 0..1.
         """
         _check_cutoff(cutoff)
         params = self.file.params
-        found = (
-            self.evidence(text, fuzzy=fuzzy, cutoff=cutoff, vector=vector)
-            if text.strip()
-            else Evidence({}, None, False)
-        )
+        alias, leads = self.deciding_alias(text, fuzzy=fuzzy, cutoff=cutoff)
+        rest = self._question_after(text, alias, leads)
+        if rest is not None:
+            # The user's own marker ("TL;DR") is no request, and its words would tip the
+            # classifier (to "translate" before a question in Russian): what follows is.
+            return self.route(rest, fuzzy=fuzzy, cutoff=cutoff)
+        meaning, none = self._meaning(text, vector, alias, leads)
+        found = Evidence(meaning, alias, leads, none)
         if not found.meaning or params is None:
             match = self.matcher.match(text, fuzzy=fuzzy, cutoff=cutoff)
             concept = match.concept if match else None
@@ -1353,17 +1497,52 @@ class ConceptRouter:
 
         Not when the alias is the subject of a sentence ("ELI5 is a subreddit", "tldr
         is slang") nor when the classifier finds its concept all but impossible
-        (:data:`COMMAND_FLOOR`: "tl;dr: I lost my job. What should I do?").
+        (:data:`COMMAND_FLOOR`: "Eli5 Manning stats"). A command before what its concept
+        cannot act on never gets here (:meth:`_question_after`).
         """
-        alias = found.alias
-        if alias is None or not found.leads:
+        found_alias = found.alias
+        if found_alias is None:
             return False
-        commands = self.concept(alias.concept).commands
-        if tuple(normalise(alias.alias)) not in {tuple(normalise(c)) for c in commands}:
+        alias = self._command_leads(found_alias, found.leads, found_alias.concept)
+        if alias is None:
             return False
         if found.meaning.get(alias.concept, 0.0) < COMMAND_FLOOR:
             return False
-        return not _NAMED.search(_after(text, alias))
+        return not _NAMED.search(following(text, alias))
+
+    def _command_leads(
+        self, alias: AliasMatch | None, leads: bool, concept: str
+    ) -> AliasMatch | None:
+        """``alias`` if it is a command of ``concept`` and leads the request."""
+        if alias is None or not leads or alias.concept != concept:
+            return None
+        commands = {tuple(normalise(c)) for c in self.concept(concept).commands}
+        return alias if tuple(normalise(alias.alias)) in commands else None
+
+    def _question_after(self, text: str, alias: AliasMatch | None, leads: bool) -> str | None:
+        """What follows a leading command that cannot act on it, else None.
+
+        A concept's ``command_object`` says what its commands act on: "TLDR; the meeting
+        is at 5, where is it?" holds no text to summarise, only the user's own TL;DR
+        marker before a question of theirs (see :class:`CommandObject`).
+
+        Returns:
+            What follows the command, from its first letter or digit; None when no
+            command leads, its concept takes anything, or what follows is its object.
+        """
+        command = None if alias is None else self._command_leads(alias, leads, alias.concept)
+        if command is None:
+            return None
+        wanted = self.concept(command.concept).command_object
+        rest = following(text, command)
+        if wanted is None or wanted.accepts(rest):
+            return None
+        logger.info(
+            "not %s: its command %r leads a question of its own, routed alone",
+            command.concept,
+            command.alias,
+        )
+        return _LEADING_PUNCTUATION.sub("", rest)
 
     def _alias_note(self, route: Route, params: RoutingParams) -> str:
         """For the log: the alias found and the log-odds it gave its concept."""
@@ -1522,17 +1701,13 @@ Set by hand (2026-11-30) between the commands of the alias forms of
 that only start with such a word ("tl;dr: I lost my job. What should I do...", 0.006;
 "Eli5 Manning stats", 0.011); not calibrated."""
 
+# What separates a command from what follows ("TLDR; the meeting...", "tl;dr - ...").
+_LEADING_PUNCTUATION = re.compile(r"^[\W_]+")
+
 # The alias spoken of, not used: "ELI5 is a subreddit", "Proofread is a word".
 _NAMED = re.compile(
     r"^\W*(?:is|was|are|were|means|meant|stands|isn'?t|has|had|sounds|comes)\b", re.IGNORECASE
 )
-
-
-def _after(text: str, alias: AliasMatch) -> str:
-    """What follows the first occurrence of ``alias``'s words in ``text`` ("" if unclear)."""
-    words = [re.escape(w) for w in alias.alias.split()]
-    found = re.search(r"\W*".join(words), text, re.IGNORECASE)
-    return text[found.end() :] if found else ""
 
 
 def decide(evidence: Evidence, params: RoutingParams) -> Route:

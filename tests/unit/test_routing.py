@@ -11,6 +11,12 @@ from typing import Any
 
 import pytest
 
+from tests.support.routing_commands import (
+    QUESTIONS_AS_OBJECTS,
+    ROUTED_ALONE,
+    SUMMARY_LOOK_ALIKES,
+    SUMMARY_REQUESTS,
+)
 from tests.support.routing_heldout import HELD_OUT
 from tools import routing
 from tools.models.embeddings import CachedQueryEmbeddings
@@ -1306,3 +1312,99 @@ def test_a_typo_is_read_as_its_alias(matcher: AliasMatcher, text: str, read: str
 def test_an_exact_alias_is_read_as_typed(matcher: AliasMatcher) -> None:
     match = matcher.match("ELI5: DNS")
     assert match is not None and corrected("ELI5: DNS", match) == "eli5: dns"
+
+
+# ------------------------------------------------------------- what a command acts on
+
+
+@pytest.mark.parametrize(
+    ("text", "rest"),
+    [
+        ("TLDR; the meeting is at 5", "; the meeting is at 5"),
+        ("tl dr: where is it?", ": where is it?"),  # typed another way: found by position
+        ("Please TL;DR this", " this"),
+        ("tldr", ""),
+        ("Sumarise: Der Zug fährt um 5.", ": der zug fährt um 5."),  # a typo, folded
+    ],
+)
+def test_following_is_what_comes_after_the_alias(text: str, rest: str) -> None:
+    match = AliasMatcher.from_file().match(text, fuzzy=True)
+    assert match is not None and routing.following(text, match) == rest
+
+
+def shipped_router() -> ConceptRouter:
+    """The shipped concept file, routed by its aliases alone (no model)."""
+    return ConceptRouter(load_concept_file(), None)
+
+
+@pytest.mark.parametrize("message", SUMMARY_LOOK_ALIKES)
+def test_a_summary_command_before_a_question_of_the_user_s_own_does_not_route(
+    message: str,
+) -> None:
+    route = shipped_router().route(message)
+    assert route.concept is None, route
+
+
+@pytest.mark.parametrize("message", SUMMARY_REQUESTS)
+def test_a_summary_command_with_text_to_summarise_routes(message: str) -> None:
+    assert shipped_router().route(message).concept == "summarise"
+
+
+@pytest.mark.parametrize(("message", "concept"), QUESTIONS_AS_OBJECTS)
+def test_commands_that_act_on_a_question_route_with_one(message: str, concept: str) -> None:
+    assert shipped_router().route(message).concept == concept
+
+
+@pytest.mark.parametrize(("message", "concept"), ROUTED_ALONE)
+def test_what_follows_a_turned_down_command_is_routed_alone(message: str, concept: str) -> None:
+    route = shipped_router().route(message)
+    assert route.concept == concept, route
+
+
+def test_only_a_command_needs_an_object() -> None:
+    # "summarise" is no command: leading a question, it asks for a summary of its topic
+    route = shipped_router().route("Summarise: what were the causes of WW1?")
+    assert route.concept == "summarise"
+
+
+def test_a_turned_down_command_is_logged_without_the_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="assistant.aliases")
+    shipped_router().route("TLDR; the meeting is at 5, where is secretword?")
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert "not summarise: its command 'tldr' leads a question of its own" in text
+    assert "secretword" not in text
+
+
+COMMAND_OBJECT = (
+    "concepts:\n  s:\n    prompt: p\n    aliases: [tldr]\n    commands: [tldr]\n"
+    "    command_object:\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ("      names: [this]\n", "concept 's': 'command_object'.*missing 'questions'"),
+        ("      questions: []\n", "concept 's': 'command_object'"),
+        ("      questions: [where]\n      passage_words: 0\n", "'command_object'.*positive"),
+        ("      questions: [where]\n      nouns: [x]\n", "'command_object'.*unknown key"),
+        ("      questions: [por qué]\n", "question word 'por qué' is not one word"),
+        ("      questions: [where]\n      names: ['^?']\n", r"name '\^\?' has no words"),
+    ],
+)
+def test_a_bad_command_object_is_named(tmp_path: Path, spec: str, problem: str) -> None:
+    path = write(tmp_path, COMMAND_OBJECT + spec, "bad.yaml")
+    with pytest.raises(ValueError, match=problem) as info:
+        load_concept_file(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_command_object_is_read_from_the_file(tmp_path: Path) -> None:
+    spec = "      questions: [Where's, où]\n      names: ['^this', The Following]\n"
+    wanted = load_concepts(write(tmp_path, COMMAND_OBJECT + spec))["s"].command_object
+    assert wanted == routing.CommandObject(
+        frozenset({"wheres", "où"}), (("the", "following"),), (("this",),), 40
+    )
+    assert load_concepts(write(tmp_path, VALID))["joke"].command_object is None

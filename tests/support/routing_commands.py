@@ -1,0 +1,80 @@
+"""A command leading a request, and whether what follows is something its concept acts on.
+
+A summary command ("tl;dr", "tldr", "give me the gist") needs text to summarise: the
+user's own TL;DR marker before a question of theirs must not route (the concept's
+``command_object`` in prompts/concepts.yaml). A question IS what "ELI5" explains, and
+"proofread"/"rephrase" act on any text, a question included. Written for the bug
+"TLDR; the meeting is at 5, where is it?" routed to summarise; ``tests/unit/test_routing.py``
+runs them with the aliases alone, ``tests/unit/test_routing_meaning.py`` with the real
+embedding model. None is an example or no_concept request of the concept file.
+"""
+
+from __future__ import annotations
+
+# A pasted passage that happens to end with a question (its own, not the user's).
+_PASSAGE = (
+    "The city council met on Tuesday to discuss the future of the old tram depot. "
+    "Developers want to turn it into flats, while residents have asked for a park and "
+    "a weekly market. The council will publish both plans in June and hold a public "
+    "vote in September. Which plan will the city choose?"
+)
+_NOTES = (
+    "Budget for next year approved at 2.1 million.\n"
+    "The launch moves from March to May because the supplier is late.\n"
+    "Two new hires in sales start in February; Maria leads the onboarding.\n"
+    "Where the offsite happens is still open, Lisbon or Porto, and Ana will ask for quotes "
+    "before the end of the month."
+)
+
+# The user's own TL;DR (or the gist) before a question to the assistant: no text to
+# summarise, so no summary (they get the base prompt).
+SUMMARY_LOOK_ALIKES: list[str] = [
+    "TLDR; the meeting is at 5, where is it?",
+    "tl;dr I'm tired, any tips?",
+    "TL;DR: my cat sneezes after every meal. Is this normal?",
+    "tldr - the printer says offline but it's plugged in, what do I do?",
+    "TL;DR my landlord won't fix the heating, can I withhold rent?",
+    "tl;dr: I got a job offer abroad and my partner is unsure. What should we do?",
+    "TL;DR my boss sent me an email about overtime, what should I reply?",
+    "tldr ok so, does anyone know when the post office opens on Saturdays?",
+    "TLDR the train was cancelled again - who do I complain to??",
+    "Give me the gist: how do I get to the station from here?",
+    # other languages after the marker (the full-width question mark folds to "?")
+    "TLDR: das Meeting ist um 5, wo ist es?",
+    "TL;DR : la réunion est à 17 h, où est-elle ?",
+    "tl;dr: la reunión es a las 5, ¿dónde es?",
+    "TLDR; встреча в пять, где она?",
+    "tl;dr la riunione è alle 5, dove si trova？",
+]
+
+# Real summary requests: text after the command (however it ends), a pointer to a text,
+# a topic, or the command alone.
+SUMMARY_REQUESTS: list[str] = [
+    f"tl;dr: {_PASSAGE}",
+    f"TLDR this: {_PASSAGE}",
+    f"TL;DR:\n{_NOTES}",
+    "TLDR this: the meeting moved to 5 and the room changed. Where is it now?",
+    "tl;dr The landlord raises the rent by 5% in July and the lift will be replaced.",
+    "tl;dr of this article?",
+    "tldr what does the article say?",
+    "TL;DR of the thread above, who won the argument?",
+    "Give me the gist of the following: the shop closes early on Friday and reopens Monday.",
+    "tl;dr the French Revolution?",
+    "TL;DR?",
+]
+
+# A question is what these commands act on: they route as before.
+QUESTIONS_AS_OBJECTS: list[tuple[str, str]] = [
+    ("ELI5: how does DNS work?", "explain_simply"),
+    ("eli5 why is the sky blue?", "explain_simply"),
+    ("proofread: where is it?", "proofread"),
+    ("Rephrase: can you send me the report by Friday?", "proofread"),
+]
+
+# The user's own TL;DR before a request of another kind: the request is routed alone, as
+# if the marker were not there.
+ROUTED_ALONE: list[tuple[str, str]] = [
+    ("TL;DR: bad day at work, can you tell me a joke?", "joke"),
+    ("tldr I have an exam tomorrow, could you quiz me on French verbs?", "quiz"),
+    ("tl;dr: moving to Lisbon next month. How do you say 'thank you' in Portuguese?", "translate"),
+]
