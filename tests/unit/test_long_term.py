@@ -21,7 +21,14 @@ from graph.errors import MessageTooLongError
 from graph.settings import Settings
 from tests.conftest import thread
 from tests.support.embeddings import word_store, word_vectors
-from tools.memory.facts import is_self_statement, key_terms, self_statements
+from tools.memory.facts import (
+    as_term,
+    is_self_statement,
+    key_terms,
+    missing_terms,
+    numbers,
+    self_statements,
+)
 from tools.memory.long_term import (
     clear,
     forget,
@@ -95,11 +102,85 @@ def test_a_message_is_split_into_its_statements() -> None:
         ("I have three cats and two dogs.", {"3", "2"}),
         ("Priya here.", set()),  # a name that opens the sentence is not told from a word
         ("I'm vegetarian.", set()),
-        ("My phone is 07700 900123.", {"07700", "900123"}),
+        ("My phone is 07700 900123.", {"07700900123"}),
+        ("My rent is 1,250.50 a month.", {"1250.50"}),
+        ("My train leaves at 05:30 on 2026/11/30.", {"5:30", "2026-11-30"}),
+        ("Call Ingrid on +44 20 7946 0958.", {"ingrid", "+442079460958"}),
+        ("I run release v2.1 at 7% load.", {"v2.1", "7%"}),
+        ("My freezer is at -18 and my pin is 0042.", {"-18", "0042"}),
     ],
 )
 def test_key_terms_are_names_and_numbers(text: str, terms: set[str]) -> None:
     assert key_terms(text) == terms
+
+
+# What the user wrote, and a summary's way of writing a number: (user, summary).
+CHANGED_NUMBERS = [
+    ("It costs 12.50.", "It costs 1250."),
+    ("It costs 12.5.", "It costs 125."),
+    ("It costs 12.50.", "It costs 12.5."),  # trailing zeros kept: "3.10" is not "3.1"
+    ("I use Python 3.10.", "They use Python 3.1."),
+    ("My alarm is at 5:30.", "The alarm is at 530."),
+    ("I fly on 2026-11-30.", "They fly on 20261130."),
+    ("I fly on 30/11/2026.", "They fly on 3011 2026."),
+    ("My number is +44 20 7946 0958.", "The number is 442079460958."),
+    ("I owe 1,250.", "They owe 1.250."),
+    ("My balance is -3.", "The balance is 3."),
+    ("My score went up 7%.", "The score went up 7."),
+    ("I run v2.1.", "They run 21."),
+    ("My code is 0042.", "The code is 42."),
+    ("My room is 3,4.", "The room is 34."),  # not a thousands separator: two numbers
+]
+# The same number written another way: a summary that writes it so has kept it.
+SAME_NUMBERS = [
+    ("I owe 1,250.", "They owe 1250."),
+    ("My rent is £1,250.00.", "Rent 1250.00 pounds."),
+    ("My number is +44 20 7946 0958.", "Number +44-20-7946-0958."),
+    ("My number is +44 20 7946 0958.", "Number +442079460958."),
+    ("My number is (555) 123-4567.", "Number 555-123-4567."),
+    ("My number is 07700 900123.", "Number 07700-900123."),
+    ("I fly on 2026/11/30.", "Flight 2026-11-30."),
+    ("I fly on 30.11.2026.", "Flight 30/11/2026."),
+    ("My alarm is at 05:30.", "Alarm 5:30."),
+    ("My score went up 7%.", "Score up 7 percent."),
+    ("My freezer is at -18.", "Freezer minus 18."),
+    ("I run v2.1.", "They run version 2.1."),
+    ("I have three cats.", "They have 3 cats."),
+    ("My locker code is 4817.", "Locker: code4817."),
+]
+
+
+@pytest.mark.parametrize(("said", "summary"), CHANGED_NUMBERS)
+def test_a_number_written_differently_is_missing(said: str, summary: str) -> None:
+    assert missing_terms(key_terms(said), summary), (key_terms(said), key_terms(summary))
+
+
+@pytest.mark.parametrize(("said", "summary"), SAME_NUMBERS)
+def test_the_same_number_written_another_way_is_kept(said: str, summary: str) -> None:
+    assert not missing_terms(key_terms(said), summary), (key_terms(said), key_terms(summary))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "12.50 1,250 1,250,000 -3 minus 4 7% 7 per cent .5 0042",
+        "5:30 17:05:09 2026-11-30 2026/1/5 30.11.2026 30-11-26 11/30",
+        "+44 20 7946 0958, (555) 123-4567, 555-123-4567, 020 7946 0958",
+        "v2.1 version 3.10 1.2.10 Python 3.10 Rex1 22C the 14th",
+    ],
+)
+def test_a_number_shown_in_its_canonical_form_reads_back_as_itself(text: str) -> None:
+    terms = [term for _, _, term in numbers(text)]
+    assert all("," not in t and ";" not in t for t in terms)  # "Key facts:" splits at ","
+    assert [term for _, _, term in numbers(", ".join(terms))] == terms
+    assert [as_term(t) for t in terms] == terms
+
+
+def test_numbers_are_read_whole_and_separately() -> None:
+    text = "Ages 5-7, 1990-2000, seat 22C, room 3,4, 12:75 and 1,2345"
+    assert [term for _, _, term in numbers(text)] == [
+        "5", "7", "1990", "2000", "22", "3", "4", "12", "75", "1", "2345",
+    ]  # fmt: skip
 
 
 # --- the store: namespaces, keep, list, search, forget, clear ---------------------------

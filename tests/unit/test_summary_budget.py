@@ -330,3 +330,74 @@ def test_a_model_summary_over_the_budget_is_fitted_too(
     state = chat(graph, CONVERSATION[:5])
     assert COUNT(summary) > 16 and state["summary"]
     assert COUNT(state["summary"]) <= 16, state["summary"]
+
+
+# --- numbers are kept as they were meant, not by their digits ----------------------------
+
+NUMBER_FACTS = [
+    "My rent is 1,250.50 a month.",
+    "My alarm is at 5:30.",
+    "My flight is on 2026-11-30.",
+    "My sister's number is +44 20 7946 0958.",
+    "My freezer is at -18 and the fridge at 4.",
+    "My raise this year is 7%.",
+]
+
+
+def digits_only(text: str) -> str:
+    """A summariser's slip: the separators of every number dropped ("12.50" -> "1250")."""
+    return re.sub(r"(?<=\d)[.,:/ -](?=\d)|(?<=\d)%|[+-](?=\d)", "", text)
+
+
+@pytest.mark.parametrize("fact", NUMBER_FACTS)
+def test_a_summary_that_keeps_only_the_digits_has_lost_the_number(fact: str) -> None:
+    said = turns(fact)
+    request = summary_request("", said)
+    candidate = digits_only(fact.replace("My", "Their"))
+    assert summary_problem(candidate, turns=said, request=request) is not None, candidate
+    # the same sentence with the numbers as written passes
+    assert summary_problem(fact.replace("My", "Their"), turns=said, request=request) is None
+
+
+def test_the_previous_summary_keeps_its_numbers_as_meant() -> None:
+    earlier = "The user pays 12.50 a day and wakes at 5:30."
+    later = turns("Why is the sky blue?")
+    request = summary_request(earlier, later)
+    found = summary_problem(
+        "The user pays 1250 a day and wakes at 530.", turns=later, request=request, previous=earlier
+    )
+    assert found == "it leaves out 12.50, 5:30"
+
+
+@pytest.mark.parametrize("budget", [20, 40, 60, 1000])
+def test_a_shortened_summary_shows_the_numbers_as_meant(budget: int) -> None:
+    fitted = extractive_summary("", turns(*NUMBER_FACTS), budget=budget, count=COUNT)
+    kept = summary_terms(fitted.text)
+    lost = terms_of(NUMBER_FACTS) - kept
+    assert len(lost) <= fitted.left_out
+    assert kept <= terms_of(NUMBER_FACTS), kept  # no number made up of another's digits
+    assert "7%" in kept  # the newest survives every budget
+    for digits in ("125050", "530", "20261130", "(?<!\\+)442079460958"):
+        assert not re.search(digits, fitted.text), fitted.text
+
+
+@pytest.mark.parametrize("complies", [True, False])
+def test_a_summary_that_drops_the_separators_of_numbers_is_retried_or_replaced(
+    make_settings: Callable[..., Settings], complies: bool
+) -> None:
+    def reply(messages: list[BaseMessage]) -> str:
+        text = digits_only(only_new_lines(messages))
+        request = messages[-1].text
+        if complies and "It must mention:" in request:
+            text += " Also: " + request.rsplit("It must mention: ", 1)[1]
+        return text
+
+    model = FakeChatModel(reply=reply)
+    settings = make_settings(summarisation={"max_turns": 3, "keep_turns": 1})
+    graph = build_graph(settings, checkpointer=InMemorySaver(), model=model)
+    state = chat(graph, [*NUMBER_FACTS[:3], "Tell me a joke.", "How do I boil an egg?"])
+    calls = summariser_calls(model)
+    assert any("It must mention: 1250.50, 2026-11-30, 5:30." in c for c in calls), calls
+    assert terms_of(NUMBER_FACTS[:3]) <= summary_terms(state["summary"]), state["summary"]
+    if not complies:
+        assert 'The user said: "My alarm is at 5:30."' in state["summary"]

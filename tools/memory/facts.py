@@ -5,7 +5,10 @@ millisecond). A sentence counts as a self-statement when one of its clauses star
 "my name is", "I'm", "I work", "I live", "I have", "I can't stand", "call me", ... and the
 sentence is neither a question nor a request ("Explain like I'm five: ...", "Give me ...").
 The sentence is kept in the user's own words; nothing is paraphrased, so nothing is
-invented. The same detector tells the summariser which names and numbers it must keep.
+invented. The same detector tells the summariser which names and numbers it must keep;
+a number is read whole, in a canonical form that keeps what it means (:func:`numbers`:
+"12.50" stays "12.50", "5:30" stays "5:30"), so a summary that turned it into "1250" or
+"530" has lost it.
 """
 
 from __future__ import annotations
@@ -57,14 +60,52 @@ _STATEMENT = re.compile(
 )
 _CLAUSE_SPLIT = re.compile(r"\s*(?:[,;:]|\s-\s|\band\b|\bbut\b)\s*", re.IGNORECASE)
 
-_NUMBER = re.compile(r"\d(?:[\d,.:/-]*\d)?")
+# --- numbers: each read as one term, in a canonical form that keeps what it means ---------
+#
+# A number is compared by what it says, not by its digits alone: "12.50" is not "1250",
+# "5:30" is not "530". Forms are tried in this order; each claims its text, so a date is
+# never read again as three numbers. Canonical forms contain no comma or semicolon (a
+# summary's "Key facts:" line is comma-separated) and read back as themselves.
+_SEP = r"[ .-]?"
+_DATE_END = r"(?![\d/-]|\.\d)"
+_NUMBER_FORMS: list[tuple[str, re.Pattern[str]]] = [
+    # International phone numbers: "+44 20 7946 0958", "+1 (555) 123-4567".
+    ("phone_plus", re.compile(rf"(?<![\w+])\+\d{{1,4}}(?:{_SEP}(?:\(\d{{1,5}}\)|\d{{1,8}}))+")),
+    # An area code in brackets: "(555) 123-4567".
+    ("phone_area", re.compile(r"(?<![\w(])\(\d{2,5}\)(?:[ .-]?\d{2,8})+(?!\d)")),
+    # Dates, year first ("2026-11-30", "2026/11/30") or last ("30/11/2026", "30.11.2026").
+    ("date_ymd", re.compile(r"(?<![\d.,/-])(\d{4})([-/.])(\d{1,2})\2(\d{1,2})" + _DATE_END)),
+    ("date_dmy", re.compile(r"(?<![\d.,/-])(\d{1,2})([-/.])(\d{1,2})\2(\d{4}|\d{2})" + _DATE_END)),
+    # National phone numbers in groups, a trunk 0 first: "07700 900123", "020 7946 0958".
+    ("phone_zero", re.compile(r"(?<![\w.,:/+-])0\d{1,4}(?:[ -]\d{2,8})+(?![\w-])")),
+    # Three or more groups joined by dashes: "555-123-4567", "12-345-678".
+    ("dashed", re.compile(r"(?<![\w.,:/+-])\d{2,5}(?:-\d{2,5}){2,}(?![\w-])")),
+    # Times of day: "5:30", "17:05:09".
+    ("time", re.compile(r"(?<![\d:.,])(\d{1,2}):(\d{2})(?::(\d{2}))?(?![\d:]|\.\d)")),
+    # A day and a month, or a fraction: "11/30", "3/4".
+    ("slash", re.compile(r"(?<![\d/.,])(\d{1,2})/(\d{1,2})(?![\d/])")),
+    # Versions: "v2.1", "version 3.10".
+    ("version", re.compile(r"(?<![\w.])(?:v|version\s+)(\d+(?:\.\d+)*)(?![\d])", re.IGNORECASE)),
+    # Everything else: "4817", "1,250" (thousands), "12.50", "-3", "minus 3", ".5", "7%".
+    (
+        "plain",
+        re.compile(
+            r"(?P<sign>(?<![\w.,:/+\-\u2212])[-\u2212](?=\.?\d)|\bminus\s+(?=\.?\d))?"
+            r"(?P<int>\d{1,3}(?:,\d{3}(?!\d))+|\d+|(?<![\w.])(?=\.\d))"
+            r"(?P<frac>(?:\.\d+)*)"
+            r"(?P<pct>\s?%|\s+per\s?cent\b)?",
+            re.IGNORECASE,
+        ),
+    ),
+]
 _NUMBER_WORDS = {
     "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
     "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
     "thirteen": "13", "fourteen": "14", "fifteen": "15", "sixteen": "16", "seventeen": "17",
     "eighteen": "18", "nineteen": "19", "twenty": "20",
 }  # fmt: skip
-_NAME = re.compile(r"\b[A-ZÀ-ÖØ-Þ][\w'-]*", re.UNICODE)
+# "V2" of "V2.1" is a version, not a name.
+_NAME = re.compile(r"\b(?![Vv]\d)[A-ZÀ-ÖØ-Þ][\w'-]*", re.UNICODE)
 # Capitalised words that are not names: pronouns, greetings, calendar words.
 _NOT_NAMES = {
     "i", "i'm", "i've", "i'd", "i'll", "hi", "hello", "hey", "ok", "okay", "please", "thanks",
@@ -105,15 +146,98 @@ def self_statements(text: str) -> list[str]:
     return [s for s in sentences(text) if is_self_statement(s)]
 
 
+def _canonical(form: str, match: re.Match[str]) -> str | None:
+    """The canonical term of a number read as ``form``, or None when it is not one after all."""
+    text = match.group(0)
+    digits = re.sub(r"\D", "", text)
+    if form == "phone_plus":
+        return "+" + digits if len(digits) >= 7 else None
+    if form in ("phone_area", "dashed"):
+        return digits if len(digits) >= 7 else None
+    if form == "phone_zero":
+        return digits if len(digits) >= 9 else None
+    if form == "date_ymd":
+        year, _, month, day = match.groups()
+        if not (1 <= int(month) <= 12 and 1 <= int(day) <= 31):
+            return None
+        return f"{year}-{int(month):02d}-{int(day):02d}"
+    if form == "date_dmy":
+        first, sep, second, year = match.groups()
+        a, b = int(first), int(second)
+        # "1.2.10" is a version: a date with dots has a four-digit year.
+        if (sep == "." and len(year) == 2) or not (0 < a <= 31 and 0 < b <= 31 and min(a, b) <= 12):
+            return None
+        return f"{a:02d}/{b:02d}/{year}"
+    if form == "time":
+        hours, minutes, seconds = match.groups()
+        if int(hours) > 24 or int(minutes) > 59 or (seconds and int(seconds) > 59):
+            return None
+        return f"{int(hours)}:{minutes}" + (f":{seconds}" if seconds else "")
+    if form == "slash":
+        return f"{int(match.group(1))}/{int(match.group(2))}"
+    if form == "version":
+        return "v" + match.group(1)
+    # Thousands separators go (the pattern takes a comma only before three digits); the
+    # decimal point and any trailing zeros stay: "3.10" is not "3.1" as a version, and a
+    # needless retry costs less than a changed number let through.
+    whole = (match.group("int") or "0").replace(",", "")
+    sign = "-" if match.group("sign") else ""
+    return sign + whole + match.group("frac") + ("%" if match.group("pct") else "")
+
+
+def numbers(text: str) -> list[tuple[int, int, str]]:
+    """The numbers of ``text`` as (start, end, canonical term), in order.
+
+    Each is read whole, in a form that keeps what it means: "12.50" -> "12.50" (never
+    "1250"), "1,250" -> "1250" (a thousands separator), "5:30" -> "5:30", "2026/11/30" ->
+    "2026-11-30", "30.11.2026" -> "30/11/2026", "+44 20 7946 0958" -> "+442079460958",
+    "07700 900123" -> "07700900123", "-3" and "minus 3" -> "-3", "7 percent" -> "7%",
+    "version 2.1" -> "v2.1". Leading zeros stay ("007" is a code, not 7). A canonical
+    term reads back as itself.
+    """
+    found: list[tuple[int, int, str]] = []
+    rest = text
+    for form, pattern in _NUMBER_FORMS:
+        for match in pattern.finditer(rest):
+            value = _canonical(form, match) if match.group(0) else None
+            if value is None:
+                continue
+            found.append((match.start(), match.end(), value))
+        # What a form took is not read again by the next ones (a date is not three numbers).
+        for start, end, _ in found:
+            rest = rest[:start] + " " * (end - start) + rest[end:]
+    return sorted(found)
+
+
+def _number_words(text: str) -> set[str]:
+    """The number words of ``text`` as digits ("three" -> "3")."""
+    return {_NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", text.lower()) if w in _NUMBER_WORDS}
+
+
+def _words(text: str) -> list[re.Match[str]]:
+    """The words of ``text`` with a letter in them ("Priya", "Rex1"; numbers are read apart)."""
+    return [m for m in re.finditer(r"[\w'-]+", text) if any(c.isalpha() for c in m.group(0))]
+
+
+def as_term(shown: str) -> str:
+    """The term a name or number shown by :func:`written_terms` stands for ("Priya" -> priya)."""
+    shown = shown.translate(_QUOTES).strip()
+    read = numbers(shown)
+    if len(read) == 1 and read[0][:2] == (0, len(shown)):
+        return read[0][2]
+    word = shown.lower().removesuffix("'s").rstrip("'")
+    return _NUMBER_WORDS.get(word, word)
+
+
 def key_terms(text: str) -> set[str]:
     """Names and numbers in ``text``, lower-cased: what a summary of it must keep.
 
-    Numbers are digit strings ("4817", "3"; number words count as their digits); names are
+    Numbers are in their canonical form (:func:`numbers`: "4817", "12.50", "5:30",
+    "2026-11-30"); number words count as their digits ("three" -> "3"); names are
     capitalised words that do not open a sentence or clause ("Hi, I'm Priya" -> priya).
     """
     text = text.translate(_QUOTES)
-    terms = {re.sub(r"\D", "", n) for n in _NUMBER.findall(text)}
-    terms |= {_NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", text.lower()) if w in _NUMBER_WORDS}
+    terms = {value for _, _, value in numbers(text)} | _number_words(text)
     for sentence in sentences(text):
         for clause in _CLAUSE_SPLIT.split(sentence):
             words = _NAME.findall(clause)
@@ -126,7 +250,10 @@ def key_terms(text: str) -> set[str]:
 
 
 def written_terms(text: str, *, loose: bool = False) -> list[str]:
-    """The names and numbers of ``text`` as written ("Priya", "4817"), in order, once each.
+    """The names and numbers of ``text`` as shown ("Priya", "4817", "12.50"), in order, once each.
+
+    Names are shown as written; numbers in their canonical form (:func:`numbers`), which
+    has no comma, so a list of terms can be joined with commas and read back.
 
     Args:
         text: A sentence or a few.
@@ -135,25 +262,27 @@ def written_terms(text: str, *, loose: bool = False) -> list[str]:
             words that opened a clause ("I'm", "my") are gone and a name may come first.
     """
     text = text.translate(_QUOTES)
+    read = numbers(text)
     if loose:
-        wanted = {re.sub(r"\D", "", n) for n in _NUMBER.findall(text)} | {
+        wanted = {value for _, _, value in read} | _number_words(text)
+        wanted |= {
             w.lower().removesuffix("'s").rstrip("'")
             for w in _NAME.findall(text)
             if w.lower() not in _NOT_NAMES
         }
-        wanted |= {
-            _NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", text.lower()) if w in _NUMBER_WORDS
-        }
     else:
         wanted = key_terms(text)
-    found: dict[str, tuple[int, str]] = {}
-    for match in re.finditer(r"\d(?:[\d,.:/-]*\d)?|[\w'-]+", text):
+    # A number inside a word ("1" of "Rex1") is not seen on its own; see below.
+    tokens = [(at, value, value) for at, _, value in read if not text[at - 1 : at].isalpha()]
+    for match in _words(text):
         word = match.group(0)
-        term = re.sub(r"\D", "", word) if word[0].isdigit() else word.lower()
-        term = _NUMBER_WORDS.get(term, term).removesuffix("'s").rstrip("'")
+        term = _NUMBER_WORDS.get(word.lower(), word.lower()).removesuffix("'s").rstrip("'")
+        shown = term if term.isdigit() else word.removesuffix("'s").rstrip("'")
+        tokens.append((match.start(), term, shown))
+    found: dict[str, tuple[int, str]] = {}
+    for start, term, shown in sorted(tokens):
         if term in wanted and term not in found:
-            shown = term if word[0].isdigit() or term.isdigit() else word.removesuffix("'s")
-            found[term] = (match.start(), shown.rstrip("'"))
+            found[term] = (start, shown)
     in_order = [t for _, t in sorted(found.values())]
     # A term not seen as a whole word ("1" of "Rex1") goes last, unless a shown one has it.
     rest = sorted(t for t in wanted - set(found) if missing_terms([t], " ".join(in_order)))
@@ -161,8 +290,12 @@ def written_terms(text: str, *, loose: bool = False) -> list[str]:
 
 
 def missing_terms(required: Iterable[str], text: str) -> list[str]:
-    """The required names and numbers that ``text`` does not contain (sorted)."""
-    found = key_terms(text) | set(re.findall(r"[\w'-]+", text.translate(_QUOTES).lower()))
+    """The required names and numbers (terms as :func:`key_terms` gives them) not in ``text``.
+
+    A number counts only in its own canonical form: "1250" does not keep "12.50".
+    Returns them sorted.
+    """
+    text = text.translate(_QUOTES)
+    found = key_terms(text) | {m.group(0).lower() for m in _words(text)}
     found |= {_NUMBER_WORDS.get(w, w) for w in list(found)}
-    digits = {re.sub(r"\D", "", n) for n in _NUMBER.findall(text)}
-    return sorted(t for t in set(required) if t not in found and t not in digits)
+    return sorted(t for t in set(required) if t not in found)

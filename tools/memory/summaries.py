@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from tools.memory.facts import (
+    as_term,
     key_terms,
     missing_terms,
     self_statements,
@@ -296,8 +297,8 @@ def summary_terms(summary: str) -> set[str]:
 
 
 def _plain(part: _Part) -> set[str]:
-    """The part's names and numbers, lower-cased, numbers as digits."""
-    return {re.sub(r"\D", "", t) if t[:1].isdigit() else t.lower() for t in part.names()}
+    """The part's names and numbers as terms: lower-cased, numbers in canonical form."""
+    return {as_term(t) for t in part.names()}
 
 
 def fit_summary(summary: str, budget: int, count: Counter) -> FittedSummary:
