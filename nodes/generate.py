@@ -1,12 +1,12 @@
 """Generation: answer the new message with the local model, within one prompt budget.
 
 The budget (``context.max_prompt_tokens``) is computed here, once every part is known:
-the system prompt (with the user's facts and the running summary), the concept prompt
-and the message must fit, or the message is taken back out of the thread and the turn
-ends in ``reject`` (a clear ``MessageTooLongError``; the thread is as it was). The
-running summary is the one fixed part that can give way: when it is what does not fit,
-this prompt gets a shortened copy (oldest detail first, :func:`fit_summary`) and the
-message is not blamed. What is left goes to the optional parts, which shrink first: the
+the base system prompt, the concept prompt and the message must fit, or the message is
+taken back out of the thread and the turn ends in ``reject`` (a clear
+``MessageTooLongError``; the thread is as it was). The memory in the system prompt gives
+way before the message is blamed: first the running summary (this prompt gets a shortened
+copy, oldest detail first, :func:`fit_summary`), then the user's facts (the newest lines
+that fit, :func:`fit_profile`). What is left goes to the optional parts, which shrink first: the
 document passages, then the recalled memories, then the oldest turns of the history.
 """
 
@@ -28,7 +28,7 @@ from graph.state import State
 from tools.documents.retrieval import cite
 from tools.guardrails.injection import quote_as_data
 from tools.guardrails.streaming import StreamMasker
-from tools.memory.long_term import Memory, recalled_lines
+from tools.memory.long_term import Memory, fit_profile, recalled_lines
 from tools.memory.summaries import fit_summary
 from tools.models.masking import MaskingChatModel
 from tools.prompting import (
@@ -72,8 +72,8 @@ def make_generate(deps: Deps) -> ContextNode:
             return sum(deps.count_tokens(t) for t in parts) + 3 * MESSAGE_OVERHEAD + REPLY_PRIMER
 
         needed = fixed(system)
-        if needed > budget and state.summary:
-            system, needed = summary_within(state, budget, fixed)
+        if needed > budget and (state.summary or state.profile):
+            system, needed = memory_within(state, budget, fixed)
         if needed > budget:
             return too_long(state, message.id or "", needed, budget, runtime)
         # The optional parts share what is left; joining them costs a few tokens more.
@@ -127,36 +127,77 @@ def make_generate(deps: Deps) -> ContextNode:
         reply.response_metadata.update(prompt_tokens=prompt.tokens)
         return {"messages": [reply], "prompt_tokens": prompt.tokens, "sources": sources}
 
-    def summary_within(state: State, budget: int, fixed: Callable[[str], int]) -> tuple[str, int]:
-        """The system prompt with the summary shortened to the room the budget leaves it.
+    def memory_within(state: State, budget: int, fixed: Callable[[str], int]) -> tuple[str, int]:
+        """The system prompt with the summary, then the user's facts, cut to fit the budget.
 
-        Only this prompt's copy is shortened (the stored summary is the summarise node's);
-        with no room at all, the prompt goes without it. Returns the system prompt and
-        the fixed parts' tokens with it.
+        The summary gives way first (oldest detail first, :func:`fit_summary`): it comes
+        last in the system prompt, so the base prompt and the facts before it stay the
+        prefix llama.cpp has cached. Only when the prompt does not fit even without it do
+        the facts give way, oldest line first (:func:`fit_profile`). Only this prompt's
+        copies are cut (the state's summary and facts stay whole); with no room at all,
+        the prompt goes without them. Returns the system prompt and the fixed parts' tokens
+        with it: more than the budget only when base prompt, concept and message alone are.
         """
         profile, heads = state.profile or "", deps.memory_headings
+        system = system_text(deps.system_prompt, "", profile, heads)
+        if state.summary:
+            system = summary_within(state.summary, profile, budget, fixed)
+        if fixed(system) > budget and profile:
+            system = facts_within(profile, budget, fixed)
+        return system, fixed(system)
+
+    def summary_within(summary: str, profile: str, budget: int, fixed: Callable[[str], int]) -> str:
+        """The system prompt with ``summary`` shortened to the room left next to the facts."""
+        heads = deps.memory_headings
         bare = system_text(deps.system_prompt, "", profile, heads)
         # The heading and the line breaks around it come with any summary.
         room = budget - fixed(bare) - deps.count_tokens(heads.summary) - 2
-        fitted = fit_summary(state.summary, room, deps.count_tokens) if room > 0 else None
+        fitted = fit_summary(summary, room, deps.count_tokens) if room > 0 else None
         system = system_text(deps.system_prompt, fitted.text if fitted else "", profile, heads)
         if fixed(system) > budget:  # the seams tokenised differently: go without it
             system, fitted = bare, None
         log.warning(
             "prompt budget: the running summary (%d tokens) does not fit with this message; "
             "this prompt has %s",
-            deps.count_tokens(state.summary),
+            deps.count_tokens(summary),
             f"a {fitted.tokens}-token shortened copy" if fitted and fitted.text else "none",
         )
-        return system, fixed(system)
+        return system
+
+    def facts_within(profile: str, budget: int, fixed: Callable[[str], int]) -> str:
+        """The system prompt without a summary and with the newest facts that fit."""
+        heads = deps.memory_headings
+        bare = system_text(deps.system_prompt, "", "", heads)
+        # The heading and the line breaks around it come with any facts.
+        room = budget - fixed(bare) - deps.count_tokens(heads.profile) - 2
+        kept = fit_profile(profile, deps.count_tokens, room) if room > 0 else ""
+        system = system_text(deps.system_prompt, "", kept, heads)
+        if fixed(system) > budget:  # the seams tokenised differently: go without them
+            system, kept = bare, ""
+        log.warning(
+            "prompt budget: the user's facts (%d lines, %d tokens) do not fit with this "
+            "message; this prompt has the newest %d",
+            len(profile.splitlines()),
+            deps.count_tokens(profile),
+            len(kept.splitlines()),
+        )
+        return system
 
     def too_long(
         state: State, message_id: str, needed: int, budget: int, runtime: Runtime[Context]
     ) -> dict[str, Any]:
         """Take the message back out and flag the turn for ``reject``."""
+        # ``needed`` counts only what cannot give way: the user's facts and the summary
+        # were already left out of it, so the message (and the concept prompt) is the cause.
+        gave_way = [
+            name
+            for name, part in (("the user's facts", state.profile), ("the summary", state.summary))
+            if part
+        ]
         reason = (
             f"the message needs {needed} prompt tokens with the system prompt"
-            f"{' and the concept prompt' if state.concept else ''}; the budget "
+            f"{' and the concept prompt' if state.concept else ''}"
+            f"{' (without ' + ' and '.join(gave_way) + ')' if gave_way else ''}; the budget "
             f"(context.max_prompt_tokens) is {budget}"
         )
         log.info("message rejected: %s", reason)

@@ -6,6 +6,8 @@ The store is an in-process LangGraph store indexed with cheap word vectors
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,11 +36,15 @@ from tools.memory.long_term import (
     forget,
     list_memories,
     namespace,
+    profile,
     remember_turn,
     search_memories,
 )
 from tools.memory.store import copy_back
 from tools.models import FakeChatModel
+from tools.prompting import MESSAGE_OVERHEAD, REPLY_PRIMER, memory_headings
+
+COUNT = FakeChatModel().get_num_tokens
 
 # --- the detector of what users say about themselves ------------------------------------
 
@@ -545,6 +551,155 @@ def test_optional_parts_shrink_before_the_message_is_refused(
     state = ask(graph, "Which gate code of the allotment did I give? " * 6, "b", user_id="ada")
     assert state["prompt_tokens"] <= 320
     assert state["messages"][-1].type == "ai"
+
+
+# The user's facts give way (oldest line first) before a message is called too long.
+USER_FACTS = [
+    "Hi, I'm Priya.",
+    "My locker code is 4817.",
+    "I live in Tromsø, at Storgata 12.",
+    "My dog Biscuit is 7 years old.",
+    "I can't eat peanuts.",
+    "My sister Ingrid works at Equinor since 2019.",
+]
+FILLER = ["tell", "me", "about", "the", "old", "stone", "bridge", "in", "the", "village", "and"]
+TEMPLATE = 3 * MESSAGE_OVERHEAD + REPLY_PRIMER  # what generate counts for the wrapping
+
+
+def sized_message(tokens: int) -> str:
+    """A plain question (no concept, no fact) of exactly ``tokens`` fake-model tokens."""
+    return " ".join(FILLER[n % len(FILLER)] for n in range(tokens))
+
+
+def facts_graph(
+    make_settings: Callable[..., Settings], budget: int, model: FakeChatModel
+) -> tuple[Any, list[str], int]:
+    """A graph for a user who has told it USER_FACTS; their profile lines; the bare system."""
+    store = word_store()
+    assert store is not None
+    for fact in USER_FACTS:
+        remember_turn(store, "ada", message=fact, reply="Noted.", thread_id="old", message_id=None)
+    settings = make_settings(context={"max_prompt_tokens": budget})
+    graph = build_graph(settings, checkpointer=InMemorySaver(), store=store, model=model)
+    lines = profile(list_memories(store, "ada", kinds=("facts",)), COUNT, 10_000).splitlines()
+    assert [line.removeprefix("- ") for line in lines] == USER_FACTS
+    ask(graph, "hi", "probe", user_id="nobody")  # no facts: the bare system prompt
+    return graph, lines, COUNT(model.calls[-1][0].text)
+
+
+def newest_that_fit(lines: list[str], room: int) -> list[str]:
+    """The newest whole lines within ``room`` tokens with their heading (oldest first)."""
+    room -= COUNT(memory_headings().profile) + 2
+    kept: list[str] = []
+    for line in reversed(lines):
+        room -= COUNT(line) + 1
+        if room < 0:
+            break
+        kept.insert(0, line)
+    return kept
+
+
+@pytest.mark.parametrize(
+    ("budget", "facts_room"),
+    [
+        (160, "none"),  # the message fills the budget with the bare system prompt
+        (200, "one"),
+        (200, "some"),
+        (200, "none"),
+        (256, "all"),  # nothing gives way
+        (256, "some"),
+        (256, "one"),
+        (256, "none"),
+        (320, "all"),
+        (320, "some"),
+    ],
+)
+def test_the_users_facts_give_way_before_the_message_is_too_long(
+    make_settings: Callable[..., Settings],
+    caplog: pytest.LogCaptureFixture,
+    budget: int,
+    facts_room: str,
+) -> None:
+    model = FakeChatModel(reply="Noted.")
+    graph, lines, bare = facts_graph(make_settings, budget, model)
+    block = COUNT(memory_headings().profile) + 2 + sum(COUNT(line) + 1 for line in lines)
+    newest = COUNT(memory_headings().profile) + 2 + COUNT(lines[-1]) + 1
+    left = {"all": block, "some": block // 2, "one": newest, "none": 0}[facts_room]
+    free = budget - bare - TEMPLATE  # what the message may take with no facts at all
+    assert free - left > 0
+    message = sized_message(free - left)
+    with caplog.at_level(logging.WARNING, logger="assistant.generate"):
+        state = ask(graph, message, "b", user_id="ada")
+    assert state["messages"][-1].text == "Noted." and state["concept"] is None
+    assert state["prompt_tokens"] <= budget
+    system = model.calls[-1][0].text
+    kept = [line for line in lines if line in system.splitlines()]
+    assert kept == newest_that_fit(lines, left)  # the newest whole lines, oldest first
+    assert (memory_headings().profile in system) == bool(kept)
+    assert state["profile"] == "\n".join(lines)  # only this prompt's copy was cut
+    assert ("the user's facts" in caplog.text) == (facts_room != "all")
+
+
+@pytest.mark.parametrize("budget", [160, 256])
+@pytest.mark.parametrize("over", [1, 6, 7, 40])
+def test_a_message_too_long_without_the_facts_is_still_rejected_and_says_why(
+    make_settings: Callable[..., Settings], budget: int, over: int
+) -> None:
+    model = FakeChatModel(reply="Noted.")
+    graph, lines, bare = facts_graph(make_settings, budget, model)
+    calls = len(model.calls)
+    message = sized_message(budget - bare - TEMPLATE + over)
+    with pytest.raises(MessageTooLongError) as raised:
+        ask(graph, message, "b", user_id="ada")
+    if over <= MESSAGE_OVERHEAD:
+        # Past check_input (which counts one message wrapping fewer), caught in generate
+        # with the facts already left out: the message, not the facts, is named.
+        needed = bare + COUNT(message) + TEMPLATE
+        assert str(raised.value) == (
+            f"the message needs {needed} prompt tokens with the system prompt (without the "
+            f"user's facts); the budget (context.max_prompt_tokens) is {budget}. Shorten "
+            "the message."
+        )
+    else:  # check_input never counts the facts
+        assert re.fullmatch(
+            rf"the message needs \d+ prompt tokens with the system prompt; the budget "
+            rf"\(context\.max_prompt_tokens\) is {budget}\. Shorten the message\.",
+            str(raised.value),
+        )
+    assert len(model.calls) == calls  # the model never saw it
+    assert graph.get_state(thread("b")).values["messages"] == []
+    # a message that fits gets the newest facts that fit next to it
+    question = "Which dog do I have?"
+    state = ask(graph, question, "b", user_id="ada")
+    system = model.calls[-1][0].text.splitlines()
+    room = budget - bare - TEMPLATE - COUNT(question)
+    assert [line for line in lines if line in system] == newest_that_fit(lines, room)
+    assert state["messages"][-1].text == "Noted."
+
+
+def test_the_summary_gives_way_before_the_facts(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    model = FakeChatModel(reply="Noted.")
+    budget = 320
+    graph, lines, bare = facts_graph(make_settings, budget, model)
+    ask(graph, "hello", "b", user_id="ada")
+    summary = "The user asked about the Glass Tower of Wexmoor, finished in 1911."
+    graph.update_state(thread("b"), {"summary": summary}, as_node="summarise")
+    # room for the two newest facts, none for the summary
+    two = newest_that_fit(lines, 10_000)[-2:]
+    left = COUNT(memory_headings().profile) + 2 + sum(COUNT(line) + 1 for line in two)
+    with caplog.at_level(logging.WARNING, logger="assistant.generate"):
+        state = ask(graph, sized_message(budget - bare - TEMPLATE - left), "b", user_id="ada")
+    system = model.calls[-1][0].text
+    assert state["messages"][-1].text == "Noted." and state["prompt_tokens"] <= budget
+    assert "Wexmoor" not in system and [ln for ln in lines if ln in system] == two
+    assert "running summary" in caplog.text and "the user's facts" in caplog.text
+    assert state["summary"] == summary
+    # a message that leaves room for everything gets everything again
+    ask(graph, "Thanks.", "b", user_id="ada")
+    system = model.calls[-1][0].text
+    assert "Wexmoor" in system and all(line in system for line in lines)
 
 
 # --- the SQLite store embeds the text of a memory, and searches by meaning -------------

@@ -260,19 +260,38 @@ def profile(facts: Sequence[Memory], count: Counter, max_tokens: int) -> str:
     """
     seen: set[str] = set()
     lines: list[str] = []
-    used = 0
     for fact in sorted(facts, key=lambda m: (m.created, m.key), reverse=True):
         text = " ".join(fact.text.split())
-        if text.lower() in seen:
-            continue
-        line = f"- {text}"
+        if text.lower() not in seen:
+            seen.add(text.lower())
+            lines.append(f"- {text}")
+    return fit_profile("\n".join(reversed(lines)), count, max_tokens)
+
+
+def fit_profile(lines: str, count: Counter, max_tokens: int) -> str:
+    """The newest of the profile's ``lines`` (oldest first, one a line) within ``max_tokens``.
+
+    The facts give way oldest first, whole lines only: a line cut in half could say the
+    opposite of what the user said ("I can't eat" without "peanuts"). A newer line
+    corrects an older one, so an older line is never kept in place of a newer one.
+
+    Args:
+        lines: The profile as :func:`profile` writes it ("- I'm Priya." and more, a line each).
+        count: The model's token counter.
+        max_tokens: Tokens the lines may take (each line counts one more, its line break).
+
+    Returns:
+        The lines kept, oldest first ("" when not even the newest fits).
+    """
+    kept: list[str] = []
+    used = 0
+    for line in reversed([ln for ln in lines.splitlines() if ln.strip()]):
         cost = count(line) + 1
         if used + cost > max_tokens:
             break
-        seen.add(text.lower())
-        lines.append(line)
+        kept.append(line)
         used += cost
-    return "\n".join(reversed(lines))
+    return "\n".join(reversed(kept))
 
 
 def recalled_lines(memories: Sequence[Memory], count: Counter, max_tokens: int) -> str:
