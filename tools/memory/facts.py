@@ -198,14 +198,17 @@ def numbers(text: str) -> list[tuple[int, int, str]]:
     found: list[tuple[int, int, str]] = []
     rest = text
     for form, pattern in _NUMBER_FORMS:
+        taken = []
         for match in pattern.finditer(rest):
             value = _canonical(form, match) if match.group(0) else None
-            if value is None:
-                continue
-            found.append((match.start(), match.end(), value))
-        # What a form took is not read again by the next ones (a date is not three numbers).
-        for start, end, _ in found:
-            rest = rest[:start] + " " * (end - start) + rest[end:]
+            if value is not None:
+                taken.append((match.start(), match.end(), value))
+        if taken:  # what a form took is not read again by the next (a date is not 3 numbers)
+            chars = list(rest)
+            for start, end, _ in taken:
+                chars[start:end] = " " * (end - start)
+            rest = "".join(chars)
+        found += taken
     return sorted(found)
 
 
