@@ -616,15 +616,43 @@ MIN_API_KEY_CHARS = 16
 """Shortest API key accepted (``openssl rand -hex 16`` makes 32 characters)."""
 
 
+class ApiKey(_Section):
+    """One bearer token of the API, bound to one user or to none.
+
+    Written in ``api.keys`` as a plain string (an unbound key) or as a table
+    ``{key = "...", user = "alice"}`` (a key that always acts as ``alice``).
+    """
+
+    key: SecretStr = Field(description="The token clients send: Authorization: Bearer <key>.")
+    user: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="The one user this key acts as (a request's own 'user' must be this name "
+        "or left out); empty = an unbound key, which may name any user.",
+    )
+
+    @field_validator("user")
+    @classmethod
+    def _plain_name(cls, user: str | None) -> str | None:
+        # "alice " in a .env is a typo: requests would act as a user nobody else names.
+        if user is not None and user != user.strip():
+            raise ValueError("a user name has no leading or trailing blanks")
+        return user
+
+
 class ApiSettings(_Section):
     """The OpenAI-compatible HTTP API (``assistant serve``) and its model queue."""
 
-    keys: list[SecretStr] = Field(
+    keys: list[ApiKey] = Field(
         default_factory=list,
         description="Bearer tokens a client must send (Authorization: Bearer <key>), each "
-        "at least 16 characters without spaces; an empty list = "
-        "no key asked, and the server listens on 127.0.0.1 only. Keep them out of the settings "
-        'file: ASSISTANT_API__KEYS=\'["<key1>","<key2>"]\' in the environment or .env.',
+        "at least 16 characters without spaces: a plain string is an unbound key (it may "
+        "name any 'user': for a front end that signs its own users in), a table "
+        '{key = "...", user = "alice"} a key that always acts as alice (another \'user\' '
+        "gets 403). An empty list = no key asked, and the server listens on 127.0.0.1 only. "
+        'Keep them out of the settings file: ASSISTANT_API__KEYS=\'["<key1>", '
+        '{"key": "<key2>", "user": "alice"}]\' in the environment or .env.',
     )
     model_name: str = Field(
         "assistant", min_length=1, max_length=64, description="The model id /v1/models lists."
@@ -657,13 +685,23 @@ class ApiSettings(_Section):
         "long-term memory.",
     )
 
+    @field_validator("keys", mode="before")
+    @classmethod
+    def _plain_string_is_unbound(cls, keys: Any) -> Any:
+        # A plain string (or SecretStr) is a key bound to no user.
+        if isinstance(keys, list):
+            return [{"key": k} if isinstance(k, str | SecretStr) else k for k in keys]
+        return keys
+
     @field_validator("keys")
     @classmethod
-    def _usable_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+    def _usable_keys(cls, keys: list[ApiKey]) -> list[ApiKey]:
         # An empty key would let "Authorization: Bearer" (nothing) pass, a short one is
-        # guessed; the message names the key by its place, never by its value.
-        for at, key in enumerate(keys):
-            value = key.get_secret_value()
+        # guessed, one given twice (to two users) would act as whichever comes first; the
+        # message names the key by its place, never by its value.
+        seen: dict[str, int] = {}
+        for at, entry in enumerate(keys):
+            value = entry.key.get_secret_value()
             if not value.strip():
                 raise ValueError(f"key {at} is empty")
             if any(char.isspace() for char in value):
@@ -673,7 +711,21 @@ class ApiSettings(_Section):
                     f"key {at} is shorter than {MIN_API_KEY_CHARS} characters "
                     "(make one with: openssl rand -hex 16)"
                 )
+            if value in seen:
+                raise ValueError(f"key {at} is the same as key {seen[value]} (give each its own)")
+            seen[value] = at
         return keys
+
+    @model_validator(mode="after")
+    def _no_key_for_the_anonymous_user(self) -> ApiSettings:
+        # The anonymous user's memories are every unnamed caller's: no key may own them.
+        for at, entry in enumerate(self.keys):
+            if entry.user == self.anonymous_user:
+                raise ValueError(
+                    f"key {at} is bound to {entry.user!r}, the user of requests without "
+                    "'user' (api.anonymous_user); bind it to another name"
+                )
+        return self
 
 
 class UiSettings(_Section):
@@ -836,17 +888,28 @@ def _dotenv_vars(source: PydanticBaseSettingsSource) -> Mapping[str, str | None]
 
 
 def _is_secret(loc: Sequence[int | str]) -> bool:
-    # Whether an error's location is a secret (a SecretStr field, or inside a list of them).
+    # Whether an error's location is a secret, or inside a field that holds one (a SecretStr,
+    # a list of them, a list of tables with one: api.keys).
     model: Any = Settings
     for part in loc:
         fields = getattr(model, "model_fields", None)
         if isinstance(part, int) or fields is None or part not in fields:
             continue
         annotation = fields[part].annotation
-        if "SecretStr" in str(annotation):
+        if _holds_secret(annotation):
             return True
         model = annotation
     return False
+
+
+def _holds_secret(annotation: Any, inside: bool = False) -> bool:
+    # A section (a model a field names directly) is walked part by part; a model inside a
+    # list (an api.keys table) counts whole: its errors' places are numbers, not names.
+    if "SecretStr" in str(annotation):
+        return True
+    if inside and isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return any(_holds_secret(f.annotation, True) for f in annotation.model_fields.values())
+    return any(_holds_secret(arg, True) for arg in get_args(annotation))
 
 
 def _describe(error: ValidationError) -> str:

@@ -6,8 +6,9 @@
   and on the last chunk) is our extension: thread, concept, safety verdict, sources.
 - ``GET /v1/models``: the one model that answers.
 - Errors are OpenAI's error object ``{"error": {"message", "type", "param", "code"}}``: 400
-  bad input, 401 bad key, 404 unknown thread or path, 405 wrong method, 409 busy
-  thread, 413 huge body, 503 with ``Retry-After`` when the model queue is full.
+  bad input, 401 bad key, 403 a ``user`` other than the one the key is bound to, 404
+  unknown thread or path, 405 wrong method, 409 busy thread, 413 huge body, 503 with
+  ``Retry-After`` when the model queue is full.
 
 Each turn runs in a worker thread (the graph is synchronous) and takes its place in the
 shared :class:`apps.queue.ModelQueue`. The response starts with the first token (or the
@@ -45,12 +46,13 @@ from apps.api.service import (
     Outcome,
     RequestError,
     Turn,
+    UserNotAllowedError,
     extension,
     to_turn,
 )
 from apps.queue import QueueFullError
 from apps.turns import GenerationStopped
-from graph.settings import Settings
+from graph.settings import ApiKey, Settings
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -112,6 +114,8 @@ def api_error(exc: BaseException) -> ApiError:
         return exc
     if isinstance(exc, RequestError):
         return ApiError(400, str(exc), param=exc.param, code=exc.code)
+    if isinstance(exc, UserNotAllowedError):
+        return ApiError(403, str(exc), type="permission_error", param="user", code="wrong_user")
     if isinstance(exc, NoSuchThreadError):
         return ApiError(404, "no such thread for this user", param="thread_id", code="not_found")
     if isinstance(exc, ThreadBusyError):
@@ -309,7 +313,7 @@ def create_app(
         """One turn: a ``chat.completion``, or a stream of ``chat.completion.chunk`` events."""
         service = runtime.get()
         settings = service.settings
-        _check_key(request, settings)
+        key = _check_key(request, settings)
         body = await _read_body(request, settings)
         try:
             chat = ChatRequest.model_validate_json(body)
@@ -319,8 +323,13 @@ def create_app(
                 400, f"{_param(first) or 'body'}: {first['msg']}", param=_param(first) or None
             ) from None
         try:
-            turn = to_turn(chat, request.headers.get("x-thread-id"), settings)
-        except RequestError as exc:
+            turn = to_turn(
+                chat,
+                request.headers.get("x-thread-id"),
+                settings,
+                bound_user=key.user if key is not None else None,
+            )
+        except (RequestError, UserNotAllowedError) as exc:
             raise api_error(exc) from None
         model_name = chat.model or settings.api.model_name
         stop = threading.Event()
@@ -388,28 +397,33 @@ def _model_card(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _check_key(request: Request, settings: Settings) -> None:
+def _check_key(request: Request, settings: Settings) -> ApiKey | None:
     """Refuse a request without one of the configured keys (none configured: all pass).
+
+    Returns:
+        The key the request sent; None when no key is configured.
 
     Raises:
         ApiError: 401 with OpenAI's ``invalid_api_key`` code.
     """
     keys = settings.api.keys
     if not keys:
-        return
+        return None
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     given = token.strip().encode()
     # Every key is compared, in constant time, so the timing tells nothing about them.
-    matched = False
+    found: ApiKey | None = None
     for key in keys:
-        matched |= hmac.compare_digest(given, key.get_secret_value().encode())
-    if scheme.lower() != "bearer" or not given or not matched:
+        if hmac.compare_digest(given, key.key.get_secret_value().encode()) and found is None:
+            found = key
+    if scheme.lower() != "bearer" or not given or found is None:
         raise ApiError(
             401,
             "Incorrect or missing API key: send Authorization: Bearer <key>",
             code="invalid_api_key",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    return found
 
 
 async def _read_body(request: Request, settings: Settings) -> bytes:

@@ -49,6 +49,10 @@ class RequestError(ValueError):
         self.code = code
 
 
+class UserNotAllowedError(PermissionError):
+    """The request names a ``user`` its API key is not bound to."""
+
+
 class NoSuchThreadError(LookupError):
     """The thread belongs to another user (it is not shown to this one)."""
 
@@ -79,10 +83,25 @@ class Outcome:
     """``length`` when the model hit ``max_new_tokens`` (llama.cpp says so), else ``stop``."""
 
 
-def to_turn(request: ChatRequest, thread_header: str | None, settings: Settings) -> Turn:
+def to_turn(
+    request: ChatRequest,
+    thread_header: str | None,
+    settings: Settings,
+    *,
+    bound_user: str | None = None,
+) -> Turn:
     """Map a request's fields onto a turn.
 
+    Args:
+        request: The request's body.
+        thread_header: The ``X-Thread-Id`` header, if sent.
+        settings: The assistant's settings.
+        bound_user: The user the request's API key is bound to (``api.keys``); the turn
+            runs as that user whatever the body says. None = an unbound key, or none
+            configured: the body's ``user`` is taken as it is.
+
     Raises:
+        UserNotAllowedError: ``bound_user`` is set and the body names another ``user``.
         RequestError: The conversation id is given twice and differs, the last message
             is not the user's or is empty, a message is over ``api.max_message_chars``,
             or a value is out of range.
@@ -125,6 +144,14 @@ def to_turn(request: ChatRequest, thread_header: str | None, settings: Settings)
         elif message.role == "assistant":
             earlier.append(AIMessage(message.text))
     user = request.user
+    if bound_user is not None:
+        # The key says who this is: the body may repeat it, not change it.
+        if user is not None and user.strip() != bound_user:
+            raise UserNotAllowedError(
+                "this API key acts as one user only: leave out 'user' or send the key's "
+                f"own ({bound_user!r})"
+            )
+        user = bound_user
     if user is not None and user.strip() == settings.api.anonymous_user:
         # Its memories and threads are every anonymous caller's: no one may claim them.
         raise RequestError(

@@ -848,7 +848,12 @@ def serve_command(
 
     from apps.api.app import create_app
 
-    keys = f"{len(settings.api.keys)} API key(s)" if settings.api.keys else "no API key"
+    bound = sum(1 for key in settings.api.keys if key.user is not None)
+    keys = (
+        f"{len(settings.api.keys)} API key(s), {bound} bound to a user"
+        if settings.api.keys
+        else "no API key"
+    )
     out.print(
         f"OpenAI-compatible API on http://{host}:{port}/v1 ({keys}; Ctrl-C to stop)", markup=False
     )

@@ -35,11 +35,16 @@ pytestmark = pytest.mark.integration
 
 START_TIMEOUT = 120.0
 KEY = "test-key-0123456789"
+"""An unbound key: it may name any user (a front end that signs its own users in)."""
+ADA_KEY = "ada-key-0123456789abcdef"
+"""A key bound to the user ada."""
 
 
 def serve_env(data_dir: Path, gguf: Path, **extra: str) -> dict[str, str]:
-    """``assistant serve`` on llama.cpp with ``gguf``: short greedy replies, one API key."""
-    return short_replies_env(data_dir, gguf, **{"ASSISTANT_API__KEYS": json.dumps([KEY]), **extra})
+    """``assistant serve`` on llama.cpp with ``gguf``: short greedy replies; an unbound key
+    and one bound to ada."""
+    keys = json.dumps([KEY, {"key": ADA_KEY, "user": "ada"}])
+    return short_replies_env(data_dir, gguf, **{"ASSISTANT_API__KEYS": keys, **extra})
 
 
 def serve(directory: Path, env: dict[str, str]) -> contextlib.AbstractContextManager[Served]:
@@ -132,6 +137,33 @@ def test_refusals_errors_and_keys_through_the_openai_client(served_smollm2: Serv
     with pytest.raises(openai.AuthenticationError):
         served_smollm2.client("wrong-key").models.list()
     assert [m.id for m in client.models.list()] == ["assistant"]
+
+
+def test_a_key_bound_to_a_user_acts_as_that_user_only(served_smollm2: Served) -> None:
+    ada = served_smollm2.client(ADA_KEY)
+    thread = {"X-Thread-Id": "ada-bound-1"}
+
+    def ask(client: openai.OpenAI, **kwargs: Any) -> Any:
+        return client.chat.completions.create(
+            model="assistant",
+            messages=[{"role": "user", "content": "Hello"}],
+            max_tokens=2,
+            extra_headers=thread,
+            **kwargs,
+        )
+
+    assert ask(ada).choices[0].message.content  # no 'user': the key's user, ada
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        ask(ada, user="bob")
+    assert denied.value.status_code == 403
+    assert denied.value.body["code"] == "wrong_user"  # type: ignore[index]
+    assert ADA_KEY not in str(denied.value.body)
+    gateway = served_smollm2.client()
+    with pytest.raises(openai.NotFoundError):  # the thread is ada's
+        ask(gateway, user="bob")
+    assert ask(gateway, user="ada").choices[0].message.content  # the gateway may name ada
+    assert ADA_KEY not in served_smollm2.log()
+    assert "2 API key(s), 1 bound to a user" in served_smollm2.log()
 
 
 def test_serve_refuses_a_public_address_without_keys(tmp_path: Path, smollm2: Path) -> None:

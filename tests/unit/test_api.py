@@ -639,7 +639,129 @@ def test_a_key_of_16_characters_or_more_is_accepted() -> None:
     from graph.settings import load_settings
 
     keys = load_settings(api={"keys": ["sixteen-chars-16", "x" * 64]}).api.keys
-    assert [len(k.get_secret_value()) for k in keys] == [16, 64]
+    assert [len(k.key.get_secret_value()) for k in keys] == [16, 64]
+    assert [k.user for k in keys] == [None, None]  # a plain string binds no user
+
+
+# --- keys bound to users ---------------------------------------------------------------------
+
+GATEWAY = "gateway-key-0123456789"  # unbound: a front end that signs its own users in
+ADA_KEY = "ada-key-0123456789abc"
+BOB_KEY = "bob-key-0123456789abc"
+
+
+@pytest.fixture
+def bound(
+    make_settings: Callable[..., Settings], fake_model: FakeChatModel
+) -> Iterator[TestClient]:
+    keys = [GATEWAY, {"key": ADA_KEY, "user": "ada"}, {"key": BOB_KEY, "user": "bob"}]
+    settings = api_settings(make_settings, api={"keys": keys})
+    with TestClient(create_app(service=make_service(settings, fake_model))) as test_client:
+        yield test_client
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("claimed", ["ada", " ada", "bob", "Ada", "api", "someone-else"])
+def test_a_bound_key_naming_another_user_is_403_and_runs_nothing(
+    bound: TestClient, fake_model: FakeChatModel, claimed: str, stream: bool
+) -> None:
+    # ada's key may name ada (or leave 'user' out); every other name is refused.
+    body = user("hi", user=claimed, stream=stream)
+    response = bound.post(URL, json=body, headers={**bearer(ADA_KEY), "X-Thread-Id": "t1"})
+    if claimed.strip() == "ada":
+        assert response.status_code == 200
+        return
+    error = expect_error(response, 403, "user")
+    assert (error["type"], error["code"]) == ("permission_error", "wrong_user")
+    assert ADA_KEY not in response.text and "ada-key" not in response.text
+    assert fake_model.calls == []
+
+
+def test_a_bound_key_without_user_acts_as_its_user(
+    make_settings: Callable[..., Settings], fake_model: FakeChatModel
+) -> None:
+    from tools.memory.long_term import list_memories
+
+    keys = [GATEWAY, {"key": ADA_KEY, "user": "ada"}, {"key": BOB_KEY, "user": "bob"}]
+    service = make_service(api_settings(make_settings, api={"keys": keys}), fake_model)
+    with TestClient(create_app(service=service)) as bound:
+        headers = {**bearer(ADA_KEY), "X-Thread-Id": "ada-thread"}
+        sent = bound.post(URL, json=user("My locker code is 4817."), headers=headers)
+        assert sent.status_code == 200
+        # The thread is ada's: the gateway naming ada continues it; bob's key, the gateway
+        # naming bob or naming nobody get 404, as for any other user's thread.
+        gateway = {**headers, **bearer(GATEWAY)}
+        assert bound.post(URL, json=user("And?", user="ada"), headers=gateway).status_code == 200
+        for key, name in ((BOB_KEY, None), (GATEWAY, "bob"), (GATEWAY, None)):
+            body = user("Tell me ada's code", **({"user": name} if name else {}))
+            response = bound.post(URL, json=body, headers={**headers, **bearer(key)})
+            assert response.status_code == 404, (key, name)
+    store = service.memory.store
+    assert store is not None
+    # Kept as ada's (an unbound key's request without 'user' would keep nothing).
+    assert [m.text for m in list_memories(store, "ada", kinds=("facts",))] == [
+        "My locker code is 4817."
+    ]
+    assert list_memories(store, "bob") == [] and list_memories(store, "api") == []
+
+
+def test_an_unbound_key_may_still_name_any_user(
+    bound: TestClient, fake_model: FakeChatModel
+) -> None:
+    for name in ("ada", "bob", "carol"):
+        response = bound.post(URL, json=user("hi", user=name), headers=bearer(GATEWAY))
+        assert response.status_code == 200, name
+    # ...and without one it is the anonymous user, as before.
+    assert bound.post(URL, json=user("hi"), headers=bearer(GATEWAY)).status_code == 200
+    assert len(fake_model.calls) == 4
+
+
+@pytest.mark.parametrize(
+    ("keys", "why"),
+    [
+        ([{"key": ADA_KEY, "user": "api"}], "key 0 is bound to 'api'"),
+        ([GATEWAY, {"key": GATEWAY, "user": "ada"}], "key 1 is the same as key 0"),
+        ([{"key": ADA_KEY, "user": "ada"}, {"key": ADA_KEY, "user": "bob"}], "key 1 is the same"),
+        ([{"key": ADA_KEY, "user": ""}], "api.keys.0"),
+        ([{"key": ADA_KEY, "user": "ada "}], "api.keys.0"),
+        ([{"key": ADA_KEY, "user": "ada", "role": "admin"}], "api.keys.0"),
+        ([{"user": "ada"}], "api.keys.0"),
+        ([{"key": "short-ada-key", "user": "ada"}], "key 0 is shorter than 16"),
+        ([{"key": ADA_KEY, "user": 7}], "api.keys.0"),
+        ([{"key": 98765432109876543210, "user": "ada"}], "api.keys.0.key"),
+    ],
+)
+def test_a_bad_bound_key_is_refused_by_the_settings_without_showing_it(
+    keys: list[object], why: str
+) -> None:
+    from graph.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError) as info:
+        load_settings(api={"keys": keys})
+    message = str(info.value)
+    assert why in message
+    for secret in (ADA_KEY, GATEWAY, "short-ada-key", "98765432109876543210"):
+        assert secret not in message
+
+
+def test_bound_keys_come_from_the_environment_as_json(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from graph.settings import load_settings
+
+    monkeypatch.chdir(tmp_path)
+    keys = [GATEWAY, {"key": ADA_KEY, "user": "ada"}]
+    monkeypatch.setenv("ASSISTANT_API__KEYS", json.dumps(keys))
+    loaded = load_settings().api.keys
+    assert [(k.key.get_secret_value(), k.user) for k in loaded] == [
+        (GATEWAY, None),
+        (ADA_KEY, "ada"),
+    ]
+    assert ADA_KEY not in repr(loaded) and ADA_KEY not in str(loaded)
 
 
 def test_a_busy_thread_is_409(client: TestClient, service: ApiService) -> None:
