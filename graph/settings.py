@@ -593,6 +593,12 @@ class SlackSettings(_Section):
     api_base_url: str = Field(
         "https://slack.com/api/", description="Slack Web API address (tests use a stand-in)."
     )
+    admins: list[str] = Field(
+        default_factory=list,
+        description="Slack user ids (U...) who may change a channel's safety level and "
+        "reset it, besides the workspace's admins and owners (users.info, scope users:read); "
+        "in a direct message its people may.",
+    )
     command: str = Field(
         "/assistant",
         pattern=r"^/[a-z0-9_-]{1,31}$",

@@ -8,6 +8,12 @@ what the assistant remembers about each user long-term stays. A chat's safety le
 kept in the long-term store (namespace ``("bot_chats", <chat>)``) when there is one, so it
 outlives a restart, else for the life of the process.
 
+Who may change a chat: in a private chat the user; in a group, channel or shared thread
+only the people the platform's adapter vouches for (a :class:`ChatGuard`: Telegram asks
+the Bot API whether the sender administers the chat, Slack checks its list and the
+workspace's admins). The commands that change the chat for everyone are guarded:
+``safety LEVEL`` and ``reset``; reading the level (``help``, ``safety`` alone) is open to all.
+
 Turns are plain blocking calls (:func:`apps.turns.run_turn`); the adapters run them in
 worker threads. One model answers one turn at a time: a turn waits up to ``busy_wait``
 seconds for the model and for its chat's previous turn, then the user is told to try again.
@@ -18,8 +24,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from apps.turns import run_turn
@@ -48,11 +55,29 @@ BUSY_THREAD = "I'm still answering your previous message here. Please try again 
 FAILED = "Sorry, something went wrong while answering. Please try again."
 EMPTY = "Sorry, I have no answer to that."
 
+NOT_CHECKED = (
+    "Sorry, I could not check whether you may change this chat's settings. Please try again."
+)
+
 HELP = """I'm a local assistant. Send me a message and I'll answer.
 Commands:
   {p}reset: start this conversation again (its history is deleted)
   {p}safety LEVEL: set this chat's safety level ({levels}; now {level})
   {p}help: this text"""
+
+
+@dataclass(frozen=True)
+class ChatGuard:
+    """Who may change a shared chat (a group, a channel, a thread in one) for everyone.
+
+    A private chat has no guard: its user may change it.
+    """
+
+    allowed: Callable[[], bool]
+    """Whether the sender may; asked only when they try (it may call the platform's API,
+    blocking). An exception means "could not check": the change is refused, saying so."""
+    who: str
+    """Who may, for the reply to anybody else ("this group's administrators")."""
 
 
 class BotCore:
@@ -112,7 +137,14 @@ class BotCore:
 
     # --- messages ----------------------------------------------------------------------------
 
-    def handle(self, chat: str, user: str, text: str, prefix: str = "/") -> str:
+    def handle(
+        self,
+        chat: str,
+        user: str,
+        text: str,
+        prefix: str = "/",
+        guard: ChatGuard | None = None,
+    ) -> str:
         """Answer one message: a command (starting with ``prefix``) or a turn.
 
         Never raises for anything a user can cause: a bad command, a busy model or thread,
@@ -123,6 +155,8 @@ class BotCore:
             user: The sender (``telegram:<user_id>``, ``slack:<team>:<user>``).
             text: The message as the user wrote it.
             prefix: What starts a command on this platform (``/`` on Telegram).
+            guard: Who may change a shared chat (``safety LEVEL``, ``reset``); None = a
+                private chat, whose user may.
 
         Returns:
             The reply, possibly longer than the platform allows (split it to send).
@@ -137,19 +171,39 @@ class BotCore:
             if name in ("help", "start"):
                 return self.help(chat, prefix)
             if name == "reset":
-                return self.reset(chat)
+                refused = self._refusal(chat, guard, "start this conversation again")
+                return refused or self.reset(chat)
             if name == "safety":
-                return self.set_safety(chat, arg, prefix)
+                if arg.strip().lower() not in SAFETY_LEVELS:  # reading it, or a bad level
+                    return self.set_safety(chat, arg, prefix)
+                level = self.safety_level(chat)
+                refused = self._refusal(chat, guard, f"change the safety level (it stays {level})")
+                return refused or self.set_safety(chat, arg, prefix)
             if name.isidentifier():  # "/usr/bin is ..." is a message, not a command
                 return f"Unknown command {prefix}{name}.\n\n{self.help(chat, prefix)}"
         return self.turn(chat, user, text)
+
+    def _refusal(self, chat: str, guard: ChatGuard | None, change: str) -> str | None:
+        """Why the sender may not ``change`` the chat; None when they may."""
+        if guard is None:
+            return None
+        try:
+            if guard.allowed():
+                return None
+        except Exception:  # the platform did not answer: refuse, never guess "yes"
+            log.exception("could not check who may change %s", chat)
+            return NOT_CHECKED
+        return f"Sorry, only {guard.who} can {change} in this chat."
 
     def help(self, chat: str, prefix: str = "/") -> str:
         """The help text, with the chat's current safety level."""
         return HELP.format(p=prefix, levels=", ".join(SAFETY_LEVELS), level=self.safety_level(chat))
 
     def set_safety(self, chat: str, level: str, prefix: str = "/") -> str:
-        """Set the chat's safety level; an unknown level gets a reply naming the valid ones."""
+        """Set the chat's safety level; an unknown level gets a reply naming the valid ones.
+
+        Asks no permission: :meth:`handle` checks the sender before it calls this.
+        """
         level = level.strip().lower()
         if level not in SAFETY_LEVELS:
             shown = f"{level!r} is not a safety level" if level else "Name a safety level"
@@ -161,7 +215,10 @@ class BotCore:
         return f"Safety level for this chat: {level}."
 
     def reset(self, chat: str) -> str:
-        """Delete the chat's thread, so the conversation starts again."""
+        """Delete the chat's thread, so the conversation starts again.
+
+        Asks no permission: :meth:`handle` checks the sender before it calls this.
+        """
         from tools.memory import MemoryBackendError, ThreadBusyError
 
         if self.memory.saver is None:

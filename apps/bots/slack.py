@@ -13,6 +13,13 @@ before any listener runs: a forged or replayed request gets 401. The bot answers
 In messages, commands start with ``!`` (Slack keeps ``/`` for its own commands):
 ``!reset``, ``!safety LEVEL``, ``!help``.
 
+Who may reset a conversation or set its safety level: in a direct message, its people (the
+user and the bot, or the two people of a DM the slash command is used in); in a channel, a
+group DM or a Slack thread, only the workspace's admins and owners (``users.info``, which
+needs the ``users:read`` scope) and the user ids listed in ``slack.admins``. Slack has no
+per-channel administrators an app can ask about, so the workspace's roles and a list the
+operator keeps are what there is.
+
 Threads: a channel or DM is ``slack:<team>:<channel>``; a Slack thread (a mention replied
 in a thread) is its own assistant thread ``slack:<team>:<channel>:<thread_ts>``, so a side
 discussion does not mix with the channel's. Senders are ``slack:<team>:<user>``.
@@ -39,7 +46,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from apps.bots.core import BotConfigError, BotCore, SeenIds
+from apps.bots.core import BotConfigError, BotCore, ChatGuard, SeenIds
 from apps.bots.split import split_text
 
 if TYPE_CHECKING:
@@ -128,6 +135,33 @@ def check_token(settings: Settings) -> str:
     return str(answer.get("user", ""))
 
 
+def channel_guard(client: WebClient, settings: Settings, user: str) -> ChatGuard:
+    """Who may change a shared conversation (a channel, a group DM, a Slack thread).
+
+    The sender may when ``slack.admins`` lists them or Slack says they are a workspace
+    admin or owner. Without the ``users:read`` scope only the list counts (logged).
+    """
+    from slack_sdk.errors import SlackApiError
+
+    listed = set(settings.slack.admins)
+    who = "this workspace's admins" + (" and the bot's own admins" if listed else "")
+
+    def allowed() -> bool:
+        if user in listed:
+            return True
+        try:
+            info = client.users_info(user=user)
+        except SlackApiError as exc:
+            if exc.response.get("error") in ("missing_scope", "not_allowed_token_type"):
+                log.warning("users.info needs the users:read scope: only slack.admins count")
+                return False
+            raise
+        found = info.get("user") or {}
+        return bool(found.get("is_admin") or found.get("is_owner"))
+
+    return ChatGuard(allowed=allowed, who=who)
+
+
 def build_bolt_app(settings: Settings, core: BotCore) -> App:
     """The Bolt app with the bot's listeners; checks the token with ``auth.test``.
 
@@ -161,7 +195,11 @@ def build_bolt_app(settings: Settings, core: BotCore) -> App:
         channel, thread_ts = str(event["channel"]), event.get("thread_ts")
         text = incoming_text(str(event.get("text", "")))
         chat = chat_key(team, channel, thread_ts)
-        reply = core.handle(chat, user_key(team, str(event["user"])), text, "!")
+        sender = str(event["user"])
+        # A direct message with the bot is the user's own; anything else is shared.
+        direct = event.get("channel_type") == "im"
+        guard = None if direct else channel_guard(client, settings, sender)
+        reply = core.handle(chat, user_key(team, sender), text, "!", guard)
         for piece in split_text(reply, LIMIT, escaped_length):
             client.chat_postMessage(channel=channel, text=escape(piece), thread_ts=thread_ts)
 
@@ -190,9 +228,12 @@ def build_bolt_app(settings: Settings, core: BotCore) -> App:
         if is_command:
             text = "!" + text if text else "!help"
         team, channel = str(command.get("team_id", "")), str(command.get("channel_id", ""))
-        reply = core.handle(
-            chat_key(team, channel), user_key(team, str(command.get("user_id", ""))), text, "!"
-        )
+        sender = str(command.get("user_id", ""))
+        # A DM (with the bot, or between two people) is its people's own; Slack names it
+        # "directmessage" in the signed payload.
+        direct = command.get("channel_name") == "directmessage"
+        guard = None if direct else channel_guard(client, settings, sender)
+        reply = core.handle(chat_key(team, channel), user_key(team, sender), text, "!", guard)
         # Command replies only the user sees; answers in the channel, under the question.
         kind = "ephemeral" if is_command else "in_channel"
         for piece in split_text(reply, LIMIT, escaped_length):

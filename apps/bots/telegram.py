@@ -10,6 +10,9 @@ Telegram's 4096-character limit (counted in UTF-16 code units, as Telegram does)
 Each chat is a thread ``telegram:<chat_id>`` (a forum topic: ``telegram:<chat_id>:<topic_id>``,
 answered in that topic), each sender a user ``telegram:<user_id>``.
 Commands: ``/start`` and ``/help``, ``/reset``, ``/safety LEVEL`` (see :mod:`apps.bots.core`).
+In a group only its administrators may ``/reset`` it or set its level: the bot asks the Bot
+API (``getChatMember``) when someone tries; a message an administrator sends anonymously,
+as the group itself, counts as theirs. In a private chat the user may.
 """
 
 from __future__ import annotations
@@ -25,12 +28,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from telegram import Bot, Update
-from telegram.constants import ChatAction, MessageLimit
+from telegram import Bot, Message, Update
+from telegram.constants import ChatAction, ChatMemberStatus, ChatType, MessageLimit
 from telegram.error import TelegramError
 from telegram.ext import Application, ContextTypes, MessageHandler, filters
 
-from apps.bots.core import BotConfigError, BotCore, SeenIds
+from apps.bots.core import BotConfigError, BotCore, ChatGuard, SeenIds
 from apps.bots.split import split_text, utf16_units
 
 if TYPE_CHECKING:
@@ -41,6 +44,12 @@ log = logging.getLogger("assistant.bots.telegram")
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 LIMIT = int(MessageLimit.MAX_TEXT_LENGTH)
 """Telegram's longest message text (python-telegram-bot's ``MessageLimit``): 4096."""
+
+ADMINS = "this group's administrators"
+"""Who may change a group, as the refusal names them."""
+
+ADMIN_CHECK_TIMEOUT = 15.0
+"""Seconds to wait for ``getChatMember`` before refusing the change as unchecked."""
 
 
 def chat_key(chat_id: int, topic: int | None = None) -> str:
@@ -113,6 +122,38 @@ def addressed_elsewhere(text: str, username: str | None) -> bool:
     return username is None or name.lower() != username.lower()
 
 
+def group_guard(bot: Bot, message: Message, loop: asyncio.AbstractEventLoop) -> ChatGuard | None:
+    """Who may change the chat ``message`` was sent in; None in a private chat.
+
+    The guard's check runs in a worker thread (the bot's turns do) and asks the Bot API on
+    ``loop``, the event loop ``bot`` belongs to.
+    """
+    chat = message.chat
+    if chat.type == ChatType.PRIVATE:
+        return None
+    sender = message.from_user
+    # An administrator writing anonymously sends as the group itself (Telegram lets only
+    # administrators do so); from_user is then a placeholder bot account.
+    as_group = message.sender_chat is not None and message.sender_chat.id == chat.id
+
+    async def is_admin() -> bool:
+        if as_group:
+            return True
+        if sender is None:
+            return False
+        member = await bot.get_chat_member(chat.id, sender.id)
+        return member.status in (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
+
+    def allowed() -> bool:
+        future = asyncio.run_coroutine_threadsafe(is_admin(), loop)
+        try:
+            return future.result(timeout=ADMIN_CHECK_TIMEOUT)
+        finally:
+            future.cancel()  # no-op once done; stops a call that outlived the wait
+
+    return ChatGuard(allowed=allowed, who=ADMINS)
+
+
 def build_application(
     settings: Settings, core: BotCore
 ) -> Application[Any, Any, Any, Any, Any, Any]:
@@ -147,7 +188,8 @@ def build_application(
         # A forum topic is a conversation of its own, answered in that topic.
         topic = message.message_thread_id if message.is_topic_message else None
         thread = chat_key(chat.id, topic)
-        reply = await asyncio.to_thread(core.handle, thread, who, message.text, "/")
+        guard = group_guard(context.bot, message, asyncio.get_running_loop())
+        reply = await asyncio.to_thread(core.handle, thread, who, message.text, "/", guard)
         for piece in split_text(reply, LIMIT, utf16_units):
             await context.bot.send_message(chat.id, piece, message_thread_id=topic)
 

@@ -91,8 +91,18 @@ def test_telegram_bot_answers_through_the_bot_api_and_refuses_a_forgery() -> Non
         assert wait_for(lambda: fake.sent(31), timeout=120, what="the reply") == [CANNED]
         httpx.post(hook, json=update(3, 31, 41, "/help"), headers={SECRET_HEADER: secret})
         wait_for(lambda: len(fake.sent(31)) == 2, timeout=60, what="the help text")
+        # In a group only its administrators (asked with getChatMember) change the level.
+        fake.admins.add((-31, 42))
+        for number, sender in ((4, 41), (5, 42)):
+            sent = update(number, -31, sender, "/safety relaxed")
+            httpx.post(hook, json=sent, headers={SECRET_HEADER: secret})
+            wait_for(lambda n=number: len(fake.sent(-31)) == n - 3, timeout=60, what="a reply")
     assert "/safety LEVEL" in fake.sent(31)[1]
     assert fake.methods()[0] == "getMe"
+    member, admin = fake.sent(-31)
+    assert member.startswith("Sorry, only this group's administrators can change")
+    assert admin == "Safety level for this chat: relaxed."
+    assert fake.methods().count("getChatMember") == 2
 
 
 def test_slack_bot_answers_through_the_web_api_and_refuses_a_forgery() -> None:
@@ -120,9 +130,19 @@ def test_slack_bot_answers_through_the_web_api_and_refuses_a_forgery() -> None:
         body = command_body("/assistant", "help", f"{api}/response/r1", "C42", "U42")
         assert httpx.post(url, content=body, headers=signed(secret, body, content_type=FORM))
         (help_text,) = wait_for(lambda: fake.responses("r1"), timeout=60, what="the help")
+        # In a channel only the workspace's admins (users.info) change the level.
+        fake.admins.add("U44")
+        for number, sender in enumerate(("U43", "U44"), start=1):
+            body = event_body(mention("C43", sender, "!safety relaxed"))
+            httpx.post(url, content=body, headers=signed(secret, body, content_type=JSON))
+            wait_for(lambda n=number: len(fake.posted("C43")) == n, timeout=60, what="a reply")
     assert posted["text"] == CANNED
     assert "!safety LEVEL" in help_text["text"]
-    assert [p["text"] for p in fake.posted()] == [CANNED]  # the forged one was never answered
+    # The forged one was never answered.
+    assert [p["text"] for p in fake.posted("C42")] == [CANNED]
+    member, admin = (p["text"] for p in fake.posted("C43"))
+    assert member.startswith("Sorry, only this workspace's admins can change")
+    assert admin == "Safety level for this chat: relaxed."
 
 
 def test_telegram_bot_on_a_real_model(smollm2: Path) -> None:

@@ -3,6 +3,8 @@
 Point ``WebClient(base_url=f"{url}/api/")`` (the setting ``slack.api_base_url``) at it: it
 answers ``auth.test``, records ``chat.postMessage`` and what is posted to a slash command's
 ``response_url`` (``f"{url}/response/<name>"``). A wrong bot token gets ``invalid_auth``.
+``users.info`` says a user is a workspace admin when ``admins`` holds their id (or answers
+``missing_scope`` when ``users_read`` is False, as for an app without ``users:read``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class FakeSlack:
     def __init__(self, token: str) -> None:
         self.token = token
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.admins: set[str] = set()
+        self.users_read = True
         self._lock = threading.Lock()
         self._ts = itertools.count(1)
         self.app = Starlette(
@@ -63,6 +67,17 @@ class FakeSlack:
             message = {"type": "message", "text": params.get("text"), "ts": ts, "user": BOT_USER}
             return JSONResponse(
                 {"ok": True, "channel": params.get("channel"), "ts": ts, "message": message}
+            )
+        if method == "users.info":
+            if not self.users_read:
+                return JSONResponse({"ok": False, "error": "missing_scope", "needed": "users:read"})
+            user = str(params.get("user"))
+            admin = user in self.admins
+            return JSONResponse(
+                {
+                    "ok": True,
+                    "user": {"id": user, "team_id": TEAM, "is_admin": admin, "is_owner": False},
+                }
             )
         return JSONResponse({"ok": True})
 
@@ -158,13 +173,24 @@ def direct_message(channel: str, user: str, text: str, **extra: Any) -> dict[str
     }
 
 
-def command_body(command: str, text: str, response_url: str, channel: str, user: str) -> str:
-    """A slash command's form body."""
+def command_body(
+    command: str,
+    text: str,
+    response_url: str,
+    channel: str,
+    user: str,
+    channel_name: str | None = None,
+) -> str:
+    """A slash command's form body; ``channel_name`` defaults to Slack's: "directmessage"
+    for a DM (an id starting with D), else a channel name."""
+    if channel_name is None:
+        channel_name = "directmessage" if channel.startswith("D") else "general"
     return urlencode(
         {
             "token": "unused-verification-token",
             "team_id": TEAM,
             "channel_id": channel,
+            "channel_name": channel_name,
             "user_id": user,
             "command": command,
             "text": text,

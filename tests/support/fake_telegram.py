@@ -2,7 +2,8 @@
 
 Point python-telegram-bot at it with ``base_url=f"{url}/bot"`` (the setting
 ``telegram.api_base_url``). Every call is recorded as ``(method, params)``; a wrong token
-gets Telegram's 401 answer.
+gets Telegram's 401 answer. ``getChatMember`` answers from ``owners`` and ``admins``
+(``(chat_id, user_id)`` pairs; anyone else is a plain member).
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class FakeTelegram:
     def __init__(self, token: str) -> None:
         self.token = token
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.owners: set[tuple[int, int]] = set()
+        self.admins: set[tuple[int, int]] = set()
+        self.member_error: str | None = None
+        """When set, getChatMember fails with this description (Telegram's 400)."""
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self.app = Starlette(
@@ -60,9 +65,42 @@ class FakeTelegram:
                 "from": BOT_USER,
                 "text": params["text"],
             }
+        elif method == "getChatMember":
+            if self.member_error:
+                return JSONResponse(
+                    {"ok": False, "error_code": 400, "description": self.member_error}, 400
+                )
+            result = self._member(int(params["chat_id"]), int(params["user_id"]))
         else:  # sendChatAction, setWebhook, deleteWebhook, ...
             result = True
         return JSONResponse({"ok": True, "result": result})
+
+    def _member(self, chat_id: int, user_id: int) -> dict[str, Any]:
+        # The Bot API's ChatMember objects, with the fields python-telegram-bot requires.
+        user = {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"}
+        if (chat_id, user_id) in self.owners:
+            return {"status": "creator", "user": user, "is_anonymous": False}
+        if (chat_id, user_id) in self.admins:
+            rights = [
+                "can_be_edited",
+                "can_manage_chat",
+                "can_delete_messages",
+                "can_manage_video_chats",
+                "can_restrict_members",
+                "can_promote_members",
+                "can_change_info",
+                "can_invite_users",
+                "can_post_stories",
+                "can_edit_stories",
+                "can_delete_stories",
+            ]
+            return {
+                "status": "administrator",
+                "user": user,
+                "is_anonymous": False,
+                **dict.fromkeys(rights, False),
+            }
+        return {"status": "member", "user": user}
 
     def sent(self, chat_id: int | None = None) -> list[str]:
         """Texts sent with sendMessage (to ``chat_id``, or to any chat), in order."""
@@ -93,12 +131,27 @@ async def _params(request: Request) -> dict[str, Any]:
     return {key: str(value) for key, value in form.items()}
 
 
+ANONYMOUS_ADMIN = 1087968824
+"""The placeholder ``from`` of a message an administrator sends as the group
+(Telegram's GroupAnonymousBot)."""
+
+
 def update(
-    update_id: int, chat_id: int, user_id: int, text: str, topic: int | None = None
+    update_id: int,
+    chat_id: int,
+    user_id: int,
+    text: str,
+    topic: int | None = None,
+    *,
+    as_chat: int | None = None,
 ) -> dict[str, Any]:
     """A Telegram update carrying one text message (a command if ``text`` starts with /).
 
-    With ``topic``, the message was written in that forum topic of a supergroup.
+    A negative ``chat_id`` is a group, a positive one the private chat with ``user_id``.
+    With ``topic``, the message was written in that forum topic of a supergroup. With
+    ``as_chat``, it was sent on behalf of that chat (an anonymous administrator writing as
+    the group, or a linked channel): ``user_id`` is then Telegram's placeholder bot
+    (``ANONYMOUS_ADMIN``, or 136817688 for a channel).
     """
     message: dict[str, Any] = {
         "message_id": update_id,
@@ -107,6 +160,9 @@ def update(
         "from": {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"},
         "text": text,
     }
+    if as_chat is not None:
+        message["from"] = {"id": user_id, "is_bot": True, "first_name": "Group"}
+        message["sender_chat"] = {"id": as_chat, "type": "supergroup", "title": "A group"}
     if topic is not None:
         message["chat"]["type"] = "supergroup"
         message["chat"]["is_forum"] = True

@@ -10,7 +10,15 @@ import pytest
 from langchain_core.messages import BaseMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
-from apps.bots.core import BUSY_MODEL, BUSY_THREAD, EMPTY, FAILED, BotCore
+from apps.bots.core import (
+    BUSY_MODEL,
+    BUSY_THREAD,
+    EMPTY,
+    FAILED,
+    NOT_CHECKED,
+    BotCore,
+    ChatGuard,
+)
 from graph.settings import Settings
 from tests.support.embeddings import word_store
 from tools.memory import OpenMemory
@@ -170,3 +178,76 @@ def test_a_too_long_message_is_refused_with_a_reason(core: BotCore) -> None:
 def test_an_empty_reply_is_said_not_sent_as_silence(settings: Settings, empty: str) -> None:
     core = BotCore(settings, open_memory(settings), busy_wait=0, model=FakeChatModel(reply=empty))
     assert core.handle("telegram:1", "telegram:7", "hello") == EMPTY
+
+
+# --- who may change a shared chat ------------------------------------------------------------
+
+
+class Guard:
+    """A ChatGuard's check that answers ``answer`` (or raises it) and counts its calls."""
+
+    def __init__(self, answer: bool | Exception) -> None:
+        self.answer = answer
+        self.calls = 0
+
+    def allowed(self) -> bool:
+        self.calls += 1
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+    def guard(self) -> ChatGuard:
+        return ChatGuard(allowed=self.allowed, who="this group's administrators")
+
+
+@pytest.mark.parametrize("command", ["/safety relaxed", "/safety STRICT", "/safety@Bot strict"])
+def test_a_member_of_a_group_cannot_change_its_safety_level(core: BotCore, command: str) -> None:
+    member = Guard(False)
+    reply = core.handle("telegram:-5", "telegram:7", command, "/", member.guard())
+    assert reply == (
+        "Sorry, only this group's administrators can change the safety level "
+        "(it stays moderate) in this chat."
+    )
+    assert member.calls == 1
+    assert core.safety_level("telegram:-5") == "moderate"
+
+
+def test_a_member_of_a_group_cannot_reset_it(core: BotCore) -> None:
+    core.handle("telegram:-5", "telegram:7", "the group's first turn")
+    member = Guard(False)
+    reply = core.handle("telegram:-5", "telegram:8", "/reset", "/", member.guard())
+    assert reply.startswith("Sorry, only this group's administrators can start this conversation")
+    assert history(core, "telegram:-5")[0] == "the group's first turn"
+
+
+@pytest.mark.parametrize("command", ["/safety relaxed", "/reset"])
+def test_whom_the_guard_allows_changes_the_chat(core: BotCore, command: str) -> None:
+    core.handle("telegram:-5", "telegram:7", "a turn")
+    admin = Guard(True)
+    reply = core.handle("telegram:-5", "telegram:9", command, "/", admin.guard())
+    assert admin.calls == 1
+    if command == "/reset":
+        assert "history is deleted" in reply and history(core, "telegram:-5") == []
+    else:
+        assert reply == "Safety level for this chat: relaxed."
+        assert core.safety_level("telegram:-5") == "relaxed"
+
+
+@pytest.mark.parametrize("command", ["/safety", "/safety loose", "/help", "/start", "hello"])
+def test_reading_the_level_and_talking_ask_no_permission(core: BotCore, command: str) -> None:
+    core.handle("telegram:-5", "telegram:1", "/safety strict")  # no guard: a private chat
+    member = Guard(False)
+    reply = core.handle("telegram:-5", "telegram:7", command, "/", member.guard())
+    assert member.calls == 0
+    if command != "hello":
+        assert "strict" in reply  # the level is shown to everyone
+    assert core.safety_level("telegram:-5") == "strict"
+
+
+def test_a_check_that_fails_refuses_the_change_saying_so(core: BotCore) -> None:
+    broken = Guard(TimeoutError("the Bot API did not answer"))
+    assert core.handle("telegram:-5", "telegram:7", "/safety relaxed", "/", broken.guard()) == (
+        NOT_CHECKED
+    )
+    assert core.handle("telegram:-5", "telegram:7", "/reset", "/", broken.guard()) == NOT_CHECKED
+    assert core.safety_level("telegram:-5") == "moderate"

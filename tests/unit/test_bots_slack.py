@@ -11,7 +11,7 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from starlette.testclient import TestClient
 
-from apps.bots.core import BotConfigError, BotCore
+from apps.bots.core import NOT_CHECKED, BotConfigError, BotCore
 from apps.bots.slack import chat_key, create_app, incoming_text
 from graph.settings import Settings
 from tests.support.fake_slack import (
@@ -51,10 +51,19 @@ def slack() -> Iterator[tuple[FakeSlack, str]]:
 
 
 def bot(
-    make_settings: Callable[..., Settings], api: str, chat_model: FakeChatModel, **overrides: Any
+    make_settings: Callable[..., Settings],
+    api: str,
+    chat_model: FakeChatModel,
+    admins: tuple[str, ...] = (),
+    **overrides: Any,
 ) -> tuple[TestClient, BotCore]:
     settings = make_settings(
-        slack={"bot_token": TOKEN, "signing_secret": SECRET, "api_base_url": f"{api}/api/"},
+        slack={
+            "bot_token": TOKEN,
+            "signing_secret": SECRET,
+            "api_base_url": f"{api}/api/",
+            "admins": list(admins),
+        },
         **overrides,
     )
     core = BotCore(
@@ -208,6 +217,7 @@ def test_the_slash_command(
     expected: str,
 ) -> None:
     fake, url = slack
+    fake.admins.add("U7")  # a workspace admin may change the channel (tests below)
     client, _ = bot(make_settings, url, fake_model)
     body = command_body("/assistant", text, f"{url}/response/r1", "C7", "U7")
     response = client.post(
@@ -295,3 +305,141 @@ def test_a_retried_event_is_answered_once(
     wait_for(lambda: len(fake.posted("C1")) == 2, what="two replies")
     # The two run concurrently: either may reach the model first.
     assert sorted(call[-1].text for call in fake_model.calls) == ["once please", "second question"]
+
+
+# --- who may change a channel ---------------------------------------------------------------
+
+REFUSED = "Sorry, only this workspace's admins"
+
+
+def users_asked(fake: FakeSlack) -> list[str]:
+    return [str(params.get("user")) for method, params in fake.calls if method == "users.info"]
+
+
+def slash(client: TestClient, url: str, name: str, text: str, channel: str, user: str) -> None:
+    body = command_body("/assistant", text, f"{url}/response/{name}", channel, user)
+    response = client.post(
+        "/slack/events", content=body, headers=signed(SECRET, body, content_type=FORM)
+    )
+    assert response.status_code == 200
+
+
+def test_in_a_channel_only_admins_change_the_safety_level_or_reset(
+    make_settings: Callable[..., Settings],
+    slack: tuple[FakeSlack, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = slack
+    fake.admins.add("UADMIN")
+    client, core = bot(make_settings, url, fake_model, admins=("ULISTED",))
+    channel = chat_key(TEAM, "C1")
+    send_event(client, mention("C1", "U1", "a question"))
+    wait_for(lambda: len(fake.posted("C1")) == 1, what="the answer")
+    steps = [
+        ("U1", "!safety relaxed", REFUSED, "moderate"),
+        ("U1", "!reset", REFUSED, "moderate"),
+        ("U1", "!safety", "(now moderate)", "moderate"),  # reading it is open to all
+        ("UADMIN", "!safety strict", "Safety level for this chat: strict.", "strict"),
+        ("ULISTED", "!safety relaxed", "Safety level for this chat: relaxed.", "relaxed"),
+    ]
+    for number, (sender, text, expected, level) in enumerate(steps, start=2):
+        assert send_event(client, mention("C1", sender, text)) == 200
+        wait_for(lambda n=number: len(fake.posted("C1")) == n, what=f"the reply to {text}")
+        assert expected in fake.posted("C1")[-1]["text"]
+        assert core.safety_level(channel) == level
+    assert history(core, channel)[0] == "a question"  # U1's !reset deleted nothing
+    assert "and the bot's own admins" in fake.posted("C1")[1]["text"]
+    # Slack is asked about the unlisted senders who try a change, never about readers.
+    assert users_asked(fake) == ["U1", "U1", "UADMIN"]
+
+
+def test_a_slack_thread_in_a_channel_is_guarded_too(
+    make_settings: Callable[..., Settings],
+    slack: tuple[FakeSlack, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = slack
+    client, core = bot(make_settings, url, fake_model)
+    send_event(client, mention("C1", "U1", "!safety relaxed", thread_ts="1700000000.000100"))
+    (posted,) = wait_for(lambda: fake.posted("C1"), what="the refusal")
+    assert posted["text"].startswith(REFUSED)
+    assert core.safety_level(chat_key(TEAM, "C1", "1700000000.000100")) == "moderate"
+
+
+def test_the_slash_command_in_a_channel_is_guarded_and_in_a_dm_is_not(
+    make_settings: Callable[..., Settings],
+    slack: tuple[FakeSlack, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = slack
+    client, core = bot(make_settings, url, fake_model)
+    slash(client, url, "r1", "safety relaxed", "C7", "U7")
+    (refused,) = wait_for(lambda: fake.responses("r1"), what="the refusal")
+    assert refused["text"].startswith(REFUSED) and refused["response_type"] == "ephemeral"
+    assert core.safety_level(chat_key(TEAM, "C7")) == "moderate"
+    slash(client, url, "r2", "safety relaxed", "D7", "U7")
+    (changed,) = wait_for(lambda: fake.responses("r2"), what="the change")
+    assert changed["text"] == "Safety level for this chat: relaxed."
+    assert users_asked(fake) == ["U7"]
+
+
+def test_a_direct_message_is_its_users_own(
+    make_settings: Callable[..., Settings],
+    slack: tuple[FakeSlack, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = slack
+    client, _ = bot(make_settings, url, fake_model)
+    send_event(client, direct_message("D1", "U1", "!safety strict"))
+    send_event(client, direct_message("D2", "U2", "!reset"))
+    wait_for(lambda: fake.posted("D1") and fake.posted("D2"), what="both replies")
+    assert fake.posted("D1")[0]["text"] == "Safety level for this chat: strict."
+    assert "history is deleted" in fake.posted("D2")[0]["text"]
+    assert users_asked(fake) == []
+
+
+def test_without_users_read_only_the_listed_admins_may(
+    make_settings: Callable[..., Settings],
+    slack: tuple[FakeSlack, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = slack
+    fake.admins.add("UADMIN")
+    fake.users_read = False
+    client, core = bot(make_settings, url, fake_model, admins=("ULISTED",))
+    send_event(client, mention("C1", "UADMIN", "!safety relaxed"))
+    wait_for(lambda: fake.posted("C1"), what="the refusal")
+    assert fake.posted("C1")[0]["text"].startswith(REFUSED)
+    send_event(client, mention("C1", "ULISTED", "!safety relaxed"))
+    wait_for(lambda: len(fake.posted("C1")) == 2, what="the change")
+    assert core.safety_level(chat_key(TEAM, "C1")) == "relaxed"
+
+
+def test_when_slack_cannot_be_asked_nothing_changes(
+    make_settings: Callable[..., Settings], fake_model: FakeChatModel
+) -> None:
+    from slack_sdk import WebClient
+
+    from apps.bots.slack import channel_guard
+    from tests.support.http_server import free_port
+
+    settings = make_settings(slack={"admins": ["ULISTED"]})
+    core = BotCore(
+        settings,
+        OpenMemory(InMemorySaver(), None, LocalThreadLocks()),
+        busy_wait=5,
+        model=fake_model,
+    )
+    # Nothing listens there: users.info fails to connect.
+    gone = WebClient(token=TOKEN, base_url=f"http://127.0.0.1:{free_port()}/api/", timeout=2)
+    chat = chat_key(TEAM, "C1")
+    reply = core.handle(
+        chat, "slack:T:U1", "!safety relaxed", "!", channel_guard(gone, settings, "U1")
+    )
+    assert reply == NOT_CHECKED
+    assert core.safety_level(chat) == "moderate"
+    # A listed admin needs no answer from Slack.
+    listed = channel_guard(gone, settings, "ULISTED")
+    assert core.handle(chat, "slack:T:ULISTED", "!safety relaxed", "!", listed) == (
+        "Safety level for this chat: relaxed."
+    )

@@ -10,11 +10,11 @@ from langchain_core.messages import BaseMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from starlette.testclient import TestClient
 
-from apps.bots.core import BUSY_MODEL, BotConfigError, BotCore
+from apps.bots.core import BUSY_MODEL, NOT_CHECKED, BotConfigError, BotCore
 from apps.bots.split import utf16_units
 from apps.bots.telegram import SECRET_HEADER, create_app
 from graph.settings import Settings
-from tests.support.fake_telegram import FakeTelegram, update
+from tests.support.fake_telegram import ANONYMOUS_ADMIN, FakeTelegram, update
 from tests.support.http_server import ServerThread, wait_for
 from tests.support.loopback import only_loopback
 from tools.memory import OpenMemory
@@ -268,6 +268,7 @@ def test_a_command_for_another_bot_in_the_group_is_left_to_it(
     fake_model: FakeChatModel,
 ) -> None:
     fake, url = telegram
+    fake.admins.add((-100, 77))  # may change the group (see the tests below)
     with bot(bot_settings(make_settings, url), fake_model) as client:
         for number, text in enumerate(
             ["/reset@OtherBot", "/help@other_bot please", "/safety@X relaxed"]
@@ -296,3 +297,117 @@ def test_which_commands_are_for_another_bot(text: str, elsewhere: bool) -> None:
     from apps.bots.telegram import addressed_elsewhere
 
     assert addressed_elsewhere(text, "my_bot") is elsewhere
+
+
+# --- who may change a group --------------------------------------------------------------------
+
+GROUP = -100777
+REFUSED = (
+    "Sorry, only this group's administrators can change the safety level (it stays "
+    "moderate) in this chat."
+)
+
+
+def member_checks(fake: FakeTelegram) -> list[tuple[int, int]]:
+    return [
+        (int(params["chat_id"]), int(params["user_id"]))
+        for method, params in fake.calls
+        if method == "getChatMember"
+    ]
+
+
+def group_bot(
+    make_settings: Callable[..., Settings], url: str, fake_model: FakeChatModel
+) -> tuple[TestClient, BotCore]:
+    settings = bot_settings(make_settings, url)
+    core = BotCore(
+        settings,
+        OpenMemory(InMemorySaver(), None, LocalThreadLocks()),
+        busy_wait=5,
+        model=fake_model,
+    )
+    return TestClient(create_app(settings, core)), core
+
+
+def test_in_a_group_only_administrators_change_the_safety_level(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = telegram
+    fake.owners.add((GROUP, 1))
+    fake.admins.add((GROUP, 2))
+    fake.admins.add((-999, 3))  # an administrator of another group only
+    client, core = group_bot(make_settings, url, fake_model)
+    steps = [
+        (3, "/safety relaxed", REFUSED, "moderate"),
+        (4, "/safety relaxed", REFUSED, "moderate"),
+        (2, "/safety strict", "Safety level for this chat: strict.", "strict"),
+        (4, "/safety", "(now strict)", "strict"),  # reading it is open to all
+        (1, "/safety relaxed", "Safety level for this chat: relaxed.", "relaxed"),
+    ]
+    with client:
+        for number, (sender, text, expected, level) in enumerate(steps, start=1):
+            assert post(client, update(number, GROUP, sender, text)) == 200
+            wait_for(lambda n=number: len(fake.sent(GROUP)) == n, what=f"the reply to {text}")
+            assert expected in fake.sent(GROUP)[-1]
+            assert core.safety_level(f"telegram:{GROUP}") == level
+    # Asked only for the changes, each for its sender in this group.
+    assert member_checks(fake) == [(GROUP, 3), (GROUP, 4), (GROUP, 2), (GROUP, 1)]
+
+
+def test_in_a_group_a_member_cannot_reset_it_but_an_anonymous_administrator_can(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = telegram
+    client, core = group_bot(make_settings, url, fake_model)
+    thread = f"telegram:{GROUP}"
+    with client:
+        assert post(client, update(1, GROUP, 5, "a question for the group")) == 200
+        wait_for(lambda: len(fake.sent(GROUP)) == 1, what="the answer")
+        assert post(client, update(2, GROUP, 5, "/reset")) == 200
+        wait_for(lambda: len(fake.sent(GROUP)) == 2, what="the refusal")
+        assert "only this group's administrators" in fake.sent(GROUP)[-1]
+        assert core.graph.get_state({"configurable": {"thread_id": thread}}).values["messages"]
+        # Someone who writes as the group is an administrator: Telegram allows no one else.
+        assert post(client, update(3, GROUP, ANONYMOUS_ADMIN, "/reset", as_chat=GROUP)) == 200
+        wait_for(lambda: len(fake.sent(GROUP)) == 3, what="the reset")
+        assert "history is deleted" in fake.sent(GROUP)[-1]
+        # ...but writing as another chat (a linked channel) is not writing as this group.
+        assert post(client, update(4, GROUP, 136817688, "/safety relaxed", as_chat=-42)) == 200
+        wait_for(lambda: len(fake.sent(GROUP)) == 4, what="the refusal")
+        assert fake.sent(GROUP)[-1] == REFUSED
+    assert member_checks(fake) == [(GROUP, 5), (GROUP, 136817688)]
+
+
+def test_in_a_private_chat_the_user_changes_it_without_asking_telegram(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = telegram
+    client, _ = group_bot(make_settings, url, fake_model)
+    with client:
+        assert post(client, update(1, 4242, 4242, "/safety relaxed")) == 200
+        assert post(client, update(2, 4243, 4243, "/reset")) == 200
+        wait_for(lambda: fake.sent(4242) and fake.sent(4243), what="both replies")
+    assert fake.sent(4242) == ["Safety level for this chat: relaxed."]
+    assert member_checks(fake) == []
+
+
+def test_when_telegram_cannot_say_who_administers_the_group_nothing_changes(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = telegram
+    fake.admins.add((GROUP, 2))
+    fake.member_error = "Bad Request: member list is inaccessible"
+    client, core = group_bot(make_settings, url, fake_model)
+    with client:
+        assert post(client, update(1, GROUP, 2, "/safety relaxed")) == 200
+        wait_for(lambda: fake.sent(GROUP), what="the reply")
+    assert fake.sent(GROUP) == [NOT_CHECKED]
+    assert core.safety_level(f"telegram:{GROUP}") == "moderate"
