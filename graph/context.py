@@ -6,7 +6,9 @@ change, say, the safety level without touching anybody else's runs.
 
 from __future__ import annotations
 
-from typing import Annotated
+import difflib
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -69,4 +71,43 @@ class Context(BaseModel):
         description="False = fold no old turns into the thread's summary this run (the "
         "HTTP API's stateless requests: their thread is deleted after the turn); empty = "
         "summarise when the history is long.",
+    )
+
+
+SERVER_KEYS = frozenset({"thread_id", "checkpoint_id", "checkpoint_ns", "checkpoint_map"})
+"""Keys a LangGraph server run may carry in its context that are not ours: a run sent with
+the older ``config={"configurable": {...}}`` gets that dict as its context, and these
+address the thread and checkpoint."""
+
+
+class UnknownContextKeyError(ValueError):
+    """A run's context names a key the Context schema does not have (a typo, most often)."""
+
+
+def check_context_keys(values: Mapping[str, Any]) -> None:
+    """Refuse a run's context (as sent, a dict) that names a key ``Context`` does not have.
+
+    The LangGraph server drops such keys before the graph sees them, so a misspelt
+    ``safty_level`` would leave the run at the default level without a word; the CLI and
+    the HTTP API refuse them (``Context`` forbids extra keys), and so does this.
+
+    Args:
+        values: The context's keys and values; ``SERVER_KEYS`` are allowed.
+
+    Raises:
+        UnknownContextKeyError: One or more keys are unknown; the message names each, with
+            the field it is closest to, and lists the known ones.
+    """
+    known = list(Context.model_fields)
+    unknown = [str(key) for key in values if key not in Context.model_fields]
+    unknown = [key for key in unknown if key not in SERVER_KEYS]
+    if not unknown:
+        return
+    named = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        named.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+    raise UnknownContextKeyError(
+        f"unknown context key{'s' if len(unknown) > 1 else ''} {', '.join(named)}; "
+        f"the context takes: {', '.join(known)}"
     )

@@ -235,3 +235,40 @@ def test_long_term_memory_per_user_is_shared_with_the_cli(
         assert store is not None
         facts = list_memories(store, "ada-on-the-server", kinds=("facts",))
     assert [m.text for m in facts] == ["My locker code is 4817.", "Hi, I'm Ada."]
+
+
+def test_an_unknown_context_key_fails_the_run_naming_it(
+    dev_server: DevServer, client: SyncLangGraphClient
+) -> None:
+    # The server itself drops keys its context schema lacks; graph/app.py refuses them.
+    with dev_server.log_on_failure():
+        thread_id = client.threads.create()["thread_id"]
+        parts = list(
+            client.runs.stream(
+                thread_id,
+                GRAPH_ID,
+                input=user(PROFANE),
+                context={"safty_level": "strict"},
+                stream_mode="values",
+            )
+        )
+        errors = [part.data for part in parts if part.event == "error"]
+        assert errors, [part.event for part in parts]
+        assert "'safty_level' (did you mean 'safety_level'?)" in str(errors[0])
+        # Nothing ran: the thread has no turn (not one answered at the default level).
+        state = client.threads.get_state(thread_id)["values"]
+        assert not state or not state.get("messages")
+        # An assistant that stores the typo fails each run the same way.
+        typo = client.assistants.create(GRAPH_ID, context={"safty_level": "strict"})
+        failed = client.runs.wait(None, typo["assistant_id"], input=user("hi"), raise_error=False)
+        assert "safty_level" in str(failed)
+        # A known key with a wrong value fails too (LangGraph builds the Context from it).
+        bad = client.runs.wait(
+            None, GRAPH_ID, input=user("hi"), context={"temperature": 5}, raise_error=False
+        )
+        assert "temperature" in str(bad)
+        # The spelt-right key still works.
+        strict = client.runs.wait(
+            None, GRAPH_ID, input=user(PROFANE), context={"safety_level": "strict"}
+        )
+        assert isinstance(strict, dict) and strict["safety"]["allowed"] is False
