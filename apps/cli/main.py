@@ -855,7 +855,9 @@ def serve_command(
         else "no API key"
     )
     out.print(
-        f"OpenAI-compatible API on http://{host}:{port}/v1 ({keys}; Ctrl-C to stop)", markup=False
+        f"OpenAI-compatible API on http://{host}:{port}/v1 ({keys}; Ctrl-C to stop)",
+        markup=False,
+        soft_wrap=True,  # one line in a log, however narrow the terminal
     )
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 
