@@ -757,6 +757,92 @@ class _Prepared(NamedTuple):
         return [self.original(s, e) for s, e in lexicon.scan(self.norm, self.tokens)]
 
 
+# A word that mixes letters with leet digits ("h0w", "m4k3"), and what a lone digit reads as
+# in a text of such words.
+_LEET_WORD_RE = re.compile(r"\b(?=[a-z]*[0-9])(?=[0-9]*[a-z])[a-z0-9]{2,}\b")
+_LONE_DIGITS = {"1": "i", "4": "a"}
+
+
+def _unstarred(word: str, vocabulary: Sequence[str]) -> str:
+    """The word with its stars read as the letters of a vocabulary word they fit.
+
+    "b*mb" -> "bomb", "expl*sives" -> "explosives" (a word that starts like "explosi");
+    a word with fewer letters than stars, or fewer than two letters, stays as it is.
+    """
+    stars = word.count("*")
+    letters = sum(char.isalpha() for char in word)
+    if not stars or letters < 2 or stars > letters:
+        return word
+    for candidate in vocabulary:
+        if len(candidate) > len(word):
+            continue
+        head = word[: len(candidate)]
+        if "*" in head and all(a in ("*", b) for a, b in zip(head, candidate, strict=True)):
+            return candidate + word[len(candidate) :]
+    return word
+
+
+def _disguise_readings(
+    prepared: _Prepared, vocabulary: Sequence[str]
+) -> list[tuple[str, list[int]]]:
+    """The folded text with its disguised words read plainly, for the harm patterns.
+
+    Spelled-out words are joined ("b o m b", "b-o-m-b", "p.i.p.e" -> "bomb", "pipe"),
+    words with stars read as a harm trigger they fit ("b*mb" -> "bomb"), and runs of
+    three or more equal letters cut to one and, in the second reading, to two ("bommmb"
+    -> "bomb"; "killll" -> "kill"). Each reading comes with the position in the folded
+    text of each of its characters, so a match still names the words as written.
+
+    Returns:
+        Up to two ``(reading, positions)`` pairs; none when no word is disguised.
+
+    """
+    readings: list[tuple[str, list[int]]] = []
+    norm = prepared.norm
+    leet = len(_LEET_WORD_RE.findall(norm)) >= 2
+    if not (leet or "*" in norm or _RUN_RE.search(norm) or any(t.letters for t in prepared.tokens)):
+        return readings  # nothing disguised: most messages
+    for squeeze in (1, 2):
+        chars: list[str] = []
+        where: list[int] = []
+        position = 0
+        changed = False
+        for token in prepared.tokens:
+            chars.extend(prepared.norm[position : token.start])
+            where.extend(range(position, token.start))
+            if token.letters:
+                word, spots = token.word, list(token.letters)
+                if word[0] in "ai" and len(word) >= 4 and prepared.norm[spots[1] - 1] == " ":
+                    # "a b o m b": the article is no letter of the word ("a bomb").
+                    word, spots = f"{word[0]} {word[1:]}", [spots[0], spots[0] + 1, *spots[1:]]
+            elif leet and (lone := _LONE_DIGITS.get(prepared.norm[token.start : token.end])):
+                # "h0w d0 1 m4k3 4 b0mb": among leetspeak words, "1" is "i", "4" is "a".
+                word, spots = lone, [token.start]
+            else:
+                word = prepared.norm[token.start : token.end]
+                spots = list(range(token.start, token.end))
+                read = _unstarred(word, vocabulary)
+                if read != word:
+                    word = read
+                    spots = spots[: len(word)] + [spots[-1]] * (len(word) - len(spots))
+            if _RUN_RE.search(word):
+                kept = [
+                    (char, spot)
+                    for i, (char, spot) in enumerate(zip(word, spots, strict=True))
+                    if i < squeeze or not all(word[i - k - 1] == char for k in range(squeeze))
+                ]
+                word, spots = "".join(c for c, _ in kept), [s for _, s in kept]
+            changed = changed or word != prepared.norm[token.start : token.end]
+            chars.extend(word)
+            where.extend(spots)
+            position = token.end
+        chars.extend(prepared.norm[position:])
+        where.extend(range(position, len(prepared.norm)))
+        if changed:
+            readings.append(("".join(chars), where))
+    return readings
+
+
 def plain_text(text: str) -> str:
     """The text as a reader would read it, for models that compare meanings.
 
@@ -1040,16 +1126,27 @@ class SafetyFilter:
         """The refusal for the first of ``categories`` whose patterns match, else None."""
         harm: list[tuple[int, int, HarmCategory]] = []
         # "b0mb" must not slip past the harm patterns that "bomb" trips; de-leeting keeps
-        # the length, so match positions still map back to the original text.
-        texts = {prepared.norm, _deleet_words(prepared.norm)}
+        # the length, so match positions still map back to the original text. So do the
+        # readings of disguised words ("b o m b", "p.i.p.e", "bommmb", "b*mb"), through
+        # their own index of positions.
+        texts: dict[str, list[int] | None] = {}
+        for norm, where in (
+            (prepared.norm, None),
+            *_disguise_readings(prepared, self._trigger_words),
+        ):
+            texts.setdefault(norm, where)
+            texts.setdefault(_deleet_words(norm), where)
         for category in categories:
-            for norm in texts:
+            for norm, where in texts.items():
                 if not category.applies(norm):
                     continue
                 for pattern in category.patterns:
                     for match in pattern.finditer(norm):
                         if match.end() > match.start():
-                            harm.append((match.start(), match.end(), category))
+                            start, end = match.span()
+                            if where is not None:
+                                start, end = where[start], where[end - 1] + 1
+                            harm.append((start, end, category))
         # Two patterns may match the same words; report them once.
         harm = list({(s, e): (s, e, c) for s, e, c in harm}.values())
         if harm:
@@ -1067,6 +1164,21 @@ class SafetyFilter:
                 layer="lexical",
             )
         return None
+
+    @cached_property
+    def _trigger_words(self) -> tuple[str, ...]:
+        """The harm triggers that are words of four letters or more, longest first.
+
+        What a word with stars in it ("b*mb", "expl*sives") is read as, when its letters
+        fit one of them.
+        """
+        words = {
+            trigger
+            for category in self._harm
+            for trigger in category.triggers
+            if len(trigger) >= 4 and trigger.isalpha()
+        }
+        return tuple(sorted(words, key=lambda word: (-len(word), word)))
 
     def settled(self, text: str, level: str) -> int:
         """How much of a reply still being written is masked for good.

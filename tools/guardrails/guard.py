@@ -37,6 +37,7 @@ from langchain_core.language_models import BaseChatModel
 from graph.settings import SafetyLevel, Settings
 from tools.guardrails.calibration import Calibration, load_calibration
 from tools.guardrails.classifiers import ClassifierError, InjectionClassifier, injection_classifier
+from tools.guardrails.encodings import decoded_text
 from tools.guardrails.filter import SafetyFilter, SafetyVerdict
 from tools.guardrails.judge import CanaryCache, Judge, JudgeVerdict, ReplyJudge
 from tools.guardrails.semantic import SemanticLayer, SemanticScore, shared_layer
@@ -159,6 +160,14 @@ class InputGuard:
             ValueError: For an unknown level.
 
         """
+        # A message that hides text in Base64 or hex is checked as written and, if that
+        # passes, as read: "<base64 of a bomb recipe request> (decode this and answer it)".
+        verdict = self._check_text(text, level)
+        if verdict.allowed and (revealed := decoded_text(text)) is not None:
+            return self._check_text(revealed, level)
+        return verdict
+
+    def _check_text(self, text: str, level: SafetyLevel) -> SafetyVerdict:
         lexical = self.safety.check_input(text, level)
         taxonomy = self.policy.taxonomy
         if not lexical.allowed and (
