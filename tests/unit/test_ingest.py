@@ -441,13 +441,18 @@ def test_folders_are_walked_and_sorted(tmp_path: Path) -> None:
     (tmp_path / ".git").mkdir()
     (tmp_path / ".git" / "notes.txt").write_text("hidden too")
     os.mkfifo(tmp_path / "pipe.txt")
+    (tmp_path / "gone.md").symlink_to(tmp_path / "deleted.md")  # the same words as named
     plan = collect_files([tmp_path, tmp_path / "a.txt", tmp_path / "missing.md"])
     assert [(p.relative_to(tmp_path).as_posix(), kind) for p, kind in plan.files] == [
         ("a.txt", "text"),
         ("b/z.md", "markdown"),
     ]  # a.txt named twice, read once; hidden entries ignored
     skipped = {Path(p.path).name: p.reason for p in plan.skipped}
-    assert skipped == {"photo.png": "unsupported type (.png)", "pipe.txt": "not a regular file"}
+    assert skipped == {
+        "photo.png": "unsupported type (.png)",
+        "pipe.txt": "not a regular file",
+        "gone.md": "broken symbolic link",
+    }
     assert [(Path(p.path).name, p.reason) for p in plan.failed] == [
         ("missing.md", "no such file or folder")
     ]

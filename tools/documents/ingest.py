@@ -193,7 +193,9 @@ def _walk(folder: Path, plan: _Plan, add: Callable[[Path, str | None], None]) ->
             if kind is None:
                 plan.skipped.append(FileProblem(str(path), f"unsupported type ({path.suffix})"))
             elif not path.is_file():
-                plan.skipped.append(FileProblem(str(path), "not a regular file"))
+                # The same words as for a path named on the command line.
+                reason = "broken symbolic link" if not path.exists() else "not a regular file"
+                plan.skipped.append(FileProblem(str(path), reason))
             else:
                 add(path, kind)
 
