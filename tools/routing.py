@@ -117,6 +117,24 @@ class CommandObject:
     leading: tuple[tuple[str, ...], ...] = ()
     passage_words: int = 40
 
+    def present(self, rest: str) -> bool:
+        """Whether ``rest`` plainly is something the command acts on, whatever else it is.
+
+        Nothing (the command acts on what came before: "TL;DR?"), a text named ("of the
+        thread above", "this:") or a pasted passage: with one, the command routes even
+        when the classifier finds its concept all but impossible (see
+        :data:`COMMAND_FLOOR`).
+
+        Args:
+            rest: What follows the command in the message (any text, possibly empty).
+        """
+        tokens = tuple(normalise(rest))
+        if not tokens or len(tokens) >= self.passage_words:
+            return True
+        if any(tokens[: len(name)] == name for name in self.leading):
+            return True
+        return any(_contains(tokens, name) for name in self.names)
+
     def accepts(self, rest: str) -> bool:
         """Whether ``rest``, the text after a leading command, is something it acts on.
 
@@ -126,12 +144,7 @@ class CommandObject:
         Returns:
             False when ``rest`` is a short question of the user's own that names no text.
         """
-        tokens = tuple(normalise(rest))
-        if not tokens or len(tokens) >= self.passage_words:
-            return True
-        if any(tokens[: len(name)] == name for name in self.leading):
-            return True
-        if any(_contains(tokens, name) for name in self.names):
+        if self.present(rest):
             return True
         asked = fold(rest).rstrip()
         if not asked.endswith(_QUESTION_MARKS):
@@ -324,6 +337,7 @@ class _RoutingSpec(BaseModel):
     alias_weight: Annotated[float, Field(ge=0)]
     lexical_weight: Annotated[float, Field(ge=0)] = 0.0
     lead_in: list[_Text] = Field(default_factory=list)
+    question_words: list[_Text] = Field(default_factory=list)
 
 
 class _ConceptFile(BaseModel):
@@ -368,7 +382,7 @@ def _where(location: Location) -> tuple[str, str]:
             return "'no_concept'", "a list of ordinary requests (non-empty strings)"
         case ("routing", *rest):
             field = f": {rest[0]!r}" if rest else ""
-            return f"'routing'{field}", "numbers (threshold, ...) and lead_in (words)"
+            return f"'routing'{field}", "numbers (threshold, ...), lead_in and question_words"
     return "the file", "a mapping with a top-level 'concepts' key"
 
 
@@ -410,11 +424,15 @@ class ConceptFile:
         no_concept: Ordinary requests that must not route anywhere (what the routing
             numbers are calibrated against).
         params: The calibrated routing numbers; None if the file has none (aliases only).
+        question_words: Normalised words that open a question ("why", "how", "est"):
+            a question they open after a command that takes anything ("eli5 why is the
+            sky blue?") is that command's object (``routing.question_words``).
     """
 
     concepts: dict[str, Concept]
     no_concept: tuple[str, ...] = ()
     params: RoutingParams | None = None
+    question_words: frozenset[str] = frozenset()
 
 
 def _parse_file(data: object, source: str) -> ConceptFile:
@@ -447,13 +465,15 @@ def _parse_file(data: object, source: str) -> ConceptFile:
                 f"{source}: concept {concept.name!r}: commands {stray} are not among its aliases"
             )
     params = None
+    questions: frozenset[str] = frozenset()
     if spec.routing is not None:
         cfg = spec.routing
         lead_in = frozenset(token for word in cfg.lead_in for token in normalise(word))
         params = RoutingParams(
             cfg.threshold, lead_in, cfg.regularisation, cfg.alias_weight, cfg.lexical_weight
         )
-    return ConceptFile(concepts, tuple(spec.no_concept), params)
+        questions = frozenset(token for word in cfg.question_words for token in normalise(word))
+    return ConceptFile(concepts, tuple(spec.no_concept), params, questions)
 
 
 def _command_object(spec: _CommandObjectSpec | None, where: str) -> CommandObject | None:
@@ -1497,8 +1517,10 @@ class ConceptRouter:
 
         Not when the alias is the subject of a sentence ("ELI5 is a subreddit", "tldr
         is slang") nor when the classifier finds its concept all but impossible
-        (:data:`COMMAND_FLOOR`: "Eli5 Manning stats"). A command before what its concept
-        cannot act on never gets here (:meth:`_question_after`).
+        (:data:`COMMAND_FLOOR`: "Eli5 Manning stats") and its object is not plainly there
+        (:meth:`_object_present`: "eli5 why is the sky blue?", "TL;DR of the thread
+        above"). A command before what its concept cannot act on never gets here
+        (:meth:`_question_after`).
         """
         found_alias = found.alias
         if found_alias is None:
@@ -1506,9 +1528,35 @@ class ConceptRouter:
         alias = self._command_leads(found_alias, found.leads, found_alias.concept)
         if alias is None:
             return False
-        if found.meaning.get(alias.concept, 0.0) < COMMAND_FLOOR:
+        rest = following(text, alias)
+        if _NAMED.search(rest):
             return False
-        return not _NAMED.search(following(text, alias))
+        return found.meaning.get(alias.concept, 0.0) >= COMMAND_FLOOR or self._object_present(
+            alias, rest
+        )
+
+    def _object_present(self, command: AliasMatch, rest: str) -> bool:
+        """Whether what follows a leading ``command`` plainly is what it acts on.
+
+        The classifier reads little in a command and its object ("eli5 why is the sky
+        blue?": explain_simply 0.024); the shape of what follows says more. With a
+        ``command_object``, what it names plainly (:meth:`CommandObject.present`: nothing,
+        a text named, a passage); a question of the user's own is no object there. A
+        command that takes anything takes plainly: nothing; what follows a colon or a
+        dash ("reword: ..."); a question opened by one of the file's ``question_words``
+        ("eli5 how do vaccines work?"). Not a bare name or topic ("Eli5 Manning stats").
+
+        Args:
+            command: A command of its concept, leading the request.
+            rest: What follows it in the message (folded).
+        """
+        wanted = self.concept(command.concept).command_object
+        if wanted is not None:
+            return wanted.present(rest)
+        tokens = normalise(rest)
+        if not tokens or _SEPARATOR.match(rest):
+            return True
+        return rest.rstrip().endswith(_QUESTION_MARKS) and tokens[0] in self.file.question_words
 
     def _command_leads(
         self, alias: AliasMatch | None, leads: bool, concept: str
@@ -1703,6 +1751,8 @@ that only start with such a word ("tl;dr: I lost my job. What should I do...", 0
 
 # What separates a command from what follows ("TLDR; the meeting...", "tl;dr - ...").
 _LEADING_PUNCTUATION = re.compile(r"^[\W_]+")
+# A command set apart from its object, as an instruction is: "reword: ...", "ELI5 - ...".
+_SEPARATOR = re.compile(r"^\s*(?::|\s-+\s|\s[\u2013\u2014]\s)")
 
 # The alias spoken of, not used: "ELI5 is a subreddit", "Proofread is a word".
 _NAMED = re.compile(

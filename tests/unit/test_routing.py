@@ -1408,3 +1408,48 @@ def test_a_command_object_is_read_from_the_file(tmp_path: Path) -> None:
         frozenset({"wheres", "où"}), (("the", "following"),), (("this",),), 40
     )
     assert load_concepts(write(tmp_path, VALID))["joke"].command_object is None
+
+
+# A command below COMMAND_FLOOR routes only when its object is plainly there (the
+# shipped file; the classifier's probabilities made up: all but impossible, 0.001).
+@pytest.mark.parametrize(
+    ("message", "routes"),
+    [
+        ("TL;DR?", True),  # nothing follows: what came before
+        ("tldr", True),
+        ("TL;DR of the thread above, who won the argument?", True),  # a text named
+        ("give me the gist of the following: x", True),
+        ("eli5 why is the sky blue?", True),  # a question, for a command that takes one
+        ("Explain like I'm 5: how do magnets work?", True),
+        ("eli5: Manning stats", True),  # set apart as an instruction
+        ("reword - me and him is late.", True),
+        ("proof read: Their going too the store.", True),
+        ("Eli5 Manning stats", False),  # a name or a topic: the classifier decides
+        ("Eli5 Manning stats?", False),
+        ("eli5 manning, why did he retire?", False),  # the question does not follow it
+        ("reword Their going too the store.", False),
+        ("tl;dr I hate Mondays.", False),  # the user's own marker, no text named
+        ("TLDR: long day", False),
+        ("tl;dr: why is it late?", False),  # a question is no summary's object
+        ("ELI5 is a subreddit, why?", False),  # the alias spoken of
+    ],
+)
+def test_a_command_below_the_floor_routes_when_its_object_is_plainly_there(
+    message: str, routes: bool
+) -> None:
+    router = shipped_router()
+    alias, leads = router.deciding_alias(message)
+    assert alias is not None and leads
+    unlikely = {name: 0.001 for name in router.names}
+    assert router._commands(message, routing.Evidence(unlikely, alias, leads, 0.99)) is routes
+    likely = {**unlikely, alias.concept: routing.COMMAND_FLOOR}
+    spoken_of = message.startswith("ELI5 is")
+    assert router._commands(message, routing.Evidence(likely, alias, leads, 0.9)) is not spoken_of
+
+
+def test_question_words_are_read_from_the_routing_section(tmp_path: Path) -> None:
+    text = VALID + "routing:\n  threshold: 0.5\n  regularisation: 1\n  alias_weight: 0\n"
+    text += '  question_words: [Why, "Where\'s"]\n'
+    assert load_concept_file(write(tmp_path, text)).question_words == {"why", "wheres"}
+    assert load_concept_file(write(tmp_path, VALID)).question_words == frozenset()
+    assert {"why", "how", "où", "где"} <= load_concept_file().question_words

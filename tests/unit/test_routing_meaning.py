@@ -10,12 +10,14 @@ below), so the router is tested on what it never saw.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from tests.support.routing_commands import (
+    ABOVE_FLOOR,
+    OBJECT_LOOK_ALIKES,
+    OBJECT_PRESENT,
     QUESTIONS_AS_OBJECTS,
     ROUTED_ALONE,
     SUMMARY_LOOK_ALIKES,
@@ -71,7 +73,8 @@ def test_none_of_these_messages_is_in_the_concept_file() -> None:
     seen = {tuple(normalise(t)) for c in shipped.concepts.values() for t in c.examples}
     seen |= {tuple(normalise(t)) for t in shipped.no_concept}
     tested = ORDINARY + [text for text, _ in REQUESTS] + SUMMARY_LOOK_ALIKES + SUMMARY_REQUESTS
-    tested += [text for text, _ in QUESTIONS_AS_OBJECTS + ROUTED_ALONE]
+    tested += [text for text, _ in QUESTIONS_AS_OBJECTS + ROUTED_ALONE + OBJECT_PRESENT]
+    tested += [text for text, _ in OBJECT_LOOK_ALIKES]
     assert not [text for text in tested if tuple(normalise(text)) in seen]
 
 
@@ -254,19 +257,9 @@ def test_an_alias_in_another_sense_does_not_route(router: ConceptRouter, message
 # A command before something its concept cannot act on (tests/support/routing_commands.py):
 # the user's own TL;DR marker before a question of theirs is no summary request, and what
 # follows is routed alone (not to "translate" for being in Russian); text after the
-# command, however it ends, is one. Known gaps, as before the command objects: a
-# command's concept below COMMAND_FLOOR to the classifier does not route even when the
-# rest is its object (strict xfails, to leave this list when fixed).
-_BELOW_FLOOR = pytest.mark.xfail(strict=True, reason="known gap: below COMMAND_FLOOR")
-FLOOR_GAPS = {
-    "TL;DR of the thread above, who won the argument?",  # summarise 0.008
-    "TL;DR?",  # summarise < 0.03: nothing follows
-    "eli5 why is the sky blue?",  # explain_simply 0.024
-}
-
-
-def _floor_gaps(cases: Sequence[tuple[str, ...]]) -> list[Any]:
-    return [pytest.param(*c, marks=[_BELOW_FLOOR] if c[0] in FLOOR_GAPS else []) for c in cases]
+# command, however it ends, is one. A command whose object is plainly there routes even
+# below COMMAND_FLOOR ("TL;DR?": summarise 0.012, "TL;DR of the thread above, who won
+# the argument?": 0.008, "eli5 why is the sky blue?": explain_simply 0.024).
 
 
 @pytest.mark.parametrize("message", SUMMARY_LOOK_ALIKES)
@@ -277,7 +270,7 @@ def test_a_summary_command_before_a_question_of_the_user_s_own_does_not_route(
     assert route.concept is None, (route.candidate, route.alias, route.meaning, route.none)
 
 
-@pytest.mark.parametrize("message", _floor_gaps([(text,) for text in SUMMARY_REQUESTS]))
+@pytest.mark.parametrize("message", SUMMARY_REQUESTS)
 def test_a_summary_command_with_text_to_summarise_routes(
     router: ConceptRouter, message: str
 ) -> None:
@@ -285,7 +278,7 @@ def test_a_summary_command_with_text_to_summarise_routes(
     assert route.concept == "summarise", (route.candidate, route.alias, route.meaning, route.none)
 
 
-@pytest.mark.parametrize(("message", "concept"), _floor_gaps(QUESTIONS_AS_OBJECTS) + ROUTED_ALONE)
+@pytest.mark.parametrize(("message", "concept"), QUESTIONS_AS_OBJECTS + ROUTED_ALONE)
 def test_commands_that_act_on_a_question_route_and_a_question_after_tldr_alone(
     router: ConceptRouter, message: str, concept: str
 ) -> None:
@@ -293,6 +286,30 @@ def test_commands_that_act_on_a_question_route_and_a_question_after_tldr_alone(
     assert route.concept == concept, (route.candidate, route.alias, route.meaning, route.none)
 
 
-def test_every_floor_gap_is_a_case() -> None:
-    cases = SUMMARY_REQUESTS + [text for text, _ in QUESTIONS_AS_OBJECTS]
-    assert FLOOR_GAPS.issubset(cases)
+@pytest.mark.parametrize(("message", "concept"), OBJECT_PRESENT)
+def test_a_command_with_its_object_plainly_there_routes(
+    router: ConceptRouter, message: str, concept: str
+) -> None:
+    route = router.route(message)
+    assert route.concept == concept, (route.candidate, route.alias, route.meaning, route.none)
+
+
+_ROUTES_ABOVE_FLOOR = pytest.mark.xfail(strict=True, reason="known gap: above COMMAND_FLOOR")
+
+
+@pytest.mark.parametrize(
+    ("message", "concept"),
+    [
+        pytest.param(text, concept, marks=[_ROUTES_ABOVE_FLOOR] if text in ABOVE_FLOOR else [])
+        for text, concept in OBJECT_LOOK_ALIKES
+    ],
+)
+def test_a_command_s_words_leading_something_else_do_not_route(
+    router: ConceptRouter, message: str, concept: str
+) -> None:
+    route = router.route(message)
+    assert route.concept != concept, (route.candidate, route.alias, route.meaning, route.none)
+
+
+def test_every_above_floor_gap_is_a_case() -> None:
+    assert ABOVE_FLOOR.issubset(text for text, _ in OBJECT_LOOK_ALIKES)
