@@ -182,6 +182,9 @@ class Concept:
         command_object: What must follow a leading command for it (or the classifier) to
             choose the concept; None = anything ("ELI5: how does DNS work?" asks for a
             simple answer to a question, "proofread: where is it?" for a proofread one).
+        command_sentence: Whether a sentence after a command is plainly its object
+            ("reword Their going too the store."): true for commands that act on any
+            text, not for "eli5" ("Eli5 Manning retired in 2020." is about a player).
 
     """
 
@@ -191,6 +194,7 @@ class Concept:
     examples: tuple[str, ...] = ()
     commands: tuple[str, ...] = ()
     command_object: CommandObject | None = None
+    command_sentence: bool = False
 
 
 @dataclass(frozen=True)
@@ -325,6 +329,7 @@ class _ConceptSpec(BaseModel):
     examples: list[_Text] = Field(default_factory=list)
     commands: list[_Text] = Field(default_factory=list)
     command_object: _CommandObjectSpec | None = None
+    command_sentence: bool = False
 
 
 class _RoutingSpec(BaseModel):
@@ -454,6 +459,7 @@ def _parse_file(data: object, source: str) -> ConceptFile:
             examples=tuple(body.examples),
             commands=tuple(body.commands),
             command_object=_command_object(body.command_object, f"{source}: concept {name!r}"),
+            command_sentence=body.command_sentence,
         )
         for name, body in spec.concepts.items()
     }
@@ -1544,7 +1550,9 @@ class ConceptRouter:
         a text named, a passage); a question of the user's own is no object there. A
         command that takes anything takes plainly: nothing; what follows a colon or a
         dash ("reword: ..."); a question opened by one of the file's ``question_words``
-        ("eli5 how do vaccines work?"). Not a bare name or topic ("Eli5 Manning stats").
+        ("eli5 how do vaccines work?"); with ``command_sentence``, a sentence of
+        :data:`SENTENCE_WORDS` words or more ending in ". ! ?" ("reword Their going too
+        the store."). Not a bare name or topic ("Eli5 Manning stats").
 
         Args:
             command: A command of its concept, leading the request.
@@ -1556,7 +1564,11 @@ class ConceptRouter:
         tokens = normalise(rest)
         if not tokens or _SEPARATOR.match(rest):
             return True
-        return rest.rstrip().endswith(_QUESTION_MARKS) and tokens[0] in self.file.question_words
+        ends = rest.rstrip()
+        if ends.endswith(_QUESTION_MARKS) and tokens[0] in self.file.question_words:
+            return True
+        sentence = len(tokens) >= SENTENCE_WORDS and ends.endswith((".", "!", *_QUESTION_MARKS))
+        return sentence and self.concept(command.concept).command_sentence
 
     def _command_leads(
         self, alias: AliasMatch | None, leads: bool, concept: str
@@ -1747,7 +1759,13 @@ COMMAND_FLOOR = 0.03
 Set by hand (2026-11-30) between the commands of the alias forms of
 ``tests/unit/test_routing_meaning.py`` (lowest: "Can you ELI5 DNS?", 0.043) and requests
 that only start with such a word ("tl;dr: I lost my job. What should I do...", 0.006;
-"Eli5 Manning stats", 0.011); not calibrated."""
+"Eli5 Manning stats", 0.011); not calibrated. A command whose object is plainly there
+passes it whatever the classifier says (:meth:`ConceptRouter._object_present`): the
+floor is for what has no structural check, a bare name or topic after the command."""
+
+SENTENCE_WORDS = 3
+"""Words a sentence after a command needs to be its object (``command_sentence``): "Their
+going too the store." is one, "Manning stats?" is none."""
 
 # What separates a command from what follows ("TLDR; the meeting...", "tl;dr - ...").
 _LEADING_PUNCTUATION = re.compile(r"^[\W_]+")

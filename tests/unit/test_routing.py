@@ -1427,7 +1427,10 @@ def test_a_command_object_is_read_from_the_file(tmp_path: Path) -> None:
         ("Eli5 Manning stats", False),  # a name or a topic: the classifier decides
         ("Eli5 Manning stats?", False),
         ("eli5 manning, why did he retire?", False),  # the question does not follow it
-        ("reword Their going too the store.", False),
+        ("reword Their going too the store.", True),  # a sentence, for a text command
+        ("Reword: x", True),
+        ("reword Their going", False),  # no sentence
+        ("Eli5 Manning retired in 2020.", False),  # a sentence is no object of eli5
         ("tl;dr I hate Mondays.", False),  # the user's own marker, no text named
         ("TLDR: long day", False),
         ("tl;dr: why is it late?", False),  # a question is no summary's object
@@ -1445,6 +1448,13 @@ def test_a_command_below_the_floor_routes_when_its_object_is_plainly_there(
     likely = {**unlikely, alias.concept: routing.COMMAND_FLOOR}
     spoken_of = message.startswith("ELI5 is")
     assert router._commands(message, routing.Evidence(likely, alias, leads, 0.9)) is not spoken_of
+
+
+def test_command_sentence_is_read_from_the_file(tmp_path: Path) -> None:
+    text = "concepts:\n  s:\n    prompt: p\n    aliases: [x]\n    command_sentence: true\n"
+    assert load_concepts(write(tmp_path, text))["s"].command_sentence
+    assert not load_concepts(write(tmp_path, VALID))["joke"].command_sentence
+    assert load_concept_file().concepts["proofread"].command_sentence
 
 
 def test_question_words_are_read_from_the_routing_section(tmp_path: Path) -> None:
