@@ -130,7 +130,7 @@ CHANGED_NUMBERS = [
     ("I fly on 2026-11-30.", "They fly on 20261130."),
     ("I fly on 30/11/2026.", "They fly on 3011 2026."),
     ("My number is +44 20 7946 0958.", "The number is 442079460958."),
-    ("I owe 1,250.", "They owe 1.250."),
+    ("I owe 1,250.", "They owe 1.25."),  # "1.250" is 1250 (see LOCALE_NUMBERS)
     ("My balance is -3.", "The balance is 3."),
     ("My score went up 7%.", "The score went up 7."),
     ("I run v2.1.", "They run 21."),
@@ -156,6 +156,56 @@ SAME_NUMBERS = [
 ]
 
 
+# Numbers in the groupings and decimal marks of other locales (the rule: a "," "." "'" or
+# space before exactly three digits, and no more, groups thousands; before 1-2 or 4+
+# digits, "," or "." is a decimal mark). (user, summary, same number?)
+LOCALE_NUMBERS = [
+    ("My parking fee is 12,50 \u20ac a day.", "Parking 12.50 EUR a day.", True),
+    ("My parking fee is 12,50 \u20ac a day.", "Parking 12 EUR a day for 50 days.", False),
+    ("My parking fee is 12,50 \u20ac a day.", "Parking 1250 EUR a day.", False),
+    ("My parking fee is 12,5 \u20ac.", "Parking 12.5 EUR.", True),
+    ("My parking fee is 12,5 \u20ac.", "Parking 12.50 EUR.", False),
+    ("My deposit is 1 250 000 won.", "Deposit 1,250,000 won.", True),
+    ("My deposit is 1 250 000 won.", "Deposit 1250000 won.", True),
+    ("My deposit is 1 250 000 won.", "Deposit 1, 250 and 0 won.", False),
+    ("My deposit is 1 250 000 won.", "Deposit 125000 won.", False),
+    ("My deposit is 1\u202f250\u202f000 won.", "Deposit 1250000 won.", True),
+    ("My deposit is 1\u00a0250\u00a0000 won.", "Deposit 1.250.000 won.", True),
+    ("My salary is 1'250'000 francs.", "Salary 1,250,000 CHF.", True),
+    ("My salary is 1\u2019250\u2019000 francs.", "Salary 1250000 CHF.", True),
+    ("My salary is 1.250.000 euros.", "Salary 1 250 000 EUR.", True),
+    ("My rent is 1.250,50 \u20ac.", "Rent 1,250.50 EUR.", True),
+    ("My rent is 1.250,50 \u20ac.", "Rent 1250.5 EUR.", False),
+    ("My rent is 1 250,50 \u20ac.", "Rent 1250.50 EUR.", True),
+    ("My rent is 1.250 \u20ac.", "Rent 1,250 EUR.", True),
+    ("My rent is 1.250 \u20ac.", "Rent 1.25 EUR.", False),
+    ("My dose is 0,125 mg.", "Dose 0.125 mg.", True),
+    ("My dose is 0,125 mg.", "Dose 125 mg.", False),
+    ("My number is 555 123 4567.", "Number 555-123-4567.", True),
+    ("My number is 555 123 4567.", "Number 5551234567.", True),
+    ("My number is 555-123-4567.", "Number 555 123 4567.", True),
+    ("My number is 5551234567.", "Number 555.123.4567.", True),
+    ("My number is 555 123 4567.", "Number 555 123 4568.", False),
+    ("My train leaves at 17h30.", "Train at 17:30.", True),
+    ("My train leaves at 17h30.", "Train at 17 and 30.", False),
+    ("My class starts at 9.30am.", "Class at 9:30am.", True),
+    ("My class starts at 9:30 pm.", "Class at 21:30.", True),
+    ("My class starts at 9:30 pm.", "Class at 9:30am.", False),
+    ("I live on the 1st floor.", "Lives on the first floor.", True),
+    ("I live on the first floor.", "Lives on floor 1.", True),
+    ("I live on the 3rd floor.", "Lives on the second floor.", False),
+    ("I have rooms 1,2,3.", "Rooms 1, 2 and 3.", True),
+    ("My pi is 3,14159.", "Pi 3.14159.", True),
+    ("My room is 3,4.", "Room 3.4.", True),
+]
+
+
+@pytest.mark.parametrize(("said", "summary", "same"), LOCALE_NUMBERS)
+def test_a_number_is_read_whole_in_any_locale(said: str, summary: str, same: bool) -> None:
+    missing = missing_terms(key_terms(said), summary)
+    assert not missing if same else missing, (key_terms(said), key_terms(summary))
+
+
 @pytest.mark.parametrize(("said", "summary"), CHANGED_NUMBERS)
 def test_a_number_written_differently_is_missing(said: str, summary: str) -> None:
     assert missing_terms(key_terms(said), summary), (key_terms(said), key_terms(summary))
@@ -170,6 +220,8 @@ def test_the_same_number_written_another_way_is_kept(said: str, summary: str) ->
     "text",
     [
         "12.50 1,250 1,250,000 -3 minus 4 7% 7 per cent .5 0042",
+        "12,50 1 250 000 1.250,50 1'250 0,125 3,14159 17h30 9.30am 9:30 p.m. the 1st",
+        "555 123 4567, 555.123.4567, 192.168.1.1",
         "5:30 17:05:09 2026-11-30 2026/1/5 30.11.2026 30-11-26 11/30",
         "+44 20 7946 0958, (555) 123-4567, 555-123-4567, 020 7946 0958",
         "v2.1 version 3.10 1.2.10 Python 3.10 Rex1 22C the 14th",
@@ -183,9 +235,10 @@ def test_a_number_shown_in_its_canonical_form_reads_back_as_itself(text: str) ->
 
 
 def test_numbers_are_read_whole_and_separately() -> None:
-    text = "Ages 5-7, 1990-2000, seat 22C, room 3,4, 12:75 and 1,2345"
+    text = "Ages 5-7, 1990-2000, seat 22C, rooms 3, 4, 12:75, 1,2,3 and 1,250,50 in 2026 150"
     assert [term for _, _, term in numbers(text)] == [
-        "5", "7", "1990", "2000", "22", "3", "4", "12", "75", "1", "2345",
+        "5", "7", "1990", "2000", "22", "3", "4", "12", "75", "1", "2", "3", "1", "250", "50",
+        "2026", "150",
     ]  # fmt: skip
 
 

@@ -8,7 +8,8 @@ The sentence is kept in the user's own words; nothing is paraphrased, so nothing
 invented. The same detector tells the summariser which names and numbers it must keep;
 a number is read whole, in a canonical form that keeps what it means (:func:`numbers`:
 "12.50" stays "12.50", "5:30" stays "5:30"), so a summary that turned it into "1250" or
-"530" has lost it.
+"530" has lost it. The form is the same in every locale: "12,50" is "12.50", "1 250 000"
+and "1.250.000" are "1250000", "17h30" is "17:30".
 """
 
 from __future__ import annotations
@@ -66,8 +67,19 @@ _CLAUSE_SPLIT = re.compile(r"\s*(?:[,;:]|\s-\s|\band\b|\bbut\b)\s*", re.IGNORECA
 # "5:30" is not "530". Forms are tried in this order; each claims its text, so a date is
 # never read again as three numbers. Canonical forms contain no comma or semicolon (a
 # summary's "Key facts:" line is comma-separated) and read back as themselves.
+#
+# Locales group thousands and mark decimals differently ("1,250.50", "1.250,50",
+# "1 250,50", "1'250.50"), so the same text can mean two numbers in two countries. The
+# rule (see :func:`numbers`): a separator followed by exactly three digits and then no
+# more digits groups thousands; "," or "." followed by one, two or four and more digits
+# is a decimal mark. Three digits after the mark is how every locale groups, whereas
+# a price or a measure rarely carries exactly three decimals; a leading 0 ("0.125") is
+# never grouped, so it stays a decimal.
 _SEP = r"[ .-]?"
 _DATE_END = r"(?![\d/-]|\.\d)"
+# Thousands separators: comma, dot, apostrophe (Swiss, also typed curly), space, no-break
+# space, narrow no-break space (French), thin space.
+_GROUP = "[,.'\u2019 \u00a0\u202f\u2009]"
 _NUMBER_FORMS: list[tuple[str, re.Pattern[str]]] = [
     # International phone numbers: "+44 20 7946 0958", "+1 (555) 123-4567".
     ("phone_plus", re.compile(rf"(?<![\w+])\+\d{{1,4}}(?:{_SEP}(?:\(\d{{1,5}}\)|\d{{1,8}}))+")),
@@ -78,20 +90,43 @@ _NUMBER_FORMS: list[tuple[str, re.Pattern[str]]] = [
     ("date_dmy", re.compile(r"(?<![\d.,/-])(\d{1,2})([-/.])(\d{1,2})\2(\d{4}|\d{2})" + _DATE_END)),
     # National phone numbers in groups, a trunk 0 first: "07700 900123", "020 7946 0958".
     ("phone_zero", re.compile(r"(?<![\w.,:/+-])0\d{1,4}(?:[ -]\d{2,8})+(?![\w-])")),
-    # Three or more groups joined by dashes: "555-123-4567", "12-345-678".
-    ("dashed", re.compile(r"(?<![\w.,:/+-])\d{2,5}(?:-\d{2,5}){2,}(?![\w-])")),
-    # Times of day: "5:30", "17:05:09".
-    ("time", re.compile(r"(?<![\d:.,])(\d{1,2}):(\d{2})(?::(\d{2}))?(?![\d:]|\.\d)")),
+    # Three or more groups joined by one separator, dashes, spaces or dots: "555-123-4567",
+    # "555 123 4567", "555.123.4567", "12-345-678" (a phone number when 7+ digits).
+    (
+        "grouped",
+        re.compile(r"(?<![\w.,:/+-])\d{2,5}([ .-])\d{2,5}(?:\1\d{2,5})+(?![\w-]|[.,]\d)"),
+    ),
+    # Times of day: "5:30", "17:05:09", "17h30" (French), "9.30am", "9:30 p.m." (a dot
+    # only before am/pm: "9.30" alone is a decimal).
+    (
+        "time",
+        re.compile(
+            r"(?<![\d:.,])(\d{1,2})"
+            r"(?::(\d{2})(?::(\d{2}))?|[hH](\d{2})|\.(\d{2})(?=\s?[ap]\.?m\b))"
+            r"(?![\d:]|\.\d)(?:\s?([ap])\.?m\b\.?)?",
+            re.IGNORECASE,
+        ),
+    ),
     # A day and a month, or a fraction: "11/30", "3/4".
     ("slash", re.compile(r"(?<![\d/.,])(\d{1,2})/(\d{1,2})(?![\d/])")),
     # Versions: "v2.1", "version 3.10".
     ("version", re.compile(r"(?<![\w.])(?:v|version\s+)(\d+(?:\.\d+)*)(?![\d])", re.IGNORECASE)),
-    # Everything else: "4817", "1,250" (thousands), "12.50", "-3", "minus 3", ".5", "7%".
+    # Everything else: "4817", "1,250" / "1.250" / "1 250" (thousands), "12.50" / "12,50"
+    # (decimals), "1.250,50", "-3", "minus 3", ".5", "7%".
     (
         "plain",
         re.compile(
             r"(?P<sign>(?<![\w.,:/+\-\u2212])[-\u2212](?=\.?\d)|\bminus\s+(?=\.?\d))?"
-            r"(?P<int>\d{1,3}(?:,\d{3}(?!\d))+|\d+|(?<![\w.])(?=\.\d))"
+            r"(?:"
+            # Grouped thousands, one separator throughout, then maybe a decimal mark that
+            # is not that separator: "1,250", "1 250 000", "1.250,50", "1'250.5".
+            rf"(?<!\d)(?P<int>[1-9]\d{{0,2}}(?P<gs>{_GROUP})\d{{3}}(?:(?P=gs)\d{{3}})*)"
+            r"(?!\d|(?P=gs)\d)(?:(?!(?P=gs))[.,](?P<dec>\d+))?"
+            # A decimal comma: "12,50", "0,125", not one of a list ("1,2,3").
+            r"|(?<!\d,)(?P<cint>\d+),(?P<cdec>\d+)(?!\d|[.,]\d)"
+            # Digits, and any dotted parts: "4817", "12.50", "1.2.10", ".5".
+            r"|(?P<dint>\d+|(?<![\w.])(?=\.\d))"
+            r")"
             r"(?P<frac>(?:\.\d+)*)"
             r"(?P<pct>\s?%|\s+per\s?cent\b)?",
             re.IGNORECASE,
@@ -103,6 +138,12 @@ _NUMBER_WORDS = {
     "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
     "thirteen": "13", "fourteen": "14", "fifteen": "15", "sixteen": "16", "seventeen": "17",
     "eighteen": "18", "nineteen": "19", "twenty": "20",
+    # Ordinals count as their digits too, as "1st" does ("1st" = "first" = "1").
+    "first": "1", "second": "2", "third": "3", "fourth": "4", "fifth": "5", "sixth": "6",
+    "seventh": "7", "eighth": "8", "ninth": "9", "tenth": "10", "eleventh": "11",
+    "twelfth": "12", "thirteenth": "13", "fourteenth": "14", "fifteenth": "15",
+    "sixteenth": "16", "seventeenth": "17", "eighteenth": "18", "nineteenth": "19",
+    "twentieth": "20",
 }  # fmt: skip
 # "V2" of "V2.1" is a version, not a name.
 _NAME = re.compile(r"\b(?![Vv]\d)[A-ZÀ-ÖØ-Þ][\w'-]*", re.UNICODE)
@@ -152,7 +193,7 @@ def _canonical(form: str, match: re.Match[str]) -> str | None:
     digits = re.sub(r"\D", "", text)
     if form == "phone_plus":
         return "+" + digits if len(digits) >= 7 else None
-    if form in ("phone_area", "dashed"):
+    if form in ("phone_area", "grouped"):
         return digits if len(digits) >= 7 else None
     if form == "phone_zero":
         return digits if len(digits) >= 9 else None
@@ -169,20 +210,30 @@ def _canonical(form: str, match: re.Match[str]) -> str | None:
             return None
         return f"{a:02d}/{b:02d}/{year}"
     if form == "time":
-        hours, minutes, seconds = match.groups()
-        if int(hours) > 24 or int(minutes) > 59 or (seconds and int(seconds) > 59):
+        hours, colon, seconds, french, dotted, am_pm = match.groups()
+        minutes = colon or french or dotted
+        hour = int(hours)
+        if hour > 24 or int(minutes) > 59 or (seconds and int(seconds) > 59):
             return None
-        return f"{int(hours)}:{minutes}" + (f":{seconds}" if seconds else "")
+        if am_pm and 1 <= hour <= 12:  # "9:30 pm" is "21:30", "12:15 am" is "0:15"
+            hour = hour % 12 + (12 if am_pm.lower() == "p" else 0)
+        return f"{hour}:{minutes}" + (f":{seconds}" if seconds else "")
     if form == "slash":
         return f"{int(match.group(1))}/{int(match.group(2))}"
     if form == "version":
         return "v" + match.group(1)
-    # Thousands separators go (the pattern takes a comma only before three digits); the
-    # decimal point and any trailing zeros stay: "3.10" is not "3.1" as a version, and a
-    # needless retry costs less than a changed number let through.
-    whole = (match.group("int") or "0").replace(",", "")
+    # Thousands separators go; the decimal mark becomes a point, and it and any trailing
+    # zeros stay: "3.10" is not "3.1" as a version, and a needless retry costs less than a
+    # changed number let through.
+    if match.group("int") is not None:
+        whole, decimals = re.sub(r"\D", "", match.group("int")), match.group("dec")
+    elif match.group("cint") is not None:
+        whole, decimals = match.group("cint"), match.group("cdec")
+    else:
+        whole, decimals = match.group("dint") or "0", None
+    whole += ("." + decimals if decimals else "") + match.group("frac")
     sign = "-" if match.group("sign") else ""
-    return sign + whole + match.group("frac") + ("%" if match.group("pct") else "")
+    return sign + whole + ("%" if match.group("pct") else "")
 
 
 def numbers(text: str) -> list[tuple[int, int, str]]:
@@ -191,9 +242,25 @@ def numbers(text: str) -> list[tuple[int, int, str]]:
     Each is read whole, in a form that keeps what it means: "12.50" -> "12.50" (never
     "1250"), "1,250" -> "1250" (a thousands separator), "5:30" -> "5:30", "2026/11/30" ->
     "2026-11-30", "30.11.2026" -> "30/11/2026", "+44 20 7946 0958" -> "+442079460958",
-    "07700 900123" -> "07700900123", "-3" and "minus 3" -> "-3", "7 percent" -> "7%",
-    "version 2.1" -> "v2.1". Leading zeros stay ("007" is a code, not 7). A canonical
-    term reads back as itself.
+    "07700 900123" -> "07700900123", "555 123 4567" -> "5551234567", "-3" and "minus 3"
+    -> "-3", "7 percent" -> "7%", "version 2.1" -> "v2.1". Leading zeros stay ("007" is a
+    code, not 7). A canonical term reads back as itself.
+
+    Any common locale reads to the same term: thousands grouped by ",", ".", "'", a
+    space, a no-break or narrow no-break space ("1,250,000", "1.250.000", "1'250'000",
+    "1 250 000" -> "1250000") and a decimal comma or point ("12,50", "12.50" ->
+    "12.50"; "1.250,50", "1,250.50" -> "1250.50"); times as "17:30", "17h30", "5.30pm"
+    and "5:30 p.m." -> "17:30" (am/pm read as the 24-hour clock).
+
+    Ambiguous forms are decided by one rule: a separator followed by exactly three digits
+    and then no more digits groups thousands ("1,250" and "1.250" -> "1250", "3.141" ->
+    "3141"); "," or "." followed by one, two, or four and more digits is a decimal mark
+    ("12,50", "3,4", "3,14159"). Every locale groups by threes, while prices and measures
+    rarely carry exactly three decimals; a number starting "0" is never grouped, so
+    "0,125" -> "0.125". A grouping separator is one character used throughout, and a
+    decimal mark differs from it ("1,250.50"); a comma between digits of a list ("1,2,3")
+    is no decimal mark. Digits in spaced groups are one number ("101 102 103" ->
+    "101102103"), as a phone number or "1 250 000" needs.
     """
     found: list[tuple[int, int, str]] = []
     rest = text
@@ -204,10 +271,11 @@ def numbers(text: str) -> list[tuple[int, int, str]]:
             if value is not None:
                 taken.append((match.start(), match.end(), value))
         if taken:  # what a form took is not read again by the next (a date is not 3 numbers)
-            chars = list(rest)
+            pieces, at = [], 0
             for start, end, _ in taken:
-                chars[start:end] = " " * (end - start)
-            rest = "".join(chars)
+                pieces += [rest[at:start], " " * (end - start)]
+                at = end
+            rest = "".join(pieces) + rest[at:]
         found += taken
     return sorted(found)
 
