@@ -30,6 +30,7 @@ from tools.memory.facts import (
     missing_terms,
     numbers,
     self_statements,
+    written_terms,
 )
 from tools.memory.long_term import (
     clear,
@@ -204,6 +205,11 @@ LOCALE_NUMBERS = [
 def test_a_number_is_read_whole_in_any_locale(said: str, summary: str, same: bool) -> None:
     missing = missing_terms(key_terms(said), summary)
     assert not missing if same else missing, (key_terms(said), key_terms(summary))
+
+
+def test_a_key_facts_line_shows_a_locale_number_whole() -> None:
+    text = "I'm 72 with 5 cats. My deposit is 1 250 000 won and parking is 12,50 \u20ac."
+    assert written_terms(text, loose=True) == ["72", "5", "My", "1250000", "12.50"]
 
 
 @pytest.mark.parametrize(("said", "summary"), CHANGED_NUMBERS)
