@@ -207,6 +207,14 @@ def test_a_number_is_read_whole_in_any_locale(said: str, summary: str, same: boo
     assert not missing if same else missing, (key_terms(said), key_terms(summary))
 
 
+@pytest.mark.parametrize(
+    "said", ["At first I hated my job.", "Wait a second, I'm Priya.", "My third try worked."]
+)
+def test_ordinal_words_are_no_number_a_summary_must_keep(said: str) -> None:
+    # "first" keeps the "1" of "1st", but "at first" asks no summary to hold a 1.
+    assert not {"1", "2", "3"} & key_terms(said)
+
+
 def test_a_key_facts_line_shows_a_locale_number_whole() -> None:
     text = "I'm 72 with 5 cats. My deposit is 1 250 000 won and parking is 12,50 \u20ac."
     assert written_terms(text, loose=True) == ["72", "5", "My", "1250000", "12.50"]

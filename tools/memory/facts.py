@@ -138,7 +138,10 @@ _NUMBER_WORDS = {
     "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
     "thirteen": "13", "fourteen": "14", "fifteen": "15", "sixteen": "16", "seventeen": "17",
     "eighteen": "18", "nineteen": "19", "twenty": "20",
-    # Ordinals count as their digits too, as "1st" does ("1st" = "first" = "1").
+}  # fmt: skip
+# Ordinals keep a number ("first" keeps the "1" of "1st") but are never one a summary must
+# keep: "first" and "second" are mostly ordinary words ("at first", "wait a second").
+_ORDINAL_WORDS = {
     "first": "1", "second": "2", "third": "3", "fourth": "4", "fifth": "5", "sixth": "6",
     "seventh": "7", "eighth": "8", "ninth": "9", "tenth": "10", "eleventh": "11",
     "twelfth": "12", "thirteenth": "13", "fourteenth": "14", "fifteenth": "15",
@@ -368,5 +371,5 @@ def missing_terms(required: Iterable[str], text: str) -> list[str]:
     """
     text = text.translate(_QUOTES)
     found = key_terms(text) | {m.group(0).lower() for m in _words(text)}
-    found |= {_NUMBER_WORDS.get(w, w) for w in list(found)}
+    found |= {_NUMBER_WORDS.get(w, _ORDINAL_WORDS.get(w, w)) for w in list(found)}
     return sorted(t for t in set(required) if t not in found)
