@@ -28,6 +28,7 @@ from tools.guardrails import SafetyVerdict
 from tools.guardrails.guard import InputGuard, guard_for, refusal_text
 from tools.prompting import MESSAGE_OVERHEAD, REPLY_PRIMER
 from tools.prompting import system_text as full_system_text
+from tools.text import is_blank
 
 log = logging.getLogger("assistant.safety")
 
@@ -152,7 +153,7 @@ def make_check_input(deps: Deps) -> ContextNode:
         text = message.text.strip()
         # An image (alone or with words) is not an empty message: say what cannot be read.
         category, problem = "not_text", _other_parts(message.content)
-        if problem is None and not text:
+        if problem is None and is_blank(text):
             category, problem = "empty_message", "the message is empty"
         if problem is None and (problem := _not_text(text)):
             category = "not_text"

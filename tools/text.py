@@ -40,6 +40,7 @@ __all__ = [
     "fold",
     "fold_char",
     "fold_with_offsets",
+    "is_blank",
     "parse_yaml",
     "straighten_quotes",
     "strip_accents",
@@ -82,6 +83,47 @@ INVISIBLE: Final[frozenset[str]] = frozenset(
         "\ufeff",  # ZERO WIDTH NO-BREAK SPACE (byte order mark)
     )
 )
+
+# Code points that show nothing though they are not format characters (category Cf) or
+# whitespace: variation selectors, the Mongolian ones, the combining grapheme joiner,
+# Hangul fillers, Khmer inherent vowels, the blank Braille pattern.
+_BLANK_RANGES: Final[tuple[tuple[int, int], ...]] = (
+    (0x034F, 0x034F),  # COMBINING GRAPHEME JOINER
+    (0x115F, 0x1160),  # HANGUL CHOSEONG / JUNGSEONG FILLER
+    (0x17B4, 0x17B5),  # KHMER VOWEL INHERENT AQ / AA
+    (0x180B, 0x180F),  # MONGOLIAN FREE VARIATION SELECTORS (and vowel separator)
+    (0x2800, 0x2800),  # BRAILLE PATTERN BLANK
+    (0x3164, 0x3164),  # HANGUL FILLER
+    (0xFE00, 0xFE0F),  # VARIATION SELECTORS 1-16
+    (0xFFA0, 0xFFA0),  # HALFWIDTH HANGUL FILLER
+    (0xE0100, 0xE01EF),  # VARIATION SELECTORS 17-256
+)
+
+
+def _shows_nothing(char: str) -> bool:
+    if char.isspace() or unicodedata.category(char) == "Cf":
+        return True
+    point = ord(char)
+    return any(low <= point <= high for low, high in _BLANK_RANGES)
+
+
+def is_blank(text: str) -> bool:
+    """Whether ``text`` shows nothing: only whitespace and invisible characters, or none.
+
+    ``str.strip`` leaves a zero-width space or a byte order mark in place, so a message
+    of nothing but those looks non-empty to it; every front end and the input check ask
+    this instead, so such a message is "empty" everywhere.
+
+    Args:
+        text: Any text (lone surrogates are fine: they are visible, as errors).
+
+    Returns:
+        True when every character is whitespace, a format character (Unicode category
+        Cf: zero-width spaces and joiners, BOM, bidi marks, tag characters), a
+        variation selector or another code point that draws nothing; also for "".
+    """
+    return all(_shows_nothing(char) for char in text)
+
 
 _QUOTE_TABLE = str.maketrans(dict(QUOTES))
 _QUOTE_AND_LOOKALIKE_TABLE = str.maketrans({**QUOTES, **APOSTROPHE_LOOKALIKES})

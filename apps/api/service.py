@@ -29,6 +29,7 @@ from apps.queue import ModelQueue, QueuedLocks
 from apps.turns import CheckedLocks, safety_verdict, stream_turn, turn_config
 from graph.context import Context
 from graph.settings import Settings
+from tools.text import is_blank
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -124,7 +125,7 @@ def to_turn(
         raise RequestError("the last message must be the user's", "messages")
     text = last.text.strip()
     index = len(request.messages) - 1
-    if not text:
+    if is_blank(text):
         raise RequestError("the message is empty", f"messages.{index}.content", "empty_message")
     limit = settings.api.max_message_chars
     # Every message, not only the last: earlier ones become the thread's history.

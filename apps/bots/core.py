@@ -33,6 +33,7 @@ from apps.turns import run_turn
 from graph.context import Context
 from graph.errors import InvalidMessageError, MessageTooLongError
 from graph.settings import SAFETY_LEVELS, Settings
+from tools.text import is_blank
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -162,7 +163,7 @@ class BotCore:
             The reply, possibly longer than the platform allows (split it to send).
         """
         text = text.strip()
-        if not text:
+        if is_blank(text):
             return self.help(chat, prefix)
         if text.startswith(prefix):
             name, _, arg = text[len(prefix) :].partition(" ")

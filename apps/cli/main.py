@@ -26,6 +26,7 @@ from apps.cli.finetune import finetune_app
 from graph.context import Context
 from graph.errors import MessageTooLongError
 from graph.settings import SAFETY_LEVELS, Settings, SettingsError, get_settings
+from tools.text import is_blank
 
 # Only light modules above: `assistant --help` must start in well under a second, so
 # langchain, the model backends, chromadb and torch are imported by the commands that
@@ -386,7 +387,7 @@ def chat(
     if safety is not None and safety not in SAFETY_LEVELS:
         err.print(f"[red]unknown safety level {safety!r}[/red]: use {', '.join(SAFETY_LEVELS)}")
         raise typer.Exit(2)
-    if message is not None and not message.strip():
+    if message is not None and is_blank(message):
         err.print("[red]error:[/red] the message is empty; nothing was sent")
         raise typer.Exit(2)
     if thread is not None and not thread.strip():
@@ -458,7 +459,7 @@ def _chat_loop(session: ChatSession, as_json: bool) -> None:
             out.print()
             return
         text = line.strip()
-        if not text:
+        if is_blank(text):
             continue  # empty input is ignored, never sent
         if _is_command(text):
             if not _command(session, text):

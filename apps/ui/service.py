@@ -39,6 +39,7 @@ from apps.turns import (
 from graph.context import Context
 from graph.errors import InvalidMessageError, MessageTooLongError
 from graph.settings import SAFETY_LEVELS, Settings
+from tools.text import is_blank
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
@@ -181,7 +182,7 @@ def user_collection(user: str) -> str:
 def check_message(text: str | None) -> str:
     """The message to send, or a :class:`UiError` saying why it cannot be sent."""
     text = (text or "").strip()
-    if not text:
+    if is_blank(text):
         raise UiError("The message is empty; nothing was sent.")
     if len(text) > MAX_MESSAGE_CHARS:
         raise UiError(

@@ -357,6 +357,10 @@ def expect_error(response: Any, status: int, param: str | None = None) -> dict[s
     [
         ({"messages": [{"role": "user", "content": ""}]}, "messages.0.content"),
         ({"messages": [{"role": "user", "content": "   \n "}]}, "messages.0.content"),
+        # Invisible characters only (zero-width space, BOM, joiner + variation selector).
+        ({"messages": [{"role": "user", "content": "\u200b"}]}, "messages.0.content"),
+        ({"messages": [{"role": "user", "content": "\ufeff"}]}, "messages.0.content"),
+        ({"messages": [{"role": "user", "content": " \u200d\ufe0f\u2060 "}]}, "messages.0.content"),
         ({"messages": []}, "messages"),
         ({"messages": "hello"}, "messages"),
         ({"model": "m"}, "messages"),

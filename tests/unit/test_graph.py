@@ -110,11 +110,14 @@ def test_reply_is_masked_in_strict_and_moderate(
     assert streamed.strip() == reply.strip()
 
 
-def test_empty_message_is_an_error_and_leaves_the_thread_unchanged(fake_graph: Any) -> None:
+@pytest.mark.parametrize("empty", ["   ", "\u200b\u200b", "\ufeff", "\u200d\ufe0f \u00ad"])
+def test_empty_message_is_an_error_and_leaves_the_thread_unchanged(
+    fake_graph: Any, empty: str
+) -> None:
     ask(fake_graph, "Hi")
     before = fake_graph.get_state(thread()).values["messages"]
     with pytest.raises(InvalidMessageError, match="empty"):
-        ask(fake_graph, "   ")
+        ask(fake_graph, empty)
     after = fake_graph.get_state(thread()).values["messages"]
     assert [m.id for m in after] == [m.id for m in before]
 

@@ -18,6 +18,7 @@ from tools.text import (
     fold,
     fold_char,
     fold_with_offsets,
+    is_blank,
     parse_yaml,
     straighten_quotes,
     strip_accents,
@@ -144,6 +145,34 @@ def test_fold_with_offsets_maps_back_to_the_original(text: str, folded: str) -> 
 
 
 # --- YAML --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " \t\n",
+        "\u200b\u200b",
+        "\ufeff",
+        "\u00a0\u3000",
+        "\u200d\ufe0f",
+        "\u2060\u00ad",
+        "\u202e\u200e",
+        "\U000e0041\U000e0100",
+        "\u3164",
+        "\u2800",
+    ],
+)
+def test_is_blank_for_whitespace_and_invisible_characters(text: str) -> None:
+    assert is_blank(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a", "\u200bhi\u200b", ".", "\U0001f600", "\u2764\ufe0f", "\u0661", "\ud800", "\u0301"],
+)
+def test_is_blank_not_for_anything_visible(text: str) -> None:
+    assert not is_blank(text)
 
 
 def test_parse_yaml_reads_plain_data() -> None:

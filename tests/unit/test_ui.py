@@ -252,7 +252,13 @@ def test_delete_thread_removes_it_from_the_list(service: ChatService) -> None:
 
 @pytest.mark.parametrize(
     ("text", "error"),
-    [("", "empty"), ("   \n ", "empty"), ("y" * (MAX_MESSAGE_CHARS + 1), "too long")],
+    [
+        ("", "empty"),
+        ("   \n ", "empty"),
+        ("\u200b\u200b", "empty"),
+        ("\ufeff \u2060", "empty"),
+        ("y" * (MAX_MESSAGE_CHARS + 1), "too long"),
+    ],
 )
 def test_bad_messages_are_messages_not_tracebacks(
     service: ChatService, fake_model: FakeChatModel, text: str, error: str
