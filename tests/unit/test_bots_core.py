@@ -109,7 +109,9 @@ def test_without_a_store_the_level_is_kept_in_the_process(settings: Settings) ->
     assert core.safety_level("telegram:6") == "moderate"
 
 
-@pytest.mark.parametrize("text", ["/help", "/start", "/HELP", "/help@local_assistant_bot", "  ", "\u200b"])
+@pytest.mark.parametrize(
+    "text", ["/help", "/start", "/HELP", "/help@local_assistant_bot", "  ", "\u200b"]
+)
 def test_help_lists_the_commands_and_the_level(core: BotCore, text: str) -> None:
     reply = core.handle("telegram:1", "telegram:7", text)
     for command in ("/reset", "/safety LEVEL", "/help"):
