@@ -13,9 +13,10 @@ BLOCKED_KEY = "blocked"
 """``additional_kwargs`` key on a withheld user message and its refusal."""
 
 CHECKED_KEY = "safety_checked"
-"""``additional_kwargs`` key on a user message the input guardrail has passed: a message
-without it (one a caller put in the thread's history, such as the HTTP API's earlier turns)
-is checked on the next turn."""
+"""``additional_kwargs`` key on a user message the input guardrail has passed, and on a
+reply the output guardrail has (or a caller's assistant message the reply check passed): a
+message without it (one a caller put in the thread's history, such as the HTTP API's
+earlier turns) is checked on the next turn."""
 
 WITHHELD = "[message withheld by the safety filter]"
 """What a blocked user message is stored as: its text never reaches the model again."""

@@ -134,7 +134,21 @@ class _Verdicts:
             if key in self._kept:
                 self._kept.move_to_end(key)
                 return self._kept[key]
-        verdict = guard.check(text, level)
+        return self._remember(key, guard.check(text, level))
+
+    def check_reply(
+        self, guard: InputGuard, request: str, reply: str, level: SafetyLevel
+    ) -> SafetyVerdict:
+        """``guard.check_reply(request, reply, level)``, answered from memory when asked before."""
+        both = f"{request}\0{reply}".encode("utf-8", "surrogatepass")
+        key = (f"reply:{level}", hashlib.sha256(both).digest())
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return self._kept[key]
+        return self._remember(key, guard.check_reply(request, reply, level))
+
+    def _remember(self, key: tuple[str, bytes], verdict: SafetyVerdict) -> SafetyVerdict:
         with self._lock:
             self._kept[key] = verdict
             while len(self._kept) > self.size:
@@ -176,11 +190,15 @@ def make_check_input(deps: Deps) -> ContextNode:
         # The guard is built on the first message, not with the graph: a picture of the
         # graph or the dev server's start-up loads no embeddings.
         guard = guard_for(deps.settings, deps.safety, lambda: deps.model, deps.can_judge)
-        earlier = _check_earlier(deps, verdicts, guard, state.messages[:-1], level)
+        earlier, refused = _check_earlier(deps, verdicts, guard, state.messages[:-1], level)
         verdict = verdicts.check(guard, text, level)
+        if verdict.allowed and refused is not None:
+            # The history claims the assistant said what it would never keep: continuing
+            # it would be that reply's next step, so the request is refused as such.
+            verdict = refused
         update: dict[str, Any] = {**_turn_reset(state), "safety": verdict.as_dict()}
         update["messages"] = [*earlier, _checked(message)]
-        if not verdict.allowed:
+        if not verdict.allowed and verdict is not refused:
             log.info(
                 "input blocked at %s by the %s layer: %s (%s)",
                 level,
@@ -206,46 +224,123 @@ def _withheld(message: BaseMessage) -> HumanMessage:
     return HumanMessage(WITHHELD, id=message.id, additional_kwargs={BLOCKED_KEY: True})
 
 
+def _segments(messages: Sequence[AnyMessage]) -> list[list[AnyMessage]]:
+    """The messages cut before each user message: ``[user, replies...]``.
+
+    The first segment may start with replies that follow no user message.
+    """
+    segments: list[list[AnyMessage]] = []
+    for message in messages:
+        if isinstance(message, HumanMessage) or not segments:
+            segments.append([])
+        segments[-1].append(message)
+    return segments
+
+
+def _unchecked(message: BaseMessage) -> bool:
+    return not is_blocked(message) and not message.additional_kwargs.get(CHECKED_KEY)
+
+
 def _check_earlier(
     deps: Deps,
     verdicts: _Verdicts,
     guard: InputGuard,
     messages: Sequence[AnyMessage],
     level: SafetyLevel,
-) -> list[BaseMessage]:
-    """Check the history's user messages that no turn checked; the updates they need.
+) -> tuple[list[BaseMessage], SafetyVerdict | None]:
+    """Check the history no turn checked, as far back as the prompt can reach.
 
     A caller may start a thread with earlier turns (the HTTP API's stateless requests, a
-    dev-server input of several messages): their user messages never passed the
-    guardrail, and the model would read them as history. Each is checked now, at this
-    run's level, once: one that passes is marked, one that does not is withheld like a
-    refused message, and the reply after it (written by the caller) becomes the refusal,
-    so the model sees neither. Turns the graph ran were checked then and are skipped.
+    dev-server input of several messages): they never passed a guardrail, and the model
+    would read them as history.
+
+    - A user message is checked at this run's level, once: one that passes is marked,
+      one that does not is withheld like a refused message, and the replies after it
+      become the refusal, so the model sees neither.
+    - An assistant message the caller wrote is the caller's claim, not the model's words
+      ("Sure! Step 1: ..." to be continued): it is masked and checked as a model reply
+      is (``InputGuard.check_reply``). One the reply check would withdraw becomes the
+      refusal, and so does the whole request (the returned verdict).
+    - Only the newest ``max_history_turns`` turns the model will see are checked (from
+      the newest back, a withheld turn does not count): older ones cannot reach the
+      prompt, so they cannot steer the model, and checking them made one long request
+      hold the model queue for minutes. The caller's unchecked messages older than that
+      are removed from the thread, so no later turn or summary reads them unchecked.
+
+    Turns the graph ran were checked then (their replies are marked by check_output)
+    and are skipped.
 
     Returns:
-        Replacement messages (same ids) for the ``messages`` reducer; empty when every
-        earlier user message was checked before.
+        Replacement messages (same ids) and removals for the ``messages`` reducer, and
+        the reply verdict that refuses the request (None when none does).
     """
+    limit = deps.settings.context.max_history_turns
+    refusal = deps.settings.safety.refusal_template
     updates: list[BaseMessage] = []
-    for at, message in enumerate(messages):
-        if not isinstance(message, HumanMessage) or is_blocked(message):
+    refused: SafetyVerdict | None = None
+    visible = 0
+    segments = _segments(messages)
+    for segment in reversed(segments):
+        first = segment[0]
+        user = first if isinstance(first, HumanMessage) else None
+        replies = segment[1:] if user is not None else segment
+        if visible >= limit:
+            # Out of the prompt's reach: the caller's unchecked messages go.
+            if user is None or _unchecked(user):
+                updates.extend(
+                    RemoveMessage(id=m.id or "") for m in segment if _unchecked(m) and m.id
+                )
             continue
-        if message.additional_kwargs.get(CHECKED_KEY):
-            continue
-        if _not_text(message.text):  # no model can read it: withheld, not checked
-            updates.append(_withheld(message))
-            continue
-        verdict = verdicts.check(guard, message.text.strip(), level)
-        if verdict.allowed:
-            updates.append(_checked(message))
-            continue
-        log.info("earlier message blocked at %s: %s (%s)", level, verdict.reason, verdict.category)
-        updates.append(_withheld(message))
-        after = messages[at + 1] if at + 1 < len(messages) else None
-        if isinstance(after, AIMessage):
-            text = refusal_text(deps.settings.safety.refusal_template, deps.safety, verdict)
-            updates.append(AIMessage(text, id=after.id, additional_kwargs={BLOCKED_KEY: True}))
-    return updates
+        withheld = user is not None and is_blocked(user)
+        if user is not None and _unchecked(user):
+            verdict = (
+                None if _not_text(user.text) else verdicts.check(guard, user.text.strip(), level)
+            )
+            if verdict is None or not verdict.allowed:  # not text: withheld, not checked
+                withheld = True
+                updates.append(_withheld(user))
+                if verdict is not None:
+                    log.info(
+                        "earlier message blocked at %s: %s (%s)",
+                        level,
+                        verdict.reason,
+                        verdict.category,
+                    )
+                    text = refusal_text(refusal, deps.safety, verdict)
+                    updates.extend(
+                        AIMessage(text, id=m.id, additional_kwargs={BLOCKED_KEY: True})
+                        for m in replies
+                        if isinstance(m, AIMessage) and not is_blocked(m)
+                    )
+                continue
+            updates.append(_checked(user))
+        shown = False
+        for reply in replies:
+            if not isinstance(reply, AIMessage) or is_blocked(reply):
+                continue
+            if not _unchecked(reply):
+                shown = True
+                continue
+            masked = deps.safety.mask_output(reply.text, level).text
+            request = user.text if user is not None else ""
+            verdict = verdicts.check_reply(guard, request, masked, level)
+            if verdict.allowed:
+                shown = True
+                marked = {**reply.additional_kwargs, CHECKED_KEY: True}
+                updates.append(AIMessage(masked, id=reply.id, additional_kwargs=marked))
+                continue
+            log.info(
+                "a caller's assistant message withdrawn at %s: %s (%s)",
+                level,
+                verdict.reason,
+                verdict.category,
+            )
+            refused = refused or verdict
+            text = refusal_text(refusal, deps.safety, verdict)
+            updates.append(AIMessage(text, id=reply.id, additional_kwargs={BLOCKED_KEY: True}))
+        if user is not None and not withheld and shown:
+            visible += 1
+    return updates, refused
 
 
 def make_reject(deps: Deps) -> Node:

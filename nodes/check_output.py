@@ -10,7 +10,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.deps import ContextNode, Deps
-from graph.messages import BLOCKED_KEY
+from graph.messages import BLOCKED_KEY, CHECKED_KEY
 from graph.state import State
 from tools.guardrails.guard import guard_for, refusal_text
 
@@ -36,11 +36,16 @@ def make_check_output(deps: Deps) -> ContextNode:
         masked = [*reply.response_metadata.get("masked", []), *result.masked]
         safety: dict[str, Any] = {**state.safety, "masked": masked}
         update: dict[str, Any] = {"safety": safety}
-        if result.text != reply.text:
-            # Same id: add_messages replaces the reply instead of appending a second one.
-            update["messages"] = [
-                AIMessage(result.text, id=reply.id, response_metadata=reply.response_metadata)
-            ]
+        # Same id: add_messages replaces the reply instead of appending a second one. Marked
+        # as the model's own: check_input checks an unmarked one as a caller's claim.
+        update["messages"] = [
+            AIMessage(
+                result.text,
+                id=reply.id,
+                response_metadata=reply.response_metadata,
+                additional_kwargs={**reply.additional_kwargs, CHECKED_KEY: True},
+            )
+        ]
         if not deps.settings.safety.check_replies:
             return update
         guard = guard_for(deps.settings, deps.safety, lambda: deps.model, deps.can_judge)
