@@ -579,6 +579,10 @@ class TelegramSettings(_Section):
         return secret
 
 
+SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]+")
+"""A Slack user id as events carry it: U (or W, an Enterprise Grid user) and capitals or digits."""
+
+
 class SlackSettings(_Section):
     """The Slack bot (``assistant bot slack``): the Events API and a slash command over HTTP."""
 
@@ -599,6 +603,24 @@ class SlackSettings(_Section):
         "reset it, besides the workspace's admins and owners (users.info, scope users:read); "
         "in a direct message its people may.",
     )
+
+    @field_validator("admins")
+    @classmethod
+    def _slack_user_ids(cls, admins: list[str]) -> list[str]:
+        # A name ("@alice") or a chat key ("slack:T1:U123") would never match a sender's
+        # id, so its admin could never change a channel, without a word.
+        bad = [
+            f"entry {at} ({entry!r})"
+            for at, entry in enumerate(admins)
+            if not SLACK_USER_ID.fullmatch(entry)
+        ]
+        if bad:
+            raise ValueError(
+                f"{', '.join(bad)} {'is not a Slack user id' if len(bad) == 1 else 'are not Slack user ids'}: "
+                "U or W and capital letters or digits, e.g. U012AB3CDE (a profile's 'Copy member ID')"
+            )
+        return admins
+
     command: str = Field(
         "/assistant",
         pattern=r"^/[a-z0-9_-]{1,31}$",
@@ -926,8 +948,20 @@ def _describe(error: ValidationError) -> str:
         # A secret's value never goes into a message (a log or a terminal may keep it).
         hidden = isinstance(got, dict) or _is_secret(err["loc"])
         shown = "" if hidden else f" (got {got!r})"
-        lines.append(f"  {key}: {err['msg']}{shown}")
+        lines.append(f"  {key}: {err['msg']}{shown}{_list_hint(err)}")
     return "Invalid settings:\n" + "\n".join(lines)
+
+
+def _list_hint(err: Any) -> str:
+    # A list set item by item (ASSISTANT_API__KEYS__0=...) arrives as a table {"0": ...}:
+    # the environment and .env take a list only whole, as one JSON value.
+    if err["type"] != "list_type" or not isinstance(err.get("input"), dict):
+        return ""
+    name = "ASSISTANT_" + "__".join(str(part) for part in err["loc"]).upper()
+    return (
+        f'; from the environment or .env set the whole list as JSON, e.g. {name}=\'["a", '
+        f'"b"]\' ({name}__0=... is not read as an item)'
+    )
 
 
 def load_settings(**overrides: Any) -> Settings:

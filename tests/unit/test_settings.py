@@ -331,3 +331,51 @@ def test_a_valid_collection_is_kept(name: str) -> None:
 
     assert Context(collection=name).collection == name
     assert load_settings(chroma={"collection": name}).chroma.collection == name
+
+
+@pytest.mark.parametrize(
+    ("admins", "named"),
+    [
+        (["@alice"], ["entry 0 ('@alice')"]),
+        (["U012AB3CDE", "slack:T1:U123", ""], ["entry 1 ('slack:T1:U123')", "entry 2 ('')"]),
+        (["u012ab3cde"], ["entry 0 ('u012ab3cde')"]),  # ids are capitals
+        (["T012AB3CDE"], ["entry 0 ('T012AB3CDE')"]),  # a team id, not a user's
+        ([" U012AB3CDE"], ["entry 0 (' U012AB3CDE')"]),
+    ],
+)
+def test_slack_admins_must_be_slack_user_ids(admins: list[str], named: list[str]) -> None:
+    with pytest.raises(SettingsError, match=r"slack\.admins") as info:
+        load_settings(slack={"admins": admins})
+    for entry in named:
+        assert entry in str(info.value)
+    assert "U012AB3CDE, " not in str(info.value).split("got")[0]  # a good one is not blamed
+
+
+@pytest.mark.parametrize("admins", [[], ["U012AB3CDE"], ["W0123ABC", "U1"]])
+def test_slack_user_ids_are_admins(admins: list[str]) -> None:
+    assert load_settings(slack={"admins": admins}).slack.admins == admins
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "name"),
+    [
+        ("ASSISTANT_API__KEYS__0", "0123456789abcdef0123", "ASSISTANT_API__KEYS"),
+        ("ASSISTANT_SLACK__ADMINS__0", "U012AB3CDE", "ASSISTANT_SLACK__ADMINS"),
+        ("ASSISTANT_SAFETY__WHITELIST__1", "cake", "ASSISTANT_SAFETY__WHITELIST"),
+    ],
+)
+def test_a_list_set_item_by_item_says_to_set_it_as_json(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, name: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    message = str(info.value)
+    assert f"{name}='[" in message and "JSON" in message and f"{name}__0=" in message
+    assert value not in message or "KEYS" not in name  # a key is never shown
+
+
+def test_a_wrong_scalar_gets_no_list_hint() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(api={"queue_size": "many"})
+    assert "JSON" not in str(info.value)
