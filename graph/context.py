@@ -84,6 +84,24 @@ class UnknownContextKeyError(ValueError):
     """A run's context names a key the Context schema does not have (a typo, most often)."""
 
 
+def plain_user_name(name: str) -> str:
+    """A user name as every front end takes it (CLI ``--user``, web page, API ``user``).
+
+    Blanks around it are dropped, so " ada " is ada everywhere: one person, one set of
+    threads and memories.
+
+    Returns:
+        The name, stripped.
+
+    Raises:
+        ValueError: The name is blank (empty or only whitespace).
+    """
+    name = name.strip()
+    if not name:
+        raise ValueError("a user name is not blank")
+    return name
+
+
 def check_context_keys(values: Mapping[str, Any]) -> None:
     """Refuse a run's context (as sent, a dict) that names a key ``Context`` does not have.
 

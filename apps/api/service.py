@@ -27,7 +27,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from apps.queue import ModelQueue, QueuedLocks
 from apps.turns import CheckedLocks, safety_verdict, stream_turn, turn_config
-from graph.context import Context
+from graph.context import Context, plain_user_name
 from graph.settings import Settings
 from tools.text import is_blank
 
@@ -145,18 +145,26 @@ def to_turn(
         elif message.role == "assistant":
             earlier.append(AIMessage(message.text))
     user = request.user
+    if user is not None:
+        # One rule for every key and front end: " ada " is ada, "  " is nobody.
+        try:
+            user = plain_user_name(user)
+        except ValueError:
+            raise RequestError(
+                "'user' is blank: leave it out for an anonymous request", "user", "invalid_user"
+            ) from None
     if bound_user is not None:
         # The key says who this is: the body may repeat it, not change it.
-        if user is not None and user.strip() != bound_user:
+        if user is not None and user != bound_user:
             raise UserNotAllowedError(
                 "this API key acts as one user only: leave out 'user' or send the key's "
                 f"own ({bound_user!r})"
             )
         user = bound_user
-    if user is not None and user.strip() == settings.api.anonymous_user:
+    if user is not None and user == settings.api.anonymous_user:
         # Its memories and threads are every anonymous caller's: no one may claim them.
         raise RequestError(
-            f"the user name {user.strip()!r} is reserved for requests without 'user' "
+            f"the user name {user!r} is reserved for requests without 'user' "
             "(api.anonymous_user); choose another",
             "user",
             "reserved_user",

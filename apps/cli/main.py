@@ -23,7 +23,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from apps.cli.console import cli_settings, err, out
 from apps.cli.evals import eval_app
 from apps.cli.finetune import finetune_app
-from graph.context import Context
+from graph.context import Context, plain_user_name
 from graph.errors import MessageTooLongError
 from graph.settings import SAFETY_LEVELS, Settings, SettingsError, get_settings
 from tools.text import is_blank
@@ -322,9 +322,10 @@ def _check_user(user: str | None) -> str | None:
     """
     if user is None:
         return None
-    user = user.strip()
-    if not user:
-        raise typer.BadParameter("is empty; leave the option out for the login name")
+    try:
+        user = plain_user_name(user)
+    except ValueError:
+        raise typer.BadParameter("is empty; leave the option out for the login name") from None
     try:
         Context(user_id=user)
     except ValidationError as exc:

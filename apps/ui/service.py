@@ -36,7 +36,7 @@ from apps.turns import (
     stream_turn,
     turn_config,
 )
-from graph.context import Context
+from graph.context import Context, plain_user_name
 from graph.errors import InvalidMessageError, MessageTooLongError
 from graph.settings import SAFETY_LEVELS, Settings
 from tools.text import is_blank
@@ -140,9 +140,10 @@ def check_user(name: str | None) -> str:
         UiError: The name is empty or has characters other than letters, digits and
             ``. @ + -`` and spaces (at most 64).
     """
-    name = (name or "").strip()
-    if not name:
-        raise UiError("Enter a user name first.")
+    try:
+        name = plain_user_name(name or "")
+    except ValueError:
+        raise UiError("Enter a user name first.") from None
     if not USER_NAME.match(name):
         raise UiError(
             "A user name is 1 to 64 letters, digits, spaces or . @ + - (starting with a "

@@ -990,3 +990,69 @@ def test_shutdown_stops_a_running_turn_and_waits_for_it_before_the_memory_closes
     with TestClient(app) as client:
         answer = client.post(URL, json=user("hi")).json()
         assert answer["choices"][0]["message"]["content"] == "again"
+
+
+# --- one rule for user names -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", [None, GATEWAY, ADA_KEY])
+@pytest.mark.parametrize("name", [" ada ", "ada\t", "\nada"])
+def test_blanks_around_user_are_dropped_for_every_key(
+    bound: TestClient, client: TestClient, key: str | None, name: str
+) -> None:
+    # " ada " is ada: her thread, whichever key (or none) sends it.
+    test_client, headers = (client, {}) if key is None else (bound, bearer(key))
+    thread = {**headers, "X-Thread-Id": f"ada-{key}"}
+    assert test_client.post(URL, json=user("hi", user="ada"), headers=thread).status_code == 200
+    again = test_client.post(URL, json=user("and?", user=name), headers=thread)
+    assert again.status_code == 200, again.text
+    other = test_client.post(URL, json=user("and?", user="bob"), headers=thread)
+    assert other.status_code in (403, 404)  # bob is someone else (403: ada's own key)
+
+
+@pytest.mark.parametrize("key", [None, GATEWAY, ADA_KEY])
+@pytest.mark.parametrize("name", [" ", "\t\n", "   "])
+def test_a_blank_user_is_a_clear_400_and_runs_nothing(
+    bound: TestClient,
+    client: TestClient,
+    fake_model: FakeChatModel,
+    key: str | None,
+    name: str,
+) -> None:
+    test_client, headers = (client, {}) if key is None else (bound, bearer(key))
+    response = test_client.post(
+        URL, json=user("My locker code is 4817.", user=name), headers=headers
+    )
+    error = expect_error(response, 400, "user")
+    assert error["code"] == "invalid_user" and "blank" in error["message"]
+    assert fake_model.calls == []
+
+
+def test_a_user_named_the_anonymous_user_with_blanks_is_still_refused(client: TestClient) -> None:
+    error = expect_error(client.post(URL, json=user("hi", user=" api ")), 400, "user")
+    assert error["code"] == "reserved_user"
+
+
+@pytest.mark.parametrize(("given", "kept"), [(" ada ", "ada"), ("ada", "ada"), ("a b", "a b")])
+def test_every_front_end_strips_a_user_name_alike(given: str, kept: str) -> None:
+    from apps.cli.main import _check_user
+    from apps.ui.service import check_user
+    from graph.context import plain_user_name
+
+    assert plain_user_name(given) == _check_user(given) == check_user(given) == kept
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t"])
+def test_every_front_end_refuses_a_blank_user_name(blank: str) -> None:
+    import typer
+
+    from apps.cli.main import _check_user
+    from apps.ui.service import UiError, check_user
+    from graph.context import plain_user_name
+
+    with pytest.raises(ValueError, match="blank"):
+        plain_user_name(blank)
+    with pytest.raises(typer.BadParameter):
+        _check_user(blank)
+    with pytest.raises(UiError):
+        check_user(blank)
