@@ -59,12 +59,31 @@ EMPTY = "Sorry, I have no answer to that."
 NOT_CHECKED = (
     "Sorry, I could not check whether you may change this chat's settings. Please try again."
 )
+CANNOT_CHECK = (
+    "Sorry, I cannot check whether you may change this chat's settings ({reason}); trying "
+    "again will not help. Please tell whoever runs this bot."
+)
 
 HELP = """I'm a local assistant. Send me a message and I'll answer.
 Commands:
   {p}reset: start this conversation again (its history is deleted)
   {p}safety LEVEL: set this chat's safety level ({levels}; now {level})
   {p}help: this text"""
+
+
+class CheckFailed(Exception):
+    """The platform did not say whether the sender may change a shared chat.
+
+    Attributes:
+        reason: What went wrong, short enough for the reply ("Slack answered user_not_found").
+        transient: Whether asking again may succeed (the network, a rate limit, a server
+            error); the reply then says to try again, else that trying again will not help.
+    """
+
+    def __init__(self, reason: str, *, transient: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -76,9 +95,12 @@ class ChatGuard:
 
     allowed: Callable[[], bool]
     """Whether the sender may; asked only when they try (it may call the platform's API,
-    blocking). An exception means "could not check": the change is refused, saying so."""
-    who: str
-    """Who may, for the reply to anybody else ("this group's administrators")."""
+    blocking). :class:`CheckFailed` (or an ``OSError``, a timeout, which may pass) means
+    "could not check": the change is refused, saying whether trying again can help."""
+    who: str | Callable[[], str]
+    """Who may, for the reply to anybody else ("this group's administrators"). A callable
+    is read after :attr:`allowed` answered, so it can say what the check found out (Slack
+    without the users:read scope cannot see the workspace's admins)."""
 
 
 class BotCore:
@@ -188,13 +210,21 @@ class BotCore:
         """Why the sender may not ``change`` the chat; None when they may."""
         if guard is None:
             return None
+        # Whatever goes wrong, the change is refused: never guess "yes".
         try:
             if guard.allowed():
                 return None
-        except Exception:  # the platform did not answer: refuse, never guess "yes"
-            log.exception("could not check who may change %s", chat)
+        except CheckFailed as exc:  # the platform's answer, not a bug: no traceback
+            log.warning("could not check who may change %s: %s", chat, exc.reason)
+            return NOT_CHECKED if exc.transient else CANNOT_CHECK.format(reason=exc.reason)
+        except OSError as exc:  # the network or a timeout (TimeoutError is one): may pass
+            log.warning("could not check who may change %s: %r", chat, exc)
             return NOT_CHECKED
-        return f"Sorry, only {guard.who} can {change} in this chat."
+        except Exception:  # a bug in the adapter: asking again would fail the same way
+            log.exception("could not check who may change %s", chat)
+            return CANNOT_CHECK.format(reason="an unexpected error, logged")
+        who = guard.who() if callable(guard.who) else guard.who
+        return f"Sorry, only {who} can {change} in this chat."
 
     def help(self, chat: str, prefix: str = "/") -> str:
         """The help text, with the chat's current safety level."""

@@ -46,7 +46,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from apps.bots.core import BotConfigError, BotCore, ChatGuard, SeenIds
+from apps.bots.core import BotConfigError, BotCore, ChatGuard, CheckFailed, SeenIds
 from apps.bots.split import split_text
 
 if TYPE_CHECKING:
@@ -135,29 +135,56 @@ def check_token(settings: Settings) -> str:
     return str(answer.get("user", ""))
 
 
+# users.info errors that may pass when asked again; any other (user_not_found,
+# invalid_auth, account_inactive...) answers the same way every time.
+PASSING_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+NO_USERS_READ = frozenset({"missing_scope", "not_allowed_token_type"})
+
+
 def channel_guard(client: WebClient, settings: Settings, user: str) -> ChatGuard:
     """Who may change a shared conversation (a channel, a group DM, a Slack thread).
 
     The sender may when ``slack.admins`` lists them or Slack says they are a workspace
-    admin or owner. Without the ``users:read`` scope only the list counts (logged).
+    admin or owner. Without the ``users:read`` scope only the list counts (logged), and the
+    reply to anyone else says so. Another ``users.info`` error raises :class:`CheckFailed`,
+    transient for a rate limit or a server error.
     """
     from slack_sdk.errors import SlackApiError
 
     listed = set(settings.slack.admins)
-    who = "this workspace's admins" + (" and the bot's own admins" if listed else "")
+    roles_seen = True  # False once Slack says the bot may not read users' roles
 
     def allowed() -> bool:
+        nonlocal roles_seen
         if user in listed:
             return True
         try:
             info = client.users_info(user=user)
         except SlackApiError as exc:
-            if exc.response.get("error") in ("missing_scope", "not_allowed_token_type"):
+            error = str(exc.response.get("error") or "")
+            if error in NO_USERS_READ:
                 log.warning("users.info needs the users:read scope: only slack.admins count")
+                roles_seen = False
                 return False
-            raise
+            status = exc.response.status_code
+            transient = error in PASSING_ERRORS or status == 429 or status >= 500
+            raise CheckFailed(
+                f"Slack answered {error or f'HTTP {status}'} to users.info", transient=transient
+            ) from None
         found = info.get("user") or {}
         return bool(found.get("is_admin") or found.get("is_owner"))
+
+    def who() -> str:
+        if roles_seen:
+            return "this workspace's admins" + (" and the bot's own admins" if listed else "")
+        # Without users:read the bot cannot tell a workspace admin from anyone else.
+        return (
+            "the bot's own admins (slack.admins"
+            + ("" if listed else ", which lists nobody")
+            + "; the bot has no users:read scope to see this workspace's admins)"
+        )
 
     return ChatGuard(allowed=allowed, who=who)
 

@@ -30,10 +30,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from telegram import Bot, Message, Update
 from telegram.constants import ChatAction, ChatMemberStatus, ChatType, MessageLimit
-from telegram.error import TelegramError
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import Application, ContextTypes, MessageHandler, filters
 
-from apps.bots.core import BotConfigError, BotCore, ChatGuard, SeenIds
+from apps.bots.core import BotConfigError, BotCore, ChatGuard, CheckFailed, SeenIds
 from apps.bots.split import split_text, utf16_units
 
 if TYPE_CHECKING:
@@ -148,6 +148,14 @@ def group_guard(bot: Bot, message: Message, loop: asyncio.AbstractEventLoop) -> 
         future = asyncio.run_coroutine_threadsafe(is_admin(), loop)
         try:
             return future.result(timeout=ADMIN_CHECK_TIMEOUT)
+        except (RetryAfter, TimedOut) as exc:  # a flood limit or a slow answer: may pass
+            raise CheckFailed(f"Telegram answered: {exc}", transient=True) from None
+        except (BadRequest, Forbidden) as exc:  # the same each time ("member list is...")
+            raise CheckFailed(f"Telegram answered: {exc}", transient=False) from None
+        except NetworkError as exc:  # BadRequest is one too: only the network is left
+            raise CheckFailed(f"Telegram could not be reached: {exc}", transient=True) from None
+        except TelegramError as exc:  # another refusal (the chat moved, the token)
+            raise CheckFailed(f"Telegram answered: {exc}", transient=False) from None
         finally:
             future.cancel()  # no-op once done; stops a call that outlived the wait
 

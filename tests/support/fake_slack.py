@@ -4,7 +4,8 @@ Point ``WebClient(base_url=f"{url}/api/")`` (the setting ``slack.api_base_url``)
 answers ``auth.test``, records ``chat.postMessage`` and what is posted to a slash command's
 ``response_url`` (``f"{url}/response/<name>"``). A wrong bot token gets ``invalid_auth``.
 ``users.info`` says a user is a workspace admin when ``admins`` holds their id (or answers
-``missing_scope`` when ``users_read`` is False, as for an app without ``users:read``).
+``missing_scope`` when ``users_read`` is False, as for an app without ``users:read``, or
+``users_info_error``, an HTTP status and Slack error code, when it is set).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class FakeSlack:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.admins: set[str] = set()
         self.users_read = True
+        self.users_info_error: tuple[int, str] | None = None
         self._lock = threading.Lock()
         self._ts = itertools.count(1)
         self.app = Starlette(
@@ -69,6 +71,9 @@ class FakeSlack:
                 {"ok": True, "channel": params.get("channel"), "ts": ts, "message": message}
             )
         if method == "users.info":
+            if self.users_info_error is not None:
+                status, error = self.users_info_error
+                return JSONResponse({"ok": False, "error": error}, status_code=status)
             if not self.users_read:
                 return JSONResponse({"ok": False, "error": "missing_scope", "needed": "users:read"})
             user = str(params.get("user"))

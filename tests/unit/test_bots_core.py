@@ -18,6 +18,7 @@ from apps.bots.core import (
     NOT_CHECKED,
     BotCore,
     ChatGuard,
+    CheckFailed,
 )
 from graph.settings import Settings
 from tests.support.embeddings import word_store
@@ -253,3 +254,37 @@ def test_a_check_that_fails_refuses_the_change_saying_so(core: BotCore) -> None:
     )
     assert core.handle("telegram:-5", "telegram:7", "/reset", "/", broken.guard()) == NOT_CHECKED
     assert core.safety_level("telegram:-5") == "moderate"
+
+
+@pytest.mark.parametrize(
+    ("error", "again"),
+    [
+        (CheckFailed("Slack answered ratelimited to users.info", transient=True), True),
+        (ConnectionResetError("reset by peer"), True),
+        (CheckFailed("Slack answered user_not_found to users.info", transient=False), False),
+        (KeyError("a bug in the adapter"), False),
+    ],
+)
+def test_a_failed_check_says_whether_trying_again_can_help(
+    core: BotCore, caplog: pytest.LogCaptureFixture, error: Exception, again: bool
+) -> None:
+    reply = core.handle("telegram:-5", "telegram:7", "/safety relaxed", "/", Guard(error).guard())
+    assert (reply == NOT_CHECKED) is again
+    if not again:
+        assert reply.startswith("Sorry, I cannot check") and "will not help" in reply
+    if isinstance(error, CheckFailed):  # the platform's answer: one line, no traceback
+        assert error.reason in caplog.text
+        assert not [r for r in caplog.records if r.exc_info]
+    assert core.safety_level("telegram:-5") == "moderate"
+
+
+def test_who_may_is_named_after_the_check(core: BotCore) -> None:
+    learned: list[str] = []
+
+    def allowed() -> bool:
+        learned.append("the listed admins")  # what the check found out
+        return False
+
+    guard = ChatGuard(allowed=allowed, who=lambda: learned[-1] if learned else "everyone")
+    reply = core.handle("telegram:-5", "telegram:7", "/reset", "/", guard)
+    assert reply.startswith("Sorry, only the listed admins can start")

@@ -409,7 +409,67 @@ def test_without_users_read_only_the_listed_admins_may(
     client, core = bot(make_settings, url, fake_model, admins=("ULISTED",))
     send_event(client, mention("C1", "UADMIN", "!safety relaxed"))
     wait_for(lambda: fake.posted("C1"), what="the refusal")
-    assert fake.posted("C1")[0]["text"].startswith(REFUSED)
+    # The reply names who can now: the list only, and why (not "this workspace's admins").
+    refused = fake.posted("C1")[0]["text"]
+    assert refused.startswith("Sorry, only the bot's own admins (slack.admins;")
+    assert "users:read" in refused and "workspace's admins and" not in refused
+    send_event(client, mention("C1", "ULISTED", "!safety relaxed"))
+    wait_for(lambda: len(fake.posted("C1")) == 2, what="the change")
+    assert core.safety_level(chat_key(TEAM, "C1")) == "relaxed"
+
+
+def test_without_users_read_and_no_list_nobody_is_named_who_cannot(
+    make_settings: Callable[..., Settings],
+    slack: tuple[FakeSlack, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = slack
+    fake.admins.add("UADMIN")
+    fake.users_read = False
+    client, _ = bot(make_settings, url, fake_model)
+    send_event(client, mention("C1", "UADMIN", "!reset"))
+    (posted,) = wait_for(lambda: fake.posted("C1"), what="the refusal")
+    assert posted["text"].startswith(
+        "Sorry, only the bot's own admins (slack.admins, which lists nobody;"
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "transient"),
+    [
+        (200, "user_not_found", False),
+        (200, "invalid_auth", False),
+        (200, "account_inactive", False),
+        (429, "ratelimited", True),
+        (200, "internal_error", True),
+        (503, "service_unavailable", True),
+        (500, "", True),
+    ],
+)
+def test_a_users_info_error_says_whether_trying_again_can_help(
+    make_settings: Callable[..., Settings],
+    slack: tuple[FakeSlack, str],
+    fake_model: FakeChatModel,
+    caplog: pytest.LogCaptureFixture,
+    status: int,
+    error: str,
+    transient: bool,
+) -> None:
+    fake, url = slack
+    fake.users_info_error = (status, error)
+    client, core = bot(make_settings, url, fake_model, admins=("ULISTED",))
+    send_event(client, mention("C1", "U1", "!safety relaxed"))
+    (posted,) = wait_for(lambda: fake.posted("C1"), what="the refusal")
+    if transient:
+        assert posted["text"] == NOT_CHECKED
+    else:
+        assert posted["text"].startswith("Sorry, I cannot check whether you may change")
+        assert f"Slack answered {error} to users.info" in posted["text"]
+        assert "trying again will not help" in posted["text"]
+    assert core.safety_level(chat_key(TEAM, "C1")) == "moderate"
+    # Slack's answer is logged in a line, not as a traceback.
+    assert not [r for r in caplog.records if r.exc_info]
+    # A listed admin still needs no answer from Slack.
     send_event(client, mention("C1", "ULISTED", "!safety relaxed"))
     wait_for(lambda: len(fake.posted("C1")) == 2, what="the change")
     assert core.safety_level(chat_key(TEAM, "C1")) == "relaxed"
