@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-from apps.cli.console import cli_settings, err, out
+from apps.cli.console import cli_settings, end_reply_line, err, out, print_inline
 from apps.cli.evals import eval_app
 from apps.cli.finetune import finetune_app
 from graph.context import Context, plain_user_name
@@ -210,7 +210,7 @@ def _run_turn(session: ChatSession, text: str, as_json: bool) -> int:
         def show(token: str) -> None:
             streamed.append(token)
             if not as_json:
-                out.print(token, end="", markup=False, highlight=False, soft_wrap=True)
+                print_inline(token)
 
         stop = threading.Event()
         with _ctrl_c_stops(stop):
@@ -218,14 +218,14 @@ def _run_turn(session: ChatSession, text: str, as_json: bool) -> int:
         messages = state.get("messages") or []
         if not streamed and not as_json and messages and messages[-1].type == "ai":
             # a reply that did not come from the model token by token (a refusal)
-            out.print(messages[-1].text, end="", markup=False, highlight=False, soft_wrap=True)
+            print_inline(messages[-1].text)
     except GenerationStopped:
         if as_json:
             config = turn_config(session.thread_id, "")
             kept = session.graph.get_state(config).values
             out.print_json(json.dumps(_result(kept, session.thread_id), default=str))
         else:
-            out.print()
+            end_reply_line()
             err.print("[dim](stopped: the reply so far is kept in the thread)[/dim]")
         return STOPPED_EXIT
     except ThreadBusyError as exc:
@@ -240,7 +240,7 @@ def _run_turn(session: ChatSession, text: str, as_json: bool) -> int:
     if as_json:
         out.print_json(json.dumps(_result(state, session.thread_id), default=str))
     else:
-        out.print()
+        end_reply_line()
         safety = state.get("safety") or {}
         if safety.get("withdrawn"):
             # The reply streamed (in part) before the output check refused it: say so, and
