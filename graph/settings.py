@@ -616,8 +616,9 @@ class SlackSettings(_Section):
         ]
         if bad:
             raise ValueError(
-                f"{', '.join(bad)} {'is not a Slack user id' if len(bad) == 1 else 'are not Slack user ids'}: "
-                "U or W and capital letters or digits, e.g. U012AB3CDE (a profile's 'Copy member ID')"
+                f"{', '.join(bad)} {'is not a Slack user id' if len(bad) == 1 else 'are not'}: "
+                "U or W and capital letters or digits, e.g. U012AB3CDE (a profile's "
+                "'Copy member ID')"
             )
         return admins
 
