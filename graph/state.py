@@ -48,8 +48,10 @@ class State(InputState):
     """Id of the last message folded into ``summary``; later messages are live history."""
 
     profile: str | None = None
-    """What the user told the assistant about themselves, from long-term memory, as shown
-    in the system prompt. Loaded at the thread's first turn, again after each summary (so
+    """What the user told the assistant about themselves, as loaded from long-term memory:
+    the system prompt shows it whole unless the prompt budget is too small, when only that
+    prompt's copy loses its oldest lines (``generate``, with a warning); this stays whole,
+    for the next turns. Loaded at the thread's first turn, again after each summary (so
     the prompt prefix stays the same in between) and whenever another user takes a turn
     in the thread; None until loaded."""
 
