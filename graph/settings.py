@@ -615,8 +615,9 @@ class SlackSettings(_Section):
             if not SLACK_USER_ID.fullmatch(entry)
         ]
         if bad:
+            verb = "is not a Slack user id" if len(bad) == 1 else "are not Slack user ids"
             raise ValueError(
-                f"{', '.join(bad)} {'is not a Slack user id' if len(bad) == 1 else 'are not'}: "
+                f"{', '.join(bad)} {verb}: "
                 "U or W and capital letters or digits, e.g. U012AB3CDE (a profile's "
                 "'Copy member ID')"
             )
