@@ -95,16 +95,20 @@ class CommandObject:
 
     A summary needs text to summarise: in "TLDR; the meeting is at 5, where is it?" the
     user's own TL;DR marker leads a question of theirs, and there is nothing to summarise.
-    What follows a command is its object unless it is a question of the user's own: its
-    last sentence ends in "?" and holds one of ``questions``. Even then it is one when it
-    names text (``names``: "tl;dr what does this article say?") or is a pasted passage of
-    ``passage_words`` words or more. Nothing at all after the command ("tldr?") is an
+    Such a marker is followed by the user's own summary of their situation, then their
+    question. So what follows a command (its last sentence ending in "?") is a question of
+    the user's own when a statement comes before that question ("the meeting is at 5,
+    where is it?", "meeting at 5, location?") or the question speaks of the user
+    (``speaker``: "how do I get to the station?"). A bare question about something absent
+    ("tl;dr what was decided?", "what are the key points?") asks about the text or the
+    conversation: the command acts on it. Whatever it asks, what follows is the object when
+    it names text (``names``: "tl;dr what does this article say?") or is a pasted passage
+    of ``passage_words`` words or more. Nothing at all after the command ("tldr?") is an
     object too: the command acts on what came before, or the concept's prompt asks for it.
 
     Attributes:
-        questions: Normalised words that make a sentence ending in "?" a question ("where",
-            "any", "où"), unlike a topic with a question mark ("tl;dr the French
-            Revolution?").
+        speaker: Normalised words by which the user speaks of themselves ("i", "my",
+            "je", "ich"): a question holding one is about their own affairs, not a text.
         names: Normalised token sequences that name text wherever they stand ("this
             article", "the following"); in ``leading``, those that count only as the first words
             after the command ("TLDR this: ...", not "is this normal?").
@@ -112,7 +116,7 @@ class CommandObject:
         passage_words: Words (normalised tokens) from which what follows is a passage.
     """
 
-    questions: frozenset[str]
+    speaker: frozenset[str]
     names: tuple[tuple[str, ...], ...] = ()
     leading: tuple[tuple[str, ...], ...] = ()
     passage_words: int = 40
@@ -142,21 +146,26 @@ class CommandObject:
             rest: What follows the command in the message (any text, possibly empty).
 
         Returns:
-            False when ``rest`` is a short question of the user's own that names no text.
+            False when ``rest`` is a short question of the user's own (after a statement
+            of theirs, or about themselves) that names no text.
         """
         if self.present(rest):
             return True
-        asked = fold(rest).rstrip()
+        asked = _LEADING_PUNCTUATION.sub("", fold(rest)).rstrip()
         if not asked.endswith(_QUESTION_MARKS):
             return True
-        last = _SENTENCE_END.split(asked.rstrip("".join(_QUESTION_MARKS) + " \t"))[-1]
-        return self.questions.isdisjoint(normalise(last))
+        # the marks that end it ("...money.?" ends one sentence, it starts none)
+        question = asked.rstrip("".join(_QUESTION_MARKS) + ".!\u2026 \t")
+        if _CLAUSE_END.search(question):
+            return False  # a statement of the user's own, then their question
+        return self.speaker.isdisjoint(normalise(question))
 
 
 # What ends a question once folded (NFKC makes the full-width "？" a "?"); what ends a
-# sentence inside what follows a command.
+# sentence or a clause inside what follows a command ("the meeting is at 5, where is it?",
+# "cancelled again - who do I complain to?"), not a hyphen inside a word or a decimal point.
 _QUESTION_MARKS = ("?", "\u061f")  # and the Arabic question mark
-_SENTENCE_END = re.compile(r"[.!?\u061f\n]+")
+_CLAUSE_END = re.compile(r"[!?\u061f\n;]|[.,:](?!\d)|\s[-\u2013\u2014]+\s")
 
 
 def _contains(tokens: Sequence[str], words: Sequence[str]) -> bool:
@@ -311,7 +320,7 @@ class _CommandObjectSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    questions: Annotated[list[_Text], Field(min_length=1)]
+    speaker: Annotated[list[_Text], Field(min_length=1)]
     names: list[_Text] = Field(default_factory=list)
     passage_words: Annotated[int, Field(ge=1)] = 40
 
@@ -380,7 +389,7 @@ def _where(location: Location) -> tuple[str, str]:
         case ("concepts", name, "command_object", *_):
             return (
                 f"concept {name!r}: 'command_object'",
-                "a mapping: questions (non-empty list of words), names (list of words; "
+                "a mapping: speaker (non-empty list of words), names (list of words; "
                 "'^' = only first after the command), passage_words (a positive integer)",
             )
         case ("no_concept", *_):
@@ -486,8 +495,8 @@ def _command_object(spec: _CommandObjectSpec | None, where: str) -> CommandObjec
     """Normalise a concept's ``command_object`` (see :class:`CommandObject`).
 
     Raises:
-        ValueError: Naming ``where``, for a name without words or a question word that
-            is not one word.
+        ValueError: Naming ``where``, for a name without words or a speaker word that is
+            not one word.
     """
     if spec is None:
         return None
@@ -498,13 +507,13 @@ def _command_object(spec: _CommandObjectSpec | None, where: str) -> CommandObjec
         if not tokens:
             raise ValueError(f"{where}: command_object name {name!r} has no words")
         (leading if name.startswith("^") else names).append(tokens)
-    questions: set[str] = set()
-    for word in spec.questions:
+    speaker: set[str] = set()
+    for word in spec.speaker:
         words = normalise(word)
         if len(words) != 1:
-            raise ValueError(f"{where}: command_object question word {word!r} is not one word")
-        questions.update(words)
-    return CommandObject(frozenset(questions), tuple(names), tuple(leading), spec.passage_words)
+            raise ValueError(f"{where}: command_object speaker word {word!r} is not one word")
+        speaker.update(words)
+    return CommandObject(frozenset(speaker), tuple(names), tuple(leading), spec.passage_words)
 
 
 def _parse_concepts(data: object, source: str) -> dict[str, Concept]:

@@ -1386,12 +1386,12 @@ COMMAND_OBJECT = (
 @pytest.mark.parametrize(
     ("spec", "problem"),
     [
-        ("      names: [this]\n", "concept 's': 'command_object'.*missing 'questions'"),
-        ("      questions: []\n", "concept 's': 'command_object'"),
-        ("      questions: [where]\n      passage_words: 0\n", "'command_object'.*positive"),
-        ("      questions: [where]\n      nouns: [x]\n", "'command_object'.*unknown key"),
-        ("      questions: [por qué]\n", "question word 'por qué' is not one word"),
-        ("      questions: [where]\n      names: ['^?']\n", r"name '\^\?' has no words"),
+        ("      names: [this]\n", "concept 's': 'command_object'.*missing 'speaker'"),
+        ("      speaker: []\n", "concept 's': 'command_object'"),
+        ("      speaker: [i]\n      passage_words: 0\n", "'command_object'.*positive"),
+        ("      speaker: [i]\n      nouns: [x]\n", "'command_object'.*unknown key"),
+        ("      speaker: [me too]\n", "speaker word 'me too' is not one word"),
+        ("      speaker: [i]\n      names: ['^?']\n", r"name '\^\?' has no words"),
     ],
 )
 def test_a_bad_command_object_is_named(tmp_path: Path, spec: str, problem: str) -> None:
@@ -1402,10 +1402,10 @@ def test_a_bad_command_object_is_named(tmp_path: Path, spec: str, problem: str) 
 
 
 def test_a_command_object_is_read_from_the_file(tmp_path: Path) -> None:
-    spec = "      questions: [Where's, où]\n      names: ['^this', The Following]\n"
+    spec = "      speaker: [I, Ich]\n      names: ['^this', The Following]\n"
     wanted = load_concepts(write(tmp_path, COMMAND_OBJECT + spec))["s"].command_object
     assert wanted == routing.CommandObject(
-        frozenset({"wheres", "où"}), (("the", "following"),), (("this",),), 40
+        frozenset({"i", "ich"}), (("the", "following"),), (("this",),), 40
     )
     assert load_concepts(write(tmp_path, VALID))["joke"].command_object is None
 
