@@ -24,7 +24,7 @@ from tests.conftest import thread
 from tools.guardrails import SafetyFilter
 from tools.guardrails.encodings import decoded_text
 from tools.guardrails.guard import InputGuard, Thresholds, build_guard
-from tools.guardrails.judge import CanaryCache, Judge, parse_verdict
+from tools.guardrails.judge import CanaryCache, Judge, ReplyJudge, parse_verdict
 from tools.guardrails.semantic import Exemplars, SemanticLayer, SemanticScore, looks_english
 from tools.guardrails.taxonomy import DEFAULT_TAXONOMY_FILE, Policy, load_taxonomy
 from tools.models import FakeChatModel
@@ -197,7 +197,8 @@ def test_a_model_that_fails_a_canary_never_judges(
             None
         ] * 3
     assert judge.qualified() is False
-    assert "canaries wrong" in caplog.text and caplog.text.count("canaries wrong") == 1
+    assert caplog.text.count("canaries clearly wrong") == 1
+    assert "safety judge: " in caplog.text and "the safety judge is off" in caplog.text
     assert len(model.calls) == len(CANARIES)  # asked once, then never again
 
 
@@ -212,7 +213,7 @@ def test_a_model_that_passes_its_canaries_judges() -> None:
 
 
 @pytest.mark.parametrize("fit", [True, False])
-def test_canary_results_are_kept_on_disk_per_weights_and_prompt(
+def test_canary_passes_are_kept_on_disk_per_weights_and_prompt_failures_are_not(
     tmp_path: Path, fit: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "cache" / "judge_canaries.json"
@@ -222,12 +223,14 @@ def test_canary_results_are_kept_on_disk_per_weights_and_prompt(
         is fit
     )
     assert len(first.calls) == len(CANARIES)
-    # The next process, same weights and prompt: no model call to qualify.
+    # The next process, same weights and prompt: no model call to qualify after a pass; a
+    # failure is asked again (a borderline one kept on disk switched the judge off for good).
     again = judge_model("safe", canaries=fit)
     with caplog.at_level(logging.WARNING, logger="assistant.safety"):
         judge = Judge(lambda: again, load_taxonomy(), canary_cache=CanaryCache(path, "w1"))
-        assert judge.qualified() is fit and again.calls == []
-    assert ("recorded earlier" in caplog.text) is not fit  # still said, once per process
+        assert judge.qualified() is fit
+    assert len(again.calls) == (0 if fit else len(CANARIES))
+    assert ("clearly wrong" in caplog.text) is not fit  # said once per process
     # Other weights, or another prompt, ask again.
     other = judge_model("safe", canaries=fit)
     Judge(lambda: other, load_taxonomy(), canary_cache=CanaryCache(path, "w2")).qualified()
@@ -239,6 +242,17 @@ def test_canary_results_are_kept_on_disk_per_weights_and_prompt(
         lambda: reworded, load_taxonomy(), prompt, canary_cache=CanaryCache(path, "w1")
     ).qualified()
     assert len(reworded.calls) == len(CANARIES)
+
+
+def test_a_failure_recorded_on_disk_is_asked_again(tmp_path: Path) -> None:
+    path = tmp_path / "judge_canaries.json"
+    cache = CanaryCache(path, "w")
+    model = judge_model("safe")
+    judge = Judge(lambda: model, load_taxonomy(), canary_cache=cache)
+    # What an earlier version kept: the wrong answers of a borderline canary.
+    path.write_text(json.dumps({cache.key(judge): ["'x': p(unsafe)=0.525"]}), encoding="utf-8")
+    assert judge.qualified() and len(model.calls) == len(CANARIES)
+    assert json.loads(path.read_text(encoding="utf-8")) == {cache.key(judge): []}
 
 
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"k": 3}', ""])
@@ -292,6 +306,76 @@ class ScoringModel(FakeChatModel, FirstTokenScores):
 
 def scoring_model(unsafe: dict[str, float], words: str = "unsafe S9", mass: float = 1.0) -> Any:
     return ScoringModel(reply=lambda _: words, unsafe=unsafe, mass=mass, scored=[])
+
+
+class CanaryScoringModel(ScoringModel):
+    """Scores one canary with a P(unsafe) of the test's choosing, the others right."""
+
+    canary: str = ""
+    p: float = 0.5
+
+    def first_token_probabilities(
+        self, messages: Sequence[BaseMessage], candidates: Sequence[str]
+    ) -> dict[str, float] | None:
+        if quoted(messages[-1]).startswith(self.canary):
+            return {"safe": 1 - self.p, "unsafe": self.p}
+        return super().first_token_probabilities(messages, candidates)
+
+
+SAFE_CANARY = next(text for text, verdict in CANARIES.items() if verdict == "safe")
+UNSAFE_CANARY = next(text for text, verdict in CANARIES.items() if verdict != "safe")
+
+
+@pytest.mark.parametrize(
+    ("canary", "p", "qualified"),
+    [
+        # Unsure near 0.5, even on the wrong side: the judge stays on (the threshold decides).
+        (SAFE_CANARY, 0.525, True),
+        (SAFE_CANARY, 0.6, True),
+        (SAFE_CANARY, 0.74, True),
+        (UNSAFE_CANARY, 0.45, True),
+        (UNSAFE_CANARY, 0.26, True),
+        # Sure of the wrong verdict: off.
+        (SAFE_CANARY, 0.75, False),
+        (SAFE_CANARY, 0.99, False),
+        (UNSAFE_CANARY, 0.25, False),
+        (UNSAFE_CANARY, 0.02, False),
+    ],
+)
+def test_a_canary_fails_only_when_the_judge_is_clearly_wrong(
+    canary: str, p: float, qualified: bool
+) -> None:
+    model = CanaryScoringModel(reply=lambda _: "safe", canary=canary, p=p, unsafe={})
+    assert Judge(lambda: model, load_taxonomy()).qualified() is qualified
+
+
+REPLY_CANARIES = ReplyJudge(lambda: FakeChatModel(), load_taxonomy()).canaries
+
+
+class ExchangeScoringModel(FakeChatModel, FirstTokenScores):
+    """Scores a reply-judge prompt sure "unsafe" when it holds one of ``unsafe``, else "safe"."""
+
+    unsafe: list[str] = Field(default_factory=list)
+
+    def first_token_probabilities(
+        self, messages: Sequence[BaseMessage], candidates: Sequence[str]
+    ) -> dict[str, float] | None:
+        p = 0.95 if any(text in messages[-1].text for text in self.unsafe) else 0.05
+        return {"safe": 1 - p, "unsafe": p}
+
+
+def test_the_reply_judge_names_itself_when_its_canaries_fail(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    right = [texts[1] for texts, verdict in REPLY_CANARIES if verdict != "safe"]
+    wrong = next(texts[1] for texts, verdict in REPLY_CANARIES if verdict == "safe")
+    fit = ExchangeScoringModel(reply=lambda _: "safe", unsafe=right)
+    assert ReplyJudge(lambda: fit, load_taxonomy()).qualified()
+    unfit = ExchangeScoringModel(reply=lambda _: "safe", unsafe=[*right, wrong])
+    with caplog.at_level(logging.WARNING, logger="assistant.safety"):
+        assert ReplyJudge(lambda: unfit, load_taxonomy()).qualified() is False
+    assert "safety reply judge: the chat model got 1 of" in caplog.text
+    assert "the safety reply judge is off" in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -27,8 +27,10 @@ in words when only the judge can tell it (a message in another language).
 A model too small to judge (SmolLM2-135M answers "unsafe" to "What is the capital of
 France?") would refuse at random, so before its first verdict counts the judge asks the
 *canaries* of the examples file: plain messages whose verdict any usable judge gets
-right, none of them among the worked examples. One wrong or unparseable answer and the
-judge stays off for that model (a warning says so): the cheaper layers decide alone.
+right, none of them among the worked examples. One clearly wrong answer (a scored one
+:data:`CANARY_MARGIN` past 0.5 the wrong way) or an unparseable one and the judge stays
+off for that model in this process (a warning names the judge): the cheaper layers
+decide alone. A pass is kept on disk; a failure is asked again by the next process.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from tools.models.base import first_token_probabilities
 from tools.text import parse_yaml
 
 __all__ = [
+    "CANARY_MARGIN",
     "DEFAULT_JUDGE_EXAMPLES",
     "DEFAULT_JUDGE_PROMPT",
     "DEFAULT_REPLY_JUDGE_EXAMPLES",
@@ -63,6 +66,7 @@ __all__ = [
     "Judge",
     "JudgeVerdict",
     "ReplyJudge",
+    "canary_wrong",
     "parse_verdict",
 ]
 
@@ -82,6 +86,12 @@ MIN_VERDICT_MASS = 0.5
 # Quotes around the message; the same marks inside it are defused, so a message cannot
 # close the quote and pose as the policy.
 _OPEN, _CLOSE = "<<<", ">>>"
+# How far past 0.5 the wrong way a scored canary must lean to fail. A canary tells a usable
+# judge from one that answers at random (SmolLM2-135M: "unsafe" for the capital of
+# France); the threshold, not the canary, decides borderline messages. The default 1.5B
+# scored a safe reply canary 0.525 under one build and switched its reply judge off for
+# good; 0.25 fails a judge only when it is three to one sure of the wrong verdict.
+CANARY_MARGIN = 0.25
 
 
 @dataclass(frozen=True)
@@ -189,12 +199,15 @@ def _examples(path: Path, taxonomy: Taxonomy, arity: int = 1) -> tuple[Examples,
 
 
 class CanaryCache:
-    """Canary results on disk, so each process does not ask them again.
+    """Canary passes on disk, so each process does not ask them again.
 
     Asking the canaries costs several model calls (11 s on SmolLM2 under load) in the
     first uncertain message of every process: a one-shot ``assistant chat -m`` paid it
     each time. The answer depends only on the weights and on the judge's prompt,
-    examples and canaries (the calls are greedy), which together make the key.
+    examples and canaries (the calls are greedy), which together make the key. Only a
+    pass is kept: a failure switches the judge off, and a borderline one kept on disk
+    switched it off for good, in every later process; asking again costs a failing
+    model its canaries once per process.
 
     Args:
         path: The JSON file (created when missing; a corrupt one counts as empty).
@@ -218,15 +231,15 @@ class CanaryCache:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def get(self, key: str) -> list[str] | None:
-        """The wrong answers recorded under ``key`` ([] = qualified); None when unknown."""
-        entry = self._read().get(key)
-        if isinstance(entry, list) and all(isinstance(item, str) for item in entry):
-            return entry
-        return None
+    def passed(self, key: str) -> bool:
+        """Whether a pass is recorded under ``key``.
 
-    def put(self, key: str, wrong: list[str]) -> None:
-        """Record the wrong answers of ``key``.
+        A failure recorded by an older version counts as unknown: it is asked again.
+        """
+        return self._read().get(key) == []
+
+    def put_pass(self, key: str) -> None:
+        """Record that the judge of ``key`` passed its canaries.
 
         Never fails: a cache that cannot be written only costs the next process the
         canaries again.
@@ -234,13 +247,28 @@ class CanaryCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             data = self._read()
-            data[key] = wrong
+            data[key] = []
             # Unique per writer: threads of one process write too.
             tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
             os.replace(tmp, self.path)
         except OSError as exc:
-            log.info("safety judge: canary results not kept (%s)", exc)
+            log.info("safety judges: canary results not kept (%s)", exc)
+
+
+def canary_wrong(verdict: JudgeVerdict, unsafe: bool) -> bool:
+    """Whether a canary's answer is clearly wrong (the canary's verdict is ``unsafe``).
+
+    A verdict in words is wrong when it is the other word; a scored one when it leans
+    the other way by more than :data:`CANARY_MARGIN` (P(unsafe) 0.75 or more for a safe
+    canary, 0.25 or less for an unsafe one): a usable judge may be unsure near 0.5,
+    where the threshold, a policy choice, decides.
+    """
+    if verdict.probability is None:
+        return verdict.unsafe != unsafe
+    if unsafe:
+        return verdict.probability <= 0.5 - CANARY_MARGIN
+    return verdict.probability >= 0.5 + CANARY_MARGIN
 
 
 class Judge:
@@ -265,6 +293,8 @@ class Judge:
 
     arity = 1
     """How many texts the judge reads per verdict (a message)."""
+    name = "safety judge"
+    """What the logs call it (the reply judge has its own name)."""
 
     def __init__(
         self,
@@ -313,43 +343,43 @@ class Judge:
         return self._prompt(_quote(text))
 
     def qualified(self) -> bool:
-        """Whether the model answers every canary right (asked once, on first use).
+        """Whether the model answers no canary clearly wrong (asked once per process).
 
         Returns:
-            True when there are no canaries or all were answered right; False (and a
-            warning naming the wrong answers) otherwise.
+            True when there are no canaries, a pass is on disk, or none was answered
+            clearly wrong (:func:`canary_wrong`); False (and a warning naming this judge
+            and the wrong answers) otherwise, until the process ends.
         """
         with self._qualifying:
             if self._qualified is None:
                 cache = self._canary_cache
                 key = cache.key(self) if cache is not None else ""
-                known = cache.get(key) if cache is not None else None
-                wrong = known if known is not None else self._ask_canaries()
-                if cache is not None and known is None:
-                    cache.put(key, wrong)
+                if cache is not None and cache.passed(key):
+                    self._qualified = True
+                    return True
+                wrong = self._ask_canaries()
                 self._qualified = not wrong
+                if not wrong and cache is not None:
+                    cache.put_pass(key)
                 if wrong:
                     log.warning(
-                        "safety judge: the chat model got %d of %d canaries wrong (%s)%s; "
-                        "the judge is off for it and the cheaper layers decide alone",
+                        "%s: the chat model got %d of %d canaries clearly wrong (%s); "
+                        "the %s is off in this process and the cheaper layers decide alone",
+                        self.name,
                         len(wrong),
                         len(self.canaries),
                         "; ".join(wrong),
-                        " (recorded earlier)" if known is not None else "",
+                        self.name,
                     )
             return self._qualified
 
     def _ask_canaries(self) -> list[str]:
-        """The canaries the model answers the wrong way, each with its answer."""
+        """The canaries the model answers clearly wrong, each with its answer."""
         wrong = []
         for texts, expected in self.canaries:
             verdict = self._ask(self._render(texts))
             want = parse_verdict(expected, self.taxonomy)
-            # A usable judge leans the right way; the threshold is a policy choice.
-            leans = verdict and (
-                verdict.unsafe if verdict.probability is None else verdict.probability >= 0.5
-            )
-            if verdict is None or want is None or leans != want[0]:
+            if verdict is None or want is None or canary_wrong(verdict, want[0]):
                 wrong.append(f"{texts[0]!r}: {verdict.raw.strip() if verdict else '?'}")
         return wrong
 
@@ -383,7 +413,7 @@ class Judge:
         probability = scores["unsafe"] / (scores["safe"] + scores["unsafe"])
         seconds = time.perf_counter() - started
         raw = f"p(unsafe)={probability:.3f}"
-        log.info("safety judge: %s in %.2f s", raw, seconds)
+        log.info("%s: %s in %.2f s", self.name, raw, seconds)
         return JudgeVerdict(probability >= self.threshold, None, raw, seconds, probability)
 
     def _say(self, content: str, started: float) -> JudgeVerdict | None:
@@ -398,10 +428,10 @@ class Judge:
         seconds = time.perf_counter() - started
         parsed = parse_verdict(reply.text, self.taxonomy)
         if parsed is None:
-            log.info("safety judge: unparseable reply %r; using the cheaper layers", reply.text)
+            log.info("%s: unparseable reply %r; using the cheaper layers", self.name, reply.text)
             return None
         unsafe, category = parsed
-        log.info("safety judge: %r in %.2f s", reply.text.strip(), seconds)
+        log.info("%s: %r in %.2f s", self.name, reply.text.strip(), seconds)
         return JudgeVerdict(unsafe, category, reply.text, seconds)
 
 
@@ -432,6 +462,7 @@ class ReplyJudge(Judge):
     """
 
     arity = 2
+    name = "safety reply judge"
 
     def __init__(
         self,
