@@ -250,6 +250,16 @@ class LongTermSettings(_Section):
         max_length=256,
         description="Whose memories a run uses when the run names no user; empty = the login name.",
     )
+
+    @field_validator("user_id", mode="before")
+    @classmethod
+    def _blank_is_the_login_name(cls, value: Any) -> Any:
+        # "" (ASSISTANT_LONG_TERM__USER_ID=) and "  " both mean what the help says: the login
+        # name; a name keeps no surrounding spaces (" ana" would be another user than "ana").
+        if isinstance(value, str):
+            return value.strip() or _login_name()
+        return value
+
     facts: bool = Field(
         True, description="Keep what users state about themselves (name, job, numbers, ...)."
     )
@@ -859,6 +869,17 @@ class Settings(BaseSettings):
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
 
     @model_validator(mode="after")
+    def _machine_user_is_not_anonymous(self) -> Settings:
+        # The anonymous API name is every caller's without a 'user': the machine's user
+        # (its CLI threads, memories, documents) must not be reachable as it.
+        if self.long_term.user_id == self.api.anonymous_user.strip():
+            raise ValueError(
+                f"long_term.user_id {self.long_term.user_id!r} is api.anonymous_user, the "
+                "name of API requests without 'user': choose another (or empty = the login name)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _budget_fits_window(self) -> Settings:
         needed = self.context.max_prompt_tokens + self.generation.max_new_tokens
         if needed > self.model.n_ctx:
@@ -989,45 +1010,87 @@ def load_settings(**overrides: Any) -> Settings:
         raise SettingsError(_unreadable(exc)) from None
 
 
-def _misnamed_variables(environ: Mapping[str, str]) -> list[str]:
-    """Environment variables that look like settings but are not, with what was meant.
+NOT_SETTINGS = frozenset(
+    {
+        "ASSISTANT_SETTINGS_FILE",
+        "ASSISTANT_MODEL_PARTS_INDEX",
+        "ASSISTANT_IMAGE",
+        "ASSISTANT_CONTAINER_TESTS",
+    }
+)
+"""The project's own ``ASSISTANT_*`` variables that are not settings: the settings file, the
+container's entry point (parts index), compose's image and the opt-in container tests."""
 
-    pydantic-settings ignores an ``ASSISTANT_*`` variable whose first part names no
-    section (``ASSISTANT_SAFETY_LEVEL``, one underscore short; ``ASSISTANT_LOGLEVEL``), so
-    the setting silently keeps its default. Only near misses are reported: other
-    ``ASSISTANT_*`` variables (``ASSISTANT_SETTINGS_FILE``, ``ASSISTANT_MODEL_PARTS_INDEX``
-    of the container's entry point, a deployment's own) are not settings and stay allowed.
+
+def _setting_names() -> list[str]:
+    # Every variable that sets something: ASSISTANT_DATA_DIR, ASSISTANT_MODEL__BACKEND, and a
+    # whole section as JSON (ASSISTANT_MODEL), lower case without the prefix.
+    names = []
+    for section, field in Settings.model_fields.items():
+        names.append(section)
+        inner = getattr(field.annotation, "model_fields", None)
+        names.extend(f"{section}__{name}" for name in inner or {})
+    return names
+
+
+def _misnamed_variables(environ: Mapping[str, str]) -> list[str]:
+    """``ASSISTANT_*`` environment variables that set nothing, each with the closest setting.
+
+    pydantic-settings ignores an ``ASSISTANT_*`` variable that names no setting
+    (``ASSISTANT_SAFETY_LEVEL``, one underscore short; ``ASSISTANT_BACKEND``), so the setting
+    silently keeps its default, while the same line in ``.env`` is an error. Every such
+    variable is reported, except the project's own that are not settings (:data:`NOT_SETTINGS`).
 
     Args:
         environ: The process environment.
 
     Returns:
-        One line per misnamed variable, ``NAME is not a setting: did you mean OTHER?``;
-        empty when none is.
+        One line per variable, ``NAME is not a setting: did you mean OTHER?`` (or ``NAME is
+        not a setting`` when nothing is close); empty when none is.
     """
     fields = Settings.model_fields
+    names = _setting_names()
     found = []
     for name in sorted(environ):
-        if not name.upper().startswith("ASSISTANT_"):
+        upper = name.upper()
+        if not upper.startswith("ASSISTANT_") or upper in NOT_SETTINGS:
             continue
         rest = name[len("ASSISTANT_") :].lower()
+        if rest in names or any(rest.startswith(f"{n}__") for n in names if "__" in n):
+            continue  # deeper keys (ASSISTANT_SAFETY__REFUSE__STRICT) pydantic checks itself
         head = rest.split("__", 1)[0]
-        if head in fields:
-            continue
         meant = None
         if "__" not in rest:  # a section's field with one underscore for two
-            for section, field in fields.items():
-                inner = list(getattr(field.annotation, "model_fields", {}))
-                key = rest.removeprefix(f"{section}_")
-                if inner and key != rest:
+            # The section may be misspelt too (ASSISTANT_SAFTEY_LEVEL): try each split.
+            splits = [(rest[:at], rest[at + 1 :]) for at, c in enumerate(rest) if c == "_"]
+            for part, key in splits:
+                near = difflib.get_close_matches(part, list(fields), n=1, cutoff=0.8)
+                if not near or meant is not None:
+                    continue
+                section = near[0]
+                inner = list(getattr(fields[section].annotation, "model_fields", {}))
+                if inner:
                     ends = [f for f in inner if f.endswith(f"_{key}")]
                     close = ends or difflib.get_close_matches(key, inner, n=1, cutoff=0.6)
                     meant = f"{section}__{close[0]}" if close else None
-        if meant is None:
+        if meant is None and head not in fields:
             close = difflib.get_close_matches(head, list(fields), n=1, cutoff=0.8)
-            meant = close[0] + rest[len(head) :] if close else None
-        if meant is not None:
-            found.append(f"{name} is not a setting: did you mean ASSISTANT_{meant.upper()}?")
+            fixed = close[0] + rest[len(head) :] if close else None
+            meant = fixed if fixed in names else (close[0] if close else None)
+        if meant is None or meant not in names:
+            # A field of no section (ASSISTANT_BACKEND), or a section's unknown field.
+            key = rest.split("__", 1)[1] if head in fields and "__" in rest else rest
+            candidates = {n.split("__", 1)[-1]: n for n in names if "__" in n}
+            if head in fields:
+                candidates = {k: v for k, v in candidates.items() if v.startswith(f"{head}__")}
+            ends = [v for k, v in candidates.items() if k.endswith(f"_{key}") or k == key]
+            close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.6)
+            meant = ends[0] if ends else candidates[close[0]] if close else None
+            if meant is None:
+                close = difflib.get_close_matches(rest, names, n=1, cutoff=0.6)
+                meant = close[0] if close else None
+        hint = f": did you mean ASSISTANT_{meant.upper()}?" if meant else ""
+        found.append(f"{name} is not a setting{hint}")
     return found
 
 

@@ -262,6 +262,13 @@ def test_a_bad_ordinary_value_is_still_shown() -> None:
         ("ASSISTANT_LONGTERM__ENABLED", "ASSISTANT_LONG_TERM__ENABLED"),
         ("ASSISTANT_LOGLEVEL", "ASSISTANT_LOG_LEVEL"),
         ("ASSISTANT_API_KEYS", "ASSISTANT_API__KEYS"),
+        # Not near a section's name: these were silently ignored.
+        ("ASSISTANT_SENSITIVITY_LEVEL", "ASSISTANT_SAFETY__SENSITIVITY_LEVEL"),
+        ("ASSISTANT_SAFTEY_LEVEL", "ASSISTANT_SAFETY__SENSITIVITY_LEVEL"),
+        ("ASSISTANT_REDIS_URL", "ASSISTANT_MEMORY__REDIS_URL"),
+        ("ASSISTANT_MAX_NEW_TOKENS", "ASSISTANT_GENERATION__MAX_NEW_TOKENS"),
+        ("ASSISTANT_MODEL__BACKND", "ASSISTANT_MODEL__BACKEND"),
+        ("ASSISTANT_LONG_TERM_USER_ID", "ASSISTANT_LONG_TERM__USER_ID"),
     ],
 )
 def test_a_misnamed_variable_is_an_error_that_names_the_setting(
@@ -273,8 +280,23 @@ def test_a_misnamed_variable_is_an_error_that_names_the_setting(
         load_settings()
 
 
+@pytest.mark.parametrize("env", ["ASSISTANT_BACKEND", "ASSISTANT_XYZZY", "assistant_colour"])
+def test_any_assistant_variable_that_sets_nothing_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, env: str
+) -> None:
+    monkeypatch.setenv(env, "1")
+    with pytest.raises(SettingsError, match=f"{env} is not a setting"):
+        load_settings()
+
+
 @pytest.mark.parametrize(
-    "env", ["ASSISTANT_MODEL_PARTS_INDEX", "ASSISTANT_IMAGE", "ASSISTANT_CONTAINER_TESTS"]
+    "env",
+    [
+        "ASSISTANT_MODEL_PARTS_INDEX",
+        "ASSISTANT_IMAGE",
+        "ASSISTANT_CONTAINER_TESTS",
+        "ASSISTANT_DATA_DIR",
+    ],
 )
 def test_other_assistant_variables_are_not_settings_and_stay_allowed(
     monkeypatch: pytest.MonkeyPatch, env: str
@@ -379,3 +401,30 @@ def test_a_wrong_scalar_gets_no_list_hint() -> None:
     with pytest.raises(SettingsError) as info:
         load_settings(api={"queue_size": "many"})
     assert "JSON" not in str(info.value)
+
+
+@pytest.mark.parametrize("blank", ["", "  ", "\t"])
+def test_a_blank_long_term_user_is_the_login_name_from_every_source(
+    monkeypatch: pytest.MonkeyPatch, blank: str
+) -> None:
+    login = load_settings().long_term.user_id
+    assert login.strip() == login and login
+    assert load_settings(long_term={"user_id": blank}).long_term.user_id == login
+    monkeypatch.setenv("ASSISTANT_LONG_TERM__USER_ID", blank)
+    assert load_settings().long_term.user_id == login
+
+
+def test_a_long_term_user_keeps_no_surrounding_spaces() -> None:
+    assert load_settings(long_term={"user_id": " ana "}).long_term.user_id == "ana"
+
+
+@pytest.mark.parametrize(
+    ("user", "anonymous"), [("api", "api"), (" api", "api"), ("guest", "guest")]
+)
+def test_the_machine_user_cannot_be_the_anonymous_api_user(user: str, anonymous: str) -> None:
+    with pytest.raises(SettingsError, match=r"long_term\.user_id .* is api\.anonymous_user"):
+        load_settings(long_term={"user_id": user}, api={"anonymous_user": anonymous})
+
+
+def test_other_machine_users_stay_allowed() -> None:
+    assert load_settings(long_term={"user_id": "apis"}).long_term.user_id == "apis"
