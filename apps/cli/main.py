@@ -711,12 +711,39 @@ def ui_command(
         "127.0.0.1"
     ),
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 7860,
+    no_login: Annotated[
+        bool,
+        typer.Option(
+            "--no-login",
+            help="Allow a --host other than 127.0.0.1 knowing the page has no login: anyone "
+            "who reaches it can type any user name (the machine's too) and read that user's "
+            "threads, memories and documents.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the chat page (open the address it prints): threads, documents, diagnostics."""
+    # The page's user name is a name, not a login: on the network it would hand the
+    # machine's threads and memories to whoever types its login name.
+    if host.strip().lower() not in LOOPBACK and not no_login:
+        err.print(
+            f"refusing to listen on {host}: the chat page has no login (anyone who reaches it "
+            "can act as any user, the machine's too); use --host 127.0.0.1, or --no-login "
+            "to allow it anyway",
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
     settings = cli_settings()
     from apps.ui.page import serve
     from apps.ui.service import ChatService
 
+    if host.strip().lower() not in LOOPBACK:
+        err.print(
+            f"warning: the chat page on {host} has no login: anyone who reaches it can act "
+            "as any user",
+            markup=False,
+            soft_wrap=True,
+        )
     _claim_port(host, port)
     _model_ready(settings)
     with _memory(settings) as memory:
