@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -154,6 +155,66 @@ def safety_verdict(state: dict[str, Any]) -> dict[str, Any]:
         "reason": safety.get("reason"),
         "withdrawn": bool(safety.get("withdrawn")),
     }
+
+
+THREAD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+"""What a thread id may be, in every front end: 1-128 ASCII letters, digits and ``. _ : -``,
+starting with a letter or digit (a UUID fits; so do the bots' ``telegram:<chat_id>``)."""
+
+THREAD_ID_RULE = "1-128 letters, digits and . _ : - (a UUID fits)"
+
+
+class BadThreadIdError(ValueError):
+    """A thread id that breaks :data:`THREAD_ID`; the message shows it printable."""
+
+    def __init__(self, thread_id: str) -> None:
+        # ascii(): an id from a terminal may hold undecodable bytes (surrogates) or control
+        # characters, which would not print or would garble the message.
+        super().__init__(f"thread id {thread_id!a}: {THREAD_ID_RULE}")
+        self.thread_id = thread_id
+
+
+def check_thread_id(thread_id: str) -> str:
+    """The thread id, checked against the one rule of every front end (:data:`THREAD_ID`).
+
+    Raises:
+        BadThreadIdError: It is empty, too long, or has another character.
+    """
+    if not THREAD_ID.fullmatch(thread_id):
+        raise BadThreadIdError(thread_id)
+    return thread_id
+
+
+class NotYourThreadError(Exception):
+    """The thread exists and is another user's: a turn on it is refused.
+
+    Front ends show it as a thread that does not exist for this user (the API's 404, the
+    page's "No such thread"), never whose it is.
+    """
+
+    def __init__(self, thread_id: str) -> None:
+        super().__init__(f"no such thread for this user: {thread_id}")
+        self.thread_id = thread_id
+
+
+def thread_owner(saver: object, thread_id: str) -> tuple[bool, str | None]:
+    """Whether a thread exists, and whose it is (the ``user_id`` its checkpoints record).
+
+    Every turn refuses a thread someone else owns (:func:`run_turn`), so all of a thread's
+    checkpoints name the user who created it, and the newest one is read. A thread written
+    before checkpoints recorded an owner names none (None).
+
+    Args:
+        saver: The checkpointer (None or no saver: nothing exists).
+        thread_id: The thread.
+    """
+    if not isinstance(saver, BaseCheckpointSaver):
+        return False, None
+    latest = saver.get_tuple({"configurable": {"thread_id": thread_id}})
+    if latest is None:
+        return False, None
+    owner = (latest.metadata or {}).get("user_id")
+    return True, str(owner) if owner else None
 
 
 def turn_config(thread_id: str, owner: str) -> RunnableConfig:
@@ -332,6 +393,7 @@ def run_turn(
         ThreadBusyError: The thread stayed busy for ``wait`` seconds.
         GenerationStopped: ``stop`` was set; ``partial`` holds what was streamed.
         InvalidMessageError: The message is empty or too long (the thread is unchanged).
+        NotYourThreadError: The thread exists and ``owner`` did not create it.
     """
     streamed: list[str] = []
 
@@ -343,6 +405,11 @@ def run_turn(
     config["callbacks"] = [ReplyTokens(hand_on, stop)]
     final: dict[str, Any] = {}
     with locks.hold(thread_id, wait):
+        # Under the thread's lock (no one else writes now): a thread is its creator's, and
+        # a turn by anyone else would make it theirs (checkpoints record the writer).
+        exists, found = thread_owner(graph.checkpointer, thread_id)
+        if exists and found is not None and found != owner:
+            raise NotYourThreadError(thread_id)
         # Under the thread's lock, every checkpoint from now on is this turn's.
         started = datetime.now(UTC)
         try:

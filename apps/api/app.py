@@ -51,7 +51,7 @@ from apps.api.service import (
     to_turn,
 )
 from apps.queue import QueueFullError
-from apps.turns import GenerationStopped
+from apps.turns import GenerationStopped, NotYourThreadError
 from graph.settings import ApiKey, Settings
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ def api_error(exc: BaseException) -> ApiError:
         return ApiError(400, str(exc), param=exc.param, code=exc.code)
     if isinstance(exc, UserNotAllowedError):
         return ApiError(403, str(exc), type="permission_error", param="user", code="wrong_user")
-    if isinstance(exc, NoSuchThreadError):
+    if isinstance(exc, NoSuchThreadError | NotYourThreadError):
         return ApiError(404, "no such thread for this user", param="thread_id", code="not_found")
     if isinstance(exc, ThreadBusyError):
         return ApiError(

@@ -7,15 +7,14 @@ so any OpenAI client or front end can send its usual body.
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from apps.turns import THREAD_ID
 from graph.settings import SafetyLevel
 
-THREAD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 """A thread id: a letter or digit, then up to 127 letters, digits and . _ : - (UUIDs fit)."""
 
 
@@ -95,6 +94,6 @@ class ChatRequest(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _thread_id_shape(cls, metadata: dict[str, str] | None) -> dict[str, str] | None:
-        if metadata and "thread_id" in metadata and not THREAD_ID.match(metadata["thread_id"]):
+        if metadata and "thread_id" in metadata and not THREAD_ID.fullmatch(metadata["thread_id"]):
             raise ValueError("thread_id: 1-128 letters, digits and . _ : - (a UUID fits)")
         return metadata

@@ -26,7 +26,15 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from apps.queue import ModelQueue, QueuedLocks
-from apps.turns import CheckedLocks, safety_verdict, stream_turn, turn_config
+from apps.turns import (
+    THREAD_ID,
+    THREAD_ID_RULE,
+    CheckedLocks,
+    safety_verdict,
+    stream_turn,
+    thread_owner,
+    turn_config,
+)
 from graph.context import Context, plain_user_name
 from graph.settings import Settings
 from tools.text import is_blank
@@ -107,13 +115,9 @@ def to_turn(
             is not the user's or is empty, a message is over ``api.max_message_chars``,
             or a value is out of range.
     """
-    from apps.api.schemas import THREAD_ID
-
     thread_id = thread_header.strip() if thread_header else None
-    if thread_id is not None and not THREAD_ID.match(thread_id):
-        raise RequestError(
-            "X-Thread-Id: 1-128 letters, digits and . _ : - (a UUID fits)", "X-Thread-Id"
-        )
+    if thread_id is not None and not THREAD_ID.fullmatch(thread_id):
+        raise RequestError(f"X-Thread-Id: {THREAD_ID_RULE}", "X-Thread-Id")
     in_body = (request.metadata or {}).get("thread_id")
     if thread_id and in_body and in_body != thread_id:
         raise RequestError(
@@ -230,13 +234,7 @@ class ApiService:
 
     def _thread(self, thread_id: str) -> tuple[bool, str | None]:
         """Whether the thread exists, and whose it is (its newest checkpoint's ``user_id``)."""
-        if self.memory.saver is None:
-            return False, None
-        latest = self.memory.saver.get_tuple({"configurable": {"thread_id": thread_id}})
-        if latest is None:
-            return False, None
-        owner = (latest.metadata or {}).get("user_id")
-        return True, str(owner) if owner is not None else None
+        return thread_owner(self.memory.saver, thread_id)
 
     def _check_owner(self, thread_id: str, owner: str) -> bool:
         """Whether the thread exists (it is ``owner``'s or names no owner).

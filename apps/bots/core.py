@@ -279,7 +279,8 @@ class BotCore:
                     chat,
                     text,
                     context,
-                    owner=user,
+                    # The chat owns its thread: in a group every member writes to it.
+                    owner=chat,
                     wait=self.busy_wait,
                     on_token=lambda _token: None,
                 )

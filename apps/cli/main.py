@@ -200,7 +200,7 @@ def _run_turn(session: ChatSession, text: str, as_json: bool) -> int:
 
     0 ok, 1 bad message, 75 busy, 130 stopped with Ctrl-C (the partial reply is kept).
     """
-    from apps.turns import GenerationStopped, turn_config
+    from apps.turns import GenerationStopped, NotYourThreadError, turn_config
     from tools.memory import ThreadBusyError
     from tools.models import ModelLoadError
 
@@ -231,6 +231,15 @@ def _run_turn(session: ChatSession, text: str, as_json: bool) -> int:
     except ThreadBusyError as exc:
         err.print(f"[red]busy:[/red] {escape(str(exc))}")
         return BUSY_EXIT
+    except NotYourThreadError:
+        # As the API and the page: another user's thread is one this user does not have.
+        err.print(
+            f"error: thread {session.thread_id} is another user's: not continued "
+            "(--user names who you are; leave --thread out for a new thread)",
+            markup=False,
+            soft_wrap=True,
+        )
+        return 1
     except (MessageTooLongError, ValueError) as exc:
         err.print(f"\n[red]error:[/red] {exc}")
         return 1
@@ -289,8 +298,14 @@ def _command(session: ChatSession, line: str) -> bool:
     if name == "help":
         out.print(HELP, markup=False)
     elif name == "thread":
-        session.thread_id = arg or new_thread_id()
-        out.print(f"[dim]thread {session.thread_id}[/dim]")
+        from apps.turns import BadThreadIdError, check_thread_id
+
+        try:
+            session.thread_id = check_thread_id(arg) if arg else new_thread_id()
+        except BadThreadIdError as exc:
+            err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        else:
+            out.print(f"[dim]thread {session.thread_id}[/dim]")
     elif name == "reset":
         session.thread_id = new_thread_id()
         out.print(f"[dim]new thread {session.thread_id}[/dim]")
@@ -394,6 +409,14 @@ def chat(
     if thread is not None and not thread.strip():
         err.print("[red]error:[/red] --thread is empty (leave it out for a new thread)")
         raise typer.Exit(2)
+    if thread is not None:
+        from apps.turns import BadThreadIdError, check_thread_id
+
+        try:
+            thread = check_thread_id(thread.strip())
+        except BadThreadIdError as exc:
+            err.print(f"error: --thread: {exc}", markup=False, soft_wrap=True)
+            raise typer.Exit(2) from None
     _model_ready(settings)
     with _memory(settings) as memory:
         session = ChatSession(

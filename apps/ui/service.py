@@ -32,6 +32,7 @@ from apps.turns import (
     STOPPED_MARK,
     CheckedLocks,
     GenerationStopped,
+    NotYourThreadError,
     safety_verdict,
     stream_turn,
     turn_config,
@@ -404,6 +405,8 @@ class ChatService:
                 "This thread is busy: another tab or process is answering in it. Try again "
                 "in a moment."
             ) from None
+        except NotYourThreadError:
+            raise UiError("No such thread for this user.") from None
         except MessageTooLongError as exc:
             raise UiError(f"The message is too long: {exc}") from None
         except InvalidMessageError as exc:

@@ -236,3 +236,23 @@ def test_empty_or_mismatched_arguments_are_usage_errors(args: list[str], says: s
 def test_the_log_level_may_be_written_in_any_case(level: str) -> None:
     done = assistant("threads", "list", ASSISTANT_LOG_LEVEL=level)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("thread", ["\udcff", "my thread with spaces", "a/b"])
+def test_a_thread_id_the_api_would_reject_is_a_clear_cli_error(thread: str) -> None:
+    # "\udcff" is what Python makes of the byte 0xff in an argument ($'\\xff').
+    done = assistant("chat", "-m", "hello", "--thread", thread)
+    assert done.returncode == 2, done.stdout
+    assert "--thread: thread id" in done.stderr and "1-128 letters, digits" in done.stderr
+    assert "Traceback" not in done.stderr and "codec" not in done.stderr
+
+
+def test_the_cli_does_not_continue_another_users_thread() -> None:
+    assert assistant("chat", "-m", "hi", "--thread", "own1", "--user", "carol").returncode == 0
+    done = assistant("chat", "-m", "mine now", "--thread", "own1")  # the machine's user
+    assert done.returncode == 1
+    assert "thread own1 is another user's" in done.stderr and "Traceback" not in done.stderr
+    again = assistant("chat", "-m", "still mine", "--thread", "own1", "--user", "carol")
+    assert again.returncode == 0, again.stderr
+    shown = assistant("threads", "show", "own1")
+    assert "mine now" not in shown.stdout

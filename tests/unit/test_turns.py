@@ -13,7 +13,16 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
-from apps.turns import GenerationStopped, ReplyTokens, run_turn, stream_turn
+from apps.turns import (
+    BadThreadIdError,
+    GenerationStopped,
+    NotYourThreadError,
+    ReplyTokens,
+    check_thread_id,
+    run_turn,
+    stream_turn,
+    thread_owner,
+)
 from graph import build_graph
 from graph.context import Context
 from graph.errors import InvalidMessageError
@@ -196,3 +205,52 @@ def test_stop_ends_only_the_model_calls_of_the_reply(node: str, stops: bool) -> 
     else:
         handler.on_llm_new_token("b", run_id=run_id)
     assert seen == (["a"] if stops else [])  # only the reply's tokens are handed on
+
+
+def _turn(graph: Any, locks: FileThreadLocks, owner: str, thread: str = "own1") -> Any:
+    return run_turn(
+        graph, locks, thread, "hi", Context(user_id=owner), owner=owner, wait=0,
+        on_token=lambda _t: None,
+    )  # fmt: skip
+
+
+def test_a_thread_stays_its_creators_when_someone_else_tries_to_write(
+    graph: Any, tmp_path: Path
+) -> None:
+    locks = FileThreadLocks(tmp_path)
+    _turn(graph, locks, "carol")
+    with pytest.raises(NotYourThreadError):
+        _turn(graph, locks, "machine-user")
+    assert thread_owner(graph.checkpointer, "own1") == (True, "carol")
+    _turn(graph, locks, "carol")  # her own thread still takes her turns
+    history = graph.get_state({"configurable": {"thread_id": "own1"}}).values["messages"]
+    assert [m.text for m in history if m.type == "human"] == ["hi", "hi"]  # nothing of his
+
+
+def test_the_owner_check_leaves_new_threads_and_other_threads_alone(
+    graph: Any, tmp_path: Path
+) -> None:
+    locks = FileThreadLocks(tmp_path)
+    assert thread_owner(graph.checkpointer, "fresh") == (False, None)
+    _turn(graph, locks, "carol", "fresh")
+    _turn(graph, locks, "dave", "other")
+    assert thread_owner(graph.checkpointer, "other") == (True, "dave")
+    assert thread_owner(None, "other") == (False, None)
+
+
+@pytest.mark.parametrize(
+    "good", ["own1", "5b0f6c4e-4a1d-4d0e-9a51-0f3c2b7e9d11", "telegram:-1001", "a", "x" * 128]
+)
+def test_one_thread_id_rule_takes_what_every_front_end_makes(good: str) -> None:
+    assert check_thread_id(good) == good
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "my thread with spaces", "\udcff", "own1\n", "-lead", "x" * 129, "caf\u00e9"]
+)
+def test_a_bad_thread_id_is_a_clear_printable_error(bad: str) -> None:
+    with pytest.raises(BadThreadIdError) as info:
+        check_thread_id(bad)
+    message = str(info.value)
+    message.encode("ascii")  # printable on any terminal: no raw byte, no control character
+    assert "1-128 letters, digits" in message
