@@ -10,6 +10,7 @@ below), so the router is tested on what it never saw.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
