@@ -64,7 +64,7 @@ def test_small_model_answers_from_the_document_and_cites_it(
     llama_settings: Callable[..., Settings], documents: Path
 ) -> None:
     (state,) = ask(
-        llama_settings(generation={"max_new_tokens": 32}),
+        llama_settings(generation={"max_new_tokens": 64}),
         documents,
         "Who designed the Glass Tower of Wexmoor?",
     )
