@@ -22,8 +22,11 @@ log = logging.getLogger("assistant.test_log_lines")
 def screen(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     """stdout and stderr on one screen, as in a terminal, with the CLI's log handler."""
     shared = io.StringIO()
-    monkeypatch.setattr(out, "file", shared)
-    monkeypatch.setattr(err, "file", shared)
+    # rich's ``Console.file`` reads sys.stdout/sys.stderr at each use unless set: patch
+    # what it keeps (``_file``, None) so the undo does not pin this test's capture streams
+    # on the CLI's consoles for every later test.
+    monkeypatch.setattr(out, "_file", shared)
+    monkeypatch.setattr(err, "_file", shared)
     handler = logging.StreamHandler(shared)
     handler.setFormatter(OwnLineFormatter("%(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("assistant")
