@@ -490,6 +490,13 @@ class ChromaSettings(_Section):
         "default",
         description="Collection used when none is named (3-63 letters, digits, . _ -).",
     )
+    shared: bool = Field(
+        False,
+        description="True = every user of the page, the API and the bots is answered from "
+        "chroma.collection (a team's server; page uploads go there too); False = each user "
+        "has a collection of their own (user-<name>-<hash>), and only the machine's user "
+        "(long_term.user_id) gets chroma.collection.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -773,11 +780,23 @@ class UiSettings(_Section):
 
     shared_documents: bool = Field(
         False,
-        description="True = every page user uploads into, lists and is answered from "
-        "chroma.collection (as the CLI); False = each user has a collection of their own "
-        "(user-<name>-<hash>), and only the machine's user (long_term.user_id) gets "
-        "chroma.collection.",
+        description="Replaced by chroma.shared, which applies to the API and the bots as "
+        "well as the page; true is refused with a message saying so.",
     )
+
+    @field_validator("shared_documents")
+    @classmethod
+    def _moved_to_chroma_shared(cls, shared: bool) -> bool:
+        # Once page-only; taking it as chroma.shared would also hand chroma.collection to
+        # every API caller and bot chat without the operator saying so.
+        if shared:
+            raise ValueError(
+                "ui.shared_documents is replaced by chroma.shared, which shares "
+                "chroma.collection with every user of the page, the API and the bots: set "
+                "chroma.shared = true (ASSISTANT_CHROMA__SHARED) and remove "
+                "ui.shared_documents"
+            )
+        return shared
 
 
 class FinetuneSettings(_Section):

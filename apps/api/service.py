@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
+from apps.documents import collection_of, public_source
 from apps.queue import ModelQueue, QueuedLocks
 from apps.turns import (
     THREAD_ID,
@@ -174,8 +175,12 @@ def to_turn(
             "reserved_user",
         )
     max_tokens = request.max_completion_tokens or request.max_tokens
+    owner = user or settings.api.anonymous_user
     values: dict[str, Any] = {
-        "user_id": user or settings.api.anonymous_user,
+        "user_id": owner,
+        # The same name reaches the same documents as on the page; never the machine
+        # user's chroma.collection unless documents are shared (chroma.shared).
+        "collection": collection_of(settings, owner),
         "temperature": request.temperature,
         "top_p": request.top_p,
         "max_new_tokens": max_tokens,
@@ -191,7 +196,7 @@ def to_turn(
     return Turn(
         text=text,
         context=Context.model_validate({k: v for k, v in values.items() if v is not None}),
-        owner=user or settings.api.anonymous_user,
+        owner=owner,
         thread_id=thread_id,
         earlier=tuple(earlier),
     )
@@ -326,10 +331,9 @@ def extension(outcome: Outcome, thread_id: str | None) -> dict[str, Any]:
         "concept": state.get("concept"),
         "safety": safety_verdict(state),
         "retrieval": retrieval.get("status"),
-        "sources": [
-            {k: source.get(k) for k in ("source", "name", "page", "section", "score")}
-            for source in state.get("sources") or []
-        ],
+        # File name, page or section and score: where the file lies on the server is
+        # nobody's business outside it.
+        "sources": [public_source(source) for source in state.get("sources") or []],
         # A reply replaced after streaming (check_output): the kept text is "content" of
         # the final message; a streaming client should show this instead.
         "replaced": outcome.reply.strip() != outcome.streamed.strip(),

@@ -99,12 +99,13 @@ def memory_choices(service: ChatService, user: str | None) -> list[tuple[str, st
 
 
 def document_choices(service: ChatService, user: str | None) -> list[tuple[str, str]]:
-    """(name and chunks, source) of the files in the user's collection; empty without a user."""
+    """(name and chunks, key) of the files in the user's collection; empty without a user.
+
+    The key, not the file's path: the browser learns nothing of the server's folders.
+    """
     if not user:
         return []
-    return [
-        (f"{d['name']} ({d['chunks']} chunks)", d["source"]) for d in service.document_list(user)
-    ]
+    return [(f"{d['name']} ({d['chunks']} chunks)", d["key"]) for d in service.document_list(user)]
 
 
 def _notice(text: str) -> str:
@@ -379,19 +380,17 @@ def build_ui(service: ChatService) -> gr.Blocks:
 
         upload.upload(do_upload, [upload, user_state], [ingest_report, docs, status])
 
-        def do_remove(source: str | None, user: str) -> tuple[Any, ...]:
+        def do_remove(key: str | None, user: str) -> tuple[Any, ...]:
             if not user:
                 return _notice("Enter a user name first."), gr.skip()
-            if not source:
+            if not key:
                 return _notice("Choose a file to remove."), gr.skip()
             try:
-                removed = service.remove_document(user, source)
+                name, removed = service.remove_listed(user, key)
             except UiError as exc:
                 return _notice(str(exc)), gr.skip()
             choices, notice = refresh_docs(user)
-            return notice or _notice(f"Removed {os.path.basename(source)} ({removed} chunks)."), (
-                choices
-            )
+            return notice or _notice(f"Removed {name} ({removed} chunks)."), choices
 
         remove_doc.click(do_remove, [docs, user_state], [status, docs])
         # Each user sees their own files: the list follows the signed-in user.

@@ -5,9 +5,9 @@ checkpointer, ``tools.documents.ingest``, ``tools.memory.long_term``), so it is 
 on the fake model without a browser. Nothing here is per browser session: each call gets
 the user and the session's generation controls as arguments, and the only shared state is
 what every session shares anyway (the graph, its model, the stores) plus one stop signal
-per session. Documents are per user like threads and memories: each user has a
-collection of their own (:func:`user_collection`), passed to retrieval in the run's
-context, unless ``ui.shared_documents`` puts everyone in ``chroma.collection``.
+per session. Documents are per user like threads and memories: the collection a user
+uploads into and is answered from is the one the API and the bots would give that name
+(:func:`apps.documents.collection_of`), passed to retrieval in the run's context.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import re
 import shutil
 import threading
 import time
-import unicodedata
 import uuid
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
@@ -28,6 +27,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import ValidationError
 
+from apps.documents import NoUserError, collection_of
+from apps.documents import user_collection as _user_collection
 from apps.turns import (
     STOPPED_MARK,
     CheckedLocks,
@@ -63,13 +64,6 @@ USER_NAME = re.compile(r"^[\w][\w .@+-]{0,63}$")
 
 UPLOAD_KINDS = (".pdf", ".md", ".markdown", ".txt", ".text", ".html", ".htm")
 """File types the upload accepts (the ingest's folder walk reads the same ones)."""
-
-COLLECTION_PREFIX = "user-"
-"""Start of every per-user collection name (apart from the shared ``chroma.collection``)."""
-SLUG_CHARS = 36
-"""Longest readable part of a per-user collection name."""
-HASH_CHARS = 16
-"""Hex digits of the name's SHA-256 in a per-user collection name (64 bits)."""
 
 
 class UiError(Exception):
@@ -154,31 +148,15 @@ def check_user(name: str | None) -> str:
 
 
 def user_collection(user: str) -> str:
-    """The document collection of one page user: ``user-<slug>-<hash>``.
-
-    Valid for Chroma whatever the name (3-63 characters of ``[a-z0-9-]``, starting and
-    ending with a letter or digit, no ``..``) and the same in every process. The slug is
-    for people reading the store's listing: the name in ASCII (accents dropped), lower
-    case, every other run of characters one ``-``, at most :data:`SLUG_CHARS`; it may be
-    empty (a name in another script). The hash, the first :data:`HASH_CHARS` hex digits
-    of the SHA-256 of the exact name, keeps apart names with the same slug ("Ana María",
-    "ana maria", "ANA-MARIA" are three users, as they are for threads).
-
-    Args:
-        user: The user name as signed in (any non-empty text).
-
-    Returns:
-        The collection name, e.g. ``user-ana-maria-8358ed271ba38466`` (at most 58 chars).
+    """The document collection of one page user (:func:`apps.documents.user_collection`).
 
     Raises:
         UiError: The name is empty.
     """
-    if not user:
-        raise UiError("Enter a user name first.")
-    ascii_name = unicodedata.normalize("NFKD", user).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:SLUG_CHARS].strip("-")
-    digest = hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_CHARS]
-    return f"{COLLECTION_PREFIX}{slug + '-' if slug else ''}{digest}"
+    try:
+        return _user_collection(user)
+    except NoUserError:
+        raise UiError("Enter a user name first.") from None
 
 
 def check_message(text: str | None) -> str:
@@ -273,7 +251,6 @@ class ChatService:
         *,
         model: BaseChatModel | None = None,
         wait: float = 0.0,
-        shared_documents: bool | None = None,
         embeddings: Embeddings | None = None,
     ) -> None:
         """Build the graph on the open memory.
@@ -283,8 +260,6 @@ class ChatService:
             memory: The open checkpointer, store and thread locks (``open_memory``).
             model: A chat model instead of the configured one (tests).
             wait: Seconds a turn waits for a busy thread before saying so.
-            shared_documents: One collection for everyone (``chroma.collection``) instead
-                of one per user; None: ``ui.shared_documents``.
             embeddings: The embedding model the uploads are embedded with (tests); None:
                 all-MiniLM-L6-v2, as the graph's retrieval searches with.
         """
@@ -293,9 +268,8 @@ class ChatService:
         self.settings = settings
         self.memory = memory
         self.wait = wait
-        self.shared_documents = (
-            settings.ui.shared_documents if shared_documents is None else shared_documents
-        )
+        self.shared_documents = settings.chroma.shared
+        """One collection for everyone (``chroma.shared``): the page says so."""
         self.graph: CompiledStateGraph[Any, Any, Any, Any] = build_graph(
             settings, checkpointer=memory.saver, store=memory.store, model=model
         )
@@ -548,17 +522,15 @@ class ChatService:
     def collection_of(self, user: str) -> str:
         """The collection a user uploads into, lists, removes from and is answered from.
 
-        Their own (:func:`user_collection`), or ``chroma.collection`` when documents are
-        shared or for the machine's user (``long_term.user_id``: the CLI's user, who also
-        gets the threads that name no owner).
+        The one rule of every front end (:func:`apps.documents.collection_of`): their own
+        (:func:`user_collection`), or ``chroma.collection`` when ``chroma.shared`` or for
+        the machine's user (``long_term.user_id``: the CLI's user, who also gets the
+        threads that name no owner).
 
         Raises:
             UiError: The user name is invalid.
         """
-        user = self.check_user(user)
-        if self.shared_documents or user == self.default_owner:
-            return self.settings.chroma.collection
-        return user_collection(user)
+        return collection_of(self.settings, self.check_user(user))
 
     def documents(self, user: str) -> DocumentStore:
         """The user's collection (opened once; the embeddings load lazily).
@@ -646,15 +618,34 @@ class ChatService:
     def document_list(self, user: str) -> list[dict[str, Any]]:
         """The files in the user's collection (``source``, ``name``, ``chunks``, ...).
 
+        Each also has ``key`` (:func:`document_key`), what the page sends to the browser
+        instead of ``source``, the file's path on the server.
+
         Raises:
             UiError: The user name is invalid, or the store cannot be read.
         """
         from tools.documents.store import DocumentStoreError
 
         try:
-            return [info.to_dict() for info in self.documents(user).sources()]
+            listed = [info.to_dict() for info in self.documents(user).sources()]
         except DocumentStoreError as exc:
             raise UiError(f"The document store is unavailable: {exc}") from None
+        return [{**info, "key": document_key(str(info["source"]))} for info in listed]
+
+    def remove_listed(self, user: str, key: str) -> tuple[str, int]:
+        """Remove the file the page listed under ``key`` (:meth:`document_list`).
+
+        Returns:
+            The file's name and the chunks removed.
+
+        Raises:
+            UiError: No file of the user's collection has that key (removed meanwhile, or
+                another user's), or the store cannot be read or written.
+        """
+        for info in self.document_list(user):
+            if info["key"] == key:
+                return str(info["name"]), self.remove_document(user, str(info["source"]))
+        raise UiError("That file is not in your collection (any more).")
 
     def remove_document(self, user: str, source: str) -> int:
         """Remove a file from the user's collection; returns the chunks removed.
@@ -708,6 +699,14 @@ def _settle(
             os.replace(backup, copy)
         else:
             backup.unlink(missing_ok=True)
+
+
+def document_key(source: str) -> str:
+    """The page's handle of a stored file: 16 hex digits of the SHA-256 of its path.
+
+    The browser gets this, not the path: where files lie on the server stays there.
+    """
+    return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def ingest_summary(report: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,11 +20,14 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from apps.api.app import _next, _sse, create_app, iter_lines
-from apps.api.service import ApiService, Outcome, Turn
+from apps.api.schemas import ChatRequest
+from apps.api.service import ApiService, Outcome, Turn, to_turn
+from apps.documents import user_collection
 from apps.queue import ModelQueue
 from apps.turns import GenerationStopped
 from graph.context import Context
 from graph.settings import Settings
+from tests.support.documents import MILL, MILL_QUESTION, TOWER, TOWER_QUESTION, put_document
 from tests.support.embeddings import word_store
 from tests.support.locks import GateLocks
 from tools.memory import OpenMemory
@@ -1056,3 +1060,100 @@ def test_every_front_end_refuses_a_blank_user_name(blank: str) -> None:
         _check_user(blank)
     with pytest.raises(UiError):
         check_user(blank)
+
+
+# --- whose documents: one rule with the page; no server paths out ------------------------
+
+
+def _prompt_text(model: FakeChatModel) -> str:
+    """Everything the model was shown in its last call (the passages are in the prompt)."""
+    return "\n".join(m.text for m in model.calls[-1])
+
+
+def _sources(response: Any) -> list[dict[str, Any]]:
+    assert response.status_code == 200, response.text
+    return list(response.json()["assistant"]["sources"])
+
+
+def test_a_users_documents_are_never_a_source_for_another_api_user(
+    client: TestClient, service: ApiService, fake_model: FakeChatModel, tmp_path: Path
+) -> None:
+    settings = service.settings
+    put_document(settings, user_collection("alice"), tmp_path, "tower.md", TOWER)
+    # The machine user's own collection (assistant ingest's, the CLI's user's).
+    put_document(settings, settings.chroma.collection, tmp_path, "mill.md", MILL)
+    for who in ({"user": "bob"}, {}, {"user": "ALICE"}, {"user": "alice2"}):
+        for question in (TOWER_QUESTION, MILL_QUESTION):
+            assert _sources(client.post(URL, json=user(question, **who))) == [], (who, question)
+            prompt = _prompt_text(fake_model)
+            assert "Ida Frane" not in prompt and "barley" not in prompt, (who, question)
+    # In a thread too, and streamed.
+    streamed = client.post(
+        URL, json=user(TOWER_QUESTION, user="bob", stream=True), headers={"X-Thread-Id": "b1"}
+    )
+    assert chunks(streamed.text)[-2]["assistant"]["sources"] == []
+    # Alice's own question finds her file: the documents are hers, not gone.
+    found = _sources(client.post(URL, json=user(TOWER_QUESTION, user="alice")))
+    assert [s["name"] for s in found] == ["tower.md"]
+    assert "Ida Frane" in _prompt_text(fake_model)
+    assert _sources(client.post(URL, json=user(MILL_QUESTION, user="alice"))) == []
+
+
+def test_the_machines_user_is_answered_from_chroma_collection_over_the_api(
+    client: TestClient, service: ApiService, tmp_path: Path
+) -> None:
+    settings = service.settings
+    put_document(settings, settings.chroma.collection, tmp_path, "mill.md", MILL)
+    mine = client.post(URL, json=user(MILL_QUESTION, user=settings.long_term.user_id))
+    assert [s["name"] for s in _sources(mine)] == ["mill.md"]
+
+
+def test_shared_documents_answer_every_api_user_from_chroma_collection(
+    make_settings: Callable[..., Settings], fake_model: FakeChatModel, tmp_path: Path
+) -> None:
+    settings = api_settings(make_settings, chroma={"shared": True, "collection": "team"})
+    put_document(settings, "team", tmp_path, "mill.md", MILL)
+    with TestClient(create_app(service=make_service(settings, fake_model))) as client:
+        for who in ({"user": "bob"}, {}):
+            found = _sources(client.post(URL, json=user(MILL_QUESTION, **who)))
+            assert [s["name"] for s in found] == ["mill.md"], who
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_sources_name_the_file_never_where_it_lies_on_the_server(
+    client: TestClient, service: ApiService, tmp_path: Path, stream: bool
+) -> None:
+    path = put_document(service.settings, user_collection("alice"), tmp_path, "tower.md", TOWER)
+    response = client.post(URL, json=user(TOWER_QUESTION, user="alice", stream=stream))
+    assert response.status_code == 200, response.text
+    body = response.text
+    # Not the path, not its folders, not the data directory (as JSON escapes it or not).
+    for secret in (str(path), str(path.parent), str(tmp_path), str(service.settings.data_dir)):
+        assert secret not in body and json.dumps(secret)[1:-1] not in body, secret
+    extension = chunks(body)[-2]["assistant"] if stream else response.json()["assistant"]
+    (source,) = extension["sources"]
+    assert set(source) == {"name", "page", "section", "score"}
+    assert source["name"] == "tower.md" and source["score"] > 0
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_one_user_name_reaches_one_collection_from_the_page_and_the_api(
+    make_settings: Callable[..., Settings], fake_model: FakeChatModel, shared: bool
+) -> None:
+    from apps.ui.service import ChatService
+
+    settings = api_settings(make_settings, chroma={"shared": shared})
+    page = ChatService(settings, OpenMemory(InMemorySaver(), None, LocalThreadLocks()))
+    names = ["alice", "Ana María", "ana maria", "李雷", settings.long_term.user_id]
+    seen = set()
+    for name in names:
+        turn = to_turn(ChatRequest.model_validate(user("hi", user=name)), None, settings)
+        assert turn.context.collection == page.collection_of(name), name
+        seen.add(turn.context.collection)
+    anonymous = to_turn(ChatRequest.model_validate(user("hi")), None, settings)
+    if shared:
+        assert seen == {anonymous.context.collection} == {settings.chroma.collection}
+    else:
+        assert len(seen) == len(names)  # every name its own
+        assert anonymous.context.collection not in seen
+        assert anonymous.context.collection != settings.chroma.collection

@@ -27,7 +27,8 @@ from apps.ui.service import (
     title_of,
     user_collection,
 )
-from graph.settings import Settings
+from graph.settings import Settings, SettingsError
+from tests.conftest import assistant
 from tests.support.embeddings import word_store
 from tests.support.locks import GateLocks
 from tools.documents.store import check_collection_name
@@ -523,8 +524,8 @@ def test_two_users_uploads_are_never_visible_to_each_other(
 def test_in_a_shared_collection_two_users_files_of_one_name_are_both_kept(
     make_settings: Callable[..., Settings], fake_model: FakeChatModel, tmp_path: Path
 ) -> None:
-    settings = make_settings()
-    service = ChatService(settings, memory(settings), model=fake_model, shared_documents=True)
+    settings = make_settings(chroma={"shared": True})
+    service = ChatService(settings, memory(settings), model=fake_model)
     service.ingest("alice", [write(tmp_path, "report.md", TOWER)])
     report = service.ingest("bob", [write(tmp_path, "report.md", MILL)])
     assert [Path(f["path"]).name for f in report["added"]] == ["report.md"]
@@ -594,7 +595,7 @@ def test_each_user_is_answered_from_their_own_collection(
 def test_shared_documents_put_everyone_in_the_configured_collection(
     make_settings: Callable[..., Settings], fake_model: FakeChatModel, tmp_path: Path
 ) -> None:
-    settings = make_settings(ui={"shared_documents": True}, chroma={"collection": "team"})
+    settings = make_settings(chroma={"shared": True, "collection": "team"})
     service = ChatService(settings, memory(settings), model=fake_model)
     assert service.collection_of("alice") == service.collection_of("bob") == "team"
     service.ingest("alice", [write(tmp_path, "tower.md", TOWER)])
@@ -602,9 +603,44 @@ def test_shared_documents_put_everyone_in_the_configured_collection(
     _, bob = run(service, "bob", "b1", "Who designed the Glass Tower of Wexmoor?")
     assert bob.diagnostics["retrieval"]["collection"] == "team"
     assert [s["name"] for s in bob.sources] == ["tower.md"]
-    # Per user unless told: the argument wins over the setting.
-    apart = ChatService(settings, memory(settings), model=fake_model, shared_documents=False)
-    assert apart.collection_of("alice") == user_collection("alice")
+    # Per user unless told.
+    apart = make_settings(chroma={"collection": "team"})
+    assert ChatService(apart, memory(apart)).collection_of("alice") == user_collection("alice")
+
+
+def test_the_page_only_setting_for_shared_documents_is_a_clear_error(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # Taken as chroma.shared it would hand chroma.collection to every API caller and bot
+    # chat too: the operator is told to say so, not shared with silently.
+    with pytest.raises(SettingsError, match=r"ui.shared_documents is replaced by chroma.shared"):
+        make_settings(ui={"shared_documents": True})
+    assert not make_settings(ui={"shared_documents": False}).chroma.shared
+
+
+def test_the_page_only_setting_is_refused_by_the_cli_without_a_traceback() -> None:
+    done = assistant("threads", "list", ASSISTANT_UI__SHARED_DOCUMENTS="true")
+    assert done.returncode != 0
+    assert "chroma.shared" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_remove_from_the_page_names_the_file_by_key_never_by_path(
+    doc_service: ChatService, tmp_path: Path
+) -> None:
+    from apps.ui.page import document_choices
+
+    doc_service.ingest("alice", [write(tmp_path, "tower.md", TOWER)])
+    (listed,) = doc_service.document_list("alice")
+    choices = document_choices(doc_service, "alice")
+    assert choices == [("tower.md (1 chunks)", listed["key"])]
+    assert "/" not in listed["key"] and listed["key"] != listed["source"]
+    # Another user's key is not theirs to remove; nor is a path.
+    with pytest.raises(UiError, match="not in your collection"):
+        doc_service.remove_listed("bob", listed["key"])
+    with pytest.raises(UiError, match="not in your collection"):
+        doc_service.remove_listed("alice", listed["source"])
+    assert doc_service.remove_listed("alice", listed["key"]) == ("tower.md", 1)
+    assert doc_service.document_list("alice") == []
 
 
 def test_the_machines_user_keeps_the_clis_collection(doc_service: ChatService) -> None:
