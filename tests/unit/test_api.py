@@ -1123,8 +1123,11 @@ def test_shared_documents_answer_every_api_user_from_chroma_collection(
 def test_sources_name_the_file_never_where_it_lies_on_the_server(
     client: TestClient, service: ApiService, tmp_path: Path, stream: bool
 ) -> None:
-    path = put_document(service.settings, user_collection("alice"), tmp_path, "tower.md", TOWER)
-    response = client.post(URL, json=user(TOWER_QUESTION, user="alice", stream=stream))
+    settings = service.settings
+    # The machine's user: chroma.collection, the collection every version searched.
+    owner = settings.long_term.user_id
+    path = put_document(settings, settings.chroma.collection, tmp_path, "tower.md", TOWER)
+    response = client.post(URL, json=user(TOWER_QUESTION, user=owner, stream=stream))
     assert response.status_code == 200, response.text
     body = response.text
     # Not the path, not its folders, not the data directory (as JSON escapes it or not).
