@@ -8,6 +8,13 @@ what the assistant remembers about each user long-term stays. A chat's safety le
 kept in the long-term store (namespace ``("bot_chats", <chat>)``) when there is one, so it
 outlives a restart, else for the life of the process.
 
+Documents are the room's, not the sender's: a turn searches the collection
+:func:`apps.documents.collection_of` gives the room (the Telegram chat, the Slack
+channel or DM, whatever forum topic or Slack thread the message is in):
+``chroma.collection`` when ``chroma.shared``, else a collection of the room's own, which
+only the operator fills (``assistant ingest --collection``). In a group every member
+reads the reply, so one member's own documents must never be quoted in it.
+
 Who may change a chat: in a private chat the user; in a group, channel or shared thread
 only the people the platform's adapter vouches for (a :class:`ChatGuard`: Telegram asks
 the Bot API whether the sender administers the chat, Slack checks its list and the
@@ -29,6 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from apps.documents import collection_of
 from apps.turns import run_turn
 from graph.context import Context
 from graph.errors import InvalidMessageError, MessageTooLongError
@@ -167,6 +175,8 @@ class BotCore:
         text: str,
         prefix: str = "/",
         guard: ChatGuard | None = None,
+        *,
+        room: str | None = None,
     ) -> str:
         """Answer one message: a command (starting with ``prefix``) or a turn.
 
@@ -180,6 +190,9 @@ class BotCore:
             prefix: What starts a command on this platform (``/`` on Telegram).
             guard: Who may change a shared chat (``safety LEVEL``, ``reset``); None = a
                 private chat, whose user may.
+            room: Whose documents the turn searches: the chat without its forum topic
+                or Slack thread (``telegram:<chat_id>``, ``slack:<team>:<channel>``);
+                None = ``chat``.
 
         Returns:
             The reply, possibly longer than the platform allows (split it to send).
@@ -204,7 +217,7 @@ class BotCore:
                 return refused or self.set_safety(chat, arg, prefix)
             if name.isidentifier():  # "/usr/bin is ..." is a message, not a command
                 return f"Unknown command {prefix}{name}.\n\n{self.help(chat, prefix)}"
-        return self.turn(chat, user, text)
+        return self.turn(chat, user, text, room=room)
 
     def _refusal(self, chat: str, guard: ChatGuard | None, change: str) -> str | None:
         """Why the sender may not ``change`` the chat; None when they may."""
@@ -264,12 +277,27 @@ class BotCore:
             return FAILED
         return "Started over: this conversation's history is deleted."
 
-    def turn(self, chat: str, user: str, text: str) -> str:
-        """Run one turn on the chat's thread and return the reply (or why there is none)."""
+    def turn(self, chat: str, user: str, text: str, *, room: str | None = None) -> str:
+        """Run one turn on the chat's thread and return the reply (or why there is none).
+
+        Args:
+            chat: The chat's thread id.
+            user: The sender (whose long-term memories).
+            text: The message.
+            room: Whose documents are searched (see :meth:`handle`); None = ``chat``.
+        """
         from tools.memory import MemoryBackendError, ThreadBusyError
         from tools.models import ModelLoadError
 
-        context = Context.model_validate({"user_id": user, "safety_level": self.safety_level(chat)})
+        context = Context.model_validate(
+            {
+                "user_id": user,
+                # The room's documents, not the sender's: in a group every member reads
+                # the reply, so one member's own documents must not be quoted to them.
+                "collection": collection_of(self.settings, room or chat),
+                "safety_level": self.safety_level(chat),
+            }
+        )
         try:
             with self._model_slot():
                 # The reply goes out whole: no token is needed, none changes threads.

@@ -226,7 +226,8 @@ def build_bolt_app(settings: Settings, core: BotCore) -> App:
         # A direct message with the bot is the user's own; anything else is shared.
         direct = event.get("channel_type") == "im"
         guard = None if direct else channel_guard(client, settings, sender)
-        reply = core.handle(chat, user_key(team, sender), text, "!", guard)
+        room = chat_key(team, channel)  # a Slack thread searches its channel's documents
+        reply = core.handle(chat, user_key(team, sender), text, "!", guard, room=room)
         for piece in split_text(reply, LIMIT, escaped_length):
             client.chat_postMessage(channel=channel, text=escape(piece), thread_ts=thread_ts)
 

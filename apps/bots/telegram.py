@@ -197,7 +197,10 @@ def build_application(
         topic = message.message_thread_id if message.is_topic_message else None
         thread = chat_key(chat.id, topic)
         guard = group_guard(context.bot, message, asyncio.get_running_loop())
-        reply = await asyncio.to_thread(core.handle, thread, who, message.text, "/", guard)
+        # A forum topic searches its group's documents.
+        reply = await asyncio.to_thread(
+            core.handle, thread, who, message.text, "/", guard, room=chat_key(chat.id)
+        )
         for piece in split_text(reply, LIMIT, utf16_units):
             await context.bot.send_message(chat.id, piece, message_thread_id=topic)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,9 @@ from starlette.testclient import TestClient
 
 from apps.bots.core import NOT_CHECKED, BotConfigError, BotCore
 from apps.bots.slack import chat_key, create_app, incoming_text
+from apps.documents import collection_of
 from graph.settings import Settings
+from tests.support.documents import MILL, MILL_QUESTION, TOWER, TOWER_QUESTION, put_document
 from tests.support.fake_slack import (
     BOT_USER,
     TEAM,
@@ -503,3 +506,31 @@ def test_when_slack_cannot_be_asked_nothing_changes(
     assert core.handle(chat, "slack:T:ULISTED", "!safety relaxed", "!", listed) == (
         "Safety level for this chat: relaxed."
     )
+
+
+def test_a_channel_is_answered_from_its_own_documents_never_a_users(
+    make_settings: Callable[..., Settings],
+    slack: tuple[FakeSlack, str],
+    fake_model: FakeChatModel,
+    tmp_path: Path,
+) -> None:
+    fake, url = slack
+    client, core = bot(make_settings, url, fake_model)
+    settings = core.settings
+    sender = f"slack:{TEAM}:U1"
+    put_document(settings, settings.chroma.collection, tmp_path, "mill.md", MILL)
+    put_document(settings, collection_of(settings, sender), tmp_path, "tower.md", TOWER)
+    # One at a time: the model answers one turn at a time, a second would be told "busy".
+    send_event(client, mention("C1", "U1", TOWER_QUESTION))
+    wait_for(lambda: fake.posted("C1"), what="the channel's reply")
+    send_event(client, direct_message("D1", "U1", MILL_QUESTION))
+    wait_for(lambda: fake.posted("D1"), what="the direct reply")
+    seen = "\n".join(m.text for call in fake_model.calls for m in call)
+    assert TOWER_QUESTION in seen and MILL_QUESTION in seen
+    assert "Ida Frane" not in seen and "barley" not in seen
+    # The channel's own documents answer a Slack thread in it too.
+    channel = collection_of(settings, chat_key(TEAM, "C1"))
+    put_document(settings, channel, tmp_path, "tower.md", TOWER)
+    send_event(client, mention("C1", "U2", TOWER_QUESTION, thread_ts="1700000000.000100"))
+    wait_for(lambda: len(fake.posted("C1")) == 2, what="the thread's reply")
+    assert "Ida Frane" in "\n".join(m.text for m in fake_model.calls[-1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from langchain_core.messages import BaseMessage
@@ -13,7 +14,9 @@ from starlette.testclient import TestClient
 from apps.bots.core import BUSY_MODEL, NOT_CHECKED, BotConfigError, BotCore
 from apps.bots.split import utf16_units
 from apps.bots.telegram import SECRET_HEADER, create_app
+from apps.documents import collection_of, user_collection
 from graph.settings import Settings
+from tests.support.documents import MILL, MILL_QUESTION, TOWER, TOWER_QUESTION, put_document
 from tests.support.fake_telegram import ANONYMOUS_ADMIN, FakeTelegram, update
 from tests.support.http_server import ServerThread, wait_for
 from tests.support.loopback import only_loopback
@@ -415,3 +418,55 @@ def test_when_telegram_cannot_say_who_administers_the_group_nothing_changes(
     assert "member list is inaccessible" in reply.lower() and "trying again will not help" in reply
     assert reply != NOT_CHECKED
     assert core.safety_level(f"telegram:{GROUP}") == "moderate"
+
+
+def _prompts(model: FakeChatModel) -> str:
+    """Everything the model was shown (retrieved passages are in the prompt)."""
+    return "\n".join(m.text for call in model.calls for m in call)
+
+
+def test_a_chat_is_answered_from_its_own_documents_never_a_users(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    fake_model: FakeChatModel,
+    tmp_path: Path,
+) -> None:
+    fake, url = telegram
+    settings = bot_settings(make_settings, url)
+    # The machine user's documents (chroma.collection), the sender's own collection (the
+    # name the page and API would give "telegram:77"), and a page user's.
+    put_document(settings, settings.chroma.collection, tmp_path, "mill.md", MILL)
+    put_document(settings, collection_of(settings, "telegram:77"), tmp_path, "tower.md", TOWER)
+    put_document(settings, user_collection("alice"), tmp_path, "tower2.md", TOWER)
+    with bot(settings, fake_model) as client:
+        for n, (chat, question) in enumerate(
+            [(-100500, TOWER_QUESTION), (-100500, MILL_QUESTION), (77, MILL_QUESTION)], 1
+        ):
+            assert post(client, update(n, chat, 77, question)) == 200
+            wait_for(lambda n=n: len(fake.sent()) == n, what="the reply")
+        prompts = _prompts(fake_model)
+        assert TOWER_QUESTION in prompts and MILL_QUESTION in prompts
+        assert "Ida Frane" not in prompts and "barley" not in prompts
+        # The group's own documents are its members' answers, in every topic of it.
+        put_document(
+            settings, collection_of(settings, "telegram:-100500"), tmp_path, "mill.md", MILL
+        )
+        assert post(client, update(4, -100500, 78, MILL_QUESTION, topic=12)) == 200
+        wait_for(lambda: len(fake.sent()) == 4, what="the topic's reply")
+        assert "barley" in _prompts(fake_model)
+
+
+def test_with_shared_documents_every_chat_is_answered_from_chroma_collection(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    fake_model: FakeChatModel,
+    tmp_path: Path,
+) -> None:
+    fake, url = telegram
+    telegram_keys = bot_settings(make_settings, url).telegram.model_dump()
+    settings = make_settings(telegram=telegram_keys, chroma={"shared": True})
+    put_document(settings, settings.chroma.collection, tmp_path, "mill.md", MILL)
+    with bot(settings, fake_model) as client:
+        assert post(client, update(1, -100500, 77, MILL_QUESTION)) == 200
+        wait_for(lambda: fake.sent(-100500), what="the reply")
+    assert "barley" in _prompts(fake_model)
