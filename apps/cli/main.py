@@ -365,6 +365,16 @@ UserOption = Annotated[
         callback=_check_user,
     ),
 ]
+ThreadUserOption = Annotated[
+    str | None,
+    typer.Option(
+        "--user",
+        "-u",
+        help="Whose threads: another user's is refused, as in chat (default: "
+        "long_term.user_id, the login name).",
+        callback=_check_user,
+    ),
+]
 
 
 @app.command()
@@ -515,16 +525,56 @@ def threads_list(
     err.print(f"[dim]{len(threads)} thread(s)[/dim]")
 
 
+def _thread_ids(given: list[str]) -> list[str]:
+    """The thread ids, checked against every front end's rule (:data:`apps.turns.THREAD_ID`).
+
+    A bad one ends the command (exit 2) before any thread is touched.
+    """
+    from apps.turns import BadThreadIdError, check_thread_id
+
+    try:
+        return [check_thread_id(thread_id) for thread_id in given]
+    except BadThreadIdError as exc:
+        err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _not_yours(thread_id: str, saver: Any, user: str, doing: str) -> bool:
+    """Whether the thread is another user's (said on stderr), as a turn would refuse it.
+
+    A thread that names no owner (written before checkpoints recorded one) is anyone's,
+    as it is for a turn (:func:`apps.turns.run_turn`).
+    """
+    from apps.turns import thread_owner
+
+    _, owner = thread_owner(saver, thread_id)
+    if owner is None or owner == user:
+        return False
+    err.print(
+        f"error: thread {thread_id} is another user's: not {doing} (--user names who you are)",
+        markup=False,
+        soft_wrap=True,
+    )
+    return True
+
+
 @threads_app.command("show")
 def threads_show(
     thread_id: Annotated[str, typer.Argument(help="The thread to print.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    user: ThreadUserOption = None,
 ) -> None:
-    """Print the messages and summary of one thread."""
+    """Print the messages and summary of one of the user's threads.
+
+    Exit 1 when it is not there or is another user's, 2 for an id no thread can have.
+    """
     from graph import build_graph
 
+    (thread_id,) = _thread_ids([thread_id])
     settings = cli_settings()
     with _thread_store(settings) as saver:
+        if _not_yours(thread_id, saver, user or settings.long_term.user_id, "shown"):
+            raise typer.Exit(1)
         values = (
             build_graph(settings, checkpointer=saver)
             .get_state({"configurable": {"thread_id": thread_id}})
@@ -551,31 +601,42 @@ def threads_show(
 @threads_app.command("delete")
 def threads_delete(
     thread_ids: Annotated[list[str], typer.Argument(help="The thread(s) to delete.")],
+    user: ThreadUserOption = None,
 ) -> None:
-    """Delete threads and every checkpoint they have."""
+    """Delete threads of the user and every checkpoint they have.
+
+    Exit 1 when one is not there or is another user's (the others are still deleted), 2
+    for an id no thread can have (nothing is deleted), 75 when one stays busy.
+    """
     from tools.memory import ThreadBusyError
 
+    thread_ids = _thread_ids(thread_ids)
     settings = cli_settings()
+    owner = user or settings.long_term.user_id
     with _memory(settings) as memory:
         if memory.saver is None:
             err.print("[red]memory is off (memory.backend = none): no threads are kept[/red]")
             raise typer.Exit(1)
-        missing = 0
+        refused = 0
         for thread_id in thread_ids:
             config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
-            # Not in the middle of a turn: it would write the thread back half-way.
+            # Not in the middle of a turn: it would write the thread back half-way. Under
+            # the lock the owner cannot change either.
             try:
                 with memory.locks.hold(thread_id, settings.memory.busy_timeout):
                     if memory.saver.get_tuple(config) is None:
                         err.print(f"[red]no thread {thread_id!r}[/red]")
-                        missing += 1
+                        refused += 1
+                        continue
+                    if _not_yours(thread_id, memory.saver, owner, "deleted"):
+                        refused += 1
                         continue
                     memory.saver.delete_thread(thread_id)
             except ThreadBusyError as exc:
                 err.print(f"[red]busy:[/red] {escape(str(exc))}")
                 raise typer.Exit(BUSY_EXIT) from None
             out.print(f"deleted {thread_id}")
-        if missing:
+        if refused:
             raise typer.Exit(1)  # as `threads show` does for a thread that is not there
 
 

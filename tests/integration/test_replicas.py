@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from apps.documents import user_collection
 from graph.settings import load_settings
 from tests.support.assistant_serve import REPO_ROOT, Served, serve
 from tests.support.chroma_server import ChromaServer, running
@@ -33,18 +34,40 @@ QUESTION = "What fuse does the espresso machine in room 4B take?"
 
 
 def replica_env(
-    data_dir: Path, redis_url: str, chroma: ChromaServer, model: dict[str, str]
+    data_dir: Path,
+    redis_url: str,
+    chroma: ChromaServer,
+    model: dict[str, str],
+    *,
+    shared: bool = True,
 ) -> dict[str, str]:
-    """The environment of one replica: shared Redis and Chroma, its own data directory."""
+    """The environment of one replica: shared Redis and Chroma, its own data directory.
+
+    ``shared``: a team's server, every user answered from ``chroma.collection``.
+    """
     return child_env(
         ASSISTANT_DATA_DIR=str(data_dir),
         ASSISTANT_MEMORY__BACKEND="redis",
         ASSISTANT_MEMORY__REDIS_URL=redis_url,
         ASSISTANT_MEMORY__FALLBACK="none",  # a replica must never keep threads locally
         ASSISTANT_CHROMA__URL=chroma.url,
+        ASSISTANT_CHROMA__SHARED=str(shared).lower(),
         ASSISTANT_API__KEYS=json.dumps([KEY]),
         **model,
     )
+
+
+def ingest(env: dict[str, str], document: Path, *collection: str) -> None:
+    """``assistant ingest`` with ``env``'s settings (into the Chroma server)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "apps.cli", "ingest", str(document), *collection],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def replica(env: dict[str, str], log_file: Path) -> contextlib.AbstractContextManager[Served]:
@@ -80,15 +103,7 @@ def run_two_replicas(
         document = tmp_path / "facilities.md"
         document.write_text(f"# Facilities\n\n{FACT}\n", encoding="utf-8")
         # Ingested with replica a's settings: into the Chroma server, not a's directory.
-        ingest = subprocess.run(
-            [sys.executable, "-m", "apps.cli", "ingest", str(document)],
-            cwd=REPO_ROOT,
-            env=env_a,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert ingest.returncode == 0, ingest.stdout + ingest.stderr
+        ingest(env_a, document)
         with (
             replica(env_a, tmp_path / "a.log") as a,
             replica(env_b, tmp_path / "b.log") as b,
@@ -120,14 +135,36 @@ def check(turns: list[tuple[str, str]], found: dict[str, object]) -> None:
     sources = found.get("sources")
     assert isinstance(sources, list) and sources, found
     assert any(str(s.get("name", "")).startswith("facilities") for s in sources), sources
+    assert all("/" not in json.dumps(s) for s in sources), sources  # no server path
+
+
+FAKE = {"ASSISTANT_MODEL__BACKEND": "fake", "ASSISTANT_SAFETY__JUDGE": "off"}
+
+
+def test_without_sharing_each_api_user_is_answered_from_their_own_documents(
+    tmp_path: Path, redis_url: str
+) -> None:
+    with running(tmp_path / "chroma") as chroma:
+        env = replica_env(tmp_path / "a", redis_url, chroma, FAKE, shared=False)
+        machines = tmp_path / "machine" / "facilities.md"
+        adas = tmp_path / "ada" / "facilities-ada.md"
+        for document in (machines, adas):
+            document.parent.mkdir()
+            document.write_text(f"# Facilities\n\n{FACT}\n", encoding="utf-8")
+        ingest(env, machines)  # chroma.collection: the machine user's
+        ingest(env, adas, "--collection", user_collection("ada"))
+        with replica(env, tmp_path / "a.log") as server:
+            _, bob = ask(server, "bob-1", QUESTION, user="bob")
+            _, ada = ask(server, "ada-1", QUESTION, user="ada")
+    assert bob.get("sources") == [], bob
+    sources = ada.get("sources")
+    assert isinstance(sources, list) and sources, ada
+    assert {s["name"] for s in sources} == {"facilities-ada.md"}, sources
+    assert str(tmp_path) not in json.dumps(ada)
 
 
 def test_a_thread_and_a_document_are_shared_by_two_replicas(tmp_path: Path, redis_url: str) -> None:
-    turns, found = run_two_replicas(
-        tmp_path,
-        redis_url,
-        {"ASSISTANT_MODEL__BACKEND": "fake", "ASSISTANT_SAFETY__JUDGE": "off"},
-    )
+    turns, found = run_two_replicas(tmp_path, redis_url, FAKE)
     check(turns, found)
 
 

@@ -254,5 +254,48 @@ def test_the_cli_does_not_continue_another_users_thread() -> None:
     assert "thread own1 is another user's" in done.stderr and "Traceback" not in done.stderr
     again = assistant("chat", "-m", "still mine", "--thread", "own1", "--user", "carol")
     assert again.returncode == 0, again.stderr
-    shown = assistant("threads", "show", "own1")
-    assert "mine now" not in shown.stdout
+    shown = assistant("threads", "show", "own1", "--user", "carol")
+    assert shown.returncode == 0, shown.stderr
+    assert "still mine" in shown.stdout and "mine now" not in shown.stdout
+
+
+def test_threads_show_and_delete_refuse_another_users_thread() -> None:
+    assert (
+        assistant("chat", "-m", "carol's secret", "--thread", "own2", "-u", "carol").returncode == 0
+    )
+    for who in (
+        [],
+        ["--user", "dave"],
+        ["-u", "Carol"],
+    ):  # the machine's user, another, a near name
+        shown = assistant("threads", "show", "own2", *who)
+        assert shown.returncode == 1, (who, shown.stdout)
+        assert "thread own2 is another user's: not shown" in shown.stderr
+        assert "secret" not in shown.stdout + shown.stderr and "Traceback" not in shown.stderr
+        as_json = assistant("threads", "show", "own2", "--json", *who)
+        assert as_json.returncode == 1 and as_json.stdout == ""
+        deleted = assistant("threads", "delete", "own2", *who)
+        assert deleted.returncode == 1, (who, deleted.stdout)
+        assert "thread own2 is another user's: not deleted" in deleted.stderr
+        assert "deleted own2" not in deleted.stdout
+    # Still there, and its owner's to show and delete; with the refusal, the rest go.
+    assert "carol's secret" in assistant("threads", "show", "own2", "-u", "carol").stdout
+    assert assistant("chat", "-m", "mine", "--thread", "own3").returncode == 0
+    mixed = assistant("threads", "delete", "own2", "own3")
+    assert mixed.returncode == 1 and "deleted own3" in mixed.stdout
+    assert "another user's" in mixed.stderr and "deleted own2" not in mixed.stdout
+    done = assistant("threads", "delete", "own2", "-u", "carol")
+    assert done.returncode == 0 and "deleted own2" in done.stdout
+    assert assistant("threads", "show", "own2", "-u", "carol").returncode == 1
+
+
+@pytest.mark.parametrize("thread", ["\udcff", "my thread with spaces", "a/b", ""])
+def test_threads_show_and_delete_check_the_thread_id_rule(thread: str) -> None:
+    assert assistant("chat", "-m", "keep me", "--thread", "kept").returncode == 0
+    for command in (["show", thread], ["delete", "kept", thread]):
+        done = assistant("threads", *command)
+        assert done.returncode == 2, (command, done.stdout)
+        assert "thread id" in done.stderr and "1-128 letters, digits" in done.stderr
+        assert "Traceback" not in done.stderr and "codec" not in done.stderr
+    # A bad id among good ones deletes nothing.
+    assert "keep me" in assistant("threads", "show", "kept").stdout
