@@ -6,7 +6,7 @@ on the fake model without a browser. Nothing here is per browser session: each c
 the user and the session's generation controls as arguments, and the only shared state is
 what every session shares anyway (the graph, its model, the stores) plus one stop signal
 per session. Documents are per user like threads and memories: the collection a user
-uploads into and is answered from is the one the API and the bots would give that name
+uploads into and is answered from is the one the API gives the same name
 (:func:`apps.documents.collection_of`), passed to retrieval in the run's context.
 """
 
