@@ -782,64 +782,162 @@ def _unstarred(word: str, vocabulary: Sequence[str]) -> str:
     return word
 
 
+# What may separate the letters of a word spelled out for the harm patterns ("b o m b",
+# "b  o  m  b", "b. o. m. b.", "b-o-m-b"), and the words of such a sentence ("h o w   t o").
+_SPELLED_GAP_RE = re.compile(r"[ \t.\-]{1,5}")
+# Three one-character words in a row: the sign of a spelled-out word, found quickly.
+_SPELLED_HINT_RE = re.compile(r"(?<!\w)[^\W_][ \t.\-]{1,5}[^\W_][ \t.\-]{1,5}[^\W_](?!\w)")
+# Two words joined by a hyphen ("pipe-bomb"): the harm patterns read them apart too.
+_HYPHENATED_RE = re.compile(r"(?<=[a-z])-(?=[a-z])")
+
+
+class _Spelled(NamedTuple):
+    """A run of one-character tokens: the letters of spelled-out words."""
+
+    start: int
+    end: int
+    words: list[list[int]]  # the position of each letter, word by word
+    uniform: bool  # one gap throughout: the words' bounds are unknown ("m a k e a")
+
+
+def _spelled_runs(norm: str, spans: Sequence[tuple[int, int]]) -> dict[int, tuple[int, _Spelled]]:
+    """Runs of three or more one-character tokens, by the index of their first span.
+
+    Letters are split into words where the gap differs from the run's usual one: "h o w
+    t o" (one space in a word, three between words), "h.o.w t.o" (dots in a word).
+
+    Returns:
+        For each run, the index of its first span: the index after its last, and the run.
+
+    """
+    runs: dict[int, tuple[int, _Spelled]] = {}
+    i = 0
+    while i < len(spans):
+        j = i
+        while (
+            j + 1 < len(spans)
+            and spans[j][1] - spans[j][0] == 1
+            and spans[j + 1][1] - spans[j + 1][0] == 1
+            and norm[spans[j][0]].isalnum()
+            and norm[spans[j + 1][0]].isalnum()
+            and _SPELLED_GAP_RE.fullmatch(norm, spans[j][1], spans[j + 1][0])
+        ):
+            j += 1
+        if j - i >= 2:
+            gaps = [norm[spans[k][1] : spans[k + 1][0]] for k in range(i, j)]
+            counts = {gap: gaps.count(gap) for gap in gaps}
+            usual = max(counts, key=lambda gap: (counts[gap], -len(gap)))
+            words: list[list[int]] = [[spans[i][0]]]
+            for k, gap in enumerate(gaps, i + 1):
+                if gap != usual:
+                    words.append([])
+                words[-1].append(spans[k][0])
+            runs[i] = (j + 1, _Spelled(spans[i][0], spans[j][1], words, len(counts) == 1))
+            i = j + 1
+        else:
+            i += 1
+    return runs
+
+
+def _spelled_reading(norm: str, run: _Spelled, articles: bool) -> tuple[str, list[int]]:
+    """The run's words joined ("h o w   t o" -> "how to"), each char with its position.
+
+    With ``articles``, a one-letter word glued to a word of the run is read apart: "a b o
+    m b" -> "a bomb", "m a k e a" -> "make a" (the reading without is tried too).
+    """
+    chars: list[str] = []
+    where: list[int] = []
+    for number, letters in enumerate(run.words):
+        if number:
+            chars.append(" ")
+            where.append(letters[0] - 1)
+        word = [norm[position] for position in letters]
+        spots = list(letters)
+        if articles and len(word) >= 4:
+            if word[0] in "ai":
+                word, spots = [word[0], " ", *word[1:]], [spots[0], spots[0] + 1, *spots[1:]]
+            if word[-1] == "a":
+                word, spots = [*word[:-1], " ", "a"], [*spots[:-1], spots[-1] - 1, spots[-1]]
+        chars.extend(word)
+        where.extend(spots)
+    return "".join(chars), where
+
+
 def _disguise_readings(
     prepared: _Prepared, vocabulary: Sequence[str]
 ) -> list[tuple[str, list[int]]]:
     """The folded text with its disguised words read plainly, for the harm patterns.
 
-    Spelled-out words are joined ("b o m b", "b-o-m-b", "p.i.p.e" -> "bomb", "pipe"),
-    words with stars read as a harm trigger they fit ("b*mb" -> "bomb"), and runs of
-    three or more equal letters cut to one and, in the second reading, to two ("bommmb"
-    -> "bomb"; "killll" -> "kill"). Each reading comes with the position in the folded
-    text of each of its characters, so a match still names the words as written.
+    Spelled-out words are joined ("b o m b", "b  o  m  b", "b. o. m. b.", "p.i.p.e" ->
+    "bomb", "pipe"), a whole sentence too ("h o w   t o", "h.o.w t.o"); words joined by
+    a hyphen are read apart ("pipe-bomb"); words with stars read as a harm trigger they
+    fit ("b*mb" -> "bomb"); runs of three or more equal letters cut to one and, in
+    another reading, to two ("bommmb" -> "bomb"; "killll" -> "kill"). Each reading comes
+    with the position in the folded text of each of its characters, so a match still
+    names the words as written.
 
     Returns:
-        Up to two ``(reading, positions)`` pairs; none when no word is disguised.
+        Up to four ``(reading, positions)`` pairs; none when no word is disguised.
 
     """
     readings: list[tuple[str, list[int]]] = []
     norm = prepared.norm
+    spans = [m.span() for m in _TOKEN_RE.finditer(norm)]
+    runs = _spelled_runs(norm, spans) if _SPELLED_HINT_RE.search(norm) else {}
     leet = len(_LEET_WORD_RE.findall(norm)) >= 2
-    if not (leet or "*" in norm or _RUN_RE.search(norm) or any(t.letters for t in prepared.tokens)):
-        return readings  # nothing disguised: most messages
-    for squeeze in (1, 2):
+    hyphens = {m.start() for m in _HYPHENATED_RE.finditer(norm)}
+    repeats = _RUN_RE.search(norm) is not None
+    if not (leet or runs or repeats or "*" in norm):
+        if hyphens:  # "pipe-bomb" alone, as in many messages: the quick way
+            spaced = "".join(" " if i in hyphens else char for i, char in enumerate(norm))
+            readings.append((spaced, list(range(len(norm)))))
+        return readings  # nothing else disguised: most messages
+    # Two readings of glued articles ("m a k e a": "make a" or "makea"), each with runs of
+    # a letter cut to one and (if there are any) to two.
+    for articles, squeeze in itertools.product((True, False), (1, 2) if repeats else (1,)):
+        if not articles and not any(run.uniform for _, run in runs.values()):
+            continue
         chars: list[str] = []
         where: list[int] = []
         position = 0
-        changed = False
-        for token in prepared.tokens:
-            chars.extend(prepared.norm[position : token.start])
-            where.extend(range(position, token.start))
-            if token.letters:
-                word, spots = token.word, list(token.letters)
-                if word[0] in "ai" and len(word) >= 4 and prepared.norm[spots[1] - 1] == " ":
-                    # "a b o m b": the article is no letter of the word ("a bomb").
-                    word, spots = f"{word[0]} {word[1:]}", [spots[0], spots[0] + 1, *spots[1:]]
-            elif leet and (lone := _LONE_DIGITS.get(prepared.norm[token.start : token.end])):
-                # "h0w d0 1 m4k3 4 b0mb": among leetspeak words, "1" is "i", "4" is "a".
-                word, spots = lone, [token.start]
+        i = 0
+        while i < len(spans):
+            start, end = spans[i]
+            between = norm[position:start]
+            chars.extend(" " if position in hyphens and between == "-" else between)
+            where.extend(range(position, start))
+            if i in runs:
+                after, run = runs[i]
+                word, spots = _spelled_reading(norm, run, articles)
+                end = run.end
+                i = after
             else:
-                word = prepared.norm[token.start : token.end]
-                spots = list(range(token.start, token.end))
-                read = _unstarred(word, vocabulary)
-                if read != word:
-                    word = read
-                    spots = spots[: len(word)] + [spots[-1]] * (len(word) - len(spots))
+                i += 1
+                word = norm[start:end]
+                spots = list(range(start, end))
+                if leet and (lone := _LONE_DIGITS.get(word)):
+                    # "h0w d0 1 m4k3 4 b0mb": among leetspeak words, "1" is "i", "4" is "a".
+                    word = lone
+                else:
+                    read = _unstarred(word, vocabulary)
+                    if read != word:
+                        word = read
+                        spots = spots[: len(word)] + [spots[-1]] * (len(word) - len(spots))
             if _RUN_RE.search(word):
                 kept = [
                     (char, spot)
-                    for i, (char, spot) in enumerate(zip(word, spots, strict=True))
-                    if i < squeeze or not all(word[i - k - 1] == char for k in range(squeeze))
+                    for k, (char, spot) in enumerate(zip(word, spots, strict=True))
+                    if k < squeeze or not all(word[k - n - 1] == char for n in range(squeeze))
                 ]
                 word, spots = "".join(c for c, _ in kept), [s for _, s in kept]
-            changed = changed or word != prepared.norm[token.start : token.end]
             chars.extend(word)
             where.extend(spots)
-            position = token.end
-        chars.extend(prepared.norm[position:])
-        where.extend(range(position, len(prepared.norm)))
-        if changed:
-            readings.append(("".join(chars), where))
+            position = end
+        chars.extend(norm[position:])
+        where.extend(range(position, len(norm)))
+        reading = "".join(chars)
+        if reading != norm and all(reading != seen for seen, _ in readings):
+            readings.append((reading, where))
     return readings
 
 
