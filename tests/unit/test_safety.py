@@ -192,6 +192,54 @@ def test_innocent_words_are_not_profanity(guard: SafetyFilter, level: str, text:
     assert guard.find_profanity(text, level) == []  # type: ignore[arg-type]
 
 
+# Product codes, names and places that hold a listed word: innocent even at strict.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "part A55-B00B5-7 is out of stock",  # a code: leet is no reading inside one
+        "the 5H1T-22 router",
+        "order X1-B00B5 and 5H1T/7",
+        "serial 8008-5-1337",
+        "Tit-Bits was a weekly magazine, full of tit-bits",  # a hyphenated innocent word
+        "we drove through Shitterton in Dorset",  # a place: capitalised, root at its start
+        "Shitlington Crags",
+        "Dick Smith Electronics",  # a person's name
+        "I met Dick Smith and Philip Dick yesterday",
+        "the novels of Dick Francis",
+    ],
+)
+def test_codes_names_and_places_are_not_profanity_at_strict(guard: SafetyFilter, text: str) -> None:
+    assert guard.check_input(text, "strict").allowed, guard.find_profanity(text, "strict")
+
+
+# ... while the same words as insults, leetspeak and compounds are still caught.
+@pytest.mark.parametrize(
+    ("text", "word"),
+    [
+        ("what a 5H1T show", "5H1T"),  # leetspeak alone
+        ("B00B5", "B00B5"),
+        ("you sh1thead-99", "sh1thead"),  # an insult with a number is no code
+        ("sh1t-faced again", "sh1t"),
+        ("d1ck-22", "d1ck"),
+        ("shit-22", "shit"),  # no leetspeak to undo
+        ("you are a tit", "tit"),
+        ("tit-head", "tit"),
+        ("Hey Dick, you absolute prick", "Dick"),  # a greeting starts the sentence
+        ("Dick", "Dick"),
+        ("DICK SMITH", "DICK"),  # capitals are shouting, not a name
+        ("you dick smith", "dick"),
+        ("Apeshit", "Apeshit"),  # a root at the end of a capitalised word
+        ("Shithead", "Shithead"),  # a listed word, capitalised
+        ("Fucktown", "Fucktown"),  # a root that counts anywhere
+    ],
+)
+def test_insults_near_codes_and_names_are_still_profanity(
+    guard: SafetyFilter, text: str, word: str
+) -> None:
+    verdict = guard.check_input(text, "strict")
+    assert not verdict.allowed and word in verdict.matches, verdict.matches
+
+
 @pytest.mark.parametrize(
     ("level", "expected"),
     [("strict", ["Hell"]), ("moderate", []), ("relaxed", [])],
@@ -854,6 +902,7 @@ def test_lexicon_holds_the_expected_files() -> None:
         "innocent_words.txt",
         "leet.txt",
         "mild.txt",
+        "names.txt",
         "not_profanity.txt",
         "roots.txt",
         "slurs.txt",

@@ -26,7 +26,10 @@ as "kill", "god", "organ", "penetration") are left out.
 The word lists and character tables are data, in ``lexicon/`` next to this module (each
 file's header says what it holds, where it came from and how it is matched):
 ``mild.txt``, ``not_profanity.txt``, ``innocent_words.txt``, ``innocent_phrases.txt``,
-``roots.txt`` and ``leet.txt``. Text is folded with :func:`tools.text.fold_with_offsets`,
+``names.txt``, ``roots.txt`` and ``leet.txt``. Leetspeak is not read inside codes
+("A55-B00B5-7"), a capitalised word is not matched through a root at its start
+("Shitterton"), and a listed name next to another capitalised word is a name ("Dick
+Smith"). Text is folded with :func:`tools.text.fold_with_offsets`,
 then look-alike letters of any script are read as Latin ones with Unicode's confusables
 data (:mod:`tools.guardrails.confusables`). Serious-harm requests are matched by regexes kept as
 data in ``prompts/safety.yaml`` (see :mod:`tools.guardrails.patterns`).
@@ -153,6 +156,7 @@ _NOT_PROFANITY = _word_list(LEXICON_DIR / "not_profanity.txt")
 _INNOCENT_WORDS = frozenset(_word_list(LEXICON_DIR / "innocent_words.txt"))
 _INNOCENT_PHRASES = _word_list(LEXICON_DIR / "innocent_phrases.txt")
 _SLURS = _word_list(LEXICON_DIR / "slurs.txt")
+_NAMES = frozenset(_word_list(LEXICON_DIR / "names.txt"))
 _ROOTS_ANYWHERE, _ROOTS_AT_EDGES = _roots(LEXICON_DIR / "roots.txt")
 _LEET, _READINGS = _leet(LEXICON_DIR / "leet.txt")
 # Characters that send a token down the slower path: ambiguous readings, "*" wildcards.
@@ -516,6 +520,51 @@ def _expand_all(terms: Iterable[Sequence[str]]) -> dict[str, str]:
     return keys
 
 
+# What joins the parts of a code or model number ("A55-B00B5-7", "5H1T-22", "X1/B00B").
+_CODE_JOINS = frozenset("-/._:")
+
+
+def _code_part(word: str) -> bool:
+    """Tell whether a part of a code is no word: digits with at most one letter ("22", "A55")."""
+    return any(char.isdigit() for char in word) and sum(char.isalpha() for char in word) < 2
+
+
+def _in_code(norm: str, tokens: Sequence[_Token], i: int) -> bool:
+    """Tell whether token ``i`` is part of a code, not leetspeak.
+
+    "B00B5" in "A55-B00B5-7" and "5H1T" in "5H1T-22" are two-fifths digits or more, and
+    joined to parts that are no words; "sh1t-faced", "sh1thead-99" and "5H1T" alone are
+    still read as leetspeak.
+    """
+    token = tokens[i]
+    # Mostly digits, as parts of codes are: "sh1thead-99" is leetspeak and a number.
+    if 5 * sum(char.isdigit() for char in token.word) < 2 * len(token.word):
+        return False
+    for j in (i - 1, i + 1):
+        if 0 <= j < len(tokens) and not tokens[j].letters:
+            start, end = (tokens[j].end, token.start) if j < i else (token.end, tokens[j].start)
+            if end - start == 1 and norm[start] in _CODE_JOINS and _code_part(tokens[j].word):
+                return True
+    return False
+
+
+def _named(norm: str, tokens: Sequence[_Token], i: int, capitalised: frozenset[int]) -> bool:
+    """Tell whether token ``i`` is a listed word used as a person's name ("Dick Smith").
+
+    A name of names.txt, capitalised, next to another capitalised word: the one after
+    it, or the one before it unless that one starts the text or a sentence ("Hey Dick"
+    is no name).
+    """
+    if i not in capitalised or tokens[i].full not in _NAMES:
+        return False
+    if i + 1 in capitalised and norm[tokens[i].end : tokens[i + 1].start] == " ":
+        return True
+    if i - 1 in capitalised and norm[tokens[i - 1].end : tokens[i].start] == " ":
+        before = norm[: tokens[i - 1].start].rstrip()
+        return bool(before) and before[-1] not in ".!?:"
+    return False
+
+
 @dataclass(frozen=True)
 class _Lexicon:
     """A lookup table of canonical keys, ready for scanning."""
@@ -570,25 +619,31 @@ class _Lexicon:
         pattern = re.compile(re.escape(key).replace(r"\*", "."))
         return any(pattern.fullmatch(word) for word in self.by_length.get(len(key), ()))
 
-    def _rooted(self, key: str) -> bool:
-        """Tell whether a key holds a compound root ("clusterfuck", "apeshit")."""
+    def _rooted(self, key: str, name: bool = False) -> bool:
+        """Tell whether a key holds a compound root ("clusterfuck", "apeshit").
+
+        In a ``name`` (a capitalised word: "Shitterton", a village) a root at the
+        start of the word does not count; one inside or at its end still does.
+        """
         if key in self.exempt:
             return False
         for variant in (key, *_squeezed(key)):
             if any(root in variant for root in self.roots):
                 return True
-            if variant.startswith(self.edge_roots) or variant.endswith(self.edge_roots):
+            if variant.endswith(self.edge_roots):
+                return True
+            if not name and variant.startswith(self.edge_roots):
                 return True
         return False
 
     def match_token(
-        self, token: _Token, rare: bool = True, roots: bool = True
+        self, token: _Token, rare: bool = True, roots: bool = True, name: bool = False
     ) -> tuple[int, int] | None:
         """Return the span of the token that is listed, or None.
 
         ``rare`` False says the text has no run of three equal characters and no
         compound root, which skips the slow checks for most tokens; ``roots`` False
-        skips compound roots.
+        skips compound roots; ``name`` says the word is capitalised (see _rooted).
         """
         if token.end - token.start > MAX_WORD:
             return None
@@ -601,7 +656,7 @@ class _Lexicon:
         elif token.full in keys:
             hit = token.start, token.end, token.full, token.word
         elif rare or not _RARE_CHARS.isdisjoint(token.full):
-            hit = self._match_rare(token, roots)
+            hit = self._match_rare(token, roots, name)
         if hit is None:
             return None
         start, end, key, text = hit
@@ -612,7 +667,9 @@ class _Lexicon:
             return None
         return start, end
 
-    def _match_rare(self, token: _Token, roots: bool = True) -> tuple[int, int, str, str] | None:
+    def _match_rare(
+        self, token: _Token, roots: bool = True, name: bool = False
+    ) -> tuple[int, int, str, str] | None:
         """Try "1!|" readings, repeats ("fuuuck"), wildcards ("f*ck"), roots."""
         candidates = [(token.full, token.start, token.end, token.word)]
         if token.core != token.full:
@@ -632,7 +689,7 @@ class _Lexicon:
         if roots and self.root_hint is not None and self.root_hint.search(token.full):
             for key, start, end, text in candidates:
                 for reading in _readings(key):
-                    if self._rooted(reading):
+                    if self._rooted(reading, name):
                         return start, end, reading, text
         return None
 
@@ -694,6 +751,7 @@ class _Lexicon:
         norm: str,
         tokens: Sequence[_Token],
         phrases: list[tuple[int, int]] | None = None,
+        capitalised: frozenset[int] = frozenset(),
     ) -> list[tuple[int, int]]:
         """Spans (in the folded text) of every listed term, left to right, longest first.
 
@@ -703,6 +761,8 @@ class _Lexicon:
             phrases: If given, the first and last token index of every phrase taken as
                 a whole (listed, or innocent like "maine coon") is appended to it: a
                 stream must not cut the text inside one.
+            capitalised: Indices of the tokens written with a capital and then lower
+                case ("Shitterton", "Dick"), which may be names.
 
         """
         if not self.keys:
@@ -725,8 +785,8 @@ class _Lexicon:
                     continue
             if token.letters:
                 spans.extend(self._match_run(norm, token, rare))
-            else:
-                span = self.match_token(token, rare)
+            elif not _in_code(norm, tokens, i) and not _named(norm, tokens, i, capitalised):
+                span = self.match_token(token, rare, name=i in capitalised)
                 if span is not None:
                     spans.append(span)
             i += 1
@@ -754,7 +814,20 @@ class _Prepared(NamedTuple):
 
     def find(self, lexicon: _Lexicon) -> list[tuple[int, int]]:
         """Original spans of the lexicon's terms."""
-        return [self.original(s, e) for s, e in lexicon.scan(self.norm, self.tokens)]
+        return [
+            self.original(s, e)
+            for s, e in lexicon.scan(self.norm, self.tokens, capitalised=self.capitalised())
+        ]
+
+    def capitalised(self) -> frozenset[int]:
+        """Indices of the tokens written as a name is: "Dick", "Shitterton", not "DICK"."""
+        found = []
+        for i, token in enumerate(self.tokens):
+            if not token.letters and token.end - token.start >= 3:
+                word = self.text[slice(*self.original(token.start, token.end))]
+                if word.istitle() and word.isalpha():
+                    found.append(i)
+        return frozenset(found)
 
 
 # A word that mixes letters with leet digits ("h0w", "m4k3"), and what a lone digit reads as
