@@ -204,7 +204,7 @@ def test_innocent_words_are_not_profanity(guard: SafetyFilter, level: str, text:
         "we drove through Shitterton in Dorset",  # a place: capitalised, root at its start
         "Shitlington Crags",
         "Dick Smith Electronics",  # a person's name
-        "I met Dick Smith and Philip Dick yesterday",
+        "I met Dick Smith yesterday",
         "the novels of Dick Francis",
     ],
 )
@@ -224,7 +224,8 @@ def test_codes_names_and_places_are_not_profanity_at_strict(guard: SafetyFilter,
         ("shit-22", "shit"),  # no leetspeak to undo
         ("you are a tit", "tit"),
         ("tit-head", "tit"),
-        ("Hey Dick, you absolute prick", "Dick"),  # a greeting starts the sentence
+        ("Hey Dick, you absolute prick", "Dick"),
+        ("you Dick", "Dick"),
         ("Dick", "Dick"),
         ("DICK SMITH", "DICK"),  # capitals are shouting, not a name
         ("you dick smith", "dick"),

@@ -41,6 +41,9 @@ REPLIES = [
     "shit",
     "",
     "No profanity at all, just a normal answer about Python processes.",
+    "Ask Dick Smith, or Philip Dick, not a dick. Hey Dick.",  # names hang on the next word
+    "Parts A55-B00B5-7 and 5H1T-22 are codes; 5H1T alone is not, nor sh1t-22x.",
+    "We drove through Shitterton, a shithole? No: Shitterton is lovely.",
 ]
 LEVELS = ("strict", "moderate", "relaxed")
 

@@ -28,7 +28,7 @@ file's header says what it holds, where it came from and how it is matched):
 ``mild.txt``, ``not_profanity.txt``, ``innocent_words.txt``, ``innocent_phrases.txt``,
 ``names.txt``, ``roots.txt`` and ``leet.txt``. Leetspeak is not read inside codes
 ("A55-B00B5-7"), a capitalised word is not matched through a root at its start
-("Shitterton"), and a listed name next to another capitalised word is a name ("Dick
+("Shitterton"), and a listed name before another capitalised word is a name ("Dick
 Smith"). Text is folded with :func:`tools.text.fold_with_offsets`,
 then look-alike letters of any script are read as Latin ones with Unicode's confusables
 data (:mod:`tools.guardrails.confusables`). Serious-harm requests are matched by regexes kept as
@@ -548,21 +548,27 @@ def _in_code(norm: str, tokens: Sequence[_Token], i: int) -> bool:
     return False
 
 
+def _hangs_on_next(norm: str, token: _Token, following: _Token) -> bool:
+    """Tell whether a token's match depends on the one after it, so no cut goes between.
+
+    Parts of a code ("5H1T-22") and a name before a surname ("Dick Smith").
+    """
+    gap = norm[token.end : following.start]
+    if len(gap) == 1 and gap in _CODE_JOINS:
+        return any(char.isdigit() for char in token.word + following.word)
+    return gap == " " and token.full in _NAMES
+
+
 def _named(norm: str, tokens: Sequence[_Token], i: int, capitalised: frozenset[int]) -> bool:
     """Tell whether token ``i`` is a listed word used as a person's name ("Dick Smith").
 
-    A name of names.txt, capitalised, next to another capitalised word: the one after
-    it, or the one before it unless that one starts the text or a sentence ("Hey Dick"
-    is no name).
+    A name of names.txt, capitalised, before another capitalised word (a surname). Only
+    the word after counts, so a stream decides once that word is there ("Hey Dick" and
+    "Philip Dick" stay matched).
     """
     if i not in capitalised or tokens[i].full not in _NAMES:
         return False
-    if i + 1 in capitalised and norm[tokens[i].end : tokens[i + 1].start] == " ":
-        return True
-    if i - 1 in capitalised and norm[tokens[i - 1].end : tokens[i].start] == " ":
-        before = norm[: tokens[i - 1].start].rstrip()
-        return bool(before) and before[-1] not in ".!?:"
-    return False
+    return i + 1 in capitalised and norm[tokens[i].end : tokens[i + 1].start] == " "
 
 
 @dataclass(frozen=True)
@@ -1412,6 +1418,8 @@ class SafetyFilter:
                 and norm[previous.end : token.start] in _SPELLING_GAPS
             ):
                 continue  # one spelled-out word, cut differently, would join differently
+            if _hangs_on_next(norm, previous, token):
+                continue
             return prepared.original(token.start, token.end)[0]
         return 0
 
