@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -1137,6 +1138,14 @@ def test_requests_in_every_read_encoding_are_checked_as_read(message: str) -> No
 )
 def test_look_alikes_of_encodings_are_not_read(message: str) -> None:
     assert decoded_text(message) is None
+
+
+@pytest.mark.parametrize("text", ["a" * 20_000 + "%", "%41%41" + "b" * 20_000 + "%"])
+def test_decoding_a_long_run_takes_linear_time(text: str) -> None:
+    # Starting a URL match anywhere inside a long run once took 5 s for these.
+    started = time.perf_counter()
+    assert decoded_text(text) is None
+    assert time.perf_counter() - started < 1.0
 
 
 def test_decoded_text_reads_only_runs_that_decode_to_words() -> None:

@@ -891,6 +891,14 @@ def test_disguise_readings_leave_innocent_text_alone(guard: SafetyFilter, text: 
     assert guard.check_input(text, "relaxed").allowed, text
 
 
+@pytest.mark.parametrize("text", ["a. " * 10_000, "how to " + "b  o  m  b " * 3_000])
+def test_a_long_spelled_run_takes_linear_time(guard: SafetyFilter, text: str) -> None:
+    # Counting each gap of a run against all the others once took 5 s for the first.
+    started = time.perf_counter()
+    guard.check_input(text, "strict")
+    assert time.perf_counter() - started < 3.0
+
+
 # --- the lexicon files ----------------------------------------------------------------------
 
 LEXICON_FILES = sorted(safety.LEXICON_DIR.glob("*"))

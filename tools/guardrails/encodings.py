@@ -46,8 +46,9 @@ _BASE32_RE = re.compile(r"[A-Z2-7]+=*")
 _HEX_RE = re.compile(
     r"(?<![\w\\])(?:(?:\\x|0x)?[0-9a-fA-F]{2}(?:[:,]\s*|\s+)?){8,}(?![\w\\])",
 )
-# URL-encoded text: three "%XX" escapes or more within one run without spaces.
-_URL_RE = re.compile(r"(?:[^\s%]*%[0-9a-fA-F]{2}){3,}[^\s%]*")
+# URL-encoded text: three "%XX" escapes or more within one run without spaces, taken
+# from the run's start (starting anywhere inside a long run would take quadratic time).
+_URL_RE = re.compile(r"(?<!\S)(?:[^\s%]*%[0-9a-fA-F]{2}){3,}[^\s%]*")
 _MIN_TEXT = 6  # characters a decoding must hold to count as text
 _MIN_WORDLIKE = 0.75  # share of letters and spaces in readable text
 _PUNCTUATION = "\"'.,;:!?()"

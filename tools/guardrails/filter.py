@@ -41,6 +41,7 @@ import importlib.util
 import itertools
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -904,7 +905,7 @@ def _spelled_runs(norm: str, spans: Sequence[tuple[int, int]]) -> dict[int, tupl
             j += 1
         if j - i >= 2:
             gaps = [norm[spans[k][1] : spans[k + 1][0]] for k in range(i, j)]
-            counts = {gap: gaps.count(gap) for gap in gaps}
+            counts = Counter(gaps)
             usual = max(counts, key=lambda gap: (counts[gap], -len(gap)))
             words: list[list[int]] = [[spans[i][0]]]
             for k, gap in enumerate(gaps, i + 1):
