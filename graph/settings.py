@@ -18,7 +18,8 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import platformdirs
 from pydantic import (
@@ -732,6 +733,17 @@ class ApiSettings(_Section):
         "long-term memory.",
     )
 
+    @field_validator("anonymous_user", mode="before")
+    @classmethod
+    def _anonymous_name_plain(cls, value: Any) -> Any:
+        # Every front end strips a user name (" bob " is bob): a key bound to bob and the
+        # CLI's --user bob must meet the anonymous name as it will be compared.
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                raise ValueError("is blank: give a name, or leave it unset for 'api'")
+        return value
+
     @field_validator("keys", mode="before")
     @classmethod
     def _plain_string_is_unbound(cls, keys: Any) -> Any:
@@ -891,7 +903,7 @@ class Settings(BaseSettings):
     def _machine_user_is_not_anonymous(self) -> Settings:
         # The anonymous API name is every caller's without a 'user': the machine's user
         # (its CLI threads, memories, documents) must not be reachable as it.
-        if self.long_term.user_id == self.api.anonymous_user.strip():
+        if self.long_term.user_id == self.api.anonymous_user:
             raise ValueError(
                 f"long_term.user_id {self.long_term.user_id!r} is api.anonymous_user, the "
                 "name of API requests without 'user': choose another (or empty = the login name)"
@@ -1052,6 +1064,40 @@ def _setting_names() -> list[str]:
     return names
 
 
+def _one_value_above(rest: str) -> tuple[str, bool] | None:
+    """The setting above a nested variable that takes one value, so nothing below it.
+
+    ``model__n_ctx__x`` is below ``model.n_ctx``, a number: pydantic-settings reads it as
+    a table for n_ctx (an error that names no variable) or, when ``ASSISTANT_MODEL__N_CTX``
+    is set too, drops it without a word. Sections (models) have keys below them; every
+    other field takes one value, a list included (set whole, as JSON).
+
+    Args:
+        rest: The variable's name without ``ASSISTANT_``, lower case.
+
+    Returns:
+        (the setting's key, ``model__n_ctx``; whether it is a list), or None when each
+        part but the last names a section (an unknown last part pydantic names itself).
+    """
+    parts = rest.split("__")
+    model: Any = Settings
+    for depth, part in enumerate(parts[:-1]):
+        fields = getattr(model, "model_fields", {})
+        if part not in fields:
+            return None
+        annotation = fields[part].annotation
+        if get_origin(annotation) in (Union, types.UnionType):  # "X | None" is an X
+            kinds = [arg for arg in get_args(annotation) if arg is not type(None)]
+            annotation = kinds[0] if len(kinds) == 1 else annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+            continue
+        if get_origin(annotation) is dict:
+            return None  # a table: any key below it is its own
+        return "__".join(parts[: depth + 1]), get_origin(annotation) is list
+    return None
+
+
 def _misnamed_variables(environ: Mapping[str, str]) -> list[str]:
     """``ASSISTANT_*`` environment variables that set nothing, each with the closest setting.
 
@@ -1075,6 +1121,22 @@ def _misnamed_variables(environ: Mapping[str, str]) -> list[str]:
         if not upper.startswith("ASSISTANT_") or upper in NOT_SETTINGS:
             continue
         rest = name[len("ASSISTANT_") :].lower()
+        above = _one_value_above(rest)
+        if above is not None:
+            setting, is_list = above
+            whole = f"ASSISTANT_{setting.upper()}"
+            what = setting.replace("__", ".")
+            if is_list:
+                found.append(
+                    f"{name} is not read: {what} is a list, set whole as JSON, e.g. "
+                    f"{whole}='[\"a\", \"b\"]' ({whole}__0=... is not read as an item)"
+                )
+            else:
+                found.append(
+                    f"{name} is not a setting: {what} takes one value, nothing below it; "
+                    f"did you mean {whole}?"
+                )
+            continue
         if rest in names or any(rest.startswith(f"{n}__") for n in names if "__" in n):
             continue  # deeper keys (ASSISTANT_SAFETY__REFUSE__STRICT) pydantic checks itself
         head = rest.split("__", 1)[0]

@@ -428,3 +428,83 @@ def test_the_machine_user_cannot_be_the_anonymous_api_user(user: str, anonymous:
 
 def test_other_machine_users_stay_allowed() -> None:
     assert load_settings(long_term={"user_id": "apis"}).long_term.user_id == "apis"
+
+
+# A variable below a setting that takes one value (newcomer probe, 2026-11-30): pydantic
+# read ASSISTANT_MODEL__N_CTX__X as a table for n_ctx ("Input should be a valid integer",
+# no variable named) or, with ASSISTANT_MODEL__BACKEND set too, dropped
+# ASSISTANT_MODEL__BACKEND__X without a word.
+@pytest.mark.parametrize(
+    ("env", "also", "meant"),
+    [
+        ("ASSISTANT_MODEL__BACKEND__X", {"ASSISTANT_MODEL__BACKEND": "fake"}, "MODEL__BACKEND"),
+        ("ASSISTANT_MODEL__BACKEND__X", {}, "MODEL__BACKEND"),
+        ("ASSISTANT_MODEL__N_CTX__X", {}, "MODEL__N_CTX"),
+        ("ASSISTANT_MODEL__N_CTX__X__Y", {"ASSISTANT_MODEL__N_CTX": "8192"}, "MODEL__N_CTX"),
+        ("ASSISTANT_LOG_LEVEL__X", {"ASSISTANT_LOG_LEVEL": "INFO"}, "LOG_LEVEL"),
+        ("ASSISTANT_SAFETY__SENSITIVITY_LEVEL__X", {}, "SAFETY__SENSITIVITY_LEVEL"),
+        ("ASSISTANT_API__ANONYMOUS_USER__NAME", {}, "API__ANONYMOUS_USER"),
+    ],
+)
+def test_a_variable_below_a_one_value_setting_is_an_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, env: str, also: dict[str, str], meant: str
+) -> None:
+    monkeypatch.setenv(env, "1")
+    for name, value in also.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=f"{env} is not a setting: .* ASSISTANT_{meant}\\?"):
+        load_settings()
+
+
+def test_a_list_item_next_to_the_whole_list_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The item was dropped without a word when the whole list was set too.
+    monkeypatch.setenv("ASSISTANT_SLACK__ADMINS", '["U012AB3CDE"]')
+    monkeypatch.setenv("ASSISTANT_SLACK__ADMINS__1", "U999")
+    with pytest.raises(SettingsError, match="ASSISTANT_SLACK__ADMINS__1 is not read: .*JSON"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("env", "value"),
+    [
+        # keys of sections, deeper: what they always did
+        ("ASSISTANT_SAFETY__REFUSE__STRICT", '["x"]'),
+        ("ASSISTANT_MODEL__BACKEND", "fake"),
+        ("ASSISTANT_MODEL__N_CTX", "8192"),
+    ],
+)
+def test_keys_of_sections_are_still_read(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    load_settings()
+
+
+def test_an_unknown_key_of_a_nested_section_is_still_named() -> None:
+    with pytest.raises(SettingsError, match=r"safety\.refuse\.bogus"):
+        load_settings(safety={"refuse": {"bogus": 1}})
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t\n"])
+def test_a_blank_anonymous_user_is_an_error(monkeypatch: pytest.MonkeyPatch, blank: str) -> None:
+    with pytest.raises(SettingsError, match=r"api\.anonymous_user: .*blank"):
+        load_settings(api={"anonymous_user": blank})
+    monkeypatch.setenv("ASSISTANT_API__ANONYMOUS_USER", blank)
+    with pytest.raises(SettingsError, match=r"api\.anonymous_user: .*blank"):
+        load_settings()
+
+
+@pytest.mark.parametrize("anonymous", [" bob ", "bob ", "\tbob"])
+def test_the_anonymous_user_is_stripped_as_every_user_name_is(anonymous: str) -> None:
+    assert load_settings(api={"anonymous_user": anonymous}).api.anonymous_user == "bob"
+    key = {"key": "0123456789abcdef0123", "user": "bob"}
+    with pytest.raises(SettingsError, match="key 0 is bound to 'bob'"):
+        load_settings(api={"anonymous_user": anonymous, "keys": [key]})
+    with pytest.raises(SettingsError, match=r"long_term\.user_id 'bob' is api\.anonymous_user"):
+        load_settings(api={"anonymous_user": anonymous}, long_term={"user_id": "bob"})
+
+
+def test_a_key_bound_to_another_name_than_the_anonymous_user_stays_allowed() -> None:
+    key = {"key": "0123456789abcdef0123", "user": "bobby"}
+    settings = load_settings(api={"anonymous_user": " bob ", "keys": [key]})
+    assert settings.api.keys[0].user == "bobby"
