@@ -201,6 +201,66 @@ LOCALE_NUMBERS = [
 ]
 
 
+# Numbers as other scripts and locales write them (newcomer probe, 2026-11-30): digits of
+# any script are their value, Indian grouping (by twos before the last three), a local
+# phone number "555-0100", a whole hour said with noon, midnight, am/pm or o'clock.
+# (user, summary, same number?)
+SCRIPT_AND_GROUPING_NUMBERS = [
+    ("My locker code is \u0664\u0668\u0661\u0667.", "Locker code 4817.", True),  # Arabic-Indic
+    ("My locker code is \u06f4\u06f8\u06f1\u06f7.", "Locker code 4817.", True),  # Persian
+    ("My locker code is \u096a\u096e\u0967\u096d.", "Locker code 4817.", True),  # Devanagari
+    ("I owe \uff11\uff12\uff15\uff10.", "Owes 1250.", True),  # full width
+    ("I owe \uff11\uff12\uff15\uff10.", "Owes 1205.", False),
+    ("My locker code is 4817.", "Locker code \u0664\u0668\u0661\u0667.", True),
+    ("My rent is \u0661\u0662\u066b\u0665\u0660.", "Rent 12.50.", True),  # Arabic decimal mark
+    ("My rent is \u0661\u0662\u066b\u0665\u0660.", "Rent 1250.", False),
+    ("My salary is 12,50,000 rupees.", "Salary 1250000 rupees.", True),
+    ("My salary is 12,50,000 rupees.", "Salary 1,250,000 rupees.", True),
+    ("My salary is 12,50,000 rupees.", "Salary 12 and 50000 rupees.", False),
+    ("My loan is 1,20,00,000 rupees.", "Loan 12000000 rupees.", True),
+    ("My fee is 1,25,000.50 rupees.", "Fee 125000.50 rupees.", True),
+    ("My number is 555-0100.", "Number 5550100.", True),
+    ("My number is 555-0100.", "Number 555 and 100.", False),
+    ("My number is 555-0100.", "Number 555-0199.", False),
+    ("Lunch is at 12 noon.", "Lunch at 12:00.", True),
+    ("Lunch is at 12:00.", "Lunch at 12 noon.", True),
+    ("My shift ends at 12 midnight.", "Shift ends 0:00.", True),
+    ("My shift ends at 12 midnight.", "Shift ends 12:00.", False),
+    ("My class starts at 5pm.", "Class at 17:00.", True),
+    ("My class starts at 5 p.m.", "Class at 5:00.", False),
+    ("My alarm is at 7 o'clock.", "Alarm at 7:00.", True),
+]
+
+
+@pytest.mark.parametrize(("said", "summary", "same"), SCRIPT_AND_GROUPING_NUMBERS)
+def test_a_number_is_read_whole_in_any_script_and_grouping(
+    said: str, summary: str, same: bool
+) -> None:
+    missing = missing_terms(key_terms(said), summary)
+    assert not missing if same else missing, (key_terms(said), key_terms(summary))
+
+
+@pytest.mark.parametrize(
+    ("text", "terms"),
+    [
+        # ranges and lists stay numbers of their own; only 3 digits, a dash, 4 is a phone
+        ("Ages 5-7, years 1990-2000, pages 10-20", ["5", "7", "1990", "2000", "10", "20"]),
+        # a western grouping is no Indian one, and the reverse
+        ("1,250,000 and 12,50,000 and 1,250,50", ["1250000", "1250000", "1", "250", "50"]),
+        # "13 noon" is no time; "I'm 5" is no hour
+        ("13 noon, I'm 5, 12 pm", ["13", "5", "12:00"]),
+    ],
+)
+def test_groupings_and_hours_read_only_where_they_are(text: str, terms: list[str]) -> None:
+    assert [term for _, _, term in numbers(text)] == terms
+
+
+def test_positions_of_numbers_in_another_script_are_in_the_text() -> None:
+    text = "code \u0664\u0668\u0661\u0667 now"
+    [(start, end, term)] = numbers(text)
+    assert (text[start:end], term) == ("\u0664\u0668\u0661\u0667", "4817")
+
+
 @pytest.mark.parametrize(("said", "summary", "same"), LOCALE_NUMBERS)
 def test_a_number_is_read_whole_in_any_locale(said: str, summary: str, same: bool) -> None:
     missing = missing_terms(key_terms(said), summary)
@@ -239,6 +299,7 @@ def test_the_same_number_written_another_way_is_kept(said: str, summary: str) ->
         "5:30 17:05:09 2026-11-30 2026/1/5 30.11.2026 30-11-26 11/30",
         "+44 20 7946 0958, (555) 123-4567, 555-123-4567, 020 7946 0958",
         "v2.1 version 3.10 1.2.10 Python 3.10 Rex1 22C the 14th",
+        "12,50,000 1,20,00,000.50 555-0100 12 noon 12 midnight 5pm 7 o'clock \u0664\u0668",
     ],
 )
 def test_a_number_shown_in_its_canonical_form_reads_back_as_itself(text: str) -> None:

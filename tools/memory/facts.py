@@ -8,13 +8,15 @@ The sentence is kept in the user's own words; nothing is paraphrased, so nothing
 invented. The same detector tells the summariser which names and numbers it must keep;
 a number is read whole, in a canonical form that keeps what it means (:func:`numbers`:
 "12.50" stays "12.50", "5:30" stays "5:30"), so a summary that turned it into "1250" or
-"530" has lost it. The form is the same in every locale: "12,50" is "12.50", "1 250 000"
-and "1.250.000" are "1250000", "17h30" is "17:30".
+"530" has lost it. The form is the same in every locale and script: "12,50" is "12.50",
+"1 250 000", "1.250.000" and "12,50,000" (Indian) are "1250000", "17h30" is "17:30",
+"٤٨١٧" and "４８１７" are "4817", "12 noon" is "12:00".
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 
 # Curly quotes and apostrophes as people type them on phones.
@@ -78,8 +80,8 @@ _CLAUSE_SPLIT = re.compile(r"\s*(?:[,;:]|\s-\s|\band\b|\bbut\b)\s*", re.IGNORECA
 _SEP = r"[ .-]?"
 _DATE_END = r"(?![\d/-]|\.\d)"
 # Thousands separators: comma, dot, apostrophe (Swiss, also typed curly), space, no-break
-# space, narrow no-break space (French), thin space.
-_GROUP = "[,.'\u2019 \u00a0\u202f\u2009]"
+# space, narrow no-break space (French), thin space, the Arabic thousands separator.
+_GROUP = "[,.'\u2019 \u00a0\u202f\u2009\u066c]"
 _NUMBER_FORMS: list[tuple[str, re.Pattern[str]]] = [
     # International phone numbers: "+44 20 7946 0958", "+1 (555) 123-4567".
     ("phone_plus", re.compile(rf"(?<![\w+])\+\d{{1,4}}(?:{_SEP}(?:\(\d{{1,5}}\)|\d{{1,8}}))+")),
@@ -96,6 +98,9 @@ _NUMBER_FORMS: list[tuple[str, re.Pattern[str]]] = [
         "grouped",
         re.compile(r"(?<![\w.,:/+-])\d{2,5}([ .-])\d{2,5}(?:\1\d{2,5})+(?![\w-]|[.,]\d)"),
     ),
+    # A local phone number, three digits, a dash, four: "555-0100" (a range is "1990-2000"
+    # or "5-7": two groups of other lengths stay two numbers).
+    ("local", re.compile(r"(?<![\w.,:/+-])\d{3}-\d{4}(?![\w-]|[.,]\d)")),
     # Times of day: "5:30", "17:05:09", "17h30" (French), "9.30am", "9:30 p.m." (a dot
     # only before am/pm: "9.30" alone is a decimal).
     (
@@ -104,6 +109,16 @@ _NUMBER_FORMS: list[tuple[str, re.Pattern[str]]] = [
             r"(?<![\d:.,])(\d{1,2})"
             r"(?::(\d{2})(?::(\d{2}))?|[hH](\d{2})|\.(\d{2})(?=\s?[ap]\.?m\b))"
             r"(?![\d:]|\.\d)(?:\s?([ap])\.?m\b\.?)?",
+            re.IGNORECASE,
+        ),
+    ),
+    # A whole hour said with its half of the day: "5pm", "5 p.m.", "12 noon", "12
+    # midnight", "7 o'clock" (what "17:00", "12:00", "0:00", "7:00" say).
+    (
+        "hour",
+        re.compile(
+            r"(?<![\d:.,])(\d{1,2})"
+            r"(?:\s?([ap])\.?m\b\.?|\s+(noon|midday|midnight)\b|\s?o['\u2019]?\s?clock\b)",
             re.IGNORECASE,
         ),
     ),
@@ -122,6 +137,9 @@ _NUMBER_FORMS: list[tuple[str, re.Pattern[str]]] = [
             # is not that separator: "1,250", "1 250 000", "1.250,50", "1'250.5".
             rf"(?<!\d)(?P<int>[1-9]\d{{0,2}}(?P<gs>{_GROUP})\d{{3}}(?:(?P=gs)\d{{3}})*)"
             r"(?!\d|(?P=gs)\d)(?:(?!(?P=gs))[.,](?P<dec>\d+))?"
+            # Indian grouping, by twos before the last three: "12,50,000" (12 lakh),
+            # "1,20,00,000" (1 crore), "12,50,000.50".
+            r"|(?<![\d,])(?P<lakh>[1-9]\d?(?:,\d{2})+,\d{3})(?!\d|,\d)(?:\.(?P<ldec>\d+))?"
             # A decimal comma: "12,50", "0,125", not one of a list ("1,2,3").
             r"|(?<!\d,)(?P<cint>\d+),(?P<cdec>\d+)(?!\d|[.,]\d)"
             # Digits, and any dotted parts: "4817", "12.50", "1.2.10", ".5".
@@ -196,7 +214,7 @@ def _canonical(form: str, match: re.Match[str]) -> str | None:
     digits = re.sub(r"\D", "", text)
     if form == "phone_plus":
         return "+" + digits if len(digits) >= 7 else None
-    if form in ("phone_area", "grouped"):
+    if form in ("phone_area", "grouped", "local"):
         return digits if len(digits) >= 7 else None
     if form == "phone_zero":
         return digits if len(digits) >= 9 else None
@@ -221,6 +239,15 @@ def _canonical(form: str, match: re.Match[str]) -> str | None:
         if am_pm and 1 <= hour <= 12:  # "9:30 pm" is "21:30", "12:15 am" is "0:15"
             hour = hour % 12 + (12 if am_pm.lower() == "p" else 0)
         return f"{hour}:{minutes}" + (f":{seconds}" if seconds else "")
+    if form == "hour":
+        hour, am_pm, said = int(match.group(1)), match.group(2), match.group(3)
+        if said:  # "12 noon", "12 midnight": only twelve is either
+            return None if hour != 12 else ("0:00" if said.lower() == "midnight" else "12:00")
+        if not 1 <= hour <= 12:
+            return None
+        if am_pm:
+            hour = hour % 12 + (12 if am_pm.lower() == "p" else 0)
+        return f"{hour}:00"
     if form == "slash":
         return f"{int(match.group(1))}/{int(match.group(2))}"
     if form == "version":
@@ -230,6 +257,8 @@ def _canonical(form: str, match: re.Match[str]) -> str | None:
     # changed number let through.
     if match.group("int") is not None:
         whole, decimals = re.sub(r"\D", "", match.group("int")), match.group("dec")
+    elif match.group("lakh") is not None:
+        whole, decimals = re.sub(r"\D", "", match.group("lakh")), match.group("ldec")
     elif match.group("cint") is not None:
         whole, decimals = match.group("cint"), match.group("cdec")
     else:
@@ -264,9 +293,17 @@ def numbers(text: str) -> list[tuple[int, int, str]]:
     decimal mark differs from it ("1,250.50"); a comma between digits of a list ("1,2,3")
     is no decimal mark. Digits in spaced groups are one number ("101 102 103" ->
     "101102103"), as a phone number or "1 250 000" needs.
+
+    Digits of every script count as their value ("٤٨١٧", "४८१७", "４８１７" -> "4817"; the
+    Arabic marks "٫" and "٬" as decimal mark and grouping). Indian grouping, by twos
+    before the last three, is one number ("12,50,000" -> "1250000", "1,20,00,000.50" ->
+    "12000000.50"). Three digits, a dash and four are a local phone number ("555-0100" ->
+    "5550100"); other pairs ("1990-2000", "5-7") stay two numbers. A whole hour said with
+    its half of the day is a time: "5pm" -> "17:00", "12 noon" -> "12:00", "12 midnight"
+    -> "0:00", "7 o'clock" -> "7:00".
     """
     found: list[tuple[int, int, str]] = []
-    rest = text
+    rest = ascii_digits(text)
     for form, pattern in _NUMBER_FORMS:
         taken = []
         for match in pattern.finditer(rest):
@@ -281,6 +318,21 @@ def numbers(text: str) -> list[tuple[int, int, str]]:
             rest = "".join(pieces) + rest[at:]
         found += taken
     return sorted(found)
+
+
+def ascii_digits(text: str) -> str:
+    """``text`` with every decimal digit of any script as its ASCII digit, same length.
+
+    "٤٨١٧" (Arabic-Indic), "४८१७" (Devanagari) and "４８１７" (full width) read as "4817";
+    the Arabic decimal separator "٫" as ".". One character for one, so positions in the
+    result are positions in ``text``.
+    """
+    if text.isascii():
+        return text
+    return "".join(
+        "." if char == "\u066b" else str(unicodedata.decimal(char)) if char.isdecimal() else char
+        for char in text
+    )
 
 
 def _number_words(text: str) -> set[str]:
