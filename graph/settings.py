@@ -15,10 +15,10 @@ import os
 import re
 import string
 import tomllib
+import types
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import platformdirs
@@ -1129,7 +1129,7 @@ def _misnamed_variables(environ: Mapping[str, str]) -> list[str]:
             if is_list:
                 found.append(
                     f"{name} is not read: {what} is a list, set whole as JSON, e.g. "
-                    f"{whole}='[\"a\", \"b\"]' ({whole}__0=... is not read as an item)"
+                    f'{whole}=\'["a", "b"]\' ({whole}__0=... is not read as an item)'
                 )
             else:
                 found.append(
