@@ -351,6 +351,7 @@ class _RoutingSpec(BaseModel):
     alias_weight: Annotated[float, Field(ge=0)]
     lexical_weight: Annotated[float, Field(ge=0)] = 0.0
     lead_in: list[_Text] = Field(default_factory=list)
+    command_lead_in: list[_Text] = Field(default_factory=list)
     question_words: list[_Text] = Field(default_factory=list)
 
 
@@ -396,7 +397,9 @@ def _where(location: Location) -> tuple[str, str]:
             return "'no_concept'", "a list of ordinary requests (non-empty strings)"
         case ("routing", *rest):
             field = f": {rest[0]!r}" if rest else ""
-            return f"'routing'{field}", "numbers (threshold, ...), lead_in and question_words"
+            return f"'routing'{field}", (
+                "numbers (threshold, ...), lead_in, command_lead_in and question_words"
+            )
     return "the file", "a mapping with a top-level 'concepts' key"
 
 
@@ -441,12 +444,17 @@ class ConceptFile:
         question_words: Normalised words that open a question ("why", "how", "est"):
             a question they open after a command that takes anything ("eli5 why is the
             sky blue?") is that command's object (``routing.question_words``).
+        command_lead_in: Normalised words that, besides ``params.lead_in``, may come
+            before a command that still leads: the command asked for as a thing ("give
+            me a tl;dr of ...", "can I get a quick ELI5 of ...";
+            ``routing.command_lead_in``). Not in the classifier's features.
     """
 
     concepts: dict[str, Concept]
     no_concept: tuple[str, ...] = ()
     params: RoutingParams | None = None
     question_words: frozenset[str] = frozenset()
+    command_lead_in: frozenset[str] = frozenset()
 
 
 def _parse_file(data: object, source: str) -> ConceptFile:
@@ -481,6 +489,7 @@ def _parse_file(data: object, source: str) -> ConceptFile:
             )
     params = None
     questions: frozenset[str] = frozenset()
+    asked_for: frozenset[str] = frozenset()
     if spec.routing is not None:
         cfg = spec.routing
         lead_in = frozenset(token for word in cfg.lead_in for token in normalise(word))
@@ -488,7 +497,8 @@ def _parse_file(data: object, source: str) -> ConceptFile:
             cfg.threshold, lead_in, cfg.regularisation, cfg.alias_weight, cfg.lexical_weight
         )
         questions = frozenset(token for word in cfg.question_words for token in normalise(word))
-    return ConceptFile(concepts, tuple(spec.no_concept), params, questions)
+        asked_for = frozenset(token for word in cfg.command_lead_in for token in normalise(word))
+    return ConceptFile(concepts, tuple(spec.no_concept), params, questions, asked_for)
 
 
 def _command_object(spec: _CommandObjectSpec | None, where: str) -> CommandObject | None:
@@ -1326,6 +1336,7 @@ class ConceptRouter:
         self._vocabulary: dict[str, int] | None = None
         self._idf: Any = None
         self._lead_in = file.params.lead_in if file.params else frozenset()
+        self._narrower = narrower_concepts(file.concepts)
 
     @property
     def vocabulary(self) -> Mapping[str, int]:
@@ -1483,10 +1494,14 @@ class ConceptRouter:
             vector: ``text`` already embedded; None = embed it here (when by meaning).
 
         Returns:
-            The decision; ``concept`` is None when no concept is asked for. When a
-            command leads a question of the user's own that its concept cannot act on
-            (see :class:`CommandObject`: "TLDR; the meeting is at 5, where is it?"), the
-            decision for what follows the command, routed alone.
+            The decision; ``concept`` is None when no concept is asked for. A command
+            leading the request with its object plainly there (see :meth:`_commands`)
+            decides it, whatever concept the classifier puts first ("reword: 'We regret
+            to inform you.'" is no translation; "Summarize the plot of Hamlet" is left to
+            the classifier: summarise_book). When a command leads a question of the
+            user's own that its concept cannot act on (see :class:`CommandObject`: "TLDR;
+            the meeting is at 5, where is it?"), the decision for what follows the
+            command, routed alone.
 
         Raises:
             ValueError: If ``cutoff`` is outside 0..1.
@@ -1506,9 +1521,18 @@ class ConceptRouter:
             concept = match.concept if match else None
             return Route(concept, concept, 0.0, match, "aliases only")
         route = decide(found, params)
-        if route.concept is None and self._commands(text, found):
-            alias = found.alias
-            assert alias is not None  # _commands checked it
+        alias = found.alias
+        overrule = route.concept is not None
+        narrower = alias is not None and route.concept in self._narrower.get(alias.concept, ())
+        if (
+            alias is not None
+            and route.concept != alias.concept
+            and not narrower  # "give me the gist of the novel ...": summarise_book
+            and self._commands(text, found, overruling=overrule)
+        ):
+            # A command with its object says what is asked for in so many words; the
+            # classifier only guesses it from the rest (a quoted sentence reads as a
+            # translation).
             route = Route(
                 alias.concept, alias.concept, found.meaning.get(alias.concept, 0.0), alias,
                 route.tier, route.none,
@@ -1527,8 +1551,12 @@ class ConceptRouter:
         )
         return route
 
-    def _commands(self, text: str, found: Evidence) -> bool:
+    def _commands(self, text: str, found: Evidence, *, overruling: bool = False) -> bool:
         """Whether a command alias of its concept leads the request (exact or a typo).
+
+        ``overruling``: the classifier chose another concept; then only a command whose
+        object is plainly there (:meth:`_object_present`) decides, whatever the
+        classifier's probability for its concept.
 
         Not when the alias is the subject of a sentence ("ELI5 is a subreddit", "tldr
         is slang") nor when the classifier finds its concept all but impossible
@@ -1540,15 +1568,15 @@ class ConceptRouter:
         found_alias = found.alias
         if found_alias is None:
             return False
-        alias = self._command_leads(found_alias, found.leads, found_alias.concept)
+        alias = self._command_leads(text, found_alias, found.leads)
         if alias is None:
             return False
         rest = following(text, alias)
         if _NAMED.search(rest):
             return False
-        return found.meaning.get(alias.concept, 0.0) >= COMMAND_FLOOR or self._object_present(
-            alias, rest
-        )
+        if self._object_present(alias, rest):
+            return True
+        return not overruling and found.meaning.get(alias.concept, 0.0) >= COMMAND_FLOOR
 
     def _object_present(self, command: AliasMatch, rest: str) -> bool:
         """Whether what follows a leading ``command`` plainly is what it acts on.
@@ -1558,10 +1586,11 @@ class ConceptRouter:
         ``command_object``, what it names plainly (:meth:`CommandObject.present`: nothing,
         a text named, a passage); a question of the user's own is no object there. A
         command that takes anything takes plainly: nothing; what follows a colon or a
-        dash ("reword: ..."); a question opened by one of the file's ``question_words``
-        ("eli5 how do vaccines work?"); with ``command_sentence``, a sentence of
-        :data:`SENTENCE_WORDS` words or more ending in ". ! ?" ("reword Their going too
-        the store."). Not a bare name or topic ("Eli5 Manning stats").
+        dash ("reword: ..."); a quoted text ('reword "hello there"'); a question opened
+        by one of the file's ``question_words`` ("eli5 how do vaccines work?"); with
+        ``command_sentence``, a sentence of :data:`SENTENCE_WORDS` words or more ending in
+        ". ! ?" ("reword Their going too the store."). Not a bare name or topic ("Eli5
+        Manning stats").
 
         Args:
             command: A command of its concept, leading the request.
@@ -1573,20 +1602,29 @@ class ConceptRouter:
         tokens = normalise(rest)
         if not tokens or _SEPARATOR.match(rest):
             return True
-        ends = rest.rstrip()
+        if _quoted_spans(rest) == [(len(rest) - len(rest.lstrip()), len(rest.rstrip()))]:
+            return True  # a quoted text and nothing else: 'reword "hello there my friend"'
+        ends = rest.rstrip().rstrip(_CLOSING_QUOTES)  # 'reword "Their going too the store."'
         if ends.endswith(_QUESTION_MARKS) and tokens[0] in self.file.question_words:
             return True
         sentence = len(tokens) >= SENTENCE_WORDS and ends.endswith((".", "!", *_QUESTION_MARKS))
         return sentence and self.concept(command.concept).command_sentence
 
-    def _command_leads(
-        self, alias: AliasMatch | None, leads: bool, concept: str
-    ) -> AliasMatch | None:
-        """``alias`` if it is a command of ``concept`` and leads the request."""
-        if alias is None or not leads or alias.concept != concept:
+    def _command_leads(self, text: str, alias: AliasMatch, leads: bool) -> AliasMatch | None:
+        """``alias`` if it is a command of its concept and leads the request in ``text``.
+
+        A command leads where any alias does (``leads``: "please ELI5 DNS") and also
+        where it is asked for as a thing, after the file's ``command_lead_in`` words
+        ("give me a tl;dr of the meeting", "can I get a quick ELI5 of DNS").
+        """
+        commands = {tuple(normalise(c)) for c in self.concept(alias.concept).commands}
+        if tuple(normalise(alias.alias)) not in commands:
             return None
-        commands = {tuple(normalise(c)) for c in self.concept(concept).commands}
-        return alias if tuple(normalise(alias.alias)) in commands else None
+        if leads:
+            return alias
+        params = self.file.params
+        lead_in = (params.lead_in if params else frozenset()) | self.file.command_lead_in
+        return alias if alias.position in lead_positions(text, lead_in) else None
 
     def _question_after(self, text: str, alias: AliasMatch | None, leads: bool) -> str | None:
         """What follows a leading command that cannot act on it, else None.
@@ -1599,7 +1637,7 @@ class ConceptRouter:
             What follows the command, from its first letter or digit; None when no
             command leads, its concept takes anything, or what follows is its object.
         """
-        command = None if alias is None else self._command_leads(alias, leads, alias.concept)
+        command = None if alias is None else self._command_leads(text, alias, leads)
         if command is None:
             return None
         wanted = self.concept(command.concept).command_object
@@ -1756,6 +1794,35 @@ class ConceptRouter:
         return self.cache_dir / "routing" / f"classifier-{digest}.npz"
 
 
+def narrower_concepts(concepts: Mapping[str, Concept]) -> dict[str, frozenset[str]]:
+    """Per concept, the concepts that ask for a narrower kind of it.
+
+    A concept is narrower when one of its aliases extends one of the other's by more words:
+    "summarise the novel" (summarise_book) of "summarise" (summarise), "compare it to
+    something" (analogy) of "compare". A command of the broad concept does not overrule
+    the classifier's choice of a narrower one ("give me the gist of the novel Brave New
+    World" is a book summary); the classifier tells the two kinds apart.
+
+    Args:
+        concepts: The concepts by name.
+
+    Returns:
+        Broad concept name -> names of its narrower concepts (only concepts that have one).
+    """
+    found: dict[str, set[str]] = {}
+    for broad in concepts.values():
+        heads = {tuple(normalise(alias)) for alias in broad.aliases}
+        for narrow in concepts.values():
+            if narrow.name == broad.name:
+                continue
+            for alias in narrow.aliases:
+                words = tuple(normalise(alias))
+                if any(len(words) > len(head) and words[: len(head)] == head for head in heads):
+                    found.setdefault(broad.name, set()).add(narrow.name)
+                    break
+    return {name: frozenset(names) for name, names in found.items()}
+
+
 def _tier(evidence: Evidence) -> Tier:
     if evidence.alias is None:
         return "meaning"
@@ -1776,6 +1843,9 @@ SENTENCE_WORDS = 3
 """Words a sentence after a command needs to be its object (``command_sentence``): "Their
 going too the store." is one, "Manning stats?" is none."""
 
+# Quote marks that may close a sentence after its end mark ('"... the store."'); fold() has
+# made curly quotes straight.
+_CLOSING_QUOTES = "\"'`"
 # What separates a command from what follows ("TLDR; the meeting...", "tl;dr - ...").
 _LEADING_PUNCTUATION = re.compile(r"^[\W_]+")
 # A command set apart from its object, as an instruction is: "reword: ...", "ELI5 - ...".

@@ -1463,3 +1463,90 @@ def test_question_words_are_read_from_the_routing_section(tmp_path: Path) -> Non
     assert load_concept_file(write(tmp_path, text)).question_words == {"why", "wheres"}
     assert load_concept_file(write(tmp_path, VALID)).question_words == frozenset()
     assert {"why", "how", "où", "где"} <= load_concept_file().question_words
+
+
+# A leading command decides against the classifier (newcomer probe, 2026-11-30): the
+# command rule applied only when the classifier chose no concept, so 'reword "hello there
+# my friend"' went to translate (0.95). The classifier's probabilities are made up here
+# (the shipped file, no model): the rule, not the model, is under test.
+def _routed(message: str, meaning: dict[str, float], none: float = 0.05) -> str | None:
+    router = shipped_router()
+    probabilities = {name: 0.001 for name in router.names} | meaning
+    router._meaning = lambda *_args: (probabilities, none)  # type: ignore[method-assign]
+    return router.route(message).concept
+
+
+@pytest.mark.parametrize(
+    ("message", "meaning", "concept"),
+    [
+        # the command with its object plainly there decides
+        ('reword "hello there my friend"', {"translate": 0.95}, "proofread"),
+        ("Reword: 'We regret to inform you.'", {"translate": 0.75}, "proofread"),
+        ("rephrase - the meeting got moved", {"summarise": 0.6}, "proofread"),
+        ("reword Their going too the store.", {"translate": 0.9}, "proofread"),
+        ("eli5 why is the sky blue?", {"define_term": 0.8}, "explain_simply"),
+        ("TL;DR of the thread above", {"quiz": 0.7}, "summarise"),
+        # "summarise" is a command: below the threshold it still routes
+        ("summarise: the cat sat on the mat all day", {"summarise": 0.28}, "summarise"),
+        ("summarize: the cat sat on the mat all day", {"summarise": 0.22}, "summarise"),
+        # asked for as a thing, after command_lead_in words
+        ("give me a tl;dr of the meeting", {"proofread": 0.34}, "summarise"),
+        ("give me a tl;dr of the French revolution", {"quiz": 0.53}, "summarise"),
+        ("can I get a quick ELI5: how do magnets work?", {"define_term": 0.6}, "explain_simply"),
+        # the classifier's choice stands: no plain object, a narrower concept, no command
+        ("Eli5 Manning stats", {"debug_code": 0.6}, "debug_code"),
+        ("tl;dr I hate Mondays.", {"joke": 0.6}, "joke"),
+        (
+            "Give me the gist of the novel Brave New World",
+            {"summarise_book": 0.99},
+            "summarise_book",
+        ),
+        ("Summarize: Brave New World", {"summarise_book": 0.9}, "summarise_book"),
+        ("Reword this in Spanish: hello friend", {"translate": 0.96}, "translate"),
+        ("Do ELI5 videos help kids learn?", {"pros_cons": 0.6}, "pros_cons"),
+        ("I told him a tl;dr of the plot", {"summarise_book": 0.6}, "summarise_book"),
+        # and the classifier's choice of the command's own concept, as before
+        ('reword "hello"', {"proofread": 0.9}, "proofread"),
+    ],
+)
+def test_a_leading_command_with_its_object_decides_against_the_classifier(
+    message: str, meaning: dict[str, float], concept: str
+) -> None:
+    assert _routed(message, meaning) == concept
+
+
+@pytest.mark.parametrize(
+    ("message", "command"),
+    [
+        ("give me a tl;dr of the meeting", "tl;dr"),
+        ("Can I get a quick TLDR of this?", "tldr"),
+        ("write a short eli5 of how vaccines work", "eli5"),
+        ("I need a brief tl;dr: the report", "tl;dr"),
+        ("so, give us a summary. then summarise: x", "summarise"),
+        ("Do ELI5 videos help?", None),  # "do" asks no command
+        ("I told him a tl;dr of the plot", None),
+        ("give me a fun fact", None),  # not a command
+    ],
+)
+def test_a_command_asked_for_as_a_thing_leads(message: str, command: str | None) -> None:
+    router = shipped_router()
+    alias, leads = router.deciding_alias(message)
+    assert alias is not None
+    found = router._command_leads(message, alias, leads)
+    assert (found.alias if found else None) == command
+
+
+def test_command_lead_in_is_read_from_the_routing_section(tmp_path: Path) -> None:
+    text = VALID + "routing:\n  threshold: 0.5\n  regularisation: 1\n  alias_weight: 0\n"
+    text += "  command_lead_in: [Give, Me, A]\n"
+    assert load_concept_file(write(tmp_path, text)).command_lead_in == {"give", "me", "a"}
+    assert load_concept_file(write(tmp_path, VALID)).command_lead_in == frozenset()
+    assert {"give", "me", "a"} <= load_concept_file().command_lead_in
+
+
+def test_a_narrower_concept_is_one_whose_alias_extends_another_s() -> None:
+    narrower = routing.narrower_concepts(load_concept_file().concepts)
+    assert narrower["summarise"] == {"summarise_book"}
+    assert "analogy" in narrower["compare"]
+    assert "summarise_book" not in narrower  # nothing extends its aliases
+    assert all(name not in names for name, names in narrower.items())
