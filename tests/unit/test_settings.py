@@ -460,7 +460,7 @@ def test_a_list_item_next_to_the_whole_list_is_an_error(monkeypatch: pytest.Monk
     # The item was dropped without a word when the whole list was set too.
     monkeypatch.setenv("ASSISTANT_SLACK__ADMINS", '["U012AB3CDE"]')
     monkeypatch.setenv("ASSISTANT_SLACK__ADMINS__1", "U999")
-    with pytest.raises(SettingsError, match="ASSISTANT_SLACK__ADMINS__1 is not read: .*JSON"):
+    with pytest.raises(SettingsError, match=r"ASSISTANT_SLACK__ADMINS__1 is not read: .*JSON"):
         load_settings()
 
 
