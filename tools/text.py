@@ -7,7 +7,8 @@ text first. They share the pieces below and compose them differently, on purpose
 * :func:`fold` (routing): straight quotes (a backtick or an acute accent typed for an
   apostrophe counts as one), NFKC, then ``casefold`` ("Straße" -> "strasse"). Routing only
   needs tokens, so the whole text is folded at once.
-* :func:`fold_with_offsets` (safety filter): invisible characters dropped, straight quotes,
+* :func:`fold_with_offsets` (safety filter): invisible characters (:func:`is_invisible`,
+  the same class :func:`is_blank` counts as empty) dropped, straight quotes,
   NFKC, ``lower``, accents off ("fück" -> "fuck"), character by character, with the
   index of the original character behind every folded one, because the filter masks
   words in the original reply. The backtick stays: in replies it marks code.
@@ -22,6 +23,7 @@ offending entry and field, in the words of the file's own format.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable, Hashable, Mapping
 from functools import lru_cache
@@ -32,7 +34,6 @@ from pydantic import ValidationError
 
 __all__ = [
     "APOSTROPHE_LOOKALIKES",
-    "INVISIBLE",
     "QUOTES",
     "Location",
     "UniqueKeyLoader",
@@ -41,6 +42,7 @@ __all__ = [
     "fold_char",
     "fold_with_offsets",
     "is_blank",
+    "is_invisible",
     "parse_yaml",
     "straighten_quotes",
     "strip_accents",
@@ -72,21 +74,10 @@ APOSTROPHE_LOOKALIKES: Final[Mapping[str, str]] = {
     "`": "'",  # GRAVE ACCENT
     "\u00b4": "'",  # ACUTE ACCENT
 }
-# Characters with no glyph that split a word for the eye of a regex only ("sh\u200bit").
-INVISIBLE: Final[frozenset[str]] = frozenset(
-    (
-        "\u00ad",  # SOFT HYPHEN
-        "\u200b",  # ZERO WIDTH SPACE
-        "\u200c",  # ZERO WIDTH NON-JOINER
-        "\u200d",  # ZERO WIDTH JOINER
-        "\u2060",  # WORD JOINER
-        "\ufeff",  # ZERO WIDTH NO-BREAK SPACE (byte order mark)
-    )
-)
-
-# Code points that show nothing though they are not format characters (category Cf) or
-# whitespace: variation selectors, the Mongolian ones, the combining grapheme joiner,
-# Hangul fillers, Khmer inherent vowels, the blank Braille pattern.
+# Code points that show nothing though they are not format characters (category Cf),
+# control characters (Cc) or whitespace: variation selectors, the Mongolian ones, the
+# combining grapheme joiner, Hangul fillers, Khmer inherent vowels, the blank Braille
+# pattern.
 _BLANK_RANGES: Final[tuple[tuple[int, int], ...]] = (
     (0x034F, 0x034F),  # COMBINING GRAPHEME JOINER
     (0x115F, 0x1160),  # HANGUL CHOSEONG / JUNGSEONG FILLER
@@ -98,10 +89,33 @@ _BLANK_RANGES: Final[tuple[tuple[int, int], ...]] = (
     (0xFFA0, 0xFFA0),  # HALFWIDTH HANGUL FILLER
     (0xE0100, 0xE01EF),  # VARIATION SELECTORS 17-256
 )
+# The control characters that lay text out (tab, line feed, vertical tab, form feed,
+# carriage return): whitespace, which separates words. Every other one draws nothing.
+_LAYOUT_CONTROLS: Final[frozenset[str]] = frozenset("\t\n\v\f\r")
 
 
-def _shows_nothing(char: str) -> bool:
-    if char.isspace() or unicodedata.category(char) == "Cf":
+@lru_cache(maxsize=4096)
+def is_invisible(char: str) -> bool:
+    """Whether a character draws nothing and is no whitespace.
+
+    The one definition of "invisible" for the whole project: :func:`is_blank` calls a
+    message of only these and whitespace empty, and :func:`fold_char` drops them, so a
+    word split by one of them ("bo\u2062mb") is still the word for every lexical check.
+
+    Args:
+        char: One character.
+
+    Returns:
+        True for a format character (Unicode category Cf: zero-width spaces and
+        joiners, soft hyphen, BOM, bidi marks, invisible operators, tag characters,
+        interlinear annotation marks), a control character (Cc) other than tab, line
+        feed, vertical tab, form feed and carriage return (so BEL, ESC, NUL, DEL), a
+        variation selector or another code point that draws nothing (Hangul fillers, the
+        blank Braille pattern, the combining grapheme joiner).
+
+    """
+    category = unicodedata.category(char)
+    if category == "Cf" or (category == "Cc" and char not in _LAYOUT_CONTROLS):
         return True
     point = ord(char)
     return any(low <= point <= high for low, high in _BLANK_RANGES)
@@ -110,19 +124,22 @@ def _shows_nothing(char: str) -> bool:
 def is_blank(text: str) -> bool:
     """Whether ``text`` shows nothing: only whitespace and invisible characters, or none.
 
-    ``str.strip`` leaves a zero-width space or a byte order mark in place, so a message
-    of nothing but those looks non-empty to it; every front end and the input check ask
-    this instead, so such a message is "empty" everywhere.
+    ``str.strip`` leaves a zero-width space, a byte order mark or a BEL in place, so a
+    message of nothing but those looks non-empty to it; every front end and the input
+    check ask this instead, so such a message is "empty" everywhere.
 
     Args:
         text: Any text (lone surrogates are fine: they are visible, as errors).
 
     Returns:
-        True when every character is whitespace, a format character (Unicode category
-        Cf: zero-width spaces and joiners, BOM, bidi marks, tag characters), a
-        variation selector or another code point that draws nothing; also for "".
+        True when every character is whitespace or :func:`is_invisible`; also for "".
     """
-    return all(_shows_nothing(char) for char in text)
+    return all(char.isspace() or is_invisible(char) for char in text)
+
+
+# The ASCII characters that draw nothing (controls such as NUL, BEL, ESC, DEL).
+_ASCII_INVISIBLE: Final[str] = "".join(c for c in map(chr, range(0x80)) if is_invisible(c))
+_ASCII_INVISIBLE_RE: Final = re.compile(f"[{re.escape(_ASCII_INVISIBLE)}]")
 
 
 _QUOTE_TABLE = str.maketrans(dict(QUOTES))
@@ -178,8 +195,9 @@ def fold(text: str) -> str:
 def fold_char(char: str) -> str:
     """Fold one character the way :func:`fold_with_offsets` does.
 
-    Invisible characters vanish; others go through straight quotes, NFKC, ``lower`` and
-    :func:`strip_accents`, then straight quotes again (NFKC can produce one).
+    Invisible characters (:func:`is_invisible`) vanish; others go through straight
+    quotes, NFKC, ``lower`` and :func:`strip_accents`, then straight quotes again (NFKC
+    can produce one).
 
     Args:
         char: One character.
@@ -188,7 +206,7 @@ def fold_char(char: str) -> str:
         Zero, one or several characters ("ﬁ" -> "fi", "\u200b" -> "").
 
     """
-    if char in INVISIBLE:
+    if is_invisible(char):
         return ""
     text = unicodedata.normalize("NFKC", straighten_quotes(char)).lower()
     return straighten_quotes(strip_accents(text))
@@ -197,23 +215,27 @@ def fold_char(char: str) -> str:
 def fold_with_offsets(text: str) -> tuple[str, list[int] | None]:
     """Fold text character by character, remembering where each folded character came from.
 
-    ASCII text is only lower-cased (nothing else in the recipe applies to it).
+    ASCII text is only lower-cased (nothing else in the recipe applies to it), unless it
+    holds control characters that draw nothing (BEL, ESC, ...), which are dropped.
 
     Args:
         text: Any text.
 
     Returns:
         The folded text and, for non-ASCII text, the index in ``text`` of each folded
-        character (so ``len(index) == len(folded)``); None for ASCII text, where the
-        indices are the same.
+        character (so ``len(index) == len(folded)``); None when the indices are the
+        same (ASCII text without invisible characters).
 
     """
-    if text.isascii():
+    if text.isascii() and not _ASCII_INVISIBLE_RE.search(text):
         return text.lower(), None
     parts: list[str] = []
     index: list[int] = []
     for position, char in enumerate(text):
-        folded = char.lower() if char.isascii() else fold_char(char)
+        if char.isascii() and char not in _ASCII_INVISIBLE:
+            folded = char.lower()
+        else:
+            folded = fold_char(char)
         parts.append(folded)
         index.extend([position] * len(folded))
     return "".join(parts), index

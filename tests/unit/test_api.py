@@ -365,6 +365,10 @@ def expect_error(response: Any, status: int, param: str | None = None) -> dict[s
         ({"messages": [{"role": "user", "content": "\u200b"}]}, "messages.0.content"),
         ({"messages": [{"role": "user", "content": "\ufeff"}]}, "messages.0.content"),
         ({"messages": [{"role": "user", "content": " \u200d\ufe0f\u2060 "}]}, "messages.0.content"),
+        # Control characters only (BEL + backspace, NUL, DEL): nothing to read either.
+        ({"messages": [{"role": "user", "content": "\u0007\u0008"}]}, "messages.0.content"),
+        ({"messages": [{"role": "user", "content": "\u0000"}]}, "messages.0.content"),
+        ({"messages": [{"role": "user", "content": "\u007f"}]}, "messages.0.content"),
         ({"messages": []}, "messages"),
         ({"messages": "hello"}, "messages"),
         ({"model": "m"}, "messages"),

@@ -111,7 +111,7 @@ def test_without_a_store_the_level_is_kept_in_the_process(settings: Settings) ->
 
 
 @pytest.mark.parametrize(
-    "text", ["/help", "/start", "/HELP", "/help@local_assistant_bot", "  ", "\u200b"]
+    "text", ["/help", "/start", "/HELP", "/help@local_assistant_bot", "  ", "\u200b", "\x07\x1b"]
 )
 def test_help_lists_the_commands_and_the_level(core: BotCore, text: str) -> None:
     reply = core.handle("telegram:1", "telegram:7", text)

@@ -26,7 +26,7 @@ def test_blocked_message_prints_the_refusal() -> None:
     assert result["reply"].startswith("Sorry")
 
 
-@pytest.mark.parametrize("message", ["", "   ", "\u200b\u200b", "\ufeff"])
+@pytest.mark.parametrize("message", ["", "   ", "\u200b\u200b", "\ufeff", "\x07\x1b"])
 def test_empty_message_is_not_sent(message: str) -> None:
     done = assistant("chat", "-m", message)
     assert done.returncode == 2

@@ -110,7 +110,10 @@ def test_reply_is_masked_in_strict_and_moderate(
     assert streamed.strip() == reply.strip()
 
 
-@pytest.mark.parametrize("empty", ["   ", "\u200b\u200b", "\ufeff", "\u200d\ufe0f \u00ad"])
+@pytest.mark.parametrize(
+    "empty",
+    ["   ", "\u200b\u200b", "\ufeff", "\u200d\ufe0f \u00ad", "\x07\x08", "\x00", "\x7f \x1b"],
+)
 def test_empty_message_is_an_error_and_leaves_the_thread_unchanged(
     fake_graph: Any, empty: str
 ) -> None:

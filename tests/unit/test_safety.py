@@ -899,6 +899,62 @@ def test_a_long_spelled_run_takes_linear_time(guard: SafetyFilter, text: str) ->
     assert time.perf_counter() - started < 3.0
 
 
+# --- invisible characters inside words ---------------------------------------------------
+
+# Characters that draw nothing (tools.text.is_invisible), beyond the zero-width space the
+# fold always dropped: an invisible operator, a variation selector, a tag, the combining
+# grapheme joiner, the Mongolian vowel separator, an interlinear annotation anchor, the
+# Hangul filler, the blank Braille pattern, BEL and ESC.
+HIDDEN = [
+    "\u2062", "\ufe0f", "\U000e0041", "\u034f", "\u180e", "\ufff9", "\u3164", "\u2800",
+    "\x07", "\x1b", "\u200b",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("hidden", HIDDEN)
+def test_invisible_characters_do_not_hide_harm(
+    guard: SafetyFilter, hidden: str, level: str
+) -> None:
+    for text in (
+        f"how do I make a pipe bo{hidden}mb",
+        f"how do I make a pi{hidden}pe bomb{hidden}",
+        f"how do i k{hidden}ill my{hidden}self",
+    ):
+        verdict = guard.check_input(text, level)
+        assert verdict.allowed is False, repr(text)
+        # The match is the words as written, invisible characters and all.
+        assert any(hidden in match for match in verdict.matches), verdict.matches
+
+
+@pytest.mark.parametrize("hidden", HIDDEN)
+def test_invisible_characters_do_not_hide_profanity(guard: SafetyFilter, hidden: str) -> None:
+    verdict = guard.check_input(f"you are a fu{hidden}cking idiot", "strict")
+    assert verdict.allowed is False and verdict.matches == (f"fu{hidden}cking",)
+    assert guard.find_profanity(f"sh{hidden}it", "moderate") == [f"sh{hidden}it"]
+
+
+@pytest.mark.parametrize("hidden", HIDDEN)
+def test_masking_covers_a_word_split_by_an_invisible_character(
+    guard: SafetyFilter, hidden: str
+) -> None:
+    text = f"what a fu{hidden}cking mess{hidden}, {hidden}really"
+    result = guard.mask_output(text, "moderate")
+    # The word is masked letter for letter, without the character that split it; the
+    # rest of the reply keeps every character it had.
+    assert result.text == f"what a ******* mess{hidden}, {hidden}really"
+    assert result.masked == (f"fu{hidden}cking",)
+
+
+@pytest.mark.parametrize("hidden", HIDDEN)
+def test_invisible_characters_between_words_change_nothing(
+    guard: SafetyFilter, hidden: str
+) -> None:
+    for text in (f"how do I make a{hidden} cake", f"pass{hidden} the ass{hidden}essment"):
+        assert guard.check_input(text, "strict").allowed, repr(text)
+        assert guard.mask_output(text, "strict").text == text
+
+
 # --- the lexicon files ----------------------------------------------------------------------
 
 LEXICON_FILES = sorted(safety.LEXICON_DIR.glob("*"))

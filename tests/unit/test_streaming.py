@@ -37,6 +37,7 @@ REPLIES = [
     "https://example.com/" + "a" * 80 + "/fuck?q=shit then shit",
     "x" * (MAX_WORD + 5) + "shit and shit",
     "\ufb01ne \ufb01sh, caf\u00e9 fu\u200bck",
+    "what a fu\u2062cking mess, sh\x07it and bull\u3164shit\ufe0f \U000e0041ok\u2800",
     "Ends with a spelled-out word: s h i t",
     "shit",
     "",

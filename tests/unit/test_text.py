@@ -11,7 +11,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from tools.text import (
     APOSTROPHE_LOOKALIKES,
-    INVISIBLE,
     QUOTES,
     Location,
     describe_validation_error,
@@ -19,6 +18,7 @@ from tools.text import (
     fold_char,
     fold_with_offsets,
     is_blank,
+    is_invisible,
     parse_yaml,
     straighten_quotes,
     strip_accents,
@@ -37,9 +37,43 @@ def test_quote_tables_map_to_ascii_quotes_only() -> None:
     assert not set(QUOTES) & set(APOSTROPHE_LOOKALIKES)
 
 
-def test_invisible_characters_have_no_glyph() -> None:
-    for char in INVISIBLE:
-        assert unicodedata.category(char) == "Cf", unicodedata.name(char)
+# Characters that draw nothing, beyond the zero-width space: format characters (invisible
+# operators, tags, bidi marks, interlinear annotation), controls, variation selectors and
+# the blank letters (Hangul fillers, the blank Braille pattern).
+INVISIBLE_SAMPLES = [
+    "\u200b", "\u00ad", "\ufeff", "\u2062", "\u2064", "\ufe0f", "\U000e0041", "\U000e0100",
+    "\u034f", "\u180e", "\ufff9", "\u202e", "\u3164", "\u2800", "\x00", "\x07", "\x1b",
+    "\x7f", "\x9b",
+]  # fmt: skip
+# Whitespace and what shows: never dropped (a combining accent goes, but as an accent).
+VISIBLE_SAMPLES = [
+    " ", "\t", "\n", "\r", "\v", "\f", "\u00a0", "\u3000", "a", ".", "\u2764",
+    "\U0001f600", "\u0661", "\u1100",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("char", INVISIBLE_SAMPLES)
+def test_invisible_characters_vanish_from_the_fold_and_count_as_blank(char: str) -> None:
+    assert is_invisible(char)
+    assert fold_char(char) == ""
+    assert is_blank(char * 3)
+    # The same class for both: a word split by it is the word, a message of it is empty.
+    norm, index = fold_with_offsets(f"Bo{char}mb")
+    assert norm == "bomb" and index == [0, 1, 3, 4]
+
+
+@pytest.mark.parametrize("char", VISIBLE_SAMPLES)
+def test_whitespace_and_visible_characters_are_not_invisible(char: str) -> None:
+    assert not is_invisible(char)
+    assert fold_char(char) != ""
+    assert fold_with_offsets(f"bo{char}mb")[0] != "bomb"
+
+
+def test_ascii_text_with_a_control_character_maps_back_to_the_original() -> None:
+    assert fold_with_offsets("Pipe bo\x07mb\x1b!") == (
+        "pipe bomb!",
+        [0, 1, 2, 3, 4, 5, 6, 8, 9, 11],
+    )
 
 
 # --- straighten_quotes, strip_accents --------------------------------------------------
@@ -161,6 +195,10 @@ def test_fold_with_offsets_maps_back_to_the_original(text: str, folded: str) -> 
         "\U000e0041\U000e0100",
         "\u3164",
         "\u2800",
+        "\x07\x08",
+        "\x00",
+        "\x7f",
+        "\x07\x1b \n",
     ],
 )
 def test_is_blank_for_whitespace_and_invisible_characters(text: str) -> None:
@@ -169,7 +207,17 @@ def test_is_blank_for_whitespace_and_invisible_characters(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["a", "\u200bhi\u200b", ".", "\U0001f600", "\u2764\ufe0f", "\u0661", "\ud800", "\u0301"],
+    [
+        "a",
+        "\u200bhi\u200b",
+        ".",
+        "\U0001f600",
+        "\u2764\ufe0f",
+        "\u0661",
+        "\ud800",
+        "\u0301",
+        "\x07a\x1b",
+    ],
 )
 def test_is_blank_not_for_anything_visible(text: str) -> None:
     assert not is_blank(text)

@@ -258,6 +258,7 @@ def test_delete_thread_removes_it_from_the_list(service: ChatService) -> None:
         ("   \n ", "empty"),
         ("\u200b\u200b", "empty"),
         ("\ufeff \u2060", "empty"),
+        ("\x07\x1b\x7f", "empty"),
         ("y" * (MAX_MESSAGE_CHARS + 1), "too long"),
     ],
 )

@@ -51,7 +51,7 @@ from typing import Any, Literal, NamedTuple, cast
 from tools.guardrails.confusables import latin_lookalikes
 from tools.guardrails.patterns import DEFAULT_PATTERNS_FILE, HarmCategory, harm_categories
 from tools.guardrails.taxonomy import DEFAULT_TAXONOMY_FILE, load_taxonomy
-from tools.text import fold_with_offsets
+from tools.text import fold_with_offsets, is_invisible
 
 __all__ = [
     "DEFAULT_MILD_TERMS",
@@ -1078,9 +1078,15 @@ def _single_letter(norm: str, span: tuple[int, int]) -> bool:
 
 
 def _mask(word: str, mask_char: str) -> str:
-    """Mask letters, digits and leet symbols; keep other punctuation ("****-****")."""
+    """Mask letters, digits and leet symbols; keep other punctuation ("****-****").
+
+    Invisible characters inside the word (:func:`tools.text.is_invisible`: "fu\u2062ck")
+    go, as the fold that found the word skipped them: one mask character per letter.
+    """
     out = []
     for char in word:
+        if is_invisible(char):
+            continue
         kind = unicodedata.category(char)[0]
         if kind in "LN" or char in _LEET_SYMBOLS:
             out.append(mask_char)
