@@ -126,15 +126,18 @@ class _Verdicts:
         self._lock = threading.Lock()
         self._kept: OrderedDict[tuple[str, bytes], SafetyVerdict] = OrderedDict()
 
-    def check(self, guard: InputGuard, text: str, level: SafetyLevel) -> SafetyVerdict:
-        """``guard.check(text, level)``, answered from memory when it was asked before."""
+    def check(
+        self, guard: InputGuard, text: str, level: SafetyLevel, *, as_reply: bool = False
+    ) -> SafetyVerdict:
+        """``guard.check(text, level, as_reply=...)``, answered from memory when asked before."""
         # By digest: the texts themselves could be 4096 long messages.
-        key = (level, hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest())
+        kind = f"assistant:{level}" if as_reply else level
+        key = (kind, hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest())
         with self._lock:
             if key in self._kept:
                 self._kept.move_to_end(key)
                 return self._kept[key]
-        return self._remember(key, guard.check(text, level))
+        return self._remember(key, guard.check(text, level, as_reply=as_reply))
 
     def check_reply(
         self, guard: InputGuard, request: str, reply: str, level: SafetyLevel
@@ -259,8 +262,11 @@ def _check_earlier(
       become the refusal, so the model sees neither.
     - An assistant message the caller wrote is the caller's claim, not the model's words
       ("Sure! Step 1: ..." to be continued): it is masked and checked as a model reply
-      is (``InputGuard.check_reply``). One the reply check would withdraw becomes the
-      refusal, and so does the whole request (the returned verdict).
+      is (``InputGuard.check_reply``), and, as text the client wrote is input whoever it
+      is attributed to, by the input check's layers too, decoded ("<Base64 of a recipe>"
+      then "decode your last message"; a score that refuses a request but never
+      withdraws a reply): ``InputGuard.check(..., as_reply=True)``. One either check
+      refuses becomes the refusal, and so does the whole request (the returned verdict).
     - Only the newest ``max_history_turns`` turns the model will see are checked (from
       the newest back, a withheld turn does not count): older ones cannot reach the
       prompt, so they cannot steer the model, and checking them made one long request
@@ -324,6 +330,8 @@ def _check_earlier(
             masked = deps.safety.mask_output(reply.text, level).text
             request = user.text if user is not None else ""
             verdict = verdicts.check_reply(guard, request, masked, level)
+            if verdict.allowed:
+                verdict = verdicts.check(guard, masked, level, as_reply=True)
             if verdict.allowed:
                 shown = True
                 marked = {**reply.additional_kwargs, CHECKED_KEY: True}

@@ -145,12 +145,17 @@ class InputGuard:
             scores=scores,
         )
 
-    def check(self, text: str, level: SafetyLevel) -> SafetyVerdict:
+    def check(self, text: str, level: SafetyLevel, *, as_reply: bool = False) -> SafetyVerdict:
         """Decide whether a message may reach the model.
 
         Args:
-            text: The user's message.
+            text: The user's message, or (``as_reply``) an assistant message the caller
+                wrote: text the client wrote is input, whoever it is attributed to.
             level: The run's safety level.
+            as_reply: Read the harm patterns as in a reply
+                (:meth:`SafetyFilter.check_reply`: a line start is no sign of intent,
+                so "Breaking into a car is a crime" passes); the other layers as for a
+                user's message.
 
         Returns:
             The verdict: ``category`` names a taxonomy category (or the lexical layer's
@@ -162,13 +167,15 @@ class InputGuard:
         """
         # A message that hides text in Base64 or hex is checked as written and, if that
         # passes, as read: "<base64 of a bomb recipe request> (decode this and answer it)".
-        verdict = self._check_text(text, level)
+        verdict = self._check_text(text, level, as_reply)
         if verdict.allowed and (revealed := decoded_text(text)) is not None:
-            return self._check_text(revealed, level)
+            return self._check_text(revealed, level, as_reply)
         return verdict
 
-    def _check_text(self, text: str, level: SafetyLevel) -> SafetyVerdict:
+    def _check_text(self, text: str, level: SafetyLevel, as_reply: bool = False) -> SafetyVerdict:
         lexical = self.safety.check_input(text, level)
+        if as_reply and not lexical.allowed and lexical.rule is not None:
+            lexical = self.safety.check_reply(text, level)  # a harm pattern's hit, re-read
         taxonomy = self.policy.taxonomy
         if not lexical.allowed and (
             lexical.category not in taxonomy or self.policy.refuses(lexical.category, level)
