@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 import math
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -1141,11 +1140,10 @@ def test_look_alikes_of_encodings_are_not_read(message: str) -> None:
 
 
 @pytest.mark.parametrize("text", ["a" * 20_000 + "%", "%41%41" + "b" * 20_000 + "%"])
-def test_decoding_a_long_run_takes_linear_time(text: str) -> None:
-    # Starting a URL match anywhere inside a long run once took 5 s for these.
-    started = time.perf_counter()
+def test_a_long_run_is_not_decoded(text: str) -> None:
+    # Starting a URL match anywhere inside a long run once took 5 s for these (quadratic);
+    # speed is the bench's to measure, not a test's: this only keeps the inputs exercised.
     assert decoded_text(text) is None
-    assert time.perf_counter() - started < 1.0
 
 
 def test_decoded_text_reads_only_runs_that_decode_to_words() -> None:
