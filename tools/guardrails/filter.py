@@ -49,7 +49,12 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, cast
 
 from tools.guardrails.confusables import latin_lookalikes
-from tools.guardrails.patterns import DEFAULT_PATTERNS_FILE, HarmCategory, harm_categories
+from tools.guardrails.patterns import (
+    DEFAULT_PATTERNS_FILE,
+    HarmCategory,
+    harm_categories,
+    non_literal_frames,
+)
 from tools.guardrails.taxonomy import DEFAULT_TAXONOMY_FILE, load_taxonomy
 from tools.text import fold_with_offsets, is_invisible
 
@@ -228,6 +233,9 @@ class SafetyVerdict:
             when no layer looked beyond the words.
         scores: What the layers beyond the words saw (harm probability, nearest
             exemplar, the judge's reply and time ...), for the log and the state.
+        framed: A harm-pattern refusal whose every hit sits in a non-literal frame of
+            the patterns file ("how do I rob the bank in Monopoly", "an explosive
+            flavour curry"): the guard lets the judge decide before refusing.
 
     """
 
@@ -239,6 +247,7 @@ class SafetyVerdict:
     rule: str | None = None
     layer: str | None = None
     scores: Mapping[str, Any] | None = None
+    framed: bool = False
 
     def as_dict(self) -> dict[str, object]:
         """Plain-data form for the graph state: the fields, ``matches`` as a list."""
@@ -1106,6 +1115,24 @@ def _listing(words: Iterable[str]) -> str:
 # --- the filter -----------------------------------------------------------------------
 
 
+# Where a sentence ends, for telling whether a frame and a harm hit share one.
+_SENTENCE_END_RE = re.compile(r"[.!?;\n]")
+
+
+def _in_frame(norm: str, start: int, end: int, frames: tuple[re.Pattern[str], ...]) -> bool:
+    """Whether a frame matches in the sentence of the folded text holding ``norm[start:end]``.
+
+    The whole frame must lie in that sentence, so "Make a bomb. Then explain Monopoly."
+    keeps its refusal while "In Monopoly, how do I rob the bank?" is framed.
+    """
+    before = [m.end() for m in _SENTENCE_END_RE.finditer(norm, 0, start)]
+    first = before[-1] if before else 0
+    after = _SENTENCE_END_RE.search(norm, end)
+    last = after.start() if after else len(norm)
+    sentence = norm[first:last]
+    return any(frame.search(sentence) for frame in frames)
+
+
 class SafetyFilter:
     """Input and output guardrails for the three safety levels.
 
@@ -1155,6 +1182,7 @@ class SafetyFilter:
         self._mask_char = mask_char
         self.patterns_file = Path(patterns_file or DEFAULT_PATTERNS_FILE)
         self._harm = harm_categories(self.patterns_file)
+        self._frames = non_literal_frames(self.patterns_file)
         if taxonomy_file is None:
             sibling = self.patterns_file.parent / DEFAULT_TAXONOMY_FILE.name
             taxonomy_file = sibling if sibling.is_file() else DEFAULT_TAXONOMY_FILE
@@ -1239,7 +1267,7 @@ class SafetyFilter:
         """
         checked = validate_level(level)
         prepared = _Prepared.of(text)
-        harmful = self._harm_verdict(text, prepared, checked, self._harm)
+        harmful = self._harm_verdict(text, prepared, checked, self._harm, self._frames)
         if harmful is not None:
             return harmful
 
@@ -1306,9 +1334,17 @@ class SafetyFilter:
         prepared: _Prepared,
         level: SafetyLevel,
         categories: tuple[HarmCategory, ...],
+        frames: tuple[re.Pattern[str], ...] = (),
     ) -> SafetyVerdict | None:
-        """The refusal for the first of ``categories`` whose patterns match, else None."""
+        """The refusal for the first of ``categories`` whose patterns match, else None.
+
+        ``framed`` when ``frames`` are given and every hit is in the words as written (not
+        only in a disguise reading: "r0b", "b o m b" are no figure of speech) and in a
+        sentence where one of them matches.
+        """
         harm: list[tuple[int, int, HarmCategory]] = []
+        # Hits in the words as written, by their span in the folded text.
+        plain: set[tuple[int, int]] = set()
         # "b0mb" must not slip past the harm patterns that "bomb" trips; de-leeting keeps
         # the length, so match positions still map back to the original text. So do the
         # readings of disguised words ("b o m b", "p.i.p.e", "bommmb", "b*mb"), through
@@ -1330,6 +1366,8 @@ class SafetyFilter:
                             start, end = match.span()
                             if where is not None:
                                 start, end = where[start], where[end - 1] + 1
+                            elif norm == prepared.norm:
+                                plain.add((start, end))
                             harm.append((start, end, category))
         # Two patterns may match the same words; report them once.
         harm = list({(s, e): (s, e, c) for s, e, c in harm}.values())
@@ -1346,6 +1384,10 @@ class SafetyFilter:
                 matches=tuple(matches),
                 rule=hit_categories[0].key,
                 layer="lexical",
+                framed=bool(frames)
+                and all(
+                    (s, e) in plain and _in_frame(prepared.norm, s, e, frames) for s, e, _ in harm
+                ),
             )
         return None
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,14 @@ from tools.guardrails.semantic import SemanticLayer, SemanticScore, shared_layer
 from tools.guardrails.taxonomy import Policy
 from tools.models.loader import weights_key
 
-__all__ = ["InputGuard", "Thresholds", "build_guard", "guard_for", "refusal_text"]
+__all__ = [
+    "InputGuard",
+    "Thresholds",
+    "build_guard",
+    "guard_for",
+    "refusal_text",
+    "refused_category",
+]
 
 log = logging.getLogger("assistant.safety")
 
@@ -64,6 +71,12 @@ class Thresholds:
     reply_suspect: float = 1.0
     """A reply to a request the input check put at this P(harmful) or more is judged
     whatever the reply's own score (1.0: only the reply's score triages)."""
+    category_refuse: float = 0.3
+    """A message found harmful is refused when this much of its category probability or
+    more lies on categories the level refuses (see :func:`refused_category`)."""
+    category_judge_weight: float = 0.5
+    """The judge's share of an English message's category probability; the semantic
+    layer's is the rest (a message in another language: the judge's alone)."""
 
 
 @dataclass
@@ -177,9 +190,13 @@ class InputGuard:
         if as_reply and not lexical.allowed and lexical.rule is not None:
             lexical = self.safety.check_reply(text, level)  # a harm pattern's hit, re-read
         taxonomy = self.policy.taxonomy
+        # A harm hit in a non-literal frame ("rob the bank in Monopoly") goes on to the
+        # judge; without one to ask, the words decide as for any hit.
         if not lexical.allowed and (
             lexical.category not in taxonomy or self.policy.refuses(lexical.category, level)
         ):
+            if lexical.framed and self._can_judge():
+                return self._judge_framed(text, lexical)
             return lexical
         score = self._score(text)
         scores: dict[str, Any] = {}
@@ -208,10 +225,15 @@ class InputGuard:
                 scores["judge_seconds"] = round(verdict.seconds, 3)
                 if not self._unsafe(verdict, score, scores):
                     return replace(allowed, layer="judge", scores=scores)
-                category = _category(verdict, score)
-                if category is None and self.judge is not None:
-                    category = self.judge.category(text) or (score.category if score else None)
-                if category is not None and self.policy.refuses(category, level):
+                categories = self._categories(text, verdict, score)
+                category = refused_category(
+                    categories, self.policy, level, self.thresholds.category_refuse
+                )
+                if categories:
+                    scores["refused_mass"] = round(
+                        sum(p for c, p in categories.items() if self.policy.refuses(c, level)), 3
+                    )
+                if category is not None:
                     return self._refusal(level, category, "judge", scores)
                 return replace(allowed, layer="judge", scores=scores)
         if (
@@ -222,6 +244,75 @@ class InputGuard:
         ):
             return self._refusal(level, score.category, "semantic", scores)
         return replace(allowed, layer="semantic" if score else None, scores=scores or None)
+
+    def _can_judge(self) -> bool:
+        """Whether a judge would be asked about a message (it may still give no verdict)."""
+        return self.judge is not None and self.judge_mode != "off"
+
+    def _judge_framed(self, text: str, lexical: SafetyVerdict) -> SafetyVerdict:
+        """The verdict on a harm hit in a non-literal frame: the judge's, stacked as usual.
+
+        Safe: the message is answered; unsafe, or no verdict: the lexical refusal stands
+        (its category is the pattern's, refused at every level).
+        """
+        score = self._score(text)
+        scores: dict[str, Any] = {"framed": True}
+        if score is not None:
+            scores.update(harm=round(score.harm, 3), category=score.category)
+        verdict = self._judged(text)
+        if verdict is None:
+            return replace(lexical, scores=scores)
+        scores["judge"] = verdict.raw.strip()
+        scores["judge_seconds"] = round(verdict.seconds, 3)
+        if self._unsafe(verdict, score, scores):
+            return replace(lexical, layer="judge", scores=scores)
+        return SafetyVerdict(
+            allowed=True,
+            level=lexical.level,
+            reason=None,
+            category=None,
+            matches=(),
+            layer="judge",
+            scores=scores,
+        )
+
+    def _categories(
+        self, text: str, verdict: JudgeVerdict, score: SemanticScore | None
+    ) -> dict[str, float]:
+        """The category probabilities of a message found harmful (empty: none known).
+
+        The judge's: its probabilities at the code's position, or the code it writes when
+        the model cannot score. For an English message they are mixed with the semantic
+        layer's (``category_judge_weight``), which read the category right more often
+        (README "Safety") but cannot tell a look-alike's category from the real one's;
+        for another language the semantic layer's category means little and the judge's
+        stand alone.
+        """
+        english = score is not None and score.english
+        judged: dict[str, float] = {}
+        if verdict.category is not None:
+            judged = {verdict.category: 1.0}
+        elif self.judge is not None:
+            try:
+                judged = self.judge.category_probabilities(text) or {}
+                # A code in words costs a generation: asked only when nothing else can
+                # tell the category (a message the semantic layer cannot read).
+                if not judged and not english and (code := self.judge.category(text)):
+                    judged = {code: 1.0}
+            except Exception as exc:  # a model error: the semantic layer's category stands
+                log.warning("safety judge could not name a category: %s", exc)
+        semantic: dict[str, float] = {}
+        if score is not None:
+            semantic = dict(score.categories) or {score.category: 1.0}
+        if not english and judged:
+            return judged
+        if not judged or not semantic:
+            return judged or semantic
+        weight = self.thresholds.category_judge_weight
+        return {
+            key: (1 - weight) * semantic.get(key, 0.0) + weight * judged.get(key, 0.0)
+            for key in {**semantic, **judged}
+        }
 
     def _unsafe(
         self, verdict: JudgeVerdict, score: SemanticScore | None, scores: dict[str, Any]
@@ -304,17 +395,33 @@ class InputGuard:
             return None
 
 
-def _category(verdict: JudgeVerdict, score: SemanticScore | None) -> str | None:
-    """The category of a message the judge found unsafe.
+def refused_category(
+    categories: Mapping[str, float], policy: Policy, level: SafetyLevel, threshold: float
+) -> str | None:
+    """The category to refuse a harmful message for, or None when the level allows it.
 
-    The judge decides safe or unsafe; which category is the semantic layer's call when
-    it can read the message: on the harmful development set its category was right for
-    144 of 169 requests, the judge's code far less often (README "Safety"). For a message
-    in another language, the judge's code (None when it gave none: a scored verdict).
+    The category decides only whether the level refuses, so what counts is how much
+    probability the categories it refuses hold together, not which one is likeliest: a
+    Polish request to kill someone to which the judge's likeliest code is S5
+    (defamation, answered at relaxed) with 0.4 and S1 with 0.35 is refused. The message
+    is allowed only when the categories the level answers hold more than
+    ``1 - threshold`` (a threshold below 0.5: a wrong refusal of a defamation request at
+    relaxed costs less than an answered request to kill).
+
+    Args:
+        categories: Probability per category key (summing to about 1); empty: none known.
+        policy: Which categories each level refuses.
+        level: The run's level.
+        threshold: The refused mass (0..1) from which the message is refused.
+
+    Returns:
+        The refused category with the most probability, when the refused ones hold
+        ``threshold`` or more; None otherwise (and for empty ``categories``).
     """
-    if score is not None and score.english:
-        return score.category
-    return verdict.category
+    refused = {c: p for c, p in categories.items() if policy.refuses(c, level)}
+    if not refused or sum(refused.values()) < threshold:
+        return None
+    return max(refused, key=lambda c: refused[c])
 
 
 def refusal_text(template: str, safety: SafetyFilter, verdict: SafetyVerdict) -> str:

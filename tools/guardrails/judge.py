@@ -54,7 +54,7 @@ from langgraph.constants import TAG_NOSTREAM
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tools.guardrails.taxonomy import Taxonomy
-from tools.models.base import first_token_probabilities
+from tools.models.base import first_token_probabilities, next_token_probabilities
 from tools.text import parse_yaml
 
 __all__ = [
@@ -83,6 +83,8 @@ MAX_TOKENS = 6
 # Below this much probability on "safe" and "unsafe" together, the model is about to say
 # something else: its words are parsed instead (and found unparseable, most likely).
 MIN_VERDICT_MASS = 0.5
+# What a verdict with a code starts with, before the code's digits ("unsafe S9").
+_CODE_START = "unsafe S"
 # Quotes around the message; the same marks inside it are defused, so a message cannot
 # close the quote and pose as the policy.
 _OPEN, _CLOSE = "<<<", ">>>"
@@ -402,6 +404,59 @@ class Judge:
         """
         said = self._say(_quote(text), time.perf_counter())
         return said.category if said is not None and said.unsafe else None
+
+    def category_probabilities(self, text: str) -> dict[str, float] | None:
+        """How likely the judge names each category for ``text``, given it is unsafe.
+
+        Read off the model's next-token probabilities at the code's position (after
+        ``"unsafe S"``), as the verdict is read at the first token: a greedy code is the
+        likeliest of these, and the 1.5B's likeliest is often wrong while the code the
+        message deserves keeps much of the mass. A two-digit code costs one more
+        position (``S1`` then ``0``..``4``): P(S14) = P("1") * P("4" | "S1") and P(S1)
+        takes what "1" leaves to the end of the reply.
+
+        Args:
+            text: The message (already judged unsafe).
+
+        Returns:
+            ``{category key: probability}`` over every category of the taxonomy, summing
+            to 1; None when the model cannot score (then :meth:`category` asks for the
+            code in words).
+
+        """
+        prompt = self._prompt(_quote(text))
+        model = self._model()
+        codes: dict[str, str] = {}
+        for hazard in self.taxonomy.hazards:
+            digits = hazard.code[1:]
+            if hazard.code[:1].upper() != "S" or not digits.isdigit() or len(digits) > 2:
+                return None  # a code this reading cannot spell: ask in words
+            codes[digits] = hazard.key
+        firsts = sorted({digits[0] for digits in codes})
+        first = next_token_probabilities(model, prompt, _CODE_START, firsts)
+        if first is None:
+            return None
+        mass: dict[str, float] = {}
+        for digit in firsts:
+            longer = sorted(d[1] for d in codes if len(d) == 2 and d[0] == digit)
+            second: dict[str, float] = {}
+            if longer:
+                second = next_token_probabilities(model, prompt, _CODE_START + digit, longer) or {}
+            if digit in codes:
+                # Whatever does not go on to a second digit ends the code here.
+                mass[codes[digit]] = first[digit] * max(0.0, 1.0 - sum(second.values()))
+            for tail, p in second.items():
+                mass[codes[digit + tail]] = first[digit] * p
+        total = sum(mass.values())
+        if total <= 0.0:
+            return None
+        probabilities = {key: mass.get(key, 0.0) / total for key in self.taxonomy.keys}
+        log.info(
+            "%s: category %s",
+            self.name,
+            ", ".join(f"{k}={p:.2f}" for k, p in probabilities.items() if p >= 0.05),
+        )
+        return probabilities
 
     def _ask(self, content: str) -> JudgeVerdict | None:
         """One verdict on the rendered last turn ``content``."""

@@ -26,7 +26,13 @@ from pydantic import (
 
 from tools.text import Location, describe_validation_error, parse_yaml
 
-__all__ = ["DEFAULT_PATTERNS_FILE", "RESERVED_CATEGORIES", "HarmCategory", "harm_categories"]
+__all__ = [
+    "DEFAULT_PATTERNS_FILE",
+    "RESERVED_CATEGORIES",
+    "HarmCategory",
+    "harm_categories",
+    "non_literal_frames",
+]
 
 DEFAULT_PATTERNS_FILE = Path(__file__).resolve().parents[2] / "prompts" / "safety.yaml"
 # The filter's own verdict categories; a harm category of the same name would be ambiguous.
@@ -106,6 +112,7 @@ class _PatternsFile(BaseModel):
 
     version: Any = None  # informative; not checked
     fragments: dict[str, _Regex] | None = None
+    frames: dict[_Key, _Regex] | None = None
     categories: Annotated[
         dict[Annotated[_Key, AfterValidator(_not_reserved)], _CategorySpec], Field(min_length=1)
     ]
@@ -144,7 +151,15 @@ def _where(location: Location) -> tuple[str, str]:
             return f"category {key!r}: 'triggers'", "a list of lower-case strings"
         case ("categories", key, "triggers", int(number)):
             return f"category {key!r}, trigger {number + 1}", "a non-empty string"
-    return "the file", "a mapping with 'categories' (and optionally 'version', 'fragments')"
+        case ("frames",):
+            return "'frames'", "a mapping of name -> regex text"
+        case ("frames", name, "[key]"):
+            return f"frame name {name!r}", "lower_snake_case (a-z, 0-9, _)"
+        case ("frames", name):
+            return f"frame {name!r}", "a non-empty string"
+    return "the file", (
+        "a mapping with 'categories' (and optionally 'version', 'fragments', 'frames')"
+    )
 
 
 # --- loading --------------------------------------------------------------------------
@@ -169,11 +184,29 @@ def harm_categories(path: Path) -> tuple[HarmCategory, ...]:
         mtime = path.stat().st_mtime_ns
     except OSError as exc:
         raise ValueError(f"safety patterns file {path}: cannot read it ({exc})") from exc
-    return _load(path, mtime)
+    return _load(path, mtime)[0]
+
+
+def non_literal_frames(path: Path) -> tuple[re.Pattern[str], ...]:
+    """The ``frames`` of a patterns file, compiled: words that make a harm hit non-literal.
+
+    A frame (a named game: "in Monopoly"; a dish or a figure of speech: "explosive
+    flavour") in the same sentence as every hit sends the message on to the judge
+    instead of refusing it outright (:meth:`SafetyFilter.check_input`).
+
+    Raises:
+        ValueError: As :func:`harm_categories`.
+
+    """
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError as exc:
+        raise ValueError(f"safety patterns file {path}: cannot read it ({exc})") from exc
+    return _load(path, mtime)[1]
 
 
 @lru_cache(maxsize=16)
-def _load(path: Path, mtime: int) -> tuple[HarmCategory, ...]:
+def _load(path: Path, mtime: int) -> tuple[tuple[HarmCategory, ...], tuple[re.Pattern[str], ...]]:
     del mtime  # part of the cache key only
 
     def problem(message: str) -> ValueError:
@@ -206,23 +239,29 @@ def _load(path: Path, mtime: int) -> tuple[HarmCategory, ...]:
         # A fragment may use the fragments defined above it.
         fragments[name] = substitute(body, f"fragment {name!r}")
 
+    def compile_one(source: str, where: str) -> re.Pattern[str]:
+        expanded = substitute(source, where)
+        if _UPPER_LITERAL_RE.search(expanded):
+            raise problem(f"{where} has an upper-case letter; the text it sees is lower case")
+        try:
+            pattern = re.compile(expanded, _PATTERN_FLAGS)
+        except re.error as exc:
+            raise problem(f"{where} is not a valid regex: {exc}") from exc
+        if pattern.search("") is not None:
+            raise problem(f"{where} matches the empty text, so it would match everywhere")
+        return pattern
+
     compiled: list[HarmCategory] = []
     for key, category in spec.categories.items():
-        patterns: list[re.Pattern[str]] = []
-        for number, source in enumerate(category.patterns, 1):
-            where = f"category {key!r}, pattern {number}"
-            expanded = substitute(source, where)
-            if _UPPER_LITERAL_RE.search(expanded):
-                raise problem(f"{where} has an upper-case letter; the text it sees is lower case")
-            try:
-                pattern = re.compile(expanded, _PATTERN_FLAGS)
-            except re.error as exc:
-                raise problem(f"{where} is not a valid regex: {exc}") from exc
-            if pattern.search("") is not None:
-                raise problem(f"{where} matches the empty text, so it would block everything")
-            patterns.append(pattern)
+        patterns = [
+            compile_one(source, f"category {key!r}, pattern {number}")
+            for number, source in enumerate(category.patterns, 1)
+        ]
         reason = " ".join(category.reason.split())
         compiled.append(
             HarmCategory(key, category.hazard, reason, tuple(patterns), tuple(category.triggers))
         )
-    return tuple(compiled)
+    frames = tuple(
+        compile_one(source, f"frame {name!r}") for name, source in (spec.frames or {}).items()
+    )
+    return tuple(compiled), frames

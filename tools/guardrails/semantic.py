@@ -26,8 +26,8 @@ import os
 import threading
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -186,6 +186,8 @@ class SemanticScore:
         nearest: Cosine similarity to the nearest harmful exemplar (-1 to 1).
         english: False when the message is not English: the scores mean little then.
         nearest_benign: Cosine similarity to the nearest benign exemplar (-1 to 1).
+        categories: The probability of each hazard category (summing to 1), of which
+            ``category`` is the likeliest; empty when not known.
 
     """
 
@@ -194,6 +196,7 @@ class SemanticScore:
     nearest: float
     english: bool
     nearest_benign: float = -1.0
+    categories: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def margin(self) -> float:
@@ -388,7 +391,9 @@ class SemanticLayer:
         best = str(category.classes[int(np.argmax(probabilities))])
         nearest = float((harmful_vectors @ vector[0]).max())
         nearest_benign = float((benign_vectors @ vector[0]).max())
-        return SemanticScore(p_harm, best, nearest, looks_english(text), nearest_benign)
+        classes = [str(c) for c in category.classes]
+        categories = {c: float(p) for c, p in zip(classes, probabilities, strict=True)}
+        return SemanticScore(p_harm, best, nearest, looks_english(text), nearest_benign, categories)
 
 
 _LAYERS: dict[str, SemanticLayer] = {}

@@ -64,6 +64,41 @@ class FirstTokenScores:
         """
         return None
 
+    def next_token_probabilities(
+        self, messages: Sequence[BaseMessage], reply_start: str, candidates: Sequence[str]
+    ) -> dict[str, float] | None:
+        """The probability of each candidate token right after a given start of the reply.
+
+        What a classifier whose answer has a fixed opening needs at the position after
+        it: the safety judge's category code after ``"unsafe S"``.
+
+        Args:
+            messages: The whole prompt (the reply is the next assistant turn).
+            reply_start: What the reply is taken to begin with (``"unsafe S"``).
+            candidates: Continuations (``"1"``, ``"2"``, ...), each scored by its first
+                token, so their first tokens must differ.
+
+        Returns:
+            ``{candidate: probability}`` (not renormalised); None when the backend cannot
+            score a reply it did not write (the default).
+
+        Raises:
+            ValueError: Two candidates start with the same token.
+        """
+        return None
+
+
+def next_token_probabilities(
+    model: BaseChatModel,
+    messages: Sequence[BaseMessage],
+    reply_start: str,
+    candidates: Sequence[str],
+) -> dict[str, float] | None:
+    """:meth:`FirstTokenScores.next_token_probabilities` on any chat model (None if it cannot)."""
+    if isinstance(model, FirstTokenScores):
+        return model.next_token_probabilities(messages, reply_start, candidates)
+    return None
+
 
 class Adapter:
     """Mixin for chat models that can serve a LoRA adapter on some calls and not others.

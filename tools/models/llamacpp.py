@@ -314,6 +314,30 @@ class LlamaCppChatModel(Adapter, Prefill, FirstTokenScores, BaseChatModel):
             ModelLoadError: The model cannot be loaded.
             ValueError: Two candidates start with the same token, or one is empty.
         """
+        return self._scores(messages, "", candidates)
+
+    def next_token_probabilities(
+        self, messages: Sequence[BaseMessage], reply_start: str, candidates: Sequence[str]
+    ) -> dict[str, float] | None:
+        """The probability of each candidate right after ``reply_start`` (see the mixin).
+
+        As :meth:`first_token_probabilities`, with ``reply_start`` appended to the
+        prompt as the reply's opening; the candidates are tokenised on their own (a
+        digit after ``"unsafe S"`` is its own token in the tokenizers we ship).
+
+        Returns:
+            ``{candidate: probability}``; None as for :meth:`first_token_probabilities`.
+
+        Raises:
+            ModelLoadError: The model cannot be loaded.
+            ValueError: Two candidates start with the same token, or one is empty.
+        """
+        return self._scores(messages, reply_start, candidates)
+
+    def _scores(
+        self, messages: Sequence[BaseMessage], reply_start: str, candidates: Sequence[str]
+    ) -> dict[str, float] | None:
+        """The next-token probabilities of ``candidates`` after the prompt and ``reply_start``."""
         import numpy as np
 
         llama = self.llama
@@ -329,6 +353,9 @@ class LlamaCppChatModel(Adapter, Prefill, FirstTokenScores, BaseChatModel):
             raise ValueError(f"candidates share a first token: {list(candidates)}")
         prompt = self._shared.prompt_formatter(messages=to_chat_dicts(messages)).prompt
         tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        if reply_start:
+            # Tokenised apart, as the model's own reply tokens follow the prompt's.
+            tokens += llama.tokenize(reply_start.encode("utf-8"), add_bos=False, special=False)
         if not tokens or len(tokens) >= llama.n_ctx():
             return None
         with self._lock:
