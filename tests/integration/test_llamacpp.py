@@ -306,6 +306,27 @@ def test_first_token_probabilities_agree_with_greedy_decoding(smollm2: Path) -> 
         model.first_token_probabilities(messages, ["Yes", "Yes indeed"])
 
 
+def test_next_token_probabilities_continue_the_given_reply_start(smollm2: Path) -> None:
+    """After a reply start, the scored next token is the one greedy decoding writes next."""
+    counter = small_model(smollm2, 64)
+    model = counter.model
+    llama = model.llama
+    for question in ["What colour is the sky? One word.", "Name a fruit. One word."]:
+        messages: list[BaseMessage] = [SystemMessage(SIDE_SYSTEM), HumanMessage(question)]
+        greedy = model.invoke(messages, do_sample=False, max_new_tokens=3).text
+        ids = llama.tokenize(greedy.encode("utf-8"), add_bos=False, special=False)
+        assert len(ids) >= 2, greedy
+        start = llama.detokenize(ids[:1]).decode("utf-8")
+        following = llama.detokenize(ids[1:2]).decode("utf-8")
+        others = [w for w in ("zebra", "Quartz", "!") if not following.startswith(w[:1])]
+        scores = model.next_token_probabilities(messages, start, [following, *others])
+        assert scores is not None
+        assert max(scores, key=lambda c: scores[c]) == following, (greedy, scores)
+        # with no reply start it is the first token's scoring
+        first = model.next_token_probabilities(messages, "", [start, *others])
+        assert first == pytest.approx(model.first_token_probabilities(messages, [start, *others]))
+
+
 @pytest.mark.parametrize(("threads", "batch_threads"), [(1, 2), (2, 1)])
 def test_generation_and_prompt_threads_reach_llama_cpp(
     smollm2: Path, threads: int, batch_threads: int
