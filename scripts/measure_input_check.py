@@ -61,6 +61,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help="where to write every verdict (JSON)")
     parser.add_argument("--corpora", type=Path, default=here / "evals" / "corpora")
+    parser.add_argument(
+        "--tags", nargs="+", help="only the cases with one of these tags (e.g. language idiom)"
+    )
     args = parser.parse_args()
     settings = get_settings()
     deps = Deps(settings)
@@ -73,6 +76,8 @@ def main() -> None:
     started = time.perf_counter()
     for corpus in load_corpora(CORPORA, args.corpora):
         for case in corpus.cases:
+            if args.tags and not set(args.tags) & set(case.tags):
+                continue
             text = case.turns[0]
             row: dict[str, Any] = {"corpus": corpus.name, "id": case.id, "tags": case.tags}
             row["text"] = text
@@ -131,8 +136,9 @@ def summary(rows: list[dict[str, Any]]) -> str:
     # The benign cases with swearing are pinned to moderate: strict refuses profanity.
     line(
         "benign refused (false)",
-        lambda r, lvl: r["corpus"] == "safety_benign"
-        and not (lvl == "strict" and "profanity" in r["tags"]),
+        lambda r, lvl: (
+            r["corpus"] == "safety_benign" and not (lvl == "strict" and "profanity" in r["tags"])
+        ),
     )
     line(
         "idioms: idiom refused (false)",
