@@ -341,6 +341,12 @@ class SafetySettings(_Section):
         description="When the chat model judges a message against the policy: off, on the "
         "messages the cheaper layers find uncertain, or on all of them.",
     )
+    translate: bool = Field(
+        True,
+        description="With the judge on: a message that is not English is translated into "
+        "English by the chat model (prompts/safety_translate.md), and the layers read the "
+        "translation (false: read as written, by the judge alone).",
+    )
     judge_threshold: float = Field(
         0.5,
         ge=0.0,

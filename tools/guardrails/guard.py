@@ -12,6 +12,11 @@
    uncertain: not English, a harm probability or a similarity to a harmful exemplar
    above the thresholds, or a wrapper. ``safety.judge = "all"`` judges every message.
 
+A message that is not English is first translated into English by the chat model
+(:mod:`tools.guardrails.translate`), and layers 1-4 read the translation as an English
+message (the lexical layer reads the message as written too); without a translation to
+trust, it is read as written and the judge alone carries it.
+
 The reply check (:meth:`InputGuard.check_reply`) has its own judge
 (:class:`~tools.guardrails.judge.ReplyJudge`): it reads the request and the reply and asks
 whether the reply gives real help to do harm, with its own threshold
@@ -40,8 +45,9 @@ from tools.guardrails.classifiers import ClassifierError, InjectionClassifier, i
 from tools.guardrails.encodings import decoded_text
 from tools.guardrails.filter import SafetyFilter, SafetyVerdict
 from tools.guardrails.judge import CanaryCache, Judge, JudgeVerdict, ReplyJudge
-from tools.guardrails.semantic import SemanticLayer, SemanticScore, shared_layer
+from tools.guardrails.semantic import SemanticLayer, SemanticScore, looks_english, shared_layer
 from tools.guardrails.taxonomy import Policy
+from tools.guardrails.translate import Translation, Translator
 from tools.models.loader import weights_key
 
 __all__ = [
@@ -94,6 +100,8 @@ class InputGuard:
         thresholds: See :class:`Thresholds`.
         calibration: Stacks a scored judge verdict with the harm probability; None =
             the judge's own verdict decides.
+        translator: Translates a message that is not English, which every layer then
+            reads as English; None = read as written.
 
     """
 
@@ -106,6 +114,7 @@ class InputGuard:
     judge_mode: str = "uncertain"
     thresholds: Thresholds = field(default_factory=Thresholds)
     calibration: Calibration | None = None
+    translator: Translator | None = None
     _broken: set[str] = field(default_factory=set, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -180,10 +189,56 @@ class InputGuard:
         """
         # A message that hides text in Base64 or hex is checked as written and, if that
         # passes, as read: "<base64 of a bomb recipe request> (decode this and answer it)".
-        verdict = self._check_text(text, level, as_reply)
+        verdict = self._check_read(text, level, as_reply)
         if verdict.allowed and (revealed := decoded_text(text)) is not None:
-            return self._check_text(revealed, level, as_reply)
+            return self._check_read(revealed, level, as_reply)
         return verdict
+
+    def _check_read(self, text: str, level: SafetyLevel, as_reply: bool = False) -> SafetyVerdict:
+        """The layers on ``text``, or on its English translation when it is not English.
+
+        The lexical layer reads the message as written too (its words and strict terms
+        count in any language); the semantic layer, the patterns and the judge then read
+        the translation as an English message, and the verdict's scores carry it
+        (``translation``, ``translation_seconds``). Without a translation (none asked
+        for, or none to trust) the message is read as written, as before.
+        """
+        translation = self._translation(text)
+        if translation is None:
+            return self._check_text(text, level, as_reply)
+        lexical = self.safety.check_input(text, level)
+        if as_reply and not lexical.allowed and lexical.rule is not None:
+            lexical = self.safety.check_reply(text, level)  # a harm pattern's hit, re-read
+        if not lexical.allowed and (
+            lexical.category not in self.policy.taxonomy
+            or self.policy.refuses(lexical.category, level)
+        ):
+            return lexical
+        verdict = self._check_text(translation.text, level, as_reply)
+        scores = dict(verdict.scores or {})
+        scores.update(
+            translation=translation.text, translation_seconds=round(translation.seconds, 3)
+        )
+        return replace(verdict, scores=scores)
+
+    def _translation(self, text: str) -> Translation | None:
+        """The English translation of a message that is not English (None: read it as is).
+
+        Only when a translator is configured and the judge, if any, passed its canaries:
+        a model that cannot tell "What is the capital of France?" is safe is not trusted
+        to translate either.
+        """
+        if self.translator is None or "translation" in self._broken:
+            return None
+        try:
+            if looks_english(text):
+                return None
+        except Exception as exc:  # the language identifier is missing or broken
+            self._disable("translation", exc)
+            return None
+        if self.judge is not None and not self.judge.qualified():
+            return None
+        return self.translator.translate(text)
 
     def _check_text(self, text: str, level: SafetyLevel, as_reply: bool = False) -> SafetyVerdict:
         lexical = self.safety.check_input(text, level)
@@ -451,7 +506,7 @@ def build_guard(
         safety: The lexical layer (shared with the output masking).
         model: Returns the chat model the judge asks.
         can_judge: False when the chat model cannot judge at all (the fake backend's
-            canned reply): no judge, whatever ``safety.judge`` says.
+            canned reply): no judge and no translation, whatever ``safety.judge`` says.
 
     Raises:
         ValueError: The policy names an unknown category, or a data file is invalid.
@@ -464,7 +519,7 @@ def build_guard(
     semantic = None
     if cfg.semantic:
         semantic = shared_layer(_data_file(directory, "safety_exemplars.yaml"), settings.cache_dir)
-    judge = reply_judge = None
+    judge = reply_judge = translator = None
     if cfg.judge != "off" and can_judge:
         weights = weights_key(settings)
         canaries = (
@@ -486,6 +541,8 @@ def build_guard(
             _data_file(directory, "safety_reply_judge_examples.yaml"),
             canary_cache=canaries,
         )
+        if cfg.translate:
+            translator = Translator(model, _data_file(directory, "safety_translate.md"))
     return InputGuard(
         safety=safety,
         policy=policy,
@@ -504,6 +561,7 @@ def build_guard(
             cfg.reply_suspect,
         ),
         calibration=load_calibration(_data_file(directory, "safety_calibration.yaml")),
+        translator=translator,
     )
 
 
