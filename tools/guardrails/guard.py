@@ -195,27 +195,25 @@ class InputGuard:
         return verdict
 
     def _check_read(self, text: str, level: SafetyLevel, as_reply: bool = False) -> SafetyVerdict:
-        """The layers on ``text``, or on its English translation when it is not English.
+        """The layers on ``text`` and, when it is not English, on its English translation.
 
-        The lexical layer reads the message as written too (its words and strict terms
-        count in any language); the semantic layer, the patterns and the judge then read
-        the translation as an English message, and the verdict's scores carry it
-        (``translation``, ``translation_seconds``). Without a translation (none asked
-        for, or none to trust) the message is read as written, as before.
+        A message that is not English is checked as written first (as without
+        translation: the lexical layer and the judge alone); if that lets it through, its
+        translation is checked as an English message, and either refusal refuses. Both,
+        because the 1.5B translator fails both ways: it refuses to translate or answers
+        the request instead ("I'm sorry, but I can't assist with that"), and it softens
+        ("how many tablets to get rid of the pain"), so a translation alone let through
+        5 of the 29 harmful requests the message as written refused (2026-11-30). The
+        verdict's scores carry the translation (``translation``, ``translation_seconds``).
         """
         translation = self._translation(text)
-        if translation is None:
-            return self._check_text(text, level, as_reply)
-        lexical = self.safety.check_input(text, level)
-        if as_reply and not lexical.allowed and lexical.rule is not None:
-            lexical = self.safety.check_reply(text, level)  # a harm pattern's hit, re-read
-        if not lexical.allowed and (
-            lexical.category not in self.policy.taxonomy
-            or self.policy.refuses(lexical.category, level)
-        ):
-            return lexical
+        as_written = self._check_text(text, level, as_reply)
+        if translation is None or not as_written.allowed:
+            return as_written
         verdict = self._check_text(translation.text, level, as_reply)
         scores = dict(verdict.scores or {})
+        if as_written.scores and "p_harmful" in as_written.scores:
+            scores["as_written_p_harmful"] = as_written.scores["p_harmful"]
         scores.update(
             translation=translation.text, translation_seconds=round(translation.seconds, 3)
         )
