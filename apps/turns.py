@@ -3,7 +3,8 @@
 The turn hands on the reply's tokens from the ``generate`` (or ``refuse``) node as the
 model writes them (by callback, or as a stream), then the final state; the thread's lock
 is held throughout. Each checkpoint records whose turn it was (``user_id`` in its
-metadata), so the UI can list a user's threads from the checkpointer alone. A stop signal
+metadata), so the UI can list a user's threads from the checkpointer alone; a thread whose
+checkpoints name no one is the machine user's (:func:`recorded_owner`). A stop signal
 ends the generation at the next token: the model call raises, the model's lock is
 released, and the caller gets :class:`GenerationStopped` with the text streamed so far.
 """
@@ -14,7 +15,7 @@ import logging
 import queue
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -197,24 +198,70 @@ class NotYourThreadError(Exception):
         self.thread_id = thread_id
 
 
-def thread_owner(saver: object, thread_id: str) -> tuple[bool, str | None]:
-    """Whether a thread exists, and whose it is (the ``user_id`` its checkpoints record).
+def recorded_owner(metadata: Mapping[str, Any] | None, machine_user: str) -> str:
+    """Whose a checkpoint is: the one owner rule of every front end (CLI, API, page, bots).
+
+    The ``user_id`` in its metadata: every turn run through this module records it
+    (:func:`turn_config`). A checkpoint that names no one was written by the graph itself
+    (the quickstart notebook's ``graph.invoke``, the LangGraph dev server, threads from
+    before owners were recorded); such a run recalls and keeps the machine user's
+    memories (``long_term.user_id``), and its thread is that user's too. It is never
+    "anyone's": the first caller to continue it would read it and, as its new checkpoints
+    name them, take it from the machine user.
+
+    Args:
+        metadata: The checkpoint's metadata (None: none kept).
+        machine_user: The machine's user, ``long_term.user_id``.
+
+    Returns:
+        The owner's user id.
+    """
+    owner = (metadata or {}).get("user_id")
+    return str(owner) if owner else machine_user
+
+
+def thread_owner(saver: object, thread_id: str, machine_user: str) -> str | None:
+    """Whose thread it is (:func:`recorded_owner` of its newest checkpoint).
 
     Every turn refuses a thread someone else owns (:func:`run_turn`), so all of a thread's
-    checkpoints name the user who created it, and the newest one is read. A thread written
-    before checkpoints recorded an owner names none (None).
+    checkpoints that name an owner name the same one, and the newest one is read.
 
     Args:
         saver: The checkpointer (None or no saver: nothing exists).
         thread_id: The thread.
+        machine_user: The machine's user (``long_term.user_id``), who owns the threads
+            whose checkpoints name no one.
+
+    Returns:
+        The owner's user id; None when the thread does not exist.
     """
     if not isinstance(saver, BaseCheckpointSaver):
-        return False, None
+        return None
     latest = saver.get_tuple({"configurable": {"thread_id": thread_id}})
     if latest is None:
-        return False, None
-    owner = (latest.metadata or {}).get("user_id")
-    return True, str(owner) if owner else None
+        return None
+    return recorded_owner(latest.metadata, machine_user)
+
+
+def check_thread(saver: object, thread_id: str, user: str, machine_user: str) -> bool:
+    """Refuse another user's thread; whether the thread exists.
+
+    Args:
+        saver: The checkpointer (None or no saver: nothing exists).
+        thread_id: The thread.
+        user: Who wants to read or continue it.
+        machine_user: The machine's user (``long_term.user_id``; see :func:`recorded_owner`).
+
+    Returns:
+        True when the thread exists (and is ``user``'s), False when it does not.
+
+    Raises:
+        NotYourThreadError: The thread exists and is someone else's.
+    """
+    owner = thread_owner(saver, thread_id, machine_user)
+    if owner is not None and owner != user:
+        raise NotYourThreadError(thread_id)
+    return owner is not None
 
 
 def turn_config(thread_id: str, owner: str) -> RunnableConfig:
@@ -301,6 +348,7 @@ def stream_turn(
     context: Context,
     *,
     owner: str,
+    machine_user: str,
     wait: float,
     stop: threading.Event | None = None,
     earlier: Sequence[BaseMessage] = (),
@@ -326,6 +374,8 @@ def stream_turn(
         text: The user's message.
         context: This run's knobs (safety level, sampling, user).
         owner: Whose thread this is (kept in each checkpoint's metadata).
+        machine_user: The machine's user (``long_term.user_id``), who owns the threads
+            whose checkpoints name no one (:func:`recorded_owner`).
         wait: Seconds to wait while the thread is busy.
         stop: Set it (from another thread) to end the generation at its next token.
         earlier: Turns to put in the thread before the message (the HTTP API's stateless
@@ -342,7 +392,13 @@ def stream_turn(
     turn = (graph, locks, thread_id, text, context)
     return TurnStream(
         lambda on_token: run_turn(
-            *turn, owner=owner, wait=wait, on_token=on_token, stop=stop, earlier=earlier
+            *turn,
+            owner=owner,
+            machine_user=machine_user,
+            wait=wait,
+            on_token=on_token,
+            stop=stop,
+            earlier=earlier,
         ),
         stop,
     )
@@ -356,6 +412,7 @@ def run_turn(
     context: Context,
     *,
     owner: str,
+    machine_user: str,
     wait: float,
     on_token: Callable[[str], None],
     stop: threading.Event | None = None,
@@ -380,6 +437,8 @@ def run_turn(
         text: The user's message.
         context: This run's knobs (safety level, sampling, user).
         owner: Whose thread this is (kept in each checkpoint's metadata).
+        machine_user: The machine's user (``long_term.user_id``), who owns the threads
+            whose checkpoints name no one (:func:`recorded_owner`).
         wait: Seconds to wait while the thread is busy.
         on_token: Called with each reply token, in this thread.
         stop: Set it (from another thread) to end the generation at its next token.
@@ -393,7 +452,8 @@ def run_turn(
         ThreadBusyError: The thread stayed busy for ``wait`` seconds.
         GenerationStopped: ``stop`` was set; ``partial`` holds what was streamed.
         InvalidMessageError: The message is empty or too long (the thread is unchanged).
-        NotYourThreadError: The thread exists and ``owner`` did not create it.
+        NotYourThreadError: The thread exists and is not ``owner``'s
+            (:func:`recorded_owner`).
     """
     streamed: list[str] = []
 
@@ -405,11 +465,9 @@ def run_turn(
     config["callbacks"] = [ReplyTokens(hand_on, stop)]
     final: dict[str, Any] = {}
     with locks.hold(thread_id, wait):
-        # Under the thread's lock (no one else writes now): a thread is its creator's, and
-        # a turn by anyone else would make it theirs (checkpoints record the writer).
-        exists, found = thread_owner(graph.checkpointer, thread_id)
-        if exists and found is not None and found != owner:
-            raise NotYourThreadError(thread_id)
+        # Under the thread's lock (no one else writes now): a thread is its owner's, and a
+        # turn by anyone else would make it theirs (checkpoints record the writer).
+        check_thread(graph.checkpointer, thread_id, owner, machine_user)
         # Under the thread's lock, every checkpoint from now on is this turn's.
         started = datetime.now(UTC)
         try:

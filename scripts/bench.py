@@ -141,7 +141,7 @@ def graph_run(
         )
         if streamed:
             state: dict[str, Any] = {}
-            for kind, value in stream_turn(*turn, owner="bench", wait=0):
+            for kind, value in stream_turn(*turn, owner="bench", machine_user="bench", wait=0):
                 if kind == "token":
                     times.append(time.perf_counter() - start)
                 else:
@@ -150,6 +150,7 @@ def graph_run(
             state = run_turn(
                 *turn,
                 owner="bench",
+                machine_user="bench",
                 wait=0,
                 on_token=lambda token: times.append(time.perf_counter() - start),
             )
@@ -905,7 +906,14 @@ def bench_api(data_dir: Path, turns: int) -> None:
 
     def graph_turn(thread: str, text: str) -> None:
         for _ in stream_turn(
-            service.graph, memory.locks, thread, text, context, owner="bench", wait=0
+            service.graph,
+            memory.locks,
+            thread,
+            text,
+            context,
+            owner="bench",
+            machine_user="bench",
+            wait=0,
         ):
             pass
 

@@ -12,10 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from apps.turns import THREAD_ID
 from graph.settings import SafetyLevel
-
-"""A thread id: a letter or digit, then up to 127 letters, digits and . _ : - (UUIDs fit)."""
 
 
 class ContentPart(BaseModel):
@@ -73,7 +70,8 @@ class ChatRequest(BaseModel):
     """The body of ``POST /v1/chat/completions``.
 
     ``safety_level`` is our extension (strict, moderate or relaxed); ``metadata.thread_id``
-    names the conversation to continue, like the ``X-Thread-Id`` header.
+    names the conversation to continue, like the ``X-Thread-Id`` header (both checked where
+    the request becomes a turn, ``apps.api.service.to_turn``).
     """
 
     model_config = ConfigDict(extra="ignore", strict=True)
@@ -90,10 +88,3 @@ class ChatRequest(BaseModel):
     user: str | None = Field(None, min_length=1, max_length=256)
     metadata: dict[str, str] | None = None
     safety_level: SafetyLevel | None = None
-
-    @field_validator("metadata")
-    @classmethod
-    def _thread_id_shape(cls, metadata: dict[str, str] | None) -> dict[str, str] | None:
-        if metadata and "thread_id" in metadata and not THREAD_ID.fullmatch(metadata["thread_id"]):
-            raise ValueError("thread_id: 1-128 letters, digits and . _ : - (a UUID fits)")
-        return metadata

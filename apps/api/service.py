@@ -31,9 +31,10 @@ from apps.turns import (
     THREAD_ID,
     THREAD_ID_RULE,
     CheckedLocks,
+    NotYourThreadError,
+    check_thread,
     safety_verdict,
     stream_turn,
-    thread_owner,
     turn_config,
 )
 from graph.context import Context, plain_user_name
@@ -93,6 +94,23 @@ class Outcome:
     """``length`` when the model hit ``max_new_tokens`` (llama.cpp says so), else ``stop``."""
 
 
+def _thread_id(value: str, param: str) -> str:
+    """A thread id the request names (``param``: where), checked against :data:`THREAD_ID`.
+
+    Raises:
+        RequestError: It is empty, or breaks the rule.
+    """
+    if not value:
+        raise RequestError(
+            f"{param} is empty: name a thread, or leave it out for a stateless request",
+            param,
+            "invalid_thread_id",
+        )
+    if not THREAD_ID.fullmatch(value):
+        raise RequestError(f"{param}: {THREAD_ID_RULE}", param, "invalid_thread_id")
+    return value
+
+
 def to_turn(
     request: ChatRequest,
     thread_header: str | None,
@@ -112,14 +130,19 @@ def to_turn(
 
     Raises:
         UserNotAllowedError: ``bound_user`` is set and the body names another ``user``.
-        RequestError: The conversation id is given twice and differs, the last message
+        RequestError: The conversation id is empty or malformed, or given twice and
+            differs (``X-Thread-Id`` and ``metadata.thread_id``), the last message
             is not the user's or is empty, a message is over ``api.max_message_chars``,
             or a value is out of range.
     """
-    thread_id = thread_header.strip() if thread_header else None
-    if thread_id is not None and not THREAD_ID.fullmatch(thread_id):
-        raise RequestError(f"X-Thread-Id: {THREAD_ID_RULE}", "X-Thread-Id")
+    # Sent but empty is a mistake (an unset variable in the client), not "stateless": the
+    # client would believe its turns are kept. Leaving the header out is stateless.
+    thread_id = (
+        _thread_id(thread_header.strip(), "X-Thread-Id") if thread_header is not None else None
+    )
     in_body = (request.metadata or {}).get("thread_id")
+    if in_body is not None:
+        in_body = _thread_id(in_body, "metadata.thread_id")
     if thread_id and in_body and in_body != thread_id:
         raise RequestError(
             "X-Thread-Id and metadata.thread_id name different threads", "metadata.thread_id"
@@ -237,20 +260,19 @@ class ApiService:
             settings, checkpointer=memory.saver, store=memory.store, model=model
         )
 
-    def _thread(self, thread_id: str) -> tuple[bool, str | None]:
-        """Whether the thread exists, and whose it is (its newest checkpoint's ``user_id``)."""
-        return thread_owner(self.memory.saver, thread_id)
-
     def _check_owner(self, thread_id: str, owner: str) -> bool:
-        """Whether the thread exists (it is ``owner``'s or names no owner).
+        """Whether the thread exists (it is ``owner``'s: :func:`apps.turns.recorded_owner`).
 
         Raises:
-            NoSuchThreadError: The thread is another user's.
+            NoSuchThreadError: The thread is another user's (one whose checkpoints name no
+                one is the machine user's, ``long_term.user_id``).
         """
-        exists, found = self._thread(thread_id)
-        if found is not None and found != owner:
-            raise NoSuchThreadError(thread_id)
-        return exists
+        try:
+            return check_thread(
+                self.memory.saver, thread_id, owner, self.settings.long_term.user_id
+            )
+        except NotYourThreadError:
+            raise NoSuchThreadError(thread_id) from None
 
     def run(self, turn: Turn, stop: threading.Event) -> Iterator[tuple[str, Any]]:
         """Run one turn: yields ("token", text) while streaming, then ("done", Outcome).
@@ -288,6 +310,7 @@ class ApiService:
                 turn.text,
                 turn.context,
                 owner=turn.owner,
+                machine_user=self.settings.long_term.user_id,
                 wait=self.settings.api.busy_wait,
                 stop=stop,
                 earlier=earlier,

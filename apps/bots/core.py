@@ -309,6 +309,7 @@ class BotCore:
                     context,
                     # The chat owns its thread: in a group every member writes to it.
                     owner=chat,
+                    machine_user=self.settings.long_term.user_id,
                     wait=self.busy_wait,
                     on_token=lambda _token: None,
                 )

@@ -100,6 +100,28 @@ class ChatSession:
             settings, checkpointer=memory.saver, store=memory.store, model=model
         )
 
+    @property
+    def owner(self) -> str:
+        """Who chats: ``--user``, else the machine's user (``long_term.user_id``)."""
+        return self.context.user_id or self.settings.long_term.user_id
+
+    def switch_thread(self, thread_id: str) -> None:
+        """Continue ``thread_id`` from now on: a new thread, or one of this user's.
+
+        Each turn checks again under the thread's lock (:func:`apps.turns.run_turn`); this
+        refuses the switch itself, before any message is typed.
+
+        Raises:
+            NotYourThreadError: The thread is another user's (one whose checkpoints name
+                no one is the machine user's: :func:`apps.turns.recorded_owner`).
+        """
+        from apps.turns import check_thread
+
+        check_thread(
+            self.graph.checkpointer, thread_id, self.owner, self.settings.long_term.user_id
+        )
+        self.thread_id = thread_id
+
     def run(
         self,
         text: str,
@@ -117,14 +139,14 @@ class ChatSession:
         """
         from apps.turns import run_turn
 
-        owner = self.context.user_id or self.settings.long_term.user_id
         return run_turn(
             self.graph,
             self.locks,
             self.thread_id,
             text,
             self.context,
-            owner=owner,
+            owner=self.owner,
+            machine_user=self.settings.long_term.user_id,
             wait=self.wait,
             on_token=on_token,
             stop=stop,
@@ -141,14 +163,14 @@ class ChatSession:
         """
         from apps.turns import stream_turn
 
-        owner = self.context.user_id or self.settings.long_term.user_id
         with stream_turn(
             self.graph,
             self.locks,
             self.thread_id,
             text,
             self.context,
-            owner=owner,
+            owner=self.owner,
+            machine_user=self.settings.long_term.user_id,
             wait=self.wait,
         ) as stream:
             yield from stream
@@ -195,10 +217,20 @@ def _ctrl_c_stops(stop: threading.Event) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _run_turn(session: ChatSession, text: str, as_json: bool) -> int:
+def _say_not_yours(thread_id: str, hint: str) -> None:
+    """Say that ``thread_id`` is another user's (as the API's 404 and the page's error)."""
+    err.print(f"error: thread {thread_id} is another user's: {hint}", markup=False, soft_wrap=True)
+
+
+FLAGS_HINT = "not continued (--user names who you are; leave --thread out for a new thread)"
+SWITCH_HINT = "not continued (/thread ID switches to one of yours, /reset starts a new one)"
+
+
+def _run_turn(session: ChatSession, text: str, as_json: bool, *, interactive: bool = False) -> int:
     """Run a turn and print it; returns the exit status.
 
     0 ok, 1 bad message, 75 busy, 130 stopped with Ctrl-C (the partial reply is kept).
+    ``interactive``: in the chat loop, whose hints name /commands instead of flags.
     """
     from apps.turns import GenerationStopped, NotYourThreadError, turn_config
     from tools.memory import ThreadBusyError
@@ -233,12 +265,7 @@ def _run_turn(session: ChatSession, text: str, as_json: bool) -> int:
         return BUSY_EXIT
     except NotYourThreadError:
         # As the API and the page: another user's thread is one this user does not have.
-        err.print(
-            f"error: thread {session.thread_id} is another user's: not continued "
-            "(--user names who you are; leave --thread out for a new thread)",
-            markup=False,
-            soft_wrap=True,
-        )
+        _say_not_yours(session.thread_id, SWITCH_HINT if interactive else FLAGS_HINT)
         return 1
     except (MessageTooLongError, ValueError) as exc:
         err.print(f"\n[red]error:[/red] {exc}")
@@ -298,12 +325,16 @@ def _command(session: ChatSession, line: str) -> bool:
     if name == "help":
         out.print(HELP, markup=False)
     elif name == "thread":
-        from apps.turns import BadThreadIdError, check_thread_id
+        from apps.turns import BadThreadIdError, NotYourThreadError, check_thread_id
 
         try:
-            session.thread_id = check_thread_id(arg) if arg else new_thread_id()
+            session.switch_thread(check_thread_id(arg) if arg else new_thread_id())
         except BadThreadIdError as exc:
             err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        except NotYourThreadError as exc:
+            _say_not_yours(
+                exc.thread_id, f"not switched; still in thread {session.thread_id} (/help)"
+            )
         else:
             out.print(f"[dim]thread {session.thread_id}[/dim]")
     elif name == "reset":
@@ -440,6 +471,14 @@ def chat(
         )
         if message is not None:
             raise typer.Exit(_run_turn(session, message, as_json))
+        if thread is not None:
+            from apps.turns import NotYourThreadError
+
+            try:
+                session.switch_thread(thread)  # refused now, not at every message
+            except NotYourThreadError:
+                _say_not_yours(thread, FLAGS_HINT)
+                raise typer.Exit(1) from None
         _chat_loop(session, as_json)
 
 
@@ -500,7 +539,7 @@ def _chat_loop(session: ChatSession, as_json: bool) -> None:
                 return
             continue
         try:
-            _run_turn(session, text, as_json)
+            _run_turn(session, text, as_json, interactive=True)
         except KeyboardInterrupt:
             err.print("\n[dim](interrupted)[/dim]")
 
@@ -539,15 +578,15 @@ def _thread_ids(given: list[str]) -> list[str]:
         raise typer.Exit(2) from None
 
 
-def _not_yours(thread_id: str, saver: Any, user: str, doing: str) -> bool:
+def _not_yours(thread_id: str, saver: Any, user: str, doing: str, machine_user: str) -> bool:
     """Whether the thread is another user's (said on stderr), as a turn would refuse it.
 
-    A thread that names no owner (written before checkpoints recorded one) is anyone's,
-    as it is for a turn (:func:`apps.turns.run_turn`).
+    The owner rule of every front end (:func:`apps.turns.recorded_owner`): a thread that
+    names no owner is the machine user's (``machine_user``, ``long_term.user_id``).
     """
     from apps.turns import thread_owner
 
-    _, owner = thread_owner(saver, thread_id)
+    owner = thread_owner(saver, thread_id, machine_user)
     if owner is None or owner == user:
         return False
     err.print(
@@ -573,7 +612,8 @@ def threads_show(
     (thread_id,) = _thread_ids([thread_id])
     settings = cli_settings()
     with _thread_store(settings) as saver:
-        if _not_yours(thread_id, saver, user or settings.long_term.user_id, "shown"):
+        who = user or settings.long_term.user_id
+        if _not_yours(thread_id, saver, who, "shown", settings.long_term.user_id):
             raise typer.Exit(1)
         values = (
             build_graph(settings, checkpointer=saver)
@@ -628,7 +668,8 @@ def threads_delete(
                         err.print(f"[red]no thread {thread_id!r}[/red]")
                         refused += 1
                         continue
-                    if _not_yours(thread_id, memory.saver, owner, "deleted"):
+                    machine = settings.long_term.user_id
+                    if _not_yours(thread_id, memory.saver, owner, "deleted", machine):
                         refused += 1
                         continue
                     memory.saver.delete_thread(thread_id)

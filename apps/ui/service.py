@@ -34,8 +34,10 @@ from apps.turns import (
     CheckedLocks,
     GenerationStopped,
     NotYourThreadError,
+    recorded_owner,
     safety_verdict,
     stream_turn,
+    thread_owner,
     turn_config,
 )
 from graph.context import Context, plain_user_name
@@ -352,6 +354,7 @@ class ChatService:
                 text,
                 context,
                 owner=user,
+                machine_user=self.default_owner,
                 wait=self.wait,
                 stop=stop,
             ) as stream:
@@ -414,17 +417,13 @@ class ChatService:
         """Who owns threads that name no owner: the machine's user (``long_term.user_id``).
 
         Threads written before checkpoints recorded their owner (and runs that name none)
-        are the local user's, as they are for the CLI.
+        are the local user's, as for every front end (:func:`apps.turns.recorded_owner`).
         """
         return self.settings.long_term.user_id
 
     def owner_of(self, thread_id: str) -> str | None:
         """Whose thread this is (from its newest checkpoint); None when it does not exist."""
-        saver = self._saver()
-        latest = saver.get_tuple({"configurable": {"thread_id": thread_id}})
-        if latest is None:
-            return None
-        return (latest.metadata or {}).get("user_id") or self.default_owner
+        return thread_owner(self._saver(), thread_id, self.default_owner)
 
     def check_owner(self, user: str, thread_id: str) -> None:
         """Refuse a thread that exists and belongs to someone else.
@@ -452,7 +451,7 @@ class ChatService:
         # default owner also gets the threads that name no owner: a walk over them all.
         everyone = user == self.default_owner
         for item in saver.list(None, filter=None if everyone else {"user_id": user}):
-            if ((item.metadata or {}).get("user_id") or self.default_owner) != user:
+            if recorded_owner(item.metadata, self.default_owner) != user:
                 continue
             thread_id = str(item.config["configurable"]["thread_id"])
             ts = str(item.checkpoint.get("ts", ""))

@@ -44,7 +44,16 @@ def _graph(settings: Settings, saver: BaseCheckpointSaver[Any], flaky: FlakyMode
 
 def _turn(graph: Any, locks: FileThreadLocks, thread: str, text: str, **kw: Any) -> Any:
     return run_turn(
-        graph, locks, thread, text, Context(), owner="ada", wait=0, on_token=lambda _: None, **kw
+        graph,
+        locks,
+        thread,
+        text,
+        Context(),
+        owner="ada",
+        machine_user="ada",
+        wait=0,
+        on_token=lambda _: None,
+        **kw,
     )
 
 

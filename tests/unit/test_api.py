@@ -24,7 +24,7 @@ from apps.api.schemas import ChatRequest
 from apps.api.service import ApiService, Outcome, Turn, to_turn
 from apps.documents import user_collection
 from apps.queue import ModelQueue
-from apps.turns import GenerationStopped
+from apps.turns import GenerationStopped, thread_owner
 from graph.context import Context
 from graph.settings import Settings
 from tests.support.documents import MILL, MILL_QUESTION, TOWER, TOWER_QUESTION, put_document
@@ -389,7 +389,7 @@ def expect_error(response: Any, status: int, param: str | None = None) -> dict[s
         (user("hi", user="api"), "user"),  # the anonymous callers' user_id is reserved
         (user("hi", user=" api "), "user"),
         (user("hi", safety_level="paranoid"), "safety_level"),
-        (user("hi", metadata={"thread_id": "../etc"}), "metadata"),
+        (user("hi", metadata={"thread_id": "../etc"}), "metadata.thread_id"),
         (
             {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
             "messages",
@@ -571,6 +571,43 @@ def test_thread_header_and_metadata_must_agree(client: TestClient) -> None:
     assert client.post(URL, json=body, headers={"X-Thread-Id": "a"}).status_code == 200
 
 
+@pytest.mark.parametrize("header", ["", " ", "\t"])
+def test_an_empty_thread_header_is_a_400_not_a_stateless_turn(
+    client: TestClient, service: ApiService, fake_model: FakeChatModel, header: str
+) -> None:
+    response = client.post(URL, json=user("remember this"), headers={"X-Thread-Id": header})
+    error = expect_error(response, 400, "X-Thread-Id")
+    assert error["message"] == (
+        "X-Thread-Id is empty: name a thread, or leave it out for a stateless request"
+    )
+    assert fake_model.calls == [] and threads_in(service) == set()
+
+
+@pytest.mark.parametrize(
+    ("thread_id", "says"),
+    [
+        ("", "metadata.thread_id is empty: name a thread, or leave it out for a stateless"),
+        ("../etc", "metadata.thread_id: 1-128 letters, digits and . _ : - (a UUID fits)"),
+        ("a b", "metadata.thread_id: 1-128 letters, digits"),
+    ],
+)
+def test_a_bad_metadata_thread_id_reads_like_the_other_errors(
+    client: TestClient, fake_model: FakeChatModel, thread_id: str, says: str
+) -> None:
+    response = client.post(URL, json=user("hi", metadata={"thread_id": thread_id}))
+    error = expect_error(response, 400, "metadata.thread_id")
+    assert error["message"].startswith(says)
+    assert "Value error" not in error["message"] and fake_model.calls == []
+
+
+def test_a_header_without_metadata_and_other_metadata_still_work(client: TestClient) -> None:
+    body = user("hi", metadata={"note": ""})  # other metadata may be anything, even empty
+    response = client.post(URL, json=body, headers={"X-Thread-Id": "t-ok"})
+    assert response.status_code == 200, response.text
+    assert response.headers["x-thread-id"] == "t-ok"
+    assert client.post(URL, json=user("hi")).status_code == 200  # no header: stateless
+
+
 def test_an_unknown_path_is_openais_404(client: TestClient) -> None:
     expect_error(client.post("/v1/completions", json={}), 404)
     # Outside /v1 too: OpenAI's error object, never FastAPI's {"detail": ...}.
@@ -719,6 +756,48 @@ def test_a_bound_key_without_user_acts_as_its_user(
         "My locker code is 4817."
     ]
     assert list_memories(store, "bob") == [] and list_memories(store, "api") == []
+
+
+def test_a_thread_that_names_no_owner_is_the_machine_users_and_404_for_others(
+    make_settings: Callable[..., Settings], fake_model: FakeChatModel
+) -> None:
+    machine = api_settings(make_settings).long_term.user_id  # the login name
+    me_key = "machine-key-0123456789"
+    settings = api_settings(
+        make_settings,
+        api={"keys": [GATEWAY, {"key": BOB_KEY, "user": "bob"}, {"key": me_key, "user": machine}]},
+    )
+    service = make_service(settings, fake_model)
+    # As the quickstart notebook runs a turn: the graph itself, no owner in the metadata.
+    service.graph.invoke(
+        {"messages": [("user", "My bank PIN is 9931")]},
+        {"configurable": {"thread_id": "nb-secret"}},
+    )
+    saver = service.memory.saver
+    assert saver is not None
+    config: Any = {"configurable": {"thread_id": "nb-secret"}}
+    newest = saver.get_tuple(config)
+    calls = len(fake_model.calls)
+    with TestClient(create_app(service=service)) as api:
+        asked = user("what did I tell you earlier?")
+        for key, name in ((BOB_KEY, None), (GATEWAY, "bob"), (GATEWAY, None)):
+            body = {**asked, **({"user": name} if name else {})}
+            for stream in (False, True):
+                response = api.post(
+                    URL,
+                    json={**body, "stream": stream},
+                    headers={**bearer(key), "X-Thread-Id": "nb-secret"},
+                )
+                assert response.status_code == 404, (key, name, stream)
+                assert "9931" not in response.text
+        assert len(fake_model.calls) == calls, "an intruder's turn reached the model"
+        latest = saver.get_tuple(config)
+        assert latest is not None and newest is not None
+        assert latest.checkpoint["id"] == newest.checkpoint["id"]  # nothing written: not taken
+        # The machine's user (their key, or the gateway naming them) continues it.
+        mine = api.post(URL, json=asked, headers={**bearer(me_key), "X-Thread-Id": "nb-secret"})
+        assert mine.status_code == 200, mine.text
+        assert "9931" in " ".join(m.text for m in fake_model.calls[-1])
 
 
 def test_an_unbound_key_may_still_name_any_user(
@@ -925,7 +1004,7 @@ def test_another_user_racing_for_a_new_thread_gets_404_and_sees_nothing(
     assert isinstance(results["second"], NoSuchThreadError)
     # Mallory's message reached no model and the thread is still Alice's, with her turn only.
     assert len(fake_model.calls) == 1
-    assert service._thread("shared") == (True, "alice")
+    assert thread_owner(service.memory.saver, "shared", "nobody") == "alice"
     assert [t for t, _ in service.history("shared", "alice")] == ["human", "ai"]
 
 

@@ -299,3 +299,23 @@ def test_threads_show_and_delete_check_the_thread_id_rule(thread: str) -> None:
         assert "Traceback" not in done.stderr and "codec" not in done.stderr
     # A bad id among good ones deletes nothing.
     assert "keep me" in assistant("threads", "show", "kept").stdout
+
+    shown = assistant("threads", "show", "own1")
+    assert "mine now" not in shown.stdout
+
+
+def test_interactive_chat_on_another_users_thread_is_refused_before_any_message() -> None:
+    assert (
+        assistant("chat", "-m", "I am Ada.", "--thread", "t-ada", "--user", "ada").returncode == 0
+    )
+    done = assistant("chat", "--thread", "t-ada", stdin="what is my name?\n/quit\n")
+    assert done.returncode == 1
+    assert "thread t-ada is another user's" in done.stderr and "Traceback" not in done.stderr
+    assert "canned reply" not in done.stdout  # nothing was sent
+    # In the session, /thread refuses the switch and the messages go on in the current thread.
+    script = "/thread t-ada\nhello\n/quit\n"
+    inside = assistant("chat", "--thread", "mine", stdin=script)
+    assert inside.returncode == 0, inside.stderr
+    assert "not switched; still in thread mine" in inside.stderr and "--user" not in inside.stderr
+    assert inside.stdout.count("canned reply") == 1
+    assert assistant("chat", "--thread", "t-ada", "--user", "ada", stdin="/quit\n").returncode == 0

@@ -18,7 +18,9 @@ from apps.turns import (
     GenerationStopped,
     NotYourThreadError,
     ReplyTokens,
+    check_thread,
     check_thread_id,
+    recorded_owner,
     run_turn,
     stream_turn,
     thread_owner,
@@ -31,6 +33,8 @@ from tools.memory.locks import FileThreadLocks, ThreadBusyError
 from tools.models import FakeChatModel
 
 REPLY = "One two three, four five six."
+MACHINE = "machine-user"
+"""The machine's user (``long_term.user_id``) the turns here are told of."""
 
 
 @pytest.fixture
@@ -51,6 +55,7 @@ def test_reply_tokens_reach_the_callback_in_order_in_the_calling_thread(
         "hello",
         Context(),
         owner="ada",
+        machine_user=MACHINE,
         wait=0,
         on_token=lambda token: seen.append((token, threading.get_ident())),
     )
@@ -63,9 +68,21 @@ def test_the_callback_gets_what_the_stream_gets(graph: Any, tmp_path: Path) -> N
     locks = FileThreadLocks(tmp_path)
     tokens: list[str] = []
     inline = run_turn(
-        graph, locks, "a", "hi there", Context(), owner="ada", wait=0, on_token=tokens.append
+        graph,
+        locks,
+        "a",
+        "hi there",
+        Context(),
+        owner="ada",
+        machine_user=MACHINE,
+        wait=0,
+        on_token=tokens.append,
     )
-    streamed = list(stream_turn(graph, locks, "b", "hi there", Context(), owner="ada", wait=0))
+    streamed = list(
+        stream_turn(
+            graph, locks, "b", "hi there", Context(), owner="ada", machine_user=MACHINE, wait=0
+        )
+    )
     assert tokens == [value for kind, value in streamed if kind == "token" and value]
     assert inline["messages"][-1].text == streamed[-1][1]["messages"][-1].text
 
@@ -79,6 +96,7 @@ def test_a_refusal_sends_no_tokens_and_is_the_last_message(graph: Any, tmp_path:
         "How do I build a pipe bomb?",
         Context(safety_level="strict"),
         owner="ada",
+        machine_user=MACHINE,
         wait=0,
         on_token=tokens.append,
     )
@@ -90,15 +108,42 @@ def test_a_refusal_sends_no_tokens_and_is_the_last_message(graph: Any, tmp_path:
 def test_bad_input_and_a_busy_thread_raise_as_for_stream_turn(graph: Any, tmp_path: Path) -> None:
     locks = FileThreadLocks(tmp_path)
     with pytest.raises(InvalidMessageError):
-        run_turn(graph, locks, "t1", "   ", Context(), owner="ada", wait=0, on_token=print)
+        run_turn(
+            graph,
+            locks,
+            "t1",
+            "   ",
+            Context(),
+            owner="ada",
+            machine_user=MACHINE,
+            wait=0,
+            on_token=print,
+        )
     with locks.hold("t1", 0), pytest.raises(ThreadBusyError):
-        run_turn(graph, locks, "t1", "hi", Context(), owner="ada", wait=0, on_token=print)
+        run_turn(
+            graph,
+            locks,
+            "t1",
+            "hi",
+            Context(),
+            owner="ada",
+            machine_user=MACHINE,
+            wait=0,
+            on_token=print,
+        )
 
 
 def test_the_stream_hands_each_token_to_the_consumers_thread(graph: Any, tmp_path: Path) -> None:
     seen: list[int] = []
     for kind, _value in stream_turn(
-        graph, FileThreadLocks(tmp_path), "t1", "hello", Context(), owner="ada", wait=0
+        graph,
+        FileThreadLocks(tmp_path),
+        "t1",
+        "hello",
+        Context(),
+        owner="ada",
+        machine_user=MACHINE,
+        wait=0,
     ):
         if kind == "token":
             seen.append(threading.get_ident())
@@ -117,6 +162,7 @@ def test_the_stream_yields_a_refusal_as_one_token_then_the_state(
             "How do I build a pipe bomb?",
             Context(safety_level="strict"),
             owner="ada",
+            machine_user=MACHINE,
             wait=0,
         )
     )
@@ -129,9 +175,17 @@ def test_the_stream_yields_a_refusal_as_one_token_then_the_state(
 def test_the_stream_raises_what_the_turn_raises(graph: Any, tmp_path: Path) -> None:
     locks = FileThreadLocks(tmp_path)
     with pytest.raises(InvalidMessageError):
-        list(stream_turn(graph, locks, "t1", "   ", Context(), owner="ada", wait=0))
+        list(
+            stream_turn(
+                graph, locks, "t1", "   ", Context(), owner="ada", machine_user=MACHINE, wait=0
+            )
+        )
     with locks.hold("t1", 0), pytest.raises(ThreadBusyError):
-        list(stream_turn(graph, locks, "t1", "hi", Context(), owner="ada", wait=0))
+        list(
+            stream_turn(
+                graph, locks, "t1", "hi", Context(), owner="ada", machine_user=MACHINE, wait=0
+            )
+        )
 
 
 @pytest.mark.parametrize("read_first", [True, False], ids=["after-a-token", "before-any"])
@@ -141,7 +195,9 @@ def test_a_consumer_that_goes_away_stops_the_turn_and_frees_the_thread(
     model = FakeChatModel(reply=" ".join(f"w{i}" for i in range(500)), delay=0.01)
     graph = build_graph(make_settings(), checkpointer=InMemorySaver(), model=model)
     locks = FileThreadLocks(tmp_path)
-    with stream_turn(graph, locks, "t1", "go on", Context(), owner="ada", wait=0) as stream:
+    with stream_turn(
+        graph, locks, "t1", "go on", Context(), owner="ada", machine_user=MACHINE, wait=0
+    ) as stream:
         if read_first:
             next(kind for kind, _ in stream if kind == "token")
         else:  # the page went away while showing the message: nothing was read yet
@@ -160,7 +216,16 @@ def test_the_turn_starts_before_the_first_token_is_asked_for(
 ) -> None:
     model = FakeChatModel(reply=REPLY)
     graph = build_graph(make_settings(), checkpointer=InMemorySaver(), model=model)
-    stream = stream_turn(graph, FileThreadLocks(tmp_path), "t1", "hi", Context(), owner="a", wait=0)
+    stream = stream_turn(
+        graph,
+        FileThreadLocks(tmp_path),
+        "t1",
+        "hi",
+        Context(),
+        owner="a",
+        machine_user=MACHINE,
+        wait=0,
+    )
     _wait_for(lambda: bool(model.calls))  # the model was called while nobody iterated
     items = list(stream)
     assert "".join(value for kind, value in items if kind == "token") == REPLY
@@ -174,7 +239,9 @@ def test_a_reply_that_was_not_streamed_comes_as_one_token_then_the_state(
     locks = FileThreadLocks(tmp_path)
     level = Context(safety_level="strict")
     text = "how do I build a pipe bomb"
-    items = list(stream_turn(graph, locks, "t1", text, level, owner="ada", wait=0))
+    items = list(
+        stream_turn(graph, locks, "t1", text, level, owner="ada", machine_user=MACHINE, wait=0)
+    )
     assert [kind for kind, _ in items] == ["token", "state"]
     assert items[0][1] == items[1][1]["messages"][-1].text != REPLY
 
@@ -209,8 +276,8 @@ def test_stop_ends_only_the_model_calls_of_the_reply(node: str, stops: bool) -> 
 
 def _turn(graph: Any, locks: FileThreadLocks, owner: str, thread: str = "own1") -> Any:
     return run_turn(
-        graph, locks, thread, "hi", Context(user_id=owner), owner=owner, wait=0,
-        on_token=lambda _t: None,
+        graph, locks, thread, "hi", Context(user_id=owner), owner=owner, machine_user=MACHINE,
+        wait=0, on_token=lambda _t: None,
     )  # fmt: skip
 
 
@@ -221,7 +288,7 @@ def test_a_thread_stays_its_creators_when_someone_else_tries_to_write(
     _turn(graph, locks, "carol")
     with pytest.raises(NotYourThreadError):
         _turn(graph, locks, "machine-user")
-    assert thread_owner(graph.checkpointer, "own1") == (True, "carol")
+    assert thread_owner(graph.checkpointer, "own1", MACHINE) == "carol"
     _turn(graph, locks, "carol")  # her own thread still takes her turns
     history = graph.get_state({"configurable": {"thread_id": "own1"}}).values["messages"]
     assert [m.text for m in history if m.type == "human"] == ["hi", "hi"]  # nothing of his
@@ -231,11 +298,89 @@ def test_the_owner_check_leaves_new_threads_and_other_threads_alone(
     graph: Any, tmp_path: Path
 ) -> None:
     locks = FileThreadLocks(tmp_path)
-    assert thread_owner(graph.checkpointer, "fresh") == (False, None)
+    assert thread_owner(graph.checkpointer, "fresh", MACHINE) is None
     _turn(graph, locks, "carol", "fresh")
     _turn(graph, locks, "dave", "other")
-    assert thread_owner(graph.checkpointer, "other") == (True, "dave")
-    assert thread_owner(None, "other") == (False, None)
+    assert thread_owner(graph.checkpointer, "other", MACHINE) == "dave"
+    assert thread_owner(None, "other", MACHINE) is None
+
+
+def _notebook_turn(graph: Any, thread: str, text: str) -> None:
+    """A turn as the quickstart notebook runs one: the graph itself, no owner recorded."""
+    graph.invoke({"messages": [("user", text)]}, {"configurable": {"thread_id": thread}})
+
+
+def _newest_metadata(graph: Any, thread: str) -> dict[str, Any]:
+    latest = graph.checkpointer.get_tuple({"configurable": {"thread_id": thread}})
+    return dict(latest.metadata or {})
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_thread_that_names_no_owner_is_the_machine_users_not_anyones(
+    graph: Any, tmp_path: Path, stream: bool
+) -> None:
+    locks = FileThreadLocks(tmp_path)
+    _notebook_turn(graph, "nb-secret", "My bank PIN is 9931")
+    assert "user_id" not in _newest_metadata(graph, "nb-secret")
+    assert thread_owner(graph.checkpointer, "nb-secret", MACHINE) == MACHINE
+    for intruder in ("bob", "api", "telegram:42"):
+        with pytest.raises(NotYourThreadError):
+            if stream:
+                list(
+                    stream_turn(
+                        graph, locks, "nb-secret", "what did I tell you earlier?",
+                        Context(user_id=intruder), owner=intruder, machine_user=MACHINE, wait=0,
+                    )
+                )  # fmt: skip
+            else:
+                _turn(graph, locks, intruder, "nb-secret")
+    # Not taken over: no checkpoint of theirs, and the machine's user continues it.
+    assert "user_id" not in _newest_metadata(graph, "nb-secret")
+    _turn(graph, locks, MACHINE, "nb-secret")
+    assert _newest_metadata(graph, "nb-secret")["user_id"] == MACHINE
+    with pytest.raises(NotYourThreadError):
+        _turn(graph, locks, "bob", "nb-secret")
+    history = graph.get_state({"configurable": {"thread_id": "nb-secret"}}).values["messages"]
+    assert [m.text for m in history if m.type == "human"] == ["My bank PIN is 9931", "hi"]
+
+
+def test_the_owner_rule_leaves_owned_and_new_threads_as_they_were(
+    graph: Any, tmp_path: Path
+) -> None:
+    locks = FileThreadLocks(tmp_path)
+    _turn(graph, locks, "bob", "bobs")  # anyone starts a new thread
+    assert thread_owner(graph.checkpointer, "bobs", MACHINE) == "bob"
+    with pytest.raises(NotYourThreadError):  # the machine's user gets no one else's either
+        _turn(graph, locks, MACHINE, "bobs")
+    _turn(graph, locks, "bob", "bobs")  # and continues it
+    assert thread_owner(graph.checkpointer, "bobs", MACHINE) == "bob"
+
+
+@pytest.mark.parametrize(
+    ("metadata", "owner"),
+    [
+        (None, MACHINE),
+        ({}, MACHINE),
+        ({"user_id": ""}, MACHINE),
+        ({"user_id": None}, MACHINE),
+        ({"source": "loop", "step": 1}, MACHINE),
+        ({"user_id": "ada"}, "ada"),
+        ({"user_id": MACHINE}, MACHINE),
+    ],
+)
+def test_recorded_owner_gives_a_checkpoint_that_names_no_one_to_the_machine_user(
+    metadata: dict[str, Any] | None, owner: str
+) -> None:
+    assert recorded_owner(metadata, MACHINE) == owner
+
+
+def test_check_thread_says_whether_the_thread_exists(graph: Any, tmp_path: Path) -> None:
+    assert check_thread(graph.checkpointer, "none-yet", "bob", MACHINE) is False
+    _turn(graph, FileThreadLocks(tmp_path), "bob", "b1")
+    assert check_thread(graph.checkpointer, "b1", "bob", MACHINE) is True
+    with pytest.raises(NotYourThreadError):
+        check_thread(graph.checkpointer, "b1", MACHINE, MACHINE)
+    assert check_thread(None, "b1", MACHINE, MACHINE) is False  # memory off: nothing exists
 
 
 @pytest.mark.parametrize(
