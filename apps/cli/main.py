@@ -326,6 +326,7 @@ def _command(session: ChatSession, line: str) -> bool:
         out.print(HELP, markup=False)
     elif name == "thread":
         from apps.turns import BadThreadIdError, NotYourThreadError, check_thread_id
+        from tools.memory import MemoryBackendError
 
         try:
             session.switch_thread(check_thread_id(arg) if arg else new_thread_id())
@@ -335,6 +336,8 @@ def _command(session: ChatSession, line: str) -> bool:
             _say_not_yours(
                 exc.thread_id, f"not switched; still in thread {session.thread_id} (/help)"
             )
+        except MemoryBackendError as exc:  # whose it is could not be read: not switched
+            err.print(f"[red]memory error:[/red] {escape(str(exc))}")
         else:
             out.print(f"[dim]thread {session.thread_id}[/dim]")
     elif name == "reset":

@@ -103,3 +103,23 @@ def test_interactive_thread_switch_to_another_users_thread_is_refused(
         assert bob.thread_id == (mine or bob.thread_id)
     _command(ada, "/thread t-ada")
     assert ada.thread_id == "t-ada" and "another user's" not in capsys.readouterr().err
+
+
+def test_a_thread_switch_whose_owner_cannot_be_read_is_a_clear_error(
+    settings: Settings,
+    shared: OpenMemory,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tools.memory import MemoryBackendError
+
+    bob = ChatSession(settings, "bob-1", None, shared, user="bob", model=FakeChatModel(reply="ok"))
+
+    def down(config: Any) -> Any:
+        raise MemoryBackendError("Redis at redis://127.0.0.1:1 is unreachable")
+
+    monkeypatch.setattr(shared.saver, "get_tuple", down)
+    assert _command(bob, "/thread elsewhere") is True
+    err = capsys.readouterr().err
+    assert "memory error" in err and "unreachable" in err
+    assert bob.thread_id == "bob-1"
