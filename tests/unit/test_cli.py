@@ -319,3 +319,21 @@ def test_interactive_chat_on_another_users_thread_is_refused_before_any_message(
     assert "not switched; still in thread mine" in inside.stderr and "--user" not in inside.stderr
     assert inside.stdout.count("canned reply") == 1
     assert assistant("chat", "--thread", "t-ada", "--user", "ada", stdin="/quit\n").returncode == 0
+
+
+def test_threads_show_and_delete_give_a_notebooks_thread_to_the_machine_user_only() -> None:
+    from graph import build_graph
+    from graph.settings import load_settings
+    from tools.memory import open_checkpointer
+
+    settings = load_settings(model={"backend": "fake"})
+    with open_checkpointer(settings) as saver:  # as the quickstart notebook writes a turn
+        build_graph(settings, checkpointer=saver).invoke(
+            {"messages": [("user", "My bank PIN is 9931")]},
+            {"configurable": {"thread_id": "nb-secret"}},
+        )
+    shown = assistant("threads", "show", "nb-secret", "--user", "bob")
+    assert shown.returncode == 1 and "another user's" in shown.stderr
+    assert "9931" not in shown.stdout + shown.stderr
+    assert assistant("threads", "delete", "nb-secret", "--user", "bob").returncode == 1
+    assert "9931" in assistant("threads", "show", "nb-secret").stdout  # the machine's user
