@@ -255,6 +255,40 @@ def test_groupings_and_hours_read_only_where_they_are(text: str, terms: list[str
     assert [term for _, _, term in numbers(text)] == terms
 
 
+@pytest.mark.parametrize(
+    ("text", "terms"),
+    [
+        # ranges: ascending, no leading zero, round bounds; two numbers, whatever their length
+        ("Write 100-2000 words.", ["100", "2000"]),
+        ("Essays of 500-1000 words, 250-1500 calories", ["500", "1000", "250", "1500"]),
+        ("Budget 125-1000 euros", ["125", "1000"]),
+        ("Rest 5\u201310 minutes", ["5", "10"]),
+        ("From 1990-1995 I lived there", ["1990", "1995"]),
+        # codes: a leading zero, a descent, or arbitrary digits stay one number
+        ("Call 555-0100.", ["5550100"]),
+        ("Call 867-5309 or 555-1234.", ["8675309", "5551234"]),
+        ("Call 020-7946-0958.", ["02079460958"]),
+        ("Call 555-123-4567.", ["5551234567"]),
+    ],
+)
+def test_a_range_is_two_numbers_and_a_phone_like_code_one(text: str, terms: list[str]) -> None:
+    assert [term for _, _, term in numbers(text)] == terms
+
+
+@pytest.mark.parametrize(
+    ("said", "summary", "same"),
+    [
+        ("My essay must be 100-2000 words.", "Essay: 100 to 2000 words.", True),
+        ("My essay must be 100-2000 words.", "Essay: 100 to 3000 words.", False),
+        ("My number is 555-0100.", "Number 555 and 100.", False),
+        ("My number is 867-5309.", "Number 8675309.", True),
+    ],
+)
+def test_a_summary_may_write_a_range_apart(said: str, summary: str, same: bool) -> None:
+    missing = missing_terms(key_terms(said), summary)
+    assert not missing if same else missing, (key_terms(said), key_terms(summary))
+
+
 def test_positions_of_numbers_in_another_script_are_in_the_text() -> None:
     text = "code \u0664\u0668\u0661\u0667 now"
     [(start, end, term)] = numbers(text)

@@ -99,7 +99,8 @@ _NUMBER_FORMS: list[tuple[str, re.Pattern[str]]] = [
         re.compile(r"(?<![\w.,:/+-])\d{2,5}([ .-])\d{2,5}(?:\1\d{2,5})+(?![\w-]|[.,]\d)"),
     ),
     # A local phone number, three digits, a dash, four: "555-0100" (a range is "1990-2000"
-    # or "5-7": two groups of other lengths stay two numbers).
+    # or "5-7": two groups of other lengths stay two numbers; a pair of this shape that reads
+    # as a range, "100-2000", does too: see :func:`_is_range`).
     ("local", re.compile(r"(?<![\w.,:/+-])\d{3}-\d{4}(?![\w-]|[.,]\d)")),
     # Times of day: "5:30", "17:05:09", "17h30" (French), "9.30am", "9:30 p.m." (a dot
     # only before am/pm: "9.30" alone is a decimal).
@@ -208,12 +209,35 @@ def self_statements(text: str) -> list[str]:
     return [s for s in sentences(text) if is_self_statement(s)]
 
 
+def _is_range(low: str, high: str) -> bool:
+    """True when two digit groups joined by a dash read as a range, not one phone-like code.
+
+    A range's bounds are written as numbers: no leading zero, the first below the second,
+    and round, as people pick them ("100-2000", "250-1500", "125-1000"; a bound is round
+    when it ends in 0 or is a multiple of 25). A code's groups are arbitrary digits, often
+    with a leading zero or a descent ("555-0100", "867-5309", "555-1234").
+
+    Args:
+        low: the digits before the dash (ASCII digits only).
+        high: the digits after it.
+    """
+
+    def round_(group: str) -> bool:
+        return group.endswith("0") or int(group) % 25 == 0
+
+    if low.startswith("0") or high.startswith("0") or int(low) >= int(high):
+        return False
+    return round_(low) and round_(high)
+
+
 def _canonical(form: str, match: re.Match[str]) -> str | None:
     """The canonical term of a number read as ``form``, or None when it is not one after all."""
     text = match.group(0)
     digits = re.sub(r"\D", "", text)
     if form == "phone_plus":
         return "+" + digits if len(digits) >= 7 else None
+    if form == "local" and _is_range(*text.split("-")):
+        return None  # "100-2000 words": two numbers, read apart by the forms after this one
     if form in ("phone_area", "grouped", "local"):
         return digits if len(digits) >= 7 else None
     if form == "phone_zero":
@@ -298,7 +322,9 @@ def numbers(text: str) -> list[tuple[int, int, str]]:
     Arabic marks "٫" and "٬" as decimal mark and grouping). Indian grouping, by twos
     before the last three, is one number ("12,50,000" -> "1250000", "1,20,00,000.50" ->
     "12000000.50"). Three digits, a dash and four are a local phone number ("555-0100" ->
-    "5550100"); other pairs ("1990-2000", "5-7") stay two numbers. A whole hour said with
+    "5550100", "867-5309" -> "8675309") unless they read as a range: ascending, no leading
+    zero, both bounds round ("100-2000 words" -> "100", "2000"; see :func:`_is_range`);
+    other pairs ("1990-1995", "5-7", "5–10") stay two numbers. A whole hour said with
     its half of the day is a time: "5pm" -> "17:00", "12 noon" -> "12:00", "12 midnight"
     -> "0:00", "7 o'clock" -> "7:00".
     """
