@@ -624,7 +624,7 @@ class StubLayer:
         self.fixed = score
         self.seen: list[str] = []
 
-    def score(self, text: str) -> SemanticScore:
+    def score(self, text: str, *, english: bool | None = None) -> SemanticScore:
         self.seen.append(text)
         return self.fixed
 

@@ -100,7 +100,7 @@ class StubLayer:
     def __init__(self, score: SemanticScore) -> None:
         self.fixed = score
 
-    def score(self, text: str) -> SemanticScore:
+    def score(self, text: str, *, english: bool | None = None) -> SemanticScore:
         return self.fixed
 
 

@@ -71,7 +71,7 @@ class StubLayer:
     def __init__(self, score: SemanticScore) -> None:
         self._score = score
 
-    def score(self, text: str) -> SemanticScore:
+    def score(self, text: str, *, english: bool | None = None) -> SemanticScore:
         return self._score
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,12 +14,14 @@ from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
 from langgraph.constants import TAG_NOSTREAM
 
+import tools.guardrails.guard as guard_module
 from graph.settings import load_settings
-from tools.guardrails import SafetyFilter
+from tests.unit.test_guard import hashed_embed, small_exemplars
+from tools.guardrails import SafetyFilter, semantic
 from tools.guardrails.calibration import Calibration
 from tools.guardrails.guard import InputGuard, build_guard
 from tools.guardrails.judge import Judge
-from tools.guardrails.semantic import SemanticScore, looks_english
+from tools.guardrails.semantic import SemanticLayer, SemanticScore, looks_english
 from tools.guardrails.taxonomy import Policy, load_taxonomy
 from tools.guardrails.translate import MAX_TOKENS, Translator, token_cap
 from tools.models import FakeChatModel
@@ -42,7 +46,7 @@ class RecordingLayer:
     def __init__(self) -> None:
         self.seen: list[str] = []
 
-    def score(self, text: str) -> SemanticScore:
+    def score(self, text: str, *, english: bool | None = None) -> SemanticScore:
         self.seen.append(text)
         english = looks_english(text)
         return SemanticScore(
@@ -111,12 +115,12 @@ def judged(model: FakeChatModel) -> list[str]:
 def make_guard(model: Model, translate: bool = True, **kwargs: Any) -> InputGuard:
     safety = kwargs.pop("safety", SafetyFilter())
     policy = Policy.build(load_settings().safety.refuse.model_dump(), safety.taxonomy)
+    kwargs.setdefault("semantic", RecordingLayer())
+    kwargs.setdefault("judge", Judge(lambda: model, safety.taxonomy))
     return InputGuard(
         safety=safety,
         policy=policy,
-        semantic=RecordingLayer(),  # type: ignore[arg-type]
         classifier=None,
-        judge=Judge(lambda: model, safety.taxonomy),
         translator=Translator(lambda: model) if translate else None,
         **kwargs,
     )
@@ -355,3 +359,146 @@ def test_a_missing_translation_prompt_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "empty.md").write_text("\n", encoding="utf-8")
     with pytest.raises(ValueError, match="is empty"):
         Translator(lambda: FakeChatModel(), tmp_path / "empty.md")
+
+
+# --- the language is identified once per message read --------------------------------------
+
+
+def counting_identifier(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Count py3langid's calls per text (every language question goes through it)."""
+    calls: Counter[str] = Counter()
+    original = semantic._language_ranks
+
+    def ranks(text: str) -> list[tuple[str, float]]:
+        calls[text] += 1
+        return original(text)
+
+    monkeypatch.setattr(semantic, "_language_ranks", ranks)
+    return calls
+
+
+def plain_model(translation: str) -> Model:
+    """Translates with ``translation``, judges "safe", answers canaries right; asks no
+    language identifier of its own (so the count is the guard's)."""
+    model = make_model()
+
+    def answer(messages: list[BaseMessage]) -> str:
+        if "translator" in messages[0].text:
+            return translation
+        return CANARIES.get(quoted(messages[-1]), "safe")
+
+    model.reply = answer
+    return model
+
+
+def real_layer(tmp_path: Path) -> SemanticLayer:
+    """The semantic layer itself (a hashed stand-in for the embedding model)."""
+    return SemanticLayer(small_exemplars(tmp_path), embed=hashed_embed)
+
+
+@pytest.mark.parametrize(
+    ("text", "translate", "read"),
+    [
+        # a message in another language, translated: it and its translation, once each
+        (FRENCH_POISON, True, {FRENCH_POISON: 1, ENGLISH_POISON: 1}),
+        ("¿Cómo horneo pan de masa madre en casa?", True, None),
+        # an English message: once, translator or not
+        ("How do I bake sourdough bread?", True, None),
+        ("How do I bake sourdough bread?", False, None),
+        # no translator: the message as written, once (as before)
+        (FRENCH_POISON, False, {FRENCH_POISON: 1}),
+    ],
+)
+def test_the_language_is_identified_once_per_text_read(
+    text: str,
+    translate: bool,
+    read: dict[str, int] | None,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    model = plain_model(ENGLISH_POISON)
+    guard = make_guard(model, translate=translate, semantic=real_layer(tmp_path))
+    guard.semantic.warm()  # type: ignore[union-attr]
+    calls = counting_identifier(monkeypatch)
+    guard.check(text, "relaxed")
+    assert calls[text] == 1, calls
+    assert max(calls.values()) == 1, calls
+    if read is not None:
+        assert dict(calls) == read
+
+
+def test_a_base64_message_identifies_each_reading_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    hidden = "Comment puis-je faire pousser des tomates sur mon balcon ?"
+    text = base64.b64encode(hidden.encode()).decode() + " (décode ceci et réponds)"
+
+    model = plain_model("How do I grow tomatoes on my balcony?")
+    guard = make_guard(model, semantic=real_layer(tmp_path))
+    guard.semantic.warm()  # type: ignore[union-attr]
+    calls = counting_identifier(monkeypatch)
+    guard.check(text, "relaxed")
+    # Read as written, then as decoded: each reading once, and each translated (the
+    # canned translation is the same text both times, so it is read twice in all).
+    translated = "How do I grow tomatoes on my balcony?"
+    assert len(translations(model)) == calls.pop(translated) == 2, calls
+    assert len(calls) == 2 and text in calls and set(calls.values()) == {1}, calls
+
+
+def test_the_semantic_layer_asks_the_language_only_when_not_told(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    layer = real_layer(tmp_path)
+    layer.warm()
+    calls = counting_identifier(monkeypatch)
+    assert layer.score("Ciao, come stai?", english=True).english is True
+    assert calls == Counter()
+    assert layer.score("Ciao, come stai?").english is False  # not told: it asks
+    assert calls == Counter({"Ciao, come stai?": 1})
+
+
+# --- a message the judge will not read is logged, once per process ------------------------
+
+
+def failing_canaries() -> Model:
+    model = make_model()
+    model.reply = lambda messages: "unsafe S1" if "safety checker" in messages[0].text else "x"
+    return model
+
+
+@pytest.mark.parametrize(
+    ("build", "why"),
+    [
+        (lambda: make_guard(make_model(), judge_mode="off"), "safety.judge is off"),
+        (lambda: make_guard(make_model(), judge=None, translate=False), "fake backend"),
+        (lambda: make_guard(failing_canaries()), "failed its canaries"),
+    ],
+)
+def test_an_unjudged_message_in_another_language_is_warned_once(
+    build: Callable[[], InputGuard],
+    why: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(guard_module, "_UNJUDGED_WARNED", set())
+    guard = build()
+    with caplog.at_level("WARNING", logger="assistant.safety"):
+        guard.check("How do I bake sourdough bread?", "relaxed")
+        assert not [r for r in caplog.records if "not English" in r.getMessage()]
+        for text in (FRENCH_POISON, "Wie backe ich Brot?", "¿Cómo horneo pan en casa?"):
+            guard.check(text, "relaxed")
+        build().check(FRENCH_POISON, "relaxed")  # another guard, the same process
+    warned = [r for r in caplog.records if "not English" in r.getMessage()]
+    assert len(warned) == 1, caplog.text
+    assert warned[0].levelname == "WARNING" and why in warned[0].getMessage()
+
+
+@pytest.mark.parametrize("translate", [True, False])
+def test_a_judged_message_in_another_language_is_not_warned(
+    translate: bool, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(guard_module, "_UNJUDGED_WARNED", set())
+    guard = make_guard(make_model(verdict="safe", foreign_verdict="safe"), translate=translate)
+    with caplog.at_level("WARNING", logger="assistant.safety"):
+        guard.check(FRENCH_POISON, "relaxed")
+    assert "not English" not in caplog.text

@@ -93,7 +93,7 @@ class StubLayer:
     def __init__(self, harm: float) -> None:
         self.fixed = SemanticScore(harm, "indiscriminate_weapons", 0.5, True)
 
-    def score(self, text: str) -> SemanticScore:
+    def score(self, text: str, *, english: bool | None = None) -> SemanticScore:
         return self.fixed
 
 

@@ -61,6 +61,11 @@ __all__ = [
 
 log = logging.getLogger("assistant.safety")
 
+# Why messages in another language go unjudged in this process, each warned once: the
+# README promises such a message is the judge's to read, so an operator must see the gap.
+_UNJUDGED_WARNED: set[str] = set()
+_UNJUDGED_LOCK = threading.Lock()
+
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -126,11 +131,53 @@ class InputGuard:
                 self._broken.add(layer)
                 log.warning("safety: the %s layer is off: %s", layer, exc)
 
-    def _score(self, text: str) -> SemanticScore | None:
+    def _english(self, text: str) -> bool | None:
+        """Whether ``text`` reads as English (:func:`looks_english`), None when unknown.
+
+        Asked once per message read; the translation and the semantic layer get the
+        answer passed on. None when the language identifier cannot run (logged once).
+        """
+        if "language" in self._broken:
+            return None
+        try:
+            return looks_english(text)
+        except Exception as exc:  # the language identifier is missing or broken
+            self._disable("language", exc)
+            return None
+
+    def _note_unjudged(self, asked: bool) -> None:
+        """Warn once per process and reason that messages in another language go unjudged.
+
+        Such a message is read as written and untranslated; the semantic layer's scores
+        mean little for it, so without the judge only the lexical patterns can refuse it.
+
+        Args:
+            asked: Whether the judge was asked about this message (then it has been
+                qualified already, and :meth:`Judge.qualified` asks no canary again).
+        """
+        if self.judge_mode == "off":
+            why = "safety.judge is off"
+        elif self.judge is None:
+            why = "the chat model cannot judge (the fake backend)"
+        elif asked and not self.judge.qualified():
+            why = "the judge failed its canaries"
+        else:
+            return
+        with _UNJUDGED_LOCK:
+            if why in _UNJUDGED_WARNED:
+                return
+            _UNJUDGED_WARNED.add(why)
+        log.warning(
+            "safety: a message that is not English goes unjudged and untranslated because "
+            "%s; only the lexical patterns can refuse such messages in this process",
+            why,
+        )
+
+    def _score(self, text: str, english: bool | None = None) -> SemanticScore | None:
         if self.semantic is None or "semantic" in self._broken:
             return None
         try:
-            return self.semantic.score(text)
+            return self.semantic.score(text, english=english)
         except Exception as exc:  # the embedding model is missing or broken
             self._disable("semantic", exc)
             return None
@@ -206,11 +253,13 @@ class InputGuard:
         5 of the 29 harmful requests the message as written refused (2026-11-30). The
         verdict's scores carry the translation (``translation``, ``translation_seconds``).
         """
-        translation = self._translation(text)
-        as_written = self._check_text(text, level, as_reply)
+        english = self._english(text)  # once: the translation and the layers share it
+        translation = self._translation(text, english)
+        as_written = self._check_text(text, level, as_reply, english)
         if translation is None or not as_written.allowed:
             return as_written
-        verdict = self._check_text(translation.text, level, as_reply)
+        # The translator returns only a translation that reads as English (it asked).
+        verdict = self._check_text(translation.text, level, as_reply, english=True)
         scores = dict(verdict.scores or {})
         if as_written.scores and "p_harmful" in as_written.scores:
             scores["as_written_p_harmful"] = as_written.scores["p_harmful"]
@@ -219,26 +268,23 @@ class InputGuard:
         )
         return replace(verdict, scores=scores)
 
-    def _translation(self, text: str) -> Translation | None:
+    def _translation(self, text: str, english: bool | None) -> Translation | None:
         """The English translation of a message that is not English (None: read it as is).
 
-        Only when a translator is configured and the judge, if any, passed its canaries:
+        Only when a translator is configured, the message is known not to be English
+        (``english``, from :meth:`_english`) and the judge, if any, passed its canaries:
         a model that cannot tell "What is the capital of France?" is safe is not trusted
         to translate either.
         """
-        if self.translator is None or "translation" in self._broken:
-            return None
-        try:
-            if looks_english(text):
-                return None
-        except Exception as exc:  # the language identifier is missing or broken
-            self._disable("translation", exc)
+        if self.translator is None or english is not False:
             return None
         if self.judge is not None and not self.judge.qualified():
             return None
         return self.translator.translate(text)
 
-    def _check_text(self, text: str, level: SafetyLevel, as_reply: bool = False) -> SafetyVerdict:
+    def _check_text(
+        self, text: str, level: SafetyLevel, as_reply: bool = False, english: bool | None = None
+    ) -> SafetyVerdict:
         lexical = self.safety.check_input(text, level)
         if as_reply and not lexical.allowed and lexical.rule is not None:
             lexical = self.safety.check_reply(text, level)  # a harm pattern's hit, re-read
@@ -249,9 +295,9 @@ class InputGuard:
             lexical.category not in taxonomy or self.policy.refuses(lexical.category, level)
         ):
             if lexical.framed and self._can_judge():
-                return self._judge_framed(text, lexical)
+                return self._judge_framed(text, lexical, english)
             return lexical
-        score = self._score(text)
+        score = self._score(text, english)
         scores: dict[str, Any] = {}
         uncertain = score is None
         if score is not None:
@@ -271,7 +317,8 @@ class InputGuard:
             scores["wrapper"] = True
             uncertain = True
         allowed = replace(lexical, allowed=True, reason=None, category=None, rule=None)
-        if self.judge_mode == "all" or (self.judge_mode == "uncertain" and uncertain):
+        asked = self.judge_mode == "all" or (self.judge_mode == "uncertain" and uncertain)
+        if asked:
             verdict = self._judged(text)
             if verdict is not None:
                 scores["judge"] = verdict.raw.strip()
@@ -289,6 +336,8 @@ class InputGuard:
                 if category is not None:
                     return self._refusal(level, category, "judge", scores)
                 return replace(allowed, layer="judge", scores=scores)
+        if english is False:
+            self._note_unjudged(asked)
         if (
             score is not None
             and score.english
@@ -302,13 +351,15 @@ class InputGuard:
         """Whether a judge would be asked about a message (it may still give no verdict)."""
         return self.judge is not None and self.judge_mode != "off"
 
-    def _judge_framed(self, text: str, lexical: SafetyVerdict) -> SafetyVerdict:
+    def _judge_framed(
+        self, text: str, lexical: SafetyVerdict, english: bool | None = None
+    ) -> SafetyVerdict:
         """The verdict on a harm hit in a non-literal frame: the judge's, stacked as usual.
 
         Safe: the message is answered; unsafe, or no verdict: the lexical refusal stands
         (its category is the pattern's, refused at every level).
         """
-        score = self._score(text)
+        score = self._score(text, english)
         scores: dict[str, Any] = {"framed": True}
         if score is not None:
             scores.update(harm=round(score.harm, 3), category=score.category)

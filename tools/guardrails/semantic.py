@@ -377,8 +377,14 @@ class SemanticLayer:
                 self._vectors.popitem(last=False)
         return vector
 
-    def score(self, text: str) -> SemanticScore:
+    def score(self, text: str, *, english: bool | None = None) -> SemanticScore:
         """Score one message.
+
+        Args:
+            text: The message.
+            english: Whether it reads as English (:func:`looks_english`) when the caller
+                already knows: the input check asks once per message and passes it on.
+                None: asked here.
 
         Raises:
             tools.models.embeddings.EmbeddingModelError: The embedding model is missing.
@@ -393,7 +399,9 @@ class SemanticLayer:
         nearest_benign = float((benign_vectors @ vector[0]).max())
         classes = [str(c) for c in category.classes]
         categories = {c: float(p) for c, p in zip(classes, probabilities, strict=True)}
-        return SemanticScore(p_harm, best, nearest, looks_english(text), nearest_benign, categories)
+        if english is None:
+            english = looks_english(text)
+        return SemanticScore(p_harm, best, nearest, english, nearest_benign, categories)
 
 
 _LAYERS: dict[str, SemanticLayer] = {}
