@@ -8,7 +8,15 @@ what the assistant remembers about each user long-term stays. A chat's safety le
 kept in the long-term store (namespace ``("bot_chats", <chat>)``) when there is one, so it
 outlives a restart, else for the life of the process.
 
-Documents are the room's, not the sender's: a turn searches the collection
+Threads and documents are the room's, not the sender's: the room (the Telegram chat, the
+Slack channel or DM) owns its thread and the thread of every forum topic or Slack thread
+in it, by the one owner rule of every front end (:func:`apps.turns.recorded_owner`), as
+it owns their documents. A thread id that someone else already owns (a CLI or API user
+who named their thread ``telegram:<chat_id>``, or a notebook's ownerless thread, the
+machine user's) is never continued or reset from the chat: the reply says so (see
+:data:`NOT_OURS`) and the operator decides what to do with it.
+
+Documents: a turn searches the collection
 :func:`apps.documents.collection_of` gives the room (the Telegram chat, the Slack
 channel or DM, whatever forum topic or Slack thread the message is in):
 ``chroma.collection`` when ``chroma.shared``, else a collection of the room's own, which
@@ -37,7 +45,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from apps.documents import collection_of
-from apps.turns import run_turn
+from apps.turns import NotYourThreadError, check_thread, run_turn
 from graph.context import Context
 from graph.errors import InvalidMessageError, MessageTooLongError
 from graph.settings import SAFETY_LEVELS, Settings
@@ -63,6 +71,13 @@ BUSY_MODEL = "I'm busy answering other messages right now. Please try again in a
 BUSY_THREAD = "I'm still answering your previous message here. Please try again when it's done."
 FAILED = "Sorry, something went wrong while answering. Please try again."
 EMPTY = "Sorry, I have no answer to that."
+NOT_OURS = (
+    "Sorry, I can't use this chat's conversation: its history ({thread}) is kept for "
+    "someone else on this assistant, so I neither continue nor reset it here. Please tell "
+    "whoever runs this bot."
+)
+"""The reply when the chat's thread id is owned by another user of the assistant. It names
+the thread (the operator needs it) but never its owner, as every front end does."""
 
 NOT_CHECKED = (
     "Sorry, I could not check whether you may change this chat's settings. Please try again."
@@ -190,9 +205,9 @@ class BotCore:
             prefix: What starts a command on this platform (``/`` on Telegram).
             guard: Who may change a shared chat (``safety LEVEL``, ``reset``); None = a
                 private chat, whose user may.
-            room: Whose documents the turn searches: the chat without its forum topic
-                or Slack thread (``telegram:<chat_id>``, ``slack:<team>:<channel>``);
-                None = ``chat``.
+            room: Who owns the chat's thread and whose documents the turn searches: the
+                chat without its forum topic or Slack thread (``telegram:<chat_id>``,
+                ``slack:<team>:<channel>``); None = ``chat``.
 
         Returns:
             The reply, possibly longer than the platform allows (split it to send).
@@ -208,7 +223,7 @@ class BotCore:
                 return self.help(chat, prefix)
             if name == "reset":
                 refused = self._refusal(chat, guard, "start this conversation again")
-                return refused or self.reset(chat)
+                return refused or self.reset(chat, room=room)
             if name == "safety":
                 if arg.strip().lower() not in SAFETY_LEVELS:  # reading it, or a bad level
                     return self.set_safety(chat, arg, prefix)
@@ -258,10 +273,16 @@ class BotCore:
         self._set_safety_level(chat, level)
         return f"Safety level for this chat: {level}."
 
-    def reset(self, chat: str) -> str:
+    def reset(self, chat: str, *, room: str | None = None) -> str:
         """Delete the chat's thread, so the conversation starts again.
 
-        Asks no permission: :meth:`handle` checks the sender before it calls this.
+        Asks no permission of the sender: :meth:`handle` checks them before it calls this.
+        The thread must be the room's (:func:`apps.turns.check_thread`): another user's
+        thread under the same id is left alone, with :data:`NOT_OURS` as the reply.
+
+        Args:
+            chat: The chat's thread id.
+            room: The room that owns it (see :meth:`handle`); None = ``chat``.
         """
         from tools.memory import MemoryBackendError, ThreadBusyError
 
@@ -269,9 +290,13 @@ class BotCore:
             return "Nothing to reset: I keep no conversation history (memory is off)."
         try:
             with self.memory.locks.hold(chat, self.busy_wait):
+                # Under the thread's lock, as a turn checks it: no one takes it meanwhile.
+                check_thread(self.memory.saver, chat, room or chat, self.settings.long_term.user_id)
                 self.memory.saver.delete_thread(chat)
         except ThreadBusyError:
             return BUSY_THREAD
+        except NotYourThreadError:
+            return self._not_ours(chat)
         except MemoryBackendError:
             log.exception("reset of %s failed", chat)
             return FAILED
@@ -284,7 +309,8 @@ class BotCore:
             chat: The chat's thread id.
             user: The sender (whose long-term memories).
             text: The message.
-            room: Whose documents are searched (see :meth:`handle`); None = ``chat``.
+            room: The room: whose documents are searched, who owns the thread (see
+                :meth:`handle`); None = ``chat``.
         """
         from tools.memory import MemoryBackendError, ThreadBusyError
         from tools.models import ModelLoadError
@@ -307,8 +333,9 @@ class BotCore:
                     chat,
                     text,
                     context,
-                    # The chat owns its thread: in a group every member writes to it.
-                    owner=chat,
+                    # The room owns its threads (each topic's too), as it owns their
+                    # documents (collection_of above): every member writes to them.
+                    owner=room or chat,
                     machine_user=self.settings.long_term.user_id,
                     wait=self.busy_wait,
                     on_token=lambda _token: None,
@@ -317,6 +344,8 @@ class BotCore:
             return BUSY_MODEL
         except ThreadBusyError:
             return BUSY_THREAD
+        except NotYourThreadError:
+            return self._not_ours(chat)
         except MessageTooLongError as exc:
             return f"Your message is too long for me: {exc}"
         except InvalidMessageError as exc:
@@ -335,6 +364,16 @@ class BotCore:
             return FAILED
         # An empty reply would be sent as nothing at all: the user would hear silence.
         return str(messages[-1].text).strip() or EMPTY
+
+    def _not_ours(self, chat: str) -> str:
+        # The operator's side of the story: the chat's users only learn it is taken.
+        log.warning(
+            "thread %s belongs to another user of the assistant, so its chat cannot use it; "
+            "its owner can delete it (assistant threads delete %s --user OWNER)",
+            chat,
+            chat,
+        )
+        return NOT_OURS.format(thread=chat)
 
     @contextmanager
     def _model_slot(self) -> Iterator[None]:

@@ -16,10 +16,12 @@ from apps.bots.core import (
     EMPTY,
     FAILED,
     NOT_CHECKED,
+    NOT_OURS,
     BotCore,
     ChatGuard,
     CheckFailed,
 )
+from apps.turns import thread_owner
 from graph.settings import Settings
 from tests.support.embeddings import word_store
 from tools.memory import OpenMemory
@@ -288,3 +290,77 @@ def test_who_may_is_named_after_the_check(core: BotCore) -> None:
     guard = ChatGuard(allowed=allowed, who=lambda: learned[-1] if learned else "everyone")
     reply = core.handle("telegram:-5", "telegram:7", "/reset", "/", guard)
     assert reply.startswith("Sorry, only the listed admins can start")
+
+
+# --- whose thread: the room's, by the one owner rule of every front end -------------------
+
+SECRET = "My bank PIN is 9931"
+
+
+def owner_of(core: BotCore, thread: str) -> str | None:
+    assert core.memory.saver is not None
+    return thread_owner(core.memory.saver, thread, core.settings.long_term.user_id)
+
+
+def write_as(core: BotCore, thread: str, owner: str | None, text: str = SECRET) -> None:
+    """A thread written under a bot chat's id by someone else (owner None: a notebook)."""
+    config: dict[str, Any] = {"configurable": {"thread_id": thread}}
+    if owner is not None:
+        config["metadata"] = {"user_id": owner}
+    core.graph.invoke({"messages": [("user", text)]}, config)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("thread", "room", "owner"),
+    [
+        ("telegram:1", None, "ada"),  # a CLI or API user named their thread like the chat
+        ("telegram:1:5", "telegram:1", "ada"),  # a forum topic's id
+        ("slack:T:C1:1700000000-1", "slack:T:C1", "slack:T:C1:1700000000-1"),  # not the room
+        ("telegram:1", None, None),  # a notebook's thread: the machine user's
+    ],
+)
+def test_a_chat_whose_thread_is_someone_elses_is_told_so_and_changes_nothing(
+    core: BotCore,
+    fake_model: FakeChatModel,
+    thread: str,
+    room: str | None,
+    owner: str | None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    write_as(core, thread, owner)
+    before = history(core, thread)
+    calls = len(fake_model.calls)
+    with caplog.at_level("WARNING", logger="assistant.bots"):
+        for text in ("what did I tell you earlier?", "/reset"):
+            reply = core.handle(thread, "telegram:7", text, room=room)
+            assert reply == NOT_OURS.format(thread=thread) and reply != FAILED
+            assert owner is None or owner not in reply.replace(thread, "")  # the owner unnamed
+    assert history(core, thread) == before  # neither continued nor deleted
+    assert len(fake_model.calls) == calls and SECRET not in str(fake_model.calls[calls:])
+    assert owner_of(core, thread) == (owner or core.settings.long_term.user_id)
+    assert f"thread {thread} belongs to another user" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("thread", "room"),
+    [
+        ("telegram:1", None),
+        ("telegram:1:5", "telegram:1"),
+        ("slack:T:C1", "slack:T:C1"),
+        ("slack:T:C1:1700000000-1", "slack:T:C1"),
+    ],
+)
+def test_the_room_owns_its_threads_and_every_member_continues_and_resets_them(
+    core: BotCore, thread: str, room: str | None
+) -> None:
+    assert core.handle(thread, "u:7", "hello", room=room) == "Hello from the fake model."
+    assert core.handle(thread, "u:8", "me too", room=room) == "Hello from the fake model."
+    assert history(core, thread)[::2] == ["hello", "me too"]
+    assert owner_of(core, thread) == (room or thread)  # as collection_of(room) owns the documents
+    assert "history is deleted" in core.handle(thread, "u:8", "/reset", room=room)
+    assert history(core, thread) == [] and owner_of(core, thread) is None
+
+
+def test_reset_of_a_chat_with_no_history_yet_starts_over(core: BotCore) -> None:
+    assert "history is deleted" in core.handle("telegram:3", "telegram:7", "/reset")
+    assert core.handle("telegram:3", "telegram:7", "hi") == "Hello from the fake model."
