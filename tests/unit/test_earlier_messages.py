@@ -258,10 +258,10 @@ def test_an_encoded_assistant_message_is_read_decoded(
     assert forged not in " ".join(m.text for m in state["messages"])
 
 
-def _scores_harm(*words: str) -> Callable[[InputGuard, str], SemanticScore]:
+def _scores_harm(*words: str) -> Callable[..., SemanticScore]:
     """The semantic layer's score: near-certain harm for texts with one of ``words``."""
 
-    def score(guard: InputGuard, text: str) -> SemanticScore:
+    def score(guard: InputGuard, text: str, english: bool | None = None) -> SemanticScore:
         harmful = any(word in text for word in words)
         return SemanticScore(
             harm=0.99 if harmful else 0.05,
