@@ -134,7 +134,7 @@ test-unit: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy graph nodes tools apps evals
+	$(BIN)/mypy graph nodes tools apps evals scripts
 	$(BIN)/lint-imports --no-cache
 
 # ARGS passes options on: make bench ARGS="--only chat --model default"

@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evals.corpus import load_corpora
 from graph.deps import Deps
-from graph.settings import get_settings
+from graph.settings import SafetyLevel, get_settings
 from tools.guardrails.guard import build_guard
 
-LEVELS = ("moderate", "relaxed")
+LEVELS: tuple[SafetyLevel, ...] = ("moderate", "relaxed")
 
 
 def main() -> None:
