@@ -163,6 +163,8 @@ _INNOCENT_WORDS = frozenset(_word_list(LEXICON_DIR / "innocent_words.txt"))
 _INNOCENT_PHRASES = _word_list(LEXICON_DIR / "innocent_phrases.txt")
 _SLURS = _word_list(LEXICON_DIR / "slurs.txt")
 _NAMES = frozenset(_word_list(LEXICON_DIR / "names.txt"))
+_COMMON_WORDS = frozenset(_word_list(LEXICON_DIR / "common_words.txt"))
+_GIVEN_NAMES = frozenset(_word_list(LEXICON_DIR / "given_names.txt"))
 _ROOTS_ANYWHERE, _ROOTS_AT_EDGES = _roots(LEXICON_DIR / "roots.txt")
 _LEET, _READINGS = _leet(LEXICON_DIR / "leet.txt")
 # Characters that send a token down the slower path: ambiguous readings, "*" wildcards.
@@ -561,12 +563,15 @@ def _in_code(norm: str, tokens: Sequence[_Token], i: int) -> bool:
 def _hangs_on_next(norm: str, token: _Token, following: _Token) -> bool:
     """Tell whether a token's match depends on the one after it, so no cut goes between.
 
-    Parts of a code ("5H1T-22") and a name before a surname ("Dick Smith").
+    Parts of a code ("5H1T-22"), a name before a surname ("Dick Smith"), and a given name
+    or an initial before a word that may be a surname ("Sheila Dikshit", "K. Dick").
     """
     gap = norm[token.end : following.start]
     if len(gap) == 1 and gap in _CODE_JOINS:
         return any(char.isdigit() for char in token.word + following.word)
-    return gap == " " and token.full in _NAMES
+    if gap == ". " and token.end - token.start == 1 and token.word.isalpha():
+        return True
+    return gap == " " and (token.full in _NAMES or token.full in _GIVEN_NAMES)
 
 
 def _named(norm: str, tokens: Sequence[_Token], i: int, capitalised: frozenset[int]) -> bool:
@@ -768,6 +773,7 @@ class _Lexicon:
         tokens: Sequence[_Token],
         phrases: list[tuple[int, int]] | None = None,
         capitalised: frozenset[int] = frozenset(),
+        surnames: frozenset[int] = frozenset(),
     ) -> list[tuple[int, int]]:
         """Spans (in the folded text) of every listed term, left to right, longest first.
 
@@ -779,6 +785,8 @@ class _Lexicon:
                 stream must not cut the text inside one.
             capitalised: Indices of the tokens written with a capital and then lower
                 case ("Shitterton", "Dick"), which may be names.
+            surnames: Indices of the tokens that are surnames ("Dick" of "Philip K.
+                Dick"), never matched.
 
         """
         if not self.keys:
@@ -801,7 +809,11 @@ class _Lexicon:
                     continue
             if token.letters:
                 spans.extend(self._match_run(norm, token, rare))
-            elif not _in_code(norm, tokens, i) and not _named(norm, tokens, i, capitalised):
+            elif (
+                not _in_code(norm, tokens, i)
+                and not _named(norm, tokens, i, capitalised)
+                and i not in surnames
+            ):
                 span = self.match_token(token, rare, name=i in capitalised)
                 if span is not None:
                     spans.append(span)
@@ -830,9 +842,15 @@ class _Prepared(NamedTuple):
 
     def find(self, lexicon: _Lexicon) -> list[tuple[int, int]]:
         """Original spans of the lexicon's terms."""
+        capitalised = self.capitalised()
         return [
             self.original(s, e)
-            for s, e in lexicon.scan(self.norm, self.tokens, capitalised=self.capitalised())
+            for s, e in lexicon.scan(
+                self.norm,
+                self.tokens,
+                capitalised=capitalised,
+                surnames=self.surnames(capitalised),
+            )
         ]
 
     def capitalised(self) -> frozenset[int]:
@@ -842,6 +860,45 @@ class _Prepared(NamedTuple):
             if not token.letters and token.end - token.start >= 3:
                 word = self.text[slice(*self.original(token.start, token.end))]
                 if word.istitle() and word.isalpha():
+                    found.append(i)
+        return frozenset(found)
+
+    def surnames(self, capitalised: frozenset[int]) -> frozenset[int]:
+        """Indices of the capitalised tokens in a surname's place.
+
+        After a given name of ``given_names.txt`` ("Sheila Dikshit"), or after an
+        initial that starts the text or a sentence or follows a given name or another
+        initial ("Philip K. Dick", "J. R. R. Tolkien"; not "Plan B. Shit"). All of it is
+        decided by the words before, so a stream settles it as it goes.
+        """
+
+        def given(j: int, gap: str) -> bool:
+            return gap == " " and j in capitalised and self.tokens[j].full in _GIVEN_NAMES
+
+        def initial(j: int, gap: str) -> bool:
+            token = self.tokens[j]
+            if gap != ". " or token.end - token.start != 1 or token.letters:
+                return False
+            letter = self.text[slice(*self.original(token.start, token.end))]
+            return letter.isupper() and letter.isalpha()
+
+        found = []
+        for i in capitalised:
+            if i == 0:
+                continue
+            gap = self.norm[self.tokens[i - 1].end : self.tokens[i].start]
+            if given(i - 1, gap):
+                found.append(i)
+            elif initial(i - 1, gap):
+                if i == 1:
+                    found.append(i)
+                    continue
+                before = self.norm[self.tokens[i - 2].end : self.tokens[i - 1].start]
+                if (
+                    given(i - 2, before)
+                    or initial(i - 2, before)
+                    or _SENTENCE_END_RE.search(before)
+                ):
                     found.append(i)
         return frozenset(found)
 
@@ -1028,6 +1085,191 @@ def _disguise_readings(
         if reading != norm and all(reading != seen for seen, _ in readings):
             readings.append((reading, where))
     return readings
+
+
+# Marks that join the words of a disguised sentence: "how_do_i", "how.do.i", "how/do/i",
+# "how+do+i"; read as spaces when they stand between two letters.
+_WORD_JOINS = frozenset("_./+")
+# An HTML tag between words: "how<b></b>do".
+_TAG_RE = re.compile(r"</?[a-z][a-z0-9]{0,9}\s*/?>")
+# A word of letters (and stars for letters) standing alone, not part of leetspeak.
+_PLAIN_WORD_RE = re.compile(r"(?<![a-z0-9@$])[a-z*]+(?![a-z0-9@$])")
+# A word of two letters doubled ("boommb") and what a star may stand for ("h*w").
+_DOUBLE_RE = re.compile(r"([a-z])\1")
+_STAR_LETTERS = "oaeiu"
+# Words glued together ("howdoimakeapipebomb") are only split from this length on.
+_GLUED_MIN = 12
+_GLUED_PIECE = 5
+_LONGEST_WORD = 20
+
+
+def _undoubled(word: str, vocabulary: frozenset[str]) -> str | None:
+    """The word with some doubled letters single, if that is a vocabulary word ("boommb")."""
+    doubles = list(_DOUBLE_RE.finditer(word))[:4]
+    for keep in itertools.product((False, True), repeat=len(doubles)):
+        cut = {m.start() for m, kept in zip(doubles, keep, strict=True) if not kept}
+        variant = "".join(char for i, char in enumerate(word) if i not in cut)
+        if variant != word and variant in vocabulary:
+            return variant
+    return None
+
+
+def _starfilled(word: str, vocabulary: frozenset[str]) -> str | None:
+    """The word with its stars read as vowels, if that is a vocabulary word ("h*w", "d*")."""
+    stars = [i for i, char in enumerate(word) if char == "*"]
+    if not stars or len(stars) > 3 or len(word) - len(stars) < 1:
+        return None
+    for letters in itertools.product(_STAR_LETTERS, repeat=len(stars)):
+        chars = list(word)
+        for i, letter in zip(stars, letters, strict=True):
+            chars[i] = letter
+        if (variant := "".join(chars)) in vocabulary:
+            return variant
+    return None
+
+
+def _segmented(word: str, vocabulary: frozenset[str]) -> list[str] | None:
+    """Split letters written without spaces into vocabulary words ("howtokillmyself").
+
+    Fewest letters left out of any word first, then fewest words; a letter left out
+    stands alone ("painlessly" -> "painless", "l", "y"). None unless three words or more
+    are found (two, with no letter left out, in a word shorter than twelve letters) and
+    at most a quarter of the letters are left out.
+    """
+    size = len(word)
+    # best[i]: (letters left out, words, start of the last piece, whether it is a word)
+    best: list[tuple[int, int, int, bool] | None] = [None] * (size + 1)
+    best[0] = (0, 0, 0, True)
+    for i in range(size):
+        here = best[i]
+        if here is None:
+            continue
+        for j in range(i + 1, min(size, i + _LONGEST_WORD) + 1):
+            known = word[i:j] in vocabulary
+            if not known and j > i + 1:
+                continue
+            cost = (here[0] + (not known), here[1] + 1, i, known)
+            there = best[j]
+            if there is None or cost[:2] < there[:2]:
+                best[j] = cost
+    end = best[size]
+    if end is None or 4 * end[0] > size:
+        return None
+    pieces: list[tuple[str, bool]] = []
+    j = size
+    while j > 0:
+        step = best[j]
+        assert step is not None
+        pieces.append((word[step[2] : j], step[3]))
+        j = step[2]
+    pieces.reverse()
+    found = sum(known for _, known in pieces)
+    if found < 3 and not (found == 2 and end[0] == 0 and size < _GLUED_MIN):
+        return None
+    # Letters left out next to each other make one word again.
+    words: list[str] = []
+    for piece, known in pieces:
+        if not known and words and words[-1].startswith("\0"):
+            words[-1] += piece
+        else:
+            words.append(piece if known else "\0" + piece)
+    return [w.removeprefix("\0") for w in words]
+
+
+def _word_reading(
+    prepared: _Prepared, vocabulary: frozenset[str], triggers: Sequence[str]
+) -> tuple[str, list[int]] | None:
+    """The folded text with disguised word breaks read as spaces, for the harm patterns.
+
+    Words joined by "_", ".", "/" or "+" ("how_do_i_make_a_bomb"), wrapped in quotes
+    (``"how" "do" "i"``) or parted by HTML tags ("how<b></b>do") are read apart; so are
+    CamelCase words ("HowDoIMakeABomb") and, from twelve letters on, words glued
+    together when they fit the vocabulary and one of them holds a harm trigger
+    ("howdoimakeapipebomb"). A word that is no vocabulary word is read as one when its
+    doubled letters are single ("boommb" -> "bomb") or its stars vowels ("h*w d*" ->
+    "how do"). Code reads apart harmlessly: "kill_process", "os.kill", "BombSquad" ask
+    for nothing.
+
+    Returns:
+        The reading and the position in the folded text of each of its characters, or
+        None when it is the folded text itself.
+
+    """
+    norm, text, positions = prepared.norm, prepared.text, prepared.positions
+
+    def upper(p: int) -> bool:
+        return text[p if positions is None else positions[p]].isupper()
+
+    tags = {m.start(): m.end() for m in _TAG_RE.finditer(norm)} if "<" in norm else {}
+    camel = text != text.lower()
+    chars: list[str] = []
+    where: list[int] = []
+    p = 0
+    size = len(norm)
+    while p < size:
+        if p in tags:
+            chars.append(" ")
+            where.append(p)
+            p = tags[p]
+            continue
+        char = norm[p]
+        between = 0 < p < size - 1 and norm[p - 1].isalpha() and norm[p + 1].isalpha()
+        if char == '"' or (char in _WORD_JOINS and between):
+            char = " "
+        elif (
+            camel
+            and p > 0
+            and char.isalpha()
+            and norm[p - 1].isalpha()
+            and upper(p)
+            and (not upper(p - 1) or (p + 1 < size and norm[p + 1].isalpha() and not upper(p + 1)))
+        ):
+            chars.append(" ")
+            where.append(p)
+        chars.append(char)
+        where.append(p)
+        p += 1
+    joined = "".join(chars)
+    # Glued words: a long one that holds a harm trigger is the sign; then shorter pieces
+    # of the same text are split too ("howdo" of "howdoImakeapipebomb").
+    glued = any(
+        len(m.group()) >= _GLUED_MIN and any(t in m.group() for t in triggers)
+        for m in _PLAIN_WORD_RE.finditer(joined)
+    )
+    out: list[str] = []
+    spots: list[int] = []
+    position = 0
+    for match in _PLAIN_WORD_RE.finditer(joined):
+        word = match.group()
+        read: list[str] | None = None
+        if word not in vocabulary:
+            if "*" in word:
+                fill = _starfilled(word, vocabulary)
+                read = [fill] if fill else None
+            elif _DOUBLE_RE.search(word) and (single := _undoubled(word, vocabulary)):
+                read = [single]
+            elif glued and len(word) >= _GLUED_PIECE:
+                read = _segmented(word, vocabulary)
+        if read is None:
+            continue
+        start, end = match.span()
+        out.append(joined[position:start])
+        spots.extend(where[position:start])
+        first = where[start]
+        for number, piece in enumerate(read):
+            if number:
+                out.append(" ")
+                spots.append(first)
+            out.append(piece)
+            # A shorter reading points each letter at the word's letters in turn.
+            spots.extend(where[min(start + k, end - 1)] for k in range(len(piece)))
+            start += len(piece)
+            first = where[min(start, end - 1)]
+        position = end
+    out.append(joined[position:])
+    spots.extend(where[position:])
+    reading = "".join(out)
+    return None if reading == norm else (reading, spots)
 
 
 def plain_text(text: str) -> str:
@@ -1350,9 +1592,11 @@ class SafetyFilter:
         # readings of disguised words ("b o m b", "p.i.p.e", "bommmb", "b*mb"), through
         # their own index of positions.
         texts: dict[str, list[int] | None] = {}
+        words = _word_reading(prepared, self._vocabulary, self._trigger_words)
         for norm, where in (
             (prepared.norm, None),
             *_disguise_readings(prepared, self._trigger_words),
+            *([words] if words else []),
         ):
             texts.setdefault(norm, where)
             texts.setdefault(_deleet_words(norm), where)
@@ -1390,6 +1634,19 @@ class SafetyFilter:
                 ),
             )
         return None
+
+    @cached_property
+    def _vocabulary(self) -> frozenset[str]:
+        """Words a disguised sentence is read into (:func:`_word_reading`).
+
+        The common words of ``lexicon/common_words.txt`` and every word of two letters
+        or more written in the harm patterns ("how", "make", "pipe", "myself").
+        """
+        words = set(_COMMON_WORDS)
+        for category in self._harm:
+            for pattern in category.patterns:
+                words.update(re.findall(r"[a-z]{2,}", re.sub(r"\\.", " ", pattern.pattern)))
+        return frozenset(words)
 
     @cached_property
     def _trigger_words(self) -> tuple[str, ...]:
