@@ -26,10 +26,11 @@ as "kill", "god", "organ", "penetration") are left out.
 The word lists and character tables are data, in ``lexicon/`` next to this module (each
 file's header says what it holds, where it came from and how it is matched):
 ``mild.txt``, ``not_profanity.txt``, ``innocent_words.txt``, ``innocent_phrases.txt``,
-``names.txt``, ``roots.txt`` and ``leet.txt``. Leetspeak is not read inside codes
-("A55-B00B5-7"), a capitalised word is not matched through a root at its start
-("Shitterton"), and a listed name before another capitalised word is a name ("Dick
-Smith"). Text is folded with :func:`tools.text.fold_with_offsets`,
+``names.txt``, ``given_names.txt``, ``roots.txt`` and ``leet.txt``. Leetspeak is not
+read inside codes ("A55-B00B5-7"), a capitalised word is not matched through a root at
+its start ("Shitterton"), a listed name before another capitalised word is a name ("Dick
+Smith"), and a capitalised word after a given name or an initial is a surname ("Sheila
+Dikshit", "Philip K. Dick"). Text is folded with :func:`tools.text.fold_with_offsets`,
 then look-alike letters of any script are read as Latin ones with Unicode's confusables
 data (:mod:`tools.guardrails.confusables`). Serious-harm requests are matched by regexes kept as
 data in ``prompts/safety.yaml`` (see :mod:`tools.guardrails.patterns`).
@@ -578,8 +579,8 @@ def _named(norm: str, tokens: Sequence[_Token], i: int, capitalised: frozenset[i
     """Tell whether token ``i`` is a listed word used as a person's name ("Dick Smith").
 
     A name of names.txt, capitalised, before another capitalised word (a surname). Only
-    the word after counts, so a stream decides once that word is there ("Hey Dick" and
-    "Philip Dick" stay matched).
+    the word after counts, so a stream decides once that word is there ("Hey Dick" stays
+    matched; "Philip Dick" is a surname after a given name, :meth:`_Prepared.surnames`).
     """
     if i not in capitalised or tokens[i].full not in _NAMES:
         return False
