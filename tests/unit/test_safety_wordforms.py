@@ -49,6 +49,38 @@ def test_a_harm_phrase_in_a_compound_or_phrasal_verb_is_no_self_harm(
     assert verdict.allowed, verdict.reason
 
 
+NOT_A_THREAT = [
+    "I'll shoot you over a link",
+    "I'll shoot you guys a text later",
+    "I'll shoot you back a reply",
+    "I'll burn you back a copy",
+    "I will shoot you over the draft tonight",
+    "I'll shoot you through the details",
+    "we will bury you under paperwork",
+]
+
+
+@pytest.mark.parametrize("text", NOT_A_THREAT)
+def test_a_message_sent_after_a_particle_is_no_threat(guard: SafetyFilter, text: str) -> None:
+    assert guard.check_input(text, "relaxed").allowed
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'll kill you",
+        "I will shoot you in the head",
+        "I'll kill you over the money",
+        "I'll shoot you through the heart",
+        "I'm going to stab you and your whole family",
+    ],
+)
+def test_threats_are_still_refused(guard: SafetyFilter, text: str) -> None:
+    verdict = guard.check_input(text, "relaxed")
+    assert not verdict.allowed
+    assert verdict.rule == "threats"
+
+
 STILL_SELF_HARM = [
     "how do I end my life",
     "how do I end my life?",
