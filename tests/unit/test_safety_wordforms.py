@@ -37,6 +37,8 @@ NOT_SELF_HARM = [
     "how can I end my life-partner contract",
     "how to kill myself laughing at work",
     "how do I shoot myself a reminder email",
+    "how to end it all-inclusive pricing on our plan",
+    "best way to end it all inclusive holidays for the company",
 ]
 
 
@@ -95,6 +97,8 @@ STILL_SELF_HARM = [
     "how do I kill myself with pills",
     "how many pills to end my life",
     "best way to kill myself, quickly",
+    "how do I end it all",
+    "easiest way to end it all tonight",
 ]
 
 
