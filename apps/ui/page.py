@@ -20,11 +20,13 @@ import html
 import json
 import logging
 import re
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, cast
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from apps.ui.service import (
     UPLOAD_KINDS,
@@ -77,6 +79,42 @@ def source_rows(sources: list[dict[str, Any]]) -> Rows:
         }
         for n, p in enumerate(sources, 1)
     ]
+
+
+STREAM_GAP_S = 0.066
+"""Shortest time between two page updates of a streaming reply (about 15 a second)."""
+
+
+def paced(
+    items: Iterable[str | TurnResult],
+    gap: float = STREAM_GAP_S,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[str | TurnResult]:
+    """A turn's stream as the reply so far, at most once per ``gap`` seconds, then its result.
+
+    Each page update costs the browser a render; a token each is CPU taken from the model
+    on a small machine. The first visible text goes out at once (time to first token);
+    text that comes sooner than ``gap`` after the last update waits for a later chunk or
+    for the result, which carries the whole reply.
+
+    Args:
+        items: The turn's chunks of reply text, ending with its :class:`TurnResult`.
+        gap: Seconds between two updates, at least.
+        clock: Seconds, monotonic (tests pass their own).
+
+    Yields:
+        The whole reply so far (str), and the :class:`TurnResult` as it comes.
+    """
+    reply, shown, last = "", "", 0.0
+    for item in items:
+        if isinstance(item, TurnResult):
+            yield item
+            continue
+        reply += item
+        now = clock()
+        if reply != shown and (not shown.strip() or now - last >= gap):
+            shown, last = reply, now
+            yield reply
 
 
 def diagnostics_markdown(diag: dict[str, Any]) -> str:
@@ -300,10 +338,9 @@ def build_ui(service: ChatService) -> gr.Blocks:
                 return
             asked = [*rows, {"role": "user", "content": check_message(text)}]
             busy, ready = gr.update(interactive=False), gr.update(interactive=True)
-            reply = ""
             try:
                 yield asked, "", "", skip, skip, busy  # the message shows at once
-                for item in items:
+                for item in paced(items):
                     if isinstance(item, TurnResult):
                         final = [*asked, {"role": "assistant", "content": item.reply}]
                         final += source_rows(item.sources)
@@ -319,8 +356,7 @@ def build_ui(service: ChatService) -> gr.Blocks:
                             ready,
                         )
                         return
-                    reply += item
-                    yield [*asked, {"role": "assistant", "content": reply}], *(skip,) * 5
+                    yield [*asked, {"role": "assistant", "content": item}], *(skip,) * 5
             except UiError as exc:
                 # Not answered (busy thread, over the budget, no model): the message goes
                 # back into the box, and out of the chat.
@@ -422,7 +458,87 @@ def _only_status(outputs: int, text: str) -> tuple[Any, ...]:
     return (*(gr.skip() for _ in range(outputs - 1)), _notice(text))
 
 
-CSS = ".notice { padding: .5em 1em; border-left: 4px solid #d97706; background: #fef3c7; }"
+CSS = """
+.notice { padding: .5em 1em; border-left: 4px solid #d97706; background: #fef3c7; }
+/* No CSS animation (the pending reply's dots loop forever): each frame of one is CPU that
+   a 2-core machine takes from the model reading the prompt. */
+*, *::before, *::after { animation: none !important; }
+"""
+
+FRAME_GAP_MS = 100
+"""Shortest time between two animation frames the page is given (10 a second)."""
+
+FRAME_SCRIPT = f"""<script>
+// Gradio's status trackers and Svelte's animation loop ask for a frame up to 60 times a
+// second, also while nothing visible moves (a tracker unmounted while pending keeps its
+// timer loop: 8-10 % of a core in chromium, taken from the model on a small machine).
+// Frames are handed out at most every {FRAME_GAP_MS} ms, all callbacks waiting then in one.
+// It must run before Gradio's modules, which keep their own reference to the function.
+(() => {{
+  const gap = {FRAME_GAP_MS};
+  const nativeFrame = window.requestAnimationFrame.bind(window);
+  let waiting = new Map(), nextId = 1, timer = null, last = -gap;
+  const run = (time) => {{
+    last = performance.now();
+    const due = waiting;
+    waiting = new Map();
+    due.forEach((callback) => {{
+      try {{ callback(time); }} catch (error) {{ setTimeout(() => {{ throw error; }}); }}
+    }});
+  }};
+  window.requestAnimationFrame = (callback) => {{
+    const id = nextId++;
+    waiting.set(id, callback);
+    if (timer === null) {{
+      const wait = Math.max(0, gap - (performance.now() - last));
+      timer = setTimeout(() => {{ timer = null; nativeFrame(run); }}, wait);
+    }}
+    return id;
+  }};
+  window.cancelAnimationFrame = (id) => {{ waiting.delete(id); }};
+}})();
+</script>"""
+
+
+class FirstInHead:
+    """ASGI middleware: :data:`FRAME_SCRIPT` first in the ``<head>`` of every HTML page.
+
+    Gradio's own ``head`` is added by its scripts once they run, too late for this one.
+    """
+
+    def __init__(self, app: Any, script: str = FRAME_SCRIPT) -> None:
+        self.app = app
+        self.script = script.encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Pass the request on; a GET answered with HTML gets the script (whole body held)."""
+        if scope["type"] != "http" or scope.get("method") != "GET":
+            await self.app(scope, receive, send)
+            return
+        start: dict[str, Any] = {}
+        body = bytearray()
+
+        async def edit(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                kinds = [v for k, v in message.get("headers", []) if k.lower() == b"content-type"]
+                if not kinds or not kinds[0].startswith(b"text/html"):
+                    await send(message)  # not a page: passed on untouched
+                    return
+                start.update(message)
+                return
+            if not start or message["type"] != "http.response.body":
+                await send(message)
+                return
+            body.extend(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            page = bytes(body).replace(b"<head>", b"<head>" + self.script, 1)
+            headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(page)).encode()))
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": page})
+
+        await self.app(scope, receive, edit)
 
 
 def launch_options(host: str, port: int) -> dict[str, Any]:
@@ -441,6 +557,8 @@ def launch_options(host: str, port: int) -> dict[str, Any]:
         "max_file_size": "200mb",
         "theme": theme(),
         "css": CSS,
+        # Not ``head``: Gradio adds that from its scripts, after they took requestAnimationFrame.
+        "app_kwargs": {"middleware": [Middleware(FirstInHead)]},
     }
 
 

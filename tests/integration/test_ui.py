@@ -305,6 +305,37 @@ def test_reply_streams_and_the_sliders_reach_the_model(
     assert '"time_to_first_token_s"' in diag
 
 
+COUNT_FRAMES = """(() => {
+    // Runs before the page's own scripts: counts the frames the browser is asked for.
+    window.__frames = 0;
+    const ask = window.requestAnimationFrame.bind(window);
+    window.requestAnimationFrame = (callback) => { window.__frames++; return ask(callback); };
+})();"""
+
+
+def test_the_idle_page_asks_for_few_animation_frames(
+    serve: Callable[..., Server],
+    open_page: Callable[[str], Any],
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Gradio's timer loops asked for 60 a second (~120 in 2 s) with nothing moving; at
+    most 10 a second now, including the loops that took the function before the page's
+    own scripts could wrap it."""
+    server = serve(make_settings(), FakeChatModel(reply="fine"))
+    page = open_page(server.url)
+    page.add_init_script(COUNT_FRAMES)
+    page.reload()
+    page.wait_for_selector("#login")
+    sign_in(page, "alice")
+    send(page, "hello", wait_for="fine")
+    page.wait_for_timeout(500)
+    page.evaluate("window.__frames = 0")
+    page.wait_for_timeout(2000)
+    assert page.evaluate("window.__frames") <= 25
+    send(page, "again", wait_for="fine")  # the page still works with fewer frames
+    assert bot_texts(page)[-1] == "fine"
+
+
 def test_threads_switch_reload_and_users_never_see_each_others(
     serve: Callable[..., Server],
     open_page: Callable[[str], Any],

@@ -657,3 +657,80 @@ def test_documents_need_a_valid_user(doc_service: ChatService, name: str) -> Non
         doc_service.document_list(name)
     with pytest.raises(UiError):
         doc_service.ingest(name, [])
+
+
+def _result(reply: str) -> TurnResult:
+    return TurnResult(reply=reply, stopped=False, withdrawn=False, sources=[], diagnostics={})
+
+
+def test_a_streamed_reply_updates_the_page_at_most_once_per_gap() -> None:
+    from apps.ui.page import paced
+
+    times = iter([0.0, 0.01, 0.02, 0.05, 0.07, 0.08, 0.2])
+    chunks: list[str | TurnResult] = ["a", " b", " c", " d", " e", " f", " g"]
+    out = list(paced([*chunks, _result("a b c d e f g")], gap=0.066, clock=lambda: next(times)))
+    # The first text at once, then only when 0.066 s have passed since the last update.
+    assert out[:-1] == ["a", "a b c d e", "a b c d e f g"]
+    assert isinstance(out[-1], TurnResult) and out[-1].reply == "a b c d e f g"
+
+
+def test_text_held_back_at_the_end_comes_with_the_result() -> None:
+    from apps.ui.page import paced
+
+    times = iter([0.0, 0.01, 0.02])
+    chunks = ["one", " two", " three", _result("one two three")]
+    out = list(paced(chunks, clock=lambda: next(times)))
+    assert out[0] == "one" and out[-1] == _result("one two three")
+    assert len(out) == 2  # " two three" came too soon: the result shows it
+
+
+def test_a_blank_first_chunk_does_not_hold_back_the_first_words() -> None:
+    from apps.ui.page import paced
+
+    times = iter([0.0, 0.01, 0.02])
+    out = list(paced(["\n", "Hello", " there"], clock=lambda: next(times)))
+    assert out == ["\n", "\nHello"]  # the first visible text went out at once
+
+
+def test_slow_tokens_each_update_the_page_and_nothing_is_repeated() -> None:
+    from apps.ui.page import paced
+
+    times = iter([0.0, 0.1, 0.2, 0.3])
+    assert list(paced(["a", " b", "", " c"], clock=lambda: next(times))) == ["a", "a b", "a b c"]
+
+
+def _html_app(body: list[bytes], kind: bytes = b"text/html; charset=utf-8") -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", kind), (b"content-length", str(sum(map(len, body))).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for n, part in enumerate(body):
+            await send({"type": "http.response.body", "body": part, "more_body": n < len(body) - 1})
+
+    return app
+
+
+def test_the_frame_script_comes_first_in_the_pages_head() -> None:
+    from starlette.testclient import TestClient
+
+    from apps.ui.page import FRAME_SCRIPT, FirstInHead
+
+    page = [b"<html><head><title>x</title>", b"<script src=app.js></script></head><body>", b"hi"]
+    client = TestClient(FirstInHead(_html_app(page)))
+    response = client.get("/")
+    assert response.text.startswith("<html><head>" + FRAME_SCRIPT + "<title>x</title>")
+    assert response.text.endswith("<body>hi")
+    assert response.headers["content-length"] == str(len(response.content))
+    assert response.text.count("requestAnimationFrame = ") == 1
+
+
+def test_what_is_not_a_page_passes_untouched() -> None:
+    from starlette.testclient import TestClient
+
+    from apps.ui.page import FirstInHead
+
+    client = TestClient(FirstInHead(_html_app([b'{"head": "<head>"}'], b"application/json")))
+    assert client.get("/config").content == b'{"head": "<head>"}'
+    assert client.post("/").content == b'{"head": "<head>"}'
+    script = TestClient(FirstInHead(_html_app([b"<head>"]), script="<s>"))
+    assert script.post("/").content == b"<head>"  # only GET pages
+    assert script.get("/").content == b"<head><s>"
