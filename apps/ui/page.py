@@ -458,12 +458,7 @@ def _only_status(outputs: int, text: str) -> tuple[Any, ...]:
     return (*(gr.skip() for _ in range(outputs - 1)), _notice(text))
 
 
-CSS = """
-.notice { padding: .5em 1em; border-left: 4px solid #d97706; background: #fef3c7; }
-/* No CSS animation (the pending reply's dots loop forever): each frame of one is CPU that
-   a 2-core machine takes from the model reading the prompt. */
-*, *::before, *::after { animation: none !important; }
-"""
+CSS = ".notice { padding: .5em 1em; border-left: 4px solid #d97706; background: #fef3c7; }"
 
 FRAME_GAP_MS = 100
 """Shortest time between two animation frames the page is given (10 a second)."""
