@@ -496,7 +496,7 @@ FRAME_SCRIPT = f"""<script>
 
 
 class FirstInHead:
-    """ASGI middleware: :data:`FRAME_SCRIPT` first in the ``<head>`` of every HTML page.
+    """ASGI middleware: :data:`FRAME_SCRIPT` first in the ``<head>`` of the page at ``/``.
 
     Gradio's own ``head`` is added by its scripts once they run, too late for this one.
     """
@@ -506,8 +506,9 @@ class FirstInHead:
         self.script = script.encode()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        """Pass the request on; a GET answered with HTML gets the script (whole body held)."""
-        if scope["type"] != "http" or scope.get("method") != "GET":
+        """Pass the request on; a GET of ``/`` answered with HTML gets the script."""
+        # The page itself only: an uploaded HTML file served back stays as it was.
+        if scope["type"] != "http" or scope.get("method") != "GET" or scope["path"] != "/":
             await self.app(scope, receive, send)
             return
         start: dict[str, Any] = {}

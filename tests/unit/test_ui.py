@@ -734,3 +734,5 @@ def test_what_is_not_a_page_passes_untouched() -> None:
     script = TestClient(FirstInHead(_html_app([b"<head>"]), script="<s>"))
     assert script.post("/").content == b"<head>"  # only GET pages
     assert script.get("/").content == b"<head><s>"
+    # An uploaded HTML file served back is the file as it was.
+    assert script.get("/gradio_api/file=/tmp/report.html").content == b"<head>"
