@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from langchain_core.messages import BaseMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from pydantic import Field
 
+from evals.corpus import load_corpora
 from graph import build_graph
 from graph.deps import Deps
 from graph.settings import Settings, load_settings
@@ -168,6 +170,30 @@ def test_judge_prompt_has_a_fixed_prefix_and_quotes_the_message() -> None:
     assert first[-1].text.endswith("<<<\nhello\n>>>")
     assert second[-1].text.count(">>>") == 1 and second[-1].text.count("<<<") == 1
     assert len(judge.examples) >= 10
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
+
+
+def test_no_judge_example_is_a_safety_corpus_case_reworded() -> None:
+    # The corpora measure the judge (held-out cases must stay unseen), so a worked
+    # example or canary may share a topic with a case but not its wording: at most 0.6
+    # word overlap (Jaccard; the shipped examples stay at or under 0.44).
+    judge = Judge(lambda: FakeChatModel(), load_taxonomy())
+    cases = [
+        case.turns[0]
+        for corpus in load_corpora(("safety_harmful", "safety_benign"))
+        for case in corpus.cases
+    ]
+    close = []
+    for (text,), _ in (*judge.examples, *judge.canaries):
+        mine = _words(text)
+        for case in cases:
+            theirs = _words(case)
+            if len(mine & theirs) / len(mine | theirs) > 0.6:
+                close.append((text, case))
+    assert not close, close
 
 
 def test_judge_check_is_greedy_short_and_kept_out_of_the_stream() -> None:
