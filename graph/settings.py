@@ -29,6 +29,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -54,9 +55,51 @@ class SettingsError(ValueError):
     """A setting has an invalid value; the message names the key."""
 
 
+def not_a_file(path: Path, missing: str = "no such file") -> str | None:
+    """Why ``path`` cannot be read as a file, or None when it can be.
+
+    Args:
+        path: A file a setting names (a model, an adapter, the settings file).
+        missing: What to say when nothing is there.
+
+    Returns:
+        ``"is a directory, not a file: <path>"``, ``"<missing>: <path>"``, or None for a file.
+    """
+    if path.is_file():
+        return None
+    if path.is_dir():
+        return f"is a directory, not a file: {path}"
+    return f"{missing}: {path}"
+
+
+def _is_path_field(annotation: Any) -> bool:
+    # Path, Path | None: a field that names a file or directory.
+    return annotation is Path or Path in get_args(annotation)
+
+
+def _blank_path_to_default(model: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+    """An empty (or blank) path setting is its default, not ``Path("")``, the working directory.
+
+    ``ASSISTANT_DATA_DIR=``, ``chroma.path = ""`` in the settings file and an empty line in
+    .env all mean what the field's help says: "empty = <default>".
+    """
+    if not isinstance(value, str) or value.strip() or info.field_name is None:
+        return value
+    field = model.model_fields[info.field_name]
+    if not _is_path_field(field.annotation):
+        return value
+    return field.get_default(call_default_factory=True)
+
+
 class _Section(BaseModel):
-    # Unknown keys are typos, and a typo must not be silently ignored.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Unknown keys are typos, and a typo must not be silently ignored. NaN and infinity
+    # pass every bound check ("nan" >= 0 is not an error to pydantic's message): refused.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank_path_is_default(cls, value: Any, info: ValidationInfo) -> Any:
+        return _blank_path_to_default(cls, value, info)
 
 
 class ModelSettings(_Section):
@@ -141,12 +184,6 @@ class ModelSettings(_Section):
         "This is a canned reply from the fake model.",
         description="What the fake backend answers (it echoes nothing, calls nothing).",
     )
-
-    @field_validator("lora_path", mode="before")
-    @classmethod
-    def _no_adapter_when_empty(cls, value: Any) -> Any:
-        # ASSISTANT_MODEL__LORA_PATH= (empty) means no adapter, not the directory ".".
-        return None if isinstance(value, str) and not value.strip() else value
 
 
 class GenerationSettings(_Section):
@@ -875,6 +912,7 @@ class Settings(BaseSettings):
         dotenv_filtering="match_prefix",
         extra="forbid",
         validate_assignment=True,
+        allow_inf_nan=False,
     )
 
     data_dir: Path = Field(
@@ -882,6 +920,11 @@ class Settings(BaseSettings):
         description="Everything the assistant writes lives here (ASSISTANT_DATA_DIR).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _blank_path_is_default(cls, value: Any, info: ValidationInfo) -> Any:
+        return _blank_path_to_default(cls, value, info)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -943,8 +986,10 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Add the roadmap's plain ``REDIS_URL`` and the settings file to the sources."""
         settings_file = Path(os.environ.get("ASSISTANT_SETTINGS_FILE", DEFAULT_SETTINGS_FILE))
-        if "ASSISTANT_SETTINGS_FILE" in os.environ and not settings_file.is_file():
-            raise SettingsError(f"ASSISTANT_SETTINGS_FILE: no such file: {settings_file}")
+        if "ASSISTANT_SETTINGS_FILE" in os.environ:
+            problem = not_a_file(settings_file)
+            if problem:
+                raise SettingsError(f"ASSISTANT_SETTINGS_FILE: {problem}")
         return (
             init_settings,
             env_settings,

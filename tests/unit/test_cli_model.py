@@ -99,3 +99,18 @@ def test_a_missing_model_file_ends_the_command_before_it_starts(
     assert done.returncode == 1, done.stderr
     assert f"file not found: {missing} (model.{key})" in done.stderr
     assert "http://" not in done.stdout  # no address announced that would only fail
+
+
+@pytest.mark.parametrize("key", ["gguf_path", "lora_path"])
+def test_a_model_path_that_is_a_directory_says_so(tmp_path: Path, key: str) -> None:
+    env = {"ASSISTANT_MODEL__BACKEND": "llamacpp", f"ASSISTANT_MODEL__{key.upper()}": str(tmp_path)}
+    if key == "lora_path":
+        env["ASSISTANT_MODEL__GGUF_PATH"] = __file__
+    done = assistant("chat", "-m", "hi", **env)
+    assert done.returncode == 1, done.stderr
+    assert f"is a directory, not a file: {tmp_path} (model.{key})" in done.stderr
+    assert "file not found" not in done.stderr
+    if key == "gguf_path":
+        done = assistant("model", "path", **env)
+        assert done.returncode == 1
+        assert "is a directory, not a file" in done.stderr

@@ -66,3 +66,14 @@ def test_an_adapter_that_is_not_one_is_a_load_error_that_says_why(tmp_path: Path
         match=f"not a LoRA GGUF, or made for another base model than {re.escape(base.name)}",
     ):
         _ = model.llama
+
+
+def test_an_adapter_or_model_that_is_a_directory_says_so(tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    model = LlamaCppChatModel(model_path=str(tmp_path / "m.gguf"), lora_path=str(tmp_path))
+    with pytest.raises(ModelLoadError, match="LoRA adapter is a directory, not a file"):
+        _ = model.llama
+    model = LlamaCppChatModel(model_path=str(tmp_path))
+    with pytest.raises(ModelLoadError, match="GGUF model is a directory, not a file"):
+        _ = model.llama

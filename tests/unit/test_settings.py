@@ -508,3 +508,102 @@ def test_a_key_bound_to_another_name_than_the_anonymous_user_stays_allowed() -> 
     key = {"key": "0123456789abcdef0123", "user": "bobby"}
     settings = load_settings(api={"anonymous_user": " bob ", "keys": [key]})
     assert settings.api.keys[0].user == "bobby"
+
+
+PATH_VARIABLES = {
+    "ASSISTANT_DATA_DIR": "data_dir",
+    "ASSISTANT_CHROMA__PATH": "chroma.path",
+    "ASSISTANT_MEMORY__SQLITE_PATH": "memory.sqlite_path",
+    "ASSISTANT_LONG_TERM__STORE_PATH": "long_term.store_path",
+    "ASSISTANT_MODEL__GGUF_PATH": "model.gguf_path",
+    "ASSISTANT_MODEL__HF_MODEL_DIR": "model.hf_model_dir",
+    "ASSISTANT_MODEL__LORA_PATH": "model.lora_path",
+    "ASSISTANT_MODEL__TOKENIZER": "model.tokenizer",
+    "ASSISTANT_PROMPTS__DIRECTORY": "prompts.directory",
+    "ASSISTANT_FINETUNE__RUNS_DIR": "finetune.runs_dir",
+}
+
+
+def _value(settings: Settings, key: str) -> object:
+    value: object = settings
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+@pytest.mark.parametrize("where", ["env", "dotenv", "file"])
+@pytest.mark.parametrize("variable", sorted(PATH_VARIABLES))
+def test_an_empty_path_setting_is_its_default_not_the_working_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, where: str, blank: str
+) -> None:
+    key = PATH_VARIABLES[variable]
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    monkeypatch.setenv("ASSISTANT_SETTINGS_FILE", str(empty))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ASSISTANT_DATA_DIR", raising=False)
+    default = _value(Settings(), key)
+    if where == "env":
+        monkeypatch.setenv(variable, blank)
+    elif where == "dotenv":
+        (tmp_path / ".env").write_text(f'{variable}="{blank}"\n')
+    else:
+        section, _, name = key.rpartition(".")
+        table = f"[{section}]\n" if section else ""
+        empty.write_text(f'{table}{name} = "{blank}"\n')
+    assert _value(load_settings(), key) == default
+    assert default != Path()  # the default is a real place, or None
+
+
+def test_a_set_path_setting_is_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ASSISTANT_CHROMA__PATH", "rel/chroma")
+    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(tmp_path))
+    settings = load_settings()
+    assert settings.chroma.path == Path("rel/chroma")
+    assert settings.data_dir == tmp_path
+    assert load_settings(model={"gguf_path": "."}).model.gguf_path == Path(".")  # said so
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "Infinity"])
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "ASSISTANT_GENERATION__TEMPERATURE",
+        "ASSISTANT_MODEL__TIMEOUT",
+        "ASSISTANT_RETRIEVAL__MIN_SCORE",
+        "ASSISTANT_MEMORY__TTL_MINUTES",
+    ],
+)
+def test_a_non_finite_number_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    key = variable.removeprefix("ASSISTANT_").lower().replace("__", ".")
+    with pytest.raises(SettingsError, match=re.escape(f"{key}: Input should be a finite number")):
+        load_settings()
+
+
+def test_a_non_finite_number_in_the_settings_file_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    mine = tmp_path / "mine.toml"
+    mine.write_text("[generation]\ntop_p = nan\n")
+    monkeypatch.setenv("ASSISTANT_SETTINGS_FILE", str(mine))
+    with pytest.raises(SettingsError, match=r"generation\.top_p: Input should be a finite number"):
+        load_settings()
+    mine.write_text("[generation]\ntop_p = 0.5\n")  # a finite number still loads
+    assert load_settings().generation.top_p == 0.5
+
+
+def test_a_settings_file_that_is_a_directory_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("ASSISTANT_SETTINGS_FILE", str(tmp_path))
+    with pytest.raises(
+        SettingsError, match=f"is a directory, not a file: {re.escape(str(tmp_path))}"
+    ):
+        load_settings()
+    monkeypatch.setenv("ASSISTANT_SETTINGS_FILE", str(tmp_path / "nope.toml"))
+    with pytest.raises(SettingsError, match="no such file"):
+        load_settings()

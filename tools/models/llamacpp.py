@@ -61,6 +61,7 @@ from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, PrivateAttr
 
+from graph.settings import not_a_file
 from tools.models.base import (
     Adapter,
     FirstTokenScores,
@@ -190,11 +191,15 @@ class LlamaCppChatModel(Adapter, Prefill, FirstTokenScores, BaseChatModel):
         path = Path(self.model_path) if self.model_path else None
         if path is None and self.path_resolver is not None:
             path = self.path_resolver()
-        if path is None or not path.is_file():
-            raise ModelLoadError(f"GGUF model file not found: {path}")
+        if path is None:
+            raise ModelLoadError("GGUF model file not found: None")
+        problem = not_a_file(path, "file not found")
+        if problem:
+            raise ModelLoadError(f"GGUF model {problem}")
         lora = Path(self.lora_path) if self.lora_path else None
-        if lora is not None and not lora.is_file():
-            raise ModelLoadError(f"LoRA adapter file not found: {lora}")
+        problem = not_a_file(lora, "file not found") if lora is not None else None
+        if problem:
+            raise ModelLoadError(f"LoRA adapter {problem}")
         started = time.perf_counter()
         try:
             # Not Llama(lora_path=...): that applies the adapter to every call and turns
