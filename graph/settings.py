@@ -1053,8 +1053,22 @@ def _describe(error: ValidationError) -> str:
         # A secret's value never goes into a message (a log or a terminal may keep it).
         hidden = isinstance(got, dict) or _is_secret(err["loc"])
         shown = "" if hidden else f" (got {got!r})"
-        lines.append(f"  {key}: {err['msg']}{shown}{_list_hint(err)}")
+        lines.append(f"  {key}: {err['msg']}{shown}{_list_hint(err)}{_typo_hint(err)}")
     return "Invalid settings:\n" + "\n".join(lines)
+
+
+def _typo_hint(err: Any) -> str:
+    # An unknown key from .env or the settings file gets the guess an unknown ASSISTANT_*
+    # variable gets (_closest_setting), in both spellings: the file's and the variable's.
+    if err["type"] != "extra_forbidden":
+        return ""
+    meant = _closest_setting("__".join(str(part) for part in err["loc"]).lower())
+    if meant is None:
+        return ""
+    dotted = meant.replace("__", ".")
+    if any(isinstance(part, int) for part in err["loc"]):  # a list item: no variable sets it
+        return f"; did you mean {dotted}?"
+    return f"; did you mean {dotted} (ASSISTANT_{meant.upper()})?"
 
 
 def _list_hint(err: Any) -> str:
@@ -1164,7 +1178,6 @@ def _misnamed_variables(environ: Mapping[str, str]) -> list[str]:
         One line per variable, ``NAME is not a setting: did you mean OTHER?`` (or ``NAME is
         not a setting`` when nothing is close); empty when none is.
     """
-    fields = Settings.model_fields
     names = _setting_names()
     found = []
     for name in sorted(environ):
@@ -1190,40 +1203,77 @@ def _misnamed_variables(environ: Mapping[str, str]) -> list[str]:
             continue
         if rest in names or any(rest.startswith(f"{n}__") for n in names if "__" in n):
             continue  # deeper keys (ASSISTANT_SAFETY__REFUSE__STRICT) pydantic checks itself
-        head = rest.split("__", 1)[0]
-        meant = None
-        if "__" not in rest:  # a section's field with one underscore for two
-            # The section may be misspelt too (ASSISTANT_SAFTEY_LEVEL): try each split.
-            splits = [(rest[:at], rest[at + 1 :]) for at, c in enumerate(rest) if c == "_"]
-            for part, key in splits:
-                near = difflib.get_close_matches(part, list(fields), n=1, cutoff=0.8)
-                if not near or meant is not None:
-                    continue
-                section = near[0]
-                inner = list(getattr(fields[section].annotation, "model_fields", {}))
-                if inner:
-                    ends = [f for f in inner if f.endswith(f"_{key}")]
-                    close = ends or difflib.get_close_matches(key, inner, n=1, cutoff=0.6)
-                    meant = f"{section}__{close[0]}" if close else None
-        if meant is None and head not in fields:
-            close = difflib.get_close_matches(head, list(fields), n=1, cutoff=0.8)
-            fixed = close[0] + rest[len(head) :] if close else None
-            meant = fixed if fixed in names else (close[0] if close else None)
-        if meant is None or meant not in names:
-            # A field of no section (ASSISTANT_BACKEND), or a section's unknown field.
-            key = rest.split("__", 1)[1] if head in fields and "__" in rest else rest
-            candidates = {n.split("__", 1)[-1]: n for n in names if "__" in n}
-            if head in fields:
-                candidates = {k: v for k, v in candidates.items() if v.startswith(f"{head}__")}
-            ends = [v for k, v in candidates.items() if k.endswith(f"_{key}") or k == key]
-            close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.6)
-            meant = ends[0] if ends else candidates[close[0]] if close else None
-            if meant is None:
-                close = difflib.get_close_matches(rest, names, n=1, cutoff=0.6)
-                meant = close[0] if close else None
+        meant = _closest_setting(rest)
         hint = f": did you mean ASSISTANT_{meant.upper()}?" if meant else ""
         found.append(f"{name} is not a setting{hint}")
     return found
+
+
+def _closest_setting(rest: str) -> str | None:
+    """The setting a misspelt key most likely meant, in the environment's form.
+
+    One guess for every source: an ``ASSISTANT_*`` variable (``safety_level``, one
+    underscore short), a ``.env`` line or a settings-file key (``generation__temprature``,
+    a ``[modle]`` table). Keys deeper than a section's field (``safety__refuse__strcit``)
+    are matched among their siblings.
+
+    Args:
+        rest: The key without ``ASSISTANT_``, lower case, ``__`` between its parts.
+
+    Returns:
+        The setting, e.g. ``generation__temperature``, or None when nothing is close.
+    """
+    fields = Settings.model_fields
+    names = _setting_names()
+    if rest.count("__") >= 2:
+        *above, last = rest.split("__")
+        model: Any = Settings
+        for part in above:
+            if part.isdigit():  # an item of a list of tables (api.keys): its model's keys
+                continue
+            inner = getattr(model, "model_fields", {})
+            model = inner[part].annotation if part in inner else None
+            kinds = [arg for arg in get_args(model) if arg is not type(None)]
+            model = kinds[0] if len(kinds) == 1 else model  # list[ApiKey], X | None: X
+        siblings = list(getattr(model, "model_fields", {}))
+        close = difflib.get_close_matches(last, siblings, n=1, cutoff=0.6)
+        if close:
+            return "__".join([*above, close[0]])
+    head = rest.split("__", 1)[0]
+    meant = None
+    if "__" not in rest:  # a section's field with one underscore for two
+        # The section may be misspelt too (ASSISTANT_SAFTEY_LEVEL): try each split.
+        splits = [(rest[:at], rest[at + 1 :]) for at, c in enumerate(rest) if c == "_"]
+        for part, key in splits:
+            near = difflib.get_close_matches(part, list(fields), n=1, cutoff=0.8)
+            if not near or meant is not None:
+                continue
+            section = near[0]
+            inner = list(getattr(fields[section].annotation, "model_fields", {}))
+            if inner:
+                ends = [f for f in inner if f.endswith(f"_{key}")]
+                close = ends or difflib.get_close_matches(key, inner, n=1, cutoff=0.6)
+                meant = f"{section}__{close[0]}" if close else None
+    if meant is None and head not in fields:
+        close = difflib.get_close_matches(head, list(fields), n=1, cutoff=0.8)
+        fixed = close[0] + rest[len(head) :] if close else None
+        meant = fixed if fixed in names else (close[0] if close else None)
+    if meant is None or meant not in names:
+        # A field of no section (ASSISTANT_BACKEND), or a section's unknown field.
+        key = rest.split("__", 1)[1] if head in fields and "__" in rest else rest
+        # Filtered before the map: a key may be in several sections (model and memory
+        # both have a backend), and the map keeps one.
+        inside = [
+            n for n in names if "__" in n and (head not in fields or n.startswith(f"{head}__"))
+        ]
+        candidates = {n.split("__", 1)[-1]: n for n in inside}
+        ends = [v for k, v in candidates.items() if k.endswith(f"_{key}") or k == key]
+        close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.6)
+        meant = ends[0] if ends else candidates[close[0]] if close else None
+        if meant is None and head not in fields:  # in a known section: its keys only
+            close = difflib.get_close_matches(rest, names, n=1, cutoff=0.6)
+            meant = close[0] if close else None
+    return meant
 
 
 def _unreadable(exc: Exception) -> str:

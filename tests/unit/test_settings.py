@@ -607,3 +607,78 @@ def test_a_settings_file_that_is_a_directory_says_so(
     monkeypatch.setenv("ASSISTANT_SETTINGS_FILE", str(tmp_path / "nope.toml"))
     with pytest.raises(SettingsError, match="no such file"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "meant"),
+    [
+        ("ASSISTANT_GENERATION__TEMPRATURE=1", "generation.temprature", "generation.temperature"),
+        ("ASSISTANT_MODLE__BACKEND=fake", "modle__backend", "model.backend"),
+        ("ASSISTANT_SAFETY_LEVEL=strict", "safety_level", "safety.sensitivity_level"),
+        ("ASSISTANT_LOGLEVEL=INFO", "loglevel", "log_level"),
+    ],
+)
+def test_a_typo_in_dotenv_gets_the_suggestion_the_variable_gets(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, line: str, key: str, meant: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(line + "\n")
+    variable = "ASSISTANT_" + meant.replace(".", "__").upper()
+    with pytest.raises(
+        SettingsError, match=re.escape(f"{key}: Extra inputs are not permitted")
+    ) as raised:
+        load_settings()
+    assert f"did you mean {meant} ({variable})?" in str(raised.value)
+    # The same typo as a variable: the same setting is named.
+    (tmp_path / ".env").unlink()
+    monkeypatch.setenv(line.split("=")[0], "1")
+    with pytest.raises(SettingsError, match=re.escape(f"did you mean {variable}?")):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "meant"),
+    [
+        ("[generation]\ntemprature = 1\n", "generation.temprature", "generation.temperature"),
+        ('[modle]\nbackend = "fake"\n', "modle", "model"),
+        ("[safety.refuse]\nstrcit = []\n", "safety.refuse.strcit", "safety.refuse.strict"),
+        ('data_dri = "x"\n', "data_dri", "data_dir"),
+    ],
+)
+def test_a_typo_in_the_settings_file_gets_a_suggestion(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, toml: str, key: str, meant: str
+) -> None:
+    mine = tmp_path / "mine.toml"
+    mine.write_text(toml)
+    monkeypatch.setenv("ASSISTANT_SETTINGS_FILE", str(mine))
+    with pytest.raises(SettingsError, match=re.escape(key)) as raised:
+        load_settings()
+    assert f"did you mean {meant} (" in str(raised.value)
+
+
+def test_a_typo_in_a_list_item_names_no_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    mine = tmp_path / "mine.toml"
+    mine.write_text('[[api.keys]]\nkey = "abcdefghijklmnopqrstuvwxyz12"\nusr = "ana"\n')
+    monkeypatch.setenv("ASSISTANT_SETTINGS_FILE", str(mine))
+    with pytest.raises(SettingsError, match=re.escape("api.keys.0.usr")) as raised:
+        load_settings()
+    assert str(raised.value).endswith("did you mean api.keys.0.user?")
+
+
+def test_an_unknown_key_nothing_is_close_to_gets_no_guess(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    mine = tmp_path / "mine.toml"
+    mine.write_text("[generation]\nqqqqqqqqqqqq = 1\n")
+    monkeypatch.setenv("ASSISTANT_SETTINGS_FILE", str(mine))
+    with pytest.raises(SettingsError, match=r"generation\.qqqqqqqqqqqq") as raised:
+        load_settings()
+    assert "did you mean" not in str(raised.value)
+    mine.unlink()
+    monkeypatch.setenv("ASSISTANT_GENERATION__QQQQQQQQQQQQ", "1")  # the variable: no guess either
+    with pytest.raises(
+        SettingsError, match=r"ASSISTANT_GENERATION__QQQQQQQQQQQQ is not a setting$"
+    ):
+        load_settings()
