@@ -138,7 +138,7 @@ def write_picture(
     graph: Drawable | None = None,
     settings: Settings | None = None,
 ) -> Path:
-    """Draw the graph and write it to a file (its folder is created if needed).
+    """Draw the graph and write it to a file in an existing folder.
 
     Args:
         path: Where to write the picture.
@@ -150,14 +150,18 @@ def write_picture(
         The path written.
 
     Raises:
-        PictureError: Unknown format, or the package that draws it is missing.
+        PictureError: Unknown format, the package that draws it is missing, or the
+            file's folder does not exist (a typo must not create folders silently).
         OSError: The file cannot be written.
     """
+    target = Path(path)
+    folder = target.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "no such folder"
+        raise PictureError(f"cannot write {target}: {what}: {folder}")
     fmt = check_format(fmt)
     require(fmt)  # before building the graph: fail fast on a missing package
     picture = draw(graph if graph is not None else pipeline(settings), fmt)
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(picture, bytes):
         target.write_bytes(picture)
     else:

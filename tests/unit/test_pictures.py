@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 import sys
 from collections.abc import Callable
@@ -130,9 +131,22 @@ def test_write_picture(
     fmt: pictures.Format,
     check: Callable[[bytes], bool],
 ) -> None:
-    target = tmp_path / "new" / "dir" / f"graph.{fmt}"
+    target = tmp_path / f"graph.{fmt}"
     assert write_picture(target, fmt, settings=make_settings()) == target
     assert check(target.read_bytes())
+
+
+@pytest.mark.parametrize("fmt", ["png", "mermaid"])
+@pytest.mark.parametrize("under", ["new/dir", "a-file"])
+def test_write_picture_refuses_a_missing_folder_and_creates_none(
+    tmp_path: Path, make_settings: Callable[..., Settings], fmt: pictures.Format, under: str
+) -> None:
+    (tmp_path / "a-file").write_text("x")
+    target = tmp_path / under / f"graph.{fmt}"
+    what = "is not a folder" if under == "a-file" else "no such folder"
+    with pytest.raises(PictureError, match=f"{what}: {re.escape(str(target.parent))}"):
+        write_picture(target, fmt, settings=make_settings())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 
 
 @pytest.mark.parametrize("fmt", ["PNG", " Mermaid ", "ascii"])
@@ -197,11 +211,24 @@ def test_cli_png_defaults_to_graph_png(run: Callable[..., Any]) -> None:
     assert (Path.cwd() / "graph.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
-def test_cli_png_to_a_new_folder(run: Callable[..., Any]) -> None:
+def test_cli_png_to_an_existing_folder(run: Callable[..., Any]) -> None:
+    (Path.cwd() / "docs").mkdir()
     result = run("--format", "png", "--output", "docs/graph.png")
     assert result.exit_code == 0, result.output
     assert "docs/graph.png" in result.stdout
     assert (Path.cwd() / "docs" / "graph.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+@pytest.mark.parametrize("fmt", ["png", "mermaid"])
+def test_cli_refuses_a_missing_folder_instead_of_creating_it(
+    run: Callable[..., Any], fmt: str
+) -> None:
+    result = run("-f", fmt, "-o", f"nonexistent/dir/x.{'png' if fmt == 'png' else 'mmd'}")
+    assert result.exit_code == 1
+    message = " ".join(result.stderr.split())
+    assert "no such folder: nonexistent/dir" in message
+    assert "Traceback" not in result.output
+    assert not list(Path.cwd().iterdir())  # no folder created
 
 
 @pytest.mark.parametrize("fmt", ["mermaid", "ascii"])
