@@ -1225,6 +1225,35 @@ INGEST_HELP = "\n\n".join(
 )
 
 
+class PlainIngestProgress:
+    """Ingest progress as plain lines, for stderr that is not a terminal (a log, a pipe).
+
+    The progress bar draws nothing there, and a big file can take minutes: one line per
+    file as it starts (``[3/10] notes.txt``) and one per ``every`` chunks written.
+    """
+
+    def __init__(self, write: Callable[[str], None], every: int = 500) -> None:
+        """Start with nothing reported.
+
+        Args:
+            write: Prints one line.
+            every: Chunks between two chunk lines.
+        """
+        self.write = write
+        self.every = every
+        self._current: str | None = None
+        self._reported = 0
+
+    def __call__(self, step: IngestProgress) -> None:
+        """Print what changed since the last step (a new file, ``every`` more chunks)."""
+        if step.current is not None and step.current != self._current:
+            self._current = step.current
+            self.write(f"[{step.files_done + 1}/{step.files_total}] {step.current}")
+        if step.chunks_done >= self._reported + self.every:
+            self._reported = step.chunks_done - step.chunks_done % self.every
+            self.write(f"  {step.chunks_done} chunks written")
+
+
 @app.command("ingest", help=INGEST_HELP)
 def ingest_command(
     paths: Annotated[
@@ -1277,7 +1306,12 @@ def ingest_command(
     ) as progress:
         task = progress.add_task("scanning", total=None, chunks=0)
 
+        plain = PlainIngestProgress(lambda line: err.print(line, markup=False, soft_wrap=True))
+
         def show(step: IngestProgress) -> None:
+            if not err.is_terminal:  # a log or a pipe: the bar draws nothing there
+                plain(step)
+                return
             name = Path(step.current).name if step.current else "done"
             progress.update(
                 task,

@@ -622,6 +622,11 @@ def test_cli_exit_codes_and_errors(corpus: Path, tmp_path: Path) -> None:
     assert done.exit_code == 0  # skipped is not failed, and one path existed
     assert "empty file" in done.stdout and "no such file or folder" in done.stdout
 
+    # Not a terminal (a log, a pipe): the bar draws nothing, so a line per file says where
+    # a long ingest is.
+    done = run_cli("ingest", str(corpus / "empty.txt"), str(corpus / "broken.pdf"))
+    assert "[1/2] " in done.stderr and "[2/2] " in done.stderr and "broken.pdf" in done.stderr
+
     done = run_cli("docs", "list", "--collection", "no good")
     assert done.exit_code == 2 and "bad collection name" in done.stderr
 

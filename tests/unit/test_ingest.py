@@ -458,6 +458,30 @@ def test_folders_are_walked_and_sorted(tmp_path: Path) -> None:
     ]
 
 
+def test_a_file_without_extension_and_a_symlink_loop_say_what_they_are(tmp_path: Path) -> None:
+    (tmp_path / "README").write_text("no extension")
+    (tmp_path / "Makefile.").write_text("an empty suffix")
+    (tmp_path / "self").symlink_to(tmp_path / "self")
+    (tmp_path / "a.md").symlink_to(tmp_path / "b.md")
+    (tmp_path / "b.md").symlink_to(tmp_path / "a.md")
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG")
+    (tmp_path / "gone.md").symlink_to(tmp_path / "deleted.md")
+    plan = collect_files([tmp_path, tmp_path / "self"])
+    skipped = {Path(p.path).name: p.reason for p in plan.skipped}
+    assert skipped == {
+        "README": "no extension",
+        "Makefile.": "no extension",
+        "self": "symbolic link loop",
+        "a.md": "symbolic link loop",
+        "b.md": "symbolic link loop",
+        "photo.png": "unsupported type (.png)",  # unchanged
+        "gone.md": "broken symbolic link",  # unchanged
+    }
+    assert [(Path(p.path).name, p.reason) for p in plan.failed] == [("self", "symbolic link loop")]
+    # Named on the command line, a file without extension is read as text, as before.
+    assert [p.name for p, _ in collect_files([tmp_path / "README"]).files] == ["README"]
+
+
 # --- the batch, on a store that keeps chunks in a dict ---------------------------------
 
 
@@ -803,3 +827,25 @@ def test_documents_that_give_orders_are_reported(
     assert [(Path(f.path).name, f.chunks) for f in report.flagged] == [("faq.md", 1)]
     assert "ignore all previous instructions" in report.flagged[0].excerpt
     assert report.to_dict()["flagged"][0]["chunks"] == 1
+
+
+def test_plain_progress_prints_a_line_per_file_and_per_n_chunks() -> None:
+    from apps.cli.main import PlainIngestProgress
+
+    lines: list[str] = []
+    show = PlainIngestProgress(lines.append, every=100)
+    steps = [
+        IngestProgress(0, 2, 0, "big.txt"),
+        *(IngestProgress(0, 2, n, "big.txt") for n in (40, 80, 120, 160, 250)),
+        IngestProgress(1, 2, 250, "small.md"),
+        IngestProgress(1, 2, 260, "small.md"),
+        IngestProgress(2, 2, 260, None),  # the end: nothing new
+    ]
+    for step in steps:
+        show(step)
+    assert lines == [
+        "[1/2] big.txt",
+        "  120 chunks written",
+        "  250 chunks written",
+        "[2/2] small.md",
+    ]

@@ -25,6 +25,7 @@ one that now fails to load, or has grown over the limit, keeps them.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -166,7 +167,9 @@ def collect_files(paths: Iterable[str | Path]) -> _Plan:
 
     for given in paths:
         path = Path(given).expanduser()
-        if not path.exists():
+        if _is_symlink_loop(path):
+            plan.failed.append(FileProblem(str(given), "symbolic link loop"))
+        elif not path.exists():
             reason = "broken symbolic link" if path.is_symlink() else "no such file or folder"
             plan.failed.append(FileProblem(str(given), reason))
         elif path.is_dir():
@@ -176,6 +179,16 @@ def collect_files(paths: Iterable[str | Path]) -> _Plan:
         else:
             add(path, kind_of(path))
     return plan
+
+
+def _is_symlink_loop(path: Path) -> bool:
+    # A link that leads back to itself (self -> self, a -> b -> a) is neither missing nor
+    # of any type: say what it is.
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
 
 
 def _walk(folder: Path, plan: _Plan, add: Callable[[Path, str | None], None]) -> None:
@@ -190,8 +203,11 @@ def _walk(folder: Path, plan: _Plan, add: Callable[[Path, str | None], None]) ->
                 continue
             path = Path(root) / name
             kind = kind_of(path)
-            if kind is None:
-                plan.skipped.append(FileProblem(str(path), f"unsupported type ({path.suffix})"))
+            if _is_symlink_loop(path):
+                plan.skipped.append(FileProblem(str(path), "symbolic link loop"))
+            elif kind is None:
+                what = f"unsupported type ({path.suffix})" if path.suffix else "no extension"
+                plan.skipped.append(FileProblem(str(path), what))
             elif not path.is_file():
                 # The same words as for a path named on the command line.
                 reason = "broken symbolic link" if not path.exists() else "not a regular file"
