@@ -153,7 +153,29 @@ def api_error(exc: BaseException) -> ApiError:
 
 
 def _param(error: ErrorDetails) -> str:
-    return ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+    # The body's own path (messages.0.content.0.text): pydantic also names the union member
+    # it tried (str, list[ContentPart]) and validators (function-...), none of them a field.
+    return ".".join(str(part) for part in error["loc"] if not _is_member_name(part))
+
+
+def _is_member_name(part: int | str) -> bool:
+    if isinstance(part, int):
+        return False
+    return part.startswith("function-") or "[" in part or part in ("str", "int", "float", "bool")
+
+
+def _first_error(errors: list[ErrorDetails]) -> ErrorDetails:
+    """The error to report: the one of the union member the input's type matches.
+
+    ``content`` is a string or a list of parts; a list with a part missing ``text`` fails
+    both members, and "Input should be a valid string" first would be the wrong advice.
+    A member the input's type does not match fails at the member itself (its name ends
+    the location): skipped, unless every error is one.
+    """
+    for error in errors:
+        if not error["loc"] or not _is_member_name(error["loc"][-1]):
+            return error
+    return errors[0]
 
 
 class _Runtime:
@@ -277,6 +299,9 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # Outside /v1 every path is a 404, the schema too: it would be the one thing a
+        # caller without the key could read.
+        openapi_url=None,
     )
 
     @app.exception_handler(ApiError)
@@ -318,7 +343,7 @@ def create_app(
         try:
             chat = ChatRequest.model_validate_json(body)
         except ValidationError as exc:
-            first = exc.errors()[0]
+            first = _first_error(exc.errors())
             raise ApiError(
                 400, f"{_param(first) or 'body'}: {first['msg']}", param=_param(first) or None
             ) from None

@@ -9,25 +9,39 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from graph.settings import SafetyLevel
 
 
-class ContentPart(BaseModel):
-    """One part of a message's content; only text parts are understood."""
+class _Body(BaseModel):
+    # OpenAI accepts null for an optional field ("stream": null): it means the default.
+    model_config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
 
-    model_config = ConfigDict(extra="ignore", strict=True)
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_the_default(cls, data: object) -> object:
+        if isinstance(data, dict):
+            return {
+                key: value
+                for key, value in data.items()
+                if value is not None
+                or key not in cls.model_fields
+                or cls.model_fields[key].is_required()
+            }
+        return data
+
+
+class ContentPart(_Body):
+    """One part of a message's content; only text parts are understood."""
 
     type: Literal["text"]
     text: str
 
 
-class ChatMessage(BaseModel):
+class ChatMessage(_Body):
     """One message of the conversation the client sends."""
-
-    model_config = ConfigDict(extra="ignore", strict=True)
 
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[ContentPart] | None = None
@@ -58,23 +72,19 @@ class ChatMessage(BaseModel):
         return "\n".join(part.text for part in self.content)
 
 
-class StreamOptions(BaseModel):
+class StreamOptions(_Body):
     """OpenAI's ``stream_options``: a last chunk with the usage when asked."""
-
-    model_config = ConfigDict(extra="ignore", strict=True)
 
     include_usage: bool = False
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(_Body):
     """The body of ``POST /v1/chat/completions``.
 
     ``safety_level`` is our extension (strict, moderate or relaxed); ``metadata.thread_id``
     names the conversation to continue, like the ``X-Thread-Id`` header (both checked where
     the request becomes a turn, ``apps.api.service.to_turn``).
     """
-
-    model_config = ConfigDict(extra="ignore", strict=True)
 
     model: str | None = Field(None, max_length=256)
     messages: list[ChatMessage] = Field(min_length=1, max_length=1000)

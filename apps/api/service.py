@@ -132,8 +132,8 @@ def to_turn(
         UserNotAllowedError: ``bound_user`` is set and the body names another ``user``.
         RequestError: The conversation id is empty or malformed, or given twice and
             differs (``X-Thread-Id`` and ``metadata.thread_id``), the last message
-            is not the user's or is empty, a message is over ``api.max_message_chars``,
-            or a value is out of range.
+            (trailing system/developer messages aside) is not the user's or is empty,
+            a message is over ``api.max_message_chars``, or a value is out of range.
     """
     # Sent but empty is a mistake (an unset variable in the client), not "stateless": the
     # client would believe its turns are kept. Leaving the header out is stateless.
@@ -148,11 +148,21 @@ def to_turn(
             "X-Thread-Id and metadata.thread_id name different threads", "metadata.thread_id"
         )
     thread_id = thread_id or in_body
-    last = request.messages[-1]
-    if last.role != "user":
-        raise RequestError("the last message must be the user's", "messages")
-    text = last.text.strip()
+    # Instructions after the question (system/developer, as some clients append them) are
+    # not passed on, like every client instruction: the turn answers the last user message.
     index = len(request.messages) - 1
+    while index >= 0 and request.messages[index].role in ("system", "developer"):
+        index -= 1
+    if index < 0:
+        raise RequestError("there is no user message to answer", "messages")
+    last = request.messages[index]
+    if last.role != "user":
+        raise RequestError(
+            "the last message (after any system or developer messages) must be the user's, "
+            f"not the {last.role}'s",
+            f"messages.{index}.role",
+        )
+    text = last.text.strip()
     if is_blank(text):
         raise RequestError("the message is empty", f"messages.{index}.content", "empty_message")
     limit = settings.api.max_message_chars
@@ -167,7 +177,7 @@ def to_turn(
                 "message_too_long",
             )
     earlier: list[BaseMessage] = []
-    for message in request.messages[:-1]:
+    for message in request.messages[:index]:
         if message.role == "user":
             earlier.append(HumanMessage(message.text))
         elif message.role == "assistant":

@@ -392,15 +392,93 @@ def expect_error(response: Any, status: int, param: str | None = None) -> dict[s
         (user("hi", metadata={"thread_id": "../etc"}), "metadata.thread_id"),
         (
             {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
-            "messages",
+            "messages.1.role",
+        ),
+        # Null is the default for an optional field, not for a required one.
+        ({"messages": None}, "messages"),
+        ({"messages": [{"role": None, "content": "hi"}]}, "messages.0.role"),
+        # The body's own path, never the union member pydantic tried (content.str).
+        ({"messages": [{"role": "user", "content": 5}]}, "messages.0.content"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text"}]}]},
+            "messages.0.content.0.text",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": 7}]}]},
+            "messages.0.content.0.text",
+        ),
+        # Non-finite numbers: NaN passes every bound check unless refused as such.
+        ('{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}', "temperature"),
+        ('{"messages": [{"role": "user", "content": "hi"}], "top_p": Infinity}', "top_p"),
+        # Only instructions after the question are allowed; none at all is no question.
+        ({"messages": [{"role": "system", "content": "be brief"}]}, "messages"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "a"},
+                    {"role": "assistant", "content": "b"},
+                    {"role": "developer", "content": "c"},
+                ]
+            },
+            "messages.1.role",
         ),
     ],
 )
 def test_bad_input_is_400_with_openais_error_object(
-    client: TestClient, body: dict[str, Any], param: str | None
+    client: TestClient, body: dict[str, Any] | str, param: str | None
 ) -> None:
-    error = expect_error(client.post(URL, json=body), 400, param)
+    sent = client.post(URL, json=body) if isinstance(body, dict) else client.post(URL, content=body)
+    error = expect_error(sent, 400, param)
     assert error["type"] == "invalid_request_error"
+    assert ".str" not in error["message"] and "list[" not in error["message"]
+    if isinstance(body, str):  # NaN, Infinity: said so, not "less than or equal to 2"
+        assert "finite number" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"stream": None},
+        {"stream_options": None, "temperature": None, "top_p": None},
+        {"max_tokens": None, "max_completion_tokens": None, "n": None, "user": None},
+        {"model": None, "metadata": None, "safety_level": None},
+    ],
+)
+def test_null_means_the_default_for_every_optional_field(
+    client: TestClient, extra: dict[str, Any]
+) -> None:
+    done = client.post(URL, json=user("hi", **extra))
+    assert done.status_code == 200, done.text
+    assert done.json()["object"] == "chat.completion"  # stream: null is not a stream
+
+
+@pytest.mark.parametrize("role", ["system", "developer"])
+def test_trailing_instructions_answer_the_last_user_message(
+    client: TestClient, fake_model: FakeChatModel, role: str
+) -> None:
+    body = {
+        "messages": [
+            {"role": "user", "content": "hello there"},
+            {"role": role, "content": "answer in French"},
+            {"role": role, "content": "and be brief"},
+        ]
+    }
+    done = client.post(URL, json=body)
+    assert done.status_code == 200, done.text
+    prompt = " ".join(str(m.content) for m in fake_model.calls[-1])
+    assert "hello there" in prompt
+    assert "answer in French" not in prompt  # not passed on, like any client instruction
+
+
+def test_the_schema_is_not_served_outside_v1(
+    make_settings: Callable[..., Settings], fake_model: FakeChatModel
+) -> None:
+    settings = api_settings(make_settings, api={"keys": ["secret-key-0123456"]})
+    with TestClient(create_app(service=make_service(settings, fake_model))) as client:
+        for path in ("/openapi.json", "/docs", "/redoc"):
+            expect_error(client.get(path), 404)
+            key = {"Authorization": "Bearer secret-key-0123456"}
+            expect_error(client.get(path, headers=key), 404)
 
 
 def test_anonymous_requests_recall_nothing_of_each_other(
