@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from graph.settings import SafetyLevel, check_collection
+from graph.settings import SafetyLevel, check_collection, check_user_name
 
 
 class Context(BaseModel):
@@ -84,22 +84,30 @@ class UnknownContextKeyError(ValueError):
     """A run's context names a key the Context schema does not have (a typo, most often)."""
 
 
+class BlankUserNameError(ValueError):
+    """A user name that is empty or only whitespace."""
+
+
 def plain_user_name(name: str) -> str:
     """A user name as every front end takes it (CLI ``--user``, web page, API ``user``).
 
     Blanks around it are dropped, so " ada " is ada everywhere: one person, one set of
-    threads and memories.
+    threads and memories. Then one rule for every front end
+    (:func:`graph.settings.check_user_name`): letters, digits, spaces and ``. @ + -``, so
+    no invisible character makes a second "root" and no ``:`` names a bot's user
+    (``telegram:<id>``, reached only through the bots).
 
     Returns:
         The name, stripped.
 
     Raises:
-        ValueError: The name is blank (empty or only whitespace).
+        BlankUserNameError: The name is blank (empty or only whitespace).
+        ValueError: The name breaks the rule; the message says what a name may hold.
     """
     name = name.strip()
     if not name:
-        raise ValueError("a user name is not blank")
-    return name
+        raise BlankUserNameError("a user name is not blank")
+    return check_user_name(name)
 
 
 def check_context_keys(values: Mapping[str, Any]) -> None:

@@ -522,6 +522,28 @@ def check_collection(name: str) -> str:
     return name
 
 
+USER_NAME = re.compile(r"^\w[\w .@+-]{0,63}$")
+"""A user name a person gives (page, API, CLI ``--user``, an API key's ``user``): a letter
+or digit first, then letters, digits, spaces and ``. @ + -``, at most 64 in all. No ``:``
+(the bots' internal users, ``telegram:<id>``, are reached only through the bots) and no
+invisible or control characters ("root\u200b" would be a second root)."""
+
+USER_NAME_RULE = (
+    "a user name is 1 to 64 letters, digits, spaces or . @ + - (starting with a letter or digit)"
+)
+
+
+def check_user_name(name: str) -> str:
+    """``name`` if it is a user name a person may give (:data:`USER_NAME`).
+
+    Raises:
+        ValueError: It is not; the message is :data:`USER_NAME_RULE`.
+    """
+    if not USER_NAME.fullmatch(name):
+        raise ValueError(USER_NAME_RULE)
+    return name
+
+
 class ChromaSettings(_Section):
     """Where the user's documents are indexed (Chroma)."""
 
@@ -729,7 +751,7 @@ class ApiKey(_Section):
         # "alice " in a .env is a typo: requests would act as a user nobody else names.
         if user is not None and user != user.strip():
             raise ValueError("a user name has no leading or trailing blanks")
-        return user
+        return None if user is None else check_user_name(user)
 
 
 class ApiSettings(_Section):

@@ -37,7 +37,7 @@ from apps.turns import (
     stream_turn,
     turn_config,
 )
-from graph.context import Context, plain_user_name
+from graph.context import BlankUserNameError, Context, plain_user_name
 from graph.settings import Settings
 from tools.text import is_blank
 
@@ -187,10 +187,12 @@ def to_turn(
         # One rule for every key and front end: " ada " is ada, "  " is nobody.
         try:
             user = plain_user_name(user)
-        except ValueError:
+        except BlankUserNameError:
             raise RequestError(
                 "'user' is blank: leave it out for an anonymous request", "user", "invalid_user"
             ) from None
+        except ValueError as exc:  # the page's rule: no invisible characters, no ':'
+            raise RequestError(f"'user' is not valid: {exc}", "user", "invalid_user") from None
     if bound_user is not None:
         # The key says who this is: the body may repeat it, not change it.
         if user is not None and user != bound_user:

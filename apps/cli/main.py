@@ -23,7 +23,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from apps.cli.console import cli_settings, end_reply_line, err, out, print_inline
 from apps.cli.evals import eval_app
 from apps.cli.finetune import finetune_app
-from graph.context import Context, plain_user_name
+from graph.context import BlankUserNameError, Context, plain_user_name
 from graph.errors import MessageTooLongError
 from graph.settings import SAFETY_LEVELS, Settings, SettingsError, get_settings, not_a_file
 from tools.text import is_blank
@@ -367,14 +367,17 @@ def _command(session: ChatSession, line: str) -> bool:
 def _check_user(user: str | None) -> str | None:
     """A ``--user`` value as the graph's context takes it.
 
-    Stripped (" priya " is priya, as on the web page), not blank, within its length limit.
+    Stripped (" priya " is priya, as on the web page), not blank, and within the one rule
+    of every front end (:func:`graph.context.plain_user_name`: no `:`, nothing invisible).
     """
     if user is None:
         return None
     try:
         user = plain_user_name(user)
-    except ValueError:
+    except BlankUserNameError:
         raise typer.BadParameter("is empty; leave the option out for the login name") from None
+    except ValueError as exc:  # one rule with the page and the API
+        raise typer.BadParameter(str(exc)) from None
     try:
         Context(user_id=user)
     except ValidationError as exc:

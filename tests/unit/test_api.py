@@ -1223,6 +1223,66 @@ def test_every_front_end_refuses_a_blank_user_name(blank: str) -> None:
         check_user(blank)
 
 
+LOOSE_NAMES = [
+    "root\u200b",  # an invisible character: a second "root"
+    "ro\u200dot",
+    "\u2060root",
+    "root\x00",
+    "telegram:123",  # a bot's internal user: reached only through the bots
+    "slack:T1:U2",
+    "a/b",
+    "-dash-first",
+    "x" * 65,
+]
+
+
+@pytest.mark.parametrize("key", [None, GATEWAY])
+@pytest.mark.parametrize("name", LOOSE_NAMES)
+def test_the_api_takes_user_names_by_the_pages_rule(
+    bound: TestClient, client: TestClient, fake_model: FakeChatModel, key: str | None, name: str
+) -> None:
+    test_client, headers = (client, {}) if key is None else (bound, bearer(key))
+    response = test_client.post(URL, json=user("hi", user=name), headers=headers)
+    error = expect_error(response, 400, "user")
+    assert error["code"] == "invalid_user" and "letters, digits" in error["message"]
+    assert fake_model.calls == []
+
+
+@pytest.mark.parametrize("name", LOOSE_NAMES)
+def test_every_front_end_refuses_a_name_the_page_refuses(name: str) -> None:
+    import typer
+
+    from apps.cli.main import _check_user
+    from apps.ui.service import UiError, check_user
+    from graph.context import plain_user_name
+
+    with pytest.raises(ValueError, match="letters, digits"):
+        plain_user_name(name)
+    with pytest.raises(typer.BadParameter, match="letters, digits"):
+        _check_user(name)
+    with pytest.raises(UiError, match="letters, digits"):
+        check_user(name)
+
+
+@pytest.mark.parametrize("name", ["ada", "Ana María", "ana.maría@example.org", "7 of 9", "李雷"])
+def test_names_the_page_takes_are_taken_everywhere(client: TestClient, name: str) -> None:
+    from apps.cli.main import _check_user
+    from apps.ui.service import check_user
+
+    assert _check_user(f" {name} ") == check_user(name) == name
+    assert client.post(URL, json=user("hi", user=f" {name}")).status_code == 200
+
+
+@pytest.mark.parametrize("name", ["telegram:1", "root\u200b"])
+def test_an_api_key_cannot_be_bound_to_a_name_outside_the_rule(
+    make_settings: Callable[..., Settings], name: str
+) -> None:
+    from graph.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="letters, digits"):
+        make_settings(api={"keys": [{"key": "k" * 20, "user": name}]})
+
+
 # --- whose documents: one rule with the page; no server paths out ------------------------
 
 
