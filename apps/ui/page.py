@@ -139,11 +139,20 @@ def memory_choices(service: ChatService, user: str | None) -> list[tuple[str, st
 def document_choices(service: ChatService, user: str | None) -> list[tuple[str, str]]:
     """(name and chunks, key) of the files in the user's collection; empty without a user.
 
-    The key, not the file's path: the browser learns nothing of the server's folders.
+    The key, not the file's path: the browser learns nothing of the server's folders. In
+    the shared collection each also says who added it, which tells two users' files of one
+    name apart (and whose file only they may remove).
     """
     if not user:
         return []
-    return [(f"{d['name']} ({d['chunks']} chunks)", d["key"]) for d in service.document_list(user)]
+    return [
+        (
+            f"{d['name']} ({d['chunks']} chunks"
+            + (f", added by {d['added_by']})" if service.shared_documents else ")"),
+            d["key"],
+        )
+        for d in service.document_list(user)
+    ]
 
 
 def _notice(text: str) -> str:

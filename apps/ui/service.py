@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 import shutil
 import threading
 import time
@@ -40,7 +39,7 @@ from apps.turns import (
     thread_owner,
     turn_config,
 )
-from graph.context import Context, plain_user_name
+from graph.context import BlankUserNameError, Context, plain_user_name
 from graph.errors import InvalidMessageError, MessageTooLongError
 from graph.settings import SAFETY_LEVELS, Settings
 from tools.text import is_blank
@@ -51,7 +50,7 @@ if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
 
     from tools.documents.ingest import IngestProgress
-    from tools.documents.store import DocumentStore
+    from tools.documents.store import DocumentStore, SourceInfo
     from tools.memory import OpenMemory
     from tools.memory.long_term import Memory
 
@@ -60,9 +59,6 @@ log = logging.getLogger("assistant.ui")
 MAX_MESSAGE_CHARS = 8000
 """Longest message the page sends; the graph's token budget refuses long ones anyway,
 this only spares the server a huge paste."""
-
-USER_NAME = re.compile(r"^[\w][\w .@+-]{0,63}$")
-"""A user name: a letter or digit first, then letters, digits, space and . @ + -."""
 
 UPLOAD_KINDS = (".pdf", ".md", ".markdown", ".txt", ".text", ".html", ".htm")
 """File types the upload accepts (the ingest's folder walk reads the same ones)."""
@@ -138,15 +134,11 @@ def check_user(name: str | None) -> str:
             ``. @ + -`` and spaces (at most 64).
     """
     try:
-        name = plain_user_name(name or "")
-    except ValueError:
+        return plain_user_name(name or "")
+    except BlankUserNameError:
         raise UiError("Enter a user name first.") from None
-    if not USER_NAME.match(name):
-        raise UiError(
-            "A user name is 1 to 64 letters, digits, spaces or . @ + - (starting with a "
-            "letter or digit)."
-        )
-    return name
+    except ValueError as exc:  # the rule of every front end (graph.settings.USER_NAME)
+        raise UiError(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
 
 
 def user_collection(user: str) -> str:
@@ -581,6 +573,7 @@ class ChatService:
         from tools.documents.ingest import ingest
         from tools.documents.store import DocumentStoreError
 
+        user = self.check_user(user)
         store = self.documents(user)
         target = self.upload_dir(user)
         target.mkdir(parents=True, exist_ok=True)
@@ -589,8 +582,9 @@ class ChatService:
         try:
             for given in files:
                 source = Path(given)
-                # Gradio keeps uploads under a random folder with the original name.
-                copy = target / source.name
+                # Gradio keeps uploads under a random folder with the original name; two
+                # files of one name in a batch are two documents, not one lost.
+                copy = target / batch_name(source.name, {c.name for c in copies})
                 if copy.exists() and copy not in kept:
                     kept[copy] = copy.with_name(f".{copy.name}.{uuid.uuid4().hex}.previous")
                     os.replace(copy, kept[copy])
@@ -603,7 +597,7 @@ class ChatService:
             if not copies:
                 raise UiError("Choose one or more files to upload.")
             try:
-                report = ingest(store, copies, on_progress=on_progress)
+                report = ingest(store, copies, on_progress=on_progress, added_by=user)
             except DocumentStoreError as exc:
                 raise UiError(f"The document store is unavailable: {exc}") from None
         except BaseException:
@@ -614,22 +608,49 @@ class ChatService:
         _settle(copies, kept, rejected, _held(store))
         return result
 
+    def added_by(self, info: SourceInfo) -> str:
+        """Who added a stored file: the user the ingest recorded, else the machine's user.
+
+        A file without one was added by ``assistant ingest`` (the operator, who is the
+        machine's user, ``long_term.user_id``) or uploaded before uploads recorded it.
+        """
+        return info.added_by or self.default_owner
+
+    def may_remove(self, user: str, info: SourceInfo) -> bool:
+        """Whether ``user`` may remove a file of their collection.
+
+        Their own collection is theirs alone; in the shared one (``chroma.shared``) each
+        file is only its adder's (:meth:`added_by`), as a thread is only its owner's.
+        """
+        return not self.shared_documents or self.added_by(info) == user
+
     def document_list(self, user: str) -> list[dict[str, Any]]:
         """The files in the user's collection (``source``, ``name``, ``chunks``, ...).
 
         Each also has ``key`` (:func:`document_key`), what the page sends to the browser
-        instead of ``source``, the file's path on the server.
+        instead of ``source``, the file's path on the server; ``added_by``
+        (:meth:`added_by`), which tells two users' ``report.md`` apart in a shared
+        collection; and ``removable`` (:meth:`may_remove`).
 
         Raises:
             UiError: The user name is invalid, or the store cannot be read.
         """
         from tools.documents.store import DocumentStoreError
 
+        user = self.check_user(user)
         try:
-            listed = [info.to_dict() for info in self.documents(user).sources()]
+            sources = self.documents(user).sources()
         except DocumentStoreError as exc:
             raise UiError(f"The document store is unavailable: {exc}") from None
-        return [{**info, "key": document_key(str(info["source"]))} for info in listed]
+        return [
+            {
+                **info.to_dict(),
+                "added_by": self.added_by(info),
+                "removable": self.may_remove(user, info),
+                "key": document_key(info.source),
+            }
+            for info in sources
+        ]
 
     def remove_listed(self, user: str, key: str) -> tuple[str, int]:
         """Remove the file the page listed under ``key`` (:meth:`document_list`).
@@ -639,7 +660,8 @@ class ChatService:
 
         Raises:
             UiError: No file of the user's collection has that key (removed meanwhile, or
-                another user's), or the store cannot be read or written.
+                another user's), another user added it to the shared collection, or the
+                store cannot be read or written.
         """
         for info in self.document_list(user):
             if info["key"] == key:
@@ -650,25 +672,60 @@ class ChatService:
         """Remove a file from the user's collection; returns the chunks removed.
 
         The uploaded copy goes too (a file ingested from elsewhere, e.g. by ``assistant
-        ingest`` into the shared collection, stays where it is).
+        ingest`` into the shared collection, stays where it is). In the shared collection
+        only the user who added the file may remove it (:meth:`may_remove`).
+
+        Args:
+            user: Who removes it.
+            source: The stored path, a path to it, or a file name only one stored file has.
 
         Raises:
-            UiError: The store cannot be written, or the file is not in the user's
-                collection.
+            UiError: The store cannot be read or written, the file is not in the user's
+                collection, or another user added it to the shared one.
         """
         from tools.documents.store import DocumentStoreError
 
+        user = self.check_user(user)
+        store = self.documents(user)
         try:
-            removed = self.documents(user).remove(source)
+            resolved = store.resolve_source(source)
+            info = store.source_info(resolved) if resolved is not None else None
+            if info is not None and not self.may_remove(user, info):
+                raise UiError(
+                    f"{info.name} was added by {self.added_by(info)}: only they can remove "
+                    "it from the shared files."
+                )
+            removed = store.remove(resolved) if resolved is not None else 0
         except DocumentStoreError as exc:
             raise UiError(str(exc)) from None
-        if not removed:
+        if not removed or resolved is None:
             raise UiError(f"Not in your collection: {Path(source).name}")
-        copy = Path(source).resolve()
+        copy = Path(resolved).resolve()
         uploads = (self.settings.data_dir / "uploads" / self.collection_of(user)).resolve()
-        if copy.is_relative_to(uploads):  # in a shared collection, maybe another user's
+        if copy.is_relative_to(uploads):  # an upload (its adder's: checked above)
             copy.unlink(missing_ok=True)
         return removed
+
+
+def batch_name(name: str, taken: set[str]) -> str:
+    """The name a file of an upload batch is kept under: its own, unless taken in the batch.
+
+    Two files of one name in one upload (from two folders) must not overwrite each other:
+    the second is kept as ``report (2).md``, the third ``report (3).md`` and so on, each a
+    document of its own. A name uploaded again in a later batch still replaces the earlier
+    file (that is how a document is updated).
+
+    Args:
+        name: The uploaded file's name.
+        taken: The names already given to files of this batch.
+    """
+    if name not in taken:
+        return name
+    stem, suffix = Path(name).stem, Path(name).suffix
+    number = 2
+    while f"{stem} ({number}){suffix}" in taken:
+        number += 1
+    return f"{stem} ({number}){suffix}"
 
 
 def _held(store: DocumentStore) -> set[Path]:

@@ -535,10 +535,132 @@ def test_in_a_shared_collection_two_users_files_of_one_name_are_both_kept(
     assert sorted(d["name"] for d in listed) == ["report.md", "report.md"]
     assert "Ida Frane" in (service.upload_dir("alice") / "report.md").read_text()
     assert "barley" in (service.upload_dir("bob") / "report.md").read_text()
-    # Anyone may remove a shared file, and its uploaded copy goes with it.
-    alices = next(d["source"] for d in listed if "alice" in d["source"])
-    assert service.remove_document("bob", alices) > 0
+    # The list says whose each is; only its adder removes it, with its uploaded copy.
+    assert sorted(d["added_by"] for d in listed) == ["alice", "bob"]
+    alices = next(d["source"] for d in listed if d["added_by"] == "alice")
+    with pytest.raises(UiError, match="added by alice"):
+        service.remove_document("bob", alices)
+    assert service.remove_document("alice", alices) > 0
     assert not (service.upload_dir("alice") / "report.md").exists()
+
+
+@pytest.fixture
+def shared(make_settings: Callable[..., Settings], fake_model: FakeChatModel) -> ChatService:
+    settings = make_settings(chroma={"shared": True})
+    return ChatService(settings, memory(settings), model=fake_model)
+
+
+def test_in_a_shared_collection_nobody_removes_another_users_upload(
+    shared: ChatService, tmp_path: Path
+) -> None:
+    shared.ingest("ada", [write(tmp_path, "report.md", TOWER)])
+    shared.ingest("bob", [write(tmp_path, "report.md", MILL)])
+    listed = shared.document_list("bob")
+    adas = next(d for d in listed if d["added_by"] == "ada")
+    assert not adas["removable"]
+    assert [d["removable"] for d in listed if d["added_by"] == "bob"] == [True]
+    copy = shared.upload_dir("ada") / "report.md"
+    # By the page's key, by the stored path, by a path to it: all refused, nothing lost.
+    with pytest.raises(UiError, match="added by ada: only they can remove it"):
+        shared.remove_listed("bob", adas["key"])
+    roundabout = copy.parent / ".." / copy.parent.name / copy.name
+    for given in (adas["source"], str(copy), str(roundabout)):
+        with pytest.raises(UiError, match="added by ada"):
+            shared.remove_document("bob", given)
+    assert copy.exists()
+    assert shared.documents("ada").source_info(adas["source"]).chunks == adas["chunks"]
+    # Nor does the machine's user (the operator on the page) remove a page user's file.
+    with pytest.raises(UiError, match="added by ada"):
+        shared.remove_listed(shared.default_owner, adas["key"])
+    # Bob's own file of the same name goes, and only it.
+    bobs = next(d for d in listed if d["added_by"] == "bob")
+    assert shared.remove_listed("bob", bobs["key"]) == ("report.md", bobs["chunks"])
+    assert [d["added_by"] for d in shared.document_list("ada")] == ["ada"]
+    assert shared.remove_listed("ada", adas["key"])[0] == "report.md"
+    assert shared.document_list("ada") == [] and not copy.exists()
+
+
+def test_in_a_shared_collection_a_file_the_operator_ingested_is_the_machine_users(
+    shared: ChatService, tmp_path: Path
+) -> None:
+    from tools.documents.ingest import ingest
+
+    # `assistant ingest` writes no adder: the file is the machine user's (the operator).
+    outside = write(tmp_path, "handbook.md", TOWER)
+    ingest(shared.documents("ada"), [outside])
+    (listed,) = shared.document_list("bob")
+    assert listed["added_by"] == shared.default_owner and not listed["removable"]
+    from apps.ui.page import document_choices
+
+    assert document_choices(shared, "bob") == [
+        (f"handbook.md (1 chunks, added by {shared.default_owner})", listed["key"])
+    ]
+    for user in ("bob", "ada"):
+        with pytest.raises(UiError, match=f"added by {shared.default_owner}"):
+            shared.remove_listed(user, listed["key"])
+        with pytest.raises(UiError, match=f"added by {shared.default_owner}"):
+            shared.remove_document(user, "handbook.md")  # a bare name resolves too
+    assert shared.remove_listed(shared.default_owner, listed["key"]) == ("handbook.md", 1)
+    assert outside.exists()  # not an upload: stays where it is
+
+
+def test_in_own_collections_everyone_still_removes_their_files(
+    doc_service: ChatService, tmp_path: Path
+) -> None:
+    from tools.documents.ingest import ingest
+
+    # Nothing changes outside a shared collection: a user's collection is theirs alone,
+    # and the machine's user removes what `assistant ingest` put in chroma.collection.
+    doc_service.ingest("ada", [write(tmp_path, "report.md", TOWER)])
+    (adas,) = doc_service.document_list("ada")
+    assert adas["added_by"] == "ada" and adas["removable"]
+    assert doc_service.remove_listed("ada", adas["key"]) == ("report.md", 1)
+    local = doc_service.default_owner
+    ingest(doc_service.documents(local), [write(tmp_path, "cli.md", MILL)])
+    (cli,) = doc_service.document_list(local)
+    assert cli["removable"] and doc_service.remove_listed(local, cli["key"])[0] == "cli.md"
+
+
+def test_two_files_of_one_name_in_one_upload_are_both_kept(
+    doc_service: ChatService, tmp_path: Path
+) -> None:
+    first, second = write(tmp_path, "report.md", TOWER), write(tmp_path, "report.md", MILL)
+    third = write(tmp_path, "report.md", "# Third\n\nThe third report is about ferries.\n")
+    given = write(tmp_path, "report (2).md", "# Given\n\nA file named like a copy.\n")
+    report = doc_service.ingest("ada", [first, second, given, third])
+    names = sorted(Path(f["path"]).name for f in report["added"])
+    # Each is kept under a name no other file of the batch has, in the order given.
+    assert names == ["report (2) (2).md", "report (2).md", "report (3).md", "report.md"]
+    folder = doc_service.upload_dir("ada")
+    texts = {p.name: p.read_text() for p in folder.iterdir()}
+    assert texts == {
+        "report.md": TOWER,
+        "report (2).md": MILL,
+        "report (2) (2).md": given.read_text(),
+        "report (3).md": third.read_text(),
+    }
+    assert sorted(d["name"] for d in doc_service.document_list("ada")) == sorted(texts)
+    # A later upload of the name still replaces the earlier file (how a file is updated).
+    report = doc_service.ingest("ada", [write(tmp_path, "report.md", "# New\n\nNew text.\n")])
+    assert [Path(f["path"]).name for f in report["replaced"]] == ["report.md"]
+    assert len(doc_service.document_list("ada")) == 4
+
+
+@pytest.mark.parametrize(
+    ("name", "taken", "kept"),
+    [
+        ("a.md", set(), "a.md"),
+        ("a.md", {"b.md"}, "a.md"),
+        ("a.md", {"a.md"}, "a (2).md"),
+        ("a.md", {"a.md", "a (2).md"}, "a (3).md"),
+        ("notes", {"notes"}, "notes (2)"),
+        ("x.tar.gz", {"x.tar.gz"}, "x.tar (2).gz"),
+    ],
+)
+def test_batch_name(name: str, taken: set[str], kept: str) -> None:
+    from apps.ui.service import batch_name
+
+    assert batch_name(name, taken) == kept
 
 
 def test_an_upload_the_store_does_not_take_is_not_kept_and_the_disk_matches_the_store(

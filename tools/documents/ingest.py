@@ -222,6 +222,7 @@ def ingest(
     *,
     on_progress: Callable[[IngestProgress], None] | None = None,
     prune: bool = False,
+    added_by: str | None = None,
 ) -> IngestReport:
     """Add files and folders to a collection; never stops at a bad file.
 
@@ -232,6 +233,9 @@ def ingest(
         prune: Also remove the stored files under ``paths`` that no longer exist (see
             :func:`prune_missing`); a given path that is gone is then no failure if
             files were stored under it.
+        added_by: Who adds them, kept in every chunk's metadata (``added_by``): in a
+            collection several users share, only they may remove the file. None = no one
+            named (the store's :attr:`SourceInfo.added_by` is then None).
 
     Returns:
         What was added, replaced, unchanged, skipped, failed and pruned, and how long it
@@ -263,7 +267,7 @@ def ingest(
         current = str(path)
         progress()
         try:
-            _ingest_file(store, path, kind, chunking, report, wrote)
+            _ingest_file(store, path, kind, chunking, report, wrote, added_by)
         except SkippedFile as exc:
             report.skipped.append(FileProblem(current, exc.reason))
         except (BadFile, DocumentStoreError) as exc:
@@ -345,12 +349,19 @@ def _ingest_file(
     chunking: str,
     report: IngestReport,
     wrote: Callable[[int], None],
+    added_by: str | None = None,
 ) -> None:
     data = read_bytes(path)
     source = str(path.resolve())
     digest = file_sha256(data)
     stored = store.source_info(source)
-    if stored and stored.complete and (stored.file_hash, stored.chunking) == (digest, chunking):
+    if (
+        stored
+        and stored.complete
+        and (stored.file_hash, stored.chunking) == (digest, chunking)
+        # Someone else adding the same file makes it theirs: its chunks are written again.
+        and (added_by is None or stored.added_by == added_by)
+    ):
         report.unchanged.append(source)
         return
     if kind is None:
@@ -375,6 +386,7 @@ def _ingest_file(
             "file_hash": digest,
             "chunking": chunking,
             "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            **({"added_by": added_by} if added_by is not None else {}),
         },
     )
     if not chunks:

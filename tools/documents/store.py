@@ -11,7 +11,8 @@ offline). Collections use the cosine space, and a passage's ``score`` is the cos
 similarity (``1 - cosine distance``): higher is better, 1.0 is the same direction.
 
 Every chunk carries its file's metadata (``source``: the resolved absolute path,
-``name``, ``file_hash``, ``chunking``, ``ingested_at``, ``kind``) and its own (``chunk``:
+``name``, ``file_hash``, ``chunking``, ``ingested_at``, ``kind``, ``added_by`` when the
+ingest names who adds it) and its own (``chunk``:
 the index in the file, ``page`` for PDFs, ``section`` for Markdown and HTML headings).
 Heavy modules (chromadb, torch) are imported on first use, so importing this module and
 asking an empty or missing store for its ``count()`` are cheap.
@@ -122,6 +123,8 @@ class SourceInfo:
     """``"size/overlap"`` the file was split with."""
     complete: bool = True
     """False when a write was interrupted: chunks of two versions, or some missing."""
+    added_by: str | None = None
+    """Who added the file (``ingest(added_by=...)``); None = not recorded."""
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (JSON-friendly)."""
@@ -835,4 +838,5 @@ def _source_info(source: str, metas: Sequence[Mapping[str, Any]]) -> SourceInfo:
         kind=text("kind"),
         chunking=text("chunking"),
         complete=len(versions) == 1 and (total is None or total == len(metas)),
+        added_by=text("added_by"),
     )
