@@ -23,6 +23,12 @@ channel or DM, whatever forum topic or Slack thread the message is in):
 only the operator fills (``assistant ingest --collection``). In a group every member
 reads the reply, so one member's own documents must never be quoted in it.
 
+Long-term memory follows the same rule: in a private chat the turn recalls what is kept
+about its user; in a group, channel or shared thread it recalls nothing (``recall`` off),
+because every member reads the reply and one member's private facts must not reach it.
+What the sender says in a group is still kept as theirs (it was said in front of the
+group anyway), to be recalled in their own private chat only.
+
 Who may change a chat: in a private chat the user; in a group, channel or shared thread
 only the people the platform's adapter vouches for (a :class:`ChatGuard`: Telegram asks
 the Bot API whether the sender administers the chat, Slack checks its list and the
@@ -232,7 +238,8 @@ class BotCore:
                 return refused or self.set_safety(chat, arg, prefix)
             if name.isidentifier():  # "/usr/bin is ..." is a message, not a command
                 return f"Unknown command {prefix}{name}.\n\n{self.help(chat, prefix)}"
-        return self.turn(chat, user, text, room=room)
+        # No guard: a private chat, the only place a member's own memories may be recalled.
+        return self.turn(chat, user, text, room=room, private=guard is None)
 
     def _refusal(self, chat: str, guard: ChatGuard | None, change: str) -> str | None:
         """Why the sender may not ``change`` the chat; None when they may."""
@@ -302,7 +309,9 @@ class BotCore:
             return FAILED
         return "Started over: this conversation's history is deleted."
 
-    def turn(self, chat: str, user: str, text: str, *, room: str | None = None) -> str:
+    def turn(
+        self, chat: str, user: str, text: str, *, room: str | None = None, private: bool = False
+    ) -> str:
         """Run one turn on the chat's thread and return the reply (or why there is none).
 
         Args:
@@ -311,6 +320,9 @@ class BotCore:
             text: The message.
             room: The room: whose documents are searched, who owns the thread (see
                 :meth:`handle`); None = ``chat``.
+            private: The chat is the sender's private chat with the bot: their memories
+                are recalled. False (a group, channel or shared thread, and the default):
+                nothing is recalled, since every member reads the reply.
         """
         from tools.memory import MemoryBackendError, ThreadBusyError
         from tools.models import ModelLoadError
@@ -322,6 +334,8 @@ class BotCore:
                 # the reply, so one member's own documents must not be quoted to them.
                 "collection": collection_of(self.settings, room or chat),
                 "safety_level": self.safety_level(chat),
+                # The same for memories: a group's reply recalls no member's private facts.
+                **({} if private else {"recall": False}),
             }
         )
         try:

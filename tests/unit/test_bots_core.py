@@ -364,3 +364,36 @@ def test_the_room_owns_its_threads_and_every_member_continues_and_resets_them(
 def test_reset_of_a_chat_with_no_history_yet_starts_over(core: BotCore) -> None:
     assert "history is deleted" in core.handle("telegram:3", "telegram:7", "/reset")
     assert core.handle("telegram:3", "telegram:7", "hi") == "Hello from the fake model."
+
+
+# --- whose memories a reply may recall -------------------------------------------------------
+
+
+def test_a_group_reply_recalls_no_members_private_memories(
+    settings: Settings, fake_model: FakeChatModel
+) -> None:
+    from tools.memory.long_term import list_memories, remember_turn
+
+    memory = open_memory(settings)
+    core = BotCore(settings, memory, busy_wait=0, model=fake_model)
+    assert memory.store is not None
+    # What ada told the bot privately (kept under her sender id).
+    remember_turn(memory.store, "telegram:7", message="I am Ada, my PIN is 5521.",
+                  reply="ok", thread_id="telegram:7", message_id="m1")  # fmt: skip
+    group = Guard(answer=False).guard()
+    for chat, text in (("telegram:-100", "hello all"), ("telegram:-100", "What is my PIN?"),
+                       ("slack:T1:C1", "Which PIN did I give you?")):  # fmt: skip
+        assert core.handle(chat, "telegram:7", text, guard=group)
+        prompt = "\n".join(m.text for m in fake_model.calls[-1])
+        assert "5521" not in prompt and "Ada" not in prompt, (chat, prompt)
+    # What she says in the group is still hers, recalled in her private chat only.
+    core.handle("telegram:-100", "telegram:7", "My locker code is 4817.", guard=group)
+    kept = [m.text for m in list_memories(memory.store, "telegram:7", kinds=("facts",))]
+    assert "My locker code is 4817." in kept
+    # (In that group's thread everyone saw it; another group's reply never recalls it.)
+    core.handle("telegram:-200", "telegram:7", "What is my locker code?", guard=group)
+    assert "4817" not in "\n".join(m.text for m in fake_model.calls[-1])
+    # Her private chat (no guard) recalls her memories as before.
+    core.handle("telegram:7", "telegram:7", "Which PIN did I give you?")
+    private = "\n".join(m.text for m in fake_model.calls[-1])
+    assert "5521" in private and "4817" in private
