@@ -10,7 +10,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -553,21 +553,37 @@ def _chat_loop(session: ChatSession, as_json: bool) -> None:
 @threads_app.command("list")
 def threads_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    user: ThreadUserOption = None,
 ) -> None:
-    """List the threads in the configured memory store."""
+    """List the user's threads in the configured memory store (most checkpoints first).
+
+    Only the threads ``threads show`` would show the user: those whose newest checkpoint
+    names them, and, for the machine's user, those that name no one
+    (:func:`apps.turns.recorded_owner`).
+    """
+    from apps.turns import thread_owner
     from tools.memory import list_threads
 
     settings = cli_settings()
+    machine = settings.long_term.user_id
+    who = user or machine
     with _thread_store(settings) as saver:
-        threads = list_threads(saver)
+        threads = [
+            t for t in list_threads(saver) if thread_owner(saver, t.thread_id, machine) == who
+        ]
     if as_json:
         out.print_json(
-            json.dumps([{"thread_id": t.thread_id, "checkpoints": t.checkpoints} for t in threads])
+            json.dumps(
+                [
+                    {"thread_id": t.thread_id, "checkpoints": t.checkpoints, "owner": who}
+                    for t in threads
+                ]
+            )
         )
         return
     for t in threads:
         out.print(f"{t.thread_id}\t{t.checkpoints} checkpoints", markup=False, highlight=False)
-    err.print(f"[dim]{len(threads)} thread(s)[/dim]")
+    err.print(f"[dim]{len(threads)} thread(s) of {escape(who)}[/dim]", highlight=False)
 
 
 def _thread_ids(given: list[str]) -> list[str]:
@@ -649,42 +665,48 @@ def threads_delete(
     thread_ids: Annotated[list[str], typer.Argument(help="The thread(s) to delete.")],
     user: ThreadUserOption = None,
 ) -> None:
-    """Delete threads of the user and every checkpoint they have.
+    """Delete threads of the user and every checkpoint they have: all of them or none.
 
-    Exit 1 when one is not there or is another user's (the others are still deleted), 2
-    for an id no thread can have (nothing is deleted), 75 when one stays busy.
+    Every id is checked before any thread is deleted: exit 1 when one is not there or is
+    another user's, 2 for an id no thread can have, 75 when one stays busy; in each case
+    nothing is deleted.
     """
     from tools.memory import ThreadBusyError
 
-    thread_ids = _thread_ids(thread_ids)
+    thread_ids = list(dict.fromkeys(_thread_ids(thread_ids)))
     settings = cli_settings()
     owner = user or settings.long_term.user_id
-    with _memory(settings) as memory:
-        if memory.saver is None:
+    machine = settings.long_term.user_id
+    with _memory(settings) as memory, ExitStack() as held:
+        saver = memory.saver
+        if saver is None:
             err.print("[red]memory is off (memory.backend = none): no threads are kept[/red]")
             raise typer.Exit(1)
+        # Not in the middle of a turn: it would write a thread back half-way. Under the
+        # locks no owner can change between the check and the delete. Taken in one
+        # order, so two deletes naming the same threads cannot wait on each other.
+        try:
+            for thread_id in sorted(thread_ids):
+                held.enter_context(memory.locks.hold(thread_id, settings.memory.busy_timeout))
+        except ThreadBusyError as exc:
+            err.print(f"[red]busy:[/red] {escape(str(exc))} (nothing deleted)")
+            raise typer.Exit(BUSY_EXIT) from None
         refused = 0
         for thread_id in thread_ids:
             config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
-            # Not in the middle of a turn: it would write the thread back half-way. Under
-            # the lock the owner cannot change either.
-            try:
-                with memory.locks.hold(thread_id, settings.memory.busy_timeout):
-                    if memory.saver.get_tuple(config) is None:
-                        err.print(f"[red]no thread {thread_id!r}[/red]")
-                        refused += 1
-                        continue
-                    machine = settings.long_term.user_id
-                    if _not_yours(thread_id, memory.saver, owner, "deleted", machine):
-                        refused += 1
-                        continue
-                    memory.saver.delete_thread(thread_id)
-            except ThreadBusyError as exc:
-                err.print(f"[red]busy:[/red] {escape(str(exc))}")
-                raise typer.Exit(BUSY_EXIT) from None
-            out.print(f"deleted {thread_id}")
+            if saver.get_tuple(config) is None:
+                err.print(f"[red]no thread {thread_id!r}[/red]")
+                refused += 1
+            elif _not_yours(thread_id, saver, owner, "deleted", machine):
+                refused += 1
         if refused:
-            raise typer.Exit(1)  # as `threads show` does for a thread that is not there
+            # As for a bad id: one refusal deletes nothing, so the command can be fixed
+            # and run again instead of leaving half of what was asked done.
+            err.print("nothing deleted", markup=False)
+            raise typer.Exit(1)
+        for thread_id in thread_ids:
+            saver.delete_thread(thread_id)
+            out.print(f"deleted {thread_id}")
 
 
 # --- long-term memory: memory list, search, forget, clear -------------------------------

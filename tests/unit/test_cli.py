@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from pathlib import Path
 
@@ -136,11 +137,13 @@ def test_thread_commands_on_the_default_sqlite_store_without_a_warning() -> None
     assert assistant("threads", "delete", "ada").returncode == 0
     missing = assistant("threads", "show", "ada")
     assert missing.returncode == 1 and "no thread 'ada'" in missing.stderr
-    # Deleting what is not there says so, as `show` does, and still deletes the rest.
+    # Deleting what is not there says so, as `show` does, and deletes none of the rest.
     assistant("chat", "--thread", "bo", "-m", "I am Bo.")
     again = assistant("threads", "delete", "ada", "bo")
     assert again.returncode == 1 and "no thread 'ada'" in again.stderr
-    assert "deleted bo" in again.stdout and "deleted ada" not in again.stdout
+    assert "nothing deleted" in again.stderr and "deleted bo" not in again.stdout
+    assert assistant("threads", "show", "bo").returncode == 0
+    assert assistant("threads", "delete", "bo", "bo").stdout == "deleted bo\n"
     assert assistant("threads", "show", "bo").returncode == 1
 
 
@@ -278,15 +281,40 @@ def test_threads_show_and_delete_refuse_another_users_thread() -> None:
         assert deleted.returncode == 1, (who, deleted.stdout)
         assert "thread own2 is another user's: not deleted" in deleted.stderr
         assert "deleted own2" not in deleted.stdout
-    # Still there, and its owner's to show and delete; with the refusal, the rest go.
+    # Still there, and its owner's to show and delete; a refusal deletes none of the rest.
     assert "carol's secret" in assistant("threads", "show", "own2", "-u", "carol").stdout
     assert assistant("chat", "-m", "mine", "--thread", "own3").returncode == 0
-    mixed = assistant("threads", "delete", "own2", "own3")
-    assert mixed.returncode == 1 and "deleted own3" in mixed.stdout
-    assert "another user's" in mixed.stderr and "deleted own2" not in mixed.stdout
+    for order in (["own3", "own2"], ["own2", "own3"]):
+        mixed = assistant("threads", "delete", *order)
+        assert mixed.returncode == 1 and mixed.stdout == ""
+        assert "another user's" in mixed.stderr and "nothing deleted" in mixed.stderr
+    assert "mine" in assistant("threads", "show", "own3").stdout
+    assert assistant("threads", "delete", "own3").returncode == 0
     done = assistant("threads", "delete", "own2", "-u", "carol")
     assert done.returncode == 0 and "deleted own2" in done.stdout
     assert assistant("threads", "show", "own2", "-u", "carol").returncode == 1
+
+
+def test_threads_list_shows_only_the_users_threads() -> None:
+    for thread, who in (("l-ada", "ada"), ("l-bob", "bob"), ("l-mine", None)):
+        user = ["--user", who] if who else []
+        assert assistant("chat", "-m", "hello", "--thread", thread, *user).returncode == 0
+
+    def listed(*who: str) -> list[str]:
+        done = assistant("threads", "list", "--json", *who)
+        assert done.returncode == 0, done.stderr
+        rows = json.loads(done.stdout)
+        assert {row["owner"] for row in rows} <= {who[-1].strip() if who else getpass.getuser()}
+        return sorted(row["thread_id"] for row in rows)
+
+    assert [t for t in listed("--user", "ada") if t.startswith("l-")] == ["l-ada"]
+    assert [t for t in listed("-u", " bob ") if t.startswith("l-")] == ["l-bob"]
+    assert [t for t in listed() if t.startswith("l-")] == ["l-mine"]  # the machine's user
+    assert listed("--user", "Ada") == [] and listed("--user", "carol") == []
+    plain = assistant("threads", "list", "--user", "ada")
+    assert plain.stdout.startswith("l-ada\t") and "of ada" in plain.stderr
+    bad = assistant("threads", "list", "--user", "telegram:1")
+    assert bad.returncode == 2 and "letters, digits" in bad.stderr
 
 
 @pytest.mark.parametrize("thread", ["\udcff", "my thread with spaces", "a/b", ""])
