@@ -1,0 +1,1 @@
+"""Developer scripts: benchmarks, calibration and measurements (run from the repo root)."""
