@@ -18,7 +18,7 @@ from graph.settings import SafetyLevel, check_collection, check_user_name
 class Context(BaseModel):
     """Per-run overrides of settings (pass as ``context={...}`` to invoke/stream)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     safety_level: SafetyLevel | None = Field(
         None, description="strict, moderate or relaxed; empty = safety.sensitivity_level."

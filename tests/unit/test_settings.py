@@ -682,3 +682,22 @@ def test_an_unknown_key_nothing_is_close_to_gets_no_guess(
         SettingsError, match=r"ASSISTANT_GENERATION__QQQQQQQQQQQQ is not a setting$"
     ):
         load_settings()
+
+
+@pytest.mark.parametrize("field", ["temperature", "top_p", "fuzzy_cutoff"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), "NaN", "Infinity"])
+def test_a_runs_context_refuses_a_number_that_is_not_finite(field: str, value: object) -> None:
+    from pydantic import ValidationError
+
+    from graph.context import Context
+
+    # The dev server's and a notebook's runs: "not finite", not a misleading range error.
+    with pytest.raises(ValidationError, match="finite number"):
+        Context.model_validate({field: value})
+
+
+@pytest.mark.parametrize("field", ["temperature", "top_p", "fuzzy_cutoff"])
+def test_a_runs_context_keeps_a_finite_number(field: str) -> None:
+    from graph.context import Context
+
+    assert getattr(Context.model_validate({field: 0.5}), field) == 0.5
