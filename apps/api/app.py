@@ -62,6 +62,9 @@ log = logging.getLogger("assistant.api")
 DISCONNECT_POLL = 0.25
 """Seconds between looks at whether a waiting client is still there."""
 
+UNSUPPORTED_CODES = frozenset({"unsupported_parameter", "unsupported_value"})
+"""Validation error types (``apps.api.schemas``) reported as the error's ``code``."""
+
 SHUTDOWN_WAIT = 10.0
 """Seconds the shutdown waits for stopped turns to end before it closes the memory (a
 stopped turn ends at its next token; one still reading a long prompt may take longer)."""
@@ -344,8 +347,13 @@ def create_app(
             chat = ChatRequest.model_validate_json(body)
         except ValidationError as exc:
             first = _first_error(exc.errors())
+            # A feature this assistant lacks keeps OpenAI's code for it; a bad value has none.
+            code = first["type"] if first["type"] in UNSUPPORTED_CODES else None
             raise ApiError(
-                400, f"{_param(first) or 'body'}: {first['msg']}", param=_param(first) or None
+                400,
+                f"{_param(first) or 'body'}: {first['msg']}",
+                param=_param(first) or None,
+                code=code,
             ) from None
         try:
             turn = to_turn(

@@ -1,15 +1,29 @@
 """The request body of ``POST /v1/chat/completions``: OpenAI's fields plus our extensions.
 
 Strict types (a string where a number belongs is a 400, not a guess); fields OpenAI
-defines that we do not use (``frequency_penalty``, ``seed``, ``tools`` ...) are ignored,
-so any OpenAI client or front end can send its usual body.
+defines that change nothing we promise (``frequency_penalty``, ``seed``, ``name``, ``tools``
+the model may leave unused ...) are ignored, so any OpenAI client or front end can send its
+usual body. A field that asks for what this assistant cannot give (stop sequences,
+log probabilities, a JSON reply, a forced tool call, more than one choice, audio) is a 400
+naming it (``unsupported_parameter`` or ``unsupported_value``, as OpenAI answers a model
+that lacks a feature): ignored, the client would take a reply that is not what it asked
+for as if it were. Sent with the value that asks for nothing (``stop: []``, ``logprobs:
+false``, ``response_format: {"type": "text"}``, ``tool_choice: "auto"``, ``n: 1``), it passes.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from graph.settings import SafetyLevel
@@ -45,6 +59,19 @@ class ChatMessage(_Body):
 
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[ContentPart] | None = None
+
+    @field_validator("role", mode="before")
+    @classmethod
+    def _no_tool_results(cls, role: object) -> object:
+        # A tool's result answers a tool call this assistant never makes: said so, not
+        # "Input should be 'system', 'developer', 'user' or 'assistant'".
+        if role in ("tool", "function"):
+            raise PydanticCustomError(
+                "unsupported_value",
+                "{role} messages are not supported: this assistant calls no tools",
+                {"role": role},
+            )
+        return role
 
     @field_validator("content", mode="before")
     @classmethod
@@ -94,7 +121,79 @@ class ChatRequest(_Body):
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     max_tokens: int | None = Field(None, ge=1, le=8192)
     max_completion_tokens: int | None = Field(None, ge=1, le=8192)
-    n: int | None = Field(None, ge=1, le=1, description="Only one choice is generated.")
+    n: int | None = Field(None, description="Only one choice is generated.")
     user: str | None = Field(None, min_length=1, max_length=256)
     metadata: dict[str, str] | None = None
     safety_level: SafetyLevel | None = None
+    # OpenAI's fields this assistant cannot honour: any value but the one that asks for
+    # nothing is refused (see _UNSUPPORTED); typed loosely, the check reads the raw value.
+    stop: Any = None
+    logprobs: Any = None
+    top_logprobs: Any = None
+    response_format: Any = None
+    tool_choice: Any = None
+    function_call: Any = None
+    modalities: Any = None
+    audio: Any = None
+
+    @field_validator("n", mode="after")
+    @classmethod
+    def _one_choice(cls, n: int | None) -> int | None:
+        if n is not None and n != 1:
+            raise PydanticCustomError(
+                "unsupported_value",
+                "only one choice is generated: n must be 1 (got {n}); send n requests instead",
+                {"n": n},
+            )
+        return n
+
+    @field_validator(
+        "stop",
+        "logprobs",
+        "top_logprobs",
+        "response_format",
+        "tool_choice",
+        "function_call",
+        "modalities",
+        "audio",
+        mode="before",
+    )
+    @classmethod
+    def _unsupported(cls, value: object, info: ValidationInfo) -> object:
+        name = info.field_name or ""
+        asks_nothing, why = _UNSUPPORTED[name]
+        if not asks_nothing(value):
+            raise PydanticCustomError(
+                "unsupported_parameter", "this assistant does not support it: {why}", {"why": why}
+            )
+        return None
+
+
+def _is(*values: object) -> Callable[[object], bool]:
+    # Equality by type too: 0 and False are different answers to "logprobs".
+    return lambda value: any(type(value) is type(v) and value == v for v in values)
+
+
+_UNSUPPORTED: dict[str, tuple[Callable[[object], bool], str]] = {
+    "stop": (
+        _is("", []),
+        "the reply ends where the model ends it (max_tokens bounds its length)",
+    ),
+    "logprobs": (_is(False), "the model's token probabilities are not returned"),
+    "top_logprobs": (_is(0), "the model's token probabilities are not returned"),
+    "response_format": (
+        _is({"type": "text"}),
+        'replies are plain text; only {"type": "text"} is accepted',
+    ),
+    "tool_choice": (
+        _is("auto", "none"),
+        'this assistant calls no tools, so it cannot be made to; only "auto" or "none"',
+    ),
+    "function_call": (
+        _is("auto", "none"),
+        'this assistant calls no functions, so it cannot be made to; only "auto" or "none"',
+    ),
+    "modalities": (_is(["text"]), 'replies are text only; only ["text"] is accepted'),
+    "audio": (lambda value: False, "replies are text only"),
+}
+"""Per field: whether a value asks for nothing (it passes), and why any other is refused."""

@@ -435,6 +435,129 @@ def test_bad_input_is_400_with_openais_error_object(
         assert "finite number" in error["message"]
 
 
+WEATHER = {
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+TOOL = {"type": "function", "function": WEATHER}
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"stop": "\n"}, "stop"),
+        ({"stop": ["END", "###"]}, "stop"),
+        ({"stop": [""]}, "stop"),
+        ({"logprobs": True}, "logprobs"),
+        ({"logprobs": 1}, "logprobs"),  # not false, however it is spelled
+        ({"logprobs": True, "top_logprobs": 3}, "logprobs"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "city", "schema": {"type": "object"}},
+                }
+            },
+            "response_format",
+        ),
+        ({"tools": [TOOL], "tool_choice": "required"}, "tool_choice"),
+        (
+            {
+                "tools": [TOOL],
+                "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+            },
+            "tool_choice",
+        ),
+        ({"functions": [WEATHER], "function_call": {"name": "get_weather"}}, "function_call"),
+        ({"modalities": ["text", "audio"]}, "modalities"),
+        ({"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
+        ({"n": 2}, "n"),
+        ({"n": 0}, "n"),
+        ({"stream": True, "stop": ["\n\n"]}, "stop"),  # a stream is refused before it starts
+    ],
+)
+def test_a_feature_the_assistant_lacks_is_400_naming_it_and_runs_nothing(
+    client: TestClient, fake_model: FakeChatModel, extra: dict[str, Any], param: str
+) -> None:
+    # Ignored, the client would take a reply that ran past its stop sequence, or was no
+    # JSON, or called no tool, as what it asked for.
+    error = expect_error(
+        client.post(URL, json=user("What is the weather in Oslo?", **extra)), 400, param
+    )
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == ("unsupported_value" if param == "n" else "unsupported_parameter")
+    assert error["message"].startswith(f"{param}: ")
+    assert "Input should" not in error["message"]
+    assert fake_model.calls == []
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"stop": []},
+        {"stop": ""},
+        {"logprobs": False, "top_logprobs": 0},
+        {"response_format": {"type": "text"}},
+        # Tools the model may use, or not: it answers in text, which "auto" allows.
+        {"tools": [TOOL]},
+        {"tools": [TOOL], "tool_choice": "auto", "parallel_tool_calls": True},
+        {"tools": [TOOL], "tool_choice": "none"},
+        {"functions": [WEATHER], "function_call": "auto"},
+        {"modalities": ["text"]},
+        # What changes nothing we promise is ignored, as before.
+        {"n": 1, "seed": 7, "frequency_penalty": 0.5, "presence_penalty": 0.0},
+        {"logit_bias": {"50256": -100}, "store": False, "service_tier": "auto"},
+        {"stop": None, "logprobs": None, "response_format": None, "tool_choice": None},
+    ],
+)
+def test_a_feature_sent_with_the_value_that_asks_for_nothing_passes(
+    client: TestClient, extra: dict[str, Any]
+) -> None:
+    done = client.post(URL, json=user("hi", **extra))
+    assert done.status_code == 200, done.text
+    (choice,) = done.json()["choices"]
+    assert choice["message"]["content"] == REPLY
+    assert choice["logprobs"] is None
+
+
+@pytest.mark.parametrize("role", ["tool", "function"])
+def test_a_tool_result_in_the_history_is_400_saying_no_tools_are_called(
+    client: TestClient, fake_model: FakeChatModel, role: str
+) -> None:
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": "{}"},
+    }
+    body = {
+        "messages": [
+            {"role": "user", "content": "Weather in Oslo?"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {
+                "role": role,
+                "content": "12 C, rain",
+                "tool_call_id": "call_1",
+                "name": "get_weather",
+            },
+            {"role": "user", "content": "And tomorrow?"},
+        ]
+    }
+    error = expect_error(client.post(URL, json=body), 400, "messages.2.role")
+    assert error["code"] == "unsupported_value"
+    assert f"{role} messages are not supported" in error["message"]
+    assert fake_model.calls == []
+
+
+def test_a_name_on_a_message_is_ignored(client: TestClient, fake_model: FakeChatModel) -> None:
+    body = {"messages": [{"role": "user", "content": "hello there", "name": "ada_l"}]}
+    done = client.post(URL, json=body)
+    assert done.status_code == 200, done.text
+    assert "hello there" in fake_model.calls[-1][-1].text
+
+
 @pytest.mark.parametrize(
     "extra",
     [
