@@ -51,7 +51,7 @@ from apps.api.service import (
     to_turn,
 )
 from apps.queue import QueueFullError
-from apps.turns import GenerationStopped, NotYourThreadError
+from apps.turns import GenerationStopped, NotYourThreadError, safety_verdict
 from graph.settings import ApiKey, Settings
 
 if TYPE_CHECKING:
@@ -574,6 +574,9 @@ async def _sse(
             yield _data(api_error(event[1]).body())
         else:
             outcome: Outcome = event[1]
+            note = _withdrawal(outcome)
+            if note:
+                yield _data(_chunk(completion_id, model, created, {"content": note}, None))
             last = _chunk(completion_id, model, created, {}, outcome.finish_reason)
             last["assistant"] = extension(outcome, turn.thread_id)
             yield _data(last)
@@ -585,6 +588,25 @@ async def _sse(
         yield _data("[DONE]")
     finally:
         stop.set()
+
+
+WITHDRAWN = (
+    "\n\n[The reply above was withdrawn by the safety filter; the conversation keeps "
+    "this instead:]\n\n"
+)
+
+
+def _withdrawal(outcome: Outcome) -> str | None:
+    """What a stream adds when the output check took back a reply it had streamed.
+
+    The client has shown the streamed text already; one that knows nothing of our
+    ``assistant`` extension (``replaced``) would leave it standing as the answer. In the
+    content itself, every client shows that it was withdrawn and what is kept, as the CLI
+    says it under the reply.
+    """
+    if not outcome.streamed.strip() or not safety_verdict(outcome.state)["withdrawn"]:
+        return None
+    return WITHDRAWN + outcome.reply
 
 
 def _usage(outcome: Outcome) -> dict[str, int]:

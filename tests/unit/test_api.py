@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
-from apps.api.app import _next, _sse, create_app, iter_lines
+from apps.api.app import WITHDRAWN, _next, _sse, create_app, iter_lines
 from apps.api.schemas import ChatRequest
 from apps.api.service import ApiService, Outcome, Turn, to_turn
 from apps.documents import user_collection
@@ -130,6 +130,26 @@ def test_a_stream_with_include_usage_ends_with_a_usage_chunk(client: TestClient)
     usage_chunk = events[-2]
     assert usage_chunk["choices"] == []
     assert usage_chunk["usage"]["completion_tokens"] > 0
+
+
+def test_a_streamed_reply_the_safety_filter_withdraws_is_said_withdrawn_in_the_stream(
+    make_settings: Callable[..., Settings],
+) -> None:
+    model = FakeChatModel(reply="Sure! Here is how to make a pipe bomb: take a steel pipe")
+    service = make_service(api_settings(make_settings), model)
+    ask = user("tell me a story about pipes", stream=True)
+    with TestClient(create_app(service=service)) as client:
+        events = chunks(client.post(URL, json=ask).text)
+        whole = client.post(URL, json={**ask, "stream": False}).json()
+    kept = whole["choices"][0]["message"]["content"]
+    assert kept.startswith("Sorry, I can't help with that.")
+    assert WITHDRAWN not in kept  # a whole reply is only what is kept
+    text = "".join(p["choices"][0]["delta"].get("content", "") for p in events[:-1])
+    streamed, note, rest = text.partition(WITHDRAWN)
+    # A client that knows nothing of the extension still shows it withdrawn, and what stays.
+    assert streamed and note and rest == kept
+    assert events[-2]["assistant"]["replaced"] is True
+    assert events[-2]["assistant"]["safety"]["withdrawn"] is True
 
 
 def test_models_lists_the_one_model(client: TestClient) -> None:
