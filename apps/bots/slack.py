@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt import App
 from slack_bolt.adapter.starlette import SlackRequestHandler
 from slack_sdk import WebClient
+from slack_sdk.http_retry import RateLimitErrorRetryHandler, default_retry_handlers
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -189,6 +190,51 @@ def channel_guard(client: WebClient, settings: Settings, user: str) -> ChatGuard
     return ChatGuard(allowed=allowed, who=who)
 
 
+RATE_LIMIT_RETRIES = 3
+"""Times a Web API call Slack rate-limited (HTTP 429) is sent again, after ``Retry-After``."""
+
+
+def web_client(settings: Settings, token: str) -> WebClient:
+    """The bot's Web API client: a rate-limited call waits as Slack asks and goes again.
+
+    Slack answers a burst (a long reply's pieces, ``chat.postMessage`` allows about one a
+    second per channel) with 429 and ``Retry-After``; slack_sdk's default client retries
+    only a broken connection, so the rest of the reply would be lost.
+    """
+    handlers = [
+        *default_retry_handlers(),
+        RateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
+    ]
+    return WebClient(token=token, base_url=settings.slack.api_base_url, retry_handlers=handlers)
+
+
+def post(client: WebClient, channel: str, pieces: list[str], thread_ts: str | None) -> bool:
+    """Post a reply's pieces in order; a refused piece gives the rest up (logged).
+
+    Returns:
+        Whether every piece was posted.
+    """
+    from slack_sdk.errors import SlackApiError
+
+    for at, piece in enumerate(pieces):
+        try:
+            client.chat_postMessage(channel=channel, text=escape(piece), thread_ts=thread_ts)
+        except (SlackApiError, OSError) as exc:  # not_in_channel, still rate-limited, ...
+            error = exc.response.get("error") if isinstance(exc, SlackApiError) else repr(exc)
+            # A later piece alone would read as the whole reply.
+            log.error(
+                "reply to channel %s not delivered: piece %d of %d failed (%s); %d piece(s) "
+                "not sent (the turn is kept in the chat's thread)",
+                channel,
+                at + 1,
+                len(pieces),
+                error,
+                len(pieces) - at,
+            )
+            return False
+    return True
+
+
 def build_bolt_app(settings: Settings, core: BotCore) -> App:
     """The Bolt app with the bot's listeners; checks the token with ``auth.test``.
 
@@ -197,7 +243,7 @@ def build_bolt_app(settings: Settings, core: BotCore) -> App:
         slack_bolt.error.BoltError: Slack refused the token.
     """
     token, secret = secrets_of(settings)
-    client = WebClient(token=token, base_url=settings.slack.api_base_url)
+    client = web_client(settings, token)
     app = App(
         client=client,
         signing_secret=secret,
@@ -228,8 +274,7 @@ def build_bolt_app(settings: Settings, core: BotCore) -> App:
         guard = None if direct else channel_guard(client, settings, sender)
         room = chat_key(team, channel)  # a Slack thread searches its channel's documents
         reply = core.handle(chat, user_key(team, sender), text, "!", guard, room=room)
-        for piece in split_text(reply, LIMIT, escaped_length):
-            client.chat_postMessage(channel=channel, text=escape(piece), thread_ts=thread_ts)
+        post(client, channel, split_text(reply, LIMIT, escaped_length), thread_ts)
 
     @app.event("app_mention")
     def on_mention(event: dict[str, Any], body: dict[str, Any]) -> None:

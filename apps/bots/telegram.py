@@ -22,6 +22,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -162,6 +163,70 @@ def group_guard(bot: Bot, message: Message, loop: asyncio.AbstractEventLoop) -> 
     return ChatGuard(allowed=allowed, who=ADMINS)
 
 
+SEND_ATTEMPTS = 4
+"""Tries per piece of a reply before the rest of it is given up (and logged)."""
+
+MAX_RETRY_AFTER = 60.0
+"""The longest flood-limit wait honoured before a piece is tried again, in seconds."""
+
+
+async def deliver(bot: Bot, chat_id: int, pieces: list[str], topic: int | None = None) -> bool:
+    """Send a reply's pieces in order, each tried again when Telegram could not take it.
+
+    A flood limit (``RetryAfter``: Telegram allows about 20 messages a minute in a group,
+    which a long reply split in pieces soon reaches) is waited out; a connection that
+    failed before Telegram answered is tried again after a short pause. Neither sent the
+    piece, so trying again cannot send it twice. A timeout may have sent it, and a refusal
+    (``BadRequest``, ``Forbidden``: the bot was blocked or removed) answers the same way
+    every time: the reply is given up at once. Once a piece is given up the later ones are
+    not sent either (a reply with a hole in it would read as whole); it is logged.
+
+    Returns:
+        Whether every piece was sent.
+    """
+    for at, piece in enumerate(pieces):
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await bot.send_message(chat_id, piece, message_thread_id=topic)
+                break
+            except TelegramError as exc:
+                wait = _retry_wait(exc, attempt)
+                if wait is None or attempt >= SEND_ATTEMPTS:
+                    log.error(
+                        "reply to chat %s not delivered: piece %d of %d failed (%s); %d "
+                        "piece(s) not sent (the turn is kept in the chat's thread)",
+                        chat_id,
+                        at + 1,
+                        len(pieces),
+                        exc,
+                        len(pieces) - at,
+                    )
+                    return False
+                log.warning("sendMessage to chat %s failed (%s); trying again", chat_id, exc)
+                await asyncio.sleep(wait)
+    return True
+
+
+def _retry_wait(exc: TelegramError, attempt: int) -> float | None:
+    """Seconds to wait before sending a piece again; None: it cannot help, or may repeat it."""
+    if isinstance(exc, RetryAfter):
+        return min(_seconds(exc.retry_after), MAX_RETRY_AFTER)
+    if isinstance(exc, BadRequest | TimedOut):  # NetworkErrors that are no lost connection
+        return None
+    if isinstance(exc, NetworkError):
+        return 0.5 * attempt
+    return None  # Forbidden (blocked, removed from the group), a moved chat, ...
+
+
+def _seconds(value: object) -> float:
+    # python-telegram-bot gives an int, or a timedelta where PTB_TIMEDELTA is set.
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value) if isinstance(value, int | float) else 1.0
+
+
 def build_application(
     settings: Settings, core: BotCore
 ) -> Application[Any, Any, Any, Any, Any, Any]:
@@ -201,8 +266,7 @@ def build_application(
         reply = await asyncio.to_thread(
             core.handle, thread, who, message.text, "/", guard, room=chat_key(chat.id)
         )
-        for piece in split_text(reply, LIMIT, utf16_units):
-            await context.bot.send_message(chat.id, piece, message_thread_id=topic)
+        await deliver(context.bot, chat.id, split_text(reply, LIMIT, utf16_units), topic)
 
     async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("update failed: %s", context.error, exc_info=context.error)

@@ -6,6 +6,8 @@ answers ``auth.test``, records ``chat.postMessage`` and what is posted to a slas
 ``users.info`` says a user is a workspace admin when ``admins`` holds their id (or answers
 ``missing_scope`` when ``users_read`` is False, as for an app without ``users:read``, or
 ``users_info_error``, an HTTP status and Slack error code, when it is set).
+``post_errors`` makes the next chat.postMessage calls fail (a rate limit, a channel the
+bot is not in); those calls are recorded as ``chat.postMessage:failed``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class FakeSlack:
         self.admins: set[str] = set()
         self.users_read = True
         self.users_info_error: tuple[int, str] | None = None
+        self.post_errors: list[tuple[int, str]] = []
+        """The answers of the next chat.postMessage calls, one each: (HTTP status, Slack
+        error code); a 429 says ``Retry-After: 0``."""
         self._lock = threading.Lock()
         self._ts = itertools.count(1)
         self.app = Starlette(
@@ -51,7 +56,16 @@ class FakeSlack:
             return JSONResponse({"ok": False, "error": "invalid_auth"})
         params = await _params(request)
         with self._lock:
-            self.calls.append((method, params))
+            failed = (
+                self.post_errors.pop(0)
+                if method == "chat.postMessage" and self.post_errors
+                else None
+            )
+            self.calls.append((f"{method}:failed" if failed else method, params))
+        if failed is not None:
+            status, error = failed
+            headers = {"Retry-After": "0"} if status == 429 else None
+            return JSONResponse({"ok": False, "error": error}, status, headers=headers)
         if method == "auth.test":
             return JSONResponse(
                 {

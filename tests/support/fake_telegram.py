@@ -3,7 +3,9 @@
 Point python-telegram-bot at it with ``base_url=f"{url}/bot"`` (the setting
 ``telegram.api_base_url``). Every call is recorded as ``(method, params)``; a wrong token
 gets Telegram's 401 answer. ``getChatMember`` answers from ``owners`` and ``admins``
-(``(chat_id, user_id)`` pairs; anyone else is a plain member).
+(``(chat_id, user_id)`` pairs; anyone else is a plain member). ``send_errors`` makes the
+next sendMessage calls fail as Telegram does (a flood limit, a bad gateway, a blocked bot);
+those calls are recorded as ``sendMessage:failed``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ class FakeTelegram:
         self.admins: set[tuple[int, int]] = set()
         self.member_error: str | None = None
         """When set, getChatMember fails with this description (Telegram's 400)."""
+        self.send_errors: list[tuple[int, str, dict[str, Any]]] = []
+        """The answers of the next sendMessage calls, one each: (HTTP status and
+        error_code, description, parameters, e.g. ``{"retry_after": 0}``)."""
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self.app = Starlette(
@@ -54,7 +59,16 @@ class FakeTelegram:
         method = request.path_params["method"]
         params = await _params(request)
         with self._lock:
-            self.calls.append((method, params))
+            error = (
+                self.send_errors.pop(0) if method == "sendMessage" and self.send_errors else None
+            )
+            self.calls.append((f"{method}:failed" if error else method, params))
+        if error is not None:
+            status, description, parameters = error
+            answer = {"ok": False, "error_code": status, "description": description}
+            return JSONResponse(
+                {**answer, "parameters": parameters} if parameters else answer, status
+            )
         if method == "getMe":
             result: Any = BOT_USER
         elif method == "sendMessage":

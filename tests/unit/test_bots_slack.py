@@ -534,3 +534,45 @@ def test_a_channel_is_answered_from_its_own_documents_never_a_users(
     send_event(client, mention("C1", "U2", TOWER_QUESTION, thread_ts="1700000000.000100"))
     wait_for(lambda: len(fake.posted("C1")) == 2, what="the thread's reply")
     assert "Ida Frane" in "\n".join(m.text for m in fake_model.calls[-1])
+
+
+def three_pieces(make_settings: Callable[..., Settings], url: str) -> tuple[TestClient, BotCore]:
+    """A bot whose every reply is three pieces: "one", "two" and "six" paragraphs."""
+    reply = "\n\n".join(word * 700 for word in ("one ", "two ", "six "))
+    return bot(
+        make_settings,
+        url,
+        FakeChatModel(reply=lambda messages: reply),
+        model={"n_ctx": 16384},
+        generation={"max_new_tokens": 8192},
+    )
+
+
+@pytest.mark.parametrize("limited", [1, 3])
+def test_a_rate_limited_piece_is_posted_again_and_nothing_is_lost(
+    make_settings: Callable[..., Settings], slack: tuple[FakeSlack, str], limited: int
+) -> None:
+    fake, url = slack
+    client, _ = three_pieces(make_settings, url)
+    fake.post_errors.extend([(429, "ratelimited")] * limited)
+    assert send_event(client, mention("C1", "U1", "write a lot")) == 200
+    wait_for(lambda: len(fake.posted("C1")) == 3, what="every piece")
+    assert [p["text"].split()[0] for p in fake.posted("C1")] == ["one", "two", "six"]
+    assert [m for m, _ in fake.calls].count("chat.postMessage:failed") == limited
+
+
+def test_a_refused_piece_gives_the_rest_up_and_says_so_in_the_log(
+    make_settings: Callable[..., Settings],
+    slack: tuple[FakeSlack, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake, url = slack
+    client, _ = three_pieces(make_settings, url)
+    fake.post_errors.append((200, "not_in_channel"))
+    assert send_event(client, mention("C1", "U1", "write a lot")) == 200
+    wait_for(lambda: "not delivered" in caplog.text, what="the log line")
+    assert "piece 1 of 3 failed (not_in_channel)" in caplog.text
+    assert fake.posted("C1") == []  # no later piece alone, read as the whole reply
+    # The next message is answered: one lost reply stops nothing.
+    assert send_event(client, mention("C1", "U1", "again")) == 200
+    wait_for(lambda: len(fake.posted("C1")) == 3, what="the next reply")

@@ -470,3 +470,75 @@ def test_with_shared_documents_every_chat_is_answered_from_chroma_collection(
         assert post(client, update(1, -100500, 77, MILL_QUESTION)) == 200
         wait_for(lambda: fake.sent(-100500), what="the reply")
     assert "barley" in _prompts(fake_model)
+
+
+FLOOD = (429, "Too Many Requests: retry after 0", {"retry_after": 0})
+BAD_GATEWAY = (502, "Bad Gateway", {})
+BLOCKED = (403, "Forbidden: bot was blocked by the user", {})
+
+
+def long_bot(make_settings: Callable[..., Settings], url: str) -> TestClient:
+    """A bot whose every reply is three pieces: "one", "two" and "three" paragraphs."""
+    reply = "\n\n".join(word * 1000 for word in ("one ", "two ", "six "))
+    settings = make_settings(
+        model={"n_ctx": 16384},
+        generation={"max_new_tokens": 8192},
+        telegram={"token": TOKEN, "webhook_secret": SECRET, "api_base_url": f"{url}/bot"},
+    )
+    return bot(settings, FakeChatModel(reply=lambda messages: reply))
+
+
+@pytest.mark.parametrize(
+    "errors",
+    [
+        [FLOOD],  # a group's flood limit, reached by a long reply's pieces
+        [FLOOD, FLOOD, FLOOD],
+        [BAD_GATEWAY],
+        [BAD_GATEWAY, FLOOD],
+    ],
+)
+def test_a_piece_telegram_could_not_take_is_sent_again_and_nothing_is_lost(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    errors: list[tuple[int, str, dict[str, object]]],
+) -> None:
+    fake, url = telegram
+    with long_bot(make_settings, url) as client:
+        fake.send_errors.extend(errors)
+        assert post(client, update(1, -5, 5, "write a lot")) == 200
+        wait_for(lambda: len(fake.sent(-5)) == 3, what="every piece")
+        assert fake.methods().count("sendMessage:failed") == len(errors)
+    # In order, each once.
+    assert [piece.split()[0] for piece in fake.sent(-5)] == ["one", "two", "six"]
+
+
+def test_a_bot_blocked_by_the_user_gives_the_reply_up_at_once_and_says_so(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake, url = telegram
+    with long_bot(make_settings, url) as client:
+        fake.send_errors.append(BLOCKED)
+        assert post(client, update(1, 5, 5, "write a lot")) == 200
+        wait_for(lambda: "not delivered" in caplog.text, what="the log line")
+        # The next message is answered as usual: one failed reply stops nothing.
+        assert post(client, update(2, 5, 5, "again")) == 200
+        wait_for(lambda: len(fake.sent(5)) == 3, what="the next reply")
+    # Asked once, not again and again; no later piece sent out of a reply with a hole.
+    assert fake.methods().count("sendMessage:failed") == 1
+    assert "piece 1 of 3" in caplog.text and "3 piece(s) not sent" in caplog.text
+
+
+def test_a_flood_limit_that_never_lifts_gives_the_rest_of_the_reply_up(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake, url = telegram
+    with long_bot(make_settings, url) as client:
+        fake.send_errors.extend([FLOOD] * 10)
+        assert post(client, update(1, -5, 5, "write a lot")) == 200
+        wait_for(lambda: "not delivered" in caplog.text, what="the log line")
+    assert fake.methods().count("sendMessage:failed") == 4  # SEND_ATTEMPTS
+    assert fake.sent(-5) == []
