@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -104,6 +105,26 @@ def check_token(settings: Settings) -> str:
             f"the Bot API at {settings.telegram.api_base_url} refused the token or cannot be "
             f"reached: {exc}"
         ) from None
+
+
+NOT_TEXT = (
+    "Sorry, I can only read text messages: pictures, voice notes, stickers and files "
+    "don't reach me. Please send your question as text."
+)
+
+
+def incoming_text(text: str, username: str | None) -> str:
+    """A message as the question it asks: the bot's own ``@username`` taken out.
+
+    In a group a member writes "@SomeBot ELI5 DNS"; the model should read "ELI5 DNS" (as
+    a command such as ``eli5`` selects its prompt only when it leads the request), the
+    same as the Slack bot drops its mention. Other @names are part of the text.
+    """
+    if not username:
+        return text
+    # The name, a comma or colon after it ("@SomeBot, ..."), and the blanks that follow.
+    mention = re.compile(rf"(?<![\w@])@{re.escape(username)}(?!\w)[,:]?[ \t]*", re.IGNORECASE)
+    return mention.sub("", text).strip()
 
 
 def addressed_elsewhere(text: str, username: str | None) -> bool:
@@ -253,6 +274,7 @@ def build_application(
             return
         if addressed_elsewhere(message.text, context.bot.username):
             return  # "/reset@OtherBot" in a group is for the other bot
+        text = incoming_text(message.text, context.bot.username)
         who = user_key(sender.id) if sender is not None else chat_key(chat.id)
         try:
             await context.bot.send_chat_action(chat.id, ChatAction.TYPING)
@@ -264,15 +286,31 @@ def build_application(
         guard = group_guard(context.bot, message, asyncio.get_running_loop())
         # A forum topic searches its group's documents.
         reply = await asyncio.to_thread(
-            core.handle, thread, who, message.text, "/", guard, room=chat_key(chat.id)
+            core.handle, thread, who, text, "/", guard, room=chat_key(chat.id)
         )
         await deliver(context.bot, chat.id, split_text(reply, LIMIT, utf16_units), topic)
+
+    async def on_not_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        # A photo, voice note, sticker or file in a private chat: said so, not silence.
+        chat = update.effective_chat
+        if chat is not None:
+            await deliver(context.bot, chat.id, [NOT_TEXT])
 
     async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("update failed: %s", context.error, exc_info=context.error)
 
     # New text messages only: an edited message is not a new question.
     application.add_handler(MessageHandler(filters.TEXT & filters.UpdateType.MESSAGE, on_text))
+    # In a group, what is not text is not for the bot (a photo shared with the members).
+    application.add_handler(
+        MessageHandler(
+            filters.ChatType.PRIVATE
+            & filters.UpdateType.MESSAGE
+            & ~filters.TEXT
+            & ~filters.StatusUpdate.ALL,
+            on_not_text,
+        )
+    )
     application.add_error_handler(on_error)
     return application
 

@@ -13,11 +13,11 @@ from starlette.testclient import TestClient
 
 from apps.bots.core import BUSY_MODEL, NOT_CHECKED, BotConfigError, BotCore
 from apps.bots.split import utf16_units
-from apps.bots.telegram import SECRET_HEADER, create_app
+from apps.bots.telegram import NOT_TEXT, SECRET_HEADER, create_app, incoming_text
 from apps.documents import collection_of, user_collection
 from graph.settings import Settings
 from tests.support.documents import MILL, MILL_QUESTION, TOWER, TOWER_QUESTION, put_document
-from tests.support.fake_telegram import ANONYMOUS_ADMIN, FakeTelegram, update
+from tests.support.fake_telegram import ANONYMOUS_ADMIN, BOT_USER, FakeTelegram, update
 from tests.support.http_server import ServerThread, wait_for
 from tests.support.loopback import only_loopback
 from tools.memory import OpenMemory
@@ -542,3 +542,87 @@ def test_a_flood_limit_that_never_lifts_gives_the_rest_of_the_reply_up(
         wait_for(lambda: "not delivered" in caplog.text, what="the log line")
     assert fake.methods().count("sendMessage:failed") == 4  # SEND_ATTEMPTS
     assert fake.sent(-5) == []
+
+
+BOT_NAME = str(BOT_USER["username"])
+
+
+@pytest.mark.parametrize(
+    ("typed", "read"),
+    [
+        (f"@{BOT_NAME} ELI5 DNS", "ELI5 DNS"),
+        (f"@{BOT_NAME.upper()}, what is DNS?", "what is DNS?"),  # usernames ignore case
+        (f"@{BOT_NAME}: what is DNS?", "what is DNS?"),
+        (f"@{BOT_NAME} /reset", "/reset"),
+        (f"@{BOT_NAME}", ""),
+        (f"@{BOT_NAME}\nline one\n  indented", "line one\n  indented"),
+        # Not the bot: another name, a longer one, an e-mail address, a command's suffix.
+        (f"ask @{BOT_NAME}_two instead", f"ask @{BOT_NAME}_two instead"),
+        ("@someone_else what is DNS?", "@someone_else what is DNS?"),
+        (f"mail ada@{BOT_NAME} now", f"mail ada@{BOT_NAME} now"),
+        (f"/reset@{BOT_NAME}", f"/reset@{BOT_NAME}"),
+    ],
+)
+def test_the_bots_own_mention_is_taken_out_of_the_question(typed: str, read: str) -> None:
+    assert incoming_text(typed, BOT_NAME) == read
+
+
+def test_a_mention_in_a_group_reaches_the_model_as_the_question_alone(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = telegram
+    with bot(bot_settings(make_settings, url), fake_model) as client:
+        assert post(client, update(1, -7, 7, f"@{BOT_NAME} what is a mill?")) == 200
+        wait_for(lambda: fake.sent(-7), what="the reply")
+        assert post(client, update(2, -7, 7, f"@{BOT_NAME} /safety")) == 200
+        wait_for(lambda: len(fake.sent(-7)) == 2, what="the command's reply")
+    assert fake_model.calls[-1][-1].text == "what is a mill?"
+    assert "Name a safety level" in fake.sent(-7)[1]  # a command, not a question
+
+
+def not_text(update_id: int, chat_id: int, **content: object) -> dict[str, object]:
+    message = update(update_id, chat_id, 9, "x")
+    del message["message"]["text"]  # type: ignore[attr-defined]
+    message["message"].update(content)  # type: ignore[attr-defined]
+    return message
+
+
+PHOTO = [{"file_id": "p1", "file_unique_id": "u1", "width": 90, "height": 90}]
+STICKER = {
+    "file_id": "s1",
+    "file_unique_id": "u2",
+    "type": "regular",
+    "width": 512,
+    "height": 512,
+    "is_animated": False,
+    "is_video": False,
+}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"photo": PHOTO, "caption": "what is in this picture?"},
+        {"voice": {"file_id": "v1", "file_unique_id": "u3", "duration": 3}},
+        {"sticker": STICKER},
+        {"document": {"file_id": "d1", "file_unique_id": "u4", "file_name": "notes.pdf"}},
+    ],
+)
+def test_what_is_not_text_gets_a_reply_in_a_private_chat_and_none_in_a_group(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    fake_model: FakeChatModel,
+    content: dict[str, object],
+) -> None:
+    fake, url = telegram
+    with bot(bot_settings(make_settings, url), fake_model) as client:
+        assert post(client, not_text(1, -8, **content)) == 200  # a group: for its members
+        assert post(client, not_text(2, 8, **content)) == 200
+        wait_for(lambda: fake.sent(8), what="the reply")
+        assert post(client, update(3, -8, 9, "/help")) == 200  # after the group's update
+        wait_for(lambda: fake.sent(-8), what="the group's reply to /help")
+    assert fake.sent(8) == [NOT_TEXT]
+    assert len(fake.sent(-8)) == 1 and "Commands" in fake.sent(-8)[0]
+    assert fake_model.calls == []
