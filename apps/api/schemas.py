@@ -83,7 +83,7 @@ class ChatMessage(_Body):
                 kind = part.get("type") if isinstance(part, dict) else None
                 if isinstance(kind, str) and kind != "text":
                     raise PydanticCustomError(
-                        "unsupported_content",
+                        "unsupported_value",
                         "only text content parts are supported (part {at} is {kind})",
                         {"at": at, "kind": repr(kind[:40])},
                     )

@@ -663,6 +663,7 @@ def test_a_content_part_that_is_not_text_is_400_saying_so(
     body = {"messages": [{"role": "user", "content": content}]}
     error = expect_error(client.post(URL, json=body), 400, "messages.0.content")
     assert "only text content parts are supported" in error["message"]
+    assert error["code"] == "unsupported_value"  # as every feature the assistant lacks
     assert part in error["message"]
     assert "valid string" not in error["message"]
     assert fake_model.calls == []
