@@ -77,6 +77,11 @@ BUSY_MODEL = "I'm busy answering other messages right now. Please try again in a
 BUSY_THREAD = "I'm still answering your previous message here. Please try again when it's done."
 FAILED = "Sorry, something went wrong while answering. Please try again."
 EMPTY = "Sorry, I have no answer to that."
+NOT_TEXT = (
+    "Sorry, I can only read text messages: pictures, voice notes, stickers and files "
+    "don't reach me. Please send your question as text."
+)
+"""The reply to a private message that is not text (it would otherwise get silence)."""
 NOT_OURS = (
     "Sorry, I can't use this chat's conversation: its history ({thread}) is kept for "
     "someone else on this assistant, so I neither continue nor reset it here. Please tell "

@@ -7,6 +7,7 @@ before any listener runs: a forged or replayed request gets 401. The bot answers
 - a mention (``app_mention``) in a channel, in that channel or, if the mention is inside a
   Slack thread, in that thread;
 - every message in a direct message with the bot (``message`` events of ``im`` channels);
+  one that shares a file gets a reply that only text is read;
 - the slash command (``slack.command``, default ``/assistant``): ``/assistant QUESTION``,
   ``/assistant reset``, ``/assistant safety LEVEL``, ``/assistant help``.
 
@@ -47,7 +48,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from apps.bots.core import BotConfigError, BotCore, ChatGuard, CheckFailed, SeenIds
+from apps.bots.core import NOT_TEXT, BotConfigError, BotCore, ChatGuard, CheckFailed, SeenIds
 from apps.bots.split import split_text
 
 if TYPE_CHECKING:
@@ -286,9 +287,15 @@ def build_bolt_app(settings: Settings, core: BotCore) -> App:
     def on_message(event: dict[str, Any], body: dict[str, Any]) -> None:
         # Channel messages reach the bot as mentions (above); here only direct messages,
         # and only what a person wrote (no edits, joins, bot posts).
-        if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
+        if event.get("channel_type") != "im" or event.get("bot_id"):
             return
-        if "user" not in event or redelivered(body):
+        subtype = event.get("subtype")
+        if subtype not in (None, "file_share") or "user" not in event or redelivered(body):
+            return
+        if subtype == "file_share":
+            # A file (with or without a question): it never reaches the model, so the
+            # question alone would be answered as if the file were read. Said so instead.
+            post(client, str(event["channel"]), [NOT_TEXT], event.get("thread_ts"))
             return
         answer(event, body)
 

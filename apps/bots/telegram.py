@@ -35,7 +35,7 @@ from telegram.constants import ChatAction, ChatMemberStatus, ChatType, MessageLi
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import Application, ContextTypes, MessageHandler, filters
 
-from apps.bots.core import BotConfigError, BotCore, ChatGuard, CheckFailed, SeenIds
+from apps.bots.core import NOT_TEXT, BotConfigError, BotCore, ChatGuard, CheckFailed, SeenIds
 from apps.bots.split import split_text, utf16_units
 
 if TYPE_CHECKING:
@@ -105,12 +105,6 @@ def check_token(settings: Settings) -> str:
             f"the Bot API at {settings.telegram.api_base_url} refused the token or cannot be "
             f"reached: {exc}"
         ) from None
-
-
-NOT_TEXT = (
-    "Sorry, I can only read text messages: pictures, voice notes, stickers and files "
-    "don't reach me. Please send your question as text."
-)
 
 
 def incoming_text(text: str, username: str | None) -> str:

@@ -12,8 +12,8 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from starlette.testclient import TestClient
 
-from apps.bots.core import NOT_CHECKED, BotConfigError, BotCore
-from apps.bots.slack import chat_key, create_app, incoming_text
+from apps.bots.core import NOT_CHECKED, NOT_TEXT, BotConfigError, BotCore
+from apps.bots.slack import chat_key, create_app, escape, incoming_text
 from apps.documents import collection_of
 from graph.settings import Settings
 from tests.support.documents import MILL, MILL_QUESTION, TOWER, TOWER_QUESTION, put_document
@@ -576,3 +576,20 @@ def test_a_refused_piece_gives_the_rest_up_and_says_so_in_the_log(
     # The next message is answered: one lost reply stops nothing.
     assert send_event(client, mention("C1", "U1", "again")) == 200
     wait_for(lambda: len(fake.posted("C1")) == 3, what="the next reply")
+
+
+@pytest.mark.parametrize("text", ["", "what does this file say?"])
+def test_a_file_shared_in_a_direct_message_gets_a_reply_that_only_text_is_read(
+    make_settings: Callable[..., Settings],
+    slack: tuple[FakeSlack, str],
+    fake_model: FakeChatModel,
+    text: str,
+) -> None:
+    fake, url = slack
+    client, _ = bot(make_settings, url, fake_model)
+    files = [{"id": "F1", "name": "report.pdf", "mimetype": "application/pdf"}]
+    shared = direct_message("D1", "U1", text, subtype="file_share", files=files)
+    assert send_event(client, shared) == 200
+    wait_for(lambda: fake.posted("D1"), what="the reply")
+    assert [p["text"] for p in fake.posted("D1")] == [escape(NOT_TEXT)]
+    assert fake_model.calls == []  # the question alone is not answered as if the file was read
