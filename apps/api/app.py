@@ -561,13 +561,19 @@ async def _sse(
     the generation ends at its next token and the model is free.
     """
     created = int(time.time())
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        payload = _chunk(completion_id, model, created, delta, finish)
+        if include_usage:
+            # OpenAI: with include_usage every chunk carries "usage", null but in the last.
+            payload["usage"] = None
+        return payload
+
     try:
-        yield _data(
-            _chunk(completion_id, model, created, {"role": "assistant", "content": ""}, None)
-        )
+        yield _data(chunk({"role": "assistant", "content": ""}))
         event = first
         while event[0] == "token":
-            yield _data(_chunk(completion_id, model, created, {"content": event[1]}, None))
+            yield _data(chunk({"content": event[1]}))
             event = await events.get()
         if event[0] == "error":
             # The status line is sent already: the error goes in the stream, as OpenAI does.
@@ -576,12 +582,12 @@ async def _sse(
             outcome: Outcome = event[1]
             note = _withdrawal(outcome)
             if note:
-                yield _data(_chunk(completion_id, model, created, {"content": note}, None))
-            last = _chunk(completion_id, model, created, {}, outcome.finish_reason)
+                yield _data(chunk({"content": note}))
+            last = chunk({}, outcome.finish_reason)
             last["assistant"] = extension(outcome, turn.thread_id)
             yield _data(last)
             if include_usage:
-                usage = _chunk(completion_id, model, created, {}, None)
+                usage = chunk({})
                 usage["choices"] = []
                 usage["usage"] = _usage(outcome)
                 yield _data(usage)

@@ -130,6 +130,10 @@ def test_a_stream_with_include_usage_ends_with_a_usage_chunk(client: TestClient)
     usage_chunk = events[-2]
     assert usage_chunk["choices"] == []
     assert usage_chunk["usage"]["completion_tokens"] > 0
+    # As OpenAI streams it: every other chunk has "usage": null (typed clients read it).
+    others = events[:-2]
+    assert len(others) > 3 and all(p["usage"] is None for p in others)
+    assert all(len(p["choices"]) == 1 for p in others)
 
 
 def test_a_streamed_reply_the_safety_filter_withdraws_is_said_withdrawn_in_the_stream(
