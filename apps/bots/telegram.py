@@ -9,6 +9,8 @@ Telegram's 4096-character limit (counted in UTF-16 code units, as Telegram does)
 
 Each chat is a thread ``telegram:<chat_id>`` (a forum topic: ``telegram:<chat_id>:<topic_id>``,
 answered in that topic), each sender a user ``telegram:<user_id>``.
+In a group the bot answers only what is addressed to it (a command, its ``@name``, a reply
+to it): :func:`addressed_to_bot`.
 Commands: ``/start`` and ``/help``, ``/reset``, ``/safety LEVEL`` (see :mod:`apps.bots.core`).
 In a group only its administrators may ``/reset`` it or set its level: the bot asks the Bot
 API (``getChatMember``) when someone tries; a message an administrator sends anonymously,
@@ -119,6 +121,23 @@ def incoming_text(text: str, username: str | None) -> str:
     # The name, a comma or colon after it ("@SomeBot, ..."), and the blanks that follow.
     mention = re.compile(rf"(?<![\w@])@{re.escape(username)}(?!\w)[,:]?[ \t]*", re.IGNORECASE)
     return mention.sub("", text).strip()
+
+
+def addressed_to_bot(message: Message, bot: Bot) -> bool:
+    """Whether a group message is for the bot: a command, its ``@name``, a reply to it.
+
+    What Telegram's privacy mode (on by default) lets a bot see of a group. A bot without
+    it, or an administrator of the group, sees every message: answering each would talk
+    over the members and hold the model for all of them, so the rest is theirs alone
+    (as the Slack bot answers only its mentions in a channel).
+    """
+    text = (message.text or "").strip()
+    if text.startswith("/"):  # a command (one for another bot is left before this)
+        return True
+    if bot.username and incoming_text(text, bot.username) != text:
+        return True
+    replied = message.reply_to_message
+    return replied is not None and replied.from_user is not None and replied.from_user.id == bot.id
 
 
 def addressed_elsewhere(text: str, username: str | None) -> bool:
@@ -268,6 +287,8 @@ def build_application(
             return
         if addressed_elsewhere(message.text, context.bot.username):
             return  # "/reset@OtherBot" in a group is for the other bot
+        if chat.type != ChatType.PRIVATE and not addressed_to_bot(message, context.bot):
+            return  # the members' own talk (seen when privacy mode is off or the bot admin)
         text = incoming_text(message.text, context.bot.username)
         who = user_key(sender.id) if sender is not None else chat_key(chat.id)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langchain_core.messages import BaseMessage
@@ -25,6 +26,7 @@ from tools.memory.locks import LocalThreadLocks
 from tools.models import FakeChatModel
 
 TOKEN = "123456:TEST-token_abc"
+BOT_NAME = str(BOT_USER["username"])
 SECRET = "s3cret-Webhook_token"
 
 
@@ -57,6 +59,11 @@ def bot(settings: Settings, model: FakeChatModel) -> TestClient:
     memory = OpenMemory(InMemorySaver(), None, LocalThreadLocks())
     core = BotCore(settings, memory, busy_wait=5, model=model)
     return TestClient(create_app(settings, core))
+
+
+def to_bot(text: str) -> str:
+    """A group message addressed to the bot (in a group it answers only those)."""
+    return f"@{BOT_NAME} {text}"
 
 
 def post(client: TestClient, payload: dict[str, object], secret: str | None = SECRET) -> int:
@@ -234,9 +241,9 @@ def test_a_forum_topic_is_its_own_thread_and_answered_in_the_topic(
     memory = OpenMemory(InMemorySaver(), None, LocalThreadLocks())
     core = BotCore(settings, memory, busy_wait=5, model=fake_model)
     with TestClient(create_app(settings, core)) as client:
-        assert post(client, update(1, -100500, 7, "in topic 12", topic=12)) == 200
+        assert post(client, update(1, -100500, 7, to_bot("in topic 12"), topic=12)) == 200
         wait_for(lambda: fake.sent(-100500), what="the topic's reply")
-        assert post(client, update(2, -100500, 7, "in the general chat")) == 200
+        assert post(client, update(2, -100500, 7, to_bot("in the general chat"))) == 200
         wait_for(lambda: len(fake.sent(-100500)) == 2, what="the chat's reply")
     params = fake.sent_params()
     assert params[0]["message_thread_id"] == "12"
@@ -368,7 +375,7 @@ def test_in_a_group_a_member_cannot_reset_it_but_an_anonymous_administrator_can(
     client, core = group_bot(make_settings, url, fake_model)
     thread = f"telegram:{GROUP}"
     with client:
-        assert post(client, update(1, GROUP, 5, "a question for the group")) == 200
+        assert post(client, update(1, GROUP, 5, to_bot("a question for the group"))) == 200
         wait_for(lambda: len(fake.sent(GROUP)) == 1, what="the answer")
         assert post(client, update(2, GROUP, 5, "/reset")) == 200
         wait_for(lambda: len(fake.sent(GROUP)) == 2, what="the refusal")
@@ -442,7 +449,7 @@ def test_a_chat_is_answered_from_its_own_documents_never_a_users(
         for n, (chat, question) in enumerate(
             [(-100500, TOWER_QUESTION), (-100500, MILL_QUESTION), (77, MILL_QUESTION)], 1
         ):
-            assert post(client, update(n, chat, 77, question)) == 200
+            assert post(client, update(n, chat, 77, to_bot(question))) == 200
             wait_for(lambda n=n: len(fake.sent()) == n, what="the reply")
         prompts = _prompts(fake_model)
         assert TOWER_QUESTION in prompts and MILL_QUESTION in prompts
@@ -451,7 +458,7 @@ def test_a_chat_is_answered_from_its_own_documents_never_a_users(
         put_document(
             settings, collection_of(settings, "telegram:-100500"), tmp_path, "mill.md", MILL
         )
-        assert post(client, update(4, -100500, 78, MILL_QUESTION, topic=12)) == 200
+        assert post(client, update(4, -100500, 78, to_bot(MILL_QUESTION), topic=12)) == 200
         wait_for(lambda: len(fake.sent()) == 4, what="the topic's reply")
         assert "barley" in _prompts(fake_model)
 
@@ -467,7 +474,7 @@ def test_with_shared_documents_every_chat_is_answered_from_chroma_collection(
     settings = make_settings(telegram=telegram_keys, chroma={"shared": True})
     put_document(settings, settings.chroma.collection, tmp_path, "mill.md", MILL)
     with bot(settings, fake_model) as client:
-        assert post(client, update(1, -100500, 77, MILL_QUESTION)) == 200
+        assert post(client, update(1, -100500, 77, to_bot(MILL_QUESTION))) == 200
         wait_for(lambda: fake.sent(-100500), what="the reply")
     assert "barley" in _prompts(fake_model)
 
@@ -505,7 +512,7 @@ def test_a_piece_telegram_could_not_take_is_sent_again_and_nothing_is_lost(
     fake, url = telegram
     with long_bot(make_settings, url) as client:
         fake.send_errors.extend(errors)
-        assert post(client, update(1, -5, 5, "write a lot")) == 200
+        assert post(client, update(1, -5, 5, to_bot("write a lot"))) == 200
         wait_for(lambda: len(fake.sent(-5)) == 3, what="every piece")
         assert fake.methods().count("sendMessage:failed") == len(errors)
     # In order, each once.
@@ -538,13 +545,10 @@ def test_a_flood_limit_that_never_lifts_gives_the_rest_of_the_reply_up(
     fake, url = telegram
     with long_bot(make_settings, url) as client:
         fake.send_errors.extend([FLOOD] * 10)
-        assert post(client, update(1, -5, 5, "write a lot")) == 200
+        assert post(client, update(1, -5, 5, to_bot("write a lot"))) == 200
         wait_for(lambda: "not delivered" in caplog.text, what="the log line")
     assert fake.methods().count("sendMessage:failed") == 4  # SEND_ATTEMPTS
     assert fake.sent(-5) == []
-
-
-BOT_NAME = str(BOT_USER["username"])
 
 
 @pytest.mark.parametrize(
@@ -626,3 +630,47 @@ def test_what_is_not_text_gets_a_reply_in_a_private_chat_and_none_in_a_group(
     assert fake.sent(8) == [NOT_TEXT]
     assert len(fake.sent(-8)) == 1 and "Commands" in fake.sent(-8)[0]
     assert fake_model.calls == []
+
+
+def reply_to(update_payload: dict[str, Any], sender: dict[str, Any]) -> dict[str, Any]:
+    message = update_payload["message"]
+    message["reply_to_message"] = {
+        "message_id": 1,
+        "date": message["date"],
+        "chat": message["chat"],
+        "from": sender,
+        "text": "an earlier message",
+    }
+    return update_payload
+
+
+def test_in_a_group_only_what_is_addressed_to_the_bot_is_answered(
+    make_settings: Callable[..., Settings],
+    telegram: tuple[FakeTelegram, str],
+    fake_model: FakeChatModel,
+) -> None:
+    fake, url = telegram
+    member = {"id": 6, "is_bot": False, "first_name": "Bo"}
+    with bot(bot_settings(make_settings, url), fake_model) as client:
+        # The members' own talk, as a bot sees it with privacy mode off or as an admin.
+        for n, chatter in enumerate(
+            [
+                update(1, -9, 5, "lunch at noon?"),
+                update(2, -9, 5, f"ask @{BOT_NAME}_two"),
+                reply_to(update(3, -9, 5, "yes, noon"), member),
+            ]
+        ):
+            assert post(client, chatter) == 200, n
+        for addressed in (
+            update(4, -9, 5, to_bot("first question")),
+            reply_to(update(5, -9, 5, "second question"), BOT_USER),  # a reply to the bot
+            update(6, -9, 5, "/help"),
+        ):
+            count = len(fake.sent(-9))
+            assert post(client, addressed) == 200
+            wait_for(lambda count=count: len(fake.sent(-9)) == count + 1, what="the reply")
+        # A private chat needs no mention.
+        assert post(client, update(7, 9, 9, "third question")) == 200
+        wait_for(lambda: fake.sent(9), what="the private reply")
+    asked = [call[-1].text for call in fake_model.calls]
+    assert asked == ["first question", "second question", "third question"]
