@@ -344,7 +344,7 @@ def create_app(
         key = _check_key(request, settings)
         body = await _read_body(request, settings)
         try:
-            chat = ChatRequest.model_validate_json(body)
+            chat = parse_request(body)
         except ValidationError as exc:
             first = _first_error(exc.errors())
             # A feature this assistant lacks keeps OpenAI's code for it; a bad value has none.
@@ -419,6 +419,53 @@ def _open_service(runtime: _Runtime, stack: ExitStack, model: BaseChatModel | No
     runtime.settings = settings
     memory = stack.enter_context(open_memory(settings))
     return ApiService(settings, memory, model=model)
+
+
+def parse_request(body: bytes) -> ChatRequest:
+    r"""The body as a :class:`ChatRequest`; a lone UTF-16 surrogate becomes U+FFFD.
+
+    JavaScript cuts strings in UTF-16 units: a message cut inside an emoji ends in half of
+    it, which ``JSON.stringify`` sends as an escape such as ``\ud83d``. That is valid
+    JSON, but pydantic's parser refuses it as "unexpected end of hex escape", a 400 that
+    names nothing the user did. The half character is read as U+FFFD, the replacement
+    character, as any UTF-8 decoder reads a broken one.
+
+    Raises:
+        ValidationError: The body is no JSON, or breaks the schema.
+    """
+    try:
+        return ChatRequest.model_validate_json(body)
+    except ValidationError as exc:
+        if not any(error["type"] == "json_invalid" for error in exc.errors()):
+            raise
+        repaired = _without_lone_surrogates(body)
+        if repaired is None:
+            raise
+    return ChatRequest.model_validate_json(repaired)
+
+
+def _without_lone_surrogates(body: bytes) -> bytes | None:
+    """The body with each lone surrogate replaced; None if it has none (or is no JSON)."""
+    try:
+        data = json.loads(body)
+    except ValueError:  # also a body that is no UTF-8
+        return None
+    found = False
+
+    def clean(value: Any) -> Any:
+        nonlocal found
+        if isinstance(value, str):
+            fixed = value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+            found = found or fixed != value
+            return fixed
+        if isinstance(value, list):
+            return [clean(item) for item in value]
+        if isinstance(value, dict):
+            return {clean(key): clean(item) for key, item in value.items()}
+        return value
+
+    cleaned = clean(data)
+    return json.dumps(cleaned, ensure_ascii=False).encode() if found else None
 
 
 def _model_card(settings: Settings) -> dict[str, Any]:

@@ -575,6 +575,49 @@ def test_a_tool_result_in_the_history_is_400_saying_no_tools_are_called(
     assert fake_model.calls == []
 
 
+@pytest.mark.parametrize(
+    ("escaped", "read"),
+    [
+        # JavaScript's JSON.stringify of a string cut inside an emoji: half of it.
+        (r"cut here \ud83d", "cut here \ufffd"),
+        (r"\ude00 low half first", "\ufffd low half first"),
+        (r"a whole one \ud83d\ude00 and half \ud83d", "a whole one \U0001f600 and half \ufffd"),
+    ],
+)
+def test_a_lone_surrogate_is_read_as_the_replacement_character(
+    client: TestClient, fake_model: FakeChatModel, escaped: str, read: str
+) -> None:
+    body = '{"messages": [{"role": "user", "content": "' + escaped + '"}], "stream": true}'
+    response = client.post(URL, content=body.encode())
+    assert response.status_code == 200, response.text
+    assert fake_model.calls[-1][-1].text == read
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        # Repaired, the body still answers for the rest of what is in it.
+        (
+            r'{"messages": [{"role": "user", "content": "hi \ud83d"}], "temperature": NaN}',
+            "temperature",
+        ),
+        (r'{"messages": [{"role": "user", "content": "hi \ud83d"}], "stop": "\ud83d"}', "stop"),
+        (r'{"messages": [{"role": "user", "content": "hi \ud83d"}], "user": "\ud83d"}', "user"),
+        # No JSON at all stays no JSON.
+        (r'{"messages": [{"role": "user", "content": "hi \ud83d"}]', None),
+        (b'{"messages": [{"role": "user", "content": "\xff"}]}', None),
+    ],
+)
+def test_a_repaired_body_is_still_checked_like_any_other(
+    client: TestClient, fake_model: FakeChatModel, body: str | bytes, param: str | None
+) -> None:
+    sent = body.encode() if isinstance(body, str) else body
+    error = expect_error(client.post(URL, content=sent), 400, param)
+    if param is None:
+        assert error["param"] is None and "Invalid JSON" in error["message"]
+    assert fake_model.calls == []
+
+
 def test_a_name_on_a_message_is_ignored(client: TestClient, fake_model: FakeChatModel) -> None:
     body = {"messages": [{"role": "user", "content": "hello there", "name": "ada_l"}]}
     done = client.post(URL, json=body)
