@@ -93,7 +93,7 @@ def plain_user_name(name: str) -> str:
 
     Blanks around it are dropped, so " ada " is ada everywhere: one person, one set of
     threads and memories. Then one rule for every front end
-    (:func:`graph.settings.check_user_name`): letters, digits, spaces and ``. @ + -``, so
+    (:func:`graph.settings.check_user_name`): letters, digits, spaces and ``_ . @ + -``, so
     no invisible character makes a second "root" and no ``:`` names a bot's user
     (``telegram:<id>``, reached only through the bots).
 

@@ -522,14 +522,14 @@ def check_collection(name: str) -> str:
     return name
 
 
-USER_NAME = re.compile(r"^\w[\w .@+-]{0,63}$")
+USER_NAME = re.compile(r"^[^\W_][\w .@+-]{0,63}$")
 """A user name a person gives (page, API, CLI ``--user``, an API key's ``user``): a letter
-or digit first, then letters, digits, spaces and ``. @ + -``, at most 64 in all. No ``:``
+or digit first, then letters, digits, spaces and ``_ . @ + -``, at most 64 in all. No ``:``
 (the bots' internal users, ``telegram:<id>``, are reached only through the bots) and no
 invisible or control characters ("root\u200b" would be a second root)."""
 
 USER_NAME_RULE = (
-    "a user name is 1 to 64 letters, digits, spaces or . @ + - (starting with a letter or digit)"
+    "a user name is 1 to 64 letters, digits, spaces or _ . @ + - (starting with a letter or digit)"
 )
 
 
