@@ -5,6 +5,7 @@
 #   scripts/dev_server.sh                      # API http://127.0.0.1:8123, docs at /docs
 #   DEV_SERVER_PORT=8200 scripts/dev_server.sh # another port
 #   scripts/dev_server.sh --no-reload          # further flags go to `langgraph dev`
+#   DEV_SERVER_HOST=0.0.0.0 DEV_SERVER_ALLOW_REMOTE=1 scripts/dev_server.sh  # no auth!
 #
 # Threads are kept by our checkpointer (langgraph.json "checkpointer" ->
 # tools/memory/checkpointers.py:server_checkpointer): Redis at REDIS_URL, or the SQLite fallback in the
@@ -35,6 +36,21 @@ if [[ ! -x "$langgraph" ]]; then
   echo "no $langgraph: run 'make install' (it installs langgraph-cli[inmem])" >&2
   exit 1
 fi
+
+# The dev server has no authentication: every thread, the graph's API and /v1 answer
+# whoever reaches it. Only this machine may, unless asked for by name
+# (`assistant serve` is the server with API keys for others).
+case "$host" in
+  127.*|localhost|::1|\[::1\]) ;;
+  *)
+    if [[ "${DEV_SERVER_ALLOW_REMOTE:-}" != 1 ]]; then
+      echo "refusing to serve on $host: the dev server has no authentication, so anyone who" >&2
+      echo "reaches $host:$port could read every thread; serve on 127.0.0.1, use" >&2
+      echo "'assistant serve' (API keys), or set DEV_SERVER_ALLOW_REMOTE=1 to serve anyway" >&2
+      exit 1
+    fi
+    ;;
+esac
 
 # `langgraph dev` quietly moves to a random port when the one asked for is taken; stop
 # instead, so the URL that clients and Studio were given keeps meaning this server.
