@@ -292,8 +292,25 @@ def _normalise(text: str) -> tuple[str, list[int] | None]:
 
     """
     norm, index = fold_with_offsets(text)
-    # One letter for one: the index still fits. ASCII text holds no homoglyph.
-    return (norm, index) if index is None else (norm.translate(_HOMOGLYPHS), index)
+    if index is None:  # ASCII text holds no homoglyph and no mark
+        return norm, index
+    if _MARK_RE.search(norm):
+        # Marks the fold keeps (enclosing circles and keycaps, "fu\u20ddck"; Thai and
+        # Indic vowel signs) are no letters: a word is read without them, as without
+        # accents, so no mark splits a word in two.
+        kept = [i for i, char in enumerate(norm) if not _is_mark(char)]
+        norm, index = "".join(norm[i] for i in kept), [index[i] for i in kept]
+    # One letter for one: the index still fits.
+    return norm.translate(_HOMOGLYPHS), index
+
+
+@lru_cache(maxsize=4096)
+def _is_mark(char: str) -> bool:
+    return unicodedata.category(char).startswith("M")
+
+
+# Any character that may be a mark (not ASCII, not CJK): a quick test before the slow one.
+_MARK_RE = re.compile(r"[^\x00-\u02ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
 
 
 _MIXED_WORD_RE = re.compile(r"[a-z0-9@$]*[a-z][a-z0-9@$]*")
@@ -356,6 +373,15 @@ def _make_token(norm: str, start: int, end: int) -> _Token:
     return _Token(start, end, start, end, text, full, full)
 
 
+def _spells(char: str) -> bool:
+    """Tell whether a one-character token may be a letter of a spelled-out word.
+
+    Latin letters and digits (look-alikes are Latin by now), not a Chinese character:
+    "f u c k 你好" is a spelled word and then two words, not one run "fuck你好".
+    """
+    return char.isascii() and char.isalnum()
+
+
 def _tokenise(norm: str) -> list[_Token]:
     """Split folded text into tokens, joining spelled-out words ("f.u.c.k", "s h i t")."""
     spans = [m.span() for m in _TOKEN_RE.finditer(norm)]
@@ -364,13 +390,13 @@ def _tokenise(norm: str) -> list[_Token]:
     while i < len(spans):
         start, end = spans[i]
         j = i
-        if end - start == 1 and norm[start].isalnum():
+        if end - start == 1 and _spells(norm[start]):
             # A run of one-letter tokens with the same separator: a spelled-out word.
             gap: str | None = None
             while (
                 j + 1 < len(spans)
                 and spans[j + 1][1] - spans[j + 1][0] == 1
-                and norm[spans[j + 1][0]].isalnum()
+                and _spells(norm[spans[j + 1][0]])
             ):
                 between = norm[spans[j][1] : spans[j + 1][0]]
                 if between not in _SPELLING_GAPS or gap not in (None, between):
@@ -704,10 +730,14 @@ class _Lexicon:
                 for variant in _squeezed(reading):
                     if variant in self.keys:
                         return start, end, variant, text
-        # Stars inside a word only: "*word*" is markdown emphasis.
+        # Stars inside a word only: "*word*" is markdown emphasis. Repeats too: "f*ckkkk".
         key, start, end, text = candidates[0]
-        if "*" in key and self._wildcard(key.translate(_FIRST_READING)):
-            return start, end, key, text
+        if "*" in key:
+            plain = key.translate(_FIRST_READING)
+            # Only letters are squeezed: a run of stars stands for as many letters.
+            variants = [v for v in _squeezed(plain) if v.count("*") == plain.count("*")]
+            if any(self._wildcard(variant) for variant in (plain, *variants)):
+                return start, end, key, text
         if roots and self.root_hint is not None and self.root_hint.search(token.full):
             for key, start, end, text in candidates:
                 for reading in _readings(key):
@@ -744,7 +774,9 @@ class _Lexicon:
         whose other letters are no such words ("c l a s s i c") is a word that is not
         listed, and nothing in it matches.
         """
-        span = self.match_token(token, rare, roots=False)
+        # The gaps hide repeats from the text-wide hint ("b.u.l.l.l.l.s.h.i.t"): the slow
+        # readings always.
+        span = self.match_token(token, True, roots=False)
         if span is not None:
             return [span]
         if len(token.letters) > MAX_WORD:
@@ -757,7 +789,11 @@ class _Lexicon:
         while i < len(chars):
             for length in range(len(chars) - i, 2, -1):
                 key = _canon(chars[i : i + length])
-                if key not in self.exempt and any(r in self.keys for r in _readings(key)):
+                if key not in self.exempt and any(
+                    variant in self.keys
+                    for reading in _readings(key)
+                    for variant in (reading, *_squeezed(reading))
+                ):
                     found.append((letters[i], letters[i + length - 1] + 1))
                     i += length
                     break
@@ -836,10 +872,17 @@ class _Prepared(NamedTuple):
         return cls(text, norm, index, _tokenise(norm))
 
     def original(self, start: int, end: int) -> tuple[int, int]:
-        """Map a span of the folded text back to the original text."""
+        """Map a span of the folded text back to the original text.
+
+        The span takes in the marks after its last letter ("k\u0336" of "f\u0336uc\u0336k\u0336"):
+        a mark belongs to the letter before it, so it is masked with it.
+        """
         if self.positions is None:
             return start, end
-        return self.positions[start], self.positions[end - 1] + 1
+        last = self.positions[end - 1] + 1
+        while last < len(self.text) and _is_mark(self.text[last]):
+            last += 1
+        return self.positions[start], last
 
     def find(self, lexicon: _Lexicon) -> list[tuple[int, int]]:
         """Original spans of the lexicon's terms."""
@@ -1326,7 +1369,7 @@ def trailing_word(text: str) -> int:
 def _single_letter(norm: str, span: tuple[int, int]) -> bool:
     """Tell whether a token is one letter or digit (a piece of a spelled-out word)."""
     start, end = span
-    return end - start == 1 and norm[start].isalnum()
+    return end - start == 1 and _spells(norm[start])
 
 
 def _mask(word: str, mask_char: str) -> str:

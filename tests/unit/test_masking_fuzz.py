@@ -1,0 +1,327 @@
+"""Masking and streaming invariants, on replies built at random from listed words in disguise.
+
+Each reply is a random mix of innocent words (English, Chinese, Japanese, Thai, Arabic,
+Hebrew, emoji) and listed words in every disguise the filter claims to read: spaced-out,
+dotted, hyphenated and underscored letters, leetspeak, repeated letters, a star for a
+letter, look-alike letters of other scripts (Cyrillic, Greek, Armenian, Cherokee, Latin
+extended, fullwidth, mathematical alphanumerics), invisible characters and combining marks
+inside the word, and two-word phrases. The reply is built with what its masked form must
+be, and then:
+
+* the stored copy is exactly that: every listed word masked, no innocent word touched;
+* masking the masked copy changes nothing (the output node masks the streamed reply
+  again);
+* the joined stream equals the stored copy, whatever the pieces: the whole reply, one
+  character at a time (so pieces end between a letter and its combining mark, inside an
+  emoji sequence, between a letter and a zero-width joiner), or pieces of random sizes;
+* text without whitespace streams: fed one character at a time, never more than
+  :data:`LAG_BOUND` characters are held back.
+
+Seeded generators (hypothesis is not a dependency): a failure names its seed, and the
+failing seeds of the past are kept as explicit cases below, one per class of bug.
+"""
+
+from __future__ import annotations
+
+import random
+import unicodedata
+from collections.abc import Callable
+
+import pytest
+
+from tools.guardrails import SafetyFilter
+from tools.guardrails.filter import MAX_WORD
+from tools.guardrails.streaming import StreamMasker
+from tools.text import is_invisible
+
+MASK = "*"
+LEVEL = "moderate"
+
+# Listed at moderate (checked by test_the_listed_words_are_listed).
+LISTED_WORDS = ("fuck", "shit", "bitch", "asshole", "cunt", "fucking", "bullshit", "shithead")
+LISTED_PHRASES = (("blow", "job"), ("bull", "shit"))
+
+# Innocent words, some of them with a listed word inside ("Scunthorpe", "assess"); the
+# one-letter ones are the words a spelled-out word may stand next to.
+ENGLISH = (
+    "the", "cat", "sat", "on", "mat", "hello", "world", "Python", "process", "classic",
+    "assess", "class", "Scunthorpe", "assistant", "therapist", "cocktail", "analysis",
+    "shiitake", "passage", "grape", "what", "show", "you", "not", "mess", "a", "i", "o",
+    "Hello", "WORLD", "sure", "note", "Essex",
+)  # fmt: skip
+# Runs of text in scripts written without spaces, or read right to left, and emoji.
+FOREIGN = (
+    "你好世界",
+    "今天天气很好",
+    "我们去公园散步吧",
+    "こんにちは",
+    "カタカナ",
+    "สวัสดีครับ",
+    "วันนี้อากาศดีมาก",
+    "ภาษาไทย",
+    "مرحبا",
+    "بالعالم",
+    "שלום",
+    "עולם",
+    "😀",
+    "👍🏽",
+    "👨\u200d👩\u200d👧",
+    "🇫🇷",
+    "❤\ufe0f",
+    "🎉🎉",
+)
+GAPS = (" ", " ", " ", "\n", ", ", ". ", " - ", "\n\n")
+
+# Look-alike letters, by script: each reads as the Latin letter it is filed under.
+LOOKALIKES: dict[str, dict[str, str]] = {
+    "cyrillic": {
+        "a": "\u0430", "c": "\u0441", "e": "\u0435", "h": "\u04bb", "i": "\u0456",
+        "o": "\u043e", "s": "\u0455", "k": "\u043a", "t": "\u0442", "b": "\u0432",
+    },
+    "greek": {"o": "\u03bf", "i": "\u03b9", "u": "\u03c5", "k": "\u03ba", "a": "\u03b1",
+              "t": "\u03c4", "n": "\u03b7", "b": "\u03b2"},
+    # Small capitals ("ꜱʜɪᴛ"), dotless i, Latin alpha.
+    "latin-extended": {"i": "\u0131", "a": "\u0251", "c": "\u1d04", "o": "\u1d0f",
+                       "s": "\ua731", "u": "\u1d1c", "h": "\u029c", "b": "\u0299",
+                       "t": "\u1d1b", "k": "\u1d0b", "l": "\u029f", "d": "\u1d05",
+                       "e": "\u1d07"},
+    "armenian": {"u": "\u057d", "o": "\u0585", "h": "\u0570", "n": "\u0578"},
+    "cherokee": {"s": "\u13da", "h": "\u13bb", "t": "\u13a2", "a": "\u13aa", "b": "\u13f4",
+                 "c": "\u13df", "k": "\u13e6"},
+}  # fmt: skip
+INVISIBLE = ("\u200b", "\u200c", "\u200d", "\u2060", "\u00ad", "\ufeff", "\u2062", "\u034f")
+COMBINING = ("\u0301", "\u0308", "\u0336", "\u0331", "\u0323", "\u20dd", "\u20e3", "\u0489")
+LEET = {"a": "4@", "e": "3", "i": "1!", "o": "0", "s": "$5", "t": "7+"}
+
+
+def _math(letter: str, base: int) -> str:
+    return chr(base + ord(letter) - ord("a"))
+
+
+def _restyle(word: str, rnd: random.Random) -> str:
+    """Latin letters of one style for the whole word: fullwidth or a mathematical alphabet."""
+    # Fullwidth; mathematical bold, bold italic, bold script, sans-serif bold, monospace
+    # (lower case): alphabets without holes (the italic "h" is elsewhere).
+    base = rnd.choice((0xFF41, 0x1D41A, 0x1D482, 0x1D4EA, 0x1D5EE, 0x1D68A))
+    return "".join(
+        _math(char.lower(), base) if char.isascii() and char.isalpha() else char for char in word
+    )
+
+
+def _lookalike(word: str, rnd: random.Random) -> str:
+    table = LOOKALIKES[rnd.choice(sorted(LOOKALIKES))]
+    swapped = [table.get(char, char) if rnd.random() < 0.7 else char for char in word]
+    if swapped == list(word):  # at least one
+        position = next((i for i, c in enumerate(word) if c in table), None)
+        if position is not None:
+            swapped[position] = table[word[position]]
+    return "".join(swapped)
+
+
+def _spaced(word: str, rnd: random.Random) -> str:
+    return rnd.choice((" ", ".", "-", "_")).join(word)
+
+
+def _leet(word: str, rnd: random.Random) -> str:
+    if len(word) < 4:
+        return word
+    out = [rnd.choice(LEET[char]) if char in LEET and rnd.random() < 0.5 else char for char in word]
+    return "".join(out)
+
+
+def _repeated(word: str, rnd: random.Random) -> str:
+    letters = [i for i, char in enumerate(word) if char.isalpha()]
+    if not letters:
+        return word
+    position = rnd.choice(letters)
+    return word[:position] + word[position] * rnd.randint(3, 5) + word[position + 1 :]
+
+
+def _starred(word: str, rnd: random.Random) -> str:
+    inner = [i for i in range(1, len(word) - 1) if word[i] in "aeiou"]
+    if not inner:
+        return word
+    position = rnd.choice(inner)
+    return word[:position] + "*" + word[position + 1 :]
+
+
+def _invisible(word: str, rnd: random.Random) -> str:
+    position = rnd.randint(1, len(word) - 1)
+    return word[:position] + rnd.choice(INVISIBLE) + word[position:]
+
+
+def _combining(word: str, rnd: random.Random) -> str:
+    mark = rnd.choice(COMBINING)
+    return "".join(char + mark if rnd.random() < 0.6 else char for char in word)
+
+
+def _cased(word: str, rnd: random.Random) -> str:
+    return rnd.choice((word.upper(), word.title(), word))
+
+
+DISGUISES: dict[str, Callable[[str, random.Random], str]] = {
+    "plain": lambda word, _: word,
+    "cased": _cased,
+    "spaced": _spaced,
+    "leet": _leet,
+    "repeated": _repeated,
+    "starred": _starred,
+    "lookalike": _lookalike,
+    "restyled": _restyle,
+    "invisible": _invisible,
+    "combining": _combining,
+}
+
+
+def masked_form(text: str) -> str:
+    """What the filter promises for a listed word: each letter, digit or leet symbol a star.
+
+    Gaps (spaces, dots, hyphens) stay; invisible characters and combining marks go, as
+    the word is read without them.
+    """
+    out = []
+    for char in text:
+        kind = unicodedata.category(char)
+        if is_invisible(char) or kind.startswith("M"):
+            continue
+        out.append(MASK if kind[0] in "LN" or char in "@$!|+*" else char)
+    return "".join(out)
+
+
+def listed_piece(rnd: random.Random) -> str:
+    """A listed word or phrase in one or two disguises."""
+    if rnd.random() < 0.2:
+        first, second = rnd.choice(LISTED_PHRASES)
+        return first + rnd.choice((" ", "-", "\n", "  ")) + second
+    word = rnd.choice(LISTED_WORDS)
+    names = sorted(DISGUISES)
+    for name in rnd.sample(names, rnd.choice((1, 1, 2))):
+        # A spelled-out word takes no second disguise inside its gaps.
+        if name == "spaced":
+            continue
+        word = DISGUISES[name](word, rnd)
+    if rnd.random() < 0.25 and word.isascii() and word.isalpha():
+        word = _spaced(word, rnd)
+    return word
+
+
+def build_reply(rnd: random.Random, parts: int) -> tuple[str, str]:
+    """A reply of ``parts`` pieces, and what masking must make of it."""
+    text: list[str] = []
+    want: list[str] = []
+    previous = "gap"
+    for _ in range(parts):
+        kind = rnd.choices(("english", "foreign", "listed"), (5, 3, 2))[0]
+        if kind == "listed":
+            piece = listed_piece(rnd)
+            masked = masked_form(piece)
+        else:
+            piece = rnd.choice(ENGLISH if kind == "english" else FOREIGN)
+            masked = piece
+        # A gap between two pieces; a word glued to Chinese or Japanese needs none.
+        if text:
+            glued = "foreign" in (kind, previous) and rnd.random() < 0.4
+            gap = "" if glued else rnd.choice(GAPS)
+            text.append(gap)
+            want.append(gap)
+        text.append(piece)
+        want.append(masked)
+        previous = kind
+    return "".join(text), "".join(want)
+
+
+def pieces_of(text: str, rnd: random.Random, low: int, high: int) -> list[str]:
+    pieces, i = [], 0
+    while i < len(text):
+        n = rnd.randint(low, high)
+        pieces.append(text[i : i + n])
+        i += n
+    return pieces
+
+
+def stream(guard: SafetyFilter, pieces: list[str], level: str = LEVEL) -> tuple[str, list[str]]:
+    masker = StreamMasker(guard, level)  # type: ignore[arg-type]
+    shown = "".join(masker.feed(piece) for piece in pieces) + masker.finish()
+    return shown, masker.masked
+
+
+def max_held_back(guard: SafetyFilter, text: str, level: str = LEVEL) -> int:
+    """Most characters fed and not yet shown, feeding one character at a time.
+
+    For text that masking leaves alone, so shown and fed text can be compared by length.
+    """
+    masker = StreamMasker(guard, level)  # type: ignore[arg-type]
+    shown = held = 0
+    for fed, char in enumerate(text, 1):
+        shown += len(masker.feed(char))
+        held = max(held, fed - shown)
+    assert shown + len(masker.finish()) == len(text)
+    return held
+
+
+@pytest.fixture(scope="module")
+def guard() -> SafetyFilter:
+    return SafetyFilter()
+
+
+def test_the_listed_words_are_listed(guard: SafetyFilter) -> None:
+    for word in (*LISTED_WORDS, *(" ".join(p) for p in LISTED_PHRASES)):
+        assert guard.mask_output(word, LEVEL).text == masked_form(word), word
+    for word in (*ENGLISH, *FOREIGN):
+        assert guard.mask_output(word, "strict").text == word, word
+
+
+def check(guard: SafetyFilter, text: str, want: str, rnd: random.Random) -> None:
+    stored = guard.mask_output(text, LEVEL)
+    assert stored.text == want
+    assert guard.mask_output(stored.text, LEVEL).text == stored.text
+    chunkings = [[text], list(text), pieces_of(text, rnd, 1, 3), pieces_of(text, rnd, 1, 12)]
+    for pieces in chunkings:
+        shown, masked = stream(guard, pieces)
+        assert shown == stored.text, pieces
+        assert masked == list(stored.masked), pieces
+
+
+SEEDS = range(300)
+
+# Failing seeds of the past, one or two per class of bug, as explicit cases.
+EXPLICIT = [
+    # Marks the fold kept (enclosing, ccc 0) split a word; a trailing mark stayed.
+    ("fu\u20e3c\u20e3k\u20e3 you", "**** you"),
+    ("Fu\u20e3Ck\u20e3In\u20e3G\u20e3 now", "******* now"),
+    ("a\u0489sshhhh\u0489o\u0489l\u0489e!", "**********!"),
+    ("b\u0336itc\u0336h\u0336 and s\u20ddh\u20ddi\u20ddt\u20dd", "***** and ****"),
+    ("f\u0331u\u0331c\u0331k\u0331", "****"),
+    # A spelled-out word ran on into Chinese characters ("fuck你好世界": no word).
+    ("classic\n\nsure\nf u c k \u4f60\u597d\u4e16\u754c classic",
+     "classic\n\nsure\n* * * * \u4f60\u597d\u4e16\u754c classic"),
+    # Repeats in a spelled-out word, and repeats with a star.
+    ("i, b.u.l.l.l.l.l.l.s.h.i.t", "i, *.*.*.*.*.*.*.*.*.*.*.*"),
+    ("a-s-s-h-h-h-h-h-o-l-e.", "*-*-*-*-*-*-*-*-*-*-*."),
+    ("f*ckkkkk, c*nnnnnt, bbb*tch and assh*llllle", "********, ********, ******* and ***********"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "want"), EXPLICIT)
+def test_explicit_cases(guard: SafetyFilter, text: str, want: str) -> None:
+    check(guard, text, want, random.Random(0))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_random_replies(guard: SafetyFilter, seed: int) -> None:
+    rnd = random.Random(seed)
+    text, want = build_reply(rnd, rnd.randint(1, 12))
+    check(guard, text, want, rnd)
+
+
+# Text without a space: no more than this is held back while it streams.
+LAG_BOUND = MAX_WORD + 8
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_text_without_whitespace_streams(guard: SafetyFilter, seed: int) -> None:
+    rnd = random.Random(seed)
+    runs = [rnd.choice((*FOREIGN, *ENGLISH)) for _ in range(rnd.randint(10, 40))]
+    text = "".join(run for run in runs)
+    if text == guard.mask_output(text, LEVEL).text:
+        assert max_held_back(guard, text) <= LAG_BOUND
