@@ -317,6 +317,23 @@ def test_random_replies(guard: SafetyFilter, seed: int) -> None:
 # Text without a space: no more than this is held back while it streams.
 LAG_BOUND = MAX_WORD + 8
 
+# Held back to the end before: a run of emoji or punctuation has no word to cut before.
+UNSPACED = [
+    "\U0001f600" * 60,
+    "!?" * 40,
+    "..." * 30 + "ok",
+    "\u2014" * 50,
+    "hello " + "\U0001f389" * 60,
+    "| a | b |\n|---|---|\n" * 6,
+    "\u4f60\u597d\u4e16\u754c" * 20,
+    "a1b2c3d4" * 12,
+]
+
+
+@pytest.mark.parametrize("text", UNSPACED)
+def test_explicit_text_without_whitespace_streams(guard: SafetyFilter, text: str) -> None:
+    assert max_held_back(guard, text) <= LAG_BOUND
+
 
 @pytest.mark.parametrize("seed", range(60))
 def test_text_without_whitespace_streams(guard: SafetyFilter, seed: int) -> None:

@@ -1366,6 +1366,16 @@ def trailing_word(text: str) -> int:
     return len(match.group()) if match else 0
 
 
+# A gap a listed phrase ("bull - shit"), a spelled-out word ("f.u.c.k"), a code
+# ("A55-B00B5") or a name ("K. Dick") may span; any other gap ends what came before it.
+_JOINING_GAP_RE = re.compile(r"[\s\-./:]{0,3}")
+
+
+def _breaks(gap: str) -> bool:
+    """Tell whether a gap between words is one nothing that is masked spans."""
+    return _JOINING_GAP_RE.fullmatch(gap) is None
+
+
 def _single_letter(norm: str, span: tuple[int, int]) -> bool:
     """Tell whether a token is one letter or digit (a piece of a spelled-out word)."""
     start, end = span
@@ -1710,13 +1720,15 @@ class SafetyFilter:
     def settled(self, text: str, level: str) -> int:
         """How much of a reply still being written is masked for good.
 
-        For a text that may go on (a reply streaming in), the largest ``n`` such that
-        ``mask_output(text[:n])`` + ``mask_output(rest)`` equals ``mask_output`` of the
-        whole, whatever the rest turns out to be. What is held back: the unfinished last
-        word, a spelled-out word that may go on ("f u c"), and the last few words, as
-        many as the longest listed phrase has ("bull" may become "bull shit"); a word
-        longer than :data:`MAX_WORD` characters is never held back for long. Never inside
-        a listed or innocent phrase, nor between two letters of a spelled-out word.
+        For a text that may go on (a reply streaming in), the largest ``n`` such that the
+        words masked in ``text[:n]`` stay masked, and the others unmasked, whatever the
+        rest turns out to be (:meth:`mask_part` masks that part in the light of the text
+        before it). What is held back: the unfinished last word, a spelled-out word that
+        may go on ("f u c"), and the last few words, as many as the longest listed phrase
+        has ("bull" may become "bull shit"); not what follows a gap no listed phrase or
+        spelled-out word spans ("...", an emoji, a new paragraph), and never a word longer
+        than :data:`MAX_WORD` characters, which is no listed word. Never inside a listed
+        or innocent phrase, nor between two letters of a spelled-out word.
 
         Args:
             text: The reply so far.
@@ -1742,6 +1754,10 @@ class SafetyFilter:
         if spans and spans[-1][1] == len(norm):
             first -= 1
             unsettled = spans[first][0]
+            if spans[first][1] - spans[first][0] > MAX_WORD:
+                # No word, however it ends: settled as it comes, and so is all before it
+                # (no phrase or spelled-out word takes in such a token).
+                return len(text)
         if first == len(spans) or _single_letter(norm, spans[first]):
             end = unsettled
             while (
@@ -1752,14 +1768,27 @@ class SafetyFilter:
                 first -= 1
                 unsettled = end = spans[first][0]
         tokens = [t for t in prepared.tokens if t.end <= unsettled]
+        # What comes after the last settled word (or, with none, all before the tail) is
+        # final when nothing that is masked spans the gap before it: no mask starts in a
+        # gap, and a word after a gap that ends all before it is masked as a first word.
+        if not tokens or _breaks(norm[tokens[-1].end : unsettled]):
+            return (
+                len(text)
+                if unsettled == len(norm)
+                else prepared.original(unsettled, unsettled + 1)[0]
+            )
         phrases: list[tuple[int, int]] = []
         lexicon.scan(norm, tokens, phrases)
         # A cut before token i needs every phrase that may start before it to be known:
-        # the max_words - 1 tokens after it are settled.
-        for i in range(len(tokens) - lexicon.max_words + 1, 0, -1):
+        # the max_words - 1 tokens after it are settled, or a gap nothing spans is there.
+        for i in range(len(tokens) - 1, 0, -1):
+            previous, token = tokens[i - 1], tokens[i]
+            if _breaks(norm[previous.end : token.start]):
+                return prepared.original(token.start, token.end)[0]
+            if i > len(tokens) - lexicon.max_words + 1:
+                continue
             if any(first < i <= end for first, end in phrases):
                 continue
-            previous, token = tokens[i - 1], tokens[i]
             if (
                 not previous.letters
                 and not token.letters
@@ -1772,6 +1801,35 @@ class SafetyFilter:
                 continue
             return prepared.original(token.start, token.end)[0]
         return 0
+
+    def mask_part(self, text: str, level: str, start: int, end: int) -> MaskResult:
+        """Mask ``text[start:end]`` as it is masked in the whole reply.
+
+        For a stream: ``text[:start]`` was shown already (it is the context: a word
+        before may make a name a surname, a long word goes on), and ``end`` is what
+        :meth:`settled` allows. The parts joined equal :meth:`mask_output` of the whole.
+
+        Args:
+            text: The reply so far (or its last part, from the start of a word).
+            level: ``"strict"``, ``"moderate"`` or ``"relaxed"``.
+            start: Where the part starts.
+            end: Where it ends.
+
+        Returns:
+            The part masked, and the words masked in it.
+
+        Raises:
+            ValueError: For an unknown level.
+
+        """
+        checked = validate_level(level)
+        if checked == "relaxed":
+            return MaskResult(text=text[start:end], masked=())
+        spans = _Prepared.of(text[:end]).find(self._lexicons[checked])
+        # A span that began before the part was settled with it; one that reaches into
+        # the part anyway is masked from the part's start (never shown unmasked).
+        spans = [(max(s, start), e) for s, e in spans if e > start]
+        return self._masked(text, spans, start, end)
 
     def mask_output(self, text: str, level: str) -> MaskResult:
         """Mask profanity in a model reply.
@@ -1796,13 +1854,19 @@ class SafetyFilter:
         if checked == "relaxed":
             return MaskResult(text=text, masked=())
         spans = _Prepared.of(text).find(self._lexicons[checked])
+        return self._masked(text, spans, 0, len(text))
+
+    def _masked(
+        self, text: str, spans: Sequence[tuple[int, int]], start: int, end: int
+    ) -> MaskResult:
+        """``text[start:end]`` with the ``spans`` (inside it, in order) masked."""
         if not spans:
-            return MaskResult(text=text, masked=())
+            return MaskResult(text=text[start:end], masked=())
         parts: list[str] = []
-        position = 0
-        for start, end in spans:
-            parts.append(text[position:start])
-            parts.append(_mask(text[start:end], self._mask_char))
-            position = end
-        parts.append(text[position:])
+        position = start
+        for span_start, span_end in spans:
+            parts.append(text[position:span_start])
+            parts.append(_mask(text[span_start:span_end], self._mask_char))
+            position = span_end
+        parts.append(text[position:end])
         return MaskResult(text="".join(parts), masked=tuple(text[s:e] for s, e in spans))

@@ -4,21 +4,30 @@ A model streams its reply in pieces of any size: words, parts of words, single l
 Masking each piece alone lets "f u c k" (four pieces), "blow job" (a two-word phrase)
 and "f-u-c-k" through, and masking neighbours together can swallow the "a" of "What a
 s h i t show". :class:`StreamMasker` keeps the text that may still change and releases
-only what :meth:`SafetyFilter.settled` says is final, masked exactly as
+only what :meth:`SafetyFilter.settled` says is final, masked by
+:meth:`SafetyFilter.mask_part` in the light of the text before it (a name after a given
+name, the rest of a word too long to be one), exactly as
 :meth:`SafetyFilter.mask_output` masks the whole reply: the joined stream equals the
 stored reply, whatever the pieces.
 
 Text without spaces still streams: every Chinese or Japanese character is a word of its
-own, punctuation ends a word, and a word longer than
-:data:`~tools.guardrails.filter.MAX_WORD` characters (a URL, a hash) is no word, so it
-passes as it comes instead of being held back to its end.
+own, a gap no listed phrase spans (an emoji, "...", a blank line) ends what came before
+it, and a word longer than :data:`~tools.guardrails.filter.MAX_WORD` characters (a URL,
+a hash, a run of Thai) is no word, so it passes as it comes instead of being held back to
+its end.
 """
 
 from __future__ import annotations
 
-from tools.guardrails.filter import MAX_WORD, SafetyFilter, SafetyLevel, is_word_char, trailing_word
+from tools.guardrails.filter import MAX_WORD, SafetyFilter, SafetyLevel
+from tools.text import fold_with_offsets
 
 __all__ = ["StreamMasker"]
+
+# How much of the text already shown is kept as context (folded characters at least):
+# more than a long word needs to stay long, and more than the few words before a word
+# that decide how it is read.
+CONTEXT = 2 * MAX_WORD + 8
 
 
 class StreamMasker:
@@ -38,45 +47,37 @@ class StreamMasker:
     def __init__(self, safety: SafetyFilter, level: SafetyLevel) -> None:
         self._safety = safety
         self._level = level
-        self._pending = ""
-        self._long_word = False  # the text released so far ends inside a long word
+        self._text = ""  # the context (shown already), then the text held back
+        self._shown = 0  # where the held-back text starts in _text
         self.masked: list[str] = []
         """Every masked word, as the model wrote it, in order."""
+
+    @property
+    def held(self) -> int:
+        """How many characters of the reply are held back now."""
+        return len(self._text) - self._shown
 
     def feed(self, piece: str) -> str:
         """Take the next piece of the reply; return the text that is now final, masked."""
         if self._level == "relaxed":
             return piece
-        released = ""
-        if self._long_word:
-            # The rest of a word that is too long to be one passes as it is.
-            end = 0
-            while end < len(piece) and is_word_char(piece[end]):
-                end += 1
-            released, piece = piece[:end], piece[end:]
-            if not piece:
-                return released
-            self._long_word = False
-        self._pending += piece
-        if trailing_word(self._pending) > MAX_WORD:
-            # No listed word is this long: all of it is final now, the rest of the word
-            # too, and what follows the word starts afresh.
-            self._long_word = True
-            return released + self._mask(self._take(len(self._pending)))
-        cut = self._safety.settled(self._pending, self._level)
-        return released + (self._mask(self._take(cut)) if cut else "")
+        self._text += piece
+        cut = self._safety.settled(self._text, self._level)
+        return self._release(cut) if cut > self._shown else ""
 
     def finish(self) -> str:
         """The reply is complete: return the rest, masked."""
-        if self._level == "relaxed":
+        if self._level == "relaxed" or self.held == 0:
             return ""
-        return self._mask(self._take(len(self._pending)))
+        return self._release(len(self._text))
 
-    def _take(self, n: int) -> str:
-        head, self._pending = self._pending[:n], self._pending[n:]
-        return head
-
-    def _mask(self, text: str) -> str:
-        result = self._safety.mask_output(text, self._level)
+    def _release(self, cut: int) -> str:
+        result = self._safety.mask_part(self._text, self._level, self._shown, cut)
         self.masked.extend(result.masked)
+        # Keep a context of at least CONTEXT folded characters (invisible ones fold to
+        # nothing). A word cut at its start is no harm: what is masked in it was shown.
+        keep = max(0, cut - CONTEXT)
+        while keep > 0 and len(fold_with_offsets(self._text[keep:cut])[0]) < CONTEXT:
+            keep = max(0, keep - CONTEXT)
+        self._text, self._shown = self._text[keep:], cut - keep
         return result.text
