@@ -299,6 +299,21 @@ EXPLICIT = [
     ("i, b.u.l.l.l.l.l.l.s.h.i.t", "i, *.*.*.*.*.*.*.*.*.*.*.*"),
     ("a-s-s-h-h-h-h-h-o-l-e.", "*-*-*-*-*-*-*-*-*-*-*."),
     ("f*ckkkkk, c*nnnnnt, bbb*tch and assh*llllle", "********, ********, ******* and ***********"),
+    # A Latin word glued to a word of another script was one word with it: not masked,
+    # or masked with its neighbour.
+    ("\u05e2\u05d5\u05dc\u05ddCUNT ok", "\u05e2\u05d5\u05dc\u05dd**** ok"),
+    ("shhhhhithead\u0628\u0627\u0644\u0639\u0627\u0644\u0645.",
+     "************\u0628\u0627\u0644\u0639\u0627\u0644\u0645."),
+    ("\u0e2a\u0e27\u0e31\u0e2a\u0e14\u0e35\u0e04\u0e23\u0e31\u0e1a"
+     "\U0001d4eb\U0001d4fe\U0001d4f5\U0001d4f5\U0001d4fc\U0001d4f1\U0001d4f2\U0001d4fd",
+     "\u0e2a\u0e27\u0e31\u0e2a\u0e14\u0e35\u0e04\u0e23\u0e31\u0e1a********"),
+    ("\u0e20\u0e32\u0e29\u0e32\u0e44\u0e17\u0e22\u0455h\u0456t",
+     "\u0e20\u0e32\u0e29\u0e32\u0e44\u0e17\u0e22****"),
+    ("bull shit\u0628\u0627\u0644\u0639\u0627\u0644\u0645",
+     "**** ****\u0628\u0627\u0644\u0639\u0627\u0644\u0645"),
+    ("\u0645\u0631\u062d\u0628\u0627blow\njob", "\u0645\u0631\u062d\u0628\u0627****\n***"),
+    ("\u043f\u0440\u0438\u0432\u0435\u0442 \u043c\u0438\u0440, Stra\u00dfe",
+     "\u043f\u0440\u0438\u0432\u0435\u0442 \u043c\u0438\u0440, Stra\u00dfe"),
 ]  # fmt: skip
 
 
@@ -315,7 +330,7 @@ def test_random_replies(guard: SafetyFilter, seed: int) -> None:
 
 
 # Text without a space: no more than this is held back while it streams.
-LAG_BOUND = MAX_WORD + 8
+LAG_BOUND = 2 * MAX_WORD  # folded letters, and the marks of a Thai or Hindi word
 
 # Held back to the end before: a run of emoji or punctuation has no word to cut before.
 UNSPACED = [
@@ -327,6 +342,8 @@ UNSPACED = [
     "| a | b |\n|---|---|\n" * 6,
     "\u4f60\u597d\u4e16\u754c" * 20,
     "a1b2c3d4" * 12,
+    "\u0e2a\u0e27\u0e31\u0e2a\u0e14\u0e35\u0e04\u0e23\u0e31\u0e1a" * 10,
+    "\u0645\u0631\u062d\u0628\u0627" * 20,
 ]
 
 

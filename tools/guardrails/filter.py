@@ -301,7 +301,50 @@ def _normalise(text: str) -> tuple[str, list[int] | None]:
         kept = [i for i, char in enumerate(norm) if not _is_mark(char)]
         norm, index = "".join(norm[i] for i in kept), [index[i] for i in kept]
     # One letter for one: the index still fits.
-    return norm.translate(_HOMOGLYPHS), index
+    norm = norm.translate(_HOMOGLYPHS)
+    if _FOREIGN_RE.search(norm) and _LATIN_RE.search(norm):
+        norm, index = _script_breaks(text, norm, index)
+    return norm, index
+
+
+# A letter that is no Latin one once folded (Arabic, Hebrew, Thai, Cyrillic "д", ...); a
+# Latin one, or a digit or leet symbol that may stand for one.
+_FOREIGN_RE = re.compile(rf"[^\W\x00-\x7f{_UNSPACED}]")
+_LATIN_RE = re.compile(r"[a-z0-9@$!|+*]")
+
+
+@lru_cache(maxsize=4096)
+def _script(char: str) -> str:
+    """The script a character's name gives ("LATIN", "CYRILLIC", "THAI", "FULLWIDTH")."""
+    return "LATIN" if char.isascii() else unicodedata.name(char, "").split(" ", 1)[0]
+
+
+def _script_breaks(text: str, norm: str, index: list[int]) -> tuple[str, list[int]]:
+    """Part a Latin word from a word of another script written right next to it.
+
+    "\u05e2\u05d5\u05dc\u05ddshit" (Hebrew, then "shit") is two words, as a reader sees
+    it: folded, a space goes between them (indexed like the letter after it), so the
+    Latin word is matched alone and the Hebrew one is never masked with it. Letters that
+    fold to Latin ones from the script of the word they are in ("\u0455h\u0456t", a
+    Cyrillic word whose look-alikes read Latin) are one word with it.
+    """
+    chars: list[str] = []
+    where: list[int] = []
+    previous = ""
+    for position, char in enumerate(norm):
+        kind = "latin" if _LATIN_RE.match(char) else "foreign" if _FOREIGN_RE.match(char) else ""
+        if (
+            kind
+            and previous
+            and kind != previous
+            and _script(text[index[position]]) != _script(text[index[position - 1]])
+        ):
+            chars.append(" ")
+            where.append(index[position])
+        chars.append(char)
+        where.append(index[position])
+        previous = kind
+    return "".join(chars), where
 
 
 @lru_cache(maxsize=4096)
