@@ -79,7 +79,7 @@ LOOKALIKES: dict[str, dict[str, str]] = {
         "o": "\u043e", "s": "\u0455", "k": "\u043a", "t": "\u0442", "b": "\u0432",
     },
     "greek": {"o": "\u03bf", "i": "\u03b9", "u": "\u03c5", "k": "\u03ba", "a": "\u03b1",
-              "t": "\u03c4", "n": "\u03b7", "b": "\u03b2"},
+              "t": "\u03c4", "b": "\u03b2"},
     # Small capitals ("ꜱʜɪᴛ"), dotless i, Latin alpha.
     "latin-extended": {"i": "\u0131", "a": "\u0251", "c": "\u1d04", "o": "\u1d0f",
                        "s": "\ua731", "u": "\u1d1c", "h": "\u029c", "b": "\u0299",
@@ -299,6 +299,20 @@ EXPLICIT = [
     ("i, b.u.l.l.l.l.l.l.s.h.i.t", "i, *.*.*.*.*.*.*.*.*.*.*.*"),
     ("a-s-s-h-h-h-h-h-o-l-e.", "*-*-*-*-*-*-*-*-*-*-*."),
     ("f*ckkkkk, c*nnnnnt, bbb*tch and assh*llllle", "********, ********, ******* and ***********"),
+    # Repeats in a word spelled out with "_" (dropped from the word) were not seen.
+    ("f u c k s_s_s_h_i_t - ok", "* * * * *_*_*_*_*_* - ok"),
+    ("a_s_s_s_s_h_o_l_e", "*_*_*_*_*_*_*_*_*"),
+    # Look-alikes that Unicode files under another look-alike, not a Latin letter:
+    # small capitals (\u1d0b -> kra -> Cyrillic ka -> K), Greek tau, an Arabic alif
+    # (reads "l") in a word glued to a Latin one.
+    ("\ua731\u029c\u026a\u1d1b happens, \u0299\u026a\u1d1b\u1d04\u029c", "**** happens, *****"),
+    ("f\u1d1c\u1d04\u1d0b off and \u1d00ss\u029c\u1d0f\u029f\u1d07", "**** off and *******"),
+    ("\u0455h\u03b9\u03c4 and c\u03c5\u03b7t", "**** and c\u03c5\u03b7t"),
+    ("\u0645\u0631\u062d\u0628\u0627\U0001d41f\U0001d42e\U0001d41c\U0001d424\n\no",
+     "\u0645\u0631\u062d\u0628\u0627****\n\no"),
+    ("\u043f\u0440\u0438\u0432\u0435\u0442, \u0422\u043e\u0442 \u043a\u043e\u0442, "
+     "\u0432\u043e\u0442 \u0441\u043e\u043a", "\u043f\u0440\u0438\u0432\u0435\u0442, "
+     "\u0422\u043e\u0442 \u043a\u043e\u0442, \u0432\u043e\u0442 \u0441\u043e\u043a"),
     # A Latin word glued to a word of another script was one word with it: not masked,
     # or masked with its neighbour.
     ("\u05e2\u05d5\u05dc\u05ddCUNT ok", "\u05e2\u05d5\u05dc\u05dd**** ok"),
@@ -334,6 +348,12 @@ LAG_BOUND = 2 * MAX_WORD  # folded letters, and the marks of a Thai or Hindi wor
 
 # Held back to the end before: a run of emoji or punctuation has no word to cut before.
 UNSPACED = [
+    # Latin words glued to Thai, Chinese and Arabic ones: held back by the words before.
+    "what\u0e2a\u0e27\u0e31\u0e2a\u0e14\u0e35\u0e04\u0e23\u0e31\u0e1ashowmessWORLD"
+    "youtherapist\u6211\u4eec\u53bb\u516c\u56ed\u6563\u6b65\u5427youhelloassesscocktail"
+    "Essex\u0e27\u0e31\u0e19\u0e19\u0e35\u0e49\u0e2d\u0e32\u0e01\u0e32\u0e28\u0e14"
+    "\u0e35\u0e21\u0e32\u0e01aclasswhatEssextheworldWORLDclassicassess"
+    "\u0628\u0627\u0644\u0639\u0627\u0644\u0645",
     "\U0001f600" * 60,
     "!?" * 40,
     "..." * 30 + "ok",

@@ -60,4 +60,50 @@ def latin_lookalikes() -> dict[int, str]:
                 continue
             lower = [letter for letter in letters if letter.islower()]
             table.setdefault(ord(folded), (lower or letters)[0].lower())
+    table.update(_through_others(data, table))
     return table
+
+
+# How many look-alike steps a letter may be from the Latin letter it reads as.
+_MAX_STEPS = 3
+
+
+def _through_others(data: dict[str, list[dict[str, str]]], table: dict[int, str]) -> dict[int, str]:
+    """Letters that imitate a Latin one through other look-alikes, for ``table``'s gaps.
+
+    Unicode files each character under one prototype, not always a Latin letter: the
+    small capital "\u1d0b" is filed under "\u0138" (kra), kra under Cyrillic "\u043a",
+    whose capital is "K"; "\u029c" under Cyrillic "\u043d", whose capital is "H";
+    Greek "\u03b7" under "n" with a mark below. Read as a chain (letters folded, so a
+    capital and its small letter are one), each reaches a Latin letter in a few steps.
+    Only an unambiguous reading is kept: the one Latin letter nearest in steps.
+    """
+    edges: dict[str, set[str]] = {}
+    for char, glyphs in data.items():
+        if len(char) != 1:
+            continue
+        a = fold_char(char)
+        for glyph in glyphs:
+            # A look-alike with a mark ("n\u0329") reads as its letter.
+            b = "".join(map(fold_char, glyph["c"]))
+            if len(a) != 1 or len(b) != 1 or a == b:
+                continue
+            edges.setdefault(a, set()).add(b)
+            edges.setdefault(b, set()).add(a)
+    found: dict[int, str] = {}
+    for start in edges:
+        if start.isascii() or ord(start) in table or not _is_letter(start):
+            continue
+        seen, layer = {start}, {start}
+        for _ in range(_MAX_STEPS):
+            reached = {n for node in layer for n in edges.get(node, ()) if n not in seen}
+            latin = {n for n in reached if n.isascii() and n.isalpha()}
+            latin |= {table[ord(n)] for n in reached if ord(n) in table}
+            if latin:
+                if len(latin) == 1:
+                    found[ord(start)] = latin.pop()
+                break
+            # Only through letters: a digit or a symbol is no letter's look-alike.
+            layer = {n for n in reached if not n.isascii() and _is_letter(n)}
+            seen |= layer
+    return found

@@ -307,6 +307,9 @@ def _normalise(text: str) -> tuple[str, list[int] | None]:
     return norm, index
 
 
+# What parts two words of different scripts in the folded text: no letter, no space (no
+# listed phrase spans it: its words are Latin ones).
+SCRIPT_BREAK = "\x00"
 # A letter that is no Latin one once folded (Arabic, Hebrew, Thai, Cyrillic "д", ...); a
 # Latin one, or a digit or leet symbol that may stand for one.
 _FOREIGN_RE = re.compile(rf"[^\W\x00-\x7f{_UNSPACED}]")
@@ -323,27 +326,40 @@ def _script_breaks(text: str, norm: str, index: list[int]) -> tuple[str, list[in
     """Part a Latin word from a word of another script written right next to it.
 
     "\u05e2\u05d5\u05dc\u05ddshit" (Hebrew, then "shit") is two words, as a reader sees
-    it: folded, a space goes between them (indexed like the letter after it), so the
-    Latin word is matched alone and the Hebrew one is never masked with it. Letters that
-    fold to Latin ones from the script of the word they are in ("\u0455h\u0456t", a
-    Cyrillic word whose look-alikes read Latin) are one word with it.
+    it: folded, :data:`SCRIPT_BREAK` goes between them (indexed like the letter after
+    it), so the Latin word is matched alone and the Hebrew one is never masked with it. A run of
+    letters of one script is a foreign word when one of its letters is no Latin look-alike
+    (Arabic "\u0645\u0631\u062d\u0628\u0627", though its alif reads "l"); look-alikes
+    mixed into a Latin word ("\u0455h\u0456t") are one word with it.
     """
+    kinds = [
+        "latin" if _LATIN_RE.match(char) else "foreign" if _FOREIGN_RE.match(char) else ""
+        for char in norm
+    ]
+    scripts = [_script(text[i]) for i in index]
+    # Runs of word characters of one script, and whether each is a foreign word.
+    runs: list[int] = []  # the run number of each position (-1: no word character)
+    foreign: list[bool] = []
+    for position, kind in enumerate(kinds):
+        if not kind:
+            runs.append(-1)
+            continue
+        if position and runs[-1] >= 0 and scripts[position] == scripts[position - 1]:
+            runs.append(runs[-1])
+        else:
+            runs.append(len(foreign))
+            foreign.append(False)
+        if kind == "foreign":
+            foreign[runs[-1]] = True
     chars: list[str] = []
     where: list[int] = []
-    previous = ""
     for position, char in enumerate(norm):
-        kind = "latin" if _LATIN_RE.match(char) else "foreign" if _FOREIGN_RE.match(char) else ""
-        if (
-            kind
-            and previous
-            and kind != previous
-            and _script(text[index[position]]) != _script(text[index[position - 1]])
-        ):
-            chars.append(" ")
+        run, before = runs[position], runs[position - 1] if position else -1
+        if run >= 0 and before >= 0 and run != before and (foreign[run] or foreign[before]):
+            chars.append(SCRIPT_BREAK)
             where.append(index[position])
         chars.append(char)
         where.append(index[position])
-        previous = kind
     return "".join(chars), where
 
 
@@ -871,7 +887,8 @@ class _Lexicon:
         """
         if not self.keys:
             return []
-        rare = _RUN_RE.search(norm) is not None or (
+        # "_" spells a word out and is dropped from it: "s_s_s_h_i_t" has a run too.
+        rare = _RUN_RE.search(norm.replace("_", "")) is not None or (
             self.root_hint is not None and self.root_hint.search(norm) is not None
         )
         spans: list[tuple[int, int]] = []
@@ -1389,7 +1406,7 @@ def plain_text(text: str) -> str:
             return word
         return word.strip(_EDGE_SYMBOLS).translate(_LEET).translate(_FIRST_READING) or word
 
-    return _TOKEN_RE.sub(deleet, "".join(parts))
+    return _TOKEN_RE.sub(deleet, "".join(parts)).replace(SCRIPT_BREAK, " ")
 
 
 def is_word_char(char: str) -> bool:
