@@ -180,7 +180,6 @@ _UNSPACED = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
 # A word: letters, digits, "_" and the leet symbols; or one character of _UNSPACED.
 _TOKEN_RE = re.compile(rf"(?:[^\W{_UNSPACED}]|[@$!|+*])+|[{_UNSPACED}]")
 _UNSPACED_RE = re.compile(f"[{_UNSPACED}]")
-_TRAILING_WORD_RE = re.compile(rf"(?:[^\W{_UNSPACED}]|[@$!|+*])+\Z")
 # Longer tokens (a URL, a hash, a line of base64) are no words: never matched, so a stream
 # can let them through once they are this long instead of waiting for their end. Listed
 # terms are shorter (checked when the tables are built).
@@ -1407,23 +1406,6 @@ def plain_text(text: str) -> str:
         return word.strip(_EDGE_SYMBOLS).translate(_LEET).translate(_FIRST_READING) or word
 
     return _TOKEN_RE.sub(deleet, "".join(parts)).replace(SCRIPT_BREAK, " ")
-
-
-def is_word_char(char: str) -> bool:
-    """Tell whether a character continues a word (letters, digits, "_", leet symbols).
-
-    A character that folds to nothing (a zero-width space) continues a word too: it
-    never separates two letters for the filter.
-    """
-    folded = _normalise(char)[0]
-    return all(_TOKEN_RE.fullmatch(c) and not _UNSPACED_RE.match(c) for c in folded)
-
-
-def trailing_word(text: str) -> int:
-    """Length (folded characters) of the word ``text`` ends inside; 0 if it ends between words."""
-    norm = _normalise(text)[0]
-    match = _TRAILING_WORD_RE.search(norm)
-    return len(match.group()) if match else 0
 
 
 # A gap a listed phrase ("bull - shit"), a spelled-out word ("f.u.c.k"), a code
