@@ -40,6 +40,8 @@ LEVEL = "moderate"
 # Listed at moderate (checked by test_the_listed_words_are_listed).
 LISTED_WORDS = ("fuck", "shit", "bitch", "asshole", "cunt", "fucking", "bullshit", "shithead")
 LISTED_PHRASES = (("blow", "job"), ("bull", "shit"))
+# Listed at strict only.
+MILD_WORDS = ("damn", "crap", "bloody", "piss", "hell")
 
 # Innocent words, some of them with a listed word inside ("Scunthorpe", "assess"); the
 # one-letter ones are the words a spelled-out word may stand next to.
@@ -89,7 +91,10 @@ LOOKALIKES: dict[str, dict[str, str]] = {
     "cherokee": {"s": "\u13da", "h": "\u13bb", "t": "\u13a2", "a": "\u13aa", "b": "\u13f4",
                  "c": "\u13df", "k": "\u13e6"},
 }  # fmt: skip
-INVISIBLE = ("\u200b", "\u200c", "\u200d", "\u2060", "\u00ad", "\ufeff", "\u2062", "\u034f")
+INVISIBLE = (
+    "\u200b", "\u200c", "\u200d", "\u2060", "\u00ad", "\ufeff", "\u2062", "\u034f",
+    "\u200f", "\u202e", "\u2066", "\u061c",  # bidi marks and overrides of RTL text
+)  # fmt: skip
 COMBINING = ("\u0301", "\u0308", "\u0336", "\u0331", "\u0323", "\u20dd", "\u20e3", "\u0489")
 LEET = {"a": "4@", "e": "3", "i": "1!", "o": "0", "s": "$5", "t": "7+"}
 
@@ -188,24 +193,26 @@ def masked_form(text: str) -> str:
     return "".join(out)
 
 
-def listed_piece(rnd: random.Random) -> str:
+def listed_piece(rnd: random.Random, level: str = LEVEL) -> str:
     """A listed word or phrase in one or two disguises."""
     if rnd.random() < 0.2:
         first, second = rnd.choice(LISTED_PHRASES)
-        return first + rnd.choice((" ", "-", "\n", "  ")) + second
-    word = rnd.choice(LISTED_WORDS)
+        return _cased(first + rnd.choice((" ", "-", "\n", "  ")) + second, rnd)
+    words = LISTED_WORDS + (MILD_WORDS if level == "strict" else ())
+    word = rnd.choice(words)
     names = sorted(DISGUISES)
     for name in rnd.sample(names, rnd.choice((1, 1, 2))):
         # A spelled-out word takes no second disguise inside its gaps.
         if name == "spaced":
             continue
         word = DISGUISES[name](word, rnd)
-    if rnd.random() < 0.25 and word.isascii() and word.isalpha():
+    # Letters, digits and leet symbols spelled out ("s-h-1-t"); not a star, a wildcard.
+    if rnd.random() < 0.25 and word.isascii() and "*" not in word and len(word) >= 4:
         word = _spaced(word, rnd)
     return word
 
 
-def build_reply(rnd: random.Random, parts: int) -> tuple[str, str]:
+def build_reply(rnd: random.Random, parts: int, level: str = LEVEL) -> tuple[str, str]:
     """A reply of ``parts`` pieces, and what masking must make of it."""
     text: list[str] = []
     want: list[str] = []
@@ -213,7 +220,7 @@ def build_reply(rnd: random.Random, parts: int) -> tuple[str, str]:
     for _ in range(parts):
         kind = rnd.choices(("english", "foreign", "listed"), (5, 3, 2))[0]
         if kind == "listed":
-            piece = listed_piece(rnd)
+            piece = listed_piece(rnd, level)
             masked = masked_form(piece)
         else:
             piece = rnd.choice(ENGLISH if kind == "english" else FOREIGN)
@@ -267,17 +274,21 @@ def guard() -> SafetyFilter:
 def test_the_listed_words_are_listed(guard: SafetyFilter) -> None:
     for word in (*LISTED_WORDS, *(" ".join(p) for p in LISTED_PHRASES)):
         assert guard.mask_output(word, LEVEL).text == masked_form(word), word
+    for word in MILD_WORDS:
+        assert guard.mask_output(word, "strict").text == masked_form(word), word
     for word in (*ENGLISH, *FOREIGN):
         assert guard.mask_output(word, "strict").text == word, word
 
 
-def check(guard: SafetyFilter, text: str, want: str, rnd: random.Random) -> None:
-    stored = guard.mask_output(text, LEVEL)
+def check(
+    guard: SafetyFilter, text: str, want: str, rnd: random.Random, level: str = LEVEL
+) -> None:
+    stored = guard.mask_output(text, level)
     assert stored.text == want
-    assert guard.mask_output(stored.text, LEVEL).text == stored.text
+    assert guard.mask_output(stored.text, level).text == stored.text
     chunkings = [[text], list(text), pieces_of(text, rnd, 1, 3), pieces_of(text, rnd, 1, 12)]
     for pieces in chunkings:
-        shown, masked = stream(guard, pieces)
+        shown, masked = stream(guard, pieces, level)
         assert shown == stored.text, pieces
         assert masked == list(stored.masked), pieces
 
@@ -313,6 +324,8 @@ EXPLICIT = [
     ("\u043f\u0440\u0438\u0432\u0435\u0442, \u0422\u043e\u0442 \u043a\u043e\u0442, "
      "\u0432\u043e\u0442 \u0441\u043e\u043a", "\u043f\u0440\u0438\u0432\u0435\u0442, "
      "\u0422\u043e\u0442 \u043a\u043e\u0442, \u0432\u043e\u0442 \u0441\u043e\u043a"),
+    # Leet symbols spelled out.
+    ("i\n\n@.$.$.h.o.l.e it, $ h i t", "i\n\n*.*.*.*.*.*.* it, * * * *"),
     # A Latin word glued to a word of another script was one word with it: not masked,
     # or masked with its neighbour.
     ("\u05e2\u05d5\u05dc\u05ddCUNT ok", "\u05e2\u05d5\u05dc\u05dd**** ok"),
@@ -339,8 +352,9 @@ def test_explicit_cases(guard: SafetyFilter, text: str, want: str) -> None:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_random_replies(guard: SafetyFilter, seed: int) -> None:
     rnd = random.Random(seed)
-    text, want = build_reply(rnd, rnd.randint(1, 12))
-    check(guard, text, want, rnd)
+    level = "strict" if seed % 3 == 0 else LEVEL
+    text, want = build_reply(rnd, rnd.randint(1, 12), level)
+    check(guard, text, want, rnd, level)
 
 
 # Text without a space: no more than this is held back while it streams.

@@ -434,10 +434,11 @@ def _make_token(norm: str, start: int, end: int) -> _Token:
 def _spells(char: str) -> bool:
     """Tell whether a one-character token may be a letter of a spelled-out word.
 
-    Latin letters and digits (look-alikes are Latin by now), not a Chinese character:
-    "f u c k 你好" is a spelled word and then two words, not one run "fuck你好".
+    Latin letters and digits (look-alikes are Latin by now), "@" and "$" ("d.@.m.n",
+    "$ h i t"), not a Chinese character: "f u c k 你好" is a spelled word and then two
+    words, not one run "fuck你好". "!" and "|" stand alone as punctuation ("a | b").
     """
-    return char.isascii() and char.isalnum()
+    return (char.isascii() and char.isalnum()) or char in "@$"
 
 
 def _tokenise(norm: str) -> list[_Token]:
