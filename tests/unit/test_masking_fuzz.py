@@ -25,13 +25,21 @@ from __future__ import annotations
 
 import random
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk
+from langgraph.checkpoint.memory import InMemorySaver
 
+from graph import build_graph
+from tests.conftest import thread
 from tools.guardrails import SafetyFilter
 from tools.guardrails.filter import MAX_WORD
 from tools.guardrails.streaming import StreamMasker
+from tools.models import FakeChatModel
 from tools.text import is_invisible
 
 MASK = "*"
@@ -393,3 +401,42 @@ def test_text_without_whitespace_streams(guard: SafetyFilter, seed: int) -> None
     text = "".join(run for run in runs)
     if text == guard.mask_output(text, LEVEL).text:
         assert max_held_back(guard, text) <= LAG_BOUND
+
+
+class PieceModel(FakeChatModel):
+    """A fake model that streams its reply in pieces of 1-4 characters."""
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        self.calls.append(list(messages))
+        text = self.reply if isinstance(self.reply, str) else self.reply(messages)
+        for piece in pieces_of(text, random.Random(len(text)), 1, 4):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_screen_equals_stored_reply_through_the_graph(make_settings: Any, seed: int) -> None:
+    # The output node masks the streamed reply again: what is stored is that.
+    rnd = random.Random(seed)
+    level = "strict" if seed % 2 else LEVEL
+    reply, want = build_reply(rnd, rnd.randint(4, 12), level)
+    graph = build_graph(
+        make_settings(), checkpointer=InMemorySaver(), model=PieceModel(reply=reply)
+    )
+    screen = ""
+    for chunk, meta in graph.stream(
+        {"messages": [("user", "hi")]},
+        thread(),
+        context={"safety_level": level},
+        stream_mode="messages",
+    ):
+        if meta["langgraph_node"] == "generate" and isinstance(chunk, AIMessageChunk):
+            screen += chunk.text
+    state = graph.get_state(thread()).values
+    assert screen == state["messages"][-1].text == want
+    assert state["safety"]["masked"] == list(SafetyFilter().mask_output(reply, level).masked)
