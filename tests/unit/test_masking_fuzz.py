@@ -151,7 +151,12 @@ def _repeated(word: str, rnd: random.Random) -> str:
 
 
 def _starred(word: str, rnd: random.Random) -> str:
-    inner = [i for i in range(1, len(word) - 1) if word[i] in "aeiou"]
+    # An inner vowel, not one of a run ("fuuuck"): "f*uuck" is no claimed spelling.
+    inner = [
+        i
+        for i in range(1, len(word) - 1)
+        if word[i] in "aeiou" and word[i - 1] != word[i] != word[i + 1]
+    ]
     if not inner:
         return word
     position = rnd.choice(inner)
@@ -318,6 +323,8 @@ EXPLICIT = [
     ("i, b.u.l.l.l.l.l.l.s.h.i.t", "i, *.*.*.*.*.*.*.*.*.*.*.*"),
     ("a-s-s-h-h-h-h-h-o-l-e.", "*-*-*-*-*-*-*-*-*-*-*."),
     ("f*ckkkkk, c*nnnnnt, bbb*tch and assh*llllle", "********, ********, ******* and ***********"),
+    # A star and a leet "+" at the word's end.
+    ("c*n+, sh*+\U0001f600 and *emphasis*", "****, ****\U0001f600 and *emphasis*"),
     # Repeats in a word spelled out with "_" (dropped from the word) were not seen.
     ("f u c k s_s_s_h_i_t - ok", "* * * * *_*_*_*_*_* - ok"),
     ("a_s_s_s_s_h_o_l_e", "*_*_*_*_*_*_*_*_*"),
@@ -332,7 +339,11 @@ EXPLICIT = [
     ("\u043f\u0440\u0438\u0432\u0435\u0442, \u0422\u043e\u0442 \u043a\u043e\u0442, "
      "\u0432\u043e\u0442 \u0441\u043e\u043a", "\u043f\u0440\u0438\u0432\u0435\u0442, "
      "\u0422\u043e\u0442 \u043a\u043e\u0442, \u0432\u043e\u0442 \u0441\u043e\u043a"),
-    # Leet symbols spelled out.
+    # Leet symbols spelled out, "!" inside a word; two spelled-out words side by side.
+    ("b ! t c h, $-h-!-7-h-3-a-d, f-u-c-k-!-n-g !", "* * * * *, *-*-*-*-*-*-*-*, *-*-*-*-*-*-* !"),
+    ("b u l l s h i t s.h.i.t\non", "* * * * * * * * *.*.*.*\non"),
+    ("a b ! and x | y | z, c-u-n-+", "a b ! and x | y | z, *-*-*-*"),
+    ("f\u00fa\u0107k\u200b\u0301\n\nshow", "****\n\nshow"),
     ("i\n\n@.$.$.h.o.l.e it, $ h i t", "i\n\n*.*.*.*.*.*.* it, * * * *"),
     # A Latin word glued to a word of another script was one word with it: not masked,
     # or masked with its neighbour.

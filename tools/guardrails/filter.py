@@ -431,14 +431,57 @@ def _make_token(norm: str, start: int, end: int) -> _Token:
     return _Token(start, end, start, end, text, full, full)
 
 
-def _spells(char: str) -> bool:
+def _spells(char: str, inner: bool = False) -> bool:
     """Tell whether a one-character token may be a letter of a spelled-out word.
 
-    Latin letters and digits (look-alikes are Latin by now), "@" and "$" ("d.@.m.n",
-    "$ h i t"), not a Chinese character: "f u c k 你好" is a spelled word and then two
-    words, not one run "fuck你好". "!" and "|" stand alone as punctuation ("a | b").
+    Latin letters and digits (look-alikes are Latin by now), "@", "$" and "+" ("d.@.m.n",
+    "$ h i t", "c-u-n-+"), not a Chinese character: "f u c k 你好" is a spelled word and
+    then two words, not one run "fuck你好". ``inner``: inside a word, between two of
+    those, "!" and "|" too ("b ! t c h", "s-h-!-t"); at its edges they are punctuation
+    ("a b !").
     """
-    return (char.isascii() and char.isalnum()) or char in "@$"
+    return (char.isascii() and char.isalnum()) or char in ("@$+!|" if inner else "@$+")
+
+
+def _spelled_end(norm: str, spans: Sequence[tuple[int, int]], i: int) -> int:
+    """The index of the last one-character token of the spelled-out word at ``i``.
+
+    One gap throughout ("f u c k", "f.u.c.k"); where the gap changes and two letters
+    follow with the new gap, the letter before it starts the next word ("b u l l s h i t
+    s.h.i.t" is "bullshit" and "shit").
+    """
+
+    def letter(k: int, inner: bool = True) -> bool:
+        return spans[k][1] - spans[k][0] == 1 and _spells(norm[spans[k][0]], inner)
+
+    def gap(k: int) -> str:
+        return norm[spans[k][1] : spans[k + 1][0]]
+
+    def starts_word(k: int) -> bool:
+        # Letters k, k+1 and k+2 with one gap, another than the gap before k.
+        return (
+            k + 2 < len(spans)
+            and letter(k + 1)
+            and letter(k + 2)
+            and gap(k) in _SPELLING_GAPS
+            and gap(k) != gap(k - 1)
+            and gap(k + 1) == gap(k)
+        )
+
+    if not letter(i, inner=False):
+        return i
+    j = i
+    while (
+        j + 1 < len(spans)
+        and letter(j + 1)
+        and gap(j) in _SPELLING_GAPS
+        and gap(j) == gap(i)
+        and not starts_word(j + 1)
+    ):
+        j += 1
+    while j > i and not letter(j, inner=False):
+        j -= 1
+    return j
 
 
 def _tokenise(norm: str) -> list[_Token]:
@@ -448,20 +491,7 @@ def _tokenise(norm: str) -> list[_Token]:
     i = 0
     while i < len(spans):
         start, end = spans[i]
-        j = i
-        if end - start == 1 and _spells(norm[start]):
-            # A run of one-letter tokens with the same separator: a spelled-out word.
-            gap: str | None = None
-            while (
-                j + 1 < len(spans)
-                and spans[j + 1][1] - spans[j + 1][0] == 1
-                and _spells(norm[spans[j + 1][0]])
-            ):
-                between = norm[spans[j][1] : spans[j + 1][0]]
-                if between not in _SPELLING_GAPS or gap not in (None, between):
-                    break
-                gap = between
-                j += 1
+        j = _spelled_end(norm, spans, i)
         if j - i >= 2:
             letters = tuple(s for s, _ in spans[i : j + 1])
             joined = "".join(norm[s] for s in letters)
@@ -790,8 +820,10 @@ class _Lexicon:
                     if variant in self.keys:
                         return start, end, variant, text
         # Stars inside a word only: "*word*" is markdown emphasis. Repeats too: "f*ckkkk".
-        key, start, end, text = candidates[0]
-        if "*" in key:
+        # The core first, then the whole token: "c*n+" is "c*nt" ("+" at an edge).
+        for key, start, end, text in candidates:
+            if "*" not in key.strip("*"):
+                continue
             plain = key.translate(_FIRST_READING)
             # Only letters are squeezed: a run of stars stands for as many letters.
             variants = [v for v in _squeezed(plain) if v.count("*") == plain.count("*")]
@@ -940,8 +972,12 @@ class _Prepared(NamedTuple):
         if self.positions is None:
             return start, end
         last = self.positions[end - 1] + 1
-        while last < len(self.text) and _is_mark(self.text[last]):
-            last += 1
+        # Marks, and invisible characters between the letter and a mark ("k\u200b\u0301").
+        k = last
+        while k < len(self.text) and (_is_mark(self.text[k]) or is_invisible(self.text[k])):
+            k += 1
+            if _is_mark(self.text[k - 1]):
+                last = k
         return self.positions[start], last
 
     def find(self, lexicon: _Lexicon) -> list[tuple[int, int]]:
@@ -1422,7 +1458,7 @@ def _breaks(gap: str) -> bool:
 def _single_letter(norm: str, span: tuple[int, int]) -> bool:
     """Tell whether a token is one letter or digit (a piece of a spelled-out word)."""
     start, end = span
-    return end - start == 1 and _spells(norm[start])
+    return end - start == 1 and _spells(norm[start], inner=True)
 
 
 def _mask(word: str, mask_char: str) -> str:
