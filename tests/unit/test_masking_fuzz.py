@@ -58,6 +58,9 @@ ENGLISH = (
     "assess", "class", "Scunthorpe", "assistant", "therapist", "cocktail", "analysis",
     "shiitake", "passage", "grape", "what", "show", "you", "not", "mess", "a", "i", "o",
     "Hello", "WORLD", "sure", "note", "Essex",
+    # Names, codes and phrases with a listed word in them.
+    "Maine coon", "Moby Dick", "Dick Smith", "Philip K. Dick", "cum laude", "Sheila Dikshit",
+    "A55-B00B5-7", "Shitterton", "great tit", "https://example.com/a_b?q=1",
 )  # fmt: skip
 # Runs of text in scripts written without spaces, or read right to left, and emoji.
 FOREIGN = (
@@ -342,6 +345,10 @@ EXPLICIT = [
     # Leet symbols spelled out, "!" inside a word; two spelled-out words side by side.
     ("b ! t c h, $-h-!-7-h-3-a-d, f-u-c-k-!-n-g !", "* * * * *, *-*-*-*-*-*-*-*, *-*-*-*-*-*-* !"),
     ("b u l l s h i t s.h.i.t\non", "* * * * * * * * *.*.*.*\non"),
+    ("b.u.u.u.u.u.l.l.s.h.i.t 5 h 1 +, ok", "*.*.*.*.*.*.*.*.*.*.*.* * * * *, ok"),
+    # A code is no word of a phrase ("fuck ass"), and a number before a spelled word
+    # is a word of its own.
+    ("fu\u0441\u043a A55-B00B5-7 a s s h o l e", "**** A55-B00B5-7 * * * * * * *"),
     ("a b ! and x | y | z, c-u-n-+", "a b ! and x | y | z, *-*-*-*"),
     ("f\u00fa\u0107k\u200b\u0301\n\nshow", "****\n\nshow"),
     ("i\n\n@.$.$.h.o.l.e it, $ h i t", "i\n\n*.*.*.*.*.*.* it, * * * *"),

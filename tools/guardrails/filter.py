@@ -458,13 +458,15 @@ def _spelled_end(norm: str, spans: Sequence[tuple[int, int]], i: int) -> int:
         return norm[spans[k][1] : spans[k + 1][0]]
 
     def starts_word(k: int) -> bool:
-        # Letters k, k+1 and k+2 with one gap, another than the gap before k.
+        # After a space, letters k, k+1 and k+2 with one gap that is no space: the space
+        # parts words ("t s.h.i"); a space after dotted letters ends them ("i.t 5 h 1").
         return (
             k + 2 < len(spans)
             and letter(k + 1)
             and letter(k + 2)
+            and gap(k - 1) == " "
             and gap(k) in _SPELLING_GAPS
-            and gap(k) != gap(k - 1)
+            and gap(k) != " "
             and gap(k + 1) == gap(k)
         )
 
@@ -891,7 +893,8 @@ class _Lexicon:
             else:
                 leftover.append(chars[i])
                 i += 1
-        if found and all(char in _ONE_LETTER_WORDS for char in leftover):
+        # What is left must be words of its own: "a", "i", "o", or a number ("7 a s s").
+        if found and all(char in _ONE_LETTER_WORDS or char.isdigit() for char in leftover):
             return found
         return []
 
@@ -929,6 +932,21 @@ class _Lexicon:
             token = tokens[i]
             if token.core in self.phrase_starts:
                 end, innocent = self._phrase_end(norm, tokens, i)
+                # A word of a code or a short word in leetspeak ("fuck A55-B00B5-7") is
+                # no word of a phrase, as it is no word alone.
+                if (
+                    end >= 0
+                    and not innocent
+                    and any(
+                        _in_code(norm, tokens, k)
+                        or (
+                            len(tokens[k].core) <= 3
+                            and _LEETISH_RE.search(_core_text(tokens[k].word))
+                        )
+                        for k in range(i, end + 1)
+                    )
+                ):
+                    end = -1
                 if end >= 0:
                     if not innocent:
                         spans.append((token.core_start, tokens[end].core_end))
