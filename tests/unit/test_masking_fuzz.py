@@ -135,7 +135,7 @@ def _lookalike(word: str, rnd: random.Random) -> str:
 
 
 def _spaced(word: str, rnd: random.Random) -> str:
-    return rnd.choice((" ", ".", "-", "_")).join(word)
+    return rnd.choice((" ", ".", "-", "_", "  ", "--")).join(word)
 
 
 def _leet(word: str, rnd: random.Random) -> str:
@@ -346,6 +346,8 @@ EXPLICIT = [
     ("b ! t c h, $-h-!-7-h-3-a-d, f-u-c-k-!-n-g !", "* * * * *, *-*-*-*-*-*-*-*, *-*-*-*-*-*-* !"),
     ("b u l l s h i t s.h.i.t\non", "* * * * * * * * *.*.*.*\non"),
     ("b.u.u.u.u.u.l.l.s.h.i.t 5 h 1 +, ok", "*.*.*.*.*.*.*.*.*.*.*.* * * * *, ok"),
+    # Letters spelled out with two spaces or two hyphens.
+    ("what the f  u  c  k, s--h--i--t", "what the *  *  *  *, *--*--*--*"),
     # A code is no word of a phrase ("fuck ass"), and a number before a spelled word
     # is a word of its own.
     ("fu\u0441\u043a A55-B00B5-7 a s s h o l e", "**** A55-B00B5-7 * * * * * * *"),

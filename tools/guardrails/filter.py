@@ -85,7 +85,8 @@ _LEETISH_RE = re.compile(r"[0-9@$!|+*]")
 # Stripped from a token's edges when the whole token is no word: "shit!", "*hell*".
 _EDGE_SYMBOLS = "!|+*_"
 # What separates the letters of a spelled-out word: "f.u.c.k", "f u c k", "s-h-1-t".
-_SPELLING_GAPS = frozenset(" .-")
+# One to three of one of them, the same all through the word: "f  u  c  k", "f--u--c--k".
+_SPELLING_GAPS = frozenset(char * n for char in " .-" for n in (1, 2, 3))
 
 
 # --- data files -----------------------------------------------------------------------
