@@ -351,6 +351,7 @@ EXPLICIT = [
     # A code is no word of a phrase ("fuck ass"), and a number before a spelled word
     # is a word of its own.
     ("fu\u0441\u043a A55-B00B5-7 a s s h o l e", "**** A55-B00B5-7 * * * * * * *"),
+    ("a blow j0b, blow-j0b, bull sh1t", "a **** ***, ****-***, **** ****"),
     ("a b ! and x | y | z, c-u-n-+", "a b ! and x | y | z, *-*-*-*"),
     ("f\u00fa\u0107k\u200b\u0301\n\nshow", "****\n\nshow"),
     ("i\n\n@.$.$.h.o.l.e it, $ h i t", "i\n\n*.*.*.*.*.*.* it, * * * *"),

@@ -679,6 +679,12 @@ def _in_code(norm: str, tokens: Sequence[_Token], i: int) -> bool:
     return False
 
 
+def _mostly_digits(token: _Token) -> bool:
+    """Tell whether a short token is half digits or more ("A55", "455"): a code."""
+    core = _core_text(token.word)
+    return len(core) <= 3 and 2 * sum(char.isdigit() for char in core) >= len(core)
+
+
 def _hangs_on_next(norm: str, token: _Token, following: _Token) -> bool:
     """Tell whether a token's match depends on the one after it, so no cut goes between.
 
@@ -856,7 +862,8 @@ class _Lexicon:
             key = " ".join(t.core for t in tokens[first : end + 1])
             if key in self.safe:
                 return end, True
-            if key in self.keys:
+            # Ambiguous leetspeak read the first way too: "bull sh1t".
+            if key in self.keys or key.translate(_FIRST_READING) in self.keys:
                 return end, False
         return -1, False
 
@@ -933,17 +940,13 @@ class _Lexicon:
             token = tokens[i]
             if token.core in self.phrase_starts:
                 end, innocent = self._phrase_end(norm, tokens, i)
-                # A word of a code or a short word in leetspeak ("fuck A55-B00B5-7") is
-                # no word of a phrase, as it is no word alone.
+                # A word of a code, or a short word mostly of digits ("fuck A55-B00B5-7"),
+                # is no word of a phrase, as it is no word alone; "blow j0b" still is one.
                 if (
                     end >= 0
                     and not innocent
                     and any(
-                        _in_code(norm, tokens, k)
-                        or (
-                            len(tokens[k].core) <= 3
-                            and _LEETISH_RE.search(_core_text(tokens[k].word))
-                        )
+                        _in_code(norm, tokens, k) or _mostly_digits(tokens[k])
                         for k in range(i, end + 1)
                     )
                 ):
