@@ -267,15 +267,38 @@ def find_run(given: str | None, runs_dir: Path, on_skip: Skipped | None = None) 
     raise EvalError(f"no such run file or run id: {given} (runs are in {runs_dir})")
 
 
+def covers(run: RunRecord) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What a run's pass rates are over: its corpora and its ``--tag`` filter (sorted)."""
+    return tuple(sorted(run.corpora)), tuple(sorted(run.tags))
+
+
 def previous_run(run: Path, runs_dir: Path, on_skip: Skipped | None = None) -> Path | None:
-    """The newest readable run before ``run`` in the runs directory, or None.
+    """The newest readable run before ``run`` over the same cases, or None.
+
+    The same cases: the same corpora and ``--tag`` filter (:func:`covers`), so the diff
+    is of cases both ran. A run of other corpora in between (``eval routing``, then
+    ``eval safety``) is passed over: against it, every case would differ by being in one
+    run only, and the overall rates would be of different cases.
 
     Files that do not read as run records (corrupt, half-written by an older version,
     foreign) are skipped and passed to ``on_skip``: one bad old file must not block
     reporting a good run.
+
+    Raises:
+        EvalError: ``run`` itself cannot be read as a run record.
     """
+    wanted = covers(load_run(run))
     runs = [r for r in list_runs(runs_dir) if r.resolve() != run.resolve()]
-    return _newest_readable([r for r in runs if r.stem < run.stem], on_skip)
+    for path in reversed([r for r in runs if r.stem < run.stem]):
+        try:
+            candidate = load_run(path)
+        except EvalError as exc:
+            if on_skip is not None:
+                on_skip(path, exc)
+            continue
+        if covers(candidate) == wanted:
+            return path
+    return None
 
 
 Status = Literal["passed", "failed", "known_failure"]

@@ -22,7 +22,7 @@ from rich.markup import escape as rich_escape
 from rich.table import Table
 
 from evals.corpus import EvalError
-from evals.records import CaseResult, PassRate, RunRecord, Status, status
+from evals.records import CaseResult, PassRate, RunRecord, Status, covers, status
 
 # --- diffs -------------------------------------------------------------------------------
 
@@ -114,6 +114,11 @@ class Comparison:
     corpora: list[tuple[str, PassRate | None, PassRate | None]]
     overall: tuple[PassRate, PassRate]
     diff: RunDiff
+
+    @property
+    def same_cases(self) -> bool:
+        """Whether both runs ran the same corpora with the same ``--tag`` filter."""
+        return covers(self.run_a) == covers(self.run_b)
 
 
 def compare(run_a: RunRecord, run_b: RunRecord) -> Comparison:
@@ -338,9 +343,12 @@ def print_comparison(comparison: Comparison, console: Console) -> None:
     table.add_column(f"A {rich_escape(a.model)} ({a.run_id})", justify="right")
     table.add_column(f"B {rich_escape(b.model)} ({b.run_id})", justify="right")
     table.add_column("Δ", justify="right")
-    rows = [*comparison.corpora, ("overall", *comparison.overall)]
-    for name, left, right in rows:
+    for name, left, right in comparison.corpora:
         table.add_row(rich_escape(name), fmt_rate(left), fmt_rate(right), _delta(left, right))
+    left, right = comparison.overall
+    # Over different corpora or tags the overall rates are of different cases: no delta.
+    delta = _delta(left, right) if comparison.same_cases else "(other cases)"
+    table.add_row("overall", fmt_rate(left), fmt_rate(right), delta)
     console.print(table)
     changes = comparison.diff.changes
     if not changes:

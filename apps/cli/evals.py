@@ -22,6 +22,7 @@ from evals.records import (
     CaseResult,
     RunRecord,
     check_runs_dir,
+    covers,
     default_runs_dir,
     find_run,
     load_run,
@@ -222,6 +223,27 @@ def _note_interrupted(record: RunRecord) -> None:
         )
 
 
+def _note_other_cases(a: RunRecord, b: RunRecord) -> None:
+    """Say when two runs ran different corpora or tags: their overall rates do not compare."""
+    if covers(a) == covers(b):
+        return
+
+    def what(run: RunRecord) -> str:
+        corpora, tags = covers(run)
+        return ", ".join(corpora) + (f" (tags {', '.join(tags)})" if tags else "")
+
+    shared = sorted(set(a.corpora) & set(b.corpora))
+    err.print(
+        f"[yellow]note:[/yellow] the runs ran different cases: {escape(a.run_id)} "
+        f"{escape(what(a))}; {escape(b.run_id)} {escape(what(b))}. The overall rates are "
+        "not comparable"
+        + (f"; compare the corpora both ran: {escape(', '.join(shared))}" if shared else "")
+        + ".",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def _warn_skipped(path: Path, exc: EvalError) -> None:
     err.print(
         f"[yellow]warning:[/yellow] skipped {escape(path.name)}: {escape(str(exc))}",
@@ -271,6 +293,13 @@ def report_command(
     if base is not None:
         err.print(f"diff against {escape(base.run_id)}", highlight=False)
         _note_interrupted(base)
+        _note_other_cases(base, record)
+    elif baseline is None:
+        err.print(
+            "no diff: no earlier run of the same corpora and tags (--baseline picks one)",
+            markup=False,
+            highlight=False,
+        )
     out.print(str(target), markup=False, highlight=False, soft_wrap=True)
 
 
@@ -294,6 +323,7 @@ def compare_command(
     comparison = compare(a, b)
     for record in (a, b):
         _note_interrupted(record)
+    _note_other_cases(a, b)
     if as_json:
         out.print_json(json.dumps(_comparison_json(comparison)))
         return
@@ -309,6 +339,7 @@ def _comparison_json(comparison: Any) -> dict[str, Any]:
         "run_b": comparison.run_b.run_id,
         "per_corpus": {n: {"a": rate(a), "b": rate(b)} for n, a, b in comparison.corpora},
         "overall": {"a": rate(comparison.overall[0]), "b": rate(comparison.overall[1])},
+        "same_cases": comparison.same_cases,
         "cases": [
             {
                 "case": ch.key,
