@@ -275,7 +275,7 @@ def print_summary(run: RunRecord, console: Console, *, max_failures: int = 20) -
     duration = (run.finished - run.started).total_seconds()
     console.print(
         f"[bold]Pass rate {fmt_rate(run.overall)}[/bold]  ·  model {rich_escape(run.model)}  ·  "
-        f"{len(run.cases)} case(s) in {duration:.1f} s  ·  run {run.run_id}",
+        f"{len(run.cases)} case(s) in {duration:.1f} s  ·  run {rich_escape(run.run_id)}",
         highlight=False,
     )
     console.print(_rate_table("Per corpus", run.per_corpus))
@@ -340,8 +340,8 @@ def print_comparison(comparison: Comparison, console: Console) -> None:
     a, b = comparison.run_a, comparison.run_b
     table = Table(show_edge=False)
     table.add_column("corpus")
-    table.add_column(f"A {rich_escape(a.model)} ({a.run_id})", justify="right")
-    table.add_column(f"B {rich_escape(b.model)} ({b.run_id})", justify="right")
+    table.add_column(f"A {rich_escape(a.model)} ({rich_escape(a.run_id)})", justify="right")
+    table.add_column(f"B {rich_escape(b.model)} ({rich_escape(b.run_id)})", justify="right")
     table.add_column("Δ", justify="right")
     for name, left, right in comparison.corpora:
         table.add_row(rich_escape(name), fmt_rate(left), fmt_rate(right), _delta(left, right))

@@ -126,6 +126,7 @@ def prepare_command(
     corpus = dataset.with_name(dataset.stem + EVAL_SUFFIX)
     out.print(
         f"eval corpus: {corpus if corpus.is_file() else '(none beside the dataset)'}",
+        markup=False,
         highlight=False,
         soft_wrap=True,
     )
@@ -134,7 +135,7 @@ def prepare_command(
         hf_dir = prepare_base(gguf, settings.cache_dir)
     except TrainError as exc:
         raise _fail(str(exc), 1) from None
-    out.print(f"base model: {gguf.name} -> {hf_dir}", highlight=False, soft_wrap=True)
+    out.print(f"base model: {gguf.name} -> {hf_dir}", markup=False, highlight=False, soft_wrap=True)
 
 
 @finetune_app.command("train")
@@ -189,6 +190,7 @@ def train_command(
         err.print(
             f"run {run.run_id}: {run.n_train} train / {run.n_validation} validation examples, "
             f"{run.total_steps} steps; QLoRA {quantisation()}",
+            markup=False,
             highlight=False,
             soft_wrap=True,
         )
@@ -200,7 +202,7 @@ def train_command(
     except (TrainError, RunFileError) as exc:
         raise _fail(str(exc), 1) from None
     _print_run_summary(run)
-    out.print(f"run directory: {run_dir}", highlight=False, soft_wrap=True)
+    out.print(f"run directory: {run_dir}", markup=False, highlight=False, soft_wrap=True)
 
 
 def quantisation() -> str:
@@ -221,7 +223,7 @@ def _print_run_summary(run: FinetuneRun) -> None:
         parts.append(f"validation loss {val[0].loss:.3f} -> {val[-1].loss:.3f}")
     if run.seconds_per_step is not None:
         parts.append(f"{run.seconds_per_step:.2f} s/step")
-    out.print(f"{run.run_id} ({run.status}): " + ", ".join(parts), highlight=False)
+    out.print(f"{run.run_id} ({run.status}): " + ", ".join(parts), markup=False, highlight=False)
 
 
 def _export(run: FinetuneRun, run_dir: Path, outtype: str = "f16") -> Path:
@@ -264,11 +266,12 @@ def export_command(
     except RunFileError as exc:
         raise _fail(str(exc)) from None
     path = _export(run, run_dir, outtype)
-    out.print(f"adapter: {path}", highlight=False, soft_wrap=True)
+    out.print(f"adapter: {path}", markup=False, highlight=False, soft_wrap=True)
     out.print(
         "serve it (chat, ui, serve, the dev server):\n"
         f"  ASSISTANT_MODEL__GGUF_PATH={run.base_gguf} ASSISTANT_MODEL__LORA_PATH={path} "
         "assistant chat",
+        markup=False,
         highlight=False,
         soft_wrap=True,
     )
@@ -353,7 +356,7 @@ def eval_command(
     for column in ("corpus", "base", "tuned"):
         table.add_column(column)
     for name in sorted({s.corpus for s in run.eval.values()}):
-        cells = [name]
+        cells = [escape(name)]
         for label in ("base", "tuned"):
             got = run.eval.get(f"{label}:{name}")
             cells.append(f"{got.passed}/{got.total} ({got.rate:.0%})" if got else "-")
@@ -361,6 +364,7 @@ def eval_command(
     out.print(table)
     out.print(
         f"side by side: assistant eval compare {paths['base']} {paths['tuned']}",
+        markup=False,
         highlight=False,
         soft_wrap=True,
     )
@@ -385,7 +389,7 @@ def runs_command() -> None:
     settings = cli_settings()
     runs = list_runs(_runs_dir(settings))
     if not runs:
-        out.print(f"No fine-tuning runs in {_runs_dir(settings)}.", highlight=False)
+        out.print(f"No fine-tuning runs in {_runs_dir(settings)}.", markup=False, highlight=False)
         return
     table = Table(show_edge=False)
     for column in ("run", "status", "base", "steps", "train loss", "val loss", "s/step", "eval"):
@@ -397,13 +401,13 @@ def runs_command() -> None:
             f"{key} {score.passed}/{score.total}" for key, score in sorted(run.eval.items())
         )
         table.add_row(
-            run.run_id,
-            run.status,
-            Path(run.base_gguf).name,
+            escape(run.run_id),
+            escape(run.status),
+            escape(Path(run.base_gguf).name),
             f"{run.steps_done}/{run.total_steps}",
             f"{train[0].loss:.2f} -> {train[-1].loss:.2f}" if train else "-",
             f"{val[0].loss:.2f} -> {val[-1].loss:.2f}" if val else "-",
             f"{run.seconds_per_step:.2f}" if run.seconds_per_step is not None else "-",
-            scores or "-",
+            escape(scores) or "-",
         )
     out.print(table)

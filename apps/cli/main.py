@@ -268,10 +268,10 @@ def _run_turn(session: ChatSession, text: str, as_json: bool, *, interactive: bo
         _say_not_yours(session.thread_id, SWITCH_HINT if interactive else FLAGS_HINT)
         return 1
     except (MessageTooLongError, ValueError) as exc:
-        err.print(f"\n[red]error:[/red] {exc}")
+        err.print(f"\n[red]error:[/red] {escape(str(exc))}")
         return 1
     except ModelLoadError as exc:
-        err.print(f"\n[red]model error:[/red] {exc}")
+        err.print(f"\n[red]model error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     if as_json:
         out.print_json(json.dumps(_result(state, session.thread_id), default=str))
@@ -356,7 +356,10 @@ def _command(session: ChatSession, line: str) -> bool:
                 }
             )
         except ValidationError:
-            err.print(f"[red]unknown safety level {arg!r}[/red]: use {', '.join(SAFETY_LEVELS)}")
+            err.print(
+                f"[red]unknown safety level {escape(repr(arg))}[/red]: "
+                f"use {', '.join(SAFETY_LEVELS)}"
+            )
         else:
             out.print(f"[dim]safety level {arg.lower()}[/dim]")
     else:
@@ -448,7 +451,10 @@ def chat(
     """Chat with the assistant (interactive, or one turn with --message)."""
     settings = cli_settings()
     if safety is not None and safety not in SAFETY_LEVELS:
-        err.print(f"[red]unknown safety level {safety!r}[/red]: use {', '.join(SAFETY_LEVELS)}")
+        err.print(
+            f"[red]unknown safety level {escape(repr(safety))}[/red]: "
+            f"use {', '.join(SAFETY_LEVELS)}"
+        )
         raise typer.Exit(2)
     if message is not None and is_blank(message):
         err.print("[red]error:[/red] the message is empty; nothing was sent")
@@ -496,7 +502,7 @@ def _memory_errors_end_the_command() -> Iterator[None]:
     try:
         yield
     except MemoryBackendError as exc:
-        err.print(f"[red]memory error:[/red] {exc}")
+        err.print(f"[red]memory error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
 
 
@@ -654,7 +660,7 @@ def threads_show(
         )
         return
     if values.get("summary"):
-        out.print(f"[dim](summary) {values['summary']}[/dim]", highlight=False)
+        out.print(f"[dim](summary) {escape(values['summary'])}[/dim]", highlight=False)
     for m in messages:
         out.print(f"[bold]{m['role']}>[/bold] ", end="", highlight=False)
         out.print(m["content"], markup=False, highlight=False)
@@ -727,7 +733,7 @@ def _long_term(settings: Settings) -> Iterator[Any]:
                 raise typer.Exit(1)
             yield store
     except MemoryBackendError as exc:
-        err.print(f"[red]memory error:[/red] {exc}")
+        err.print(f"[red]memory error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
 
 
@@ -754,7 +760,7 @@ def _kinds(kind: str | None) -> tuple[Any, ...]:
     if kind is None:
         return KINDS
     if kind not in KINDS:
-        err.print(f"[red]unknown kind {kind!r}[/red]: use {', '.join(KINDS)}")
+        err.print(f"[red]unknown kind {escape(repr(kind))}[/red]: use {', '.join(KINDS)}")
         raise typer.Exit(2)
     return (kind,)
 
@@ -1052,7 +1058,7 @@ def model_prepare() -> None:
     """
     settings = cli_settings()
     path = _join_default_model(settings)
-    out.print(f"verified {path}")
+    out.print(f"verified {path}", markup=False, highlight=False, soft_wrap=True)
     from tools.models.embeddings import EmbeddingModelError, prepare_embeddings
 
     with err.status("preparing the embedding model for fast starts (once, about 10 s)"):
@@ -1060,9 +1066,9 @@ def model_prepare() -> None:
             onnx = prepare_embeddings()
         except EmbeddingModelError as exc:
             # Not fatal: the model then runs on sentence-transformers, slower to start.
-            err.print(f"[yellow]embedding model not prepared: {exc}[/yellow]")
+            err.print(f"[yellow]embedding model not prepared: {escape(str(exc))}[/yellow]")
             return
-    out.print(f"prepared {onnx}")
+    out.print(f"prepared {onnx}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _join_default_model(settings: Settings) -> Path:
@@ -1478,7 +1484,9 @@ def docs_list(
             soft_wrap=True,
         )
     chunks = sum(info.chunks for info in sources)
-    err.print(f"[dim]{len(sources)} file(s), {chunks} chunks in collection {store.name}[/dim]")
+    err.print(
+        f"[dim]{len(sources)} file(s), {chunks} chunks in collection {escape(store.name)}[/dim]"
+    )
 
 
 @docs_app.command("remove")
