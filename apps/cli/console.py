@@ -66,6 +66,26 @@ class OwnLineFormatter(logging.Formatter):
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
+def tolerate_undecodable_text() -> None:
+    """Read and print text that is not UTF-8 instead of ending with a traceback.
+
+    A file name from another system, a pasted line in another encoding or a lone
+    surrogate in a stored reply is text Python cannot encode or decode strictly, and
+    stdin and stdout are strict under a UTF-8 locale (stderr already backslash-escapes).
+    Lines read keep such bytes as surrogates, as ``sys.argv`` does, so the graph refuses
+    the message with its reason (not UTF-8) and the chat goes on; text printed shows them
+    escaped (a backslash and the code point). A stream set up otherwise
+    (``PYTHONIOENCODING=...:replace``) is left as it is.
+    """
+    for stream, errors in ((sys.stdin, "surrogateescape"), (sys.stdout, "backslashreplace")):
+        if getattr(stream, "errors", None) != "strict":
+            continue
+        try:
+            stream.reconfigure(errors=errors)  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            continue  # a replaced stream (a test's, a closed one): it is not ours to set
+
+
 def cli_settings() -> Settings:
     """Load the settings and configure logging; invalid settings end the command (exit 2)."""
     try:

@@ -20,7 +20,14 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-from apps.cli.console import cli_settings, end_reply_line, err, out, print_inline
+from apps.cli.console import (
+    cli_settings,
+    end_reply_line,
+    err,
+    out,
+    print_inline,
+    tolerate_undecodable_text,
+)
 from apps.cli.evals import eval_app
 from apps.cli.finetune import finetune_app
 from graph.context import BlankUserNameError, Context, plain_user_name
@@ -51,6 +58,14 @@ memory_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(memory_app, name="memory")
+
+
+@app.callback()
+def _every_command() -> None:
+    # Before any command reads a line or prints a path: bytes that are not UTF-8 are an
+    # error message or an escape, never a UnicodeError traceback.
+    tolerate_undecodable_text()
+
 
 BUSY_EXIT = 75
 STOPPED_EXIT = 130  # as a shell reports a command ended by Ctrl-C (128 + SIGINT)

@@ -19,8 +19,9 @@ A file that cannot be used never stops a batch: it is *skipped* when there is no
 wrong with it but nothing to index (empty, binary, an unsupported type in a folder, a
 PDF without a text layer) or it is over 200 MB (``loaders.MAX_FILE_BYTES``; it is not
 read), and *failed* when it is broken or cannot be read (a corrupt or encrypted PDF, no
-such path, no permission). A stored file that now has nothing to index loses its chunks;
-one that now fails to load, or has grown over the limit, keeps them.
+such path, no permission, a path that is not UTF-8). A stored file that now has nothing
+to index loses its chunks; one that now fails to load, or has grown over the limit, keeps
+them.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tools.documents.store import DocumentStore, DocumentStoreError
+from tools.documents.store import DocumentStore, DocumentStoreError, is_utf8
 from tools.guardrails.injection import inspect as inspect_passage
 
 if TYPE_CHECKING:
@@ -141,6 +142,10 @@ class IngestProgress:
     current: str | None
 
 
+NOT_UTF8_PATH = "its path is not UTF-8 text, which the store cannot keep: rename it"
+"""Why a file whose name (or a folder's above it) is in another encoding is not stored."""
+
+
 @dataclass
 class _Plan:
     files: list[tuple[Path, str | None]] = field(default_factory=list)
@@ -160,6 +165,9 @@ def collect_files(paths: Iterable[str | Path]) -> _Plan:
     seen: set[Path] = set()
 
     def add(path: Path, kind: str | None) -> None:
+        if not is_utf8(str(path.resolve())):
+            plan.failed.append(FileProblem(str(path), NOT_UTF8_PATH))
+            return
         key = path.resolve()
         if key not in seen:
             seen.add(key)

@@ -81,6 +81,20 @@ class DocumentStoreError(RuntimeError):
     """The document store cannot be used; the message says why and what to do."""
 
 
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` can be kept in the store: no lone surrogates.
+
+    A file name that is not UTF-8 (from another system, an old archive) reaches Python
+    as surrogates; Chroma cannot store or look up such a string (it answered "Invalid
+    where clause", as if the store were broken), so no stored source or name has one.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Passage:
     """A chunk found by :meth:`DocumentStore.search`."""
@@ -549,7 +563,7 @@ class DocumentStore:
     def source_info(self, source: str) -> SourceInfo | None:
         """What is stored for one source (exact ``source`` string), or None."""
         collection = self._collection(create=False)
-        if collection is None:
+        if collection is None or not is_utf8(source):
             return None
         with self._errors("read the chunks"):
             found = collection.get(where={"source": source}, include=["metadatas"])
@@ -559,7 +573,7 @@ class DocumentStore:
     def file_hash(self, source: str) -> str | None:
         """SHA-256 of the file's bytes when ``source`` was ingested; None if it was not."""
         collection = self._collection(create=False)
-        if collection is None:
+        if collection is None or not is_utf8(source):
             return None
         with self._errors("read the chunks"):
             found = collection.get(where={"source": source}, limit=1, include=["metadatas"])
@@ -578,8 +592,8 @@ class DocumentStore:
             DocumentStoreError: ``given`` is a file name that several sources share.
         """
         collection = self._collection(create=False)
-        if collection is None or not given.strip():
-            return None
+        if collection is None or not given.strip() or not is_utf8(given):
+            return None  # no stored source or name is other than UTF-8 (is_utf8)
         candidates = [given]
         with suppress(OSError, RuntimeError):  # a symlink loop, a path too long
             candidates.append(str(Path(given).expanduser().resolve()))
