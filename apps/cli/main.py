@@ -1349,6 +1349,9 @@ def ingest_command(
         TextColumn("files · {task.fields[chunks]} chunks"),
         TimeElapsedColumn(),
         console=err,
+        # Off a terminal the plain lines report progress; the bar, never updated there,
+        # would be printed once at the end as it started ("scanning 0/? files").
+        disable=not err.is_terminal,
     ) as progress:
         task = progress.add_task("scanning", total=None, chunks=0)
 

@@ -849,3 +849,13 @@ def test_plain_progress_prints_a_line_per_file_and_per_n_chunks() -> None:
         "  250 chunks written",
         "[2/2] small.md",
     ]
+
+
+def test_ingest_off_a_terminal_prints_no_stale_progress_bar(tmp_path: Path) -> None:
+    from tests.conftest import assistant
+
+    (tmp_path / "a.md").write_text("# A\n\nSome words about the tower.")
+    done = assistant("ingest", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [f"[1/1] {tmp_path / 'a.md'}"]
+    assert "1 added" in done.stdout
