@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import getpass
+import io
 import os
 import re
 import string
@@ -1120,12 +1121,49 @@ def load_settings(**overrides: Any) -> Settings:
     misnamed = _misnamed_variables(os.environ)
     if misnamed:
         raise SettingsError("Unknown settings:\n" + "\n".join(f"  {m}" for m in misnamed))
+    broken = _unparsed_dotenv_lines(Path(str(Settings.model_config.get("env_file") or ".env")))
+    if broken:
+        raise SettingsError("Cannot read settings:\n" + "\n".join(f"  {b}" for b in broken))
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
     except (OSError, ValueError) as exc:  # e.g. a settings file that is not valid TOML
         raise SettingsError(_unreadable(exc)) from None
+
+
+def _unparsed_dotenv_lines(path: Path) -> list[str]:
+    """Lines of ``.env`` about an ``ASSISTANT_*`` setting that python-dotenv cannot parse.
+
+    python-dotenv skips such a line (an unclosed quote, a space in the name) with a
+    warning of its own, so the setting silently keeps its default: a
+    ``ASSISTANT_MODEL__BACKEND="fake`` line left the real model to load. Other tools'
+    lines are theirs to report. The value is not shown: it may be a secret.
+
+    Args:
+        path: The ``.env`` file (missing or unreadable: nothing to say here; a file
+            that is not UTF-8 is reported when the settings are read).
+
+    Returns:
+        One line per broken statement holding ``ASSISTANT_*`` names: its line and those names.
+    """
+    from dotenv.parser import parse_stream
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    found = []
+    for binding in parse_stream(io.StringIO(text)):
+        # An unclosed quote runs on over the next lines: the settings on them are lost too.
+        names = re.findall(r"(?i)\bASSISTANT_\w+", binding.original.string)
+        if binding.error and names:
+            found.append(
+                f"{path} line {binding.original.line} cannot be parsed (an unclosed quote? a "
+                f"space in a name?), so {', '.join(dict.fromkeys(names))} would be ignored: "
+                'write NAME=value or NAME="value"'
+            )
+    return found
 
 
 NOT_SETTINGS = frozenset(

@@ -701,3 +701,34 @@ def test_a_runs_context_keeps_a_finite_number(field: str) -> None:
     from graph.context import Context
 
     assert getattr(Context.model_validate({field: 0.5}), field) == 0.5
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "names"),
+    [
+        ('ASSISTANT_MODEL__BACKEND="fake\n', 1, ["ASSISTANT_MODEL__BACKEND"]),
+        ("A=1\nexport ASSISTANT_LOG_LEVEL='info\n", 2, ["ASSISTANT_LOG_LEVEL"]),
+        ("A=1\nB=2\nASSISTANT_MODEL BACKEND=fake\n", 3, ["ASSISTANT_MODEL"]),
+        # Another tool's unclosed quote runs on over our lines: they are lost too.
+        ('OTHER="x\nassistant_model__backend="fake\nA=1\n', 1, ["assistant_model__backend"]),
+    ],
+)
+def test_a_dotenv_line_that_cannot_be_parsed_is_an_error_not_ignored(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: str, line: int, names: list[str]
+) -> None:
+    (tmp_path / ".env").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SettingsError, match=rf"\.env line {line} cannot be parsed") as caught:
+        load_settings()
+    message = str(caught.value)
+    for name in names:
+        assert name in message
+    assert "fake" not in message and "info" not in message  # values (secrets) not shown
+
+
+def test_other_tools_broken_dotenv_lines_are_theirs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".env").write_text("ASSISTANT_LOG_LEVEL=INFO\nOTHER_TOOL='x\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings().log_level == "INFO"
