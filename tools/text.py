@@ -137,6 +137,21 @@ def is_blank(text: str) -> bool:
     return all(char.isspace() or is_invisible(char) for char in text)
 
 
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` is text every store and model takes: no lone surrogates.
+
+    Bytes that are not UTF-8 (a file name from another system, an argument typed in a
+    terminal of another encoding) reach Python as lone surrogates; Chroma, SQLite and
+    the tokenizers cannot take them (Chroma answered "Invalid where clause", as if the
+    store were broken; a tokenizer raised a TypeError).
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 # The ASCII characters that draw nothing (controls such as NUL, BEL, ESC, DEL).
 _ASCII_INVISIBLE: Final[str] = "".join(c for c in map(chr, range(0x80)) if is_invisible(c))
 _ASCII_INVISIBLE_RE: Final = re.compile(f"[{re.escape(_ASCII_INVISIBLE)}]")

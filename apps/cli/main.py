@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -33,7 +33,7 @@ from apps.cli.finetune import finetune_app
 from graph.context import BlankUserNameError, Context, plain_user_name
 from graph.errors import MessageTooLongError
 from graph.settings import SAFETY_LEVELS, Settings, SettingsError, get_settings, not_a_file
-from tools.text import is_blank
+from tools.text import is_blank, is_utf8
 
 # Only light modules above: `assistant --help` must start in well under a second, so
 # langchain, the model backends, chromadb and torch are imported by the commands that
@@ -380,6 +380,23 @@ def _command(session: ChatSession, line: str) -> bool:
     else:
         err.print(f"[red]unknown command /{name}[/red]\n{HELP}")
     return True
+
+
+TextArg = TypeVar("TextArg", str, list[str])
+
+
+def _utf8_text(value: TextArg) -> TextArg:
+    """A text argument (a query, memory keys) that a store and a model can take.
+
+    Bytes that are not UTF-8 arrive as lone surrogates, which the tokenizer and SQLite
+    raised on (a TypeError, a ValueError traceback): refused with the reason (exit 2).
+    """
+    for text in [value] if isinstance(value, str) else value:
+        if not is_utf8(text):
+            raise typer.BadParameter(
+                f"{text!a} is not UTF-8 text (is the terminal or the file in another encoding?)"
+            )
+    return value
 
 
 def _check_user(user: str | None) -> str | None:
@@ -799,7 +816,9 @@ def memory_list(
 
 @memory_app.command("search")
 def memory_search(
-    query: Annotated[str, typer.Argument(help="What to look for (by meaning).")],
+    query: Annotated[
+        str, typer.Argument(help="What to look for (by meaning).", callback=_utf8_text)
+    ],
     user: UserOption = None,
     kind: KindOption = None,
     limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 10,
@@ -820,7 +839,10 @@ def memory_search(
 
 @memory_app.command("forget")
 def memory_forget(
-    keys: Annotated[list[str], typer.Argument(help="Keys of memories (see memory list).")],
+    keys: Annotated[
+        list[str],
+        typer.Argument(help="Keys of memories (see memory list).", callback=_utf8_text),
+    ],
     user: UserOption = None,
 ) -> None:
     """Delete memories by key; exit 1 if one of them is not there."""

@@ -19,7 +19,7 @@ import pytest
 from apps.cli.console import tolerate_undecodable_text
 from tests.conftest import ROOT
 from tools.documents.ingest import NOT_UTF8_PATH, collect_files
-from tools.documents.store import is_utf8
+from tools.text import is_utf8
 
 LATIN1_NAME = os.fsdecode(b"r\xe9sum\xe9.txt")  # "résumé.txt" written by a Latin-1 system
 
@@ -110,3 +110,18 @@ def test_a_line_in_another_encoding_is_refused_and_the_chat_goes_on() -> None:
     assert "Traceback" not in stderr
     assert "not UTF-8" in stderr
     assert "safety level moderate" in done.stdout.decode()
+
+
+@pytest.mark.parametrize(
+    ("args", "what"),
+    [
+        (["memory", "search", os.fsdecode(b"caf\xe9")], "'query'"),
+        (["memory", "forget", "fine-key", os.fsdecode(b"k\xe9")], "'keys'"),
+    ],
+)
+def test_a_text_argument_that_is_not_utf8_is_refused(args: list[str], what: str) -> None:
+    done = run(*args)
+    stderr = done.stderr.decode()
+    assert done.returncode == 2, stderr
+    assert what in stderr and "not UTF-8 text" in stderr
+    assert "Traceback" not in stderr and "Error executing" not in stderr

@@ -36,8 +36,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tools.documents.store import DocumentStore, DocumentStoreError, is_utf8
+from tools.documents.store import DocumentStore, DocumentStoreError
 from tools.guardrails.injection import inspect as inspect_passage
+from tools.text import is_utf8
 
 if TYPE_CHECKING:
     pass

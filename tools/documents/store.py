@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from graph.settings import Settings, check_collection
+from tools.text import is_utf8
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -79,20 +80,6 @@ MetadataValue = str | int | float | bool
 
 class DocumentStoreError(RuntimeError):
     """The document store cannot be used; the message says why and what to do."""
-
-
-def is_utf8(text: str) -> bool:
-    """Whether ``text`` can be kept in the store: no lone surrogates.
-
-    A file name that is not UTF-8 (from another system, an old archive) reaches Python
-    as surrogates; Chroma cannot store or look up such a string (it answered "Invalid
-    where clause", as if the store were broken), so no stored source or name has one.
-    """
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 @dataclass(frozen=True)
