@@ -137,7 +137,9 @@ def run_command(
         TextColumn("cases · [red]{task.fields[failed]} failed[/red]"),
         TimeElapsedColumn(),
         console=err,
-        disable=as_json,
+        # Off a terminal a line per case reports progress; the bar would be printed once
+        # more as it stood when the run stopped ("0/382 cases" before an error).
+        disable=as_json or not err.is_terminal,
     ) as progress:
         task = progress.add_task("evaluating", total=total, failed=0)
         failed = 0

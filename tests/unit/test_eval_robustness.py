@@ -412,3 +412,14 @@ def test_report_and_compare_say_a_run_was_interrupted(cli: CliRunner, tmp_path: 
     compared = cli.invoke(eval_app, ["compare", "aaaaaa", "bbbbbb", *out])
     assert compared.exit_code == 0, compared.output
     assert compared.output.count("was interrupted") == 1
+
+
+def test_a_run_off_a_terminal_prints_lines_not_a_stale_bar(tmp_path: Path, cli: CliRunner) -> None:
+    runs = tmp_path / "runs"
+    done = cli.invoke(eval_app, [str(corpus(tmp_path, 2)), "-j", "1", "--runs-dir", str(runs)])
+    assert done.exit_code == 0, done.output
+    assert "[1/2] small/c0: pass" in done.output
+    assert "evaluating" not in done.output  # the bar's description
+    failed = cli.invoke(eval_app, [str(corpus(tmp_path)), "--tag", "nope", "--runs-dir", str(runs)])
+    assert failed.exit_code == 2
+    assert "evaluating" not in failed.output and "no case has any of the tags" in failed.output
