@@ -16,12 +16,12 @@ from graph.state import State
 from tools.documents.retrieval import (
     clean_query,
     contextual_query,
-    is_phatic,
     looks_like_followup,
     rewrite_request,
 )
 from tools.documents.store import DocumentStoreError
 from tools.prompting import Turn, complete_turns, unsummarised
+from tools.text import is_phatic
 
 log = logging.getLogger("assistant.retrieve")
 

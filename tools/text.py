@@ -16,6 +16,10 @@ text first. They share the pieces below and compose them differently, on purpose
 The two recipes differ where their results differ today; aligning them would change what
 routes and what is blocked, so it is left for a change that means to.
 
+Courtesy: :func:`is_phatic` and :func:`is_courtesy` tell a message that only thanks,
+greets or acknowledges ("ok thanks", "yes", "bye!"), which retrieval does not search for
+and the input check does not send to the model.
+
 The file half: :func:`parse_yaml` reads YAML with duplicate keys as errors, and
 :func:`describe_validation_error` turns a pydantic error into one line that names each
 offending entry and field, in the words of the file's own format.
@@ -42,7 +46,9 @@ __all__ = [
     "fold_char",
     "fold_with_offsets",
     "is_blank",
+    "is_courtesy",
     "is_invisible",
+    "is_phatic",
     "parse_yaml",
     "straighten_quotes",
     "strip_accents",
@@ -254,6 +260,66 @@ def fold_with_offsets(text: str) -> tuple[str, list[int] | None]:
         parts.append(folded)
         index.extend([position] * len(folded))
     return "".join(parts), index
+
+
+# --- courtesy -------------------------------------------------------------------------
+
+_COURTESY_WORD = re.compile(r"[a-z']+")
+# Thanks, greetings and acknowledgements ("ok thanks", "great, got it"): short, but they
+# ask for nothing. Rewritten as follow-ups, a small model made up a query from the last
+# turn ("...built in 1920 by Mira Okonkwo") and the reply came with sources.
+_PHATIC: Final[frozenset[str]] = frozenset({
+    "thanks", "thank", "thx", "ty", "cheers", "hi", "hello", "hey", "bye", "goodbye",
+    "great", "nice", "cool", "perfect", "awesome", "excellent", "wonderful", "understood",
+    "wow", "lol",
+})  # fmt: skip
+# Words that may come with them ("ok thanks", "got it, thank you very much"). Alone, "yes"
+# or "ok" may answer the assistant's question ("Shall I look in the manual?"): a follow-up.
+_PHATIC_FILLERS: Final[frozenset[str]] = frozenset({
+    "ok", "okay", "k", "you", "so", "very", "much", "a", "lot", "many", "again", "got",
+    "it", "that's", "thats", "all", "for", "now", "oh", "ah", "i", "see", "makes", "sense",
+    "good", "fine", "sure", "yes", "yeah", "yep", "alright", "right", "morning", "evening",
+    "night", "ya", "later", "there", "no", "nope",
+})  # fmt: skip
+
+
+def _courtesy_words(text: str) -> list[str] | None:
+    """The words of a message made of courtesy words only, or None for any other message.
+
+    Every word must be listed (:data:`_PHATIC` or :data:`_PHATIC_FILLERS`), and nothing
+    else may carry meaning: no digits, no letters of another script ("hi, 价格?").
+    """
+    lowered = text.strip().lower()
+    words = _COURTESY_WORD.findall(lowered)
+    if not words or not all(w in _PHATIC or w in _PHATIC_FILLERS for w in words):
+        return None
+    if any(ch.isalnum() for ch in _COURTESY_WORD.sub(" ", lowered)):
+        return None
+    return words
+
+
+def is_phatic(text: str) -> bool:
+    """True when the message only thanks, greets or acknowledges ("ok thanks", "hi!").
+
+    Such a message asks for nothing a document could answer: it is neither a follow-up to
+    rewrite nor a query worth searching. A bare "yes" or "ok" is not phatic here: it may
+    answer the assistant's question, so retrieval reads it as a follow-up.
+    """
+    words = _courtesy_words(text)
+    return words is not None and any(w in _PHATIC for w in words)
+
+
+def is_courtesy(text: str) -> bool:
+    """True when every word of the message is a courtesy or an acknowledgement.
+
+    What :func:`is_phatic` takes, and also a bare "yes", "ok", "no", "sure": a message
+    that asks nothing by its own words, whatever it answers in the conversation. The input
+    check reads only the message, so there is nothing in it for a translation or the
+    judge to weigh (``"yes"`` and ``"bye"`` read as another language to the language
+    identifier, and "thanks!", "ok", "sure" scored as uncertain: each cost the model a
+    judge call, and a translation, before the reply).
+    """
+    return _courtesy_words(text) is not None
 
 
 # --- data files -----------------------------------------------------------------------

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tools.prompting import Counter, Turn
+from tools.text import is_phatic
 
 Passage = Mapping[str, Any]
 
@@ -25,40 +26,6 @@ _REFERRING = {
 }  # fmt: skip
 _OPENERS = ("and ", "but ", "so ", "what about", "how about", "then ", "also ", "why not")
 _WORD = re.compile(r"[a-z']+")
-# Thanks, greetings and acknowledgements ("ok thanks", "great, got it"): short, but they
-# ask for nothing. Rewritten as follow-ups, a small model made up a query from the last
-# turn ("...built in 1920 by Mira Okonkwo") and the reply came with sources.
-_PHATIC = {
-    "thanks", "thank", "thx", "ty", "cheers", "hi", "hello", "hey", "bye", "goodbye",
-    "great", "nice", "cool", "perfect", "awesome", "excellent", "wonderful", "understood",
-    "wow", "lol",
-}  # fmt: skip
-# Words that may come with them ("ok thanks", "got it, thank you very much"). Alone, "yes"
-# or "ok" may answer the assistant's question ("Shall I look in the manual?"): a follow-up.
-_PHATIC_FILLERS = {
-    "ok", "okay", "k", "you", "so", "very", "much", "a", "lot", "many", "again", "got",
-    "it", "that's", "thats", "all", "for", "now", "oh", "ah", "i", "see", "makes", "sense",
-    "good", "fine", "sure", "yes", "yeah", "yep", "alright", "right", "morning", "evening",
-    "night", "ya", "later", "there",
-}  # fmt: skip
-
-
-def is_phatic(text: str) -> bool:
-    """True when the message only thanks, greets or acknowledges ("ok thanks", "hi!").
-
-    Such a message asks for nothing a document could answer: it is neither a follow-up to
-    rewrite nor a query worth searching.
-    """
-    lowered = text.strip().lower()
-    words = _WORD.findall(lowered)
-    if not any(w in _PHATIC for w in words):
-        return False
-    if not all(w in _PHATIC or w in _PHATIC_FILLERS for w in words):
-        return False
-    # Nothing else that could be asked: digits or words of another script ("hi, 价格?").
-    return not any(ch.isalnum() for ch in _WORD.sub(" ", lowered))
-
-
 # Marks around each quoted passage; the same marks inside a document are defused, so a
 # document cannot close its own quote and pose as instructions.
 _OPEN, _CLOSE = "<<<", ">>>"

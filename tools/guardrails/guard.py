@@ -49,6 +49,7 @@ from tools.guardrails.semantic import SemanticLayer, SemanticScore, looks_englis
 from tools.guardrails.taxonomy import Policy
 from tools.guardrails.translate import Translation, Translator
 from tools.models.loader import weights_key
+from tools.text import is_courtesy
 
 __all__ = [
     "InputGuard",
@@ -253,6 +254,8 @@ class InputGuard:
         5 of the 29 harmful requests the message as written refused (2026-11-30). The
         verdict's scores carry the translation (``translation``, ``translation_seconds``).
         """
+        if self.judge_mode != "all" and is_courtesy(text):  # "all": every message, as asked
+            return self._check_courtesy(text, level, as_reply)
         english = self._english(text)  # once: the translation and the layers share it
         translation = self._translation(text, english)
         as_written = self._check_text(text, level, as_reply, english)
@@ -267,6 +270,27 @@ class InputGuard:
             translation=translation.text, translation_seconds=round(translation.seconds, 3)
         )
         return replace(verdict, scores=scores)
+
+    def _check_courtesy(self, text: str, level: SafetyLevel, as_reply: bool) -> SafetyVerdict:
+        """The verdict on a message of courtesy words only ("thanks!", "ok", "yes", "bye").
+
+        Every word is from a closed list of harmless ones (:func:`~tools.text.is_courtesy`),
+        so the meaning, the wrapper classifier, a translation and the judge have nothing
+        to weigh: the lexical layer alone reads it (a caller's strict terms still apply).
+        Not with ``safety.judge = "all"``, which judges every message.
+        Without this, such messages scored as uncertain or read as another language and
+        cost the model a judge call and a translation before the reply.
+        """
+        lexical = self.safety.check_input(text, level)
+        if as_reply and not lexical.allowed and lexical.rule is not None:
+            lexical = self.safety.check_reply(text, level)
+        if not lexical.allowed and (
+            lexical.category not in self.policy.taxonomy
+            or self.policy.refuses(lexical.category, level)
+        ):
+            return lexical
+        allowed = replace(lexical, allowed=True, reason=None, category=None, rule=None)
+        return replace(allowed, layer="lexical", scores={"courtesy": True})
 
     def _translation(self, text: str, english: bool | None) -> Translation | None:
         """The English translation of a message that is not English (None: read it as is).
