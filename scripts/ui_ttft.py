@@ -5,10 +5,16 @@ text on the page (not Gradio's pending dots). The CLI: from calling ``ChatSessio
 (what ``assistant chat`` runs) to its first token. Both use one model instance, a new
 thread each, and the same question with one letter changed (so llama.cpp's prompt cache
 cannot hand the second the first one's prompt); the order alternates each round. The
-figure is the median of the rounds' own UI/CLI ratios (each round's two turns run back to
-back, so a change in the machine's load touches both), with the ratio of the medians
-beside it. Long-term memory is off so every prompt is the same size. From the repository
-root:
+figure is the median of the rounds' own UI/CLI ratios (each round's turns run back to
+back, so a change in the machine's load touches them all), with the ratio of the medians
+beside it. Long-term memory is off so every prompt is the same size.
+
+Each round also times the model alone on the CLI turn's prompt (the system prompt and the
+question, another letter again; no graph, no masking: the floor under the CLI's figure),
+so the CLI's time can be read against this machine's speed: the CLI's absolute time moved
+from 0.72 s to 1.35 s between two runs on different machines with the same work (the same
+prompt, the same tokens evaluated), and only CLI/model says what the code adds. From the
+repository root:
 
     PYTHONPATH=. .venv/bin/python scripts/ui_ttft.py --model default
 """
@@ -24,6 +30,8 @@ from pathlib import Path
 
 os.environ.setdefault("ASSISTANT_DATA_DIR", tempfile.mkdtemp(prefix="ui-ttft-"))
 
+from langchain_core.messages import HumanMessage, SystemMessage
+
 from apps.cli.main import ChatSession, new_thread_id
 from apps.ui.page import build_ui, launch_options
 from apps.ui.service import ChatService
@@ -32,6 +40,8 @@ from tests.integration.test_ui import CHROMIUM, CHROMIUM_ARGS, free_port
 from tools.memory import open_memory
 from tools.models import get_chat_model
 from tools.models.files import DEFAULT_MODEL, prepare_split_model, smollm2_path
+from tools.prompting import system_text
+from tools.routing import load_system_prompt
 
 QUESTION = "Question {tag}: what does a Python list comprehension do? Answer in one sentence."
 FIRST_TEXT = """() => {
@@ -51,6 +61,11 @@ FIRST_TEXT = """() => {
     });
     seen.observe(chat, {subtree: true, childList: true, characterData: true});
 }"""
+
+
+def tag(n: int) -> str:
+    """The ``n``-th question's own letters: A to T (U, V, W are the warm-up's), then A1..."""
+    return chr(65 + n % 20) + (str(n // 20) if n >= 20 else "")
 
 
 def model_path(choice: str) -> Path:
@@ -75,6 +90,19 @@ def main() -> None:
 
     cli_times: list[float] = []
     ui_times: list[float] = []
+    raw_times: list[float] = []
+    system = system_text(load_system_prompt(settings.prompts.directory / "system.md"), "")
+
+    def raw_turn(text: str) -> float:
+        """The model alone on the prompt the CLI's turn sends: to its first text."""
+        started = time.perf_counter()
+        firsts: list[float] = []
+        for chunk in model.stream([SystemMessage(system), HumanMessage(text)]):
+            if chunk.text and not firsts:
+                firsts.append(time.perf_counter() - started)
+        assert firsts
+        return firsts[0]
+
     with open_memory(settings) as memory:
         service = ChatService(settings, memory, model=model)
         session = ChatSession(settings, new_thread_id(), None, memory, user="cli", model=model)
@@ -125,20 +153,23 @@ def main() -> None:
             # Warm-up: loads the weights and the embeddings, fills the system prompt cache.
             cli_turn(QUESTION.format(tag="W"))
             ui_turn(QUESTION.format(tag="V"))
+            raw_turn(QUESTION.format(tag="U"))
+            turns = [(cli_turn, cli_times), (ui_turn, ui_times), (raw_turn, raw_times)]
             for n in range(args.rounds):
-                a, b = QUESTION.format(tag=chr(65 + 2 * n)), QUESTION.format(tag=chr(66 + 2 * n))
-                if n % 2:
-                    ui_times.append(ui_turn(a))
-                    cli_times.append(cli_turn(b))
-                else:
-                    cli_times.append(cli_turn(a))
-                    ui_times.append(ui_turn(b))
+                # Each round its own letters, and each kind of turn first in turn.
+                for k in range(len(turns)):
+                    run, times = turns[(n + k) % len(turns)]
+                    times.append(run(QUESTION.format(tag=tag(3 * n + k))))
             browser.close()
         app.close()
     cli, ui = statistics.median(cli_times), statistics.median(ui_times)
+    raw = statistics.median(raw_times)
     print(f"model {args.model}, {args.rounds} rounds, load {os.getloadavg()[0]:.2f}")
     print("cli ttft s:", " ".join(f"{t:.3f}" for t in cli_times), f"median {cli:.3f}")
     print("ui  ttft s:", " ".join(f"{t:.3f}" for t in ui_times), f"median {ui:.3f}")
+    print("model alone s:", " ".join(f"{t:.3f}" for t in raw_times), f"median {raw:.3f}")
+    over = sorted(c / r for c, r in zip(cli_times, raw_times, strict=True))
+    print(f"cli / model alone: median of the rounds {statistics.median(over):.3f}")
     ratios = sorted(u / c for u, c in zip(ui_times, cli_times, strict=True))
     print("ui / cli per round:", " ".join(f"{r:.2f}" for r in ratios))
     paired = statistics.median(ratios)
