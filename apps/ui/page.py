@@ -155,6 +155,21 @@ def document_choices(service: ChatService, user: str | None) -> list[tuple[str, 
     ]
 
 
+def saved_session(state: Any) -> tuple[str, str]:
+    """The user and thread the browser kept (``gr.BrowserState``), as two strings.
+
+    The browser's storage is the user's to edit: anything but a mapping of strings
+    counts as nothing saved, and the names are checked when the thread opens.
+    """
+    if not isinstance(state, dict):
+        return "", ""
+    user, thread_id = state.get("user"), state.get("thread")
+    return (
+        user if isinstance(user, str) else "",
+        thread_id if isinstance(thread_id, str) else "",
+    )
+
+
 def _notice(text: str) -> str:
     return f'<div class="notice">{html.escape(text)}</div>' if text else ""
 
@@ -254,7 +269,24 @@ def build_ui(service: ChatService) -> gr.Blocks:
             return _open_thread(user, "", state)
 
         def _open_thread(user: str, thread_id: str, state: dict[str, str]) -> tuple[Any, ...]:
-            """Outputs: user, thread, browser state, who, threads, chat, status."""
+            """Outputs: user, thread, browser state, who, threads, chat, status.
+
+            The user is checked here, whoever calls: the browser's saved state is only
+            what the browser sends back (edited, or saved before a name rule changed),
+            and a name the service refuses must not become the session's user.
+            """
+            try:
+                user = service.check_user(user)
+            except UiError as exc:
+                return (
+                    "",
+                    "",
+                    {"user": "", "thread": ""},
+                    "Not signed in.",
+                    gr.update(choices=[], value=None),
+                    [],
+                    _notice(str(exc)),
+                )
             notice = ""
             rows: Rows = []
             try:
@@ -282,13 +314,12 @@ def build_ui(service: ChatService) -> gr.Blocks:
         login.click(sign_in, [user_box, saved], opened)
         user_box.submit(sign_in, [user_box, saved], opened)
 
-        def restore(state: dict[str, str] | None) -> tuple[Any, ...]:
-            state = state or {}
-            user = state.get("user") or ""
+        def restore(state: Any) -> tuple[Any, ...]:
+            user, thread_id = saved_session(state)
             if not user:
                 # Nothing saved: leave the page as it is (the name box may be typed in already).
                 return tuple(gr.skip() for _ in range(len(opened) + 1))
-            return (*_open_thread(user, state.get("thread") or "", state), user)
+            return (*_open_thread(user, thread_id, {}), user)
 
         page.load(restore, [saved], [*opened, user_box])
 
@@ -335,7 +366,9 @@ def build_ui(service: ChatService) -> gr.Blocks:
             the turn ends.
             """
             rows = [r for r in (rows or []) if not (r.get("metadata") or {}).get("title")]
-            knobs = Controls(temp, p, int(tokens), bool(sample), level)
+            # As the browser sent them (a cleared number box sends None): make_context
+            # checks each and says which is wrong.
+            knobs = Controls(temp, p, tokens, sample, level)  # type: ignore[arg-type]
             session = getattr(request, "session_hash", None) or ""
             skip = gr.skip()
             try:

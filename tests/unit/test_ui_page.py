@@ -1,0 +1,117 @@
+"""The chat page's event functions (apps/ui/page.py), called as Gradio calls them.
+
+No browser: the functions are taken from the built page by name and given what the
+browser would send, including what a user can put in the browser's own storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+
+from apps.ui.service import ChatService
+from graph.settings import Settings
+from tools.memory import OpenMemory
+from tools.memory.locks import LocalThreadLocks
+from tools.models import FakeChatModel
+
+Page = dict[str, Callable[..., Any]]
+"""The page's event functions by name."""
+
+OPENED = ("user", "thread", "saved", "who", "threads", "chat", "status")
+"""The outputs of every event that opens a thread, in order."""
+
+
+class Request:
+    """What the page functions read of ``gr.Request``."""
+
+    def __init__(self, session: str = "s1") -> None:
+        self.session_hash = session
+
+
+@pytest.fixture
+def service(make_settings: Callable[..., Settings], fake_model: FakeChatModel) -> ChatService:
+    settings = make_settings()
+    memory = OpenMemory(InMemorySaver(), None, LocalThreadLocks())
+    return ChatService(settings, memory, model=fake_model)
+
+
+@pytest.fixture
+def page(service: ChatService) -> Page:
+    """The page's event functions by name."""
+    from apps.ui.page import build_ui
+
+    blocks = build_ui(service)
+    return {f.fn.__name__: f.fn for f in blocks.fns.values() if f.fn is not None}
+
+
+def opened(outputs: tuple[Any, ...]) -> dict[str, Any]:
+    return dict(zip(OPENED, outputs, strict=True))
+
+
+def respond(page: Page, text: Any, user: str, thread: str, **knobs: Any) -> list[tuple[Any, ...]]:
+    controls = {"temp": 0.2, "p": 0.9, "tokens": 64, "sample": True, "level": "moderate"}
+    controls.update(knobs)
+    return list(page["respond"](text, [], user, thread, *controls.values(), Request()))
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"user": "a/b", "thread": "t1"},
+        {"user": "x" * 65, "thread": ""},
+        {"user": " -lead", "thread": None},
+    ],
+)
+def test_a_saved_user_the_service_refuses_is_not_signed_in(
+    page: Page, state: dict[str, Any]
+) -> None:
+    out = opened(page["restore"](state)[: len(OPENED)])
+    assert out["user"] == ""
+    assert out["who"] == "Not signed in."
+    assert out["saved"] == {"user": "", "thread": ""}
+    assert "user name" in out["status"]
+
+
+@pytest.mark.parametrize(
+    "state", ["alice", ["alice"], {"user": ["alice"]}, {"user": 7}, None, {}, {"thread": "t1"}]
+)
+def test_saved_state_of_the_wrong_shape_counts_as_nothing_saved(page: Page, state: Any) -> None:
+    import gradio as gr
+
+    # Every output skipped: the page stays as it is (the name box may be typed in).
+    assert list(page["restore"](state)) == [gr.skip()] * (len(OPENED) + 1)
+
+
+def test_a_saved_user_and_thread_reopen_the_thread(page: Page, service: ChatService) -> None:
+    respond(page, "first words", "alice", "t1")
+    out = page["restore"]({"user": "alice", "thread": "t1"})
+    assert opened(out[: len(OPENED)])["thread"] == "t1"
+    assert opened(out[: len(OPENED)])["chat"][0] == {"role": "user", "content": "first words"}
+    assert out[-1] == "alice"
+
+
+@pytest.mark.parametrize(
+    ("knobs", "field"),
+    [
+        ({"tokens": None}, "max_new_tokens"),
+        ({"temp": None}, "temperature"),
+        ({"p": "high"}, "top_p"),
+        ({"level": "lax"}, "safety_level"),
+        ({"tokens": 0}, "max_new_tokens"),
+    ],
+)
+def test_a_control_the_browser_sent_wrong_is_a_message(
+    page: Page, fake_model: FakeChatModel, knobs: dict[str, Any], field: str
+) -> None:
+    (out,) = respond(page, "hello", "alice", "t1", **knobs)
+    assert field in out[2] and "invalid generation settings" in out[2]
+    assert fake_model.calls == []
+
+
+def test_a_turn_through_the_page_ends_with_the_reply(page: Page) -> None:
+    outs = respond(page, "hello", "alice", "t1", tokens=64.0)
+    assert outs[-1][0][-1] == {"role": "assistant", "content": "Hello from the fake model."}
