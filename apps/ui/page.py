@@ -170,6 +170,9 @@ def saved_session(state: Any) -> tuple[str, str]:
     )
 
 
+GONE = "That thread is gone (deleted in another tab?); a new thread is open."
+
+
 def _notice(text: str) -> str:
     return f'<div class="notice">{html.escape(text)}</div>' if text else ""
 
@@ -326,6 +329,14 @@ def build_ui(service: ChatService) -> gr.Blocks:
         def pick_thread(thread_id: str | None, user: str, state: dict[str, str]) -> tuple[Any, ...]:
             if not user or not thread_id:
                 return tuple(gr.skip() for _ in opened)
+            try:
+                gone = service.owner_of(thread_id) is None
+            except UiError:
+                gone = False  # no threads kept: _open_thread says so
+            if gone:
+                # Listed in this tab, deleted in another since: a new thread, and a word why.
+                fresh = _open_thread(user, "", state)
+                return (*fresh[:-1], fresh[-1] or _notice(GONE))
             return _open_thread(user, thread_id, state)
 
         threads.input(pick_thread, [threads, user_state, saved], opened)

@@ -472,22 +472,41 @@ class ChatService:
         values = dict(self.graph.get_state(turn_config(thread_id, user)).values)
         return history_of(values), values
 
-    def delete_thread(self, user: str, thread_id: str) -> None:
+    def delete_thread(self, user: str, thread_id: str) -> bool:
         """Delete one of the user's threads (waits for a running turn on it).
 
+        A thread that does not exist is already what a delete asks for: one deleted in
+        another tab, or a new thread nothing was said in yet. Nothing happens and no
+        error is raised.
+
+        Returns:
+            Whether there was a thread to delete.
+
         Raises:
-            UiError: Not the user's thread, or it stayed busy.
+            UiError: The user name is invalid, the thread is another user's, or it stayed
+                busy.
         """
         from tools.memory import ThreadBusyError
 
+        user = self.check_user(user)
         saver = self._saver()
-        if self.owner_of(thread_id) != user:
+        owner = self.owner_of(thread_id)
+        if owner is None:
+            return False
+        if owner != user:
             raise UiError("No such thread for this user.")
         try:
             with self.memory.locks.hold(thread_id, self.settings.memory.busy_timeout):
+                # Deleted meanwhile, or written by another user while this waited.
+                owner = self.owner_of(thread_id)
+                if owner is None:
+                    return False
+                if owner != user:
+                    raise UiError("No such thread for this user.")
                 saver.delete_thread(thread_id)
         except ThreadBusyError:
             raise UiError("This thread is busy; try deleting it again in a moment.") from None
+        return True
 
     # --- long-term memory ----------------------------------------------------------------
 

@@ -251,6 +251,23 @@ def test_delete_thread_removes_it_from_the_list(service: ChatService) -> None:
     assert service.history("alice", "a1")[0] == []
 
 
+def test_deleting_a_thread_that_is_not_there_is_no_error(service: ChatService) -> None:
+    run(service, "alice", "a1", "one")
+    assert service.delete_thread("alice", "a1") is True
+    # Deleted again (from another tab), never written (a new thread), an odd id.
+    for thread_id in ("a1", "new-and-empty", "ünïcode ✓", ""):
+        assert service.delete_thread("alice", thread_id) is False
+    assert service.threads("alice") == []
+
+
+@pytest.mark.parametrize("name", ["", " ", "a/b", "x" * 65])
+def test_deleting_needs_a_valid_user(service: ChatService, name: str) -> None:
+    run(service, "alice", "a1", "one")
+    with pytest.raises(UiError, match=r"(?i)user name"):
+        service.delete_thread(name, "a1")
+    assert [t.thread_id for t in service.threads("alice")] == ["a1"]
+
+
 @pytest.mark.parametrize(
     ("text", "error"),
     [

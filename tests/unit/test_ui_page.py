@@ -115,3 +115,35 @@ def test_a_control_the_browser_sent_wrong_is_a_message(
 def test_a_turn_through_the_page_ends_with_the_reply(page: Page) -> None:
     outs = respond(page, "hello", "alice", "t1", tokens=64.0)
     assert outs[-1][0][-1] == {"role": "assistant", "content": "Hello from the fake model."}
+
+
+def test_deleting_a_new_thread_opens_another_without_an_error(page: Page) -> None:
+    out = opened(page["drop_thread"]("alice", "never-written", {}))
+    assert out["status"] == ""
+    assert out["thread"] not in ("", "never-written")
+
+
+def test_a_thread_deleted_in_another_tab_is_deleted_here_too(page: Page) -> None:
+    respond(page, "one", "alice", "t1")
+    respond(page, "two", "alice", "t2")
+    out = opened(page["drop_thread"]("alice", "t1", {}))  # another tab
+    assert out["status"] == ""
+    # This tab still lists t1: deleting it, or opening it, is not an error.
+    again = opened(page["drop_thread"]("alice", "t1", {}))
+    assert again["status"] == ""
+    picked = opened(page["pick_thread"]("t1", "alice", {}))
+    assert "gone" in picked["status"]
+    assert picked["thread"] != "t1"
+    assert picked["chat"] == []
+    assert [c[1] for c in picked["threads"]["choices"]] == ["t2"]
+
+
+def test_another_users_thread_by_id_is_not_opened(page: Page) -> None:
+    respond(page, "secret plans", "alice", "a1")
+    out = opened(page["pick_thread"]("a1", "bob", {}))
+    assert out["chat"] == []
+    assert out["thread"] != "a1"
+    assert "No such thread" in out["status"]
+    refused = opened(page["drop_thread"]("bob", "a1", {}))
+    assert "No such thread" in refused["status"]
+    assert opened(page["pick_thread"]("a1", "alice", {}))["chat"][0]["content"] == "secret plans"
