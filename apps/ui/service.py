@@ -16,15 +16,18 @@ import hashlib
 import logging
 import os
 import shutil
+import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from apps.documents import NoUserError, collection_of
 from apps.documents import user_collection as _user_collection
@@ -66,6 +69,29 @@ UPLOAD_KINDS = (".pdf", ".md", ".markdown", ".txt", ".text", ".html", ".htm")
 
 class UiError(Exception):
     """Something the page shows the user as a message (never a traceback)."""
+
+
+STORE_FAILURES: tuple[type[Exception], ...] = (RedisError, sqlite3.Error)
+"""What the thread and memory stores raise when their backend fails while running (Redis
+gone, the SQLite file locked, unreadable or on a full disk). The page says so; startup
+problems are :class:`~tools.memory.MemoryBackendError` and handled the same way."""
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """Turn a failure of the thread or memory store into a :class:`UiError` the page shows.
+
+    Raises:
+        UiError: The store failed; the message names the backend's reason.
+    """
+    from tools.memory import MemoryBackendError
+
+    failures: tuple[type[Exception], ...] = (MemoryBackendError, *STORE_FAILURES)
+    try:
+        yield
+    except failures as exc:
+        log.warning("memory store failed: %s", exc)
+        raise UiError(f"The memory store is unavailable: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -325,6 +351,7 @@ class ChatService:
         from tools.memory import MemoryBackendError, ThreadBusyError
         from tools.models import ModelLoadError
 
+        store_failures: tuple[type[Exception], ...] = (MemoryBackendError, *STORE_FAILURES)
         user = self.check_user(user)
         text = check_message(text)
         context = make_context(user, controls, self.collection_of(user))
@@ -382,7 +409,8 @@ class ChatService:
             raise UiError(str(exc)) from None
         except ModelLoadError as exc:
             raise UiError(f"The model cannot be loaded: {exc}") from None
-        except MemoryBackendError as exc:
+        except store_failures as exc:
+            log.warning("memory store failed: %s", exc)
             raise UiError(f"The memory store is unavailable: {exc}") from None
         finally:
             stop.clear()
@@ -415,7 +443,9 @@ class ChatService:
 
     def owner_of(self, thread_id: str) -> str | None:
         """Whose thread this is (from its newest checkpoint); None when it does not exist."""
-        return thread_owner(self._saver(), thread_id, self.default_owner)
+        saver = self._saver()
+        with store_errors():
+            return thread_owner(saver, thread_id, self.default_owner)
 
     def check_owner(self, user: str, thread_id: str) -> None:
         """Refuse a thread that exists and belongs to someone else.
@@ -442,21 +472,23 @@ class ChatService:
         # checked again here, so a saver that ignores the filter leaks nothing. The
         # default owner also gets the threads that name no owner: a walk over them all.
         everyone = user == self.default_owner
-        for item in saver.list(None, filter=None if everyone else {"user_id": user}):
-            if recorded_owner(item.metadata, self.default_owner) != user:
-                continue
-            thread_id = str(item.config["configurable"]["thread_id"])
-            ts = str(item.checkpoint.get("ts", ""))
-            if ts > newest.get(thread_id, ""):
-                newest[thread_id] = ts
-        summaries = []
-        for thread_id, ts in newest.items():
-            # Owned by its newest checkpoint, as everywhere else: a thread another user
-            # has written to since is theirs (it would only answer "No such thread").
-            if self.owner_of(thread_id) != user:
-                continue
-            values = self.graph.get_state(turn_config(thread_id, user)).values
-            summaries.append(ThreadSummary(thread_id, title_of(values.get("messages") or []), ts))
+        with store_errors():
+            for item in saver.list(None, filter=None if everyone else {"user_id": user}):
+                if recorded_owner(item.metadata, self.default_owner) != user:
+                    continue
+                thread_id = str(item.config["configurable"]["thread_id"])
+                ts = str(item.checkpoint.get("ts", ""))
+                if ts > newest.get(thread_id, ""):
+                    newest[thread_id] = ts
+            summaries = []
+            for thread_id, ts in newest.items():
+                # Owned by its newest checkpoint, as everywhere else: a thread another user
+                # has written to since is theirs (it would only answer "No such thread").
+                if self.owner_of(thread_id) != user:
+                    continue
+                values = self.graph.get_state(turn_config(thread_id, user)).values
+                title = title_of(values.get("messages") or [])
+                summaries.append(ThreadSummary(thread_id, title, ts))
         return sorted(summaries, key=lambda s: s.updated, reverse=True)
 
     def history(self, user: str, thread_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -469,7 +501,8 @@ class ChatService:
         self.check_owner(user, thread_id)
         if self.memory.saver is None:
             return [], {}
-        values = dict(self.graph.get_state(turn_config(thread_id, user)).values)
+        with store_errors():
+            values = dict(self.graph.get_state(turn_config(thread_id, user)).values)
         return history_of(values), values
 
     def delete_thread(self, user: str, thread_id: str) -> bool:
@@ -503,7 +536,8 @@ class ChatService:
                     return False
                 if owner != user:
                     raise UiError("No such thread for this user.")
-                saver.delete_thread(thread_id)
+                with store_errors():
+                    saver.delete_thread(thread_id)
         except ThreadBusyError:
             raise UiError("This thread is busy; try deleting it again in a moment.") from None
         return True
@@ -516,7 +550,9 @@ class ChatService:
 
         if self.memory.store is None:
             return []
-        return list_memories(self.memory.store, self.check_user(user), limit=200)
+        user = self.check_user(user)
+        with store_errors():
+            return list_memories(self.memory.store, user, limit=200)
 
     def forget(self, user: str, keys: Iterable[str]) -> int:
         """Forget some of the user's memories; returns how many went (a fact's turn too)."""
@@ -525,7 +561,8 @@ class ChatService:
         if self.memory.store is None:
             raise UiError("Long-term memory is off: nothing is kept.")
         user = self.check_user(user)
-        return sum(len(forget(self.memory.store, user, key)) for key in keys)
+        with store_errors():
+            return sum(len(forget(self.memory.store, user, key)) for key in keys)
 
     # --- documents -----------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -11,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.store.memory import InMemoryStore
 
 from apps.turns import STOPPED_MARK
 from apps.ui.service import (
@@ -32,7 +35,7 @@ from tests.conftest import assistant
 from tests.support.embeddings import word_store
 from tests.support.locks import GateLocks
 from tools.documents.store import check_collection_name
-from tools.memory import OpenMemory
+from tools.memory import MemoryBackendError, OpenMemory
 from tools.memory.locks import LocalThreadLocks
 from tools.models import FakeChatModel
 
@@ -875,3 +878,75 @@ def test_what_is_not_a_page_passes_untouched() -> None:
     assert script.get("/").content == b"<head><s>"
     # An uploaded HTML file served back is the file as it was.
     assert script.get("/gradio_api/file=/tmp/report.html").content == b"<head>"
+
+
+class FlakySaver(InMemorySaver):
+    """An in-memory saver whose backend can go away, as Redis or a SQLite file can."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failure: Exception | None = None
+
+    def _check(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+    def get_tuple(self, config: Any) -> Any:
+        self._check()
+        return super().get_tuple(config)
+
+    def list(self, config: Any, **kwargs: Any) -> Any:
+        self._check()
+        return super().list(config, **kwargs)
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._check()
+        super().delete_thread(thread_id)
+
+
+class FlakyStore(InMemoryStore):
+    """An in-memory store whose backend can go away."""
+
+    failure: Exception | None = None
+
+    def batch(self, ops: Any) -> Any:
+        if self.failure is not None:
+            raise self.failure
+        return super().batch(ops)
+
+
+STORE_DOWN = [
+    redis.exceptions.ConnectionError("Error 111 connecting to localhost:6379"),
+    redis.exceptions.TimeoutError("Timeout reading from socket"),
+    sqlite3.OperationalError("database is locked"),
+    sqlite3.DatabaseError("database disk image is malformed"),
+    MemoryBackendError("Redis at redis://localhost:6379 is unreachable"),
+]
+
+
+@pytest.mark.parametrize("failure", STORE_DOWN, ids=lambda e: type(e).__name__)
+def test_a_store_that_went_away_is_a_message_everywhere(
+    make_settings: Callable[..., Settings], fake_model: FakeChatModel, failure: Exception
+) -> None:
+    settings = make_settings()
+    saver, store = FlakySaver(), FlakyStore()
+    service = ChatService(settings, OpenMemory(saver, store, LocalThreadLocks()), model=fake_model)
+    run(service, "alice", "a1", "hello")
+    saver.failure = store.failure = failure
+    calls: list[Callable[[], object]] = [
+        lambda: service.threads("alice"),
+        lambda: service.history("alice", "a1"),
+        lambda: service.delete_thread("alice", "a1"),
+        lambda: service.owner_of("a1"),
+        lambda: run(service, "alice", "a1", "again"),
+        lambda: run(service, "alice", "a2", "a new thread"),
+        lambda: service.memories("alice"),
+        lambda: service.forget("alice", ["k"]),
+    ]
+    for call in calls:
+        with pytest.raises(UiError, match="memory store is unavailable") as caught:
+            call()
+        assert str(failure) in str(caught.value)
+    saver.failure = store.failure = None  # back: nothing was lost
+    assert [t.thread_id for t in service.threads("alice")] == ["a1"]
+    assert service.history("alice", "a1")[0][0] == {"role": "user", "content": "hello"}
