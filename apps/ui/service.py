@@ -45,6 +45,7 @@ from apps.turns import (
 from graph.context import BlankUserNameError, Context, plain_user_name
 from graph.errors import InvalidMessageError, MessageTooLongError
 from graph.settings import SAFETY_LEVELS, Settings
+from tools.documents.loaders import SUPPORTED
 from tools.text import is_blank
 
 if TYPE_CHECKING:
@@ -63,8 +64,10 @@ MAX_MESSAGE_CHARS = 8000
 """Longest message the page sends; the graph's token budget refuses long ones anyway,
 this only spares the server a huge paste."""
 
-UPLOAD_KINDS = (".pdf", ".md", ".markdown", ".txt", ".text", ".html", ".htm")
-"""File types the upload accepts (the ingest's folder walk reads the same ones)."""
+UPLOAD_KINDS = tuple(SUPPORTED)
+"""File types the upload accepts (the ingest's folder walk reads the same ones). The
+browser's file picker offers only these, and :meth:`ChatService.ingest` skips any other
+file it is sent (an explicit file of another type would be read as plain text)."""
 
 
 class UiError(Exception):
@@ -626,7 +629,7 @@ class ChatService:
         Raises:
             UiError: No user or no file was given, or the store cannot be opened.
         """
-        from tools.documents.ingest import ingest
+        from tools.documents.ingest import IngestReport, ingest
         from tools.documents.store import DocumentStoreError
 
         user = self.check_user(user)
@@ -635,9 +638,13 @@ class ChatService:
         target.mkdir(parents=True, exist_ok=True)
         copies: list[Path] = []
         kept: dict[Path, Path] = {}  # a file of the same name uploaded before -> its backup
+        unsupported: list[dict[str, str]] = []
         try:
             for given in files:
                 source = Path(given)
+                if source.suffix.lower() not in UPLOAD_KINDS:
+                    unsupported.append({"path": source.name, "reason": unsupported_kind(source)})
+                    continue
                 # Gradio keeps uploads under a random folder with the original name; two
                 # files of one name in a batch are two documents, not one lost.
                 copy = target / batch_name(source.name, {c.name for c in copies})
@@ -650,6 +657,9 @@ class ChatService:
                     why = exc.strerror or exc
                     raise UiError(f"Cannot read the upload {source.name}: {why}") from None
                 copies.append(copy)
+            if not copies and unsupported:
+                nothing = IngestReport(collection=self.collection_of(user)).to_dict()
+                return {**nothing, "skipped": unsupported, "files_seen": len(unsupported)}
             if not copies:
                 raise UiError("Choose one or more files to upload.")
             try:
@@ -660,6 +670,8 @@ class ChatService:
             _settle(copies, kept, rejected=set(copies), held=_held(store))
             raise
         result = report.to_dict()
+        result["skipped"] = [*unsupported, *result.get("skipped", [])]
+        result["files_seen"] = result.get("files_seen", 0) + len(unsupported)
         rejected = {Path(p["path"]) for kind in ("skipped", "failed") for p in result.get(kind, [])}
         _settle(copies, kept, rejected, _held(store))
         return result
@@ -761,6 +773,13 @@ class ChatService:
         if copy.is_relative_to(uploads):  # an upload (its adder's: checked above)
             copy.unlink(missing_ok=True)
         return removed
+
+
+def unsupported_kind(path: Path) -> str:
+    """Why an upload of another type than :data:`UPLOAD_KINDS` was skipped."""
+    # The words of the ingest's folder walk, and what to upload instead.
+    what = f"unsupported type ({path.suffix})" if path.suffix else "no extension"
+    return f"{what}: upload PDF, Markdown, text or HTML"
 
 
 def batch_name(name: str, taken: set[str]) -> str:

@@ -707,6 +707,36 @@ def test_an_upload_the_store_does_not_take_is_not_kept_and_the_disk_matches_the_
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.parametrize("name", ["tool.exe", "README", "archive.tar.gz", "notes.txt.sh", ".md"])
+def test_an_upload_of_another_type_is_skipped_and_says_why(
+    doc_service: ChatService, tmp_path: Path, name: str
+) -> None:
+    folder = doc_service.upload_dir("alice")
+    report = doc_service.ingest("alice", [write(tmp_path, name, "The mill grinds barley.")])
+    (skipped,) = report["skipped"]
+    assert skipped["path"] == name
+    assert skipped["reason"].startswith("unsupported type" if "." in name[1:] else "no extension")
+    assert report["added"] == [] and report["files_seen"] == 1
+    assert doc_service.document_list("alice") == []
+    assert not folder.exists() or list(folder.iterdir()) == []
+    assert "1 skipped" in ingest_summary(report) and name in ingest_summary(report)
+
+
+def test_a_batch_with_files_of_another_type_takes_the_others(
+    doc_service: ChatService, tmp_path: Path
+) -> None:
+    files = [
+        write(tmp_path, "Mill.MD", MILL),  # the type, whatever its case
+        write(tmp_path, "mill.docx", MILL),
+        write(tmp_path, "tower.htm", f"<h1>Tower</h1><p>{TOWER}</p>"),
+    ]
+    report = doc_service.ingest("alice", files)
+    assert sorted(Path(f["path"]).name for f in report["added"]) == ["Mill.MD", "tower.htm"]
+    assert [p["path"] for p in report["skipped"]] == ["mill.docx"]
+    assert report["files_seen"] == 3
+    assert sorted(d["name"] for d in doc_service.document_list("alice")) == ["Mill.MD", "tower.htm"]
+
+
 def test_an_upload_that_cannot_be_read_is_a_page_error(
     doc_service: ChatService, tmp_path: Path
 ) -> None:
