@@ -16,6 +16,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+import functools
 import html
 import json
 import logging
@@ -314,8 +315,8 @@ def build_ui(service: ChatService) -> gr.Blocks:
             )
 
         opened = [user_state, thread_state, saved, who, threads, chat, status]
-        login.click(sign_in, [user_box, saved], opened)
-        user_box.submit(sign_in, [user_box, saved], opened)
+        login.click(guarded(sign_in, len(opened)), [user_box, saved], opened)
+        user_box.submit(guarded(sign_in, len(opened)), [user_box, saved], opened)
 
         def restore(state: Any) -> tuple[Any, ...]:
             user, thread_id = saved_session(state)
@@ -324,7 +325,7 @@ def build_ui(service: ChatService) -> gr.Blocks:
                 return tuple(gr.skip() for _ in range(len(opened) + 1))
             return (*_open_thread(user, thread_id, {}), user)
 
-        page.load(restore, [saved], [*opened, user_box])
+        page.load(guarded(restore, len(opened) + 1, len(opened) - 1), [saved], [*opened, user_box])
 
         def pick_thread(thread_id: str | None, user: str, state: dict[str, str]) -> tuple[Any, ...]:
             if not user or not thread_id:
@@ -339,14 +340,14 @@ def build_ui(service: ChatService) -> gr.Blocks:
                 return (*fresh[:-1], fresh[-1] or _notice(GONE))
             return _open_thread(user, thread_id, state)
 
-        threads.input(pick_thread, [threads, user_state, saved], opened)
+        threads.input(guarded(pick_thread, len(opened)), [threads, user_state, saved], opened)
 
         def start_new(user: str, state: dict[str, str]) -> tuple[Any, ...]:
             if not user:
                 return _only_status(len(opened), "Enter a user name first.")
             return _open_thread(user, "", state)
 
-        new_thread.click(start_new, [user_state, saved], opened)
+        new_thread.click(guarded(start_new, len(opened)), [user_state, saved], opened)
 
         def drop_thread(user: str, thread_id: str, state: dict[str, str]) -> tuple[Any, ...]:
             try:
@@ -355,7 +356,9 @@ def build_ui(service: ChatService) -> gr.Blocks:
                 return _only_status(len(opened), str(exc))
             return _open_thread(user, "", state)
 
-        delete_thread.click(drop_thread, [user_state, thread_state, saved], opened)
+        delete_thread.click(
+            guarded(drop_thread, len(opened)), [user_state, thread_state, saved], opened
+        )
 
         # --- a turn -------------------------------------------------------------------------
 
@@ -467,7 +470,7 @@ def build_ui(service: ChatService) -> gr.Blocks:
             choices, notice = refresh_docs(user)
             return ingest_summary(report), choices, notice
 
-        upload.upload(do_upload, [upload, user_state], [ingest_report, docs, status])
+        upload.upload(guarded(do_upload, 3), [upload, user_state], [ingest_report, docs, status])
 
         def do_remove(key: str | None, user: str) -> tuple[Any, ...]:
             if not user:
@@ -481,9 +484,13 @@ def build_ui(service: ChatService) -> gr.Blocks:
             choices, notice = refresh_docs(user)
             return notice or _notice(f"Removed {name} ({removed} chunks)."), choices
 
-        remove_doc.click(do_remove, [docs, user_state], [status, docs])
+        remove_doc.click(guarded(do_remove, 2, 0), [docs, user_state], [status, docs])
+
         # Each user sees their own files: the list follows the signed-in user.
-        user_state.change(lambda user: refresh_docs(user)[0], [user_state], [docs])
+        def list_docs(user: str) -> Any:
+            return refresh_docs(user)[0]
+
+        user_state.change(guarded(list_docs, 1, None), [user_state], [docs])
 
         # --- long-term memory ---------------------------------------------------------------
 
@@ -500,10 +507,40 @@ def build_ui(service: ChatService) -> gr.Blocks:
                 return gr.skip(), _notice(str(exc))
             return show_memories(user), _notice(f"Forgot {count} memories.")
 
-        forget.click(do_forget, [user_state, memories], [memories, status])
-        user_state.change(show_memories, [user_state], [memories])
-        memory_panel.expand(show_memories, [user_state], [memories])
+        forget.click(guarded(do_forget, 2), [user_state, memories], [memories, status])
+        user_state.change(guarded(show_memories, 1, None), [user_state], [memories])
+        memory_panel.expand(guarded(show_memories, 1, None), [user_state], [memories])
     return cast(gr.Blocks, page)
+
+
+def guarded(event: Callable[..., Any], outputs: int, status: int | None = -1) -> Callable[..., Any]:
+    """An event function that shows what it did not expect as a message, not an error box.
+
+    The service turns what it knows into :class:`UiError` messages; anything else (a bug,
+    a library's own exception) used to reach Gradio, which shows a bare "Error" and
+    leaves the page half updated. It is logged with its traceback for the operator; the
+    page keeps every output as it was and says in the status line what failed. Gradio
+    reads the wrapped function's signature (``gr.Request``, ``gr.Progress``) through
+    ``functools.wraps``.
+
+    Args:
+        event: The event function (not a generator: a turn handles its own).
+        outputs: How many outputs the event has.
+        status: Which of them is the status line (None: it has none; only logged).
+    """
+
+    @functools.wraps(event)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return event(*args, **kwargs)
+        except Exception as exc:
+            log.exception("page event %s failed", event.__name__)
+            skipped = [gr.skip() for _ in range(outputs)]
+            if status is not None:
+                skipped[status] = _notice(f"Something went wrong ({type(exc).__name__}): {exc}")
+            return skipped[0] if outputs == 1 else tuple(skipped)
+
+    return run
 
 
 def _only_status(outputs: int, text: str) -> tuple[Any, ...]:

@@ -147,3 +147,57 @@ def test_another_users_thread_by_id_is_not_opened(page: Page) -> None:
     refused = opened(page["drop_thread"]("bob", "a1", {}))
     assert "No such thread" in refused["status"]
     assert opened(page["pick_thread"]("a1", "alice", {}))["chat"][0]["content"] == "secret plans"
+
+
+def broken(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("the disk caught fire")
+
+
+@pytest.mark.parametrize(
+    ("event", "args", "breaks", "status"),
+    [
+        ("sign_in", ("alice", {}), "threads", -1),
+        ("restore", ({"user": "alice", "thread": "t1"},), "history", -2),
+        ("pick_thread", ("t1", "alice", {}), "owner_of", -1),
+        ("start_new", ("alice", {}), "threads", -1),
+        ("drop_thread", ("alice", "t1", {}), "delete_thread", -1),
+        ("do_upload", (["/tmp/x.md"], "alice"), "ingest", -1),
+        ("do_remove", ("0123456789abcdef", "alice"), "remove_listed", 0),
+        ("do_forget", ("alice", ["k"]), "forget", -1),
+    ],
+)
+def test_an_unexpected_failure_is_a_message_and_changes_nothing_else(
+    page: Page,
+    service: ChatService,
+    monkeypatch: pytest.MonkeyPatch,
+    event: str,
+    args: tuple[Any, ...],
+    breaks: str,
+    status: int,
+) -> None:
+    import gradio as gr
+
+    monkeypatch.setattr(service, breaks, broken)
+    out = list(page[event](*args))
+    assert "the disk caught fire" in out[status] and "RuntimeError" in out[status]
+    assert [o for i, o in enumerate(out) if i != status % len(out)] == [gr.skip()] * (len(out) - 1)
+
+
+@pytest.mark.parametrize("event", ["show_memories", "list_docs"])
+def test_an_unexpected_failure_of_a_list_leaves_it_as_it_was(
+    page: Page, service: ChatService, monkeypatch: pytest.MonkeyPatch, event: str
+) -> None:
+    import gradio as gr
+
+    monkeypatch.setattr(service, "memories", broken)
+    monkeypatch.setattr(service, "document_list", broken)
+    assert page[event]("alice") == gr.skip()
+
+
+def test_gradio_still_gives_a_guarded_event_its_progress_tracker(page: Page) -> None:
+    import gradio as gr
+    from gradio.helpers import special_args
+
+    inputs, progress_index, _, _ = special_args(page["do_upload"], [["/tmp/x.md"], "alice"])
+    assert progress_index == 2
+    assert isinstance(inputs[2], gr.Progress)
