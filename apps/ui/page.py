@@ -291,15 +291,24 @@ def build_ui(service: ChatService) -> gr.Blocks:
                     [],
                     _notice(str(exc)),
                 )
-            notice = ""
+            notices: list[str] = []
             rows: Rows = []
+            choices: list[tuple[str, str]] = []
+            # Each on its own: a thread that cannot be opened (another user's) still
+            # leaves the user's own threads listed, and the other way round.
             try:
                 if thread_id:
                     rows, values = service.history(user, thread_id)
                     rows += source_rows(list(values.get("sources") or []))
+            except UiError as exc:
+                thread_id, rows = "", []
+                notices.append(str(exc))
+            try:
                 choices = thread_choices(service, user)
             except UiError as exc:
-                thread_id, rows, choices, notice = "", [], [], str(exc)
+                if str(exc) not in notices:
+                    notices.append(str(exc))
+            notice = " ".join(notices)
             if not thread_id:
                 thread_id = new_thread_id()
             state = {"user": user, "thread": thread_id}

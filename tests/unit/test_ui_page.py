@@ -140,10 +140,16 @@ def test_a_thread_deleted_in_another_tab_is_deleted_here_too(page: Page) -> None
 
 def test_another_users_thread_by_id_is_not_opened(page: Page) -> None:
     respond(page, "secret plans", "alice", "a1")
-    out = opened(page["pick_thread"]("a1", "bob", {}))
-    assert out["chat"] == []
-    assert out["thread"] != "a1"
-    assert "No such thread" in out["status"]
+    respond(page, "my own", "bob", "b1")
+    for out in (
+        opened(page["pick_thread"]("a1", "bob", {})),
+        opened(page["restore"]({"user": "bob", "thread": "a1"})[: len(OPENED)]),
+    ):
+        assert out["chat"] == []
+        assert out["thread"] not in ("a1", "b1")
+        assert "No such thread" in out["status"]
+        # Bob's own threads are still listed.
+        assert out["threads"]["choices"] == [("my own", "b1")]
     refused = opened(page["drop_thread"]("bob", "a1", {}))
     assert "No such thread" in refused["status"]
     assert opened(page["pick_thread"]("a1", "alice", {}))["chat"][0]["content"] == "secret plans"
