@@ -70,13 +70,26 @@ def quoted(text: str) -> str:
     return "\n".join(f"> {line}" if line.strip() else ">" for line in lines)
 
 
+MARKDOWN_SIGNS = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~&])")
+
+
+def as_text(text: str) -> str:
+    """Text that Markdown shows as it is, on one line (the page renders titles as Markdown).
+
+    A file name or a heading is the user's: ``*draft*.md`` is not italics, a heading
+    ``[site](http://...)`` is not a link that leaves the machine, ``a<b>.md`` keeps its
+    ``<b>``.
+    """
+    return MARKDOWN_SIGNS.sub(r"\\\1", " ".join(text.split()))
+
+
 def source_rows(sources: list[dict[str, Any]]) -> Rows:
     """The reply's sources as folded chat rows: the citation as title, the passage inside."""
     return [
         {
             "role": "assistant",
             "content": quoted(str(p.get("text", ""))),
-            "metadata": {"title": f"Source [{n}] {cite(p)}", "status": "done"},
+            "metadata": {"title": f"Source [{n}] {as_text(cite(p))}", "status": "done"},
         }
         for n, p in enumerate(sources, 1)
     ]

@@ -421,13 +421,48 @@ def test_sources_are_folded_rows_titled_by_file_and_page_or_section() -> None:
             {"name": "notes.md", "section": "Setup > Install", "text": "# Install\n1. pip"},
         ]
     )
-    assert [r["metadata"]["title"] for r in rows] == [
+    assert [shown(r["metadata"]["title"]) for r in rows] == [
         "Source [1] guide.pdf, page 3",
         "Source [2] notes.md, section Setup > Install",
     ]
     assert rows[0]["content"] == "> Turn it off."
     # A passage's own markup is shown as text, not as headings or lists of the page.
     assert rows[1]["content"] == "> \\# Install\n> 1\\. pip"
+
+
+def shown(markdown: str) -> str:
+    """What a reader sees of a Markdown line: its text, and any markup as tags."""
+    import html
+
+    from markdown_it import MarkdownIt
+
+    rendered = MarkdownIt("commonmark").enable("strikethrough").renderInline(markdown)
+    return rendered if "<" in rendered else html.unescape(rendered)
+
+
+@pytest.mark.parametrize(
+    ("passage", "title"),
+    [
+        ({"name": "*draft*.md", "section": "Plan"}, "*draft*.md, section Plan"),
+        ({"name": "__init__.md"}, "__init__.md"),
+        ({"name": "a<b>c.html", "page": None}, "a<b>c.html"),
+        ({"name": "s.md", "section": "[site](http://example.org)"},
+         "s.md, section [site](http://example.org)"),
+        ({"name": "s.md", "section": "Intro\n# Two\n\n- three"},
+         "s.md, section Intro # Two - three"),
+        ({"name": "1. list.md", "page": 2}, "1. list.md, page 2"),
+        ({"name": "back\\slash `code` ~~gone~~ | pipe &amp; .md"},
+         "back\\slash `code` ~~gone~~ | pipe &amp; .md"),
+        ({"name": "李雷的笔记 😀.pdf", "page": 7}, "李雷的笔记 😀.pdf, page 7"),
+    ],
+)  # fmt: skip
+def test_a_source_title_shows_the_file_and_section_as_they_are(
+    passage: dict[str, Any], title: str
+) -> None:
+    from apps.ui.page import source_rows
+
+    (row,) = source_rows([{**passage, "text": "x"}])
+    assert shown(row["metadata"]["title"]) == f"Source [1] {title}"
 
 
 # --- per-user documents ------------------------------------------------------------------
