@@ -523,11 +523,13 @@ def build_ui(service: ChatService) -> gr.Blocks:
                 return gr.update(choices=[])
 
         def do_forget(user: str, keys: list[str] | None) -> tuple[Any, str]:
+            if not keys:
+                return gr.skip(), _notice("Tick what to forget first.")
             try:
-                count = service.forget(user, keys or [])
+                count = service.forget(user, keys)
             except UiError as exc:
                 return gr.skip(), _notice(str(exc))
-            return show_memories(user), _notice(f"Forgot {count} memories.")
+            return show_memories(user), _notice(forgot(count))
 
         forget.click(guarded(do_forget, 2), [user_state, memories], [memories, status])
         user_state.change(guarded(show_memories, 1, None), [user_state], [memories])
@@ -563,6 +565,13 @@ def guarded(event: Callable[..., Any], outputs: int, status: int | None = -1) ->
             return skipped[0] if outputs == 1 else tuple(skipped)
 
     return run
+
+
+def forgot(count: int) -> str:
+    """What the page says after forgetting ``count`` memories."""
+    if count == 0:
+        return "Nothing was forgotten: already gone (forgotten in another tab?)."
+    return f"Forgot {count} memor{'y' if count == 1 else 'ies'}."
 
 
 def _only_status(outputs: int, text: str) -> tuple[Any, ...]:

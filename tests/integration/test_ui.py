@@ -671,7 +671,7 @@ def test_forget_selected_removes_a_memory(
     assert "Oslo" not in memories.inner_text()
     memories.locator("label:has-text('I live in Lyon.') input").check()
     page.click("#forget")
-    page.locator("#status").get_by_text("Forgot 1 memories.").wait_for()
+    page.locator("#status").get_by_text("Forgot 1 memory.").wait_for()
     memories.get_by_text("I live in Lyon.").wait_for(state="detached")
     assert "My name is Alice." in memories.inner_text()
     assert [m.text for m in server.service.memories("alice")] == ["My name is Alice."]

@@ -207,3 +207,34 @@ def test_gradio_still_gives_a_guarded_event_its_progress_tracker(page: Page) -> 
     inputs, progress_index, _, _ = special_args(page["do_upload"], [["/tmp/x.md"], "alice"])
     assert progress_index == 2
     assert isinstance(inputs[2], gr.Progress)
+
+
+@pytest.mark.parametrize(("count", "said"), [(1, "Forgot 1 memory."), (2, "Forgot 2 memories.")])
+def test_forgot_counts_in_words(count: int, said: str) -> None:
+    from apps.ui.page import forgot
+
+    assert forgot(count) == said
+
+
+def test_forget_asks_for_a_choice_and_says_when_nothing_was_left(
+    make_settings: Callable[..., Settings], fake_model: FakeChatModel
+) -> None:
+    from apps.ui.page import build_ui
+    from tests.support.embeddings import word_store
+
+    settings = make_settings()
+    memory = OpenMemory(InMemorySaver(), word_store(settings), LocalThreadLocks())
+    service = ChatService(settings, memory, model=fake_model)
+    page = {f.fn.__name__: f.fn for f in build_ui(service).fns.values() if f.fn is not None}
+    respond(page, "My name is Alice and I live in Lyon.", "alice", "a1")
+    keys = [m.key for m in service.memories("alice") if m.kind == "facts"][:1]
+    assert keys
+    nothings: list[list[str] | None] = [None, []]
+    for nothing in nothings:
+        _, status = page["do_forget"]("alice", nothing)
+        assert "Tick what to forget" in status
+    assert service.memories("alice")  # nothing went
+    _, status = page["do_forget"]("alice", keys)
+    assert "Forgot" in status
+    _, status = page["do_forget"]("alice", keys)  # again, from a tab that still lists it
+    assert "already gone" in status
