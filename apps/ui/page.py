@@ -414,6 +414,10 @@ def build_ui(service: ChatService) -> gr.Blocks:
             except UiError as exc:
                 yield skip, skip, _notice(str(exc)), skip, skip, skip
                 return
+            except Exception as exc:  # never a traceback in the page, as during the turn
+                log.exception("turn failed to start")
+                yield skip, skip, _notice(f"The turn failed: {exc}"), skip, skip, skip
+                return
             asked = [*rows, {"role": "user", "content": check_message(text)}]
             busy, ready = gr.update(interactive=False), gr.update(interactive=True)
             try:

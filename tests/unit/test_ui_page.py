@@ -238,3 +238,14 @@ def test_forget_asks_for_a_choice_and_says_when_nothing_was_left(
     assert "Forgot" in status
     _, status = page["do_forget"]("alice", keys)  # again, from a tab that still lists it
     assert "already gone" in status
+
+
+def test_a_turn_that_fails_to_start_is_a_message_and_keeps_the_message(
+    page: Page, service: ChatService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gradio as gr
+
+    monkeypatch.setattr(service, "turn", broken)
+    (out,) = respond(page, "hello", "alice", "t1")
+    assert "The turn failed: the disk caught fire" in out[2]
+    assert out[1] == gr.skip()  # the message stays in its box
