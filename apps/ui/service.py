@@ -160,7 +160,7 @@ def check_user(name: str | None) -> str:
 
     Raises:
         UiError: The name is empty or has characters other than letters, digits and
-            ``. @ + -`` and spaces (at most 64).
+            ``_ . @ + -`` and spaces (at most 64).
     """
     try:
         return plain_user_name(name or "")
