@@ -187,3 +187,33 @@ def test_screen_equals_stored_reply_through_the_graph(
     stored = graph.get_state(thread()).values["messages"][-1].text
     assert screen == stored
     assert stored == SafetyFilter().mask_output(reply, level).text
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["Sure", ",", " here", " is", " a", " short", " answer", " about", " DNS", "."],
+        ["The", " capital", " of", " France", " is", " Paris", " and", " so", " on"],
+        ["Use", " kill", " -9", " on", " the", " stuck", " process", " then", " retry"],
+    ],
+)
+def test_words_that_start_no_listed_phrase_are_shown_one_word_behind(
+    guard: SafetyFilter, words: list[str]
+) -> None:
+    # Only a word that may start a listed phrase ("bull", "blow") waits for the words
+    # after it; others are shown as soon as the next word is complete.
+    masker = StreamMasker(guard, "moderate")
+    shown = ""
+    for k, piece in enumerate(words):
+        shown += masker.feed(piece)
+        if k >= 2:
+            assert "".join(words[: k - 1]).strip() in shown, (k, shown)
+    assert shown + masker.finish() == "".join(words)
+
+
+def test_a_word_that_may_start_a_phrase_waits_for_the_phrase(guard: SafetyFilter) -> None:
+    masker = StreamMasker(guard, "moderate")
+    shown = "".join(masker.feed(piece) for piece in ["it", " is", " bull", " and", " more"])
+    assert "bull" not in shown  # "bull shit" stays possible until enough words follow
+    shown += masker.feed(" words") + masker.feed(" here") + masker.finish()
+    assert shown == "it is bull and more words here"

@@ -1825,8 +1825,9 @@ class SafetyFilter:
         words masked in ``text[:n]`` stay masked, and the others unmasked, whatever the
         rest turns out to be (:meth:`mask_part` masks that part in the light of the text
         before it). What is held back: the unfinished last word, a spelled-out word that
-        may go on ("f u c"), and the last few words, as many as the longest listed phrase
-        has ("bull" may become "bull shit"); not what follows a gap no listed phrase or
+        may go on ("f u c"), the last complete word, and after a word that may start a
+        listed phrase as many words as the longest one has ("bull" may become "bull
+        shit"); not what follows a gap no listed phrase or
         spelled-out word spans ("...", an emoji, a new paragraph), and never a word longer
         than :data:`MAX_WORD` characters, which is no listed word. Never inside a listed
         or innocent phrase, nor between two letters of a spelled-out word.
@@ -1881,12 +1882,17 @@ class SafetyFilter:
         phrases: list[tuple[int, int]] = []
         lexicon.scan(norm, tokens, phrases)
         # A cut before token i needs every phrase that may start before it to be known:
-        # the max_words - 1 tokens after it are settled, or a gap nothing spans is there.
+        # the max_words - 1 tokens after it are settled, or a gap nothing spans is there,
+        # or no word that may reach it could start a phrase (scan starts phrases only at
+        # a phrase_starts word, so other words are released without waiting).
         for i in range(len(tokens) - 1, 0, -1):
             previous, token = tokens[i - 1], tokens[i]
             if _breaks(norm[previous.end : token.start]):
                 return prepared.original(token.start, token.end)[0]
-            if i > len(tokens) - lexicon.max_words + 1:
+            if i > len(tokens) - lexicon.max_words + 1 and any(
+                tokens[j].core in lexicon.phrase_starts
+                for j in range(max(0, i - lexicon.max_words + 1), i)
+            ):
                 continue
             if any(first < i <= end for first, end in phrases):
                 continue
