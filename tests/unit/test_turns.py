@@ -32,7 +32,9 @@ from graph.settings import Settings
 from tools.memory.locks import FileThreadLocks, ThreadBusyError
 from tools.models import FakeChatModel
 
-REPLY = "One two three, four five six."
+# Words that start no listed phrase ("three" may: "three way"), so the masker releases
+# them one by one as the next word completes.
+REPLY = "Alpha beta gamma, delta epsilon zeta eta theta."
 MACHINE = "machine-user"
 """The machine's user (``long_term.user_id``) the turns here are told of."""
 
