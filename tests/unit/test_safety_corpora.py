@@ -35,6 +35,7 @@ def _harm_hit(text: str, level: str) -> str | None:
 LOOKALIKES = [
     pytest.param(case.turns[-1], id=case.id)
     for case in (*_cases("safety_benign"), *_cases("safety_idioms", "idiom"))
+    if case.known_failure is None  # what a harm pattern still gets wrong, with the reason
 ]
 
 
