@@ -411,7 +411,8 @@ class SafetySettings(_Section):
         ge=0.0,
         le=1.0,
         description="Without a judge verdict (judge off or unparseable), the semantic layer "
-        "refuses a message with this harm probability or more.",
+        "refuses a message with this harm probability or more that is at least "
+        "uncertain_nearest similar to a harmful exemplar.",
     )
     check_replies: bool = Field(
         True,

@@ -25,7 +25,9 @@ whether the reply gives real help to do harm, with its own threshold
 A verdict names a category of the taxonomy; the policy (``safety.refuse``) says whether
 the run's level refuses it. When the judge gives no verdict (off, or a reply that is not
 one), the cheaper layers decide: the semantic layer refuses only a near-certain harm
-probability (``safety.semantic_block``).
+probability (``safety.semantic_block``) that a harmful exemplar backs (a similarity of
+``safety.uncertain_nearest`` or more): the regression alone extrapolates from a word far
+from every exemplar ("hack together a prototype in Flask", 0.99 at 0.31).
 """
 
 from __future__ import annotations
@@ -366,6 +368,10 @@ class InputGuard:
             score is not None
             and score.english
             and score.harm >= self.thresholds.semantic_block
+            # A near-certain probability is a refusal only near a harmful exemplar: far
+            # from all of them the regression reads one word ("hack", "steal"), not what
+            # is asked ("hack together a prototype in Flask": 0.99 at a similarity of 0.31).
+            and score.nearest >= self.thresholds.uncertain_nearest
             and self.policy.refuses(score.category, level)
         ):
             return self._refusal(level, score.category, "semantic", scores)
