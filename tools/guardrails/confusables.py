@@ -10,6 +10,8 @@ the filter's offsets into the original text stay right.
 
 from __future__ import annotations
 
+import itertools
+import re
 import unicodedata
 from functools import lru_cache
 
@@ -60,8 +62,42 @@ def latin_lookalikes() -> dict[int, str]:
                 continue
             lower = [letter for letter in letters if letter.islower()]
             table.setdefault(ord(folded), (lower or letters)[0].lower())
+    table.update(_named_letters(table))
     table.update(_through_others(data, table))
     return table
+
+
+# "LATIN LETTER SMALL CAPITAL F", "MODIFIER LETTER SMALL CAPITAL N", "LATIN CAPITAL LETTER
+# SMALL CAPITAL I": a Latin letter in another form, named after the letter it is.
+_NAMED_LETTER_RE = re.compile(
+    r"(?:LATIN|MODIFIER) (?:[A-Z]+ )*?(?:SMALL CAPITAL|CAPITAL|SMALL) ([A-Z])"
+)
+# Planes 0 and 1 without ideographs, Hangul syllables, surrogates and private use: tens
+# of thousands of code points with no Latin letter among them (skipped to start quicker).
+_MAY_BE_LATIN = (range(0x80, 0x3400), range(0xA000, 0xAC00), range(0xF900, 0x20000))
+
+
+def _named_letters(table: dict[int, str]) -> dict[int, str]:
+    """Latin letters in another form that the confusables data leaves out, by their names.
+
+    UTS #39 files a character as confusable only with a look-alike of the same shape, and
+    a small capital is neither a capital nor a small letter: "\ua730" (small capital F),
+    "\u0274" (N) and "\ua7af" (Q) have no entry in ``confusables.txt`` at all, and no
+    NFKC decomposition either (their modifier forms, "\u1db0", decompose to them). Their
+    Unicode names say which letter they are, so every Latin small capital and modifier
+    letter is read as its letter; fullwidth letters and mathematical alphanumerics need
+    nothing here (NFKC folds them). Only ``table``'s gaps are filled.
+    """
+    found: dict[int, str] = {}
+    for code in itertools.chain.from_iterable(_MAY_BE_LATIN):
+        char = chr(code)
+        name = unicodedata.name(char, "")
+        if "LETTER" not in name or not (match := _NAMED_LETTER_RE.fullmatch(name)):
+            continue
+        folded = fold_char(char)
+        if len(folded) == 1 and not folded.isascii() and ord(folded) not in table:
+            found.setdefault(ord(folded), match.group(1).lower())
+    return found
 
 
 # How many look-alike steps a letter may be from the Latin letter it reads as.

@@ -375,12 +375,42 @@ _MARK_RE = re.compile(r"[^\x00-\u02ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
 _MIXED_WORD_RE = re.compile(r"[a-z0-9@$]*[a-z][a-z0-9@$]*")
 
 
-def _deleet_words(text: str) -> str:
-    """Undo leetspeak in words that mix letters with digits or symbols ("b0mb" -> "bomb")."""
-    return _MIXED_WORD_RE.sub(
+# A word that mixes letters with a character of two readings ("k1ll", "k!ll", "ki11").
+_AMBIGUOUS_WORD_RE = re.compile(
+    "[a-z0-9@$"
+    + re.escape("".join(_READINGS))
+    + "]*[a-z][a-z0-9@$"
+    + re.escape("".join(_READINGS))
+    + "]*"
+)
+
+
+def _deleet_words(text: str, harm_words: Sequence[str] = ()) -> str:
+    """Undo leetspeak in words that mix letters with digits or symbols ("b0mb" -> "bomb").
+
+    A character of two readings ("1" and "!": "i" or "l") is read only where a reading
+    makes the word start with one of ``harm_words`` ("k1ll", "k!ll", "ki11" -> "kill",
+    "k1lling"); any other word keeps it ("sk1ll"), so versions and codes ("v1.3", "mp3",
+    "24/7") stay as written.
+    The length never changes, so match positions still map back to the original text.
+    """
+    text = _MIXED_WORD_RE.sub(
         lambda m: m.group().translate(_LEET) if _LEETISH_RE.search(m.group()) else m.group(),
         text,
     )
+    if not harm_words or not any(char in text for char in _READINGS):
+        return text
+
+    def harm_reading(match: re.Match[str]) -> str:
+        word = match.group()
+        if not any(char in word for char in _READINGS):
+            return word
+        for reading in _readings(word):
+            if reading.startswith(tuple(harm_words)):
+                return reading
+        return word
+
+    return _AMBIGUOUS_WORD_RE.sub(harm_reading, text)
 
 
 def _canon(word: str) -> str:
@@ -1754,7 +1784,7 @@ class SafetyFilter:
             *([words] if words else []),
         ):
             texts.setdefault(norm, where)
-            texts.setdefault(_deleet_words(norm), where)
+            texts.setdefault(_deleet_words(norm, self._trigger_words), where)
         for category in categories:
             for norm, where in texts.items():
                 if not category.applies(norm):
