@@ -62,6 +62,9 @@ def test_only_the_reading_that_is_a_harm_word_is_taken() -> None:
     assert _deleet_words("i will k!ll you", words) == "i will kill you"
     assert _deleet_words("v1 and k1ll", words) == "v1 and kill"  # the version is left alone
     assert _deleet_words("i will k1ll you") == "i will k1ll you"  # no harm words: as before
+    # a "!" after a word is punctuation, not a letter: "k1ll!" reads "kill!", not "killi"
+    assert _deleet_words("i will k1ll! you", words) == "i will kill! you"
+    assert _deleet_words("kill! now", words) == "kill! now"
 
 
 @pytest.mark.parametrize(

@@ -375,13 +375,15 @@ _MARK_RE = re.compile(r"[^\x00-\u02ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
 _MIXED_WORD_RE = re.compile(r"[a-z0-9@$]*[a-z][a-z0-9@$]*")
 
 
-# A word that mixes letters with a character of two readings ("k1ll", "k!ll", "ki11").
+# A word that mixes letters with a character of two readings ("k1ll", "k!ll", "ki11"); a
+# symbol only inside it, so "kill!" ends at its "!" and stays "kill".
+_INNER_SYMBOL = "|".join(
+    re.escape(char) + "(?=[a-z0-9@$])" for char in sorted(_READINGS) if not char.isalnum()
+)
 _AMBIGUOUS_WORD_RE = re.compile(
-    "[a-z0-9@$"
-    + re.escape("".join(_READINGS))
-    + "]*[a-z][a-z0-9@$"
-    + re.escape("".join(_READINGS))
-    + "]*"
+    f"(?:[a-z0-9@$]|{_INNER_SYMBOL})*[a-z](?:[a-z0-9@$]|{_INNER_SYMBOL})*"
+    if _INNER_SYMBOL
+    else "[a-z0-9@$]*[a-z][a-z0-9@$]*"
 )
 
 
