@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessageChunk, HumanMessage
+from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from pydantic import ValidationError
 
@@ -15,6 +15,7 @@ from graph.errors import InvalidMessageError, MessageTooLongError
 from graph.messages import WITHHELD
 from graph.settings import Settings
 from tests.conftest import thread
+from tests.support.streaming import screen_of_turn
 from tools.models import FakeChatModel
 
 
@@ -93,16 +94,7 @@ def test_reply_is_masked_in_strict_and_moderate(
 ) -> None:
     model = FakeChatModel(reply="Well, shit happens in Scunthorpe.")
     graph = build_graph(make_settings(), checkpointer=InMemorySaver(), model=model)
-    streamed = "".join(
-        chunk.text
-        for chunk, meta in graph.stream(
-            {"messages": [("user", "hi")]},
-            thread(),
-            context={"safety_level": level},
-            stream_mode="messages",
-        )
-        if isinstance(chunk, AIMessageChunk) and meta["langgraph_node"] == "generate"
-    )
+    streamed = screen_of_turn(graph, "hi", level)
     reply = graph.get_state(thread()).values["messages"][-1].text
     assert ("shit" not in reply) is masked
     assert ("shit" not in streamed) is masked  # raw words never reach the screen

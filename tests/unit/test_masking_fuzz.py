@@ -25,21 +25,18 @@ from __future__ import annotations
 
 import random
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.messages import AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGenerationChunk
 from langgraph.checkpoint.memory import InMemorySaver
 
 from graph import build_graph
 from tests.conftest import thread
+from tests.support.streaming import PieceModel, pieces_of, screen_of_turn
 from tools.guardrails import SafetyFilter
 from tools.guardrails.filter import MAX_WORD
 from tools.guardrails.streaming import StreamMasker
-from tools.models import FakeChatModel
 from tools.text import is_invisible
 
 MASK = "*"
@@ -253,15 +250,6 @@ def build_reply(rnd: random.Random, parts: int, level: str = LEVEL) -> tuple[str
     return "".join(text), "".join(want)
 
 
-def pieces_of(text: str, rnd: random.Random, low: int, high: int) -> list[str]:
-    pieces, i = [], 0
-    while i < len(text):
-        n = rnd.randint(low, high)
-        pieces.append(text[i : i + n])
-        i += n
-    return pieces
-
-
 def stream(guard: SafetyFilter, pieces: list[str], level: str = LEVEL) -> tuple[str, list[str]]:
     masker = StreamMasker(guard, level)  # type: ignore[arg-type]
     shown = "".join(masker.feed(piece) for piece in pieces) + masker.finish()
@@ -424,22 +412,6 @@ def test_text_without_whitespace_streams(guard: SafetyFilter, seed: int) -> None
         assert max_held_back(guard, text) <= LAG_BOUND
 
 
-class PieceModel(FakeChatModel):
-    """A fake model that streams its reply in pieces of 1-4 characters."""
-
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        self.calls.append(list(messages))
-        text = self.reply if isinstance(self.reply, str) else self.reply(messages)
-        for piece in pieces_of(text, random.Random(len(text)), 1, 4):
-            yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_screen_equals_stored_reply_through_the_graph(make_settings: Any, seed: int) -> None:
     # The output node masks the streamed reply again: what is stored is that.
@@ -447,17 +419,9 @@ def test_screen_equals_stored_reply_through_the_graph(make_settings: Any, seed: 
     level = "strict" if seed % 2 else LEVEL
     reply, want = build_reply(rnd, rnd.randint(4, 12), level)
     graph = build_graph(
-        make_settings(), checkpointer=InMemorySaver(), model=PieceModel(reply=reply)
+        make_settings(), checkpointer=InMemorySaver(), model=PieceModel(reply=reply, longest=4)
     )
-    screen = ""
-    for chunk, meta in graph.stream(
-        {"messages": [("user", "hi")]},
-        thread(),
-        context={"safety_level": level},
-        stream_mode="messages",
-    ):
-        if meta["langgraph_node"] == "generate" and isinstance(chunk, AIMessageChunk):
-            screen += chunk.text
+    screen = screen_of_turn(graph, "hi", level)
     state = graph.get_state(thread()).values
     assert screen == state["messages"][-1].text == want
     assert state["safety"]["masked"] == list(SafetyFilter().mask_output(reply, level).masked)

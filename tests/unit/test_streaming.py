@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.messages import AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGenerationChunk
 from langgraph.checkpoint.memory import InMemorySaver
 
 from graph import build_graph
 from tests.conftest import thread
+from tests.support.streaming import PieceModel, pieces_of, screen_of_turn
 from tools.guardrails import SafetyFilter
 from tools.guardrails.filter import MAX_WORD
 from tools.guardrails.streaming import StreamMasker
@@ -54,16 +51,6 @@ def guard() -> SafetyFilter:
     return SafetyFilter()
 
 
-def pieces_of(text: str, seed: int, low: int, high: int) -> list[str]:
-    rnd = random.Random(seed)
-    pieces, i = [], 0
-    while i < len(text):
-        n = rnd.randint(low, high)
-        pieces.append(text[i : i + n])
-        i += n
-    return pieces
-
-
 def stream(guard: SafetyFilter, level: str, pieces: list[str]) -> list[str]:
     masker = StreamMasker(guard, level)  # type: ignore[arg-type]
     return [masker.feed(piece) for piece in pieces] + [masker.finish()]
@@ -77,9 +64,9 @@ def test_joined_stream_equals_the_masked_reply(guard: SafetyFilter, level: str, 
     assert "".join(stream(guard, level, words)) == want
     assert "".join(stream(guard, level, list(reply))) == want
     for seed in range(25):  # token-by-token: pieces of 1-3 characters
-        assert "".join(stream(guard, level, pieces_of(reply, seed, 1, 3))) == want
+        assert "".join(stream(guard, level, pieces_of(reply, random.Random(seed), 1, 3))) == want
     for seed in range(10):
-        assert "".join(stream(guard, level, pieces_of(reply, seed, 1, 12))) == want
+        assert "".join(stream(guard, level, pieces_of(reply, random.Random(seed), 1, 12))) == want
 
 
 @pytest.mark.parametrize(
@@ -151,22 +138,6 @@ def test_relaxed_passes_every_piece_at_once(guard: SafetyFilter) -> None:
     assert masker.finish() == ""
 
 
-class PieceModel(FakeChatModel):
-    """A fake model that streams its reply in pieces of 1-3 characters."""
-
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        self.calls.append(list(messages))
-        text = self.reply if isinstance(self.reply, str) else self.reply(messages)
-        for piece in pieces_of(text, len(self.calls), 1, 3):
-            yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
-
-
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("reply", REPLIES[:8])
 @pytest.mark.parametrize("model_class", [FakeChatModel, PieceModel])
@@ -175,15 +146,7 @@ def test_screen_equals_stored_reply_through_the_graph(
 ) -> None:
     model = model_class(reply=reply)
     graph = build_graph(make_settings(), checkpointer=InMemorySaver(), model=model)
-    screen = ""
-    for chunk, meta in graph.stream(
-        {"messages": [("user", "hi")]},
-        thread(),
-        context={"safety_level": level},
-        stream_mode="messages",
-    ):
-        if meta["langgraph_node"] == "generate" and isinstance(chunk, AIMessageChunk):
-            screen += chunk.text
+    screen = screen_of_turn(graph, "hi", level)
     stored = graph.get_state(thread()).values["messages"][-1].text
     assert screen == stored
     assert stored == SafetyFilter().mask_output(reply, level).text
