@@ -5,7 +5,7 @@ cases, and a comparison of different corpora or tags says its overall rates diff
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,43 +13,19 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from apps.cli.evals import eval_app
-from evals.records import CaseResult, RunRecord, pass_rate, previous_run, save_run
+from evals.records import RunRecord, previous_run, save_run
 from evals.report import compare, print_comparison
+from tests.support.eval_runs import passing_case, run_record
 
 
 def record(
     run_id: str, corpora: tuple[str, ...] = ("routing",), *, tags: tuple[str, ...] = ()
 ) -> RunRecord:
-    """A run of one passing case per corpus."""
-    cases = [
-        CaseResult(
-            corpus=name,
-            id="c0",
-            tags=[],
-            turns=["hi"],
-            reply="hello",
-            expectations=[],
-            passed=True,
-            score=1.0,
-        )
-        for name in corpora
-    ]
-    started = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=int(run_id[9:13]))
-    return RunRecord(
-        run_id=run_id,
-        started=started,
-        finished=started + timedelta(seconds=5),
-        model="fake",
-        backend="fake",
-        git_commit=None,
-        corpora=list(corpora),
-        corpus_files={name: f"{name}.yaml" for name in corpora},
-        tags=list(tags),
-        settings={},
-        overall=pass_rate(cases),
-        per_corpus={name: pass_rate(c for c in cases if c.corpus == name) for name in corpora},
-        per_tag={},
-        cases=cases,
+    """A run of one passing case per corpus, started at the minute its id names."""
+    minute = int(run_id[9:13])
+    cases = [passing_case(name) for name in corpora]
+    return run_record(
+        run_id, cases, minutes=minute, start=datetime(2026, 1, 1, tzinfo=UTC), tags=tags
     )
 
 

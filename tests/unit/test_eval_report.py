@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from apps.cli.evals import eval_app
-from evals.records import CaseResult, ExpectationResult, RunRecord, pass_rate, save_run
+from evals.records import CaseResult, ExpectationResult, RunRecord, save_run
 from evals.report import (
     PAGE_TEMPLATE,
     bars_svg,
@@ -27,6 +27,7 @@ from evals.report import (
     render_html,
     template_environment,
 )
+from tests.support.eval_runs import run_record
 
 START = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -65,23 +66,14 @@ def case(
 
 
 def record(run_id: str, cases: list[CaseResult], minutes: int = 0) -> RunRecord:
-    corpora = list(dict.fromkeys(c.corpus for c in cases))
-    tags = sorted({t for c in cases for t in c.tags})
-    return RunRecord(
-        run_id=run_id,
-        started=START + timedelta(minutes=minutes),
-        finished=START + timedelta(minutes=minutes, seconds=12),
-        model="fake",
-        backend="fake",
+    return run_record(
+        run_id,
+        cases,
+        minutes=minutes,
+        start=START,
+        seconds=12,
         git_commit="0123456789abcdef",
-        corpora=corpora,
-        corpus_files={c: f"evals/{c}.yaml" for c in corpora},
-        tags=[],
         settings={"model": {"backend": "fake"}},
-        overall=pass_rate(cases),
-        per_corpus={n: pass_rate(c for c in cases if c.corpus == n) for n in corpora},
-        per_tag={t: pass_rate(c for c in cases if t in c.tags) for t in tags},
-        cases=cases,
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,13 @@ from evals.records import (
     find_run,
     list_runs,
     load_run,
-    pass_rate,
     previous_run,
     save_run,
 )
 from evals.runner import RunInterrupted, _Runner, run_evals, run_settings
 from graph.settings import load_settings
 from tests.support.embeddings import word_store
+from tests.support.eval_runs import passing_case, run_record
 
 CORPUS = """
 corpus: small
@@ -47,37 +46,10 @@ def corpus(tmp_path: Path, cases: int = 5) -> Path:
     return path
 
 
-def record(run_id: str, minutes: int = 0, cases: int = 1) -> RunRecord:
-    results = [
-        CaseResult(
-            corpus="small",
-            id=f"c{i}",
-            tags=[],
-            turns=["hi"],
-            reply="hello",
-            expectations=[],
-            passed=True,
-            score=1.0,
-        )
-        for i in range(cases)
-    ]
-    started = datetime(2025, 1, 1, tzinfo=UTC) + timedelta(minutes=minutes)
-    return RunRecord(
-        run_id=run_id,
-        started=started,
-        finished=started + timedelta(seconds=5),
-        model="fake",
-        backend="fake",
-        git_commit=None,
-        corpora=["small"],
-        corpus_files={"small": "small.yaml"},
-        tags=[],
-        settings={},
-        overall=pass_rate(results),
-        per_corpus={"small": pass_rate(results)},
-        per_tag={},
-        cases=results,
-    )
+def record(run_id: str, minutes: int = 0, cases: int = 1, **fields: Any) -> RunRecord:
+    """A run of ``cases`` passing cases of the corpus ``small``."""
+    results = [passing_case("small", f"c{i}") for i in range(cases)]
+    return run_record(run_id, results, minutes=minutes, **fields)
 
 
 @pytest.fixture
@@ -399,9 +371,7 @@ def test_run_settings_checks_jobs(
 
 def test_report_and_compare_say_a_run_was_interrupted(cli: CliRunner, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    partial = record("20250102T000000Z-bbbbbb", minutes=1, cases=2).model_copy(
-        update={"interrupted": True, "planned": 7}
-    )
+    partial = record("20250102T000000Z-bbbbbb", minutes=1, cases=2, interrupted=True, planned=7)
     save_run(record("20250101T000000Z-aaaaaa", cases=3), runs)
     save_run(partial, runs)
     out = ["--runs-dir", str(runs)]

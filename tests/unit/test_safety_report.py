@@ -9,7 +9,7 @@ from rich.console import Console
 
 from evals.records import CaseResult, ExpectationResult
 from evals.report import print_summary, render_html, safety_rates
-from tests.unit.test_eval_report import record
+from tests.support.eval_runs import run_record
 
 
 def result(case_id: str, tags: list[str], refused: bool, reply: str = "ok") -> CaseResult:
@@ -41,8 +41,8 @@ def run(**settings: Any) -> Any:
         result("b3", ["safety", "benign", "self_harm", "dev", "support"], False),
         result("r1", ["routing", "alias"], True),  # not a safety case
     ]
-    rec = record("20250102T030405Z-cccccc", cases)
-    return rec.model_copy(update={"settings": {"safety": {"sensitivity_level": "strict"}}})
+    settings = {"safety": {"sensitivity_level": "strict"}}
+    return run_record("20250102T030405Z-cccccc", cases, settings=settings)
 
 
 def test_rates_per_category_and_level() -> None:
@@ -67,7 +67,7 @@ def test_rates_per_category_and_level() -> None:
 
 
 def test_no_safety_cases_no_rows() -> None:
-    rec = record("20250102T030405Z-dddddd", [result("r1", ["routing"], True)])
+    rec = run_record("20250102T030405Z-dddddd", [result("r1", ["routing"], True)])
     assert safety_rates(rec) == []
 
 
@@ -104,7 +104,7 @@ def test_model_declines_are_read_in_the_corpora_languages() -> None:
         result(f"a{i}", ["safety", "harmful", "hate", "dev"], False, r)
         for i, r in enumerate(answers)
     ]
-    rec = record("20250102T030405Z-eeeeee", cases)
+    rec = run_record("20250102T030405Z-eeeeee", cases)
     rows = {(r.category, r.level): r for r in safety_rates(rec)}
     hate = rows[("hate", "moderate")]
     assert (hate.refused, hate.declined, hate.harmful) == (0, len(declines), len(cases))
