@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ from langgraph.checkpoint.memory import InMemorySaver  # noqa: E402
 
 from graph import build_graph  # noqa: E402
 from graph.settings import Settings, load_settings  # noqa: E402
+from tests.support.loopback import only_loopback  # noqa: E402
+from tools.guardrails import SafetyFilter  # noqa: E402
 from tools.models import FakeChatModel  # noqa: E402
 
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
@@ -77,6 +79,25 @@ def fake_model() -> FakeChatModel:
 def fake_graph(make_settings: Callable[..., Settings], fake_model: FakeChatModel) -> Any:
     """The real graph on the fake model, with in-memory threads."""
     return build_graph(make_settings(), checkpointer=InMemorySaver(), model=fake_model)
+
+
+@pytest.fixture(scope="module")
+def guard() -> SafetyFilter:
+    """The safety filter as shipped (its word lists and patterns), shared by a module."""
+    return SafetyFilter()
+
+
+@pytest.fixture
+def nothing_leaves_this_machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail the test if it reached, or looked up, a host beyond 127.0.0.1.
+
+    For tests of code that talks to outside services (the bots): with
+    ``pytestmark = pytest.mark.usefixtures("nothing_leaves_this_machine")`` a wrong base
+    URL fails the test instead of reaching the real service.
+    """
+    refused = only_loopback(monkeypatch)
+    yield
+    assert refused == [], f"tried to reach {refused}"
 
 
 def thread(name: str = "t1") -> dict[str, Any]:

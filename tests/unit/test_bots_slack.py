@@ -28,7 +28,6 @@ from tests.support.fake_slack import (
     signed,
 )
 from tests.support.http_server import ServerThread, wait_for
-from tests.support.loopback import only_loopback
 from tools.memory import OpenMemory
 from tools.memory.locks import LocalThreadLocks
 from tools.models import FakeChatModel
@@ -39,11 +38,7 @@ JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 
 
-@pytest.fixture(autouse=True)
-def _nothing_leaves_this_machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    refused = only_loopback(monkeypatch)
-    yield
-    assert refused == [], f"tried to reach {refused}"
+pytestmark = pytest.mark.usefixtures("nothing_leaves_this_machine")
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from graph.settings import Settings
 from tests.support.documents import MILL, MILL_QUESTION, TOWER, TOWER_QUESTION, put_document
 from tests.support.fake_telegram import ANONYMOUS_ADMIN, BOT_USER, FakeTelegram, update
 from tests.support.http_server import ServerThread, wait_for
-from tests.support.loopback import only_loopback
 from tools.memory import OpenMemory
 from tools.memory.locks import LocalThreadLocks
 from tools.models import FakeChatModel
@@ -30,11 +29,7 @@ BOT_NAME = str(BOT_USER["username"])
 SECRET = "s3cret-Webhook_token"
 
 
-@pytest.fixture(autouse=True)
-def _nothing_leaves_this_machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    refused = only_loopback(monkeypatch)
-    yield
-    assert refused == [], f"tried to reach {refused}"
+pytestmark = pytest.mark.usefixtures("nothing_leaves_this_machine")
 
 
 @pytest.fixture

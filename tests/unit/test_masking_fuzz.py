@@ -270,11 +270,6 @@ def max_held_back(guard: SafetyFilter, text: str, level: str = LEVEL) -> int:
     return held
 
 
-@pytest.fixture(scope="module")
-def guard() -> SafetyFilter:
-    return SafetyFilter()
-
-
 def test_the_listed_words_are_listed(guard: SafetyFilter) -> None:
     for word in (*LISTED_WORDS, *(" ".join(p) for p in LISTED_PHRASES)):
         assert guard.mask_output(word, LEVEL).text == masked_form(word), word

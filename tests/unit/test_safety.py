@@ -23,11 +23,6 @@ from tools.guardrails.patterns import harm_categories
 LEVELS = ("strict", "moderate", "relaxed")
 
 
-@pytest.fixture(scope="module")
-def guard() -> SafetyFilter:
-    return SafetyFilter()
-
-
 # --- levels ---------------------------------------------------------------------------
 
 

@@ -16,11 +16,6 @@ from tools.guardrails import SafetyFilter
 LEVELS = ("strict", "moderate", "relaxed")
 
 
-@pytest.fixture(scope="module")
-def guard() -> SafetyFilter:
-    return SafetyFilter()
-
-
 # --- 1. a harm phrase that goes on as something else -----------------------------------
 
 NOT_SELF_HARM = [

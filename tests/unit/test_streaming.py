@@ -46,11 +46,6 @@ REPLIES = [
 LEVELS = ("strict", "moderate", "relaxed")
 
 
-@pytest.fixture(scope="module")
-def guard() -> SafetyFilter:
-    return SafetyFilter()
-
-
 def stream(guard: SafetyFilter, level: str, pieces: list[str]) -> list[str]:
     masker = StreamMasker(guard, level)  # type: ignore[arg-type]
     return [masker.feed(piece) for piece in pieces] + [masker.finish()]
