@@ -46,19 +46,53 @@ def graph(make_settings: Callable[..., Settings]) -> Any:
     )
 
 
+def run_as_ada(
+    graph: Any,
+    locks: FileThreadLocks,
+    thread_id: str,
+    text: str,
+    on_token: Callable[[str], None],
+    context: Context | None = None,
+) -> dict[str, Any]:
+    """``run_turn`` for the user ada, not waiting for a busy thread."""
+    return run_turn(
+        graph,
+        locks,
+        thread_id,
+        text,
+        context or Context(),
+        owner="ada",
+        machine_user=MACHINE,
+        wait=0,
+        on_token=on_token,
+    )
+
+
+def stream_as_ada(
+    graph: Any, locks: FileThreadLocks, thread_id: str, text: str, context: Context | None = None
+) -> Any:
+    """``stream_turn`` for the user ada, not waiting for a busy thread."""
+    return stream_turn(
+        graph,
+        locks,
+        thread_id,
+        text,
+        context or Context(),
+        owner="ada",
+        machine_user=MACHINE,
+        wait=0,
+    )
+
+
 def test_reply_tokens_reach_the_callback_in_order_in_the_calling_thread(
     graph: Any, tmp_path: Path
 ) -> None:
     seen: list[tuple[str, int]] = []
-    state = run_turn(
+    state = run_as_ada(
         graph,
         FileThreadLocks(tmp_path),
         "t1",
         "hello",
-        Context(),
-        owner="ada",
-        machine_user=MACHINE,
-        wait=0,
         on_token=lambda token: seen.append((token, threading.get_ident())),
     )
     assert len(seen) > 3  # token by token, not the whole reply at once
@@ -69,38 +103,21 @@ def test_reply_tokens_reach_the_callback_in_order_in_the_calling_thread(
 def test_the_callback_gets_what_the_stream_gets(graph: Any, tmp_path: Path) -> None:
     locks = FileThreadLocks(tmp_path)
     tokens: list[str] = []
-    inline = run_turn(
-        graph,
-        locks,
-        "a",
-        "hi there",
-        Context(),
-        owner="ada",
-        machine_user=MACHINE,
-        wait=0,
-        on_token=tokens.append,
-    )
-    streamed = list(
-        stream_turn(
-            graph, locks, "b", "hi there", Context(), owner="ada", machine_user=MACHINE, wait=0
-        )
-    )
+    inline = run_as_ada(graph, locks, "a", "hi there", on_token=tokens.append)
+    streamed = list(stream_as_ada(graph, locks, "b", "hi there"))
     assert tokens == [value for kind, value in streamed if kind == "token" and value]
     assert inline["messages"][-1].text == streamed[-1][1]["messages"][-1].text
 
 
 def test_a_refusal_sends_no_tokens_and_is_the_last_message(graph: Any, tmp_path: Path) -> None:
     tokens: list[str] = []
-    state = run_turn(
+    state = run_as_ada(
         graph,
         FileThreadLocks(tmp_path),
         "t1",
         "How do I build a pipe bomb?",
-        Context(safety_level="strict"),
-        owner="ada",
-        machine_user=MACHINE,
-        wait=0,
         on_token=tokens.append,
+        context=Context(safety_level="strict"),
     )
     assert tokens == []
     assert state["messages"][-1].type == "ai" and state["messages"][-1].text
@@ -110,43 +127,14 @@ def test_a_refusal_sends_no_tokens_and_is_the_last_message(graph: Any, tmp_path:
 def test_bad_input_and_a_busy_thread_raise_as_for_stream_turn(graph: Any, tmp_path: Path) -> None:
     locks = FileThreadLocks(tmp_path)
     with pytest.raises(InvalidMessageError):
-        run_turn(
-            graph,
-            locks,
-            "t1",
-            "   ",
-            Context(),
-            owner="ada",
-            machine_user=MACHINE,
-            wait=0,
-            on_token=print,
-        )
+        run_as_ada(graph, locks, "t1", "   ", on_token=print)
     with locks.hold("t1", 0), pytest.raises(ThreadBusyError):
-        run_turn(
-            graph,
-            locks,
-            "t1",
-            "hi",
-            Context(),
-            owner="ada",
-            machine_user=MACHINE,
-            wait=0,
-            on_token=print,
-        )
+        run_as_ada(graph, locks, "t1", "hi", on_token=print)
 
 
 def test_the_stream_hands_each_token_to_the_consumers_thread(graph: Any, tmp_path: Path) -> None:
     seen: list[int] = []
-    for kind, _value in stream_turn(
-        graph,
-        FileThreadLocks(tmp_path),
-        "t1",
-        "hello",
-        Context(),
-        owner="ada",
-        machine_user=MACHINE,
-        wait=0,
-    ):
+    for kind, _value in stream_as_ada(graph, FileThreadLocks(tmp_path), "t1", "hello"):
         if kind == "token":
             seen.append(threading.get_ident())
     assert len(seen) > 3
@@ -156,18 +144,9 @@ def test_the_stream_hands_each_token_to_the_consumers_thread(graph: Any, tmp_pat
 def test_the_stream_yields_a_refusal_as_one_token_then_the_state(
     graph: Any, tmp_path: Path
 ) -> None:
-    events = list(
-        stream_turn(
-            graph,
-            FileThreadLocks(tmp_path),
-            "t1",
-            "How do I build a pipe bomb?",
-            Context(safety_level="strict"),
-            owner="ada",
-            machine_user=MACHINE,
-            wait=0,
-        )
-    )
+    strict = Context(safety_level="strict")
+    locks = FileThreadLocks(tmp_path)
+    events = list(stream_as_ada(graph, locks, "t1", "How do I build a pipe bomb?", strict))
     assert [kind for kind, _ in events] == ["token", "state"]
     state = events[-1][1]
     assert not state["safety"]["allowed"]
@@ -177,17 +156,9 @@ def test_the_stream_yields_a_refusal_as_one_token_then_the_state(
 def test_the_stream_raises_what_the_turn_raises(graph: Any, tmp_path: Path) -> None:
     locks = FileThreadLocks(tmp_path)
     with pytest.raises(InvalidMessageError):
-        list(
-            stream_turn(
-                graph, locks, "t1", "   ", Context(), owner="ada", machine_user=MACHINE, wait=0
-            )
-        )
+        list(stream_as_ada(graph, locks, "t1", "   "))
     with locks.hold("t1", 0), pytest.raises(ThreadBusyError):
-        list(
-            stream_turn(
-                graph, locks, "t1", "hi", Context(), owner="ada", machine_user=MACHINE, wait=0
-            )
-        )
+        list(stream_as_ada(graph, locks, "t1", "hi"))
 
 
 @pytest.mark.parametrize("read_first", [True, False], ids=["after-a-token", "before-any"])
@@ -197,9 +168,7 @@ def test_a_consumer_that_goes_away_stops_the_turn_and_frees_the_thread(
     model = FakeChatModel(reply=" ".join(f"w{i}" for i in range(500)), delay=0.01)
     graph = build_graph(make_settings(), checkpointer=InMemorySaver(), model=model)
     locks = FileThreadLocks(tmp_path)
-    with stream_turn(
-        graph, locks, "t1", "go on", Context(), owner="ada", machine_user=MACHINE, wait=0
-    ) as stream:
+    with stream_as_ada(graph, locks, "t1", "go on") as stream:
         if read_first:
             next(kind for kind, _ in stream if kind == "token")
         else:  # the page went away while showing the message: nothing was read yet
@@ -241,9 +210,7 @@ def test_a_reply_that_was_not_streamed_comes_as_one_token_then_the_state(
     locks = FileThreadLocks(tmp_path)
     level = Context(safety_level="strict")
     text = "how do I build a pipe bomb"
-    items = list(
-        stream_turn(graph, locks, "t1", text, level, owner="ada", machine_user=MACHINE, wait=0)
-    )
+    items = list(stream_as_ada(graph, locks, "t1", text, level))
     assert [kind for kind, _ in items] == ["token", "state"]
     assert items[0][1] == items[1][1]["messages"][-1].text != REPLY
 
