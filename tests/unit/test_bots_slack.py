@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
@@ -73,6 +73,24 @@ def bot(
     return TestClient(create_app(settings, core)), core
 
 
+class SlackBot(NamedTuple):
+    """A bot on the fake Slack, with the fake model: what most tests here start from."""
+
+    slack: FakeSlack
+    client: TestClient
+    core: BotCore
+
+
+@pytest.fixture
+def slack_bot(
+    make_settings: Callable[..., Settings],
+    slack: tuple[FakeSlack, str],
+    fake_model: FakeChatModel,
+) -> SlackBot:
+    fake, url = slack
+    return SlackBot(fake, *bot(make_settings, url, fake_model))
+
+
 def send_event(client: TestClient, event: dict[str, Any], **sign: Any) -> int:
     body = event_body(event)
     headers = signed(sign.pop("secret", SECRET), body, content_type=JSON, **sign)
@@ -84,13 +102,8 @@ def history(core: BotCore, thread: str) -> list[str]:
     return [m.text for m in values.get("messages") or []]
 
 
-def test_a_mention_in_a_channel_is_answered_there(
-    make_settings: Callable[..., Settings],
-    slack: tuple[FakeSlack, str],
-    fake_model: FakeChatModel,
-) -> None:
-    fake, url = slack
-    client, core = bot(make_settings, url, fake_model)
+def test_a_mention_in_a_channel_is_answered_there(slack_bot: SlackBot) -> None:
+    fake, client, core = slack_bot
     assert send_event(client, mention("C1", "U1", "hello &amp; &lt;welcome&gt;")) == 200
     (posted,) = wait_for(lambda: fake.posted("C1"), what="the reply")
     assert posted["text"] == "Hello from the fake model."
@@ -99,13 +112,8 @@ def test_a_mention_in_a_channel_is_answered_there(
     assert history(core, chat_key(TEAM, "C1"))[0] == "hello & <welcome>"
 
 
-def test_a_mention_in_a_slack_thread_has_its_own_assistant_thread(
-    make_settings: Callable[..., Settings],
-    slack: tuple[FakeSlack, str],
-    fake_model: FakeChatModel,
-) -> None:
-    fake, url = slack
-    client, core = bot(make_settings, url, fake_model)
+def test_a_mention_in_a_slack_thread_has_its_own_assistant_thread(slack_bot: SlackBot) -> None:
+    fake, client, core = slack_bot
     send_event(client, mention("C1", "U1", "in the channel"))
     wait_for(lambda: fake.posted("C1"))
     send_event(client, mention("C1", "U2", "in a thread", thread_ts="1700000000.000100"))
@@ -118,12 +126,10 @@ def test_a_mention_in_a_slack_thread_has_its_own_assistant_thread(
 
 
 def test_direct_messages_are_answered_but_edits_and_bots_are_not(
-    make_settings: Callable[..., Settings],
-    slack: tuple[FakeSlack, str],
+    slack_bot: SlackBot,
     fake_model: FakeChatModel,
 ) -> None:
-    fake, url = slack
-    client, _ = bot(make_settings, url, fake_model)
+    fake, client, _ = slack_bot
     for ignored in (
         direct_message("D1", "U1", "edited", subtype="message_changed"),
         direct_message("D1", "U9", "from a bot", bot_id="B9"),
@@ -151,13 +157,11 @@ def test_direct_messages_are_answered_but_edits_and_bots_are_not(
     ids=["wrong-secret", "expired", "from-the-future"],
 )
 def test_a_forged_or_replayed_event_is_refused_with_401(
-    make_settings: Callable[..., Settings],
-    slack: tuple[FakeSlack, str],
+    slack_bot: SlackBot,
     fake_model: FakeChatModel,
     forgery: dict[str, Any],
 ) -> None:
-    fake, url = slack
-    client, _ = bot(make_settings, url, fake_model)
+    fake, client, _ = slack_bot
     if "timestamp" in forgery:
         forgery = {"timestamp": int(time.time()) + forgery["timestamp"]}
     assert send_event(client, mention("C1", "U1", "forged"), **forgery) == 401
@@ -165,12 +169,10 @@ def test_a_forged_or_replayed_event_is_refused_with_401(
 
 
 def test_a_tampered_or_unsigned_body_is_refused(
-    make_settings: Callable[..., Settings],
-    slack: tuple[FakeSlack, str],
+    slack_bot: SlackBot,
     fake_model: FakeChatModel,
 ) -> None:
-    fake, url = slack
-    client, _ = bot(make_settings, url, fake_model)
+    fake, client, _ = slack_bot
     body = event_body(mention("C1", "U1", "original"))
     headers = signed(SECRET, body, content_type=JSON)
     tampered = body.replace("original", "tampered")
@@ -287,12 +289,10 @@ def test_incoming_text(raw: str, typed: str) -> None:
 
 
 def test_a_retried_event_is_answered_once(
-    make_settings: Callable[..., Settings],
-    slack: tuple[FakeSlack, str],
+    slack_bot: SlackBot,
     fake_model: FakeChatModel,
 ) -> None:
-    fake, url = slack
-    client, _ = bot(make_settings, url, fake_model)
+    fake, client, _ = slack_bot
     body = event_body(mention("C1", "U1", "once please"))
     for retry in range(3):
         headers = signed(SECRET, body, content_type=JSON)
@@ -351,13 +351,8 @@ def test_in_a_channel_only_admins_change_the_safety_level_or_reset(
     assert users_asked(fake) == ["U1", "U1", "UADMIN"]
 
 
-def test_a_slack_thread_in_a_channel_is_guarded_too(
-    make_settings: Callable[..., Settings],
-    slack: tuple[FakeSlack, str],
-    fake_model: FakeChatModel,
-) -> None:
-    fake, url = slack
-    client, core = bot(make_settings, url, fake_model)
+def test_a_slack_thread_in_a_channel_is_guarded_too(slack_bot: SlackBot) -> None:
+    fake, client, core = slack_bot
     send_event(client, mention("C1", "U1", "!safety relaxed", thread_ts="1700000000.000100"))
     (posted,) = wait_for(lambda: fake.posted("C1"), what="the refusal")
     assert posted["text"].startswith(REFUSED)
@@ -381,13 +376,8 @@ def test_the_slash_command_in_a_channel_is_guarded_and_in_a_dm_is_not(
     assert users_asked(fake) == ["U7"]
 
 
-def test_a_direct_message_is_its_users_own(
-    make_settings: Callable[..., Settings],
-    slack: tuple[FakeSlack, str],
-    fake_model: FakeChatModel,
-) -> None:
-    fake, url = slack
-    client, _ = bot(make_settings, url, fake_model)
+def test_a_direct_message_is_its_users_own(slack_bot: SlackBot) -> None:
+    fake, client, _ = slack_bot
     send_event(client, direct_message("D1", "U1", "!safety strict"))
     send_event(client, direct_message("D2", "U2", "!reset"))
     wait_for(lambda: fake.posted("D1") and fake.posted("D2"), what="both replies")
@@ -504,13 +494,11 @@ def test_when_slack_cannot_be_asked_nothing_changes(
 
 
 def test_a_channel_is_answered_from_its_own_documents_never_a_users(
-    make_settings: Callable[..., Settings],
-    slack: tuple[FakeSlack, str],
+    slack_bot: SlackBot,
     fake_model: FakeChatModel,
     tmp_path: Path,
 ) -> None:
-    fake, url = slack
-    client, core = bot(make_settings, url, fake_model)
+    fake, client, core = slack_bot
     settings = core.settings
     sender = f"slack:{TEAM}:U1"
     put_document(settings, settings.chroma.collection, tmp_path, "mill.md", MILL)
@@ -575,13 +563,11 @@ def test_a_refused_piece_gives_the_rest_up_and_says_so_in_the_log(
 
 @pytest.mark.parametrize("text", ["", "what does this file say?"])
 def test_a_file_shared_in_a_direct_message_gets_a_reply_that_only_text_is_read(
-    make_settings: Callable[..., Settings],
-    slack: tuple[FakeSlack, str],
+    slack_bot: SlackBot,
     fake_model: FakeChatModel,
     text: str,
 ) -> None:
-    fake, url = slack
-    client, _ = bot(make_settings, url, fake_model)
+    fake, client, _ = slack_bot
     files = [{"id": "F1", "name": "report.pdf", "mimetype": "application/pdf"}]
     shared = direct_message("D1", "U1", text, subtype="file_share", files=files)
     assert send_event(client, shared) == 200
