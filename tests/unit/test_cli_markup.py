@@ -176,10 +176,10 @@ def test_an_unknown_safety_level_in_the_chat_loop_keeps_the_session(home: None, 
 
 @pytest.mark.parametrize("run_id", HOSTILE)
 def test_a_run_id_with_brackets_prints_as_written(run_id: str) -> None:
-    from tests.unit.test_eval_baseline import record
+    from tests.support.eval_runs import passing_case, run_record
 
-    a = record("20260101T0001Z-a").model_copy(update={"run_id": run_id, "model": "m [/x]"})
-    b = record("20260101T0002Z-b", ("safety",))
+    a = run_record(run_id, [passing_case("routing")], model="m [/x]")
+    b = run_record("20260101T0002Z-b", [passing_case("safety")], minutes=1)
     console = Console(record=True, width=300, color_system=None)
     print_comparison(compare(a, b), console)
     print_summary(a, console)
