@@ -12,7 +12,7 @@ import pytest
 
 from graph.settings import Settings
 from tests.support.pdfgen import make_pdf
-from tests.unit.test_ingest import DictStore
+from tests.support.stores import DictStore
 from tools.documents.ingest import ingest
 from tools.documents.loaders import (
     MAX_FILE_BYTES,
