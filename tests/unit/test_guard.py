@@ -23,6 +23,7 @@ from graph import build_graph
 from graph.deps import Deps
 from graph.settings import Settings, load_settings
 from tests.conftest import thread
+from tests.support.guards import stub_guard
 from tools.guardrails import SafetyFilter
 from tools.guardrails.encodings import decoded_text
 from tools.guardrails.guard import InputGuard, Thresholds, build_guard
@@ -643,18 +644,6 @@ def test_shipped_exemplars_cover_every_refused_category() -> None:
 # --- the layers together ---------------------------------------------------------------------
 
 
-class StubLayer:
-    """A semantic layer that returns a fixed score."""
-
-    def __init__(self, score: SemanticScore) -> None:
-        self.fixed = score
-        self.seen: list[str] = []
-
-    def score(self, text: str, *, english: bool | None = None) -> SemanticScore:
-        self.seen.append(text)
-        return self.fixed
-
-
 SURE_BENIGN = SemanticScore(harm=0.05, category="hate", nearest=0.1, english=True)
 UNSURE = SemanticScore(harm=0.6, category="indiscriminate_weapons", nearest=0.5, english=True)
 NEAR_CERTAIN = SemanticScore(
@@ -671,18 +660,7 @@ def make_guard(
     **kwargs: Any,
 ) -> tuple[InputGuard, FakeChatModel]:
     model = model or judge_model(verdict)
-    safety = SafetyFilter()
-    policy = Policy.build(load_settings().safety.refuse.model_dump(), safety.taxonomy)
-    guard = InputGuard(
-        safety=safety,
-        policy=policy,
-        semantic=StubLayer(score),  # type: ignore[arg-type]
-        classifier=None,
-        judge=Judge(lambda: model, safety.taxonomy),
-        judge_mode=mode,
-        **kwargs,
-    )
-    return guard, model
+    return stub_guard(model, score, judge_mode=mode, **kwargs), model
 
 
 def test_a_lexical_hit_is_final_and_costs_no_model_call() -> None:

@@ -16,17 +16,16 @@ import pytest
 from langchain_core.messages import BaseMessage
 from pydantic import Field
 
-from graph.settings import load_settings
-from tools.guardrails import SafetyFilter
+from tests.support.guards import shipped_policy, stub_guard
 from tools.guardrails.guard import InputGuard, refused_category
 from tools.guardrails.judge import Judge
 from tools.guardrails.semantic import SemanticScore
-from tools.guardrails.taxonomy import Policy, load_taxonomy
+from tools.guardrails.taxonomy import load_taxonomy
 from tools.models import FakeChatModel
 from tools.models.base import FirstTokenScores
 
 TAXONOMY = load_taxonomy()
-POLICY = Policy.build(load_settings().safety.refuse.model_dump(), TAXONOMY)
+POLICY = shipped_policy(TAXONOMY)
 CANARIES = {texts[0]: verdict for texts, verdict in Judge(FakeChatModel, TAXONOMY).canaries}
 
 
@@ -96,14 +95,6 @@ class WordsOnlyModel(FakeChatModel, FirstTokenScores):
         return {"safe": 1 - p, "unsafe": p}
 
 
-class StubLayer:
-    def __init__(self, score: SemanticScore) -> None:
-        self.fixed = score
-
-    def score(self, text: str, *, english: bool | None = None) -> SemanticScore:
-        return self.fixed
-
-
 FOREIGN = SemanticScore(harm=0.1, category="hate", nearest=0.1, english=False)
 
 
@@ -113,13 +104,7 @@ def english(categories: dict[str, float], harm: float = 0.9) -> SemanticScore:
 
 
 def guard(model: FakeChatModel, score: SemanticScore = FOREIGN) -> InputGuard:
-    safety = SafetyFilter()
-    return InputGuard(
-        safety=safety,
-        policy=POLICY,
-        semantic=StubLayer(score),  # type: ignore[arg-type]
-        judge=Judge(lambda: model, safety.taxonomy),
-    )
+    return stub_guard(model, score)
 
 
 # --- the judge's probabilities over the codes ---------------------------------------------

@@ -15,6 +15,7 @@ from pydantic import Field
 from graph import build_graph
 from graph.settings import Settings, load_settings
 from tests.conftest import thread
+from tests.support.guards import stub_guard
 from tools.guardrails import SafetyFilter
 from tools.guardrails.guard import InputGuard, Thresholds, build_guard
 from tools.guardrails.judge import (
@@ -24,7 +25,7 @@ from tools.guardrails.judge import (
     ReplyJudge,
 )
 from tools.guardrails.semantic import SemanticScore
-from tools.guardrails.taxonomy import Policy, load_taxonomy
+from tools.guardrails.taxonomy import load_taxonomy
 from tools.models import FakeChatModel
 from tools.models.base import FirstTokenScores
 
@@ -65,16 +66,6 @@ class ReplyScorer(FakeChatModel, FirstTokenScores):
         return {"safe": 1 - p, "unsafe": p}
 
 
-class StubLayer:
-    """A semantic layer that scores every text the same."""
-
-    def __init__(self, score: SemanticScore) -> None:
-        self._score = score
-
-    def score(self, text: str, *, english: bool | None = None) -> SemanticScore:
-        return self._score
-
-
 HIGH = SemanticScore(harm=0.95, category="violent_crimes", nearest=0.6, english=True)
 LOW = SemanticScore(harm=0.2, category="violent_crimes", nearest=0.3, english=True)
 FOREIGN = SemanticScore(harm=0.05, category="non_violent_crimes", nearest=0.1, english=False)
@@ -84,14 +75,10 @@ def reply_guard(
     score: SemanticScore, unsafe: dict[str, float], threshold: float = 0.5, suspect: float = 1.0
 ) -> tuple[InputGuard, ReplyScorer]:
     model = ReplyScorer(reply=lambda _: "safe", unsafe=unsafe)
-    safety = SafetyFilter()
-    guard = InputGuard(
-        safety=safety,
-        policy=Policy.build(load_settings().safety.refuse.model_dump(), safety.taxonomy),
-        semantic=StubLayer(score),  # type: ignore[arg-type]
-        classifier=None,
-        judge=Judge(lambda: model, safety.taxonomy),
-        reply_judge=ReplyJudge(lambda: model, safety.taxonomy),
+    guard = stub_guard(
+        model,
+        score,
+        reply_judge=ReplyJudge(lambda: model, load_taxonomy()),
         thresholds=Thresholds(
             reply_judge=0.8, reply_judge_threshold=threshold, reply_suspect=suspect
         ),

@@ -16,13 +16,14 @@ from langgraph.constants import TAG_NOSTREAM
 
 import tools.guardrails.guard as guard_module
 from graph.settings import load_settings
+from tests.support.guards import shipped_policy
 from tests.unit.test_guard import hashed_embed, small_exemplars
 from tools.guardrails import SafetyFilter, semantic
 from tools.guardrails.calibration import Calibration
 from tools.guardrails.guard import InputGuard, build_guard
 from tools.guardrails.judge import Judge
 from tools.guardrails.semantic import SemanticLayer, SemanticScore, looks_english
-from tools.guardrails.taxonomy import Policy, load_taxonomy
+from tools.guardrails.taxonomy import load_taxonomy
 from tools.guardrails.translate import MAX_TOKENS, Translator, token_cap
 from tools.models import FakeChatModel
 from tools.models.base import FirstTokenScores
@@ -114,7 +115,7 @@ def judged(model: FakeChatModel) -> list[str]:
 
 def make_guard(model: Model, translate: bool = True, **kwargs: Any) -> InputGuard:
     safety = kwargs.pop("safety", SafetyFilter())
-    policy = Policy.build(load_settings().safety.refuse.model_dump(), safety.taxonomy)
+    policy = shipped_policy(safety.taxonomy)
     kwargs.setdefault("semantic", RecordingLayer())
     kwargs.setdefault("judge", Judge(lambda: model, safety.taxonomy))
     return InputGuard(

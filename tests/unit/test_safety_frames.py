@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from graph.settings import load_settings
+from tests.support.guards import stub_guard
 from tools.guardrails import SafetyFilter
 from tools.guardrails.guard import InputGuard
 from tools.guardrails.judge import Judge
 from tools.guardrails.semantic import SemanticScore
-from tools.guardrails.taxonomy import Policy
 from tools.models import FakeChatModel
 
 FILTER = SafetyFilter()
@@ -86,14 +85,6 @@ def test_frames_must_be_valid_regexes(tmp_path: Path) -> None:
 # --- the guard ----------------------------------------------------------------------------
 
 
-class StubLayer:
-    def __init__(self, harm: float) -> None:
-        self.fixed = SemanticScore(harm, "indiscriminate_weapons", 0.5, True)
-
-    def score(self, text: str, *, english: bool | None = None) -> SemanticScore:
-        return self.fixed
-
-
 def guard(verdict: str | None, mode: str = "uncertain") -> tuple[InputGuard, FakeChatModel]:
     """A guard whose judge answers ``verdict`` in words (None: no judge at all)."""
     canaries = {t[0]: v for t, v in Judge(FakeChatModel, FILTER.taxonomy).canaries}
@@ -103,15 +94,9 @@ def guard(verdict: str | None, mode: str = "uncertain") -> tuple[InputGuard, Fak
         return canaries.get(text, verdict or "")
 
     model = FakeChatModel(reply=reply)
-    policy = Policy.build(load_settings().safety.refuse.model_dump(), FILTER.taxonomy)
-    built = InputGuard(
-        safety=FILTER,
-        policy=policy,
-        semantic=StubLayer(0.1),  # type: ignore[arg-type]
-        judge=Judge(lambda: model, FILTER.taxonomy) if verdict is not None else None,
-        judge_mode=mode,
-    )
-    return built, model
+    score = SemanticScore(0.1, "indiscriminate_weapons", 0.5, True)
+    judge = model if verdict is not None else None
+    return stub_guard(judge, score, safety=FILTER, judge_mode=mode), model
 
 
 @pytest.mark.parametrize("text", FRAMED)
