@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from graph.settings import SafetyLevel, check_collection, check_user_name
+from graph.settings import SafetyLevel, check_collection, check_user_name, same_user_name
 
 
 class Context(BaseModel):
@@ -49,7 +49,9 @@ class Context(BaseModel):
         description="Document collection to search (3-63 letters, digits, . _ -); empty = "
         "chroma.collection.",
     )
-    user_id: str | None = Field(
+    # Composed (NFC) here too, so a run sent straight to the graph (the dev server, a
+    # notebook) with "José" in either form reaches the same memories as the front ends.
+    user_id: Annotated[str, AfterValidator(same_user_name)] | None = Field(
         None,
         min_length=1,
         max_length=256,

@@ -17,6 +17,7 @@ import re
 import string
 import tomllib
 import types
+import unicodedata
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -276,7 +277,7 @@ def _login_name() -> str:
         name = getpass.getuser()
     except (KeyError, OSError):  # no login name (a container without a passwd entry)
         return "default"
-    return name or "default"
+    return same_user_name(name) if name else "default"
 
 
 class LongTermSettings(_Section):
@@ -295,8 +296,9 @@ class LongTermSettings(_Section):
     def _blank_is_the_login_name(cls, value: Any) -> Any:
         # "" (ASSISTANT_LONG_TERM__USER_ID=) and "  " both mean what the help says: the login
         # name; a name keeps no surrounding spaces (" ana" would be another user than "ana").
+        # Composed (NFC) as every user name is, so --user José finds the same memories.
         if isinstance(value, str):
-            return value.strip() or _login_name()
+            return same_user_name(value.strip() or _login_name())
         return value
 
     facts: bool = Field(
@@ -535,12 +537,29 @@ USER_NAME_RULE = (
 )
 
 
+def same_user_name(name: str) -> str:
+    """``name`` in Unicode's composed form (NFC), the one form every user name is kept in.
+
+    "José" typed on one keyboard is one code point for the é, on another (or pasted from a
+    macOS file name) an e and a combining accent (NFD): both name one person, so both
+    become the same string before any rule or lookup (threads, memories, collections).
+    """
+    return unicodedata.normalize("NFC", name)
+
+
 def check_user_name(name: str) -> str:
-    """``name`` if it is a user name a person may give (:data:`USER_NAME`).
+    """``name`` if it is a user name a person may give (:data:`USER_NAME`), composed (NFC).
+
+    The name is composed first (:func:`same_user_name`), so the rule sees "José" alike
+    however its accent was typed, and every caller keeps the one form.
+
+    Returns:
+        The name in NFC.
 
     Raises:
-        ValueError: It is not; the message is :data:`USER_NAME_RULE`.
+        ValueError: It is not a user name; the message is :data:`USER_NAME_RULE`.
     """
+    name = same_user_name(name)
     if not USER_NAME.fullmatch(name):
         raise ValueError(USER_NAME_RULE)
     return name
@@ -806,7 +825,7 @@ class ApiSettings(_Section):
         # Every front end strips a user name (" bob " is bob): a key bound to bob and the
         # CLI's --user bob must meet the anonymous name as it will be compared.
         if isinstance(value, str):
-            value = value.strip()
+            value = same_user_name(value.strip())
             if not value:
                 raise ValueError("is blank: give a name, or leave it unset for 'api'")
         return value

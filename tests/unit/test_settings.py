@@ -732,3 +732,70 @@ def test_other_tools_broken_dotenv_lines_are_theirs(
     (tmp_path / ".env").write_text("ASSISTANT_LOG_LEVEL=INFO\nOTHER_TOOL='x\n")
     monkeypatch.chdir(tmp_path)
     assert load_settings().log_level == "INFO"
+
+
+# --- user names in either Unicode form name one user -----------------------------------
+
+# The same names decomposed (NFD: a base letter and a combining mark) as a macOS file
+# name, some keyboards or a paste give them, and composed (NFC) as most input does.
+NFD_NAMES = [
+    ("Jose\u0301", "Jos\u00e9"),
+    ("Zoe\u0308 Smith", "Zo\u00eb Smith"),
+    ("ana.mari\u0301a@example.org", "ana.mar\u00eda@example.org"),
+    ("Franc\u0327ois", "Fran\u00e7ois"),
+    ("\u1100\u1161", "\uac00"),  # Hangul jamo that compose into one syllable
+    ("A\u030a" + "se", "\u00c5se"),
+]
+
+
+@pytest.mark.parametrize(("decomposed", "composed"), NFD_NAMES)
+def test_a_decomposed_user_name_is_the_composed_one(decomposed: str, composed: str) -> None:
+    from graph.context import Context, plain_user_name
+    from graph.settings import check_user_name
+
+    assert decomposed != composed  # the two forms differ as strings...
+    # ...and every check takes both, keeping the one (composed) form.
+    assert check_user_name(decomposed) == check_user_name(composed) == composed
+    assert plain_user_name(f" {decomposed} ") == composed
+    assert Context(user_id=decomposed).user_id == composed
+
+
+@pytest.mark.parametrize(("decomposed", "composed"), NFD_NAMES)
+def test_every_front_end_takes_a_decomposed_user_name_as_the_composed_one(
+    decomposed: str, composed: str
+) -> None:
+    from apps.cli.main import _check_user
+    from apps.ui.service import check_user
+
+    assert _check_user(decomposed) == check_user(decomposed) == composed
+
+
+@pytest.mark.parametrize(("decomposed", "composed"), NFD_NAMES)
+def test_user_names_in_settings_are_composed(decomposed: str, composed: str) -> None:
+    key = {"key": "0123456789abcdef0123", "user": decomposed}
+    settings = load_settings(long_term={"user_id": decomposed}, api={"keys": [key]})
+    assert settings.long_term.user_id == composed
+    assert settings.api.keys[0].user == composed
+    assert load_settings(api={"anonymous_user": decomposed}).api.anonymous_user == composed
+    # A key bound to the anonymous name in the other form is still the anonymous user.
+    with pytest.raises(SettingsError, match="key 0 is bound to"):
+        load_settings(api={"anonymous_user": composed, "keys": [key]})
+    with pytest.raises(SettingsError, match=r"long_term\.user_id .* is api\.anonymous_user"):
+        load_settings(api={"anonymous_user": composed}, long_term={"user_id": decomposed})
+
+
+@pytest.mark.parametrize("name", ["root\u200b", "e\u0301:x", "\u0301abc", "e\u0301" * 65])
+def test_composing_a_user_name_does_not_loosen_the_rule(name: str) -> None:
+    from graph.settings import check_user_name
+
+    # A combining mark that composes with nothing stays a mark, not a letter first; 65
+    # composed letters are still one too many.
+    with pytest.raises(ValueError, match="1 to 64"):
+        check_user_name(name)
+
+
+def test_the_length_limit_counts_composed_letters() -> None:
+    from graph.settings import check_user_name
+
+    # 64 letters, each typed as e + a combining accent (128 code points), is 64 letters.
+    assert check_user_name("e\u0301" * 64) == "\u00e9" * 64
