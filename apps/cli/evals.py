@@ -8,6 +8,7 @@ command, say ``report``, needs the long form).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from typer.core import TyperGroup
 
 from apps.cli.console import cli_settings, err, out
-from evals.corpus import CORPORA_DIR, EvalError, EvalModelError, load_corpora
+from evals.corpus import CORPORA_DIR, Corpus, EvalError, EvalModelError, load_corpora
 from evals.records import (
     CaseResult,
     RunRecord,
@@ -54,6 +55,28 @@ eval_app = typer.Typer(
 def _fail(exc: Exception, code: int = 2) -> typer.Exit:
     err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
     return typer.Exit(code)
+
+
+def check_tags(corpora: Sequence[Corpus], tags: Sequence[str]) -> None:
+    """Refuse a ``--tag`` that no case of the chosen corpora carries, listing those they do.
+
+    Every given tag is checked, not only whether some case is left: with ``-t alias -t
+    nearmiss`` a typo would otherwise narrow the run to the alias cases without a word.
+
+    Raises:
+        EvalError: One or more tags are on no case; the message names them and the tags
+            the corpora have.
+    """
+    known = sorted({t for corpus in corpora for case in corpus.cases for t in case.tags})
+    unknown = [t for t in dict.fromkeys(tags) if t not in known]
+    if not unknown:
+        return
+    names = ", ".join(corpus.name for corpus in corpora)
+    raise EvalError(
+        f"unknown tag{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}: "
+        f"no case of {names} has {'them' if len(unknown) > 1 else 'it'} "
+        f"(tags there: {', '.join(known) or 'none'})"
+    )
 
 
 RunsDirOption = Annotated[
@@ -117,12 +140,18 @@ def run_command(
     be loaded), 2 for a bad corpus, option, setting or runs directory, 130 on Ctrl-C (the
     cases finished so far are saved as a run record marked interrupted).
     """
-    from evals.runner import RunInterrupted, run_evals, run_settings  # the graph: to run only
-
     settings = cli_settings()
     directory = runs_dir or default_runs_dir(settings)
     try:
+        # Everything the corpora files can tell is checked before any work (the graph's
+        # import, the runs directory, a model): corpus names, their contents, the tags.
         loaded = load_corpora(corpora or [], evals_dir)
+        check_tags(loaded, tag or [])
+    except EvalError as exc:
+        raise _fail(exc) from None
+    from evals.runner import RunInterrupted, run_evals, run_settings  # the graph: to run only
+
+    try:
         # Before any case runs: a directory that cannot take the record is found now,
         # not after an hour of cases.
         check_runs_dir(directory)
