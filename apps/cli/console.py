@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -97,3 +100,62 @@ def cli_settings() -> Settings:
     handler.setFormatter(OwnLineFormatter(LOG_FORMAT))
     logging.basicConfig(level=settings.log_level, handlers=[handler])
     return settings
+
+
+# --- listings: one row per item, tab-separated, the same fields as --json ---------------
+
+_CELL_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def plain_cell(value: object) -> str:
+    r"""A value as one cell of a listing's row: ``-`` for none, one line, no tab.
+
+    Text may hold a tab, a newline or another control character (a file name may hold any
+    byte but ``/``; a remembered message a pasted newline): written as ``\t``, ``\n``,
+    ``\x1b`` (and a backslash as ``\\``), so each row stays one line of the same columns
+    and nothing in a cell moves the terminal's cursor.
+    """
+    if value is None or value == "":
+        return "-"
+    text = str(value)
+    return "".join(
+        _CELL_ESCAPES.get(char)
+        or (f"\\x{ord(char):02x}" if ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 else char)
+        for char in text
+    )
+
+
+def field_columns(cls: type, headers: Mapping[str, str]) -> list[tuple[str, str]]:
+    """A listing's columns: every field of the dataclass its ``--json`` dumps, with a header.
+
+    The fields come from ``cls`` itself, so a field added there is a column too (after
+    those ``headers`` orders, headed by its name): the plain rows and ``--json`` cannot
+    drift apart.
+
+    Args:
+        cls: The dataclass of one listed item.
+        headers: Field name to header, in the columns' order.
+    """
+    names = [f.name for f in dataclasses.fields(cls)]
+    ordered = [n for n in headers if n in names] + [n for n in names if n not in headers]
+    return [(n, headers.get(n, n.replace("_", " "))) for n in ordered]
+
+
+def print_rows(headers: Iterable[str], rows: Iterable[Iterable[object]]) -> None:
+    """Print a listing: the header on stderr, each row on stdout, cells tab-separated.
+
+    A terminal shows the header above the rows; a pipe or a file gets the rows only, with
+    real tabs (rich's print turns a tab into spaces, which made a cell holding a space,
+    "Ana María", look like two columns). Cells go through :func:`plain_cell`.
+    """
+    err.file.write("\t".join(headers) + "\n")
+    err.file.flush()
+    stream = out.file
+    for row in rows:
+        stream.write("\t".join(plain_cell(cell) for cell in row) + "\n")
+    stream.flush()
+
+
+def row_of(item: Any, columns: Iterable[tuple[str, str]]) -> list[object]:
+    """The cells of one dataclass item, in the columns' order."""
+    return [getattr(item, name) for name, _ in columns]

@@ -24,8 +24,11 @@ from apps.cli.console import (
     cli_settings,
     end_reply_line,
     err,
+    field_columns,
     out,
     print_inline,
+    print_rows,
+    row_of,
     tolerate_undecodable_text,
 )
 from apps.cli.evals import eval_app
@@ -609,18 +612,14 @@ def threads_list(
         threads = [
             t for t in list_threads(saver) if thread_owner(saver, t.thread_id, machine) == who
         ]
+    listed = [
+        {"thread_id": t.thread_id, "checkpoints": t.checkpoints, "owner": who} for t in threads
+    ]
     if as_json:
-        out.print_json(
-            json.dumps(
-                [
-                    {"thread_id": t.thread_id, "checkpoints": t.checkpoints, "owner": who}
-                    for t in threads
-                ]
-            )
-        )
+        out.print_json(json.dumps(listed))
         return
-    for t in threads:
-        out.print(f"{t.thread_id}\t{t.checkpoints} checkpoints", markup=False, highlight=False)
+    # The same fields as --json, from the same dicts.
+    print_rows(["thread id", "checkpoints", "owner"], [list(item.values()) for item in listed])
     err.print(f"[dim]{len(threads)} thread(s) of {escape(who)}[/dim]", highlight=False)
 
 
@@ -769,14 +768,30 @@ def _long_term(settings: Settings) -> Iterator[Any]:
         raise typer.Exit(1) from None
 
 
+MEMORY_HEADERS = {
+    "key": "key",
+    "created": "created",
+    "kind": "kind",
+    "score": "score",
+    "thread_id": "thread id",
+    "text": "text",
+    "reply": "reply",
+}
+"""Column headers of ``memory list``/``search``'s plain rows, in order (the texts last)."""
+
+
 def _print_memories(memories: list[Any], as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps([m.as_dict() for m in memories]))
         return
-    for m in memories:
-        score = f"  ({m.score:.2f})" if m.score is not None else ""
-        line = f"{m.key}\t{m.created}\t{m.kind}\t{m.text}{score}"
-        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    from tools.memory.long_term import Memory
+
+    columns = field_columns(Memory, MEMORY_HEADERS)
+    rows = [row_of(m, columns) for m in memories]
+    at = [name for name, _ in columns].index("score")
+    for row, m in zip(rows, memories, strict=True):
+        row[at] = None if m.score is None else f"{m.score:.2f}"
+    print_rows((header for _, header in columns), rows)
     err.print(f"[dim]{len(memories)} memories[/dim]")
 
 
@@ -1498,13 +1513,32 @@ def _print_report(report: IngestReport) -> None:
         )
 
 
+SOURCE_HEADERS = {
+    "name": "name",
+    "chunks": "chunks",
+    "added_by": "added by",
+    "ingested_at": "ingested at",
+    "kind": "kind",
+    "chunking": "chunking",
+    "file_hash": "sha256",
+    "complete": "state",
+    "source": "source",
+}
+"""Column headers of ``docs list``'s plain output, in order (the path last: it is long);
+a field of :class:`~tools.documents.store.SourceInfo` not named here is a column too."""
+
+
 @docs_app.command("list")
 def docs_list(
     collection: CollectionOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List the files stored in a collection, with their chunk counts."""
-    from tools.documents.store import DocumentStoreError
+    """List the files stored in a collection: one row per file, every field --json has.
+
+    Rows are tab-separated on stdout (name, chunks, added by, ingested at, kind, chunking,
+    sha256, state, source; ``-`` = not recorded); the header and the count go to stderr.
+    """
+    from tools.documents.store import DocumentStoreError, SourceInfo
 
     settings = cli_settings()
     store = _document_store(settings, collection)
@@ -1515,14 +1549,12 @@ def docs_list(
     if as_json:
         out.print_json(json.dumps([info.to_dict() for info in sources]))
         return
-    for info in sources:
-        note = "" if info.complete else "\t(incomplete: ingest it again)"
-        out.print(
-            f"{info.name}\t{info.chunks} chunks\t{info.ingested_at or ''}\t{info.source}{note}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+    columns = field_columns(SourceInfo, SOURCE_HEADERS)
+    rows = [row_of(info, columns) for info in sources]
+    state = [name for name, _ in columns].index("complete")
+    for row, info in zip(rows, sources, strict=True):
+        row[state] = "complete" if info.complete else "incomplete: ingest it again"
+    print_rows((header for _, header in columns), rows)
     chunks = sum(info.chunks for info in sources)
     err.print(
         f"[dim]{len(sources)} file(s), {chunks} chunks in collection {escape(store.name)}[/dim]"
