@@ -92,7 +92,7 @@ def run_command(
         typer.Argument(
             help="Corpus names (routing = evals/corpora/routing.yaml) or files; "
             "none = all in evals/corpora/ (see --evals-dir).",
-            metavar="[CORPUS]...",
+            metavar="CORPUS",
             show_default=False,
         ),
     ] = None,
@@ -287,7 +287,11 @@ def _warn_skipped(path: Path, exc: EvalError) -> None:
 def report_command(
     run: Annotated[
         str | None,
-        typer.Argument(help="A run file or run id (default: the latest run).", show_default=False),
+        typer.Argument(
+            help="A run file or run id (default: the latest run).",
+            show_default=False,
+            metavar="RUN",
+        ),
     ] = None,
     baseline: Annotated[
         str | None,
@@ -336,8 +340,8 @@ def report_command(
 
 @eval_app.command("compare")
 def compare_command(
-    run_a: Annotated[str, typer.Argument(help="First run (file or run id).")],
-    run_b: Annotated[str, typer.Argument(help="Second run (file or run id).")],
+    run_a: Annotated[str, typer.Argument(help="First run (file or run id).", metavar="RUN_A")],
+    run_b: Annotated[str, typer.Argument(help="Second run (file or run id).", metavar="RUN_B")],
     runs_dir: RunsDirOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:

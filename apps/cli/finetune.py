@@ -50,7 +50,7 @@ BaseOption = Annotated[
 ]
 RunArgument = Annotated[
     str | None,
-    typer.Argument(help="Run id (or prefix) or directory; none = the newest run."),
+    typer.Argument(help="Run id (or prefix) or directory; none = the newest run.", metavar="RUN"),
 ]
 
 

@@ -658,7 +658,7 @@ def _not_yours(thread_id: str, saver: Any, user: str, doing: str, machine_user: 
 
 @threads_app.command("show")
 def threads_show(
-    thread_id: Annotated[str, typer.Argument(help="The thread to print.")],
+    thread_id: Annotated[str, typer.Argument(help="The thread to print.", metavar="THREAD_ID")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     user: ThreadUserOption = None,
 ) -> None:
@@ -699,7 +699,9 @@ def threads_show(
 
 @threads_app.command("delete")
 def threads_delete(
-    thread_ids: Annotated[list[str], typer.Argument(help="The thread(s) to delete.")],
+    thread_ids: Annotated[
+        list[str], typer.Argument(help="The thread(s) to delete.", metavar="THREAD_ID")
+    ],
     user: ThreadUserOption = None,
 ) -> None:
     """Delete threads of the user and every checkpoint they have: all of them or none.
@@ -832,7 +834,8 @@ def memory_list(
 @memory_app.command("search")
 def memory_search(
     query: Annotated[
-        str, typer.Argument(help="What to look for (by meaning).", callback=_utf8_text)
+        str,
+        typer.Argument(help="What to look for (by meaning).", callback=_utf8_text, metavar="QUERY"),
     ],
     user: UserOption = None,
     kind: KindOption = None,
@@ -856,7 +859,9 @@ def memory_search(
 def memory_forget(
     keys: Annotated[
         list[str],
-        typer.Argument(help="Keys of memories (see memory list).", callback=_utf8_text),
+        typer.Argument(
+            help="Keys of memories (see memory list).", callback=_utf8_text, metavar="KEY"
+        ),
     ],
     user: UserOption = None,
 ) -> None:
