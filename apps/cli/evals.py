@@ -401,8 +401,22 @@ def schema_command(
     try:
         output.write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise _fail(exc, 1) from None
+        # "[Errno 2] No such file or directory: 'x'" said neither what was being done
+        # nor, for a missing folder, which part was missing.
+        raise _fail(
+            ValueError(f"cannot write {output}: {_why_not_written(output, exc)}"), 1
+        ) from None
     out.print(f"wrote {output}", markup=False, highlight=False)
+
+
+def _why_not_written(path: Path, exc: OSError) -> str:
+    """Why ``path`` could not be written, in words (the folder named when it is missing)."""
+    folder = path.parent
+    if not folder.exists():
+        return f"no such folder: {folder}"
+    if path.is_dir():
+        return "it is a folder"
+    return exc.strerror or str(exc)
 
 
 if __name__ == "__main__":

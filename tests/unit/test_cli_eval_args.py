@@ -123,3 +123,19 @@ def test_known_tags_of_any_named_corpus_reach_the_run(
     )
     assert "stopped by the test" in done.output
     assert seen == [["beta", "gamma"]]
+
+
+@pytest.mark.parametrize(
+    ("where", "why"),
+    [("missing/schema.json", "no such folder: {tmp}/missing"), ("folder", "it is a folder")],
+)
+def test_a_schema_that_cannot_be_written_says_why_in_words(
+    tmp_path: Path, where: str, why: str
+) -> None:
+    (tmp_path / "folder").mkdir()
+    target = tmp_path / where
+    done = CliRunner().invoke(eval_app, ["schema", "-o", str(target)])
+    assert done.exit_code == 1
+    text = " ".join(done.output.split())
+    assert f"cannot write {target}: {why.format(tmp=tmp_path)}" in text, text
+    assert "Errno" not in text
