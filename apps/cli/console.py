@@ -7,6 +7,7 @@ import logging
 import sys
 import threading
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -87,6 +88,19 @@ def tolerate_undecodable_text() -> None:
             stream.reconfigure(errors=errors)  # type: ignore[union-attr]
         except (AttributeError, ValueError, OSError):
             continue  # a replaced stream (a test's, a closed one): it is not ours to set
+
+
+def why_not_written(path: Path, exc: OSError) -> str:
+    """Why ``path`` could not be written, in words (``[Errno 21] Is a directory: 'x'`` is not).
+
+    A missing folder is named (the path alone does not say which part is missing).
+    """
+    folder = path.parent
+    if not folder.exists():
+        return f"no such folder: {folder}"
+    if path.is_dir():
+        return "it is a folder"
+    return exc.strerror or str(exc)
 
 
 def cli_settings() -> Settings:

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
-from apps.cli.console import cli_settings, err, out
+from apps.cli.console import cli_settings, err, out, why_not_written
 from evals.corpus import CORPORA_DIR, Corpus, EvalError, EvalModelError, load_corpora
 from evals.records import (
     CaseResult,
@@ -404,19 +404,9 @@ def schema_command(
         # "[Errno 2] No such file or directory: 'x'" said neither what was being done
         # nor, for a missing folder, which part was missing.
         raise _fail(
-            ValueError(f"cannot write {output}: {_why_not_written(output, exc)}"), 1
+            ValueError(f"cannot write {output}: {why_not_written(output, exc)}"), 1
         ) from None
     out.print(f"wrote {output}", markup=False, highlight=False)
-
-
-def _why_not_written(path: Path, exc: OSError) -> str:
-    """Why ``path`` could not be written, in words (the folder named when it is missing)."""
-    folder = path.parent
-    if not folder.exists():
-        return f"no such folder: {folder}"
-    if path.is_dir():
-        return "it is a folder"
-    return exc.strerror or str(exc)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from apps.cli.console import (
     print_rows,
     row_of,
     tolerate_undecodable_text,
+    why_not_written,
 )
 from apps.cli.evals import eval_app
 from apps.cli.finetune import finetune_app
@@ -1256,7 +1257,12 @@ def graph_picture(
         err.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(1) from None
     except OSError as exc:
-        err.print(f"[red]cannot write the picture:[/red] {escape(str(exc))}")
+        target = Path(output or "graph.png")
+        err.print(
+            f"[red]cannot write the picture {escape(str(target))}:[/red] "
+            f"{escape(why_not_written(target, exc))}",
+            soft_wrap=True,
+        )
         raise typer.Exit(1) from None
     out.print(f"wrote {path}", markup=False, highlight=False)
 

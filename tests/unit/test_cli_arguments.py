@@ -55,3 +55,17 @@ def test_a_missing_argument_is_named_as_the_usage_shows_it(args: list[str], name
     assert done.exit_code == 2
     assert f"Missing argument '{name}'" in done.output
     assert name in CliRunner().invoke(app, [*args[:2], "--help"]).output
+
+
+@pytest.mark.parametrize("kind", ["png", "ascii", "mermaid"])
+def test_a_picture_onto_a_folder_says_so_in_words(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    monkeypatch.setenv("ASSISTANT_MODEL__BACKEND", "fake")
+    folder = tmp_path / "taken"
+    folder.mkdir()
+    done = CliRunner().invoke(app, ["graph", "--format", kind, "--output", str(folder)])
+    assert done.exit_code == 1
+    text = " ".join(done.output.split())
+    assert f"cannot write the picture {folder}: it is a folder" in text, text
+    assert "Errno" not in text
