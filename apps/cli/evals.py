@@ -145,6 +145,10 @@ def run_command(
     try:
         # Everything the corpora files can tell is checked before any work (the graph's
         # import, the runs directory, a model): corpus names, their contents, the tags.
+        if not corpora and not evals_dir.is_dir():
+            # "no corpora in X" read as an empty folder; X is not one at all.
+            what = "a file, not a folder" if evals_dir.exists() else "no such folder"
+            raise EvalError(f"--evals-dir {evals_dir}: {what}")
         loaded = load_corpora(corpora or [], evals_dir)
         check_tags(loaded, tag or [])
     except EvalError as exc:

@@ -139,3 +139,14 @@ def test_a_schema_that_cannot_be_written_says_why_in_words(
     text = " ".join(done.output.split())
     assert f"cannot write {target}: {why.format(tmp=tmp_path)}" in text, text
     assert "Errno" not in text
+
+
+@pytest.mark.usefixtures("no_work")
+@pytest.mark.parametrize(("where", "why"), [("none", "no such folder"), ("file", "a file, not")])
+def test_an_evals_dir_that_is_not_a_folder_is_named_so(
+    tmp_path: Path, where: str, why: str
+) -> None:
+    (tmp_path / "file").write_text("x")
+    done = CliRunner().invoke(eval_app, ["run", "--evals-dir", str(tmp_path / where)])
+    assert done.exit_code == 2
+    assert f"--evals-dir {tmp_path / where}: {why}" in " ".join(done.output.split())
