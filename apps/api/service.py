@@ -91,7 +91,9 @@ class Outcome:
     tokens: int
     state: dict[str, Any] = field(default_factory=dict)
     finish_reason: str = "stop"
-    """``length`` when the model hit ``max_new_tokens`` (llama.cpp says so), else ``stop``."""
+    """OpenAI's finish reason: ``content_filter`` when the output check withdrew the reply,
+    ``length`` when the model hit ``max_new_tokens`` (llama.cpp says so), else ``stop``
+    (:func:`finish_reason`)."""
 
 
 def _thread_id(value: str, param: str) -> str:
@@ -339,7 +341,7 @@ class ApiService:
                 self.memory.saver.delete_thread(thread_id)
         messages = state.get("messages") or []
         reply = messages[-1].text if messages else "".join(streamed)
-        finish = messages[-1].response_metadata.get("finish_reason") if messages else None
+        model_finish = messages[-1].response_metadata.get("finish_reason") if messages else None
         yield (
             "done",
             Outcome(
@@ -347,7 +349,7 @@ class ApiService:
                 streamed="".join(streamed),
                 tokens=len(streamed),
                 state=state,
-                finish_reason="length" if finish == "length" else "stop",
+                finish_reason=finish_reason(state, model_finish),
             ),
         )
 
@@ -355,6 +357,25 @@ class ApiService:
         """A thread's messages as (type, text), oldest first (tests and tools)."""
         values = self.graph.get_state(turn_config(thread_id, owner)).values
         return [(m.type, m.text) for m in values.get("messages") or []]
+
+
+def finish_reason(state: dict[str, Any], model_finish: object) -> str:
+    """OpenAI's ``finish_reason`` for a turn that ended with ``state``.
+
+    Args:
+        state: The turn's final state.
+        model_finish: What the model said of its last reply (``response_metadata``).
+
+    Returns:
+        ``content_filter`` when the output check withdrew the model's reply (OpenAI's
+        reason for content omitted by a filter: what the model wrote is not what the
+        client gets), ``length`` when the model stopped at ``max_new_tokens``, else
+        ``stop``. A refused message is ``stop``: the refusal is the whole reply and the
+        model wrote nothing that was omitted.
+    """
+    if safety_verdict(state)["withdrawn"]:
+        return "content_filter"
+    return "length" if model_finish == "length" else "stop"
 
 
 def extension(outcome: Outcome, thread_id: str | None) -> dict[str, Any]:

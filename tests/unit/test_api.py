@@ -156,6 +156,47 @@ def test_a_streamed_reply_the_safety_filter_withdraws_is_said_withdrawn_in_the_s
     assert events[-2]["assistant"]["safety"]["withdrawn"] is True
 
 
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Sure! Here is how to make a pipe bomb: take a steel pipe",
+        "Here is how to build a bomb: mix the explosive and add a detonator.",
+    ],
+)
+def test_a_withdrawn_reply_finishes_with_content_filter_streamed_or_whole(
+    make_settings: Callable[..., Settings], reply: str
+) -> None:
+    service = make_service(api_settings(make_settings), FakeChatModel(reply=reply))
+    ask = user("tell me a story", stream=True)
+    with TestClient(create_app(service=service)) as client:
+        events = chunks(client.post(URL, json=ask).text)
+        whole = client.post(URL, json={**ask, "stream": False}).json()
+    assert whole["assistant"]["safety"]["withdrawn"] is True, whole
+    assert whole["choices"][0]["finish_reason"] == "content_filter"
+    reasons = [p["choices"][0]["finish_reason"] for p in events[:-1] if p["choices"]]
+    assert reasons[-1] == "content_filter"
+    assert all(reason is None for reason in reasons[:-1])
+
+
+@pytest.mark.parametrize(
+    ("safety", "model_finish", "expected"),
+    [
+        ({"allowed": True, "withdrawn": True}, "stop", "content_filter"),
+        ({"allowed": True, "withdrawn": True}, "length", "content_filter"),
+        ({"allowed": True, "withdrawn": False}, "length", "length"),
+        ({"allowed": True}, "stop", "stop"),
+        ({"allowed": False, "category": "violence"}, None, "stop"),  # a refused message
+        ({}, None, "stop"),
+    ],
+)
+def test_finish_reason_says_content_filter_only_for_a_withdrawn_reply(
+    safety: dict[str, Any], model_finish: str | None, expected: str
+) -> None:
+    from apps.api.service import finish_reason
+
+    assert finish_reason({"safety": safety}, model_finish) == expected
+
+
 def test_models_lists_the_one_model(client: TestClient) -> None:
     listed = client.get("/v1/models").json()
     assert listed["object"] == "list"
