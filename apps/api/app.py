@@ -11,7 +11,10 @@
   ``Retry-After`` when the model queue is full.
 
 Each turn runs in a worker thread (the graph is synchronous) and takes its place in the
-shared :class:`apps.queue.ModelQueue`. The response starts with the first token (or the
+shared :class:`apps.queue.ModelQueue`. A request for a thread on which another turn runs
+waits on the event loop (:class:`_ThreadGate`, ``api.busy_wait``), not in a worker: only
+turns that hold their thread take a worker, so requests piling up on one busy thread
+hold up no other thread's turn. The response starts with the first token (or the
 error), so every error before the reply has its own status code; a client that goes away
 (while waiting or while streaming) sets the turn's stop event, which frees its place in
 the queue or ends the generation at the next token.
@@ -29,7 +32,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
-from contextlib import ExitStack, asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -64,6 +67,10 @@ DISCONNECT_POLL = 0.25
 
 UNSUPPORTED_CODES = frozenset({"unsupported_parameter", "unsupported_value"})
 """Validation error types (``apps.api.schemas``) reported as the error's ``code``."""
+
+THREAD_POLL = 0.25
+"""Seconds between tries for a thread that a turn outside this server holds (the CLI, the
+web page, another replica): its lock is tried without waiting, the wait is on the loop."""
 
 SHUTDOWN_WAIT = 10.0
 """Seconds the shutdown waits for stopped turns to end before it closes the memory (a
@@ -181,6 +188,109 @@ def _first_error(errors: list[ErrorDetails]) -> ErrorDetails:
     return errors[0]
 
 
+class _ThreadGate:
+    """One turn at a time per thread among this server's requests, waited for on the loop.
+
+    A request for a busy thread used to wait for the thread's lock in a worker thread, up
+    to ``api.busy_wait`` seconds: a few clients repeating on one thread took every worker,
+    and turns on other threads waited behind them. Here the wait is an :class:`asyncio.Lock`
+    per thread (first come, first served), which costs a coroutine, not a worker. Used on
+    the event loop only; the lock of a thread nobody holds or waits for is forgotten.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    async def acquire(
+        self, thread_id: str, wait: float, request: Request, runtime: _Runtime
+    ) -> bool:
+        """Wait up to ``wait`` seconds for the thread; False if the client went away.
+
+        Raises:
+            ApiError: 409 when the thread stayed busy for ``wait`` seconds; 503 when the
+                server began shutting down meanwhile.
+        """
+        lock, users = self._locks.get(thread_id, (asyncio.Lock(), 0))
+        self._locks[thread_id] = (lock, users + 1)
+        acquired: bool | None = False
+        try:
+            acquired = await _acquire(lock, wait, request, runtime)
+            if acquired is None:
+                raise api_error(_busy(thread_id, wait))
+            return acquired
+        finally:
+            if not acquired:
+                self._forget(thread_id)
+
+    def release(self, thread_id: str) -> None:
+        """Let the thread's next request go on (call it on the event loop)."""
+        lock, _ = self._locks[thread_id]
+        lock.release()
+        self._forget(thread_id)
+
+    def _forget(self, thread_id: str) -> None:
+        lock, users = self._locks[thread_id]
+        if users > 1:
+            self._locks[thread_id] = (lock, users - 1)
+        else:
+            del self._locks[thread_id]
+
+
+async def _acquire(
+    lock: asyncio.Lock, wait: float, request: Request, runtime: _Runtime
+) -> bool | None:
+    """Acquire ``lock`` within ``wait`` seconds, keeping the place in line.
+
+    Returns:
+        True when held, False when the client disconnected, None when ``wait`` ran out.
+
+    Raises:
+        ApiError: 503 when the server began shutting down.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    # One acquiring task for the whole wait: cancelling and retrying would lose the place.
+    task = asyncio.ensure_future(lock.acquire())
+    held = False
+    try:
+        # One pass of the loop: a free lock is taken in the task's first step, so a free
+        # thread is never a 409, also when ``wait`` is 0.
+        await asyncio.sleep(0)
+        while True:
+            if task.done():
+                held = True
+                return True
+            left = deadline - loop.time()
+            await asyncio.wait({task}, timeout=max(0.0, min(DISCONNECT_POLL, left)))
+            if task.done():
+                held = True
+                return True
+            if runtime.closing:
+                raise ApiError(503, "the assistant is shutting down", type="server_error")
+            if left <= 0:
+                return None
+            if await request.is_disconnected():
+                return False
+    finally:
+        if not held:
+            if task.done() and not task.cancelled():
+                lock.release()  # acquired just as this request gave up: the next one goes
+            else:
+                task.cancel()
+
+
+def _busy(thread_id: str, waited: float) -> Exception:
+    from tools.memory import ThreadBusyError
+
+    return ThreadBusyError(thread_id, waited)
+
+
+def _is_busy(exc: BaseException) -> bool:
+    from tools.memory import ThreadBusyError
+
+    return isinstance(exc, ThreadBusyError)
+
+
 class _Runtime:
     """What the routes share: the service (opened by the lifespan or given) and threads."""
 
@@ -194,12 +304,15 @@ class _Runtime:
         # The turns in their worker threads, with their stop events (shutdown stops them).
         self._turns: dict[Future[None], threading.Event] = {}
         self._guard = threading.Lock()
+        self.gate = _ThreadGate()
 
     def start(self, service: ApiService) -> None:
         """Serve with ``service``: one worker thread per turn the queue lets run or wait."""
         self.service = service
         # The queue's places plus the running turn, and a few for refusals on their way
-        # out: a request never waits for a worker, so a full queue is a 503 at once.
+        # out: a request never waits for a worker, so a full queue is a 503 at once. A
+        # request waiting for its thread takes none (_ThreadGate).
+        self.gate = _ThreadGate()  # a gate is bound to its event loop
         workers = service.queue.size + 4
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="api-turn")
         self.closing = False  # an app may be started again after a shutdown (tests)
@@ -211,8 +324,19 @@ class _Runtime:
             raise ApiError(503, "the assistant is starting", type="server_error")
         return self.service
 
-    def submit(self, work: Callable[[], None], stop: threading.Event) -> None:
+    def submit(
+        self,
+        work: Callable[[], None],
+        stop: threading.Event,
+        cancelled: Callable[[], None] | None = None,
+    ) -> None:
         """Run a turn's ``work`` in a worker thread; :meth:`stop` sets ``stop`` if it runs.
+
+        Args:
+            work: The turn.
+            stop: Its stop event.
+            cancelled: Called (from any thread) if ``work`` is cancelled before it runs
+                (the shutdown drops turns that never got a worker).
 
         Raises:
             ApiError: 503 when the server is shutting down.
@@ -224,6 +348,8 @@ class _Runtime:
             future = self.executor.submit(work)
             self._turns[future] = stop
         future.add_done_callback(self._forget)
+        if cancelled is not None:
+            future.add_done_callback(lambda done: cancelled() if done.cancelled() else None)
 
     def _forget(self, future: Future[None]) -> None:
         with self._guard:
@@ -366,8 +492,7 @@ def create_app(
             raise api_error(exc) from None
         model_name = chat.model or settings.api.model_name
         stop = threading.Event()
-        events = _start(runtime, service, turn, stop, tokens=chat.stream)
-        first_event = await _next(events, request, stop)
+        first_event, events = await _begin(runtime, service, turn, stop, request, chat.stream)
         if first_event[0] == "error":
             raise api_error(first_event[1])
         if first_event[0] == "gone":
@@ -535,13 +660,82 @@ async def _read_body(request: Request, settings: Settings) -> bytes:
 Event = tuple[str, Any]
 
 
+async def _begin(
+    runtime: _Runtime,
+    service: ApiService,
+    turn: Turn,
+    stop: threading.Event,
+    request: Request,
+    tokens: bool,
+) -> tuple[Event, asyncio.Queue[Event]]:
+    """Start the turn, once its thread is free: its first event, and the queue of the rest.
+
+    A turn on a thread first waits for this server's earlier requests on it
+    (:class:`_ThreadGate`, on the loop), then tries the thread's lock without waiting: a
+    turn outside this server (the CLI, the page, another replica) may hold it. Then it is
+    tried again every :data:`THREAD_POLL` seconds from the loop until ``api.busy_wait``
+    has passed, so no worker thread ever waits for a busy thread.
+
+    Returns:
+        ("gone", None) as the first event if the client went away while waiting.
+
+    Raises:
+        ApiError: 409 when the thread stayed busy (in this server) for ``api.busy_wait``
+            seconds; 503 when the server is shutting down.
+    """
+    thread_id = turn.thread_id
+    if thread_id is None:  # a throwaway thread: nobody else can know its id
+        events = _start(runtime, service, turn, stop, tokens=tokens)
+        return await _next(events, request, stop), events
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + service.settings.api.busy_wait
+    gate = runtime.gate
+    if not await gate.acquire(thread_id, service.settings.api.busy_wait, request, runtime):
+        return ("gone", None), asyncio.Queue()
+
+    def release() -> None:  # from the worker thread, when the turn is over
+        with suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(gate.release, thread_id)
+
+    while True:
+        try:
+            events = _start(runtime, service, turn, stop, tokens=tokens, release=release)
+        except BaseException:
+            gate.release(thread_id)
+            raise
+        first = await _next(events, request, stop)
+        if first[0] != "error" or not _is_busy(first[1]):
+            return first, events  # the worker releases the gate when the turn is over
+        # Held outside this server: the worker left the gate to this request.
+        if loop.time() + THREAD_POLL > deadline or await request.is_disconnected():
+            gate.release(thread_id)
+            return first, events
+        await asyncio.sleep(THREAD_POLL)
+
+
 def _start(
-    runtime: _Runtime, service: ApiService, turn: Turn, stop: threading.Event, *, tokens: bool
+    runtime: _Runtime,
+    service: ApiService,
+    turn: Turn,
+    stop: threading.Event,
+    *,
+    tokens: bool,
+    release: Callable[[], None] | None = None,
 ) -> asyncio.Queue[Event]:
     """Run the turn in a worker thread; its events arrive on the returned queue.
 
     Events: ("token", text) (only with ``tokens``), then ("done", Outcome) or ("error",
     exception), and nothing after those.
+
+    Args:
+        runtime: The routes' runtime.
+        service: The back end.
+        turn: The turn.
+        stop: Its stop event.
+        tokens: Whether to hand over each token (a stream) or only the end.
+        release: For a turn that holds its thread's gate: the thread's lock is tried
+            without waiting, and ``release`` is called when the turn is over, unless the
+            thread was busy (the caller then still holds the gate: it tries again).
     """
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[Event] = asyncio.Queue()
@@ -550,14 +744,20 @@ def _start(
         loop.call_soon_threadsafe(events.put_nowait, event)
 
     def work() -> None:
+        busy = False
         try:
-            for event in service.run(turn, stop):
+            wait = 0.0 if release is not None else None
+            for event in service.run(turn, stop, wait=wait):
                 if tokens or event[0] != "token":  # a whole reply needs no hand-over per token
                     put(event)
         except BaseException as exc:  # every failure reaches the client, none is lost
+            busy = _is_busy(exc)
             put(("error", exc))
+        finally:
+            if release is not None and not busy:
+                release()
 
-    runtime.submit(work, stop)
+    runtime.submit(work, stop, cancelled=release)
     return events
 
 

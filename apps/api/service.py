@@ -288,12 +288,20 @@ class ApiService:
         except NotYourThreadError:
             raise NoSuchThreadError(thread_id) from None
 
-    def run(self, turn: Turn, stop: threading.Event) -> Iterator[tuple[str, Any]]:
+    def run(
+        self, turn: Turn, stop: threading.Event, *, wait: float | None = None
+    ) -> Iterator[tuple[str, Any]]:
         """Run one turn: yields ("token", text) while streaming, then ("done", Outcome).
+
+        Args:
+            turn: The turn.
+            stop: Set it to stop the turn (the client went away).
+            wait: Seconds to wait for a busy thread; None = ``api.busy_wait``. The HTTP
+                layer waits on its event loop instead and passes 0.
 
         Raises:
             NoSuchThreadError: The thread is another user's.
-            ThreadBusyError: Another turn runs on the thread (after ``api.busy_wait``).
+            ThreadBusyError: Another turn runs on the thread (after ``wait``).
             QueueFullError: Every place in the model queue is taken.
             GenerationStopped: ``stop`` was set (the client went away).
             InvalidMessageError: The graph refused the message (e.g. too long for the
@@ -325,7 +333,7 @@ class ApiService:
                 turn.context,
                 owner=turn.owner,
                 machine_user=self.settings.long_term.user_id,
-                wait=self.settings.api.busy_wait,
+                wait=self.settings.api.busy_wait if wait is None else wait,
                 stop=stop,
                 earlier=earlier,
             ) as stream:

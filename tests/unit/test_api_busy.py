@@ -1,0 +1,249 @@
+"""Requests waiting for a busy thread (``api.busy_wait``) on the fake model.
+
+They wait on the event loop, not in the server's worker threads: many requests piling up
+on one busy thread must not hold up a turn on another thread, whether the thread is held
+by this server's own turn or from outside it (the CLI, the page, another replica).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AbstractContextManager
+from typing import Any
+
+import httpx
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+
+from apps.api.app import _acquire, _Runtime, _ThreadGate, create_app
+from apps.api.service import ApiService
+from graph.settings import Settings
+from tests.support.embeddings import word_store
+from tests.support.locks import GateLocks
+from tools.memory import OpenMemory
+from tools.memory.locks import LocalThreadLocks
+from tools.models import FakeChatModel
+
+URL = "/v1/chat/completions"
+WAITERS = 12
+"""More requests on one thread than the server has worker threads (queue_size 1: 5)."""
+
+
+def busy_service(
+    make_settings: Callable[..., Settings], locks: Any, busy_wait: float = 60
+) -> ApiService:
+    settings = make_settings(
+        prompts={"semantic": False},
+        safety={"semantic": False},
+        api={"busy_wait": busy_wait, "queue_size": 1},
+    )
+    memory = OpenMemory(InMemorySaver(), word_store(settings), locks)
+    return ApiService(settings, memory, model=FakeChatModel(reply="ok then"))
+
+
+def ask(text: str, *, stream: bool = False) -> dict[str, Any]:
+    return {
+        "model": "assistant",
+        "user": "ada",
+        "stream": stream,
+        "messages": [{"role": "user", "content": text}],
+    }
+
+
+Scenario = Callable[[Callable[..., Coroutine[Any, Any, httpx.Response]]], Awaitable[None]]
+
+
+def serve(service: ApiService, scenario: Scenario) -> None:
+    """Run ``scenario(post)`` against the app, started as a server starts it."""
+    app = create_app(service=service)
+
+    async def main() -> None:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://api", timeout=120
+            ) as http:
+
+                async def post(thread: str, text: str, stream: bool = False) -> httpx.Response:
+                    headers = {"X-Thread-Id": thread}
+                    return await http.post(URL, json=ask(text, stream=stream), headers=headers)
+
+                await scenario(post)
+
+    asyncio.run(main())
+
+
+async def settle() -> None:
+    # Let every request started so far run up to where it waits.
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_requests_waiting_for_a_thread_this_server_runs_hold_up_no_other_thread(
+    make_settings: Callable[..., Settings], stream: bool
+) -> None:
+    locks = GateLocks()  # the first turn holds thread "t" until the test lets it go
+    service = busy_service(make_settings, locks)
+
+    async def scenario(post: Callable[..., Coroutine[Any, Any, httpx.Response]]) -> None:
+        first = asyncio.create_task(post("t", "first"))
+        assert await asyncio.to_thread(locks.first_holds.wait, 30)
+        waiting = [asyncio.create_task(post("t", f"next {i}", stream)) for i in range(WAITERS)]
+        await settle()
+        # Waiting in worker threads, the 12 took all 5 and this turn never got one.
+        other = await asyncio.wait_for(post("other", "meanwhile", stream), 30)
+        assert other.status_code == 200, other.text
+        assert not first.done() and not any(task.done() for task in waiting)
+        locks.go.set()
+        answers = await asyncio.gather(first, *waiting)
+        assert [a.status_code for a in answers] == [200] * (WAITERS + 1), [
+            a.text for a in answers if a.status_code != 200
+        ]
+
+    serve(service, scenario)
+    texts = [text for kind, text in service.history("t", "ada") if kind == "human"]
+    assert texts[0] == "first"
+    assert sorted(texts[1:]) == sorted(f"next {i}" for i in range(WAITERS))
+
+
+def test_requests_waiting_for_a_thread_held_outside_the_server_hold_up_no_other_thread(
+    make_settings: Callable[..., Settings],
+) -> None:
+    locks = LocalThreadLocks()
+    service = busy_service(make_settings, locks)
+
+    async def scenario(post: Callable[..., Coroutine[Any, Any, httpx.Response]]) -> None:
+        outside: AbstractContextManager[None] = locks.hold("t", 0)  # e.g. the CLI's turn
+        outside.__enter__()
+        waiting = [asyncio.create_task(post("t", f"next {i}")) for i in range(WAITERS)]
+        await settle()
+        other = await asyncio.wait_for(post("other", "meanwhile"), 30)
+        assert other.status_code == 200, other.text
+        assert not any(task.done() for task in waiting)
+        outside.__exit__(None, None, None)
+        answers = await asyncio.gather(*waiting)
+        assert [a.status_code for a in answers] == [200] * WAITERS
+
+    serve(service, scenario)
+    texts = [text for kind, text in service.history("t", "ada") if kind == "human"]
+    assert sorted(texts) == sorted(f"next {i}" for i in range(WAITERS))
+
+
+@pytest.mark.parametrize("outside", [False, True])
+def test_a_thread_busy_past_busy_wait_is_409_and_free_again_afterwards(
+    make_settings: Callable[..., Settings], outside: bool
+) -> None:
+    gate = GateLocks()
+    plain = LocalThreadLocks()
+    service = busy_service(make_settings, plain if outside else gate, busy_wait=0.3)
+
+    async def scenario(post: Callable[..., Coroutine[Any, Any, httpx.Response]]) -> None:
+        held: AbstractContextManager[None] | None = None
+        if outside:
+            held = plain.hold("t", 0)
+            held.__enter__()
+        else:
+            first = asyncio.create_task(post("t", "first"))
+            assert await asyncio.to_thread(gate.first_holds.wait, 30)
+        refused = await post("t", "too soon")
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["code"] == "thread_busy"
+        if held is not None:
+            held.__exit__(None, None, None)
+        else:
+            gate.go.set()
+            assert (await first).status_code == 200
+        again = await post("t", "now")
+        assert again.status_code == 200, again.text
+
+    serve(service, scenario)
+    texts = [text for kind, text in service.history("t", "ada") if kind == "human"]
+    assert "too soon" not in texts and texts[-1] == "now"
+
+
+class _Client:
+    """What the gate asks of a request: whether its client is still there."""
+
+    def __init__(self) -> None:
+        self.gone = False
+
+    async def is_disconnected(self) -> bool:
+        return self.gone
+
+
+def test_the_gate_lets_waiters_in_by_arrival_and_forgets_an_idle_thread() -> None:
+    runtime = _Runtime(None, None)
+
+    async def scenario() -> list[str]:
+        gate = _ThreadGate()
+        order: list[str] = []
+        assert await gate.acquire("t", 0, _Client(), runtime)  # type: ignore[arg-type]
+
+        async def wait(name: str) -> None:
+            assert await gate.acquire("t", 30, _Client(), runtime)  # type: ignore[arg-type]
+            order.append(name)
+            await asyncio.sleep(0)
+            gate.release("t")
+
+        tasks = []
+        for name in ["a", "b", "c", "d"]:
+            tasks.append(asyncio.create_task(wait(name)))
+            await settle()
+        gate.release("t")
+        await asyncio.gather(*tasks)
+        assert gate._locks == {}
+        return order
+
+    assert asyncio.run(scenario()) == ["a", "b", "c", "d"]
+
+
+@pytest.mark.parametrize("wait", [0.0, 30.0])
+def test_a_free_thread_is_taken_at_once_whatever_the_wait(wait: float) -> None:
+    runtime = _Runtime(None, None)
+
+    async def scenario() -> None:
+        gate = _ThreadGate()
+        for _ in range(3):
+            assert await gate.acquire("t", wait, _Client(), runtime)  # type: ignore[arg-type]
+            gate.release("t")
+        assert gate._locks == {}
+
+    asyncio.run(scenario())
+
+
+def test_a_client_that_leaves_while_waiting_gives_up_its_place() -> None:
+    runtime = _Runtime(None, None)
+
+    async def scenario() -> None:
+        gate = _ThreadGate()
+        assert await gate.acquire("t", 0, _Client(), runtime)  # type: ignore[arg-type]
+        leaving, staying = _Client(), _Client()
+        left = asyncio.create_task(gate.acquire("t", 30, leaving, runtime))  # type: ignore[arg-type]
+        await settle()
+        stays = asyncio.create_task(gate.acquire("t", 30, staying, runtime))  # type: ignore[arg-type]
+        await settle()
+        leaving.gone = True
+        assert await left is False
+        gate.release("t")
+        assert await stays is True  # the place given up did not keep the thread
+        gate.release("t")
+        assert gate._locks == {}
+
+    asyncio.run(scenario())
+
+
+def test_acquire_releases_a_lock_it_got_as_its_wait_ran_out() -> None:
+    runtime = _Runtime(None, None)
+
+    async def scenario() -> None:
+        lock = asyncio.Lock()
+        await lock.acquire()
+        waiting = asyncio.create_task(_acquire(lock, 0.2, _Client(), runtime))  # type: ignore[arg-type]
+        assert await waiting is None  # the wait ran out
+        lock.release()
+        assert not lock.locked()  # nobody holds a lock for a request that got 409
+        assert await _acquire(lock, 0, _Client(), runtime) is True  # type: ignore[arg-type]
+
+    asyncio.run(scenario())
