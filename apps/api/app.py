@@ -561,7 +561,11 @@ def parse_request(body: bytes) -> ChatRequest:
     try:
         return ChatRequest.model_validate_json(body)
     except ValidationError as exc:
-        if not any(error["type"] == "json_invalid" for error in exc.errors()):
+        # Only a broken escape can be a lone surrogate ("unexpected end of hex escape",
+        # "lone leading surrogate in hex escape"); any other invalid JSON is the 400 as is.
+        if not any(
+            error["type"] == "json_invalid" and "escape" in error["msg"] for error in exc.errors()
+        ):
             raise
         repaired = _without_lone_surrogates(body)
         if repaired is None:
@@ -571,6 +575,13 @@ def parse_request(body: bytes) -> ChatRequest:
 
 def _without_lone_surrogates(body: bytes) -> bytes | None:
     """The body with each lone surrogate replaced; None if it has none (or is no JSON)."""
+    try:
+        return _replace_lone_surrogates(body)
+    except RecursionError:  # nested deeper than Python's parser (or clean()) goes
+        return None
+
+
+def _replace_lone_surrogates(body: bytes) -> bytes | None:
     try:
         data = json.loads(body)
     except ValueError:  # also a body that is no UTF-8

@@ -659,6 +659,34 @@ def test_a_repaired_body_is_still_checked_like_any_other(
     assert fake_model.calls == []
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Deeper than any parser goes: was a 500 (json.loads' RecursionError in the
+        # lone-surrogate repair, which ran for every invalid JSON).
+        b'{"messages": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"a": ' * 3000 + b"1" + b"}" * 3000,
+        b'{"messages": [{"role": "user", "content": "hi"}], "metadata": '
+        + b'{"a": ' * 900
+        + b"1"
+        + b"}" * 900
+        + b"}",
+        # Deep and with a lone surrogate before the depth.
+        b'{"messages": [{"role": "user", "content": "\\ud83d"}], "x": '
+        + b"[" * 5000
+        + b"]" * 5000
+        + b"}",
+        b'{"x": "\\ud83d", "messages": ' + b"[" * 990 + b"]" * 990 + b"}",
+    ],
+)
+def test_deeply_nested_json_is_a_400_not_a_500(
+    client: TestClient, fake_model: FakeChatModel, body: bytes
+) -> None:
+    error = expect_error(client.post(URL, content=body), 400)
+    assert "Invalid JSON" in error["message"] or "Input should be" in error["message"]
+    assert fake_model.calls == []
+
+
 def test_a_name_on_a_message_is_ignored(client: TestClient, fake_model: FakeChatModel) -> None:
     body = {"messages": [{"role": "user", "content": "hello there", "name": "ada_l"}]}
     done = client.post(URL, json=body)
