@@ -41,6 +41,7 @@ from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from apps.api.schemas import ChatRequest
 from apps.api.service import (
@@ -660,11 +661,18 @@ async def _read_body(request: Request, settings: Settings) -> bytes:
         raise too_large
     parts: list[bytes] = []
     size = 0
-    async for part in request.stream():
-        size += len(part)
-        if size > limit:
-            raise too_large
-        parts.append(part)
+    try:
+        async for part in request.stream():
+            size += len(part)
+            if size > limit:
+                raise too_large
+            parts.append(part)
+    except ClientDisconnect:
+        # The client hung up before its body was whole (or half-closed its side): no turn,
+        # and no "Exception in ASGI application" with a traceback in the server's log.
+        raise ApiError(
+            499, "the client closed the connection before the body arrived", code="client_closed"
+        ) from None
     return b"".join(parts)
 
 

@@ -1644,3 +1644,56 @@ def test_one_user_name_reaches_one_collection_from_the_page_and_the_api(
         assert len(seen) == len(names)  # every name its own
         assert anonymous.context.collection not in seen
         assert anonymous.context.collection != settings.chroma.collection
+
+
+@pytest.mark.parametrize(
+    "arrived",
+    [
+        [],  # hung up before any of the body
+        [b'{"messages": [{"role": "user", "con'],  # in the middle of it
+        [b'{"messages": [{"role": "user", "content": "hi"}]}'],  # whole, but never said so
+    ],
+)
+def test_a_client_that_hangs_up_while_sending_its_body_is_no_server_error(
+    service: ApiService,
+    fake_model: FakeChatModel,
+    caplog: pytest.LogCaptureFixture,
+    arrived: list[bytes],
+) -> None:
+    app = create_app(service=service)
+    sent: list[dict[str, Any]] = []
+
+    async def scenario() -> None:
+        messages: list[dict[str, Any]] = [
+            {"type": "http.request", "body": part, "more_body": True} for part in arrived
+        ]
+        messages.append({"type": "http.disconnect"})
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": URL,
+            "raw_path": URL.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"content-type", b"application/json")],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+        }
+        async with app.router.lifespan_context(app):
+            await app(scope, receive, send)  # raised ClientDisconnect into the server
+
+    with caplog.at_level("ERROR"):
+        asyncio.run(scenario())
+    assert sent[0]["status"] == 499
+    assert fake_model.calls == []
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
