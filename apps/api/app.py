@@ -223,6 +223,10 @@ class _ThreadGate:
             if not acquired:
                 self._forget(thread_id)
 
+    def busy(self, thread_id: str) -> bool:
+        """Whether a request of this server holds the thread (or waits for it)."""
+        return thread_id in self._locks
+
     def release(self, thread_id: str) -> None:
         """Let the thread's next request go on (call it on the event loop)."""
         lock, _ = self._locks[thread_id]
@@ -709,6 +713,12 @@ async def _begin(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + service.settings.api.busy_wait
     gate = runtime.gate
+    if gate.busy(thread_id):
+        # Another user's thread is a 404 at once, not after waiting for its owner's turn.
+        try:
+            await asyncio.to_thread(service.check_owner, thread_id, turn.owner)
+        except NoSuchThreadError as exc:
+            raise api_error(exc) from None
     if not await gate.acquire(thread_id, service.settings.api.busy_wait, request, runtime):
         return ("gone", None), asyncio.Queue()
 

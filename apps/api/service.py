@@ -274,7 +274,7 @@ class ApiService:
             settings, checkpointer=memory.saver, store=memory.store, model=model
         )
 
-    def _check_owner(self, thread_id: str, owner: str) -> bool:
+    def check_owner(self, thread_id: str, owner: str) -> bool:
         """Whether the thread exists (it is ``owner``'s: :func:`apps.turns.recorded_owner`).
 
         Raises:
@@ -313,10 +313,10 @@ class ApiService:
         locks: ThreadLocks
         if turn.thread_id is not None:
             thread_id = turn.thread_id
-            self._check_owner(thread_id, turn.owner)  # at once, without waiting for the lock
+            self.check_owner(thread_id, turn.owner)  # at once, without waiting for the lock
 
             def check() -> None:
-                if self._check_owner(thread_id, turn.owner):
+                if self.check_owner(thread_id, turn.owner):
                     earlier.clear()
 
             locks = CheckedLocks(self.memory.locks, check)

@@ -8,12 +8,14 @@ by this server's own turn or from outside it (the CLI, the page, another replica
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx
 import pytest
+from langchain_core.messages import BaseMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from apps.api.app import _acquire, _Runtime, _ThreadGate, create_app
@@ -31,7 +33,10 @@ WAITERS = 12
 
 
 def busy_service(
-    make_settings: Callable[..., Settings], locks: Any, busy_wait: float = 60
+    make_settings: Callable[..., Settings],
+    locks: Any,
+    busy_wait: float = 60,
+    model: FakeChatModel | None = None,
 ) -> ApiService:
     settings = make_settings(
         prompts={"semantic": False},
@@ -39,13 +44,13 @@ def busy_service(
         api={"busy_wait": busy_wait, "queue_size": 1},
     )
     memory = OpenMemory(InMemorySaver(), word_store(settings), locks)
-    return ApiService(settings, memory, model=FakeChatModel(reply="ok then"))
+    return ApiService(settings, memory, model=model or FakeChatModel(reply="ok then"))
 
 
-def ask(text: str, *, stream: bool = False) -> dict[str, Any]:
+def ask(text: str, *, stream: bool = False, user: str = "ada") -> dict[str, Any]:
     return {
         "model": "assistant",
-        "user": "ada",
+        "user": user,
         "stream": stream,
         "messages": [{"role": "user", "content": text}],
     }
@@ -65,9 +70,11 @@ def serve(service: ApiService, scenario: Scenario) -> None:
                 transport=transport, base_url="http://api", timeout=120
             ) as http:
 
-                async def post(thread: str, text: str, stream: bool = False) -> httpx.Response:
-                    headers = {"X-Thread-Id": thread}
-                    return await http.post(URL, json=ask(text, stream=stream), headers=headers)
+                async def post(
+                    thread: str, text: str, stream: bool = False, user: str = "ada"
+                ) -> httpx.Response:
+                    body = ask(text, stream=stream, user=user)
+                    return await http.post(URL, json=body, headers={"X-Thread-Id": thread})
 
                 await scenario(post)
 
@@ -129,6 +136,34 @@ def test_requests_waiting_for_a_thread_held_outside_the_server_hold_up_no_other_
     serve(service, scenario)
     texts = [text for kind, text in service.history("t", "ada") if kind == "human"]
     assert sorted(texts) == sorted(f"next {i}" for i in range(WAITERS))
+
+
+def test_another_users_thread_is_404_at_once_while_its_owner_runs_a_turn(
+    make_settings: Callable[..., Settings],
+) -> None:
+    in_model, go = threading.Event(), threading.Event()
+
+    def reply(messages: list[BaseMessage]) -> str:
+        if messages[-1].text == "slow one":
+            in_model.set()
+            assert go.wait(30), "the test never let the turn go on"
+        return "ok then"
+
+    service = busy_service(make_settings, LocalThreadLocks(), model=FakeChatModel(reply=reply))
+
+    async def scenario(post: Callable[..., Coroutine[Any, Any, httpx.Response]]) -> None:
+        assert (await post("t", "hello")).status_code == 200  # the thread is Ada's
+        running = asyncio.create_task(post("t", "slow one"))
+        assert await asyncio.to_thread(in_model.wait, 30)
+        # Not after Ada's turn (busy_wait is 60 s): whose thread it is is known already.
+        refused = await asyncio.wait_for(post("t", "what did ada say?", user="mallory"), 30)
+        assert refused.status_code == 404, refused.text
+        assert not running.done()
+        go.set()
+        assert (await running).status_code == 200
+
+    serve(service, scenario)
+    assert [k for k, _ in service.history("t", "ada")] == ["human", "ai"] * 2
 
 
 @pytest.mark.parametrize("outside", [False, True])
