@@ -695,9 +695,9 @@ async def _begin(
 
     A turn on a thread first waits for this server's earlier requests on it
     (:class:`_ThreadGate`, on the loop), then tries the thread's lock without waiting: a
-    turn outside this server (the CLI, the page, another replica) may hold it. Then it is
-    tried again every :data:`THREAD_POLL` seconds from the loop until ``api.busy_wait``
-    has passed, so no worker thread ever waits for a busy thread.
+    turn outside this server (the CLI, the page, another replica) may hold it. Then it
+    waits :data:`THREAD_POLL` seconds on the loop and queues again, until
+    ``api.busy_wait`` has passed, so no worker thread ever waits for a busy thread.
 
     Returns:
         ("gone", None) as the first event if the client went away while waiting.
@@ -719,25 +719,26 @@ async def _begin(
             await asyncio.to_thread(service.check_owner, thread_id, turn.owner)
         except NoSuchThreadError as exc:
             raise api_error(exc) from None
-    if not await gate.acquire(thread_id, service.settings.api.busy_wait, request, runtime):
-        return ("gone", None), asyncio.Queue()
 
-    def release() -> None:  # from the worker thread, when the turn is over
+    def release() -> None:  # from the worker thread, when its try is over
         with suppress(RuntimeError):  # the loop is closed: nobody waits any more
             loop.call_soon_threadsafe(gate.release, thread_id)
 
     while True:
+        left = max(0.0, deadline - loop.time())
+        if not await gate.acquire(thread_id, left, request, runtime):
+            return ("gone", None), asyncio.Queue()
         try:
             events = _start(runtime, service, turn, stop, tokens=tokens, release=release)
         except BaseException:
             gate.release(thread_id)
             raise
+        # From here the worker releases the gate, whatever becomes of this request.
         first = await _next(events, request, stop)
         if first[0] != "error" or not _is_busy(first[1]):
-            return first, events  # the worker releases the gate when the turn is over
-        # Held outside this server: the worker left the gate to this request.
+            return first, events
+        # Held outside this server: wait on the loop, then queue again.
         if loop.time() + THREAD_POLL > deadline or await request.is_disconnected():
-            gate.release(thread_id)
             return first, events
         await asyncio.sleep(THREAD_POLL)
 
@@ -763,8 +764,8 @@ def _start(
         stop: Its stop event.
         tokens: Whether to hand over each token (a stream) or only the end.
         release: For a turn that holds its thread's gate: the thread's lock is tried
-            without waiting, and ``release`` is called when the turn is over, unless the
-            thread was busy (the caller then still holds the gate: it tries again).
+            without waiting, and ``release`` is called when the try is over (the turn
+            ran, failed, or found the thread busy), or if it never ran (cancelled).
     """
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[Event] = asyncio.Queue()
@@ -773,17 +774,15 @@ def _start(
         loop.call_soon_threadsafe(events.put_nowait, event)
 
     def work() -> None:
-        busy = False
         try:
             wait = 0.0 if release is not None else None
             for event in service.run(turn, stop, wait=wait):
                 if tokens or event[0] != "token":  # a whole reply needs no hand-over per token
                     put(event)
         except BaseException as exc:  # every failure reaches the client, none is lost
-            busy = _is_busy(exc)
             put(("error", exc))
         finally:
-            if release is not None and not busy:
+            if release is not None:
                 release()
 
     runtime.submit(work, stop, cancelled=release)

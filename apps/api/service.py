@@ -31,6 +31,7 @@ from apps.turns import (
     THREAD_ID,
     THREAD_ID_RULE,
     CheckedLocks,
+    GenerationStopped,
     NotYourThreadError,
     check_thread,
     safety_verdict,
@@ -307,6 +308,10 @@ class ApiService:
             InvalidMessageError: The graph refused the message (e.g. too long for the
                 prompt budget).
         """
+        if stop.is_set():
+            # The client left (or the server is stopping) before a worker took the turn:
+            # nothing was asked of the thread yet, so nothing is kept.
+            raise GenerationStopped()
         # A list, emptied under the thread's lock when the thread exists: run_turn reads it
         # once it holds the lock (the thread has the history; only the last message is new).
         earlier = list(turn.earlier)

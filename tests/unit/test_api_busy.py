@@ -166,6 +166,36 @@ def test_another_users_thread_is_404_at_once_while_its_owner_runs_a_turn(
     assert [k for k, _ in service.history("t", "ada")] == ["human", "ai"] * 2
 
 
+@pytest.mark.parametrize("settle_rounds", [1, 5, 50, 400])
+def test_a_request_cancelled_while_it_waits_for_a_thread_leaves_the_thread_free(
+    make_settings: Callable[..., Settings], settle_rounds: int
+) -> None:
+    locks = LocalThreadLocks()
+    service = busy_service(make_settings, locks)
+
+    async def scenario(post: Callable[..., Coroutine[Any, Any, httpx.Response]]) -> None:
+        outside: AbstractContextManager[None] = locks.hold("t", 0)
+        outside.__enter__()
+        # Cancelled at different points of its wait: in the gate, trying the lock in a
+        # worker, or waiting on the loop between tries (a forced shutdown cancels so).
+        waiting = asyncio.create_task(post("t", "given up"))
+        for _ in range(settle_rounds):
+            await asyncio.sleep(0.001)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        outside.__exit__(None, None, None)
+        again = await asyncio.wait_for(post("t", "now"), 30)
+        assert again.status_code == 200, again.text
+
+    serve(service, scenario)
+    history = service.history("t", "ada")
+    # Nothing of the request that gave up, or (its worker was running the turn already)
+    # the turn stopped at its first token and kept "[stopped]", as the README says.
+    assert history[-2:] == [("human", "now"), ("ai", "ok then")]
+    assert history[:-2] in ([], [("human", "given up"), ("ai", "[stopped]")])
+
+
 @pytest.mark.parametrize("outside", [False, True])
 def test_a_thread_busy_past_busy_wait_is_409_and_free_again_afterwards(
     make_settings: Callable[..., Settings], outside: bool
