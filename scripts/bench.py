@@ -30,7 +30,10 @@ Prints:
      with what its log says it did on the way (model load, embeddings, ...);
  12. the HTTP API's overhead per request (median) over the graph alone, on an instant
      fake model: the same turn through uvicorn on 127.0.0.1 (httpx; streamed and not)
-     against ``stream_turn`` called directly.
+     against ``stream_turn`` called directly;
+ 13. the streaming masker on text without spaces: 1,200 CJK characters, and a mixed
+     Latin/emoji/Arabic reply of about 1,200 characters, fed one character per chunk,
+     against masking the same reply once as it is stored (``mask_output``).
 
 Usage: python scripts/bench.py [--model default|smollm2] [--turns 20] [--tokens 96]
        python scripts/bench.py --only memory      (5 and 8, no chat model)
@@ -41,6 +44,7 @@ Usage: python scripts/bench.py [--model default|smollm2] [--turns 20] [--tokens 
        python scripts/bench.py --only decode      (1: just the graph/raw decode ratio)
        python scripts/bench.py --only cold        (11) [--model default|smollm2]
        python scripts/bench.py --only api         (12, no chat model)
+       python scripts/bench.py --only stream      (13, no model)
 """
 
 from __future__ import annotations
@@ -952,6 +956,58 @@ def bench_api(data_dir: Path, turns: int) -> None:
     )
 
 
+def stream_bench_texts(seed: int = 13) -> dict[str, str]:
+    """The replies bench 13 streams: CJK only, and Latin words with emoji and Arabic."""
+    rnd = random.Random(seed)
+    cjk = "你好世界今天天气很好我们去公园散步吧こんにちはカタカナ，。"
+    words = (
+        "the", "model", "answer", "is", "here", "Python", "process", "classic", "assess",
+        "hello", "world", "😀", "👍🏽", "🎉", "👨\u200d👩\u200d👧", "مرحبا", "بالعالم",
+        "شكرا", "café", "naïve",
+    )  # fmt: skip
+    gaps = (" ", " ", " ", ", ", ". ", "\n", "")
+    mixed = ""
+    while len(mixed) < 1200:
+        mixed += rnd.choice(words) + rnd.choice(gaps)
+    return {
+        "CJK, 1,200 chars": "".join(rnd.choice(cjk) for _ in range(1200)),
+        f"Latin/emoji/Arabic, {len(mixed):,} chars": mixed,
+    }
+
+
+def bench_stream(reps: int = 5) -> None:
+    """The streaming masker, one character per chunk, against masking the reply once."""
+    from tools.guardrails import SafetyFilter
+    from tools.guardrails.streaming import StreamMasker
+
+    safety = SafetyFilter()
+    safety.mask_output("warm up", "moderate")
+
+    def streamed(text: str) -> str:
+        masker = StreamMasker(safety, "moderate")
+        return "".join([masker.feed(char) for char in text]) + masker.finish()
+
+    print("13. streaming masker, one character per chunk (moderate), vs. masking it once:")
+    for name, text in stream_bench_texts().items():
+        stored = safety.mask_output(text, "moderate").text
+        if streamed(text) != stored:  # the bench times the masker only when it is right
+            raise SystemExit(f"13. {name}: the stream differs from the stored reply")
+        stream_s: list[float] = []
+        once_s: list[float] = []
+        for _ in range(reps):  # interleaved, so load on the machine affects both alike
+            start = time.perf_counter()
+            streamed(text)
+            stream_s.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            safety.mask_output(text, "moderate")
+            once_s.append(time.perf_counter() - start)
+        s, o = statistics.median(stream_s), statistics.median(once_s)
+        print(
+            f"    {name:32} streamed {s * 1000:7.1f} ms   once {o * 1000:6.2f} ms   "
+            f"ratio {s / o:6.1f}  ({s / len(text) * 1e6:.0f} us a character; median of {reps})"
+        )
+
+
 def _free_port() -> int:
     import socket
 
@@ -968,10 +1024,10 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=4)
     parser.add_argument(
         "--only",
-        choices=["memory", "rag", "routing", "chat", "safety", "decode", "cold", "api"],
-        help="run only that part (memory, rag, routing: no chat model; chat: the 30-turn "
-        "chat; safety: the input check; decode: the graph/raw decode ratio; cold: the "
-        "CLI's start)",
+        choices=["memory", "rag", "routing", "chat", "safety", "decode", "cold", "api", "stream"],
+        help="run only that part (memory, rag, routing, api, stream: no chat model; chat: "
+        "the 30-turn chat; safety: the input check; decode: the graph/raw decode ratio; "
+        "cold: the CLI's start; stream: the streaming masker)",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -979,6 +1035,10 @@ def main() -> None:
         if args.only == "memory":
             bench_memory(data_dir, 50)
             bench_recall(data_dir)
+            return
+        if args.only == "stream":
+            print(f"{os.cpu_count()} cores")
+            bench_stream(args.reps + 1)
             return
         if args.only == "api":
             print(f"{os.cpu_count()} cores")
@@ -1018,6 +1078,7 @@ def main() -> None:
         bench_routing(data_dir)
         bench_safety(path, data_dir, max(1, args.reps // 2))
         bench_api(data_dir, 60)
+        bench_stream(args.reps + 1)
 
 
 if __name__ == "__main__":
