@@ -175,3 +175,32 @@ def test_a_word_that_may_start_a_phrase_waits_for_the_phrase(guard: SafetyFilter
     assert "bull" not in shown  # "bull shit" stays possible until enough words follow
     shown += masker.feed(" words") + masker.feed(" here") + masker.finish()
     assert shown == "it is bull and more words here"
+
+
+FILLER = "the cat sat on the mat and " * 5  # longer than the context a stream keeps
+
+
+@pytest.mark.parametrize(
+    "word",
+    [
+        "ape$hit",  # a compound root behind leetspeak
+        "ape5hit",
+        "bull$hit",
+        "a$5shole",  # a run of three only once the leetspeak is read ("asss")
+    ],
+)
+@pytest.mark.parametrize(
+    "before", ["", "Wow!!! ", "Wow!!! " + FILLER, "Hmmm. " + FILLER, "clusterfuck. " + FILLER]
+)
+def test_a_word_reads_the_same_whatever_text_is_before_it(
+    guard: SafetyFilter, word: str, before: str
+) -> None:
+    # Whether the slow readings ran depended on the whole text ("!!!" anywhere made
+    # "ape$hit" a match): a stream, which reads its words in a shorter text, showed
+    # what the stored reply masked.
+    alone = guard.mask_output(word, "moderate").text
+    assert alone != word
+    reply = f"{before}it was {word}."
+    want = guard.mask_output(before, "moderate").text + f"it was {alone}."
+    assert guard.mask_output(reply, "moderate").text == want
+    assert "".join(stream(guard, "moderate", list(reply))) == want

@@ -819,8 +819,8 @@ class _Lexicon:
     ) -> tuple[int, int] | None:
         """Return the span of the token that is listed, or None.
 
-        ``rare`` False says the text has no run of three equal characters and no
-        compound root, which skips the slow checks for most tokens; ``roots`` False
+        ``rare`` False says no token's key in the text has a run of three equal
+        characters or a compound root, which skips the slow checks for most tokens; ``roots`` False
         skips compound roots; ``name`` says the word is capitalised (see _rooted).
         """
         if token.end - token.start > MAX_WORD:
@@ -962,9 +962,13 @@ class _Lexicon:
         """
         if not self.keys:
             return []
-        # "_" spells a word out and is dropped from it: "s_s_s_h_i_t" has a run too.
-        rare = _RUN_RE.search(norm.replace("_", "")) is not None or (
-            self.root_hint is not None and self.root_hint.search(norm) is not None
+        # Looked for in the text as the tokens' keys read it (leetspeak undone, "_"
+        # dropped: "s_s_s_h_i_t", "ape$hit"), so it holds whatever any token's key holds
+        # and a word is read the same whatever text is around it: a stream reads its
+        # words in a shorter text than the stored reply.
+        keyed = norm.translate(_LEET)
+        rare = _RUN_RE.search(keyed) is not None or (
+            self.root_hint is not None and self.root_hint.search(keyed) is not None
         )
         spans: list[tuple[int, int]] = []
         i = 0
