@@ -42,6 +42,11 @@ REPLIES = [
     "Ask Dick Smith, or Philip Dick, not a dick. Hey Dick.",  # names hang on the next word
     "Parts A55-B00B5-7 and 5H1T-22 are codes; 5H1T alone is not, nor sh1t-22x.",
     "We drove through Shitterton, a shithole? No: Shitterton is lovely.",
+    # Read after a point no reading crosses, with the word before it as the only context.
+    "hello\U0001f600K. Dick is here, \u4f60\u597dK. Dick, ok, K. Dick",
+    "Sheila\U0001f600Dikshit and \u4f60\u597dbull shit\u4f60\u597d, bull\u4f60shit",
+    "f u c k\u4f60\u597ds h i t, A55-\u4f60B00B5 and fuck, A55-B00B5-7 ok",
+    "Wow!!! \U0001f600 ape$hit, " + "\u4f60\u597d" * 50 + "Dick Smith",
 ]
 LEVELS = ("strict", "moderate", "relaxed")
 
@@ -204,3 +209,59 @@ def test_a_word_reads_the_same_whatever_text_is_before_it(
     want = guard.mask_output(before, "moderate").text + f"it was {alone}."
     assert guard.mask_output(reply, "moderate").text == want
     assert "".join(stream(guard, "moderate", list(reply))) == want
+
+
+@pytest.mark.parametrize(
+    ("text", "start"),
+    [
+        ("\u4f60\u597d\u4e16\u754c", 2),  # between two Chinese characters
+        ("x \u4f60\u597d y", 2),
+        ("bull\u4f60shit", 4),
+        ("a b, c d", 2),  # after ", ": the word before it
+        ("hello \U0001f600 there", 0),
+        ("one... two three", 0),
+        # Gaps a phrase, a spelled-out word, a code or a name spans; a script break.
+        ("bull shit and more", 0),
+        ("bull-shit or bull\nshit", 0),
+        ("Philip K. Dick", 0),
+        ("A55-B00B5-7", 0),
+        ("f.u.c.k s h i t", 0),
+        ("\u0645\u0631\u062d\u0628\u0627shit", 0),
+        ("", 0),
+    ],
+)
+def test_restart_is_the_word_before_the_last_point_no_reading_crosses(
+    guard: SafetyFilter, text: str, start: int
+) -> None:
+    assert guard.restart(text) == start
+
+
+class ReadCounter(SafetyFilter):
+    """A filter that remembers how long each text it was asked to settle was."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lengths: list[int] = []
+
+    def settled(self, text: str, level: str) -> int:
+        self.lengths.append(len(text))
+        return super().settled(text, level)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "\u4f60\u597d\u4e16\u754c\u4eca\u5929\u5929\u6c14\u5f88\u597d" * 40,
+        "\u3053\u3093\u306b\u3061\u306f\u30ab\u30bf\u30ab\u30ca" * 40,
+        "ok\U0001f600 " * 100,
+        "yes, no, maybe, " * 40,
+    ],
+)
+def test_each_piece_of_text_without_spaces_reads_a_short_text(reply: str) -> None:
+    # Each piece was settled in a text of the whole context (80+ characters) again, so
+    # 1,200 Chinese characters one at a time took 1.6 s in the masker instead of 0.3 s.
+    counter = ReadCounter()
+    masker = StreamMasker(counter, "moderate")
+    shown = "".join(masker.feed(char) for char in reply) + masker.finish()
+    assert shown == reply
+    assert max(counter.lengths) <= 20, max(counter.lengths)

@@ -1101,6 +1101,16 @@ class _Prepared(NamedTuple):
         return frozenset(found)
 
 
+@lru_cache(maxsize=8)
+def _prepared(text: str) -> _Prepared:
+    """:meth:`_Prepared.of`, kept for the few texts a stream reads again.
+
+    A release reads the same text twice (:meth:`SafetyFilter.mask_part` and
+    :meth:`SafetyFilter.restart`). Nobody changes a prepared text's lists.
+    """
+    return _Prepared.of(text)
+
+
 # A word that mixes letters with leet digits ("h0w", "m4k3"), and what a lone digit reads as
 # in a text of such words.
 _LEET_WORD_RE = re.compile(r"\b(?=[a-z]*[0-9])(?=[0-9]*[a-z])[a-z0-9]{2,}\b")
@@ -1883,7 +1893,7 @@ class SafetyFilter:
         if checked == "relaxed":
             return len(text)
         lexicon = self._lexicons[checked]
-        prepared = _Prepared.of(text)
+        prepared = _prepared(text)
         norm = prepared.norm
         spans = [m.span() for m in _TOKEN_RE.finditer(norm)]
         # Where the unsettled tail starts (in the folded text): the word being written,
@@ -1968,11 +1978,49 @@ class SafetyFilter:
         checked = validate_level(level)
         if checked == "relaxed":
             return MaskResult(text=text[start:end], masked=())
-        spans = _Prepared.of(text[:end]).find(self._lexicons[checked])
+        spans = _prepared(text[:end]).find(self._lexicons[checked])
         # A span that began before the part was settled with it; one that reaches into
         # the part anyway is masked from the part's start (never shown unmasked).
         spans = [(max(s, start), e) for s, e in spans if e > start]
         return self._masked(text, spans, start, end)
+
+    def restart(self, text: str) -> int:
+        """Where a stream may start the text it keeps, and read what follows as a whole reply.
+
+        The start of the word before the last point in ``text`` that no reading looks
+        across: a gap no listed phrase, spelled-out word, code or name spans ("...",
+        ", ", an emoji; see :func:`_breaks`), or the place between a Chinese or Japanese
+        character and the word next to it. What comes after such a point is read alone,
+        except that a word is there before it (the word after it is no first word:
+        "K. Dick" reads as a surname only at the start of a text or a sentence), so
+        :meth:`settled` and :meth:`mask_part` read it in ``text[restart:]`` as in the
+        whole reply. Without such a point, 0.
+
+        Args:
+            text: The reply so far, up to where it is shown.
+
+        Returns:
+            An index into ``text``.
+
+        """
+        prepared = _prepared(text)
+        norm, tokens = prepared.norm, prepared.tokens
+        for i in range(len(tokens) - 1, 0, -1):
+            before, after = tokens[i - 1], tokens[i]
+            gap = norm[before.end : after.start]
+            if (
+                # A script break is not counted: it depends on the text around it.
+                (gap and SCRIPT_BREAK not in gap and _breaks(gap))
+                or (
+                    not gap
+                    and (
+                        _UNSPACED_RE.fullmatch(norm, before.start, before.end) is not None
+                        or _UNSPACED_RE.fullmatch(norm, after.start, after.end) is not None
+                    )
+                )
+            ):
+                return prepared.original(before.start, before.end)[0]
+        return 0
 
     def mask_output(self, text: str, level: str) -> MaskResult:
         """Mask profanity in a model reply.

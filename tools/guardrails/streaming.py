@@ -74,10 +74,18 @@ class StreamMasker:
     def _release(self, cut: int) -> str:
         result = self._safety.mask_part(self._text, self._level, self._shown, cut)
         self.masked.extend(result.masked)
-        # Keep a context of at least CONTEXT folded characters (invisible ones fold to
-        # nothing). A word cut at its start is no harm: what is masked in it was shown.
-        keep = max(0, cut - CONTEXT)
-        while keep > 0 and len(fold_with_offsets(self._text[keep:cut])[0]) < CONTEXT:
-            keep = max(0, keep - CONTEXT)
+        # What comes after a point no reading looks across needs nothing before the
+        # word before it as context (SafetyFilter.restart): in text without spaces
+        # (Chinese, emoji, punctuation) that is a few characters, so each piece reads a
+        # short text, not the whole context again.
+        keep = self._safety.restart(self._text[:cut])
+        if keep <= cut - CONTEXT:
+            # Else a context of at least CONTEXT folded characters (invisible ones fold
+            # to nothing). A word cut at its start is no harm: what is masked in it was
+            # shown.
+            keep_all = max(0, cut - CONTEXT)
+            while keep_all > 0 and len(fold_with_offsets(self._text[keep_all:cut])[0]) < CONTEXT:
+                keep_all = max(0, keep_all - CONTEXT)
+            keep = max(keep, keep_all)
         self._text, self._shown = self._text[keep:], cut - keep
         return result.text
