@@ -15,6 +15,11 @@ own, a gap no listed phrase spans (an emoji, "...", a blank line) ends what came
 it, and a word longer than :data:`~tools.guardrails.filter.MAX_WORD` characters (a URL,
 a hash, a run of Thai) is no word, so it passes as it comes instead of being held back to
 its end.
+
+What was shown is kept as context back to the word before the last point no reading
+looks across (:meth:`SafetyFilter.restart`: ", ", an emoji, the place next to a Chinese
+character), or else :data:`CONTEXT` folded characters, so a piece of such text is read
+in a few characters, not in the whole context again.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from tools.text import fold_with_offsets
 
 __all__ = ["StreamMasker"]
 
-# How much of the text already shown is kept as context (folded characters at least):
+# How much of the text already shown is kept as context (folded characters at least)
+# when no point that no reading looks across is nearer:
 # more than a long word needs to stay long, and more than the few words before a word
 # that decide how it is read.
 CONTEXT = 2 * MAX_WORD + 8
