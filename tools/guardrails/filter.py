@@ -526,7 +526,8 @@ def _tokenise(norm: str) -> list[_Token]:
     i = 0
     while i < len(spans):
         start, end = spans[i]
-        j = _spelled_end(norm, spans, i)
+        # Only a one-character token may start a spelled-out word.
+        j = _spelled_end(norm, spans, i) if end - start == 1 else i
         if j - i >= 2:
             letters = tuple(s for s, _ in spans[i : j + 1])
             joined = "".join(norm[s] for s in letters)
@@ -701,7 +702,7 @@ def _in_code(norm: str, tokens: Sequence[_Token], i: int) -> bool:
     """
     token = tokens[i]
     # Mostly digits, as parts of codes are: "sh1thead-99" is leetspeak and a number.
-    if 5 * sum(char.isdigit() for char in token.word) < 2 * len(token.word):
+    if token.word.isalpha() or 5 * sum(char.isdigit() for char in token.word) < 2 * len(token.word):
         return False
     for j in (i - 1, i + 1):
         if 0 <= j < len(tokens) and not tokens[j].letters:
@@ -945,6 +946,8 @@ class _Lexicon:
         phrases: list[tuple[int, int]] | None = None,
         capitalised: frozenset[int] = frozenset(),
         surnames: frozenset[int] = frozenset(),
+        *,
+        words: bool = True,
     ) -> list[tuple[int, int]]:
         """Spans (in the folded text) of every listed term, left to right, longest first.
 
@@ -958,6 +961,8 @@ class _Lexicon:
                 case ("Shitterton", "Dick"), which may be names.
             surnames: Indices of the tokens that are surnames ("Dick" of "Philip K.
                 Dick"), never matched.
+            words: False: phrases only, no word alone (for ``phrases``: which words
+                a phrase takes in does not depend on the words matched alone).
 
         """
         if not self.keys:
@@ -966,7 +971,7 @@ class _Lexicon:
         # dropped: "s_s_s_h_i_t", "ape$hit"), so it holds whatever any token's key holds
         # and a word is read the same whatever text is around it: a stream reads its
         # words in a shorter text than the stored reply.
-        keyed = norm.translate(_LEET)
+        keyed = norm.translate(_LEET) if words else ""
         rare = _RUN_RE.search(keyed) is not None or (
             self.root_hint is not None and self.root_hint.search(keyed) is not None
         )
@@ -994,10 +999,12 @@ class _Lexicon:
                         phrases.append((i, end))
                     i = end + 1
                     continue
-            if token.letters:
+            if words and token.letters:
                 spans.extend(self._match_run(norm, token, rare))
             elif (
-                not _in_code(norm, tokens, i)
+                words
+                and not token.letters
+                and not _in_code(norm, tokens, i)
                 and not _named(norm, tokens, i, capitalised)
                 and i not in surnames
             ):
@@ -1926,7 +1933,7 @@ class SafetyFilter:
                 else prepared.original(unsettled, unsettled + 1)[0]
             )
         phrases: list[tuple[int, int]] = []
-        lexicon.scan(norm, tokens, phrases)
+        lexicon.scan(norm, tokens, phrases, words=False)
         # A cut before token i needs every phrase that may start before it to be known:
         # the max_words - 1 tokens after it are settled, or a gap nothing spans is there,
         # or no word that may reach it could start a phrase (scan starts phrases only at
