@@ -265,3 +265,25 @@ def test_each_piece_of_text_without_spaces_reads_a_short_text(reply: str) -> Non
     shown = "".join(masker.feed(char) for char in reply) + masker.finish()
     assert shown == reply
     assert max(counter.lengths) <= 20, max(counter.lengths)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "The cafe was very pleasant and the creme brulee was delicious today. " * 4,
+        "Ask Dick Smith, or Philip Dick, not a dick. Hey Dick, bull shit and blow job.",
+        "see https://example.com/" + "b" * 120 + " and " + "c" * 39 + "d shit",
+        "f" + "uck, sh\x07it, ab_cd, ab$cd, \u0645\u0631\u062d\u0628\u0627ab fuck",
+    ],
+)
+def test_letters_that_lengthen_a_word_are_not_settled_again(reply: str) -> None:
+    # A letter added to a word of two ASCII letters or more changes nothing settled says;
+    # the pieces are those of a masker that asks every time.
+    counter, every = ReadCounter(), ReadCounter()
+    fast = StreamMasker(counter, "moderate")
+    slow = StreamMasker(every, "moderate")
+    slow._lengthens_word = lambda piece: False  # type: ignore[method-assign]
+    pieces = [fast.feed(char) for char in reply] + [fast.finish()]
+    assert pieces == [slow.feed(char) for char in reply] + [slow.finish()]
+    assert "".join(pieces) == every.mask_output(reply, "moderate").text
+    assert len(counter.lengths) < len(every.lengths)

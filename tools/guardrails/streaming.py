@@ -24,6 +24,8 @@ in a few characters, not in the whole context again.
 
 from __future__ import annotations
 
+import string
+
 from tools.guardrails.filter import MAX_WORD, SafetyFilter, SafetyLevel
 from tools.text import fold_with_offsets
 
@@ -34,6 +36,10 @@ __all__ = ["StreamMasker"]
 # more than a long word needs to stay long, and more than the few words before a word
 # that decide how it is read.
 CONTEXT = 2 * MAX_WORD + 8
+
+# What may stand before a word of ASCII letters so that it is one word on its own: not a
+# letter, digit or leet symbol (part of the word), nor a control character (dropped).
+_WORD_EDGE = frozenset(string.whitespace + string.punctuation) - frozenset("_@$!|+*")
 
 
 class StreamMasker:
@@ -55,6 +61,7 @@ class StreamMasker:
         self._level = level
         self._text = ""  # the context (shown already), then the text held back
         self._shown = 0  # where the held-back text starts in _text
+        self._quiet = False  # settled(_text) released nothing
         self.masked: list[str] = []
         """Every masked word, as the model wrote it, in order."""
 
@@ -67,9 +74,29 @@ class StreamMasker:
         """Take the next piece of the reply; return the text that is now final, masked."""
         if self._level == "relaxed":
             return piece
+        if self._quiet and self._lengthens_word(piece):
+            self._text += piece  # settled would say what it said: nothing to release
+            return ""
         self._text += piece
         cut = self._safety.settled(self._text, self._level)
-        return self._release(cut) if cut > self._shown else ""
+        self._quiet = cut <= self._shown
+        return "" if self._quiet else self._release(cut)
+
+    def _lengthens_word(self, piece: str) -> bool:
+        """Tell whether ``piece`` only lengthens a word of two ASCII letters or more.
+
+        Then :meth:`SafetyFilter.settled` says what it said before the piece: the word
+        being written is held back whatever it becomes, it is no one letter of a
+        spelled-out word, and it stays short enough to be a word (:data:`MAX_WORD`);
+        nothing before it reads differently.
+        """
+        if not (piece.isascii() and piece.isalpha()):
+            return False
+        tail = self._text[-(MAX_WORD + 1) :]
+        word = len(tail) - len(tail.rstrip(string.ascii_letters))
+        if word < 2 or word + len(piece) > MAX_WORD:
+            return False
+        return word == len(self._text) or tail[-word - 1] in _WORD_EDGE
 
     def finish(self) -> str:
         """The reply is complete: return the rest, masked."""
