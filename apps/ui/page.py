@@ -463,9 +463,10 @@ def build_ui(service: ChatService) -> gr.Blocks:
             service.stop(getattr(request, "session_hash", None) or "")
 
         # Not queued: it must run while the turn's generator holds the queue's slot. It sets
-        # the session's stop signal; the model call ends at its next token and the turn
-        # yields its partial reply marked as stopped (Gradio's ``cancels`` would drop that
-        # last update and leave llama.cpp decoding in its worker thread).
+        # the stop signal of each turn running in this session (no other session's, and
+        # none of a request without a session id); the model call ends at its next token
+        # and the turn yields its partial reply marked as stopped (Gradio's ``cancels``
+        # would drop that last update and leave llama.cpp decoding in its worker thread).
         stop.click(halt, None, None, queue=False)
 
         # --- documents ----------------------------------------------------------------------

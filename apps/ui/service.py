@@ -4,10 +4,10 @@ Plain Python over the same functions the CLI uses (:func:`apps.turns.stream_turn
 checkpointer, ``tools.documents.ingest``, ``tools.memory.long_term``), so it is unit-tested
 on the fake model without a browser. Nothing here is per browser session: each call gets
 the user and the session's generation controls as arguments, and the only shared state is
-what every session shares anyway (the graph, its model, the stores) plus one stop signal
-per session. Documents are per user like threads and memories: the collection a user
-uploads into and is answered from is the one the API gives the same name
-(:func:`apps.documents.collection_of`), passed to retrieval in the run's context.
+what every session shares anyway (the graph, its model, the stores) plus the stop signals
+of the turns running in each session. Documents are per user like threads and memories:
+the collection a user uploads into and is answered from is the one the API gives the same
+name (:func:`apps.documents.collection_of`), passed to retrieval in the run's context.
 """
 
 from __future__ import annotations
@@ -296,7 +296,8 @@ class ChatService:
         self.graph: CompiledStateGraph[Any, Any, Any, Any] = build_graph(
             settings, checkpointer=memory.saver, store=memory.store, model=model
         )
-        self._stops: dict[str, threading.Event] = {}
+        self._stops: dict[str, set[threading.Event]] = {}
+        """The stop signals of the turns running now, by browser session."""
         self._stops_lock = threading.Lock()
         self._embeddings = embeddings
         self._documents: dict[str, DocumentStore] = {}
@@ -304,14 +305,51 @@ class ChatService:
 
     # --- turns ---------------------------------------------------------------------------
 
-    def stop_signal(self, session: str) -> threading.Event:
-        """The stop signal of one browser session (created on first use)."""
-        with self._stops_lock:
-            return self._stops.setdefault(session, threading.Event())
+    @contextmanager
+    def stop_signal(self, session: str) -> Iterator[threading.Event]:
+        """A new stop signal for one turn, which :meth:`stop` of its session sets.
 
-    def stop(self, session: str) -> None:
-        """Stop the session's running turn at its next token (nothing if none runs)."""
-        self.stop_signal(session).set()
+        Each turn has its own, listed under its session while it runs and removed when it
+        ends: a Stop reaches only the turns running in that session then, never a later
+        turn, and one turn ending never clears another's Stop. A turn without a session id
+        (``""``) is listed under no session, so no Stop of any session or of another
+        request without one can end it (only closing its stream does).
+
+        Args:
+            session: The browser session's id (Gradio's ``session_hash``); ``""``: none.
+        """
+        signal = threading.Event()
+        if not session:
+            yield signal
+            return
+        with self._stops_lock:
+            self._stops.setdefault(session, set()).add(signal)
+        try:
+            yield signal
+        finally:
+            with self._stops_lock:
+                running = self._stops.get(session, set())
+                running.discard(signal)
+                if not running:
+                    self._stops.pop(session, None)
+
+    def stop(self, session: str) -> int:
+        """Stop the session's running turns at their next token.
+
+        Args:
+            session: The browser session's id; ``""`` (no id) stops nothing, since it
+                cannot tell one request without an id from another.
+
+        Returns:
+            How many running turns were told to stop (0: none ran in the session).
+        """
+        if not session:
+            return 0
+        with self._stops_lock:
+            running = list(self._stops.get(session, ()))
+        for signal in running:
+            signal.set()
+        return len(running)
 
     def turn(
         self, user: str, thread_id: str, text: str, controls: Controls, *, session: str = ""
@@ -351,16 +389,21 @@ class ChatService:
         self, user: str, thread_id: str, text: str, controls: Controls, session: str
     ) -> Generator[str | TurnResult | None, None, None]:
         """:meth:`turn`'s generator: yields None once started, then what :meth:`turn` does."""
-        from tools.memory import MemoryBackendError, ThreadBusyError
-        from tools.models import ModelLoadError
-
-        store_failures: tuple[type[Exception], ...] = (MemoryBackendError, *STORE_FAILURES)
         user = self.check_user(user)
         text = check_message(text)
         context = make_context(user, controls, self.collection_of(user))
         self.check_owner(user, thread_id)
-        stop = self.stop_signal(session)
-        stop.clear()
+        with self.stop_signal(session) as stop:
+            yield from self._stream(user, thread_id, text, context, stop)
+
+    def _stream(
+        self, user: str, thread_id: str, text: str, context: Context, stop: threading.Event
+    ) -> Generator[str | TurnResult | None, None, None]:
+        """:meth:`_run_turn` once checked: the turn under its own stop signal."""
+        from tools.memory import MemoryBackendError, ThreadBusyError
+        from tools.models import ModelLoadError
+
+        store_failures: tuple[type[Exception], ...] = (MemoryBackendError, *STORE_FAILURES)
         started = time.perf_counter()
         ttft: float | None = None
         tokens = 0
@@ -415,8 +458,6 @@ class ChatService:
         except store_failures as exc:
             log.warning("memory store failed: %s", exc)
             raise UiError(f"The memory store is unavailable: {exc}") from None
-        finally:
-            stop.clear()
         seconds = time.perf_counter() - started
         messages = state.get("messages") or []
         safety = state.get("safety") or {}

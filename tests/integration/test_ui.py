@@ -469,13 +469,15 @@ def test_stop_ends_a_llama_cpp_generation_and_frees_the_model(
     controls = Controls(max_new_tokens=400, do_sample=False)
     tokens: list[str] = []
     results: list[TurnResult] = []
-    for item in service.turn("alice", "t1", "Write a long story about a dragon.", controls):
+    for item in service.turn(
+        "alice", "t1", "Write a long story about a dragon.", controls, session="tab"
+    ):
         if isinstance(item, TurnResult):
             results.append(item)
         else:
             tokens.append(item)
             if len(tokens) == 5:
-                service.stop("")
+                service.stop("tab")
     (stopped,) = results
     assert stopped.stopped and stopped.reply.endswith("[stopped]")
     assert len(tokens) < 20  # ended at the next token or so, not after 400

@@ -151,6 +151,86 @@ def test_a_stop_from_another_session_does_not_stop_this_one(service: ChatService
     assert not result.stopped
 
 
+def long_story_service(make_settings: Callable[..., Settings]) -> ChatService:
+    model = FakeChatModel(reply=" ".join(f"word{i}" for i in range(100)), delay=0.002)
+    settings = make_settings()
+    return ChatService(settings, memory(settings), model=model)
+
+
+def finish(items: Any) -> TurnResult:
+    *_, result = items
+    assert isinstance(result, TurnResult)
+    return result
+
+
+@pytest.mark.parametrize(
+    ("session_a", "session_b", "pressed", "stopped"),
+    [
+        ("", "", "", set()),  # two requests without a session id: neither is anyone's
+        ("tab-a", "", "", set()),
+        ("", "tab-b", "tab-b", {"b"}),
+        ("tab-a", "tab-b", "tab-a", {"a"}),
+        ("tab-a", "tab-b", "tab-c", set()),
+        ("tab-a", "tab-a", "tab-a", {"a", "b"}),  # one tab's two turns: its Stop ends both
+    ],
+)
+def test_a_stop_ends_only_the_turns_of_its_own_session(
+    make_settings: Callable[..., Settings],
+    session_a: str,
+    session_b: str,
+    pressed: str,
+    stopped: set[str],
+) -> None:
+    service = long_story_service(make_settings)
+    turns = {
+        "a": service.turn("alice", "t1", "a long story", Controls(), session=session_a),
+        "b": service.turn("bob", "t2", "a long story", Controls(), session=session_b),
+    }
+    for items in turns.values():  # both are streaming when the Stop comes
+        for _ in range(3):
+            assert isinstance(next(items), str)
+    assert service.stop(pressed) == len(stopped)
+    results = {name: finish(items) for name, items in turns.items()}
+    assert {name for name, result in results.items() if result.stopped} == stopped
+    for name, result in results.items():
+        if name not in stopped:
+            assert result.reply.endswith("word99")
+
+
+def test_a_turn_that_ends_does_not_take_the_stop_of_another_in_its_session(
+    make_settings: Callable[..., Settings],
+) -> None:
+    service = long_story_service(make_settings)
+    first = service.turn("alice", "t1", "a long story", Controls(), session="tab")
+    second = service.turn("alice", "t2", "a long story", Controls(), session="tab")
+    next(first), next(second)
+    service.stop("tab")
+    assert finish(first).stopped  # the first ends before the second reads on
+    assert finish(second).stopped
+
+
+def test_a_stop_reaches_no_later_turn_and_no_signal_is_left_behind(
+    make_settings: Callable[..., Settings],
+) -> None:
+    service = long_story_service(make_settings)
+    assert service.stop("tab") == 0  # nothing runs: nothing to stop, nothing kept for later
+    assert not finish(service.turn("alice", "t1", "hi", Controls(), session="tab")).stopped
+    # Turns that end every way: finished, stopped, closed by a page that went away, refused.
+    finish(service.turn("alice", "t1", "hi", Controls(), session="done"))
+    stopped = service.turn("alice", "t1", "hi", Controls(), session="stopped")
+    next(stopped)
+    service.stop("stopped")
+    assert finish(stopped).stopped
+    closed = service.turn("alice", "t3", "hi", Controls(), session="closed")
+    next(closed)
+    closed.close()
+    with pytest.raises(UiError):
+        service.turn("bob", "t1", "not yours", Controls(), session="refused")
+    for session in ("tab", "done", "stopped", "closed", "refused"):
+        assert service.stop(session) == 0
+    assert not finish(service.turn("alice", "t1", "hi", Controls(), session="stopped")).stopped
+
+
 def test_each_user_lists_only_their_threads_titled_by_the_first_message(
     service: ChatService,
 ) -> None:
