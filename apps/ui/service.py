@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import regex
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
@@ -215,12 +216,42 @@ class TurnResult:
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
+GRAPHEME = regex.compile(r"\X", regex.DOTALL)
+"""One user-perceived character (an extended grapheme cluster, UAX #29): a letter with its
+combining marks, an emoji with its skin tone, a flag, a ZWJ family, CR LF."""
+
+
+def shortened(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters, cut between two grapheme clusters.
+
+    A character is what a reader sees as one (:data:`GRAPHEME`): a cut never leaves half
+    a flag, an emoji without its skin tone or a family without its members, nor drops the
+    accent of an ``e``. A text that is cut ends with ``…`` (counted in ``limit``), after
+    its last word's end if the cut came at a space.
+
+    Args:
+        text: The text.
+        limit: The most characters the result has; at least 1.
+
+    Raises:
+        ValueError: ``limit`` is below 1.
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, not {limit}")
+    clusters = GRAPHEME.findall(text)
+    if len(clusters) <= limit:
+        return text
+    return "".join(clusters[: limit - 1]).rstrip() + "…"
+
+
 def title_of(messages: Iterable[Any], limit: int = 60) -> str:
-    """A thread's title: its first user message, on one line, cut to ``limit`` characters."""
+    """A thread's title: its first user message on one line, in ``limit`` characters at most.
+
+    Characters are grapheme clusters, and the cut falls between two (:func:`shortened`).
+    """
     for message in messages:
         if getattr(message, "type", None) == "human":
-            text = " ".join(str(message.text).split())
-            return text if len(text) <= limit else text[: limit - 1] + "…"
+            return shortened(" ".join(str(message.text).split()), limit)
     return "(empty thread)"
 
 

@@ -461,6 +461,72 @@ def test_title_of_skips_non_user_messages() -> None:
     assert title_of([]) == "(empty thread)"
 
 
+CLUSTERS = {
+    "flag": "🇫🇷",
+    "skin tone": "👍🏽",
+    "ZWJ family": "👨\u200d👩\u200d👧\u200d👦",
+    "combining accent": "e\u0301",
+    "two combining marks": "a\u0323\u0302",
+    "keycap": "1\ufe0f\u20e3",
+    "subdivision flag": "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",
+    "Hangul jamo": "\u1100\u1161\u11a8",
+    "Devanagari": "क्षि",
+    "plain": "x",
+}
+
+
+@pytest.mark.parametrize("cluster", CLUSTERS.values(), ids=CLUSTERS.keys())
+@pytest.mark.parametrize("prefix", ["", "a", "ab "])
+def test_a_shortened_text_is_cut_between_characters_never_inside_one(
+    cluster: str, prefix: str
+) -> None:
+    from apps.ui.service import GRAPHEME, shortened
+
+    text = prefix + cluster * 12
+    whole = GRAPHEME.findall(text)
+    assert len(whole) == len(prefix) + 12  # the cluster is one character
+    for limit in range(1, len(whole) + 3):
+        short = shortened(text, limit)
+        if limit >= len(whole):
+            assert short == text
+            continue
+        assert short.endswith("…")
+        kept = GRAPHEME.findall(short[:-1])
+        assert len(kept) + 1 <= limit
+        # Whole characters of the text, from its start: none cut, none changed.
+        assert kept == whole[: len(kept)]
+        assert len(kept) >= limit - 2  # at most a space before the cut dropped
+
+
+def test_a_title_counts_characters_not_code_points() -> None:
+    class M:
+        def __init__(self, text: str) -> None:
+            self.type, self.text = "human", text
+
+    family = CLUSTERS["ZWJ family"]
+    assert title_of([M(family * 60)]) == family * 60  # 60 characters: not cut
+    assert title_of([M(family * 61)]) == family * 59 + "…"
+    assert title_of([M("🇫🇷" * 3 + " and more")], limit=5) == "🇫🇷🇫🇷🇫🇷…"
+    assert title_of([M("cafe\u0301 " * 20)], limit=6) == "cafe\u0301…"
+
+
+@pytest.mark.parametrize("limit", [0, -1])
+def test_shortened_needs_room_for_one_character(limit: int) -> None:
+    from apps.ui.service import shortened
+
+    with pytest.raises(ValueError, match="at least 1"):
+        shortened("text", limit)
+
+
+def test_the_thread_list_title_of_an_emoji_message_keeps_every_emoji_whole(
+    service: ChatService,
+) -> None:
+    message = "plan for the trip " + "🇯🇵👍🏽" * 40
+    run(service, "alice", "t1", message)
+    (thread,) = service.threads("alice")
+    assert thread.title == "plan for the trip " + "🇯🇵👍🏽" * 20 + "🇯🇵…"
+
+
 def test_tokens_per_second_leaves_out_the_first_token() -> None:
     diag = diagnostics({}, ttft=1.0, tokens=11, seconds=3.0)
     assert diag["tokens_per_s"] == 5.0
