@@ -150,6 +150,30 @@ def memory_choices(service: ChatService, user: str | None) -> list[tuple[str, st
     return [(f"[{m.kind}] {m.text}", m.key) for m in service.memories(user)]
 
 
+def memory_list(service: ChatService, user: str | None) -> tuple[Any, str]:
+    """The forget list's update, and why it could not be read ("" when it could).
+
+    A list that cannot be read is not an empty one: it is emptied (what it showed may be
+    another user's) and says why under its label, and the caller shows the reason in the
+    status line as every other store failure is.
+    """
+    try:
+        return gr.update(choices=memory_choices(service, user), value=[], info=None), ""
+    except UiError as exc:
+        return gr.update(choices=[], value=[], info=f"Not shown: {exc}"), str(exc)
+
+
+def with_notices(shown: str | None, notices: Iterable[str]) -> Any:
+    """The status line as it is (``shown``) with ``notices`` (HTML; "": none) added.
+
+    Returns:
+        ``gr.skip()`` when there is nothing new to say, so a word already there stays.
+    """
+    current = shown or ""
+    added = [n for n in notices if n and n not in current]
+    return current + "".join(dict.fromkeys(added)) if added else gr.skip()
+
+
 def document_choices(service: ChatService, user: str | None) -> list[tuple[str, str]]:
     """(name and chunks, key) of the files in the user's collection; empty without a user.
 
@@ -472,10 +496,17 @@ def build_ui(service: ChatService) -> gr.Blocks:
         # --- documents ----------------------------------------------------------------------
 
         def refresh_docs(user: str) -> tuple[Any, str]:
+            """The file list's update, and the notice of why it could not be read ("": none).
+
+            Like the memory list, a list that cannot be read says so (:func:`memory_list`).
+            """
             try:
-                return gr.update(choices=document_choices(service, user), value=None), ""
+                listed = document_choices(service, user)
+                return gr.update(choices=listed, value=None, info=None), ""
             except UiError as exc:
-                return gr.update(choices=[], value=None), _notice(str(exc))
+                return gr.update(choices=[], value=None, info=f"Not shown: {exc}"), _notice(
+                    str(exc)
+                )
 
         def do_upload(
             files: list[str] | None, user: str, progress: gr.Progress = PROGRESS
@@ -513,19 +544,12 @@ def build_ui(service: ChatService) -> gr.Blocks:
 
         remove_doc.click(guarded(do_remove, 2, 0), [docs, user_state], [status, docs])
 
-        # Each user sees their own files: the list follows the signed-in user.
-        def list_docs(user: str) -> Any:
-            return refresh_docs(user)[0]
-
-        user_state.change(guarded(list_docs, 1, None), [user_state], [docs])
-
         # --- long-term memory ---------------------------------------------------------------
 
-        def show_memories(user: str) -> Any:
-            try:
-                return gr.update(choices=memory_choices(service, user), value=[])
-            except UiError:
-                return gr.update(choices=[])
+        def show_memories(user: str) -> tuple[Any, Any]:
+            """Outputs: the memory list, the status line (only to say it failed)."""
+            listed, problem = memory_list(service, user)
+            return listed, _notice(problem) if problem else gr.skip()
 
         def do_forget(user: str, keys: list[str] | None) -> tuple[Any, str]:
             if not keys:
@@ -534,11 +558,22 @@ def build_ui(service: ChatService) -> gr.Blocks:
                 count = service.forget(user, keys)
             except UiError as exc:
                 return gr.skip(), _notice(str(exc))
-            return show_memories(user), _notice(forgot(count))
+            listed, problem = memory_list(service, user)
+            return listed, _notice(forgot(count)) + _notice(problem)
 
         forget.click(guarded(do_forget, 2), [user_state, memories], [memories, status])
-        user_state.change(guarded(show_memories, 1, None), [user_state], [memories])
-        memory_panel.expand(guarded(show_memories, 1, None), [user_state], [memories])
+        memory_panel.expand(guarded(show_memories, 2), [user_state], [memories, status])
+
+        # Each user sees their own files and memories: the lists follow the signed-in user.
+        # One event for both, so the two cannot overwrite each other's word in the status
+        # line, which keeps what the sign-in said there.
+        def list_for_user(user: str, shown: str | None) -> tuple[Any, Any, Any]:
+            """Outputs: the file list, the memory list, the status line."""
+            files, file_problem = refresh_docs(user)
+            listed, problem = memory_list(service, user)
+            return files, listed, with_notices(shown, [file_problem, _notice(problem)])
+
+        user_state.change(guarded(list_for_user, 3), [user_state, status], [docs, memories, status])
     return cast(gr.Blocks, page)
 
 

@@ -6,15 +6,18 @@ browser would send, including what a user can put in the browser's own storage.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.store.memory import InMemoryStore
 
-from apps.ui.service import ChatService
+from apps.ui.service import ChatService, UiError
 from graph.settings import Settings
-from tools.memory import OpenMemory
+from tools.memory import MemoryBackendError, OpenMemory
 from tools.memory.locks import LocalThreadLocks
 from tools.models import FakeChatModel
 
@@ -189,15 +192,124 @@ def test_an_unexpected_failure_is_a_message_and_changes_nothing_else(
     assert [o for i, o in enumerate(out) if i != status % len(out)] == [gr.skip()] * (len(out) - 1)
 
 
-@pytest.mark.parametrize("event", ["show_memories", "list_docs"])
+@pytest.mark.parametrize(
+    ("event", "args"), [("show_memories", ("alice",)), ("list_for_user", ("alice", ""))]
+)
 def test_an_unexpected_failure_of_a_list_leaves_it_as_it_was(
-    page: Page, service: ChatService, monkeypatch: pytest.MonkeyPatch, event: str
+    page: Page, service: ChatService, monkeypatch: pytest.MonkeyPatch, event: str, args: Any
 ) -> None:
     import gradio as gr
 
     monkeypatch.setattr(service, "memories", broken)
     monkeypatch.setattr(service, "document_list", broken)
-    assert page[event]("alice") == gr.skip()
+    *lists, status = page[event](*args)
+    assert lists == [gr.skip()] * len(lists)
+    assert "the disk caught fire" in status
+
+
+class FailingStore(InMemoryStore):
+    """A long-term store whose backend is gone once ``failure`` is set."""
+
+    failure: Exception | None = None
+
+    def batch(self, ops: Any) -> Any:
+        if self.failure is not None:
+            raise self.failure
+        return super().batch(ops)
+
+
+STORE_DOWN = [
+    redis.exceptions.ConnectionError("Error 111 connecting to localhost:6379"),
+    sqlite3.OperationalError("database is locked"),
+    MemoryBackendError("Redis at redis://localhost:6379 is unreachable"),
+]
+
+
+@pytest.fixture
+def memory_page(
+    make_settings: Callable[..., Settings], fake_model: FakeChatModel
+) -> tuple[Page, ChatService, FailingStore]:
+    from apps.ui.page import build_ui
+
+    settings = make_settings()
+    store = FailingStore()
+    service = ChatService(
+        settings, OpenMemory(InMemorySaver(), store, LocalThreadLocks()), model=fake_model
+    )
+    page = {f.fn.__name__: f.fn for f in build_ui(service).fns.values() if f.fn is not None}
+    return page, service, store
+
+
+@pytest.mark.parametrize("failure", STORE_DOWN, ids=lambda e: type(e).__name__)
+def test_a_memory_list_that_cannot_be_read_says_why_and_is_not_shown_as_empty(
+    memory_page: tuple[Page, ChatService, FailingStore], failure: Exception
+) -> None:
+    page, _service, store = memory_page
+    respond(page, "My name is Alice and I live in Lyon.", "alice", "a1")
+    listed, status = page["show_memories"]("alice")
+    assert listed["choices"] and listed["info"] is None and status == gr_skip()
+    store.failure = failure
+    # Opening the panel, signing in (with the list of files) and after a forget.
+    expanded, status = page["show_memories"]("alice")
+    _files, signed_in, status_after_sign_in = page["list_for_user"]("alice", "")
+    for listed, said in ((expanded, status), (signed_in, status_after_sign_in)):
+        assert "memory store is unavailable" in said and str(failure) in said
+        assert listed["choices"] == []
+        assert str(failure) in listed["info"]  # the list itself says it is not shown
+    store.failure = None  # back: nothing was lost, and the list says nothing more
+    listed, status = page["show_memories"]("alice")
+    assert listed["choices"] and listed["info"] is None and status == gr_skip()
+
+
+def test_a_forget_whose_list_cannot_be_read_again_says_both(
+    memory_page: tuple[Page, ChatService, FailingStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page, service, _store = memory_page
+    respond(page, "My name is Alice and I live in Lyon.", "alice", "a1")
+    key = service.memories("alice")[0].key
+
+    def gone(user: str) -> Any:
+        raise UiError("The memory store is unavailable: Error 111")
+
+    monkeypatch.setattr(service, "memories", gone)
+    listed, status = page["do_forget"]("alice", [key])
+    assert "Forgot 1 memory." in status and "Error 111" in status
+    assert listed["choices"] == [] and "Error 111" in listed["info"]
+
+
+def test_lists_that_cannot_be_read_at_sign_in_add_to_what_the_sign_in_said(
+    page: Page, service: ChatService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tools.documents.store import DocumentStoreError
+
+    def no_files(user: str) -> Any:
+        raise DocumentStoreError("Chroma at localhost:8000 is unreachable")
+
+    def no_memories(user: str) -> Any:
+        raise UiError("The memory store is unavailable: Error 111")
+
+    monkeypatch.setattr(service, "documents", no_files)
+    monkeypatch.setattr(service, "memories", no_memories)
+    signed_in = '<div class="notice">The memory store is unavailable: Error 111</div>'
+    files, memories, status = page["list_for_user"]("alice", signed_in)
+    assert files["choices"] == [] and "Chroma" in files["info"]
+    assert memories["choices"] == [] and "Error 111" in memories["info"]
+    # The sign-in's word stays, the files' is added, the same word is not said twice.
+    assert status.startswith(signed_in)
+    assert status.count("Error 111") == 1 and status.count("Chroma") == 1
+
+
+def test_lists_that_are_read_leave_the_status_line_alone(page: Page) -> None:
+    files, memories, status = page["list_for_user"]("alice", '<div class="notice">hi</div>')
+    assert files["choices"] == [] and files["info"] is None
+    assert memories["choices"] == [] and memories["info"] is None
+    assert status == gr_skip()
+
+
+def gr_skip() -> Any:
+    import gradio as gr
+
+    return gr.skip()
 
 
 def test_gradio_still_gives_a_guarded_event_its_progress_tracker(page: Page) -> None:
