@@ -34,6 +34,8 @@ from apps.documents import NoUserError, collection_of
 from apps.documents import user_collection as _user_collection
 from apps.turns import (
     STOPPED_MARK,
+    THREAD_ID,
+    THREAD_ID_RULE,
     CheckedLocks,
     GenerationStopped,
     NotYourThreadError,
@@ -193,6 +195,27 @@ def check_message(text: str | None) -> str:
             f"The message is too long ({len(text)} characters; at most {MAX_MESSAGE_CHARS})."
         )
     return text
+
+
+def check_thread(thread_id: object) -> str:
+    """A thread id that keeps the rule of every front end (:data:`apps.turns.THREAD_ID`).
+
+    The page makes UUIDs, but the id it sends back may be one the browser kept (its storage
+    is the user's to edit) or one another front end refused: the CLI and the API refuse
+    an empty id, control characters or 5,000 characters, and so does the page.
+
+    Raises:
+        UiError: It is not a string, is empty, too long, or has another character; the
+            message shows it printable and short.
+    """
+    if isinstance(thread_id, str) and THREAD_ID.fullmatch(thread_id):
+        return thread_id
+    shown = (
+        ascii(thread_id[:40]) + ("…" if len(thread_id) > 40 else "")
+        if isinstance(thread_id, str)
+        else type(thread_id).__name__
+    )
+    raise UiError(f"Not a thread id: {shown} ({THREAD_ID_RULE}).")
 
 
 @dataclass(frozen=True)
@@ -517,7 +540,13 @@ class ChatService:
         return self.settings.long_term.user_id
 
     def owner_of(self, thread_id: str) -> str | None:
-        """Whose thread this is (from its newest checkpoint); None when it does not exist."""
+        """Whose thread this is (from its newest checkpoint); None when it does not exist.
+
+        Raises:
+            UiError: The id is not a thread id (:func:`check_thread`), no threads are kept,
+                or the store failed.
+        """
+        thread_id = check_thread(thread_id)
         saver = self._saver()
         with store_errors():
             return thread_owner(saver, thread_id, self.default_owner)
@@ -526,8 +555,9 @@ class ChatService:
         """Refuse a thread that exists and belongs to someone else.
 
         Raises:
-            UiError: It is another user's thread.
+            UiError: It is another user's thread, or not a thread id (:func:`check_thread`).
         """
+        check_thread(thread_id)
         if self.memory.saver is None:
             return
         owner = self.owner_of(thread_id)

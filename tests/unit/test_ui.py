@@ -326,6 +326,33 @@ def test_threads_that_name_no_owner_are_the_machine_users(service: ChatService) 
         service.history("alice", "old")
 
 
+BAD_THREAD_IDS = ["", " t1", "t1\n", "a\x00b", "x" * 129, "ünï", "a/b", "-t1", None, 7]
+
+
+@pytest.mark.parametrize("thread_id", BAD_THREAD_IDS, ids=repr)
+def test_a_thread_id_outside_the_rule_of_every_front_end_is_refused(
+    service: ChatService, fake_model: FakeChatModel, thread_id: Any
+) -> None:
+    calls: list[Callable[[], object]] = [
+        lambda: run(service, "alice", thread_id, "hello"),
+        lambda: service.history("alice", thread_id),
+        lambda: service.delete_thread("alice", thread_id),
+        lambda: service.owner_of(thread_id),
+    ]
+    for call in calls:
+        with pytest.raises(UiError, match="Not a thread id") as caught:
+            call()
+        assert len(str(caught.value)) < 200 and "\x00" not in str(caught.value)
+    assert fake_model.calls == [] and service.threads("alice") == []
+
+
+@pytest.mark.parametrize("thread_id", [str(uuid.uuid4()), "t1", "telegram:123", "a" * 128])
+def test_thread_ids_of_the_rule_are_kept(service: ChatService, thread_id: str) -> None:
+    run(service, "alice", thread_id, "hello")
+    assert [t.thread_id for t in service.threads("alice")] == [thread_id]
+    assert service.delete_thread("alice", thread_id)
+
+
 def test_delete_thread_removes_it_from_the_list(service: ChatService) -> None:
     run(service, "alice", "a1", "one")
     run(service, "alice", "a2", "two")

@@ -97,6 +97,17 @@ def test_a_saved_user_and_thread_reopen_the_thread(page: Page, service: ChatServ
     assert out[-1] == "alice"
 
 
+@pytest.mark.parametrize("thread_id", ["a\x00b", "x" * 500, "../t1", " t1"])
+def test_a_saved_thread_id_outside_the_rule_opens_a_new_thread_and_says_why(
+    page: Page, thread_id: str
+) -> None:
+    out = opened(page["restore"]({"user": "alice", "thread": thread_id})[: len(OPENED)])
+    assert out["user"] == "alice"
+    assert out["thread"] != thread_id and len(out["thread"]) == 36  # a new UUID
+    assert out["saved"]["thread"] == out["thread"]
+    assert "Not a thread id" in out["status"]
+
+
 @pytest.mark.parametrize(
     ("knobs", "field"),
     [
