@@ -30,6 +30,8 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from apps.ui.service import (
+    NO_MEMORIES,
+    NO_THREADS,
     UPLOAD_KINDS,
     ChatService,
     Controls,
@@ -137,8 +139,12 @@ def diagnostics_markdown(diag: dict[str, Any]) -> str:
 
 
 def thread_choices(service: ChatService, user: str | None) -> list[tuple[str, str]]:
-    """(title, thread id) for the thread list; empty without a user."""
-    if not user:
+    """(title, thread id) for the thread list; empty without a user or when none are kept.
+
+    With ``memory.backend = none`` the list is empty, not an error: the page says so once
+    at sign-in, and a turn's reply must not be taken back because its list was empty.
+    """
+    if not user or not service.keeps_threads:
         return []
     return [(f"{t.title}", t.thread_id) for t in service.threads(user)]
 
@@ -157,8 +163,9 @@ def memory_list(service: ChatService, user: str | None) -> tuple[Any, str]:
     another user's) and says why under its label, and the caller shows the reason in the
     status line as every other store failure is.
     """
+    info = None if service.keeps_memories else NO_MEMORIES
     try:
-        return gr.update(choices=memory_choices(service, user), value=[], info=None), ""
+        return gr.update(choices=memory_choices(service, user), value=[], info=info), ""
     except UiError as exc:
         return gr.update(choices=[], value=[], info=f"Not shown: {exc}"), str(exc)
 
@@ -294,7 +301,10 @@ def build_ui(service: ChatService) -> gr.Blocks:
                     remove_doc = gr.Button("Remove file", elem_id="remove-doc")
                 with gr.Accordion("Long-term memory", open=False, elem_id="memory") as memory_panel:
                     memories = gr.CheckboxGroup(
-                        choices=[], label="What is remembered about you", elem_id="memories"
+                        choices=[],
+                        label="What is remembered about you",
+                        info=None if service.keeps_memories else NO_MEMORIES,
+                        elem_id="memories",
                     )
                     forget = gr.Button("Forget selected", elem_id="forget")
 
@@ -328,7 +338,7 @@ def build_ui(service: ChatService) -> gr.Blocks:
                     [],
                     _notice(str(exc)),
                 )
-            notices: list[str] = []
+            notices: list[str] = [] if service.keeps_threads else [NO_THREADS]
             rows: Rows = []
             choices: list[tuple[str, str]] = []
             # Each on its own: a thread that cannot be opened (another user's) still

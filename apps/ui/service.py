@@ -77,6 +77,10 @@ class UiError(Exception):
     """Something the page shows the user as a message (never a traceback)."""
 
 
+NO_THREADS = "Memory is off (memory.backend = none): no threads are kept."
+NO_MEMORIES = "Long-term memory is off: nothing is kept."
+
+
 STORE_FAILURES: tuple[type[Exception], ...] = (RedisError, sqlite3.Error)
 """What the thread and memory stores raise when their backend fails while running (Redis
 gone, the SQLite file locked, unreadable or on a full disk). The page says so; startup
@@ -527,8 +531,18 @@ class ChatService:
 
     def _saver(self) -> Any:
         if self.memory.saver is None:
-            raise UiError("Memory is off (memory.backend = none): no threads are kept.")
+            raise UiError(NO_THREADS)
         return self.memory.saver
+
+    @property
+    def keeps_threads(self) -> bool:
+        """Whether threads are kept (``memory.backend`` is not ``none``)."""
+        return self.memory.saver is not None
+
+    @property
+    def keeps_memories(self) -> bool:
+        """Whether long-term memory keeps anything about the users."""
+        return self.memory.store is not None
 
     @property
     def default_owner(self) -> str:
@@ -664,7 +678,7 @@ class ChatService:
         from tools.memory.long_term import forget
 
         if self.memory.store is None:
-            raise UiError("Long-term memory is off: nothing is kept.")
+            raise UiError(NO_MEMORIES)
         user = self.check_user(user)
         with store_errors():
             return sum(len(forget(self.memory.store, user, key)) for key in keys)

@@ -372,3 +372,25 @@ def test_a_turn_that_fails_to_start_is_a_message_and_keeps_the_message(
     (out,) = respond(page, "hello", "alice", "t1")
     assert "The turn failed: the disk caught fire" in out[2]
     assert out[1] == gr.skip()  # the message stays in its box
+
+
+@pytest.mark.parametrize("long_term", [True, False])
+def test_with_threads_off_a_reply_stays_and_the_page_says_once_why_nothing_is_listed(
+    make_settings: Callable[..., Settings], fake_model: FakeChatModel, long_term: bool
+) -> None:
+    from apps.ui.page import build_ui
+
+    settings = make_settings()
+    store = InMemoryStore() if long_term else None
+    service = ChatService(settings, OpenMemory(None, store, LocalThreadLocks()), model=fake_model)
+    page = {f.fn.__name__: f.fn for f in build_ui(service).fns.values() if f.fn is not None}
+    signed_in = opened(page["sign_in"]("alice", {}))
+    assert "no threads are kept" in signed_in["status"]
+    assert signed_in["threads"]["choices"] == []
+    *_, last = respond(page, "hello", "alice", signed_in["thread"])
+    chat, box, status, *_ = last
+    assert chat[-1] == {"role": "assistant", "content": "Hello from the fake model."}
+    assert box == gr_skip() and status == ""
+    listed, said = page["show_memories"]("alice")
+    assert said == gr_skip() and bool(listed["choices"]) is long_term
+    assert (listed["info"] is None) is long_term  # off: the list says so, not just empty
