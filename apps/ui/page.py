@@ -37,6 +37,7 @@ from apps.ui.service import (
     Controls,
     TurnResult,
     UiError,
+    as_text,
     check_message,
     ingest_summary,
     safety_levels,
@@ -70,19 +71,6 @@ def quoted(text: str) -> str:
         for line in text.strip().splitlines()
     ]
     return "\n".join(f"> {line}" if line.strip() else ">" for line in lines)
-
-
-MARKDOWN_SIGNS = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~&])")
-
-
-def as_text(text: str) -> str:
-    """Text that Markdown shows as it is, on one line (the page renders titles as Markdown).
-
-    A file name or a heading is the user's: ``*draft*.md`` is not italics, a heading
-    ``[site](http://...)`` is not a link that leaves the machine, ``a<b>.md`` keeps its
-    ``<b>``.
-    """
-    return MARKDOWN_SIGNS.sub(r"\\\1", " ".join(text.split()))
 
 
 def source_rows(sources: list[dict[str, Any]]) -> Rows:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import threading
@@ -956,8 +957,39 @@ def document_key(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
+MARKDOWN_SIGNS = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~&])")
+
+
+def as_text(text: str) -> str:
+    """Text that Markdown shows as it is, on one line (the page renders titles as Markdown).
+
+    A file name or a heading is the user's: ``*draft*.md`` is not italics, a heading
+    ``[site](http://...)`` is not a link that leaves the machine, ``a<b>.md`` keeps its
+    ``<b>``.
+    """
+    return MARKDOWN_SIGNS.sub(r"\\\1", " ".join(text.split()))
+
+
+def code_span(text: str) -> str:
+    """``text`` as a Markdown code span on one line, shown exactly as it is.
+
+    The span is fenced by one backtick more than the longest run inside it (CommonMark's
+    rule), so a file name holding backticks cannot close it early and turn the rest into
+    links, emphasis or HTML; a space pads a text that starts or ends with a backtick.
+    """
+    flat = " ".join(text.split())
+    runs = [len(run) for run in re.findall(r"`+", flat)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
+
+
 def ingest_summary(report: dict[str, Any]) -> str:
-    """The ingest report as Markdown: the counts, then each skipped, failed, flagged file."""
+    """The ingest report as Markdown: the counts, then each skipped, failed, flagged file.
+
+    File names are code spans (:func:`code_span`) and reasons plain text (:func:`as_text`):
+    both are the user's or a library's words, never markup of the page.
+    """
     added = report.get("added", [])
     replaced = report.get("replaced", [])
     lines = [
@@ -967,11 +999,12 @@ def ingest_summary(report: dict[str, Any]) -> str:
     ]
     for kind in ("skipped", "failed"):
         for problem in report.get(kind, []):
-            lines.append(f"- {kind}: `{Path(problem['path']).name}`: {problem['reason']}")
+            name, reason = code_span(Path(problem["path"]).name), as_text(str(problem["reason"]))
+            lines.append(f"- {kind}: {name}: {reason}")
     for flagged in report.get("flagged", []):
         lines.append(
-            f"- flagged: `{Path(flagged['path']).name}`: {flagged['chunks']} passage(s) give "
-            "orders to the assistant; it does not follow them"
+            f"- flagged: {code_span(Path(flagged['path']).name)}: {flagged['chunks']} "
+            "passage(s) give orders to the assistant; it does not follow them"
         )
     return "\n".join(lines)
 

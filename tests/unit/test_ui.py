@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 import sys
@@ -574,6 +575,32 @@ def test_the_ingest_summary_says_what_was_skipped_and_failed_and_why() -> None:
     assert "1 unchanged, 1 skipped, 1 failed" in text
     assert "skipped: `empty.txt`: empty file" in text
     assert "failed: `bad.pdf`: corrupt PDF" in text
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "a`[site](javascript:alert(1))`.md",
+        "`start.md",
+        "end`.txt",
+        "two``ticks`.md",
+        "<img src=x onerror=alert(1)>.html",
+        "*bold* _it_ [x].md",
+    ],
+)
+def test_a_file_name_in_the_ingest_summary_is_shown_as_it_is(name: str) -> None:
+    from apps.ui.service import code_span
+
+    span = code_span(name)
+    # CommonMark: the fence is longer than any run of backticks inside, so none closes it.
+    fence = re.match(r"`+", span)
+    assert fence is not None
+    inner = span[len(fence.group()) : -len(fence.group())]
+    assert inner.strip(" ") == name and span.endswith(fence.group())
+    assert all(len(run) < len(fence.group()) for run in re.findall(r"`+", inner))
+    report = {"skipped": [{"path": f"/u/{name}", "reason": "empty [file](http://x) *now*"}]}
+    line = ingest_summary(report).splitlines()[1]
+    assert line == f"- skipped: {span}: empty \\[file\\]\\(http://x\\) \\*now\\*"
 
 
 def test_the_cli_help_does_not_import_gradio() -> None:
