@@ -151,7 +151,8 @@ def memory_list(service: ChatService, user: str | None) -> tuple[Any, str]:
     another user's) and says why under its label, and the caller shows the reason in the
     status line as every other store failure is.
     """
-    info = None if service.keeps_memories else NO_MEMORIES
+    # "" clears what the list said before (None would leave it: Gradio skips None).
+    info = "" if service.keeps_memories else NO_MEMORIES
     try:
         return gr.update(choices=memory_choices(service, user), value=[], info=info), ""
     except UiError as exc:
@@ -500,7 +501,7 @@ def build_ui(service: ChatService) -> gr.Blocks:
             """
             try:
                 listed = document_choices(service, user)
-                return gr.update(choices=listed, value=None, info=None), ""
+                return gr.update(choices=listed, value=None, info=""), ""
             except UiError as exc:
                 return gr.update(choices=[], value=None, info=f"Not shown: {exc}"), _notice(
                     str(exc)

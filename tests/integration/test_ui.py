@@ -645,6 +645,44 @@ def test_a_second_turn_on_a_running_thread_says_it_is_busy(
     assert "busy" not in second.locator("#status").inner_text()
 
 
+def test_a_memory_list_that_cannot_be_read_says_why_on_the_page(
+    serve: Callable[..., Server],
+    open_page: Callable[[str], Any],
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sqlite3
+
+    server = serve(make_settings(), FakeChatModel(reply="ok"))
+    store = server.service.memory.store
+    assert store is not None
+    remember_turn(
+        store, "alice", message="I live in Lyon.", reply="ok", thread_id=None, message_id=None
+    )
+    page = open_page(server.url)
+    sign_in(page, "alice")
+    page.click("#memory")
+    memories = page.locator("#memories")
+    memories.get_by_text("[facts] I live in Lyon.").wait_for()
+
+    def gone(*args: Any, **kwargs: Any) -> Any:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(store, "batch", gone)
+    monkeypatch.setattr(store, "search", gone)
+    header = page.locator("#memory").get_by_text("Long-term memory")
+    header.click()  # closed
+    header.click()  # opened again: the list is read again
+    page.locator("#status").get_by_text("database is locked").wait_for()
+    memories.get_by_text("Not shown: The memory store is unavailable").wait_for()
+    assert "Lyon" not in memories.inner_text()
+    monkeypatch.undo()
+    header.click()
+    header.click()
+    memories.get_by_text("[facts] I live in Lyon.").wait_for()
+    memories.get_by_text("Not shown").wait_for(state="detached")
+
+
 def test_forget_selected_removes_a_memory(
     serve: Callable[..., Server],
     open_page: Callable[[str], Any],

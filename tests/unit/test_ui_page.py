@@ -258,7 +258,7 @@ def test_a_memory_list_that_cannot_be_read_says_why_and_is_not_shown_as_empty(
     page, _service, store = memory_page
     respond(page, "My name is Alice and I live in Lyon.", "alice", "a1")
     listed, status = page["show_memories"]("alice")
-    assert listed["choices"] and listed["info"] is None and status == gr_skip()
+    assert listed["choices"] and listed["info"] == "" and status == gr_skip()
     store.failure = failure
     # Opening the panel, signing in (with the list of files) and after a forget.
     expanded, status = page["show_memories"]("alice")
@@ -269,7 +269,7 @@ def test_a_memory_list_that_cannot_be_read_says_why_and_is_not_shown_as_empty(
         assert str(failure) in listed["info"]  # the list itself says it is not shown
     store.failure = None  # back: nothing was lost, and the list says nothing more
     listed, status = page["show_memories"]("alice")
-    assert listed["choices"] and listed["info"] is None and status == gr_skip()
+    assert listed["choices"] and listed["info"] == "" and status == gr_skip()
 
 
 def test_a_forget_whose_list_cannot_be_read_again_says_both(
@@ -310,10 +310,13 @@ def test_lists_that_cannot_be_read_at_sign_in_add_to_what_the_sign_in_said(
     assert status.count("Error 111") == 1 and status.count("Chroma") == 1
 
 
-def test_lists_that_are_read_leave_the_status_line_alone(page: Page) -> None:
+def test_lists_that_are_read_leave_the_status_line_alone(
+    memory_page: tuple[Page, ChatService, FailingStore],
+) -> None:
+    page, _service, _store = memory_page
     files, memories, status = page["list_for_user"]("alice", '<div class="notice">hi</div>')
-    assert files["choices"] == [] and files["info"] is None
-    assert memories["choices"] == [] and memories["info"] is None
+    assert files["choices"] == [] and files["info"] == ""
+    assert memories["choices"] == [] and memories["info"] == ""
     assert status == gr_skip()
 
 
@@ -393,4 +396,4 @@ def test_with_threads_off_a_reply_stays_and_the_page_says_once_why_nothing_is_li
     assert box == gr_skip() and status == ""
     listed, said = page["show_memories"]("alice")
     assert said == gr_skip() and bool(listed["choices"]) is long_term
-    assert (listed["info"] is None) is long_term  # off: the list says so, not just empty
+    assert (listed["info"] == "") is long_term  # off: the list says so, not just empty
