@@ -561,7 +561,10 @@ class ChatService:
             UiError: The id is not a thread id (:func:`check_thread`), no threads are kept,
                 or the store failed.
         """
-        thread_id = check_thread(thread_id)
+        return self._owner(check_thread(thread_id))
+
+    def _owner(self, thread_id: str) -> str | None:
+        """:meth:`owner_of` for any id: a delete may name a thread from before the rule."""
         saver = self._saver()
         with store_errors():
             return thread_owner(saver, thread_id, self.default_owner)
@@ -643,7 +646,11 @@ class ChatService:
 
         user = self.check_user(user)
         saver = self._saver()
-        owner = self.owner_of(thread_id)
+        if not isinstance(thread_id, str):
+            return False
+        # Any id: one outside the rule is no thread to open or write, but one kept from
+        # before the rule (or written by a notebook) can still be deleted.
+        owner = self._owner(thread_id)
         if owner is None:
             return False
         if owner != user:
@@ -651,7 +658,7 @@ class ChatService:
         try:
             with self.memory.locks.hold(thread_id, self.settings.memory.busy_timeout):
                 # Deleted meanwhile, or written by another user while this waited.
-                owner = self.owner_of(thread_id)
+                owner = self._owner(thread_id)
                 if owner is None:
                     return False
                 if owner != user:
