@@ -137,6 +137,23 @@ def thread_choices(service: ChatService, user: str | None) -> list[tuple[str, st
     return [(f"{t.title}", t.thread_id) for t in service.threads(user)]
 
 
+def refreshed_threads(service: ChatService, user: str, thread_id: str) -> tuple[Any, str]:
+    """The thread list's update after a turn, and what went wrong ("" when nothing did).
+
+    The reply is saved by then: a list that cannot be read (the store went away after the
+    turn) must not take it off the page, so the list stays as it was and the status says
+    why. Without kept threads the list is empty and selects nothing.
+    """
+    try:
+        choices = thread_choices(service, user)
+    except Exception as exc:  # the reply is kept whatever the list's failure
+        if not isinstance(exc, UiError):
+            log.exception("thread list failed after a turn")
+        return gr.skip(), f"The reply is saved; the thread list was not refreshed: {exc}"
+    ids = {value for _, value in choices}
+    return gr.update(choices=choices, value=thread_id if thread_id in ids else None), ""
+
+
 def memory_choices(service: ChatService, user: str | None) -> list[tuple[str, str]]:
     """(text, key) of the user's memories for the forget list."""
     if not user:
@@ -452,12 +469,13 @@ def build_ui(service: ChatService) -> gr.Blocks:
                         note = "Stopped." if item.stopped else ""
                         if item.withdrawn:
                             note = "The streamed reply was withdrawn by the safety filter."
+                        listed, failed = refreshed_threads(service, user, thread_id)
                         yield (
                             final,
                             skip,
-                            _notice(note),
+                            _notice(" ".join(n for n in (note, failed) if n)),
                             diagnostics_markdown(item.diagnostics),
-                            gr.update(choices=thread_choices(service, user), value=thread_id),
+                            listed,
                             ready,
                         )
                         return

@@ -391,9 +391,38 @@ def test_with_threads_off_a_reply_stays_and_the_page_says_once_why_nothing_is_li
     assert "no threads are kept" in signed_in["status"]
     assert signed_in["threads"]["choices"] == []
     *_, last = respond(page, "hello", "alice", signed_in["thread"])
-    chat, box, status, *_ = last
+    chat, box, status, _, threads, _ = last
     assert chat[-1] == {"role": "assistant", "content": "Hello from the fake model."}
     assert box == gr_skip() and status == ""
+    assert threads["choices"] == [] and threads["value"] is None  # no choice it lacks
     listed, said = page["show_memories"]("alice")
     assert said == gr_skip() and bool(listed["choices"]) is long_term
     assert (listed["info"] == "") is long_term  # off: the list says so, not just empty
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [UiError("The memory store is unavailable: gone"), RuntimeError("the disk caught fire")],
+)
+def test_a_thread_list_that_fails_after_a_turn_keeps_the_saved_reply(
+    page: Page, service: ChatService, monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    import gradio as gr
+
+    def threads(*args: Any, **kwargs: Any) -> Any:
+        raise failure
+
+    monkeypatch.setattr(service, "threads", threads)
+    chat, box, status, _, listed, send = respond(page, "hello", "alice", "t1")[-1]
+    assert chat[-1] == {"role": "assistant", "content": "Hello from the fake model."}
+    assert box == gr.skip()  # the message does not come back into the box
+    assert listed == gr.skip()  # the list stays as it was
+    assert "reply is saved" in status and str(failure) in status
+    assert send["interactive"] is True
+    rows, _ = service.history("alice", "t1")
+    assert rows[-1]["content"] == "Hello from the fake model."
+
+
+def test_a_turn_selects_its_thread_only_when_the_list_has_it(page: Page) -> None:
+    *_, listed, _ = respond(page, "hello", "alice", "t1")[-1]
+    assert listed["value"] == "t1" and ("hello", "t1") in listed["choices"]
