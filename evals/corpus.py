@@ -29,6 +29,7 @@ from pydantic import (
 
 from graph.context import Context
 from graph.settings import REPO_ROOT
+from tools.text import shorten as text_shorten
 from tools.text import validation_error_line
 
 EVALS_DIR = REPO_ROOT / "evals"
@@ -304,8 +305,8 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def shorten(text: str, limit: int = 80) -> str:
-    """``text`` cut to ``limit`` characters, with an ellipsis when cut."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """``text`` cut to ``limit`` characters between grapheme clusters, with an ellipsis."""
+    return text_shorten(text, limit)
 
 
 def _yaml_line(error: yaml.YAMLError) -> int | None:

@@ -20,6 +20,10 @@ Courtesy: :func:`is_phatic` and :func:`is_courtesy` tell a message that only tha
 greets or acknowledges ("ok thanks", "yes", "bye!"), which retrieval does not search for
 and the input check does not send to the model.
 
+Shortening: :func:`shorten` cuts a text to a length between two grapheme clusters, so a
+flag, an emoji with its skin tone, a ZWJ family, a keycap or a letter with its accents is
+never split; every place that shortens text for a prompt, a report or the page uses it.
+
 The file half: :func:`parse_yaml` reads YAML with duplicate keys as errors, and
 :func:`describe_validation_error` turns a pydantic error into one line that names each
 offending entry and field, in the words of the file's own format.
@@ -33,11 +37,13 @@ from collections.abc import Callable, Hashable, Mapping
 from functools import lru_cache
 from typing import Any, Final
 
+import regex
 import yaml
 from pydantic import ValidationError
 
 __all__ = [
     "APOSTROPHE_LOOKALIKES",
+    "GRAPHEME",
     "QUOTES",
     "Location",
     "UniqueKeyLoader",
@@ -50,6 +56,7 @@ __all__ = [
     "is_invisible",
     "is_phatic",
     "parse_yaml",
+    "shorten",
     "straighten_quotes",
     "strip_accents",
     "validation_error_line",
@@ -260,6 +267,57 @@ def fold_with_offsets(text: str) -> tuple[str, list[int] | None]:
         parts.append(folded)
         index.extend([position] * len(folded))
     return "".join(parts), index
+
+
+# --- shortening -----------------------------------------------------------------------
+
+GRAPHEME: Final = regex.compile(r"\X", regex.DOTALL)
+"""One user-perceived character (an extended grapheme cluster, UAX #29): a letter with its
+combining marks, an emoji with its skin tone, a flag, a ZWJ family, a keycap, a Hangul
+syllable, CR LF."""
+
+
+def _clusters(text: str) -> int:
+    return len(GRAPHEME.findall(text))
+
+
+def shorten(text: str, limit: int, mark: str = "…", *, clusters: bool = False) -> str:
+    """``text`` in at most ``limit`` characters, cut between two grapheme clusters.
+
+    A cut never leaves half a flag, an emoji without its skin tone or a family without
+    its members, a keycap without its frame, nor drops the accent of an ``e`` or the
+    vowel sign of a Devanagari syllable (:data:`GRAPHEME`): the text is kept up to the
+    last whole cluster that fits, then ``mark`` follows. ``text[:limit - 1] + "…"`` cut
+    inside any of them.
+
+    Args:
+        text: Any text.
+        limit: The most characters the result has, ``mark`` included.
+        mark: What ends a text that was cut (counted in ``limit``).
+        clusters: Count characters as grapheme clusters (what a reader sees) instead of
+            code points (what ``len`` counts, and what bounds a prompt or a log line).
+
+    Returns:
+        ``text`` itself when it fits; else a prefix of it in whole clusters, then
+        ``mark`` (only ``mark`` when not even the first cluster fits beside it).
+
+    Raises:
+        ValueError: ``limit`` leaves no room for ``mark`` (or is below 1).
+    """
+    measure = _clusters if clusters else len
+    least = max(1, measure(mark))
+    if limit < least:
+        raise ValueError(f"limit must be at least {least} (room for {mark!r}), not {limit}")
+    if len(text) <= limit or (clusters and measure(text) <= limit):
+        return text
+    room = limit - measure(mark)
+    end = used = 0
+    for match in GRAPHEME.finditer(text):
+        used += 1 if clusters else match.end() - match.start()
+        if used > room:
+            break
+        end = match.end()
+    return text[:end] + mark
 
 
 # --- courtesy -------------------------------------------------------------------------

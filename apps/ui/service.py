@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import regex
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
@@ -50,7 +49,7 @@ from graph.context import BlankUserNameError, Context, plain_user_name
 from graph.errors import InvalidMessageError, MessageTooLongError
 from graph.settings import SAFETY_LEVELS, Settings
 from tools.documents.loaders import SUPPORTED
-from tools.text import is_blank
+from tools.text import is_blank, shorten
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
@@ -244,18 +243,13 @@ class TurnResult:
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
-GRAPHEME = regex.compile(r"\X", regex.DOTALL)
-"""One user-perceived character (an extended grapheme cluster, UAX #29): a letter with its
-combining marks, an emoji with its skin tone, a flag, a ZWJ family, CR LF."""
-
-
 def shortened(text: str, limit: int) -> str:
     """``text`` in at most ``limit`` characters, cut between two grapheme clusters.
 
-    A character is what a reader sees as one (:data:`GRAPHEME`): a cut never leaves half
-    a flag, an emoji without its skin tone or a family without its members, nor drops the
-    accent of an ``e``. A text that is cut ends with ``…`` (counted in ``limit``), after
-    its last word's end if the cut came at a space.
+    A character is what a reader sees as one (:data:`tools.text.GRAPHEME`): a cut never
+    leaves half a flag, an emoji without its skin tone or a family without its members,
+    nor drops the accent of an ``e`` (:func:`tools.text.shorten`). A text that is cut ends
+    with ``…`` (counted in ``limit``), after its last word's end if the cut came at a space.
 
     Args:
         text: The text.
@@ -264,12 +258,8 @@ def shortened(text: str, limit: int) -> str:
     Raises:
         ValueError: ``limit`` is below 1.
     """
-    if limit < 1:
-        raise ValueError(f"limit must be at least 1, not {limit}")
-    clusters = GRAPHEME.findall(text)
-    if len(clusters) <= limit:
-        return text
-    return "".join(clusters[: limit - 1]).rstrip() + "…"
+    short = shorten(text, limit, clusters=True)
+    return text if short == text else short.removesuffix("…").rstrip() + "…"
 
 
 def title_of(messages: Iterable[Any], limit: int = 60) -> str:

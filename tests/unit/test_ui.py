@@ -518,7 +518,8 @@ CLUSTERS = {
 def test_a_shortened_text_is_cut_between_characters_never_inside_one(
     cluster: str, prefix: str
 ) -> None:
-    from apps.ui.service import GRAPHEME, shortened
+    from apps.ui.service import shortened
+    from tools.text import GRAPHEME
 
     text = prefix + cluster * 12
     whole = GRAPHEME.findall(text)

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tools.prompting import Counter, Turn
-from tools.text import is_phatic
+from tools.text import is_phatic, shorten
 
 Passage = Mapping[str, Any]
 
@@ -110,4 +110,4 @@ def quote_passages(
 
 
 def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return shorten(text, limit)

@@ -29,7 +29,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from tools.text import fold_with_offsets, parse_yaml
+from tools.text import fold_with_offsets, parse_yaml, shorten
 
 __all__ = [
     "DATAMARK",
@@ -129,7 +129,7 @@ class PassageCheck:
         """The first flagged sentence, for a report (the passage's start if none)."""
         start, end = self.spans[0] if self.spans else (0, len(text))
         snippet = " ".join(text[start:end].split())
-        return snippet if len(snippet) <= limit else snippet[: limit - 1] + "…"
+        return shorten(snippet, limit)
 
 
 def _sentences(text: str) -> list[tuple[int, int]]:

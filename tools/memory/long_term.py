@@ -27,6 +27,7 @@ from langgraph.store.base import BaseStore, Item, PutOp, SearchItem
 
 from tools.memory.facts import self_statements
 from tools.prompting import Counter
+from tools.text import shorten
 
 ROOT = "memories"
 Kind = Literal["facts", "turns"]
@@ -313,4 +314,4 @@ def recalled_lines(memories: Sequence[Memory], count: Counter, max_tokens: int) 
 
 def _one_line(text: str, limit: int = 400) -> str:
     flat = " ".join(text.split()).replace('"', "'")
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return shorten(flat, limit)

@@ -44,6 +44,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, PrivateAttr, SecretStr
 
 from tools.models.base import FirstTokenScores, ModelLoadError
+from tools.text import shorten
 
 log = logging.getLogger("assistant.llm")
 
@@ -394,4 +395,4 @@ def _said(exc: Any) -> str:
     if not message and isinstance(body, dict) and isinstance(body.get("error"), dict):
         message = body["error"].get("message")
     text = str(message or exc).replace("\n", " ")
-    return text if len(text) <= 200 else text[:200] + "..."
+    return shorten(text, 203, "...")
