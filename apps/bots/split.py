@@ -2,9 +2,10 @@ r"""Split a long reply into messages that fit a chat platform's limit.
 
 Pieces end at the best boundary that fits: a blank line, then a line end, then a sentence
 end, then a space, and only then between two characters. "Character" means a grapheme
-cluster (``regex``'s ``\X``): an emoji with its modifiers, a flag, a letter with its
-combining accents stay whole. A fenced code block cut in two is closed at the end of one
-piece and reopened (with its language) at the start of the next, so each piece renders.
+cluster (:data:`tools.text.GRAPHEME`, ``regex``'s ``\X``): an emoji with its modifiers, a
+flag, a letter with its combining accents stay whole. A fenced code block cut in two is
+closed at the end of one piece and reopened (with its language) at the start of the next,
+so each piece renders.
 
 Limits are counted by a ``measure`` function, because platforms count differently:
 Telegram counts UTF-16 code units (an emoji outside the BMP is 2), Slack counts the text
@@ -16,9 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-import regex
+from tools.text import GRAPHEME as _GRAPHEME
 
-_GRAPHEME = regex.compile(r"\X", regex.DOTALL)
 _SENTENCE_END = re.compile(r"[.!?…][\"')\]]*\s|[。！？]")
 _FENCE = re.compile(r"^ {0,3}(`{3,8}|~{3,8})(.*)$")
 
