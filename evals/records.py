@@ -141,6 +141,43 @@ def default_runs_dir(settings: Settings) -> Path:
     return settings.data_dir / "evals" / "runs"
 
 
+def _not_a_folder(runs_dir: Path) -> Path | None:
+    """The file that stands where ``runs_dir`` or one of its parents should be a folder.
+
+    None when the path is a folder, or does not exist and could be created as one (its
+    nearest existing ancestor is a folder).
+    """
+    for candidate in (runs_dir, *runs_dir.parents):
+        try:
+            if candidate.is_dir():
+                return None
+            if candidate.exists():
+                return candidate
+        except OSError:
+            return None
+    return None
+
+
+def _check_is_folder(runs_dir: Path, doing: str) -> None:
+    """Raise a clear error when ``runs_dir`` (or a parent of it) is a file.
+
+    Args:
+        runs_dir: The runs folder.
+        doing: What failed, to start the message (``cannot write run records to``).
+
+    Raises:
+        EvalError: A file stands where the folder should be.
+    """
+    blocker = _not_a_folder(runs_dir)
+    if blocker is None:
+        return
+    which = "it" if blocker == runs_dir else str(blocker)
+    raise EvalError(
+        f"{doing} {runs_dir}: {which} is a file, not a folder "
+        "(--runs-dir takes the folder that holds the run records)"
+    )
+
+
 def check_runs_dir(runs_dir: Path) -> None:
     """Make sure run records can be written to ``runs_dir`` (created if missing).
 
@@ -148,8 +185,9 @@ def check_runs_dir(runs_dir: Path) -> None:
     directory that cannot be written: a probe file is created and removed.
 
     Raises:
-        EvalError: The directory cannot be created or written.
+        EvalError: The directory is a file, or cannot be created or written.
     """
+    _check_is_folder(runs_dir, "cannot write run records to")
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=runs_dir, prefix=".probe-", suffix=".tmp"):
@@ -246,8 +284,13 @@ def find_run(given: str | None, runs_dir: Path, on_skip: Skipped | None = None) 
     explicitly is returned as it is; loading it reports what is wrong with it.
 
     Raises:
-        EvalError: No such run, or the part matches several.
+        EvalError: No such run, the part matches several, or ``runs_dir`` is a file.
     """
+    if given is not None and given != "latest":
+        path = Path(given).expanduser()
+        if path.is_file():
+            return path
+    _check_is_folder(runs_dir, "cannot read runs from")
     runs = list_runs(runs_dir)
     if given is None or given == "latest":
         latest = _newest_readable(runs, on_skip)
@@ -255,9 +298,6 @@ def find_run(given: str | None, runs_dir: Path, on_skip: Skipped | None = None) 
             found = f" ({len(runs)} unreadable files)" if runs else ""
             raise EvalError(f"no runs in {runs_dir}{found}: run `assistant eval` first")
         return latest
-    path = Path(given).expanduser()
-    if path.is_file():
-        return path
     matches = [r for r in runs if r.stem == given] or [r for r in runs if given in r.stem]
     if len(matches) == 1:
         return matches[0]

@@ -97,6 +97,40 @@ def test_an_unwritable_runs_dir_stops_the_run_before_any_case(
     assert ran == []  # found before the first case, not after the last
 
 
+@pytest.mark.parametrize("depth", [0, 1, 2])
+@pytest.mark.parametrize("command", ["run", "report", "report-latest", "compare"])
+def test_a_runs_dir_that_is_a_file_is_named_as_a_file(
+    cli: CliRunner, tmp_path: Path, depth: int, command: str
+) -> None:
+    """``--runs-dir`` at a file (or under one): every command says so, not 'File exists'."""
+    blocker = tmp_path / "results.json"
+    blocker.write_text("{}")
+    target = blocker.joinpath(*["sub"] * depth)
+    args = {
+        "run": [str(corpus(tmp_path))],
+        "report": ["report"],
+        "report-latest": ["report", "latest"],
+        "compare": ["compare", "a", "b"],
+    }[command]
+    done = cli.invoke(eval_app, [*args, "--runs-dir", str(target)])
+    assert done.exit_code == 2, done.output
+    flat = " ".join(done.output.split())
+    assert f"{blocker} is a file, not a folder" in flat or (
+        depth == 0 and "it is a file, not a folder" in flat
+    ), flat
+    assert str(target) in flat
+    assert "File exists" not in flat and "no runs in" not in flat
+    assert blocker.read_text() == "{}"  # nothing lost
+
+
+def test_a_run_file_given_by_path_needs_no_runs_dir(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    run = tmp_path / "one.json"
+    run.write_text(record("20250101T000000Z-aaaaaa").model_dump_json())
+    assert find_run(str(run), blocker) == run
+
+
 def test_check_runs_dir_creates_it_and_leaves_nothing(tmp_path: Path) -> None:
     runs = tmp_path / "deep" / "er" / "runs"
     check_runs_dir(runs)
