@@ -427,6 +427,9 @@ def corpus_files(evals_dir: Path = CORPORA_DIR) -> list[Path]:
 def resolve_corpus(name_or_path: str, evals_dir: Path = CORPORA_DIR) -> Path:
     """A corpus file from a name (``routing`` → ``evals/corpora/routing.yaml``) or a path.
 
+    A bare file name (``routing.yaml``) is a path when such a file is here, else a file of
+    the corpora folder; a name with a folder in it is only ever a path.
+
     Raises:
         EvalError: There is no such corpus (the message lists the available ones), or the
             path is a directory.
@@ -436,17 +439,34 @@ def resolve_corpus(name_or_path: str, evals_dir: Path = CORPORA_DIR) -> Path:
         f"{name_or_path} is a directory, not a corpus file: name its files, or run every "
         f"corpus in it with --evals-dir {name_or_path}"
     )
-    if given.suffix in CORPUS_SUFFIXES or os.sep in name_or_path:
+    has_folder = os.sep in name_or_path or (os.altsep is not None and os.altsep in name_or_path)
+    known = ", ".join(p.stem for p in corpus_files(evals_dir)) or "none"
+    if has_folder:  # a path: only ever a path
         if given.is_file():
             return given
         raise directory if given.is_dir() else EvalError(f"no such corpus file: {name_or_path}")
+    if given.suffix in CORPUS_SUFFIXES:
+        # A file name (``routing.yaml``): here first, then the corpora folder under that
+        # name, then under its stem with another suffix (``routing.yml``).
+        if given.is_file():
+            return given
+        if given.is_dir():
+            raise directory
+        for candidate in (
+            evals_dir / name_or_path,
+            *(evals_dir / f"{given.stem}{suffix}" for suffix in CORPUS_SUFFIXES),
+        ):
+            if candidate.is_file():
+                return candidate
+        raise EvalError(
+            f"no such corpus file: {name_or_path} (not here, nor in {evals_dir}: {known})"
+        )
     for suffix in CORPUS_SUFFIXES:
         candidate = evals_dir / f"{name_or_path}{suffix}"
         if candidate.is_file():
             return candidate
     if given.is_dir():  # a bare folder name: the corpus names came first
         raise directory
-    known = ", ".join(p.stem for p in corpus_files(evals_dir)) or "none"
     raise EvalError(f"unknown corpus {name_or_path!r} (in {evals_dir}: {known})")
 
 

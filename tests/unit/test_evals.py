@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,78 @@ def test_unknown_corpus_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(EvalError, match=r"unknown corpus 'nope'.*known"):
         load_corpora(["nope"], tmp_path)
     assert [c.name for c in load_corpora([], tmp_path)] == ["known"]
+
+
+ONE_CASE = "cases: [{id: a, turns: [hi], expect: [{blocked: false}]}]\n"
+
+
+@pytest.mark.parametrize(
+    ("given", "found"),
+    [
+        ("routing.yaml", "routing.yaml"),  # the name with its extension
+        ("routing.yml", "routing.yaml"),  # another corpus suffix for the same stem
+        ("lines.jsonl", "lines.jsonl"),
+        ("lines.yaml", "lines.jsonl"),
+    ],
+)
+def test_a_corpus_file_name_is_looked_up_in_the_corpora_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str, found: str
+) -> None:
+    corpora = tmp_path / "corpora"
+    corpora.mkdir()
+    write(corpora, ONE_CASE, "routing.yaml")
+    (corpora / "lines.jsonl").write_text(
+        json.dumps({"id": "a", "turns": ["hi"], "expect": [{"blocked": False}]}) + "\n"
+    )
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert [c.path for c in load_corpora([given], corpora)] == [corpora / found]
+
+
+def test_a_corpus_file_here_wins_over_the_corpora_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpora = tmp_path / "corpora"
+    corpora.mkdir()
+    write(corpora, ONE_CASE, "routing.yaml")
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, ONE_CASE, "routing.yaml")
+    assert [c.path for c in load_corpora(["routing.yaml"], corpora)] == [Path("routing.yaml")]
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("nope.yaml", r"no such corpus file: nope\.yaml \(not here, nor in .*: routing\)"),
+        (f"sub{os.sep}routing.yaml", r"no such corpus file: sub.routing\.yaml$"),
+    ],
+)
+def test_a_missing_corpus_file_names_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str, message: str
+) -> None:
+    corpora = tmp_path / "corpora"
+    corpora.mkdir()
+    write(corpora, ONE_CASE, "routing.yaml")
+    monkeypatch.chdir(tmp_path)  # a path with a folder stays a path: never the corpora folder
+    with pytest.raises(EvalError, match=message):
+        load_corpora([given], corpora)
+
+
+def test_eval_run_takes_a_corpus_name_with_its_extension(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASSISTANT_MODEL__BACKEND", "fake")
+    corpora = tmp_path / "corpora"
+    corpora.mkdir()
+    write(corpora, ONE_CASE, "routing.yaml")
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(
+        eval_app,
+        ["routing.yaml", "--evals-dir", str(corpora), "--runs-dir", str(tmp_path / "r")],
+    )
+    assert "no such corpus file" not in done.output
+    assert done.exit_code == 0, done.output
 
 
 # --- running ------------------------------------------------------------------------------
