@@ -20,6 +20,45 @@ out = Console()
 err = Console(stderr=True)
 
 
+def stdin_is_terminal() -> bool:
+    """Whether someone can answer a question on stdin (a pipe, a file or cron cannot)."""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (OSError, ValueError):  # closed or detached
+        return False
+
+
+def confirm_or_exit(question: str, *, nothing_done: str, flag: str = "--yes") -> None:
+    """Ask ``question``; exit unless the answer is yes.
+
+    An answer piped in (``echo y | ...``) still counts. When input ends with no answer
+    and stdin is not a terminal, nothing could have answered: the message says which flag
+    confirms without a question (``typer.confirm`` printed only "Aborted.").
+
+    Args:
+        question: The yes/no question.
+        nothing_done: What was left as it was, for the message (``nothing was deleted``).
+        flag: The option that confirms without a question.
+
+    Raises:
+        typer.Exit: Code 2 when input ended off a terminal, 1 when the answer is no (or
+            Ctrl-D / Ctrl-C at a terminal).
+    """
+    try:
+        answer = typer.confirm(question)
+    except typer.Abort:  # input ended (or Ctrl-C) before an answer
+        if not stdin_is_terminal():
+            err.print(
+                f"[red]no answer to {escape(repr(question))}: stdin is not a terminal; add "
+                f"{escape(flag)} to confirm without a question ({escape(nothing_done)})[/red]"
+            )
+            raise typer.Exit(2) from None
+        answer = False
+    if not answer:
+        err.print(f"Not confirmed: {nothing_done}.", markup=False, highlight=False)
+        raise typer.Exit(1)
+
+
 class _ReplyLine:
     """Whether a streamed reply left stdout in the middle of a line (nothing ended it yet).
 

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 
 from apps.cli.console import (
     cli_settings,
+    confirm_or_exit,
     end_reply_line,
     err,
     field_columns,
@@ -894,8 +895,8 @@ def memory_clear(
 
     settings = cli_settings()
     who = user or settings.long_term.user_id
-    if not yes and not typer.confirm(f"Forget everything about user {who}?"):
-        raise typer.Exit(1)
+    if not yes:
+        confirm_or_exit(f"Forget everything about user {who}?", nothing_done="nothing was deleted")
     with _long_term(settings) as store:
         removed = clear(store, who)
     out.print(f"forgot {removed} memories of user {who}", markup=False, highlight=False)
