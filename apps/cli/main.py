@@ -1434,6 +1434,8 @@ def ingest_command(
         out.print_json(json.dumps(report.to_dict()))
     else:
         _print_report(report)
+    if note := _nothing_found(report, paths):
+        err.print(f"[yellow]{escape(note)}[/yellow]", highlight=False, soft_wrap=True)
     if prune and not report.pruned and not any(Path(p).expanduser().exists() for p in paths):
         err.print(
             f"[red]no such file or folder, and nothing stored under it:[/red] "
@@ -1472,6 +1474,29 @@ def _prune_dry_run(store: DocumentStore, paths: list[str], as_json: bool) -> Non
         "pruned; nothing was changed (dry run)",
         highlight=False,
         soft_wrap=True,
+    )
+
+
+def _nothing_found(report: IngestReport, paths: list[str]) -> str | None:
+    """Why a batch stored nothing when it found no file it could read, else None.
+
+    "0 added, 0 replaced, ..." alone does not say that the folder held no files, or only
+    files of types that are not read: the note says which, and which types are.
+    """
+    from tools.documents.loaders import SUPPORTED
+
+    if report.added or report.replaced or report.unchanged or report.failed or report.pruned:
+        return None
+    types = ", ".join(SUPPORTED)
+    where = ", ".join(paths)
+    if not report.skipped:
+        return (
+            f"no files found in {where} (hidden files and folders are not read); "
+            f"folders are read for {types} files"
+        )
+    return (
+        f"nothing to ingest in {where}: every file found was skipped (the report says why); "
+        f"folders are read for {types} files"
     )
 
 
