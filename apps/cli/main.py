@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import re
@@ -902,6 +903,41 @@ def memory_clear(
     out.print(f"forgot {removed} memories of user {who}", markup=False, highlight=False)
 
 
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+
+
+def host_option(value: str) -> str:
+    """Check a ``--host``: an IP address, or a host name this machine resolves.
+
+    A typer callback, so a bad address is named as such (exit 2) before any other check
+    of the command: ``serve --host "bad host"`` said API keys were needed, ``ui`` that the
+    page has no login.
+
+    Raises:
+        typer.BadParameter: Not an address or a host name, or a name that does not resolve.
+    """
+    examples = "e.g. 127.0.0.1, ::1, 0.0.0.0 or localhost"
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        name = value[:-1] if value.endswith(".") else value
+        labels = name.split(".")
+        if not name or len(name) > 253 or not all(_HOST_LABEL.fullmatch(x) for x in labels):
+            raise typer.BadParameter(
+                f"{value!r} is not an IP address or a host name ({examples})"
+            ) from None
+    else:
+        return value
+    try:
+        socket.getaddrinfo(value, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise typer.BadParameter(
+            f"the host name {value!r} does not resolve here: {reason} ({examples})"
+        ) from None
+    return value
+
+
 def _claim_port(host: str, port: int) -> None:
     """Exit 1 with a clear message when ``host:port`` cannot be listened on.
 
@@ -925,9 +961,10 @@ def _claim_port(host: str, port: int) -> None:
 
 @app.command("ui")
 def ui_command(
-    host: Annotated[str, typer.Option(help="Address to listen on (local only by default).")] = (
-        "127.0.0.1"
-    ),
+    host: Annotated[
+        str,
+        typer.Option(help="Address to listen on (local only by default).", callback=host_option),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 7860,
     no_login: Annotated[
         bool,
@@ -975,7 +1012,10 @@ bot_app = typer.Typer(
 app.add_typer(bot_app, name="bot")
 
 BotHost = Annotated[
-    str, typer.Option(help="Address to listen on (put an HTTPS reverse proxy in front).")
+    str,
+    typer.Option(
+        help="Address to listen on (put an HTTPS reverse proxy in front).", callback=host_option
+    ),
 ]
 
 
@@ -1075,7 +1115,11 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 @app.command("serve")
 def serve_command(
     host: Annotated[
-        str, typer.Option(help="Address to listen on (another than 127.0.0.1 needs api.keys).")
+        str,
+        typer.Option(
+            help="Address to listen on (another than 127.0.0.1 needs api.keys).",
+            callback=host_option,
+        ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
 ) -> None:
