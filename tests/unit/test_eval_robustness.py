@@ -426,4 +426,4 @@ def test_a_run_off_a_terminal_prints_lines_not_a_stale_bar(tmp_path: Path, cli: 
     assert "evaluating" not in done.output  # the bar's description
     failed = cli.invoke(eval_app, [str(corpus(tmp_path)), "--tag", "nope", "--runs-dir", str(runs)])
     assert failed.exit_code == 2
-    assert "evaluating" not in failed.output and "no case has any of the tags" in failed.output
+    assert "evaluating" not in failed.output and "unknown tag 'nope'" in failed.output
