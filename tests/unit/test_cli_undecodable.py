@@ -115,8 +115,8 @@ def test_a_line_in_another_encoding_is_refused_and_the_chat_goes_on() -> None:
 @pytest.mark.parametrize(
     ("args", "what"),
     [
-        (["memory", "search", os.fsdecode(b"caf\xe9")], "'query'"),
-        (["memory", "forget", "fine-key", os.fsdecode(b"k\xe9")], "'keys'"),
+        (["memory", "search", os.fsdecode(b"caf\xe9")], "'QUERY'"),
+        (["memory", "forget", "fine-key", os.fsdecode(b"k\xe9")], "'KEY'"),
     ],
 )
 def test_a_text_argument_that_is_not_utf8_is_refused(args: list[str], what: str) -> None:
