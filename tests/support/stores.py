@@ -1,12 +1,39 @@
-"""An in-memory stand-in for the document store, for the tests of ingest()."""
+"""In-memory stand-ins for the stores: the document store (for the tests of ingest()) and a
+long-term store whose backend can go away (for the page's failure tests)."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import redis
+from langgraph.store.memory import InMemoryStore
+
 from graph.settings import Settings
 from tools.documents.store import Chunk, DocumentStoreError, SourceInfo, WriteResult
+from tools.memory import MemoryBackendError
+
+
+class FlakyStore(InMemoryStore):
+    """An in-memory long-term store whose backend is gone once ``failure`` is set."""
+
+    failure: Exception | None = None
+
+    def batch(self, ops: Any) -> Any:
+        if self.failure is not None:
+            raise self.failure
+        return super().batch(ops)
+
+
+STORE_DOWN = [
+    redis.exceptions.ConnectionError("Error 111 connecting to localhost:6379"),
+    redis.exceptions.TimeoutError("Timeout reading from socket"),
+    sqlite3.OperationalError("database is locked"),
+    sqlite3.DatabaseError("database disk image is malformed"),
+    MemoryBackendError("Redis at redis://localhost:6379 is unreachable"),
+]
+"""What a store raises when its backend went away, one of each kind the page must survive."""
 
 
 class DictStore:

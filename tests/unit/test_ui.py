@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -13,9 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.store.memory import InMemoryStore
 
 from apps.turns import STOPPED_MARK
 from apps.ui.service import (
@@ -35,8 +32,9 @@ from graph.settings import Settings, SettingsError
 from tests.conftest import assistant
 from tests.support.embeddings import word_store
 from tests.support.locks import GateLocks
+from tests.support.stores import STORE_DOWN, FlakyStore
 from tools.documents.store import check_collection_name
-from tools.memory import MemoryBackendError, OpenMemory
+from tools.memory import OpenMemory
 from tools.memory.locks import LocalThreadLocks
 from tools.models import FakeChatModel
 
@@ -1178,26 +1176,6 @@ class FlakySaver(InMemorySaver):
     def delete_thread(self, thread_id: str) -> None:
         self._check()
         super().delete_thread(thread_id)
-
-
-class FlakyStore(InMemoryStore):
-    """An in-memory store whose backend can go away."""
-
-    failure: Exception | None = None
-
-    def batch(self, ops: Any) -> Any:
-        if self.failure is not None:
-            raise self.failure
-        return super().batch(ops)
-
-
-STORE_DOWN = [
-    redis.exceptions.ConnectionError("Error 111 connecting to localhost:6379"),
-    redis.exceptions.TimeoutError("Timeout reading from socket"),
-    sqlite3.OperationalError("database is locked"),
-    sqlite3.DatabaseError("database disk image is malformed"),
-    MemoryBackendError("Redis at redis://localhost:6379 is unreachable"),
-]
 
 
 @pytest.mark.parametrize("failure", STORE_DOWN, ids=lambda e: type(e).__name__)

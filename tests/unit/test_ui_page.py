@@ -6,18 +6,17 @@ browser would send, including what a user can put in the browser's own storage.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-import redis
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 
 from apps.ui.service import ChatService, UiError
 from graph.settings import Settings
-from tools.memory import MemoryBackendError, OpenMemory
+from tests.support.stores import STORE_DOWN, FlakyStore
+from tools.memory import OpenMemory
 from tools.memory.locks import LocalThreadLocks
 from tools.models import FakeChatModel
 
@@ -218,32 +217,14 @@ def test_an_unexpected_failure_of_a_list_leaves_it_as_it_was(
     assert "the disk caught fire" in status
 
 
-class FailingStore(InMemoryStore):
-    """A long-term store whose backend is gone once ``failure`` is set."""
-
-    failure: Exception | None = None
-
-    def batch(self, ops: Any) -> Any:
-        if self.failure is not None:
-            raise self.failure
-        return super().batch(ops)
-
-
-STORE_DOWN = [
-    redis.exceptions.ConnectionError("Error 111 connecting to localhost:6379"),
-    sqlite3.OperationalError("database is locked"),
-    MemoryBackendError("Redis at redis://localhost:6379 is unreachable"),
-]
-
-
 @pytest.fixture
 def memory_page(
     make_settings: Callable[..., Settings], fake_model: FakeChatModel
-) -> tuple[Page, ChatService, FailingStore]:
+) -> tuple[Page, ChatService, FlakyStore]:
     from apps.ui.page import build_ui
 
     settings = make_settings()
-    store = FailingStore()
+    store = FlakyStore()
     service = ChatService(
         settings, OpenMemory(InMemorySaver(), store, LocalThreadLocks()), model=fake_model
     )
@@ -253,7 +234,7 @@ def memory_page(
 
 @pytest.mark.parametrize("failure", STORE_DOWN, ids=lambda e: type(e).__name__)
 def test_a_memory_list_that_cannot_be_read_says_why_and_is_not_shown_as_empty(
-    memory_page: tuple[Page, ChatService, FailingStore], failure: Exception
+    memory_page: tuple[Page, ChatService, FlakyStore], failure: Exception
 ) -> None:
     page, _service, store = memory_page
     respond(page, "My name is Alice and I live in Lyon.", "alice", "a1")
@@ -273,7 +254,7 @@ def test_a_memory_list_that_cannot_be_read_says_why_and_is_not_shown_as_empty(
 
 
 def test_a_forget_whose_list_cannot_be_read_again_says_both(
-    memory_page: tuple[Page, ChatService, FailingStore], monkeypatch: pytest.MonkeyPatch
+    memory_page: tuple[Page, ChatService, FlakyStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     page, service, _store = memory_page
     respond(page, "My name is Alice and I live in Lyon.", "alice", "a1")
@@ -311,7 +292,7 @@ def test_lists_that_cannot_be_read_at_sign_in_add_to_what_the_sign_in_said(
 
 
 def test_lists_that_are_read_leave_the_status_line_alone(
-    memory_page: tuple[Page, ChatService, FailingStore],
+    memory_page: tuple[Page, ChatService, FlakyStore],
 ) -> None:
     page, _service, _store = memory_page
     files, memories, status = page["list_for_user"]("alice", '<div class="notice">hi</div>')
