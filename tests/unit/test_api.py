@@ -839,6 +839,24 @@ def test_a_huge_body_is_413(
         expect_error(client.post(URL, json=user("y" * 4000)), 413)
 
 
+def post_scope(*headers: tuple[bytes, bytes]) -> dict[str, Any]:
+    """The ASGI scope of a JSON POST to the chat endpoint, with ``headers`` added."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": URL,
+        "raw_path": URL.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), *headers],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+
+
 def _post_pieces(app: Any, pieces: int, size: int) -> tuple[int, int]:
     """POST a chunked body of ``pieces`` pieces straight to the ASGI app.
 
@@ -857,20 +875,7 @@ def _post_pieces(app: Any, pieces: int, size: int) -> tuple[int, int]:
         if message["type"] == "http.response.start":
             status.append(message["status"])
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": URL,
-        "raw_path": URL.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")],
-        "client": ("127.0.0.1", 1),
-        "server": ("testserver", 80),
-    }
+    scope = post_scope((b"transfer-encoding", b"chunked"))
     asyncio.run(app(scope, receive, send))
     return status[0], pulled
 
@@ -1675,20 +1680,7 @@ def test_a_client_that_hangs_up_while_sending_its_body_is_no_server_error(
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": URL,
-            "raw_path": URL.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"content-type", b"application/json")],
-            "client": ("127.0.0.1", 1),
-            "server": ("127.0.0.1", 80),
-        }
+        scope = post_scope()
         async with app.router.lifespan_context(app):
             await app(scope, receive, send)  # raised ClientDisconnect into the server
 
