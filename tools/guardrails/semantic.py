@@ -23,7 +23,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import threading
+import unicodedata
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -141,8 +143,28 @@ class Exemplars:
 # for crème brûlée pls") and none of 43 short messages in 25 other languages, whose
 # English probability was at most a tenth of their top one ("Ciao, come stai?": 0.09).
 _ENGLISH_RATIO = 0.2
+# Below this many letters py3langid cannot tell English at all: on "yes", "lol", "idk",
+# "tbh idk", "msg 1" its top probability is 0.03-0.25 over 140 languages, spread over
+# Walloon, Sesotho, Volapuk, Scottish Gaelic; and it is as unsure of "hola", "te odio" or
+# "mata a tu padre" (top 0.09). There, the words decide (:func:`_short_english`). Every
+# Latin-script `language`-tagged case of the safety corpora has more letters than this.
+_SHORT_LETTERS = 24
+# The words of English: whole words among the _COMMON_RANK most frequent entries of the
+# embedding model's own WordPiece vocabulary (all-MiniLM-L6-v2, uncased BERT: English
+# Wikipedia and books, ids in order of frequency, shipped offline with the model), and
+# lexicon/chat_words.txt. The vocabulary is not English only: German "und" (6151) and
+# "der" (4315), Spanish "como" (18609), "mata" (22640), "padre" (28612) are whole words,
+# from names and quotations in English text. Below 16,000 are the function words those
+# share with English ("te", "tu", "no", "mi") and few content words of another language;
+# "mata a tu padre" then holds two words that are not common English, and is no English.
+_COMMON_RANK = 16000
+# py3langid this sure of another language outweighs a message of common English words.
+_CONFIDENT = 0.5
+_CHAT_WORDS_FILE = Path(__file__).resolve().parent / "lexicon" / "chat_words.txt"
+_WORD_RE = re.compile(r"[^\W\d_]+")
 _identifier: Any = None
 _identifier_lock = threading.Lock()
+_vocabulary: dict[str, int] | None = None
 
 
 def _language_ranks(text: str) -> list[tuple[str, float]]:
@@ -157,20 +179,85 @@ def _language_ranks(text: str) -> list[tuple[str, float]]:
     return ranks
 
 
+def _english_words() -> dict[str, int]:
+    """English word -> frequency rank: the embedding vocabulary's words, and chat words.
+
+    Chat words (lexicon/chat_words.txt: "lol", "idk", "tbh", "thx") rank 0: written English
+    has none of them, and they are what short messages are made of. Empty when the
+    embedding model or the list cannot be read (logged once): then py3langid alone
+    decides, as before.
+    """
+    global _vocabulary
+    with _identifier_lock:
+        if _vocabulary is None:
+            words: dict[str, int] = {}
+            try:
+                from tools.models.embeddings import TOKENIZER_LOCK, get_tokenizer
+
+                tokenizer = get_tokenizer()
+                with TOKENIZER_LOCK:
+                    vocabulary: dict[str, int] = tokenizer.get_vocab()
+                words = {w: i for w, i in vocabulary.items() if w.isascii() and w.isalpha()}
+                lines = _CHAT_WORDS_FILE.read_text(encoding="utf-8").splitlines()
+                chat = (line.split("#", 1)[0].strip() for line in lines)
+                words.update(dict.fromkeys(filter(None, chat), 0))
+            except Exception as exc:  # a missing model or list: the ratio alone, as before
+                log.warning("short messages are read by py3langid alone: %s", exc)
+                words = {}
+            _vocabulary = words
+        return _vocabulary
+
+
+def _is_latin(char: str) -> bool:
+    return char.isascii() or unicodedata.name(char, "").startswith("LATIN")
+
+
+def _short_english(text: str, ranks: list[tuple[str, float]], near_tie: bool) -> bool:
+    """Whether a short message in Latin letters is English, by its words.
+
+    Single letters say nothing ("a", "o", "y", "e", "i" are words in many languages).
+    English when every word is common English ("yes", "tbh idk", "msg 1", "awesome"),
+    unless py3langid is sure of another language (:data:`_CONFIDENT`). Not English when
+    most words, and at least two, are no English words at all ("te voy a matar", "Konto
+    hacken", "zabij go"). Otherwise py3langid's near tie decides, as for longer text (a
+    name or a rare word among English ones: "who is Zelensky").
+    """
+    known = _english_words()
+    if not known:  # no vocabulary to read words with
+        return near_tie
+    words = [w for w in _WORD_RE.findall(text.lower()) if len(w) > 1]
+    if not words:
+        return True
+    if all(known.get(w, _COMMON_RANK) < _COMMON_RANK for w in words):
+        language, top = ranks[0]
+        return language == "en" or top < _CONFIDENT
+    foreign = sum(w not in known for w in words)
+    if foreign >= 2 and 2 * foreign > len(words):
+        return False
+    return near_tie
+
+
 def looks_english(text: str) -> bool:
     """Tell whether a message reads as English (the only language the embeddings know).
 
     English when py3langid gives English at least :data:`_ENGLISH_RATIO` times the
     probability of the most likely language: short English is often near-tied with
     some other language, a message in another language puts English far below its own.
-    A message without letters counts as English (nothing to read).
+    A short message in Latin letters (fewer than :data:`_SHORT_LETTERS`), on which
+    py3langid is barely better than chance, is read by its words
+    (:func:`_short_english`). A message without letters counts as English (nothing to
+    read).
     """
-    if not any(ch.isalpha() for ch in text):
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters:
         return True
     ranks = _language_ranks(text)
     top = ranks[0][1]
     english = dict(ranks).get("en", 0.0)
-    return english >= _ENGLISH_RATIO * top
+    near_tie = english >= _ENGLISH_RATIO * top
+    if len(letters) >= _SHORT_LETTERS or not all(map(_is_latin, letters)):
+        return near_tie
+    return _short_english(text, ranks, near_tie)
 
 
 # --- the layer ---------------------------------------------------------------------------
