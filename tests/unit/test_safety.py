@@ -1084,6 +1084,7 @@ LEXICON_FILES = sorted(safety.LEXICON_DIR.glob("*"))
 
 def test_lexicon_holds_the_expected_files() -> None:
     assert [path.name for path in LEXICON_FILES] == [
+        "chat_words.txt",
         "common_words.txt",
         "given_names.txt",
         "innocent_phrases.txt",

@@ -6,6 +6,12 @@ The table comes from Unicode's confusables data (UTS #39, ``confusables.txt``) a
 other scripts all fold. Only letters are folded (a symbol such as "\u2223" is no letter
 inside a word), and only to one ASCII letter, so the folded text keeps its length and
 the filter's offsets into the original text stay right.
+
+Letters in a circle, a square, parentheses, a tortoise-shell bracket, and the regional
+indicators ("\U0001f175\U0001f184\U0001f172\U0001f17a", "\u24a1", "\U0001f1eb") are
+read by :func:`read_framed_letters`, before the text is folded: NFKC turns a
+parenthesized letter into three characters ("(f)"), and leaves the negative circled and
+squared ones and the regional indicators as they are.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from functools import lru_cache
 
 from tools.text import fold_char
 
-__all__ = ["latin_lookalikes"]
+__all__ = ["enclosed_letters", "latin_lookalikes", "read_framed_letters"]
 
 
 def _is_letter(char: str) -> bool:
@@ -143,3 +149,58 @@ def _through_others(data: dict[str, list[dict[str, str]]], table: dict[int, str]
             layer = {n for n in reached if not n.isascii() and _is_letter(n)}
             seen |= layer
     return found
+
+
+# "NEGATIVE SQUARED LATIN CAPITAL LETTER F", "PARENTHESIZED LATIN SMALL LETTER F",
+# "CIRCLED ITALIC LATIN CAPITAL LETTER C", "TORTOISE SHELL BRACKETED LATIN CAPITAL LETTER
+# S", "REGIONAL INDICATOR SYMBOL LETTER F": a Latin letter in a frame, named after it.
+_ENCLOSED_LETTER_RE = re.compile(
+    r"(?:[A-Z]+ )*?(?:CIRCLED|SQUARED|PARENTHESIZED|BRACKETED|REGIONAL INDICATOR SYMBOL)"
+    r"(?: [A-Z]+)*? LETTER ([A-Z])"
+)
+
+
+@lru_cache(maxsize=1)
+def enclosed_letters() -> dict[int, str]:
+    """Translate table: a Latin letter in a frame -> the lower-case ASCII letter it is.
+
+    Every circled, squared, negative (white on black) circled and squared, parenthesized
+    and tortoise-shell-bracketed Latin letter of Unicode (the Enclosed Alphanumerics
+    blocks), and the 26 regional indicator symbols, by their names: 213 characters. It is
+    applied to the text before folding, one character for one, so the offsets into the
+    original text stay right, and only for matching: the text a user sees keeps its
+    characters (a flag is two regional indicators, "\U0001f1eb\U0001f1f7" reads "fr").
+    """
+    found: dict[int, str] = {}
+    for code in itertools.chain.from_iterable(_MAY_BE_LATIN):
+        name = unicodedata.name(chr(code), "")
+        if "LETTER" in name and (match := _ENCLOSED_LETTER_RE.fullmatch(name)):
+            found[code] = match.group(1).lower()
+    return found
+
+
+# Regional indicators: two in a row are one flag to a reader (UAX #29 makes them one
+# grapheme cluster), "\U0001f1eb\U0001f1f7" is France.
+_REGIONAL_RUN_RE = re.compile("[\U0001f1e6-\U0001f1ff]+")
+
+
+def read_framed_letters(text: str) -> str:
+    """``text`` with every letter in a frame replaced by its ASCII letter, one for one.
+
+    Regional indicators are letters only in a run of their own ("\U0001f1eb\U0001f1fa
+    \U0001f1e8\U0001f1f0", or spaced out): right after or before a letter or digit they
+    are a flag written against a word ("shithead\U0001f1eb\U0001f1f7"), which is no part
+    of it, and stay as they are. The result has the length of ``text``, so offsets into
+    one are offsets into the other.
+    """
+    table = enclosed_letters()
+    read = text.translate(table)
+    if not _REGIONAL_RUN_RE.search(text):
+        return read
+    chars = list(read)
+    for run in _REGIONAL_RUN_RE.finditer(text):
+        start, end = run.span()
+        glued = (start and text[start - 1].isalnum()) or (end < len(text) and text[end].isalnum())
+        if glued:
+            chars[start:end] = run.group()
+    return "".join(chars)

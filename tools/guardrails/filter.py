@@ -49,7 +49,7 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, cast
 
-from tools.guardrails.confusables import latin_lookalikes
+from tools.guardrails.confusables import enclosed_letters, latin_lookalikes, read_framed_letters
 from tools.guardrails.patterns import (
     DEFAULT_PATTERNS_FILE,
     HarmCategory,
@@ -173,6 +173,7 @@ _LEET, _READINGS = _leet(LEXICON_DIR / "leet.txt")
 _RARE_CHARS = frozenset(_READINGS) | {"*"}
 _FIRST_READING = str.maketrans({char: letters[0] for char, letters in _READINGS.items()})
 _HOMOGLYPHS = latin_lookalikes()
+_ENCLOSED = enclosed_letters()
 
 # Scripts written without spaces between words (Chinese, Japanese): each character is a
 # word of its own, so text in them streams, and a listed word written right next to them
@@ -291,7 +292,9 @@ def _normalise(text: str) -> tuple[str, list[int] | None]:
         character (None means the same index), so matches map back to the original.
 
     """
-    norm, index = fold_with_offsets(text)
+    # Letters in frames first (one for one: the offsets hold), as NFKC would make
+    # "\u24a1" three characters, "(f)", and leaves "\U0001f175" as it is.
+    norm, index = fold_with_offsets(text if text.isascii() else read_framed_letters(text))
     if index is None:  # ASCII text holds no homoglyph and no mark
         return norm, index
     if _MARK_RE.search(norm):
@@ -1537,7 +1540,9 @@ def _single_letter(norm: str, span: tuple[int, int]) -> bool:
 
 
 def _mask(word: str, mask_char: str) -> str:
-    """Mask letters, digits and leet symbols; keep other punctuation ("****-****").
+    """Mask letters (framed ones too), digits and leet symbols; keep other punctuation.
+
+    "Bull-shit!" -> "****-****!".
 
     Invisible characters inside the word (:func:`tools.text.is_invisible`: "fu\u2062ck")
     go, as the fold that found the word skipped them: one mask character per letter.
@@ -1547,7 +1552,8 @@ def _mask(word: str, mask_char: str) -> str:
         if is_invisible(char):
             continue
         kind = unicodedata.category(char)[0]
-        if kind in "LN" or char in _LEET_SYMBOLS:
+        # A letter in a frame ("\U0001f175", "\u24a1") is a symbol to Unicode, a letter here.
+        if kind in "LN" or char in _LEET_SYMBOLS or ord(char) in _ENCLOSED:
             out.append(mask_char)
         elif kind != "M":  # a combining accent goes with its masked letter
             out.append(char)
