@@ -17,6 +17,7 @@ import pytest
 from tools.guardrails import SafetyFilter
 from tools.guardrails.confusables import enclosed_letters, read_framed_letters
 from tools.guardrails.filter import _normalise
+from tools.guardrails.streaming import StreamMasker
 
 FILTER = SafetyFilter()
 ENCLOSED_BLOCKS = (range(0x2460, 0x2500), range(0x1F100, 0x1F200))
@@ -133,3 +134,21 @@ def test_reading_framed_letters_keeps_the_length() -> None:
     read = read_framed_letters(text)
     assert len(read) == len(text)
     assert read == "fu ck ok\U0001f1eb\U0001f1f7 \U0001f642"
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "what the \U0001f175\U0001f184\U0001f172\U0001f17a \U0001f642 \U0001f1ee\U0001f1f9, ok?",
+        "\u24a2\u24a3\u24a4\u24a5 and \u24e2\u24d7\u24d8\u24e3 and sh\U0001f178t",
+        "shithead\U0001f1eb\U0001f1f7 then \U0001f1eb \U0001f1fa \U0001f1e8 \U0001f1f0 then "
+        "\U0001f1eb\U0001f1fa\U0001f1e8\U0001f1f0 and \U0001f1fa\U0001f1f8shit",
+        "Great trip \U0001f1eb\U0001f1f7\U0001f1ee\U0001f1f9 \U0001f197 \U0001f17f\ufe0f",
+    ],
+)
+def test_a_streamed_reply_is_masked_as_the_stored_one(reply: str) -> None:
+    for level in ("strict", "moderate"):
+        want = FILTER.mask_output(reply, level).text
+        masker = StreamMasker(FILTER, level)
+        shown = "".join(masker.feed(char) for char in reply) + masker.finish()
+        assert shown == want, level

@@ -165,6 +165,7 @@ _WORD_RE = re.compile(r"[^\W\d_]+")
 _identifier: Any = None
 _identifier_lock = threading.Lock()
 _vocabulary: dict[str, int] | None = None
+_vocabulary_lock = threading.Lock()
 
 
 def _language_ranks(text: str) -> list[tuple[str, float]]:
@@ -188,7 +189,7 @@ def _english_words() -> dict[str, int]:
     decides, as before.
     """
     global _vocabulary
-    with _identifier_lock:
+    with _vocabulary_lock:
         if _vocabulary is None:
             words: dict[str, int] = {}
             try:
