@@ -25,7 +25,7 @@ os.environ.setdefault("ASSISTANT_DATA_DIR", tempfile.mkdtemp(prefix="ui-cpu-"))
 
 import psutil
 
-from apps.ui.page import build_ui, launch_options
+from apps.ui.page import build_ui, launch_options, queued
 from apps.ui.service import ChatService
 from graph.settings import load_settings
 from scripts.ui_ttft import FIRST_TEXT
@@ -76,7 +76,7 @@ def main() -> None:
     wholes: list[float] = []
     with open_memory(settings) as memory:
         app = build_ui(ChatService(settings, memory, model=model))
-        app.queue()
+        queued(app)
         _, url, _ = app.launch(
             prevent_thread_lock=True, quiet=True, **launch_options("127.0.0.1", free_port())
         )

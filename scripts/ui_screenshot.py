@@ -14,7 +14,7 @@ from pathlib import Path
 
 os.environ["ASSISTANT_DATA_DIR"] = tempfile.mkdtemp(prefix="ui-shot-")
 
-from apps.ui.page import build_ui, launch_options
+from apps.ui.page import build_ui, launch_options, queued
 from apps.ui.service import ChatService
 from graph.settings import load_settings
 from tests.integration.test_ui import CHROMIUM, CHROMIUM_ARGS, free_port
@@ -41,7 +41,7 @@ def main() -> None:
 
     with open_memory(settings) as memory:
         app = build_ui(ChatService(settings, memory))
-        app.queue()
+        queued(app)
         _, url, _ = app.launch(
             prevent_thread_lock=True, quiet=True, **launch_options("127.0.0.1", free_port())
         )

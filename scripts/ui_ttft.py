@@ -33,7 +33,7 @@ os.environ.setdefault("ASSISTANT_DATA_DIR", tempfile.mkdtemp(prefix="ui-ttft-"))
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from apps.cli.main import ChatSession, new_thread_id
-from apps.ui.page import build_ui, launch_options
+from apps.ui.page import build_ui, launch_options, queued
 from apps.ui.service import ChatService
 from graph.settings import load_settings
 from tests.integration.test_ui import CHROMIUM, CHROMIUM_ARGS, free_port
@@ -107,7 +107,7 @@ def main() -> None:
         service = ChatService(settings, memory, model=model)
         session = ChatSession(settings, new_thread_id(), None, memory, user="cli", model=model)
         app = build_ui(service)
-        app.queue()
+        queued(app)
         _, url, _ = app.launch(
             prevent_thread_lock=True, quiet=True, **launch_options("127.0.0.1", free_port())
         )

@@ -24,7 +24,7 @@ import pytest
 from langchain_core.embeddings import Embeddings
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from apps.ui.page import build_ui, launch_options
+from apps.ui.page import build_ui, launch_options, queued
 from apps.ui.service import ChatService
 from graph.settings import Settings
 from tests.support.embeddings import word_vectors
@@ -107,7 +107,7 @@ def serve() -> Iterator[Callable[..., Server]]:
         stack.append(memory_cm)
         service = ChatService(settings, memory, model=model, embeddings=embeddings)
         page = build_ui(service)
-        page.queue(default_concurrency_limit=8)
+        queued(page)
         _, url, _ = page.launch(
             prevent_thread_lock=True, quiet=True, **launch_options("127.0.0.1", free_port())
         )

@@ -407,3 +407,36 @@ def test_a_thread_list_that_fails_after_a_turn_keeps_the_saved_reply(
 def test_a_turn_selects_its_thread_only_when_the_list_has_it(page: Page) -> None:
     *_, listed, _ = respond(page, "hello", "alice", "t1")[-1]
     assert listed["value"] == "t1" and ("hello", "t1") in listed["choices"]
+
+
+def test_the_queue_polls_less_often_than_gradio_and_keeps_the_concurrency(
+    service: ChatService,
+) -> None:
+    from apps.ui.page import PROGRESS_POLL_S, QUEUE_POLL_S, build_ui, queued
+
+    blocks = build_ui(service)
+    gradio = blocks._queue  # what Gradio's own queue() gives
+    assert gradio.sleep_when_free < QUEUE_POLL_S
+    assert queued(blocks, concurrency=3) is blocks
+    assert blocks._queue.sleep_when_free == QUEUE_POLL_S
+    assert blocks._queue.progress_update_sleep_when_free == PROGRESS_POLL_S
+    assert blocks._queue.default_concurrency_limit == 3
+
+
+def test_a_gradio_queue_without_the_polling_attributes_is_left_alone(
+    service: ChatService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apps.ui.page import build_ui, queued
+
+    blocks = build_ui(service)
+
+    class Bare:
+        pass
+
+    def queue(**_: Any) -> Any:
+        setattr(blocks, "_queue", Bare())  # noqa: B010 (not a Queue: mypy would object)
+        return blocks
+
+    monkeypatch.setattr(blocks, "queue", queue)
+    queued(blocks)
+    assert not hasattr(blocks._queue, "sleep_when_free")
