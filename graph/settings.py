@@ -805,6 +805,13 @@ class ApiSettings(_Section):
         description="Seconds a request waits while another turn runs on its thread before "
         "getting 409; 0 = at once.",
     )
+    max_thread_waiters: int = Field(
+        8,
+        ge=0,
+        le=10000,
+        description="Requests that may wait (up to busy_wait) for one thread on which a turn "
+        "runs; one more gets 409 thread_busy at once (0 = none waits).",
+    )
     max_message_chars: int = Field(
         8000, ge=1, le=1_000_000, description="Longest message accepted (400 beyond)."
     )

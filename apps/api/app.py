@@ -7,17 +7,19 @@
 - ``GET /v1/models``: the one model that answers.
 - Errors are OpenAI's error object ``{"error": {"message", "type", "param", "code"}}``: 400
   bad input, 401 bad key, 403 a ``user`` other than the one the key is bound to, 404
-  unknown thread or path, 405 wrong method, 409 busy thread, 413 huge body, 503 with
+  unknown thread or path, 405 wrong method, 409 busy thread (after ``api.busy_wait``, or at
+  once when ``api.max_thread_waiters`` wait for it already), 413 huge body, 503 with
   ``Retry-After`` when the model queue is full.
 
 Each turn runs in a worker thread (the graph is synchronous) and takes its place in the
 shared :class:`apps.queue.ModelQueue`. A request for a thread on which another turn runs
 waits on the event loop (:class:`_ThreadGate`, ``api.busy_wait``), not in a worker: only
 turns that hold their thread take a worker, so requests piling up on one busy thread
-hold up no other thread's turn. The response starts with the first token (or the
-error), so every error before the reply has its own status code; a client that goes away
-(while waiting or while streaming) sets the turn's stop event, which frees its place in
-the queue or ends the generation at the next token.
+hold up no other thread's turn, and at most ``api.max_thread_waiters`` of them wait. The
+response starts with the first token (or the error), so every error before the reply has
+its own status code; a client that goes away (while waiting or while streaming) sets the
+turn's stop event, which frees its place in the queue or ends the generation at the next
+token.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
-from contextlib import ExitStack, asynccontextmanager, suppress
+from contextlib import ExitStack, asynccontextmanager, contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -195,12 +197,18 @@ class _ThreadGate:
     A request for a busy thread used to wait for the thread's lock in a worker thread, up
     to ``api.busy_wait`` seconds: a few clients repeating on one thread took every worker,
     and turns on other threads waited behind them. Here the wait is an :class:`asyncio.Lock`
-    per thread (first come, first served), which costs a coroutine, not a worker. Used on
-    the event loop only; the lock of a thread nobody holds or waits for is forgotten.
+    per thread (first come, first served), which costs a coroutine, not a worker. At most
+    ``max_waiting`` requests wait for one thread (``api.max_thread_waiters``): one more is
+    refused at once, so one client repeating on one thread cannot pile up requests without
+    end. Used on the event loop only; the lock of a thread nobody holds or waits for is
+    forgotten.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_waiting: int | None = None) -> None:
+        """A gate; ``max_waiting`` None lets any number wait (a gate outside a server)."""
+        self.max_waiting = max_waiting
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._waiting: dict[str, int] = {}
 
     async def acquire(
         self, thread_id: str, wait: float, request: Request, runtime: _Runtime
@@ -208,8 +216,9 @@ class _ThreadGate:
         """Wait up to ``wait`` seconds for the thread; False if the client went away.
 
         Raises:
-            ApiError: 409 when the thread stayed busy for ``wait`` seconds; 503 when the
-                server began shutting down meanwhile.
+            ApiError: 409 when the thread stayed busy for ``wait`` seconds, or at once when
+                ``max_waiting`` requests wait for it already; 503 when the server began
+                shutting down meanwhile.
         """
         lock, users = self._locks.get(thread_id, (asyncio.Lock(), 0))
         self._locks[thread_id] = (lock, users + 1)
@@ -222,6 +231,24 @@ class _ThreadGate:
         finally:
             if not acquired:
                 self._forget(thread_id)
+
+    @contextmanager
+    def line(self, thread_id: str) -> Iterator[_Place]:
+        """A request's place in the line of those waiting for the thread, for the block.
+
+        The place is taken (:meth:`_Place.join`) once the request has to wait, and given
+        up when its turn holds the thread (:meth:`_Place.leave`) or at the block's end,
+        however the request ends: given up, cancelled or refused.
+        """
+        place = _Place(self, thread_id)
+        try:
+            yield place
+        finally:
+            place.leave()
+
+    def waiting(self, thread_id: str) -> int:
+        """How many requests wait for the thread (have a place in its line)."""
+        return self._waiting.get(thread_id, 0)
 
     def busy(self, thread_id: str) -> bool:
         """Whether a request of this server holds the thread (or waits for it)."""
@@ -239,6 +266,58 @@ class _ThreadGate:
             self._locks[thread_id] = (lock, users - 1)
         else:
             del self._locks[thread_id]
+
+
+class _Place:
+    """One request's place in the line for a thread (:meth:`_ThreadGate.line`)."""
+
+    def __init__(self, gate: _ThreadGate, thread_id: str) -> None:
+        self.gate = gate
+        self.thread_id = thread_id
+        self.joined = False
+
+    def join(self) -> None:
+        """Take a place in the line, once (call it on the event loop).
+
+        Raises:
+            ApiError: 409 ``thread_busy`` at once when ``max_waiting`` requests wait
+                already.
+        """
+        if self.joined:
+            return
+        gate, thread_id = self.gate, self.thread_id
+        count = gate.waiting(thread_id)
+        if gate.max_waiting is not None and count >= gate.max_waiting:
+            raise _line_full(gate.max_waiting)
+        gate._waiting[thread_id] = count + 1
+        self.joined = True
+
+    def leave(self) -> None:
+        """Give the place up (nothing if none was taken; call it on the event loop)."""
+        if not self.joined:
+            return
+        self.joined = False
+        waiting = self.gate._waiting
+        left = waiting[self.thread_id] - 1
+        if left:
+            waiting[self.thread_id] = left
+        else:
+            del waiting[self.thread_id]
+
+
+def _line_full(most: int) -> ApiError:
+    # 409 thread_busy, as when the wait runs out: the thread is what is busy, and the
+    # remedy is the same (retry once its turn is done). Not 429: that says this client or
+    # key sends too much, and a full line on one thread says nothing about either.
+    waiters = "no request may wait" if most == 0 else f"{most} request(s) wait already"
+    return ApiError(
+        409,
+        f"this thread is busy: another turn is running on it and {waiters} for it "
+        "(api.max_thread_waiters); retry when it is done",
+        type="conflict_error",
+        param="thread_id",
+        code="thread_busy",
+    )
 
 
 async def _acquire(
@@ -317,7 +396,8 @@ class _Runtime:
         # The queue's places plus the running turn, and a few for refusals on their way
         # out: a request never waits for a worker, so a full queue is a 503 at once. A
         # request waiting for its thread takes none (_ThreadGate).
-        self.gate = _ThreadGate()  # a gate is bound to its event loop
+        # A gate is bound to its event loop.
+        self.gate = _ThreadGate(service.settings.api.max_thread_waiters)
         workers = service.queue.size + 4
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="api-turn")
         self.closing = False  # an app may be started again after a shutdown (tests)
@@ -697,14 +777,17 @@ async def _begin(
     (:class:`_ThreadGate`, on the loop), then tries the thread's lock without waiting: a
     turn outside this server (the CLI, the page, another replica) may hold it. Then it
     waits :data:`THREAD_POLL` seconds on the loop and queues again, until
-    ``api.busy_wait`` has passed, so no worker thread ever waits for a busy thread.
+    ``api.busy_wait`` has passed, so no worker thread ever waits for a busy thread. While
+    it waits, either way, it has a place in the thread's line (at most
+    ``api.max_thread_waiters``), which it gives up once its turn holds the thread.
 
     Returns:
         ("gone", None) as the first event if the client went away while waiting.
 
     Raises:
         ApiError: 409 when the thread stayed busy (in this server) for ``api.busy_wait``
-            seconds; 503 when the server is shutting down.
+            seconds, or at once when the thread's line is full; 503 when the server is
+            shutting down.
     """
     thread_id = turn.thread_id
     if thread_id is None:  # a throwaway thread: nobody else can know its id
@@ -724,23 +807,34 @@ async def _begin(
         with suppress(RuntimeError):  # the loop is closed: nobody waits any more
             loop.call_soon_threadsafe(gate.release, thread_id)
 
-    while True:
-        left = max(0.0, deadline - loop.time())
-        if not await gate.acquire(thread_id, left, request, runtime):
-            return ("gone", None), asyncio.Queue()
-        try:
-            events = _start(runtime, service, turn, stop, tokens=tokens, release=release)
-        except BaseException:
-            gate.release(thread_id)
-            raise
-        # From here the worker releases the gate, whatever becomes of this request.
-        first = await _next(events, request, stop)
-        if first[0] != "error" or not _is_busy(first[1]):
-            return first, events
-        # Held outside this server: wait on the loop, then queue again.
-        if loop.time() + THREAD_POLL > deadline or await request.is_disconnected():
-            return first, events
-        await asyncio.sleep(THREAD_POLL)
+    with gate.line(thread_id) as place:
+
+        def holding() -> None:  # from the worker thread, once the turn holds the thread
+            with suppress(RuntimeError):
+                loop.call_soon_threadsafe(place.leave)
+
+        if gate.busy(thread_id):
+            place.join()  # a turn of this server runs on it, or requests wait for it
+        while True:
+            left = max(0.0, deadline - loop.time())
+            if not await gate.acquire(thread_id, left, request, runtime):
+                return ("gone", None), asyncio.Queue()
+            try:
+                events = _start(
+                    runtime, service, turn, stop, tokens=tokens, release=release, holding=holding
+                )
+            except BaseException:
+                gate.release(thread_id)
+                raise
+            # From here the worker releases the gate, whatever becomes of this request.
+            first = await _next(events, request, stop)
+            if first[0] != "error" or not _is_busy(first[1]):
+                return first, events
+            # Held outside this server: wait on the loop, then queue again.
+            if loop.time() + THREAD_POLL > deadline or await request.is_disconnected():
+                return first, events
+            place.join()
+            await asyncio.sleep(THREAD_POLL)
 
 
 def _start(
@@ -751,6 +845,7 @@ def _start(
     *,
     tokens: bool,
     release: Callable[[], None] | None = None,
+    holding: Callable[[], None] | None = None,
 ) -> asyncio.Queue[Event]:
     """Run the turn in a worker thread; its events arrive on the returned queue.
 
@@ -766,6 +861,7 @@ def _start(
         release: For a turn that holds its thread's gate: the thread's lock is tried
             without waiting, and ``release`` is called when the try is over (the turn
             ran, failed, or found the thread busy), or if it never ran (cancelled).
+        holding: Called (in the worker) once the turn holds its thread's lock.
     """
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[Event] = asyncio.Queue()
@@ -776,7 +872,7 @@ def _start(
     def work() -> None:
         try:
             wait = 0.0 if release is not None else None
-            for event in service.run(turn, stop, wait=wait):
+            for event in service.run(turn, stop, wait=wait, holding=holding):
                 if tokens or event[0] != "token":  # a whole reply needs no hand-over per token
                     put(event)
         except BaseException as exc:  # every failure reaches the client, none is lost

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -290,7 +290,12 @@ class ApiService:
             raise NoSuchThreadError(thread_id) from None
 
     def run(
-        self, turn: Turn, stop: threading.Event, *, wait: float | None = None
+        self,
+        turn: Turn,
+        stop: threading.Event,
+        *,
+        wait: float | None = None,
+        holding: Callable[[], None] | None = None,
     ) -> Iterator[tuple[str, Any]]:
         """Run one turn: yields ("token", text) while streaming, then ("done", Outcome).
 
@@ -299,6 +304,8 @@ class ApiService:
             stop: Set it to stop the turn (the client went away).
             wait: Seconds to wait for a busy thread; None = ``api.busy_wait``. The HTTP
                 layer waits on its event loop instead and passes 0.
+            holding: Called once the turn holds its thread's lock (the HTTP layer's
+                request stops counting as one waiting for the thread).
 
         Raises:
             NoSuchThreadError: The thread is another user's.
@@ -321,6 +328,8 @@ class ApiService:
             self.check_owner(thread_id, turn.owner)  # at once, without waiting for the lock
 
             def check() -> None:
+                if holding is not None:
+                    holding()
                 if self.check_owner(thread_id, turn.owner):
                     earlier.clear()
 

@@ -37,11 +37,12 @@ def busy_service(
     locks: Any,
     busy_wait: float = 60,
     model: FakeChatModel | None = None,
+    max_waiters: int = WAITERS,
 ) -> ApiService:
     settings = make_settings(
         prompts={"semantic": False},
         safety={"semantic": False},
-        api={"busy_wait": busy_wait, "queue_size": 1},
+        api={"busy_wait": busy_wait, "queue_size": 1, "max_thread_waiters": max_waiters},
     )
     memory = OpenMemory(InMemorySaver(), word_store(settings), locks)
     return ApiService(settings, memory, model=model or FakeChatModel(reply="ok then"))
@@ -312,3 +313,226 @@ def test_acquire_releases_a_lock_it_got_as_its_wait_ran_out() -> None:
         assert await _acquire(lock, 0, _Client(), runtime) is True  # type: ignore[arg-type]
 
     asyncio.run(scenario())
+
+
+# --- the most requests that may wait for one thread (api.max_thread_waiters) -----------------
+
+LINE = 3
+
+
+def expect_line_full(response: httpx.Response, most: int) -> None:
+    assert response.status_code == 409, response.text
+    error = response.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == (
+        "conflict_error",
+        "thread_busy",
+        "thread_id",
+    )
+    assert "api.max_thread_waiters" in error["message"]
+    assert (str(most) in error["message"]) if most else ("no request may" in error["message"])
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("outside", [False, True])
+def test_one_request_more_than_may_wait_for_a_thread_is_409_at_once(
+    make_settings: Callable[..., Settings], outside: bool, stream: bool
+) -> None:
+    gate = GateLocks()  # this server's first turn holds "t" until the test lets it go
+    plain = LocalThreadLocks()  # or a turn outside the server (the CLI) holds it
+    service = busy_service(make_settings, plain if outside else gate, max_waiters=LINE)
+
+    async def scenario(post: Callable[..., Coroutine[Any, Any, httpx.Response]]) -> None:
+        held: AbstractContextManager[None] | None = None
+        first: asyncio.Task[httpx.Response] | None = None
+        if outside:
+            held = plain.hold("t", 0)
+            held.__enter__()
+        else:
+            first = asyncio.create_task(post("t", "first"))
+            assert await asyncio.to_thread(gate.first_holds.wait, 30)
+        waiting = []
+        for i in range(LINE):
+            waiting.append(asyncio.create_task(post("t", f"next {i}", stream)))
+            await settle()
+        # busy_wait is 60 s: refused before it, while the others still wait.
+        for _ in range(2):
+            expect_line_full(await asyncio.wait_for(post("t", "one too many", stream), 30), LINE)
+        assert not any(task.done() for task in waiting)
+        # The line is per thread: another thread's turn runs.
+        assert (await asyncio.wait_for(post("other", "meanwhile", stream), 30)).status_code == 200
+        if held is not None:
+            held.__exit__(None, None, None)
+        else:
+            gate.go.set()
+        answers = await asyncio.gather(*waiting, *([first] if first else []))
+        assert [a.status_code for a in answers] == [200] * len(answers)
+        # Free again, the thread takes a request at once.
+        assert (await post("t", "now")).status_code == 200
+
+    serve(service, scenario)
+    texts = [text for kind, text in service.history("t", "ada") if kind == "human"]
+    assert "one too many" not in texts
+    assert sorted(texts[:-1]) == sorted(
+        [f"next {i}" for i in range(LINE)] + ["first"] * (not outside)
+    )
+    assert texts[-1] == "now"
+
+
+@pytest.mark.parametrize("outside", [False, True])
+def test_a_waiter_that_is_cancelled_or_leaves_frees_its_place_in_the_line(
+    make_settings: Callable[..., Settings], outside: bool
+) -> None:
+    gate = GateLocks()
+    plain = LocalThreadLocks()
+    service = busy_service(make_settings, plain if outside else gate, max_waiters=LINE)
+
+    async def scenario(post: Callable[..., Coroutine[Any, Any, httpx.Response]]) -> None:
+        held: AbstractContextManager[None] | None = None
+        first: asyncio.Task[httpx.Response] | None = None
+        if outside:
+            held = plain.hold("t", 0)
+            held.__enter__()
+        else:
+            first = asyncio.create_task(post("t", "first"))
+            assert await asyncio.to_thread(gate.first_holds.wait, 30)
+        waiting = []
+        for i in range(LINE):
+            waiting.append(asyncio.create_task(post("t", f"next {i}")))
+            await settle()
+        expect_line_full(await asyncio.wait_for(post("t", "refused"), 30), LINE)
+        # Two of them give up (a forced shutdown, a client that hangs up): two places.
+        for task in waiting[:2]:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        later = []
+        for i in range(2):
+            later.append(asyncio.create_task(post("t", f"later {i}")))
+            await settle()
+        expect_line_full(await asyncio.wait_for(post("t", "refused again"), 30), LINE)
+        assert not any(task.done() for task in [waiting[2], *later])
+        if held is not None:
+            held.__exit__(None, None, None)
+        else:
+            gate.go.set()
+        answers = await asyncio.gather(waiting[2], *later, *([first] if first else []))
+        assert [a.status_code for a in answers] == [200] * len(answers)
+
+    serve(service, scenario)
+    texts = [text for kind, text in service.history("t", "ada") if kind == "human"]
+    assert "refused" not in texts and "refused again" not in texts
+    assert {"next 2", "later 0", "later 1"} <= set(texts)
+
+
+@pytest.mark.parametrize("outside", [False, True])
+def test_with_no_place_in_the_line_a_busy_thread_is_409_at_once_whatever_the_wait(
+    make_settings: Callable[..., Settings], outside: bool
+) -> None:
+    gate = GateLocks()
+    plain = LocalThreadLocks()
+    service = busy_service(make_settings, plain if outside else gate, max_waiters=0)
+
+    async def scenario(post: Callable[..., Coroutine[Any, Any, httpx.Response]]) -> None:
+        held: AbstractContextManager[None] | None = None
+        first: asyncio.Task[httpx.Response] | None = None
+        if outside:
+            held = plain.hold("t", 0)
+            held.__enter__()
+        else:
+            first = asyncio.create_task(post("t", "first"))
+            assert await asyncio.to_thread(gate.first_holds.wait, 30)
+        expect_line_full(await asyncio.wait_for(post("t", "refused"), 30), 0)
+        if held is not None:
+            held.__exit__(None, None, None)
+        else:
+            gate.go.set()
+            assert first is not None and (await first).status_code == 200
+        # A free thread is no wait: one request after another each runs.
+        for i in range(3):
+            assert (await post("t", f"after {i}")).status_code == 200
+
+    serve(service, scenario)
+    texts = [text for kind, text in service.history("t", "ada") if kind == "human"]
+    assert "refused" not in texts and texts[-3:] == ["after 0", "after 1", "after 2"]
+
+
+def test_a_client_that_leaves_the_line_frees_its_place() -> None:
+    runtime = _Runtime(None, None)
+
+    async def scenario() -> None:
+        gate = _ThreadGate(max_waiting=1)
+        assert await gate.acquire("t", 0, _Client(), runtime)  # type: ignore[arg-type]
+        leaving = _Client()
+
+        async def wait(client: _Client) -> bool:
+            with gate.line("t") as place:
+                place.join()
+                return await gate.acquire("t", 30, client, runtime)  # type: ignore[arg-type]
+
+        left = asyncio.create_task(wait(leaving))
+        await settle()
+        assert gate.waiting("t") == 1
+        with gate.line("t") as place, pytest.raises(Exception) as refused:
+            place.join()
+        assert getattr(refused.value, "status", None) == 409
+        leaving.gone = True
+        assert await left is False
+        assert gate.waiting("t") == 0
+        stays = asyncio.create_task(wait(_Client()))
+        await settle()
+        gate.release("t")
+        assert await stays is True
+        gate.release("t")
+        assert gate._locks == {} and gate._waiting == {}
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "many", 10001])
+def test_max_thread_waiters_must_be_a_whole_number_from_0(
+    make_settings: Callable[..., Settings], bad: object
+) -> None:
+    from graph.settings import SettingsError
+
+    with pytest.raises((SettingsError, ValueError), match="max_thread_waiters"):
+        make_settings(api={"max_thread_waiters": bad})
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_request_whose_turn_runs_no_longer_takes_a_place_in_the_line(
+    make_settings: Callable[..., Settings], stream: bool
+) -> None:
+    # A whole (not streamed) reply's request is in the server until its turn ends; from
+    # the moment the turn holds the thread it waits for nothing, and its place is free.
+    in_model = {"a": threading.Event(), "b": threading.Event()}
+    go = {"a": threading.Event(), "b": threading.Event()}
+
+    def reply(messages: list[BaseMessage]) -> str:
+        name = messages[-1].text
+        if name in in_model:
+            in_model[name].set()
+            assert go[name].wait(30), "the test never let the turn go on"
+        return "ok then"
+
+    service = busy_service(
+        make_settings, LocalThreadLocks(), model=FakeChatModel(reply=reply), max_waiters=1
+    )
+
+    async def scenario(post: Callable[..., Coroutine[Any, Any, httpx.Response]]) -> None:
+        a = asyncio.create_task(post("t", "a", stream))
+        assert await asyncio.to_thread(in_model["a"].wait, 30)
+        b = asyncio.create_task(post("t", "b", stream))
+        await settle()
+        expect_line_full(await asyncio.wait_for(post("t", "refused", stream), 30), 1)
+        go["a"].set()
+        assert (await a).status_code == 200
+        assert await asyncio.to_thread(in_model["b"].wait, 30)  # b's turn runs
+        c = asyncio.create_task(post("t", "c", stream))  # waits: b is no waiter any more
+        await settle()
+        assert not c.done()
+        go["b"].set()
+        assert [(await b).status_code, (await c).status_code] == [200, 200]
+
+    serve(service, scenario)
+    texts = [text for kind, text in service.history("t", "ada") if kind == "human"]
+    assert texts == ["a", "b", "c"]
