@@ -165,30 +165,92 @@ def api_error(exc: BaseException) -> ApiError:
     return ApiError(500, "the turn failed; see the server log", type="server_error")
 
 
-def _param(error: ErrorDetails) -> str:
-    # The body's own path (messages.0.content.0.text): pydantic also names the union member
-    # it tried (str, list[ContentPart]) and validators (function-...), none of them a field.
-    return ".".join(str(part) for part in error["loc"] if not _is_member_name(part))
+def _body_path(error: ErrorDetails, body: Any) -> tuple[list[str | int], bool]:
+    """The error's location as a path in the body, and whether it ends at a union member.
+
+    Pydantic's location also names what it tried that is not in the body: a union's member
+    (``stop.list[str]``, ``function_call.Named``), a tagged union's tag
+    (``tools.0.function.function.name``, where the first ``function`` is the tag),
+    validators (``function-...``). Walking the body itself tells them apart: a part that is
+    no key (or index) of the body there is dropped, unless it is the field the error says
+    is missing.
+
+    Args:
+        error: One validation error.
+        body: The body as parsed JSON (None when it is none).
+
+    Returns:
+        The path, and True when the error's last part was dropped: that member failed as a
+        whole (the input is not of its type), not at one of its fields.
+    """
+    path: list[str | int] = []
+    loc = error["loc"]
+    at = body
+    dropped = False
+    for index, part in enumerate(loc):
+        key = isinstance(at, dict) and isinstance(part, str) and part in at
+        item = isinstance(at, list) and isinstance(part, int) and 0 <= part < len(at)
+        if key or item:
+            at = at[part]
+        elif index == len(loc) - 1 and error["type"] == "missing" and not _is_member_name(part):
+            at = None
+        else:
+            dropped = index == len(loc) - 1
+            continue
+        path.append(part)
+    return path, dropped
 
 
 def _is_member_name(part: int | str) -> bool:
+    # What pydantic names a union's member or a validator: never a field of the body.
     if isinstance(part, int):
         return False
-    return part.startswith("function-") or "[" in part or part in ("str", "int", "float", "bool")
+    return part.startswith("function-") or "[" in part
 
 
-def _first_error(errors: list[ErrorDetails]) -> ErrorDetails:
-    """The error to report: the one of the union member the input's type matches.
+def _first_error(errors: list[ErrorDetails], body: Any) -> tuple[ErrorDetails, str, str]:
+    """The error to report, as its body path and message.
 
-    ``content`` is a string or a list of parts; a list with a part missing ``text`` fails
-    both members, and "Input should be a valid string" first would be the wrong advice.
-    A member the input's type does not match fails at the member itself (its name ends
-    the location): skipped, unless every error is one.
+    The error of the union member the input's type matches: ``content`` is a string or a
+    list of parts, and a list with a part missing ``text`` fails both members, where
+    "Input should be a valid string" first would be the wrong advice. A member whose type
+    the input has but not its bounds (five ``stop`` sequences, four allowed) comes next;
+    when the input has no member's type (``"stop": 7``), every member's message is given.
+
+    Returns:
+        The error, its path (dotted; empty for the body itself) and the message.
     """
-    for error in errors:
-        if not error["loc"] or not _is_member_name(error["loc"][-1]):
-            return error
-    return errors[0]
+    found = [(error, *_body_path(error, body)) for error in errors]
+    for error, path, dropped in found:
+        if not dropped:
+            return error, _dotted(path), error["msg"]
+    for error, path, _ in found:
+        if not _wrong_type(error):  # of the member's type, but out of its bounds
+            return error, _dotted(path), error["msg"]
+    error, path, _ = found[0]
+    messages = [error["msg"]]
+    for other, other_path, _ in found[1:]:
+        if other_path == path and other["msg"] not in messages:
+            messages.append(other["msg"])
+    tail = "".join(f", or {text[:1].lower()}{text[1:]}" for text in messages[1:])
+    return error, _dotted(path), messages[0] + tail
+
+
+def _wrong_type(error: ErrorDetails) -> bool:
+    # "Input should be a valid string / an object / 'auto' or 'none'": not of that type.
+    return error["type"].endswith("_type") or error["type"] == "literal_error"
+
+
+def _dotted(path: list[str | int]) -> str:
+    return ".".join(str(part) for part in path)
+
+
+def _parsed(body: bytes) -> Any:
+    """The body as JSON, for naming an error's place in it; None when it is no JSON."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):  # no JSON (nor UTF-8), or nested past the parser
+        return None
 
 
 class _ThreadGate:
@@ -557,14 +619,11 @@ def create_app(
         try:
             chat = parse_request(body)
         except ValidationError as exc:
-            first = _first_error(exc.errors())
+            first, param, message = _first_error(exc.errors(), _parsed(body))
             # A feature this assistant lacks keeps OpenAI's code for it; a bad value has none.
             code = first["type"] if first["type"] in UNSUPPORTED_CODES else None
             raise ApiError(
-                400,
-                f"{_param(first) or 'body'}: {first['msg']}",
-                param=_param(first) or None,
-                code=code,
+                400, f"{param or 'body'}: {message}", param=param or None, code=code
             ) from None
         try:
             turn = to_turn(

@@ -1,20 +1,26 @@
 """The request body of ``POST /v1/chat/completions``: OpenAI's fields plus our extensions.
 
-Strict types (a string where a number belongs is a 400, not a guess); fields OpenAI
-defines that change nothing we promise (``frequency_penalty``, ``seed``, ``name``, ``tools``
-the model may leave unused ...) are ignored, so any OpenAI client or front end can send its
-usual body. A field that asks for what this assistant cannot give (stop sequences,
-log probabilities, a JSON reply, a forced tool call, more than one choice, audio) is a 400
-naming it (``unsupported_parameter`` or ``unsupported_value``, as OpenAI answers a model
-that lacks a feature): ignored, the client would take a reply that is not what it asked
-for as if it were. Sent with the value that asks for nothing (``stop: []``, ``logprobs:
-false``, ``response_format: {"type": "text"}``, ``tool_choice: "auto"``, ``n: 1``), it passes.
+Every field OpenAI's chat-completions reference defines (the ``openai`` package's
+``CompletionCreateParams`` and the message, tool and format types it names) is checked
+against the type and bounds the reference gives it, used or not: a wrong type is a 400
+naming the field (``"seed": 1.5``, ``"tools": 5``, ``"stop": 7``), never taken silently.
+Types are strict (a string where a number belongs is a 400, not a guess). Fields that change
+nothing we promise (``frequency_penalty``, ``seed``, ``tools`` the model may leave unused, a
+message's ``name`` ...) are then ignored, so any OpenAI client or front end can send its
+usual body. A field that asks for what this assistant cannot give (stop sequences, log
+probabilities, a JSON reply, a forced tool call, more than one choice, audio, token
+biases, a web search) is a 400 naming it (``unsupported_parameter`` or
+``unsupported_value``, as OpenAI answers a model that lacks a feature): ignored, the client
+would take a reply that is not what it asked for as if it were. Sent with the value that
+asks for nothing (``stop: []``, ``logprobs: false``, ``response_format: {"type": "text"}``,
+``tool_choice: "auto"``, ``n: 1``, ``logit_bias: {}``), it passes. Fields OpenAI does not
+define are ignored (clients send their vendors' extras), also inside the nested objects.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -47,11 +53,64 @@ class _Body(BaseModel):
         return data
 
 
+class CacheBreakpoint(_Body):
+    """OpenAI's ``prompt_cache_breakpoint`` on a content part (ignored)."""
+
+    mode: Literal["explicit"]
+    ttl: Literal["30m", "12h"] | None = None
+
+
 class ContentPart(_Body):
     """One part of a message's content; only text parts are understood."""
 
     type: Literal["text"]
     text: str
+    prompt_cache_breakpoint: CacheBreakpoint | None = None
+
+
+_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+"""OpenAI's rule for a function's or a response format's name."""
+
+FunctionName = Annotated[str, Field(pattern=_NAME)]
+
+
+class CalledFunction(_Body):
+    """A function an earlier assistant message called (ignored: no tool runs here)."""
+
+    name: str
+    arguments: str
+
+
+class CalledCustom(_Body):
+    """A custom tool an earlier assistant message called (ignored)."""
+
+    name: str
+    input: str
+
+
+class FunctionToolCall(_Body):
+    """One of an earlier assistant message's ``tool_calls``."""
+
+    id: str
+    type: Literal["function"]
+    function: CalledFunction
+
+
+class CustomToolCall(_Body):
+    """One of an earlier assistant message's ``tool_calls`` (a custom tool)."""
+
+    id: str
+    type: Literal["custom"]
+    custom: CalledCustom
+
+
+ToolCall = Annotated[FunctionToolCall | CustomToolCall, Field(discriminator="type")]
+
+
+class AudioRef(_Body):
+    """An earlier assistant message's audio reply, by id (ignored)."""
+
+    id: str
 
 
 class ChatMessage(_Body):
@@ -59,6 +118,14 @@ class ChatMessage(_Body):
 
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[ContentPart] | None = None
+    # OpenAI's other message fields: checked, then ignored (a tool or function message,
+    # the one that would use tool_call_id, is refused by role).
+    name: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    function_call: CalledFunction | None = None
+    audio: AudioRef | None = None
+    tool_call_id: str | None = None
 
     @field_validator("role", mode="before")
     @classmethod
@@ -103,6 +170,209 @@ class StreamOptions(_Body):
     """OpenAI's ``stream_options``: a last chunk with the usage when asked."""
 
     include_usage: bool = False
+    include_obfuscation: bool | None = None
+    """Padding against length side channels; the stream has none (ignored)."""
+
+
+class FunctionDefinition(_Body):
+    """A function the model may call: ``tools[].function`` and ``functions[]``."""
+
+    name: FunctionName
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class FunctionTool(_Body):
+    """A function tool in ``tools``."""
+
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class TextFormat(_Body):
+    """A custom tool's free-text input."""
+
+    type: Literal["text"]
+
+
+class Grammar(_Body):
+    """The grammar of a custom tool's input."""
+
+    definition: str
+    syntax: Literal["lark", "regex"]
+
+
+class GrammarFormat(_Body):
+    """A custom tool's input in a grammar."""
+
+    type: Literal["grammar"]
+    grammar: Grammar
+
+
+class CustomDefinition(_Body):
+    """A custom tool's name, description and input format."""
+
+    name: str
+    description: str | None = None
+    format: Annotated[TextFormat | GrammarFormat, Field(discriminator="type")] | None = None
+
+
+class CustomTool(_Body):
+    """A custom tool in ``tools``."""
+
+    type: Literal["custom"]
+    custom: CustomDefinition
+
+
+Tool = Annotated[FunctionTool | CustomTool, Field(discriminator="type")]
+
+
+class AllowedTools(_Body):
+    """The tools an ``allowed_tools`` choice allows, and whether one must be called."""
+
+    mode: Literal["auto", "required"]
+    tools: list[dict[str, Any]]
+
+
+class AllowedToolsChoice(_Body):
+    """``tool_choice`` limiting the tools the model may call."""
+
+    type: Literal["allowed_tools"]
+    allowed_tools: AllowedTools
+
+
+class Named(_Body):
+    """A tool or function by name."""
+
+    name: str
+
+
+class FunctionChoice(_Body):
+    """``tool_choice`` forcing a call of one function."""
+
+    type: Literal["function"]
+    function: Named
+
+
+class CustomChoice(_Body):
+    """``tool_choice`` forcing a call of one custom tool."""
+
+    type: Literal["custom"]
+    custom: Named
+
+
+ToolChoice = (
+    Literal["none", "auto", "required"]
+    | Annotated[AllowedToolsChoice | FunctionChoice | CustomChoice, Field(discriminator="type")]
+)
+
+
+class TextResponse(_Body):
+    """``response_format`` asking for text, the default."""
+
+    type: Literal["text"]
+
+
+class JsonObjectResponse(_Body):
+    """``response_format`` asking for a JSON object."""
+
+    type: Literal["json_object"]
+
+
+class JsonSchemaSpec(_Body):
+    """The schema ``response_format: {"type": "json_schema"}`` asks the reply to follow."""
+
+    name: FunctionName
+    description: str | None = None
+    json_schema: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class JsonSchemaResponse(_Body):
+    """``response_format`` asking for JSON that follows a schema."""
+
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaSpec
+
+
+ResponseFormat = Annotated[
+    TextResponse | JsonObjectResponse | JsonSchemaResponse, Field(discriminator="type")
+]
+
+
+class VoiceId(_Body):
+    """A custom voice, by id."""
+
+    id: str
+
+
+class AudioOutput(_Body):
+    """``audio``: the voice and format of a spoken reply."""
+
+    format: Literal["wav", "aac", "mp3", "flac", "opus", "pcm16"]
+    voice: str | VoiceId
+
+
+class Prediction(_Body):
+    """``prediction``: text the reply is expected to repeat (a speed-up; ignored)."""
+
+    type: Literal["content"]
+    content: str | list[ContentPart]
+
+
+class CacheOptions(_Body):
+    """``prompt_cache_options`` (ignored)."""
+
+    mode: Literal["implicit", "explicit"] | None = None
+    ttl: Literal["30m"] | None = None
+
+
+class Approximate(_Body):
+    """Where the user roughly is, for a web search."""
+
+    city: str | None = None
+    country: str | None = None
+    region: str | None = None
+    timezone: str | None = None
+
+
+class UserLocation(_Body):
+    """``web_search_options.user_location``."""
+
+    type: Literal["approximate"]
+    approximate: Approximate
+
+
+class WebSearchOptions(_Body):
+    """``web_search_options``: asks for a web search before the reply."""
+
+    search_context_size: Literal["low", "medium", "high"] | None = None
+    user_location: UserLocation | None = None
+
+
+class ModerationMode(_Body):
+    """Whether a moderation policy scores or blocks."""
+
+    mode: Literal["score", "block"]
+
+
+class ModerationPolicy(_Body):
+    """``moderation.policy``."""
+
+    input: ModerationMode | None = None
+    output: ModerationMode | None = None
+
+
+class Moderation(_Body):
+    """``moderation``: OpenAI's moderation model on the turn (ignored).
+
+    The assistant's own safety check runs on every turn, at the configured or requested
+    level.
+    """
+
+    model: str
+    policy: ModerationPolicy | None = None
 
 
 class ChatRequest(_Body):
@@ -123,18 +393,41 @@ class ChatRequest(_Body):
     max_completion_tokens: int | None = Field(None, ge=1, le=8192)
     n: int | None = Field(None, description="Only one choice is generated.")
     user: str | None = Field(None, min_length=1, max_length=256)
-    metadata: dict[str, str] | None = None
+    metadata: (
+        dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] | None
+    ) = Field(None, max_length=16)
     safety_level: SafetyLevel | None = None
     # OpenAI's fields this assistant cannot honour: any value but the one that asks for
-    # nothing is refused (see _UNSUPPORTED); typed loosely, the check reads the raw value.
-    stop: Any = None
-    logprobs: Any = None
-    top_logprobs: Any = None
-    response_format: Any = None
-    tool_choice: Any = None
-    function_call: Any = None
-    modalities: Any = None
-    audio: Any = None
+    # nothing is refused (see _UNSUPPORTED), once its type is right.
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    response_format: ResponseFormat | None = None
+    tool_choice: ToolChoice | None = None
+    function_call: Literal["none", "auto"] | Named | None = None
+    modalities: list[Literal["text", "audio"]] | None = None
+    audio: AudioOutput | None = None
+    logit_bias: dict[str, Annotated[int, Field(ge=-100, le=100)]] | None = None
+    web_search_options: WebSearchOptions | None = None
+    # OpenAI's fields that change nothing this assistant promises: checked, then ignored.
+    tools: list[Tool] | None = Field(None, max_length=128)
+    functions: list[FunctionDefinition] | None = Field(None, max_length=128)
+    parallel_tool_calls: bool | None = None
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    seed: int | None = None
+    store: bool | None = None
+    service_tier: Literal["auto", "default", "flex", "scale", "priority", "fast"] | None = None
+    prediction: Prediction | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_options: CacheOptions | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = (
+        None
+    )
+    verbosity: Literal["low", "medium", "high"] | None = None
+    safety_identifier: str | None = Field(None, max_length=128)
+    moderation: Moderation | None = None
 
     @field_validator("n", mode="after")
     @classmethod
@@ -156,13 +449,16 @@ class ChatRequest(_Body):
         "function_call",
         "modalities",
         "audio",
-        mode="before",
+        "logit_bias",
+        "web_search_options",
+        mode="after",
     )
     @classmethod
     def _unsupported(cls, value: object, info: ValidationInfo) -> object:
+        # After the type check: "stop": 7 is a wrong type, "stop": "\n" a missing feature.
         name = info.field_name or ""
         asks_nothing, why = _UNSUPPORTED[name]
-        if not asks_nothing(value):
+        if value is not None and not asks_nothing(value):
             raise PydanticCustomError(
                 "unsupported_parameter", "this assistant does not support it: {why}", {"why": why}
             )
@@ -170,8 +466,14 @@ class ChatRequest(_Body):
 
 
 def _is(*values: object) -> Callable[[object], bool]:
-    # Equality by type too: 0 and False are different answers to "logprobs".
-    return lambda value: any(type(value) is type(v) and value == v for v in values)
+    return lambda value: any(value == v for v in values)
+
+
+def _no_forced_call(choice: object) -> bool:
+    # A choice the model may answer in text: none, auto, or a set of tools it may call.
+    if isinstance(choice, AllowedToolsChoice):
+        return choice.allowed_tools.mode == "auto"
+    return choice in ("auto", "none")
 
 
 _UNSUPPORTED: dict[str, tuple[Callable[[object], bool], str]] = {
@@ -182,12 +484,13 @@ _UNSUPPORTED: dict[str, tuple[Callable[[object], bool], str]] = {
     "logprobs": (_is(False), "the model's token probabilities are not returned"),
     "top_logprobs": (_is(0), "the model's token probabilities are not returned"),
     "response_format": (
-        _is({"type": "text"}),
+        lambda value: isinstance(value, TextResponse),
         'replies are plain text; only {"type": "text"} is accepted',
     ),
     "tool_choice": (
-        _is("auto", "none"),
-        'this assistant calls no tools, so it cannot be made to; only "auto" or "none"',
+        _no_forced_call,
+        'this assistant calls no tools, so it cannot be made to; only "auto", "none" '
+        'or allowed_tools in mode "auto"',
     ),
     "function_call": (
         _is("auto", "none"),
@@ -195,5 +498,12 @@ _UNSUPPORTED: dict[str, tuple[Callable[[object], bool], str]] = {
     ),
     "modalities": (_is(["text"]), 'replies are text only; only ["text"] is accepted'),
     "audio": (lambda value: False, "replies are text only"),
+    "logit_bias": (
+        _is({}),
+        "token ids name tokens of OpenAI's tokenizers, not this model's, so no bias can be "
+        "applied as asked; only {} is accepted",
+    ),
+    "web_search_options": (lambda value: False, "this assistant does not search the web"),
 }
-"""Per field: whether a value asks for nothing (it passes), and why any other is refused."""
+"""Per field: whether a (well-typed) value asks for nothing (it passes), and why any other
+is refused."""

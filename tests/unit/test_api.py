@@ -514,8 +514,8 @@ TOOL = {"type": "function", "function": WEATHER}
         ({"stop": "\n"}, "stop"),
         ({"stop": ["END", "###"]}, "stop"),
         ({"stop": [""]}, "stop"),
+        ({"stop": "longer than four"}, "stop"),  # (OpenAI's four are stop sequences)
         ({"logprobs": True}, "logprobs"),
-        ({"logprobs": 1}, "logprobs"),  # not false, however it is spelled
         ({"logprobs": True, "top_logprobs": 3}, "logprobs"),
         ({"top_logprobs": 2}, "top_logprobs"),
         ({"response_format": {"type": "json_object"}}, "response_format"),
@@ -539,16 +539,31 @@ TOOL = {"type": "function", "function": WEATHER}
         ({"functions": [WEATHER], "function_call": {"name": "get_weather"}}, "function_call"),
         ({"modalities": ["text", "audio"]}, "modalities"),
         ({"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
+        (
+            {
+                "tools": [TOOL],
+                "tool_choice": {
+                    "type": "allowed_tools",
+                    "allowed_tools": {"mode": "required", "tools": [TOOL]},
+                },
+            },
+            "tool_choice",
+        ),
+        ({"tool_choice": {"type": "custom", "custom": {"name": "sql"}}}, "tool_choice"),
         ({"n": 2}, "n"),
         ({"n": 0}, "n"),
         ({"stream": True, "stop": ["\n\n"]}, "stop"),  # a stream is refused before it starts
+        # Token ids of OpenAI's tokenizers: a ban (-100) this model cannot apply.
+        ({"logit_bias": {"50256": -100}}, "logit_bias"),
+        ({"web_search_options": {}}, "web_search_options"),
+        ({"web_search_options": {"search_context_size": "low"}}, "web_search_options"),
     ],
 )
 def test_a_feature_the_assistant_lacks_is_400_naming_it_and_runs_nothing(
     client: TestClient, fake_model: FakeChatModel, extra: dict[str, Any], param: str
 ) -> None:
     # Ignored, the client would take a reply that ran past its stop sequence, or was no
-    # JSON, or called no tool, as what it asked for.
+    # JSON, or called no tool, or has the tokens it banned, as what it asked for.
     error = expect_error(
         client.post(URL, json=user("What is the weather in Oslo?", **extra)), 400, param
     )
@@ -574,7 +589,7 @@ def test_a_feature_the_assistant_lacks_is_400_naming_it_and_runs_nothing(
         {"modalities": ["text"]},
         # What changes nothing we promise is ignored, as before.
         {"n": 1, "seed": 7, "frequency_penalty": 0.5, "presence_penalty": 0.0},
-        {"logit_bias": {"50256": -100}, "store": False, "service_tier": "auto"},
+        {"logit_bias": {}, "store": False, "service_tier": "auto"},
         {"stop": None, "logprobs": None, "response_format": None, "tool_choice": None},
     ],
 )
