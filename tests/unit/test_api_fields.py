@@ -337,3 +337,19 @@ def test_every_field_of_the_schema_has_a_wrong_type_case() -> None:
     assert (
         set(ChatMessage.model_fields) - in_messages - {"role", "content", "tool_call_id"} == set()
     )
+
+
+def test_null_is_the_default_for_every_optional_field_of_the_request_and_its_messages(
+    client: TestClient,
+) -> None:
+    optional = [name for name, field in ChatRequest.model_fields.items() if not field.is_required()]
+    in_message = [
+        name for name, field in ChatMessage.model_fields.items() if not field.is_required()
+    ]
+    body = {
+        **{name: None for name in optional},
+        "messages": [{"role": "user", **{name: None for name in in_message}, "content": "hi"}],
+    }
+    done = client.post(URL, json=body)
+    assert done.status_code == 200, done.text
+    assert done.json()["choices"][0]["message"]["content"] == REPLY
