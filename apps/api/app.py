@@ -312,6 +312,19 @@ class _ThreadGate:
         """How many requests wait for the thread (have a place in its line)."""
         return self._waiting.get(thread_id, 0)
 
+    def _join(self, thread_id: str) -> None:
+        count = self.waiting(thread_id)
+        if self.max_waiting is not None and count >= self.max_waiting:
+            raise _line_full(self.max_waiting)
+        self._waiting[thread_id] = count + 1
+
+    def _leave(self, thread_id: str) -> None:
+        left = self._waiting[thread_id] - 1
+        if left:
+            self._waiting[thread_id] = left
+        else:
+            del self._waiting[thread_id]
+
     def busy(self, thread_id: str) -> bool:
         """Whether a request of this server holds the thread (or waits for it)."""
         return thread_id in self._locks
@@ -345,26 +358,15 @@ class _Place:
             ApiError: 409 ``thread_busy`` at once when ``max_waiting`` requests wait
                 already.
         """
-        if self.joined:
-            return
-        gate, thread_id = self.gate, self.thread_id
-        count = gate.waiting(thread_id)
-        if gate.max_waiting is not None and count >= gate.max_waiting:
-            raise _line_full(gate.max_waiting)
-        gate._waiting[thread_id] = count + 1
-        self.joined = True
+        if not self.joined:
+            self.gate._join(self.thread_id)
+            self.joined = True
 
     def leave(self) -> None:
         """Give the place up (nothing if none was taken; call it on the event loop)."""
-        if not self.joined:
-            return
-        self.joined = False
-        waiting = self.gate._waiting
-        left = waiting[self.thread_id] - 1
-        if left:
-            waiting[self.thread_id] = left
-        else:
-            del waiting[self.thread_id]
+        if self.joined:
+            self.joined = False
+            self.gate._leave(self.thread_id)
 
 
 def _line_full(most: int) -> ApiError:
