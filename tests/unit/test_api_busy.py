@@ -18,6 +18,7 @@ import pytest
 from langchain_core.messages import BaseMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
+from apps.api import app as app_module
 from apps.api.app import _acquire, _Runtime, _ThreadGate, create_app
 from apps.api.service import ApiService
 from graph.settings import Settings
@@ -320,6 +321,34 @@ def test_acquire_releases_a_lock_it_got_as_its_wait_ran_out() -> None:
 LINE = 3
 
 
+@pytest.fixture
+def gates(monkeypatch: pytest.MonkeyPatch) -> list[_ThreadGate]:
+    """The thread gates the app makes (one per start), to see who waits in its lines."""
+    made: list[_ThreadGate] = []
+
+    class Recorded(_ThreadGate):
+        def __init__(self, max_waiting: int | None = None) -> None:
+            super().__init__(max_waiting)
+            made.append(self)
+
+    monkeypatch.setattr(app_module, "_ThreadGate", Recorded)
+    return made
+
+
+async def until(check: Callable[[], bool]) -> None:
+    """Wait (on the loop) until ``check()`` holds: a request reached its place in line.
+
+    A request for a busy thread may first ask a worker whose thread it is, or try the lock
+    in one: a few loop passes do not see it there.
+    """
+
+    async def poll() -> None:
+        while not check():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(poll(), 30)
+
+
 def expect_line_full(response: httpx.Response, most: int) -> None:
     assert response.status_code == 409, response.text
     error = response.json()["error"]
@@ -335,7 +364,7 @@ def expect_line_full(response: httpx.Response, most: int) -> None:
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("outside", [False, True])
 def test_one_request_more_than_may_wait_for_a_thread_is_409_at_once(
-    make_settings: Callable[..., Settings], outside: bool, stream: bool
+    make_settings: Callable[..., Settings], gates: list[_ThreadGate], outside: bool, stream: bool
 ) -> None:
     gate = GateLocks()  # this server's first turn holds "t" until the test lets it go
     plain = LocalThreadLocks()  # or a turn outside the server (the CLI) holds it
@@ -353,7 +382,7 @@ def test_one_request_more_than_may_wait_for_a_thread_is_409_at_once(
         waiting = []
         for i in range(LINE):
             waiting.append(asyncio.create_task(post("t", f"next {i}", stream)))
-            await settle()
+            await until(lambda: gates[-1].waiting("t") == len(waiting))
         # busy_wait is 60 s: refused before it, while the others still wait.
         for _ in range(2):
             expect_line_full(await asyncio.wait_for(post("t", "one too many", stream), 30), LINE)
@@ -380,7 +409,7 @@ def test_one_request_more_than_may_wait_for_a_thread_is_409_at_once(
 
 @pytest.mark.parametrize("outside", [False, True])
 def test_a_waiter_that_is_cancelled_or_leaves_frees_its_place_in_the_line(
-    make_settings: Callable[..., Settings], outside: bool
+    make_settings: Callable[..., Settings], gates: list[_ThreadGate], outside: bool
 ) -> None:
     gate = GateLocks()
     plain = LocalThreadLocks()
@@ -398,17 +427,18 @@ def test_a_waiter_that_is_cancelled_or_leaves_frees_its_place_in_the_line(
         waiting = []
         for i in range(LINE):
             waiting.append(asyncio.create_task(post("t", f"next {i}")))
-            await settle()
+            await until(lambda: gates[-1].waiting("t") == len(waiting))
         expect_line_full(await asyncio.wait_for(post("t", "refused"), 30), LINE)
         # Two of them give up (a forced shutdown, a client that hangs up): two places.
         for task in waiting[:2]:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+        assert gates[-1].waiting("t") == LINE - 2
         later = []
         for i in range(2):
             later.append(asyncio.create_task(post("t", f"later {i}")))
-            await settle()
+            await until(lambda: gates[-1].waiting("t") == LINE - 2 + len(later))
         expect_line_full(await asyncio.wait_for(post("t", "refused again"), 30), LINE)
         assert not any(task.done() for task in [waiting[2], *later])
         if held is not None:
@@ -500,7 +530,7 @@ def test_max_thread_waiters_must_be_a_whole_number_from_0(
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_request_whose_turn_runs_no_longer_takes_a_place_in_the_line(
-    make_settings: Callable[..., Settings], stream: bool
+    make_settings: Callable[..., Settings], gates: list[_ThreadGate], stream: bool
 ) -> None:
     # A whole (not streamed) reply's request is in the server until its turn ends; from
     # the moment the turn holds the thread it waits for nothing, and its place is free.
@@ -522,13 +552,14 @@ def test_a_request_whose_turn_runs_no_longer_takes_a_place_in_the_line(
         a = asyncio.create_task(post("t", "a", stream))
         assert await asyncio.to_thread(in_model["a"].wait, 30)
         b = asyncio.create_task(post("t", "b", stream))
-        await settle()
+        await until(lambda: gates[-1].waiting("t") == 1)
         expect_line_full(await asyncio.wait_for(post("t", "refused", stream), 30), 1)
         go["a"].set()
         assert (await a).status_code == 200
         assert await asyncio.to_thread(in_model["b"].wait, 30)  # b's turn runs
-        c = asyncio.create_task(post("t", "c", stream))  # waits: b is no waiter any more
-        await settle()
+        assert gates[-1].waiting("t") == 0  # b's turn holds the thread: b waits no more
+        c = asyncio.create_task(post("t", "c", stream))  # so c has a place
+        await until(lambda: gates[-1].waiting("t") == 1)
         assert not c.done()
         go["b"].set()
         assert [(await b).status_code, (await c).status_code] == [200, 200]
