@@ -931,15 +931,22 @@ def _start(
         loop.call_soon_threadsafe(events.put_nowait, event)
 
     def work() -> None:
+        released = release is None
         try:
             wait = 0.0 if release is not None else None
             for event in service.run(turn, stop, wait=wait, holding=holding):
                 if tokens or event[0] != "token":  # a whole reply needs no hand-over per token
                     put(event)
         except BaseException as exc:  # every failure reaches the client, none is lost
+            # The gate first: both go through the loop in order, so a request that reads
+            # this error (a thread held outside, say) finds the gate free, and one that
+            # comes after it is not refused for a turn that is already over.
+            if release is not None:
+                release()
+                released = True
             put(("error", exc))
         finally:
-            if release is not None:
+            if not released and release is not None:
                 release()
 
     runtime.submit(work, stop, cancelled=release)
