@@ -33,6 +33,34 @@ WAITERS = 12
 """More requests on one thread than the server has worker threads (queue_size 1: 5)."""
 
 
+class Holder:
+    """Who holds thread "t" while a test's requests queue: this server's first turn, or a
+    lock taken outside the server (the CLI's, the page's)."""
+
+    def __init__(self, outside: bool, plain: LocalThreadLocks, gate: GateLocks) -> None:
+        self.outside, self.plain, self.gate = outside, plain, gate
+        self.held: AbstractContextManager[None] | None = None
+
+    async def take(
+        self, post: Callable[..., Coroutine[Any, Any, httpx.Response]]
+    ) -> asyncio.Task[httpx.Response] | None:
+        """Hold "t"; this server's first turn (its request, to await) or None."""
+        if self.outside:
+            self.held = self.plain.hold("t", 0)
+            self.held.__enter__()
+            return None
+        first = asyncio.create_task(post("t", "first"))
+        assert await asyncio.to_thread(self.gate.first_holds.wait, 30)
+        return first
+
+    def let_go(self) -> None:
+        """Free "t" (the first turn then ends)."""
+        if self.held is not None:
+            self.held.__exit__(None, None, None)
+        else:
+            self.gate.go.set()
+
+
 def busy_service(
     make_settings: Callable[..., Settings],
     locks: Any,
@@ -207,20 +235,13 @@ def test_a_thread_busy_past_busy_wait_is_409_and_free_again_afterwards(
     service = busy_service(make_settings, plain if outside else gate, busy_wait=0.3)
 
     async def scenario(post: Callable[..., Coroutine[Any, Any, httpx.Response]]) -> None:
-        held: AbstractContextManager[None] | None = None
-        if outside:
-            held = plain.hold("t", 0)
-            held.__enter__()
-        else:
-            first = asyncio.create_task(post("t", "first"))
-            assert await asyncio.to_thread(gate.first_holds.wait, 30)
+        holder = Holder(outside, plain, gate)
+        first = await holder.take(post)
         refused = await post("t", "too soon")
         assert refused.status_code == 409, refused.text
         assert refused.json()["error"]["code"] == "thread_busy"
-        if held is not None:
-            held.__exit__(None, None, None)
-        else:
-            gate.go.set()
+        holder.let_go()
+        if first is not None:
             assert (await first).status_code == 200
         again = await post("t", "now")
         assert again.status_code == 200, again.text
@@ -371,14 +392,8 @@ def test_one_request_more_than_may_wait_for_a_thread_is_409_at_once(
     service = busy_service(make_settings, plain if outside else gate, max_waiters=LINE)
 
     async def scenario(post: Callable[..., Coroutine[Any, Any, httpx.Response]]) -> None:
-        held: AbstractContextManager[None] | None = None
-        first: asyncio.Task[httpx.Response] | None = None
-        if outside:
-            held = plain.hold("t", 0)
-            held.__enter__()
-        else:
-            first = asyncio.create_task(post("t", "first"))
-            assert await asyncio.to_thread(gate.first_holds.wait, 30)
+        holder = Holder(outside, plain, gate)
+        first = await holder.take(post)
         waiting = []
         for i in range(LINE):
             waiting.append(asyncio.create_task(post("t", f"next {i}", stream)))
@@ -389,10 +404,7 @@ def test_one_request_more_than_may_wait_for_a_thread_is_409_at_once(
         assert not any(task.done() for task in waiting)
         # The line is per thread: another thread's turn runs.
         assert (await asyncio.wait_for(post("other", "meanwhile", stream), 30)).status_code == 200
-        if held is not None:
-            held.__exit__(None, None, None)
-        else:
-            gate.go.set()
+        holder.let_go()
         answers = await asyncio.gather(*waiting, *([first] if first else []))
         assert [a.status_code for a in answers] == [200] * len(answers)
         # Free again, the thread takes a request at once.
@@ -416,14 +428,8 @@ def test_a_waiter_that_is_cancelled_or_leaves_frees_its_place_in_the_line(
     service = busy_service(make_settings, plain if outside else gate, max_waiters=LINE)
 
     async def scenario(post: Callable[..., Coroutine[Any, Any, httpx.Response]]) -> None:
-        held: AbstractContextManager[None] | None = None
-        first: asyncio.Task[httpx.Response] | None = None
-        if outside:
-            held = plain.hold("t", 0)
-            held.__enter__()
-        else:
-            first = asyncio.create_task(post("t", "first"))
-            assert await asyncio.to_thread(gate.first_holds.wait, 30)
+        holder = Holder(outside, plain, gate)
+        first = await holder.take(post)
         waiting = []
         for i in range(LINE):
             waiting.append(asyncio.create_task(post("t", f"next {i}")))
@@ -441,10 +447,7 @@ def test_a_waiter_that_is_cancelled_or_leaves_frees_its_place_in_the_line(
             await until(lambda: gates[-1].waiting("t") == LINE - 2 + len(later))
         expect_line_full(await asyncio.wait_for(post("t", "refused again"), 30), LINE)
         assert not any(task.done() for task in [waiting[2], *later])
-        if held is not None:
-            held.__exit__(None, None, None)
-        else:
-            gate.go.set()
+        holder.let_go()
         answers = await asyncio.gather(waiting[2], *later, *([first] if first else []))
         assert [a.status_code for a in answers] == [200] * len(answers)
 
@@ -463,20 +466,12 @@ def test_with_no_place_in_the_line_a_busy_thread_is_409_at_once_whatever_the_wai
     service = busy_service(make_settings, plain if outside else gate, max_waiters=0)
 
     async def scenario(post: Callable[..., Coroutine[Any, Any, httpx.Response]]) -> None:
-        held: AbstractContextManager[None] | None = None
-        first: asyncio.Task[httpx.Response] | None = None
-        if outside:
-            held = plain.hold("t", 0)
-            held.__enter__()
-        else:
-            first = asyncio.create_task(post("t", "first"))
-            assert await asyncio.to_thread(gate.first_holds.wait, 30)
+        holder = Holder(outside, plain, gate)
+        first = await holder.take(post)
         expect_line_full(await asyncio.wait_for(post("t", "refused"), 30), 0)
-        if held is not None:
-            held.__exit__(None, None, None)
-        else:
-            gate.go.set()
-            assert first is not None and (await first).status_code == 200
+        holder.let_go()
+        if first is not None:
+            assert (await first).status_code == 200
         # A free thread is no wait: one request after another each runs.
         for i in range(3):
             assert (await post("t", f"after {i}")).status_code == 200
