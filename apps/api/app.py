@@ -957,7 +957,11 @@ async def _next(events: asyncio.Queue[Event], request: Request, stop: threading.
     """The turn's next event; ("gone", None) when the client disconnected (the turn stops)."""
     while True:
         try:
-            return await asyncio.wait_for(events.get(), DISCONNECT_POLL)
+            # Not ``asyncio.wait_for``: on Python 3.11 it returns the item instead of
+            # raising when the request is cancelled just as one arrives (CPython
+            # gh-86296), and a cancelled request then went on waiting for its thread.
+            async with asyncio.timeout(DISCONNECT_POLL):
+                return await events.get()
         except TimeoutError:
             if await request.is_disconnected():
                 stop.set()

@@ -19,7 +19,7 @@ from langchain_core.messages import BaseMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from apps.api import app as app_module
-from apps.api.app import _acquire, _Runtime, _ThreadGate, create_app
+from apps.api.app import _acquire, _next, _Runtime, _ThreadGate, create_app
 from apps.api.service import ApiService
 from graph.settings import Settings
 from tests.support.embeddings import word_store
@@ -333,6 +333,36 @@ def test_acquire_releases_a_lock_it_got_as_its_wait_ran_out() -> None:
         lock.release()
         assert not lock.locked()  # nobody holds a lock for a request that got 409
         assert await _acquire(lock, 0, _Client(), runtime) is True  # type: ignore[arg-type]
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("passes", [0, 1, 2, 3])
+@pytest.mark.parametrize("event", [("done", None), ("error", RuntimeError("thread busy"))])
+def test_a_request_cancelled_as_its_event_arrives_stays_cancelled(
+    passes: int, event: tuple[str, Any]
+) -> None:
+    # The event and the cancellation in the same pass of the loop, or a few passes apart:
+    # the request must end cancelled, with its turn told to stop, whichever came first
+    # (asyncio.wait_for on Python 3.11 returned the event and lost the cancellation).
+    async def scenario() -> None:
+        events: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+        waiting = asyncio.create_task(_next(events, _Client(), stop))  # type: ignore[arg-type]
+        for _ in range(3):
+            await asyncio.sleep(0)  # it waits for the queue
+        events.put_nowait(event)
+        for _ in range(passes):
+            await asyncio.sleep(0)
+        waiting.cancel()
+        try:
+            got = await waiting
+        except asyncio.CancelledError:
+            assert stop.is_set()
+            assert events.qsize() == 1  # the event was not taken by a request that is gone
+        else:
+            # Only once the request had its event before the cancellation came.
+            assert passes > 0 and got == event
 
     asyncio.run(scenario())
 
