@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from tools.documents.ingest import IngestProgress
     from tools.documents.store import DocumentStore, SourceInfo
     from tools.memory import OpenMemory
+    from tools.memory.backends import Saver
     from tools.memory.long_term import Memory
 
 log = logging.getLogger("assistant.ui")
@@ -232,6 +233,17 @@ class ThreadSummary:
     """Time of its newest checkpoint (ISO 8601)."""
 
 
+@dataclass(frozen=True)
+class _Listed:
+    """What the thread list read of one thread (:meth:`ChatService.threads`)."""
+
+    mark: tuple[int, str]
+    """Its checkpoints and newest mark when read (:class:`tools.memory.ThreadInfo`)."""
+    owner: str
+    title: str
+    updated: str
+
+
 @dataclass
 class TurnResult:
     """How a turn ended: the reply as kept, its sources and its diagnostics."""
@@ -351,6 +363,8 @@ class ChatService:
         self._embeddings = embeddings
         self._documents: dict[str, DocumentStore] = {}
         self._documents_lock = threading.Lock()
+        self._listed: dict[str, _Listed] = {}
+        """What :meth:`threads` read of each thread, kept until it gets a new checkpoint."""
 
     # --- turns ---------------------------------------------------------------------------
 
@@ -575,34 +589,52 @@ class ChatService:
     def threads(self, user: str) -> list[ThreadSummary]:
         """The user's threads, newest first, titled by their first message.
 
+        One query lists every thread with a mark of its newest checkpoint; only a thread
+        whose mark changed since the last listing (a new turn, or one not seen yet) is
+        read, once, for its owner, title and time. The page lists after every turn, and
+        reading every checkpoint of the user each time grew with all they ever said.
+
         Raises:
-            UiError: The user name is invalid or reserved.
+            UiError: The user name is invalid or reserved, or the store failed.
         """
+        from tools.memory import list_threads
+
         user = self.check_user(user)
         saver = self._saver()
-        newest: dict[str, str] = {}
-        # The metadata filter narrows the walk where the saver supports it; the owner is
-        # checked again here, so a saver that ignores the filter leaks nothing. The
-        # default owner also gets the threads that name no owner: a walk over them all.
-        everyone = user == self.default_owner
+        listed: dict[str, _Listed] = {}
         with store_errors():
-            for item in saver.list(None, filter=None if everyone else {"user_id": user}):
-                if recorded_owner(item.metadata, self.default_owner) != user:
-                    continue
-                thread_id = str(item.config["configurable"]["thread_id"])
-                ts = str(item.checkpoint.get("ts", ""))
-                if ts > newest.get(thread_id, ""):
-                    newest[thread_id] = ts
-            summaries = []
-            for thread_id, ts in newest.items():
-                # Owned by its newest checkpoint, as everywhere else: a thread another user
-                # has written to since is theirs (it would only answer "No such thread").
-                if self.owner_of(thread_id) != user:
-                    continue
-                values = self.graph.get_state(turn_config(thread_id, user)).values
-                title = title_of(values.get("messages") or [])
-                summaries.append(ThreadSummary(thread_id, title, ts))
+            for info in list_threads(saver):
+                mark = (info.checkpoints, info.newest)
+                known = self._listed.get(info.thread_id)
+                if known is None or known.mark != mark or not info.newest:
+                    known = self._read_listed(saver, info.thread_id, mark)
+                if known is not None:
+                    listed[info.thread_id] = known
+        # Replaced whole (threads deleted since drop out); a listing running at the same
+        # time in another session writes what it read too: either is right until the
+        # next checkpoint.
+        self._listed = listed
+        # Owned by its newest checkpoint, as everywhere else: a thread another user has
+        # written to since is theirs (it would only answer "No such thread").
+        summaries = [
+            ThreadSummary(thread_id, known.title, known.updated)
+            for thread_id, known in listed.items()
+            if known.owner == user
+        ]
         return sorted(summaries, key=lambda s: s.updated, reverse=True)
+
+    def _read_listed(self, saver: Saver, thread_id: str, mark: tuple[int, str]) -> _Listed | None:
+        """A thread's owner, title and time from its newest checkpoint; None if it is gone."""
+        newest = saver.get_tuple({"configurable": {"thread_id": thread_id}})
+        if newest is None:
+            return None
+        values = newest.checkpoint.get("channel_values") or {}
+        return _Listed(
+            mark=mark,
+            owner=recorded_owner(newest.metadata, self.default_owner),
+            title=title_of(values.get("messages") or []),
+            updated=str(newest.checkpoint.get("ts", "")),
+        )
 
     def history(self, user: str, thread_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """A thread's chat rows and its last values (sources, retrieval ...).

@@ -646,3 +646,37 @@ def test_processes_starting_together_on_a_fresh_redis_all_set_up(
             opened = list(pool.map(open_once, [start] * 6))
         assert len(opened) == 6
         assert all("Redis" in name for name in opened), opened
+
+
+@pytest.mark.parametrize("backend", ["redis", "sqlite"])
+def test_the_pages_thread_list_on_a_real_store_follows_every_turn(
+    make_settings: Callable[..., Settings], redis_url: str, tmp_path: Path, backend: str
+) -> None:
+    # The page lists the user's threads after each turn from one listing query and a
+    # read of each thread that changed; on Redis the metadata filter it used before is
+    # not supported at all (ValueError 'Unsupported filter key').
+    from apps.ui.service import ChatService, Controls, TurnResult
+    from tools.memory import open_memory
+
+    memory = {"backend": backend, "redis_url": redis_url, "sqlite_path": str(tmp_path / "m.db")}
+    settings = make_settings(memory=memory)
+
+    def turn(service: ChatService, user: str, thread_id: str, text: str) -> None:
+        items = list(service.turn(user, thread_id, text, Controls(), session="s"))
+        assert isinstance(items[-1], TurnResult)
+
+    with open_memory(settings) as opened:
+        service = ChatService(settings, opened, model=FakeChatModel(reply="ok"))
+        turn(service, "alice", "a1", "alice first")
+        turn(service, "bob", "b1", "bob first")
+        assert [(t.thread_id, t.title) for t in service.threads("alice")] == [("a1", "alice first")]
+        before = {i.thread_id: i for i in list_threads(opened.saver)}  # type: ignore[arg-type]
+        turn(service, "alice", "a2", "alice second")
+        turn(service, "alice", "a1", "a follow-up")
+        after = {i.thread_id: i for i in list_threads(opened.saver)}  # type: ignore[arg-type]
+        assert after["a1"].newest != before["a1"].newest
+        assert after["b1"] == before["b1"]
+        assert [t.thread_id for t in service.threads("alice")] == ["a1", "a2"]
+        assert service.delete_thread("bob", "b1")
+        turn(service, "bob", "b1", "bob again")
+        assert [(t.thread_id, t.title) for t in service.threads("bob")] == [("b1", "bob again")]

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import CheckpointTuple
 from langgraph.checkpoint.memory import InMemorySaver
 
 from apps.turns import STOPPED_MARK
@@ -296,6 +298,69 @@ def test_a_thread_someone_else_wrote_to_since_is_no_longer_listed(service: ChatS
     assert [t.thread_id for t in service.threads("bob")] == ["shared"]
     with pytest.raises(UiError, match="No such thread"):
         service.history("alice", "shared")
+
+
+class CountingSaver(InMemorySaver):
+    """An in-memory checkpointer that counts the threads' newest checkpoints it reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        self.reads += 1
+        return super().get_tuple(config)
+
+
+def test_listing_threads_reads_only_those_written_since_the_last_listing(
+    make_settings: Callable[..., Settings], fake_model: FakeChatModel
+) -> None:
+    settings = make_settings()
+    saver = CountingSaver()
+    service = ChatService(settings, OpenMemory(saver, None, LocalThreadLocks()), model=fake_model)
+    for n in range(6):
+        run(service, "alice" if n % 2 else "bob", f"t{n}", f"question {n}")
+        run(service, "alice" if n % 2 else "bob", f"t{n}", "and a follow-up")
+    assert [t.thread_id for t in service.threads("alice")] == ["t5", "t3", "t1"]
+    saver.reads = 0
+    assert [t.thread_id for t in service.threads("alice")] == ["t5", "t3", "t1"]
+    assert [t.thread_id for t in service.threads("bob")] == ["t4", "t2", "t0"]
+    assert saver.reads == 0  # nothing new: nothing read again, whoever lists
+    run(service, "alice", "t1", "one more")
+    saver.reads = 0
+    listed = service.threads("alice")
+    assert (listed[0].thread_id, listed[0].title) == ("t1", "question 1")
+    assert saver.reads == 1  # t1, once
+
+
+def write_as(service: ChatService, thread_id: str, user: str | None, text: str) -> None:
+    """A turn as a notebook or the CLI writes it: as any user, or naming none."""
+    from apps.turns import turn_config
+    from graph.context import Context
+
+    config = turn_config(thread_id, user) if user else {"configurable": {"thread_id": thread_id}}
+    context = Context(user_id=user) if user else Context()
+    service.graph.invoke({"messages": [("user", text)]}, config, context=context)
+
+
+def test_a_listing_kept_from_before_sees_every_later_change(service: ChatService) -> None:
+    run(service, "alice", "a1", "first of a1")
+    run(service, "alice", "a2", "first of a2")
+    run(service, "bob", "b1", "first of b1")
+    for user in ("alice", "bob", service.default_owner):
+        service.threads(user)
+    # Written since, by others than the page: another owner, a new title, a new thread.
+    write_as(service, "a2", "bob", "bob took a2")
+    assert service.delete_thread("bob", "b1")
+    write_as(service, "b1", "bob", "b1 again, new title")
+    write_as(service, "n1", None, "no owner named")
+    assert [t.thread_id for t in service.threads("alice")] == ["a1"]
+    bob = {t.thread_id: t.title for t in service.threads("bob")}
+    assert bob == {"a2": "first of a2", "b1": "b1 again, new title"}
+    assert [t.thread_id for t in service.threads(service.default_owner)] == ["n1"]
+    # Deleted since the listing: gone from it.
+    assert service.delete_thread("alice", "a1")
+    assert service.threads("alice") == []
 
 
 @pytest.mark.parametrize("name", ["api", " api "])
