@@ -284,6 +284,41 @@ def test_prefill_warms_a_fixed_instruction_prefix_for_later_calls(smollm2: Path)
     ] == verdicts
 
 
+def test_every_evaluation_runs_on_the_models_own_thread_whoever_calls(smollm2: Path) -> None:
+    # llama.cpp's OpenMP team belongs to the thread that evaluates: a new calling thread
+    # per turn (the page, the API) meant a new team each time, slower than the CLI.
+    model = LlamaCppChatModel(model_path=str(smollm2), n_ctx=2048, state_cache_mb=64)
+    llama = model.llama
+    evaluated_on: set[int] = set()
+    stock = llama.eval
+
+    def eval_(tokens: Any) -> Any:
+        evaluated_on.add(threading.get_ident())
+        return stock(tokens)
+
+    llama.eval = eval_
+    asked = [SystemMessage(SIDE_SYSTEM), HumanMessage("weather in Paris")]
+    callers: list[threading.Thread] = []
+    replies: list[str] = []
+
+    def calls() -> None:
+        callers.append(threading.current_thread())
+        replies.append(
+            "".join(c.text for c in model.stream(asked, max_new_tokens=4, do_sample=False))
+        )
+        assert model.first_token_probabilities(asked, ["Weather", "Paris"]) is not None
+        assert model.prefill([SystemMessage("You are terse."), HumanMessage("hi")]) > 0
+
+    calls()
+    for _ in range(2):
+        worker = threading.Thread(target=calls)
+        worker.start()
+        worker.join()
+    assert len(set(callers)) == 3 and len(evaluated_on) == 1
+    assert evaluated_on != {threading.get_ident()}  # not the main thread either
+    assert len(set(replies)) == 1 and replies[0].strip()  # greedy: the same reply each time
+
+
 def test_first_token_probabilities_agree_with_greedy_decoding(smollm2: Path) -> None:
     """The scored opening is the one greedy decoding writes, before and after other calls."""
     counter = small_model(smollm2, 64)

@@ -70,6 +70,7 @@ from tools.models.base import (
     collect,
     to_chat_dicts,
 )
+from tools.models.compute_thread import ComputeThread
 from tools.models.state_cache import CachedState, PrefixStateCache, as_tokens, common_prefix
 
 log = logging.getLogger("assistant.llm")
@@ -287,20 +288,24 @@ class LlamaCppChatModel(Adapter, Prefill, FirstTokenScores, BaseChatModel):
         tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
         if not tokens or len(tokens) >= llama.n_ctx():
             return 0
-        with self._lock:
-            self._activate()
-            if self._cache is not None:
-                self._resume(tokens)
-            keep = common_prefix(llama.input_ids[: llama.n_tokens], as_tokens(tokens))
-            if keep < len(tokens):
-                llama.n_tokens = keep  # eval drops the KV cells from here on
-                llama.eval(tokens[keep:])
-            elif llama.n_tokens > len(tokens):
-                # Already held inside a longer context: nothing to evaluate or save.
-                return len(tokens)
-            if self._cache is not None:
-                self._save()
-        return len(tokens)
+
+        def warm() -> int:
+            with self._lock:
+                self._activate()
+                if self._cache is not None:
+                    self._resume(tokens)
+                keep = common_prefix(llama.input_ids[: llama.n_tokens], as_tokens(tokens))
+                if keep < len(tokens):
+                    llama.n_tokens = keep  # eval drops the KV cells from here on
+                    llama.eval(tokens[keep:])
+                elif llama.n_tokens > len(tokens):
+                    # Already held inside a longer context: nothing to evaluate or save.
+                    return len(tokens)
+                if self._cache is not None:
+                    self._save()
+            return len(tokens)
+
+        return self._shared.compute.call(warm)
 
     def first_token_probabilities(
         self, messages: Sequence[BaseMessage], candidates: Sequence[str]
@@ -363,16 +368,22 @@ class LlamaCppChatModel(Adapter, Prefill, FirstTokenScores, BaseChatModel):
             tokens += llama.tokenize(reply_start.encode("utf-8"), add_bos=False, special=False)
         if not tokens or len(tokens) >= llama.n_ctx():
             return None
-        with self._lock:
-            self._activate()
-            if self._cache is not None:
-                self._resume(tokens)
-            keep = common_prefix(llama.input_ids[: llama.n_tokens], as_tokens(tokens))
-            # at least the last token is evaluated, so the logits are this prompt's
-            llama.n_tokens = min(keep, len(tokens) - 1)
-            llama.eval(tokens[llama.n_tokens :])
-            logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama.n_vocab(),))
-            logits = logits.astype(np.float64)
+
+        def evaluate() -> Any:
+            with self._lock:
+                self._activate()
+                if self._cache is not None:
+                    self._resume(tokens)
+                keep = common_prefix(llama.input_ids[: llama.n_tokens], as_tokens(tokens))
+                # at least the last token is evaluated, so the logits are this prompt's
+                llama.n_tokens = min(keep, len(tokens) - 1)
+                llama.eval(tokens[llama.n_tokens :])
+                shape = (llama.n_vocab(),)
+                return np.ctypeslib.as_array(llama._ctx.get_logits(), shape=shape).astype(
+                    np.float64
+                )
+
+        logits = self._shared.compute.call(evaluate)
         logits -= logits.max()
         total = float(np.exp(logits).sum())
         return {c: float(np.exp(logits[i])) / total for c, i in firsts.items()}
@@ -483,18 +494,22 @@ class LlamaCppChatModel(Adapter, Prefill, FirstTokenScores, BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         llama = self.llama
-        with self._lock:
-            self._activate()
-            chunks = llama.create_chat_completion(
-                messages=to_chat_dicts(messages), stream=True, stop=stop, **self._sampling(kwargs)
-            )
-            finish = None
-            for chunk in chunks:
-                choice = chunk["choices"][0]
-                finish = choice.get("finish_reason") or finish
-                text = choice["delta"].get("content")
-                if text:
-                    yield ChatGenerationChunk(message=AIMessageChunk(content=text))
+        sampling = self._sampling(kwargs)
+
+        def chunks() -> Iterator[Any]:
+            with self._lock:
+                self._activate()
+                yield from llama.create_chat_completion(
+                    messages=to_chat_dicts(messages), stream=True, stop=stop, **sampling
+                )
+
+        finish = None
+        for chunk in self._shared.compute.stream(chunks):
+            choice = chunk["choices"][0]
+            finish = choice.get("finish_reason") or finish
+            text = choice["delta"].get("content")
+            if text:
+                yield ChatGenerationChunk(message=AIMessageChunk(content=text))
         yield ChatGenerationChunk(
             message=AIMessageChunk(
                 content="", response_metadata={"finish_reason": finish, "model": self._llm_type}
@@ -519,6 +534,8 @@ class _Shared:
     # llama.cpp contexts are not thread-safe; the dev server runs turns concurrently.
     # The state cache and the context are only touched under this lock.
     lock: threading.RLock = field(default_factory=threading.RLock)
+    compute: ComputeThread = field(default_factory=ComputeThread)
+    """The one thread every evaluation runs on (:mod:`tools.models.compute_thread`)."""
     cache: PrefixStateCache | None = None
     prefix_formatter: Any = None
     prompt_formatter: Any = None
