@@ -25,7 +25,9 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -66,6 +68,29 @@ class ContentPart(_Body):
     type: Literal["text"]
     text: str
     prompt_cache_breakpoint: CacheBreakpoint | None = None
+
+
+class RefusalPart(_Body):
+    """An earlier assistant message's refusal as a content part: taken as its words.
+
+    OpenAI's ``ChatCompletionContentPartRefusalParam``; allowed in assistant messages only.
+    """
+
+    type: Literal["refusal"]
+    refusal: str
+
+
+def _part_kind(part: object) -> str | None:
+    kind = part.get("type") if isinstance(part, dict) else getattr(part, "type", None)
+    return f"{kind} part" if kind in ("text", "refusal") else None
+
+
+# Tagged by "text part", not "text": pydantic puts the tag in an error's location, and
+# "text" is also the part's field, so a wrong field would be reported at the wrong place.
+AssistantPart = Annotated[
+    Annotated[ContentPart, Tag("text part")] | Annotated[RefusalPart, Tag("refusal part")],
+    Discriminator(_part_kind),
+]
 
 
 _NAME = r"^[A-Za-z0-9_-]{1,64}$"
@@ -117,7 +142,7 @@ class ChatMessage(_Body):
     """One message of the conversation the client sends."""
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[ContentPart] | None = None
+    content: str | list[AssistantPart] | None = None
     # OpenAI's other message fields: checked, then ignored (a tool or function message,
     # the one that would use tool_call_id, is refused by role).
     name: str | None = None
@@ -142,17 +167,26 @@ class ChatMessage(_Body):
 
     @field_validator("content", mode="before")
     @classmethod
-    def _text_parts_only(cls, content: object) -> object:
+    def _text_parts_only(cls, content: object, info: ValidationInfo) -> object:
         # Checked before the union is tried: otherwise an image part is reported as
-        # "Input should be a valid string" (the union's first member).
+        # "Input should be a valid string" (the union's first member). A refusal part is
+        # OpenAI's for an earlier assistant message only (role is checked before content).
         if isinstance(content, list):
+            assistant = info.data.get("role") == "assistant"
+            allowed = ("text", "refusal") if assistant else ("text",)
             for at, part in enumerate(content):
                 kind = part.get("type") if isinstance(part, dict) else None
-                if isinstance(kind, str) and kind != "text":
+                if isinstance(kind, str) and kind not in allowed:
                     raise PydanticCustomError(
                         "unsupported_value",
-                        "only text content parts are supported (part {at} is {kind})",
-                        {"at": at, "kind": repr(kind[:40])},
+                        "only text content parts are supported{also} (part {at} is {kind})",
+                        {
+                            "at": at,
+                            "kind": repr(kind[:40]),
+                            "also": " (and refusal parts in an assistant message)"
+                            if assistant
+                            else "",
+                        },
                     )
         return content
 
@@ -163,7 +197,9 @@ class ChatMessage(_Body):
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "\n".join(part.text for part in self.content)
+        return "\n".join(
+            part.text if isinstance(part, ContentPart) else part.refusal for part in self.content
+        )
 
 
 class StreamOptions(_Body):
@@ -388,7 +424,8 @@ class ChatRequest(_Body):
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    # 0 is allowed, as OpenAI allows it: only the likeliest token, i.e. greedy decoding.
+    top_p: float | None = Field(None, ge=0.0, le=1.0)
     max_tokens: int | None = Field(None, ge=1, le=8192)
     max_completion_tokens: int | None = Field(None, ge=1, le=8192)
     n: int | None = Field(None, description="Only one choice is generated.")

@@ -220,7 +220,10 @@ def to_turn(
         # user's chroma.collection unless documents are shared (chroma.shared).
         "collection": collection_of(settings, owner),
         "temperature": request.temperature,
-        "top_p": request.top_p,
+        # top_p 0 keeps only the likeliest token: greedy decoding, said as such (a
+        # nucleus of 0 is outside what the backends accept).
+        "top_p": request.top_p or None,
+        "do_sample": False if request.top_p == 0 else None,
         "max_new_tokens": max_tokens,
         "safety_level": request.safety_level,
     }

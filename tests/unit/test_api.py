@@ -364,6 +364,25 @@ def test_sampling_fields_reach_the_model_call(
     assert fake_model.call_kwargs[-1]["temperature"] == 0.2
 
 
+@pytest.mark.parametrize("temperature", [None, 0.0, 1.0])
+def test_top_p_zero_is_greedy_decoding(
+    client: TestClient, fake_model: FakeChatModel, temperature: float | None
+) -> None:
+    # OpenAI allows top_p 0 (only the likeliest token); the backends want a nucleus > 0.
+    done = client.post(URL, json=user("hi", top_p=0, temperature=temperature))
+    assert done.status_code == 200, done.text
+    kwargs = fake_model.call_kwargs[-1]
+    assert kwargs["do_sample"] is False
+    assert 0 < kwargs["top_p"] <= 1
+    # Any other nucleus samples as the settings say.
+    client.post(URL, json=user("hi", top_p=0.01))
+    assert (fake_model.call_kwargs[-1]["top_p"], fake_model.call_kwargs[-1]["do_sample"]) == (
+        0.01,
+        True,
+    )
+    assert client.post(URL, json=user("hi", top_p=-0.1)).status_code == 400
+
+
 def test_the_safety_level_extension_refuses_as_an_ordinary_message(
     client: TestClient, fake_model: FakeChatModel
 ) -> None:
@@ -445,7 +464,7 @@ def expect_error(response: Any, status: int, param: str | None = None) -> dict[s
         ),
         (user("hi", temperature="hot"), "temperature"),
         (user("hi", temperature=2.5), "temperature"),
-        (user("hi", top_p=0), "top_p"),
+        (user("hi", top_p=1.5), "top_p"),
         (user("hi", max_tokens=0), "max_tokens"),
         (user("hi", max_tokens=1.5), "max_tokens"),
         (user("hi", stream="yes"), "stream"),

@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from openai.types.chat import (
     ChatCompletionAssistantMessageParam,
+    ChatCompletionContentPartRefusalParam,
     ChatCompletionContentPartTextParam,
     ChatCompletionDeveloperMessageParam,
     ChatCompletionSystemMessageParam,
@@ -24,7 +25,7 @@ from openai.types.chat import (
 )
 
 from apps.api.app import create_app
-from apps.api.schemas import ChatMessage, ChatRequest, ContentPart
+from apps.api.schemas import ChatMessage, ChatRequest, ContentPart, RefusalPart
 from graph.settings import Settings
 from tests.unit.test_api import REPLY, URL, api_settings, expect_error, make_service, user
 from tools.models import FakeChatModel
@@ -286,6 +287,29 @@ def test_a_well_typed_field_the_assistant_ignores_passes(
     assert fake_model.calls[-1][-1].text == "hi"
 
 
+def test_a_refusal_part_of_an_earlier_assistant_message_is_its_words(
+    client: TestClient, fake_model: FakeChatModel
+) -> None:
+    body = earlier(content=[{"type": "refusal", "refusal": "I can't help with that."}])
+    done = client.post(URL, json=body)
+    assert done.status_code == 200, done.text
+    assert "I can't help with that." in [m.text for m in fake_model.calls[-1]]
+    mixed = earlier(
+        content=[{"type": "text", "text": "Partly:"}, {"type": "refusal", "refusal": "no more."}]
+    )
+    assert client.post(URL, json=mixed).status_code == 200
+    assert "Partly:\nno more." in [m.text for m in fake_model.calls[-1]]
+
+
+@pytest.mark.parametrize("role", ["user", "system", "developer"])
+def test_a_refusal_part_is_the_assistants_only(client: TestClient, role: str) -> None:
+    body = {"messages": [{"role": role, "content": [{"type": "refusal", "refusal": "no"}]}]}
+    if role != "user":
+        body["messages"].append({"role": "user", "content": "hi"})
+    error = expect_error(client.post(URL, json=body), 400, "messages.0.content")
+    assert "'refusal'" in error["message"]
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -328,6 +352,7 @@ def test_every_field_of_openais_request_is_a_field_of_the_schema() -> None:
     )
     assert messages - set(ChatMessage.model_fields) == set()
     assert _fields(ChatCompletionContentPartTextParam) - set(ContentPart.model_fields) == set()
+    assert _fields(ChatCompletionContentPartRefusalParam) - set(RefusalPart.model_fields) == set()
 
 
 def test_every_field_of_the_schema_has_a_wrong_type_case() -> None:
