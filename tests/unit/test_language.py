@@ -127,9 +127,87 @@ SHORT_OTHER = [
 ]
 
 
-@pytest.mark.parametrize("text", SHORT_ENGLISH)
+# A name, jargon or a loanword beside English words: py3langid reads most of these as
+# Tagalog, Finnish or Bikol, and the words alone cannot tell "kubectl" from "pistola".
+SHORT_ENGLISH_RARE_WORDS = [
+    "explain kubectl",
+    "explain kubectl rollout",
+    "install pytest",
+    "use pandas groupby",
+    "who is Zelensky",
+    "who was Bismarck",
+    "nginx config help",
+    "lint my yaml",
+    "convert csv to json",
+    "kafka vs rabbitmq",
+    "scipy optimize",
+    "ansible playbook",
+    "what is llama.cpp",
+    "run ollama",
+    "gotcha",
+    "recipe for tiramisu",
+    "churros recipe",
+    "pasta carbonara",
+    "what's a croissant",
+    "espresso vs latte",
+    "define zeitgeist",
+    "fiesta ideas",
+    "siesta benefits",
+    "sudoku tips",
+    "tsunami facts",
+    "alpaca facts",
+    "mosquito bites",
+    "best pizza in Napoli",
+]
+
+# One word of another language, alone or beside a word English shares with it.
+SHORT_OTHER_FEW_WORDS = [
+    "pistola",
+    "te mato",
+    "hola",
+    "faca",
+    "arma",
+    "suicidio",
+    "veleno",
+    "come rubare",
+    "dame droga",
+    "comprar pistola",
+    "hola amigo",
+    "Waffe kaufen",
+    "arme à feu",
+    "roubar carro",
+    "tudo bem",
+    "dank je",
+    "tak",
+]
+
+
+@pytest.mark.parametrize("text", SHORT_ENGLISH + SHORT_ENGLISH_RARE_WORDS)
 def test_short_english_reads_as_english(text: str) -> None:
     assert looks_english(text)
+
+
+@pytest.mark.parametrize("text", SHORT_OTHER_FEW_WORDS)
+def test_a_word_another_language_uses_far_more_is_foreign(text: str) -> None:
+    assert not looks_english(text)
+
+
+def test_word_frequencies_tell_foreign_english_and_either() -> None:
+    assert semantic._word_language("pistola", common=False) == "foreign"
+    # In the embedding vocabulary's common words, yet far more Dutch, French, Spanish.
+    assert semantic._word_language("te", common=True) == "foreign"
+    assert semantic._word_language("recipe", common=False) == "english"
+    assert semantic._word_language("croissant", common=False) == "either"
+    assert semantic._word_language("kubectl", common=False) == "either"
+
+
+def test_without_the_word_lists_the_words_are_read_as_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(semantic, "_frequencies", [])
+    assert semantic._word_language("pistola", common=False) is None
+    assert not looks_english("te voy a matar")  # most words no English words at all
+    assert looks_english("tbh idk")
 
 
 @pytest.mark.parametrize("text", SHORT_OTHER)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import re
 import threading
@@ -31,7 +32,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
@@ -160,12 +161,32 @@ _SHORT_LETTERS = 24
 _COMMON_RANK = 16000
 # py3langid this sure of another language outweighs a message of common English words.
 _CONFIDENT = 0.5
+# How much each language uses a word, from wordfreq's lists (Apache-2.0 code; CC-BY-SA 4.0
+# lists from Wikipedia, subtitles, news, books and web text, offline in the wheel; Speer,
+# "wordfreq", Zenodo 10.5281/zenodo.7199437), on the Zipf scale (log10 of uses per
+# billion words). A word is foreign when another language uses it 100 times more
+# (_FOREIGN_MARGIN): "pistola" Italian 4.3 against English 1.5, "mato" 4.8 / 2.5, "hola"
+# 5.3 / 3.1, "te" 7.0 / 4.1; loanwords are not ("croissant" 4.1 / 2.8, "fiesta" 5.0 / 3.3),
+# nor names and jargon, rare everywhere ("kubectl") or as common in English ("merkel").
+# It is English when not foreign and English uses it at least once per million words
+# (_ENGLISH_ZIPF: "recipe", "optimize", "gotcha"). English's large list (0.1 s to load,
+# down to Zipf 1) and the small lists of the other Latin-script languages (Zipf 3 and
+# up): 0.4 s and about 190 MB, loaded only when a short message has a rare word.
+_FOREIGN_MARGIN = 2.0
+_ENGLISH_ZIPF = 3.0
+# wordfreq's languages written in Latin letters, English aside.
+_LATIN_LANGUAGES = (
+    *("ca", "cs", "da", "de", "es", "fi", "fil", "fr", "hu", "id", "is", "it", "lt"),
+    *("lv", "ms", "nb", "nl", "pl", "pt", "ro", "sh", "sk", "sl", "sv", "tr", "vi"),
+)
 _CHAT_WORDS_FILE = Path(__file__).resolve().parent / "lexicon" / "chat_words.txt"
 _WORD_RE = re.compile(r"[^\W\d_]+")
 _identifier: Any = None
 _identifier_lock = threading.Lock()
 _vocabulary: dict[str, int] | None = None
 _vocabulary_lock = threading.Lock()
+_frequencies: list[dict[str, float]] | None = None
+_frequencies_lock = threading.Lock()
 
 
 def _language_ranks(text: str) -> list[tuple[str, float]]:
@@ -209,6 +230,57 @@ def _english_words() -> dict[str, int]:
         return _vocabulary
 
 
+def _word_lists() -> list[dict[str, float]]:
+    """The word lists: English's large one first, then the small ones of the others.
+
+    Each maps a word to its frequency (uses per word of text) in one language, English
+    then :data:`_LATIN_LANGUAGES`. Empty when wordfreq cannot be read (logged once): then
+    the words are read as before it.
+    """
+    global _frequencies
+    with _frequencies_lock:
+        if _frequencies is None:
+            try:
+                from wordfreq import get_frequency_dict
+
+                # English's large list: its rare words ("sudoku", "croissant", Zipf
+                # 2.6-2.8) are below the small lists' floor, and would all read foreign.
+                _frequencies = [
+                    get_frequency_dict("en", wordlist="large"),
+                    *(get_frequency_dict(code, wordlist="small") for code in _LATIN_LANGUAGES),
+                ]
+            except Exception as exc:  # a broken install: py3langid alone, as before
+                log.warning("word lists unavailable, py3langid alone decides: %s", exc)
+                _frequencies = []
+        return _frequencies
+
+
+def _zipf(frequency: float) -> float:
+    # wordfreq's Zipf scale: log10 of uses per billion words (0: not in the small list).
+    return math.log10(frequency * 1e9) if frequency > 0 else 0.0
+
+
+def _word_language(word: str, common: bool) -> Literal["english", "foreign", "either"] | None:
+    """Whose word ``word`` is, by how much each language uses it (None: no word lists).
+
+    ``foreign`` when some :data:`_LATIN_LANGUAGES` list gives it a Zipf frequency at least
+    :data:`_FOREIGN_MARGIN` above English's ("pistola", "mato", "te"); else ``english``
+    when it is ``common`` (among the embedding vocabulary's common words) or English uses
+    it at least :data:`_ENGLISH_ZIPF` ("recipe"); else ``either`` (names, jargon).
+    """
+    lists = _word_lists()
+    if not lists:
+        return None
+    english_list, *others = lists
+    english = _zipf(english_list.get(word, 0.0))
+    best = _zipf(max(other.get(word, 0.0) for other in others))
+    if best > 0 and best >= english + _FOREIGN_MARGIN:
+        return "foreign"
+    if common or english >= _ENGLISH_ZIPF:
+        return "english"
+    return "either"
+
+
 def _is_latin(char: str) -> bool:
     return char.isascii() or unicodedata.name(char, "").startswith("LATIN")
 
@@ -218,10 +290,15 @@ def _short_english(text: str, ranks: list[tuple[str, float]], near_tie: bool) ->
 
     Single letters say nothing ("a", "o", "y", "e", "i" are words in many languages).
     English when every word is common English ("yes", "tbh idk", "msg 1", "awesome"),
-    unless py3langid is sure of another language (:data:`_CONFIDENT`). Not English when
-    most words, and at least two, are no English words at all ("te voy a matar", "Konto
-    hacken", "zabij go"). Otherwise py3langid's near tie decides, as for longer text (a
-    name or a rare word among English ones: "who is Zelensky").
+    unless py3langid is sure of another language (:data:`_CONFIDENT`). Otherwise each
+    word is weighed (:func:`_word_language`): foreign when another language uses it far
+    more ("pistola", "mato", also "te"), English when it is not and English uses it
+    often, either when it is rare everywhere (names, jargon: "kubectl", "Zelensky"). English
+    when the English words outnumber the foreign ones ("explain kubectl rollout",
+    "recipe for tiramisu"), not English otherwise ("te mato", "pistola", "come rubare":
+    a tie reads as another language). When no word is either, or without the word lists:
+    not English when most words, and at least two, are no English words at all, else
+    py3langid's near tie decides, as for longer text.
     """
     known = _english_words()
     if not known:  # no vocabulary to read words with
@@ -232,8 +309,15 @@ def _short_english(text: str, ranks: list[tuple[str, float]], near_tie: bool) ->
     if all(known.get(w, _COMMON_RANK) < _COMMON_RANK for w in words):
         language, top = ranks[0]
         return language == "en" or top < _CONFIDENT
-    foreign = sum(w not in known for w in words)
-    if foreign >= 2 and 2 * foreign > len(words):
+    readings = [_word_language(w, known.get(w, _COMMON_RANK) < _COMMON_RANK) for w in words]
+    if None not in readings:  # the word lists could be read
+        foreign, english = readings.count("foreign"), readings.count("english")
+        if foreign or english:
+            # A tie reads as another language: checked that way, the message is also
+            # translated and read as English; read as English, a threat may pass unread.
+            return english > foreign
+    unknown = sum(w not in known for w in words)
+    if unknown >= 2 and 2 * unknown > len(words):
         return False
     return near_tie
 
