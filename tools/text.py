@@ -320,6 +320,42 @@ def shorten(text: str, limit: int, mark: str = "…", *, clusters: bool = False)
     return text[:end] + mark
 
 
+MARKS_PER_CLUSTER: Final = 4
+"""Nonspacing marks a character keeps in a title (:func:`limit_marks`): Vietnamese puts
+two on a letter, pointed Hebrew with cantillation three or four, Devanagari conjuncts two
+viramas; "Zalgo" text stacks dozens, which draw over the lines above and below."""
+
+
+def limit_marks(text: str, keep: int = MARKS_PER_CLUSTER) -> str:
+    """``text`` with at most ``keep`` nonspacing marks (category Mn) per grapheme cluster.
+
+    For one-line labels (a thread's title): a letter with 40 stacked accents is one
+    cluster, so :func:`shorten` keeps all of them, and the label grows taller than its
+    row. The first ``keep`` marks of each cluster stay, in order; other characters are
+    untouched (spacing marks, joiners, emoji modifiers, variation selectors beyond
+    ``keep`` aside).
+
+    Args:
+        text: Any text.
+        keep: Marks kept per cluster (0 or more).
+
+    Returns:
+        The text, shorter by the marks dropped; itself when none is.
+    """
+    if not any(unicodedata.category(ch) == "Mn" for ch in text):
+        return text
+    parts = []
+    for cluster in GRAPHEME.findall(text):
+        marks = 0
+        for ch in cluster:
+            if unicodedata.category(ch) == "Mn":
+                marks += 1
+                if marks > keep:
+                    continue
+            parts.append(ch)
+    return "".join(parts)
+
+
 # --- courtesy -------------------------------------------------------------------------
 
 _COURTESY_WORD = re.compile(r"[a-z']+")

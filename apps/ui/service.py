@@ -49,7 +49,7 @@ from graph.context import BlankUserNameError, Context, plain_user_name
 from graph.errors import InvalidMessageError, MessageTooLongError
 from graph.settings import SAFETY_LEVELS, Settings
 from tools.documents.loaders import SUPPORTED
-from tools.text import is_blank, shorten
+from tools.text import is_blank, limit_marks, shorten
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
@@ -277,11 +277,13 @@ def shortened(text: str, limit: int) -> str:
 def title_of(messages: Iterable[Any], limit: int = 60) -> str:
     """A thread's title: its first user message on one line, in ``limit`` characters at most.
 
-    Characters are grapheme clusters, and the cut falls between two (:func:`shortened`).
+    Characters are grapheme clusters, and the cut falls between two (:func:`shortened`);
+    each keeps at most a few stacked accents (:func:`tools.text.limit_marks`), so a
+    "Zalgo" message does not draw over the rows around its title.
     """
     for message in messages:
         if getattr(message, "type", None) == "human":
-            return shortened(" ".join(str(message.text).split()), limit)
+            return shortened(limit_marks(" ".join(str(message.text).split())), limit)
     return "(empty thread)"
 
 

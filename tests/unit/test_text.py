@@ -19,6 +19,7 @@ from tools.text import (
     fold_with_offsets,
     is_blank,
     is_invisible,
+    limit_marks,
     parse_yaml,
     straighten_quotes,
     strip_accents,
@@ -299,3 +300,30 @@ def test_describe_validation_error(data: object, message: str) -> None:
     with pytest.raises(ValidationError) as info:
         _Doc.model_validate(data)
     assert describe_validation_error(info.value, _where) == message
+
+
+# Real text with stacked marks, each cluster within MARKS_PER_CLUSTER: kept as it is.
+STACKED = [
+    "Tiếng Việt",  # composed
+    unicodedata.normalize("NFD", "Tiếng Việt, người"),  # two marks on one letter
+    "בְּרֵאשִׁ֖ית",  # pointed Hebrew with a cantillation mark
+    "स्त्री क्षत्रिय",  # Devanagari conjuncts (two viramas in one cluster)
+    "བསྒྲུབས",  # Tibetan stack
+    "1️⃣ 👍🏽 👨‍👩‍👧 🏴󠁧󠁢󠁥󠁮󠁧󠁿",  # keycap, skin tone, family, England's flag
+    "plain ascii",
+]
+
+
+@pytest.mark.parametrize("text", STACKED)
+def test_limit_marks_keeps_the_marks_of_real_writing(text: str) -> None:
+    assert limit_marks(text) == text
+
+
+@pytest.mark.parametrize("marks", [5, 12, 60])
+def test_limit_marks_trims_zalgo_stacks_to_their_first_marks(marks: int) -> None:
+    above = "".join(chr(0x0300 + i % 0x30) for i in range(marks))
+    zalgo = "".join(letter + above for letter in "Hello")
+    trimmed = limit_marks(zalgo)
+    assert trimmed == "".join(letter + above[:4] for letter in "Hello")
+    assert limit_marks(zalgo, keep=0) == "Hello"
+    assert limit_marks(zalgo, keep=marks) == zalgo

@@ -610,6 +610,10 @@ def test_a_title_counts_characters_not_code_points() -> None:
     assert title_of([M(family * 61)]) == family * 59 + "…"
     assert title_of([M("🇫🇷" * 3 + " and more")], limit=5) == "🇫🇷🇫🇷🇫🇷…"
     assert title_of([M("cafe\u0301 " * 20)], limit=6) == "cafe\u0301…"
+    # A "Zalgo" message: each letter under 20 stacked marks; the title keeps 4 a letter.
+    marks = "".join(chr(0x0300 + i) for i in range(20))
+    title = title_of([M("".join(c + marks for c in "Help me"))])
+    assert title == "".join(c + marks[:4] for c in "Help me")
 
 
 @pytest.mark.parametrize("limit", [0, -1])
