@@ -161,17 +161,24 @@ def memory_choices(service: ChatService, user: str | None) -> list[tuple[str, st
     return [(f"[{m.kind}] {m.text}", m.key) for m in service.memories(user)]
 
 
-def memory_list(service: ChatService, user: str | None) -> tuple[Any, str]:
+def memory_list(
+    service: ChatService, user: str | None, ticked: Iterable[str] = ()
+) -> tuple[Any, str]:
     """The forget list's update, and why it could not be read ("" when it could).
 
-    A list that cannot be read is not an empty one: it is emptied (what it showed may be
-    another user's) and says why under its label, and the caller shows the reason in the
-    status line as every other store failure is.
+    ``ticked`` (keys) stay ticked where they are still listed: a refresh of the same
+    user's list (opening the panel) that arrives after a tick must not untick it, or
+    "Forget selected" forgets nothing. A list that cannot be read is not an empty one: it
+    is emptied (what it showed may be another user's) and says why under its label, and
+    the caller shows the reason in the status line as every other store failure is.
     """
     # "" clears what the list said before (None would leave it: Gradio skips None).
     info = "" if service.keeps_memories else NO_MEMORIES
     try:
-        return gr.update(choices=memory_choices(service, user), value=[], info=info), ""
+        choices = memory_choices(service, user)
+        keys = {key for _, key in choices}
+        value = [key for key in ticked if key in keys]
+        return gr.update(choices=choices, value=value, info=info), ""
     except UiError as exc:
         return gr.update(choices=[], value=[], info=f"Not shown: {exc}"), str(exc)
 
@@ -563,9 +570,9 @@ def build_ui(service: ChatService) -> gr.Blocks:
 
         # --- long-term memory ---------------------------------------------------------------
 
-        def show_memories(user: str) -> tuple[Any, Any]:
+        def show_memories(user: str, ticked: list[str] | None) -> tuple[Any, Any]:
             """Outputs: the memory list, the status line (only to say it failed)."""
-            listed, problem = memory_list(service, user)
+            listed, problem = memory_list(service, user, ticked or ())
             return listed, _notice(problem) if problem else gr.skip()
 
         def do_forget(user: str, keys: list[str] | None) -> tuple[Any, str]:
@@ -579,18 +586,26 @@ def build_ui(service: ChatService) -> gr.Blocks:
             return listed, _notice(forgot(count)) + _notice(problem)
 
         forget.click(guarded(do_forget, 2), [user_state, memories], [memories, status])
-        memory_panel.expand(guarded(show_memories, 2), [user_state], [memories, status])
+        memory_panel.expand(guarded(show_memories, 2), [user_state, memories], [memories, status])
 
         # Each user sees their own files and memories: the lists follow the signed-in user.
         # One event for both, so the two cannot overwrite each other's word in the status
         # line, which keeps what the sign-in said there.
-        def list_for_user(user: str, shown: str | None) -> tuple[Any, Any, Any]:
-            """Outputs: the file list, the memory list, the status line."""
+        def list_for_user(
+            user: str, shown: str | None, ticked: list[str] | None = None
+        ) -> tuple[Any, Any, Any]:
+            """Outputs: the file list, the memory list, the status line.
+
+            Ticks stay only on memories of this user's list (another user's keys are
+            never in it).
+            """
             files, file_problem = refresh_docs(user)
-            listed, problem = memory_list(service, user)
+            listed, problem = memory_list(service, user, ticked or ())
             return files, listed, with_notices(shown, [file_problem, _notice(problem)])
 
-        user_state.change(guarded(list_for_user, 3), [user_state, status], [docs, memories, status])
+        user_state.change(
+            guarded(list_for_user, 3), [user_state, status, memories], [docs, memories, status]
+        )
     return cast(gr.Blocks, page)
 
 

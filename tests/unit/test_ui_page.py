@@ -203,7 +203,7 @@ def test_an_unexpected_failure_is_a_message_and_changes_nothing_else(
 
 
 @pytest.mark.parametrize(
-    ("event", "args"), [("show_memories", ("alice",)), ("list_for_user", ("alice", ""))]
+    ("event", "args"), [("show_memories", ("alice", [])), ("list_for_user", ("alice", ""))]
 )
 def test_an_unexpected_failure_of_a_list_leaves_it_as_it_was(
     page: Page, service: ChatService, monkeypatch: pytest.MonkeyPatch, event: str, args: Any
@@ -238,19 +238,42 @@ def test_a_memory_list_that_cannot_be_read_says_why_and_is_not_shown_as_empty(
 ) -> None:
     page, _service, store = memory_page
     respond(page, "My name is Alice and I live in Lyon.", "alice", "a1")
-    listed, status = page["show_memories"]("alice")
+    listed, status = page["show_memories"]("alice", [])
     assert listed["choices"] and listed["info"] == "" and status == gr_skip()
     store.failure = failure
     # Opening the panel, signing in (with the list of files) and after a forget.
-    expanded, status = page["show_memories"]("alice")
+    expanded, status = page["show_memories"]("alice", [])
     _files, signed_in, status_after_sign_in = page["list_for_user"]("alice", "")
     for listed, said in ((expanded, status), (signed_in, status_after_sign_in)):
         assert "memory store is unavailable" in said and str(failure) in said
         assert listed["choices"] == []
         assert str(failure) in listed["info"]  # the list itself says it is not shown
     store.failure = None  # back: nothing was lost, and the list says nothing more
-    listed, status = page["show_memories"]("alice")
+    listed, status = page["show_memories"]("alice", [])
     assert listed["choices"] and listed["info"] == "" and status == gr_skip()
+
+
+def test_opening_the_memory_panel_keeps_what_was_ticked_before_its_list_came(
+    memory_page: tuple[Page, ChatService, FlakyStore],
+) -> None:
+    # The panel's list is refreshed when it opens; on a slow machine the refresh arrives
+    # after the user ticked a memory, which "Forget selected" then never saw.
+    page, _service, _store = memory_page
+    respond(page, "My name is Alice and I live in Lyon.", "alice", "a1")
+    listed, _ = page["show_memories"]("alice", [])
+    keys = [key for _, key in listed["choices"]]
+    assert keys and listed["value"] == []
+    listed, _ = page["show_memories"]("alice", [keys[0], "gone-meanwhile"])
+    assert listed["value"] == [keys[0]]  # still listed: kept; forgotten elsewhere: dropped
+    forgotten, status = page["do_forget"]("alice", listed["value"])
+    assert "Forgot 1 memory." in status and forgotten["value"] == []
+    # Signing in lists again too: the same user's ticks stay, another user's go.
+    listed, _ = page["show_memories"]("alice", [])
+    keys = [key for _, key in listed["choices"]]
+    _files, again, _ = page["list_for_user"]("alice", "", keys[:1])
+    assert again["value"] == keys[:1]
+    _files, bob, _ = page["list_for_user"]("bob", "", keys[:1])
+    assert bob["value"] == []
 
 
 def test_a_forget_whose_list_cannot_be_read_again_says_both(
@@ -376,7 +399,7 @@ def test_with_threads_off_a_reply_stays_and_the_page_says_once_why_nothing_is_li
     assert chat[-1] == {"role": "assistant", "content": "Hello from the fake model."}
     assert box == gr_skip() and status == ""
     assert threads["choices"] == [] and threads["value"] is None  # no choice it lacks
-    listed, said = page["show_memories"]("alice")
+    listed, said = page["show_memories"]("alice", [])
     assert said == gr_skip() and bool(listed["choices"]) is long_term
     assert (listed["info"] == "") is long_term  # off: the list says so, not just empty
 
