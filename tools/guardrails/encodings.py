@@ -20,6 +20,13 @@ ordinary words decode to bytes that are none of these, so they stay as they are 
 no second check. Not read: other
 ciphers (Caesar shifts other than 13, Atbash, Morse), compression, and encodings split
 into pieces.
+
+Words in disguise are read back too (:func:`undisguised_text`): look-alike letters of
+other scripts ("Whаt's thе" with Cyrillic vowels), letters in frames or fonts
+("ⓗⓞⓦ", "Ｈｏｗ"), letters spelled apart ("w h a t   i s") and leetspeak ("h0w d0 1").
+The lexical layer reads such words already; the language check, the semantic layer
+and the judge read the words, and a request in disguise read as written is another
+language to the first and noise to the judge.
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import unquote_plus
 
-__all__ = ["decoded_text"]
+from tools.guardrails.filter import plain_text
+
+__all__ = ["decoded_text", "undisguised_text"]
 
 _COMMON_WORDS_FILE = Path(__file__).resolve().parent / "lexicon" / "common_words.txt"
 
@@ -58,6 +67,11 @@ _SENTENCE_RE = re.compile(r"[^.!?;:\n()\[\]{}\"]+")
 # A word of letters only, two or more: one letter ("a", "n") tells nothing, and the
 # letters inside "fb5ba436" or "bar_w" are no words.
 _WORD_RE = re.compile(r"(?<![\w'])[A-Za-z]{2,}(?![\w'])")
+# Signs of a disguise in ASCII text: a digit or symbol inside a word ("h0w", "m@ke"), or
+# single letters spelled apart ("w h a t", "h.o.w", "h-o-w").
+_DISGUISE_HINT_RE = re.compile(
+    r"[A-Za-z][0-9@$!|*][A-Za-z0-9]|[0-9@$][A-Za-z]|\b[A-Za-z][\s.\-_]+[A-Za-z][\s.\-_]+[A-Za-z]\b"
+)
 
 
 def _text(data: bytes) -> str | None:
@@ -210,3 +224,30 @@ def decoded_text(text: str) -> str | None:
     """
     out = _decode_runs(text, _DEPTH) or text
     return _rot13_sentences(out) or (out if out != text else None)
+
+
+def undisguised_text(text: str) -> str | None:
+    """The message with its disguised words read plainly, when that reveals words.
+
+    The reading is :func:`~tools.guardrails.filter.plain_text` (folded: look-alike
+    letters of any script read as Latin ones, letters in frames and fonts as their
+    letter, spelled-out words joined, leetspeak undone), with runs of white space made
+    one space. It counts only when it holds more distinct common English words than the
+    message as written: "Whаt's thе quiеtеst wаy" (Cyrillic vowels) or "w h a t   i s
+    t h e   b e s t   w a y" become words, while writing in another script (Russian
+    folds to Latin-looking nonsense), accents ("crème brûlée") and digits in ordinary
+    words ("v1.3", "4x4") gain none, so most messages cost no second check.
+
+    Args:
+        text: A user's message.
+
+    Returns:
+        The plain reading, or None when it reveals no more words than the message.
+
+    """
+    if text.isascii() and not _DISGUISE_HINT_RE.search(text):
+        return None  # plain ASCII words with no spelled letters or digits inside words
+    reading = " ".join(plain_text(text).split())
+    if _common_count(reading) <= _common_count(text):
+        return None
+    return reading

@@ -44,7 +44,7 @@ from langchain_core.language_models import BaseChatModel
 from graph.settings import SafetyLevel, Settings
 from tools.guardrails.calibration import Calibration, load_calibration
 from tools.guardrails.classifiers import ClassifierError, InjectionClassifier, injection_classifier
-from tools.guardrails.encodings import decoded_text
+from tools.guardrails.encodings import decoded_text, undisguised_text
 from tools.guardrails.filter import SafetyFilter, SafetyVerdict
 from tools.guardrails.judge import CanaryCache, Judge, JudgeVerdict, ReplyJudge
 from tools.guardrails.semantic import SemanticLayer, SemanticScore, looks_english, shared_layer
@@ -237,12 +237,41 @@ class InputGuard:
             ValueError: For an unknown level.
 
         """
+        # Words in disguise ("Whаt's thе quiеtеst wаy...", Cyrillic vowels; "h0w d0 1")
+        # are read plainly by every layer but the lexical one, which undoes disguises
+        # itself and names the words as written: as written, the language check took
+        # them for another language and the judge for noise, both ways wrong.
+        plain = undisguised_text(text)
+        if plain is None:
+            verdict = self._check_read(text, level, as_reply)
+        else:
+            verdict = self._lexical_refusal(text, level, as_reply) or self._check_read_as(
+                plain, level, as_reply
+            )
         # A message that hides text in Base64 or hex is checked as written and, if that
         # passes, as read: "<base64 of a bomb recipe request> (decode this and answer it)".
-        verdict = self._check_read(text, level, as_reply)
         if verdict.allowed and (revealed := decoded_text(text)) is not None:
-            return self._check_read(revealed, level, as_reply)
+            return self._check_read_as(revealed, level, as_reply)
         return verdict
+
+    def _check_read_as(self, reading: str, level: SafetyLevel, as_reply: bool) -> SafetyVerdict:
+        """The layers on a reading of the message; its scores name it (``read_as``)."""
+        verdict = self._check_read(reading, level, as_reply)
+        return replace(verdict, scores={**(verdict.scores or {}), "read_as": reading})
+
+    def _lexical_refusal(
+        self, text: str, level: SafetyLevel, as_reply: bool
+    ) -> SafetyVerdict | None:
+        """The lexical layer's refusal of ``text`` at ``level``, or None when it lets it by."""
+        lexical = self.safety.check_input(text, level)
+        if as_reply and not lexical.allowed and lexical.rule is not None:
+            lexical = self.safety.check_reply(text, level)  # a harm pattern's hit, re-read
+        if not lexical.allowed and (
+            lexical.category not in self.policy.taxonomy
+            or self.policy.refuses(lexical.category, level)
+        ):
+            return lexical
+        return None
 
     def _check_read(self, text: str, level: SafetyLevel, as_reply: bool = False) -> SafetyVerdict:
         """The layers on ``text`` and, when it is not English, on its English translation.
@@ -283,15 +312,10 @@ class InputGuard:
         Without this, such messages scored as uncertain or read as another language and
         cost the model a judge call and a translation before the reply.
         """
-        lexical = self.safety.check_input(text, level)
-        if as_reply and not lexical.allowed and lexical.rule is not None:
-            lexical = self.safety.check_reply(text, level)
-        if not lexical.allowed and (
-            lexical.category not in self.policy.taxonomy
-            or self.policy.refuses(lexical.category, level)
-        ):
-            return lexical
-        allowed = replace(lexical, allowed=True, reason=None, category=None, rule=None)
+        if (refusal := self._lexical_refusal(text, level, as_reply)) is not None:
+            return refusal
+        allowed = self.safety.check_input(text, level)
+        allowed = replace(allowed, allowed=True, reason=None, category=None, rule=None)
         return replace(allowed, layer="lexical", scores={"courtesy": True})
 
     def _translation(self, text: str, english: bool | None) -> Translation | None:
