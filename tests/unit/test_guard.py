@@ -1135,6 +1135,9 @@ def test_words_in_disguise_are_read_plainly(message: str, words: str) -> None:
         "I paid $5 for 2 apples at 3pm in the U.S.",
         "WHAT IS THE BEST WAY TO LEARN FRENCH",
         "see you at 8, ok? b4 the show",
+        "ภาษาไทยhow do I say this",  # English glued to Thai: words as written too
+        "我想learn how to cook",
+        "Я хочу learn English today",
     ],
 )
 def test_writing_that_is_no_disguise_is_not_read_again(message: str) -> None:

@@ -67,6 +67,9 @@ _SENTENCE_RE = re.compile(r"[^.!?;:\n()\[\]{}\"]+")
 # A word of letters only, two or more: one letter ("a", "n") tells nothing, and the
 # letters inside "fb5ba436" or "bar_w" are no words.
 _WORD_RE = re.compile(r"(?<![\w'])[A-Za-z]{2,}(?![\w'])")
+# A word of Latin letters between any other characters: "how" in "ภาษาไทยhow" or "我想how"
+# is a word as written, not only once the reading has put a space before it.
+_LATIN_WORD_RE = re.compile(r"(?<![A-Za-z'])[A-Za-z]{2,}(?![A-Za-z'])")
 # Signs of a disguise in ASCII text: a digit or symbol inside a word ("h0w", "m@ke"), or
 # single letters spelled apart ("w h a t", "h.o.w", "h-o-w").
 _DISGUISE_HINT_RE = re.compile(
@@ -147,9 +150,9 @@ def _common_words() -> frozenset[str]:
     return frozenset(words)
 
 
-def _common_count(text: str) -> int:
+def _common_count(text: str, word: re.Pattern[str] = _WORD_RE) -> int:
     # Distinct words: "BAR_GAP = bar" reads "ONE_TNC = one", one word twice.
-    words = {word.lower() for word in _WORD_RE.findall(text)}
+    words = {found.lower() for found in word.findall(text)}
     return len(words & _common_words())
 
 
@@ -248,6 +251,6 @@ def undisguised_text(text: str) -> str | None:
     if text.isascii() and not _DISGUISE_HINT_RE.search(text):
         return None  # plain ASCII words with no spelled letters or digits inside words
     reading = " ".join(plain_text(text).split())
-    if _common_count(reading) <= _common_count(text):
+    if _common_count(reading, _LATIN_WORD_RE) <= _common_count(text, _LATIN_WORD_RE):
         return None
     return reading
