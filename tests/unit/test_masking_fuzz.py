@@ -319,7 +319,8 @@ EXPLICIT = [
     # (reads "l") in a word glued to a Latin one.
     ("\ua731\u029c\u026a\u1d1b happens, \u0299\u026a\u1d1b\u1d04\u029c", "**** happens, *****"),
     ("f\u1d1c\u1d04\u1d0b off and \u1d00ss\u029c\u1d0f\u029f\u1d07", "**** off and *******"),
-    ("\u0455h\u03b9\u03c4 and c\u03c5\u03b7t", "**** and c\u03c5\u03b7t"),
+    # Greek small eta is filed under "n" with a mark: "c\u03c5\u03b7t" reads "cunt".
+    ("\u0455h\u03b9\u03c4 and c\u03c5\u03b7t", "**** and ****"),
     ("\u0645\u0631\u062d\u0628\u0627\U0001d41f\U0001d42e\U0001d41c\U0001d424\n\no",
      "\u0645\u0631\u062d\u0628\u0627****\n\no"),
     ("\u043f\u0440\u0438\u0432\u0435\u0442, \u0422\u043e\u0442 \u043a\u043e\u0442, "

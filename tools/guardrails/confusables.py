@@ -23,7 +23,13 @@ from functools import lru_cache
 
 from tools.text import fold_char
 
-__all__ = ["enclosed_letters", "latin_lookalikes", "read_framed_letters"]
+__all__ = [
+    "capital_lookalikes",
+    "enclosed_letters",
+    "latin_lookalikes",
+    "read_capitals",
+    "read_framed_letters",
+]
 
 
 def _is_letter(char: str) -> bool:
@@ -61,9 +67,7 @@ def latin_lookalikes() -> dict[int, str]:
                 continue
             if not _is_letter(folded):
                 continue
-            letters = [
-                g["c"] for g in glyphs if len(g["c"]) == 1 and g["c"].isascii() and g["c"].isalpha()
-            ]
+            letters = [letter for g in glyphs if (letter := _glyph_letter(g["c"]))]
             if not letters:
                 continue
             lower = [letter for letter in letters if letter.islower()]
@@ -71,6 +75,17 @@ def latin_lookalikes() -> dict[int, str]:
     table.update(_named_letters(table))
     table.update(_through_others(data, table))
     return table
+
+
+def _glyph_letter(glyph: str) -> str | None:
+    """The one ASCII letter a prototype is, marks aside ("n\u0329" -> "n"), or None.
+
+    Unicode files some letters under a Latin letter with a mark: Greek small eta under
+    "n" with a vertical line below. Read without its mark, as the filter reads accents,
+    so "\u03b7" reads "n" as it looks, not "h" as its capital does.
+    """
+    base = "".join(char for char in glyph if not unicodedata.combining(char))
+    return base if len(base) == 1 and base.isascii() and base.isalpha() else None
 
 
 # "LATIN LETTER SMALL CAPITAL F", "MODIFIER LETTER SMALL CAPITAL N", "LATIN CAPITAL LETTER
@@ -149,6 +164,49 @@ def _through_others(data: dict[str, list[dict[str, str]]], table: dict[int, str]
             layer = {n for n in reached if not n.isascii() and _is_letter(n)}
             seen |= layer
     return found
+
+
+@lru_cache(maxsize=1)
+def capital_lookalikes() -> dict[int, str]:
+    """Translate table: a capital that imitates another Latin letter than its small letter.
+
+    Folding case first would read Greek capital eta "\u0397" (an H) as its small letter
+    "\u03b7" (an n), capital nu "\u039d" (an N) as "\u03bd" (a v), capital upsilon
+    "\u03a5" (a Y) as "\u03c5" (a u): "\u0397\u039f\u03a5" would read "nou", not
+    "hoy". Such a capital, and its mathematical forms, maps to the upper-case ASCII letter
+    its own confusables entry gives (the fold then makes it small), one character for one.
+    Capital I's forms are left out: UTS #39 files "I" under "l", and the fold's "i" is
+    the letter they are.
+
+    Raises:
+        RuntimeError: confusable-homoglyphs is not installed.
+    """
+    table = latin_lookalikes()
+    from confusable_homoglyphs import confusables  # installed: latin_lookalikes checked
+
+    data: dict[str, list[dict[str, str]]] = confusables.confusables_data
+    found: dict[int, str] = {}
+    for char, glyphs in data.items():
+        if len(char) != 1 or char.isascii() or not char.isupper() or not _is_letter(char):
+            continue
+        own = [letter for g in glyphs if (letter := _glyph_letter(g["c"]))]
+        if not own or not own[0].isupper() or own[0] == "I" or own[0].lower() == "l":
+            continue
+        folded = fold_char(char)
+        if len(folded) != 1:
+            continue
+        read = folded if folded.isascii() else table.get(ord(folded))
+        if read != own[0].lower():
+            found[ord(char)] = own[0]
+    return found
+
+
+def read_capitals(text: str) -> str:
+    """``text`` with every capital of :func:`capital_lookalikes` as its ASCII capital.
+
+    Applied before case folding, one character for one, so offsets hold.
+    """
+    return text.translate(capital_lookalikes())
 
 
 # "NEGATIVE SQUARED LATIN CAPITAL LETTER F", "PARENTHESIZED LATIN SMALL LETTER F",

@@ -49,7 +49,12 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, cast
 
-from tools.guardrails.confusables import enclosed_letters, latin_lookalikes, read_framed_letters
+from tools.guardrails.confusables import (
+    enclosed_letters,
+    latin_lookalikes,
+    read_capitals,
+    read_framed_letters,
+)
 from tools.guardrails.patterns import (
     DEFAULT_PATTERNS_FILE,
     HarmCategory,
@@ -293,8 +298,12 @@ def _normalise(text: str) -> tuple[str, list[int] | None]:
 
     """
     # Letters in frames first (one for one: the offsets hold), as NFKC would make
-    # "\u24a1" three characters, "(f)", and leaves "\U0001f175" as it is.
-    norm, index = fold_with_offsets(text if text.isascii() else read_framed_letters(text))
+    # "\u24a1" three characters, "(f)", and leaves "\U0001f175" as it is; and capitals
+    # whose small letter looks like another letter ("\u0397" H, "\u03b7" n) before case
+    # is folded away.
+    norm, index = fold_with_offsets(
+        text if text.isascii() else read_capitals(read_framed_letters(text))
+    )
     if index is None:  # ASCII text holds no homoglyph and no mark
         return norm, index
     if _MARK_RE.search(norm):
