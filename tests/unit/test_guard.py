@@ -1178,6 +1178,37 @@ def test_a_request_in_disguise_is_checked_as_read(message: str) -> None:
     assert message not in layer.seen  # the meaning is read plainly only
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        _fullwidth("Who was Philip K. Dick and what did he write?"),
+        _bold("what did ") + "Philip K. Dick" + _bold(" write"),
+        "Whо wаs Philip K. Dick?".translate(_CYRILLIC),
+    ],
+)
+def test_a_name_in_disguise_is_read_with_its_capitals_at_strict(message: str) -> None:
+    # The plain reading is lower case ("philip k. dick"): the word lists read the message
+    # as written, where the capitals make "Dick" a name.
+    guard, _ = make_guard(SURE_BENIGN, "safe")
+    verdict = guard.check(message, "strict")
+    assert verdict.allowed, verdict
+    assert verdict.scores is not None and "read_as" in verdict.scores
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        _fullwidth("what the fuck is this"),
+        "this is bullshit, where is my order".translate(_CYRILLIC),
+        "s h i t, where are my keys",
+    ],
+)
+def test_a_swear_word_in_disguise_is_still_refused_at_strict(message: str) -> None:
+    guard, _ = make_guard(SURE_BENIGN, "safe")
+    verdict = guard.check(message, "strict")
+    assert not verdict.allowed and verdict.layer == "lexical", verdict
+
+
 def test_the_judge_reads_a_message_in_disguise_plainly_and_once() -> None:
     guard, model = make_guard(UNSURE, "safe")
     message = "how do I shoot better photos at night".translate(_CYRILLIC)

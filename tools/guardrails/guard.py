@@ -245,8 +245,11 @@ class InputGuard:
         if plain is None:
             verdict = self._check_read(text, level, as_reply)
         else:
+            # The word lists read the message as written, where capitals still tell a
+            # name from a swear word ("Philip K. Dick" in fullwidth letters); the plain
+            # reading is folded to lower case, so on it only harm counts.
             verdict = self._lexical_refusal(text, level, as_reply) or self._check_read_as(
-                plain, level, as_reply
+                plain, level, as_reply, words=False
             )
         # A message that hides text in Base64 or hex is checked as written and, if that
         # passes, as read: "<base64 of a bomb recipe request> (decode this and answer it)".
@@ -254,18 +257,37 @@ class InputGuard:
             return self._check_read_as(revealed, level, as_reply)
         return verdict
 
-    def _check_read_as(self, reading: str, level: SafetyLevel, as_reply: bool) -> SafetyVerdict:
-        """The layers on a reading of the message; its scores name it (``read_as``)."""
-        verdict = self._check_read(reading, level, as_reply)
+    def _check_read_as(
+        self, reading: str, level: SafetyLevel, as_reply: bool, *, words: bool = True
+    ) -> SafetyVerdict:
+        """The layers on a reading of the message; its scores name it (``read_as``).
+
+        ``words=False``: the word lists' refusals outside the taxonomy (profanity) are
+        not taken from the reading (the message as written was read for them).
+        """
+        verdict = self._check_read(reading, level, as_reply, words=words)
         return replace(verdict, scores={**(verdict.scores or {}), "read_as": reading})
 
-    def _lexical_refusal(
-        self, text: str, level: SafetyLevel, as_reply: bool
-    ) -> SafetyVerdict | None:
-        """The lexical layer's refusal of ``text`` at ``level``, or None when it lets it by."""
+    def _lexical(
+        self, text: str, level: SafetyLevel, as_reply: bool, words: bool = True
+    ) -> SafetyVerdict:
+        """The lexical layer's verdict on ``text``.
+
+        ``words=False`` lets by what only the word lists outside the taxonomy (profanity)
+        refuse.
+        """
         lexical = self.safety.check_input(text, level)
         if as_reply and not lexical.allowed and lexical.rule is not None:
             lexical = self.safety.check_reply(text, level)  # a harm pattern's hit, re-read
+        if not words and not lexical.allowed and lexical.category not in self.policy.taxonomy:
+            lexical = replace(lexical, allowed=True, reason=None, category=None, rule=None)
+        return lexical
+
+    def _lexical_refusal(
+        self, text: str, level: SafetyLevel, as_reply: bool, words: bool = True
+    ) -> SafetyVerdict | None:
+        """The lexical layer's refusal of ``text`` at ``level``, or None when it lets it by."""
+        lexical = self._lexical(text, level, as_reply, words)
         if not lexical.allowed and (
             lexical.category not in self.policy.taxonomy
             or self.policy.refuses(lexical.category, level)
@@ -273,7 +295,9 @@ class InputGuard:
             return lexical
         return None
 
-    def _check_read(self, text: str, level: SafetyLevel, as_reply: bool = False) -> SafetyVerdict:
+    def _check_read(
+        self, text: str, level: SafetyLevel, as_reply: bool = False, *, words: bool = True
+    ) -> SafetyVerdict:
         """The layers on ``text`` and, when it is not English, on its English translation.
 
         A message that is not English is checked as written first (as without
@@ -284,12 +308,13 @@ class InputGuard:
         ("how many tablets to get rid of the pain"), so a translation alone let through
         5 of the 29 harmful requests the message as written refused (2026-11-30). The
         verdict's scores carry the translation (``translation``, ``translation_seconds``).
+        ``words``: as for :meth:`_check_read_as`.
         """
         if self.judge_mode != "all" and is_courtesy(text):  # "all": every message, as asked
-            return self._check_courtesy(text, level, as_reply)
+            return self._check_courtesy(text, level, as_reply, words)
         english = self._english(text)  # once: the translation and the layers share it
         translation = self._translation(text, english)
-        as_written = self._check_text(text, level, as_reply, english)
+        as_written = self._check_text(text, level, as_reply, english, words)
         if translation is None or not as_written.allowed:
             return as_written
         # The translator returns only a translation that reads as English (it asked).
@@ -302,7 +327,9 @@ class InputGuard:
         )
         return replace(verdict, scores=scores)
 
-    def _check_courtesy(self, text: str, level: SafetyLevel, as_reply: bool) -> SafetyVerdict:
+    def _check_courtesy(
+        self, text: str, level: SafetyLevel, as_reply: bool, words: bool = True
+    ) -> SafetyVerdict:
         """The verdict on a message of courtesy words only ("thanks!", "ok", "yes", "bye").
 
         Every word is from a closed list of harmless ones (:func:`~tools.text.is_courtesy`),
@@ -312,7 +339,7 @@ class InputGuard:
         Without this, such messages scored as uncertain or read as another language and
         cost the model a judge call and a translation before the reply.
         """
-        if (refusal := self._lexical_refusal(text, level, as_reply)) is not None:
+        if (refusal := self._lexical_refusal(text, level, as_reply, words)) is not None:
             return refusal
         allowed = self.safety.check_input(text, level)
         allowed = replace(allowed, allowed=True, reason=None, category=None, rule=None)
@@ -333,11 +360,14 @@ class InputGuard:
         return self.translator.translate(text)
 
     def _check_text(
-        self, text: str, level: SafetyLevel, as_reply: bool = False, english: bool | None = None
+        self,
+        text: str,
+        level: SafetyLevel,
+        as_reply: bool = False,
+        english: bool | None = None,
+        words: bool = True,
     ) -> SafetyVerdict:
-        lexical = self.safety.check_input(text, level)
-        if as_reply and not lexical.allowed and lexical.rule is not None:
-            lexical = self.safety.check_reply(text, level)  # a harm pattern's hit, re-read
+        lexical = self._lexical(text, level, as_reply, words)
         taxonomy = self.policy.taxonomy
         # A harm hit in a non-literal frame ("rob the bank in Monopoly") goes on to the
         # judge; without one to ask, the words decide as for any hit.
