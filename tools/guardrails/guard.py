@@ -288,12 +288,18 @@ class InputGuard:
     ) -> SafetyVerdict | None:
         """The lexical layer's refusal of ``text`` at ``level``, or None when it lets it by."""
         lexical = self._lexical(text, level, as_reply, words)
-        if not lexical.allowed and (
+        return lexical if self._refused(lexical, level) else None
+
+    def _refused(self, lexical: SafetyVerdict, level: SafetyLevel) -> bool:
+        """Whether the lexical layer's verdict refuses at ``level``.
+
+        A word list's hit (outside the taxonomy) always does, a harm category's if the
+        level refuses that category.
+        """
+        return not lexical.allowed and (
             lexical.category not in self.policy.taxonomy
             or self.policy.refuses(lexical.category, level)
-        ):
-            return lexical
-        return None
+        )
 
     def _check_read(
         self, text: str, level: SafetyLevel, as_reply: bool = False, *, words: bool = True
@@ -339,10 +345,10 @@ class InputGuard:
         Without this, such messages scored as uncertain or read as another language and
         cost the model a judge call and a translation before the reply.
         """
-        if (refusal := self._lexical_refusal(text, level, as_reply, words)) is not None:
-            return refusal
-        allowed = self.safety.check_input(text, level)
-        allowed = replace(allowed, allowed=True, reason=None, category=None, rule=None)
+        lexical = self._lexical(text, level, as_reply, words)
+        if self._refused(lexical, level):
+            return lexical
+        allowed = replace(lexical, allowed=True, reason=None, category=None, rule=None)
         return replace(allowed, layer="lexical", scores={"courtesy": True})
 
     def _translation(self, text: str, english: bool | None) -> Translation | None:
@@ -368,12 +374,9 @@ class InputGuard:
         words: bool = True,
     ) -> SafetyVerdict:
         lexical = self._lexical(text, level, as_reply, words)
-        taxonomy = self.policy.taxonomy
         # A harm hit in a non-literal frame ("rob the bank in Monopoly") goes on to the
         # judge; without one to ask, the words decide as for any hit.
-        if not lexical.allowed and (
-            lexical.category not in taxonomy or self.policy.refuses(lexical.category, level)
-        ):
+        if self._refused(lexical, level):
             if lexical.framed and self._can_judge():
                 return self._judge_framed(text, lexical, english)
             return lexical
