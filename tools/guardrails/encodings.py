@@ -251,6 +251,72 @@ def undisguised_text(text: str) -> str | None:
     if text.isascii() and not _DISGUISE_HINT_RE.search(text):
         return None  # plain ASCII words with no spelled letters or digits inside words
     reading = " ".join(plain_text(text).split())
-    if _common_count(reading, _LATIN_WORD_RE) <= _common_count(text, _LATIN_WORD_RE):
+    # Leetspeak in one or two words of a plain sentence ("v0ting ends at noon", "get a
+    # ch1ld to send ph0tos") adds no common word: a word that reads as a dictionary word
+    # once its digits are letters counts too.
+    if _common_count(reading, _LATIN_WORD_RE) <= _common_count(text, _LATIN_WORD_RE) and not any(
+        _reads_as_word(token) for token in _leet_tokens(text)
+    ):
         return None
     return reading
+
+
+# A word with a letter and a digit or leet symbol inside ("v0ting", "pa$$word", "h4ck"),
+# four characters or more, as a word of its own once its punctuation is off.
+_LEET_TOKEN_RE = re.compile(
+    r"(?=[A-Za-z0-9@$|]*[A-Za-z])(?=[A-Za-z0-9@$|]*[0-9@$|])[A-Za-z0-9@$|]{4,}"
+)
+_EDGES = ".,;:?!\"'()[]{}<>"
+
+
+def _leet_tokens(text: str) -> list[str]:
+    """The words of ``text`` that mix letters with digits or leet symbols."""
+    words = (word.strip(_EDGES) for word in text.split())
+    return [word for word in words if _LEET_TOKEN_RE.fullmatch(word)]
+
+
+def _reads_as_word(token: str) -> bool:
+    """Whether a leetspeak word reads as a dictionary word that it is not as written.
+
+    "v0ting" reads "voting", "ph0tos" "photos"; "4x4", "mp3", "h264", "win10" or "utf8"
+    read as no word.
+    """
+    read = plain_text(token)
+    words = dictionary_words()
+    if not read.isalpha() or len(read) < 4 or token.lower() in words:
+        return False
+    return any(stem in words for stem in _stems(read))
+
+
+# Inflections the vocabulary often lacks as whole words ("grooming", "pirated").
+_SUFFIXES = ("ing", "ed", "es", "s", "er")
+
+
+def _stems(word: str) -> list[str]:
+    """``word`` and what it may be an inflection of: "pirated" -> pirat, pirate."""
+    stems = [word]
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            stem = word[: -len(suffix)]
+            stems += [stem, stem + "e"]
+    return stems
+
+
+@lru_cache(maxsize=1)
+def dictionary_words() -> frozenset[str]:
+    """English words: the whole-word pieces of the embedding model's WordPiece vocabulary.
+
+    The uncased BERT vocabulary all-MiniLM-L6-v2 ships (30,522 pieces, of which about
+    21,700 are whole words of ASCII letters), already installed for retrieval; only words
+    of four letters or more are kept. Empty when the model's package is missing (no
+    dictionary, no reading by it).
+    """
+    from tools.models.embeddings import TOKENIZER_LOCK, EmbeddingModelError, get_tokenizer
+
+    try:
+        tokenizer = get_tokenizer()
+    except EmbeddingModelError:
+        return frozenset()
+    with TOKENIZER_LOCK:
+        vocabulary = tokenizer.get_vocab()
+    return frozenset(w for w in vocabulary if len(w) >= 4 and w.isascii() and w.isalpha())
