@@ -382,3 +382,33 @@ def test_generation_and_prompt_threads_reach_llama_cpp(
         threads,
         batch_threads,
     )
+
+
+@pytest.mark.slow
+def test_a_score_does_not_depend_on_what_was_scored_before(default_gguf: Path) -> None:
+    """The last message is evaluated from its own start, whatever the context held.
+
+    Scored after a message that shares its first words ("Write a short poem about"), the
+    reused context reached into the message and moved where evaluation started, and the
+    logits moved with it (by up to 0.02 in P(unsafe) on the default model's judge), so an
+    eval's order decided cases near the judge's cut.
+    """
+    # The default model: SmolLM2's sums come out the same however the prompt is cut.
+    model = LlamaCppChatModel(model_path=str(default_gguf), n_ctx=2048, state_cache_mb=64)
+    prefix: list[BaseMessage] = [SystemMessage(POLICY)]
+
+    def score(text: str) -> dict[str, float]:
+        scores = model.first_token_probabilities([*prefix, HumanMessage(text)], ["Yes", "No"])
+        assert scores is not None
+        return scores
+
+    asked = "Write a short poem about the sea at night."
+    alone = score(asked)
+    for before in (
+        "Write a short poem about the mountains.",
+        "Write a short story.",
+        "How do I bake bread?",
+        asked,
+    ):
+        score(before)
+        assert score(asked) == alone, before  # exactly: the same evaluation

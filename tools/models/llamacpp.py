@@ -361,13 +361,24 @@ class LlamaCppChatModel(Adapter, Prefill, FirstTokenScores, BaseChatModel):
             firsts[candidate] = ids[0]
         if len(set(firsts.values())) < len(firsts):
             raise ValueError(f"candidates share a first token: {list(candidates)}")
-        prompt = self._shared.prompt_formatter(messages=to_chat_dicts(messages)).prompt
+        formatter = self._shared.prompt_formatter
+        prompt = formatter(messages=to_chat_dicts(messages)).prompt
         tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
         if reply_start:
             # Tokenised apart, as the model's own reply tokens follow the prompt's.
             tokens += llama.tokenize(reply_start.encode("utf-8"), add_bos=False, special=False)
         if not tokens or len(tokens) >= llama.n_ctx():
             return None
+        # Where the last message starts: the scores must not depend on what the context
+        # held before. llama.cpp's sums differ with how a prompt is cut into evaluations
+        # (on the default 1.5B, P("Yes") 0.740 scored alone, 0.750 after a message sharing
+        # its first words), so a judge's verdict moved with the order of the checks.
+        # Everything before the last message is evaluated on its own, the rest from there.
+        boundary = len(tokens) - 1
+        if len(messages) > 1:
+            head = formatter(messages=to_chat_dicts(messages[:-1])).prompt
+            head_tokens = llama.tokenize(head.encode("utf-8"), add_bos=False, special=True)
+            boundary = min(common_prefix(head_tokens, as_tokens(tokens)), boundary)
 
         def evaluate() -> Any:
             with self._lock:
@@ -375,9 +386,12 @@ class LlamaCppChatModel(Adapter, Prefill, FirstTokenScores, BaseChatModel):
                 if self._cache is not None:
                     self._resume(tokens)
                 keep = common_prefix(llama.input_ids[: llama.n_tokens], as_tokens(tokens))
-                # at least the last token is evaluated, so the logits are this prompt's
-                llama.n_tokens = min(keep, len(tokens) - 1)
-                llama.eval(tokens[llama.n_tokens :])
+                if keep < boundary:
+                    llama.n_tokens = keep
+                    llama.eval(tokens[keep:boundary])
+                # the last message (at least one token) from its start, whatever was live
+                llama.n_tokens = boundary
+                llama.eval(tokens[boundary:])
                 shape = (llama.n_vocab(),)
                 return np.ctypeslib.as_array(llama._ctx.get_logits(), shape=shape).astype(
                     np.float64
