@@ -24,6 +24,9 @@ Shortening: :func:`shorten` cuts a text to a length between two grapheme cluster
 flag, an emoji with its skin tone, a ZWJ family, a keycap or a letter with its accents is
 never split; every place that shortens text for a prompt, a report or the page uses it.
 
+Word lists: :func:`english_word_frequencies` is wordfreq's large English list, loaded
+once for whichever tool needs to know how much English uses a word.
+
 The file half: :func:`parse_yaml` reads YAML with duplicate keys as errors, and
 :func:`describe_validation_error` turns a pydantic error into one line that names each
 offending entry and field, in the words of the file's own format.
@@ -31,6 +34,8 @@ offending entry and field, in the words of the file's own format.
 
 from __future__ import annotations
 
+import logging
+import math
 import re
 import unicodedata
 from collections.abc import Callable, Hashable, Mapping
@@ -414,6 +419,42 @@ def is_courtesy(text: str) -> bool:
     judge call, and a translation, before the reply).
     """
     return _courtesy_words(text) is not None
+
+
+# --- word lists -----------------------------------------------------------------------
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def english_word_frequencies() -> Mapping[str, float]:
+    """How often English uses each word: wordfreq's large English list, loaded once.
+
+    wordfreq (Speer, Zenodo 10.5281/zenodo.7199437; Apache-2.0 code, CC-BY-SA 4.0 lists
+    from Wikipedia, subtitles, news, books and web text) ships the list inside its wheel:
+    about 321,000 words down to Zipf 1, 0.4 s to load. Shared so that each tool that
+    reads it does not hold its own copy.
+
+    Returns:
+        Word (lower case, as wordfreq tokenizes: "mp3", "don't") -> uses per word of
+        text; empty when wordfreq cannot be read (logged once).
+    """
+    try:
+        from wordfreq import get_frequency_dict
+
+        return get_frequency_dict("en", wordlist="large")
+    except Exception as exc:  # a broken install: callers fall back to what they had
+        log.warning("wordfreq's English list is unavailable: %s", exc)
+        return {}
+
+
+def zipf(frequency: float) -> float:
+    """A frequency (uses per word) on wordfreq's Zipf scale: log10 of uses per billion.
+
+    0 for a word the list does not hold. Zipf 3 is once per million words ("recipe"),
+    2 once per ten million ("ransomware" 2.7, "keylogger" 2.0).
+    """
+    return math.log10(frequency * 1e9) if frequency > 0 else 0.0
 
 
 # --- data files -----------------------------------------------------------------------

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import re
 import threading
@@ -39,7 +38,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from tools.guardrails.filter import plain_text
-from tools.text import describe_validation_error, parse_yaml
+from tools.text import describe_validation_error, english_word_frequencies, parse_yaml, zipf
 
 __all__ = [
     "DEFAULT_EXEMPLARS_FILE",
@@ -185,7 +184,7 @@ _identifier: Any = None
 _identifier_lock = threading.Lock()
 _vocabulary: dict[str, int] | None = None
 _vocabulary_lock = threading.Lock()
-_frequencies: list[dict[str, float]] | None = None
+_frequencies: list[Mapping[str, float]] | None = None
 _frequencies_lock = threading.Lock()
 
 
@@ -230,7 +229,7 @@ def _english_words() -> dict[str, int]:
         return _vocabulary
 
 
-def _word_lists() -> list[dict[str, float]]:
+def _word_lists() -> list[Mapping[str, float]]:
     """The word lists: English's large one first, then the small ones of the others.
 
     Each maps a word to its frequency (uses per word of text) in one language, English
@@ -245,19 +244,17 @@ def _word_lists() -> list[dict[str, float]]:
 
                 # English's large list: its rare words ("sudoku", "croissant", Zipf
                 # 2.6-2.8) are below the small lists' floor, and would all read foreign.
+                english = english_word_frequencies()
+                if not english:
+                    raise LookupError("no English word list")
                 _frequencies = [
-                    get_frequency_dict("en", wordlist="large"),
+                    english,
                     *(get_frequency_dict(code, wordlist="small") for code in _LATIN_LANGUAGES),
                 ]
             except Exception as exc:  # a broken install: py3langid alone, as before
                 log.warning("word lists unavailable, py3langid alone decides: %s", exc)
                 _frequencies = []
         return _frequencies
-
-
-def _zipf(frequency: float) -> float:
-    # wordfreq's Zipf scale: log10 of uses per billion words (0: not in the small list).
-    return math.log10(frequency * 1e9) if frequency > 0 else 0.0
 
 
 def _word_language(word: str, common: bool) -> Literal["english", "foreign", "either"] | None:
@@ -272,8 +269,8 @@ def _word_language(word: str, common: bool) -> Literal["english", "foreign", "ei
     if not lists:
         return None
     english_list, *others = lists
-    english = _zipf(english_list.get(word, 0.0))
-    best = _zipf(max(other.get(word, 0.0) for other in others))
+    english = zipf(english_list.get(word, 0.0))
+    best = zipf(max(other.get(word, 0.0) for other in others))
     if best > 0 and best >= english + _FOREIGN_MARGIN:
         return "foreign"
     if common or english >= _ENGLISH_ZIPF:
