@@ -530,14 +530,19 @@ def create_app(
     *,
     service: ApiService | None = None,
     model: BaseChatModel | None = None,
+    resources: ExitStack | None = None,
 ) -> FastAPI:
     """The API as a FastAPI app.
 
     Args:
         settings: The assistant's settings; None reads them at start-up (the dev server).
-        service: A ready back end (tests); None opens the configured memory at start-up
-            and closes it at shutdown.
+        service: A ready back end (tests, ``assistant serve``); None opens the configured
+            memory at start-up and closes it at shutdown.
         model: A chat model instead of the configured one (tests, benchmarks).
+        resources: What ``service`` holds open (its memory), handed over: closed at
+            shutdown as the memory the app opens itself is. ``assistant serve`` opens the
+            memory before the server starts, so a store that cannot be used is a one-line
+            error, not a traceback from the server's start-up.
 
     Returns:
         The app; serve it with uvicorn, or mount it (langgraph.json ``http.app``).
@@ -546,7 +551,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        stack = ExitStack()
+        stack = resources if resources is not None else ExitStack()
         service = runtime.service
         if service is None:
             # Off the event loop: opening Redis or SQLite blocks (the dev server flags it).

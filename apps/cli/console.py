@@ -85,9 +85,32 @@ class _ReplyLine:
 reply_line = _ReplyLine()
 
 
+def terminal_text(text: str) -> str:
+    r"""Stored text as a terminal may show it: control characters written out as ``\xNN``.
+
+    A message, a reply or a summary is what some user or some document wrote: an escape
+    sequence in it ("\x1b[2J" clears the screen, "\x1b]0;...\x07" retitles the window)
+    would act on the terminal of whoever prints it. Line breaks and tabs stay; every other
+    C0 control, DEL and the C1 controls (U+0080-U+009F, which some terminals also obey) are
+    written out, as :func:`plain_cell` writes them in listings.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        f"\\x{ord(char):02x}"
+        if (ord(char) < 0x20 and char not in "\n\t") or 0x7F <= ord(char) < 0xA0
+        else char
+        for char in text
+    )
+
+
 def print_inline(text: str) -> None:
-    """Print part of a streamed reply where the last part ended (no newline added)."""
-    out.print(text, end="", markup=False, highlight=False, soft_wrap=True)
+    """Print part of a streamed reply where the last part ended (no newline added).
+
+    Control characters are written out (:func:`terminal_text`): a reply may repeat what a
+    document or an earlier message planted.
+    """
+    out.print(terminal_text(text), end="", markup=False, highlight=False, soft_wrap=True)
     reply_line.wrote(text)
 
 

@@ -31,6 +31,7 @@ from apps.cli.console import (
     print_inline,
     print_rows,
     row_of,
+    terminal_text,
     tolerate_undecodable_text,
     why_not_written,
 )
@@ -693,11 +694,13 @@ def threads_show(
             )
         )
         return
+    # What any user or document wrote: escape sequences in it must not reach the terminal.
     if values.get("summary"):
-        out.print(f"[dim](summary) {escape(values['summary'])}[/dim]", highlight=False)
+        summary = escape(terminal_text(values["summary"]))
+        out.print(f"[dim](summary) {summary}[/dim]", highlight=False)
     for m in messages:
         out.print(f"[bold]{m['role']}>[/bold] ", end="", highlight=False)
-        out.print(m["content"], markup=False, highlight=False)
+        out.print(terminal_text(m["content"]), markup=False, highlight=False)
 
 
 @threads_app.command("delete")
@@ -1138,7 +1141,15 @@ def serve_command(
     import uvicorn
 
     from apps.api.app import create_app
+    from apps.api.service import ApiService
+    from tools.memory import open_memory
 
+    # The memory opens before the server starts: a store that cannot be used is the one
+    # line every command prints, not the server's start-up traceback. The app closes it.
+    held = ExitStack()
+    with _memory_errors_end_the_command():
+        memory = held.enter_context(open_memory(settings))
+    app_ = create_app(settings, service=ApiService(settings, memory), resources=held)
     bound = sum(1 for key in settings.api.keys if key.user is not None)
     keys = (
         f"{len(settings.api.keys)} API key(s), {bound} bound to a user"
@@ -1150,7 +1161,7 @@ def serve_command(
         markup=False,
         soft_wrap=True,  # one line in a log, however narrow the terminal
     )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
 @model_app.command("prepare")

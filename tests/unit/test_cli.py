@@ -214,6 +214,28 @@ def test_a_taken_port_is_a_clear_error_before_any_address_is_announced(command: 
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("broken", ["not a database", "under a file"])
+def test_serve_with_a_store_it_cannot_use_says_why_before_any_address(
+    tmp_path: Path, broken: str
+) -> None:
+    data = tmp_path / "data"
+    if broken == "not a database":
+        (data / "memory").mkdir(parents=True)
+        (data / "memory" / "checkpoints.sqlite").write_bytes(b"\x00garbage" * 4096)
+    else:
+        (tmp_path / "file").write_text("x")
+        data = tmp_path / "file" / "data"
+    import socket
+
+    with socket.socket() as probe:  # a port free a moment ago: the store fails first
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = assistant("serve", "--port", str(port), ASSISTANT_DATA_DIR=str(data))
+    assert done.returncode == 1, done.stderr
+    assert "memory error:" in done.stderr and "Traceback" not in done.stderr
+    assert "http://" not in done.stdout  # nothing announced that does not answer
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [
@@ -367,3 +389,20 @@ def test_threads_show_and_delete_give_a_notebooks_thread_to_the_machine_user_onl
     assert "9931" not in shown.stdout + shown.stderr
     assert assistant("threads", "delete", "nb-secret", "--user", "bob").returncode == 1
     assert "9931" in assistant("threads", "show", "nb-secret").stdout  # the machine's user
+
+
+def test_escape_sequences_in_a_thread_do_not_reach_the_terminal() -> None:
+    # What a user (through the API or a bot) or a document planted acts on the terminal
+    # of whoever prints it: written out, as the listings write them.
+    planted = "hello \x1b[2J\x1b]0;PWNED\x07 there"
+    chat = assistant(
+        "chat", "--thread", "esc", "-m", planted, ASSISTANT_MODEL__FAKE_REPLY="ok \x9b31m red"
+    )
+    assert chat.returncode == 0, chat.stderr
+    assert "\x9b" not in chat.stdout and "\\x9b31m red" in chat.stdout  # the streamed reply
+    shown = assistant("threads", "show", "esc")
+    assert shown.returncode == 0, shown.stderr
+    assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout
+    assert "hello \\x1b[2J\\x1b]0;PWNED\\x07 there" in shown.stdout
+    as_json = json.loads(assistant("threads", "show", "esc", "--json").stdout)
+    assert as_json["messages"][0]["content"] == planted  # the data itself is kept as is

@@ -174,3 +174,22 @@ def test_thread_rows_carry_every_field_the_json_does(tmp_path: Path) -> None:
     rows = [line.split("\t") for line in plain.stdout.splitlines()]
     assert sorted(header) == sorted(h.replace("_", " ") for h in as_json[0])
     assert rows == [[str(as_json[0][key]) for key in as_json[0]]]
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("plain text, é and 日本", "plain text, é and 日本"),
+        ("two\nlines\tand a tab", "two\nlines\tand a tab"),  # kept: a reply's layout
+        ("\x1b[2Jcleared", "\\x1b[2Jcleared"),  # CSI: clear the screen
+        ("\x1b]0;title\x07", "\\x1b]0;title\\x07"),  # OSC: retitle the window, and BEL
+        ("\x9b31mred", "\\x9b31mred"),  # the one-character C1 CSI
+        ("back\x08space and \x7f", "back\\x08space and \\x7f"),
+        ("carriage\rreturn", "carriage\\x0dreturn"),  # would overwrite the line
+        ("zero\u200bwidth", "zero\u200bwidth"),  # not a control: left to the terminal
+    ],
+)
+def test_terminal_text_writes_out_control_characters(text: str, shown: str) -> None:
+    from apps.cli.console import terminal_text
+
+    assert terminal_text(text) == shown
