@@ -435,6 +435,23 @@ def _check_user(user: str | None) -> str | None:
     return user
 
 
+# A bot's user or room as the bots name them (apps/bots: telegram.user_key and chat_key,
+# slack.user_key and chat_key): Telegram's numeric ids, Slack's upper-case ones.
+_BOT_OWNER = re.compile(r"telegram:-?[0-9]{1,20}|slack:[A-Z0-9]{1,32}:[A-Z0-9]{1,32}")
+
+
+def _check_owner(user: str | None) -> str | None:
+    """A ``--user`` of the commands that read or delete what is kept (threads, memories).
+
+    A name as :func:`_check_user` takes it, or a bot's user or room (``telegram:<id>``,
+    ``slack:<team>:<id>``): the operator reads and clears what the bots keep from here.
+    Chatting as one stays with the bots (``chat --user`` refuses a ``:``).
+    """
+    if user is not None and _BOT_OWNER.fullmatch(user.strip()):
+        return user.strip()
+    return _check_user(user)
+
+
 UserOption = Annotated[
     str | None,
     typer.Option(
@@ -444,14 +461,25 @@ UserOption = Annotated[
         callback=_check_user,
     ),
 ]
+OwnerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--user",
+        "-u",
+        help="Whose long-term memories: a name, or a bot's user (telegram:<id>, "
+        "slack:<team>:<id>); default: long_term.user_id, the login name.",
+        callback=_check_owner,
+    ),
+]
 ThreadUserOption = Annotated[
     str | None,
     typer.Option(
         "--user",
         "-u",
-        help="Whose threads: another user's is refused, as in chat (default: "
-        "long_term.user_id, the login name).",
-        callback=_check_user,
+        help="Whose threads: another user's is refused, as in chat. A name, or a bot's "
+        "user or room (telegram:<id>, slack:<team>:<id>); default: long_term.user_id, "
+        "the login name.",
+        callback=_check_owner,
     ),
 ]
 
@@ -822,7 +850,7 @@ def _kinds(kind: str | None) -> tuple[Any, ...]:
 
 @memory_app.command("list")
 def memory_list(
-    user: UserOption = None,
+    user: OwnerOption = None,
     kind: KindOption = None,
     limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -843,7 +871,7 @@ def memory_search(
         str,
         typer.Argument(help="What to look for (by meaning).", callback=_utf8_text, metavar="QUERY"),
     ],
-    user: UserOption = None,
+    user: OwnerOption = None,
     kind: KindOption = None,
     limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -869,7 +897,7 @@ def memory_forget(
             help="Keys of memories (see memory list).", callback=_utf8_text, metavar="KEY"
         ),
     ],
-    user: UserOption = None,
+    user: OwnerOption = None,
 ) -> None:
     """Delete memories by key; exit 1 if one of them is not there."""
     from tools.memory.long_term import forget
@@ -891,7 +919,7 @@ def memory_forget(
 
 @memory_app.command("clear")
 def memory_clear(
-    user: UserOption = None,
+    user: OwnerOption = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete everything kept about a user (threads are not touched)."""

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import getpass
 import json
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from graph.settings import Settings
 from tests.conftest import assistant
+from tools.models.fake import FakeChatModel
 
 
 def test_one_message_as_json() -> None:
@@ -406,3 +410,42 @@ def test_escape_sequences_in_a_thread_do_not_reach_the_terminal() -> None:
     assert "hello \\x1b[2J\\x1b]0;PWNED\\x07 there" in shown.stdout
     as_json = json.loads(assistant("threads", "show", "esc", "--json").stdout)
     assert as_json["messages"][0]["content"] == planted  # the data itself is kept as is
+
+
+def test_the_operator_reads_and_clears_what_the_bots_keep(
+    make_settings: Callable[..., Settings], fake_model: FakeChatModel
+) -> None:
+    from typer.testing import CliRunner
+
+    import apps.cli.main as cli
+    from apps.bots.core import BotCore
+    from tools.memory import open_memory
+
+    def assistant(*args: str) -> SimpleNamespace:  # in process: a dozen commands, no start-ups
+        done = CliRunner().invoke(cli.app, list(args))
+        why = done.stderr + ("" if done.exception is None else repr(done.exception))
+        return SimpleNamespace(returncode=done.exit_code, stdout=done.stdout, stderr=why)
+
+    settings = make_settings()
+    with open_memory(settings) as memory:
+        core = BotCore(settings, memory, busy_wait=0, model=fake_model)
+        core.handle("telegram:-1001", "telegram:42", "hello from the group")
+        core.handle("slack:T01:C02", "slack:T01:U03", "hello from slack")
+    listed = assistant("threads", "list", "--user", "telegram:-1001")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split()[0] == "telegram:-1001"
+    shown = assistant("threads", "show", "slack:T01:C02", "--user", " slack:T01:C02 ")
+    assert shown.returncode == 0 and "hello from slack" in shown.stdout, shown.stderr
+    # Another owner's thread is refused, bot or not, as for every user.
+    other = assistant("threads", "show", "slack:T01:C02", "--user", "telegram:-1001")
+    assert other.returncode == 1, other.stderr
+    memories = assistant("memory", "list", "--user", "telegram:42", "--json")
+    assert memories.returncode == 0, memories.stderr
+    assert "hello from the group" in memories.stdout
+    deleted = assistant("threads", "delete", "telegram:-1001", "--user", "telegram:-1001")
+    assert deleted.returncode == 0, deleted.stderr
+    # Chatting as a bot's user stays with the bots; and only the bots' shapes are ids.
+    assert assistant("chat", "--user", "telegram:42", "-m", "hi").returncode == 2
+    for shape in ("telegram:abc", "slack:t01:c02", "telegram:1:2:3", "irc:42"):
+        bad = assistant("threads", "list", "--user", shape)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr, (shape, bad.stderr)

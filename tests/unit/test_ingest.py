@@ -757,6 +757,28 @@ def test_counting_an_empty_store_loads_nothing_heavy(tmp_path: Path) -> None:
     assert not (tmp_path / "chroma").exists()  # reading never creates the store
 
 
+@pytest.mark.parametrize("setting", ["data_dir", "chroma_path"])
+def test_a_store_that_cannot_exist_is_an_error_not_an_empty_listing(
+    tmp_path: Path, setting: str
+) -> None:
+    from graph.settings import load_settings
+    from tools.documents.store import DocumentStore
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    if setting == "data_dir":
+        settings = load_settings(data_dir=str(blocker / "data"))
+    else:
+        settings = load_settings(data_dir=str(tmp_path), chroma={"path": str(blocker / "db")})
+    store = DocumentStore(settings)
+    for read in (store.sources, store.count):
+        with pytest.raises(DocumentStoreError, match="is a file, not a directory"):
+            read()
+    fine = DocumentStore(load_settings(data_dir=str(tmp_path / "fresh" / "data")))
+    assert fine.sources() == [] and fine.count() == 0  # not there yet: nothing stored
+    assert not (tmp_path / "fresh").exists()
+
+
 def test_documents_that_give_orders_are_reported(
     make_settings: Callable[..., Settings], corpus: Path
 ) -> None:

@@ -237,6 +237,22 @@ def _keyword_index(location: str, collection: str) -> KeywordIndex:
         return _KEYWORDS.setdefault((location, collection), KeywordIndex())
 
 
+def _check_can_exist(path: Path) -> None:
+    """Raise when the store's folder is not there and cannot be made: a file is in its way.
+
+    Raises:
+        DocumentStoreError: ``path`` or the nearest of its parents that exists is a file.
+    """
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise DocumentStoreError(
+                    f"cannot create the document store {path}: {folder} is a file, not a "
+                    "directory. Check data_dir (ASSISTANT_DATA_DIR) or chroma.path"
+                )
+            return
+
+
 def _open_embedded(path: Path) -> ClientAPI:
     import chromadb
     from chromadb.api.shared_system_client import SharedSystemClient
@@ -382,7 +398,10 @@ class DocumentStore:
                 and not self.settings.chroma.url
                 and not (store_path(self.settings) / "chroma.sqlite3").exists()
             ):
-                return None  # nothing was ever stored: no need to import or start Chroma
+                # Nothing was ever stored: no need to import or start Chroma. Unless
+                # nothing ever can be: a listing must not read a broken data_dir as empty.
+                _check_can_exist(store_path(self.settings))
+                return None
             from chromadb.errors import NotFoundError
 
             client = self._client()
