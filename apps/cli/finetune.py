@@ -156,7 +156,7 @@ def train_command(
 ) -> None:
     """Train a LoRA adapter (CPU), checkpointing as it goes; --resume continues a run.
 
-    Options override the ``finetune`` settings for a new run; a resumed run keeps its own.
+    Options override the [finetune] settings for a new run; a resumed run keeps its own.
     """
     from tools.finetune.data import DatasetError
     from tools.finetune.track import RunFileError, find_run, load_record

@@ -630,9 +630,8 @@ def threads_list(
 ) -> None:
     """List the user's threads in the configured memory store (most checkpoints first).
 
-    Only the threads ``threads show`` would show the user: those whose newest checkpoint
-    names them, and, for the machine's user, those that name no one
-    (:func:`apps.turns.recorded_owner`).
+    Only the threads "threads show" would show the user: those whose newest checkpoint
+    names them, and, for the machine's user, those that name no one.
     """
     from apps.turns import thread_owner
     from tools.memory import list_threads
@@ -1656,7 +1655,7 @@ def docs_list(
     """List the files stored in a collection: one row per file, every field --json has.
 
     Rows are tab-separated on stdout (name, chunks, added by, ingested at, kind, chunking,
-    sha256, state, source; ``-`` = not recorded); the header and the count go to stderr.
+    sha256, state, source; "-" = not recorded); the header and the count go to stderr.
     """
     from tools.documents.store import DocumentStoreError, SourceInfo
 

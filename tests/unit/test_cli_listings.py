@@ -193,3 +193,33 @@ def test_terminal_text_writes_out_control_characters(text: str, shown: str) -> N
     from apps.cli.console import terminal_text
 
     assert terminal_text(text) == shown
+
+
+def _commands(command: Any, path: tuple[str, ...] = ()) -> Any:
+    subcommands = getattr(command, "commands", None)
+    if not subcommands:
+        yield " ".join(path), command
+        return
+    for name, sub in subcommands.items():
+        yield from _commands(sub, (*path, name))
+
+
+def test_no_command_help_shows_docstring_markup() -> None:
+    # A command's docstring is its --help page: Sphinx roles and double backticks there
+    # are printed as they are (":func:`apps.turns.recorded_owner`").
+    import re
+
+    import typer
+
+    markup = re.compile(r"``|:(?:func|meth|class|data|mod|attr):`")
+    found = [
+        (name, text[:80])
+        for name, command in _commands(typer.main.get_command(cli.app))
+        for text in [
+            command.callback.__doc__ or "",
+            *(getattr(p, "help", "") or "" for p in command.params),
+        ]
+        if markup.search(text)
+    ]
+    assert len(list(_commands(typer.main.get_command(cli.app)))) > 20
+    assert found == []
