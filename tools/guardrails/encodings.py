@@ -40,7 +40,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import unquote_plus
 
-from tools.guardrails.filter import plain_text
+from tools.guardrails.filter import plain_text, read_leet
 from tools.text import english_word_frequencies
 
 __all__ = ["decoded_text", "undisguised_text"]
@@ -251,7 +251,7 @@ def undisguised_text(text: str) -> str | None:
     """
     if text.isascii() and not _DISGUISE_HINT_RE.search(text):
         return None  # plain ASCII words with no spelled letters or digits inside words
-    reading = " ".join(plain_text(text).split())
+    reading = _read_numbers(" ".join(plain_text(text).split()), text)
     # Leetspeak in one or two words of a plain sentence ("v0ting ends at noon", "get a
     # ch1ld to send ph0tos") adds no common word: a word that reads as a dictionary word
     # once its digits are letters counts too.
@@ -262,12 +262,54 @@ def undisguised_text(text: str) -> str | None:
     return reading
 
 
+# A whole number: not part of a word, a decimal, an amount or a percentage.
+_NUMBER_RE = re.compile(r"(?<![\w.,$£€#])[0-9]{1,4}(?![\w%]|[.,:][0-9])")
+
+
+def _read_numbers(reading: str, text: str) -> str:
+    """Numbers read as the words they spell, in a message written in leetspeak throughout.
+
+    Full leetspeak writes short words in digits alone ("d035 17 74k3 70": "does it take
+    to"), and :func:`~tools.guardrails.filter.plain_text` keeps numbers as numbers (an
+    age, a price), so those words stayed digits. When at least two words, and at least
+    half the message's words, are leetspeak that reads as dictionary words, a number of
+    one to four digits that reads as a common English word is read so ("17" it, "70" to,
+    "15" is, "47" at, "1" i, "4" a); other numbers ("1990", "12", "2") stay. Elsewhere nothing
+    changes: "I am 17 and 70 kg" has no leetspeak word.
+
+    Args:
+        reading: The message's plain reading (:func:`~tools.guardrails.filter.plain_text`).
+        text: The message as written, whose words are counted.
+    """
+    words = [word.strip(_EDGES) for word in text.split()]
+    common = _common_words()
+    leet = sum(_MIXED_RE.search(word) is not None and _reads_as_any(word, common) for word in words)
+    if leet < 2 or 2 * leet < len(words):
+        return reading
+
+    def read(match: re.Match[str]) -> str:
+        word = read_leet(match.group())
+        return word if word in common else match.group()
+
+    return _NUMBER_RE.sub(read, reading)
+
+
 # A word with a letter and a digit or leet symbol inside ("v0ting", "pa$$word", "h4ck"),
 # four characters or more, as a word of its own once its punctuation is off.
 _LEET_TOKEN_RE = re.compile(
     r"(?=[A-Za-z0-9@$|]*[A-Za-z])(?=[A-Za-z0-9@$|]*[0-9@$|])[A-Za-z0-9@$|]{4,}"
 )
 _EDGES = ".,;:?!\"'()[]{}<>"
+
+
+# A word that mixes letters with digits or leet symbols, of any length ("h0w", "7h3").
+_MIXED_RE = re.compile(r"^(?=.*[A-Za-z])(?=.*[0-9@$|]).+$")
+
+
+def _reads_as_any(word: str, common: frozenset[str]) -> bool:
+    """Whether a word with digits reads as a common word or a dictionary word ("7h3")."""
+    read = plain_text(word)
+    return read.isalpha() and (read in common or any(s in dictionary_words() for s in _stems(read)))
 
 
 def _leet_tokens(text: str) -> list[str]:

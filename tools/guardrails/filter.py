@@ -1499,6 +1499,15 @@ def _word_reading(
     return None if reading == norm else (reading, spots)
 
 
+def read_leet(word: str) -> str:
+    """A word with each leetspeak symbol read as its first letter: "k1ll" kill, "17" it.
+
+    No folding and no check that it is leetspeak: the caller decides that ("17" is a
+    number in most sentences; :func:`plain_text` reads only words that mix letters in).
+    """
+    return word.translate(_LEET).translate(_FIRST_READING)
+
+
 def plain_text(text: str) -> str:
     """The text as a reader would read it, for models that compare meanings.
 
