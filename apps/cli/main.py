@@ -723,8 +723,9 @@ def threads_show(
         return
     # What any user or document wrote: escape sequences in it must not reach the terminal.
     if values.get("summary"):
-        summary = escape(terminal_text(values["summary"]))
-        out.print(f"[dim](summary) {summary}[/dim]", highlight=False)
+        out.print(
+            f"[dim](summary) {escape(terminal_text(values['summary']))}[/dim]", highlight=False
+        )
     for m in messages:
         out.print(f"[bold]{m['role']}>[/bold] ", end="", highlight=False)
         out.print(terminal_text(m["content"]), markup=False, highlight=False)
