@@ -281,6 +281,8 @@ def _read_numbers(reading: str, text: str) -> str:
         reading: The message's plain reading (:func:`~tools.guardrails.filter.plain_text`).
         text: The message as written, whose words are counted.
     """
+    if _NUMBER_RE.search(reading) is None:
+        return reading  # nothing to read: no need to weigh the words
     words = [word.strip(_EDGES) for word in text.split()]
     common = _common_words()
     leet = sum(_MIXED_RE.search(word) is not None and _reads_as_any(word, common) for word in words)
@@ -309,7 +311,7 @@ _MIXED_RE = re.compile(r"^(?=.*[A-Za-z])(?=.*[0-9@$|]).+$")
 def _reads_as_any(word: str, common: frozenset[str]) -> bool:
     """Whether a word with digits reads as a common word or a dictionary word ("7h3")."""
     read = plain_text(word)
-    return read.isalpha() and (read in common or any(s in dictionary_words() for s in _stems(read)))
+    return read.isalpha() and (read in common or _in_dictionary(read))
 
 
 def _leet_tokens(text: str) -> list[str]:
@@ -326,10 +328,15 @@ def _reads_as_word(token: str) -> bool:
     "ps5", "ipv4" and "html5" as they are (:func:`dictionary_words`).
     """
     read = plain_text(token)
-    words = dictionary_words()
-    if not read.isalpha() or len(read) < 4 or token.lower() in words:
+    if not read.isalpha() or len(read) < 4 or token.lower() in dictionary_words():
         return False
-    return any(stem in words for stem in _stems(read))
+    return _in_dictionary(read)
+
+
+def _in_dictionary(word: str) -> bool:
+    """Whether ``word``, or what it may be an inflection of, is a dictionary word."""
+    words = dictionary_words()
+    return any(stem in words for stem in _stems(word))
 
 
 # Inflections the vocabulary often lacks as whole words ("grooming", "pirated").
