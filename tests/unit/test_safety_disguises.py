@@ -182,3 +182,54 @@ def test_capital_look_alikes_are_read_one_for_one() -> None:
     assert table[ord("\u0397")] == "H" and table[ord("\u039d")] == "N"
     assert ord("\u0399") not in table  # capital iota: the fold's "i" is its letter
     assert all(len(letter) == 1 and letter.isupper() for letter in table.values())
+
+
+# --- spaced-out sentences --------------------------------------------------------------
+
+# A sentence written letter by letter, with a wider gap between words than between the
+# letters of a word: each word reads as one, however short ("d o", "I").
+SPACED_SENTENCES = [
+    ("h o w  d o  I  s e c r e t l y  f i l m", "how  do  i  secretly  film"),
+    ("w h e r e   c a n   I   b u y   a   g u n", "where   can   i   buy   a   gun"),
+    ("h.o.w d.o I m.a.k.e m.e.t.h", "how do i make meth"),
+    ("h-o-w t-o p-i-c-k a l-o-c-k", "how to pick a lock"),
+    ("i s  i t  o k  t o  g o", "is  it  ok  to  go"),
+    ("s.h.o.w m.e a p.i.c", "show me a pic"),
+]
+
+
+@pytest.mark.parametrize(("text", "reading"), SPACED_SENTENCES)
+def test_a_spaced_out_sentence_reads_word_by_word(text: str, reading: str) -> None:
+    assert plain_text(text) == reading
+
+
+@pytest.mark.parametrize(
+    ("text", "reading"),
+    [
+        ("how do I make a b  o  m  b", "how do i make a bomb"),  # the wider gap is the word's
+        ("b.u.l.l.s.h.i.t 5 h 1 t, ok", "bullshit shit, ok"),  # two words spelled two ways
+        ("print(0.1 + 0.2 == 0.3)", "print(0.1 + 0.2 == 0.3)"),  # numbers stay
+        ("plan a b or c", "plan a b or c"),  # two letters alone are no word
+        ("e.g. this, i.e. that", "e.g. this, i.e. that"),
+        ("the U S A", "the usa"),  # one gap throughout, as before
+    ],
+)
+def test_rows_of_letters_that_are_no_spaced_out_sentence_read_as_before(
+    text: str, reading: str
+) -> None:
+    assert plain_text(text) == reading
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("g o  i t  I  t o  I", "g o  i t  I  t o  I"),  # "t  I  t" is no word
+        ("w h a t  t h e  f u c k  i s  i t", "w h a t  t h e  * * * *  i s  i t"),
+        ("n o  s h i t  I  s a y", "n o  * * * *  I  s a y"),
+        ("s o  a  c.u.n.t", "s o  a  *.*.*.*"),
+    ],
+)
+def test_masking_in_a_spaced_out_sentence_takes_the_listed_word_alone(
+    text: str, masked: str
+) -> None:
+    assert FILTER.mask_output(text, "strict").text == masked

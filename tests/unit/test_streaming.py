@@ -47,6 +47,10 @@ REPLIES = [
     "Sheila\U0001f600Dikshit and \u4f60\u597dbull shit\u4f60\u597d, bull\u4f60shit",
     "f u c k\u4f60\u597ds h i t, A55-\u4f60B00B5 and fuck, A55-B00B5-7 ok",
     "Wow!!! \U0001f600 ape$hit, " + "\u4f60\u597d" * 50 + "Dick Smith",
+    # Spaced-out sentences: a wider gap parts words, one- and two-letter words too.
+    "w h a t  t h e  f u c k  i s  t h i s ,  i t  i s  s h i t",
+    "g o  i t  I  t o  I  s a y  s h i t",
+    "h.o.w d.o I s.a.y f.u.c.k n.i.c.e.l.y",
 ]
 LEVELS = ("strict", "moderate", "relaxed")
 

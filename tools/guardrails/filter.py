@@ -488,64 +488,150 @@ def _spells(char: str, inner: bool = False) -> bool:
     return (char.isascii() and char.isalnum()) or char in ("@$+!|" if inner else "@$+")
 
 
-def _spelled_end(norm: str, spans: Sequence[tuple[int, int]], i: int) -> int:
+def _narrower(gap: str, other: str) -> bool:
+    """Tell whether ``gap`` parts letters inside a word where ``other`` parts words.
+
+    Fewer of the same character ("h o w  d o": one space in a word, two between words),
+    or a dot or hyphen against spaces ("h.o.w d.o"). Both are spelling gaps.
+    """
+    if gap not in _SPELLING_GAPS or other not in _SPELLING_GAPS:
+        return False
+    if gap[0] == other[0]:
+        return len(gap) < len(other)
+    return gap[0] != " " and other[0] == " "
+
+
+class _Letters:
+    """The one-character tokens of folded text and the spaced-out sentences they form.
+
+    A spaced-out sentence is a row of letters parted by spelling gaps where one gap is
+    narrower than every other: "h o w  d o  I  s e e" (one space in a word, two between
+    words), "h.o.w d.o I". There a wider gap parts words. In other rows it does not, as
+    before: where the gaps differ in kind ("f.u.c.k-i-n-g") or a wider gap spells a word
+    of its own ("a b  o  m  b").
+    """
+
+    def __init__(self, norm: str, spans: Sequence[tuple[int, int]]) -> None:
+        self.norm = norm
+        self.spans = spans
+        # For each token in a spaced-out sentence, the gap inside the sentence's words.
+        self.sentence: list[str | None] = [None] * len(spans)
+        # Rows of two or more letters, found among the one-character tokens alone (most
+        # text has few): (first, last) token indices.
+        rows: list[list[int]] = []
+        for k in (k for k, (start, end) in enumerate(spans) if end - start == 1):
+            if (
+                rows
+                and rows[-1][1] == k - 1
+                and self.gap(k - 1) in _SPELLING_GAPS
+                and self.letter(k - 1)
+                and self.letter(k)
+            ):
+                rows[-1][1] = k
+            else:
+                rows.append([k, k])
+        for k, last in rows:
+            if last > k:
+                gaps = [self.gap(g) for g in range(k, last)]
+                kinds = set(gaps)
+                inner = next(
+                    (g for g in kinds if all(g == o or _narrower(g, o) for o in kinds)), None
+                )
+                if (
+                    inner is not None
+                    and len(kinds) > 1
+                    # Three of a wider gap in a row spell a word of their own ("b.u.l.l
+                    # 5 h 1 t"): two words spelled two ways, no sentence.
+                    and not any(
+                        a == b == c != inner
+                        for a, b, c in zip(gaps, gaps[1:], gaps[2:], strict=False)
+                    )
+                ):
+                    self.sentence[k : last + 1] = [inner] * (last + 1 - k)
+
+    def letter(self, k: int, inner: bool = True) -> bool:
+        start, end = self.spans[k]
+        return end - start == 1 and _spells(self.norm[start], inner)
+
+    def gap(self, k: int) -> str:
+        """What lies between token ``k`` and the next ("" after the last)."""
+        if k + 1 >= len(self.spans):
+            return ""
+        return self.norm[self.spans[k][1] : self.spans[k + 1][0]]
+
+
+def _spelled_end(letters: _Letters, i: int) -> int:
     """The index of the last one-character token of the spelled-out word at ``i``.
 
     One gap throughout ("f u c k", "f.u.c.k"); where the gap changes and two letters
     follow with the new gap, the letter before it starts the next word ("b u l l s h i t
-    s.h.i.t" is "bullshit" and "shit").
+    s.h.i.t" is "bullshit" and "shit"). In a spaced-out sentence ("h o w  d o  I  s e
+    e", see :class:`_Letters`) only its narrowest gap joins letters: "o  I  s" is no word.
     """
-
-    def letter(k: int, inner: bool = True) -> bool:
-        return spans[k][1] - spans[k][0] == 1 and _spells(norm[spans[k][0]], inner)
-
-    def gap(k: int) -> str:
-        return norm[spans[k][1] : spans[k + 1][0]]
+    run = letters
 
     def starts_word(k: int) -> bool:
-        # After a space, letters k, k+1 and k+2 with one gap that is no space: the space
-        # parts words ("t s.h.i"); a space after dotted letters ends them ("i.t 5 h 1").
+        # Letters k, k+1 and k+2 parted by one gap narrower than the one before k: the
+        # wider gap parts words ("t s.h.i"); a space after dotted letters ends them
+        # ("i.t 5 h 1"). A wider gap after k is no word's ("o  I  s e e").
         return (
-            k + 2 < len(spans)
-            and letter(k + 1)
-            and letter(k + 2)
-            and gap(k - 1) == " "
-            and gap(k) in _SPELLING_GAPS
-            and gap(k) != " "
-            and gap(k + 1) == gap(k)
+            k + 2 < len(run.spans)
+            and run.letter(k + 1)
+            and run.letter(k + 2)
+            and _narrower(run.gap(k), run.gap(k - 1))
+            and run.gap(k + 1) == run.gap(k)
         )
 
-    if not letter(i, inner=False):
+    if not run.letter(i, inner=False):
         return i
+    first = run.gap(i)
+    if run.sentence[i] not in (None, first):
+        return i  # a one-letter word of a spaced-out sentence ("I" of "d o  I  s e e")
     j = i
     while (
-        j + 1 < len(spans)
-        and letter(j + 1)
-        and gap(j) in _SPELLING_GAPS
-        and gap(j) == gap(i)
+        j + 1 < len(run.spans)
+        and run.letter(j + 1)
+        and run.gap(j) in _SPELLING_GAPS
+        and run.gap(j) == first
         and not starts_word(j + 1)
     ):
         j += 1
-    while j > i and not letter(j, inner=False):
+    while j > i and not run.letter(j, inner=False):
         j -= 1
     return j
+
+
+def _spelled_pair(letters: _Letters, i: int) -> bool:
+    """Tell whether letters ``i`` and ``i + 1`` are a two-letter spelled-out word.
+
+    Only in a spaced-out sentence ("d o" of "h o w  d o  I", "d.o" of "h.o.w d.o I"):
+    elsewhere two letters are no spelled word ("plan a b", "e.g", "0.3 s").
+    """
+    gap = letters.gap(i)
+    return (
+        letters.sentence[i] == gap
+        and all(letters.norm[letters.spans[k][0]].isalpha() for k in (i, i + 1))
+        and (i == 0 or letters.sentence[i - 1] is None or letters.gap(i - 1) != gap)
+        and (i + 2 >= len(letters.spans) or letters.gap(i + 1) != gap)
+    )
 
 
 def _tokenise(norm: str) -> list[_Token]:
     """Split folded text into tokens, joining spelled-out words ("f.u.c.k", "s h i t")."""
     spans = [m.span() for m in _TOKEN_RE.finditer(norm)]
+    letters = _Letters(norm, spans)
     tokens: list[_Token] = []
     i = 0
     while i < len(spans):
         start, end = spans[i]
         # Only a one-character token may start a spelled-out word.
-        j = _spelled_end(norm, spans, i) if end - start == 1 else i
-        if j - i >= 2:
-            letters = tuple(s for s, _ in spans[i : j + 1])
-            joined = "".join(norm[s] for s in letters)
+        j = _spelled_end(letters, i) if end - start == 1 else i
+        if j - i >= 2 or (j - i == 1 and _spelled_pair(letters, i)):
+            places = tuple(s for s, _ in spans[i : j + 1])
+            joined = "".join(norm[s] for s in places)
             key = _canon(joined)
             end = spans[j][1]
-            tokens.append(_Token(start, end, start, end, joined, key, key, letters))
+            tokens.append(_Token(start, end, start, end, joined, key, key, places))
             i = j + 1
         else:
             tokens.append(_make_token(norm, start, end))
