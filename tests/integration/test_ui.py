@@ -268,6 +268,20 @@ def type_into_slider(page: Any, slider: str, value: str, attempts: int = 6) -> N
     raise AssertionError(f"{slider} never took {value!r} after {attempts} tries")
 
 
+COUNT_ANIMATIONS = """() => {
+    // Every change in the chat: the CSS animations and transitions running then.
+    window.__animations = [];
+    new MutationObserver(() => {
+        for (const running of document.getAnimations()) {
+            if (running.playState === 'running') {
+                window.__animations.push(running.animationName || running.transitionProperty);
+            }
+        }
+    }).observe(document.querySelector('#chat'), {subtree: true, childList: true,
+                                                  characterData: true, attributes: true});
+}"""
+
+
 def test_reply_streams_and_the_sliders_reach_the_model(
     serve: Callable[..., Server],
     open_page: Callable[[str], Any],
@@ -291,10 +305,13 @@ def test_reply_streams_and_the_sliders_reach_the_model(
         if page.locator(f"{slider} input[type=range]").input_value() != value:
             type_into_slider(page, slider, value)
     watch_last_reply(page)
+    page.evaluate(COUNT_ANIMATIONS)
     send(page, "count for me", wait_for="seven")
     page.locator("#threads label:has-text('count for me')").wait_for()
     seen = page.evaluate("window.__replies")
     assert len(seen) > 1, seen  # more than one update before the end
+    # Nothing animates while the reply streams in (the CPU is the model's).
+    assert page.evaluate("window.__animations") == [], page.evaluate("window.__animations")
     assert seen[-1] == "one two three four five six seven", seen
     kwargs = model.call_kwargs[-1]
     assert kwargs["temperature"] == 1.3
