@@ -421,3 +421,38 @@ def test_screen_equals_stored_reply_through_the_graph(make_settings: Any, seed: 
     state = graph.get_state(thread()).values
     assert screen == state["messages"][-1].text == want
     assert state["safety"]["masked"] == list(SafetyFilter().mask_output(reply, level).masked)
+
+
+# Short innocent words, one and two letters among them: the words of a sentence spelled
+# out letter by letter, where only the wider gap between words tells them apart.
+SPACED_INNOCENT = (
+    "the", "cat", "sat", "on", "mat", "what", "you", "not", "a", "i", "o", "is", "it", "to",
+    "do", "go", "my", "we", "so", "up", "no", "ok",
+)  # fmt: skip
+# (gap between letters, gap between words): the second always the wider.
+SPACED_GAPS = ((" ", "  "), (" ", "   "), ("  ", "   "), (".", " "), ("-", " "), (".", "  "))
+
+
+def build_spaced_sentence(rnd: random.Random, level: str) -> tuple[str, str]:
+    """A sentence spelled out letter by letter, and what its masked form must be."""
+    listed = LISTED_WORDS + (MILD_WORDS if level == "strict" else ())
+    inner, outer = rnd.choice(SPACED_GAPS)
+    words = [
+        rnd.choice(listed) if rnd.random() < 0.3 else rnd.choice(SPACED_INNOCENT)
+        for _ in range(rnd.randint(2, 8))
+    ]
+    text = outer.join(inner.join(word) for word in words)
+    want = outer.join(inner.join(MASK * len(w) if w in listed else w) for w in words)
+    if rnd.random() < 0.5:  # inside an ordinary reply
+        text, want = f"Sure: {text}, as asked.", f"Sure: {want}, as asked."
+    return text, want
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_spaced_out_sentences(guard: SafetyFilter, seed: int) -> None:
+    """Each listed word of a spaced-out sentence is masked alone, never a neighbour, and
+    the stream shows what is stored ("o  I  s" of "d o  I  s e e" once read as a word)."""
+    rnd = random.Random(seed)
+    level = "strict" if seed % 3 == 0 else LEVEL
+    text, want = build_spaced_sentence(rnd, level)
+    check(guard, text, want, rnd, level)
