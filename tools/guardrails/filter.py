@@ -550,6 +550,7 @@ class _Letters:
                     self.sentence[k : last + 1] = [inner] * (last + 1 - k)
 
     def letter(self, k: int, inner: bool = True) -> bool:
+        """Whether token ``k`` may be a letter of a spelled-out word (:func:`_spells`)."""
         start, end = self.spans[k]
         return end - start == 1 and _spells(self.norm[start], inner)
 
@@ -560,7 +561,7 @@ class _Letters:
         return self.norm[self.spans[k][1] : self.spans[k + 1][0]]
 
 
-def _spelled_end(letters: _Letters, i: int) -> int:
+def _spelled_end(run: _Letters, i: int) -> int:
     """The index of the last one-character token of the spelled-out word at ``i``.
 
     One gap throughout ("f u c k", "f.u.c.k"); where the gap changes and two letters
@@ -568,7 +569,6 @@ def _spelled_end(letters: _Letters, i: int) -> int:
     s.h.i.t" is "bullshit" and "shit"). In a spaced-out sentence ("h o w  d o  I  s e
     e", see :class:`_Letters`) only its narrowest gap joins letters: "o  I  s" is no word.
     """
-    run = letters
 
     def starts_word(k: int) -> bool:
         # Letters k, k+1 and k+2 parted by one gap narrower than the one before k: the
