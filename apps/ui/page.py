@@ -655,9 +655,9 @@ CSS = (
     ".notice { padding: .5em 1em; border-left: 4px solid #d97706; background: #fef3c7; }\n"
     # Nothing on the page moves by itself: Gradio's pulsing borders, spinners and pending
     # dots are CSS animations that the browser draws all through a turn, on the cores the
-    # model needs (headless chromium, 2 cores: 0.46 s of CPU per short turn with them,
-    # 0.30 s without; scripts/ui_ttft.py). The timer and the streamed text still show
-    # that a turn runs.
+    # model needs (headless chromium, 2 cores, the default model: 0.46 s of CPU per short
+    # turn with them, 0.30 s without; scripts/ui_cpu.py measures it on the fake model).
+    # The timer and the streamed text still show that a turn runs.
     "*, *::before, *::after { animation: none !important; transition: none !important; }"
 )
 

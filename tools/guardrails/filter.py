@@ -561,7 +561,7 @@ class _Letters:
         return self.norm[self.spans[k][1] : self.spans[k + 1][0]]
 
 
-def _spelled_end(run: _Letters, i: int) -> int:
+def _spelled_end(letters: _Letters, i: int) -> int:
     """The index of the last one-character token of the spelled-out word at ``i``.
 
     One gap throughout ("f u c k", "f.u.c.k"); where the gap changes and two letters
@@ -575,28 +575,28 @@ def _spelled_end(run: _Letters, i: int) -> int:
         # wider gap parts words ("t s.h.i"); a space after dotted letters ends them
         # ("i.t 5 h 1"). A wider gap after k is no word's ("o  I  s e e").
         return (
-            k + 2 < len(run.spans)
-            and run.letter(k + 1)
-            and run.letter(k + 2)
-            and _narrower(run.gap(k), run.gap(k - 1))
-            and run.gap(k + 1) == run.gap(k)
+            k + 2 < len(letters.spans)
+            and letters.letter(k + 1)
+            and letters.letter(k + 2)
+            and _narrower(letters.gap(k), letters.gap(k - 1))
+            and letters.gap(k + 1) == letters.gap(k)
         )
 
-    if not run.letter(i, inner=False):
+    if not letters.letter(i, inner=False):
         return i
-    first = run.gap(i)
-    if run.sentence[i] not in (None, first):
+    first = letters.gap(i)
+    if letters.sentence[i] not in (None, first):
         return i  # a one-letter word of a spaced-out sentence ("I" of "d o  I  s e e")
     j = i
     while (
-        j + 1 < len(run.spans)
-        and run.letter(j + 1)
-        and run.gap(j) in _SPELLING_GAPS
-        and run.gap(j) == first
+        j + 1 < len(letters.spans)
+        and letters.letter(j + 1)
+        and letters.gap(j) in _SPELLING_GAPS
+        and letters.gap(j) == first
         and not starts_word(j + 1)
     ):
         j += 1
-    while j > i and not run.letter(j, inner=False):
+    while j > i and not letters.letter(j, inner=False):
         j -= 1
     return j
 
