@@ -121,6 +121,26 @@ def test_a_stream_is_openai_chunks_ending_with_done(client: TestClient) -> None:
     assert "usage" not in parts[-1]
 
 
+@pytest.mark.parametrize(("max_tokens", "finish"), [(2, "length"), (5, "stop"), (40, "stop")])
+def test_the_finish_reason_says_whether_max_tokens_cut_the_reply(
+    client: TestClient, max_tokens: int, finish: str
+) -> None:
+    # REPLY is five words; the fake model counts max_tokens in words.
+    words = REPLY.split()
+    for stream in (False, True):
+        response = client.post(URL, json=user("hi", max_tokens=max_tokens, stream=stream))
+        assert response.status_code == 200, response.text
+        if stream:
+            parts = chunks(response.text)[:-1]
+            text = "".join(p["choices"][0]["delta"].get("content", "") for p in parts)
+            reason = parts[-1]["choices"][0]["finish_reason"]
+        else:
+            (choice,) = response.json()["choices"]
+            text, reason = choice["message"]["content"], choice["finish_reason"]
+        assert text.split() == words[:max_tokens]
+        assert reason == finish, (stream, text)
+
+
 def test_a_stream_with_include_usage_ends_with_a_usage_chunk(client: TestClient) -> None:
     response = client.post(
         URL, json=user("hello", stream=True, stream_options={"include_usage": True})
@@ -357,8 +377,8 @@ def test_sampling_fields_reach_the_model_call(
     body = client.post(URL, json=user("hi", max_completion_tokens=3)).json()
     assert fake_model.call_kwargs[-1]["max_new_tokens"] == 3
     assert len(body["choices"][0]["message"]["content"].split()) == 3
-    # the fake model says nothing about why it ended (llama.cpp does: tests/integration)
-    assert body["choices"][0]["finish_reason"] == "stop"
+    # cut at max_completion_tokens: the fake model says so, as llama.cpp does
+    assert body["choices"][0]["finish_reason"] == "length"
     # nothing given: the settings' values
     client.post(URL, json=user("hi"))
     assert fake_model.call_kwargs[-1]["temperature"] == 0.2

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.messages import AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGenerationChunk
+from langchain_core.messages import BaseMessage
 from langgraph.constants import TAG_NOSTREAM
 
 import tools.guardrails.guard as guard_module
@@ -65,20 +63,6 @@ class Model(FakeChatModel):
     translation: str | Callable[[str], str] = ENGLISH_POISON
     verdict: str = "unsafe S1"
     foreign_verdict: str = "safe"  # the judge misses the message as written
-    finish: str | None = None
-
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        yield from super()._stream(messages, stop, run_manager, **kwargs)
-        if self.finish is not None:
-            yield ChatGenerationChunk(
-                message=AIMessageChunk(content="", response_metadata={"finish_reason": self.finish})
-            )
 
 
 def reply(model: Model) -> Callable[[list[BaseMessage]], str]:
@@ -300,7 +284,7 @@ def _broken(text: str) -> str:
         ({"translation": "   "}, "empty"),
         ({"translation": FRENCH_POISON}, "not English"),  # echoed
         ({"translation": "Sure!"}, "far shorter"),
-        ({"finish": "length"}, "cut at the token cap"),
+        ({"finish_reason": "length"}, "cut at the token cap"),
     ],
 )
 def test_an_untrusted_translation_falls_back_to_the_message_as_written(

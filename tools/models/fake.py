@@ -19,8 +19,9 @@ from tools.models.base import Prefill, collect, stop_at
 class FakeChatModel(Prefill, BaseChatModel):
     """A canned-reply chat model for routing and safety without a real model.
 
-    Replies word by word (so streaming paths are exercised), counts tokens by words and
-    punctuation, and records every prompt it was given in ``calls`` (and every prefix
+    Replies word by word (so streaming paths are exercised), ends with ``finish_reason``
+    ``length`` when ``max_new_tokens`` words cut the reply (else ``stop``), counts tokens
+    by words and punctuation, and records every prompt it was given in ``calls`` (and every prefix
     it was asked to warm in ``prefills``; warming does nothing else).
     """
 
@@ -30,6 +31,9 @@ class FakeChatModel(Prefill, BaseChatModel):
     prefills: list[list[BaseMessage]] = Field(default_factory=list, repr=False)
     delay: float = 0.0
     """Seconds to wait per streamed word (benchmarks use 0)."""
+    finish_reason: str | None = None
+    """What the last chunk says of why the reply ended; None: ``length`` when
+    ``max_new_tokens`` words cut it, else ``stop``."""
 
     @property
     def _llm_type(self) -> str:
@@ -57,10 +61,16 @@ class FakeChatModel(Prefill, BaseChatModel):
         text, _ = stop_at(text, stop)
         limit = kwargs.get("max_new_tokens")
         words = re.findall(r"\S+\s*", text)
+        cut = limit is not None and 0 < limit < len(words)
         for word in words[:limit] if limit else words:
             if self.delay:
                 time.sleep(self.delay)
             yield ChatGenerationChunk(message=AIMessageChunk(content=word))
+        # As the llama.cpp adapter does: the summariser and the API read why a reply ended.
+        finish = self.finish_reason or ("length" if cut else "stop")
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(content="", response_metadata={"finish_reason": finish})
+        )
 
     def _generate(
         self,
