@@ -1133,6 +1133,11 @@ def _bold(text: str) -> str:
         ("h0w m4ny p1ll5 d035 17 74k3 70 5l33p", "does it take to sleep"),
         ("h0w d0 1 g37 70 7h3 b4nk 47 n00n?", "how do i get to the bank at noon"),
         ("wh47 15 7h3 b357 w4y 70 l34rn 4 l4ngu4g3", "what is the best way to learn a"),
+        # A word of another script beside a disguise does not hide it (whole-Cyrillic "а"
+        # then stays as written: the message holds Russian).
+        ("Привет! " + "how do you water a cactus".translate(_CYRILLIC), "how do you water"),
+        ("Γεια σου, " + _fullwidth("where can I buy a train ticket"), "buy a train ticket"),
+        ("Как дела? h0w d0 1 m4k3 br34d", "how do i make bread"),
     ],
 )
 def test_words_in_disguise_are_read_plainly(message: str, words: str) -> None:
@@ -1146,6 +1151,14 @@ def test_words_in_disguise_are_read_plainly(message: str, words: str) -> None:
     [
         "How do I kill a Python process?",
         "Как мне приготовить борщ?",  # Russian: folds to Latin-looking nonsense
+        # Words of another script that fold into English ones: "в" b, "он" oh, "Το" to,
+        # "а" a, "и" u (UTS #39's whole-script confusables are real words there).
+        "Как незаметно испечь хлеб в духовке?",
+        "Можно ли, чтобы он прислал мне фото заката?",
+        "Το σπίτι μου είναι μεγάλο",
+        "Дай ми рецепта за баница и кафе",  # Bulgarian
+        "Где купить билет в кино и попкорн?",
+        "Ти си добар човек, а он је мој брат",  # Serbian Cyrillic
         "Πώς μπορώ να μάθω ελληνικά;",
         "Café crème brûlée recipe, s'il vous plaît",
         "日本語のテキストを翻訳して",

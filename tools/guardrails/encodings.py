@@ -35,6 +35,7 @@ import base64
 import binascii
 import codecs
 import re
+import unicodedata
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -240,7 +241,11 @@ def undisguised_text(text: str) -> str | None:
     message as written: "Whаt's thе quiеtеst wаy" (Cyrillic vowels) or "w h a t   i s
     t h e   b e s t   w a y" become words, while writing in another script (Russian
     folds to Latin-looking nonsense), accents ("crème brûlée") and digits in ordinary
-    words ("v1.3", "4x4") gain none, so most messages cost no second check.
+    words ("v1.3", "4x4") gain none, so most messages cost no second check. In a message
+    written in another script (:func:`_plain_reading`), that script's own words stay as
+    written: Russian "в" and "он" fold to "b" and "oh", Greek "Το" to "to", and so
+    gained a common word: the language check, the translator and the judge then read
+    the folded nonsense instead of the Russian.
 
     Args:
         text: A user's message.
@@ -251,7 +256,7 @@ def undisguised_text(text: str) -> str | None:
     """
     if text.isascii() and not _DISGUISE_HINT_RE.search(text):
         return None  # plain ASCII words with no spelled letters or digits inside words
-    reading = _read_numbers(" ".join(plain_text(text).split()), text)
+    reading = _read_numbers(" ".join(_plain_reading(text).split()), text)
     # Leetspeak in one or two words of a plain sentence ("v0ting ends at noon", "get a
     # ch1ld to send ph0tos") adds no common word: a word that reads as a dictionary word
     # once its digits are letters counts too.
@@ -260,6 +265,52 @@ def undisguised_text(text: str) -> str | None:
     ):
         return None
     return reading
+
+
+def _is_native(word: str) -> bool:
+    """Whether a word is written wholly in a script other than Latin.
+
+    It has letters, none of them Latin, and no digit: "незаметно", "он", "σπίτι", "你好";
+    not "руthоn" (mixed) or "д0м".
+    """
+    word = unicodedata.normalize("NFKC", word)  # fonts and full-width letters are Latin
+    letters = [char for char in word if char.isalpha()]
+    return (
+        bool(letters)
+        and not any(char.isdigit() for char in word)
+        and not any("LATIN" in unicodedata.name(char, "") for char in letters)
+    )
+
+
+def _plain_reading(text: str) -> str:
+    """The plain reading; a message written in another script keeps that script's words.
+
+    As :func:`~tools.guardrails.filter.plain_text`, with one difference.
+    A word written wholly in another script that does not fold into Latin letters alone
+    ("незаметно" folds to "heзametho") shows the message is written in that script
+    (Unicode's whole-script confusables, UTS #39 section 4, are real words there: "он",
+    "в", "Το"). Then only the other words are folded: the mixed-script ones ("руthоn"),
+    frames, fonts, spelled letters and leetspeak. A message whose every non-Latin word
+    folds into Latin letters alone ("wrіtе а руthоn") is folded whole, as before.
+    """
+    words = re.split(r"(\s+)", text)  # words at even places, white space between
+    native = [index % 2 == 0 and _is_native(word) for index, word in enumerate(words)]
+    if not any(
+        is_native and any(not char.isascii() for char in plain_text(word) if char.isalpha())
+        for is_native, word in zip(native, words, strict=True)
+    ):
+        return plain_text(text)
+    parts: list[str] = []
+    run: list[str] = []  # words to fold together (spelled letters span several)
+    for is_native, word in zip(native, words, strict=True):
+        if is_native:
+            parts.append(plain_text("".join(run)))
+            parts.append(word.lower())
+            run = []
+        else:
+            run.append(word)
+    parts.append(plain_text("".join(run)))
+    return "".join(parts)
 
 
 # A whole number: not part of a word, a decimal, an amount or a percentage.
