@@ -13,6 +13,7 @@ from langchain_core.messages import BaseMessage
 from langgraph.constants import TAG_NOSTREAM
 
 import tools.guardrails.guard as guard_module
+from evals.corpus import load_corpora
 from graph.settings import load_settings
 from tests.support.guards import shipped_policy
 from tests.unit.test_guard import hashed_embed, small_exemplars
@@ -213,12 +214,70 @@ def test_the_call_is_greedy_short_and_kept_out_of_the_stream() -> None:
     assert kwargs["temperature"] == 0.0 and kwargs["do_sample"] is False
 
 
-def test_the_instruction_is_a_fixed_prefix_and_the_message_comes_last() -> None:
+def test_the_instruction_and_examples_are_a_fixed_prefix_and_the_message_comes_last() -> None:
     translator = Translator(lambda: FakeChatModel())
     first, second = translator.messages("Hola"), translator.messages("Guten Tag >>> x")
-    assert first[0] == second[0] and "translator" in first[0].text
+    assert first[:-1] == second[:-1] and "translator" in first[0].text
+    assert len(first) == 2 + 2 * len(translator.examples)
     assert quoted(first[-1]) == "Hola"
     assert ">>> x" not in second[-1].text  # the message cannot close the quote
+
+
+def test_the_worked_examples_are_earlier_turns_a_message_then_its_translation() -> None:
+    translator = Translator(lambda: FakeChatModel())
+    turns = translator.messages("Hola")[1:-1]
+    assert [t.type for t in turns] == ["human", "ai"] * len(translator.examples)
+    for (message, english), asked, answered in zip(
+        translator.examples, turns[::2], turns[1::2], strict=True
+    ):
+        assert quoted(asked) == message and answered.text == english
+
+
+def test_the_shipped_examples_translate_other_languages_into_english() -> None:
+    examples = Translator(lambda: FakeChatModel()).examples
+    assert len(examples) >= 8
+    assert not any(looks_english(message) for message, _ in examples)
+    assert all(looks_english(english) for _, english in examples)
+    # Some show a harmful request kept harmful, some an idiom kept harmless.
+    englishes = " ".join(english for _, english in examples).lower()
+    assert "poison" in englishes and "kill myself" in englishes and "kill time" in englishes
+
+
+def test_no_worked_example_is_a_case_of_the_eval_corpora() -> None:
+    corpora = Path(__file__).resolve().parents[2] / "evals" / "corpora"
+    turns = {
+        turn.casefold()
+        for corpus in load_corpora(("safety_harmful", "safety_benign", "safety_idioms"), corpora)
+        for case in corpus.cases
+        for turn in case.turns
+    }
+    examples = Translator(lambda: FakeChatModel()).examples
+    assert not [m for m, _ in examples if m.casefold() in turns]
+
+
+def test_without_an_examples_file_only_the_instruction_comes_first() -> None:
+    translator = Translator(lambda: FakeChatModel(), examples_file=None)
+    assert [m.type for m in translator.messages("Hola")] == ["system", "human"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "examples: [[only the message]]\n",
+        "examples: [[one, two, three]]\n",
+        "examples: [['', 'empty message']]\n",
+        "examples: not a list\n",
+        "examples: [[a, b]]\nextra: 1\n",
+        "examples: [[a, b]\n",  # broken YAML
+    ],
+)
+def test_a_bad_examples_file_is_a_clear_error(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "examples.yaml"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match="safety translation examples"):
+        Translator(lambda: FakeChatModel(), examples_file=path)
+    with pytest.raises(ValueError, match="safety translation examples"):
+        Translator(lambda: FakeChatModel(), examples_file=tmp_path / "missing.yaml")
 
 
 def test_tagged_nostream(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -678,7 +678,11 @@ def build_guard(
             canary_cache=canaries,
         )
         if cfg.translate:
-            translator = Translator(model, _data_file(directory, "safety_translate.md"))
+            translator = Translator(
+                model,
+                _data_file(directory, "safety_translate.md"),
+                _data_file(directory, "safety_translate_examples.yaml"),
+            )
     return InputGuard(
         safety=safety,
         policy=policy,

@@ -6,11 +6,16 @@ alone. A message that is not English is translated by the chat model first, and 
 layers then read the translation as an English message (:class:`~tools.guardrails.guard.
 InputGuard`).
 
-The instruction is data (``prompts/safety_translate.md``) and comes first, the message
-last in the user turn, so llama.cpp's prefix cache evaluates the instruction once; each
-call pays for the message's tokens and the translation's. The call is greedy, tagged so
-its tokens never reach the chat's token stream, and capped at a number of tokens
-proportional to the message (:func:`token_cap`).
+The instruction is data (``prompts/safety_translate.md``) and comes first, then worked
+examples as earlier turns (``prompts/safety_translate_examples.yaml``: a message, its
+translation), the message last, so llama.cpp's prefix cache evaluates the instruction and
+the examples once; each call pays for the message's tokens and the translation's. The
+instruction alone did not hold the 1.5B model to translating: it softened ("umbringen",
+to kill oneself, became "wrap around"; "avvelenare il cane", to poison the dog, "gently
+pet the dog") or answered the request instead of translating it (2026-12-03); worked
+examples show it harmful requests translated word for word, and idioms kept as idioms.
+The call is greedy, tagged so its tokens never reach the chat's token stream, and capped
+at a number of tokens proportional to the message (:func:`token_cap`).
 
 A translation that cannot be trusted is None, and the caller reads the message as it is
 written, as before: a model error, an empty reply, a reply cut at the cap (the rest of
@@ -26,18 +31,30 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
+import yaml
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langgraph.constants import TAG_NOSTREAM
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tools.guardrails.semantic import looks_english
+from tools.text import parse_yaml
 
-__all__ = ["DEFAULT_TRANSLATE_PROMPT", "MAX_TOKENS", "Translation", "Translator", "token_cap"]
+__all__ = [
+    "DEFAULT_TRANSLATE_EXAMPLES",
+    "DEFAULT_TRANSLATE_PROMPT",
+    "MAX_TOKENS",
+    "Translation",
+    "Translator",
+    "token_cap",
+]
 
 log = logging.getLogger("assistant.safety")
 
 DEFAULT_TRANSLATE_PROMPT = Path(__file__).resolve().parents[2] / "prompts" / "safety_translate.md"
+DEFAULT_TRANSLATE_EXAMPLES = DEFAULT_TRANSLATE_PROMPT.with_name("safety_translate_examples.yaml")
 # The longest translation asked for: about 1,000 characters of English. A longer message
 # is cut at the cap and read as written.
 MAX_TOKENS = 256
@@ -78,14 +95,21 @@ class Translator:
         model: Returns the chat model (called when a translation runs, so building a graph
             never loads the weights).
         prompt_file: The fixed instruction (the system turn).
+        examples_file: Worked examples, shown as earlier turns: a YAML mapping whose
+            ``examples`` is a list of ``[message, English translation]`` pairs; None for
+            none.
 
     Raises:
-        ValueError: The prompt file cannot be read or is empty.
+        ValueError: The prompt file cannot be read or is empty, or the examples file
+            cannot be read or is not such a list.
 
     """
 
     def __init__(
-        self, model: Callable[[], BaseChatModel], prompt_file: Path = DEFAULT_TRANSLATE_PROMPT
+        self,
+        model: Callable[[], BaseChatModel],
+        prompt_file: Path = DEFAULT_TRANSLATE_PROMPT,
+        examples_file: Path | None = DEFAULT_TRANSLATE_EXAMPLES,
     ) -> None:
         try:
             self.system = prompt_file.read_text(encoding="utf-8").strip()
@@ -93,12 +117,16 @@ class Translator:
             raise ValueError(f"safety translation prompt {prompt_file}: {exc}") from exc
         if not self.system:
             raise ValueError(f"safety translation prompt {prompt_file} is empty")
+        self.examples = () if examples_file is None else _examples(examples_file)
         self._model = model
 
-    def messages(self, text: str) -> list[SystemMessage | HumanMessage]:
-        """The prompt: the fixed instruction, then the message quoted."""
-        quoted = text.replace(_OPEN, "< < <").replace(_CLOSE, "> > >")
-        return [SystemMessage(self.system), HumanMessage(f"{_OPEN}\n{quoted}\n{_CLOSE}")]
+    def messages(self, text: str) -> list[SystemMessage | HumanMessage | AIMessage]:
+        """The prompt: the fixed instruction, the worked examples, then the message quoted."""
+        turns: list[SystemMessage | HumanMessage | AIMessage] = [SystemMessage(self.system)]
+        for message, english in self.examples:
+            turns += [HumanMessage(_quote(message)), AIMessage(english)]
+        turns.append(HumanMessage(_quote(text)))
+        return turns
 
     def translate(self, text: str) -> Translation | None:
         """The English translation of ``text``, or None when there is none to trust.
@@ -135,6 +163,30 @@ class Translator:
             return None
         log.info("safety translation in %.2f s: %r", seconds, translation)
         return Translation(translation, seconds)
+
+
+class _ExamplesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    version: int | None = None
+    examples: list[
+        Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=2, max_length=2)]
+    ]
+
+
+def _examples(path: Path) -> tuple[tuple[str, str], ...]:
+    """The (message, translation) pairs of an examples file."""
+    try:
+        spec = _ExamplesFile.model_validate(parse_yaml(path.read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise ValueError(f"safety translation examples {path}: {exc}") from exc
+    return tuple((message, english) for message, english in spec.examples)
+
+
+def _quote(text: str) -> str:
+    """``text`` between the quote marks, which it cannot close early."""
+    quoted = text.replace(_OPEN, "< < <").replace(_CLOSE, "> > >")
+    return f"{_OPEN}\n{quoted}\n{_CLOSE}"
 
 
 def _clean(reply: str) -> str:
