@@ -527,27 +527,18 @@ PIRACY_LOOKALIKES = [
 ]
 
 
-@pytest.mark.parametrize(("text", "rule"), PIRACY)
-def test_piracy_is_found_by_its_pattern(guard: SafetyFilter, text: str, rule: str) -> None:
+# The requests whose category not every level refuses, and their look-alikes.
+@pytest.mark.parametrize(("text", "rule"), [*PIRACY, *FABRICATED_NEWS])
+def test_policy_refused_requests_are_found_by_their_pattern(
+    guard: SafetyFilter, text: str, rule: str
+) -> None:
     verdict = guard.check_input(text, "moderate")
     assert (verdict.allowed, verdict.rule) == (False, rule)
-    assert verdict.category == "intellectual_property"
+    assert verdict.category == HAZARD[rule]
 
 
-@pytest.mark.parametrize("text", PIRACY_LOOKALIKES)
-def test_piracy_lookalikes_pass(guard: SafetyFilter, text: str) -> None:
-    assert guard.check_input(text, "strict").rule is None
-
-
-@pytest.mark.parametrize(("text", "rule"), FABRICATED_NEWS)
-def test_fabricated_news_is_found_by_its_pattern(guard: SafetyFilter, text: str, rule: str) -> None:
-    verdict = guard.check_input(text, "moderate")
-    assert (verdict.allowed, verdict.rule) == (False, rule)
-    assert verdict.category == "defamation"
-
-
-@pytest.mark.parametrize("text", FABRICATED_NEWS_LOOKALIKES)
-def test_fabricated_news_lookalikes_pass(guard: SafetyFilter, text: str) -> None:
+@pytest.mark.parametrize("text", [*PIRACY_LOOKALIKES, *FABRICATED_NEWS_LOOKALIKES])
+def test_policy_refused_lookalikes_pass(guard: SafetyFilter, text: str) -> None:
     assert guard.check_input(text, "strict").rule is None
 
 
