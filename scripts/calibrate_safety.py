@@ -41,8 +41,10 @@ from evals.corpus import load_corpora
 from graph.deps import Deps
 from graph.settings import get_settings
 from tools.guardrails.calibration import DEFAULT_CALIBRATION_FILE, Calibration, logit
-from tools.guardrails.guard import build_guard
+from tools.guardrails.encodings import undisguised_text
+from tools.guardrails.guard import InputGuard, build_guard
 from tools.guardrails.judge import DEFAULT_JUDGE_EXAMPLES, DEFAULT_JUDGE_PROMPT, Judge
+from tools.guardrails.semantic import looks_english
 
 CORPORA = ("safety_harmful", "safety_benign")
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
@@ -54,7 +56,7 @@ def layer_scores(
     examples: Path | None = None,
     judge_all: bool = False,
     split: str | None = None,
-    stored: dict[tuple[str, str], dict[str, Any]] | None = None,
+    stored: dict[tuple[str, str, str], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Each corpus case's first message through the layers (the judge where it would run).
 
@@ -87,38 +89,59 @@ def layer_scores(
         if split is None or split in case.tags
     ]
     for number, (corpus, case) in enumerate(cases, 1):
-        text = case.turns[0]
-        lexical = not deps.safety.check_input(text, "moderate").allowed
-        score = guard.semantic.score(text)
-        uncertain = (
-            not score.english
-            or score.harm >= guard.thresholds.uncertain_harm
-            or score.nearest >= guard.thresholds.uncertain_nearest
-        )
-        judged = (uncertain or judge_all) and not lexical
-        earlier = (stored or {}).get((corpus, case.id), {}).get("judge")
-        if judged and earlier is not None:
-            p_judge: float | None = earlier
-        else:
-            verdict = guard.judge.check(text) if judged else None
-            p_judge = verdict.probability if verdict else None
-        rows.append(
-            {
-                "corpus": corpus,
-                "id": case.id,
-                "tags": case.tags,
-                "harmful": corpus == "safety_harmful",
-                "lexical": lexical,
-                "uncertain": uncertain,
-                "english": score.english,
-                "harm": score.harm,
-                "nearest": score.nearest,
-                "nearest_benign": score.nearest_benign,
-                "judge": p_judge,
-            }
-        )
+        for reading, text in readings(guard, case.turns[0]):
+            lexical = not deps.safety.check_input(text, "moderate").allowed
+            english = reading == "translation" or looks_english(text)
+            score = guard.semantic.score(text, english=english)
+            uncertain = (
+                not score.english
+                or score.harm >= guard.thresholds.uncertain_harm
+                or score.nearest >= guard.thresholds.uncertain_nearest
+            )
+            judged = (uncertain or judge_all) and not lexical
+            earlier = (stored or {}).get((corpus, case.id, reading), {})
+            same = earlier.get("read", case.turns[0]) == text  # old rows read the message
+            if judged and earlier.get("judge") is not None and same:
+                p_judge: float | None = earlier["judge"]
+            else:
+                verdict = guard.judge.check(text) if judged else None
+                p_judge = verdict.probability if verdict else None
+            rows.append(
+                {
+                    "corpus": corpus,
+                    "id": case.id,
+                    "tags": case.tags,
+                    "reading": reading,
+                    "read": text,
+                    "harmful": corpus == "safety_harmful",
+                    "lexical": lexical,
+                    "uncertain": uncertain,
+                    "english": score.english,
+                    "harm": score.harm,
+                    "nearest": score.nearest,
+                    "nearest_benign": score.nearest_benign,
+                    "judge": p_judge,
+                }
+            )
         print(f"[{number}/{len(cases)}] {corpus}/{case.id}", file=sys.stderr, flush=True)
     return rows
+
+
+def readings(guard: InputGuard, message: str) -> list[tuple[str, str]]:
+    """The texts the input check reads for ``message``, named: as the guard reads them.
+
+    ``message``: the message with any disguise undone (circled, spaced or look-alike
+    letters: :func:`undisguised_text`), as every layer but the lexical one reads it;
+    ``translation``: its English translation when it is not English and the guard has a
+    translator (the guard refuses when either reading is refused).
+    """
+    plain = undisguised_text(message) or message
+    found = [("message", plain)]
+    if guard.translator is not None and not looks_english(plain):
+        translation = guard.translator.translate(plain)
+        if translation is not None:
+            found.append(("translation", translation.text))
+    return found
 
 
 def features(row: dict[str, Any]) -> list[float]:
@@ -191,10 +214,15 @@ def auc(rows: list[dict[str, Any]]) -> None:
 
 
 def report(rows: list[dict[str, Any]], calibration: Calibration) -> None:
+    """Recall and false refusals per split at a few thresholds, counted per case: a case
+    is refused when any of its readings is (as the guard refuses)."""
     for split in ("dev", "heldout"):
-        part = [r for r in rows if split in r["tags"]]
-        harmful = [r for r in part if r["harmful"]]
-        benign = [r for r in part if not r["harmful"]]
+        cases: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in rows:
+            if split in row["tags"]:
+                cases.setdefault((row.get("corpus", ""), row["id"]), []).append(row)
+        harmful = [r for r in cases.values() if r[0]["harmful"]]
+        benign = [r for r in cases.values() if not r[0]["harmful"]]
         print(f"{split}: {len(harmful)} harmful, {len(benign)} benign")
         for threshold in THRESHOLDS:
 
@@ -208,8 +236,8 @@ def report(rows: list[dict[str, Any]], calibration: Calibration) -> None:
                 margin = row["nearest"] - row["nearest_benign"]
                 return calibration.probability(row["judge"], row["harm"], margin) >= threshold
 
-            recall = sum(map(refused, harmful))
-            false = sum(map(refused, benign))
+            recall = sum(any(map(refused, case)) for case in harmful)
+            false = sum(any(map(refused, case)) for case in benign)
             print(
                 f"  threshold {threshold:.1f}: recall {recall}/{len(harmful)}, "
                 f"false refusals {false}/{len(benign)}"
@@ -223,7 +251,7 @@ def write(
     head = path.read_text(encoding="utf-8").split("\nversion:", 1)[0]
     path.write_text(
         f"{head}\nversion: 2\n"
-        f'fitted_on: "{date.today()}: the {count} judged dev cases of {", ".join(CORPORA)}, '
+        f'fitted_on: "{date.today()}: the {count} judged dev readings of {", ".join(CORPORA)}, '
         f'C={c:g}, cross-validated cut {cut:.2f} folded into the bias"\n'
         f"judge: {calibration.judge:.4f}\nharm: {calibration.harm:.4f}\n"
         f"margin: {calibration.margin:.4f}\nbias: {calibration.bias:.4f}\n"
@@ -256,7 +284,7 @@ def main() -> None:
         if args.rescore:
             lines = args.rescore.read_text(encoding="utf-8").splitlines()
             earlier = [json.loads(line) for line in lines if line.strip()]
-            stored = {(r["corpus"], r["id"]): r for r in earlier}
+            stored = {(r["corpus"], r["id"], r.get("reading", "message")): r for r in earlier}
         rows = layer_scores(args.judge_prompt, args.judge_examples, args.all, args.split, stored)
         if args.scores:
             args.scores.write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")

@@ -132,5 +132,87 @@ def test_rescore_hands_the_stored_verdicts_to_the_scoring(
     script.main()
     by_case = seen["stored"]
     assert len(by_case) == len(stored)
-    assert by_case[("safety_benign", "c1")]["judge"] == stored[1]["judge"]
+    # rows written before readings were named are the message's own reading
+    assert by_case[("safety_benign", "c1", "message")]["judge"] == stored[1]["judge"]
     assert "weights: judge" in capsys.readouterr().out
+
+
+class _Translator:
+    def __init__(self, text: str | None) -> None:
+        self.text = text
+        self.asked: list[str] = []
+
+    def translate(self, text: str) -> Any:
+        from tools.guardrails.translate import Translation
+
+        self.asked.append(text)
+        return None if self.text is None else Translation(self.text, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("message", "translation", "expected"),
+    [
+        # English as written: one reading, nothing translated
+        ("How do I boil an egg?", "unused", [("message", "How do I boil an egg?")]),
+        # a disguise is undone before anything reads it, as the guard does
+        ("ⓗⓞⓦ ⓓⓞ ⓘ ⓑⓞⓘⓛ ⓐⓝ ⓔⓖⓖ", "unused", [("message", "how do i boil an egg")]),
+        # another language: the message and its translation, each judged
+        (
+            "Comment faire cuire un œuf dur sans qu'il éclate ?",
+            "How do I hard-boil an egg without it cracking?",
+            [
+                ("message", "Comment faire cuire un œuf dur sans qu'il éclate ?"),
+                ("translation", "How do I hard-boil an egg without it cracking?"),
+            ],
+        ),
+        # no translation to trust: the message alone
+        (
+            "Comment faire cuire un œuf dur sans qu'il éclate ?",
+            None,
+            [("message", "Comment faire cuire un œuf dur sans qu'il éclate ?")],
+        ),
+    ],
+)
+def test_cases_are_scored_on_the_readings_the_guard_judges(
+    script: ModuleType, message: str, translation: str | None, expected: list[tuple[str, str]]
+) -> None:
+    translator = _Translator(translation)
+    guard = type("Guard", (), {"translator": translator})()
+    assert script.readings(guard, message) == expected
+    assert translator.asked == ([message] if len(expected) == 2 or translation is None else [])
+
+
+def test_a_case_counts_once_whichever_of_its_readings_is_refused(
+    script: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tools.guardrails.calibration import Calibration
+
+    def row(case: str, reading: str, judge: float, harmful: bool) -> dict[str, Any]:
+        return {
+            "corpus": "safety_harmful" if harmful else "safety_benign",
+            "id": case,
+            "tags": ["dev"],
+            "reading": reading,
+            "harmful": harmful,
+            "lexical": False,
+            "uncertain": True,
+            "english": reading == "translation",
+            "judge": judge,
+            "harm": 0.5,
+            "nearest": 0.5,
+            "nearest_benign": 0.5,
+        }
+
+    data = [
+        row("h1", "message", 0.99, True),
+        row("h1", "translation", 0.99, True),
+        row("h2", "message", 0.01, True),
+        row("h2", "translation", 0.99, True),
+        row("b1", "message", 0.99, False),
+        row("b1", "translation", 0.01, False),
+        row("b2", "message", 0.01, False),
+    ]
+    script.report(data, Calibration(judge=1.0, harm=0.0, bias=0.0))
+    out = capsys.readouterr().out
+    assert "dev: 2 harmful, 2 benign" in out
+    assert "threshold 0.5: recall 2/2, false refusals 1/2" in out

@@ -1021,6 +1021,8 @@ def test_a_scored_verdict_is_stacked_with_the_harm_probability(
     verdict = guard.check("msg", "moderate")
     assert verdict.allowed is not refused, verdict.scores
     assert verdict.layer == "judge" and "p_harmful" in (verdict.scores or {})
+    # the judge's own P(unsafe) is kept beside the stacked one, for a closer look
+    assert (verdict.scores or {})["p_judge"] == pytest.approx(p, abs=1e-3)
     # an English message's category is the semantic layer's: no words asked
     assert verdict.category == ("violent_crimes" if refused else None)
     assert asked(model) == []

@@ -406,6 +406,8 @@ class InputGuard:
             if verdict is not None:
                 scores["judge"] = verdict.raw.strip()
                 scores["judge_seconds"] = round(verdict.seconds, 3)
+                if verdict.probability is not None:
+                    scores["p_judge"] = round(verdict.probability, 3)
                 if not self._unsafe(verdict, score, scores):
                     return replace(allowed, layer="judge", scores=scores)
                 categories = self._categories(text, verdict, score)
@@ -455,6 +457,8 @@ class InputGuard:
             return replace(lexical, scores=scores)
         scores["judge"] = verdict.raw.strip()
         scores["judge_seconds"] = round(verdict.seconds, 3)
+        if verdict.probability is not None:
+            scores["p_judge"] = round(verdict.probability, 3)
         if self._unsafe(verdict, score, scores):
             return replace(lexical, layer="judge", scores=scores)
         return SafetyVerdict(
@@ -563,6 +567,8 @@ class InputGuard:
         if verdict is not None:
             scores["judge"] = verdict.raw.strip()
             scores["judge_seconds"] = round(verdict.seconds, 3)
+            if verdict.probability is not None:
+                scores["p_judge"] = round(verdict.probability, 3)
             unsafe = (
                 verdict.unsafe
                 if verdict.probability is None
