@@ -70,6 +70,21 @@ _UNJUDGED_WARNED: set[str] = set()
 _UNJUDGED_LOCK = threading.Lock()
 
 
+def _judge_scores(verdict: JudgeVerdict) -> dict[str, Any]:
+    """What a verdict's scores keep of the judge's answer.
+
+    Its words, its seconds and, when the model scored it, its own P(unsafe) (``p_judge``,
+    kept beside the stacked ``p_harmful``).
+    """
+    scores: dict[str, Any] = {
+        "judge": verdict.raw.strip(),
+        "judge_seconds": round(verdict.seconds, 3),
+    }
+    if verdict.probability is not None:
+        scores["p_judge"] = round(verdict.probability, 3)
+    return scores
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """When the semantic layer is unsure (judge) or sure (refuse without a judge)."""
@@ -404,10 +419,7 @@ class InputGuard:
         if asked:
             verdict = self._judged(text)
             if verdict is not None:
-                scores["judge"] = verdict.raw.strip()
-                scores["judge_seconds"] = round(verdict.seconds, 3)
-                if verdict.probability is not None:
-                    scores["p_judge"] = round(verdict.probability, 3)
+                scores.update(_judge_scores(verdict))
                 if not self._unsafe(verdict, score, scores):
                     return replace(allowed, layer="judge", scores=scores)
                 categories = self._categories(text, verdict, score)
@@ -455,10 +467,7 @@ class InputGuard:
         verdict = self._judged(text)
         if verdict is None:
             return replace(lexical, scores=scores)
-        scores["judge"] = verdict.raw.strip()
-        scores["judge_seconds"] = round(verdict.seconds, 3)
-        if verdict.probability is not None:
-            scores["p_judge"] = round(verdict.probability, 3)
+        scores.update(_judge_scores(verdict))
         if self._unsafe(verdict, score, scores):
             return replace(lexical, layer="judge", scores=scores)
         return SafetyVerdict(
@@ -565,10 +574,7 @@ class InputGuard:
             scores["request_harmful"] = round(request_harmful or 0.0, 3)
         verdict = self._judged_reply(request, reply) if self.judge_mode != "off" else None
         if verdict is not None:
-            scores["judge"] = verdict.raw.strip()
-            scores["judge_seconds"] = round(verdict.seconds, 3)
-            if verdict.probability is not None:
-                scores["p_judge"] = round(verdict.probability, 3)
+            scores.update(_judge_scores(verdict))
             unsafe = (
                 verdict.unsafe
                 if verdict.probability is None
