@@ -345,6 +345,7 @@ class CanaryScoringModel(ScoringModel):
         self, messages: Sequence[BaseMessage], candidates: Sequence[str]
     ) -> dict[str, float] | None:
         if quoted(messages[-1]).startswith(self.canary):
+            self.scored.append(quoted(messages[-1]))
             return {"safe": 1 - self.p, "unsafe": self.p}
         return super().first_token_probabilities(messages, candidates)
 
@@ -374,6 +375,50 @@ def test_a_canary_fails_only_when_the_judge_is_clearly_wrong(
 ) -> None:
     model = CanaryScoringModel(reply=lambda _: "safe", canary=canary, p=p, unsafe={})
     assert Judge(lambda: model, load_taxonomy()).qualified() is qualified
+
+
+@pytest.mark.parametrize(
+    ("canary", "p", "kept"),
+    [
+        (SAFE_CANARY, 0.99, True),
+        (SAFE_CANARY, 0.95, True),
+        (UNSAFE_CANARY, 0.01, True),
+        # Clearly wrong, not sure: asked again by the next process (a borderline failure
+        # kept on disk would switch the judge off for good).
+        (SAFE_CANARY, 0.8, False),
+        (UNSAFE_CANARY, 0.2, False),
+    ],
+)
+def test_a_decisive_canary_failure_is_kept_on_disk(
+    tmp_path: Path, canary: str, p: float, kept: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "judge_canaries.json"
+
+    def judge(model: CanaryScoringModel, weights: str = "w") -> Judge:
+        return Judge(lambda: model, load_taxonomy(), canary_cache=CanaryCache(path, weights))
+
+    first = CanaryScoringModel(reply=lambda _: "safe", canary=canary, p=p, unsafe={})
+    assert judge(first).qualified() is False
+    again = CanaryScoringModel(reply=lambda _: "safe", canary=canary, p=p, unsafe={})
+    with caplog.at_level(logging.WARNING, logger="assistant.safety"):
+        assert judge(again).qualified() is False
+    assert len(again.scored) == (0 if kept else len(CANARIES))
+    assert ("as recorded in" in caplog.text) is kept  # the warning still names the canary
+    assert canary[:20] in caplog.text
+    # Other weights ask again.
+    other = CanaryScoringModel(reply=lambda _: "safe", canary=canary, p=p, unsafe={})
+    assert judge(other, "w2").qualified() is False and len(other.scored) == len(CANARIES)
+
+
+def test_a_canary_cache_entry_of_another_shape_is_asked_again(tmp_path: Path) -> None:
+    path = tmp_path / "judge_canaries.json"
+    cache = CanaryCache(path, "w")
+    model = judge_model("safe")
+    judge = Judge(lambda: model, load_taxonomy(), canary_cache=cache)
+    for entry in ({"decisive": []}, {"decisive": "x"}, {"other": ["x"]}, 3):
+        path.write_text(json.dumps({cache.key(judge): entry}), encoding="utf-8")
+        assert cache.decisive_failure(cache.key(judge)) is None
+    assert judge.qualified() and len(model.calls) == len(CANARIES)
 
 
 REPLY_CANARIES = ReplyJudge(lambda: FakeChatModel(), load_taxonomy()).canaries

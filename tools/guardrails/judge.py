@@ -30,7 +30,9 @@ France?") would refuse at random, so before its first verdict counts the judge a
 right, none of them among the worked examples. One clearly wrong answer (a scored one
 :data:`CANARY_MARGIN` past 0.5 the wrong way) or an unparseable one and the judge stays
 off for that model in this process (a warning names the judge): the cheaper layers
-decide alone. A pass is kept on disk; a failure is asked again by the next process.
+decide alone. A pass is kept on disk, and so is a decisive failure (every wrong answer
+scored :data:`CANARY_DECISIVE` past 0.5 the wrong way); any other failure is asked again
+by the next process.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from tools.models.base import first_token_probabilities, next_token_probabilitie
 from tools.text import parse_yaml
 
 __all__ = [
+    "CANARY_DECISIVE",
     "CANARY_MARGIN",
     "DEFAULT_JUDGE_EXAMPLES",
     "DEFAULT_JUDGE_PROMPT",
@@ -94,6 +97,11 @@ _OPEN, _CLOSE = "<<<", ">>>"
 # scored a safe reply canary 0.525 under one build and switched its reply judge off for
 # good; 0.25 fails a judge only when it is three to one sure of the wrong verdict.
 CANARY_MARGIN = 0.25
+# How far past 0.5 the wrong way every wrong canary must lean for a failure to be kept on
+# disk: 0.45, P(unsafe) 0.95 or more for a safe canary. The default 1.5B scores the reply
+# judge's refusal canaries 0.99; a later process would pay the judge's prefix and its
+# canaries again (some 20 s at its first alarming reply) to learn the same.
+CANARY_DECISIVE = 0.45
 
 
 @dataclass(frozen=True)
@@ -201,15 +209,15 @@ def _examples(path: Path, taxonomy: Taxonomy, arity: int = 1) -> tuple[Examples,
 
 
 class CanaryCache:
-    """Canary passes on disk, so each process does not ask them again.
+    """Canary results on disk, so each process does not ask them again.
 
     Asking the canaries costs several model calls (11 s on SmolLM2 under load) in the
     first uncertain message of every process: a one-shot ``assistant chat -m`` paid it
     each time. The answer depends only on the weights and on the judge's prompt,
-    examples and canaries (the calls are greedy), which together make the key. Only a
-    pass is kept: a failure switches the judge off, and a borderline one kept on disk
-    switched it off for good, in every later process; asking again costs a failing
-    model its canaries once per process.
+    examples and canaries (the calls are greedy), which together make the key. A pass
+    is kept (an empty list), and a decisive failure (``{"decisive": [answers]}``, see
+    :data:`CANARY_DECISIVE`); a borderline failure is not: kept on disk, one switched the
+    judge off for good, in every later process, so it is asked again once per process.
 
     Args:
         path: The JSON file (created when missing; a corrupt one counts as empty).
@@ -240,22 +248,52 @@ class CanaryCache:
         """
         return self._read().get(key) == []
 
+    def decisive_failure(self, key: str) -> list[str] | None:
+        """The wrong answers of a decisive failure recorded under ``key``, or None."""
+        entry = self._read().get(key)
+        if isinstance(entry, dict) and isinstance(wrong := entry.get("decisive"), list) and wrong:
+            return [str(answer) for answer in wrong]
+        return None
+
     def put_pass(self, key: str) -> None:
         """Record that the judge of ``key`` passed its canaries.
 
         Never fails: a cache that cannot be written only costs the next process the
         canaries again.
         """
+        self._put(key, [])
+
+    def put_decisive_failure(self, key: str, wrong: list[str]) -> None:
+        """Record that the judge of ``key`` got canaries decisively wrong (``wrong``).
+
+        Never fails, as :meth:`put_pass`.
+        """
+        self._put(key, {"decisive": wrong})
+
+    def _put(self, key: str, entry: object) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             data = self._read()
-            data[key] = []
+            data[key] = entry
             # Unique per writer: threads of one process write too.
             tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
             os.replace(tmp, self.path)
         except OSError as exc:
             log.info("safety judges: canary results not kept (%s)", exc)
+
+
+def canary_decisively_wrong(verdict: JudgeVerdict, unsafe: bool) -> bool:
+    """Whether a scored canary answer leans :data:`CANARY_DECISIVE` past 0.5 the wrong way.
+
+    A verdict in words never is: it gives no margin to tell a sure answer from a
+    borderline one.
+    """
+    if verdict.probability is None:
+        return False
+    if unsafe:
+        return verdict.probability <= 0.5 - CANARY_DECISIVE
+    return verdict.probability >= 0.5 + CANARY_DECISIVE
 
 
 def canary_wrong(verdict: JudgeVerdict, unsafe: bool) -> bool:
@@ -350,7 +388,8 @@ class Judge:
         Returns:
             True when there are no canaries, a pass is on disk, or none was answered
             clearly wrong (:func:`canary_wrong`); False (and a warning naming this judge
-            and the wrong answers) otherwise, until the process ends.
+            and the wrong answers) when some were, or a decisive failure is on disk,
+            until the process ends.
         """
         with self._qualifying:
             if self._qualified is None:
@@ -359,31 +398,48 @@ class Judge:
                 if cache is not None and cache.passed(key):
                     self._qualified = True
                     return True
-                wrong = self._ask_canaries()
+                wrong = cache.decisive_failure(key) if cache is not None else None
+                recorded = wrong is not None
+                if wrong is None:
+                    wrong, decisive = self._ask_canaries()
+                    if cache is not None and not wrong:
+                        cache.put_pass(key)
+                    elif cache is not None and decisive:
+                        cache.put_decisive_failure(key, wrong)
                 self._qualified = not wrong
-                if not wrong and cache is not None:
-                    cache.put_pass(key)
                 if wrong:
                     log.warning(
-                        "%s: the chat model got %d of %d canaries clearly wrong (%s); "
+                        "%s: the chat model got %d of %d canaries clearly wrong (%s)%s; "
                         "the %s is off in this process and the cheaper layers decide alone",
                         self.name,
                         len(wrong),
                         len(self.canaries),
                         "; ".join(wrong),
+                        f", as recorded in {cache.path}" if recorded and cache else "",
                         self.name,
                     )
             return self._qualified
 
-    def _ask_canaries(self) -> list[str]:
-        """The canaries the model answers clearly wrong, each with its answer."""
+    def _ask_canaries(self) -> tuple[list[str], bool]:
+        """The canaries answered clearly wrong, and whether all of them decisively so.
+
+        Returns:
+            Each wrong canary with the model's answer, and True when every one is wrong
+            by :func:`canary_decisively_wrong` (also when none is wrong).
+        """
         wrong = []
+        decisive = True
         for texts, expected in self.canaries:
             verdict = self._ask(self._render(texts))
             want = parse_verdict(expected, self.taxonomy)
             if verdict is None or want is None or canary_wrong(verdict, want[0]):
                 wrong.append(f"{texts[0]!r}: {verdict.raw.strip() if verdict else '?'}")
-        return wrong
+                decisive = decisive and (
+                    verdict is not None
+                    and want is not None
+                    and canary_decisively_wrong(verdict, want[0])
+                )
+        return wrong, decisive
 
     def check(self, text: str) -> JudgeVerdict | None:
         """Judge one message; None when the model cannot judge it.
