@@ -381,7 +381,7 @@ def test_a_canary_fails_only_when_the_judge_is_clearly_wrong(
     ("canary", "p", "kept"),
     [
         (SAFE_CANARY, 0.99, True),
-        (SAFE_CANARY, 0.95, True),
+        (SAFE_CANARY, 0.96, True),
         (UNSAFE_CANARY, 0.01, True),
         # Clearly wrong, not sure: asked again by the next process (a borderline failure
         # kept on disk would switch the judge off for good).
@@ -403,22 +403,63 @@ def test_a_decisive_canary_failure_is_kept_on_disk(
     with caplog.at_level(logging.WARNING, logger="assistant.safety"):
         assert judge(again).qualified() is False
     assert len(again.scored) == (0 if kept else len(CANARIES))
-    assert ("as recorded in" in caplog.text) is kept  # the warning still names the canary
+    assert ("delete it to ask again" in caplog.text) is kept  # and still names the canary
     assert canary[:20] in caplog.text
     # Other weights ask again.
     other = CanaryScoringModel(reply=lambda _: "safe", canary=canary, p=p, unsafe={})
     assert judge(other, "w2").qualified() is False and len(other.scored) == len(CANARIES)
 
 
-def test_a_canary_cache_entry_of_another_shape_is_asked_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize("entry", [{"decisive": []}, {"decisive": "x"}, {"other": ["x"]}, 3])
+def test_a_canary_cache_entry_of_another_shape_is_asked_again(tmp_path: Path, entry: Any) -> None:
     path = tmp_path / "judge_canaries.json"
     cache = CanaryCache(path, "w")
     model = judge_model("safe")
     judge = Judge(lambda: model, load_taxonomy(), canary_cache=cache)
-    for entry in ({"decisive": []}, {"decisive": "x"}, {"other": ["x"]}, 3):
-        path.write_text(json.dumps({cache.key(judge): entry}), encoding="utf-8")
-        assert cache.decisive_failure(cache.key(judge)) is None
+    path.write_text(json.dumps({cache.key(judge): entry}), encoding="utf-8")
+    assert cache.decisive_failure(cache.key(judge)) is None
     assert judge.qualified() and len(model.calls) == len(CANARIES)
+
+
+class TwoCanaryScoringModel(ScoringModel):
+    """Scores a safe canary ``p_safe`` and an unsafe one ``p_unsafe``, the others right."""
+
+    p_safe: float = 0.5
+    p_unsafe: float = 0.5
+
+    def first_token_probabilities(
+        self, messages: Sequence[BaseMessage], candidates: Sequence[str]
+    ) -> dict[str, float] | None:
+        text = quoted(messages[-1])
+        for canary, p in ((SAFE_CANARY, self.p_safe), (UNSAFE_CANARY, self.p_unsafe)):
+            if text.startswith(canary):
+                self.scored.append(text)
+                return {"safe": 1 - p, "unsafe": p}
+        return super().first_token_probabilities(messages, candidates)
+
+
+def test_a_failure_is_kept_only_when_every_wrong_answer_is_decisive(tmp_path: Path) -> None:
+    path = tmp_path / "judge_canaries.json"
+    # One canary sure and wrong (0.99), another clearly but not surely wrong (0.2).
+    models = [
+        TwoCanaryScoringModel(reply=lambda _: "safe", p_safe=0.99, p_unsafe=0.2, unsafe={})
+        for _ in range(2)
+    ]
+    for model in models:
+        judge = Judge(lambda m=model: m, load_taxonomy(), canary_cache=CanaryCache(path, "w"))
+        assert judge.qualified() is False
+    # Both processes asked every canary: the failure was not kept.
+    assert [len(model.scored) for model in models] == [len(CANARIES)] * 2
+
+
+def test_the_canary_cache_key_covers_how_a_canary_is_quoted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = CanaryCache(tmp_path / "judge_canaries.json", "w")
+    judge = Judge(lambda: FakeChatModel(), load_taxonomy())
+    before = cache.key(judge)
+    monkeypatch.setattr(judge, "_render", lambda texts: f"[{texts[0]}]")
+    assert cache.key(judge) != before
 
 
 REPLY_CANARIES = ReplyJudge(lambda: FakeChatModel(), load_taxonomy()).canaries

@@ -69,6 +69,7 @@ __all__ = [
     "Judge",
     "JudgeVerdict",
     "ReplyJudge",
+    "canary_decisively_wrong",
     "canary_wrong",
     "parse_verdict",
 ]
@@ -229,9 +230,15 @@ class CanaryCache:
         self.weights = weights
 
     def key(self, judge: Judge) -> str:
-        """The entry of one judge on these weights (a SHA-256 hex digest)."""
+        """The entry of one judge on these weights (a SHA-256 hex digest).
+
+        Covers what decides the answers and how they are read: the weights, the prompt,
+        the examples, each canary as the model reads it (so a change in how a message is
+        quoted asks again) and the margins that make an answer wrong or decisive.
+        """
         parts = [self.weights, type(judge).__name__, judge.system, repr(judge.examples)]
-        parts.append(repr(judge.canaries))
+        parts += [judge._render(texts) + "\x01" + verdict for texts, verdict in judge.canaries]
+        parts.append(f"margin={CANARY_MARGIN} decisive={CANARY_DECISIVE}")
         return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
     def _read(self) -> dict[str, object]:
@@ -410,12 +417,14 @@ class Judge:
                 if wrong:
                     log.warning(
                         "%s: the chat model got %d of %d canaries clearly wrong (%s)%s; "
-                        "the %s is off in this process and the cheaper layers decide alone",
+                        "the %s is off and the cheaper layers decide alone",
                         self.name,
                         len(wrong),
                         len(self.canaries),
                         "; ".join(wrong),
-                        f", as recorded in {cache.path}" if recorded and cache else "",
+                        f" (recorded in {cache.path}; delete it to ask again)"
+                        if recorded and cache
+                        else "",
                         self.name,
                     )
             return self._qualified
