@@ -336,17 +336,21 @@ def scoring_model(unsafe: dict[str, float], words: str = "unsafe S9", mass: floa
 
 
 class CanaryScoringModel(ScoringModel):
-    """Scores one canary with a P(unsafe) of the test's choosing, the others right."""
+    """Scores one canary (and those of ``more``) with a P(unsafe) of the test's choosing,
+    the others right."""
 
     canary: str = ""
     p: float = 0.5
+    more: dict[str, float] = Field(default_factory=dict)
 
     def first_token_probabilities(
         self, messages: Sequence[BaseMessage], candidates: Sequence[str]
     ) -> dict[str, float] | None:
-        if quoted(messages[-1]).startswith(self.canary):
-            self.scored.append(quoted(messages[-1]))
-            return {"safe": 1 - self.p, "unsafe": self.p}
+        text = quoted(messages[-1])
+        for canary, p in {self.canary: self.p, **self.more}.items():
+            if text.startswith(canary):
+                self.scored.append(text)
+                return {"safe": 1 - p, "unsafe": p}
         return super().first_token_probabilities(messages, candidates)
 
 
@@ -421,28 +425,13 @@ def test_a_canary_cache_entry_of_another_shape_is_asked_again(tmp_path: Path, en
     assert judge.qualified() and len(model.calls) == len(CANARIES)
 
 
-class TwoCanaryScoringModel(ScoringModel):
-    """Scores a safe canary ``p_safe`` and an unsafe one ``p_unsafe``, the others right."""
-
-    p_safe: float = 0.5
-    p_unsafe: float = 0.5
-
-    def first_token_probabilities(
-        self, messages: Sequence[BaseMessage], candidates: Sequence[str]
-    ) -> dict[str, float] | None:
-        text = quoted(messages[-1])
-        for canary, p in ((SAFE_CANARY, self.p_safe), (UNSAFE_CANARY, self.p_unsafe)):
-            if text.startswith(canary):
-                self.scored.append(text)
-                return {"safe": 1 - p, "unsafe": p}
-        return super().first_token_probabilities(messages, candidates)
-
-
 def test_a_failure_is_kept_only_when_every_wrong_answer_is_decisive(tmp_path: Path) -> None:
     path = tmp_path / "judge_canaries.json"
     # One canary sure and wrong (0.99), another clearly but not surely wrong (0.2).
     models = [
-        TwoCanaryScoringModel(reply=lambda _: "safe", p_safe=0.99, p_unsafe=0.2, unsafe={})
+        CanaryScoringModel(
+            reply=lambda _: "safe", canary=SAFE_CANARY, p=0.99, more={UNSAFE_CANARY: 0.2}, unsafe={}
+        )
         for _ in range(2)
     ]
     for model in models:

@@ -296,26 +296,22 @@ def canary_decisively_wrong(verdict: JudgeVerdict, unsafe: bool) -> bool:
     A verdict in words never is: it gives no margin to tell a sure answer from a
     borderline one.
     """
-    if verdict.probability is None:
-        return False
-    if unsafe:
-        return verdict.probability <= 0.5 - CANARY_DECISIVE
-    return verdict.probability >= 0.5 + CANARY_DECISIVE
+    return verdict.probability is not None and canary_wrong(verdict, unsafe, CANARY_DECISIVE)
 
 
-def canary_wrong(verdict: JudgeVerdict, unsafe: bool) -> bool:
+def canary_wrong(verdict: JudgeVerdict, unsafe: bool, margin: float = CANARY_MARGIN) -> bool:
     """Whether a canary's answer is clearly wrong (the canary's verdict is ``unsafe``).
 
     A verdict in words is wrong when it is the other word; a scored one when it leans
-    the other way by more than :data:`CANARY_MARGIN` (P(unsafe) 0.75 or more for a safe
-    canary, 0.25 or less for an unsafe one): a usable judge may be unsure near 0.5,
-    where the threshold, a policy choice, decides.
+    the other way by ``margin`` or more (:data:`CANARY_MARGIN`: P(unsafe) 0.75 or more
+    for a safe canary, 0.25 or less for an unsafe one): a usable judge may be unsure near
+    0.5, where the threshold, a policy choice, decides.
     """
     if verdict.probability is None:
         return verdict.unsafe != unsafe
     if unsafe:
-        return verdict.probability <= 0.5 - CANARY_MARGIN
-    return verdict.probability >= 0.5 + CANARY_MARGIN
+        return verdict.probability <= 0.5 - margin
+    return verdict.probability >= 0.5 + margin
 
 
 class Judge:
