@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 import pytest
 from langchain_core.embeddings import Embeddings
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+from playwright.sync_api import expect
 
 from apps.ui.page import build_ui, launch_options, queued
 from apps.ui.service import ChatService
@@ -205,6 +206,24 @@ def sign_in(page: Any, name: str) -> None:
     page.locator("#user-name textarea, #user-name input").first.fill(name)
     page.click("#login")
     page.wait_for_selector(f"#who:has-text('{name}')")
+
+
+def status_says(page: Any, text: str) -> None:
+    """Wait until the status line contains ``text``; a failure shows what it said."""
+    expect(page.locator("#status")).to_contain_text(text, timeout=WAIT_MS)
+
+
+def settle(page: Any, elem_id: str) -> None:
+    """Wait until no event that updates component ``elem_id`` is on its way.
+
+    Gradio covers a component while an event that outputs to it runs, and Playwright
+    clicks the moment the cover lifts, before the event's update is applied: the update
+    then undoes the click (a memory ticked as its list's refresh landed was unticked, and
+    "Forget selected" forgot nothing; seen in CI under load). A person cannot click
+    through the cover, and the instant it lifts is too short for a hand.
+    """
+    pending = page.locator(f"#{elem_id} [data-testid=status-tracker]:not(.hide)")
+    pending.wait_for(state="detached")
 
 
 def bot_texts(page: Any) -> list[str]:
@@ -434,10 +453,10 @@ def test_an_empty_message_and_a_missing_name_are_messages_in_the_page(
     server = serve(make_settings(), model)
     page = open_page(server.url)
     send(page, "hello")
-    page.locator("#status").get_by_text("Enter a user name first").wait_for()
+    status_says(page, "Enter a user name first")
     sign_in(page, "alice")
     send(page, "   ")
-    page.locator("#status").get_by_text("The message is empty").wait_for()
+    status_says(page, "The message is empty")
     assert model.calls == []
     assert "Traceback" not in page.content()
 
@@ -638,7 +657,7 @@ def test_each_user_lists_and_is_answered_from_their_own_documents(
     alice.locator("#docs input").click()
     alice.locator("#docs [data-testid=dropdown-option][aria-label='tower.md (1 chunks)']").click()
     alice.click("#remove-doc")
-    alice.locator("#status").get_by_text("Removed tower.md (1 chunks).").wait_for()
+    status_says(alice, "Removed tower.md (1 chunks).")
     assert listed_files(alice) == []
     assert [d["name"] for d in server.service.document_list("bob")] == ["mill.md"]
 
@@ -657,7 +676,7 @@ def test_a_second_turn_on_a_running_thread_says_it_is_busy(
     second.wait_for_selector("#who:has-text('alice')")
     send(first, "a long story please", wait_for="word3", to_the_end=False)
     send(second, "a quick question")
-    second.locator("#status").get_by_text("This thread is busy").wait_for()
+    status_says(second, "This thread is busy")
     # Not sent: the message is back in the box, and not in the chat.
     assert second.locator("#message textarea").input_value() == "a quick question"
     assert "a quick question" not in second.locator("#chat").inner_text()
@@ -696,7 +715,7 @@ def test_a_memory_list_that_cannot_be_read_says_why_on_the_page(
     header = page.locator("#memory").get_by_text("Long-term memory")
     header.click()  # closed
     header.click()  # opened again: the list is read again
-    page.locator("#status").get_by_text("database is locked").wait_for()
+    status_says(page, "database is locked")
     memories.get_by_text("Not shown: The memory store is unavailable").wait_for()
     assert "Lyon" not in memories.inner_text()
     monkeypatch.undo()
@@ -731,10 +750,12 @@ def test_forget_selected_removes_a_memory(
     page.click("#memory")
     memories = page.locator("#memories")
     memories.get_by_text("I live in Lyon.").wait_for()
+    # Signing in and opening the panel each list the memories; either may land last.
+    settle(page, "memories")
     assert "Oslo" not in memories.inner_text()
     memories.locator("label:has-text('I live in Lyon.') input").check()
     page.click("#forget")
-    page.locator("#status").get_by_text("Forgot 1 memory.").wait_for()
+    status_says(page, "Forgot 1 memory.")
     memories.get_by_text("I live in Lyon.").wait_for(state="detached")
     assert "My name is Alice." in memories.inner_text()
     assert [m.text for m in server.service.memories("alice")] == ["My name is Alice."]
