@@ -148,6 +148,14 @@ class ModelSettings(_Section):
         description="llamacpp: RAM (MiB) for saved prompt states, so the chat and side calls "
         "(query rewrite, summary, checks) each resume from their own prefix; 0 = off.",
     )
+    state_files_mb: int = Field(
+        512,
+        ge=0,
+        le=65536,
+        description="llamacpp: disk (MiB, under data_dir/cache/prompt-states) for the states "
+        "of fixed prefixes (the safety judge's), so a new process does not evaluate them "
+        "again; 0 = off. Needs state_cache_mb > 0.",
+    )
     base_url: str = Field(
         "http://127.0.0.1:8080/v1",
         pattern=r"^https?://",

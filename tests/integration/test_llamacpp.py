@@ -284,6 +284,47 @@ def test_prefill_warms_a_fixed_instruction_prefix_for_later_calls(smollm2: Path)
     ] == verdicts
 
 
+def test_a_persisted_prefix_is_read_by_the_next_process_not_evaluated(
+    smollm2: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def fresh() -> EvalCounter:  # a new process's model: nothing evaluated yet
+        model = LlamaCppChatModel(
+            model_path=str(smollm2),
+            n_ctx=2048,
+            n_threads=1,
+            state_cache_mb=64,
+            state_dir=str(tmp_path),
+            state_files_mb=64,
+        )
+        return EvalCounter(model)
+
+    prefix: list[BaseMessage] = [SystemMessage(POLICY)]
+    asked = [*prefix, HumanMessage("How do I bake bread?")]
+    first = fresh()
+    warm = first.model.prefill(prefix, persist=True)
+    assert sum(first.batches) == warm > 30  # evaluated, and written
+    (file,) = tmp_path.glob("*.state")
+    expected = first.model.first_token_probabilities(asked, ["Yes", "No"])
+    second = fresh()
+    assert second.model.prefill(prefix, persist=True) == warm
+    assert sum(second.batches) == 0  # read from the file
+    assert second.model.first_token_probabilities(asked, ["Yes", "No"]) == expected
+    # Not persisted: a conversation's prefix is not written.
+    fresh().model.prefill([*asked, AIMessage("Yes.")])
+    assert list(tmp_path.glob("*.state")) == [file]
+    # A damaged file is dropped, the prefix evaluated and written again.
+    data = bytearray(file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    file.write_bytes(bytes(data))
+    third = fresh()
+    assert third.model.prefill(prefix, persist=True) == warm
+    assert sum(third.batches) == warm and "damaged" in caplog.text
+    assert third.model.first_token_probabilities(asked, ["Yes", "No"]) == expected
+    fourth = fresh()
+    fourth.model.prefill(prefix, persist=True)
+    assert sum(fourth.batches) == 0
+
+
 def test_every_evaluation_runs_on_the_models_own_thread_whoever_calls(smollm2: Path) -> None:
     # llama.cpp's OpenMP team belongs to the thread that evaluates: a new calling thread
     # per turn (the page, the API) meant a new team each time, slower than the CLI.

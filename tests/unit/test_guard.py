@@ -173,6 +173,28 @@ def test_judge_prompt_has_a_fixed_prefix_and_quotes_the_message() -> None:
     assert len(judge.examples) >= 10
 
 
+class PersistRecordingModel(FakeChatModel):
+    """The fake model, recording each prefix it warms and whether to keep it on disk."""
+
+    warmed: list[tuple[int, bool]] = Field(default_factory=list)
+
+    def prefill(self, messages: Sequence[BaseMessage], *, persist: bool = False) -> int:
+        self.warmed.append((len(messages), persist))
+        return 0
+
+
+def test_the_judge_warms_its_fixed_prefix_once_to_be_kept_on_disk() -> None:
+    # The prefix is the same in every process; evaluating it was most of a fresh
+    # process's first check (about 15 s on the default model).
+    model = PersistRecordingModel(reply="safe")
+    judge = Judge(lambda: model, load_taxonomy())
+    prefix = judge.messages("hi")[:-1]
+    assert model.warmed == []  # building a judge loads nothing
+    judge.check("hi")
+    judge.check("hello")
+    assert model.warmed == [(len(prefix), True)]
+
+
 def _words(text: str) -> set[str]:
     return set(re.findall(r"\w+", text.lower()))
 

@@ -445,7 +445,7 @@ class PrefillingModel(FakeChatModel):
 
     prefilled: list[list[BaseMessage]] = Field(default_factory=list)
 
-    def prefill(self, messages: Sequence[BaseMessage]) -> int:
+    def prefill(self, messages: Sequence[BaseMessage], *, persist: bool = False) -> int:
         self.prefilled.append(list(messages))
         return len(messages)
 

@@ -56,7 +56,7 @@ from langgraph.constants import TAG_NOSTREAM
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tools.guardrails.taxonomy import Taxonomy
-from tools.models.base import first_token_probabilities, next_token_probabilities
+from tools.models.base import first_token_probabilities, next_token_probabilities, prefill
 from tools.text import parse_yaml
 
 __all__ = [
@@ -373,6 +373,27 @@ class Judge:
         for texts, verdict in self.examples:
             prefix += [HumanMessage(self._render(texts)), AIMessage(verdict)]
         self._prefix = prefix
+        self._warmed = False
+
+    def _warm_model(self) -> BaseChatModel:
+        """The model, its prompt state holding the fixed prefix (policy and examples).
+
+        Warmed once per process, and kept on disk where the backend can
+        (:meth:`tools.models.base.Prefill.prefill` with ``persist``): the prefix is the
+        same in every process, and evaluating it is most of the first check's cost
+        (about 15 s on the default 1.5B).
+
+        Raises:
+            ModelLoadError: The model cannot be loaded.
+        """
+        model = self._model()
+        if not self._warmed:
+            self._warmed = True
+            try:
+                prefill(model, self._prefix, persist=True)
+            except RuntimeError as exc:  # the check evaluates the prefix itself
+                log.warning("%s: the fixed prefix was not warmed: %s", self.name, exc)
+        return model
 
     def _render(self, texts: tuple[str, ...]) -> str:
         """The last user turn: what is judged, quoted."""
@@ -486,7 +507,7 @@ class Judge:
 
         """
         prompt = self._prompt(_quote(text))
-        model = self._model()
+        model = self._warm_model()
         codes: dict[str, str] = {}
         for hazard in self.taxonomy.hazards:
             digits = hazard.code[1:]
@@ -522,7 +543,7 @@ class Judge:
     def _ask(self, content: str) -> JudgeVerdict | None:
         """One verdict on the rendered last turn ``content``."""
         started = time.perf_counter()
-        model = self._model()
+        model = self._warm_model()
         scores = first_token_probabilities(model, self._prompt(content), ["safe", "unsafe"])
         if scores is None or scores["safe"] + scores["unsafe"] < MIN_VERDICT_MASS:
             return self._say(content, started)
@@ -534,7 +555,7 @@ class Judge:
 
     def _say(self, content: str, started: float) -> JudgeVerdict | None:
         """The verdict in the model's words (greedy, a few tokens)."""
-        reply = self._model().invoke(
+        reply = self._warm_model().invoke(
             self._prompt(content),
             config={"tags": [TAG_NOSTREAM]},
             temperature=0.0,

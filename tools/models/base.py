@@ -22,7 +22,7 @@ class Prefill:
     it does nothing, so callers need not know which backend they have.
     """
 
-    def prefill(self, messages: Sequence[BaseMessage]) -> int:
+    def prefill(self, messages: Sequence[BaseMessage], *, persist: bool = False) -> int:
         """Evaluate the prompt prefix ``messages`` now, so a later call resumes from it.
 
         The prefix is the chat-template rendering of ``messages`` without the generation
@@ -30,6 +30,8 @@ class Prefill:
 
         Args:
             messages: The leading messages of a prompt to come (system, summary, turns).
+            persist: The prefix is fixed (the same in every process): a backend that can
+                may keep its state on disk for the next process.
 
         Returns:
             How many prompt tokens are now ready to resume from; 0 if the backend keeps
@@ -133,14 +135,14 @@ def first_token_probabilities(
     return None
 
 
-def prefill(model: BaseChatModel, messages: Sequence[BaseMessage]) -> int:
+def prefill(model: BaseChatModel, messages: Sequence[BaseMessage], *, persist: bool = False) -> int:
     """Warm ``messages`` as a prompt prefix on any chat model (0 if it cannot).
 
     Works on models without :class:`Prefill` too (a LangChain fake in a test, a wrapper
     of someone else's), so nodes can call it on whatever model they were given.
     """
     if isinstance(model, Prefill):
-        return model.prefill(messages)
+        return model.prefill(messages, persist=persist)
     return 0
 
 

@@ -43,7 +43,7 @@ class FakeChatModel(Prefill, BaseChatModel):
         """Approximate tokens: words and punctuation marks."""
         return len(re.findall(r"\w+|[^\w\s]", text))
 
-    def prefill(self, messages: Sequence[BaseMessage]) -> int:
+    def prefill(self, messages: Sequence[BaseMessage], *, persist: bool = False) -> int:
         """Record the prefix; the fake keeps no prompt state, so 0 tokens are ready."""
         self.prefills.append(list(messages))
         return 0

@@ -72,6 +72,7 @@ from tools.models.base import (
 )
 from tools.models.compute_thread import ComputeThread
 from tools.models.state_cache import CachedState, PrefixStateCache, as_tokens, common_prefix
+from tools.models.state_files import StateFiles
 
 log = logging.getLogger("assistant.llm")
 
@@ -133,6 +134,10 @@ class LlamaCppChatModel(Adapter, Prefill, FirstTokenScores, BaseChatModel):
     seed: int = -1
     state_cache_mb: int = DEFAULT_STATE_CACHE_MB
     """RAM for saved prompt states (KV cells), in MiB; 0 = keep only the live context."""
+    state_dir: str | None = None
+    """Where states of fixed prefixes outlive the process; None = nowhere."""
+    state_files_mb: int = 0
+    """Disk for the files in ``state_dir``, in MiB; 0 = none kept (needs the RAM cache)."""
 
     # Shared with the adapter view (model_copy copies the reference): one llama.cpp
     # context, one lock, one state cache for both.
@@ -223,12 +228,35 @@ class LlamaCppChatModel(Adapter, Prefill, FirstTokenScores, BaseChatModel):
             f" with adapter {lora.name}" if lora else "",
             time.perf_counter() - started,
         )
-        self._shared.prefix_formatter = _prefix_formatter(llama)
-        self._shared.prompt_formatter = _prefix_formatter(llama, generation_prompt=True)
+        self._shared.prompt_formatter = _prompt_formatter(llama)
         if self.state_cache_mb > 0 and _can_trim(llama):
             self._shared.cache = PrefixStateCache(self.state_cache_mb * 2**20)
             _resume_before_generate(llama, self._resume)
+            if self.state_dir and self.state_files_mb > 0:
+                self._shared.files = StateFiles(
+                    Path(self.state_dir), self._identity(path, lora), self.state_files_mb * 2**20
+                )
         return llama
+
+    def _identity(self, path: Path, lora: Path | None) -> str:
+        """What a prompt state depends on besides its tokens (the name of its files).
+
+        The weights (file, size, time of change; the adapter's too), the context's sizes
+        (a prompt cut into other batches sums to slightly other cells) and the binding's
+        version (its state format).
+        """
+        import llama_cpp
+
+        parts = [
+            f"llama_cpp {llama_cpp.__version__}",
+            f"n_ctx {self.n_ctx}",
+            f"n_batch {self.n_batch}",
+        ]
+        for file in (path, lora):
+            if file is not None:
+                stat = file.stat()
+                parts.append(f"{file.resolve()} {stat.st_size} {stat.st_mtime_ns}")
+        return "\n".join(parts)
 
     def _activate(self) -> None:
         """Put this instance's adapter choice on the context; call under the lock.
@@ -263,15 +291,19 @@ class LlamaCppChatModel(Adapter, Prefill, FirstTokenScores, BaseChatModel):
         """The saved prompt states (None until loaded, or when the cache is off)."""
         return self._cache
 
-    def prefill(self, messages: Sequence[BaseMessage]) -> int:
+    def prefill(self, messages: Sequence[BaseMessage], *, persist: bool = False) -> int:
         """Evaluate ``messages`` as a prompt prefix now and save its state.
 
-        The prefix is the GGUF chat template's rendering of ``messages`` without the
-        generation prompt. Calls wait for the model's lock, so a background prefill
-        delays a concurrent call by at most its own evaluation.
+        The prefix is what every next prompt after ``messages`` starts with: the GGUF
+        chat template's rendering of them and the opening marker of the next turn
+        (:meth:`_prefix_tokens`). Calls wait for the model's lock, so a background
+        prefill delays a concurrent call by at most its own evaluation.
 
         Args:
             messages: The leading messages of a prompt to come.
+            persist: Keep the state on disk too (``state_dir``), and read it from there
+                instead of evaluating when a file holds it: for fixed prefixes (the
+                safety judge's), never for a conversation's.
 
         Returns:
             The prefix length in tokens; 0 if the GGUF has no chat template (or uses a
@@ -282,30 +314,58 @@ class LlamaCppChatModel(Adapter, Prefill, FirstTokenScores, BaseChatModel):
             RuntimeError: llama.cpp failed to evaluate the prefix.
         """
         llama = self.llama
-        if self._shared.prefix_formatter is None or not messages:
+        if self._shared.prompt_formatter is None or not messages:
             return 0
-        prompt = self._shared.prefix_formatter(messages=to_chat_dicts(messages)).prompt
-        tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        tokens = self._prefix_tokens(messages)
         if not tokens or len(tokens) >= llama.n_ctx():
             return 0
+
+        files = self._shared.files if persist else None
 
         def warm() -> int:
             with self._lock:
                 self._activate()
-                if self._cache is not None:
+                key, wanted = self._shared.active_key, as_tokens(tokens)
+                cache, loaded = self._cache, False
+                if files is not None and cache is not None and not cache.covers(wanted, key):
+                    data = files.load(wanted, key)
+                    loaded = data is not None and cache.store(wanted, data, key)
+                if cache is not None:
                     self._resume(tokens)
-                keep = common_prefix(llama.input_ids[: llama.n_tokens], as_tokens(tokens))
+                keep = common_prefix(llama.input_ids[: llama.n_tokens], wanted)
                 if keep < len(tokens):
                     llama.n_tokens = keep  # eval drops the KV cells from here on
                     llama.eval(tokens[keep:])
                 elif llama.n_tokens > len(tokens):
                     # Already held inside a longer context: nothing to evaluate or save.
                     return len(tokens)
-                if self._cache is not None:
-                    self._save()
+                if cache is not None:
+                    saved = self._save()
+                    if files is not None and saved is not None and not loaded:
+                        files.save(wanted, saved, key)
             return len(tokens)
 
         return self._shared.compute.call(warm)
+
+    def _prefix_tokens(self, messages: Sequence[BaseMessage]) -> list[int]:
+        """The tokens that every next prompt after ``messages`` starts with.
+
+        The reply's header or another message follows them, and both open with the
+        template's turn marker (``<|im_start|>``), so it belongs to the prefix. Scores
+        (:meth:`_scores`) cut their prompt at the same token, so a warmed prefix is what
+        they resume, batch for batch: one token more or less evaluated apart moves the
+        sums (the default 1.5B judge's P(unsafe) of one message: 0.989 and 0.987).
+        """
+        formatter, llama = self._shared.prompt_formatter, self._llama
+        chat = to_chat_dicts(messages)
+        rendered = [
+            formatter(messages=turns).prompt
+            for turns in (chat, [*chat, {"role": "user", "content": ""}])
+        ]
+        reply, more = (
+            llama.tokenize(text.encode("utf-8"), add_bos=False, special=True) for text in rendered
+        )
+        return list(reply[: common_prefix(reply, as_tokens(more))])
 
     def first_token_probabilities(
         self, messages: Sequence[BaseMessage], candidates: Sequence[str]
@@ -422,15 +482,19 @@ class LlamaCppChatModel(Adapter, Prefill, FirstTokenScores, BaseChatModel):
         if match is not None and restore:
             self._restore(match.state)
 
-    def _save(self) -> None:
-        """Save the live context's KV cells and tokens, unless a saved state holds them."""
+    def _save(self) -> bytearray | None:
+        """Save the live context's KV cells and tokens, unless a saved state holds them.
+
+        Returns:
+            The state's bytes when they were taken now; None when nothing was saved.
+        """
         llama, cache = self._llama, self._cache
         assert cache is not None
         n = llama.n_tokens
         tokens = as_tokens(llama.input_ids[:n])
         key = self._shared.active_key
         if n == 0 or cache.covers(tokens, key):
-            return
+            return None
         import llama_cpp
 
         started = time.perf_counter()
@@ -443,7 +507,7 @@ class LlamaCppChatModel(Adapter, Prefill, FirstTokenScores, BaseChatModel):
         del view  # release the export so the bytearray can shrink
         if written == 0:
             log.warning("llama.cpp could not save the state of %d tokens", n)
-            return
+            return None
         del data[written:]
         stored = cache.store(tokens, data, key)
         log.debug(
@@ -455,6 +519,7 @@ class LlamaCppChatModel(Adapter, Prefill, FirstTokenScores, BaseChatModel):
             len(cache),
             cache.nbytes / 2**20,
         )
+        return data
 
     def _restore(self, state: CachedState) -> None:
         """Replace the context with a saved state."""
@@ -551,7 +616,8 @@ class _Shared:
     compute: ComputeThread = field(default_factory=ComputeThread)
     """The one thread every evaluation runs on (:mod:`tools.models.compute_thread`)."""
     cache: PrefixStateCache | None = None
-    prefix_formatter: Any = None
+    files: StateFiles | None = None
+    """States of fixed prefixes on disk (:meth:`LlamaCppChatModel.prefill` with persist)."""
     prompt_formatter: Any = None
     adapter: Any = None
     """The loaded LoRA adapter (a ``llama_adapter_lora_p``), None without ``lora_path``."""
@@ -603,12 +669,11 @@ def _resume_before_generate(llama: Any, resume: Callable[[Sequence[int]], None])
     llama.generate = generate
 
 
-def _prefix_formatter(llama: Any, generation_prompt: bool = False) -> Any:
-    """The GGUF chat template without the generation prompt (None if there is none).
+def _prompt_formatter(llama: Any) -> Any:
+    """The GGUF chat template, as llama-cpp-python's default handler renders it.
 
-    It renders what llama-cpp-python's default handler renders for the same messages,
-    minus the trailing assistant header: the prefix of the next prompt. With
-    ``generation_prompt`` the header is kept: the whole prompt of a reply.
+    The whole prompt of a reply, its assistant header included; None if the GGUF has no
+    template or a custom chat handler renders its prompts.
     """
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -625,5 +690,5 @@ def _prefix_formatter(llama: Any, generation_prompt: bool = False) -> Any:
         template=template,
         eos_token=text(llama.token_eos()),
         bos_token=text(llama.token_bos()),
-        add_generation_prompt=generation_prompt,
+        add_generation_prompt=True,
     )

@@ -39,6 +39,8 @@ def _llamacpp(settings: Settings) -> LlamaCppChatModel:
         n_threads_batch=cfg.n_threads_batch,
         n_batch=cfg.n_batch,
         state_cache_mb=cfg.state_cache_mb,
+        state_dir=str(settings.cache_dir / "prompt-states"),
+        state_files_mb=cfg.state_files_mb,
     )
 
 

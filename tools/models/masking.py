@@ -57,9 +57,9 @@ class MaskingChatModel(Prefill, BaseChatModel):
         """Count with the inner model's tokenizer."""
         return self.inner.get_num_tokens(text)
 
-    def prefill(self, messages: Sequence[BaseMessage]) -> int:
+    def prefill(self, messages: Sequence[BaseMessage], *, persist: bool = False) -> int:
         """Warm the prefix on the inner model (masking changes only the reply)."""
-        return prefill(self.inner, messages)
+        return prefill(self.inner, messages, persist=persist)
 
     def _stream(
         self,
