@@ -22,6 +22,7 @@ from graph.errors import MessageTooLongError
 from graph.settings import Settings
 from tests.conftest import thread
 from tools.models import LlamaCppChatModel, get_chat_model, to_chat_dicts
+from tools.models.state_cache import as_tokens
 from tools.prompting import Turn, build_prompt
 
 pytestmark = pytest.mark.integration
@@ -323,6 +324,19 @@ def test_a_persisted_prefix_is_read_by_the_next_process_not_evaluated(
     fourth = fresh()
     fourth.model.prefill(prefix, persist=True)
     assert sum(fourth.batches) == 0
+    # Whole, but cells llama.cpp refuses (a rebuilt llama.cpp): dropped, evaluated, and
+    # written again from what this process evaluated.
+    files = fourth.model._shared.files
+    assert files is not None
+    tokens = as_tokens(fourth.model._prefix_tokens(prefix))
+    files.save(tokens, bytes(64))
+    fifth = fresh()
+    assert fifth.model.prefill(prefix, persist=True) == warm
+    assert sum(fifth.batches) == warm and "could not restore" in caplog.text
+    sixth = fresh()
+    sixth.model.prefill(prefix, persist=True)
+    assert sum(sixth.batches) == 0
+    assert sixth.model.first_token_probabilities(asked, ["Yes", "No"]) == expected
 
 
 def test_every_evaluation_runs_on_the_models_own_thread_whoever_calls(smollm2: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,39 @@ def test_writers_of_one_state_at_once_leave_one_whole_file(tmp_path: Path) -> No
         t.join()
     assert files(tmp_path).load(TOKENS) in states
     assert [p.name for p in tmp_path.iterdir()] == [files(tmp_path).path(TOKENS).name]
+
+
+def test_a_folder_that_cannot_be_changed_still_gives_its_states(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A read-only mount of states made elsewhere, or a file another process pruned
+    # between the read and the touch: the check must not lose its judge over it.
+    store = files(tmp_path)
+    store.save(TOKENS, DATA)
+    damaged = as_tokens([9, 9])
+    store.save(damaged, DATA)
+    store.path(damaged).write_bytes(b"half a state")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(30, "Read-only file system")
+
+    monkeypatch.setattr(os, "utime", refuse)
+    monkeypatch.setattr(Path, "unlink", refuse)
+    assert store.load(TOKENS) == DATA
+    with caplog.at_level(logging.WARNING):
+        assert store.load(damaged) is None
+    assert "not deleted" in caplog.text
+
+
+def test_part_files_a_dead_writer_left_are_pruned(tmp_path: Path) -> None:
+    store = files(tmp_path)
+    left = tmp_path / ".dead.part"
+    left.write_bytes(bytes(1000))
+    os.utime(left, (time.time() - 3600,) * 2)
+    writing = tmp_path / ".now.part"  # another process writing it right now
+    writing.write_bytes(bytes(1000))
+    store.save(TOKENS, DATA)
+    assert not left.exists() and writing.exists()
 
 
 def test_a_negative_capacity_is_refused(tmp_path: Path) -> None:

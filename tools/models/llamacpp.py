@@ -46,6 +46,7 @@ are never resumed without it.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import logging
 import os
 import threading
@@ -241,9 +242,10 @@ class LlamaCppChatModel(Adapter, Prefill, FirstTokenScores, BaseChatModel):
     def _identity(self, path: Path, lora: Path | None) -> str:
         """What a prompt state depends on besides its tokens (the name of its files).
 
-        The weights (file, size, time of change; the adapter's too), the context's sizes
-        (a prompt cut into other batches sums to slightly other cells) and the binding's
-        version (its state format).
+        The weights (file, size, time of change and a digest of its first and last MiB,
+        so other weights copied in with the same size and time are told apart; the
+        adapter's too), the context's sizes (a prompt cut into other batches sums to
+        slightly other cells) and the binding's version (its state format).
         """
         import llama_cpp
 
@@ -255,7 +257,14 @@ class LlamaCppChatModel(Adapter, Prefill, FirstTokenScores, BaseChatModel):
         for file in (path, lora):
             if file is not None:
                 stat = file.stat()
-                parts.append(f"{file.resolve()} {stat.st_size} {stat.st_mtime_ns}")
+                digest = hashlib.sha256()
+                with file.open("rb") as weights:
+                    digest.update(weights.read(2**20))
+                    weights.seek(max(0, stat.st_size - 2**20))
+                    digest.update(weights.read(2**20))
+                parts.append(
+                    f"{file.resolve()} {stat.st_size} {stat.st_mtime_ns} {digest.hexdigest()}"
+                )
         return "\n".join(parts)
 
     def _activate(self) -> None:
@@ -326,14 +335,24 @@ class LlamaCppChatModel(Adapter, Prefill, FirstTokenScores, BaseChatModel):
             with self._lock:
                 self._activate()
                 key, wanted = self._shared.active_key, as_tokens(tokens)
-                cache, loaded = self._cache, False
+                cache, read, write = self._cache, None, files is not None
                 if files is not None and cache is not None and not cache.covers(wanted, key):
-                    data = files.load(wanted, key)
-                    loaded = data is not None and cache.store(wanted, data, key)
+                    read = files.load(wanted, key)
+                    if read is not None and not cache.store(wanted, read, key):
+                        # Restores go through the RAM cache: a state it cannot hold is
+                        # evaluated, and writing it again would not help the next process.
+                        log.warning(
+                            "a saved prompt state (%.0f MiB) is over model.state_cache_mb; "
+                            "evaluating its prefix",
+                            len(read) / 2**20,
+                        )
+                        write = False
                 if cache is not None:
                     self._resume(tokens)
                 keep = common_prefix(llama.input_ids[: llama.n_tokens], wanted)
                 if keep < len(tokens):
+                    if read is not None and files is not None and write:
+                        files.discard(wanted, key)  # read whole, but llama.cpp refused it
                     llama.n_tokens = keep  # eval drops the KV cells from here on
                     llama.eval(tokens[keep:])
                 elif llama.n_tokens > len(tokens):
@@ -341,7 +360,7 @@ class LlamaCppChatModel(Adapter, Prefill, FirstTokenScores, BaseChatModel):
                     return len(tokens)
                 if cache is not None:
                     saved = self._save()
-                    if files is not None and saved is not None and not loaded:
+                    if files is not None and saved is not None and write:
                         files.save(wanted, saved, key)
             return len(tokens)
 
@@ -358,14 +377,16 @@ class LlamaCppChatModel(Adapter, Prefill, FirstTokenScores, BaseChatModel):
         """
         formatter, llama = self._shared.prompt_formatter, self._llama
         chat = to_chat_dicts(messages)
-        rendered = [
-            formatter(messages=turns).prompt
-            for turns in (chat, [*chat, {"role": "user", "content": ""}])
-        ]
-        reply, more = (
-            llama.tokenize(text.encode("utf-8"), add_bos=False, special=True) for text in rendered
-        )
-        return list(reply[: common_prefix(reply, as_tokens(more))])
+
+        def tokens(text: str) -> list[int]:
+            return list(llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+        reply = tokens(formatter(messages=chat).prompt)
+        try:
+            more = tokens(formatter(messages=[*chat, {"role": "user", "content": ""}]).prompt)
+        except Exception:  # a template that wants roles to alternate: the reply comes next
+            return reply
+        return reply[: common_prefix(reply, as_tokens(more))]
 
     def first_token_probabilities(
         self, messages: Sequence[BaseMessage], candidates: Sequence[str]

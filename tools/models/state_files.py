@@ -19,11 +19,13 @@ the states.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import struct
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,10 @@ MAGIC = b"LASTATE1"
 _HEADER = struct.Struct("<8sQQ")  # magic, token count, data bytes
 _DIGEST = hashlib.sha256().digest_size
 SUFFIX = ".state"
+PART = ".part"
+# A part file older than this was left by a writer that died (a state is written in
+# well under a second); younger ones may still be being written.
+STALE_PART_SECONDS = 600.0
 
 
 class StateFiles:
@@ -83,10 +89,20 @@ class StateFiles:
         data = _parse(raw, tokens)
         if data is None:
             log.warning("prompt state %s is damaged; deleting it and evaluating the prefix", path)
-            path.unlink(missing_ok=True)
+            self.discard(tokens, key)
             return None
-        os.utime(path)  # read recently: pruned last
+        # Read recently: pruned last (not in a read-only folder, nor once another process
+        # pruned it meanwhile: the bytes are read all the same).
+        with contextlib.suppress(OSError):
+            os.utime(path)
         return data
+
+    def discard(self, tokens: Tokens, key: str = "") -> None:
+        """Delete the file of a state (one that the backend could not restore)."""
+        try:
+            self.path(tokens, key).unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("prompt state %s not deleted: %s", self.path(tokens, key), exc)
 
     def save(self, tokens: Tokens, data: bytes | bytearray, key: str = "") -> Path | None:
         """Write the state of ``tokens``; returns its file (None when it was not kept).
@@ -102,7 +118,7 @@ class StateFiles:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(
-                dir=self.directory, prefix=".", suffix=".part", delete=False
+                dir=self.directory, prefix=".", suffix=PART, delete=False
             ) as part:
                 part.write(body)
                 part.write(hashlib.sha256(body).digest())
@@ -120,9 +136,23 @@ class StateFiles:
         return path
 
     def _prune(self, keep: Path) -> None:
-        """Delete the least recently read files until the folder is within capacity."""
+        """Delete the least recently read files until the folder is within capacity.
+
+        Part files that their writer left (it died mid-write) go too; another process
+        pruning at the same time at worst deletes a file that is then evaluated again.
+        """
+        files: list[tuple[os.stat_result, Path]] = []
+        stale = time.time() - STALE_PART_SECONDS
         try:
-            files = [(p.stat(), p) for p in self.directory.glob(f"*{SUFFIX}")]
+            for path in self.directory.iterdir():
+                try:
+                    stat = path.stat()
+                    if path.name.endswith(PART) and stat.st_mtime < stale:
+                        path.unlink()
+                    elif path.name.endswith(SUFFIX):
+                        files.append((stat, path))
+                except OSError:
+                    continue  # gone meanwhile (another process), or not ours to delete
         except OSError:
             return
         total = sum(stat.st_size for stat, _ in files)
@@ -130,7 +160,10 @@ class StateFiles:
             if total <= self.capacity_bytes:
                 break
             if path != keep:
-                path.unlink(missing_ok=True)
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError:
+                    continue
                 total -= stat.st_size
 
 
